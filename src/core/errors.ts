@@ -1,0 +1,72 @@
+/**
+ * One error vocabulary for the whole hub. Every failure a caller can see is a HubError with a
+ * stable code from ERROR_CODES; each edge (HTTP, MQTT, CLI) maps it once. The message is safe to
+ * show to the caller; anything that would reveal more (which check failed on a login, whether a
+ * device exists) goes into `cause` for the log only.
+ *
+ * The names and numbers follow Azure IoT Hub's (C# service SDK ErrorCode.cs) so that the official
+ * SDKs raise the same typed errors they raise against Azure. docs/errors.md lists every code; a
+ * test keeps the two in step.
+ */
+
+export interface ErrorCodeInfo {
+  /** HTTP status class of the error. */
+  readonly status: number;
+  /** Azure's six-digit numeric code. */
+  readonly number: number;
+  /** One line for docs/errors.md. */
+  readonly summary: string;
+}
+
+export const ERROR_CODES = {
+  ArgumentInvalid: { status: 400, number: 400004, summary: 'A request field, path segment or header is invalid.' },
+  ArgumentNull: { status: 400, number: 400005, summary: 'A required request field is missing.' },
+  IotHubFormatError: { status: 400, number: 400006, summary: 'The request body is not valid JSON or not the expected shape.' },
+  DeviceDefinedMultipleTimes: { status: 400, number: 400011, summary: 'A bulk request names the same device more than once.' },
+  BulkRegistryOperationFailure: { status: 400, number: 400013, summary: 'At least one operation of a bulk registry request failed.' },
+  InvalidOperation: { status: 400, number: 400003, summary: 'The operation is not allowed in the current state.' },
+  IotHubUnauthorizedAccess: { status: 401, number: 401002, summary: 'Missing, malformed, expired or wrongly scoped credentials, or rights that do not cover the call.' },
+  IotHubQuotaExceeded: { status: 403, number: 403002, summary: 'A hub quota is exhausted.' },
+  TooManyDevices: { status: 403, number: 403004, summary: 'The hub holds the maximum number of identities.' },
+  DeviceNotFound: { status: 404, number: 404001, summary: 'No device with this id (or the caller may not know).' },
+  ModuleNotFound: { status: 404, number: 404010, summary: 'No module with this id on the device.' },
+  ResourceNotFound: { status: 404, number: 404000, summary: 'No such route or resource.' },
+  DeviceAlreadyExists: { status: 409, number: 409001, summary: 'A device with this id already exists.' },
+  ModuleAlreadyExistsOnDevice: { status: 409, number: 409301, summary: 'A module with this id already exists on the device.' },
+  PreconditionFailed: { status: 412, number: 412001, summary: 'The If-Match etag does not match the current version.' },
+  MessageTooLarge: { status: 413, number: 413001, summary: 'The request body exceeds the size limit.' },
+  UnsupportedMediaType: { status: 415, number: 415001, summary: 'The request Content-Type is not accepted on this route.' },
+  ThrottlingException: { status: 429, number: 429001, summary: 'Too many requests; retry later.' },
+  ServerError: { status: 500, number: 500001, summary: 'An unexpected error inside the hub; the log has the details.' },
+  ServiceUnavailable: { status: 503, number: 503001, summary: 'The hub is starting, stopping or overloaded.' },
+} as const satisfies Record<string, ErrorCodeInfo>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class HubError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HubError';
+    this.code = code;
+    this.status = ERROR_CODES[code].status;
+  }
+
+  get number(): number {
+    return ERROR_CODES[this.code].number;
+  }
+}
+
+export function isHubError(err: unknown): err is HubError {
+  return err instanceof HubError;
+}
+
+/** The one message every authentication failure shows, whatever the real reason. */
+export const UNAUTHORIZED_MESSAGE = 'Unauthorized';
+
+export function unauthorized(reason: string): HubError {
+  // The reason is for the log (cause), never for the caller.
+  return new HubError('IotHubUnauthorizedAccess', UNAUTHORIZED_MESSAGE, { cause: reason });
+}

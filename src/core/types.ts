@@ -1,0 +1,74 @@
+import type { JsonObject } from './json.js';
+
+export type AuthType = 'sas' | 'selfSigned' | 'certificateAuthority' | 'none';
+export type DeviceStatus = 'enabled' | 'disabled';
+export type ConnectionState = 'Connected' | 'Disconnected';
+
+/** The rights of a shared access policy [DOCS: Control access to IoT Hub with shared access signatures]. */
+export const RIGHTS = ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'] as const;
+export type Right = (typeof RIGHTS)[number];
+
+export interface Authentication {
+  type: AuthType;
+  /** Plain base64 keys in memory; the store encrypts them at rest. */
+  primaryKey: string | null;
+  secondaryKey: string | null;
+  /** Upper-case hex, no separators (SHA-1: 40 chars, SHA-256: 64 chars). */
+  primaryThumbprint: string | null;
+  secondaryThumbprint: string | null;
+}
+
+export interface DeviceRecord {
+  deviceId: string;
+  generationId: string;
+  etag: string;
+  status: DeviceStatus;
+  statusReason: string | null;
+  statusUpdatedTime: string;
+  auth: Authentication;
+  iotEdge: boolean;
+  deviceScope: string | null;
+  parentScopes: string[];
+  connectionState: ConnectionState;
+  connectionStateUpdatedTime: string;
+  lastActivityTime: string;
+  cloudToDeviceMessageCount: number;
+}
+
+export interface ModuleRecord {
+  deviceId: string;
+  moduleId: string;
+  generationId: string;
+  etag: string;
+  managedBy: string | null;
+  auth: Authentication;
+  connectionState: ConnectionState;
+  connectionStateUpdatedTime: string;
+  lastActivityTime: string;
+  cloudToDeviceMessageCount: number;
+}
+
+/** Twin state as stored: sections without `$metadata`/`$version`, which live beside them. */
+export interface TwinState {
+  deviceId: string;
+  /** null for a device twin. */
+  moduleId: string | null;
+  etag: string;
+  version: number;
+  tags: JsonObject;
+  desired: JsonObject;
+  desiredMeta: JsonObject;
+  desiredVersion: number;
+  reported: JsonObject;
+  reportedMeta: JsonObject;
+  reportedVersion: number;
+  modelId: string;
+}
+
+export interface SharedAccessPolicy {
+  name: string;
+  primaryKey: string;
+  secondaryKey: string;
+  rights: Right[];
+  etag: string;
+}

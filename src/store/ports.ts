@@ -1,0 +1,96 @@
+/**
+ * Store ports. Small interfaces, each one a contract that store.case.ts checks on every backend.
+ * Management CRUD (operators, REST) and the runtime lookups on the connect-time hot path are
+ * separate interfaces: the hot path wants one indexed read and a cache, never a scan.
+ *
+ * Concurrency: every mutable record has an etag. Writes take the expected etag ('*' = any) and
+ * fail with PreconditionFailed when it moved; nothing is ever overwritten blindly.
+ */
+import type {
+  DeviceRecord,
+  ModuleRecord,
+  SharedAccessPolicy,
+  TwinState,
+} from '../core/types.js';
+
+/** '*' matches any current etag. */
+export type EtagCondition = string;
+
+export interface DeviceRegistryStore {
+  /** Creates the device and its twin atomically. DeviceAlreadyExists when the id is taken. */
+  createDevice(device: DeviceRecord, twin: TwinState): Promise<void>;
+  getDevice(deviceId: string): Promise<DeviceRecord | undefined>;
+  /** Replaces the record when its etag matches. DeviceNotFound / PreconditionFailed. */
+  replaceDevice(device: DeviceRecord, ifMatch: EtagCondition): Promise<void>;
+  /** Deletes the device with its modules and twins. DeviceNotFound / PreconditionFailed. */
+  deleteDevice(deviceId: string, ifMatch: EtagCondition): Promise<void>;
+  /** Devices ordered by id, strictly after `after`. */
+  listDevices(opts: { after?: string; limit: number }): Promise<DeviceRecord[]>;
+  deviceStatistics(): Promise<{ total: number; enabled: number; disabled: number }>;
+}
+
+export interface ModuleRegistryStore {
+  /** DeviceNotFound when the device is missing, ModuleAlreadyExistsOnDevice when taken. */
+  createModule(module: ModuleRecord, twin: TwinState): Promise<void>;
+  getModule(deviceId: string, moduleId: string): Promise<ModuleRecord | undefined>;
+  listModules(deviceId: string): Promise<ModuleRecord[]>;
+  countModules(deviceId: string): Promise<number>;
+  replaceModule(module: ModuleRecord, ifMatch: EtagCondition): Promise<void>;
+  deleteModule(deviceId: string, moduleId: string, ifMatch: EtagCondition): Promise<void>;
+}
+
+export interface TwinScanEntry {
+  twin: TwinState;
+  device: DeviceRecord;
+  /** Present when scanning module twins. */
+  module?: ModuleRecord;
+}
+
+export interface TwinStore {
+  getTwin(deviceId: string, moduleId: string | null): Promise<TwinState | undefined>;
+  /**
+   * Compare-and-swap on the twin etag: succeeds only when the stored etag equals `expectedEtag`
+   * (never '*': callers read, modify and retry). PreconditionFailed when it moved,
+   * DeviceNotFound / ModuleNotFound when the identity is gone.
+   */
+  replaceTwin(twin: TwinState, expectedEtag: string): Promise<void>;
+  /** Twins ordered by (deviceId, moduleId), strictly after the cursor. */
+  scanTwins(opts: {
+    kind: 'devices' | 'modules';
+    after?: { deviceId: string; moduleId: string };
+    limit: number;
+  }): Promise<TwinScanEntry[]>;
+}
+
+export interface PolicyStore {
+  listPolicies(): Promise<SharedAccessPolicy[]>;
+  getPolicy(name: string): Promise<SharedAccessPolicy | undefined>;
+  /** Inserts when `ifMatch` is undefined (fails if it exists), else replaces under the etag. */
+  putPolicy(policy: SharedAccessPolicy, ifMatch?: EtagCondition): Promise<void>;
+}
+
+/** Small named values: hub identity, TLS material. Secrets go through the encrypted variant. */
+export interface MetaStore {
+  getMeta(key: string): Promise<string | undefined>;
+  setMeta(key: string, value: string): Promise<void>;
+  getSecretMeta(key: string): Promise<string | undefined>;
+  setSecretMeta(key: string, value: string): Promise<void>;
+}
+
+/** The connect-time hot path: one indexed read each, callers cache. */
+export interface RuntimeLookups {
+  findDevice(deviceId: string): Promise<DeviceRecord | undefined>;
+  findModule(deviceId: string, moduleId: string): Promise<ModuleRecord | undefined>;
+  findPolicy(name: string): Promise<SharedAccessPolicy | undefined>;
+}
+
+export interface Store
+  extends DeviceRegistryStore,
+    ModuleRegistryStore,
+    TwinStore,
+    PolicyStore,
+    MetaStore,
+    RuntimeLookups {
+  readonly kind: 'sqlite' | 'postgres';
+  close(): Promise<void>;
+}

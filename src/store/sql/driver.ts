@@ -1,0 +1,22 @@
+/**
+ * The smallest interface a SQL backend must offer so one store implementation (sql-store.ts) runs
+ * on SQLite and PostgreSQL alike. Statements use `?` placeholders; the PostgreSQL driver numbers
+ * them. Values are strings, numbers or null only.
+ */
+export type SqlValue = string | number | null;
+export type SqlRow = Record<string, unknown>;
+
+export interface SqlExecutor {
+  all(sql: string, params?: readonly SqlValue[]): Promise<SqlRow[]>;
+  /** Returns the number of rows changed. */
+  run(sql: string, params?: readonly SqlValue[]): Promise<number>;
+}
+
+export interface SqlDriver extends SqlExecutor {
+  readonly dialect: 'sqlite' | 'postgres';
+  /** Runs `fn` in one transaction; statements of concurrent transactions never interleave. */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /** True when `err` is a unique/primary-key violation. */
+  isUniqueViolation(err: unknown): boolean;
+  close(): Promise<void>;
+}

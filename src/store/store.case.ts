@@ -1,0 +1,325 @@
+/**
+ * The store contract, one suite for every backend (SQLite, PostgreSQL). A backend is done when
+ * this passes unchanged. Imported only by tests.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
+import { HubError } from '../core/errors.js';
+import { NEVER, newEtag, newGenerationId } from '../core/ids.js';
+import type { DeviceRecord, ModuleRecord, SharedAccessPolicy, TwinState } from '../core/types.js';
+import type { Store } from './ports.js';
+
+export interface StoreHarness {
+  store: Store;
+  /** Every byte the backend keeps for this store, as text: to prove secrets are not in clear. */
+  rawContent(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export function makeDevice(deviceId: string, over: Partial<DeviceRecord> = {}): DeviceRecord {
+  return {
+    deviceId,
+    generationId: newGenerationId(),
+    etag: newEtag(),
+    status: 'enabled',
+    statusReason: null,
+    statusUpdatedTime: NEVER,
+    auth: {
+      type: 'sas',
+      primaryKey: randomBytes(32).toString('base64'),
+      secondaryKey: randomBytes(32).toString('base64'),
+      primaryThumbprint: null,
+      secondaryThumbprint: null,
+    },
+    iotEdge: false,
+    deviceScope: null,
+    parentScopes: [],
+    connectionState: 'Disconnected',
+    connectionStateUpdatedTime: NEVER,
+    lastActivityTime: NEVER,
+    cloudToDeviceMessageCount: 0,
+    ...over,
+  };
+}
+
+export function makeModule(deviceId: string, moduleId: string): ModuleRecord {
+  return {
+    deviceId,
+    moduleId,
+    generationId: newGenerationId(),
+    etag: newEtag(),
+    managedBy: null,
+    auth: {
+      type: 'sas',
+      primaryKey: randomBytes(32).toString('base64'),
+      secondaryKey: randomBytes(32).toString('base64'),
+      primaryThumbprint: null,
+      secondaryThumbprint: null,
+    },
+    connectionState: 'Disconnected',
+    connectionStateUpdatedTime: NEVER,
+    lastActivityTime: NEVER,
+    cloudToDeviceMessageCount: 0,
+  };
+}
+
+export function makeTwin(deviceId: string, moduleId: string | null = null): TwinState {
+  return {
+    deviceId,
+    moduleId,
+    etag: newEtag(),
+    version: 1,
+    tags: {},
+    desired: {},
+    desiredMeta: { $lastUpdated: new Date().toISOString() },
+    desiredVersion: 1,
+    reported: {},
+    reportedMeta: { $lastUpdated: new Date().toISOString() },
+    reportedVersion: 1,
+    modelId: '',
+  };
+}
+
+async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (err: unknown) => {
+    assert.ok(err instanceof HubError, `expected HubError ${code}, got ${String(err)}`);
+    assert.equal(err.code, code);
+    return true;
+  });
+}
+
+export function storeConformance(name: string, open: () => Promise<StoreHarness>): void {
+  describe(`store conformance: ${name}`, () => {
+    const withStore = (fn: (h: StoreHarness) => Promise<void>) => async () => {
+      const h = await open();
+      try {
+        await fn(h);
+      } finally {
+        await h.close();
+      }
+    };
+
+    it(
+      'creates a device with its twin and reads both back',
+      withStore(async ({ store }) => {
+        const d = makeDevice('dev-1', { parentScopes: ['scope-a'], deviceScope: 'ds', iotEdge: true });
+        await store.createDevice(d, makeTwin('dev-1'));
+        assert.deepEqual(await store.getDevice('dev-1'), d);
+        assert.deepEqual(await store.findDevice('dev-1'), d);
+        const twin = await store.getTwin('dev-1', null);
+        assert.equal(twin?.deviceId, 'dev-1');
+        assert.equal(twin?.moduleId, null);
+        assert.equal(await store.getDevice('DEV-1'), undefined, 'device ids are case-sensitive');
+      }),
+    );
+
+    it(
+      'refuses a second device with the same id and keeps the first',
+      withStore(async ({ store }) => {
+        const d = makeDevice('dup');
+        await store.createDevice(d, makeTwin('dup'));
+        await rejectsWith(store.createDevice(makeDevice('dup'), makeTwin('dup')), 'DeviceAlreadyExists');
+        assert.deepEqual((await store.getDevice('dup'))?.auth, d.auth);
+      }),
+    );
+
+    it(
+      'replaces a device only under the current etag',
+      withStore(async ({ store }) => {
+        const d = makeDevice('e1');
+        await store.createDevice(d, makeTwin('e1'));
+        const next = { ...d, status: 'disabled' as const, etag: newEtag() };
+        await rejectsWith(store.replaceDevice(next, 'stale'), 'PreconditionFailed');
+        await store.replaceDevice(next, d.etag);
+        assert.equal((await store.getDevice('e1'))?.status, 'disabled');
+        await store.replaceDevice({ ...next, status: 'enabled', etag: newEtag() }, '*');
+        assert.equal((await store.getDevice('e1'))?.status, 'enabled');
+        await rejectsWith(store.replaceDevice(makeDevice('nobody'), '*'), 'DeviceNotFound');
+      }),
+    );
+
+    it(
+      'deletes a device with its modules and twins, under the etag',
+      withStore(async ({ store }) => {
+        const d = makeDevice('del');
+        await store.createDevice(d, makeTwin('del'));
+        await store.createModule(makeModule('del', 'm1'), makeTwin('del', 'm1'));
+        await rejectsWith(store.deleteDevice('del', 'stale'), 'PreconditionFailed');
+        await store.deleteDevice('del', d.etag);
+        assert.equal(await store.getDevice('del'), undefined);
+        assert.equal(await store.getModule('del', 'm1'), undefined);
+        assert.equal(await store.getTwin('del', null), undefined);
+        assert.equal(await store.getTwin('del', 'm1'), undefined);
+        await rejectsWith(store.deleteDevice('del', '*'), 'DeviceNotFound');
+        // The id is free again.
+        await store.createDevice(makeDevice('del'), makeTwin('del'));
+      }),
+    );
+
+    it(
+      'lists devices in id order, page by page',
+      withStore(async ({ store }) => {
+        const ids = ['b', 'a', 'C', 'c-2', 'A_1', 'z'];
+        for (const id of ids) await store.createDevice(makeDevice(id), makeTwin(id));
+        const first = await store.listDevices({ limit: 4 });
+        const rest = await store.listDevices({ after: first.at(-1)?.deviceId ?? '', limit: 4 });
+        const sorted = [...ids].sort();
+        assert.deepEqual(
+          [...first, ...rest].map((d) => d.deviceId),
+          sorted,
+        );
+        assert.equal(rest.length, 2);
+      }),
+    );
+
+    it(
+      'counts enabled and disabled devices',
+      withStore(async ({ store }) => {
+        assert.deepEqual(await store.deviceStatistics(), { total: 0, enabled: 0, disabled: 0 });
+        await store.createDevice(makeDevice('s1'), makeTwin('s1'));
+        await store.createDevice(makeDevice('s2', { status: 'disabled' }), makeTwin('s2'));
+        await store.createDevice(makeDevice('s3'), makeTwin('s3'));
+        assert.deepEqual(await store.deviceStatistics(), { total: 3, enabled: 2, disabled: 1 });
+      }),
+    );
+
+    it(
+      'keeps modules per device with their own etags and twins',
+      withStore(async ({ store }) => {
+        await rejectsWith(store.createModule(makeModule('ghost', 'm'), makeTwin('ghost', 'm')), 'DeviceNotFound');
+        await store.createDevice(makeDevice('host'), makeTwin('host'));
+        const m1 = makeModule('host', 'm1');
+        await store.createModule(m1, makeTwin('host', 'm1'));
+        await store.createModule(makeModule('host', 'm0'), makeTwin('host', 'm0'));
+        await rejectsWith(store.createModule(makeModule('host', 'm1'), makeTwin('host', 'm1')), 'ModuleAlreadyExistsOnDevice');
+        assert.deepEqual(await store.getModule('host', 'm1'), m1);
+        assert.deepEqual(
+          (await store.listModules('host')).map((m) => m.moduleId),
+          ['m0', 'm1'],
+        );
+        assert.equal(await store.countModules('host'), 2);
+        await rejectsWith(store.replaceModule({ ...m1, managedBy: 'x' }, 'stale'), 'PreconditionFailed');
+        await store.replaceModule({ ...m1, managedBy: 'x', etag: newEtag() }, m1.etag);
+        assert.equal((await store.getModule('host', 'm1'))?.managedBy, 'x');
+        await store.deleteModule('host', 'm1', '*');
+        assert.equal(await store.getModule('host', 'm1'), undefined);
+        assert.equal(await store.getTwin('host', 'm1'), undefined);
+        await rejectsWith(store.deleteModule('host', 'm1', '*'), 'ModuleNotFound');
+        assert.ok(await store.getTwin('host', null), 'the device twin stays');
+      }),
+    );
+
+    it(
+      'swaps a twin only under the etag it was read with',
+      withStore(async ({ store }) => {
+        await store.createDevice(makeDevice('tw'), makeTwin('tw'));
+        const t = await store.getTwin('tw', null);
+        assert.ok(t);
+        const next: TwinState = { ...t, etag: newEtag(), version: t.version + 1, tags: { room: 'a', n: { x: 1 } } };
+        await store.replaceTwin(next, t.etag);
+        await rejectsWith(store.replaceTwin({ ...next, etag: newEtag() }, t.etag), 'PreconditionFailed');
+        assert.deepEqual((await store.getTwin('tw', null))?.tags, { room: 'a', n: { x: 1 } });
+        await rejectsWith(store.replaceTwin({ ...makeTwin('none'), etag: 'x' }, 'y'), 'DeviceNotFound');
+      }),
+    );
+
+    it(
+      'scans device and module twins in key order with a cursor',
+      withStore(async ({ store }) => {
+        for (const id of ['d3', 'd1', 'd2']) await store.createDevice(makeDevice(id), makeTwin(id));
+        await store.createModule(makeModule('d1', 'mb'), makeTwin('d1', 'mb'));
+        await store.createModule(makeModule('d1', 'ma'), makeTwin('d1', 'ma'));
+        await store.createModule(makeModule('d3', 'm'), makeTwin('d3', 'm'));
+        const page1 = await store.scanTwins({ kind: 'devices', limit: 2 });
+        assert.deepEqual(
+          page1.map((e) => e.twin.deviceId),
+          ['d1', 'd2'],
+        );
+        assert.equal(page1[0]?.device.deviceId, 'd1');
+        const page2 = await store.scanTwins({ kind: 'devices', after: { deviceId: 'd2', moduleId: '' }, limit: 2 });
+        assert.deepEqual(
+          page2.map((e) => e.twin.deviceId),
+          ['d3'],
+        );
+        const mods = await store.scanTwins({ kind: 'modules', limit: 2 });
+        assert.deepEqual(
+          mods.map((e) => `${e.twin.deviceId}/${e.module?.moduleId ?? ''}`),
+          ['d1/ma', 'd1/mb'],
+        );
+        const mods2 = await store.scanTwins({ kind: 'modules', after: { deviceId: 'd1', moduleId: 'mb' }, limit: 5 });
+        assert.deepEqual(
+          mods2.map((e) => `${e.twin.deviceId}/${e.twin.moduleId ?? ''}`),
+          ['d3/m'],
+        );
+      }),
+    );
+
+    it(
+      'stores shared access policies with etags',
+      withStore(async ({ store }) => {
+        const p: SharedAccessPolicy = {
+          name: 'service',
+          primaryKey: randomBytes(32).toString('base64'),
+          secondaryKey: randomBytes(32).toString('base64'),
+          rights: ['ServiceConnect'],
+          etag: newEtag(),
+        };
+        await store.putPolicy(p);
+        assert.deepEqual(await store.getPolicy('service'), p);
+        assert.deepEqual(await store.findPolicy('service'), p);
+        await assert.rejects(store.putPolicy(p));
+        const next = { ...p, rights: ['ServiceConnect', 'RegistryRead'] as SharedAccessPolicy['rights'], etag: newEtag() };
+        await rejectsWith(store.putPolicy(next, 'stale'), 'PreconditionFailed');
+        await store.putPolicy(next, p.etag);
+        assert.deepEqual((await store.listPolicies()).map((x) => x.rights), [['ServiceConnect', 'RegistryRead']]);
+        assert.equal(await store.getPolicy('nope'), undefined);
+      }),
+    );
+
+    it(
+      'keeps meta values, secret ones sealed',
+      withStore(async ({ store }) => {
+        assert.equal(await store.getMeta('k'), undefined);
+        await store.setMeta('k', 'v1');
+        await store.setMeta('k', 'v2');
+        assert.equal(await store.getMeta('k'), 'v2');
+        await store.setSecretMeta('ca-key', 'TOP-SECRET-VALUE-123');
+        assert.equal(await store.getSecretMeta('ca-key'), 'TOP-SECRET-VALUE-123');
+      }),
+    );
+
+    it(
+      'never keeps a key in clear text',
+      withStore(async (h) => {
+        const d = makeDevice('secretive');
+        await h.store.createDevice(d, makeTwin('secretive'));
+        const m = makeModule('secretive', 'mod');
+        await h.store.createModule(m, makeTwin('secretive', 'mod'));
+        const policyKey = randomBytes(32).toString('base64');
+        await h.store.putPolicy({ name: 'p', primaryKey: policyKey, secondaryKey: policyKey, rights: ['RegistryRead'], etag: 'e' });
+        await h.store.setSecretMeta('x', 'PLAINTEXT-MARKER-9f8e7d');
+        const raw = await h.rawContent();
+        assert.ok(raw.includes('secretive'), 'the raw dump sees the data');
+        for (const secret of [d.auth.primaryKey, d.auth.secondaryKey, m.auth.primaryKey, policyKey, 'PLAINTEXT-MARKER-9f8e7d']) {
+          assert.ok(secret);
+          assert.ok(!raw.includes(secret), 'a secret is stored in clear text');
+          assert.ok(!raw.includes(Buffer.from(secret, 'base64').toString('hex')), 'a secret is stored as hex');
+        }
+      }),
+    );
+
+    it(
+      'lets only one of two concurrent creates of the same device win',
+      withStore(async ({ store }) => {
+        const results = await Promise.allSettled(
+          Array.from({ length: 8 }, () => store.createDevice(makeDevice('race'), makeTwin('race'))),
+        );
+        assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1);
+        for (const r of results) {
+          if (r.status === 'rejected') assert.equal((r.reason as HubError).code, 'DeviceAlreadyExists');
+        }
+      }),
+    );
+  });
+}

@@ -1,0 +1,33 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { SecretBox } from '../src/core/secret-box.js';
+import { storeConformance } from '../src/store/store.case.js';
+import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
+
+const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+storeConformance('postgres', async () => {
+  // Each test gets its own schema, dropped afterwards, so runs never see each other's rows.
+  const schema = `gh_test_${randomBytes(6).toString('hex')}`;
+  const url = new URL(DATABASE_URL);
+  url.searchParams.set('schema', schema);
+  const store = await openPostgresStore(url.toString(), new SecretBox(randomBytes(32)));
+  const admin = new pg.Client({ connectionString: DATABASE_URL });
+  await admin.connect();
+  return {
+    store,
+    async rawContent() {
+      const parts: string[] = [];
+      for (const table of ['devices', 'modules', 'twins', 'policies', 'meta']) {
+        const res = await admin.query(`SELECT * FROM "${schema}"."${table}"`);
+        parts.push(JSON.stringify(res.rows));
+      }
+      return parts.join('\n');
+    },
+    async close() {
+      await store.close();
+      await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
+      await admin.end();
+    },
+  };
+});

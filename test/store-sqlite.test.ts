@@ -1,0 +1,27 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SecretBox } from '../src/core/secret-box.js';
+import { storeConformance } from '../src/store/store.case.js';
+import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+
+storeConformance('sqlite', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gh-sqlite-'));
+  const file = join(dir, 'hub.db');
+  const store = await openSqliteStore(file, new SecretBox(randomBytes(32)));
+  return {
+    store,
+    async rawContent() {
+      // WAL mode: recent pages sit in the -wal file until a checkpoint.
+      return [file, `${file}-wal`]
+        .filter((f) => existsSync(f))
+        .map((f) => readFileSync(f).toString('latin1'))
+        .join('\n');
+    },
+    async close() {
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+});
