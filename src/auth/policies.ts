@@ -1,0 +1,23 @@
+import { randomBytes } from 'node:crypto';
+import { newEtag } from '../core/ids.js';
+import type { Right, SharedAccessPolicy } from '../core/types.js';
+
+/**
+ * The default shared access policies of an IoT hub and their rights
+ * [DOCS: Control access to IoT Hub with shared access signatures].
+ */
+export const DEFAULT_POLICIES: ReadonlyArray<{ name: string; rights: Right[] }> = [
+  { name: 'iothubowner', rights: ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'] },
+  { name: 'service', rights: ['ServiceConnect'] },
+  { name: 'device', rights: ['DeviceConnect'] },
+  { name: 'registryRead', rights: ['RegistryRead'] },
+  { name: 'registryReadWrite', rights: ['RegistryRead', 'RegistryWrite'] },
+];
+
+export function newSymmetricKey(bytes = 32): string {
+  return randomBytes(bytes).toString('base64');
+}
+
+export function newPolicy(name: string, rights: Right[]): SharedAccessPolicy {
+  return { name, rights, primaryKey: newSymmetricKey(), secondaryKey: newSymmetricKey(), etag: newEtag() };
+}

@@ -1,0 +1,48 @@
+import type { Command } from 'commander';
+import { loadConfig } from '../../config/schema.js';
+import { createLogger } from '../../log.js';
+import { prepareHub, startHub } from '../../hub.js';
+
+function hubOptions(cmd: Command): Command {
+  return cmd
+    .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR)', undefined)
+    .option('--hostname <name>', 'the name devices and services use: DNS name or IP (env GATEHOUSE_HOSTNAME)')
+    .option('--bind <address>', 'listen address, default all interfaces (env GATEHOUSE_BIND)')
+    .option('--https-port <port>', 'HTTPS port, default 443 (env GATEHOUSE_HTTPS_PORT)')
+    .option('--mqtt-port <port>', 'MQTT over TLS port, default 8883 (env GATEHOUSE_MQTT_PORT)')
+    .option('--database-url <url>', 'PostgreSQL instead of SQLite: postgres://user@host/db[?schema=s] (env GATEHOUSE_DATABASE_URL)')
+    .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
+    .option('--tls-ca-cert <file>', 'issue the server certificate from this CA certificate (PEM) (env GATEHOUSE_TLS_CA_CERT)')
+    .option('--tls-ca-key <file>', 'the key of --tls-ca-cert (PEM) (env GATEHOUSE_TLS_CA_KEY)');
+}
+
+export function registerStart(program: Command): void {
+  hubOptions(program.command('start').description('start the hub (creates the data dir, keys and certificates on first start)')).action(
+    async (opts: Record<string, unknown>) => {
+      const config = loadConfig(opts);
+      const logger = createLogger(config.logLevel);
+      const hub = await startHub(config, logger);
+      const host = hub.state.hostname;
+      process.stdout.write(
+        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
+      );
+      await new Promise<void>((resolve) => {
+        process.once('SIGTERM', () => resolve());
+        process.once('SIGINT', () => resolve());
+      });
+      logger.info({ event: 'hub.stopping' }, 'stopping');
+      await hub.stop();
+      logger.info({ event: 'hub.stopped' }, 'stopped');
+    },
+  );
+
+  hubOptions(program.command('init').description('create the data dir, master key, policies and certificates without starting')).action(
+    async (opts: Record<string, unknown>) => {
+      const config = loadConfig(opts);
+      const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+      const hub = await prepareHub(config, logger);
+      await hub.store.close();
+      process.stdout.write(`initialized ${hub.dataDir} (CA ${hub.tls.caFile})\n`);
+    },
+  );
+}

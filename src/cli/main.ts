@@ -1,0 +1,43 @@
+import { Command, CommanderError } from 'commander';
+import { registerStart } from './commands/start.js';
+import { registerInfo } from './commands/info.js';
+import { registerDevice } from './commands/device.js';
+import { registerTwin } from './commands/twin.js';
+import { registerPolicy } from './commands/policy.js';
+import { registerSas } from './commands/sas.js';
+import { CliError } from './rest-client.js';
+
+export function buildProgram(): Command {
+  const program = new Command('gatehouse')
+    .description('Self-hosted IoT hub speaking the Azure IoT Hub and DPS wire protocols')
+    .version('0.1.0')
+    .exitOverride()
+    .showSuggestionAfterError();
+  registerStart(program);
+  registerInfo(program);
+  registerDevice(program);
+  registerTwin(program);
+  registerPolicy(program);
+  registerSas(program);
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. Errors are one line on stderr with a stable code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander already printed its one line (or help/version, which exit 0).
+      return err.exitCode;
+    }
+    if (err instanceof CliError) {
+      process.stderr.write(`error: ${err.code}: ${err.message}\n`);
+      return 1;
+    }
+    process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,23 @@
+/** Output for people (`-o table`) and programs (JSON, the default). */
+export type OutputFormat = 'json' | 'table';
+
+function cell(v: unknown): string {
+  if (v === null || v === undefined) return '';
+  if (typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
+export function renderTable(rows: Array<Record<string, unknown>>, columns: string[]): string {
+  const widths = columns.map((c) => Math.max(c.length, ...rows.map((r) => cell(r[c]).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n');
+}
+
+export function print(value: unknown, format: OutputFormat, columns: string[]): void {
+  if (format === 'table') {
+    const rows = (Array.isArray(value) ? value : [value]) as Array<Record<string, unknown>>;
+    process.stdout.write(`${renderTable(rows, columns)}\n`);
+    return;
+  }
+  process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
+}

@@ -1,0 +1,92 @@
+/**
+ * The hub's configuration: one schema, defaults with units, validated once, every error reported
+ * together, then frozen. Secrets never live here: the master key comes from its own file or
+ * GATEHOUSE_MASTER_KEY, database passwords from the URL given at run time.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+
+const hostnamePattern = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+const port = (what: string) =>
+  z.coerce
+    .number({ error: `${what} must be a number` })
+    .int(`${what} must be an integer`)
+    .min(1, `${what} must be 1-65535`)
+    .max(65535, `${what} must be 1-65535`);
+
+export const configSchema = z
+  .object({
+    /** Where the SQLite database, the master key, TLS files and state live. */
+    dataDir: z.string().min(1).default('./data'),
+    /** The name devices and services use: DNS name or IP literal. In SAS `sr`, MQTT usernames, the server certificate. */
+    hostname: z
+      .string()
+      .default('localhost')
+      .refine((h) => isIP(h) !== 0 || hostnamePattern.test(h), 'hostname must be a DNS name or an IP address'),
+    /** Listen address; default all interfaces. */
+    bind: z
+      .string()
+      .default('::')
+      .refine((h) => isIP(h) !== 0 || hostnamePattern.test(h), 'bind must be an IP address or a host name'),
+    /** HTTPS (service REST, device HTTP, DPS, WebSockets). The official SDKs' HTTPS clients only reach 443. */
+    httpsPort: port('https-port').default(443),
+    /** MQTT over TLS. */
+    mqttPort: port('mqtt-port').default(8883),
+    /** PostgreSQL instead of the embedded SQLite: postgres://user@host:5432/db[?schema=name]. */
+    databaseUrl: z
+      .string()
+      .refine((u) => /^postgres(ql)?:\/\//.test(u), 'database-url must start with postgres:// or postgresql://')
+      .optional(),
+    logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** Issue the server certificate from this CA (PEM files) instead of a generated development CA. */
+    tlsCaCert: z.string().optional(),
+    tlsCaKey: z.string().optional(),
+    /** Renew the server certificate when it has fewer days left than this. */
+    serverCertRenewDays: z.coerce.number().int().min(1).max(365).default(30),
+  })
+  .refine((c) => (c.tlsCaCert === undefined) === (c.tlsCaKey === undefined), {
+    message: 'tls-ca-cert and tls-ca-key go together',
+    path: ['tlsCaCert'],
+  });
+
+export type HubConfig = Readonly<z.infer<typeof configSchema>>;
+
+/** GATEHOUSE_* environment variables, by config field. */
+export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
+  dataDir: 'GATEHOUSE_DATA_DIR',
+  hostname: 'GATEHOUSE_HOSTNAME',
+  bind: 'GATEHOUSE_BIND',
+  httpsPort: 'GATEHOUSE_HTTPS_PORT',
+  mqttPort: 'GATEHOUSE_MQTT_PORT',
+  databaseUrl: 'GATEHOUSE_DATABASE_URL',
+  logLevel: 'GATEHOUSE_LOG_LEVEL',
+  tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',
+  tlsCaKey: 'GATEHOUSE_TLS_CA_KEY',
+  serverCertRenewDays: 'GATEHOUSE_SERVER_CERT_RENEW_DAYS',
+};
+
+function kebab(field: string): string {
+  return field.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/**
+ * defaults <- environment <- flags. Throws one Error listing every problem.
+ */
+export function loadConfig(flags: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): HubConfig {
+  const merged: Record<string, unknown> = {};
+  for (const [field, envName] of Object.entries(ENV_NAMES)) {
+    const v = env[envName];
+    if (v !== undefined && v !== '') merged[field] = v;
+  }
+  for (const [k, v] of Object.entries(flags)) if (v !== undefined && k in ENV_NAMES) merged[k] = v;
+  const parsed = configSchema.safeParse(merged);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => {
+      const field = String(i.path[0] ?? '');
+      return field === '' ? i.message : `--${kebab(field)}: ${i.message}`;
+    });
+    throw new Error(`invalid configuration: ${problems.join('; ')}`);
+  }
+  return Object.freeze(parsed.data);
+}

@@ -1,0 +1,210 @@
+/**
+ * The composition root: config -> data dir -> master key -> store -> TLS identity -> services ->
+ * listeners. The only file that picks concrete backends.
+ */
+import { randomBytes } from 'node:crypto';
+import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { systemClock, type Clock } from './core/clock.js';
+import { SecretBox } from './core/secret-box.js';
+import type { HubConfig } from './config/schema.js';
+import { loadMasterKey } from './config/master-key.js';
+import type { Store } from './store/ports.js';
+import { openSqliteStore } from './store/sqlite/open-sqlite-store.js';
+import { openPostgresStore } from './store/postgres/open-postgres-store.js';
+import { DEFAULT_POLICIES, newPolicy } from './auth/policies.js';
+import { PolicyCache, ServiceAuthenticator } from './auth/service-authenticator.js';
+import { ensureServerTls, type ServerTls } from './pki/server-tls.js';
+import { RegistryService } from './hub/registry/registry-service.js';
+import { TwinService } from './hub/twins/twin-service.js';
+import { QueryService } from './hub/query/query-service.js';
+import { buildHttpApp } from './protocol/http/app.js';
+import type { HubServices } from './protocol/http/services.js';
+
+export const STATE_FILE = 'gatehouse.json';
+export const SQLITE_FILE = 'gatehouse.db';
+
+/** What `gatehouse info` and the CLI read to find a hub from its data dir. No secrets. */
+export interface HubState {
+  hostname: string;
+  bind: string;
+  httpsPort: number;
+  mqttPort: number;
+  caFile: string;
+  store: 'sqlite' | 'postgres';
+  /** The PostgreSQL URL with any password removed. */
+  databaseUrl?: string;
+  pid: number;
+  startedAt: string;
+}
+
+export class StartupError extends Error {
+  override name = 'StartupError';
+}
+
+export function redactDatabaseUrl(url: string): string {
+  const u = new URL(url);
+  u.password = '';
+  return u.toString();
+}
+
+function ensureWritableDir(dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    accessSync(dir, constants.W_OK);
+  } catch (err) {
+    throw new StartupError(`cannot write the data dir ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+/** Opens the store a data dir (or a PostgreSQL URL) points at, with the master key. */
+export async function openHubStore(
+  dataDir: string,
+  databaseUrl: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<{ store: Store; keyWarning?: string; keySource: string }> {
+  const master = loadMasterKey(dataDir, env);
+  const box = new SecretBox(master.key);
+  const store = databaseUrl === undefined ? await openSqliteStore(join(dataDir, SQLITE_FILE), box) : await openPostgresStore(databaseUrl, box);
+  // A wrong master key must stop the start, not surface later as undecryptable rows.
+  try {
+    const check = await store.getSecretMeta('master-key-check');
+    if (check === undefined) await store.setSecretMeta('master-key-check', 'gatehouse');
+  } catch {
+    await store.close();
+    throw new StartupError(`the master key (${master.source}) does not match this database`);
+  }
+  return master.warning === undefined ? { store, keySource: master.source } : { store, keySource: master.source, keyWarning: master.warning };
+}
+
+/** First start: the default policies with fresh keys and the hub's identity. Idempotent. */
+async function initializeStore(store: Store, logger: Logger): Promise<void> {
+  if ((await store.getMeta('hub.id')) !== undefined) return;
+  const existing = new Set((await store.listPolicies()).map((p) => p.name));
+  for (const def of DEFAULT_POLICIES) {
+    if (!existing.has(def.name)) await store.putPolicy(newPolicy(def.name, def.rights));
+  }
+  await store.setMeta('hub.id', randomBytes(8).toString('hex'));
+  logger.info({ event: 'hub.initialized', policies: DEFAULT_POLICIES.map((p) => p.name) }, 'created the default shared access policies');
+}
+
+export interface PreparedHub {
+  config: HubConfig;
+  dataDir: string;
+  store: Store;
+  tls: ServerTls;
+  services: HubServices;
+  authenticator: ServiceAuthenticator;
+  policyCache: PolicyCache;
+}
+
+/** Everything short of listening: used by `start` and by `init`. */
+export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<PreparedHub> {
+  const dataDir = resolve(config.dataDir);
+  ensureWritableDir(dataDir);
+  const { store, keyWarning, keySource } = await openHubStore(dataDir, config.databaseUrl);
+  if (keyWarning !== undefined) logger.warn({ event: 'master-key.permissions' }, keyWarning);
+  try {
+    logger.info({ event: 'store.opened', store: store.kind, masterKey: keySource }, 'store opened');
+    await initializeStore(store, logger);
+    const tlsOpts = {
+      dataDir,
+      hostname: config.hostname,
+      renewDays: config.serverCertRenewDays,
+      ...(config.tlsCaCert === undefined ? {} : { caCertFile: config.tlsCaCert }),
+      ...(config.tlsCaKey === undefined ? {} : { caKeyFile: config.tlsCaKey }),
+    };
+    const tls = await ensureServerTls(store, tlsOpts);
+    for (const action of tls.actions) logger.info({ event: 'tls' }, action);
+
+    const registry = new RegistryService(store, clock);
+    const twins = new TwinService(store, clock);
+    const query = new QueryService(store);
+    const policyCache = new PolicyCache(store, clock);
+    const authenticator = new ServiceAuthenticator(policyCache, () => config.hostname, clock);
+    const services: HubServices = {
+      registry,
+      twins,
+      query,
+      async health() {
+        try {
+          await store.getMeta('hub.id');
+          return { status: 'ok', store: store.kind, checks: { store: 'ok' } };
+        } catch (err) {
+          return { status: 'degraded', store: store.kind, checks: { store: (err as Error).message } };
+        }
+      },
+    };
+    return { config, dataDir, store, tls, services, authenticator, policyCache };
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+}
+
+export interface RunningHub extends PreparedHub {
+  http: FastifyInstance;
+  state: HubState;
+  stop(): Promise<void>;
+}
+
+async function listen(app: FastifyInstance, port: number, host: string): Promise<void> {
+  try {
+    await app.listen({ port, host });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new StartupError(`port ${port} on ${host} is already in use`);
+    if (code === 'EACCES') throw new StartupError(`not allowed to listen on port ${port} (ports below 1024 need privileges)`);
+    if (code === 'EADDRNOTAVAIL') throw new StartupError(`cannot listen on ${host}: no such local address`);
+    throw err;
+  }
+}
+
+export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
+  const prepared = await prepareHub(config, logger, clock);
+  const { store, tls, dataDir } = prepared;
+  let http: FastifyInstance | undefined;
+  try {
+    http = await buildHttpApp({
+      tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: 'TLSv1.2' },
+      logger,
+      services: prepared.services,
+      authenticator: prepared.authenticator,
+    });
+    await listen(http, config.httpsPort, config.bind);
+  } catch (err) {
+    await http?.close().catch(() => undefined);
+    await store.close();
+    throw err;
+  }
+
+  const state: HubState = {
+    hostname: config.hostname,
+    bind: config.bind,
+    httpsPort: config.httpsPort,
+    mqttPort: config.mqttPort,
+    caFile: tls.caFile,
+    store: store.kind,
+    ...(config.databaseUrl === undefined ? {} : { databaseUrl: redactDatabaseUrl(config.databaseUrl) }),
+    pid: process.pid,
+    startedAt: new Date(clock.now()).toISOString(),
+  };
+  writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+
+  let stopping: Promise<void> | undefined;
+  const app = http;
+  return {
+    ...prepared,
+    http: app,
+    state,
+    stop() {
+      stopping ??= (async () => {
+        await app.close();
+        await store.close();
+      })();
+      return stopping;
+    },
+  };
+}

@@ -1,0 +1,251 @@
+/**
+ * The identity registry's management side: devices and modules CRUD, bulk, statistics.
+ * Handlers in protocol/http call this; it validates, fills in what the service owns, and writes
+ * through the store under etags. Listeners hear of every identity change (to drop live sessions
+ * when a device is disabled, deleted or re-keyed); they cannot refuse one.
+ */
+import type { Clock } from '../../core/clock.js';
+import { HubError } from '../../core/errors.js';
+import { NEVER, newEtag, newGenerationId, validateDeviceId } from '../../core/ids.js';
+import { isJsonObject, type JsonObject } from '../../core/json.js';
+import type { DeviceRecord, ModuleRecord, TwinState } from '../../core/types.js';
+import type { DeviceRegistryStore, ModuleRegistryStore } from '../../store/ports.js';
+import {
+  parseAuthentication,
+  parseCapabilities,
+  parseScopes,
+  parseStatus,
+  parseStatusReason,
+  renderAuthentication,
+} from './device-input.js';
+
+export const MAX_MODULES_PER_DEVICE = 50;
+export const MAX_LIST = 1000;
+
+export type IdentityChange =
+  | { kind: 'device-updated' | 'device-deleted'; deviceId: string }
+  | { kind: 'module-updated' | 'module-deleted'; deviceId: string; moduleId: string };
+
+export function emptyTwin(deviceId: string, moduleId: string | null, now: string): TwinState {
+  return {
+    deviceId,
+    moduleId,
+    etag: newEtag(),
+    version: 1,
+    tags: {},
+    desired: {},
+    desiredMeta: { $lastUpdated: now, $lastUpdatedVersion: 1 },
+    desiredVersion: 1,
+    reported: {},
+    reportedMeta: { $lastUpdated: now },
+    reportedVersion: 1,
+    modelId: '',
+  };
+}
+
+export function renderDevice(d: DeviceRecord): JsonObject {
+  const out: JsonObject = {
+    deviceId: d.deviceId,
+    generationId: d.generationId,
+    etag: d.etag,
+    connectionState: d.connectionState,
+    status: d.status,
+    statusReason: d.statusReason,
+    connectionStateUpdatedTime: d.connectionStateUpdatedTime,
+    statusUpdatedTime: d.statusUpdatedTime,
+    lastActivityTime: d.lastActivityTime,
+    cloudToDeviceMessageCount: d.cloudToDeviceMessageCount,
+    authentication: renderAuthentication(d.auth),
+    capabilities: { iotEdge: d.iotEdge },
+  };
+  if (d.deviceScope !== null) out.deviceScope = d.deviceScope;
+  if (d.parentScopes.length > 0) out.parentScopes = d.parentScopes;
+  return out;
+}
+
+export function renderModule(m: ModuleRecord): JsonObject {
+  return {
+    moduleId: m.moduleId,
+    managedBy: m.managedBy,
+    deviceId: m.deviceId,
+    generationId: m.generationId,
+    etag: m.etag,
+    connectionState: m.connectionState,
+    connectionStateUpdatedTime: m.connectionStateUpdatedTime,
+    lastActivityTime: m.lastActivityTime,
+    cloudToDeviceMessageCount: m.cloudToDeviceMessageCount,
+    authentication: renderAuthentication(m.auth),
+  };
+}
+
+function body(raw: unknown, what: string): JsonObject {
+  if (!isJsonObject(raw)) throw new HubError('ArgumentInvalid', `The ${what} must be a JSON object.`);
+  return raw;
+}
+
+/** The id in the body, when given, must be the id in the path. */
+function checkBodyId(b: JsonObject, field: string, expected: string): void {
+  const v = b[field];
+  if (v !== undefined && v !== null && v !== expected) {
+    throw new HubError('ArgumentInvalid', `${field} in the body ('${String(v)}') does not match the id in the path.`);
+  }
+}
+
+export class RegistryService {
+  readonly #listeners: Array<(change: IdentityChange) => void> = [];
+
+  constructor(
+    private readonly store: DeviceRegistryStore & ModuleRegistryStore,
+    private readonly clock: Clock,
+  ) {}
+
+  onIdentityChange(listener: (change: IdentityChange) => void): void {
+    this.#listeners.push(listener);
+  }
+
+  #emit(change: IdentityChange): void {
+    for (const l of this.#listeners) l(change);
+  }
+
+  #now(): string {
+    return new Date(this.clock.now()).toISOString();
+  }
+
+  // ------------------------------------------------------------ devices
+
+  async createDevice(deviceId: string, raw: unknown): Promise<DeviceRecord> {
+    validateDeviceId(deviceId);
+    const b = body(raw, 'device');
+    checkBodyId(b, 'deviceId', deviceId);
+    const now = this.#now();
+    const status = parseStatus(b.status, 'enabled');
+    const device: DeviceRecord = {
+      deviceId,
+      generationId: newGenerationId(),
+      etag: newEtag(),
+      status,
+      statusReason: parseStatusReason(b.statusReason),
+      statusUpdatedTime: NEVER,
+      auth: parseAuthentication(b.authentication),
+      iotEdge: parseCapabilities(b.capabilities, false),
+      ...parseScopes(b, { deviceScope: null, parentScopes: [] }),
+      connectionState: 'Disconnected',
+      connectionStateUpdatedTime: NEVER,
+      lastActivityTime: NEVER,
+      cloudToDeviceMessageCount: 0,
+    };
+    await this.store.createDevice(device, emptyTwin(deviceId, null, now));
+    return device;
+  }
+
+  async getDevice(deviceId: string): Promise<DeviceRecord> {
+    const d = await this.store.getDevice(deviceId);
+    if (d === undefined) throw new HubError('DeviceNotFound', `Device ${deviceId} not found`);
+    return d;
+  }
+
+  /** PUT with If-Match: replace what a caller may change; keep what the service owns. */
+  async updateDevice(deviceId: string, raw: unknown, ifMatch: string): Promise<DeviceRecord> {
+    validateDeviceId(deviceId);
+    const b = body(raw, 'device');
+    checkBodyId(b, 'deviceId', deviceId);
+    const current = await this.getDevice(deviceId);
+    if (ifMatch !== '*' && ifMatch !== current.etag) {
+      throw new HubError('PreconditionFailed', 'The device etag does not match; it was changed by someone else.');
+    }
+    const status = parseStatus(b.status, current.status);
+    const next: DeviceRecord = {
+      ...current,
+      etag: newEtag(),
+      status,
+      statusReason: b.statusReason === undefined ? current.statusReason : parseStatusReason(b.statusReason),
+      statusUpdatedTime: status === current.status ? current.statusUpdatedTime : this.#now(),
+      auth: parseAuthentication(b.authentication, current.auth),
+      iotEdge: parseCapabilities(b.capabilities, current.iotEdge),
+      ...parseScopes(b, current),
+    };
+    await this.store.replaceDevice(next, ifMatch === '*' ? current.etag : ifMatch);
+    this.#emit({ kind: 'device-updated', deviceId });
+    return next;
+  }
+
+  async deleteDevice(deviceId: string, ifMatch: string): Promise<void> {
+    await this.store.deleteDevice(deviceId, ifMatch);
+    this.#emit({ kind: 'device-deleted', deviceId });
+  }
+
+  async listDevices(top: number | undefined): Promise<DeviceRecord[]> {
+    const limit = Math.min(top ?? MAX_LIST, MAX_LIST);
+    return this.store.listDevices({ limit });
+  }
+
+  statistics(): Promise<{ total: number; enabled: number; disabled: number }> {
+    return this.store.deviceStatistics();
+  }
+
+  // ------------------------------------------------------------ modules
+
+  async createModule(deviceId: string, moduleId: string, raw: unknown): Promise<ModuleRecord> {
+    validateDeviceId(deviceId);
+    validateDeviceId(moduleId, 'module');
+    const b = body(raw, 'module');
+    checkBodyId(b, 'deviceId', deviceId);
+    checkBodyId(b, 'moduleId', moduleId);
+    if ((await this.store.countModules(deviceId)) >= MAX_MODULES_PER_DEVICE) {
+      throw new HubError('IotHubQuotaExceeded', `Device ${deviceId} already has ${MAX_MODULES_PER_DEVICE} modules.`);
+    }
+    const module: ModuleRecord = {
+      deviceId,
+      moduleId,
+      generationId: newGenerationId(),
+      etag: newEtag(),
+      managedBy: typeof b.managedBy === 'string' ? b.managedBy : null,
+      auth: parseAuthentication(b.authentication),
+      connectionState: 'Disconnected',
+      connectionStateUpdatedTime: NEVER,
+      lastActivityTime: NEVER,
+      cloudToDeviceMessageCount: 0,
+    };
+    await this.store.createModule(module, emptyTwin(deviceId, moduleId, this.#now()));
+    return module;
+  }
+
+  async getModule(deviceId: string, moduleId: string): Promise<ModuleRecord> {
+    const m = await this.store.getModule(deviceId, moduleId);
+    if (m === undefined) {
+      if ((await this.store.getDevice(deviceId)) === undefined) throw new HubError('DeviceNotFound', `Device ${deviceId} not found`);
+      throw new HubError('ModuleNotFound', `Module ${moduleId} on device ${deviceId} not found`);
+    }
+    return m;
+  }
+
+  async listModules(deviceId: string): Promise<ModuleRecord[]> {
+    await this.getDevice(deviceId);
+    return this.store.listModules(deviceId);
+  }
+
+  async updateModule(deviceId: string, moduleId: string, raw: unknown, ifMatch: string): Promise<ModuleRecord> {
+    const b = body(raw, 'module');
+    checkBodyId(b, 'deviceId', deviceId);
+    checkBodyId(b, 'moduleId', moduleId);
+    const current = await this.getModule(deviceId, moduleId);
+    if (ifMatch !== '*' && ifMatch !== current.etag) {
+      throw new HubError('PreconditionFailed', 'The module etag does not match; it was changed by someone else.');
+    }
+    const next: ModuleRecord = {
+      ...current,
+      etag: newEtag(),
+      managedBy: b.managedBy === undefined ? current.managedBy : typeof b.managedBy === 'string' ? b.managedBy : null,
+      auth: parseAuthentication(b.authentication, current.auth),
+    };
+    await this.store.replaceModule(next, current.etag);
+    this.#emit({ kind: 'module-updated', deviceId, moduleId });
+    return next;
+  }
+
+  async deleteModule(deviceId: string, moduleId: string, ifMatch: string): Promise<void> {
+    await this.getModule(deviceId, moduleId);
+    await this.store.deleteModule(deviceId, moduleId, ifMatch);
+    this.#emit({ kind: 'module-deleted', deviceId, moduleId });
+  }
+}

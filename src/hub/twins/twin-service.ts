@@ -1,0 +1,162 @@
+/**
+ * Service-side twin reads and writes. Writes are read-modify-compare-and-swap: a caller's
+ * If-Match is checked against the twin etag, and a concurrent writer makes the swap fail and the
+ * loop retry (only when the caller did not pin an etag).
+ */
+import type { Clock } from '../../core/clock.js';
+import { HubError } from '../../core/errors.js';
+import { newEtag } from '../../core/ids.js';
+import { isJsonObject, type JsonObject } from '../../core/json.js';
+import type { DeviceRecord, ModuleRecord, TwinState } from '../../core/types.js';
+import type { DeviceRegistryStore, ModuleRegistryStore, TwinStore } from '../../store/ports.js';
+import { renderTwin } from './twin-document.js';
+import { checkSectionSize, clone, mergeInto, validatePatch } from './twin-patch.js';
+
+export interface DesiredChange {
+  deviceId: string;
+  moduleId: string | null;
+  /** The patch as applied, with `$version`, as a device receives it. */
+  patch: JsonObject;
+}
+
+type Stores = DeviceRegistryStore & ModuleRegistryStore & TwinStore;
+
+const MAX_ATTEMPTS = 8;
+
+export class TwinService {
+  readonly #desiredListeners: Array<(change: DesiredChange) => void> = [];
+
+  constructor(
+    private readonly store: Stores,
+    private readonly clock: Clock,
+  ) {}
+
+  /** Events inform: listeners cannot refuse or alter a change. */
+  onDesiredChange(listener: (change: DesiredChange) => void): void {
+    this.#desiredListeners.push(listener);
+  }
+
+  async get(deviceId: string, moduleId: string | null): Promise<JsonObject> {
+    const { twin, device, module } = await this.#load(deviceId, moduleId);
+    return renderTwin(twin, device, module);
+  }
+
+  /** PATCH: merge tags and desired properties. */
+  async patch(deviceId: string, moduleId: string | null, body: unknown, ifMatch: string | undefined): Promise<JsonObject> {
+    const { tags, desired } = parseTwinBody(body);
+    return this.#write(deviceId, moduleId, ifMatch, (next, now) => {
+      let changed = false;
+      if (tags !== undefined) {
+        const meta: JsonObject = {};
+        changed = mergeInto(next.tags, meta, tags, now, undefined) || changed;
+      }
+      let desiredPatch: JsonObject | undefined;
+      if (desired !== undefined) {
+        const version = next.desiredVersion + 1;
+        const target = next.desired;
+        if (mergeInto(target, next.desiredMeta, desired, now, version)) {
+          next.desiredVersion = version;
+          desiredPatch = { ...stripSystem(desired), $version: version };
+          changed = true;
+        }
+      }
+      return { changed, desiredPatch };
+    });
+  }
+
+  /** PUT: replace tags and/or desired properties wholesale. */
+  async replace(deviceId: string, moduleId: string | null, body: unknown, ifMatch: string | undefined): Promise<JsonObject> {
+    const { tags, desired } = parseTwinBody(body);
+    return this.#write(deviceId, moduleId, ifMatch, (next, now) => {
+      let desiredPatch: JsonObject | undefined;
+      if (tags !== undefined) next.tags = stripSystem(tags);
+      if (desired !== undefined) {
+        const version = next.desiredVersion + 1;
+        const removed: JsonObject = {};
+        for (const k of Object.keys(next.desired)) if (!(k in desired)) removed[k] = null;
+        next.desired = {};
+        next.desiredMeta = { $lastUpdated: now, $lastUpdatedVersion: version };
+        mergeInto(next.desired, next.desiredMeta, desired, now, version);
+        next.desiredVersion = version;
+        desiredPatch = { ...removed, ...stripSystem(desired), $version: version };
+      }
+      return { changed: true, desiredPatch };
+    });
+  }
+
+  async #write(
+    deviceId: string,
+    moduleId: string | null,
+    ifMatch: string | undefined,
+    apply: (next: TwinState, now: string) => { changed: boolean; desiredPatch: JsonObject | undefined },
+  ): Promise<JsonObject> {
+    const pinned = ifMatch !== undefined && ifMatch !== '*';
+    for (let attempt = 1; ; attempt++) {
+      const { twin, device, module } = await this.#load(deviceId, moduleId);
+      if (pinned && ifMatch !== twin.etag) {
+        throw new HubError('PreconditionFailed', 'The twin etag does not match; it was changed by someone else.');
+      }
+      const now = new Date(this.clock.now()).toISOString();
+      const next: TwinState = {
+        ...twin,
+        tags: clone(twin.tags),
+        desired: clone(twin.desired),
+        desiredMeta: clone(twin.desiredMeta),
+      };
+      const { changed, desiredPatch } = apply(next, now);
+      if (!changed) return renderTwin(twin, device, module);
+      checkSectionSize('tags', next.tags);
+      checkSectionSize('properties.desired', next.desired);
+      next.etag = newEtag();
+      next.version = twin.version + 1;
+      try {
+        await this.store.replaceTwin(next, twin.etag);
+      } catch (err) {
+        if (err instanceof HubError && err.code === 'PreconditionFailed' && !pinned && attempt < MAX_ATTEMPTS) continue;
+        throw err;
+      }
+      if (desiredPatch !== undefined) {
+        const change: DesiredChange = { deviceId, moduleId, patch: desiredPatch };
+        for (const l of this.#desiredListeners) l(change);
+      }
+      return renderTwin(next, device, module);
+    }
+  }
+
+  async #load(deviceId: string, moduleId: string | null): Promise<{ twin: TwinState; device: DeviceRecord; module?: ModuleRecord }> {
+    const device = await this.store.getDevice(deviceId);
+    if (device === undefined) throw new HubError('DeviceNotFound', `Device ${deviceId} not found`);
+    let module: ModuleRecord | undefined;
+    if (moduleId !== null) {
+      module = await this.store.getModule(deviceId, moduleId);
+      if (module === undefined) throw new HubError('ModuleNotFound', `Module ${moduleId} on device ${deviceId} not found`);
+    }
+    const twin = await this.store.getTwin(deviceId, moduleId);
+    if (twin === undefined) throw new HubError('DeviceNotFound', `Device ${deviceId} not found`);
+    return module === undefined ? { twin, device } : { twin, device, module };
+  }
+}
+
+function stripSystem(o: JsonObject): JsonObject {
+  const out: JsonObject = {};
+  for (const [k, v] of Object.entries(o)) if (!k.startsWith('$')) out[k] = v;
+  return out;
+}
+
+/** `{ tags?, properties?: { desired? } }`; reported properties belong to the device. */
+function parseTwinBody(body: unknown): { tags?: JsonObject; desired?: JsonObject } {
+  if (!isJsonObject(body)) throw new HubError('ArgumentInvalid', 'The twin patch must be a JSON object.');
+  const out: { tags?: JsonObject; desired?: JsonObject } = {};
+  if (body.tags !== undefined && body.tags !== null) out.tags = validatePatch('tags', body.tags);
+  const props = body.properties;
+  if (props !== undefined && props !== null) {
+    if (!isJsonObject(props)) throw new HubError('ArgumentInvalid', 'properties must be a JSON object.');
+    if (props.reported !== undefined && props.reported !== null) {
+      throw new HubError('ArgumentInvalid', 'Reported properties can only be set by the device.');
+    }
+    if (props.desired !== undefined && props.desired !== null) {
+      out.desired = validatePatch('properties.desired', props.desired);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,80 @@
+/**
+ * The hub's own TLS identity: the CA that issues its server certificate (a generated development
+ * CA, or the operator's via --tls-ca-cert/--tls-ca-key) and the server certificate for the
+ * hostname. Kept in the store (keys sealed under the master key) so every node of a cluster
+ * serves the same identity; the CA's public certificate is written to <data-dir>/tls/ca.pem for
+ * clients to trust.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { MetaStore } from '../store/ports.js';
+import { createDevRootCa, issueServerCertificate, loadCaMaterial, serverCertificateCovers, type CaMaterial } from './dev-ca.js';
+
+export interface ServerTls {
+  keyPem: string;
+  /** Leaf + issuing CA. */
+  chainPem: string;
+  caPem: string;
+  caFile: string;
+  /** What happened at this start, for the log. */
+  actions: string[];
+}
+
+const CA_CERT = 'tls.ca.cert';
+const CA_KEY = 'tls.ca.key';
+const SERVER_CERT = 'tls.server.cert';
+const SERVER_CHAIN = 'tls.server.chain';
+const SERVER_KEY = 'tls.server.key';
+
+export async function ensureServerTls(
+  meta: MetaStore,
+  opts: { dataDir: string; hostname: string; renewDays: number; caCertFile?: string; caKeyFile?: string },
+): Promise<ServerTls> {
+  const actions: string[] = [];
+  let ca: CaMaterial | undefined;
+  const storedCert = await meta.getMeta(CA_CERT);
+  if (opts.caCertFile !== undefined && opts.caKeyFile !== undefined) {
+    const given = loadCaMaterial(readFileSync(opts.caCertFile, 'utf8'), readFileSync(opts.caKeyFile, 'utf8'));
+    if (storedCert?.trim() !== given.certPem.trim()) {
+      await meta.setMeta(CA_CERT, given.certPem);
+      await meta.setSecretMeta(CA_KEY, given.keyPem);
+      actions.push(`imported the server-issuing CA from ${opts.caCertFile}`);
+    }
+    ca = given;
+  } else if (storedCert !== undefined) {
+    const key = await meta.getSecretMeta(CA_KEY);
+    if (key === undefined) throw new Error('the stored TLS CA has no key; the database is damaged');
+    ca = { certPem: storedCert, keyPem: key };
+  } else {
+    ca = await createDevRootCa({ commonName: `Gatehouse Development CA ${opts.hostname}` });
+    await meta.setMeta(CA_CERT, ca.certPem);
+    await meta.setSecretMeta(CA_KEY, ca.keyPem);
+    actions.push('created a development root CA');
+  }
+
+  let certPem = await meta.getMeta(SERVER_CERT);
+  let chainPem = await meta.getMeta(SERVER_CHAIN);
+  let keyPem = await meta.getSecretMeta(SERVER_KEY);
+  if (
+    certPem === undefined ||
+    chainPem === undefined ||
+    keyPem === undefined ||
+    !serverCertificateCovers(certPem, [opts.hostname, 'localhost', '127.0.0.1'], opts.renewDays, ca.certPem)
+  ) {
+    const issued = await issueServerCertificate(ca, { hostname: opts.hostname });
+    certPem = issued.certPem;
+    chainPem = issued.chainPem;
+    keyPem = issued.keyPem;
+    await meta.setMeta(SERVER_CERT, certPem);
+    await meta.setMeta(SERVER_CHAIN, chainPem);
+    await meta.setSecretMeta(SERVER_KEY, keyPem);
+    actions.push(`issued a server certificate for ${opts.hostname}`);
+  }
+
+  const dir = join(opts.dataDir, 'tls');
+  mkdirSync(dir, { recursive: true });
+  const caFile = join(dir, 'ca.pem');
+  writeFileSync(caFile, ca.certPem, { mode: 0o644 });
+  writeFileSync(join(dir, 'server.pem'), chainPem, { mode: 0o644 });
+  return { keyPem, chainPem, caPem: ca.certPem, caFile, actions };
+}

@@ -1,0 +1,128 @@
+/**
+ * The HTTPS edge: one Fastify app for the service REST API (and, in later issues, device HTTP,
+ * DPS and WebSockets). A handler reads, validates, authorizes, acts, renders; authorization runs
+ * in onRequest, before any body is read, from the rights each route declares.
+ */
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { HubError } from '../../core/errors.js';
+import type { Right } from '../../core/types.js';
+import { requireAnyRight, type ServiceAuthenticator, type ServicePrincipal } from '../../auth/service-authenticator.js';
+import { sendError, toHubError } from './error-mapping.js';
+import type { HubServices } from './services.js';
+import { registerDeviceRoutes } from './routes/devices.js';
+import { registerModuleRoutes } from './routes/modules.js';
+import { registerTwinRoutes } from './routes/twins.js';
+import { registerQueryRoutes } from './routes/query.js';
+import { registerHealthRoutes } from './routes/health.js';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The caller needs any one of these rights; routes without it are public. */
+    rights?: readonly Right[];
+  }
+  interface FastifyRequest {
+    principal: ServicePrincipal | undefined;
+  }
+}
+
+export interface HttpAppOptions {
+  tls: { key: string; cert: string; minVersion: 'TLSv1.2' | 'TLSv1.3' };
+  logger: Logger;
+  services: HubServices;
+  authenticator: ServiceAuthenticator;
+}
+
+/** 1 MiB: a full bulk request of 100 devices fits several times; twins are capped far lower. */
+export const BODY_LIMIT = 1024 * 1024;
+
+export function requestPath(url: string): string {
+  const q = url.indexOf('?');
+  const raw = q < 0 ? url : url.slice(0, q);
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new HubError('ArgumentInvalid', 'The request path is not valid percent-encoding.');
+  }
+}
+
+export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstance> {
+  const { logger, services, authenticator } = opts;
+  // Typed as the plain instance the route modules take; the HTTPS server and pino logger types
+  // differ only in generics those modules do not use.
+  const app = Fastify({
+    https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: opts.tls.minVersion },
+    loggerInstance: logger.child({ component: 'http' }),
+    logController: new LogController({ disableRequestLogging: true }),
+    routerOptions: {
+      // Azure's paths are case-insensitive (wire doc Appendix C); ids in them keep their case.
+      caseSensitive: false,
+      ignoreTrailingSlash: true,
+      // Ids are at most 128 characters, up to three times that percent-encoded; longer ones reach
+      // the id check and get its precise message instead of a bare 414.
+      maxParamLength: 1024,
+    },
+    bodyLimit: BODY_LIMIT,
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    requestIdHeader: false,
+    keepAliveTimeout: 65_000,
+    frameworkErrors: (err, _req, reply) => {
+      void sendError(reply, toHubError(err));
+    },
+  }) as unknown as FastifyInstance;
+
+  app.decorateRequest('principal', undefined);
+
+  // Bodies stay raw Buffers; routes parse what they expect (jsonBody), so a wrong or missing
+  // Content-Type from a non-SDK client is not a reason to fail, and malformed JSON gets our error.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+
+  app.addHook('onRequest', async (req) => {
+    const rights = req.routeOptions.config.rights;
+    if (rights === undefined) return;
+    const header = req.headers.authorization;
+    try {
+      const principal = await authenticator.authenticate(header, requestPath(req.url));
+      requireAnyRight(principal, rights);
+      req.principal = principal;
+    } catch (err) {
+      if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
+        // The reason is for the operator, never for the caller; no token or key in the line.
+        logger.warn(
+          { event: 'auth.denied', protocol: 'https', remote: req.ip, method: req.method, path: req.routeOptions.url, reason: String(err.cause) },
+          'service request denied',
+        );
+      }
+      throw err;
+    }
+  });
+
+  app.addHook('onSend', async (_req, reply, payload) => {
+    // The SDK parses a body only when Content-Type says JSON (wire doc §0.1.4).
+    if (payload !== undefined && payload !== null && reply.getHeader('content-type') === undefined) {
+      reply.header('content-type', 'application/json; charset=utf-8');
+    }
+    return payload;
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const hubErr = toHubError(err);
+    if (hubErr.status >= 500) {
+      logger.error({ err: hubErr.cause ?? hubErr, path: req.routeOptions.url, method: req.method }, 'request failed');
+    }
+    return sendError(reply, hubErr);
+  });
+
+  app.setNotFoundHandler((req, reply) =>
+    sendError(reply, new HubError('ResourceNotFound', `No route for ${req.method} ${requestPath(req.url).slice(0, 200)}`)),
+  );
+
+  registerHealthRoutes(app, services);
+  registerDeviceRoutes(app, services);
+  registerModuleRoutes(app, services);
+  registerTwinRoutes(app, services);
+  registerQueryRoutes(app, services);
+  return app;
+}

@@ -1,0 +1,105 @@
+/**
+ * Runs a real `gatehouse start` process for a test: its own data dir, its own loopback address
+ * as bind and hostname, the default ports, server certificate from the test CA that
+ * scripts/test.mjs made (so the unmodified SDKs trust it via NODE_EXTRA_CA_CERTS).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+export const BIN = join(ROOT, 'bin', 'gatehouse.js');
+
+export interface HubProcess {
+  address: string;
+  dataDir: string;
+  proc: ChildProcess;
+  connectionString: string;
+  caFile: string;
+  output(): string;
+  /** Sends SIGTERM and waits for the exit code. */
+  stop(): Promise<number | null>;
+}
+
+export function testCaArgs(): string[] {
+  const cert = process.env.GATEHOUSE_TEST_CA_CERT;
+  const key = process.env.GATEHOUSE_TEST_CA_KEY;
+  if (cert === undefined || key === undefined) throw new Error('run the tests with `npm test` (it creates the test CA)');
+  return ['--tls-ca-cert', cert, '--tls-ca-key', key];
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `gh-${prefix}-`));
+}
+
+/** Runs the CLI to completion. */
+export function cli(args: string[], env: NodeJS.ProcessEnv = {}): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, ...env }, timeout: 60_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export async function startHubProcess(opts: {
+  address: string;
+  dataDir?: string;
+  extraArgs?: string[];
+  useTestCa?: boolean;
+  env?: NodeJS.ProcessEnv;
+}): Promise<HubProcess> {
+  const dataDir = opts.dataDir ?? tempDir('hub');
+  const args = [
+    BIN,
+    'start',
+    '--data-dir',
+    dataDir,
+    '--bind',
+    opts.address,
+    '--hostname',
+    opts.address,
+    '--log-level',
+    'warn',
+    ...(opts.useTestCa === false ? [] : testCaArgs()),
+    ...(opts.extraArgs ?? []),
+  ];
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+  proc.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+
+  await new Promise<void>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`hub did not become ready in 30 s:\n${out}`)), 30_000);
+    const check = () => {
+      if (/ready/i.test(out)) {
+        clearTimeout(timer);
+        res();
+      }
+    };
+    proc.stdout?.on('data', check);
+    void exited.then((code) => {
+      clearTimeout(timer);
+      rej(new Error(`hub exited with ${String(code)} before ready:\n${out}`));
+    });
+  });
+
+  const info = cli(['info', '--data-dir', dataDir, '--json'], opts.env);
+  if (info.status !== 0) throw new Error(`gatehouse info failed: ${info.stderr}`);
+  const parsed = JSON.parse(info.stdout) as { connectionString: string; caFile: string };
+  return {
+    address: opts.address,
+    dataDir,
+    proc,
+    connectionString: parsed.connectionString,
+    caFile: parsed.caFile,
+    output: () => out,
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      return exited;
+    },
+  };
+}
+
+export function removeDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+}
