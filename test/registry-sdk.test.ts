@@ -309,6 +309,66 @@ describe('query and statistics', () => {
   });
 });
 
+describe('ids and bad input', () => {
+  it('ids keep their case and special characters; paths are case-insensitive', async () => {
+    const odd = "Mixed.Case-Id_%#*?!(),=@$':;+";
+    const { responseBody } = await registry.create({ deviceId: odd });
+    assert.equal(responseBody.deviceId, odd);
+    assert.equal((await registry.get(odd)).responseBody.deviceId, odd);
+    await rejectsWithName(registry.get(odd.toLowerCase()), 'DeviceNotFoundError', 404);
+    const upper = await raw('GET', `/DEVICES/${encodeURIComponent(odd)}`);
+    assert.equal(upper.status, 200);
+    assert.equal(JSON.parse(upper.body).deviceId, odd);
+    await registry.delete(odd);
+  });
+
+  it('If-Match: a stale etag is 412 on update and delete, the record untouched', async () => {
+    const { responseBody: d } = await registry.create({ deviceId: 'etag-dev' });
+    const stale = await raw('PUT', '/devices/etag-dev', { body: JSON.stringify({ deviceId: 'etag-dev', status: 'disabled' }), headers: { 'if-match': '"nope"' } });
+    assert.equal(stale.status, 412);
+    assert.match(JSON.parse(stale.body).Message, /^ErrorCode:PreconditionFailed;/);
+    const del = await raw('DELETE', '/devices/etag-dev', { headers: { 'if-match': '"nope"' } });
+    assert.equal(del.status, 412);
+    const cur = await registry.get('etag-dev');
+    assert.equal(cur.responseBody.status, 'enabled');
+    const good = await raw('PUT', '/devices/etag-dev', { body: JSON.stringify({ deviceId: 'etag-dev', status: 'disabled' }), headers: { 'if-match': `"${String(d.etag)}"` } });
+    assert.equal(good.status, 200);
+    assert.equal(JSON.parse(good.body).status, 'disabled');
+    const ghost = await raw('PUT', '/devices/ghost-dev', { body: JSON.stringify({ deviceId: 'ghost-dev' }), headers: { 'if-match': '"*"' } });
+    assert.equal(ghost.status, 404, 'an update never creates');
+  });
+
+  it('bulk limits, duplicates, empty and oversized bodies, unknown routes; the hub stays up', async () => {
+    const tooMany = await raw('POST', '/devices', { body: JSON.stringify(Array.from({ length: 101 }, (_, i) => ({ id: `b${i}`, importMode: 'create' }))) });
+    assert.equal(tooMany.status, 400);
+    assert.match(JSON.parse(tooMany.body).Message, /1 to 100 devices, not 101/);
+    const dup = await raw('POST', '/devices', { body: JSON.stringify([{ id: 'same', importMode: 'create' }, { id: 'same', importMode: 'delete' }]) });
+    assert.equal(dup.status, 400);
+    assert.match(JSON.parse(dup.body).Message, /^ErrorCode:DeviceDefinedMultipleTimes;/);
+    await rejectsWithName(registry.get('same'), 'DeviceNotFoundError', 404);
+    const badMode = await raw('POST', '/devices', { body: JSON.stringify([{ id: 'm', importMode: 'explode' }]) });
+    assert.match(JSON.parse(badMode.body).Message, /unknown importMode 'explode'/);
+    const empty = await raw('PUT', '/devices/empty-body');
+    assert.equal(empty.status, 400);
+    const notObject = await raw('PUT', '/devices/arr', { body: '[1,2]' });
+    assert.equal(notObject.status, 400);
+    const big = await raw('PUT', '/devices/big', { body: JSON.stringify({ deviceId: 'big', pad: 'x'.repeat(2 * 1024 * 1024) }) });
+    assert.equal(big.status, 413);
+    assert.match(JSON.parse(big.body).Message, /^ErrorCode:MessageTooLarge;/);
+    const route = await raw('GET', '/no/such/route');
+    assert.equal(route.status, 404);
+    assert.match(JSON.parse(route.body).Message, /^ErrorCode:ResourceNotFound;/);
+    const badAuthType = await raw('PUT', '/devices/at', { body: JSON.stringify({ deviceId: 'at', authentication: { type: 'password' } }) });
+    assert.match(JSON.parse(badAuthType.body).Message, /authentication.type must be one of/);
+    const shortKey = await raw('PUT', '/devices/sk', { body: JSON.stringify({ deviceId: 'sk', authentication: { type: 'sas', symmetricKey: { primaryKey: 'YWJj', secondaryKey: '' } } }) });
+    assert.match(JSON.parse(shortKey.body).Message, /must decode to 16-64 bytes, not 3/);
+    const mismatch = await raw('PUT', '/devices/one', { body: JSON.stringify({ deviceId: 'two' }) });
+    assert.match(JSON.parse(mismatch.body).Message, /does not match the id in the path/);
+    const health = await raw('GET', '/health', { token: '' });
+    assert.equal(health.status, 200);
+  });
+});
+
 describe('health', () => {
   it('GET /health answers without credentials', async () => {
     const r = await raw('GET', '/health', { token: '' });
