@@ -7,7 +7,8 @@ import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { HubError } from '../core/errors.js';
 import { NEVER, newEtag, newGenerationId } from '../core/ids.js';
-import type { DeviceRecord, ModuleRecord, SharedAccessPolicy, TwinState } from '../core/types.js';
+import type { Authentication, DeviceRecord, ModuleRecord, SharedAccessPolicy, TwinState } from '../core/types.js';
+import { emptyTwin } from '../core/twin-state.js';
 import type { Store } from './ports.js';
 
 export interface StoreHarness {
@@ -15,6 +16,16 @@ export interface StoreHarness {
   /** Every byte the backend keeps for this store, as text: to prove secrets are not in clear. */
   rawContent(): Promise<string>;
   close(): Promise<void>;
+}
+
+function sasAuth(): Authentication {
+  return {
+    type: 'sas',
+    primaryKey: randomBytes(32).toString('base64'),
+    secondaryKey: randomBytes(32).toString('base64'),
+    primaryThumbprint: null,
+    secondaryThumbprint: null,
+  };
 }
 
 export function makeDevice(deviceId: string, over: Partial<DeviceRecord> = {}): DeviceRecord {
@@ -25,13 +36,7 @@ export function makeDevice(deviceId: string, over: Partial<DeviceRecord> = {}): 
     status: 'enabled',
     statusReason: null,
     statusUpdatedTime: NEVER,
-    auth: {
-      type: 'sas',
-      primaryKey: randomBytes(32).toString('base64'),
-      secondaryKey: randomBytes(32).toString('base64'),
-      primaryThumbprint: null,
-      secondaryThumbprint: null,
-    },
+    auth: sasAuth(),
     iotEdge: false,
     deviceScope: null,
     parentScopes: [],
@@ -50,13 +55,7 @@ export function makeModule(deviceId: string, moduleId: string): ModuleRecord {
     generationId: newGenerationId(),
     etag: newEtag(),
     managedBy: null,
-    auth: {
-      type: 'sas',
-      primaryKey: randomBytes(32).toString('base64'),
-      secondaryKey: randomBytes(32).toString('base64'),
-      primaryThumbprint: null,
-      secondaryThumbprint: null,
-    },
+    auth: sasAuth(),
     connectionState: 'Disconnected',
     connectionStateUpdatedTime: NEVER,
     lastActivityTime: NEVER,
@@ -65,20 +64,7 @@ export function makeModule(deviceId: string, moduleId: string): ModuleRecord {
 }
 
 export function makeTwin(deviceId: string, moduleId: string | null = null): TwinState {
-  return {
-    deviceId,
-    moduleId,
-    etag: newEtag(),
-    version: 1,
-    tags: {},
-    desired: {},
-    desiredMeta: { $lastUpdated: new Date().toISOString() },
-    desiredVersion: 1,
-    reported: {},
-    reportedMeta: { $lastUpdated: new Date().toISOString() },
-    reportedVersion: 1,
-    modelId: '',
-  };
+  return emptyTwin(deviceId, moduleId, new Date().toISOString());
 }
 
 async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {

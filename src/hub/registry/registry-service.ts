@@ -8,7 +8,8 @@ import type { Clock } from '../../core/clock.js';
 import { HubError } from '../../core/errors.js';
 import { NEVER, newEtag, newGenerationId, validateDeviceId } from '../../core/ids.js';
 import { isJsonObject, type JsonObject } from '../../core/json.js';
-import type { DeviceRecord, ModuleRecord, TwinState } from '../../core/types.js';
+import type { DeviceRecord, ModuleRecord } from '../../core/types.js';
+import { emptyTwin } from '../../core/twin-state.js';
 import type { DeviceRegistryStore, ModuleRegistryStore } from '../../store/ports.js';
 import {
   parseAuthentication,
@@ -25,23 +26,6 @@ export const MAX_LIST = 1000;
 export type IdentityChange =
   | { kind: 'device-updated' | 'device-deleted'; deviceId: string }
   | { kind: 'module-updated' | 'module-deleted'; deviceId: string; moduleId: string };
-
-export function emptyTwin(deviceId: string, moduleId: string | null, now: string): TwinState {
-  return {
-    deviceId,
-    moduleId,
-    etag: newEtag(),
-    version: 1,
-    tags: {},
-    desired: {},
-    desiredMeta: { $lastUpdated: now, $lastUpdatedVersion: 1 },
-    desiredVersion: 1,
-    reported: {},
-    reportedMeta: { $lastUpdated: now },
-    reportedVersion: 1,
-    modelId: '',
-  };
-}
 
 export function renderDevice(d: DeviceRecord): JsonObject {
   const out: JsonObject = {

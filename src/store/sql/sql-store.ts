@@ -9,6 +9,7 @@ import { HubError } from '../../core/errors.js';
 import type { JsonObject } from '../../core/json.js';
 import type { SecretBox } from '../../core/secret-box.js';
 import type {
+  Authentication,
   AuthType,
   DeviceRecord,
   DeviceStatus,
@@ -365,6 +366,27 @@ export class SqlStore implements Store {
     await tx.run(`INSERT INTO twins (${TWIN_COLUMNS}) VALUES (${placeholders(TWIN_COLUMNS)})`, twinParams(twin));
   }
 
+  /** auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint; keys sealed. */
+  private authParams(a: Authentication, ctx: string): SqlValue[] {
+    return [
+      a.type,
+      this.box.sealNullable(a.primaryKey, `${ctx}:primary`),
+      this.box.sealNullable(a.secondaryKey, `${ctx}:secondary`),
+      a.primaryThumbprint,
+      a.secondaryThumbprint,
+    ];
+  }
+
+  private authFromRow(r: SqlRow, ctx: string): Authentication {
+    return {
+      type: str(r, 'auth_type') as AuthType,
+      primaryKey: this.box.openNullable(strOrNull(r, 'primary_key'), `${ctx}:primary`),
+      secondaryKey: this.box.openNullable(strOrNull(r, 'secondary_key'), `${ctx}:secondary`),
+      primaryThumbprint: strOrNull(r, 'primary_thumbprint'),
+      secondaryThumbprint: strOrNull(r, 'secondary_thumbprint'),
+    };
+  }
+
   private deviceParams(d: DeviceRecord): SqlValue[] {
     const ctx = `device:${d.deviceId}`;
     return [
@@ -374,11 +396,7 @@ export class SqlStore implements Store {
       d.status,
       d.statusReason,
       d.statusUpdatedTime,
-      d.auth.type,
-      this.box.sealNullable(d.auth.primaryKey, `${ctx}:primary`),
-      this.box.sealNullable(d.auth.secondaryKey, `${ctx}:secondary`),
-      d.auth.primaryThumbprint,
-      d.auth.secondaryThumbprint,
+      ...this.authParams(d.auth, ctx),
       d.iotEdge ? 1 : 0,
       d.deviceScope,
       JSON.stringify(d.parentScopes),
@@ -399,13 +417,7 @@ export class SqlStore implements Store {
       status: str(r, 'status') as DeviceStatus,
       statusReason: strOrNull(r, 'status_reason'),
       statusUpdatedTime: str(r, 'status_updated_time'),
-      auth: {
-        type: str(r, 'auth_type') as AuthType,
-        primaryKey: this.box.openNullable(strOrNull(r, 'primary_key'), `${ctx}:primary`),
-        secondaryKey: this.box.openNullable(strOrNull(r, 'secondary_key'), `${ctx}:secondary`),
-        primaryThumbprint: strOrNull(r, 'primary_thumbprint'),
-        secondaryThumbprint: strOrNull(r, 'secondary_thumbprint'),
-      },
+      auth: this.authFromRow(r, ctx),
       iotEdge: num(r, 'iot_edge') === 1,
       deviceScope: strOrNull(r, 'device_scope'),
       parentScopes: JSON.parse(str(r, 'parent_scopes')) as string[],
@@ -424,11 +436,7 @@ export class SqlStore implements Store {
       m.generationId,
       m.etag,
       m.managedBy,
-      m.auth.type,
-      this.box.sealNullable(m.auth.primaryKey, `${ctx}:primary`),
-      this.box.sealNullable(m.auth.secondaryKey, `${ctx}:secondary`),
-      m.auth.primaryThumbprint,
-      m.auth.secondaryThumbprint,
+      ...this.authParams(m.auth, ctx),
       m.connectionState,
       m.connectionStateUpdatedTime,
       m.lastActivityTime,
@@ -446,13 +454,7 @@ export class SqlStore implements Store {
       generationId: str(r, 'generation_id'),
       etag: str(r, 'etag'),
       managedBy: strOrNull(r, 'managed_by'),
-      auth: {
-        type: str(r, 'auth_type') as AuthType,
-        primaryKey: this.box.openNullable(strOrNull(r, 'primary_key'), `${ctx}:primary`),
-        secondaryKey: this.box.openNullable(strOrNull(r, 'secondary_key'), `${ctx}:secondary`),
-        primaryThumbprint: strOrNull(r, 'primary_thumbprint'),
-        secondaryThumbprint: strOrNull(r, 'secondary_thumbprint'),
-      },
+      auth: this.authFromRow(r, ctx),
       connectionState: str(r, 'connection_state') as ConnectionState,
       connectionStateUpdatedTime: str(r, 'connection_state_updated_time'),
       lastActivityTime: str(r, 'last_activity_time'),
