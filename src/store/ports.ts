@@ -12,6 +12,15 @@ import type {
   SharedAccessPolicy,
   TwinState,
 } from '../core/types.js';
+import type { EventStore } from './event-ports.js';
+import type { SessionStore } from './session-ports.js';
+import type { C2dStore } from './c2d-ports.js';
+import type { CertificateStore } from './certificate-ports.js';
+
+export type * from './event-ports.js';
+export type * from './session-ports.js';
+export type * from './c2d-ports.js';
+export type * from './certificate-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -92,5 +101,9 @@ export interface Store
     MetaStore,
     RuntimeLookups {
   readonly kind: 'sqlite' | 'postgres';
+  readonly events: EventStore;
+  readonly sessions: SessionStore;
+  readonly c2d: C2dStore;
+  readonly certificates: CertificateStore;
   close(): Promise<void>;
 }

@@ -1,6 +1,15 @@
 import { schemaV1, type Migration } from './schema-v1.js';
+import { schemaV2 } from './schema-v2-events.js';
+import { schemaV3 } from './schema-v3-c2d.js';
+import { schemaV4 } from './schema-v4-certificates.js';
+import { schemaV5 } from './schema-v5-sessions.js';
+import { POSTGRES } from './dialect.js';
 
-/** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped. */
+/** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped, add the next. */
 export const postgresMigrations: readonly Migration[] = [
-  { version: 1, name: 'registry, twins, policies, meta', sql: schemaV1('TEXT COLLATE "C"') },
+  { version: 1, name: 'registry, twins, policies, meta', sql: schemaV1(POSTGRES.id) },
+  { version: 2, name: 'event stream', sql: schemaV2(POSTGRES) },
+  { version: 3, name: 'cloud-to-device queues and feedback', sql: schemaV3(POSTGRES) },
+  { version: 4, name: 'X.509 CA certificates', sql: schemaV4(POSTGRES) },
+  { version: 5, name: 'persistent MQTT sessions', sql: schemaV5(POSTGRES) },
 ];

@@ -1,6 +1,15 @@
 import { schemaV1, type Migration } from './schema-v1.js';
+import { schemaV2 } from './schema-v2-events.js';
+import { schemaV3 } from './schema-v3-c2d.js';
+import { schemaV4 } from './schema-v4-certificates.js';
+import { schemaV5 } from './schema-v5-sessions.js';
+import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
 export const sqliteMigrations: readonly Migration[] = [
-  { version: 1, name: 'registry, twins, policies, meta', sql: schemaV1('TEXT') },
+  { version: 1, name: 'registry, twins, policies, meta', sql: schemaV1(SQLITE.id) },
+  { version: 2, name: 'event stream', sql: schemaV2(SQLITE) },
+  { version: 3, name: 'cloud-to-device queues and feedback', sql: schemaV3(SQLITE) },
+  { version: 4, name: 'X.509 CA certificates', sql: schemaV4(SQLITE) },
+  { version: 5, name: 'persistent MQTT sessions', sql: schemaV5(SQLITE) },
 ];

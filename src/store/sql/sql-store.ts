@@ -21,6 +21,10 @@ import type {
 } from '../../core/types.js';
 import type { EtagCondition, Store, TwinScanEntry } from '../ports.js';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './driver.js';
+import { SqlEventStore } from './sql-event-store.js';
+import { SqlSessionStore } from './sql-session-store.js';
+import { SqlC2dStore } from './sql-c2d-store.js';
+import { SqlCertificateStore } from './sql-certificate-store.js';
 
 const DEVICE_COLUMNS =
   'device_id, generation_id, etag, status, status_reason, status_updated_time, auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint, iot_edge, device_scope, parent_scopes, connection_state, connection_state_updated_time, last_activity_time, c2d_count';
@@ -54,12 +58,20 @@ function json(row: SqlRow, col: string): JsonObject {
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
+  readonly events: SqlEventStore;
+  readonly sessions: SqlSessionStore;
+  readonly c2d: SqlC2dStore;
+  readonly certificates: SqlCertificateStore;
 
   constructor(
     private readonly db: SqlDriver,
     private readonly box: SecretBox,
   ) {
     this.kind = db.dialect;
+    this.events = new SqlEventStore(db);
+    this.sessions = new SqlSessionStore(db);
+    this.c2d = new SqlC2dStore(db, box);
+    this.certificates = new SqlCertificateStore(db);
   }
 
   async close(): Promise<void> {
