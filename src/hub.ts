@@ -21,6 +21,13 @@ import { RegistryService } from './hub/registry/registry-service.js';
 import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
+import { ConnectionRegistry } from './hub/connections.js';
+import { MethodService } from './hub/methods/method-service.js';
+import { DeviceAuthenticator } from './auth/device-authenticator.js';
+import { MqttBroker } from './protocol/mqtt/broker.js';
+import { DEFAULT_BROKER_LIMITS, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
+import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
+import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 
 export const STATE_FILE = 'gatehouse.json';
@@ -124,10 +131,27 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const query = new QueryService(store);
     const policyCache = new PolicyCache(store, clock);
     const authenticator = new ServiceAuthenticator(policyCache, () => config.hostname, clock);
+    const connections = new ConnectionRegistry();
+    const methods = new MethodService(connections);
+    // Revocation bites at once: a disabled, deleted, re-keyed or re-thumbprinted identity loses
+    // its live sessions now, not at its next reconnect.
+    registry.onIdentityChange((change) => {
+      const drop =
+        change.kind === 'device-deleted' || change.kind === 'module-deleted' || change.credentialsOrStatus;
+      if (!drop) return;
+      const n =
+        change.kind === 'device-deleted' || change.kind === 'device-updated'
+          ? connections.dropDevice(change.deviceId, `identity ${change.kind}`)
+          : Number(connections.dropModule(change.deviceId, change.moduleId, `identity ${change.kind}`));
+      if (n > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: change.kind, sessions: n }, 'dropped live sessions');
+    });
+    twins.onDesiredChange((change) => connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch));
     const services: HubServices = {
       registry,
       twins,
       query,
+      methods,
+      connections,
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -146,6 +170,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
 
 export interface RunningHub extends PreparedHub {
   http: FastifyInstance;
+  mqtt: TlsServer;
+  broker: MqttBroker;
   state: HubState;
   stop(): Promise<void>;
 }
@@ -164,17 +190,47 @@ async function listen(app: FastifyInstance, port: number, host: string): Promise
 
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
   const prepared = await prepareHub(config, logger, clock);
-  const { store, tls, dataDir } = prepared;
+  const { store, tls, dataDir, services } = prepared;
+  // Until the event stream is wired, telemetry goes straight to the store.
+  const telemetry: TelemetrySink = {
+    append: async (event) => (await store.events.appendEvents([event]))[0] ?? 0,
+  };
+  const broker = new MqttBroker({
+    hostname: () => config.hostname,
+    authenticator: new DeviceAuthenticator(store, () => config.hostname, clock, undefined),
+    connections: services.connections,
+    sessions: store.sessions,
+    telemetry,
+    twins: services.twins,
+    methods: services.methods,
+    c2d: undefined,
+    clock,
+    logger: logger.child({ component: 'mqtt' }),
+    limits: DEFAULT_BROKER_LIMITS,
+    onConnected(conn) {
+      const at = new Date(clock.now()).toISOString();
+      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
+    },
+    onDisconnected(conn, wasCurrent) {
+      if (!wasCurrent) return;
+      const at = new Date(clock.now()).toISOString();
+      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Disconnected', at).catch(() => undefined);
+    },
+  });
   let http: FastifyInstance | undefined;
+  const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: 'TLSv1.2' });
   try {
     http = await buildHttpApp({
       tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: 'TLSv1.2' },
       logger,
-      services: prepared.services,
+      services,
       authenticator: prepared.authenticator,
     });
+    attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker);
     await listen(http, config.httpsPort, config.bind);
+    await listenMqtt(mqtt, config.mqttPort, config.bind);
   } catch (err) {
+    mqtt.close();
     await http?.close().catch(() => undefined);
     await store.close();
     throw err;
@@ -198,13 +254,29 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   return {
     ...prepared,
     http: app,
+    mqtt,
+    broker,
     state,
     stop() {
       stopping ??= (async () => {
+        const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
+        broker.closeAll('hub stopping');
+        await mqttClosed;
         await app.close();
         await store.close();
       })();
       return stopping;
     },
   };
+}
+
+function listenMqtt(server: TlsServer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') reject(new StartupError(`port ${port} on ${host} is already in use`));
+      else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`cannot listen on ${host}: no such local address`));
+      else reject(err);
+    });
+    server.listen(port, host, () => resolve());
+  });
 }

@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   DeviceNotFound: { status: 404, number: 404001, summary: 'No device with this id (or the caller may not know).' },
   ModuleNotFound: { status: 404, number: 404010, summary: 'No module with this id on the device.' },
   ResourceNotFound: { status: 404, number: 404000, summary: 'No such route or resource.' },
+  DeviceNotOnline: { status: 404, number: 404103, summary: 'The device is not connected, or not subscribed to direct methods.' },
   DeviceAlreadyExists: { status: 409, number: 409001, summary: 'A device with this id already exists.' },
   ModuleAlreadyExistsOnDevice: { status: 409, number: 409301, summary: 'A module with this id already exists on the device.' },
   PreconditionFailed: { status: 412, number: 412001, summary: 'The If-Match etag does not match the current version.' },
@@ -39,6 +40,7 @@ export const ERROR_CODES = {
   ThrottlingException: { status: 429, number: 429001, summary: 'Too many requests; retry later.' },
   ServerError: { status: 500, number: 500001, summary: 'An unexpected error inside the hub; the log has the details.' },
   ServiceUnavailable: { status: 503, number: 503001, summary: 'The hub is starting, stopping or overloaded.' },
+  GatewayTimeout: { status: 504, number: 504101, summary: 'The device did not answer the direct method in time.' },
 } as const satisfies Record<string, ErrorCodeInfo>;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -36,6 +36,11 @@ export interface DeviceRegistryStore {
   /** Devices ordered by id, strictly after `after`. */
   listDevices(opts: { after?: string; limit: number }): Promise<DeviceRecord[]>;
   deviceStatistics(): Promise<{ total: number; enabled: number; disabled: number }>;
+  /**
+   * Connection state and last activity of a device or module, written without changing its etag
+   * (connection state is not part of the identity an operator edits). No-op for unknown ids.
+   */
+  setConnectionState(deviceId: string, moduleId: string | null, state: 'Connected' | 'Disconnected', at: string): Promise<void>;
 }
 
 export interface ModuleRegistryStore {

@@ -171,6 +171,23 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
     );
 
     it(
+      'records connection state without moving the etag',
+      withStore(async ({ store }) => {
+        const d = makeDevice('cs');
+        await store.createDevice(d, makeTwin('cs'));
+        await store.createModule(makeModule('cs', 'm'), makeTwin('cs', 'm'));
+        await store.setConnectionState('cs', null, 'Connected', '2026-01-02T03:04:05.000Z');
+        await store.setConnectionState('cs', 'm', 'Connected', '2026-01-02T03:04:06.000Z');
+        await store.setConnectionState('ghost', null, 'Connected', '2026-01-02T03:04:05.000Z');
+        const after = await store.getDevice('cs');
+        assert.equal(after?.connectionState, 'Connected');
+        assert.equal(after?.lastActivityTime, '2026-01-02T03:04:05.000Z');
+        assert.equal(after?.etag, d.etag);
+        assert.equal((await store.getModule('cs', 'm'))?.connectionState, 'Connected');
+      }),
+    );
+
+    it(
       'keeps modules per device with their own etags and twins',
       withStore(async ({ store }) => {
         await rejectsWith(store.createModule(makeModule('ghost', 'm'), makeTwin('ghost', 'm')), 'DeviceNotFound');

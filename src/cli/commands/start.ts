@@ -24,7 +24,7 @@ export function registerStart(program: Command): void {
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
       process.stdout.write(
-        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
+        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGTERM', () => resolve());

@@ -23,9 +23,15 @@ import {
 export const MAX_MODULES_PER_DEVICE = 50;
 export const MAX_LIST = 1000;
 
+/**
+ * `credentialsOrStatus` tells listeners whether live sessions must go: a disabled identity,
+ * re-keyed or re-thumbprinted credentials (Azure drops them at once; so do we).
+ */
 export type IdentityChange =
-  | { kind: 'device-updated' | 'device-deleted'; deviceId: string }
-  | { kind: 'module-updated' | 'module-deleted'; deviceId: string; moduleId: string };
+  | { kind: 'device-updated'; deviceId: string; credentialsOrStatus: boolean }
+  | { kind: 'device-deleted'; deviceId: string }
+  | { kind: 'module-updated'; deviceId: string; moduleId: string; credentialsOrStatus: boolean }
+  | { kind: 'module-deleted'; deviceId: string; moduleId: string };
 
 export function renderDevice(d: DeviceRecord): JsonObject {
   const out: JsonObject = {
@@ -149,7 +155,8 @@ export class RegistryService {
       ...parseScopes(b, current),
     };
     await this.store.replaceDevice(next, ifMatch === '*' ? current.etag : ifMatch);
-    this.#emit({ kind: 'device-updated', deviceId });
+    const credentialsOrStatus = next.status !== current.status || JSON.stringify(next.auth) !== JSON.stringify(current.auth);
+    this.#emit({ kind: 'device-updated', deviceId, credentialsOrStatus });
     return next;
   }
 
@@ -223,7 +230,7 @@ export class RegistryService {
       auth: parseAuthentication(b.authentication, current.auth),
     };
     await this.store.replaceModule(next, current.etag);
-    this.#emit({ kind: 'module-updated', deviceId, moduleId });
+    this.#emit({ kind: 'module-updated', deviceId, moduleId, credentialsOrStatus: JSON.stringify(next.auth) !== JSON.stringify(current.auth) });
     return next;
   }
 

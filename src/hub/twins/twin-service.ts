@@ -84,6 +84,37 @@ export class TwinService {
     });
   }
 
+  /** The twin as a device reads it over MQTT (wire doc §3.6): desired and reported with versions. */
+  async deviceView(deviceId: string, moduleId: string | null): Promise<JsonObject> {
+    const { twin } = await this.#load(deviceId, moduleId);
+    return {
+      desired: { ...twin.desired, $version: twin.desiredVersion },
+      reported: { ...twin.reported, $version: twin.reportedVersion },
+    };
+  }
+
+  /** A device's reported-properties patch. Returns the new reported `$version`. */
+  async updateReported(deviceId: string, moduleId: string | null, patch: unknown): Promise<number> {
+    const valid = validatePatch('properties.reported', patch);
+    for (let attempt = 1; ; attempt++) {
+      const { twin } = await this.#load(deviceId, moduleId);
+      const now = new Date(this.clock.now()).toISOString();
+      const next: TwinState = { ...twin, reported: clone(twin.reported), reportedMeta: clone(twin.reportedMeta) };
+      mergeInto(next.reported, next.reportedMeta, valid, now, undefined);
+      checkSectionSize('properties.reported', next.reported);
+      next.reportedVersion = twin.reportedVersion + 1;
+      next.version = twin.version + 1;
+      next.etag = newEtag();
+      try {
+        await this.store.replaceTwin(next, twin.etag);
+        return next.reportedVersion;
+      } catch (err) {
+        if (err instanceof HubError && err.code === 'PreconditionFailed' && attempt < MAX_ATTEMPTS) continue;
+        throw err;
+      }
+    }
+  }
+
   async #write(
     deviceId: string,
     moduleId: string | null,

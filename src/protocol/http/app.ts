@@ -15,6 +15,7 @@ import { registerModuleRoutes } from './routes/modules.js';
 import { registerTwinRoutes } from './routes/twins.js';
 import { registerQueryRoutes } from './routes/query.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerMethodRoutes } from './routes/methods.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -51,7 +52,9 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   // Typed as the plain instance the route modules take; the HTTPS server and pino logger types
   // differ only in generics those modules do not use.
   const app = Fastify({
-    https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: opts.tls.minVersion },
+    // Client certificates are requested, never required: X.509 devices use them on device HTTPS
+    // and MQTT over WebSocket; everyone else sends none.
+    https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: opts.tls.minVersion, requestCert: true, rejectUnauthorized: false },
     loggerInstance: logger.child({ component: 'http' }),
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: {
@@ -124,5 +127,6 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerModuleRoutes(app, services);
   registerTwinRoutes(app, services);
   registerQueryRoutes(app, services);
+  registerMethodRoutes(app, services.methods);
   return app;
 }

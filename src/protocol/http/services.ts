@@ -1,11 +1,15 @@
 import type { RegistryService } from '../../hub/registry/registry-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
 import type { QueryService } from '../../hub/query/query-service.js';
+import type { MethodService } from '../../hub/methods/method-service.js';
+import type { ConnectionRegistry } from '../../hub/connections.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
   registry: RegistryService;
   twins: TwinService;
   query: QueryService;
+  methods: MethodService;
+  connections: ConnectionRegistry;
   health(): Promise<{ status: 'ok' | 'degraded'; store: string; checks: Record<string, string> }>;
 }

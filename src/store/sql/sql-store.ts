@@ -148,6 +148,20 @@ export class SqlStore implements Store {
     return { total, enabled, disabled: total - enabled };
   }
 
+  async setConnectionState(deviceId: string, moduleId: string | null, state: 'Connected' | 'Disconnected', at: string): Promise<void> {
+    if (moduleId === null) {
+      await this.db.run(
+        'UPDATE devices SET connection_state = ?, connection_state_updated_time = ?, last_activity_time = ? WHERE device_id = ?',
+        [state, at, at, deviceId],
+      );
+    } else {
+      await this.db.run(
+        'UPDATE modules SET connection_state = ?, connection_state_updated_time = ?, last_activity_time = ? WHERE device_id = ? AND module_id = ?',
+        [state, at, at, deviceId, moduleId],
+      );
+    }
+  }
+
   // ---------------------------------------------------------------- modules
 
   async createModule(module: ModuleRecord, twin: TwinState): Promise<void> {

@@ -1,0 +1,192 @@
+/**
+ * Who is this device? Device-side authentication shared by MQTT, MQTT over WebSocket and device
+ * HTTPS (wire doc §2, §3.1, §7.1):
+ *
+ * - SAS signed with the device's key, the module's key, or a policy key with DeviceConnect;
+ *   the token's `sr` must name this hub and cover the identity; it must not have expired.
+ * - X.509 self-signed: the leaf's SHA-1 or SHA-256 thumbprint equals the primary or secondary.
+ * - X.509 CA-signed: the chain leads to a registered, verified CA; CN = device id (or
+ *   `deviceId/moduleId`).
+ *
+ * Order matters for what a failure reveals: credentials are checked before the identity's status,
+ * so only a holder of valid credentials learns that a device is disabled (`forbidden`); anything
+ * else is `unauthorized`, whether the device exists or not.
+ */
+import { createHash, type X509Certificate } from 'node:crypto';
+import type { Clock } from '../core/clock.js';
+import type { DeviceRecord, ModuleRecord, SharedAccessPolicy } from '../core/types.js';
+import { parseSasToken, pathCovers, resourcePathForHost, signatureMatches } from './sas.js';
+
+export type DeviceAuthMethod = 'sas' | 'policy-sas' | 'x509-thumbprint' | 'x509-ca';
+
+export interface DeviceIdentity {
+  deviceId: string;
+  moduleId: string | null;
+  method: DeviceAuthMethod;
+  generationId: string;
+  /** When the credential stops being valid (SAS `se`, certificate notAfter), ms since epoch. */
+  expiresAt: number | undefined;
+  /** For `iothub-connection-auth-method` (wire doc §3.3). */
+  authMethodStamp: string;
+}
+
+export type DeviceAuthResult =
+  | { ok: true; identity: DeviceIdentity }
+  | { ok: false; outcome: 'unauthorized' | 'forbidden'; reason: string };
+
+export interface DeviceLookups {
+  findDevice(deviceId: string): Promise<DeviceRecord | undefined>;
+  findModule(deviceId: string, moduleId: string): Promise<ModuleRecord | undefined>;
+  findPolicy(name: string): Promise<SharedAccessPolicy | undefined>;
+}
+
+/** Chain verification against the registered CAs (src/pki/ca-registry.ts). */
+export interface DeviceChainVerifier {
+  verifyDeviceChain(chain: X509Certificate[]): Promise<{ commonName: string; caName: string } | { error: string }>;
+}
+
+export interface DeviceCredentials {
+  deviceId: string;
+  moduleId: string | null;
+  /** SAS token, when given. */
+  sasToken: string | undefined;
+  /** The TLS peer chain, leaf first, when a client certificate was presented. */
+  peerChain: X509Certificate[] | undefined;
+}
+
+const DECOY_KEY = Buffer.alloc(32, 11).toString('base64');
+
+function deny(reason: string): DeviceAuthResult {
+  return { ok: false, outcome: 'unauthorized', reason };
+}
+
+function stamp(scope: 'device' | 'module' | 'hub', type: 'sas' | 'x509' | 'symkey'): string {
+  return JSON.stringify({ scope, type, issuer: 'iothub' });
+}
+
+const thumbprintCache = new WeakMap<X509Certificate, { sha1: string; sha256: string }>();
+
+export function thumbprintsOf(cert: X509Certificate): { sha1: string; sha256: string } {
+  let t = thumbprintCache.get(cert);
+  if (t === undefined) {
+    t = {
+      sha1: createHash('sha1').update(cert.raw).digest('hex').toUpperCase(),
+      sha256: createHash('sha256').update(cert.raw).digest('hex').toUpperCase(),
+    };
+    thumbprintCache.set(cert, t);
+  }
+  return t;
+}
+
+export class DeviceAuthenticator {
+  constructor(
+    private readonly lookups: DeviceLookups,
+    private readonly hostname: () => string,
+    private readonly clock: Clock,
+    private readonly chains: DeviceChainVerifier | undefined,
+  ) {}
+
+  async authenticate(c: DeviceCredentials): Promise<DeviceAuthResult> {
+    if (c.sasToken !== undefined && c.sasToken !== '') return this.#sas(c);
+    const leaf = c.peerChain?.[0];
+    if (leaf !== undefined && c.peerChain !== undefined) return this.#x509(c, leaf, c.peerChain);
+    return deny('no credentials');
+  }
+
+  async #identityRecord(c: DeviceCredentials): Promise<{ device?: DeviceRecord; module?: ModuleRecord }> {
+    const device = await this.lookups.findDevice(c.deviceId);
+    if (device === undefined || c.moduleId === null) return device === undefined ? {} : { device };
+    const module = await this.lookups.findModule(c.deviceId, c.moduleId);
+    return module === undefined ? { device } : { device, module };
+  }
+
+  async #sas(c: DeviceCredentials): Promise<DeviceAuthResult> {
+    let token;
+    try {
+      token = parseSasToken(c.sasToken);
+    } catch (err) {
+      return deny(String((err as Error).cause ?? 'malformed SAS token'));
+    }
+    const scope = resourcePathForHost(token.resource, this.hostname());
+    if (scope === undefined) return deny('SAS token for another host');
+    const target = c.moduleId === null ? `/devices/${c.deviceId}` : `/devices/${c.deviceId}/modules/${c.moduleId}`;
+    if (!pathCovers(scope, target)) return deny(`SAS scope ${scope} does not cover ${target}`);
+    const { device, module } = await this.#identityRecord(c);
+
+    let method: DeviceAuthMethod;
+    let keys: Array<string | null>;
+    let authStamp: string;
+    if (token.keyName !== undefined) {
+      const policy = await this.lookups.findPolicy(token.keyName);
+      keys = policy === undefined ? [DECOY_KEY] : [policy.primaryKey, policy.secondaryKey];
+      if (!signatureMatches(token, keys) || policy === undefined) return deny(`bad signature or unknown policy ${token.keyName}`);
+      if (!policy.rights.includes('DeviceConnect')) return deny(`policy ${policy.name} lacks DeviceConnect`);
+      method = 'policy-sas';
+      authStamp = stamp('hub', 'sas');
+    } else {
+      const identity = c.moduleId === null ? device : module;
+      // A token for the device itself cannot open a module session and vice versa: the scope
+      // check above already tied the token to the identity, the key check ties it to its key.
+      keys = identity === undefined || identity.auth.type !== 'sas' ? [DECOY_KEY] : [identity.auth.primaryKey, identity.auth.secondaryKey];
+      if (!signatureMatches(token, keys) || identity === undefined || identity.auth.type !== 'sas') {
+        return deny(`bad signature, unknown identity or not a SAS identity: ${target}`);
+      }
+      method = 'sas';
+      authStamp = stamp(c.moduleId === null ? 'device' : 'module', 'sas');
+    }
+    if (token.expiry * 1000 <= this.clock.now()) return deny(`expired SAS token for ${target}`);
+    if (device === undefined) return deny(`unknown device ${c.deviceId}`);
+    if (c.moduleId !== null && module === undefined) return deny(`unknown module ${target}`);
+    if (device.status !== 'enabled') return { ok: false, outcome: 'forbidden', reason: `device ${device.deviceId} is disabled` };
+    return {
+      ok: true,
+      identity: {
+        deviceId: c.deviceId,
+        moduleId: c.moduleId,
+        method,
+        generationId: (module ?? device).generationId,
+        expiresAt: token.expiry * 1000,
+        authMethodStamp: authStamp,
+      },
+    };
+  }
+
+  async #x509(c: DeviceCredentials, leaf: X509Certificate, chain: X509Certificate[]): Promise<DeviceAuthResult> {
+    const now = this.clock.now();
+    const notBefore = Date.parse(leaf.validFrom);
+    const notAfter = Date.parse(leaf.validTo);
+    if (!(notBefore <= now && now < notAfter)) return deny('client certificate outside its validity period');
+    const { device, module } = await this.#identityRecord(c);
+    const identity = c.moduleId === null ? device : module;
+    const target = c.moduleId === null ? c.deviceId : `${c.deviceId}/${c.moduleId}`;
+    if (identity === undefined || device === undefined) return deny(`unknown identity ${target}`);
+
+    let method: DeviceAuthMethod;
+    if (identity.auth.type === 'selfSigned') {
+      const t = thumbprintsOf(leaf);
+      const allowed = [identity.auth.primaryThumbprint, identity.auth.secondaryThumbprint].filter((x): x is string => x !== null);
+      if (!allowed.some((a) => a === (a.length === 40 ? t.sha1 : t.sha256))) return deny(`thumbprint mismatch for ${target}`);
+      method = 'x509-thumbprint';
+    } else if (identity.auth.type === 'certificateAuthority') {
+      if (this.chains === undefined) return deny('no CA registry');
+      const r = await this.chains.verifyDeviceChain(chain);
+      if ('error' in r) return deny(`chain for ${target}: ${r.error}`);
+      if (r.commonName !== target) return deny(`certificate CN '${r.commonName}' is not ${target}`);
+      method = 'x509-ca';
+    } else {
+      return deny(`${target} does not authenticate with X.509`);
+    }
+    if (device.status !== 'enabled') return { ok: false, outcome: 'forbidden', reason: `device ${device.deviceId} is disabled` };
+    return {
+      ok: true,
+      identity: {
+        deviceId: c.deviceId,
+        moduleId: c.moduleId,
+        method,
+        generationId: identity.generationId,
+        expiresAt: notAfter,
+        authMethodStamp: stamp(c.moduleId === null ? 'device' : 'module', 'x509'),
+      },
+    };
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * Live device sessions on this node: one per identity (a new CONNECT takes over the old one,
+ * wire doc §3.1), found by identity for C2D, direct methods and desired-property pushes, and
+ * dropped at once when the registry changes the identity (disable, delete, re-key).
+ */
+import type { JsonObject, JsonValue } from '../core/json.js';
+
+export interface LiveSession {
+  readonly deviceId: string;
+  readonly moduleId: string | null;
+  /** Closes the connection; `reason` goes to the log. */
+  close(reason: string): void;
+  /** Pushes a desired-properties patch when the device listens for them. */
+  pushDesired(patch: JsonObject): void;
+  /** Sends a method request; false when the device has not subscribed to methods. */
+  sendMethodRequest(name: string, payload: JsonValue, requestId: string): boolean;
+  /** New C2D mail for this device. */
+  notifyC2d(): void;
+}
+
+export function identityKey(deviceId: string, moduleId: string | null): string {
+  return moduleId === null ? deviceId : `${deviceId}/${moduleId}`;
+}
+
+type Waiter = (session: LiveSession) => void;
+
+export class ConnectionRegistry {
+  readonly #sessions = new Map<string, LiveSession>();
+  readonly #waiters = new Map<string, Set<Waiter>>();
+
+  /** Registers a session; returns the one it replaces (the caller closes it). */
+  register(session: LiveSession): LiveSession | undefined {
+    const key = identityKey(session.deviceId, session.moduleId);
+    const previous = this.#sessions.get(key);
+    this.#sessions.set(key, session);
+    const waiters = this.#waiters.get(key);
+    if (waiters !== undefined) {
+      this.#waiters.delete(key);
+      for (const w of waiters) w(session);
+    }
+    return previous === session ? undefined : previous;
+  }
+
+  /** Removes the session if it is still the registered one. */
+  unregister(session: LiveSession): boolean {
+    const key = identityKey(session.deviceId, session.moduleId);
+    if (this.#sessions.get(key) !== session) return false;
+    this.#sessions.delete(key);
+    return true;
+  }
+
+  get(deviceId: string, moduleId: string | null): LiveSession | undefined {
+    return this.#sessions.get(identityKey(deviceId, moduleId));
+  }
+
+  /** Resolves with the session once the identity connects, or undefined after `timeoutMs`. */
+  waitFor(deviceId: string, moduleId: string | null, timeoutMs: number): Promise<LiveSession | undefined> {
+    const now = this.get(deviceId, moduleId);
+    if (now !== undefined || timeoutMs <= 0) return Promise.resolve(now);
+    const key = identityKey(deviceId, moduleId);
+    return new Promise((resolve) => {
+      let set = this.#waiters.get(key);
+      if (set === undefined) {
+        set = new Set();
+        this.#waiters.set(key, set);
+      }
+      const waiter: Waiter = (s) => {
+        clearTimeout(timer);
+        resolve(s);
+      };
+      const timer = setTimeout(() => {
+        set?.delete(waiter);
+        resolve(undefined);
+      }, timeoutMs);
+      set.add(waiter);
+    });
+  }
+
+  /** Drops every session of a device (its own and its modules'). */
+  dropDevice(deviceId: string, reason: string): number {
+    let n = 0;
+    for (const [key, s] of this.#sessions) {
+      if (s.deviceId === deviceId) {
+        this.#sessions.delete(key);
+        s.close(reason);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  dropModule(deviceId: string, moduleId: string, reason: string): boolean {
+    const s = this.get(deviceId, moduleId);
+    if (s === undefined) return false;
+    this.#sessions.delete(identityKey(deviceId, moduleId));
+    s.close(reason);
+    return true;
+  }
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  closeAll(reason: string): void {
+    for (const s of this.#sessions.values()) s.close(reason);
+    this.#sessions.clear();
+  }
+}

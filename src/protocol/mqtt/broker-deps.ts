@@ -1,0 +1,56 @@
+import type { Logger } from 'pino';
+import type { DeviceAuthenticator } from '../../auth/device-authenticator.js';
+import type { Clock } from '../../core/clock.js';
+import type { ConnectionRegistry } from '../../hub/connections.js';
+import type { MethodService } from '../../hub/methods/method-service.js';
+import type { TwinService } from '../../hub/twins/twin-service.js';
+import type { C2dMessage } from '../../store/c2d-ports.js';
+import type { NewEvent } from '../../store/event-ports.js';
+import type { SessionStore } from '../../store/session-ports.js';
+import type { MqttConnection } from './connection.js';
+
+/** Durable telemetry intake: resolves once the event is stored. */
+export interface TelemetrySink {
+  append(event: NewEvent): Promise<number>;
+}
+
+/** The part of the C2D service that delivery over MQTT needs. */
+export interface C2dDelivery {
+  lockNext(deviceId: string, max: number, lockMs?: number): Promise<C2dMessage[]>;
+  complete(deviceId: string, lockToken: string): Promise<void>;
+  abandon(deviceId: string, lockToken: string): Promise<void>;
+}
+
+export interface BrokerLimits {
+  connectTimeoutMs: number;
+  /** Body + system property values + application property names and values (wire doc §9.1). */
+  maxMessageBytes: number;
+  /** C2D messages in flight (sent, not yet PUBACKed) per connection. */
+  c2dInFlight: number;
+  /** How long a C2D message stays locked to one MQTT delivery attempt. */
+  c2dLockMs: number;
+}
+
+export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
+  connectTimeoutMs: 10_000,
+  maxMessageBytes: 256 * 1024,
+  c2dInFlight: 10,
+  c2dLockMs: 60_000,
+};
+
+export interface BrokerDeps {
+  hostname(): string;
+  authenticator: DeviceAuthenticator;
+  connections: ConnectionRegistry;
+  sessions: SessionStore;
+  telemetry: TelemetrySink;
+  twins: TwinService;
+  methods: MethodService;
+  c2d: C2dDelivery | undefined;
+  clock: Clock;
+  logger: Logger;
+  limits: BrokerLimits;
+  /** Events inform (connection state, metrics); they cannot refuse. */
+  onConnected(conn: MqttConnection): void;
+  onDisconnected(conn: MqttConnection, wasCurrent: boolean): void;
+}

@@ -1,0 +1,219 @@
+/**
+ * One MQTT connection: a parser on a Duplex stream, a state machine, timers, and the dispatch of
+ * packets to one handler per packet type (handlers/). Owns no socket: listeners hand it a stream
+ * and the TLS peer chain, so tests and every transport share this path (STYLE.md 1, 2).
+ *
+ * Nothing a client sends can take the process down: a malformed packet, a protocol violation or
+ * a handler error closes this connection with a reason in the log, nothing else.
+ */
+import type { X509Certificate } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import mqttPacket, { type Packet } from 'mqtt-packet';
+import type { DeviceIdentity } from '../../auth/device-authenticator.js';
+import type { JsonObject, JsonValue } from '../../core/json.js';
+import type { LiveSession } from '../../hub/connections.js';
+import type { MqttSubscription } from '../../store/session-ports.js';
+import type { BrokerDeps } from './broker-deps.js';
+import { handleConnect } from './handlers/connect.js';
+import { handleSubscribe } from './handlers/subscribe.js';
+import { handleUnsubscribe } from './handlers/unsubscribe.js';
+import { handlePublish } from './handlers/publish.js';
+import { handlePuback } from './handlers/puback.js';
+import { C2dPump } from './c2d-pump.js';
+import { METHODS_FILTER, TWIN_DESIRED_FILTER, jsonPayload } from './topics.js';
+
+export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
+
+/** Largest packet accepted: a 256 KB message plus a generous topic and header. */
+export const MAX_PACKET_BYTES = 256 * 1024 + 64 * 1024;
+/** Azure caps the keep-alive it honours at 1767 s (wire doc §3.1). */
+export const MAX_KEEPALIVE_SECONDS = 1767;
+
+export interface PeerInfo {
+  chain: X509Certificate[] | undefined;
+  remoteAddress: string;
+  transport: 'mqtt' | 'mqtt-ws';
+  tlsVersion: string | undefined;
+}
+
+export class MqttConnection implements LiveSession {
+  state: ConnectionState = 'awaiting-connect';
+  identity: DeviceIdentity | undefined;
+  clientId = '';
+  cleanSession = true;
+  subscriptions = new Map<string, MqttSubscription>();
+  readonly c2d: C2dPump;
+
+  readonly #parser = mqttPacket.parser({ protocolVersion: 4 });
+  #queue: Promise<void> = Promise.resolve();
+  /** QoS 1 telemetry PUBACKs go out in the order the PUBLISHes came [MQTT-4.6.0-2]. */
+  ackChain: Promise<void> = Promise.resolve();
+  pendingAppends = 0;
+  #keepAliveTimer: NodeJS.Timeout | undefined;
+  #keepAliveMs = 0;
+  #expiryTimer: NodeJS.Timeout | undefined;
+  #connectTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    readonly stream: Duplex,
+    readonly peer: PeerInfo,
+    readonly deps: BrokerDeps,
+  ) {
+    this.c2d = new C2dPump(this);
+    this.#parser.on('packet', (p: Packet) => this.#onPacket(p));
+    this.#parser.on('error', (err: Error) => this.close(`malformed packet: ${err.message}`));
+    stream.on('data', (chunk: Buffer) => this.#onData(chunk));
+    stream.on('error', () => this.close('stream error'));
+    stream.on('close', () => this.close('peer closed'));
+    stream.on('end', () => this.close('peer ended'));
+    this.#connectTimer = setTimeout(() => this.close('no CONNECT in time'), deps.limits.connectTimeoutMs);
+  }
+
+  get deviceId(): string {
+    return this.identity?.deviceId ?? '';
+  }
+
+  get moduleId(): string | null {
+    return this.identity?.moduleId ?? null;
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.touch();
+    try {
+      this.#parser.parse(chunk);
+    } catch (err) {
+      this.close(`malformed packet: ${(err as Error).message}`);
+      return;
+    }
+    const declared = (this.#parser as unknown as { packet?: { length?: number } }).packet?.length ?? -1;
+    if (declared > MAX_PACKET_BYTES) this.close(`packet of ${declared} bytes exceeds ${MAX_PACKET_BYTES}`);
+  }
+
+  #onPacket(packet: Packet): void {
+    if (this.state === 'closed') return;
+    // Packets are handled one at a time, in order; a handler may await the store.
+    this.#queue = this.#queue
+      .then(() => this.#dispatch(packet))
+      .catch((err: unknown) => {
+        this.deps.logger.error({ err, clientId: this.clientId, cmd: packet.cmd }, 'MQTT handler failed');
+        this.close(`handler error on ${packet.cmd}`);
+      });
+  }
+
+  async #dispatch(packet: Packet): Promise<void> {
+    if (this.state === 'closed') return;
+    if (this.state === 'awaiting-connect') {
+      // [MQTT-3.1.0-1] the first packet must be CONNECT.
+      if (packet.cmd !== 'connect') return this.close(`${packet.cmd} before CONNECT`);
+      clearTimeout(this.#connectTimer);
+      this.state = 'authenticating';
+      return handleConnect(this, packet);
+    }
+    switch (packet.cmd) {
+      case 'connect':
+        return this.close('second CONNECT [MQTT-3.1.0-2]');
+      case 'subscribe':
+        return handleSubscribe(this, packet);
+      case 'unsubscribe':
+        return handleUnsubscribe(this, packet);
+      case 'publish':
+        return handlePublish(this, packet);
+      case 'puback':
+        return handlePuback(this, packet);
+      case 'pingreq':
+        this.send({ cmd: 'pingresp' });
+        return;
+      case 'disconnect':
+        return this.close('client DISCONNECT', true);
+      default:
+        return this.close(`unexpected ${packet.cmd}`);
+    }
+  }
+
+  send(packet: Packet): void {
+    if (this.state === 'closed' || this.stream.destroyed) return;
+    this.stream.write(mqttPacket.generate(packet));
+  }
+
+  /** Called once CONNACK 0 went out. */
+  startTimers(keepAliveSeconds: number): void {
+    const ka = keepAliveSeconds === 0 ? MAX_KEEPALIVE_SECONDS : Math.min(keepAliveSeconds, MAX_KEEPALIVE_SECONDS);
+    this.#keepAliveMs = ka * 1500;
+    this.touch();
+    const expiresAt = this.identity?.expiresAt;
+    if (expiresAt !== undefined) {
+      const ms = expiresAt - this.deps.clock.now();
+      // setTimeout holds at most ~24.8 days; a longer-lived credential is re-armed then.
+      const arm = (left: number) => {
+        this.#expiryTimer = setTimeout(() => {
+          const rest = expiresAt - this.deps.clock.now();
+          if (rest > 1000) arm(rest);
+          else this.close('credential expired');
+        }, Math.min(Math.max(left, 0), 2 ** 31 - 1));
+      };
+      arm(ms);
+    }
+  }
+
+  /** Any traffic resets the keep-alive deadline (1.5 × the client's keep-alive). */
+  touch(): void {
+    if (this.#keepAliveMs === 0 || this.state === 'closed') return;
+    clearTimeout(this.#keepAliveTimer);
+    this.#keepAliveTimer = setTimeout(() => this.close('keep-alive expired'), this.#keepAliveMs);
+  }
+
+  subscribed(filter: string): boolean {
+    return this.subscriptions.has(filter);
+  }
+
+  // ------------------------------------------------------------------ LiveSession
+
+  pushDesired(patch: JsonObject): void {
+    if (!this.subscribed(TWIN_DESIRED_FILTER)) return;
+    const version = typeof patch.$version === 'number' ? patch.$version : 0;
+    this.send({
+      cmd: 'publish',
+      topic: `$iothub/twin/PATCH/properties/desired/?$version=${version}`,
+      payload: jsonPayload(patch),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
+  }
+
+  sendMethodRequest(name: string, payload: JsonValue, requestId: string): boolean {
+    if (this.state !== 'connected' || !this.subscribed(METHODS_FILTER)) return false;
+    this.send({
+      cmd: 'publish',
+      topic: `$iothub/methods/POST/${name}/?$rid=${encodeURIComponent(requestId)}`,
+      payload: jsonPayload(payload),
+      qos: 0,
+      retain: false,
+      dup: false,
+    });
+    return true;
+  }
+
+  notifyC2d(): void {
+    this.c2d.kick();
+  }
+
+  close(reason: string, graceful = false): void {
+    if (this.state === 'closed') return;
+    const wasConnected = this.state === 'connected';
+    this.state = 'closed';
+    clearTimeout(this.#connectTimer);
+    clearTimeout(this.#keepAliveTimer);
+    clearTimeout(this.#expiryTimer);
+    this.c2d.stop();
+    if (this.identity !== undefined && wasConnected) {
+      const stillOurs = this.deps.connections.unregister(this);
+      this.deps.onDisconnected(this, stillOurs);
+    }
+    const log = graceful ? this.deps.logger.debug.bind(this.deps.logger) : this.deps.logger.info.bind(this.deps.logger);
+    log({ event: 'mqtt.closed', clientId: this.clientId, remote: this.peer.remoteAddress, reason }, 'MQTT connection closed');
+    this.stream.end();
+    this.stream.destroy();
+  }
+}

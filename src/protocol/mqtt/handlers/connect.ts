@@ -1,0 +1,113 @@
+/**
+ * CONNECT, top to bottom (wire doc §3.1, §3.8; MQTT 3.1.1 §3.1-3.2):
+ * check protocol -> parse client id and username -> authenticate -> take over an older session
+ * -> restore or clear the persistent session -> CONNACK -> start timers -> drain C2D.
+ *
+ * CONNACK codes: 1 unacceptable protocol, 2 identifier rejected, 4 bad credentials (unknown device
+ * and wrong key look the same), 5 not authorized (valid credentials, disabled identity). 3 is kept
+ * for overload, the only refusal the SDK retries.
+ */
+import type { IConnectPacket } from 'mqtt-packet';
+import { validateDeviceId } from '../../../core/ids.js';
+import type { MqttConnection } from '../connection.js';
+import { c2dFilter } from '../topics.js';
+
+function connack(conn: MqttConnection, returnCode: number, sessionPresent = false): void {
+  conn.send({ cmd: 'connack', returnCode, sessionPresent });
+}
+
+function refuse(conn: MqttConnection, returnCode: number, reason: string, clientId: string): void {
+  conn.deps.logger.warn(
+    { event: 'auth.denied', protocol: conn.peer.transport, remote: conn.peer.remoteAddress, clientId: clientId.slice(0, 260), returnCode, reason },
+    'device connection refused',
+  );
+  connack(conn, returnCode);
+  conn.close(reason);
+}
+
+/** `deviceId` or `deviceId/moduleId`; undefined when malformed. */
+export function parseClientId(clientId: string): { deviceId: string; moduleId: string | null } | undefined {
+  const parts = clientId.split('/');
+  if (parts.length < 1 || parts.length > 2) return undefined;
+  try {
+    const deviceId = validateDeviceId(parts[0]);
+    const moduleId = parts[1] === undefined ? null : validateDeviceId(parts[1], 'module');
+    return { deviceId, moduleId };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `<host>/<deviceId>[/<moduleId>]/?api-version=...` (wire doc §3.1). Returns the path segments
+ * before the query, or undefined when the host is not this hub.
+ */
+export function parseUsername(username: string, hostname: string): string[] | undefined {
+  const q = username.indexOf('?');
+  const path = (q < 0 ? username : username.slice(0, q)).replace(/\/+$/, '');
+  const segments = path.split('/');
+  const host = (segments[0] ?? '').toLowerCase();
+  const want = hostname.toLowerCase();
+  if (host !== want && host.replace(/:\d{1,5}$/, '') !== want) return undefined;
+  return segments.slice(1);
+}
+
+export async function handleConnect(conn: MqttConnection, packet: IConnectPacket): Promise<void> {
+  const clientId = packet.clientId ?? '';
+  if (packet.protocolId !== 'MQTT' || packet.protocolVersion !== 4) {
+    return refuse(conn, 1, `protocol ${String(packet.protocolId)} level ${String(packet.protocolVersion)}`, clientId);
+  }
+  const ids = parseClientId(clientId);
+  if (ids === undefined) return refuse(conn, 2, 'malformed client id', clientId);
+
+  const segments = parseUsername(packet.username ?? '', conn.deps.hostname());
+  const expected = ids.moduleId === null ? [ids.deviceId] : [ids.deviceId, ids.moduleId];
+  if (segments === undefined || segments.length !== expected.length || segments.some((s, i) => s !== expected[i])) {
+    return refuse(conn, 4, 'username does not name this hub and the client id', clientId);
+  }
+
+  const result = await conn.deps.authenticator.authenticate({
+    deviceId: ids.deviceId,
+    moduleId: ids.moduleId,
+    sasToken: packet.password === undefined ? undefined : packet.password.toString('utf8'),
+    peerChain: conn.peer.chain,
+  });
+  if ((conn.state as string) === 'closed') return;
+  if (!result.ok) return refuse(conn, result.outcome === 'forbidden' ? 5 : 4, result.reason, clientId);
+
+  conn.identity = result.identity;
+  conn.clientId = clientId;
+  conn.cleanSession = packet.clean !== false;
+
+  // One connection per identity: the newer one wins (wire doc §3.1).
+  const previous = conn.deps.connections.register(conn);
+  previous?.close('taken over by a new connection for the same identity');
+
+  let sessionPresent = false;
+  if (conn.cleanSession) {
+    await conn.deps.sessions.deleteSession(clientId);
+  } else {
+    for (const s of await conn.deps.sessions.getSubscriptions(clientId)) conn.subscriptions.set(s.topic, s);
+    sessionPresent = conn.subscriptions.size > 0;
+  }
+  // The connection may have been closed while the store answered (peer gone, taken over).
+  if ((conn.state as string) === 'closed') return;
+
+  conn.state = 'connected';
+  connack(conn, 0, sessionPresent);
+  conn.startTimers(packet.keepalive ?? 0);
+  conn.deps.logger.info(
+    {
+      event: 'auth.accepted',
+      protocol: conn.peer.transport,
+      remote: conn.peer.remoteAddress,
+      clientId,
+      method: result.identity.method,
+      tls: conn.peer.tlsVersion,
+      cleanSession: conn.cleanSession,
+    },
+    'device connected',
+  );
+  conn.deps.onConnected(conn);
+  if (conn.subscribed(c2dFilter(result.identity))) conn.c2d.kick();
+}

@@ -1,0 +1,135 @@
+/**
+ * PUBLISH from a device (wire doc §3.3, §3.6, §3.7): telemetry into the event stream, twin GET,
+ * reported-properties PATCH, direct-method responses. Anything else, QoS 2, or an oversized
+ * message closes the connection.
+ *
+ * A QoS 1 telemetry PUBACK goes out only once the event is durable in the stream's store, and
+ * PUBACKs keep the order of their PUBLISHes [MQTT-4.6.0-2]; appends of one connection overlap so
+ * the store can commit them in batches.
+ */
+import type { IPublishPacket } from 'mqtt-packet';
+import { HubError } from '../../../core/errors.js';
+import type { JsonValue } from '../../../core/json.js';
+import type { NewEvent } from '../../../store/event-ports.js';
+import type { MqttConnection } from '../connection.js';
+import { classifyPublish, jsonPayload, parseJsonPayload, parsePropertyBag, TWIN_RESPONSE_FILTER } from '../topics.js';
+
+const MAX_PENDING_APPENDS = 256;
+
+function sizeOf(body: Buffer, system: Record<string, string>, app: Record<string, string>): number {
+  let n = body.length;
+  for (const v of Object.values(system)) n += Buffer.byteLength(v);
+  for (const [k, v] of Object.entries(app)) n += Buffer.byteLength(k) + Buffer.byteLength(v);
+  return n;
+}
+
+function twinResponse(conn: MqttConnection, status: number, rid: string, body: unknown, version?: number): void {
+  if (!conn.subscribed(TWIN_RESPONSE_FILTER)) return;
+  const v = version === undefined ? '' : `&$version=${version}`;
+  conn.send({
+    cmd: 'publish',
+    topic: `$iothub/twin/res/${status}/?$rid=${encodeURIComponent(rid)}${v}`,
+    payload: body === undefined ? Buffer.alloc(0) : jsonPayload(body),
+    qos: 0,
+    retain: false,
+    dup: false,
+  });
+}
+
+/** Twin errors carry `errorCode` in JSON or the SDK treats them as success (wire doc §3.6). */
+function twinError(conn: MqttConnection, rid: string, err: unknown): void {
+  const e = err instanceof HubError ? err : new HubError('ServerError', 'An internal error occurred.');
+  if (!(err instanceof HubError)) conn.deps.logger.error({ err, clientId: conn.clientId }, 'twin operation failed');
+  twinResponse(conn, e.status, rid, { errorCode: e.number, message: e.message });
+}
+
+export async function handlePublish(conn: MqttConnection, packet: IPublishPacket): Promise<void> {
+  const id = conn.identity;
+  if (id === undefined) return conn.close('PUBLISH without identity');
+  if (packet.qos === 2) return conn.close('QoS 2 is not supported (wire doc §3.1)');
+  const target = classifyPublish(packet.topic, id);
+  const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
+
+  switch (target.kind) {
+    case 'forbidden':
+      return conn.close(`publish to a topic outside the device's own: ${packet.topic.slice(0, 200)}`);
+
+    case 'telemetry': {
+      let bag;
+      try {
+        bag = parsePropertyBag(target.bag);
+      } catch {
+        return conn.close('malformed property bag');
+      }
+      if (packet.retain) bag.app['mqtt-retain'] = 'true';
+      if (sizeOf(payload, bag.system, bag.app) > conn.deps.limits.maxMessageBytes) {
+        return conn.close(`message larger than ${conn.deps.limits.maxMessageBytes} bytes`);
+      }
+      const now = new Date(conn.deps.clock.now()).toISOString();
+      const system: Record<string, string> = {
+        ...bag.system,
+        'iothub-connection-device-id': id.deviceId,
+        'iothub-connection-auth-method': id.authMethodStamp,
+        'iothub-connection-auth-generation-id': id.generationId,
+        'iothub-enqueuedtime': now,
+        'iothub-message-source': 'Telemetry',
+      };
+      if (id.moduleId !== null) system['iothub-connection-module-id'] = id.moduleId;
+      const event: NewEvent = { deviceId: id.deviceId, moduleId: id.moduleId, enqueuedTime: now, body: payload, properties: bag.app, systemProperties: system };
+      const durable = conn.deps.telemetry.append(event);
+      conn.pendingAppends++;
+      if (conn.pendingAppends > MAX_PENDING_APPENDS) conn.stream.pause();
+      const messageId = packet.messageId;
+      conn.ackChain = conn.ackChain.then(async () => {
+        try {
+          await durable;
+        } catch (err) {
+          // Not durable: no PUBACK. Closing makes the device resend after it reconnects.
+          conn.deps.logger.error({ err, clientId: conn.clientId }, 'telemetry append failed');
+          conn.close('telemetry could not be stored');
+          return;
+        } finally {
+          conn.pendingAppends--;
+          if (conn.pendingAppends <= MAX_PENDING_APPENDS / 2 && conn.stream.isPaused()) conn.stream.resume();
+        }
+        if (packet.qos === 1) conn.send({ cmd: 'puback', messageId });
+      });
+      return;
+    }
+
+    case 'twin-get':
+      try {
+        twinResponse(conn, 200, target.rid, await conn.deps.twins.deviceView(id.deviceId, id.moduleId));
+      } catch (err) {
+        twinError(conn, target.rid, err);
+      }
+      return;
+
+    case 'twin-reported': {
+      let patch: unknown;
+      try {
+        patch = parseJsonPayload(payload);
+      } catch {
+        return twinError(conn, target.rid, new HubError('IotHubFormatError', 'The reported properties patch is not valid JSON.'));
+      }
+      try {
+        const version = await conn.deps.twins.updateReported(id.deviceId, id.moduleId, patch);
+        twinResponse(conn, 204, target.rid, undefined, version);
+      } catch (err) {
+        twinError(conn, target.rid, err);
+      }
+      return;
+    }
+
+    case 'method-response': {
+      let body: JsonValue;
+      try {
+        body = parseJsonPayload(payload) as JsonValue;
+      } catch {
+        body = payload.toString('utf8');
+      }
+      conn.deps.methods.respond(id.deviceId, id.moduleId, decodeURIComponent(target.rid), target.status, body);
+      return;
+    }
+  }
+}

@@ -1,0 +1,99 @@
+/**
+ * Thin listeners: MQTT over TLS on its own port, MQTT over WebSocket at `/$iothub/websocket` on
+ * the HTTPS server (the SDK's MqttWs transport, subprotocol `mqtt`). Both request a client
+ * certificate without requiring one (SAS devices send none) and hand the broker a stream.
+ */
+import { X509Certificate } from 'node:crypto';
+import type { Server as HttpsServer } from 'node:https';
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { createServer, type TLSSocket, type Server as TlsServer, type DetailedPeerCertificate } from 'node:tls';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import type { MqttBroker } from './broker.js';
+import { MAX_PACKET_BYTES } from './connection.js';
+
+/** The certificates the client presented, leaf first (as sent; verification happens later). */
+export function peerChain(socket: TLSSocket): X509Certificate[] | undefined {
+  const first = socket.getPeerCertificate(true) as DetailedPeerCertificate | Record<string, never>;
+  if (first === null || !('raw' in first) || first.raw === undefined) return undefined;
+  const chain: X509Certificate[] = [];
+  let c: DetailedPeerCertificate | undefined = first as DetailedPeerCertificate;
+  const seen = new Set<string>();
+  while (c !== undefined && c.raw !== undefined && chain.length < 10) {
+    const fp = c.fingerprint256;
+    if (seen.has(fp)) break;
+    seen.add(fp);
+    try {
+      chain.push(new X509Certificate(c.raw));
+    } catch {
+      break;
+    }
+    c = c.issuerCertificate;
+  }
+  return chain.length === 0 ? undefined : chain;
+}
+
+export interface TlsOptions {
+  key: string;
+  cert: string;
+  minVersion: 'TLSv1.2' | 'TLSv1.3';
+}
+
+export function createMqttTlsServer(broker: MqttBroker, tls: TlsOptions): TlsServer {
+  const server = createServer({
+    key: tls.key,
+    cert: tls.cert,
+    minVersion: tls.minVersion,
+    requestCert: true,
+    rejectUnauthorized: false,
+    // Bound the handshake so a silent socket cannot hold a slot.
+    handshakeTimeout: 10_000,
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    socket.setNoDelay(true);
+    broker.handle(socket, {
+      chain: peerChain(socket),
+      remoteAddress: socket.remoteAddress ?? '',
+      transport: 'mqtt',
+      tlsVersion: socket.getProtocol() ?? undefined,
+    });
+  });
+  // A failed handshake concerns that socket only.
+  server.on('tlsClientError', (_err, socket) => socket.destroy());
+  return server;
+}
+
+export const WEBSOCKET_PATH = '/$iothub/websocket';
+
+/** Routes WebSocket upgrades on the HTTPS server to the broker. */
+export function attachMqttWebSocket(server: HttpsServer, broker: MqttBroker): WebSocketServer {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: MAX_PACKET_BYTES,
+    handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : false),
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    let path = '';
+    try {
+      path = decodeURIComponent((req.url ?? '').split('?')[0] ?? '').toLowerCase();
+    } catch {
+      path = '';
+    }
+    if (path !== WEBSOCKET_PATH) {
+      socket.destroy();
+      return;
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const stream = createWebSocketStream(ws);
+      stream.on('error', () => stream.destroy());
+      const tlsSocket = req.socket as TLSSocket;
+      broker.handle(stream, {
+        chain: peerChain(tlsSocket),
+        remoteAddress: tlsSocket.remoteAddress ?? '',
+        transport: 'mqtt-ws',
+        tlsVersion: tlsSocket.getProtocol() ?? undefined,
+      });
+    });
+  });
+  return wss;
+}
