@@ -206,7 +206,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     c2d: undefined,
     clock,
     logger: logger.child({ component: 'mqtt' }),
-    limits: DEFAULT_BROKER_LIMITS,
+    limits: { ...DEFAULT_BROKER_LIMITS, connectTimeoutMs: config.mqttConnectTimeout * 1000 },
     onConnected(conn) {
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);

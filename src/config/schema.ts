@@ -42,6 +42,8 @@ export const configSchema = z
     /** Issue the server certificate from this CA (PEM files) instead of a generated development CA. */
     tlsCaCert: z.string().optional(),
     tlsCaKey: z.string().optional(),
+    /** Seconds a new MQTT connection gets to send CONNECT before it is closed. */
+    mqttConnectTimeout: z.coerce.number().int().min(1).max(120).default(10),
     /** Renew the server certificate when it has fewer days left than this. */
     serverCertRenewDays: z.coerce.number().int().min(1).max(365).default(30),
   })
@@ -64,6 +66,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',
   tlsCaKey: 'GATEHOUSE_TLS_CA_KEY',
   serverCertRenewDays: 'GATEHOUSE_SERVER_CERT_RENEW_DAYS',
+  mqttConnectTimeout: 'GATEHOUSE_MQTT_CONNECT_TIMEOUT',
 };
 
 function kebab(field: string): string {
