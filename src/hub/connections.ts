@@ -16,13 +16,18 @@ export interface LiveSession {
   sendMethodRequest(name: string, payload: JsonValue, requestId: string): boolean;
   /** New C2D mail for this device. */
   notifyC2d(): void;
+  /** True once the device has subscribed to direct methods. */
+  acceptsMethods(): boolean;
 }
 
 export function identityKey(deviceId: string, moduleId: string | null): string {
   return moduleId === null ? deviceId : `${deviceId}/${moduleId}`;
 }
 
-type Waiter = (session: LiveSession) => void;
+interface Waiter {
+  ready: (session: LiveSession) => boolean;
+  done: (session: LiveSession) => void;
+}
 
 export class ConnectionRegistry {
   readonly #sessions = new Map<string, LiveSession>();
@@ -33,12 +38,22 @@ export class ConnectionRegistry {
     const key = identityKey(session.deviceId, session.moduleId);
     const previous = this.#sessions.get(key);
     this.#sessions.set(key, session);
-    const waiters = this.#waiters.get(key);
-    if (waiters !== undefined) {
-      this.#waiters.delete(key);
-      for (const w of waiters) w(session);
-    }
+    this.changed(session);
     return previous === session ? undefined : previous;
+  }
+
+  /** A session's abilities changed (e.g. it subscribed): wake whoever waits for them. */
+  changed(session: LiveSession): void {
+    const key = identityKey(session.deviceId, session.moduleId);
+    const waiters = this.#waiters.get(key);
+    if (waiters === undefined || this.#sessions.get(key) !== session) return;
+    for (const w of [...waiters]) {
+      if (w.ready(session)) {
+        waiters.delete(w);
+        w.done(session);
+      }
+    }
+    if (waiters.size === 0) this.#waiters.delete(key);
   }
 
   /** Removes the session if it is still the registered one. */
@@ -53,10 +68,13 @@ export class ConnectionRegistry {
     return this.#sessions.get(identityKey(deviceId, moduleId));
   }
 
-  /** Resolves with the session once the identity connects, or undefined after `timeoutMs`. */
-  waitFor(deviceId: string, moduleId: string | null, timeoutMs: number): Promise<LiveSession | undefined> {
+  /**
+   * Resolves with the identity's session once it is connected and `ready` holds, or with
+   * whatever is there (possibly undefined) after `timeoutMs`.
+   */
+  waitFor(deviceId: string, moduleId: string | null, timeoutMs: number, ready: (s: LiveSession) => boolean = () => true): Promise<LiveSession | undefined> {
     const now = this.get(deviceId, moduleId);
-    if (now !== undefined || timeoutMs <= 0) return Promise.resolve(now);
+    if ((now !== undefined && ready(now)) || timeoutMs <= 0) return Promise.resolve(now);
     const key = identityKey(deviceId, moduleId);
     return new Promise((resolve) => {
       let set = this.#waiters.get(key);
@@ -64,13 +82,16 @@ export class ConnectionRegistry {
         set = new Set();
         this.#waiters.set(key, set);
       }
-      const waiter: Waiter = (s) => {
-        clearTimeout(timer);
-        resolve(s);
+      const waiter: Waiter = {
+        ready,
+        done: (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        },
       };
       const timer = setTimeout(() => {
         set?.delete(waiter);
-        resolve(undefined);
+        resolve(this.get(deviceId, moduleId));
       }, timeoutMs);
       set.add(waiter);
     });

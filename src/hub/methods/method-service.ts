@@ -64,7 +64,8 @@ export class MethodService {
   constructor(private readonly connections: ConnectionRegistry) {}
 
   async invoke(deviceId: string, moduleId: string | null, call: MethodCall): Promise<MethodResult> {
-    const session = await this.connections.waitFor(deviceId, moduleId, call.connectTimeoutInSeconds * 1000);
+    // connectTimeoutInSeconds: wait for the device to be online *and* listening for methods.
+    const session = await this.connections.waitFor(deviceId, moduleId, call.connectTimeoutInSeconds * 1000, (s) => s.acceptsMethods());
     const who = moduleId === null ? deviceId : `${deviceId}/${moduleId}`;
     if (session === undefined) throw new HubError('DeviceNotOnline', `Device ${who} is not online.`);
     const requestId = randomUUID();

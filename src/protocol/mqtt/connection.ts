@@ -199,6 +199,10 @@ export class MqttConnection implements LiveSession {
     this.c2d.kick();
   }
 
+  acceptsMethods(): boolean {
+    return this.state === 'connected' && this.subscribed(METHODS_FILTER);
+  }
+
   close(reason: string, graceful = false): void {
     if (this.state === 'closed') return;
     const wasConnected = this.state === 'connected';

@@ -109,5 +109,7 @@ export async function handleConnect(conn: MqttConnection, packet: IConnectPacket
     'device connected',
   );
   conn.deps.onConnected(conn);
+  // Restored subscriptions count now that the session is connected (methods waiters).
+  conn.deps.connections.changed(conn);
   if (conn.subscribed(c2dFilter(result.identity))) conn.c2d.kick();
 }

@@ -24,5 +24,6 @@ export async function handleSubscribe(conn: MqttConnection, packet: ISubscribePa
   if (conn.subscriptions.size > MAX_SUBSCRIPTIONS) return conn.close('more than 5 subscriptions');
   if (!conn.cleanSession) await conn.deps.sessions.setSubscriptions(conn.clientId, [...conn.subscriptions.values()]);
   conn.send({ cmd: 'suback', messageId: packet.messageId, granted });
+  conn.deps.connections.changed(conn);
   if (packet.subscriptions.some((s) => s.topic === c2dFilter(id))) conn.c2d.kick();
 }
