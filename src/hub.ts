@@ -146,12 +146,19 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       if (n > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: change.kind, sessions: n }, 'dropped live sessions');
     });
     twins.onDesiredChange((change) => connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch));
+    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, undefined);
+    // Until the event stream is wired, telemetry goes straight to the store.
+    const telemetry: TelemetrySink = {
+      append: async (event) => (await store.events.appendEvents([event]))[0] ?? 0,
+    };
     const services: HubServices = {
       registry,
       twins,
       query,
       methods,
       connections,
+      deviceAuth,
+      telemetry,
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -191,16 +198,12 @@ async function listen(app: FastifyInstance, port: number, host: string): Promise
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services } = prepared;
-  // Until the event stream is wired, telemetry goes straight to the store.
-  const telemetry: TelemetrySink = {
-    append: async (event) => (await store.events.appendEvents([event]))[0] ?? 0,
-  };
   const broker = new MqttBroker({
     hostname: () => config.hostname,
-    authenticator: new DeviceAuthenticator(store, () => config.hostname, clock, undefined),
+    authenticator: services.deviceAuth,
     connections: services.connections,
     sessions: store.sessions,
-    telemetry,
+    telemetry: services.telemetry,
     twins: services.twins,
     methods: services.methods,
     c2d: undefined,

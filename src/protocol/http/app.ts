@@ -10,6 +10,11 @@ import type { Right } from '../../core/types.js';
 import { requireAnyRight, type ServiceAuthenticator, type ServicePrincipal } from '../../auth/service-authenticator.js';
 import { sendError, toHubError } from './error-mapping.js';
 import type { HubServices } from './services.js';
+import type { DeviceIdentity } from '../../auth/device-authenticator.js';
+import { peerChain } from '../mqtt/listeners.js';
+import type { TLSSocket } from 'node:tls';
+import { unauthorized } from '../../core/errors.js';
+import { registerDeviceHttpRoutes } from './routes/device-http.js';
 import { registerDeviceRoutes } from './routes/devices.js';
 import { registerModuleRoutes } from './routes/modules.js';
 import { registerTwinRoutes } from './routes/twins.js';
@@ -21,9 +26,12 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The caller needs any one of these rights; routes without it are public. */
     rights?: readonly Right[];
+    /** A device route: the caller must authenticate as the device named by the `:id` param. */
+    device?: boolean;
   }
   interface FastifyRequest {
     principal: ServicePrincipal | undefined;
+    device: DeviceIdentity | undefined;
   }
 }
 
@@ -76,6 +84,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   }) as unknown as FastifyInstance;
 
   app.decorateRequest('principal', undefined);
+  app.decorateRequest('device', undefined);
 
   // Bodies stay raw Buffers; routes parse what they expect (jsonBody), so a wrong or missing
   // Content-Type from a non-SDK client is not a reason to fail, and malformed JSON gets our error.
@@ -83,6 +92,24 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.addHook('onRequest', async (req) => {
+    if (req.routeOptions.config.device === true) {
+      // Device HTTPS (wire doc §5): the device's SAS token or its TLS client certificate, and
+      // only for itself. Every failure is the same 401.
+      const deviceId = (req.params as { id?: string }).id ?? '';
+      const header = req.headers.authorization;
+      const result = await services.deviceAuth.authenticate({
+        deviceId,
+        moduleId: null,
+        sasToken: header,
+        peerChain: header === undefined ? peerChain(req.socket as TLSSocket) : undefined,
+      });
+      if (!result.ok) {
+        logger.warn({ event: 'auth.denied', protocol: 'https-device', remote: req.ip, deviceId: deviceId.slice(0, 128), reason: result.reason }, 'device request denied');
+        throw unauthorized(result.reason);
+      }
+      req.device = result.identity;
+      return;
+    }
     const rights = req.routeOptions.config.rights;
     if (rights === undefined) return;
     const header = req.headers.authorization;
@@ -128,5 +155,6 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerTwinRoutes(app, services);
   registerQueryRoutes(app, services);
   registerMethodRoutes(app, services.methods);
+  registerDeviceHttpRoutes(app, services);
   return app;
 }

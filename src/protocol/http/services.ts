@@ -3,6 +3,8 @@ import type { TwinService } from '../../hub/twins/twin-service.js';
 import type { QueryService } from '../../hub/query/query-service.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
 import type { ConnectionRegistry } from '../../hub/connections.js';
+import type { DeviceAuthenticator } from '../../auth/device-authenticator.js';
+import type { TelemetrySink } from '../mqtt/broker-deps.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -11,5 +13,9 @@ export interface HubServices {
   query: QueryService;
   methods: MethodService;
   connections: ConnectionRegistry;
+  /** Device-side authentication, shared by MQTT and device HTTPS. */
+  deviceAuth: DeviceAuthenticator;
+  /** Durable intake of device messages (the event stream). */
+  telemetry: TelemetrySink;
   health(): Promise<{ status: 'ok' | 'degraded'; store: string; checks: Record<string, string> }>;
 }

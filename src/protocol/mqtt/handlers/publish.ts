@@ -10,18 +10,11 @@
 import type { IPublishPacket } from 'mqtt-packet';
 import { HubError } from '../../../core/errors.js';
 import type { JsonValue } from '../../../core/json.js';
-import type { NewEvent } from '../../../store/event-ports.js';
+import { telemetryEvent } from '../../../hub/telemetry/telemetry-event.js';
 import type { MqttConnection } from '../connection.js';
 import { classifyPublish, jsonPayload, parseJsonPayload, parsePropertyBag, TWIN_RESPONSE_FILTER } from '../topics.js';
 
 const MAX_PENDING_APPENDS = 256;
-
-function sizeOf(body: Buffer, system: Record<string, string>, app: Record<string, string>): number {
-  let n = body.length;
-  for (const v of Object.values(system)) n += Buffer.byteLength(v);
-  for (const [k, v] of Object.entries(app)) n += Buffer.byteLength(k) + Buffer.byteLength(v);
-  return n;
-}
 
 function twinResponse(conn: MqttConnection, status: number, rid: string, body: unknown, version?: number): void {
   if (!conn.subscribed(TWIN_RESPONSE_FILTER)) return;
@@ -62,20 +55,12 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
         return conn.close('malformed property bag');
       }
       if (packet.retain) bag.app['mqtt-retain'] = 'true';
-      if (sizeOf(payload, bag.system, bag.app) > conn.deps.limits.maxMessageBytes) {
-        return conn.close(`message larger than ${conn.deps.limits.maxMessageBytes} bytes`);
+      let event;
+      try {
+        event = telemetryEvent(id, payload, bag.system, bag.app, new Date(conn.deps.clock.now()).toISOString(), conn.deps.limits.maxMessageBytes);
+      } catch (err) {
+        return conn.close((err as Error).message);
       }
-      const now = new Date(conn.deps.clock.now()).toISOString();
-      const system: Record<string, string> = {
-        ...bag.system,
-        'iothub-connection-device-id': id.deviceId,
-        'iothub-connection-auth-method': id.authMethodStamp,
-        'iothub-connection-auth-generation-id': id.generationId,
-        'iothub-enqueuedtime': now,
-        'iothub-message-source': 'Telemetry',
-      };
-      if (id.moduleId !== null) system['iothub-connection-module-id'] = id.moduleId;
-      const event: NewEvent = { deviceId: id.deviceId, moduleId: id.moduleId, enqueuedTime: now, body: payload, properties: bag.app, systemProperties: system };
       const durable = conn.deps.telemetry.append(event);
       conn.pendingAppends++;
       if (conn.pendingAppends > MAX_PENDING_APPENDS) conn.stream.pause();

@@ -1,0 +1,90 @@
+/**
+ * Device HTTPS API (wire doc §5): telemetry, single and batched. The device authenticates with
+ * its SAS token or its TLS client certificate (app.ts, route config `device: true`) and may only
+ * act as itself.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { HubError } from '../../../core/errors.js';
+import { isJsonObject } from '../../../core/json.js';
+import { MAX_MESSAGE_BYTES, telemetryEvent } from '../../../hub/telemetry/telemetry-event.js';
+import type { HubServices } from '../services.js';
+
+const DEVICE = { device: true } as const;
+type IdParams = { Params: { id: string } };
+
+/** Device headers carrying system properties (wire doc §5.1), by the names the hub stores. */
+const SYSTEM_HEADERS: Readonly<Record<string, string>> = {
+  'iothub-messageid': 'message-id',
+  'iothub-correlationid': 'correlation-id',
+  'iothub-userid': 'user-id',
+  'iothub-to': 'to',
+  'iothub-expiry': 'absolute-expiry-time',
+  'iothub-contenttype': 'content-type',
+  'iothub-contentencoding': 'content-encoding',
+  'iothub-interface-id': 'iothub-interface-id',
+  'dt-subject': 'dt-subject',
+};
+const APP_PREFIX = 'iothub-app-';
+export const BATCH_CONTENT_TYPE = 'application/vnd.microsoft.iothub.json';
+
+function header(v: string | string[] | undefined): string | undefined {
+  return Array.isArray(v) ? v[0] : v;
+}
+
+function propertiesFromHeaders(req: FastifyRequest): { system: Record<string, string>; app: Record<string, string> } {
+  const system: Record<string, string> = {};
+  const app: Record<string, string> = {};
+  for (const [name, raw] of Object.entries(req.headers)) {
+    const value = header(raw);
+    if (value === undefined) continue;
+    const sys = SYSTEM_HEADERS[name];
+    if (sys !== undefined) system[sys] = value;
+    else if (name.startsWith(APP_PREFIX) && name.length > APP_PREFIX.length) app[name.slice(APP_PREFIX.length)] = value;
+  }
+  return { system, app };
+}
+
+function rawBody(req: FastifyRequest): Buffer {
+  return Buffer.isBuffer(req.body) ? req.body : Buffer.alloc(0);
+}
+
+/** `[{"body":"<base64>","properties":{"iothub-app-k":"v"}}, ...]` (wire doc §5.2). */
+function parseBatch(body: Buffer): Array<{ body: Buffer; app: Record<string, string> }> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body.toString('utf8'));
+  } catch {
+    throw new HubError('IotHubFormatError', 'The batch is not valid JSON.');
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) throw new HubError('ArgumentInvalid', 'A batch is a non-empty JSON array of messages.');
+  return parsed.map((m, i) => {
+    if (!isJsonObject(m) || typeof m.body !== 'string') throw new HubError('ArgumentInvalid', `Batch message ${i} has no base64 body.`);
+    const app: Record<string, string> = {};
+    if (isJsonObject(m.properties)) {
+      for (const [k, v] of Object.entries(m.properties)) {
+        if (typeof v === 'string') app[k.startsWith(APP_PREFIX) ? k.slice(APP_PREFIX.length) : k] = v;
+      }
+    }
+    return { body: Buffer.from(m.body, 'base64'), app };
+  });
+}
+
+export function registerDeviceHttpRoutes(app: FastifyInstance, services: HubServices): void {
+  app.post<IdParams>('/devices/:id/messages/events', { config: DEVICE }, async (req, reply) => {
+    const identity = req.device;
+    if (identity === undefined) throw new HubError('IotHubUnauthorizedAccess', 'Unauthorized');
+    const body = rawBody(req);
+    const now = new Date().toISOString();
+    const contentType = header(req.headers['content-type']) ?? '';
+    if (contentType.startsWith(BATCH_CONTENT_TYPE)) {
+      if (body.length > MAX_MESSAGE_BYTES) throw new HubError('MessageTooLarge', `A batch is at most ${MAX_MESSAGE_BYTES} bytes.`);
+      const events = parseBatch(body).map((m) => telemetryEvent(identity, m.body, {}, m.app, now));
+      await Promise.all(events.map((e) => services.telemetry.append(e)));
+    } else {
+      const { system, app: props } = propertiesFromHeaders(req);
+      await services.telemetry.append(telemetryEvent(identity, body, system, props, now));
+    }
+    // Answered only once every message is durable.
+    return reply.code(204).send();
+  });
+}
