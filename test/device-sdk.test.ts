@@ -89,7 +89,7 @@ for (const [name, transport] of [
       const id = `sdk-${name}-sas`;
       const key = await createDevice(id);
       const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, transport);
-      client.setOptions({ ca });
+      await client.setOptions({ ca });
       await client.open();
       try {
         client.onDeviceMethod('reboot', (req, res) => {
@@ -116,7 +116,7 @@ describe('other credentials', () => {
     const devicePolicyKey = /SharedAccessKey=([^;\s]+)/.exec(stdout)?.[1];
     assert.ok(devicePolicyKey);
     const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKeyName=device;SharedAccessKey=${devicePolicyKey}`, Mqtt);
-    client.setOptions({ ca });
+    await client.setOptions({ ca });
     await client.open();
     try {
       const twin = await client.getTwin();
@@ -133,7 +133,7 @@ describe('other credentials', () => {
       `HostName=${HOST};DeviceId=sdk-mod-host;ModuleId=filter;SharedAccessKey=${String(m.authentication?.symmetricKey?.primaryKey)}`,
       Mqtt,
     );
-    client.setOptions({ ca });
+    await client.setOptions({ ca });
     await client.open();
     try {
       client.onMethod('ping', (_req, res) => res?.send(200, 'pong', () => undefined));
@@ -164,7 +164,7 @@ describe('direct methods when the device is away', () => {
     const call = service.invokeDeviceMethod(id, { methodName: 'late', payload: 1, responseTimeoutInSeconds: 10, connectTimeoutInSeconds: 10 });
     await new Promise((r) => setTimeout(r, 500));
     const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, Mqtt);
-    client.setOptions({ ca });
+    await client.setOptions({ ca });
     client.onDeviceMethod('late', (_req, res) => res.send(200, 'here', () => undefined));
     await client.open();
     try {
@@ -181,7 +181,7 @@ describe('token renewal', () => {
     const id = 'sdk-renew';
     const key = await createDevice(id);
     const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, Mqtt);
-    client.setOptions({ ca, tokenRenewal: { tokenValidTimeInSeconds: 6, tokenRenewalMarginInSeconds: 4 } });
+    await client.setOptions({ ca, tokenRenewal: { tokenValidTimeInSeconds: 6, tokenRenewalMarginInSeconds: 4 } });
     let calls = 0;
     client.onDeviceMethod('count', (_req, res) => {
       calls++;
