@@ -1,12 +1,15 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { SecretBox } from '../src/core/secret-box.js';
-import { storeConformance } from '../src/store/store.case.js';
+import { storeConformance, type StoreHarness } from '../src/store/store.case.js';
+import { eventStoreConformance } from '../src/store/event-store.case.js';
+import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
+import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 
 const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-storeConformance('postgres', async () => {
+async function openHarness(): Promise<StoreHarness> {
   // Each test gets its own schema, dropped afterwards, so runs never see each other's rows.
   const schema = `gh_test_${randomBytes(6).toString('hex')}`;
   const url = new URL(DATABASE_URL);
@@ -30,4 +33,9 @@ storeConformance('postgres', async () => {
       await admin.end();
     },
   };
-});
+}
+
+storeConformance('postgres', openHarness);
+eventStoreConformance('postgres', openHarness);
+c2dStoreConformance('postgres', openHarness);
+certificateStoreConformance('postgres', openHarness);

@@ -3,10 +3,13 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SecretBox } from '../src/core/secret-box.js';
-import { storeConformance } from '../src/store/store.case.js';
+import { storeConformance, type StoreHarness } from '../src/store/store.case.js';
+import { eventStoreConformance } from '../src/store/event-store.case.js';
+import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
+import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 
-storeConformance('sqlite', async () => {
+async function openHarness(): Promise<StoreHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'gh-sqlite-'));
   const file = join(dir, 'hub.db');
   const store = await openSqliteStore(file, new SecretBox(randomBytes(32)));
@@ -24,4 +27,9 @@ storeConformance('sqlite', async () => {
       rmSync(dir, { recursive: true, force: true });
     },
   };
-});
+}
+
+storeConformance('sqlite', openHarness);
+eventStoreConformance('sqlite', openHarness);
+c2dStoreConformance('sqlite', openHarness);
+certificateStoreConformance('sqlite', openHarness);

@@ -1,6 +1,7 @@
 /**
  * Cloud-to-device queues and delivery feedback [DOCS: Send cloud-to-device messages from IoT Hub].
- * Filled in by the C2D work; see src/hub/c2d/.
+ * The rules (depth, TTL, delivery count, lock time) live in src/hub/c2d/c2d-service.ts; the store
+ * keeps queues consistent and durable.
  */
 export type AckMode = 'none' | 'positive' | 'negative' | 'full';
 export type FeedbackStatus = 'Success' | 'Expired' | 'DeliveryCountExceeded' | 'Rejected' | 'Purged';
@@ -37,6 +38,51 @@ export interface FeedbackRecord {
   description: string;
 }
 
-/** The C2D work defines this store's methods. */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
-export interface C2dStore {}
+/** A message as the service hands it over; the store assigns `seq` and the delivery state. */
+export type NewC2dMessage = Omit<C2dMessage, 'seq' | 'deliveryCount' | 'lockToken' | 'lockedUntil'>;
+
+export interface C2dSweepResult {
+  expired: number;
+  deadLettered: number;
+  /** Devices with messages deliverable again because a lapsed lock was released. */
+  released: string[];
+  feedbackPruned: number;
+}
+
+/**
+ * Per-device FIFO queues. Every method that changes a device's queue runs in one transaction that
+ * also serializes it against the device's other queue transactions, and records the feedback of
+ * the messages it removes (as their `ack` asks: positive = Success only, negative = all but
+ * Success, full = all, none = nothing) in that same transaction. Times are epoch milliseconds.
+ * Deleting a device deletes its queue with it (no feedback).
+ */
+export interface C2dStore {
+  /**
+   * Removes the device's expired messages (Expired), then appends unless `maxDepth` messages are
+   * pending. DeviceNotFound / DeviceMaximumQueueDepthExceeded.
+   */
+  enqueue(message: NewC2dMessage, opts: { maxDepth: number; now: number }): Promise<C2dMessage>;
+  /**
+   * Removes expired messages (Expired), dead-letters unlocked ones whose delivery count reached
+   * `maxDeliveryCount` (DeliveryCountExceeded), then locks up to `max` of the unlocked rest, oldest
+   * first, until `now + lockMs`, each under a fresh lock token, counting the delivery attempt.
+   * A lock whose time has passed counts as unlocked.
+   */
+  lockNext(deviceId: string, opts: { max: number; now: number; lockMs: number; maxDeliveryCount: number }): Promise<C2dMessage[]>;
+  /** Removes the message whose lock still holds, recording `outcome`. False when the lock is lost. */
+  settle(deviceId: string, lockToken: string, outcome: 'Success' | 'Rejected', now: number): Promise<boolean>;
+  /** Unlocks a held message for redelivery, or dead-letters it at `maxDeliveryCount`. False when the lock is lost. */
+  abandon(deviceId: string, lockToken: string, opts: { now: number; maxDeliveryCount: number }): Promise<boolean>;
+  /** Messages of the device not expired at `now`, locked or not. */
+  countPending(deviceId: string, now: number): Promise<number>;
+  /** Removes the device's whole queue, with Purged feedback when `feedback`. Returns how many. */
+  purge(deviceId: string, opts: { now: number; feedback: boolean }): Promise<number>;
+  /**
+   * Housekeeping for up to `maxDevices` devices: expires, dead-letters lapsed locks at
+   * `maxDeliveryCount`, releases the other lapsed locks; then drops feedback created before
+   * `feedbackBefore`.
+   */
+  sweep(opts: { now: number; maxDeliveryCount: number; feedbackBefore: number; maxDevices: number }): Promise<C2dSweepResult>;
+  /** Feedback with seq > `after`, oldest first. */
+  readFeedback(after: number, limit: number): Promise<FeedbackRecord[]>;
+}

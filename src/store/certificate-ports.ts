@@ -1,7 +1,10 @@
 /**
  * X.509 CA certificates registered on the hub and verified by proof of possession
- * (wire doc §7.2). Filled in by the CA registration work; see src/pki/ca-registry.ts.
+ * (wire doc §7.2). The policy (validation, quota, proof of possession) lives in
+ * src/pki/ca-registry.ts; the store only keeps records under etags.
  */
+import type { EtagCondition } from './ports.js';
+
 export interface CaCertificateRecord {
   name: string;
   /** PEM, public part only. */
@@ -19,6 +22,21 @@ export interface CaCertificateRecord {
   etag: string;
 }
 
-/** The CA registration work defines this store's methods. */
-// eslint-disable-next-line @typescript-eslint/no-empty-interface
-export interface CertificateStore {}
+/** The connect-time hot path: verified CAs only; callers (CaRegistry) cache the parsed result. */
+export interface CaCertificateLookups {
+  findVerifiedByThumbprintSha256(thumbprintSha256: string): Promise<CaCertificateRecord | undefined>;
+  /** Every verified CA, ordered by name. */
+  listVerified(): Promise<CaCertificateRecord[]>;
+}
+
+export interface CertificateStore extends CaCertificateLookups {
+  /** Inserts a new record. InvalidOperation when the name is taken (the first one stays). */
+  create(record: CaCertificateRecord): Promise<void>;
+  get(name: string): Promise<CaCertificateRecord | undefined>;
+  /** Every record, ordered by name (byte order). */
+  list(): Promise<CaCertificateRecord[]>;
+  /** Replaces the record named `record.name` when its etag matches. ResourceNotFound / PreconditionFailed. */
+  replace(record: CaCertificateRecord, ifMatch: EtagCondition): Promise<void>;
+  /** ResourceNotFound / PreconditionFailed. */
+  delete(name: string, ifMatch: EtagCondition): Promise<void>;
+}

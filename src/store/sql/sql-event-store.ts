@@ -1,24 +1,158 @@
+/**
+ * The event stream's store over a SqlDriver (schema v2, table `events`).
+ *
+ * Seqs: SQLite's AUTOINCREMENT rowid and PostgreSQL's sequence both hand out increasing values that
+ * are never reused, even after pruning. On PostgreSQL an append also takes a transaction-scoped
+ * advisory lock, so appends of several hubs sharing one database commit in seq order: a reader
+ * that has seen seq N never later finds a smaller seq appear.
+ *
+ * Bodies travel as hex text and are decoded by the database (`unhex` / `decode(.., 'hex')`): the
+ * driver port binds strings, numbers and null only. Both drivers read BLOB / BYTEA back as Buffers.
+ */
 import type { EventStore, NewEvent, StoredEvent } from '../event-ports.js';
-import type { SqlDriver } from './driver.js';
+import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './driver.js';
 
-/** Placeholder until the event stream work lands. */
+const COLUMNS = 'seq, device_id, module_id, enqueued_time, body, properties, system_properties';
+const INSERT_COLUMNS = 'device_id, module_id, enqueued_time, body, properties, system_properties';
+/** Rows per INSERT on PostgreSQL (6 parameters each, far below its 65535 limit). */
+const PG_ROWS_PER_INSERT = 500;
+/** Rows per DELETE while pruning, so a large prune never holds the write lock for long. */
+const PRUNE_CHUNK = 5000;
+/** Serializes event appends across hubs sharing one PostgreSQL database. */
+const PG_APPEND_LOCK = 7270662;
+
+function rowParams(e: NewEvent): SqlValue[] {
+  return [
+    e.deviceId,
+    e.moduleId ?? '',
+    e.enqueuedTime,
+    e.body.toString('hex'),
+    JSON.stringify(e.properties),
+    JSON.stringify(e.systemProperties),
+  ];
+}
+
+function text(row: SqlRow, col: string): string {
+  const v = row[col];
+  if (typeof v !== 'string') throw new Error(`store: column ${col} is not text`);
+  return v;
+}
+
+function stringMap(row: SqlRow, col: string): Record<string, string> {
+  const parsed = JSON.parse(text(row, col)) as unknown;
+  const out: Record<string, string> = {};
+  if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+    for (const [k, v] of Object.entries(parsed)) if (typeof v === 'string') out[k] = v;
+  }
+  return out;
+}
+
+function bytes(v: unknown): Buffer {
+  if (Buffer.isBuffer(v)) return v;
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (v === null || v === undefined) return Buffer.alloc(0);
+  throw new Error('store: column body is not binary');
+}
+
+function eventFromRow(r: SqlRow): StoredEvent {
+  const moduleId = text(r, 'module_id');
+  return {
+    seq: Number(r.seq),
+    deviceId: text(r, 'device_id'),
+    moduleId: moduleId === '' ? null : moduleId,
+    enqueuedTime: text(r, 'enqueued_time'),
+    body: bytes(r.body),
+    properties: stringMap(r, 'properties'),
+    systemProperties: stringMap(r, 'system_properties'),
+  };
+}
+
 export class SqlEventStore implements EventStore {
   constructor(private readonly db: SqlDriver) {}
 
-  appendEvents(_events: readonly NewEvent[]): Promise<number[]> {
-    void this.db;
-    return Promise.reject(new Error('event store not implemented'));
+  async appendEvents(events: readonly NewEvent[]): Promise<number[]> {
+    if (events.length === 0) return [];
+    return this.db.transaction((tx) => (this.db.dialect === 'postgres' ? appendPostgres(tx, events) : appendSqlite(tx, events)));
   }
 
-  readEvents(_opts: { after: number; limit: number; deviceId?: string }): Promise<StoredEvent[]> {
-    return Promise.reject(new Error('event store not implemented'));
+  async readEvents(opts: { after: number; limit: number; deviceId?: string }): Promise<StoredEvent[]> {
+    const limit = Math.max(0, Math.floor(opts.limit));
+    if (limit === 0) return [];
+    const rows =
+      opts.deviceId === undefined
+        ? await this.db.all(`SELECT ${COLUMNS} FROM events WHERE seq > ? ORDER BY seq LIMIT ?`, [opts.after, limit])
+        : await this.db.all(`SELECT ${COLUMNS} FROM events WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?`, [
+            opts.deviceId,
+            opts.after,
+            limit,
+          ]);
+    return rows.map(eventFromRow);
   }
 
-  lastEventSeq(): Promise<number> {
-    return Promise.reject(new Error('event store not implemented'));
+  async lastEventSeq(): Promise<number> {
+    // The sequence, not MAX(seq): pruning every event must not move the stream position back.
+    if (this.db.dialect === 'postgres') {
+      const rows = await this.db.all('SELECT last_value, is_called FROM events_seq_seq');
+      const r = rows[0];
+      return r === undefined || r.is_called !== true ? 0 : Number(r.last_value);
+    }
+    const rows = await this.db.all(`SELECT seq FROM sqlite_sequence WHERE name = 'events'`);
+    return Number(rows[0]?.seq ?? 0);
   }
 
-  pruneEvents(_opts: { before: string; keepAtMost: number }): Promise<number> {
-    return Promise.reject(new Error('event store not implemented'));
+  async pruneEvents(opts: { before: string; keepAtMost: number }): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const n = await this.db.run(
+        'DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE enqueued_time < ? ORDER BY seq LIMIT ?)',
+        [opts.before, PRUNE_CHUNK],
+      );
+      deleted += n;
+      if (n < PRUNE_CHUNK) break;
+    }
+    const keep = Math.max(0, Math.floor(opts.keepAtMost));
+    // Seqs are distinct integers: when the span fits, so does the count (no index walk each minute).
+    const span = await this.db.all('SELECT MIN(seq) AS lo, MAX(seq) AS hi FROM events');
+    const lo = span[0]?.lo;
+    const hi = span[0]?.hi;
+    if (lo === null || lo === undefined || Number(hi) - Number(lo) + 1 <= keep) return deleted;
+    // The newest seq beyond the ones to keep; it and everything older goes.
+    const cut = await this.db.all('SELECT seq FROM events ORDER BY seq DESC LIMIT 1 OFFSET ?', [keep]);
+    if (cut[0] === undefined) return deleted;
+    const upTo = Number(cut[0].seq);
+    for (;;) {
+      const n = await this.db.run('DELETE FROM events WHERE seq IN (SELECT seq FROM events WHERE seq <= ? ORDER BY seq LIMIT ?)', [
+        upTo,
+        PRUNE_CHUNK,
+      ]);
+      deleted += n;
+      if (n < PRUNE_CHUNK) break;
+    }
+    return deleted;
   }
+}
+
+async function appendSqlite(tx: SqlExecutor, events: readonly NewEvent[]): Promise<number[]> {
+  const seqs: number[] = [];
+  for (const e of events) {
+    await tx.run(`INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, unhex(?), ?, ?)`, rowParams(e));
+    const rows = await tx.all('SELECT last_insert_rowid() AS seq');
+    seqs.push(Number(rows[0]?.seq));
+  }
+  return seqs;
+}
+
+async function appendPostgres(tx: SqlExecutor, events: readonly NewEvent[]): Promise<number[]> {
+  await tx.all(`SELECT pg_advisory_xact_lock(${PG_APPEND_LOCK})`);
+  const seqs: number[] = [];
+  for (let i = 0; i < events.length; i += PG_ROWS_PER_INSERT) {
+    const chunk = events.slice(i, i + PG_ROWS_PER_INSERT);
+    const rows = await tx.all(
+      `INSERT INTO events (${INSERT_COLUMNS}) VALUES ${chunk.map(() => "(?, ?, ?, decode(?, 'hex'), ?, ?)").join(', ')} RETURNING seq`,
+      chunk.flatMap(rowParams),
+    );
+    // nextval runs row by row in VALUES order; RETURNING order is not promised, so sort.
+    seqs.push(...rows.map((r) => Number(r.seq)).sort((a, b) => a - b));
+  }
+  return seqs;
 }
