@@ -23,7 +23,10 @@ import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
 import { ConnectionRegistry } from './hub/connections.js';
 import { MethodService } from './hub/methods/method-service.js';
+import { C2dService } from './hub/c2d/c2d-service.js';
 import { DeviceAuthenticator } from './auth/device-authenticator.js';
+import { CaRegistry } from './pki/ca-registry.js';
+import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
 import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
@@ -133,6 +136,11 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const authenticator = new ServiceAuthenticator(policyCache, () => config.hostname, clock);
     const connections = new ConnectionRegistry();
     const methods = new MethodService(connections);
+    const c2d = new C2dService(store, clock);
+    // A deleted device's queue goes with it (the store cascades); this clears any leftover.
+    registry.onIdentityChange((change) => {
+      if (change.kind === 'device-deleted') void c2d.forget(change.deviceId).catch(() => undefined);
+    });
     // Revocation bites at once: a disabled, deleted, re-keyed or re-thumbprinted identity loses
     // its live sessions now, not at its next reconnect.
     registry.onIdentityChange((change) => {
@@ -146,19 +154,29 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       if (n > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: change.kind, sessions: n }, 'dropped live sessions');
     });
     twins.onDesiredChange((change) => connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch));
-    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, undefined);
-    // Until the event stream is wired, telemetry goes straight to the store.
-    const telemetry: TelemetrySink = {
-      append: async (event) => (await store.events.appendEvents([event]))[0] ?? 0,
-    };
+    // New mail for a connected device goes out at once, not at its next reconnect.
+    c2d.onEnqueued((deviceId) => connections.get(deviceId, null)?.notifyC2d());
+    const cas = new CaRegistry(store.certificates, clock);
+    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas);
+    const events = new EventStream(
+      store.events,
+      clock,
+      { retentionMs: config.eventRetentionHours * 3600_000, maxEvents: config.eventMaxCount },
+      logger.child({ component: 'events' }),
+    );
+    // Telemetry goes through the event stream: group commit, durable before PUBACK, live subscribers.
+    const telemetry: TelemetrySink = events;
     const services: HubServices = {
       registry,
       twins,
       query,
       methods,
       connections,
+      c2d,
       deviceAuth,
       telemetry,
+      cas,
+      events,
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -206,7 +224,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     telemetry: services.telemetry,
     twins: services.twins,
     methods: services.methods,
-    c2d: undefined,
+    c2d: services.c2d,
     clock,
     logger: logger.child({ component: 'mqtt' }),
     limits: { ...DEFAULT_BROKER_LIMITS, connectTimeoutMs: config.mqttConnectTimeout * 1000 },
@@ -239,6 +257,9 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     throw err;
   }
 
+  services.c2d.start();
+  services.events.start();
+
   const state: HubState = {
     hostname: config.hostname,
     bind: config.bind,
@@ -266,6 +287,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         broker.closeAll('hub stopping');
         await mqttClosed;
         await app.close();
+        await services.c2d.stop();
+        await services.events.stop();
         await store.close();
       })();
       return stopping;

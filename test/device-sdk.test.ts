@@ -10,11 +10,15 @@ import { after, before, describe, it } from 'node:test';
 import iothub from 'azure-iothub';
 import deviceSdk from 'azure-iot-device';
 import deviceMqtt from 'azure-iot-device-mqtt';
-import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import deviceHttp from 'azure-iot-device-http';
+import { request } from 'node:https';
+import { generateSasToken } from '../src/auth/sas.js';
+import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 
 const { Registry, Client: ServiceClient } = iothub;
 const { Client, ModuleClient } = deviceSdk;
 const { Mqtt, MqttWs } = deviceMqtt;
+const { Http } = deviceHttp;
 type DeviceClient = InstanceType<typeof Client>;
 type Twin = Awaited<ReturnType<DeviceClient['getTwin']>>;
 
@@ -112,7 +116,7 @@ describe('other credentials', () => {
   it('policy SAS (the device policy acting as a device)', async () => {
     const id = 'sdk-policy';
     await createDevice(id);
-    const { stdout } = await import('./support/hub-process.js').then((m) => m.cli(['connection-string', '--data-dir', hub.dataDir, '--policy', 'device']));
+    const { stdout } = cli(['connection-string', '--data-dir', hub.dataDir, '--policy', 'device']);
     const devicePolicyKey = /SharedAccessKey=([^;\s]+)/.exec(stdout)?.[1];
     assert.ok(devicePolicyKey);
     const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKeyName=device;SharedAccessKey=${devicePolicyKey}`, Mqtt);
@@ -198,5 +202,204 @@ describe('token renewal', () => {
     } finally {
       await client.close();
     }
+  });
+});
+
+// ---------------------------------------------------------------- cloud-to-device
+
+function rest(method: string, path: string, body: string | undefined, headers: Record<string, string> = {}): Promise<{ status: number; body: string }> {
+  const key = /SharedAccessKey=([^;]+)/.exec(hub.connectionString)?.[1] ?? '';
+  const token = generateSasToken({ resource: HOST, key, keyName: 'iothubowner', expiry: Math.floor(Date.now() / 1000) + 600 });
+  return new Promise((resolve, reject) => {
+    const req = request({ host: HOST, port: 443, method, path: `${path}?api-version=2021-04-12`, headers: { authorization: token, ...headers } }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => (text += c.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function sendC2d(deviceId: string, body: string, headers: Record<string, string> = {}): Promise<void> {
+  const r = await rest('POST', `/devices/${deviceId}/messages/deviceBound`, body, headers);
+  assert.equal(r.status, 204, r.body);
+}
+
+async function feedbackFor(messageId: string): Promise<string[]> {
+  const r = await rest('GET', '/messages/serviceBound/feedback', undefined);
+  const records = JSON.parse(r.body) as Array<{ originalMessageId: string; statusCode: string }>;
+  return records.filter((f) => f.originalMessageId === messageId).map((f) => f.statusCode);
+}
+
+async function eventually(check: () => Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.fail(`never happened: ${what}`);
+}
+
+describe('cloud-to-device', () => {
+  it('a message sent while the device is offline arrives over MQTT after it connects, with its properties; Success feedback', async () => {
+    const id = 'c2d-mqtt';
+    const key = await createDevice(id);
+    await sendC2d(id, 'turn on', { 'iothub-messageid': 'm-1', 'iothub-correlationid': 'c-1', 'iothub-ack': 'full', 'iothub-app-color': 'red', 'content-type': 'text/plain' });
+    const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, Mqtt);
+    await client.setOptions({ ca });
+    const received = new Promise<InstanceType<typeof deviceSdk.Message>>((resolve) => client.on('message', (m) => resolve(m)));
+    await client.open();
+    try {
+      const m = await received;
+      assert.equal(m.data.toString(), 'turn on');
+      assert.equal(m.messageId, 'm-1');
+      assert.equal(m.correlationId, 'c-1');
+      assert.equal(m.properties.getValue('color'), 'red');
+      assert.equal(m.properties.getValue('iothub-ack'), 'full');
+      await eventually(async () => (await feedbackFor('m-1')).includes('Success'), 'Success feedback');
+      assert.equal(await purgeRemaining(id), 0);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('over HTTPS: receive, complete, reject (Rejected feedback) and abandon (delivered again)', async () => {
+    const id = 'c2d-http';
+    const key = await createDevice(id);
+    await sendC2d(id, 'first', { 'iothub-messageid': 'h-1', 'iothub-ack': 'full' });
+    await sendC2d(id, 'second', { 'iothub-messageid': 'h-2', 'iothub-ack': 'full', 'iothub-app-k': 'v' });
+    await sendC2d(id, 'third', { 'iothub-messageid': 'h-3' });
+    const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, Http);
+    await client.setOptions({ ca, http: { receivePolicy: { interval: 1 } } });
+    const messages: Array<InstanceType<typeof deviceSdk.Message>> = [];
+    client.on('message', (m) => messages.push(m));
+    await client.open();
+    try {
+      // The SDK polls by itself (every second, draining); each message stays locked until settled.
+      const poll = (n: number) => eventually(async () => messages.length >= n, `${n} messages`);
+      await poll(1);
+      assert.equal(messages[0]?.data.toString(), 'first');
+      await client.complete(messages[0]!);
+      await poll(2);
+      assert.equal(messages[1]?.messageId, 'h-2');
+      assert.equal(messages[1]?.properties.getValue('iothub-app-k'), 'v');
+      await client.reject(messages[1]!);
+      await poll(3);
+      assert.equal(messages[2]?.data.toString(), 'third');
+      await client.abandon(messages[2]!);
+      await poll(4);
+      assert.equal(messages[3]?.data.toString(), 'third', 'an abandoned message comes back');
+      await client.complete(messages[3]!);
+      await eventually(async () => (await feedbackFor('h-1')).includes('Success') && (await feedbackFor('h-2')).includes('Rejected'), 'feedback');
+      assert.equal(await purgeRemaining(id), 0);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('a short tokenRenewal keeps C2D flowing (subscriptions survive the reconnects)', async () => {
+    const id = 'c2d-renew';
+    const key = await createDevice(id);
+    const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, Mqtt);
+    await client.setOptions({ ca, tokenRenewal: { tokenValidTimeInSeconds: 6, tokenRenewalMarginInSeconds: 4 } });
+    const got: string[] = [];
+    client.on('message', (m) => got.push(m.data.toString()));
+    await client.open();
+    try {
+      await new Promise((r) => setTimeout(r, 5000));
+      await sendC2d(id, 'after renewal');
+      await eventually(async () => got.includes('after renewal'), 'C2D after renewal');
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+/** Purges the queue and says how many messages were still in it. */
+async function purgeRemaining(id: string): Promise<number> {
+  const r = await rest('DELETE', `/devices/${id}/commands`, undefined);
+  return (JSON.parse(r.body) as { totalMessagesPurged: number }).totalMessagesPurged;
+}
+
+// ---------------------------------------------------------------- telemetry
+
+interface MonitoredEvent {
+  deviceId: string;
+  payload: unknown;
+  properties: Record<string, string>;
+  systemProperties: Record<string, string>;
+}
+
+function monitor(deviceId: string): MonitoredEvent[] {
+  const out = cli(['monitor-events', '--data-dir', hub.dataDir, '--device', deviceId, '--from', '0', '--timeout', '2']);
+  assert.equal(out.status, 0, out.stderr);
+  return out.stdout
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as MonitoredEvent);
+}
+
+describe('telemetry into monitor-events', () => {
+  for (const [name, transport] of [
+    ['Mqtt', Mqtt],
+    ['MqttWs', MqttWs],
+    ['Http', Http],
+  ] as const) {
+    it(`sendEvent over ${name}: payload, application and system properties`, async () => {
+      const id = `tel-${name}`;
+      const key = await createDevice(id);
+      const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, transport);
+      // The SDK's Http transport answers setOptions only when a receive policy is among the
+      // options (azure-iot-device-http 1.14.4); without one the promise never settles.
+      await client.setOptions(name === 'Http' ? { ca, http: { receivePolicy: { interval: 1 } } } : { ca });
+      await client.open();
+      try {
+        const msg = new deviceSdk.Message(JSON.stringify({ temperature: 21.5, via: name }));
+        msg.messageId = `mid-${name}`;
+        msg.contentType = 'application/json';
+        msg.contentEncoding = 'utf-8';
+        msg.properties.add('alert', 'high temp');
+        await client.sendEvent(msg);
+      } finally {
+        await client.close();
+      }
+      const events = monitor(id);
+      assert.equal(events.length, 1);
+      const e = events[0]!;
+      assert.equal(e.deviceId, id);
+      assert.deepEqual(e.payload, { temperature: 21.5, via: name });
+      assert.equal(e.properties.alert, 'high temp');
+      assert.equal(e.systemProperties['message-id'], `mid-${name}`);
+      assert.equal(e.systemProperties['iothub-connection-device-id'], id);
+      assert.deepEqual(JSON.parse(e.systemProperties['iothub-connection-auth-method'] ?? '{}'), { scope: 'device', type: 'sas', issuer: 'iothub' });
+      assert.ok(!Number.isNaN(Date.parse(e.systemProperties['iothub-enqueuedtime'] ?? '')));
+    });
+  }
+
+  it('sendEventBatch over Http stores every message with its properties', async () => {
+    const id = 'tel-batch';
+    const key = await createDevice(id);
+    const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, Http);
+    await client.setOptions({ ca, http: { receivePolicy: { interval: 1 } } });
+    await client.open();
+    try {
+      const batch = [1, 2, 3].map((n) => {
+        const m = new deviceSdk.Message(`reading ${n}`);
+        m.properties.add('n', String(n));
+        return m;
+      });
+      await client.sendEventBatch(batch);
+    } finally {
+      await client.close();
+    }
+    const events = monitor(id);
+    assert.deepEqual(
+      events.map((e) => [e.payload, e.properties.n]),
+      [
+        ['reading 1', '1'],
+        ['reading 2', '2'],
+        ['reading 3', '3'],
+      ],
+    );
   });
 });

@@ -5,18 +5,22 @@
  * certificate).
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import iothub from 'azure-iothub';
 import deviceSdk from 'azure-iot-device';
 import deviceMqtt from 'azure-iot-device-mqtt';
-import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
-import { makeSelfSigned, thumbprints, type TestCert } from './support/pki.js';
+import deviceHttp from 'azure-iot-device-http';
+import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { chainPem, makeIntermediate, makeLeaf, makeRoot, makeSelfSigned, makeVerificationCert, thumbprints, type TestCert } from './support/pki.js';
 import { connectPacket, connectRaw } from './support/raw-mqtt.js';
 
 const { Registry } = iothub;
 const { Client } = deviceSdk;
 const { Mqtt, MqttWs } = deviceMqtt;
+const { Http } = deviceHttp;
 
 const HOST = '127.0.28.1';
 let hub: HubProcess;
@@ -96,5 +100,61 @@ describe('X.509 self-signed (thumbprint)', () => {
     const again = await connectRaw(HOST, ca, connectPacket(HOST, 'x509-self', undefined), { cert: primary.certPem, key: primary.keyPem });
     assert.equal(again.code, 4, 'the old certificate no longer works');
     await again.client.closed;
+  });
+});
+
+describe('X.509 CA-signed (chain to a registered, verified CA)', () => {
+  it('root -> intermediate -> device: proof of possession, then the SDK connects over Mqtt and Http; strangers are refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gh-x509ca-'));
+    const root = await makeRoot('Gatehouse Test Factory Root');
+    const intermediate = await makeIntermediate(root, 'Gatehouse Test Factory Line 1');
+    const leaf = await makeLeaf(intermediate, 'ca-dev');
+    writeFileSync(join(dir, 'root.pem'), root.certPem);
+
+    // Register the root and prove possession of its key, the Azure way (wire doc §7.2).
+    const run = (args: string[]) => {
+      const r = cli([...args, '--data-dir', hub.dataDir]);
+      assert.equal(r.status, 0, `${args.join(' ')}: ${r.stderr}`);
+      return r.stdout.trim() === '' ? {} : (JSON.parse(r.stdout) as Record<string, unknown>);
+    };
+    run(['ca', 'add', '--name', 'factory-root', '--cert', join(dir, 'root.pem')]);
+    const codeOut = run(['ca', 'verification-code', '--name', 'factory-root']);
+    const code = String((codeOut.properties as { verificationCode?: string } | undefined)?.verificationCode ?? codeOut.verificationCode);
+    const proof = await makeVerificationCert(root, code);
+    writeFileSync(join(dir, 'proof.pem'), proof.certPem);
+    run(['ca', 'verify', '--name', 'factory-root', '--cert', join(dir, 'proof.pem')]);
+
+    await registry.create({ deviceId: 'ca-dev', authentication: { type: 'certificateAuthority' } });
+    for (const [name, transport] of [
+      ['Mqtt', Mqtt],
+      ['Http', Http],
+    ] as const) {
+      const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=ca-dev;x509=true`, transport);
+      // Http answers setOptions only when a receive policy is given (azure-iot-device-http 1.14.4).
+      await client.setOptions({ ca, cert: chainPem(leaf, intermediate), key: leaf.keyPem, ...(name === 'Http' ? { http: { receivePolicy: { interval: 1 } } } : {}) });
+      await client.open();
+      try {
+        await client.sendEvent(new deviceSdk.Message(`hello over ${name}`));
+      } finally {
+        await client.close();
+      }
+    }
+
+    // A device certificate for another id, one from an unregistered CA, one without its
+    // intermediate, and a fake root with the same name: all refused.
+    const otherCn = await makeLeaf(intermediate, 'someone-else');
+    const rogueRoot = await makeRoot('Gatehouse Test Factory Root');
+    const rogueLeaf = await makeLeaf(rogueRoot, 'ca-dev');
+    const cases: Array<[string, string, string, number]> = [
+      ['wrong CN', chainPem(otherCn, intermediate), otherCn.keyPem, 4],
+      ['unregistered CA (same subject, other key)', chainPem(rogueLeaf), rogueLeaf.keyPem, 4],
+      ['missing intermediate', chainPem(leaf), leaf.keyPem, 4],
+    ];
+    for (const [name, cert, key, expected] of cases) {
+      const r = await connectRaw(HOST, ca, connectPacket(HOST, 'ca-dev', undefined), { cert, key });
+      assert.equal(r.code, expected, name);
+      await r.client.closed;
+    }
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -5,6 +5,9 @@ import { registerDevice } from './commands/device.js';
 import { registerTwin } from './commands/twin.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerSas } from './commands/sas.js';
+import { registerMonitorEvents } from './commands/monitor-events.js';
+import { registerC2d } from './commands/c2d.js';
+import { registerCa } from './commands/ca.js';
 import { CliError } from './rest-client.js';
 
 export function buildProgram(): Command {
@@ -19,6 +22,9 @@ export function buildProgram(): Command {
   registerTwin(program);
   registerPolicy(program);
   registerSas(program);
+  registerMonitorEvents(program);
+  registerC2d(program);
+  registerCa(program);
   return program;
 }
 

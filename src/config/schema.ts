@@ -46,6 +46,10 @@ export const configSchema = z
     mqttConnectTimeout: z.coerce.number().int().min(1).max(120).default(10),
     /** Renew the server certificate when it has fewer days left than this. */
     serverCertRenewDays: z.coerce.number().int().min(1).max(365).default(30),
+    /** Hours the built-in event stream keeps device telemetry. */
+    eventRetentionHours: z.coerce.number().int().min(1).max(168).default(24),
+    /** At most this many events are kept; the oldest are pruned first. */
+    eventMaxCount: z.coerce.number().int().min(1000).default(1_000_000),
   })
   .refine((c) => (c.tlsCaCert === undefined) === (c.tlsCaKey === undefined), {
     message: 'tls-ca-cert and tls-ca-key go together',
@@ -67,6 +71,8 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   tlsCaKey: 'GATEHOUSE_TLS_CA_KEY',
   serverCertRenewDays: 'GATEHOUSE_SERVER_CERT_RENEW_DAYS',
   mqttConnectTimeout: 'GATEHOUSE_MQTT_CONNECT_TIMEOUT',
+  eventRetentionHours: 'GATEHOUSE_EVENT_RETENTION_HOURS',
+  eventMaxCount: 'GATEHOUSE_EVENT_MAX_COUNT',
 };
 
 function kebab(field: string): string {

@@ -63,6 +63,12 @@ export async function startHubProcess(opts: {
     ...(opts.extraArgs ?? []),
   ];
   const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  // A test process that dies (or is cancelled) must not leave a hub holding its address.
+  const reap = () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  };
+  process.once('exit', reap);
+  proc.once('exit', () => process.off('exit', reap));
   let out = '';
   proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
   proc.stderr?.on('data', (c: Buffer) => (out += c.toString()));

@@ -14,7 +14,9 @@ function hubOptions(cmd: Command): Command {
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
     .option('--tls-ca-cert <file>', 'issue the server certificate from this CA certificate (PEM) (env GATEHOUSE_TLS_CA_CERT)')
     .option('--tls-ca-key <file>', 'the key of --tls-ca-cert (PEM) (env GATEHOUSE_TLS_CA_KEY)')
-    .option('--mqtt-connect-timeout <seconds>', 'time a new MQTT connection gets to send CONNECT, default 10 (env GATEHOUSE_MQTT_CONNECT_TIMEOUT)');
+    .option('--mqtt-connect-timeout <seconds>', 'time a new MQTT connection gets to send CONNECT, default 10 (env GATEHOUSE_MQTT_CONNECT_TIMEOUT)')
+    .option('--event-retention-hours <h>', 'hours the event stream keeps telemetry, 1-168, default 24 (env GATEHOUSE_EVENT_RETENTION_HOURS)')
+    .option('--event-max-count <n>', 'most events the event stream keeps, at least 1000, default 1000000 (env GATEHOUSE_EVENT_MAX_COUNT)');
 }
 
 export function registerStart(program: Command): void {

@@ -21,6 +21,9 @@ import { registerTwinRoutes } from './routes/twins.js';
 import { registerQueryRoutes } from './routes/query.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMethodRoutes } from './routes/methods.js';
+import { registerEventRoutes } from './routes/events.js';
+import { registerC2dRoutes } from './routes/c2d.js';
+import { registerCertificateRoutes } from './routes/certificates.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -155,6 +158,9 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerTwinRoutes(app, services);
   registerQueryRoutes(app, services);
   registerMethodRoutes(app, services.methods);
+  registerEventRoutes(app, services.events);
+  registerC2dRoutes(app, services.c2d);
+  registerCertificateRoutes(app, services.cas);
   registerDeviceHttpRoutes(app, services);
   return app;
 }

@@ -3,8 +3,11 @@ import type { TwinService } from '../../hub/twins/twin-service.js';
 import type { QueryService } from '../../hub/query/query-service.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
 import type { ConnectionRegistry } from '../../hub/connections.js';
+import type { C2dService } from '../../hub/c2d/c2d-service.js';
 import type { DeviceAuthenticator } from '../../auth/device-authenticator.js';
 import type { TelemetrySink } from '../mqtt/broker-deps.js';
+import type { CaRegistry } from '../../pki/ca-registry.js';
+import type { EventStream } from '../../hub/telemetry/event-stream.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -13,9 +16,15 @@ export interface HubServices {
   query: QueryService;
   methods: MethodService;
   connections: ConnectionRegistry;
+  /** Cloud-to-device queues and feedback. */
+  c2d: C2dService;
   /** Device-side authentication, shared by MQTT and device HTTPS. */
   deviceAuth: DeviceAuthenticator;
   /** Durable intake of device messages (the event stream). */
   telemetry: TelemetrySink;
+  /** X.509 CA certificates: registration, proof of possession, device chain checks. */
+  cas: CaRegistry;
+  /** The built-in event stream: group-committed telemetry, live subscriptions, retention. */
+  events: EventStream;
   health(): Promise<{ status: 'ok' | 'degraded'; store: string; checks: Record<string, string> }>;
 }

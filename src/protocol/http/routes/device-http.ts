@@ -11,6 +11,10 @@ import type { HubServices } from '../services.js';
 
 const DEVICE = { device: true } as const;
 type IdParams = { Params: { id: string } };
+type LockParams = { Params: { id: string; lockToken: string }; Querystring: { reject?: string } };
+
+/** HTTP receive holds a message for one minute [DOCS: Send cloud-to-device messages from IoT Hub]. */
+export const HTTP_LOCK_MS = 60_000;
 
 /** Device headers carrying system properties (wire doc §5.1), by the names the hub stores. */
 const SYSTEM_HEADERS: Readonly<Record<string, string>> = {
@@ -85,6 +89,39 @@ export function registerDeviceHttpRoutes(app: FastifyInstance, services: HubServ
       await services.telemetry.append(telemetryEvent(identity, body, system, props, now));
     }
     // Answered only once every message is durable.
+    return reply.code(204).send();
+  });
+
+  // C2D over HTTPS (wire doc §5.3-5.4): receive locks one message; the device completes,
+  // rejects or abandons it by lock token (ETag). A lost lock is 412.
+  app.get<IdParams>('/devices/:id/messages/devicebound', { config: DEVICE }, async (req, reply) => {
+    const [m] = await services.c2d.lockNext(req.params.id, 1, HTTP_LOCK_MS);
+    if (m === undefined || m.lockToken === null) return reply.code(204).send();
+    reply
+      .header('etag', `"${m.lockToken}"`)
+      .header('iothub-messageid', m.messageId)
+      .header('iothub-to', m.to)
+      .header('iothub-expiry', m.expiryTime)
+      .header('iothub-enqueuedtime', m.enqueuedTime)
+      .header('iothub-deliverycount', String(m.deliveryCount))
+      .header('iothub-sequencenumber', String(m.seq))
+      .header('iothub-ack', m.ack)
+      .header('content-type', m.contentType ?? 'application/octet-stream');
+    if (m.correlationId !== null) reply.header('iothub-correlationid', m.correlationId);
+    if (m.userId !== null) reply.header('iothub-userid', m.userId);
+    if (m.contentEncoding !== null) reply.header('iothub-contentencoding', m.contentEncoding);
+    for (const [k, v] of Object.entries(m.properties)) reply.header(`${APP_PREFIX}${k}`, v);
+    return reply.code(200).send(m.body);
+  });
+
+  app.delete<LockParams>('/devices/:id/messages/devicebound/:lockToken', { config: DEVICE }, async (req, reply) => {
+    if (req.query.reject !== undefined) await services.c2d.reject(req.params.id, req.params.lockToken);
+    else await services.c2d.complete(req.params.id, req.params.lockToken);
+    return reply.code(204).send();
+  });
+
+  app.post<LockParams>('/devices/:id/messages/devicebound/:lockToken/abandon', { config: DEVICE }, async (req, reply) => {
+    await services.c2d.abandon(req.params.id, req.params.lockToken);
     return reply.code(204).send();
   });
 }

@@ -1,0 +1,286 @@
+/**
+ * The built-in event stream: durable telemetry intake with group commit, live subscribers that can
+ * resume from a seq, and retention.
+ *
+ * Appends: one batch is written at a time (so seqs commit in order); events that arrive while it is
+ * in flight wait and go together in the next `appendEvents` call, one transaction. An append
+ * resolves only after its batch committed: the MQTT layer PUBACKs then, so no acknowledged message
+ * can be lost.
+ *
+ * Subscribers: `from: N` replays seq > N from the store in pages while buffering live events, then
+ * switches to live, dropping what the replay already delivered: no gap, no duplicate.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../../core/clock.js';
+import { HubError } from '../../core/errors.js';
+import type { JsonObject, JsonValue } from '../../core/json.js';
+import type { EventStore, NewEvent, StoredEvent } from '../../store/event-ports.js';
+
+export interface EventStreamOptions {
+  /** Events older than this are pruned. */
+  retentionMs: number;
+  /** At most this many events are kept; the oldest go first. */
+  maxEvents: number;
+}
+
+export interface SubscribeOptions {
+  /** 'now': events appended after the call; a seq: every event with a greater seq, then live. */
+  from: 'now' | number;
+  deviceId?: string;
+  /** Awaited before each replay page, so a slow consumer holds the replay back instead of buffering it all. */
+  ready?: () => Promise<void>;
+  /** The subscription ended on an error (store read failed, onEvent threw); it is closed already. */
+  onError?: (err: unknown) => void;
+}
+
+export interface EventSubscription {
+  close(): void;
+}
+
+const MAX_BATCH_EVENTS = 1000;
+const MAX_BATCH_BYTES = 16 * 1024 * 1024;
+const REPLAY_PAGE = 256;
+/** Live events a replaying subscriber holds; beyond that it drops them and reads them from the store. */
+const MAX_REPLAY_BUFFER = 10_000;
+const PRUNE_INTERVAL_MS = 60_000;
+
+interface Pending {
+  event: NewEvent;
+  ticket: number;
+  resolve(seq: number): void;
+  reject(err: unknown): void;
+}
+
+interface Subscriber {
+  deviceId: string | undefined;
+  onEvent(e: StoredEvent): void;
+  onError: ((err: unknown) => void) | undefined;
+  /** Highest seq delivered (or the resume point). */
+  cursor: number;
+  /** Only events whose append() came after this ticket ('now' subscribers). */
+  minTicket: number;
+  live: boolean;
+  buffer: StoredEvent[];
+  overflowed: boolean;
+  closed: boolean;
+}
+
+export class EventStream {
+  readonly #queue: Pending[] = [];
+  readonly #subscribers = new Set<Subscriber>();
+  #tickets = 0;
+  #writer: Promise<void> | undefined;
+  #pruning: Promise<number> | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #stopped = false;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly clock: Clock,
+    private readonly opts: EventStreamOptions,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Resolves with the event's seq once it is durable. */
+  append(event: NewEvent): Promise<number> {
+    if (this.#stopped) return Promise.reject(new HubError('ServiceUnavailable', 'The event stream is stopped.'));
+    return new Promise<number>((resolve, reject) => {
+      this.#queue.push({ event, ticket: ++this.#tickets, resolve, reject });
+      this.#writer ??= this.#drain();
+    });
+  }
+
+  subscribe(opts: SubscribeOptions, onEvent: (e: StoredEvent) => void): EventSubscription {
+    const from = opts.from;
+    if (from !== 'now' && (!Number.isSafeInteger(from) || from < 0)) {
+      throw new HubError('ArgumentInvalid', 'from must be now or a non-negative integer seq.');
+    }
+    const sub: Subscriber = {
+      deviceId: opts.deviceId,
+      onEvent,
+      onError: opts.onError,
+      cursor: from === 'now' ? 0 : from,
+      minTicket: from === 'now' ? this.#tickets : 0,
+      live: from === 'now',
+      buffer: [],
+      overflowed: false,
+      closed: this.#stopped,
+    };
+    if (!sub.closed) this.#subscribers.add(sub);
+    if (!sub.live && !sub.closed) void this.#replay(sub, opts.ready);
+    return {
+      close: () => {
+        sub.closed = true;
+        sub.buffer = [];
+        this.#subscribers.delete(sub);
+      },
+    };
+  }
+
+  /** Starts retention: a prune now and every minute. */
+  start(): void {
+    if (this.#timer !== undefined || this.#stopped) return;
+    this.#timer = setInterval(() => void this.prune(), PRUNE_INTERVAL_MS);
+    this.#timer.unref();
+    void this.prune();
+  }
+
+  /** Stops retention, writes what is queued, ends every subscription. Appends after this are refused. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
+    await this.#writer;
+    await this.#pruning;
+    for (const sub of this.#subscribers) sub.closed = true;
+    this.#subscribers.clear();
+  }
+
+  /** Deletes events older than the retention and beyond the maximum count. Never throws. */
+  prune(): Promise<number> {
+    this.#pruning ??= (async () => {
+      try {
+        const before = new Date(this.clock.now() - this.opts.retentionMs).toISOString();
+        const n = await this.store.pruneEvents({ before, keepAtMost: this.opts.maxEvents });
+        if (n > 0) this.logger.info({ event: 'events.pruned', count: n }, 'pruned old events');
+        return n;
+      } catch (err) {
+        this.logger.error({ err, event: 'events.prune-failed' }, 'event pruning failed');
+        return 0;
+      } finally {
+        this.#pruning = undefined;
+      }
+    })();
+    return this.#pruning;
+  }
+
+  async #drain(): Promise<void> {
+    try {
+      // Appends made in the same tick (several PUBLISHes in one TCP read) share the first batch.
+      await Promise.resolve();
+      while (this.#queue.length > 0) {
+        const batch = this.#takeBatch();
+        let seqs: number[];
+        try {
+          seqs = await this.store.appendEvents(batch.map((p) => p.event));
+          if (seqs.length !== batch.length) throw new Error(`store returned ${seqs.length} seqs for ${batch.length} events`);
+        } catch (err) {
+          this.logger.error({ err, event: 'events.append-failed', count: batch.length }, 'event append failed');
+          for (const p of batch) p.reject(err);
+          continue;
+        }
+        batch.forEach((p, i) => {
+          const seq = seqs[i] ?? 0;
+          this.#publish({ seq, ...p.event }, p.ticket);
+          p.resolve(seq);
+        });
+      }
+    } finally {
+      this.#writer = undefined;
+    }
+  }
+
+  #takeBatch(): Pending[] {
+    let bytes = 0;
+    let n = 0;
+    while (n < this.#queue.length && n < MAX_BATCH_EVENTS) {
+      bytes += this.#queue[n]?.event.body.length ?? 0;
+      n++;
+      if (bytes >= MAX_BATCH_BYTES) break;
+    }
+    return this.#queue.splice(0, n);
+  }
+
+  #publish(e: StoredEvent, ticket: number): void {
+    for (const sub of this.#subscribers) {
+      if (sub.closed || ticket <= sub.minTicket) continue;
+      if (sub.deviceId !== undefined && sub.deviceId !== e.deviceId) continue;
+      if (sub.live) {
+        this.#deliver(sub, e);
+      } else if (sub.buffer.length < MAX_REPLAY_BUFFER) {
+        sub.buffer.push(e);
+      } else {
+        sub.buffer = [];
+        sub.overflowed = true;
+      }
+    }
+  }
+
+  #deliver(sub: Subscriber, e: StoredEvent): void {
+    if (sub.closed || e.seq <= sub.cursor) return;
+    sub.cursor = e.seq;
+    try {
+      sub.onEvent(e);
+    } catch (err) {
+      this.#fail(sub, err);
+    }
+  }
+
+  async #replay(sub: Subscriber, ready: (() => Promise<void>) | undefined): Promise<void> {
+    try {
+      for (;;) {
+        if (ready !== undefined) await ready();
+        if (sub.closed) return;
+        // Every event committed after this read started is in the buffer, unless it overflowed.
+        sub.overflowed = false;
+        const page = await this.store.readEvents({
+          after: sub.cursor,
+          limit: REPLAY_PAGE,
+          ...(sub.deviceId === undefined ? {} : { deviceId: sub.deviceId }),
+        });
+        for (const e of page) this.#deliver(sub, e);
+        if (sub.closed) return;
+        if (page.length < REPLAY_PAGE && !sub.overflowed) break;
+      }
+      const buffered = sub.buffer;
+      sub.buffer = [];
+      sub.live = true;
+      for (const e of buffered) this.#deliver(sub, e);
+    } catch (err) {
+      this.#fail(sub, err);
+    }
+  }
+
+  #fail(sub: Subscriber, err: unknown): void {
+    if (sub.closed) return;
+    sub.closed = true;
+    sub.buffer = [];
+    this.#subscribers.delete(sub);
+    this.logger.warn({ err, event: 'events.subscriber-failed' }, 'event subscription ended on an error');
+    try {
+      sub.onError?.(err);
+    } catch {
+      // The subscriber's own error handler failing changes nothing: it is gone already.
+    }
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A body as monitor-events shows it: JSON when it parses, else text when UTF-8, else base64. */
+export function renderPayload(body: Buffer): JsonValue {
+  let text: string;
+  try {
+    text = utf8.decode(body);
+  } catch {
+    return { base64: body.toString('base64') };
+  }
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch {
+    return text;
+  }
+}
+
+/** The `gatehouse monitor-events` / SSE shape of an event, like `az iot hub monitor-events`. */
+export function renderEvent(e: StoredEvent): JsonObject {
+  return {
+    deviceId: e.deviceId,
+    ...(e.moduleId === null ? {} : { moduleId: e.moduleId }),
+    seq: e.seq,
+    enqueuedTime: e.enqueuedTime,
+    payload: renderPayload(e.body),
+    properties: { ...e.properties },
+    systemProperties: { ...e.systemProperties },
+  };
+}

@@ -1,0 +1,113 @@
+/**
+ * Nothing acknowledged is lost to a crash: the hub is killed with SIGKILL while a device streams
+ * QoS 1 telemetry and C2D messages wait in a queue; after a restart every PUBACKed message is in
+ * the event stream and every accepted C2D message is delivered.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { it } from 'node:test';
+import iothub from 'azure-iothub';
+import { generateSasToken } from '../src/auth/sas.js';
+import { cli, removeDir, startHubProcess } from './support/hub-process.js';
+import { connectPacket, connectRaw, deviceToken } from './support/raw-mqtt.js';
+
+const { Registry } = iothub;
+const HOST = '127.0.29.1';
+
+function sendC2d(cs: string, deviceId: string, body: string): Promise<number> {
+  const key = /SharedAccessKey=([^;]+)/.exec(cs)?.[1] ?? '';
+  const token = generateSasToken({ resource: HOST, key, keyName: 'iothubowner', expiry: Math.floor(Date.now() / 1000) + 600 });
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: HOST, port: 443, method: 'POST', path: `/devices/${deviceId}/messages/deviceBound?api-version=2021-04-12`, headers: { authorization: token, 'iothub-messageid': body } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+it('SIGKILL mid-stream loses no PUBACKed telemetry and no accepted C2D message', async () => {
+  const first = await startHubProcess({ address: HOST });
+  const ca = readFileSync(first.caFile, 'utf8');
+  const registry = Registry.fromConnectionString(first.connectionString);
+  const sender = String((await registry.create({ deviceId: 'crash-sender' })).responseBody.authentication?.symmetricKey?.primaryKey);
+  const receiver = String((await registry.create({ deviceId: 'crash-receiver' })).responseBody.authentication?.symmetricKey?.primaryKey);
+
+  // C2D for an offline device: accepted means durable.
+  const accepted: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    const status = await sendC2d(first.connectionString, 'crash-receiver', `c2d-${i}`);
+    if (status === 204) accepted.push(`c2d-${i}`);
+  }
+  assert.equal(accepted.length, 20);
+
+  // QoS 1 telemetry with a window of 20 in flight, until the hub dies.
+  const { code, client } = await connectRaw(HOST, ca, connectPacket(HOST, 'crash-sender', deviceToken(HOST, 'crash-sender', sender)));
+  assert.equal(code, 0);
+  const acked = new Set<number>();
+  const inFlight = new Map<number, number>();
+  let next = 0;
+  const pump = () => {
+    while (inFlight.size < 20 && !client.isClosed()) {
+      const n = next++;
+      const packetId = (n % 60000) + 1;
+      inFlight.set(packetId, n);
+      client.send({ cmd: 'publish', topic: 'devices/crash-sender/messages/events/', payload: Buffer.from(JSON.stringify({ n })), qos: 1, messageId: packetId, retain: false, dup: false });
+    }
+  };
+  client.socket.on('data', () => undefined);
+  const reading = (async () => {
+    for (;;) {
+      const p = await client.next(30_000).catch(() => undefined);
+      if (p === undefined) return;
+      if (p.cmd === 'puback' && p.messageId !== undefined) {
+        const n = inFlight.get(p.messageId);
+        if (n !== undefined) acked.add(n);
+        inFlight.delete(p.messageId);
+        pump();
+      }
+    }
+  })();
+  pump();
+  while (acked.size < 300) await new Promise((r) => setTimeout(r, 20));
+  first.proc.kill('SIGKILL');
+  await first.stop();
+  await reading;
+  assert.ok(acked.size >= 300);
+
+  const second = await startHubProcess({ address: HOST, dataDir: first.dataDir });
+  try {
+    const out = cli(['monitor-events', '--data-dir', second.dataDir, '--from', '0', '--timeout', '3']);
+    assert.equal(out.status, 0, out.stderr);
+    const stored = new Set<number>();
+    for (const line of out.stdout.split('\n').filter(Boolean)) {
+      const e = JSON.parse(line) as { deviceId: string; payload: { n?: number } };
+      if (e.deviceId === 'crash-sender' && typeof e.payload.n === 'number') stored.add(e.payload.n);
+    }
+    const lost = [...acked].filter((n) => !stored.has(n));
+    assert.deepEqual(lost, [], `${lost.length} PUBACKed messages missing after the crash (acked ${acked.size}, stored ${stored.size})`);
+
+    // The waiting C2D messages are all delivered after the restart.
+    const r = await connectRaw(HOST, ca, connectPacket(HOST, 'crash-receiver', deviceToken(HOST, 'crash-receiver', receiver)));
+    assert.equal(r.code, 0);
+    r.client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'devices/crash-receiver/messages/devicebound/#', qos: 1 }] });
+    const got = new Set<string>();
+    while (got.size < accepted.length) {
+      const p = await r.client.next(10_000);
+      if (p?.cmd === 'publish') {
+        got.add(p.payload.toString());
+        if (p.messageId !== undefined) r.client.send({ cmd: 'puback', messageId: p.messageId });
+      }
+    }
+    assert.deepEqual([...got].sort(), [...accepted].sort());
+    r.client.end();
+  } finally {
+    await second.stop();
+    removeDir(first.dataDir);
+  }
+});
