@@ -111,3 +111,63 @@ it('SIGKILL mid-stream loses no PUBACKed telemetry and no accepted C2D message',
     removeDir(first.dataDir);
   }
 });
+
+it('a persistent session (CleanSession=0) keeps its subscriptions across a hub restart', async () => {
+  const host = '127.0.29.2';
+  const first = await startHubProcess({ address: host });
+  const ca = readFileSync(first.caFile, 'utf8');
+  const registry = Registry.fromConnectionString(first.connectionString);
+  const key = String((await registry.create({ deviceId: 'sticky' })).responseBody.authentication?.symmetricKey?.primaryKey);
+  const a = await connectRaw(host, ca, connectPacket(host, 'sticky', deviceToken(host, 'sticky', key)));
+  assert.equal(a.code, 0);
+  a.client.send({
+    cmd: 'subscribe',
+    messageId: 1,
+    subscriptions: [
+      { topic: 'devices/sticky/messages/devicebound/#', qos: 1 },
+      { topic: '$iothub/methods/POST/#', qos: 0 },
+    ],
+  });
+  assert.equal((await a.client.next())?.cmd, 'suback');
+  a.client.send({ cmd: 'disconnect' });
+  await a.client.closed;
+  assert.equal(await first.stop(), 0);
+
+  const second = await startHubProcess({ address: host, dataDir: first.dataDir });
+  try {
+    // Reconnect without subscribing, as the SDK does after a token renewal.
+    const b = await rawReconnect(host, ca, key);
+    assert.equal(b.sessionPresent, true);
+    const sent = sendC2dTo(second.connectionString, host, 'sticky', 'still subscribed');
+    const p = await b.client.next(10_000);
+    assert.equal(p?.cmd === 'publish' ? p.payload.toString() : '', 'still subscribed');
+    if (p?.cmd === 'publish' && p.messageId !== undefined) b.client.send({ cmd: 'puback', messageId: p.messageId });
+    assert.equal(await sent, 204);
+    b.client.end();
+  } finally {
+    await second.stop();
+    removeDir(first.dataDir);
+  }
+});
+
+async function rawReconnect(host: string, ca: string, key: string) {
+  const { rawMqtt } = await import('./support/raw-mqtt.js');
+  const client = await rawMqtt(host, { ca });
+  client.send(connectPacket(host, 'sticky', deviceToken(host, 'sticky', key)));
+  const p = await client.next();
+  assert.equal(p?.cmd === 'connack' ? p.returnCode : -1, 0);
+  return { client, sessionPresent: p?.cmd === 'connack' ? p.sessionPresent : false };
+}
+
+function sendC2dTo(cs: string, host: string, deviceId: string, body: string): Promise<number> {
+  const key = /SharedAccessKey=([^;]+)/.exec(cs)?.[1] ?? '';
+  const token = generateSasToken({ resource: host, key, keyName: 'iothubowner', expiry: Math.floor(Date.now() / 1000) + 600 });
+  return new Promise((resolve, reject) => {
+    const req = request({ host, port: 443, method: 'POST', path: `/devices/${deviceId}/messages/deviceBound?api-version=2021-04-12`, headers: { authorization: token } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}

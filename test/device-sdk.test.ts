@@ -147,6 +147,12 @@ describe('other credentials', () => {
       assert.equal(responseBody.properties.reported.stage, 'filter');
       const { result } = await service.invokeDeviceMethod('sdk-mod-host', 'filter', { methodName: 'ping', payload: null, responseTimeoutInSeconds: 10 });
       assert.deepEqual(result, { status: 200, payload: 'pong' });
+      await client.sendEvent(new deviceSdk.Message('from the module'));
+      const events = cli(['monitor-events', '--data-dir', hub.dataDir, '--device', 'sdk-mod-host', '--from', '0', '--timeout', '2']).stdout.split('\n').filter(Boolean);
+      const e = JSON.parse(events[0] ?? '{}') as { moduleId?: string; payload?: unknown; systemProperties?: Record<string, string> };
+      assert.equal(e.moduleId, 'filter');
+      assert.equal(e.payload, 'from the module');
+      assert.equal(e.systemProperties?.['iothub-connection-module-id'], 'filter');
     } finally {
       await client.close();
     }

@@ -184,3 +184,43 @@ describe('sessions end when they must', () => {
     assert.ok(elapsed >= 1400 && elapsed < 3000, `closed after ${elapsed} ms`);
   });
 });
+
+describe('twin and method errors', () => {
+  it('a bad reported patch gets a JSON error body with errorCode (the SDK needs one)', async () => {
+    const c = await connected('d1');
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }] });
+    assert.equal((await c.next())?.cmd, 'suback');
+    for (const [rid, body] of [
+      ['bad-key', '{"a.b":1}'],
+      ['not-json', '{oops'],
+      ['too-big', JSON.stringify(Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`k${i}`, 'v'.repeat(1000)])))],
+    ] as const) {
+      c.send({ cmd: 'publish', topic: `$iothub/twin/PATCH/properties/reported/?$rid=${rid}`, payload: Buffer.from(body), qos: 0, retain: false, dup: false });
+      const p = await c.next();
+      assert.equal(p?.cmd, 'publish', rid);
+      assert.match(p?.cmd === 'publish' ? p.topic : '', new RegExp(`^\\$iothub/twin/res/400/\\?\\$rid=${rid}$`));
+      const err = JSON.parse(p?.cmd === 'publish' ? p.payload.toString() : '{}') as { errorCode?: number; message?: string };
+      assert.ok(typeof err.errorCode === 'number' && err.errorCode >= 400000, rid);
+      assert.ok(err.message, rid);
+    }
+    c.end();
+  });
+
+  it('a device that does not answer a method: 504 GatewayTimeout after responseTimeoutInSeconds', async () => {
+    const c = await connected('d2');
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/methods/POST/#', qos: 0 }] });
+    assert.equal((await c.next())?.cmd, 'suback');
+    const service = iothub.Client.fromConnectionString(hub.connectionString);
+    const started = Date.now();
+    const err = await service.invokeDeviceMethod('d2', { methodName: 'sleep', payload: null, responseTimeoutInSeconds: 5 }).then(
+      () => undefined,
+      (e: Error) => e,
+    );
+    assert.ok(err, 'the call fails');
+    assert.equal(err.constructor.name, 'GatewayTimeoutError');
+    assert.ok(Date.now() - started >= 4900);
+    const request = await c.next();
+    assert.match(request?.cmd === 'publish' ? request.topic : '', /^\$iothub\/methods\/POST\/sleep\/\?\$rid=/, 'the device did get the request');
+    c.end();
+  });
+});
