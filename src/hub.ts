@@ -232,6 +232,10 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
     },
+    onActivity(conn) {
+      const at = new Date(clock.now()).toISOString();
+      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
+    },
     onDisconnected(conn, wasCurrent) {
       if (!wasCurrent) return;
       const at = new Date(clock.now()).toISOString();

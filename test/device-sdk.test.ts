@@ -275,6 +275,7 @@ describe('cloud-to-device', () => {
     await sendC2d(id, 'first', { 'iothub-messageid': 'h-1', 'iothub-ack': 'full' });
     await sendC2d(id, 'second', { 'iothub-messageid': 'h-2', 'iothub-ack': 'full', 'iothub-app-k': 'v' });
     await sendC2d(id, 'third', { 'iothub-messageid': 'h-3' });
+    assert.equal((await registry.get(id)).responseBody.cloudToDeviceMessageCount, 3, 'the device record counts its queue');
     const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, Http);
     await client.setOptions({ ca, http: { receivePolicy: { interval: 1 } } });
     const messages: Array<InstanceType<typeof deviceSdk.Message>> = [];
@@ -297,6 +298,7 @@ describe('cloud-to-device', () => {
       assert.equal(messages[3]?.data.toString(), 'third', 'an abandoned message comes back');
       await client.complete(messages[3]!);
       await eventually(async () => (await feedbackFor('h-1')).includes('Success') && (await feedbackFor('h-2')).includes('Rejected'), 'feedback');
+      assert.equal((await registry.get(id)).responseBody.cloudToDeviceMessageCount, 0, 'and shows it drained');
       assert.equal(await purgeRemaining(id), 0);
     } finally {
       await client.close();

@@ -57,6 +57,8 @@ export interface C2dSweepResult {
  * Deleting a device deletes its queue with it (no feedback).
  */
 export interface C2dStore {
+  /** Writes the device's queued-message count to its record (`cloudToDeviceMessageCount`). */
+  recount(deviceId: string): Promise<void>;
   /**
    * Removes the device's expired messages (Expired), then appends unless `maxDepth` messages are
    * pending. DeviceNotFound / DeviceMaximumQueueDepthExceeded.

@@ -53,6 +53,21 @@ export function c2dStoreConformance(name: string, open: () => Promise<StoreHarne
       }
     };
 
+    it(
+      'recount writes the queued-message count to the device record',
+      withStore(async (store) => {
+        await device(store, 'counted');
+        await store.c2d.enqueue(msg('counted'), { maxDepth: 50, now: T0 });
+        await store.c2d.enqueue(msg('counted'), { maxDepth: 50, now: T0 });
+        assert.equal((await store.getDevice('counted'))?.cloudToDeviceMessageCount, 0, 'not before a recount');
+        await store.c2d.recount('counted');
+        assert.equal((await store.getDevice('counted'))?.cloudToDeviceMessageCount, 2);
+        await store.c2d.purge('counted', { now: T0, feedback: false });
+        await store.c2d.recount('counted');
+        assert.equal((await store.getDevice('counted'))?.cloudToDeviceMessageCount, 0);
+      }),
+    );
+
     it('keeps every field and hands messages out oldest first', withStore(async (store) => {
       await device(store, 'd1');
       const body = Buffer.from([0, 1, 2, 255, 254]);

@@ -137,6 +137,7 @@ export class C2dService {
       },
       { maxDepth: this.limits.maxDepth, now },
     );
+    await this.#recount(deviceId);
     this.#emit(deviceId);
     return message;
   }
@@ -159,14 +160,21 @@ export class C2dService {
     return this.store.c2d.lockNext(deviceId, { max, now: this.clock.now(), lockMs, maxDeliveryCount: this.limits.maxDeliveryCount });
   }
 
+  /** Keeps `cloudToDeviceMessageCount` on the device record current; a failure here only logs. */
+  async #recount(deviceId: string): Promise<void> {
+    await this.store.c2d.recount(deviceId).catch(() => undefined);
+  }
+
   /** Removes the message; Success feedback. DeviceMessageLockLost when the lock is unknown or lapsed. */
   async complete(deviceId: string, lockToken: string): Promise<void> {
     if (!(await this.store.c2d.settle(deviceId, lockToken, 'Success', this.clock.now()))) throw lockLost(lockToken);
+    await this.#recount(deviceId);
   }
 
   /** Removes the message; Rejected feedback. */
   async reject(deviceId: string, lockToken: string): Promise<void> {
     if (!(await this.store.c2d.settle(deviceId, lockToken, 'Rejected', this.clock.now()))) throw lockLost(lockToken);
+    await this.#recount(deviceId);
   }
 
   /** Unlocks the message for redelivery (dead-letters it when it used its last attempt). */
@@ -184,7 +192,9 @@ export class C2dService {
   async purge(deviceId: string): Promise<number> {
     validateDeviceId(deviceId);
     if ((await this.store.getDevice(deviceId)) === undefined) throw new HubError('DeviceNotFound', `Device ${deviceId} not found`);
-    return this.store.c2d.purge(deviceId, { now: this.clock.now(), feedback: true });
+    const n = await this.store.c2d.purge(deviceId, { now: this.clock.now(), feedback: true });
+    await this.#recount(deviceId);
+    return n;
   }
 
   /** Drops whatever is left of a deleted device's queue, without feedback. */

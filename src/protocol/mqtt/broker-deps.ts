@@ -53,4 +53,5 @@ export interface BrokerDeps {
   /** Events inform (connection state, metrics); they cannot refuse. */
   onConnected(conn: MqttConnection): void;
   onDisconnected(conn: MqttConnection, wasCurrent: boolean): void;
+  onActivity(conn: MqttConnection): void;
 }

@@ -49,6 +49,7 @@ export class MqttConnection implements LiveSession {
   /** QoS 1 telemetry PUBACKs go out in the order the PUBLISHes came [MQTT-4.6.0-2]. */
   ackChain: Promise<void> = Promise.resolve();
   pendingAppends = 0;
+  #lastActivityWrite = 0;
   #keepAliveTimer: NodeJS.Timeout | undefined;
   #keepAliveMs = 0;
   #expiryTimer: NodeJS.Timeout | undefined;
@@ -161,6 +162,14 @@ export class MqttConnection implements LiveSession {
     if (this.#keepAliveMs === 0 || this.state === 'closed') return;
     clearTimeout(this.#keepAliveTimer);
     this.#keepAliveTimer = setTimeout(() => this.close('keep-alive expired'), this.#keepAliveMs);
+  }
+
+  /** Device traffic refreshes lastActivityTime, written at most once a minute. */
+  activity(): void {
+    const now = this.deps.clock.now();
+    if (now - this.#lastActivityWrite < 60_000) return;
+    this.#lastActivityWrite = now;
+    this.deps.onActivity(this);
   }
 
   subscribed(filter: string): boolean {

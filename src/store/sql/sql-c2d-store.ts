@@ -219,6 +219,10 @@ export class SqlC2dStore implements C2dStore {
     return Number(rows[0]?.n ?? 0);
   }
 
+  async recount(deviceId: string): Promise<void> {
+    await this.db.run('UPDATE devices SET c2d_count = (SELECT COUNT(*) FROM c2d_messages WHERE device_id = ?) WHERE device_id = ?', [deviceId, deviceId]);
+  }
+
   purge(deviceId: string, opts: { now: number; feedback: boolean }): Promise<number> {
     return this.db.transaction(async (tx) => {
       await this.#lockQueue(tx, deviceId);

@@ -41,6 +41,7 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
   if (id === undefined) return conn.close('PUBLISH without identity');
   if (packet.qos === 2) return conn.close('QoS 2 is not supported (wire doc §3.1)');
   const target = classifyPublish(packet.topic, id);
+  if (target.kind !== 'forbidden') conn.activity();
   const payload = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
 
   switch (target.kind) {
