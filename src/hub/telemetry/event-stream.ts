@@ -156,8 +156,10 @@ export class EventStream {
 
   async #drain(): Promise<void> {
     try {
-      // Appends made in the same tick (several PUBLISHes in one TCP read) share the first batch.
-      await Promise.resolve();
+      // Group commit: wait one event-loop turn (setImmediate runs after the poll phase), so every
+      // socket read of this turn adds its appends before the transaction. A microtask here only
+      // gathered one socket's read: ~1.4 events per commit under 100 publishers (bench/mqtt).
+      await new Promise<void>((resolve) => setImmediate(resolve));
       while (this.#queue.length > 0) {
         const batch = this.#takeBatch();
         let seqs: number[];
@@ -174,6 +176,8 @@ export class EventStream {
           this.#publish({ seq, ...p.event }, p.ticket);
           p.resolve(seq);
         });
+        // Let the reads that arrived during the commit join the next one.
+        if (this.#queue.length > 0 && this.#queue.length < MAX_BATCH_EVENTS) await new Promise<void>((resolve) => setImmediate(resolve));
       }
     } finally {
       this.#writer = undefined;
