@@ -15,6 +15,8 @@ import type { Store } from './store/ports.js';
 import { openSqliteStore } from './store/sqlite/open-sqlite-store.js';
 import { openPostgresStore } from './store/postgres/open-postgres-store.js';
 import { DEFAULT_POLICIES, newPolicy } from './auth/policies.js';
+import { ensureIdScope } from './dps/id-scope.js';
+import { EnrollmentService } from './dps/enrollment-service.js';
 import { PolicyCache, ServiceAuthenticator } from './auth/service-authenticator.js';
 import { ensureServerTls, type ServerTls } from './pki/server-tls.js';
 import { RegistryService } from './hub/registry/registry-service.js';
@@ -28,7 +30,8 @@ import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaRegistry } from './pki/ca-registry.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
-import { DEFAULT_BROKER_LIMITS, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
+import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
+import { RegistrationService } from './dps/registration-service.js';
 import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
@@ -89,15 +92,22 @@ export async function openHubStore(
   return master.warning === undefined ? { store, keySource: master.source } : { store, keySource: master.source, keyWarning: master.warning };
 }
 
-/** First start: the default policies with fresh keys and the hub's identity. Idempotent. */
+/**
+ * Every start: any default policy missing (a first start, or a data dir older than the policy)
+ * with fresh keys; existing policies are never touched. First start: the hub's identity. Idempotent.
+ */
 async function initializeStore(store: Store, logger: Logger): Promise<void> {
-  if ((await store.getMeta('hub.id')) !== undefined) return;
   const existing = new Set((await store.listPolicies()).map((p) => p.name));
+  const added: string[] = [];
   for (const def of DEFAULT_POLICIES) {
-    if (!existing.has(def.name)) await store.putPolicy(newPolicy(def.name, def.rights));
+    if (existing.has(def.name)) continue;
+    await store.putPolicy(newPolicy(def.name, def.rights));
+    added.push(def.name);
   }
+  if (added.length > 0) logger.info({ event: 'policies.added', policies: added }, 'created default shared access policies');
+  if ((await store.getMeta('hub.id')) !== undefined) return;
   await store.setMeta('hub.id', randomBytes(8).toString('hex'));
-  logger.info({ event: 'hub.initialized', policies: DEFAULT_POLICIES.map((p) => p.name) }, 'created the default shared access policies');
+  logger.info({ event: 'hub.initialized' }, 'initialized the hub identity');
 }
 
 export interface PreparedHub {
@@ -119,6 +129,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
   try {
     logger.info({ event: 'store.opened', store: store.kind, masterKey: keySource }, 'store opened');
     await initializeStore(store, logger);
+    const idScope = await ensureIdScope(store);
     const tlsOpts = {
       dataDir,
       hostname: config.hostname,
@@ -137,6 +148,12 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const connections = new ConnectionRegistry();
     const methods = new MethodService(connections);
     const c2d = new C2dService(store, clock);
+    const enrollments = new EnrollmentService(store, clock, () => config.hostname);
+    // Provisioning assigns to this hub (the one linked hub by default).
+    const dps: DpsDeps = {
+      idScope: async () => idScope,
+      registration: new RegistrationService(enrollments, registry, twins, clock, async () => idScope, () => config.hostname),
+    };
     // A deleted device's queue goes with it (the store cascades); this clears any leftover.
     registry.onIdentityChange((change) => {
       if (change.kind === 'device-deleted') void c2d.forget(change.deviceId).catch(() => undefined);
@@ -177,6 +194,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       telemetry,
       cas,
       events,
+      enrollments,
+      dps,
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -228,6 +247,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     clock,
     logger: logger.child({ component: 'mqtt' }),
     limits: { ...DEFAULT_BROKER_LIMITS, connectTimeoutMs: config.mqttConnectTimeout * 1000 },
+    dps: services.dps,
     onConnected(conn) {
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);

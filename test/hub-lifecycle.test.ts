@@ -59,7 +59,7 @@ describe('first start on an empty data dir', () => {
       });
 
       const info = JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as Record<string, unknown>;
-      assert.deepEqual(Object.keys(info).sort(), ['caFile', 'connectionString', 'hostname', 'httpsPort', 'mqttPort']);
+      assert.deepEqual(Object.keys(info).sort(), ['caFile', 'connectionString', 'dpsConnectionString', 'hostname', 'httpsPort', 'idScope', 'mqttPort']);
       assert.equal(info.hostname, address);
       assert.equal(info.httpsPort, 443);
       assert.equal(info.mqttPort, 8883);
@@ -71,6 +71,7 @@ describe('first start on an empty data dir', () => {
         [
           'device:DeviceConnect',
           'iothubowner:RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect',
+          'provisioningserviceowner:ServiceConfig, EnrollmentRead, EnrollmentWrite, RegistrationStatusRead, RegistrationStatusWrite',
           'registryRead:RegistryRead',
           'registryReadWrite:RegistryRead, RegistryWrite',
           'service:ServiceConnect',

@@ -7,6 +7,7 @@ import { storeConformance, type StoreHarness } from '../src/store/store.case.js'
 import { eventStoreConformance } from '../src/store/event-store.case.js';
 import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
 import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
+import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 
 async function openHarness(): Promise<StoreHarness> {
@@ -33,3 +34,4 @@ storeConformance('sqlite', openHarness);
 eventStoreConformance('sqlite', openHarness);
 c2dStoreConformance('sqlite', openHarness);
 certificateStoreConformance('sqlite', openHarness);
+enrollmentStoreConformance('sqlite', openHarness);

@@ -12,6 +12,11 @@ export const DEFAULT_POLICIES: ReadonlyArray<{ name: string; rights: Right[] }> 
   { name: 'device', rights: ['DeviceConnect'] },
   { name: 'registryRead', rights: ['RegistryRead'] },
   { name: 'registryReadWrite', rights: ['RegistryRead', 'RegistryWrite'] },
+  // DPS's own policy: enrollment and registration-state management, nothing of the hub's.
+  {
+    name: 'provisioningserviceowner',
+    rights: ['ServiceConfig', 'EnrollmentRead', 'EnrollmentWrite', 'RegistrationStatusRead', 'RegistrationStatusWrite'],
+  },
 ];
 
 export function newSymmetricKey(bytes = 32): string {

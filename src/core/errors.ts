@@ -32,6 +32,8 @@ export const ERROR_CODES = {
   DeviceNotFound: { status: 404, number: 404001, summary: 'No device with this id (or the caller may not know).' },
   ModuleNotFound: { status: 404, number: 404010, summary: 'No module with this id on the device.' },
   ResourceNotFound: { status: 404, number: 404000, summary: 'No such route or resource.' },
+  EnrollmentNotFound: { status: 404, number: 404201, summary: 'No DPS individual enrollment or enrollment group with this id.' },
+  RegistrationNotFound: { status: 404, number: 404202, summary: 'No DPS device registration state with this registration id.' },
   DeviceNotOnline: { status: 404, number: 404103, summary: 'The device is not connected, or not subscribed to direct methods.' },
   DeviceAlreadyExists: { status: 409, number: 409001, summary: 'A device with this id already exists.' },
   ModuleAlreadyExistsOnDevice: { status: 409, number: 409301, summary: 'A module with this id already exists on the device.' },

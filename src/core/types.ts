@@ -4,8 +4,21 @@ export type AuthType = 'sas' | 'selfSigned' | 'certificateAuthority' | 'none';
 export type DeviceStatus = 'enabled' | 'disabled';
 export type ConnectionState = 'Connected' | 'Disconnected';
 
-/** The rights of a shared access policy [DOCS: Control access to IoT Hub with shared access signatures]. */
-export const RIGHTS = ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'] as const;
+/**
+ * The rights of a shared access policy [DOCS: Control access to IoT Hub with shared access signatures],
+ * then the Device Provisioning Service's own (wire doc §8, §6.9).
+ */
+export const RIGHTS = [
+  'RegistryRead',
+  'RegistryWrite',
+  'ServiceConnect',
+  'DeviceConnect',
+  'ServiceConfig',
+  'EnrollmentRead',
+  'EnrollmentWrite',
+  'RegistrationStatusRead',
+  'RegistrationStatusWrite',
+] as const;
 export type Right = (typeof RIGHTS)[number];
 
 export interface Authentication {

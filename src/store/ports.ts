@@ -16,11 +16,13 @@ import type { EventStore } from './event-ports.js';
 import type { SessionStore } from './session-ports.js';
 import type { C2dStore } from './c2d-ports.js';
 import type { CertificateStore } from './certificate-ports.js';
+import type { EnrollmentStore } from './enrollment-ports.js';
 
 export type * from './event-ports.js';
 export type * from './session-ports.js';
 export type * from './c2d-ports.js';
 export type * from './certificate-ports.js';
+export type * from './enrollment-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -110,5 +112,6 @@ export interface Store
   readonly sessions: SessionStore;
   readonly c2d: C2dStore;
   readonly certificates: CertificateStore;
+  readonly enrollments: EnrollmentStore;
   close(): Promise<void>;
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { deviceConnectionString, openStoreFor, policyConnectionString } from '../connection.js';
+import { readIdScope } from '../../dps/id-scope.js';
 
 export function registerInfo(program: Command): void {
   program
@@ -12,12 +13,15 @@ export function registerInfo(program: Command): void {
       const { store, state } = await openStoreFor(opts.dataDir, opts.databaseUrl);
       try {
         const owner = await store.getPolicy('iothubowner');
+        const dps = await store.getPolicy('provisioningserviceowner');
         const info = {
           hostname: state.hostname,
           httpsPort: state.httpsPort,
           mqttPort: state.mqttPort,
           caFile: state.caFile,
           connectionString: owner === undefined ? null : policyConnectionString(state.hostname, owner.name, owner.primaryKey),
+          idScope: (await readIdScope(store)) ?? null,
+          dpsConnectionString: dps === undefined ? null : policyConnectionString(state.hostname, dps.name, dps.primaryKey),
         };
         if (opts.json === true) process.stdout.write(`${JSON.stringify(info)}\n`);
         else for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(17)} ${String(v)}\n`);

@@ -15,6 +15,7 @@ import { peerChain } from '../mqtt/listeners.js';
 import type { TLSSocket } from 'node:tls';
 import { unauthorized } from '../../core/errors.js';
 import { registerDeviceHttpRoutes } from './routes/device-http.js';
+import { registerDpsDeviceRoutes } from './routes/dps-device.js';
 import { registerDeviceRoutes } from './routes/devices.js';
 import { registerModuleRoutes } from './routes/modules.js';
 import { registerTwinRoutes } from './routes/twins.js';
@@ -24,6 +25,7 @@ import { registerMethodRoutes } from './routes/methods.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerC2dRoutes } from './routes/c2d.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
+import { registerDpsServiceRoutes } from './routes/dps-service.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -161,6 +163,8 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerEventRoutes(app, services.events);
   registerC2dRoutes(app, services.c2d);
   registerCertificateRoutes(app, services.cas);
+  registerDpsServiceRoutes(app, services.enrollments);
+  registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);
   return app;
 }

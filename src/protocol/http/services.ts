@@ -5,9 +5,10 @@ import type { MethodService } from '../../hub/methods/method-service.js';
 import type { ConnectionRegistry } from '../../hub/connections.js';
 import type { C2dService } from '../../hub/c2d/c2d-service.js';
 import type { DeviceAuthenticator } from '../../auth/device-authenticator.js';
-import type { TelemetrySink } from '../mqtt/broker-deps.js';
+import type { DpsDeps, TelemetrySink } from '../mqtt/broker-deps.js';
 import type { CaRegistry } from '../../pki/ca-registry.js';
 import type { EventStream } from '../../hub/telemetry/event-stream.js';
+import type { EnrollmentService } from '../../dps/enrollment-service.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -26,5 +27,9 @@ export interface HubServices {
   cas: CaRegistry;
   /** The built-in event stream: group-committed telemetry, live subscriptions, retention. */
   events: EventStream;
+  /** DPS enrollments and registration states (service side). */
+  enrollments: EnrollmentService;
+  /** DPS device registration (MQTT and HTTPS). */
+  dps: DpsDeps;
   health(): Promise<{ status: 'ok' | 'degraded'; store: string; checks: Record<string, string> }>;
 }

@@ -8,6 +8,13 @@ import type { C2dMessage } from '../../store/c2d-ports.js';
 import type { NewEvent } from '../../store/event-ports.js';
 import type { SessionStore } from '../../store/session-ports.js';
 import type { MqttConnection } from './connection.js';
+import type { RegistrationService } from '../../dps/registration-service.js';
+
+/** Device provisioning over the same MQTT port (wire doc §4.1). */
+export interface DpsDeps {
+  idScope(): Promise<string>;
+  registration: RegistrationService;
+}
 
 /** Durable telemetry intake: resolves once the event is stored. */
 export interface TelemetrySink {
@@ -50,6 +57,7 @@ export interface BrokerDeps {
   clock: Clock;
   logger: Logger;
   limits: BrokerLimits;
+  dps?: DpsDeps;
   /** Events inform (connection state, metrics); they cannot refuse. */
   onConnected(conn: MqttConnection): void;
   onDisconnected(conn: MqttConnection, wasCurrent: boolean): void;

@@ -20,6 +20,8 @@ import { handleUnsubscribe } from './handlers/unsubscribe.js';
 import { handlePublish } from './handlers/publish.js';
 import { handlePuback } from './handlers/puback.js';
 import { C2dPump } from './c2d-pump.js';
+import { handleDpsPublish, handleDpsSubscribe } from './handlers/dps.js';
+import type { Attested } from '../../dps/registration-service.js';
 import { METHODS_FILTER, TWIN_DESIRED_FILTER, jsonPayload } from './topics.js';
 
 export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
@@ -40,6 +42,9 @@ export class MqttConnection implements LiveSession {
   state: ConnectionState = 'awaiting-connect';
   identity: DeviceIdentity | undefined;
   clientId = '';
+  /** A hub device session, or a provisioning (DPS) client. */
+  kind: 'device' | 'dps' = 'device';
+  dpsAttested: Attested | undefined;
   cleanSession = true;
   subscriptions = new Map<string, MqttSubscription>();
   readonly c2d: C2dPump;
@@ -115,11 +120,11 @@ export class MqttConnection implements LiveSession {
       case 'connect':
         return this.close('second CONNECT [MQTT-3.1.0-2]');
       case 'subscribe':
-        return handleSubscribe(this, packet);
+        return this.kind === 'dps' ? handleDpsSubscribe(this, packet) : handleSubscribe(this, packet);
       case 'unsubscribe':
         return handleUnsubscribe(this, packet);
       case 'publish':
-        return handlePublish(this, packet);
+        return this.kind === 'dps' ? handleDpsPublish(this, packet) : handlePublish(this, packet);
       case 'puback':
         return handlePuback(this, packet);
       case 'pingreq':

@@ -3,6 +3,7 @@ import { schemaV2 } from './schema-v2-events.js';
 import { schemaV3 } from './schema-v3-c2d.js';
 import { schemaV4 } from './schema-v4-certificates.js';
 import { schemaV5 } from './schema-v5-sessions.js';
+import { schemaV6 } from './schema-v6-enrollments.js';
 import { POSTGRES } from './dialect.js';
 
 /** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped, add the next. */
@@ -12,4 +13,5 @@ export const postgresMigrations: readonly Migration[] = [
   { version: 3, name: 'cloud-to-device queues and feedback', sql: schemaV3(POSTGRES) },
   { version: 4, name: 'X.509 CA certificates', sql: schemaV4(POSTGRES) },
   { version: 5, name: 'persistent MQTT sessions', sql: schemaV5(POSTGRES) },
+  { version: 6, name: 'DPS enrollments and registration states', sql: schemaV6(POSTGRES) },
 ];

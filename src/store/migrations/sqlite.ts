@@ -3,6 +3,7 @@ import { schemaV2 } from './schema-v2-events.js';
 import { schemaV3 } from './schema-v3-c2d.js';
 import { schemaV4 } from './schema-v4-certificates.js';
 import { schemaV5 } from './schema-v5-sessions.js';
+import { schemaV6 } from './schema-v6-enrollments.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -12,4 +13,5 @@ export const sqliteMigrations: readonly Migration[] = [
   { version: 3, name: 'cloud-to-device queues and feedback', sql: schemaV3(SQLITE) },
   { version: 4, name: 'X.509 CA certificates', sql: schemaV4(SQLITE) },
   { version: 5, name: 'persistent MQTT sessions', sql: schemaV5(SQLITE) },
+  { version: 6, name: 'DPS enrollments and registration states', sql: schemaV6(SQLITE) },
 ];

@@ -11,6 +11,7 @@ import type { IConnectPacket } from 'mqtt-packet';
 import { validateDeviceId } from '../../../core/ids.js';
 import type { MqttConnection } from '../connection.js';
 import { c2dFilter } from '../topics.js';
+import { dpsUsername, handleDpsConnect } from './dps.js';
 
 function connack(conn: MqttConnection, returnCode: number, sessionPresent = false): void {
   conn.send({ cmd: 'connack', returnCode, sessionPresent });
@@ -57,6 +58,10 @@ export async function handleConnect(conn: MqttConnection, packet: IConnectPacket
   if (packet.protocolId !== 'MQTT' || packet.protocolVersion !== 4) {
     return refuse(conn, 1, `protocol ${String(packet.protocolId)} level ${String(packet.protocolVersion)}`, clientId);
   }
+  // Provisioning clients share the port; their username names an ID scope (wire doc §4.1).
+  const dps = dpsUsername(packet.username ?? '');
+  if (dps !== undefined) return handleDpsConnect(conn, packet, dps);
+
   const ids = parseClientId(clientId);
   if (ids === undefined) return refuse(conn, 2, 'malformed client id', clientId);
 

@@ -1,0 +1,50 @@
+/**
+ * Device provisioning over HTTPS (wire doc §4.2), on the hub's HTTPS port:
+ * `PUT /{idScope}/registrations/{registrationId}/register` and
+ * `GET /{idScope}/registrations/{registrationId}/operations/{operationId}`, each authorized by the
+ * device's DPS SAS token. An unknown scope, enrollment or key is the same 401.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { HubError } from '../../../core/errors.js';
+import { isJsonObject } from '../../../core/json.js';
+import type { Attested } from '../../../dps/registration-service.js';
+import type { DpsDeps } from '../../mqtt/broker-deps.js';
+import { jsonBody } from '../body.js';
+
+type RegisterParams = { Params: { idScope: string; registrationId: string } };
+type OperationParams = { Params: { idScope: string; registrationId: string; operationId: string } };
+
+async function attest(req: FastifyRequest, dps: DpsDeps, idScope: string, registrationId: string): Promise<Attested> {
+  if (idScope.toLowerCase() !== (await dps.idScope()).toLowerCase()) {
+    throw new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: 'unknown ID scope' });
+  }
+  const header = req.headers.authorization;
+  try {
+    return await dps.registration.attestSymmetricKey(registrationId, Array.isArray(header) ? header[0] : header);
+  } catch (err) {
+    req.log.warn(
+      { event: 'auth.denied', protocol: 'dps-https', remote: req.ip, registrationId: registrationId.slice(0, 128), reason: String((err as Error).cause ?? (err as Error).message) },
+      'provisioning request denied',
+    );
+    throw err;
+  }
+}
+
+export function registerDpsDeviceRoutes(app: FastifyInstance, dps: DpsDeps): void {
+  app.put<RegisterParams>('/:idScope/registrations/:registrationId/register', async (req) => {
+    const who = await attest(req, dps, req.params.idScope, req.params.registrationId);
+    const body = jsonBody(req, false);
+    if (isJsonObject(body) && body.registrationId !== undefined && body.registrationId !== req.params.registrationId) {
+      throw new HubError('ArgumentInvalid', 'registrationId in the body does not match the path.');
+    }
+    const payload = isJsonObject(body) ? body.payload : undefined;
+    return dps.registration.register(who, payload === undefined ? undefined : payload);
+  });
+
+  app.get<OperationParams>('/:idScope/registrations/:registrationId/operations/:operationId', async (req) => {
+    const who = await attest(req, dps, req.params.idScope, req.params.registrationId);
+    const op = dps.registration.operation(who.registrationId, req.params.operationId);
+    if (op === undefined) throw new HubError('ResourceNotFound', 'No such operation.');
+    return op;
+  });
+}

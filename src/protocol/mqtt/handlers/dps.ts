@@ -1,0 +1,119 @@
+/**
+ * Device provisioning over MQTT (wire doc §4.1), on the hub's MQTT port, told apart from hub
+ * devices by the CONNECT username `<idScope>/registrations/<registrationId>/api-version=...`.
+ *
+ * Topics: SUBSCRIBE `$dps/registrations/res/#`; PUBLISH `$dps/registrations/PUT/iotdps-register/?$rid=`
+ * and `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=&operationId=`; answers on
+ * `$dps/registrations/res/<status>/?$rid=...`, always with a JSON body, ASCII only (the SDK decodes
+ * as ASCII), with `status` present; UNSUBSCRIBE gets its UNSUBACK (without it `register()` hangs).
+ */
+import type { IConnectPacket, IPublishPacket, ISubscribePacket } from 'mqtt-packet';
+import { HubError, isHubError } from '../../../core/errors.js';
+import { isJsonObject, type JsonValue } from '../../../core/json.js';
+import type { MqttConnection } from '../connection.js';
+
+export const DPS_RESPONSE_FILTER = '$dps/registrations/res/#';
+
+/** `<scope>/registrations/<id>/...`: the registration id, or undefined when not a DPS username. */
+export function dpsUsername(username: string): { scope: string; registrationId: string } | undefined {
+  const parts = username.split('/');
+  if (parts.length < 3 || parts[1] !== 'registrations') return undefined;
+  const scope = parts[0] ?? '';
+  const registrationId = parts[2] ?? '';
+  if (!/^0ne[0-9A-F]{8}$/i.test(scope) || registrationId === '') return undefined;
+  return { scope, registrationId };
+}
+
+/** JSON with every non-ASCII character escaped (the SDK reads DPS payloads as ASCII). */
+export function asciiJson(v: unknown): Buffer {
+  return Buffer.from(JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`), 'ascii');
+}
+
+function respond(conn: MqttConnection, status: number, rid: string, body: unknown, retryAfter?: number): void {
+  const extra = retryAfter === undefined ? '' : `&retry-after=${retryAfter}`;
+  conn.send({ cmd: 'publish', topic: `$dps/registrations/res/${status}/?$rid=${encodeURIComponent(rid)}${extra}`, payload: asciiJson(body), qos: 0, retain: false, dup: false });
+}
+
+function errorBody(err: HubError): Record<string, JsonValue> {
+  return { errorCode: err.number, trackingId: '', message: err.message, timestampUtc: new Date().toISOString() };
+}
+
+export async function handleDpsConnect(conn: MqttConnection, packet: IConnectPacket, who: { scope: string; registrationId: string }): Promise<void> {
+  const dps = conn.deps.dps;
+  const refuse = (reason: string) => {
+    conn.deps.logger.warn(
+      { event: 'auth.denied', protocol: `dps-${conn.peer.transport}`, remote: conn.peer.remoteAddress, registrationId: who.registrationId.slice(0, 128), reason },
+      'provisioning connection refused',
+    );
+    conn.send({ cmd: 'connack', returnCode: 4, sessionPresent: false });
+    conn.close(reason);
+  };
+  if (dps === undefined) return refuse('provisioning is not enabled');
+  if (who.scope.toLowerCase() !== (await dps.idScope()).toLowerCase()) return refuse('unknown ID scope');
+  if (packet.clientId !== who.registrationId) return refuse('client id is not the registration id');
+  const password = packet.password?.toString('utf8');
+  try {
+    conn.dpsAttested = await dps.registration.attestSymmetricKey(who.registrationId, password);
+  } catch (err) {
+    return refuse(isHubError(err) ? String(err.cause ?? err.message) : 'attestation failed');
+  }
+  if ((conn.state as string) === 'closed') return;
+  conn.kind = 'dps';
+  conn.clientId = packet.clientId;
+  conn.state = 'connected';
+  conn.send({ cmd: 'connack', returnCode: 0, sessionPresent: false });
+  conn.startTimers(packet.keepalive ?? 0);
+  conn.deps.logger.info({ event: 'auth.accepted', protocol: `dps-${conn.peer.transport}`, remote: conn.peer.remoteAddress, registrationId: who.registrationId }, 'provisioning client connected');
+}
+
+export async function handleDpsSubscribe(conn: MqttConnection, packet: ISubscribePacket): Promise<void> {
+  for (const s of packet.subscriptions) {
+    if (s.topic !== DPS_RESPONSE_FILTER) return conn.close(`provisioning subscription outside ${DPS_RESPONSE_FILTER}`);
+    conn.subscriptions.set(s.topic, { topic: s.topic, qos: 1 });
+  }
+  conn.send({ cmd: 'suback', messageId: packet.messageId, granted: packet.subscriptions.map(() => 1) });
+}
+
+function query(topic: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const q = topic.indexOf('?');
+  if (q < 0) return out;
+  for (const part of topic.slice(q + 1).split('&')) {
+    const eq = part.indexOf('=');
+    if (eq > 0) out.set(part.slice(0, eq), decodeURIComponent(part.slice(eq + 1)));
+  }
+  return out;
+}
+
+export async function handleDpsPublish(conn: MqttConnection, packet: IPublishPacket): Promise<void> {
+  const dps = conn.deps.dps;
+  const attested = conn.dpsAttested;
+  if (dps === undefined || attested === undefined) return conn.close('provisioning publish without attestation');
+  if (packet.qos === 2) return conn.close('QoS 2 is not supported');
+  const params = query(packet.topic);
+  const rid = params.get('$rid') ?? '';
+  const path = packet.topic.split('?')[0];
+  if (rid === '' || rid.length > 128) return conn.close('provisioning request without $rid');
+  if (packet.qos === 1 && packet.messageId !== undefined) conn.send({ cmd: 'puback', messageId: packet.messageId });
+
+  if (path === '$dps/registrations/PUT/iotdps-register/') {
+    let body: unknown;
+    try {
+      body = JSON.parse(Buffer.from(packet.payload).toString('utf8') || '{}');
+    } catch {
+      return respond(conn, 400, rid, errorBody(new HubError('IotHubFormatError', 'The registration request is not valid JSON.')));
+    }
+    if (isJsonObject(body) && body.registrationId !== undefined && body.registrationId !== attested.registrationId) {
+      return respond(conn, 400, rid, errorBody(new HubError('ArgumentInvalid', 'registrationId does not match the connection.')));
+    }
+    const payload = isJsonObject(body) ? body.payload : undefined;
+    const op = await dps.registration.register(attested, payload === null ? null : payload);
+    return respond(conn, 200, rid, op);
+  }
+  if (path === '$dps/registrations/GET/iotdps-get-operationstatus/') {
+    const op = dps.registration.operation(attested.registrationId, params.get('operationId') ?? '');
+    if (op === undefined) return respond(conn, 404, rid, errorBody(new HubError('ResourceNotFound', 'No such operation.')));
+    return respond(conn, 200, rid, op);
+  }
+  return conn.close(`provisioning publish to an unknown topic: ${packet.topic.slice(0, 120)}`);
+}

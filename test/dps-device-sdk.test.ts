@@ -1,0 +1,156 @@
+/**
+ * Zero-touch provisioning with the unmodified azure-iot-provisioning-device SDK over MQTT and
+ * HTTPS: a device that knows only the ID scope and its own key registers, is assigned to the hub,
+ * and connects there with the identity provisioning created. Enrollments are made with the
+ * unmodified azure-iot-provisioning-service client.
+ */
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import iothub from 'azure-iothub';
+import deviceSdk from 'azure-iot-device';
+import deviceMqtt from 'azure-iot-device-mqtt';
+import provDevice from 'azure-iot-provisioning-device';
+import provMqtt from 'azure-iot-provisioning-device-mqtt';
+import provHttp from 'azure-iot-provisioning-device-http';
+import symmetricKey from 'azure-iot-security-symmetric-key';
+import provService from 'azure-iot-provisioning-service';
+import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+
+const { Registry } = iothub;
+const { ProvisioningDeviceClient } = provDevice;
+const { SymmetricKeySecurityClient } = symmetricKey;
+const { ProvisioningServiceClient } = provService;
+
+const HOST = '127.0.31.1';
+let hub: HubProcess;
+let ca: string;
+let idScope: string;
+let service: InstanceType<typeof ProvisioningServiceClient>;
+let registry: InstanceType<typeof Registry>;
+
+type Transport = 'mqtt' | 'http';
+
+function transport(kind: Transport) {
+  return kind === 'mqtt' ? new provMqtt.Mqtt() : new provHttp.Http();
+}
+
+async function register(kind: Transport, registrationId: string, key: string, payload?: unknown): Promise<{ registrationState: unknown }> {
+  // The SDK packages carry their own nested copies of each other's types; the runtime object is the one it expects.
+  const client = ProvisioningDeviceClient.create(HOST, idScope, transport(kind), new SymmetricKeySecurityClient(registrationId, key) as never);
+  if (payload !== undefined) client.setProvisioningPayload(payload as never);
+  // register() resolves with the registration state itself (wire doc Appendix D.5).
+  return { registrationState: (await client.register()) as unknown };
+}
+
+/**
+ * How the SDK reports a refusal: HTTP as UnauthorizedError (401); MQTT as the mqtt.js CONNACK 4
+ * error ("Connection refused: Bad username or password"), untyped in this SDK version.
+ */
+function refused(err: Error): boolean {
+  return err.constructor.name === 'UnauthorizedError' || /Bad username or password|401|Unauthorized/i.test(err.message);
+}
+
+function derive(groupKey: string, registrationId: string): string {
+  return createHmac('sha256', Buffer.from(groupKey, 'base64')).update(registrationId).digest('base64');
+}
+
+before(async () => {
+  hub = await startHubProcess({ address: HOST });
+  ca = readFileSync(hub.caFile, 'utf8');
+  const info = JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as { idScope: string; dpsConnectionString: string };
+  idScope = info.idScope;
+  assert.match(idScope, /^0ne[0-9A-F]{8}$/);
+  service = ProvisioningServiceClient.fromConnectionString(info.dpsConnectionString);
+  registry = Registry.fromConnectionString(hub.connectionString);
+});
+
+after(async () => {
+  assert.equal(await hub.stop(), 0);
+  removeDir(hub.dataDir);
+});
+
+describe('individual symmetric-key enrollment', () => {
+  for (const kind of ['mqtt', 'http'] as const) {
+    it(`registers over ${kind}, gets its initial twin, and connects to the assigned hub`, async () => {
+      const registrationId = `ind-${kind}`;
+      const { responseBody: enrollment } = await service.createOrUpdateIndividualEnrollment({
+        registrationId,
+        deviceId: `dev-${kind}`,
+        attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
+        initialTwin: { tags: { site: 'plant-7' }, properties: { desired: { interval: 30 } } },
+      } as never);
+      const key = String((enrollment as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+      assert.equal(Buffer.from(key, 'base64').length, 64, 'DPS generates 64-byte keys');
+
+      const result = await register(kind, registrationId, key, { model: 'gate-1' });
+      const state = result.registrationState as { assignedHub: string; deviceId: string; status: string; substatus: string; payload?: unknown };
+      assert.equal(state.assignedHub, HOST);
+      assert.equal(state.deviceId, `dev-${kind}`);
+      assert.equal(state.status, 'assigned');
+      assert.equal(state.substatus, 'initialAssignment');
+
+      const { responseBody: twin } = await registry.getTwin(`dev-${kind}`);
+      assert.equal(twin.tags.site, 'plant-7');
+      assert.equal(twin.properties.desired.interval, 30);
+
+      const device = deviceSdk.Client.fromConnectionString(`HostName=${state.assignedHub};DeviceId=${state.deviceId};SharedAccessKey=${key}`, deviceMqtt.Mqtt);
+      await device.setOptions({ ca });
+      await device.open();
+      await device.sendEvent(new deviceSdk.Message('provisioned and connected'));
+      await device.close();
+
+      const { responseBody: recorded } = await service.getDeviceRegistrationState(registrationId);
+      assert.equal((recorded as { deviceId?: string }).deviceId, `dev-${kind}`);
+      assert.equal((recorded as { status?: string }).status, 'assigned');
+    });
+  }
+
+  it('a wrong key and a disabled enrollment are refused alike; re-registration migrates', async () => {
+    const registrationId = 'ind-guarded';
+    const { responseBody: e } = await service.createOrUpdateIndividualEnrollment({
+      registrationId,
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
+    } as never);
+    const key = String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+    const wrong = Buffer.alloc(64, 7).toString('base64');
+    for (const kind of ['mqtt', 'http'] as const) {
+      await assert.rejects(register(kind, registrationId, wrong), refused);
+      await assert.rejects(register(kind, 'no-such-enrollment', wrong), refused);
+    }
+    const first = await register('mqtt', registrationId, key);
+    assert.equal((first.registrationState as { substatus: string }).substatus, 'initialAssignment');
+    const again = await register('http', registrationId, key);
+    assert.equal((again.registrationState as { substatus: string }).substatus, 'deviceDataMigrated');
+
+    const { responseBody: current } = await service.getIndividualEnrollment(registrationId);
+    await service.createOrUpdateIndividualEnrollment({ ...(current as object), provisioningStatus: 'disabled' } as never);
+    await assert.rejects(register('mqtt', registrationId, key), refused);
+  });
+});
+
+describe('symmetric-key enrollment group', () => {
+  it('devices register with the derived key; the group key itself is refused', async () => {
+    const { responseBody: g } = await service.createOrUpdateEnrollmentGroup({
+      enrollmentGroupId: 'line-1',
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
+      initialTwin: { tags: { line: 1 } },
+    } as never);
+    const groupKey = String((g as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+    for (const [kind, id] of [
+      ['mqtt', 'sn-0001'],
+      ['http', 'sn-0002'],
+    ] as const) {
+      const derived = derive(groupKey, id);
+      const r = await register(kind, id, derived);
+      const state = r.registrationState as { deviceId: string; assignedHub: string; symmetricKey?: { enrollmentGroupId?: string } };
+      assert.equal(state.deviceId, id);
+      assert.equal(state.symmetricKey?.enrollmentGroupId, 'line-1');
+      const { responseBody: d } = await registry.get(id);
+      assert.equal(d.authentication?.symmetricKey?.primaryKey, derived, 'the hub identity uses the derived key');
+      assert.equal((await registry.getTwin(id)).responseBody.tags.line, 1);
+    }
+    await assert.rejects(register('mqtt', 'sn-0003', groupKey), refused);
+  });
+});
