@@ -32,6 +32,9 @@ import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
 import { RegistrationService } from './dps/registration-service.js';
+import { Allocator, type LinkedHub } from './dps/allocation.js';
+import { parseHubConnectionString } from './dps/remote-hub.js';
+import { readDpsSettings, writeDpsSettings } from './dps/settings.js';
 import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
@@ -149,10 +152,14 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const methods = new MethodService(connections);
     const c2d = new C2dService(store, clock);
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
-    // Provisioning assigns to this hub (the one linked hub by default).
+    // Provisioning assigns to this hub (always linked) and to any --linked-hub.
+    const linkedHubs: LinkedHub[] = [
+      { hostName: config.hostname, allocationWeight: 1 },
+      ...config.linkedHubs.map((cs) => ({ hostName: parseHubConnectionString(cs).hostName, allocationWeight: 1, connectionString: cs })),
+    ];
     const dps: DpsDeps = {
       idScope: async () => idScope,
-      registration: new RegistrationService(enrollments, registry, twins, clock, async () => idScope, () => config.hostname),
+      registration: new RegistrationService(enrollments, registry, twins, clock, async () => idScope, () => config.hostname, new Allocator(() => linkedHubs)),
     };
     // A deleted device's queue goes with it (the store cascades); this clears any leftover.
     registry.onIdentityChange((change) => {
@@ -183,6 +190,17 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     );
     // Telemetry goes through the event stream: group commit, durable before PUBACK, live subscribers.
     const telemetry: TelemetrySink = events;
+    dps.registration.useSettings(() => readDpsSettings(store));
+    // The provisioning service and the hub share one CA registry (groups may reference its CAs).
+    dps.registration.useCas({
+      verifiedCaPem: async (name) => {
+        const record = await cas.get(name).catch(() => undefined);
+        return record?.isVerified === true ? record.certificatePem : undefined;
+      },
+    });
+    if (config.dpsDisableSymmetricKeyAttestation !== undefined) {
+      await writeDpsSettings(store, { disableSymmetricKeyAttestation: config.dpsDisableSymmetricKeyAttestation === 'true' });
+    }
     const services: HubServices = {
       registry,
       twins,

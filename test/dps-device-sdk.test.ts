@@ -154,3 +154,27 @@ describe('symmetric-key enrollment group', () => {
     await assert.rejects(register('mqtt', 'sn-0003', groupKey), refused);
   });
 });
+
+describe('disableSymmetricKeyAttestation', () => {
+  it('switched on while the hub runs, refuses the next symmetric-key registration; off again, allows it', async () => {
+    const { responseBody: e } = await service.createOrUpdateIndividualEnrollment({
+      registrationId: 'switch-test',
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
+    } as never);
+    const key = String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+    const set = (v: string) => {
+      const r = cli(['dps', 'settings', 'set', '--disable-symmetric-key-attestation', v, '--data-dir', hub.dataDir]);
+      assert.equal(r.status, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout), { disableSymmetricKeyAttestation: v === 'true' });
+    };
+    set('true');
+    try {
+      await assert.rejects(register('http', 'switch-test', key), refused);
+      await assert.rejects(register('mqtt', 'switch-test', key), refused);
+    } finally {
+      set('false');
+    }
+    const ok = await register('http', 'switch-test', key);
+    assert.equal((ok.registrationState as { status: string }).status, 'assigned');
+  });
+});

@@ -9,6 +9,7 @@ import { registerMonitorEvents } from './commands/monitor-events.js';
 import { registerC2d } from './commands/c2d.js';
 import { registerCa } from './commands/ca.js';
 import { CliError } from './rest-client.js';
+import { registerDps } from './commands/dps.js';
 
 export function buildProgram(): Command {
   const program = new Command('gatehouse')
@@ -22,6 +23,7 @@ export function buildProgram(): Command {
   registerTwin(program);
   registerPolicy(program);
   registerSas(program);
+  registerDps(program);
   registerMonitorEvents(program);
   registerC2d(program);
   registerCa(program);

@@ -5,6 +5,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { parseHubConnectionString } from '../dps/remote-hub.js';
 
 const hostnamePattern = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
@@ -42,6 +43,8 @@ export const configSchema = z
     /** Issue the server certificate from this CA (PEM files) instead of a generated development CA. */
     tlsCaCert: z.string().optional(),
     tlsCaKey: z.string().optional(),
+    /** Set the provisioning switch at start: only X.509 (and TPM) devices may register when true. */
+    dpsDisableSymmetricKeyAttestation: z.enum(['true', 'false']).optional(),
     /** Seconds a new MQTT connection gets to send CONNECT before it is closed. */
     mqttConnectTimeout: z.coerce.number().int().min(1).max(120).default(10),
     /** Renew the server certificate when it has fewer days left than this. */
@@ -50,6 +53,25 @@ export const configSchema = z
     eventRetentionHours: z.coerce.number().int().min(1).max(168).default(24),
     /** At most this many events are kept; the oldest are pruned first. */
     eventMaxCount: z.coerce.number().int().min(1000).default(1_000_000),
+    /**
+     * Other hubs provisioning may assign devices to: their iothubowner or registryReadWrite
+     * connection strings (the environment variable separates them with `|`). This hub is always linked.
+     */
+    linkedHubs: z
+      .preprocess(
+        (v) => (typeof v === 'string' ? v.split('|').map((s) => s.trim()).filter((s) => s !== '') : v),
+        z.array(
+          z.string().refine((cs) => {
+            try {
+              parseHubConnectionString(cs);
+              return true;
+            } catch {
+              return false;
+            }
+          }, 'linked-hub must be a hub connection string with HostName, SharedAccessKeyName and SharedAccessKey'),
+        ),
+      )
+      .default([]),
   })
   .refine((c) => (c.tlsCaCert === undefined) === (c.tlsCaKey === undefined), {
     message: 'tls-ca-cert and tls-ca-key go together',
@@ -71,8 +93,10 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   tlsCaKey: 'GATEHOUSE_TLS_CA_KEY',
   serverCertRenewDays: 'GATEHOUSE_SERVER_CERT_RENEW_DAYS',
   mqttConnectTimeout: 'GATEHOUSE_MQTT_CONNECT_TIMEOUT',
+  dpsDisableSymmetricKeyAttestation: 'GATEHOUSE_DPS_DISABLE_SYMMETRIC_KEY_ATTESTATION',
   eventRetentionHours: 'GATEHOUSE_EVENT_RETENTION_HOURS',
   eventMaxCount: 'GATEHOUSE_EVENT_MAX_COUNT',
+  linkedHubs: 'GATEHOUSE_LINKED_HUBS',
 };
 
 function kebab(field: string): string {

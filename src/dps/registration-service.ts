@@ -14,7 +14,12 @@ import { HubError, isHubError } from '../core/errors.js';
 import { isJsonObject, type JsonObject, type JsonValue } from '../core/json.js';
 import { hmacSha256, parseSasToken, signatureMatches, type SasToken } from '../auth/sas.js';
 import type { RegistryService } from '../hub/registry/registry-service.js';
+import type { Authentication } from '../core/types.js';
+import type { X509Certificate } from 'node:crypto';
+import { attestX509, type CaLookup } from './x509-attestation.js';
 import type { TwinService } from '../hub/twins/twin-service.js';
+import type { Allocator } from './allocation.js';
+import { RemoteHub } from './remote-hub.js';
 
 export interface SymmetricKeyPair {
   primaryKey: string;
@@ -48,9 +53,26 @@ export interface RuntimeEnrollments {
   putRegistrationState(state: RegistrationStateLike & { enrollmentGroupId?: string }): Promise<RegistrationStateLike>;
 }
 
+/** What the device proved, and so what its hub identity authenticates with. */
+export type Credential =
+  | { kind: 'symmetricKey'; keys: SymmetricKeyPair }
+  | { kind: 'x509'; authentication: JsonObject; certificateThumbprint: string };
+
 export type Attested =
-  | { kind: 'individual'; registrationId: string; enrollment: EnrollmentLike & { deviceId?: string }; keys: SymmetricKeyPair }
-  | { kind: 'group'; registrationId: string; groupId: string; enrollment: EnrollmentLike; keys: SymmetricKeyPair };
+  | { kind: 'individual'; registrationId: string; enrollment: EnrollmentLike & { deviceId?: string }; credential: Credential }
+  | { kind: 'group'; registrationId: string; groupId: string; enrollment: EnrollmentLike; credential: Credential };
+
+/** The hub identity's `authentication` for a credential. */
+export function deviceAuthentication(c: Credential): JsonObject {
+  return c.kind === 'symmetricKey' ? { type: 'sas', symmetricKey: { primaryKey: c.keys.primaryKey, secondaryKey: c.keys.secondaryKey } } : c.authentication;
+}
+
+function sameCredential(current: Authentication, c: Credential): boolean {
+  if (c.kind === 'symmetricKey') return current.type === 'sas' && current.primaryKey === c.keys.primaryKey && current.secondaryKey === c.keys.secondaryKey;
+  const want = c.authentication;
+  if (want.type === 'certificateAuthority') return current.type === 'certificateAuthority';
+  return current.type === 'selfSigned' && current.primaryThumbprint === c.certificateThumbprint;
+}
 
 export interface OperationStatus {
   operationId: string;
@@ -77,6 +99,39 @@ const OPERATION_TTL_MS = 10 * 60_000;
 
 export class RegistrationService {
   readonly #operations = new Map<string, { registrationId: string; status: OperationStatus; expires: number }>();
+  #settings: () => Promise<{ disableSymmetricKeyAttestation: boolean }> = async () => ({ disableSymmetricKeyAttestation: false });
+
+  #cas: CaLookup = { verifiedCaPem: async () => undefined };
+
+  /** The hub's registered CAs, for groups that reference one. */
+  useCas(lookup: CaLookup): void {
+    this.#cas = lookup;
+  }
+
+  /** X.509 attestation from the TLS peer chain (wire doc §4.4); refusals look alike. */
+  async attestX509(registrationId: string, chain: X509Certificate[] | undefined): Promise<Attested> {
+    const deny = (why: string) => new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: why });
+    if (!validRegistrationId(registrationId)) throw deny('invalid registration id');
+    if (chain === undefined || chain.length === 0) throw deny('no credentials');
+    const individual = await this.enrollments.findIndividual(registrationId);
+    const groups = await this.enrollments.listGroups();
+    const r = await attestX509(registrationId, chain, individual as never, groups as never, this.#cas, this.clock.now());
+    if ('error' in r) throw deny(r.error);
+    const thumbprint = { type: 'selfSigned', x509Thumbprint: { primaryThumbprint: r.leafThumbprint, secondaryThumbprint: null } };
+    if (r.kind === 'individual' && individual !== undefined) {
+      return { kind: 'individual', registrationId, enrollment: individual, credential: { kind: 'x509', authentication: thumbprint, certificateThumbprint: r.leafThumbprint } };
+    }
+    const group = groups.find((g) => r.kind === 'group' && g.enrollmentGroupId === r.groupId);
+    if (group === undefined || r.kind !== 'group') throw deny('no enrollment matches');
+    // A CA the hub knows lets the identity renew its certificate without re-provisioning.
+    const authentication = r.via === 'ca-reference' ? { type: 'certificateAuthority' } : thumbprint;
+    return { kind: 'group', registrationId, groupId: group.enrollmentGroupId, enrollment: group, credential: { kind: 'x509', authentication, certificateThumbprint: r.leafThumbprint } };
+  }
+
+  /** Where the provisioning settings come from (read per registration, so changes bite at once). */
+  useSettings(read: () => Promise<{ disableSymmetricKeyAttestation: boolean }>): void {
+    this.#settings = read;
+  }
 
   constructor(
     private readonly enrollments: RuntimeEnrollments,
@@ -85,6 +140,7 @@ export class RegistrationService {
     private readonly clock: Clock,
     private readonly idScope: () => Promise<string>,
     private readonly assignedHub: () => string,
+    private readonly allocator: Allocator,
   ) {}
 
   /** Verifies a DPS SAS token (`sr=<idScope>/registrations/<id>`, `skn=registration`). */
@@ -97,6 +153,7 @@ export class RegistrationService {
       throw err instanceof HubError ? err : new HubError('IotHubUnauthorizedAccess', 'Unauthorized');
     }
     const deny = (why: string) => new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: why });
+    if ((await this.#settings()).disableSymmetricKeyAttestation) throw deny('symmetric key attestation is disabled on this provisioning service');
     const scope = await this.idScope();
     if (token.resource.toLowerCase() !== `${scope}/registrations/${registrationId}`.toLowerCase()) throw deny('token scope is not this registration');
     if (token.expiry * 1000 <= this.clock.now()) throw deny('expired token');
@@ -108,7 +165,7 @@ export class RegistrationService {
       if (individual.attestation.type !== 'symmetricKey' || keys === undefined) throw deny('individual enrollment is not symmetric-key');
       if (!signatureMatches(token, [keys.primaryKey, keys.secondaryKey])) throw deny('bad signature (individual)');
       if (!enabled(individual)) throw deny('individual enrollment disabled');
-      return { kind: 'individual', registrationId, enrollment: individual, keys };
+      return { kind: 'individual', registrationId, enrollment: individual, credential: { kind: 'symmetricKey', keys } };
     }
     for (const g of await this.enrollments.listGroups()) {
       const k = g.attestation.symmetricKey;
@@ -116,7 +173,7 @@ export class RegistrationService {
       const derived = { primaryKey: deriveDeviceKey(k.primaryKey, registrationId), secondaryKey: deriveDeviceKey(k.secondaryKey, registrationId) };
       if (!signatureMatches(token, [derived.primaryKey, derived.secondaryKey])) continue;
       if (!enabled(g)) throw deny(`group ${g.enrollmentGroupId} disabled`);
-      return { kind: 'group', registrationId, groupId: g.enrollmentGroupId, enrollment: g, keys: derived };
+      return { kind: 'group', registrationId, groupId: g.enrollmentGroupId, enrollment: g, credential: { kind: 'symmetricKey', keys: derived } };
     }
     throw deny('no enrollment matches');
   }
@@ -151,34 +208,71 @@ export class RegistrationService {
     for (const [id, op] of this.#operations) if (op.expires < now) this.#operations.delete(id);
   }
 
+  /**
+   * Asks the allocator for the hub, creates or re-keys the identity there (locally, or over the
+   * linked hub's REST API), and gives it its twin: the initial twin on a first assignment; on a
+   * move to another hub, the old hub's tags and desired properties (`migrateDeviceData`, the
+   * default) or the initial twin again (`deviceDataReset`).
+   */
   async #assign(who: Attested, payload: JsonValue | undefined): Promise<JsonObject> {
     const now = new Date(this.clock.now()).toISOString();
     const deviceId = who.kind === 'individual' ? (who.enrollment.deviceId ?? who.registrationId) : who.registrationId;
     const previous = await this.enrollments.getRegistrationState(who.registrationId);
-    const auth = { type: 'sas', symmetricKey: { primaryKey: who.keys.primaryKey, secondaryKey: who.keys.secondaryKey } };
+    const previousHub = previous?.status === 'assigned' ? previous.assignedHub : undefined;
+    const allocation = await this.allocator.allocate({
+      registrationId: who.registrationId,
+      enrollment: who.enrollment,
+      kind: who.kind,
+      ...(who.kind === 'group' ? { groupId: who.groupId } : {}),
+      ...(payload === undefined ? {} : { payload }),
+      ...(previousHub === undefined ? {} : { previousHub }),
+    });
+    const target = allocation.hub;
+    const remote = target.connectionString === undefined ? undefined : new RemoteHub(target.connectionString);
+    const auth = deviceAuthentication(who.credential);
+    const capabilities = { iotEdge: who.enrollment.capabilities?.iotEdge === true };
     let created = false;
-    try {
-      await this.registry.createDevice(deviceId, { deviceId, authentication: auth, capabilities: { iotEdge: who.enrollment.capabilities?.iotEdge === true } });
-      created = true;
-    } catch (err) {
-      if (!(isHubError(err) && err.code === 'DeviceAlreadyExists')) throw err;
-      // Re-registration: the identity keeps its data and takes the enrollment's credential.
-      const current = await this.registry.getDevice(deviceId);
-      if (current.auth.primaryKey !== who.keys.primaryKey || current.auth.secondaryKey !== who.keys.secondaryKey || current.auth.type !== 'sas') {
-        await this.registry.updateDevice(deviceId, { deviceId, authentication: auth }, '*');
+    if (remote !== undefined) {
+      created = await this.#upsertRemote(remote, deviceId, auth, capabilities);
+    } else {
+      try {
+        await this.registry.createDevice(deviceId, { deviceId, authentication: auth, capabilities });
+        created = true;
+      } catch (err) {
+        if (!(isHubError(err) && err.code === 'DeviceAlreadyExists')) throw err;
+        // Re-registration: the identity keeps its data and takes the enrollment's credential.
+        const current = await this.registry.getDevice(deviceId);
+        if (!sameCredential(current.auth, who.credential)) {
+          await this.registry.updateDevice(deviceId, { deviceId, authentication: auth }, '*');
+        }
       }
     }
-    if (created) await this.#applyInitialTwin(deviceId, who.enrollment.initialTwin);
+    const moved = previousHub !== undefined && previousHub.toLowerCase() !== target.hostName.toLowerCase();
+    const migrate = (who.enrollment as { reprovisionPolicy?: { migrateDeviceData?: boolean } }).reprovisionPolicy?.migrateDeviceData !== false;
+    let substatus: string;
+    if (moved) {
+      const oldTwin = migrate ? await this.#readTwin(previousHub, deviceId) : undefined;
+      if (oldTwin !== undefined) await this.#applyInitialTwin(deviceId, oldTwin, remote);
+      else if (created || !migrate) await this.#applyInitialTwin(deviceId, allocation.initialTwin, remote);
+      substatus = migrate ? 'deviceDataMigrated' : 'deviceDataReset';
+    } else {
+      if (created) await this.#applyInitialTwin(deviceId, allocation.initialTwin, remote);
+      substatus = created || previous === undefined ? 'initialAssignment' : 'deviceDataMigrated';
+    }
     const state: RegistrationStateLike & { enrollmentGroupId?: string } = {
       registrationId: who.registrationId,
       createdDateTimeUtc: previous?.createdDateTimeUtc ?? now,
-      assignedHub: this.assignedHub(),
+      assignedHub: target.hostName,
       deviceId,
       status: 'assigned',
-      substatus: created || previous === undefined ? 'initialAssignment' : 'deviceDataMigrated',
+      substatus,
       lastUpdatedDateTimeUtc: now,
-      ...(payload === undefined ? {} : { payload }),
-      ...(who.kind === 'group' ? { enrollmentGroupId: who.groupId, symmetricKey: { enrollmentGroupId: who.groupId } } : { symmetricKey: {} }),
+      // Only a custom allocation webhook answers the device with a payload.
+      ...(allocation.payload === undefined ? {} : { payload: allocation.payload }),
+      ...(who.kind === 'group' ? { enrollmentGroupId: who.groupId } : {}),
+      ...(who.credential.kind === 'x509'
+        ? { x509: who.kind === 'group' ? { enrollmentGroupId: who.groupId } : {} }
+        : { symmetricKey: who.kind === 'group' ? { enrollmentGroupId: who.groupId } : {} }),
     };
     const stored = await this.enrollments.putRegistrationState(state);
     const out: JsonObject = {};
@@ -186,7 +280,49 @@ export class RegistrationService {
     return out;
   }
 
-  async #applyInitialTwin(deviceId: string, initialTwin: unknown): Promise<void> {
+  /** Creates the identity on a linked hub, or re-keys it under its etag; true when created. */
+  async #upsertRemote(remote: RemoteHub, deviceId: string, auth: JsonObject, capabilities: JsonObject): Promise<boolean> {
+    for (let attempt = 0; ; attempt++) {
+      const current = await remote.getDevice(deviceId);
+      try {
+        if (current === undefined) {
+          await remote.putDevice(deviceId, { deviceId, authentication: auth, capabilities });
+          return true;
+        }
+        const keys = isJsonObject(current.device.authentication) ? current.device.authentication.symmetricKey : undefined;
+        const sameKeys =
+          isJsonObject(current.device.authentication) && current.device.authentication.type === 'sas' && isJsonObject(keys) && isJsonObject(auth.symmetricKey) &&
+          keys.primaryKey === auth.symmetricKey.primaryKey && keys.secondaryKey === auth.symmetricKey.secondaryKey;
+        if (!sameKeys) {
+          const status = current.device.status;
+          const caps = current.device.capabilities;
+          await remote.putDevice(
+            deviceId,
+            { deviceId, authentication: auth, ...(typeof status === 'string' ? { status } : {}), ...(isJsonObject(caps) ? { capabilities: caps } : {}) },
+            current.etag ?? '*',
+          );
+        }
+        return false;
+      } catch (err) {
+        // Raced with another writer: read again, a few times.
+        const raced = isHubError(err) && ['DeviceAlreadyExists', 'PreconditionFailed', 'DeviceNotFound'].includes(err.code);
+        if (!raced || attempt >= 3) throw err;
+      }
+    }
+  }
+
+  /** The device's twin on a hub it was assigned to before, or undefined when that hub cannot tell. */
+  async #readTwin(hostName: string, deviceId: string): Promise<JsonObject | undefined> {
+    const hub = this.allocator.linked(hostName);
+    if (hub === undefined) return undefined;
+    try {
+      return hub.connectionString === undefined ? await this.twins.get(deviceId, null) : await new RemoteHub(hub.connectionString).getTwin(deviceId);
+    } catch {
+      return undefined;
+    }
+  }
+
+  async #applyInitialTwin(deviceId: string, initialTwin: unknown, remote?: RemoteHub): Promise<void> {
     if (!isJsonObject(initialTwin)) return;
     const patch: JsonObject = {};
     const clean = (o: JsonValue | undefined): JsonObject | undefined => {
@@ -199,6 +335,8 @@ export class RegistrationService {
     const desired = clean(isJsonObject(initialTwin.properties) ? initialTwin.properties.desired : undefined);
     if (tags !== undefined) patch.tags = tags;
     if (desired !== undefined) patch.properties = { desired };
-    if (Object.keys(patch).length > 0) await this.twins.patch(deviceId, null, patch, undefined);
+    if (Object.keys(patch).length === 0) return;
+    if (remote !== undefined) await remote.patchTwin(deviceId, patch);
+    else await this.twins.patch(deviceId, null, patch, undefined);
   }
 }

@@ -14,15 +14,27 @@ function hubOptions(cmd: Command): Command {
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
     .option('--tls-ca-cert <file>', 'issue the server certificate from this CA certificate (PEM) (env GATEHOUSE_TLS_CA_CERT)')
     .option('--tls-ca-key <file>', 'the key of --tls-ca-cert (PEM) (env GATEHOUSE_TLS_CA_KEY)')
+    .option('--dps-disable-symmetric-key-attestation <bool>', 'true: only X.509 devices may register with provisioning (env GATEHOUSE_DPS_DISABLE_SYMMETRIC_KEY_ATTESTATION)')
     .option('--mqtt-connect-timeout <seconds>', 'time a new MQTT connection gets to send CONNECT, default 10 (env GATEHOUSE_MQTT_CONNECT_TIMEOUT)')
     .option('--event-retention-hours <h>', 'hours the event stream keeps telemetry, 1-168, default 24 (env GATEHOUSE_EVENT_RETENTION_HOURS)')
-    .option('--event-max-count <n>', 'most events the event stream keeps, at least 1000, default 1000000 (env GATEHOUSE_EVENT_MAX_COUNT)');
+    .option('--event-max-count <n>', 'most events the event stream keeps, at least 1000, default 1000000 (env GATEHOUSE_EVENT_MAX_COUNT)')
+    .option(
+      '--linked-hub <connection-string>',
+      "another hub provisioning may assign devices to: its iothubowner or registryReadWrite connection string; repeatable (env GATEHOUSE_LINKED_HUBS, '|'-separated)",
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    );
+}
+
+/** Commander names the repeatable flag after its singular form. */
+function configFrom(opts: Record<string, unknown>) {
+  const { linkedHub, ...rest } = opts;
+  return loadConfig(linkedHub === undefined ? rest : { ...rest, linkedHubs: linkedHub });
 }
 
 export function registerStart(program: Command): void {
   hubOptions(program.command('start').description('start the hub (creates the data dir, keys and certificates on first start)')).action(
     async (opts: Record<string, unknown>) => {
-      const config = loadConfig(opts);
+      const config = configFrom(opts);
       const logger = createLogger(config.logLevel);
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
@@ -41,7 +53,7 @@ export function registerStart(program: Command): void {
 
   hubOptions(program.command('init').description('create the data dir, master key, policies and certificates without starting')).action(
     async (opts: Record<string, unknown>) => {
-      const config = loadConfig(opts);
+      const config = configFrom(opts);
       const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
       const hub = await prepareHub(config, logger);
       await hub.store.close();

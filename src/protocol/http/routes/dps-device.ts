@@ -10,6 +10,8 @@ import { isJsonObject } from '../../../core/json.js';
 import type { Attested } from '../../../dps/registration-service.js';
 import type { DpsDeps } from '../../mqtt/broker-deps.js';
 import { jsonBody } from '../body.js';
+import { peerChain } from '../../mqtt/listeners.js';
+import type { TLSSocket } from 'node:tls';
 
 type RegisterParams = { Params: { idScope: string; registrationId: string } };
 type OperationParams = { Params: { idScope: string; registrationId: string; operationId: string } };
@@ -20,6 +22,8 @@ async function attest(req: FastifyRequest, dps: DpsDeps, idScope: string, regist
   }
   const header = req.headers.authorization;
   try {
+    // No Authorization header: X.509, the client certificate of this TLS connection.
+    if (header === undefined || header === '') return await dps.registration.attestX509(registrationId, peerChain(req.socket as TLSSocket));
     return await dps.registration.attestSymmetricKey(registrationId, Array.isArray(header) ? header[0] : header);
   } catch (err) {
     req.log.warn(

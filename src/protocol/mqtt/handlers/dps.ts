@@ -53,7 +53,11 @@ export async function handleDpsConnect(conn: MqttConnection, packet: IConnectPac
   if (packet.clientId !== who.registrationId) return refuse('client id is not the registration id');
   const password = packet.password?.toString('utf8');
   try {
-    conn.dpsAttested = await dps.registration.attestSymmetricKey(who.registrationId, password);
+    // No password: X.509, the certificate presented in the TLS handshake (wire doc §4.4).
+    conn.dpsAttested =
+      password === undefined || password === ''
+        ? await dps.registration.attestX509(who.registrationId, conn.peer.chain)
+        : await dps.registration.attestSymmetricKey(who.registrationId, password);
   } catch (err) {
     return refuse(isHubError(err) ? String(err.cause ?? err.message) : 'attestation failed');
   }
