@@ -35,6 +35,7 @@ import { RegistrationService } from './dps/registration-service.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
 import { parseHubConnectionString } from './dps/remote-hub.js';
 import { readDpsSettings, writeDpsSettings } from './dps/settings.js';
+import { ProvisioningThrottle } from './dps/throttle.js';
 import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
@@ -191,6 +192,9 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     // Telemetry goes through the event stream: group commit, durable before PUBACK, live subscribers.
     const telemetry: TelemetrySink = events;
     dps.registration.useSettings(() => readDpsSettings(store));
+    dps.registration.useThrottle(new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute));
+    const dpsLog = logger.child({ component: 'dps' });
+    dps.registration.useLog((fields, msg) => dpsLog.info(fields, msg));
     // The provisioning service and the hub share one CA registry (groups may reference its CAs).
     dps.registration.useCas({
       verifiedCaPem: async (name) => {

@@ -17,6 +17,8 @@ import provHttp from 'azure-iot-provisioning-device-http';
 import symmetricKey from 'azure-iot-security-symmetric-key';
 import provService from 'azure-iot-provisioning-service';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { request } from 'node:https';
+import { generateSasToken } from '../src/auth/sas.js';
 
 const { Registry } = iothub;
 const { ProvisioningDeviceClient } = provDevice;
@@ -176,5 +178,58 @@ describe('disableSymmetricKeyAttestation', () => {
     }
     const ok = await register('http', 'switch-test', key);
     assert.equal((ok.registrationState as { status: string }).status, 'assigned');
+  });
+});
+
+describe('throttling', () => {
+  it('the sixth status poll in ten seconds gets 429 with retry-after, over HTTPS and over MQTT', async () => {
+    const registrationId = 'poller';
+    const { responseBody: e } = await service.createOrUpdateIndividualEnrollment({
+      registrationId,
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
+    } as never);
+    const key = String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+    const token = generateSasToken({ resource: `${idScope}/registrations/${registrationId}`, key, keyName: 'registration', expiry: Math.floor(Date.now() / 1000) + 600 });
+
+    const https = (method: string, path: string, body?: string) =>
+      new Promise<{ status: number; headers: Record<string, unknown>; body: string }>((resolve, reject) => {
+        const req = request({ host: HOST, port: 443, method, path: `${path}?api-version=2019-03-31`, headers: { authorization: token, 'content-type': 'application/json' } }, (res) => {
+          let text = '';
+          res.on('data', (c: Buffer) => (text += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const reg = await https('PUT', `/${idScope}/registrations/${registrationId}/register`, JSON.stringify({ registrationId }));
+    assert.equal(reg.status, 200, reg.body);
+    const opId = (JSON.parse(reg.body) as { operationId: string }).operationId;
+    for (let i = 0; i < 5; i++) assert.equal((await https('GET', `/${idScope}/registrations/${registrationId}/operations/${opId}`)).status, 200);
+    const limited = await https('GET', `/${idScope}/registrations/${registrationId}/operations/${opId}`);
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers['retry-after']) >= 1);
+
+    // Over MQTT the same registration is still over its limit: the answer is a 429 topic with retry-after.
+    const { rawMqtt } = await import('./support/raw-mqtt.js');
+    const c = await rawMqtt(HOST, { ca });
+    c.send({
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: registrationId,
+      keepalive: 60,
+      username: `${idScope}/registrations/${registrationId}/api-version=2019-03-31`,
+      password: Buffer.from(token),
+    });
+    assert.equal((await c.next())?.cmd, 'connack');
+    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$dps/registrations/res/#', qos: 1 }] });
+    assert.equal((await c.next())?.cmd, 'suback');
+    c.send({ cmd: 'publish', topic: `$dps/registrations/GET/iotdps-get-operationstatus/?$rid=r1&operationId=${opId}`, payload: Buffer.from(' '), qos: 0, retain: false, dup: false });
+    const p = await c.next();
+    assert.match(p?.cmd === 'publish' ? p.topic : '', /^\$dps\/registrations\/res\/429\/\?\$rid=r1&retry-after=\d+$/);
+    c.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: ['$dps/registrations/res/#'] });
+    assert.equal((await c.next())?.cmd, 'unsuback');
+    c.end();
   });
 });

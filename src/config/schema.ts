@@ -45,6 +45,8 @@ export const configSchema = z
     tlsCaKey: z.string().optional(),
     /** Set the provisioning switch at start: only X.509 (and TPM) devices may register when true. */
     dpsDisableSymmetricKeyAttestation: z.enum(['true', 'false']).optional(),
+    /** Provisioning registrations per minute for the whole service (DPS limit: 1,000). */
+    dpsRegistrationsPerMinute: z.coerce.number().int().min(1).max(1_000_000).default(1000),
     /** Seconds a new MQTT connection gets to send CONNECT before it is closed. */
     mqttConnectTimeout: z.coerce.number().int().min(1).max(120).default(10),
     /** Renew the server certificate when it has fewer days left than this. */
@@ -93,6 +95,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   tlsCaKey: 'GATEHOUSE_TLS_CA_KEY',
   serverCertRenewDays: 'GATEHOUSE_SERVER_CERT_RENEW_DAYS',
   mqttConnectTimeout: 'GATEHOUSE_MQTT_CONNECT_TIMEOUT',
+  dpsRegistrationsPerMinute: 'GATEHOUSE_DPS_REGISTRATIONS_PER_MINUTE',
   dpsDisableSymmetricKeyAttestation: 'GATEHOUSE_DPS_DISABLE_SYMMETRIC_KEY_ATTESTATION',
   eventRetentionHours: 'GATEHOUSE_EVENT_RETENTION_HOURS',
   eventMaxCount: 'GATEHOUSE_EVENT_MAX_COUNT',

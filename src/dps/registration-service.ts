@@ -17,6 +17,7 @@ import type { RegistryService } from '../hub/registry/registry-service.js';
 import type { Authentication } from '../core/types.js';
 import type { X509Certificate } from 'node:crypto';
 import { attestX509, type CaLookup } from './x509-attestation.js';
+import type { ProvisioningThrottle } from './throttle.js';
 import type { TwinService } from '../hub/twins/twin-service.js';
 import type { Allocator } from './allocation.js';
 import { RemoteHub } from './remote-hub.js';
@@ -102,6 +103,18 @@ export class RegistrationService {
   #settings: () => Promise<{ disableSymmetricKeyAttestation: boolean }> = async () => ({ disableSymmetricKeyAttestation: false });
 
   #cas: CaLookup = { verifiedCaPem: async () => undefined };
+  #throttle: ProvisioningThrottle | undefined;
+  #log: ((fields: Record<string, unknown>, msg: string) => void) | undefined;
+
+  /** Rate limits for registrations and status polls. */
+  useThrottle(throttle: ProvisioningThrottle): void {
+    this.#throttle = throttle;
+  }
+
+  /** Where assignment decisions are logged (refusals are logged by the transports). */
+  useLog(log: (fields: Record<string, unknown>, msg: string) => void): void {
+    this.#log = log;
+  }
 
   /** The hub's registered CAs, for groups that reference one. */
   useCas(lookup: CaLookup): void {
@@ -180,6 +193,7 @@ export class RegistrationService {
 
   /** Runs the assignment; resolves with the operation (already final here: one local hub). */
   async register(who: Attested, payload: JsonValue | undefined): Promise<OperationStatus> {
+    this.#throttle?.register();
     this.#sweep();
     const operationId = `4.${randomUUID()}`;
     let status: OperationStatus;
@@ -194,11 +208,26 @@ export class RegistrationService {
       };
     }
     this.#operations.set(operationId, { registrationId: who.registrationId.toLowerCase(), status, expires: this.clock.now() + OPERATION_TTL_MS });
+    const state = status.registrationState ?? {};
+    this.#log?.(
+      {
+        event: status.status === 'assigned' ? 'dps.assigned' : 'dps.failed',
+        registrationId: who.registrationId,
+        enrollment: who.kind === 'group' ? `group:${who.groupId}` : 'individual',
+        attestation: who.credential.kind,
+        deviceId: state.deviceId,
+        assignedHub: state.assignedHub,
+        substatus: state.substatus,
+        error: state.errorMessage,
+      },
+      status.status === 'assigned' ? 'device provisioned' : 'provisioning failed',
+    );
     return status;
   }
 
   /** An operation, only for the registration it belongs to. */
   operation(registrationId: string, operationId: string): OperationStatus | undefined {
+    this.#throttle?.poll(registrationId);
     const op = this.#operations.get(operationId);
     return op === undefined || op.registrationId !== registrationId.toLowerCase() ? undefined : op.status;
   }

@@ -4,7 +4,8 @@
  * `GET /{idScope}/registrations/{registrationId}/operations/{operationId}`, each authorized by the
  * device's DPS SAS token. An unknown scope, enrollment or key is the same 401.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RetryLater } from '../../../dps/throttle.js';
 import { HubError } from '../../../core/errors.js';
 import { isJsonObject } from '../../../core/json.js';
 import type { Attested } from '../../../dps/registration-service.js';
@@ -34,20 +35,30 @@ async function attest(req: FastifyRequest, dps: DpsDeps, idScope: string, regist
   }
 }
 
+/** A throttled request gets its `retry-after` header (seconds) with the 429. */
+async function withRetryAfter<T>(reply: FastifyReply, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof RetryLater) reply.header('retry-after', String(err.retryAfterSeconds));
+    throw err;
+  }
+}
+
 export function registerDpsDeviceRoutes(app: FastifyInstance, dps: DpsDeps): void {
-  app.put<RegisterParams>('/:idScope/registrations/:registrationId/register', async (req) => {
+  app.put<RegisterParams>('/:idScope/registrations/:registrationId/register', async (req, reply) => {
     const who = await attest(req, dps, req.params.idScope, req.params.registrationId);
     const body = jsonBody(req, false);
     if (isJsonObject(body) && body.registrationId !== undefined && body.registrationId !== req.params.registrationId) {
       throw new HubError('ArgumentInvalid', 'registrationId in the body does not match the path.');
     }
     const payload = isJsonObject(body) ? body.payload : undefined;
-    return dps.registration.register(who, payload === undefined ? undefined : payload);
+    return withRetryAfter(reply, () => dps.registration.register(who, payload === undefined ? undefined : payload));
   });
 
-  app.get<OperationParams>('/:idScope/registrations/:registrationId/operations/:operationId', async (req) => {
+  app.get<OperationParams>('/:idScope/registrations/:registrationId/operations/:operationId', async (req, reply) => {
     const who = await attest(req, dps, req.params.idScope, req.params.registrationId);
-    const op = dps.registration.operation(who.registrationId, req.params.operationId);
+    const op = await withRetryAfter(reply, async () => dps.registration.operation(who.registrationId, req.params.operationId));
     if (op === undefined) throw new HubError('ResourceNotFound', 'No such operation.');
     return op;
   });

@@ -11,6 +11,7 @@ import type { IConnectPacket, IPublishPacket, ISubscribePacket } from 'mqtt-pack
 import { HubError, isHubError } from '../../../core/errors.js';
 import { isJsonObject, type JsonValue } from '../../../core/json.js';
 import type { MqttConnection } from '../connection.js';
+import { RetryLater } from '../../../dps/throttle.js';
 
 export const DPS_RESPONSE_FILTER = '$dps/registrations/res/#';
 
@@ -89,6 +90,12 @@ function query(topic: string): Map<string, string> {
   return out;
 }
 
+/** 429 + retry-after (seconds): the SDK waits and retries over MQTT (wire doc §4.1). */
+function throttled(conn: MqttConnection, rid: string, err: unknown): void {
+  if (!(err instanceof RetryLater)) throw err;
+  respond(conn, 429, rid, errorBody(err), err.retryAfterSeconds);
+}
+
 export async function handleDpsPublish(conn: MqttConnection, packet: IPublishPacket): Promise<void> {
   const dps = conn.deps.dps;
   const attested = conn.dpsAttested;
@@ -111,11 +118,20 @@ export async function handleDpsPublish(conn: MqttConnection, packet: IPublishPac
       return respond(conn, 400, rid, errorBody(new HubError('ArgumentInvalid', 'registrationId does not match the connection.')));
     }
     const payload = isJsonObject(body) ? body.payload : undefined;
-    const op = await dps.registration.register(attested, payload === null ? null : payload);
-    return respond(conn, 200, rid, op);
+    try {
+      const op = await dps.registration.register(attested, payload === null ? null : payload);
+      return respond(conn, 200, rid, op);
+    } catch (err) {
+      return throttled(conn, rid, err);
+    }
   }
   if (path === '$dps/registrations/GET/iotdps-get-operationstatus/') {
-    const op = dps.registration.operation(attested.registrationId, params.get('operationId') ?? '');
+    let op;
+    try {
+      op = dps.registration.operation(attested.registrationId, params.get('operationId') ?? '');
+    } catch (err) {
+      return throttled(conn, rid, err);
+    }
     if (op === undefined) return respond(conn, 404, rid, errorBody(new HubError('ResourceNotFound', 'No such operation.')));
     return respond(conn, 200, rid, op);
   }
