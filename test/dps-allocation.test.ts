@@ -222,4 +222,144 @@ describe('two linked hubs', () => {
     assert.equal(again.assignedHub, SECOND);
     assert.equal(again.substatus, 'deviceDataMigrated');
   });
+
+  describe('reprovisioning between the two hubs', () => {
+    type State = { assignedHub: string; deviceId: string; status: string; substatus: string };
+    let info: { idScope: string; dpsConnectionString: string };
+    let service: InstanceType<typeof provService.ProvisioningServiceClient>;
+
+    before(() => {
+      info = JSON.parse(cli(['info', '--data-dir', first.dataDir, '--json']).stdout) as typeof info;
+      service = provService.ProvisioningServiceClient.fromConnectionString(info.dpsConnectionString);
+    });
+
+    const hubOf = (host: string): HubProcess => (host === FIRST ? first : host === SECOND ? second : assert.fail(`unexpected hub ${host}`));
+
+    async function register(registrationId: string, key: string): Promise<State> {
+      const client = provDevice.ProvisioningDeviceClient.create(FIRST, info.idScope, new provMqtt.Mqtt(), new symmetricKey.SymmetricKeySecurityClient(registrationId, key) as never);
+      return (await client.register()) as unknown as State;
+    }
+
+    /** The device connects, with the key it was provisioned with, to the hub it was assigned to. */
+    async function connects(state: State, key: string): Promise<void> {
+      const dev = deviceSdk.Client.fromConnectionString(`HostName=${state.assignedHub};DeviceId=${state.deviceId};SharedAccessKey=${key}`, deviceMqtt.Mqtt);
+      await dev.setOptions({ ca: readFileSync(hubOf(state.assignedHub).caFile, 'utf8') });
+      await dev.open();
+      try {
+        await dev.sendEvent(new deviceSdk.Message(`on ${state.assignedHub}`));
+      } finally {
+        await dev.close();
+      }
+    }
+
+    /**
+     * A static enrollment on the second hub with this reprovision policy; the device registers,
+     * its twin there gets data of its own; then the enrollment names the first hub instead.
+     */
+    async function enrolledOnSecondThenRetargeted(
+      registrationId: string,
+      reprovisionPolicy: { updateHubAssignment: boolean; migrateDeviceData: boolean } | undefined,
+    ): Promise<{ key: string; deviceId: string }> {
+      const deviceId = `${registrationId}-dev`;
+      const { responseBody: created } = await service.createOrUpdateIndividualEnrollment({
+        registrationId,
+        deviceId,
+        allocationPolicy: 'static',
+        iotHubs: [SECOND],
+        attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
+        initialTwin: { tags: { site: 'initial' }, properties: { desired: { interval: 5 } } },
+        ...(reprovisionPolicy === undefined ? {} : { reprovisionPolicy }),
+      } as never);
+      const key = String((created as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+      if (reprovisionPolicy === undefined) {
+        const policy = (created as { reprovisionPolicy?: { updateHubAssignment?: boolean; migrateDeviceData?: boolean } }).reprovisionPolicy;
+        // An enrollment without a policy behaves as { updateHubAssignment: true, migrateDeviceData: true }.
+        assert.notEqual(policy?.updateHubAssignment, false);
+        assert.notEqual(policy?.migrateDeviceData, false);
+      }
+
+      const state = await register(registrationId, key);
+      assert.equal(state.status, 'assigned');
+      assert.equal(state.assignedHub, SECOND);
+      assert.equal(state.deviceId, deviceId);
+      assert.equal(state.substatus, 'initialAssignment');
+      await connects(state, key);
+
+      const secondRegistry = iothub.Registry.fromConnectionString(second.connectionString);
+      await secondRegistry.updateTwin(deviceId, { tags: { site: 'b-side', movedFrom: 'b' }, properties: { desired: { fromB: 7, interval: 9 } } } as never, '*');
+      const { responseBody: onB } = await secondRegistry.getTwin(deviceId);
+      assert.equal(onB.tags.site, 'b-side');
+      assert.equal(onB.properties.desired.fromB, 7);
+      await assert.rejects(iothub.Registry.fromConnectionString(first.connectionString).get(deviceId), 'not on the first hub yet');
+
+      const { responseBody: current } = await service.getIndividualEnrollment(registrationId);
+      const { responseBody: updated } = await service.createOrUpdateIndividualEnrollment({ ...(current as object), iotHubs: [FIRST] } as never);
+      assert.deepEqual((updated as { iotHubs?: string[] }).iotHubs, [FIRST]);
+      return { key, deviceId };
+    }
+
+    it('updateHubAssignment + migrateDeviceData (the defaults): moves to the first hub with the twin data from the second', async () => {
+      const { key, deviceId } = await enrolledOnSecondThenRetargeted('move-migrate', undefined);
+      const state = await register('move-migrate', key);
+      assert.equal(state.status, 'assigned');
+      assert.equal(state.assignedHub, FIRST);
+      assert.equal(state.deviceId, deviceId);
+      assert.equal(state.substatus, 'deviceDataMigrated');
+
+      const firstRegistry = iothub.Registry.fromConnectionString(first.connectionString);
+      const { responseBody: device } = await firstRegistry.get(deviceId);
+      assert.equal(device.authentication?.symmetricKey?.primaryKey, key);
+      const { responseBody: twin } = await firstRegistry.getTwin(deviceId);
+      assert.equal(twin.tags.site, 'b-side');
+      assert.equal(twin.tags.movedFrom, 'b');
+      assert.equal(twin.properties.desired.fromB, 7);
+      assert.equal(twin.properties.desired.interval, 9);
+      await connects(state, key);
+
+      // The registration record follows the device.
+      const { responseBody: record } = await service.getDeviceRegistrationState('move-migrate');
+      assert.equal((record as { assignedHub?: string }).assignedHub, FIRST);
+    });
+
+    it('updateHubAssignment without migrateDeviceData: moves to the first hub with the initial twin (deviceDataReset)', async () => {
+      const { key, deviceId } = await enrolledOnSecondThenRetargeted('move-reset', { updateHubAssignment: true, migrateDeviceData: false });
+      const state = await register('move-reset', key);
+      assert.equal(state.status, 'assigned');
+      assert.equal(state.assignedHub, FIRST);
+      assert.equal(state.deviceId, deviceId);
+      assert.equal(state.substatus, 'deviceDataReset');
+
+      const { responseBody: twin } = await iothub.Registry.fromConnectionString(first.connectionString).getTwin(deviceId);
+      assert.equal(twin.tags.site, 'initial');
+      assert.equal(twin.tags.movedFrom, undefined, "none of the second hub's tags");
+      assert.equal(twin.properties.desired.interval, 5);
+      assert.equal(twin.properties.desired.fromB, undefined, "none of the second hub's desired properties");
+      await connects(state, key);
+
+      // Back to the second hub, where the old identity and its twin still exist: reset means
+      // reset there too, not a merge with the stale data.
+      const { responseBody: current } = await service.getIndividualEnrollment('move-reset');
+      await service.createOrUpdateIndividualEnrollment({ ...(current as object), iotHubs: [SECOND] } as never);
+      const back = await register('move-reset', key);
+      assert.equal(back.assignedHub, SECOND);
+      assert.equal(back.substatus, 'deviceDataReset');
+      const { responseBody: onB } = await iothub.Registry.fromConnectionString(second.connectionString).getTwin(deviceId);
+      assert.equal(onB.tags.site, 'initial');
+      assert.equal(onB.tags.movedFrom, undefined, 'the stale tags are gone');
+      assert.equal(onB.properties.desired.fromB, undefined, 'the stale desired properties are gone');
+      assert.equal(onB.properties.desired.interval, 5);
+    });
+
+    it('updateHubAssignment false: re-registering keeps the device on the second hub', async () => {
+      const { key, deviceId } = await enrolledOnSecondThenRetargeted('stay', { updateHubAssignment: false, migrateDeviceData: true });
+      const state = await register('stay', key);
+      assert.equal(state.status, 'assigned');
+      assert.equal(state.assignedHub, SECOND);
+      assert.equal(state.deviceId, deviceId);
+      await assert.rejects(iothub.Registry.fromConnectionString(first.connectionString).get(deviceId), 'not created on the first hub');
+      const { responseBody: twin } = await iothub.Registry.fromConnectionString(second.connectionString).getTwin(deviceId);
+      assert.equal(twin.tags.site, 'b-side', 'its data on the second hub is untouched');
+      await connects(state, key);
+    });
+  });
 });

@@ -17,6 +17,7 @@ import provHttp from 'azure-iot-provisioning-device-http';
 import symmetricKey from 'azure-iot-security-symmetric-key';
 import provService from 'azure-iot-provisioning-service';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { connectAndCheck } from './support/provisioned-device.js';
 import { request } from 'node:https';
 import { generateSasToken } from '../src/auth/sas.js';
 
@@ -97,11 +98,7 @@ describe('individual symmetric-key enrollment', () => {
       assert.equal(twin.tags.site, 'plant-7');
       assert.equal(twin.properties.desired.interval, 30);
 
-      const device = deviceSdk.Client.fromConnectionString(`HostName=${state.assignedHub};DeviceId=${state.deviceId};SharedAccessKey=${key}`, deviceMqtt.Mqtt);
-      await device.setOptions({ ca });
-      await device.open();
-      await device.sendEvent(new deviceSdk.Message('provisioned and connected'));
-      await device.close();
+      await connectAndCheck({ state, ca, dataDir: hub.dataDir, credential: { key }, expectDesired: { interval: 30 } });
 
       const { responseBody: recorded } = await service.getDeviceRegistrationState(registrationId);
       assert.equal((recorded as { deviceId?: string }).deviceId, `dev-${kind}`);
@@ -137,7 +134,7 @@ describe('symmetric-key enrollment group', () => {
     const { responseBody: g } = await service.createOrUpdateEnrollmentGroup({
       enrollmentGroupId: 'line-1',
       attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
-      initialTwin: { tags: { line: 1 } },
+      initialTwin: { tags: { line: 1 }, properties: { desired: { mode: 'line' } } },
     } as never);
     const groupKey = String((g as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
     for (const [kind, id] of [
@@ -147,13 +144,22 @@ describe('symmetric-key enrollment group', () => {
       const derived = derive(groupKey, id);
       const r = await register(kind, id, derived);
       const state = r.registrationState as { deviceId: string; assignedHub: string; symmetricKey?: { enrollmentGroupId?: string } };
+      assert.equal(state.assignedHub, HOST);
       assert.equal(state.deviceId, id);
       assert.equal(state.symmetricKey?.enrollmentGroupId, 'line-1');
       const { responseBody: d } = await registry.get(id);
       assert.equal(d.authentication?.symmetricKey?.primaryKey, derived, 'the hub identity uses the derived key');
       assert.equal((await registry.getTwin(id)).responseBody.tags.line, 1);
+      await connectAndCheck({ state, ca, dataDir: hub.dataDir, credential: { key: derived }, expectDesired: { mode: 'line' } });
     }
     await assert.rejects(register('mqtt', 'sn-0003', groupKey), refused);
+    // A key derived from another group key, or for another registration id, is refused alike.
+    await assert.rejects(register('http', 'sn-0004', derive(Buffer.alloc(64, 3).toString('base64'), 'sn-0004')), refused);
+    await assert.rejects(register('mqtt', 'sn-0004', derive(groupKey, 'sn-0005')), refused);
+    // A disabled group refuses its members.
+    const { responseBody: current } = await service.getEnrollmentGroup('line-1');
+    await service.createOrUpdateEnrollmentGroup({ ...(current as object), provisioningStatus: 'disabled' } as never);
+    await assert.rejects(register('mqtt', 'sn-0006', derive(groupKey, 'sn-0006')), refused);
   });
 });
 

@@ -9,14 +9,13 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import deviceSdk from 'azure-iot-device';
-import deviceMqtt from 'azure-iot-device-mqtt';
 import provDevice from 'azure-iot-provisioning-device';
 import provMqtt from 'azure-iot-provisioning-device-mqtt';
 import provHttp from 'azure-iot-provisioning-device-http';
 import x509Security from 'azure-iot-security-x509';
 import provService from 'azure-iot-provisioning-service';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { connectAndCheck } from './support/provisioned-device.js';
 import { chainPem, makeIntermediate, makeLeaf, makeRoot, makeSelfSigned, type TestCert } from './support/pki.js';
 
 const { ProvisioningDeviceClient } = provDevice;
@@ -40,11 +39,13 @@ function refused(err: Error): boolean {
 }
 
 async function connectToHub(state: Record<string, unknown>, certPem: string, keyPem: string): Promise<void> {
-  const device = deviceSdk.Client.fromConnectionString(`HostName=${String(state.assignedHub)};DeviceId=${String(state.deviceId)};x509=true`, deviceMqtt.Mqtt);
-  await device.setOptions({ ca, cert: certPem, key: keyPem });
-  await device.open();
-  await device.sendEvent(new deviceSdk.Message('x509 device online'));
-  await device.close();
+  await connectAndCheck({
+    state: { assignedHub: String(state.assignedHub), deviceId: String(state.deviceId) },
+    ca,
+    dataDir: hub.dataDir,
+    credential: { cert: certPem, privateKey: keyPem },
+    expectDesired: { provisionedBy: 'x509' },
+  });
 }
 
 before(async () => {
@@ -66,6 +67,7 @@ describe('X.509 individual enrollment', () => {
     await service.createOrUpdateIndividualEnrollment({
       registrationId: 'x509-ind',
       attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: cert.certPem } } } },
+      initialTwin: { properties: { desired: { provisionedBy: 'x509' } } },
     } as never);
     for (const kind of ['mqtt', 'http'] as const) {
       const state = await register(kind, 'x509-ind', cert.certPem, cert.keyPem);
@@ -92,6 +94,7 @@ describe('X.509 enrollment groups', () => {
     await service.createOrUpdateEnrollmentGroup({
       enrollmentGroupId: 'factory',
       attestation: { type: 'x509', x509: { signingCertificates: { primary: { certificate: root.certPem } } } },
+      initialTwin: { properties: { desired: { provisionedBy: 'x509' } } },
     } as never);
     for (const [kind, id] of [
       ['mqtt', 'unit-001'],
@@ -115,6 +118,7 @@ describe('X.509 enrollment groups', () => {
     await service.createOrUpdateEnrollmentGroup({
       enrollmentGroupId: 'partner-devices',
       attestation: { type: 'x509', x509: { caReferences: { primary: 'partner' } } },
+      initialTwin: { properties: { desired: { provisionedBy: 'x509' } } },
     } as never);
     const leaf = await makeLeaf(otherRoot, 'partner-001');
     const state = await register('mqtt', 'partner-001', leaf.certPem, leaf.keyPem);

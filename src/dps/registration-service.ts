@@ -280,10 +280,19 @@ export class RegistrationService {
     const migrate = (who.enrollment as { reprovisionPolicy?: { migrateDeviceData?: boolean } }).reprovisionPolicy?.migrateDeviceData !== false;
     let substatus: string;
     if (moved) {
+      // The identity may already exist on the target (a device going back to a hub it used
+      // before): its tags and desired properties are replaced, never merged with stale ones.
       const oldTwin = migrate ? await this.#readTwin(previousHub, deviceId) : undefined;
-      if (oldTwin !== undefined) await this.#applyInitialTwin(deviceId, oldTwin, remote);
-      else if (created || !migrate) await this.#applyInitialTwin(deviceId, allocation.initialTwin, remote);
-      substatus = migrate ? 'deviceDataMigrated' : 'deviceDataReset';
+      if (oldTwin !== undefined) {
+        await this.#applyInitialTwin(deviceId, oldTwin, remote, 'replace');
+        substatus = 'deviceDataMigrated';
+      } else {
+        if (migrate) {
+          this.#log?.({ event: 'dps.migrate-failed', registrationId: who.registrationId, from: previousHub, to: target.hostName }, 'device data could not be read from the previous hub; starting from the initial twin');
+        }
+        await this.#applyInitialTwin(deviceId, allocation.initialTwin, remote, 'replace');
+        substatus = 'deviceDataReset';
+      }
     } else {
       if (created) await this.#applyInitialTwin(deviceId, allocation.initialTwin, remote);
       substatus = created || previous === undefined ? 'initialAssignment' : 'deviceDataMigrated';
@@ -351,7 +360,21 @@ export class RegistrationService {
     }
   }
 
-  async #applyInitialTwin(deviceId: string, initialTwin: unknown, remote?: RemoteHub): Promise<void> {
+  /** `merge` patches (a new identity); `replace` sets tags and desired to exactly this (a move). */
+  async #applyInitialTwin(deviceId: string, initialTwin: unknown, remote?: RemoteHub, mode: 'merge' | 'replace' = 'merge'): Promise<void> {
+    if (mode === 'replace') {
+      const src = isJsonObject(initialTwin) ? initialTwin : {};
+      const props = isJsonObject(src.properties) ? src.properties : {};
+      const strip = (o: JsonValue | undefined): JsonObject => {
+        const out: JsonObject = {};
+        if (isJsonObject(o)) for (const [k, v] of Object.entries(o)) if (!k.startsWith('$') && !['version', 'count', 'metadata'].includes(k)) out[k] = v;
+        return out;
+      };
+      const body: JsonObject = { tags: strip(src.tags), properties: { desired: strip(props.desired) } };
+      if (remote !== undefined) await remote.replaceTwin(deviceId, body);
+      else await this.twins.replace(deviceId, null, body, undefined);
+      return;
+    }
     if (!isJsonObject(initialTwin)) return;
     const patch: JsonObject = {};
     const clean = (o: JsonValue | undefined): JsonObject | undefined => {

@@ -74,6 +74,11 @@ export class RemoteHub {
     await this.#call('PATCH', `/twins/${strictEncode(deviceId)}`, patch, { 'if-match': '"*"' });
   }
 
+  /** Replaces tags and desired properties wholesale (`PUT /twins/{id}`). */
+  async replaceTwin(deviceId: string, twin: JsonObject): Promise<void> {
+    await this.#call('PUT', `/twins/${strictEncode(deviceId)}`, twin, { 'if-match': '"*"' });
+  }
+
   #call(method: string, path: string, body: unknown, headers: Record<string, string>, allowed: number[] = []): Promise<RemoteResponse> {
     const { hostName, keyName, key } = this.creds;
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
