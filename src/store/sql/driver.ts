@@ -1,9 +1,9 @@
 /**
  * The smallest interface a SQL backend must offer so one store implementation (sql-store.ts) runs
  * on SQLite and PostgreSQL alike. Statements use `?` placeholders; the PostgreSQL driver numbers
- * them. Values are strings, numbers or null only.
+ * them. Values are strings, numbers, Buffers (BLOB / BYTEA) or null.
  */
-export type SqlValue = string | number | null;
+export type SqlValue = string | number | Buffer | null;
 export type SqlRow = Record<string, unknown>;
 
 export interface SqlExecutor {

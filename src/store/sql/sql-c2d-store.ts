@@ -139,7 +139,7 @@ export class SqlC2dStore implements C2dStore {
           m.contentEncoding,
           JSON.stringify(m.properties),
           // Both drivers bind a Buffer as BLOB / BYTEA; the port's SqlValue does not list it.
-          m.body as unknown as SqlValue,
+          m.body,
           m.enqueuedTime,
           Date.parse(m.expiryTime),
           0,

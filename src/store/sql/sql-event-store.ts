@@ -6,16 +6,16 @@
  * advisory lock, so appends of several hubs sharing one database commit in seq order: a reader
  * that has seen seq N never later finds a smaller seq appear.
  *
- * Bodies travel as hex text and are decoded by the database (`unhex` / `decode(.., 'hex')`): the
- * driver port binds strings, numbers and null only. Both drivers read BLOB / BYTEA back as Buffers.
+ * Bodies are bound as Buffers (BLOB / BYTEA) and read back as Buffers. Appends are one multi-row
+ * INSERT ... RETURNING per chunk on both dialects: the group-committed batch is one statement.
  */
 import type { EventStore, NewEvent, StoredEvent } from '../event-ports.js';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './driver.js';
 
 const COLUMNS = 'seq, device_id, module_id, enqueued_time, body, properties, system_properties';
 const INSERT_COLUMNS = 'device_id, module_id, enqueued_time, body, properties, system_properties';
-/** Rows per INSERT on PostgreSQL (6 parameters each, far below its 65535 limit). */
-const PG_ROWS_PER_INSERT = 500;
+/** Rows per INSERT (6 parameters each: far below SQLite's 32766 and PostgreSQL's 65535). */
+const ROWS_PER_INSERT = 500;
 /** Rows per DELETE while pruning, so a large prune never holds the write lock for long. */
 const PRUNE_CHUNK = 5000;
 /** Serializes event appends across hubs sharing one PostgreSQL database. */
@@ -26,7 +26,7 @@ function rowParams(e: NewEvent): SqlValue[] {
     e.deviceId,
     e.moduleId ?? '',
     e.enqueuedTime,
-    e.body.toString('hex'),
+    e.body,
     JSON.stringify(e.properties),
     JSON.stringify(e.systemProperties),
   ];
@@ -133,26 +133,22 @@ export class SqlEventStore implements EventStore {
 }
 
 async function appendSqlite(tx: SqlExecutor, events: readonly NewEvent[]): Promise<number[]> {
+  // SQLite 3.35+ has RETURNING; appends are serialized, so the seqs of one batch are its own.
+  return insertReturning(tx, events, '(?, ?, ?, ?, ?, ?)');
+}
+
+async function insertReturning(tx: SqlExecutor, events: readonly NewEvent[], row: string): Promise<number[]> {
   const seqs: number[] = [];
-  for (const e of events) {
-    await tx.run(`INSERT INTO events (${INSERT_COLUMNS}) VALUES (?, ?, ?, unhex(?), ?, ?)`, rowParams(e));
-    const rows = await tx.all('SELECT last_insert_rowid() AS seq');
-    seqs.push(Number(rows[0]?.seq));
+  for (let i = 0; i < events.length; i += ROWS_PER_INSERT) {
+    const chunk = events.slice(i, i + ROWS_PER_INSERT);
+    const rows = await tx.all(`INSERT INTO events (${INSERT_COLUMNS}) VALUES ${chunk.map(() => row).join(', ')} RETURNING seq`, chunk.flatMap(rowParams));
+    // Seqs are handed out row by row in VALUES order; RETURNING order is not promised, so sort.
+    seqs.push(...rows.map((r) => Number(r.seq)).sort((a, b) => a - b));
   }
   return seqs;
 }
 
 async function appendPostgres(tx: SqlExecutor, events: readonly NewEvent[]): Promise<number[]> {
   await tx.all(`SELECT pg_advisory_xact_lock(${PG_APPEND_LOCK})`);
-  const seqs: number[] = [];
-  for (let i = 0; i < events.length; i += PG_ROWS_PER_INSERT) {
-    const chunk = events.slice(i, i + PG_ROWS_PER_INSERT);
-    const rows = await tx.all(
-      `INSERT INTO events (${INSERT_COLUMNS}) VALUES ${chunk.map(() => "(?, ?, ?, decode(?, 'hex'), ?, ?)").join(', ')} RETURNING seq`,
-      chunk.flatMap(rowParams),
-    );
-    // nextval runs row by row in VALUES order; RETURNING order is not promised, so sort.
-    seqs.push(...rows.map((r) => Number(r.seq)).sort((a, b) => a - b));
-  }
-  return seqs;
+  return insertReturning(tx, events, '(?, ?, ?, ?, ?, ?)');
 }
