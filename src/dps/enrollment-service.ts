@@ -54,7 +54,11 @@ function body(raw: unknown): JsonObject {
   return raw;
 }
 
+/** How long a read of the enrollment groups serves registrations (another node's change shows within it). */
+export const GROUPS_TTL_MS = 2000;
+
 export class EnrollmentService {
+  #groups: { at: number; groups: Promise<EnrollmentGroup[]> } | undefined;
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
@@ -127,8 +131,12 @@ export class EnrollmentService {
       createdDateTimeUtc: existing?.createdDateTimeUtc ?? now,
       lastUpdatedDateTimeUtc: now,
     };
-    if (existing === undefined) await this.store.enrollments.createGroup(record);
-    else await this.store.enrollments.replaceGroup(record, ifMatch ?? '*');
+    try {
+      if (existing === undefined) await this.store.enrollments.createGroup(record);
+      else await this.store.enrollments.replaceGroup(record, ifMatch ?? '*');
+    } finally {
+      this.#groups = undefined;
+    }
     return record;
   }
 
@@ -146,8 +154,12 @@ export class EnrollmentService {
     return g;
   }
 
-  deleteGroup(id: string, ifMatch?: string): Promise<void> {
-    return this.store.enrollments.deleteGroup(id, ifMatch ?? '*');
+  async deleteGroup(id: string, ifMatch?: string): Promise<void> {
+    try {
+      await this.store.enrollments.deleteGroup(id, ifMatch ?? '*');
+    } finally {
+      this.#groups = undefined;
+    }
   }
 
   queryGroups(pageSize?: number, continuation?: string): Promise<Page<EnrollmentGroup>> {
@@ -209,9 +221,21 @@ export class EnrollmentService {
     return this.store.enrollments.getIndividual(registrationId);
   }
 
-  /** Every enrollment group with its keys. */
+  /**
+   * Every enrollment group with its keys. Registration asks on every request, so the list is
+   * read once per GROUPS_TTL_MS: changes made here apply at once (the cache is dropped), changes
+   * made by another node sharing the database within the TTL.
+   */
   listGroups(): Promise<EnrollmentGroup[]> {
-    return this.store.enrollments.listGroups();
+    const now = this.clock.now();
+    if (this.#groups === undefined || now - this.#groups.at > GROUPS_TTL_MS) {
+      const groups = this.store.enrollments.listGroups();
+      this.#groups = { at: now, groups };
+      groups.catch(() => {
+        if (this.#groups?.groups === groups) this.#groups = undefined;
+      });
+    }
+    return this.#groups.groups;
   }
 
   // ---------------------------------------------------------------- bulk
