@@ -28,6 +28,7 @@ import { MethodService } from './hub/methods/method-service.js';
 import { C2dService } from './hub/c2d/c2d-service.js';
 import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaRegistry } from './pki/ca-registry.js';
+import { CertificateAuthority } from './pki/authority.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
@@ -182,6 +183,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     // New mail for a connected device goes out at once, not at its next reconnect.
     c2d.onEnqueued((deviceId) => connections.get(deviceId, null)?.notifyC2d());
     const cas = new CaRegistry(store.certificates, clock);
+    const authority = new CertificateAuthority(store, cas, clock);
     const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas);
     const events = new EventStream(
       store.events,
@@ -215,6 +217,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       deviceAuth,
       telemetry,
       cas,
+      authority,
       events,
       enrollments,
       dps,

@@ -6,6 +6,7 @@ import { eventStoreConformance } from '../src/store/event-store.case.js';
 import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
 import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
+import { authorityStoreConformance } from '../src/store/authority-store.case.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 
 const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -22,7 +23,7 @@ async function openHarness(): Promise<StoreHarness> {
     store,
     async rawContent() {
       const parts: string[] = [];
-      for (const table of ['devices', 'modules', 'twins', 'policies', 'meta', 'dps_enrollments', 'dps_enrollment_groups', 'dps_registrations']) {
+      for (const table of ['devices', 'modules', 'twins', 'policies', 'meta', 'dps_enrollments', 'dps_enrollment_groups', 'dps_registrations', 'ca_keys', 'issued_certificates']) {
         const res = await admin.query(`SELECT * FROM "${schema}"."${table}"`);
         parts.push(JSON.stringify(res.rows));
       }
@@ -41,3 +42,4 @@ eventStoreConformance('postgres', openHarness);
 c2dStoreConformance('postgres', openHarness);
 certificateStoreConformance('postgres', openHarness);
 enrollmentStoreConformance('postgres', openHarness);
+authorityStoreConformance('postgres', openHarness);

@@ -8,6 +8,7 @@ import { eventStoreConformance } from '../src/store/event-store.case.js';
 import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
 import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
+import { authorityStoreConformance } from '../src/store/authority-store.case.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 
 async function openHarness(): Promise<StoreHarness> {
@@ -35,3 +36,4 @@ eventStoreConformance('sqlite', openHarness);
 c2dStoreConformance('sqlite', openHarness);
 certificateStoreConformance('sqlite', openHarness);
 enrollmentStoreConformance('sqlite', openHarness);
+authorityStoreConformance('sqlite', openHarness);

@@ -8,6 +8,7 @@ import { registerSas } from './commands/sas.js';
 import { registerMonitorEvents } from './commands/monitor-events.js';
 import { registerC2d } from './commands/c2d.js';
 import { registerCa } from './commands/ca.js';
+import { registerCert } from './commands/cert.js';
 import { CliError } from './rest-client.js';
 import { registerDps } from './commands/dps.js';
 
@@ -27,6 +28,7 @@ export function buildProgram(): Command {
   registerMonitorEvents(program);
   registerC2d(program);
   registerCa(program);
+  registerCert(program);
   return program;
 }
 

@@ -17,6 +17,7 @@ import type { SessionStore } from './session-ports.js';
 import type { C2dStore } from './c2d-ports.js';
 import type { CertificateStore } from './certificate-ports.js';
 import type { EnrollmentStore } from './enrollment-ports.js';
+import type { AuthorityStore } from './authority-ports.js';
 
 export type * from './event-ports.js';
 export type * from './session-ports.js';
@@ -113,5 +114,7 @@ export interface Store
   readonly c2d: C2dStore;
   readonly certificates: CertificateStore;
   readonly enrollments: EnrollmentStore;
+  /** The device CA: sealed keys of Gatehouse-held CAs and the certificates they issued. */
+  readonly authority: AuthorityStore;
   close(): Promise<void>;
 }

@@ -1,6 +1,6 @@
 /** `gatehouse ca ...`: X.509 CA certificates and proof of possession, like `az iot hub certificate`. */
 import { readFileSync } from 'node:fs';
-import type { Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { print } from '../output.js';
 import { encodeId } from '../rest-client.js';
 import { connectionOptions, withClient, type ConnOpts } from './common.js';
@@ -18,6 +18,19 @@ interface CaOpts extends ConnOpts {
   cert?: string;
   verified?: boolean;
   etag?: string;
+}
+
+interface CreateOpts extends CaOpts {
+  parent?: string;
+  alg?: string;
+  validityDays?: number;
+  commonName?: string;
+}
+
+/** Commander parser for a whole positive number. */
+export function positiveInt(v: string): number {
+  if (!/^[1-9]\d{0,5}$/.test(v)) throw new InvalidArgumentError('expected a positive whole number');
+  return Number(v);
 }
 
 /** One flat row: name, etag and the properties. */
@@ -69,6 +82,21 @@ export function registerCa(program: Command): void {
     .action(async (o: CaOpts) => {
       const body = { certificate: readCert(o.cert ?? '') };
       const res = await withClient(o, (c) => c.call('POST', path(o.name, '/verify'), body, ifMatch(o)));
+      print(row(res.body as CertificateJson), o.output, COLUMNS);
+    });
+
+  connectionOptions(nameOption(ca.command('create').description('create a CA whose key the hub holds (root, or intermediate with --parent); registered verified')))
+    .option('--parent <name>', 'a hub-held CA to sign this one (an intermediate); default: a self-signed root')
+    .addOption(new Option('--alg <alg>', 'key algorithm').choices(['p256', 'p384', 'rsa2048', 'rsa3072', 'rsa4096']))
+    .option('--validity-days <days>', 'validity in days (default 3650 for a root, 1825 for an intermediate)', positiveInt)
+    .option('--common-name <cn>', 'subject CN (default: the name)')
+    .action(async (o: CreateOpts) => {
+      const body: Record<string, unknown> = { name: o.name };
+      if (o.parent !== undefined) body.parent = o.parent;
+      if (o.alg !== undefined) body.alg = o.alg;
+      if (o.validityDays !== undefined) body.validityDays = o.validityDays;
+      if (o.commonName !== undefined) body.commonName = o.commonName;
+      const res = await withClient(o, (c) => c.call('POST', '/certificateAuthorities', body));
       print(row(res.body as CertificateJson), o.output, COLUMNS);
     });
 

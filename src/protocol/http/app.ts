@@ -25,6 +25,7 @@ import { registerMethodRoutes } from './routes/methods.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerC2dRoutes } from './routes/c2d.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
+import { registerAuthorityRoutes } from './routes/authority.js';
 import { registerDpsServiceRoutes } from './routes/dps-service.js';
 
 declare module 'fastify' {
@@ -163,6 +164,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerEventRoutes(app, services.events);
   registerC2dRoutes(app, services.c2d);
   registerCertificateRoutes(app, services.cas);
+  registerAuthorityRoutes(app, services.authority);
   registerDpsServiceRoutes(app, services.enrollments);
   registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);

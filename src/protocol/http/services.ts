@@ -7,6 +7,7 @@ import type { C2dService } from '../../hub/c2d/c2d-service.js';
 import type { DeviceAuthenticator } from '../../auth/device-authenticator.js';
 import type { DpsDeps, TelemetrySink } from '../mqtt/broker-deps.js';
 import type { CaRegistry } from '../../pki/ca-registry.js';
+import type { CertificateAuthority } from '../../pki/authority.js';
 import type { EventStream } from '../../hub/telemetry/event-stream.js';
 import type { EnrollmentService } from '../../dps/enrollment-service.js';
 
@@ -25,6 +26,8 @@ export interface HubServices {
   telemetry: TelemetrySink;
   /** X.509 CA certificates: registration, proof of possession, device chain checks. */
   cas: CaRegistry;
+  /** The device CA: Gatehouse-held CA keys, signing device CSRs under sign options. */
+  authority: CertificateAuthority;
   /** The built-in event stream: group-committed telemetry, live subscriptions, retention. */
   events: EventStream;
   /** DPS enrollments and registration states (service side). */

@@ -4,6 +4,7 @@ import { schemaV3 } from './schema-v3-c2d.js';
 import { schemaV4 } from './schema-v4-certificates.js';
 import { schemaV5 } from './schema-v5-sessions.js';
 import { schemaV6 } from './schema-v6-enrollments.js';
+import { schemaV7 } from './schema-v7-authority.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -14,4 +15,5 @@ export const sqliteMigrations: readonly Migration[] = [
   { version: 4, name: 'X.509 CA certificates', sql: schemaV4(SQLITE) },
   { version: 5, name: 'persistent MQTT sessions', sql: schemaV5(SQLITE) },
   { version: 6, name: 'DPS enrollments and registration states', sql: schemaV6(SQLITE) },
+  { version: 7, name: 'device CA keys and issued certificates', sql: schemaV7(SQLITE) },
 ];

@@ -26,6 +26,7 @@ import { SqlSessionStore } from './sql-session-store.js';
 import { SqlC2dStore } from './sql-c2d-store.js';
 import { SqlCertificateStore } from './sql-certificate-store.js';
 import { SqlEnrollmentStore } from './sql-enrollment-store.js';
+import { SqlAuthorityStore } from './sql-authority-store.js';
 
 const DEVICE_COLUMNS =
   'device_id, generation_id, etag, status, status_reason, status_updated_time, auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint, iot_edge, device_scope, parent_scopes, connection_state, connection_state_updated_time, last_activity_time, c2d_count';
@@ -64,6 +65,7 @@ export class SqlStore implements Store {
   readonly c2d: SqlC2dStore;
   readonly certificates: SqlCertificateStore;
   readonly enrollments: SqlEnrollmentStore;
+  readonly authority: SqlAuthorityStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -75,6 +77,7 @@ export class SqlStore implements Store {
     this.c2d = new SqlC2dStore(db, box);
     this.certificates = new SqlCertificateStore(db);
     this.enrollments = new SqlEnrollmentStore(db, box);
+    this.authority = new SqlAuthorityStore(db, box);
   }
 
   async close(): Promise<void> {

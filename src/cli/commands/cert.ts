@@ -1,0 +1,81 @@
+/** `gatehouse cert ...`: device certificates signed by a hub-held CA (the device CA, `ca create`). */
+import { readFileSync, writeFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { print } from '../output.js';
+import { encodeId } from '../rest-client.js';
+import { positiveInt } from './ca.js';
+import { connectionOptions, withClient, type ConnOpts } from './common.js';
+
+const COLUMNS = ['serial', 'caName', 'deviceId', 'notAfter', 'thumbprint', 'revokedAt'];
+
+interface SignOpts extends ConnOpts {
+  ca: string;
+  csr: string;
+  device: string;
+  validityDays?: number;
+  out?: string;
+}
+
+interface ListOpts extends ConnOpts {
+  ca?: string;
+  device?: string;
+}
+
+interface SignResult {
+  serial: string;
+  certificate: string;
+  chain: string;
+  notAfter: string;
+  thumbprint: string;
+}
+
+export function registerCert(program: Command): void {
+  const cert = program.command('cert').description('device certificates signed by a CA the hub holds');
+
+  connectionOptions(cert.command('sign').description('sign a device CSR (PEM); the CSR subject CN must be the device id'))
+    .requiredOption('--ca <name>', 'the hub-held CA to sign with')
+    .requiredOption('--csr <file>', 'PKCS#10 certificate request, PEM')
+    .requiredOption('--device <id>', 'the device id (the certificate subject CN)')
+    .option('--validity-days <days>', 'validity in days (default 365, capped at the CA)', positiveInt)
+    .option('--out <file>', 'write the chain (leaf first, up to the root) to this file instead of printing it')
+    .action(async (o: SignOpts) => {
+      let csr: string;
+      try {
+        csr = readFileSync(o.csr, 'utf8');
+      } catch (err) {
+        throw new Error(`cannot read ${o.csr}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      }
+      const body: Record<string, unknown> = { csr, deviceId: o.device };
+      if (o.validityDays !== undefined) body.validityDays = o.validityDays;
+      const res = await withClient(o, (c) => c.call('POST', `/certificateAuthorities/${encodeId(o.ca)}/sign`, body));
+      const issued = res.body as SignResult;
+      if (o.out !== undefined) {
+        writeFileSync(o.out, issued.chain);
+        print({ serial: issued.serial, notAfter: issued.notAfter, thumbprint: issued.thumbprint, file: o.out }, o.output, ['serial', 'notAfter', 'thumbprint', 'file']);
+        return;
+      }
+      print(issued as unknown as Record<string, unknown>, o.output, ['serial', 'notAfter', 'thumbprint']);
+    });
+
+  connectionOptions(cert.command('list').description('list issued device certificates'))
+    .option('--ca <name>', 'only this CA (default: every hub-held CA)')
+    .option('--device <id>', 'only this device')
+    .action(async (o: ListOpts) => {
+      const query = o.device === undefined ? '' : `?deviceId=${encodeURIComponent(o.device)}`;
+      const rows = await withClient(o, async (c) => {
+        let names: string[];
+        if (o.ca !== undefined) names = [o.ca];
+        else {
+          const all = await c.call('GET', '/certificates');
+          names = (all.body as { value: Array<{ name: string }> }).value.map((x) => x.name);
+        }
+        const out: Record<string, unknown>[] = [];
+        for (const name of names) {
+          const res = await c.call('GET', `/certificateAuthorities/${encodeId(name)}/issued${query}`);
+          out.push(...(res.body as { value: Record<string, unknown>[] }).value);
+        }
+        return out;
+      });
+      print(rows, o.output, COLUMNS);
+    });
+}

@@ -1,0 +1,370 @@
+/**
+ * The device CA (issue "Device PKI", step 1): CAs whose keys Gatehouse holds, and signing device
+ * CSRs under options decided elsewhere. STYLE.md principle 5: a provisioner (DPS, EST, the
+ * factory line, an operator) authorizes a request and returns SignOptions; this class only checks
+ * the CSR itself and applies those options. It never widens them.
+ *
+ * Keys are generated here with WebCrypto, sealed by the AuthorityStore under the master key and
+ * never leave: there is no export. The public part of every CA is registered in the CaRegistry as
+ * verified (holding the key is the proof of possession), so devices it signs connect at once.
+ */
+import { KeyObject, X509Certificate, createPrivateKey, createPublicKey, randomBytes, type webcrypto } from 'node:crypto';
+import { isIP } from 'node:net';
+import * as x509 from '@peculiar/x509';
+import type { Clock } from '../core/clock.js';
+import { HubError } from '../core/errors.js';
+import type { CaCertificateRecord } from '../store/certificate-ports.js';
+import type { IssuedCertificateRecord } from '../store/authority-ports.js';
+import type { Store } from '../store/ports.js';
+import type { CaRegistry } from './ca-registry.js';
+import { certFields } from './cert-fields.js';
+
+x509.cryptoProvider.set(globalThis.crypto);
+
+export type KeyAlg = 'p256' | 'p384' | 'rsa2048' | 'rsa3072' | 'rsa4096';
+export const KEY_ALGS: readonly KeyAlg[] = ['p256', 'p384', 'rsa2048', 'rsa3072', 'rsa4096'];
+
+export interface CreateCaOptions {
+  /** The CA's name in the CaRegistry (1-64 of A-Z a-z 0-9 _ . -). */
+  name: string;
+  /** A Gatehouse-held CA to sign this one (an intermediate); absent: a self-signed root. */
+  parent?: string;
+  alg?: KeyAlg;
+  /** Default 3650 for a root, 1825 for an intermediate; never beyond the parent's notAfter. */
+  validityDays?: number;
+  /** Default: the name. */
+  commonName?: string;
+}
+
+/** What a provisioner authorized; the CA applies exactly this (principle 5). */
+export interface SignOptions {
+  caName: string;
+  /** The certificate's subject CN; the CSR must ask for exactly this. */
+  deviceId: string;
+  registrationId?: string;
+  enrollmentGroupId?: string;
+  validityDays: number;
+  /** DNS names, IP addresses or URIs (scheme://...). */
+  subjectAltNames?: string[];
+  /** Absent: every KeyAlg. */
+  allowedKeys?: KeyAlg[];
+}
+
+export interface IssuedCertificate {
+  /** Lower-case hex. */
+  serial: string;
+  certificatePem: string;
+  /** The leaf, then the CA chain up to and including the root. */
+  chainPem: string;
+  /** ISO 8601. */
+  notAfter: string;
+  /** Upper-case hex SHA-256 of the DER. */
+  thumbprintSha256: string;
+}
+
+const DAY_MS = 86_400_000;
+/** notBefore is backdated so that peers with a slightly slow clock accept a fresh certificate. */
+const CLOCK_SKEW_MS = 5 * 60_000;
+const MAX_RSA_BITS = 8192;
+const MAX_CHAIN = 8;
+/** RFC 5280 §4.2.1.9 id-ce-basicConstraints. */
+const BASIC_CONSTRAINTS = '2.5.29.19';
+
+interface Signer {
+  key: webcrypto.CryptoKey;
+  signAlg: webcrypto.Algorithm | webcrypto.EcdsaParams;
+}
+
+const GEN_PARAMS: Record<KeyAlg, webcrypto.EcKeyGenParams | webcrypto.RsaHashedKeyGenParams> = {
+  p256: { name: 'ECDSA', namedCurve: 'P-256' },
+  p384: { name: 'ECDSA', namedCurve: 'P-384' },
+  rsa2048: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+  rsa3072: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 3072, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+  rsa4096: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 4096, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
+};
+
+function invalid(message: string): HubError {
+  return new HubError('ArgumentInvalid', message);
+}
+
+/** RFC 5280 §4.1.2.2: positive, at most 20 octets; 16 random bytes with the top bit clear. */
+function randomSerial(): string {
+  const bytes = randomBytes(16);
+  bytes[0] = (bytes[0]! & 0x7f) || 0x01;
+  return bytes.toString('hex');
+}
+
+function signAlgFor(alg: KeyAlg): webcrypto.Algorithm | webcrypto.EcdsaParams {
+  if (alg === 'p256') return { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.EcdsaParams;
+  if (alg === 'p384') return { name: 'ECDSA', hash: 'SHA-384' } as webcrypto.EcdsaParams;
+  return { name: 'RSASSA-PKCS1-v1_5' };
+}
+
+/** The KeyAlg of a key, or the precise reason it is refused. */
+function classify(key: KeyObject, whose: string): KeyAlg {
+  const details = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = details?.modulusLength ?? 0;
+    if (bits < 2048) throw invalid(`RSA keys below 2048 bits are refused (${whose} has ${bits})`);
+    if (bits > MAX_RSA_BITS) throw invalid(`RSA keys above ${MAX_RSA_BITS} bits are refused (${whose} has ${bits})`);
+    if (bits === 2048 || bits === 3072 || bits === 4096) return `rsa${bits}`;
+    throw invalid(`RSA keys of ${bits} bits are refused; 2048, 3072 or 4096 only`);
+  }
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = details?.namedCurve ?? '?';
+    if (curve === 'prime256v1') return 'p256';
+    if (curve === 'secp384r1') return 'p384';
+    throw invalid(`EC keys on curve ${curve} are refused (${whose}); P-256 or P-384 only`);
+  }
+  throw invalid(`${key.asymmetricKeyType ?? 'unknown'} keys are refused (${whose}); ECDSA P-256/P-384 or RSA 2048+ only`);
+}
+
+/** A WebCrypto signing key from a held PKCS#8 PEM, with the signature algorithm that goes with it. */
+async function signerFrom(keyPem: string): Promise<Signer> {
+  const key = createPrivateKey(keyPem);
+  const alg = classify(key, 'the CA key');
+  const params = GEN_PARAMS[alg];
+  const importAlg = params.name === 'ECDSA' ? { name: 'ECDSA', namedCurve: (params as webcrypto.EcKeyGenParams).namedCurve } : { name: params.name, hash: 'SHA-256' };
+  const der = key.export({ type: 'pkcs8', format: 'der' });
+  return { key: await crypto.subtle.importKey('pkcs8', der, importAlg, false, ['sign']), signAlg: signAlgFor(alg) };
+}
+
+function hex(fingerprint: string): string {
+  return fingerprint.replace(/:/g, '').toUpperCase();
+}
+
+function positiveDays(v: number | undefined, fallback: number, what: string): number {
+  const d = v ?? fallback;
+  if (typeof d !== 'number' || !Number.isFinite(d) || d <= 0) throw invalid(`${what} must be a positive number of days, got ${String(v)}`);
+  return d;
+}
+
+/** RFC 5280 §4.2.1.6: IP literals as iPAddress, scheme://... as URI, everything else as dNSName. */
+function sanEntry(raw: string): x509.JsonGeneralName {
+  const name = raw.trim();
+  if (isIP(name) !== 0) return { type: 'ip', value: name };
+  if (/^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(name)) return { type: 'url', value: name };
+  if (/^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*$/i.test(name)) return { type: 'dns', value: name.toLowerCase() };
+  throw invalid(`subjectAltName ${JSON.stringify(raw)} is not a DNS name, an IP address or a URI`);
+}
+
+export class CertificateAuthority {
+  constructor(
+    private readonly store: Store,
+    private readonly cas: CaRegistry,
+    private readonly clock: Clock,
+  ) {}
+
+  /**
+   * A root (self-signed, pathLen 1) or an intermediate signed by a Gatehouse-held parent
+   * (pathLen 0), registered in the CaRegistry as verified, its key sealed in the AuthorityStore.
+   */
+  async createCa(opts: CreateCaOptions): Promise<CaCertificateRecord> {
+    const alg = opts.alg ?? 'p256';
+    if (!KEY_ALGS.includes(alg)) throw invalid(`alg must be one of ${KEY_ALGS.join(', ')}`);
+    const commonName = (opts.commonName ?? opts.name).trim();
+    if (commonName === '' || commonName.length > 64) throw invalid('the CA common name must be 1-64 characters');
+    if ((await this.store.authority.getCaKey(opts.name)) !== undefined) {
+      throw new HubError('InvalidOperation', `Gatehouse already holds a key named '${opts.name}'.`);
+    }
+    const now = this.clock.now();
+    const keys = (await crypto.subtle.generateKey(GEN_PARAMS[alg], true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+    const subject = new x509.Name([{ O: ['Gatehouse'] }, { CN: [commonName] }]);
+    const ski = await x509.SubjectKeyIdentifierExtension.create(keys.publicKey);
+    // RFC 5280 §4.2.1.3: keyCertSign to sign certificates, cRLSign for revocation lists.
+    const keyUsage = new x509.KeyUsagesExtension(x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign, true);
+    const serialNumber = randomSerial();
+    const notBefore = new Date(now - CLOCK_SKEW_MS);
+    let cert: x509.X509Certificate;
+    if (opts.parent === undefined) {
+      const validity = positiveDays(opts.validityDays, 3650, 'validityDays');
+      cert = await x509.X509CertificateGenerator.createSelfSigned({
+        serialNumber,
+        name: subject,
+        notBefore,
+        notAfter: new Date(now + validity * DAY_MS),
+        keys,
+        signingAlgorithm: signAlgFor(alg),
+        // RFC 5280 §4.2.1.9: critical in CA certificates; pathLen 1 allows one intermediate below.
+        extensions: [new x509.BasicConstraintsExtension(true, 1, true), keyUsage, ski],
+      });
+    } else {
+      const validity = positiveDays(opts.validityDays, 1825, 'validityDays');
+      const parent = await this.#heldCa(opts.parent);
+      const pathLen = certFields(parent.node).basicConstraints?.pathLen;
+      // RFC 5280 §4.2.1.9: pathLen 0 means no CA certificate may follow this one in a path.
+      if (pathLen === 0) throw invalid(`CA '${opts.parent}' has pathLen 0; it cannot sign another CA`);
+      const parentSki = parent.cert.getExtension(x509.SubjectKeyIdentifierExtension);
+      cert = await x509.X509CertificateGenerator.create({
+        serialNumber,
+        subject,
+        issuer: parent.cert.subjectName,
+        notBefore,
+        // RFC 5280 §6.1.3: a certificate outliving its issuer is useless.
+        notAfter: new Date(Math.min(now + validity * DAY_MS, parent.notAfter)),
+        publicKey: keys.publicKey,
+        signingKey: parent.signer.key,
+        signingAlgorithm: parent.signer.signAlg,
+        extensions: [
+          new x509.BasicConstraintsExtension(true, 0, true),
+          keyUsage,
+          ski,
+          // RFC 5280 §4.2.1.1: the issuer's subjectKeyIdentifier, for path building.
+          parentSki !== null
+            ? new x509.AuthorityKeyIdentifierExtension(parentSki.keyId, false)
+            : await x509.AuthorityKeyIdentifierExtension.create(parent.cert.publicKey, false),
+        ],
+      });
+    }
+    // Exported only to be sealed at once (PKCS#8 PEM); it never leaves otherwise.
+    const keyPem = KeyObject.from(keys.privateKey).export({ type: 'pkcs8', format: 'pem' }).toString();
+    const record = await this.cas.add(opts.name, cert.toString('pem'), { verified: true });
+    try {
+      await this.store.authority.putCaKey(opts.name, keyPem);
+    } catch (err) {
+      await this.cas.delete(opts.name, '*').catch(() => undefined);
+      throw err;
+    }
+    return record;
+  }
+
+  /**
+   * Signs a device CSR under options a provisioner decided. Refuses (ArgumentInvalid, with the
+   * reason) a CSR whose signature fails, whose CN is not the device id, whose key is weak or not
+   * allowed, or that asks to be a CA.
+   */
+  async sign(csrPem: string, opts: SignOptions): Promise<IssuedCertificate> {
+    if (typeof opts.deviceId !== 'string' || opts.deviceId === '' || opts.deviceId.length > 128) {
+      throw invalid('the device id must be 1-128 characters');
+    }
+    const validity = positiveDays(opts.validityDays, opts.validityDays, 'validityDays');
+    const sans = (opts.subjectAltNames ?? []).map(sanEntry);
+    const ca = await this.#heldCa(opts.caName);
+
+    let csr: x509.Pkcs10CertificateRequest;
+    try {
+      csr = new x509.Pkcs10CertificateRequest(csrPem);
+    } catch (err) {
+      throw invalid(`the CSR cannot be parsed as PKCS#10: ${(err as Error).message}`);
+    }
+    // The key first: a weak or exotic key gets its own precise refusal, not a signature error.
+    let publicKey: KeyObject;
+    try {
+      publicKey = createPublicKey({ key: Buffer.from(csr.publicKey.rawData), format: 'der', type: 'spki' });
+    } catch {
+      throw invalid("the CSR's public key cannot be read (unsupported key type or curve)");
+    }
+    const keyAlg = classify(publicKey, 'the CSR key');
+    if (opts.allowedKeys !== undefined && !opts.allowedKeys.includes(keyAlg)) {
+      throw invalid(`${keyAlg} keys are not allowed here; allowed: ${opts.allowedKeys.join(', ') || 'none'}`);
+    }
+    // RFC 2986 §3: the signature proves the requester holds the private key of the CSR.
+    let signed = false;
+    try {
+      signed = await csr.verify();
+    } catch {
+      signed = false;
+    }
+    if (!signed) throw invalid("the CSR's signature does not verify (tampered or not signed by its own key)");
+    const cns = csr.subjectName.getField('CN');
+    if (cns.length !== 1) throw invalid(`the CSR has ${cns.length} CNs; exactly one, the device id '${opts.deviceId}', is required`);
+    if (cns[0] !== opts.deviceId) throw invalid(`the CSR's CN '${cns[0] ?? ''}' is not the device id '${opts.deviceId}'`);
+    // RFC 5280 §4.2.1.9: a device certificate is an end entity; a request to be a CA is refused, not silently dropped.
+    const bcRaw = csr.extensions.find((e) => e.type === BASIC_CONSTRAINTS);
+    const bc = bcRaw === undefined ? undefined : new x509.BasicConstraintsExtension(bcRaw.rawData);
+    if (bc?.ca === true) throw invalid('the CSR requests basicConstraints cA=true; a device certificate cannot be a CA');
+
+    const now = this.clock.now();
+    const serial = randomSerial();
+    const notBefore = new Date(now - CLOCK_SKEW_MS);
+    // RFC 5280 §6.1.3: never beyond the CA's own notAfter.
+    const notAfter = new Date(Math.min(now + validity * DAY_MS, ca.notAfter));
+    const caSki = ca.cert.getExtension(x509.SubjectKeyIdentifierExtension);
+    const rsa = keyAlg.startsWith('rsa');
+    const extensions: x509.Extension[] = [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      // RFC 5280 §4.2.1.3: signatures for TLS client auth; keyEncipherment for RSA key transport.
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | (rsa ? x509.KeyUsageFlags.keyEncipherment : 0), true),
+      // RFC 5280 §4.2.1.12: TLS client authentication only.
+      new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.clientAuth], false),
+      caSki !== null
+        ? new x509.AuthorityKeyIdentifierExtension(caSki.keyId, false)
+        : await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false),
+      await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
+    ];
+    if (sans.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(sans, false));
+    const cert = await x509.X509CertificateGenerator.create({
+      serialNumber: serial,
+      subject: new x509.Name([{ CN: [opts.deviceId] }]),
+      issuer: ca.cert.subjectName,
+      notBefore,
+      notAfter,
+      publicKey: csr.publicKey,
+      signingKey: ca.signer.key,
+      signingAlgorithm: ca.signer.signAlg,
+      extensions,
+    });
+    const certificatePem = cert.toString('pem') + '\n';
+    const node = new X509Certificate(certificatePem);
+    const record: IssuedCertificateRecord = {
+      serial,
+      caName: opts.caName,
+      deviceId: opts.deviceId,
+      registrationId: opts.registrationId ?? null,
+      enrollmentGroupId: opts.enrollmentGroupId ?? null,
+      thumbprintSha1: hex(node.fingerprint),
+      thumbprintSha256: hex(node.fingerprint256),
+      notBefore: notBefore.toISOString(),
+      notAfter: notAfter.toISOString(),
+      certificatePem,
+      revokedAt: null,
+      revocationReason: null,
+      created: new Date(now).toISOString(),
+    };
+    await this.store.authority.recordIssued(record);
+    const chain = await this.#chainOf(ca.node);
+    return {
+      serial,
+      certificatePem,
+      chainPem: certificatePem + chain.map((c) => c.toString().trim() + '\n').join(''),
+      notAfter: record.notAfter,
+      thumbprintSha256: record.thumbprintSha256,
+    };
+  }
+
+  /** Certificates issued by one CA (which must exist), in serial order. */
+  async listIssued(caName: string, q: { deviceId?: string; limit?: number; after?: string } = {}): Promise<IssuedCertificateRecord[]> {
+    await this.cas.get(caName);
+    const limit = q.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw invalid('limit must be an integer from 1 to 1000');
+    return this.store.authority.listIssued({ caName, limit, ...(q.deviceId === undefined ? {} : { deviceId: q.deviceId }), ...(q.after === undefined ? {} : { after: q.after }) });
+  }
+
+  /** A registered CA whose key Gatehouse holds, valid now, ready to sign. */
+  async #heldCa(name: string): Promise<{ cert: x509.X509Certificate; node: X509Certificate; signer: Signer; notAfter: number }> {
+    const record = await this.cas.get(name);
+    const keyPem = await this.store.authority.getCaKey(name);
+    if (keyPem === undefined) throw invalid(`Gatehouse does not hold the key of CA '${name}'; it signs only with CAs it created`);
+    const node = new X509Certificate(record.certificatePem);
+    const notAfter = Date.parse(node.validTo);
+    if (!(this.clock.now() < notAfter)) throw invalid(`CA '${name}' expired on ${new Date(notAfter).toISOString()}`);
+    if (!record.isVerified) throw invalid(`CA '${name}' is not verified`);
+    // The certificate may have been replaced through /certificates since: sign only if it still carries our key.
+    if (!node.checkPrivateKey(createPrivateKey(keyPem))) throw invalid(`the certificate of CA '${name}' no longer matches the key Gatehouse holds for it`);
+    return { cert: new x509.X509Certificate(record.certificatePem), node, signer: await signerFrom(keyPem), notAfter };
+  }
+
+  /** The CA and its issuers up to the self-signed root, from the registered CAs, matched by key. */
+  async #chainOf(ca: X509Certificate): Promise<X509Certificate[]> {
+    const all = (await this.cas.list()).map((r) => new X509Certificate(r.certificatePem));
+    const chain = [ca];
+    let current = ca;
+    while (chain.length < MAX_CHAIN && !(current.checkIssued(current) && current.verify(current.publicKey))) {
+      const issuer = all.find((c) => c.fingerprint256 !== current.fingerprint256 && current.checkIssued(c) && current.verify(c.publicKey));
+      if (issuer === undefined) break;
+      chain.push(issuer);
+      current = issuer;
+    }
+    return chain;
+  }
+}

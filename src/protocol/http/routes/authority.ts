@@ -1,0 +1,115 @@
+/**
+ * The device CA over REST (Gatehouse's own endpoints, not Azure's): create a CA whose key
+ * Gatehouse holds, sign a device CSR with it (PEM in, PEM out), list what it issued. Changes need
+ * RegistryWrite, reads RegistryRead. An operator calling sign is the provisioner here: the body's
+ * device id and validity are the sign options (STYLE.md principle 5).
+ */
+import type { FastifyInstance } from 'fastify';
+import { HubError } from '../../../core/errors.js';
+import { KEY_ALGS, type CertificateAuthority, type KeyAlg } from '../../../pki/authority.js';
+import type { IssuedCertificateRecord } from '../../../store/authority-ports.js';
+import { jsonBody } from '../body.js';
+import { renderCertificate } from './certificates.js';
+
+type NameParams = { Params: { name: string } };
+
+const READ = { rights: ['RegistryRead'] } as const;
+const WRITE = { rights: ['RegistryWrite'] } as const;
+/** What one sign request may ask for: at most ten years. */
+const MAX_VALIDITY_DAYS = 3650;
+
+function object(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new HubError('IotHubFormatError', `${what} must be a JSON object.`);
+  return v as Record<string, unknown>;
+}
+
+function requiredString(o: Record<string, unknown>, field: string, hint: string): string {
+  const v = o[field];
+  if (typeof v !== 'string' || v.trim() === '') throw new HubError('ArgumentNull', `${field} is required: ${hint}.`);
+  return v;
+}
+
+function optionalString(o: Record<string, unknown>, field: string): string | undefined {
+  const v = o[field];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string') throw new HubError('ArgumentInvalid', `${field} must be a string.`);
+  return v;
+}
+
+function days(o: Record<string, unknown>, field: string, fallback: number | undefined): number | undefined {
+  const v = o[field];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_VALIDITY_DAYS) {
+    throw new HubError('ArgumentInvalid', `${field} must be a whole number of days from 1 to ${MAX_VALIDITY_DAYS}.`);
+  }
+  return v;
+}
+
+function alg(o: Record<string, unknown>): KeyAlg | undefined {
+  const v = o.alg;
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'string' || !(KEY_ALGS as readonly string[]).includes(v)) {
+    throw new HubError('ArgumentInvalid', `alg must be one of ${KEY_ALGS.join(', ')}.`);
+  }
+  return v as KeyAlg;
+}
+
+function renderIssued(r: IssuedCertificateRecord): Record<string, unknown> {
+  return {
+    serial: r.serial,
+    caName: r.caName,
+    deviceId: r.deviceId,
+    registrationId: r.registrationId,
+    enrollmentGroupId: r.enrollmentGroupId,
+    thumbprint: r.thumbprintSha256,
+    thumbprintSha1: r.thumbprintSha1,
+    notBefore: r.notBefore,
+    notAfter: r.notAfter,
+    revokedAt: r.revokedAt,
+    revocationReason: r.revocationReason,
+    created: r.created,
+  };
+}
+
+export function registerAuthorityRoutes(app: FastifyInstance, authority: CertificateAuthority): void {
+  app.post('/certificateAuthorities', { config: WRITE }, async (req, reply) => {
+    const body = object(jsonBody(req), 'The body');
+    const parent = optionalString(body, 'parent');
+    const a = alg(body);
+    const validityDays = days(body, 'validityDays', undefined);
+    const commonName = optionalString(body, 'commonName');
+    const record = await authority.createCa({
+      name: requiredString(body, 'name', 'the CA name (1-64 of A-Z a-z 0-9 _ . -)'),
+      ...(parent === undefined ? {} : { parent }),
+      ...(a === undefined ? {} : { alg: a }),
+      ...(validityDays === undefined ? {} : { validityDays }),
+      ...(commonName === undefined ? {} : { commonName }),
+    });
+    return reply.code(201).header('etag', `"${record.etag}"`).send(renderCertificate(record));
+  });
+
+  app.post<NameParams>('/certificateAuthorities/:name/sign', { config: WRITE }, async (req) => {
+    const body = object(jsonBody(req), 'The body');
+    const issued = await authority.sign(requiredString(body, 'csr', 'the PKCS#10 certificate request (PEM)'), {
+      caName: req.params.name,
+      deviceId: requiredString(body, 'deviceId', 'the device id, which must be the CSR subject CN'),
+      validityDays: days(body, 'validityDays', 365) ?? 365,
+    });
+    return { serial: issued.serial, certificate: issued.certificatePem, chain: issued.chainPem, notAfter: issued.notAfter, thumbprint: issued.thumbprintSha256 };
+  });
+
+  app.get<NameParams & { Querystring: { deviceId?: string; limit?: string; after?: string } }>(
+    '/certificateAuthorities/:name/issued',
+    { config: READ },
+    async (req) => {
+      const { deviceId, limit, after } = req.query;
+      if (limit !== undefined && !/^\d{1,4}$/.test(limit)) throw new HubError('ArgumentInvalid', 'limit must be an integer from 1 to 1000.');
+      const records = await authority.listIssued(req.params.name, {
+        ...(deviceId === undefined ? {} : { deviceId }),
+        ...(limit === undefined ? {} : { limit: Number(limit) }),
+        ...(after === undefined ? {} : { after }),
+      });
+      return { value: records.map(renderIssued) };
+    },
+  );
+}

@@ -1,0 +1,128 @@
+/** AuthorityStore over a SqlDriver (SQLite and PostgreSQL alike); see authority-store.case.ts. */
+import { HubError } from '../../core/errors.js';
+import type { SecretBox } from '../../core/secret-box.js';
+import type { AuthorityStore, IssuedCertificateRecord, IssuedQuery } from '../authority-ports.js';
+import type { SqlDriver, SqlRow, SqlValue } from './driver.js';
+
+const COLUMNS =
+  'serial, ca_name, device_id, registration_id, enrollment_group_id, thumbprint_sha1, thumbprint_sha256, not_before, not_after, certificate_pem, revoked_at, revocation_reason, created';
+
+function text(row: SqlRow, col: string): string {
+  const v = row[col];
+  if (typeof v !== 'string') throw new Error(`store: column ${col} is not text`);
+  return v;
+}
+
+function textOrNull(row: SqlRow, col: string): string | null {
+  const v = row[col];
+  return v === null || v === undefined ? null : String(v);
+}
+
+function fromRow(r: SqlRow): IssuedCertificateRecord {
+  return {
+    serial: text(r, 'serial'),
+    caName: text(r, 'ca_name'),
+    deviceId: text(r, 'device_id'),
+    registrationId: textOrNull(r, 'registration_id'),
+    enrollmentGroupId: textOrNull(r, 'enrollment_group_id'),
+    thumbprintSha1: text(r, 'thumbprint_sha1'),
+    thumbprintSha256: text(r, 'thumbprint_sha256'),
+    notBefore: text(r, 'not_before'),
+    notAfter: text(r, 'not_after'),
+    certificatePem: text(r, 'certificate_pem'),
+    revokedAt: textOrNull(r, 'revoked_at'),
+    revocationReason: textOrNull(r, 'revocation_reason'),
+    created: text(r, 'created'),
+  };
+}
+
+const keyContext = (caName: string): string => `ca-key:${caName}`;
+
+export class SqlAuthorityStore implements AuthorityStore {
+  constructor(
+    private readonly db: SqlDriver,
+    private readonly box: SecretBox,
+  ) {}
+
+  async putCaKey(caName: string, keyPem: string): Promise<void> {
+    try {
+      await this.db.run('INSERT INTO ca_keys (ca_name, key_pem, created) VALUES (?, ?, ?)', [
+        caName,
+        this.box.seal(keyPem, keyContext(caName)),
+        new Date().toISOString(),
+      ]);
+    } catch (err) {
+      if (this.db.isUniqueViolation(err)) throw new HubError('InvalidOperation', `Gatehouse already holds a key for CA '${caName}'.`);
+      throw err;
+    }
+  }
+
+  async getCaKey(caName: string): Promise<string | undefined> {
+    const rows = await this.db.all('SELECT key_pem FROM ca_keys WHERE ca_name = ?', [caName]);
+    return rows[0] === undefined ? undefined : this.box.open(text(rows[0], 'key_pem'), keyContext(caName));
+  }
+
+  async deleteCaKey(caName: string): Promise<boolean> {
+    return (await this.db.run('DELETE FROM ca_keys WHERE ca_name = ?', [caName])) > 0;
+  }
+
+  async recordIssued(r: IssuedCertificateRecord): Promise<void> {
+    const values: SqlValue[] = [
+      r.serial,
+      r.caName,
+      r.deviceId,
+      r.registrationId,
+      r.enrollmentGroupId,
+      r.thumbprintSha1,
+      r.thumbprintSha256,
+      r.notBefore,
+      r.notAfter,
+      r.certificatePem,
+      r.revokedAt,
+      r.revocationReason,
+      r.created,
+    ];
+    try {
+      await this.db.run(`INSERT INTO issued_certificates (${COLUMNS}) VALUES (${values.map(() => '?').join(', ')})`, values);
+    } catch (err) {
+      if (this.db.isUniqueViolation(err)) throw new HubError('InvalidOperation', `A certificate with serial ${r.serial} is already recorded.`);
+      throw err;
+    }
+  }
+
+  async getIssued(serial: string): Promise<IssuedCertificateRecord | undefined> {
+    const rows = await this.db.all(`SELECT ${COLUMNS} FROM issued_certificates WHERE serial = ?`, [serial]);
+    return rows[0] === undefined ? undefined : fromRow(rows[0]);
+  }
+
+  async listIssued(q: IssuedQuery): Promise<IssuedCertificateRecord[]> {
+    const where: string[] = [];
+    const params: SqlValue[] = [];
+    if (q.caName !== undefined) {
+      where.push('ca_name = ?');
+      params.push(q.caName);
+    }
+    if (q.deviceId !== undefined) {
+      where.push('device_id = ?');
+      params.push(q.deviceId);
+    }
+    if (q.after !== undefined) {
+      where.push('serial > ?');
+      params.push(q.after);
+    }
+    const clause = where.length === 0 ? '' : `WHERE ${where.join(' AND ')} `;
+    const rows = await this.db.all(`SELECT ${COLUMNS} FROM issued_certificates ${clause}ORDER BY serial LIMIT ?`, [...params, q.limit]);
+    return rows.map(fromRow);
+  }
+
+  async revoke(serial: string, reason: string, at: string): Promise<boolean> {
+    const changed = await this.db.run(
+      'UPDATE issued_certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL',
+      [at, reason, serial],
+    );
+    if (changed > 0) return true;
+    const rows = await this.db.all('SELECT 1 AS x FROM issued_certificates WHERE serial = ?', [serial]);
+    if (rows.length === 0) throw new HubError('ResourceNotFound', `No issued certificate with serial ${serial}.`);
+    return false;
+  }
+}
