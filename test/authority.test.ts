@@ -127,6 +127,16 @@ describe('CertificateAuthority (SQLite store)', () => {
     assert.equal((await cas.list()).map((r) => r.name).join(','), 'int-1,root-1');
   });
 
+  it('deleting a CA it holds deletes its key too, and frees the name', async () => {
+    await ca.createCa({ name: 'short-lived', validityDays: 10 });
+    assert.ok(await store.authority.getCaKey('short-lived'));
+    await ca.deleteCa('short-lived', '*');
+    assert.equal(await store.authority.getCaKey('short-lived'), undefined, 'no orphaned key');
+    const again = await ca.createCa({ name: 'short-lived', validityDays: 10 });
+    assert.equal(again.name, 'short-lived');
+    await ca.deleteCa('short-lived', '*');
+  });
+
   it('respects pathLen and refuses parents it does not hold, names taken, bad options', async () => {
     await rejectsWith(ca.createCa({ name: 'int-2', parent: 'int-1' }), 'ArgumentInvalid', /pathLen 0/);
     await rejectsWith(ca.createCa({ name: 'int-3', parent: 'nowhere' }), 'ResourceNotFound');

@@ -333,6 +333,15 @@ export class CertificateAuthority {
   }
 
   /** Certificates issued by one CA (which must exist), in serial order. */
+  /**
+   * Deletes a CA: its registration and, when Gatehouse holds it, its sealed key, so nothing can
+   * sign with a CA that no longer exists and the name can be used again.
+   */
+  async deleteCa(name: string, ifMatch: string): Promise<void> {
+    await this.cas.delete(name, ifMatch);
+    await this.store.authority.deleteCaKey(name);
+  }
+
   async listIssued(caName: string, q: { deviceId?: string; limit?: number; after?: string } = {}): Promise<IssuedCertificateRecord[]> {
     await this.cas.get(caName);
     const limit = q.limit ?? 100;

@@ -163,7 +163,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerMethodRoutes(app, services.methods);
   registerEventRoutes(app, services.events);
   registerC2dRoutes(app, services.c2d);
-  registerCertificateRoutes(app, services.cas);
+  registerCertificateRoutes(app, services.cas, (name, ifMatch) => services.authority.deleteCa(name, ifMatch));
   registerAuthorityRoutes(app, services.authority);
   registerDpsServiceRoutes(app, services.enrollments);
   registerDpsDeviceRoutes(app, services.dps);

@@ -62,7 +62,7 @@ function certificateField(o: Record<string, unknown>, where: string): string {
   return c;
 }
 
-export function registerCertificateRoutes(app: FastifyInstance, cas: CaRegistry): void {
+export function registerCertificateRoutes(app: FastifyInstance, cas: CaRegistry, deleteCa?: (name: string, ifMatch: string) => Promise<void>): void {
   app.put<NameParams>('/certificates/:name', { config: WRITE }, async (req, reply) => {
     const props = object(object(jsonBody(req), 'The body').properties, 'properties');
     const certificate = certificateField(props, 'properties.');
@@ -86,7 +86,10 @@ export function registerCertificateRoutes(app: FastifyInstance, cas: CaRegistry)
   });
 
   app.delete<NameParams>('/certificates/:name', { config: WRITE }, async (req, reply) => {
-    await cas.delete(req.params.name, parseIfMatch(req.headers['if-match']) ?? '*');
+    const ifMatch = parseIfMatch(req.headers['if-match']) ?? '*';
+    // A CA Gatehouse created goes with its key; an imported one has none.
+    if (deleteCa !== undefined) await deleteCa(req.params.name, ifMatch);
+    else await cas.delete(req.params.name, ifMatch);
     return reply.code(204).send();
   });
 
