@@ -28,7 +28,7 @@ import { MethodService } from './hub/methods/method-service.js';
 import { C2dService } from './hub/c2d/c2d-service.js';
 import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaRegistry } from './pki/ca-registry.js';
-import { CertificateAuthority } from './pki/authority.js';
+import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
@@ -184,7 +184,30 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     c2d.onEnqueued((deviceId) => connections.get(deviceId, null)?.notifyC2d());
     const cas = new CaRegistry(store.certificates, clock);
     const authority = new CertificateAuthority(store, cas, clock);
-    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas);
+    // Revoked certificates Gatehouse issued: refused at connect and provisioning; a revocation is
+    // final, so positive answers are cached (and filled by revocations as they happen).
+    const revokedSerials = new Map<string, string>(); // serial -> SHA-256 thumbprint
+    const revocation = {
+      async isRevoked(leaf: import('node:crypto').X509Certificate): Promise<boolean> {
+        const serial = normalizeSerial(leaf.serialNumber);
+        const thumbprint = leaf.fingerprint256.replace(/:/g, '').toUpperCase();
+        // Only our own certificate: a foreign one with the same serial is not ours to refuse.
+        if (revokedSerials.has(serial)) return revokedSerials.get(serial) === thumbprint;
+        const r = await store.authority.getIssued(serial);
+        if (r === undefined || r.revokedAt === null) return false;
+        revokedSerials.set(serial, r.thumbprintSha256);
+        return r.thumbprintSha256 === thumbprint;
+      },
+    };
+    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation);
+    dps.registration.useRevocation(revocation);
+    // A revoked certificate loses its live sessions at once, not at the next reconnect.
+    authority.onRevoked((records) => {
+      const serials = new Set(records.map((r) => normalizeSerial(r.serial)));
+      for (const r of records) revokedSerials.set(normalizeSerial(r.serial), r.thumbprintSha256);
+      const n = connections.dropWhere((s) => s.certificateSerial !== undefined && serials.has(normalizeSerial(s.certificateSerial)), 'certificate revoked');
+      logger.info({ event: 'certificates.revoked', serials: [...serials], sessions: n }, 'revoked certificates');
+    });
     const events = new EventStream(
       store.events,
       clock,

@@ -45,6 +45,11 @@ export interface DeviceChainVerifier {
   verifyDeviceChain(chain: X509Certificate[]): Promise<{ commonName: string; caName: string } | { error: string }>;
 }
 
+/** Certificates Gatehouse issued and revoked (src/pki/authority.ts); refused at connect. */
+export interface RevocationCheck {
+  isRevoked(leaf: X509Certificate): Promise<boolean>;
+}
+
 export interface DeviceCredentials {
   deviceId: string;
   moduleId: string | null;
@@ -84,6 +89,7 @@ export class DeviceAuthenticator {
     private readonly hostname: () => string,
     private readonly clock: Clock,
     private readonly chains: DeviceChainVerifier | undefined,
+    private readonly revocation?: RevocationCheck,
   ) {}
 
   async authenticate(c: DeviceCredentials): Promise<DeviceAuthResult> {
@@ -176,6 +182,7 @@ export class DeviceAuthenticator {
     } else {
       return deny(`${target} does not authenticate with X.509`);
     }
+    if (this.revocation !== undefined && (await this.revocation.isRevoked(leaf))) return deny(`certificate ${leaf.serialNumber} of ${target} is revoked`);
     if (device.status !== 'enabled') return { ok: false, outcome: 'forbidden', reason: `device ${device.deviceId} is disabled` };
     return {
       ok: true,

@@ -116,6 +116,13 @@ export class RegistrationService {
     this.#log = log;
   }
 
+  #revocation: { isRevoked(leaf: X509Certificate): Promise<boolean> } | undefined;
+
+  /** Certificates Gatehouse issued and revoked: refused at attestation. */
+  useRevocation(check: { isRevoked(leaf: X509Certificate): Promise<boolean> }): void {
+    this.#revocation = check;
+  }
+
   /** The hub's registered CAs, for groups that reference one. */
   useCas(lookup: CaLookup): void {
     this.#cas = lookup;
@@ -130,6 +137,7 @@ export class RegistrationService {
     const groups = await this.enrollments.listGroups();
     const r = await attestX509(registrationId, chain, individual as never, groups as never, this.#cas, this.clock.now());
     if ('error' in r) throw deny(r.error);
+    if (this.#revocation !== undefined && chain[0] !== undefined && (await this.#revocation.isRevoked(chain[0]))) throw deny('the certificate is revoked');
     const thumbprint = { type: 'selfSigned', x509Thumbprint: { primaryThumbprint: r.leafThumbprint, secondaryThumbprint: null } };
     if (r.kind === 'individual' && individual !== undefined) {
       return { kind: 'individual', registrationId, enrollment: individual, credential: { kind: 'x509', authentication: thumbprint, certificateThumbprint: r.leafThumbprint } };

@@ -8,6 +8,8 @@ import type { JsonObject, JsonValue } from '../core/json.js';
 export interface LiveSession {
   readonly deviceId: string;
   readonly moduleId: string | null;
+  /** Lower-case hex serial of the client certificate the session authenticated with, if any. */
+  readonly certificateSerial?: string | undefined;
   /** Closes the connection; `reason` goes to the log. */
   close(reason: string): void;
   /** Pushes a desired-properties patch when the device listens for them. */
@@ -106,6 +108,18 @@ export class ConnectionRegistry {
         s.close(reason);
         n++;
       }
+    }
+    return n;
+  }
+
+  /** Drops every session the predicate selects (e.g. by certificate serial on revocation). */
+  dropWhere(predicate: (session: LiveSession) => boolean, reason: string): number {
+    let n = 0;
+    for (const [key, s] of this.#sessions) {
+      if (!predicate(s)) continue;
+      this.#sessions.delete(key);
+      s.close(reason);
+      n++;
     }
     return n;
   }

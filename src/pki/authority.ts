@@ -62,6 +62,41 @@ export interface IssuedCertificate {
   thumbprintSha256: string;
 }
 
+/** RFC 5280 §5.3.1 CRLReason codes Gatehouse accepts when revoking. */
+export const REVOCATION_REASONS = {
+  unspecified: 0,
+  keyCompromise: 1,
+  cACompromise: 2,
+  affiliationChanged: 3,
+  superseded: 4,
+  cessationOfOperation: 5,
+} as const;
+export type RevocationReason = keyof typeof REVOCATION_REASONS;
+
+export function isRevocationReason(v: unknown): v is RevocationReason {
+  return typeof v === 'string' && Object.prototype.hasOwnProperty.call(REVOCATION_REASONS, v);
+}
+
+/** Serial hex as the store keeps it: lower case, no separators, no superfluous leading zero octets. */
+export function normalizeSerial(serial: string): string {
+  let s = serial.replace(/[:\s]/g, '').toLowerCase();
+  if (s.length % 2 === 1) s = `0${s}`;
+  while (s.length > 2 && s.startsWith('00') && parseInt(s.slice(2, 3), 16) < 8) s = s.slice(2);
+  return s;
+}
+
+/** A DER INTEGER (non-negative), for the CRL number extension. */
+function derInteger(n: number): Uint8Array {
+  let h = Math.floor(n).toString(16);
+  if (h.length % 2 === 1) h = `0${h}`;
+  if (parseInt(h.slice(0, 1), 16) >= 8) h = `00${h}`;
+  const body = Buffer.from(h, 'hex');
+  return Uint8Array.from([0x02, body.length, ...body]);
+}
+
+/** RFC 5280 §5.2.3 id-ce-cRLNumber. */
+const CRL_NUMBER = '2.5.29.20';
+
 const DAY_MS = 86_400_000;
 /** notBefore is backdated so that peers with a slightly slow clock accept a fresh certificate. */
 const CLOCK_SKEW_MS = 5 * 60_000;
@@ -149,6 +184,11 @@ function sanEntry(raw: string): x509.JsonGeneralName {
 }
 
 export class CertificateAuthority {
+  readonly #revokedListeners: Array<(records: IssuedCertificateRecord[]) => void> = [];
+  /** Issued CRLs per CA, until a revocation under that CA or nextUpdate draws near. */
+  readonly #crls = new Map<string, { der: Buffer; refreshAt: number }>();
+  #lastCrlNumber = 0;
+
   constructor(
     private readonly store: Store,
     private readonly cas: CaRegistry,
@@ -332,7 +372,108 @@ export class CertificateAuthority {
     };
   }
 
-  /** Certificates issued by one CA (which must exist), in serial order. */
+  /** Called after certificates were revoked (each record as stored, revokedAt set). */
+  onRevoked(listener: (records: IssuedCertificateRecord[]) => void): void {
+    this.#revokedListeners.push(listener);
+  }
+
+  /**
+   * Revokes one certificate Gatehouse issued. With `caName`, the serial must belong to that CA.
+   * Revoking twice keeps the first revocation (date and reason) and returns it unchanged.
+   */
+  async revoke(serial: string, reason: RevocationReason = 'unspecified', caName?: string): Promise<IssuedCertificateRecord> {
+    if (!isRevocationReason(reason)) throw invalid(`reason must be one of ${Object.keys(REVOCATION_REASONS).join(', ')}`);
+    if (typeof serial !== 'string' || !/^[0-9a-f:]{1,64}$/i.test(serial)) throw invalid('serial must be a hexadecimal certificate serial number');
+    const key = normalizeSerial(serial);
+    const record = await this.store.authority.getIssued(key);
+    if (record === undefined || (caName !== undefined && record.caName !== caName)) {
+      throw new HubError('ResourceNotFound', `No certificate with serial ${key} was issued${caName === undefined ? '' : ` by CA '${caName}'`}.`);
+    }
+    if (record.revokedAt !== null) return record;
+    const at = new Date(this.clock.now()).toISOString();
+    await this.store.authority.revoke(key, reason, at);
+    const revoked = (await this.store.authority.getIssued(key)) ?? { ...record, revokedAt: at, revocationReason: reason };
+    this.#changed([revoked]);
+    return revoked;
+  }
+
+  /** Revokes every unrevoked certificate issued to a device (by one CA, when given). */
+  async revokeDevice(deviceId: string, reason: RevocationReason = 'unspecified', caName?: string): Promise<IssuedCertificateRecord[]> {
+    if (!isRevocationReason(reason)) throw invalid(`reason must be one of ${Object.keys(REVOCATION_REASONS).join(', ')}`);
+    if (typeof deviceId !== 'string' || deviceId === '') throw invalid('deviceId is required');
+    const targets: IssuedCertificateRecord[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store.authority.listIssued({ deviceId, limit: 1000, ...(caName === undefined ? {} : { caName }), ...(after === undefined ? {} : { after }) });
+      targets.push(...page.filter((r) => r.revokedAt === null));
+      if (page.length < 1000) break;
+      after = page[page.length - 1]!.serial;
+    }
+    const at = new Date(this.clock.now()).toISOString();
+    const done: IssuedCertificateRecord[] = [];
+    for (const r of targets) {
+      if (await this.store.authority.revoke(r.serial, reason, at)) done.push({ ...r, revokedAt: at, revocationReason: reason });
+    }
+    if (done.length > 0) this.#changed(done);
+    return done;
+  }
+
+  /**
+   * The CA's CRL (DER, RFC 5280 §5), signed with its key: every certificate it issued and
+   * revoked, with dates and reason codes. Cached; reissued after a revocation under the CA and
+   * well before nextUpdate.
+   */
+  async crl(caName: string): Promise<Buffer> {
+    const now = this.clock.now();
+    const cached = this.#crls.get(caName);
+    if (cached !== undefined && now < cached.refreshAt) return cached.der;
+    const ca = await this.#heldCa(caName);
+    const revoked: IssuedCertificateRecord[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store.authority.listIssued({ caName, limit: 1000, ...(after === undefined ? {} : { after }) });
+      revoked.push(...page.filter((r) => r.revokedAt !== null));
+      if (page.length < 1000) break;
+      after = page[page.length - 1]!.serial;
+    }
+    const caSki = ca.cert.getExtension(x509.SubjectKeyIdentifierExtension);
+    // RFC 5280 §5.2.3: monotonically increasing; milliseconds since the epoch survive restarts.
+    const crlNumber = Math.max(now, this.#lastCrlNumber + 1);
+    this.#lastCrlNumber = crlNumber;
+    const crl = await x509.X509CrlGenerator.create({
+      issuer: ca.cert.subjectName,
+      thisUpdate: new Date(now),
+      nextUpdate: new Date(now + DAY_MS),
+      signingKey: ca.signer.key,
+      signingAlgorithm: ca.signer.signAlg,
+      extensions: [
+        // RFC 5280 §5.2.1: the CA's subjectKeyIdentifier.
+        caSki !== null ? new x509.AuthorityKeyIdentifierExtension(caSki.keyId, false) : await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false),
+        new x509.Extension(CRL_NUMBER, false, derInteger(crlNumber)),
+      ],
+      entries: revoked.map((r) => ({
+        serialNumber: r.serial,
+        revocationDate: new Date(r.revokedAt ?? now),
+        reason: REVOCATION_REASONS[isRevocationReason(r.revocationReason) ? r.revocationReason : 'unspecified'] as number as x509.X509CrlReason,
+      })),
+    });
+    const der = Buffer.from(crl.rawData);
+    // Reissued at the latest half way to nextUpdate, so relying parties never hold a stale one.
+    this.#crls.set(caName, { der, refreshAt: now + DAY_MS / 2 });
+    return der;
+  }
+
+  #changed(records: IssuedCertificateRecord[]): void {
+    for (const r of records) this.#crls.delete(r.caName);
+    for (const l of this.#revokedListeners) {
+      try {
+        l(records);
+      } catch {
+        // A listener's failure must not undo or hide the revocation.
+      }
+    }
+  }
+
   /**
    * Deletes a CA: its registration and, when Gatehouse holds it, its sealed key, so nothing can
    * sign with a CA that no longer exists and the name can be used again.
@@ -340,8 +481,10 @@ export class CertificateAuthority {
   async deleteCa(name: string, ifMatch: string): Promise<void> {
     await this.cas.delete(name, ifMatch);
     await this.store.authority.deleteCaKey(name);
+    this.#crls.delete(name);
   }
 
+  /** Certificates issued by one CA (which must exist), in serial order. */
   async listIssued(caName: string, q: { deviceId?: string; limit?: number; after?: string } = {}): Promise<IssuedCertificateRecord[]> {
     await this.cas.get(caName);
     const limit = q.limit ?? 100;

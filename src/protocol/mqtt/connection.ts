@@ -78,6 +78,10 @@ export class MqttConnection implements LiveSession {
   get deviceId(): string {
     return this.identity?.deviceId ?? '';
   }
+  /** The TLS client leaf's serial (lower-case hex), so a revocation can find this session. */
+  get certificateSerial(): string | undefined {
+    return this.peer.chain?.[0]?.serialNumber.toLowerCase();
+  }
 
   get moduleId(): string | null {
     return this.identity?.moduleId ?? null;

@@ -6,7 +6,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { HubError } from '../../../core/errors.js';
-import { KEY_ALGS, type CertificateAuthority, type KeyAlg } from '../../../pki/authority.js';
+import { KEY_ALGS, REVOCATION_REASONS, isRevocationReason, type CertificateAuthority, type KeyAlg, type RevocationReason } from '../../../pki/authority.js';
 import type { IssuedCertificateRecord } from '../../../store/authority-ports.js';
 import { jsonBody } from '../body.js';
 import { renderCertificate } from './certificates.js';
@@ -112,4 +112,26 @@ export function registerAuthorityRoutes(app: FastifyInstance, authority: Certifi
       return { value: records.map(renderIssued) };
     },
   );
+
+  // Revocation (RFC 5280 §5.3.1 reasons): one certificate by serial, or every unrevoked one of a device.
+  app.post<NameParams>('/certificateAuthorities/:name/revoke', { config: WRITE }, async (req) => {
+    const body = object(jsonBody(req), 'The body');
+    const serial = optionalString(body, 'serial');
+    const deviceId = optionalString(body, 'deviceId');
+    const rawReason = body.reason ?? 'unspecified';
+    if (!isRevocationReason(rawReason)) throw new HubError('ArgumentInvalid', `reason must be one of ${Object.keys(REVOCATION_REASONS).join(', ')}.`);
+    const reason: RevocationReason = rawReason;
+    if ((serial === undefined) === (deviceId === undefined)) throw new HubError('ArgumentInvalid', 'Give exactly one of serial or deviceId.');
+    const revoked =
+      serial !== undefined ? [await authority.revoke(serial, reason, req.params.name)] : await authority.revokeDevice(deviceId ?? '', reason, req.params.name);
+    return { value: revoked.map(renderIssued) };
+  });
+
+  // The CRL is public, like any CRL distribution point (RFC 5280 §4.2.1.13): it is signed.
+  app.get<{ Params: { file: string } }>('/crl/:file', async (req, reply) => {
+    const m = /^(.+)\.crl$/.exec(req.params.file);
+    if (m === null) throw new HubError('ResourceNotFound', 'CRLs are at /crl/<ca name>.crl.');
+    const der = await authority.crl(m[1]!);
+    return reply.header('content-type', 'application/pkix-crl').header('cache-control', 'public, max-age=300').send(der);
+  });
 }
