@@ -111,7 +111,7 @@ test('root CA: self-signed P-256 CA with the RFC 5280 CA extensions', async () =
   assert.ok(ku?.critical);
   assert.equal(ku.usages, x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign);
   assert.ok(parsed.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId);
-  assert.match(ca.keyPem, /^-----BEGIN PRIVATE KEY-----/);
+  assert.equal(createPrivateKey(ca.keyPem).asymmetricKeyType, 'ec', 'a PKCS#8 key that parses');
 });
 
 test('server certificate: SAN, EKU, key usage and chain', async () => {
@@ -133,7 +133,7 @@ test('server certificate: SAN, EKU, key usage and chain', async () => {
   assert.equal(parsed.getExtension(x509.AuthorityKeyIdentifierExtension)?.keyId, caSki);
   assert.ok(parsed.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId);
   assert.ok(server.chainPem.startsWith(server.certPem) && server.chainPem.endsWith(ca.certPem));
-  assert.match(server.keyPem, /^-----BEGIN PRIVATE KEY-----/);
+  assert.equal(createPrivateKey(server.keyPem).asymmetricKeyType, 'ec', 'a PKCS#8 key that parses');
 });
 
 test('real TLS: trusted by its CA for every name, rejected by another CA and for other names', async () => {
@@ -210,7 +210,7 @@ test('operator CAs: RSA-2048 and P-384 keys from node:crypto issue certificates 
   ];
   for (const c of cases) {
     const ca = loadCaMaterial(c.certPem, c.keyPem);
-    assert.match(ca.keyPem, /^-----BEGIN PRIVATE KEY-----/);
+    assert.equal(createPrivateKey(ca.keyPem).export({ type: 'pkcs8', format: 'pem' }).toString(), ca.keyPem, 'converted to PKCS#8');
     const issued = await issueServerCertificate(ca, { hostname: 'hub.example.com', validityDays: 400 });
     const alg = new x509.X509Certificate(issued.certPem).signatureAlgorithm as { name: string; hash?: { name: string } };
     assert.deepEqual([alg.name, alg.hash?.name], c.sig, 'signature algorithm follows the CA key');

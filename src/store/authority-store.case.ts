@@ -4,7 +4,7 @@
  * (test/authority.test.ts) use real ones. Imported only by tests.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { HubError } from '../core/errors.js';
 import type { IssuedCertificateRecord } from './authority-ports.js';
@@ -52,8 +52,10 @@ export function authorityStoreConformance(name: string, open: () => Promise<Stor
       'seals CA keys: round trip, never in clear, one key per CA, delete',
       withStore(async (h) => {
         const a = h.store.authority;
-        const marker = `MARKER${randomBytes(12).toString('hex')}`;
-        const keyPem = `-----BEGIN PRIVATE KEY-----\n${marker}\n-----END PRIVATE KEY-----\n`;
+        // A real key made now; its base64 body must not appear in what the backend stores.
+        const keyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+        const marker = keyPem.split('\n')[1] ?? '';
+        assert.ok(marker.length > 40);
         assert.equal(await a.getCaKey('fleet'), undefined);
         await a.putCaKey('fleet', keyPem);
         assert.equal(await a.getCaKey('fleet'), keyPem);
