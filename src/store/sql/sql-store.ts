@@ -6,57 +6,31 @@
  * before they reach SQL, bound to the row they belong to.
  */
 import { HubError } from '../../core/errors.js';
-import type { JsonObject } from '../../core/json.js';
 import type { SecretBox } from '../../core/secret-box.js';
-import type {
-  Authentication,
-  AuthType,
-  DeviceRecord,
-  DeviceStatus,
-  ConnectionState,
-  ModuleRecord,
-  Right,
-  SharedAccessPolicy,
-  TwinState,
-} from '../../core/types.js';
+import type { DeviceRecord, ModuleRecord, SharedAccessPolicy, TwinState } from '../../core/types.js';
 import type { EtagCondition, Store, TwinScanEntry } from '../ports.js';
-import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './driver.js';
+import type { SqlDriver, SqlExecutor, SqlValue } from './driver.js';
+import {
+  DEVICE_COLUMNS,
+  MODULE_COLUMNS,
+  TWIN_COLUMNS,
+  deviceFromRow,
+  deviceParams,
+  moduleFromRow,
+  moduleParams,
+  placeholders,
+  policyFromRow,
+  prefixed,
+  str,
+  twinFromRow,
+  twinParams,
+} from './rows.js';
 import { SqlEventStore } from './sql-event-store.js';
 import { SqlSessionStore } from './sql-session-store.js';
 import { SqlC2dStore } from './sql-c2d-store.js';
 import { SqlCertificateStore } from './sql-certificate-store.js';
 import { SqlEnrollmentStore } from './sql-enrollment-store.js';
 import { SqlAuthorityStore } from './sql-authority-store.js';
-
-const DEVICE_COLUMNS =
-  'device_id, generation_id, etag, status, status_reason, status_updated_time, auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint, iot_edge, device_scope, parent_scopes, connection_state, connection_state_updated_time, last_activity_time, c2d_count';
-const MODULE_COLUMNS =
-  'device_id, module_id, generation_id, etag, managed_by, auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint, connection_state, connection_state_updated_time, last_activity_time, c2d_count';
-const TWIN_COLUMNS =
-  'device_id, module_id, etag, version, tags, desired, desired_meta, desired_version, reported, reported_meta, reported_version, model_id';
-
-function placeholders(columns: string): string {
-  return columns
-    .split(',')
-    .map(() => '?')
-    .join(', ');
-}
-
-function str(row: SqlRow, col: string): string {
-  const v = row[col];
-  if (typeof v !== 'string') throw new Error(`store: column ${col} is not text`);
-  return v;
-}
-function strOrNull(row: SqlRow, col: string): string | null {
-  const v = row[col];
-  return v === null || v === undefined ? null : String(v);
-}
-function num(row: SqlRow, col: string): number {
-  return Number(row[col]);
-}
-function json(row: SqlRow, col: string): JsonObject {
-  return JSON.parse(str(row, col)) as JsonObject;
-}
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -91,7 +65,7 @@ export class SqlStore implements Store {
       await this.db.transaction(async (tx) => {
         await tx.run(
           `INSERT INTO devices (${DEVICE_COLUMNS}) VALUES (${placeholders(DEVICE_COLUMNS)})`,
-          this.deviceParams(device),
+          deviceParams(this.box, device),
         );
         await this.insertTwin(tx, twin);
       });
@@ -105,7 +79,7 @@ export class SqlStore implements Store {
 
   async getDevice(deviceId: string): Promise<DeviceRecord | undefined> {
     const rows = await this.db.all(`SELECT ${DEVICE_COLUMNS} FROM devices WHERE device_id = ?`, [deviceId]);
-    return rows[0] === undefined ? undefined : this.deviceFromRow(rows[0]);
+    return rows[0] === undefined ? undefined : deviceFromRow(this.box, rows[0]);
   }
 
   findDevice(deviceId: string): Promise<DeviceRecord | undefined> {
@@ -113,7 +87,7 @@ export class SqlStore implements Store {
   }
 
   async replaceDevice(device: DeviceRecord, ifMatch: EtagCondition): Promise<void> {
-    const params = this.deviceParams(device);
+    const params = deviceParams(this.box, device);
     const set = DEVICE_COLUMNS.split(',')
       .slice(1)
       .map((c) => `${c.trim()} = ?`)
@@ -142,7 +116,7 @@ export class SqlStore implements Store {
             opts.after,
             opts.limit,
           ]);
-    return rows.map((r) => this.deviceFromRow(r));
+    return rows.map((r) => deviceFromRow(this.box, r));
   }
 
   async deviceStatistics(): Promise<{ total: number; enabled: number; disabled: number }> {
@@ -175,7 +149,7 @@ export class SqlStore implements Store {
       await this.db.transaction(async (tx) => {
         const dev = await tx.all('SELECT device_id FROM devices WHERE device_id = ?', [module.deviceId]);
         if (dev.length === 0) throw new HubError('DeviceNotFound', `Device ${module.deviceId} not found`);
-        await tx.run(`INSERT INTO modules (${MODULE_COLUMNS}) VALUES (${placeholders(MODULE_COLUMNS)})`, this.moduleParams(module));
+        await tx.run(`INSERT INTO modules (${MODULE_COLUMNS}) VALUES (${placeholders(MODULE_COLUMNS)})`, moduleParams(this.box, module));
         await this.insertTwin(tx, twin);
       });
     } catch (err) {
@@ -194,7 +168,7 @@ export class SqlStore implements Store {
       deviceId,
       moduleId,
     ]);
-    return rows[0] === undefined ? undefined : this.moduleFromRow(rows[0]);
+    return rows[0] === undefined ? undefined : moduleFromRow(this.box, rows[0]);
   }
 
   findModule(deviceId: string, moduleId: string): Promise<ModuleRecord | undefined> {
@@ -203,7 +177,7 @@ export class SqlStore implements Store {
 
   async listModules(deviceId: string): Promise<ModuleRecord[]> {
     const rows = await this.db.all(`SELECT ${MODULE_COLUMNS} FROM modules WHERE device_id = ? ORDER BY module_id`, [deviceId]);
-    return rows.map((r) => this.moduleFromRow(r));
+    return rows.map((r) => moduleFromRow(this.box, r));
   }
 
   async countModules(deviceId: string): Promise<number> {
@@ -212,7 +186,7 @@ export class SqlStore implements Store {
   }
 
   async replaceModule(module: ModuleRecord, ifMatch: EtagCondition): Promise<void> {
-    const params = this.moduleParams(module);
+    const params = moduleParams(this.box, module);
     const set = MODULE_COLUMNS.split(',')
       .slice(2)
       .map((c) => `${c.trim()} = ?`)
@@ -282,7 +256,7 @@ export class SqlStore implements Store {
         [opts.after === undefined ? '' : after.deviceId, opts.limit],
       );
       // '' sorts first, so a first page starting "after ''" still includes every real id (ids are non-empty).
-      return rows.map((r) => ({ twin: twinFromRow(prefixed(r, 't_')), device: this.deviceFromRow(prefixed(r, 'd_')) }));
+      return rows.map((r) => ({ twin: twinFromRow(prefixed(r, 't_')), device: deviceFromRow(this.box, prefixed(r, 'd_')) }));
     }
     const modCols = MODULE_COLUMNS.split(',')
       .map((c) => `m.${c.trim()} AS m_${c.trim()}`)
@@ -297,8 +271,8 @@ export class SqlStore implements Store {
     );
     return rows.map((r) => ({
       twin: twinFromRow(prefixed(r, 't_')),
-      device: this.deviceFromRow(prefixed(r, 'd_')),
-      module: this.moduleFromRow(prefixed(r, 'm_')),
+      device: deviceFromRow(this.box, prefixed(r, 'd_')),
+      module: moduleFromRow(this.box, prefixed(r, 'm_')),
     }));
   }
 
@@ -306,12 +280,12 @@ export class SqlStore implements Store {
 
   async listPolicies(): Promise<SharedAccessPolicy[]> {
     const rows = await this.db.all('SELECT name, primary_key, secondary_key, rights, etag FROM policies ORDER BY name');
-    return rows.map((r) => this.policyFromRow(r));
+    return rows.map((r) => policyFromRow(this.box, r));
   }
 
   async getPolicy(name: string): Promise<SharedAccessPolicy | undefined> {
     const rows = await this.db.all('SELECT name, primary_key, secondary_key, rights, etag FROM policies WHERE name = ?', [name]);
-    return rows[0] === undefined ? undefined : this.policyFromRow(rows[0]);
+    return rows[0] === undefined ? undefined : policyFromRow(this.box, rows[0]);
   }
 
   findPolicy(name: string): Promise<SharedAccessPolicy | undefined> {
@@ -398,151 +372,4 @@ export class SqlStore implements Store {
     await tx.run(`INSERT INTO twins (${TWIN_COLUMNS}) VALUES (${placeholders(TWIN_COLUMNS)})`, twinParams(twin));
   }
 
-  /** auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint; keys sealed. */
-  private authParams(a: Authentication, ctx: string): SqlValue[] {
-    return [
-      a.type,
-      this.box.sealNullable(a.primaryKey, `${ctx}:primary`),
-      this.box.sealNullable(a.secondaryKey, `${ctx}:secondary`),
-      a.primaryThumbprint,
-      a.secondaryThumbprint,
-    ];
-  }
-
-  private authFromRow(r: SqlRow, ctx: string): Authentication {
-    return {
-      type: str(r, 'auth_type') as AuthType,
-      primaryKey: this.box.openNullable(strOrNull(r, 'primary_key'), `${ctx}:primary`),
-      secondaryKey: this.box.openNullable(strOrNull(r, 'secondary_key'), `${ctx}:secondary`),
-      primaryThumbprint: strOrNull(r, 'primary_thumbprint'),
-      secondaryThumbprint: strOrNull(r, 'secondary_thumbprint'),
-    };
-  }
-
-  private deviceParams(d: DeviceRecord): SqlValue[] {
-    const ctx = `device:${d.deviceId}`;
-    return [
-      d.deviceId,
-      d.generationId,
-      d.etag,
-      d.status,
-      d.statusReason,
-      d.statusUpdatedTime,
-      ...this.authParams(d.auth, ctx),
-      d.iotEdge ? 1 : 0,
-      d.deviceScope,
-      JSON.stringify(d.parentScopes),
-      d.connectionState,
-      d.connectionStateUpdatedTime,
-      d.lastActivityTime,
-      d.cloudToDeviceMessageCount,
-    ];
-  }
-
-  private deviceFromRow(r: SqlRow): DeviceRecord {
-    const deviceId = str(r, 'device_id');
-    const ctx = `device:${deviceId}`;
-    return {
-      deviceId,
-      generationId: str(r, 'generation_id'),
-      etag: str(r, 'etag'),
-      status: str(r, 'status') as DeviceStatus,
-      statusReason: strOrNull(r, 'status_reason'),
-      statusUpdatedTime: str(r, 'status_updated_time'),
-      auth: this.authFromRow(r, ctx),
-      iotEdge: num(r, 'iot_edge') === 1,
-      deviceScope: strOrNull(r, 'device_scope'),
-      parentScopes: JSON.parse(str(r, 'parent_scopes')) as string[],
-      connectionState: str(r, 'connection_state') as ConnectionState,
-      connectionStateUpdatedTime: str(r, 'connection_state_updated_time'),
-      lastActivityTime: str(r, 'last_activity_time'),
-      cloudToDeviceMessageCount: num(r, 'c2d_count'),
-    };
-  }
-
-  private moduleParams(m: ModuleRecord): SqlValue[] {
-    const ctx = `module:${m.deviceId}/${m.moduleId}`;
-    return [
-      m.deviceId,
-      m.moduleId,
-      m.generationId,
-      m.etag,
-      m.managedBy,
-      ...this.authParams(m.auth, ctx),
-      m.connectionState,
-      m.connectionStateUpdatedTime,
-      m.lastActivityTime,
-      m.cloudToDeviceMessageCount,
-    ];
-  }
-
-  private moduleFromRow(r: SqlRow): ModuleRecord {
-    const deviceId = str(r, 'device_id');
-    const moduleId = str(r, 'module_id');
-    const ctx = `module:${deviceId}/${moduleId}`;
-    return {
-      deviceId,
-      moduleId,
-      generationId: str(r, 'generation_id'),
-      etag: str(r, 'etag'),
-      managedBy: strOrNull(r, 'managed_by'),
-      auth: this.authFromRow(r, ctx),
-      connectionState: str(r, 'connection_state') as ConnectionState,
-      connectionStateUpdatedTime: str(r, 'connection_state_updated_time'),
-      lastActivityTime: str(r, 'last_activity_time'),
-      cloudToDeviceMessageCount: num(r, 'c2d_count'),
-    };
-  }
-
-  private policyFromRow(r: SqlRow): SharedAccessPolicy {
-    const name = str(r, 'name');
-    return {
-      name,
-      primaryKey: this.box.open(str(r, 'primary_key'), `policy:${name}:primary`),
-      secondaryKey: this.box.open(str(r, 'secondary_key'), `policy:${name}:secondary`),
-      rights: str(r, 'rights').split(',').filter(Boolean) as Right[],
-      etag: str(r, 'etag'),
-    };
-  }
-}
-
-function twinParams(t: TwinState): SqlValue[] {
-  return [
-    t.deviceId,
-    t.moduleId ?? '',
-    t.etag,
-    t.version,
-    JSON.stringify(t.tags),
-    JSON.stringify(t.desired),
-    JSON.stringify(t.desiredMeta),
-    t.desiredVersion,
-    JSON.stringify(t.reported),
-    JSON.stringify(t.reportedMeta),
-    t.reportedVersion,
-    t.modelId,
-  ];
-}
-
-function twinFromRow(r: SqlRow): TwinState {
-  const moduleId = str(r, 'module_id');
-  return {
-    deviceId: str(r, 'device_id'),
-    moduleId: moduleId === '' ? null : moduleId,
-    etag: str(r, 'etag'),
-    version: num(r, 'version'),
-    tags: json(r, 'tags'),
-    desired: json(r, 'desired'),
-    desiredMeta: json(r, 'desired_meta'),
-    desiredVersion: num(r, 'desired_version'),
-    reported: json(r, 'reported'),
-    reportedMeta: json(r, 'reported_meta'),
-    reportedVersion: num(r, 'reported_version'),
-    modelId: str(r, 'model_id'),
-  };
-}
-
-function prefixed(row: SqlRow, prefix: string): SqlRow {
-  const out: SqlRow = {};
-  for (const [k, v] of Object.entries(row)) if (k.startsWith(prefix)) out[k.slice(prefix.length)] = v;
-  return out;
 }
