@@ -18,6 +18,10 @@ import type { IssuedCertificateRecord } from '../store/authority-ports.js';
 import type { Store } from '../store/ports.js';
 import type { CaRegistry } from './ca-registry.js';
 import { certFields } from './cert-fields.js';
+import { buildCrl, isRevocationReason, normalizeSerial, REVOCATION_REASONS, type RevocationReason } from './crl.js';
+
+// Callers import the revocation vocabulary from here as before.
+export { isRevocationReason, normalizeSerial, REVOCATION_REASONS, type RevocationReason } from './crl.js';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -61,41 +65,6 @@ export interface IssuedCertificate {
   /** Upper-case hex SHA-256 of the DER. */
   thumbprintSha256: string;
 }
-
-/** RFC 5280 §5.3.1 CRLReason codes Gatehouse accepts when revoking. */
-export const REVOCATION_REASONS = {
-  unspecified: 0,
-  keyCompromise: 1,
-  cACompromise: 2,
-  affiliationChanged: 3,
-  superseded: 4,
-  cessationOfOperation: 5,
-} as const;
-export type RevocationReason = keyof typeof REVOCATION_REASONS;
-
-export function isRevocationReason(v: unknown): v is RevocationReason {
-  return typeof v === 'string' && Object.prototype.hasOwnProperty.call(REVOCATION_REASONS, v);
-}
-
-/** Serial hex as the store keeps it: lower case, no separators, no superfluous leading zero octets. */
-export function normalizeSerial(serial: string): string {
-  let s = serial.replace(/[:\s]/g, '').toLowerCase();
-  if (s.length % 2 === 1) s = `0${s}`;
-  while (s.length > 2 && s.startsWith('00') && parseInt(s.slice(2, 3), 16) < 8) s = s.slice(2);
-  return s;
-}
-
-/** A DER INTEGER (non-negative), for the CRL number extension. */
-function derInteger(n: number): Uint8Array {
-  let h = Math.floor(n).toString(16);
-  if (h.length % 2 === 1) h = `0${h}`;
-  if (parseInt(h.slice(0, 1), 16) >= 8) h = `00${h}`;
-  const body = Buffer.from(h, 'hex');
-  return Uint8Array.from([0x02, body.length, ...body]);
-}
-
-/** RFC 5280 §5.2.3 id-ce-cRLNumber. */
-const CRL_NUMBER = '2.5.29.20';
 
 const DAY_MS = 86_400_000;
 /** notBefore is backdated so that peers with a slightly slow clock accept a fresh certificate. */
@@ -436,28 +405,10 @@ export class CertificateAuthority {
       if (page.length < 1000) break;
       after = page[page.length - 1]!.serial;
     }
-    const caSki = ca.cert.getExtension(x509.SubjectKeyIdentifierExtension);
     // RFC 5280 §5.2.3: monotonically increasing; milliseconds since the epoch survive restarts.
     const crlNumber = Math.max(now, this.#lastCrlNumber + 1);
     this.#lastCrlNumber = crlNumber;
-    const crl = await x509.X509CrlGenerator.create({
-      issuer: ca.cert.subjectName,
-      thisUpdate: new Date(now),
-      nextUpdate: new Date(now + DAY_MS),
-      signingKey: ca.signer.key,
-      signingAlgorithm: ca.signer.signAlg,
-      extensions: [
-        // RFC 5280 §5.2.1: the CA's subjectKeyIdentifier.
-        caSki !== null ? new x509.AuthorityKeyIdentifierExtension(caSki.keyId, false) : await x509.AuthorityKeyIdentifierExtension.create(ca.cert.publicKey, false),
-        new x509.Extension(CRL_NUMBER, false, derInteger(crlNumber)),
-      ],
-      entries: revoked.map((r) => ({
-        serialNumber: r.serial,
-        revocationDate: new Date(r.revokedAt ?? now),
-        reason: REVOCATION_REASONS[isRevocationReason(r.revocationReason) ? r.revocationReason : 'unspecified'] as number as x509.X509CrlReason,
-      })),
-    });
-    const der = Buffer.from(crl.rawData);
+    const der = await buildCrl({ issuer: ca.cert, signer: ca.signer, revoked, now, nextUpdate: now + DAY_MS, crlNumber });
     // Reissued at the latest half way to nextUpdate, so relying parties never hold a stale one.
     this.#crls.set(caName, { der, refreshAt: now + DAY_MS / 2 });
     return der;
