@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { HubError } from '../core/errors.js';
+import { runWith, rejectsWith } from './store.case.js';
 import type { IssuedCertificateRecord } from './authority-ports.js';
 import type { StoreHarness } from './store.case.js';
 
@@ -29,24 +29,9 @@ function makeIssued(serial: string, over: Partial<IssuedCertificateRecord> = {})
   };
 }
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof HubError, `expected HubError ${code}, got ${String(err)}`);
-    assert.equal(err.code, code);
-    return true;
-  });
-}
-
 export function authorityStoreConformance(name: string, open: () => Promise<StoreHarness>): void {
   describe(`authority store conformance: ${name}`, () => {
-    const withStore = (fn: (h: StoreHarness) => Promise<void>) => async () => {
-      const h = await open();
-      try {
-        await fn(h);
-      } finally {
-        await h.close();
-      }
-    };
+    const withStore = (fn: (h: StoreHarness) => Promise<void>) => runWith(open, fn);
 
     it(
       'seals CA keys: round trip, never in clear, one key per CA, delete',

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { HubError } from '../core/errors.js';
 import type { AckMode, C2dStore, NewC2dMessage, Store } from './ports.js';
-import { makeDevice, makeTwin, type StoreHarness } from './store.case.js';
+import { rejectsWith, runWith, makeDevice, makeTwin, type StoreHarness } from './store.case.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
 const HOUR = 3_600_000;
@@ -36,22 +36,11 @@ async function device(store: Store, id: string): Promise<string> {
   return d.generationId;
 }
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (err: unknown) => err instanceof HubError && err.code === code);
-}
-
 const lock = (c2d: C2dStore, id: string, max: number, now = T0) => c2d.lockNext(id, { max, now, ...LIMITS });
 
 export function c2dStoreConformance(name: string, open: () => Promise<StoreHarness>): void {
   describe(`c2d store conformance: ${name}`, () => {
-    const withStore = (fn: (store: Store) => Promise<void>) => async () => {
-      const h = await open();
-      try {
-        await fn(h.store);
-      } finally {
-        await h.close();
-      }
-    };
+    const withStore = (fn: (store: Store) => Promise<void>) => runWith(open, (h) => fn(h.store));
 
     it(
       'recount writes the queued-message count to the device record',

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { HubError } from '../core/errors.js';
+import { runWith, rejectsWith } from './store.case.js';
 import { newEtag } from '../core/ids.js';
 import type { CaCertificateRecord } from './certificate-ports.js';
 import type { Store } from './ports.js';
@@ -35,24 +35,9 @@ function makeRecord(name: string, over: Partial<CaCertificateRecord> = {}): CaCe
   };
 }
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (err: unknown) => {
-    assert.ok(err instanceof HubError, `expected HubError ${code}, got ${String(err)}`);
-    assert.equal(err.code, code);
-    return true;
-  });
-}
-
 export function certificateStoreConformance(name: string, open: () => Promise<CertificateStoreHarness>): void {
   describe(`certificate store conformance: ${name}`, () => {
-    const withStore = (fn: (store: Store['certificates']) => Promise<void>) => async () => {
-      const h = await open();
-      try {
-        await fn(h.store.certificates);
-      } finally {
-        await h.close();
-      }
-    };
+    const withStore = (fn: (store: Store['certificates']) => Promise<void>) => runWith(open, (h) => fn(h.store.certificates));
 
     it(
       'creates a record and reads it back field for field',

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
-import { HubError } from '../core/errors.js';
+import { runWith, rejectsWith } from './store.case.js';
 import type { DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment } from '../dps/types.js';
 import type { Store } from './ports.js';
 import type { StoreHarness } from './store.case.js';
@@ -40,20 +40,9 @@ function state(id: string, over: Partial<DeviceRegistrationState> = {}): DeviceR
   return { registrationId: id, status: 'assigned', assignedHub: 'hub.example', deviceId: id, etag: `s-${id}`, createdDateTimeUtc: T0, lastUpdatedDateTimeUtc: T0, ...over };
 }
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
-  await assert.rejects(p, (err: unknown) => err instanceof HubError && err.code === code);
-}
-
 export function enrollmentStoreConformance(name: string, open: () => Promise<StoreHarness>): void {
   describe(`enrollment store conformance: ${name}`, () => {
-    const withStore = (fn: (store: Store, h: StoreHarness) => Promise<void>) => async () => {
-      const h = await open();
-      try {
-        await fn(h.store, h);
-      } finally {
-        await h.close();
-      }
-    };
+    const withStore = (fn: (store: Store, h: StoreHarness) => Promise<void>) => runWith(open, (h) => fn(h.store, h));
 
     it('keeps every field of an individual enrollment, case-insensitively, keys sealed', withStore(async (store, h) => {
       const e = individual('Dev-One', { deviceId: 'dev-1', capabilities: { iotEdge: true } });

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
+import { runWith } from './store.case.js';
 import type { NewEvent, StoredEvent } from './event-ports.js';
 import type { StoreHarness } from './store.case.js';
 
@@ -36,14 +37,7 @@ function strip(e: StoredEvent): NewEvent {
 
 export function eventStoreConformance(name: string, open: () => Promise<StoreHarness>): void {
   describe(`event store conformance: ${name}`, () => {
-    const withStore = (fn: (h: StoreHarness) => Promise<void>) => async () => {
-      const h = await open();
-      try {
-        await fn(h);
-      } finally {
-        await h.close();
-      }
-    };
+    const withStore = (fn: (h: StoreHarness) => Promise<void>) => runWith(open, fn);
 
     it(
       'appends in order with strictly increasing seqs, across calls',

@@ -67,7 +67,8 @@ export function makeTwin(deviceId: string, moduleId: string | null = null): Twin
   return emptyTwin(deviceId, moduleId, new Date().toISOString());
 }
 
-async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
+/** The promise fails with a HubError of this code. Shared by every *.case.ts. */
+export async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
   await assert.rejects(p, (err: unknown) => {
     assert.ok(err instanceof HubError, `expected HubError ${code}, got ${String(err)}`);
     assert.equal(err.code, code);
@@ -75,16 +76,21 @@ async function rejectsWith(p: Promise<unknown>, code: string): Promise<void> {
   });
 }
 
+/** A test body run against a fresh harness, closed afterwards whatever happens. */
+export function runWith<H extends { close(): Promise<void> }>(open: () => Promise<H>, fn: (h: H) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const h = await open();
+    try {
+      await fn(h);
+    } finally {
+      await h.close();
+    }
+  };
+}
+
 export function storeConformance(name: string, open: () => Promise<StoreHarness>): void {
   describe(`store conformance: ${name}`, () => {
-    const withStore = (fn: (h: StoreHarness) => Promise<void>) => async () => {
-      const h = await open();
-      try {
-        await fn(h);
-      } finally {
-        await h.close();
-      }
-    };
+    const withStore = (fn: (h: StoreHarness) => Promise<void>) => runWith(open, fn);
 
     it(
       'creates a device with its twin and reads both back',
