@@ -40,6 +40,13 @@ export function strOrNull(row: SqlRow, col: string): string | null {
   const v = row[col];
   return v === null || v === undefined ? null : String(v);
 }
+/** A BLOB / BYTEA column as a Buffer (empty for NULL). */
+export function bytes(v: unknown): Buffer {
+  if (Buffer.isBuffer(v)) return v;
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
+  if (v === null || v === undefined) return Buffer.alloc(0);
+  throw new Error('store: column is not binary');
+}
 export function num(row: SqlRow, col: string): number {
   return Number(row[col]);
 }

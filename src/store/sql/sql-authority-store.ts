@@ -3,20 +3,10 @@ import { HubError } from '../../core/errors.js';
 import type { SecretBox } from '../../core/secret-box.js';
 import type { AuthorityStore, IssuedCertificateRecord, IssuedQuery } from '../authority-ports.js';
 import type { SqlDriver, SqlRow, SqlValue } from './driver.js';
+import { str as text, strOrNull as textOrNull } from './rows.js';
 
 const COLUMNS =
   'serial, ca_name, device_id, registration_id, enrollment_group_id, thumbprint_sha1, thumbprint_sha256, not_before, not_after, certificate_pem, revoked_at, revocation_reason, created';
-
-function text(row: SqlRow, col: string): string {
-  const v = row[col];
-  if (typeof v !== 'string') throw new Error(`store: column ${col} is not text`);
-  return v;
-}
-
-function textOrNull(row: SqlRow, col: string): string | null {
-  const v = row[col];
-  return v === null || v === undefined ? null : String(v);
-}
 
 function fromRow(r: SqlRow): IssuedCertificateRecord {
   return {

@@ -20,6 +20,7 @@ import type {
   NewC2dMessage,
 } from '../c2d-ports.js';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './driver.js';
+import { str as text, strOrNull as textOrNull, bytes } from './rows.js';
 
 const COLUMNS =
   'seq, device_id, message_id, correlation_id, user_id, to_path, ack, content_type, content_encoding, properties, body, enqueued_time, expiry_time, delivery_count, lock_token, locked_until';
@@ -45,23 +46,6 @@ export function acksWanting(status: FeedbackStatus): AckMode[] {
 
 function iso(ms: number): string {
   return new Date(ms).toISOString();
-}
-
-function text(row: SqlRow, col: string): string {
-  const v = row[col];
-  if (typeof v !== 'string') throw new Error(`store: column ${col} is not text`);
-  return v;
-}
-
-function textOrNull(row: SqlRow, col: string): string | null {
-  const v = row[col];
-  return v === null || v === undefined ? null : String(v);
-}
-
-function bytes(v: unknown): Buffer {
-  if (Buffer.isBuffer(v)) return v;
-  if (v instanceof Uint8Array) return Buffer.from(v);
-  return Buffer.alloc(0);
 }
 
 function messageFromRow(r: SqlRow): C2dMessage {

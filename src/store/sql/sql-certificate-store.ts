@@ -3,15 +3,10 @@ import { HubError } from '../../core/errors.js';
 import type { CaCertificateRecord, CertificateStore } from '../certificate-ports.js';
 import type { EtagCondition } from '../ports.js';
 import type { SqlDriver, SqlRow, SqlValue } from './driver.js';
+import { str as text } from './rows.js';
 
 const COLUMNS =
   'name, certificate_pem, subject, thumbprint, thumbprint_sha256, expiry, is_verified, verification_code, created, updated, etag';
-
-function text(row: SqlRow, col: string): string {
-  const v = row[col];
-  if (typeof v !== 'string') throw new Error(`store: column ${col} is not text`);
-  return v;
-}
 
 function fromRow(r: SqlRow): CaCertificateRecord {
   const code = r.verification_code;

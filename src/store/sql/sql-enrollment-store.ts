@@ -10,6 +10,7 @@ import type { AttestationMechanism, DeviceRegistrationState, EnrollmentGroup, In
 import type { EnrollmentStore, StoredRegistration } from '../enrollment-ports.js';
 import type { EtagCondition } from '../ports.js';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './driver.js';
+import { str as text, strOrNull as textOrNull } from './rows.js';
 
 interface Stamped {
   etag?: string;
@@ -52,17 +53,6 @@ const REGISTRATIONS: TableSpec = {
   notFound: 'RegistrationNotFound',
   what: 'Registration',
 };
-
-function text(row: SqlRow, col: string): string {
-  const v = row[col];
-  if (typeof v !== 'string') throw new Error(`store: column ${col} is not text`);
-  return v;
-}
-
-function textOrNull(row: SqlRow, col: string): string | null {
-  const v = row[col];
-  return v === null || v === undefined ? null : String(v);
-}
 
 export class SqlEnrollmentStore implements EnrollmentStore {
   constructor(

@@ -11,6 +11,7 @@
  */
 import type { EventStore, NewEvent, StoredEvent } from '../event-ports.js';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './driver.js';
+import { str as text, bytes } from './rows.js';
 
 const COLUMNS = 'seq, device_id, module_id, enqueued_time, body, properties, system_properties';
 const INSERT_COLUMNS = 'device_id, module_id, enqueued_time, body, properties, system_properties';
@@ -32,12 +33,6 @@ function rowParams(e: NewEvent): SqlValue[] {
   ];
 }
 
-function text(row: SqlRow, col: string): string {
-  const v = row[col];
-  if (typeof v !== 'string') throw new Error(`store: column ${col} is not text`);
-  return v;
-}
-
 function stringMap(row: SqlRow, col: string): Record<string, string> {
   const parsed = JSON.parse(text(row, col)) as unknown;
   const out: Record<string, string> = {};
@@ -45,13 +40,6 @@ function stringMap(row: SqlRow, col: string): Record<string, string> {
     for (const [k, v] of Object.entries(parsed)) if (typeof v === 'string') out[k] = v;
   }
   return out;
-}
-
-function bytes(v: unknown): Buffer {
-  if (Buffer.isBuffer(v)) return v;
-  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength);
-  if (v === null || v === undefined) return Buffer.alloc(0);
-  throw new Error('store: column body is not binary');
 }
 
 function eventFromRow(r: SqlRow): StoredEvent {
