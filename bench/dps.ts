@@ -14,8 +14,7 @@
  *
  *   node dist/bench/dps.js [--devices 1000] [--concurrency 16,32] [--cpu-prof DIR] [--write]
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHmac } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -25,6 +24,8 @@ import { pathToFileURL } from 'node:url';
 import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { generateSasToken } from '../src/auth/sas.js';
+import { arg, argString, percentile, procCpuSeconds, machineBusySeconds, writeBenchmarkSection } from './support.js';
+import { deriveDeviceKey } from '../src/dps/registration-service.js';
 import { cli, removeDir, ROOT, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 
 const HUB_ADDR = '127.0.61.1';
@@ -34,46 +35,7 @@ const AZURE_PER_SECOND = 1000 / 60;
 const GOAL_PER_SECOND = 500;
 const RUN_DEADLINE_S = 45;
 
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : NaN;
-  return Number.isFinite(v) && v > 0 ? v : fallback;
-}
-
-function argString(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
-
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
-/** utime + stime of a process (all threads), in seconds. */
-function procCpuSeconds(pid: number): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Busy CPU-seconds of the whole machine (all cores) from /proc/stat. */
-function machineBusySeconds(): number {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
-  return busy / CLK_TCK;
-}
-
-function deriveKey(groupKey: string, registrationId: string): string {
-  return createHmac('sha256', Buffer.from(groupKey, 'base64')).update(registrationId).digest('base64');
-}
 
 // ------------------------------------------------------------------------- load generator side
 
@@ -246,7 +208,7 @@ async function worker(spec: WorkerSpec): Promise<WorkerResult> {
   // Client-side crypto outside the measured window: derived keys and SAS tokens.
   const devices = Array.from({ length: spec.count }, (_, k) => {
     const id = `${spec.prefix}${spec.first + k}`;
-    const key = deriveKey(spec.groupKey, id);
+    const key = deriveDeviceKey(spec.groupKey, id);
     return { id, token: generateSasToken({ resource: `${spec.idScope}/registrations/${id}`, key, keyName: 'registration', expiry }) };
   });
   const latencies: number[] = [];
@@ -513,21 +475,7 @@ Verification: ${verified}.
 ${errorNotes.length === 0 ? '' : `\n${errorNotes.join('\n')}\n`}`;
   process.stdout.write(`${section}\n`);
   if (process.argv.includes('--write')) {
-    const file = join(ROOT, 'docs', 'benchmarks.md');
-    let doc = '';
-    try {
-      doc = readFileSync(file, 'utf8');
-    } catch {
-      doc = '# Benchmarks\n\nNumbers measured with the scripts in `bench/`; each section says how.\n\n';
-    }
-    const start = doc.indexOf(SECTION_TITLE);
-    if (start >= 0) {
-      const end = doc.indexOf('\n## ', start + 5);
-      doc = doc.slice(0, start) + section.trimEnd() + '\n' + (end >= 0 ? doc.slice(end) : '');
-    } else {
-      doc = `${doc.trimEnd()}\n\n${section.trimEnd()}\n`;
-    }
-    writeFileSync(file, doc);
+    writeBenchmarkSection(SECTION_TITLE, section);
   }
 }
 

@@ -38,6 +38,7 @@ import { connect as tlsConnect, createSecureContext, createServer as createTlsSe
 import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
 import { generateSasToken } from '../src/auth/sas.js';
 import { createDevRootCa, issueServerCertificate } from '../src/pki/dev-ca.js';
+import { arg, argString, percentile, procCpuSeconds, machineBusySeconds, writeBenchmarkSection } from './support.js';
 import { removeDir, ROOT, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 import { deviceToken } from '../test/support/raw-mqtt.js';
 
@@ -52,21 +53,6 @@ const RTT_DEVICE = 'bench-rtt';
 const SECTION_TITLE = '## MQTT device endpoint (bench/mqtt)';
 
 // ------------------------------------------------------------------------------------ helpers
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  const v = i >= 0 ? Number(process.argv[i + 1]) : NaN;
-  return Number.isFinite(v) && v > 0 ? v : fallback;
-}
-
-function argString(name: string): string | undefined {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1] : undefined;
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
-}
 
 function deviceId(i: number): string {
   return `${DEVICE_PREFIX}${String(i).padStart(5, '0')}`;
@@ -111,26 +97,6 @@ async function runPool(n: number, concurrency: number, deadline: number, op: (i:
   return { done, errors, firstError };
 }
 
-/** utime + stime of a process (all threads), or of one of its threads, in seconds. */
-function procCpuSeconds(pid: number, tid?: number): number {
-  try {
-    const stat = readFileSync(tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(f[11]) + Number(f[12])) / CLK_TCK;
-  } catch {
-    return NaN;
-  }
-}
-
-/** Busy CPU-seconds of the whole machine (all cores) from /proc/stat. */
-function machineBusySeconds(): number {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '';
-  const f = line.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal
-  const busy = (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0) + (f[7] ?? 0);
-  return busy / CLK_TCK;
-}
-
 /** Run time and run-queue wait of one thread, in seconds (/proc/<pid>/task/<tid>/schedstat). */
 function schedSeconds(pid: number, tid: number): { run: number; wait: number } {
   try {
@@ -150,7 +116,6 @@ function rssKb(pid: number): number {
   }
 }
 
-const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 // ------------------------------------------------------------------------- load generator side
 
@@ -1484,21 +1449,7 @@ ${notes.length === 0 ? '' : `\n${notes.map((n) => `- ${n}`).join('\n')}\n`}`;
       process.stderr.write('bench/mqtt: --only given, docs/benchmarks.md left unchanged\n');
       return;
     }
-    const file = join(ROOT, 'docs', 'benchmarks.md');
-    let doc = '';
-    try {
-      doc = readFileSync(file, 'utf8');
-    } catch {
-      doc = '# Benchmarks\n\nNumbers measured with the scripts in `bench/`; each section says how.\n\n';
-    }
-    const start = doc.indexOf(SECTION_TITLE);
-    if (start >= 0) {
-      const end = doc.indexOf('\n## ', start + 5);
-      doc = doc.slice(0, start) + section.trimEnd() + '\n' + (end >= 0 ? doc.slice(end) : '');
-    } else {
-      doc = `${doc.trimEnd()}\n\n${section.trimEnd()}\n`;
-    }
-    writeFileSync(file, doc);
+    writeBenchmarkSection(SECTION_TITLE, section);
   }
 }
 

@@ -8,13 +8,13 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { generateSasToken } from '../src/auth/sas.js';
+import { arg, percentile, writeBenchmarkSection } from './support.js';
 import { removeDir, ROOT, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 
 interface WorkerResult {
@@ -25,15 +25,6 @@ interface WorkerResult {
   opsPerSecond: number;
   p50ms: number;
   p99ms: number;
-}
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? 0;
 }
 
 async function runPool(n: number, concurrency: number, op: (i: number) => Promise<void>): Promise<{ seconds: number; latencies: number[] }> {
@@ -183,21 +174,7 @@ connections and show the hub's ceiling on this machine.
 `;
   process.stdout.write(`${section}\n`);
   if (process.argv.includes('--write')) {
-    const file = join(ROOT, 'docs', 'benchmarks.md');
-    let doc = '';
-    try {
-      doc = readFileSync(file, 'utf8');
-    } catch {
-      doc = '# Benchmarks\n\nNumbers measured with the scripts in `bench/`; each section says how.\n\n';
-    }
-    const start = doc.indexOf('## Registry: device create + get');
-    if (start >= 0) {
-      const end = doc.indexOf('\n## ', start + 5);
-      doc = doc.slice(0, start) + section + (end >= 0 ? doc.slice(end + 1) : '');
-    } else {
-      doc = `${doc.trimEnd()}\n\n${section}`;
-    }
-    writeFileSync(file, doc);
+    writeBenchmarkSection('## Registry: device create + get', section);
   }
 }
 
