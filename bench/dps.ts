@@ -24,7 +24,7 @@ import { pathToFileURL } from 'node:url';
 import { connect as tlsConnect, createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { generateSasToken } from '../src/auth/sas.js';
-import { arg, argString, percentile, procCpuSeconds, machineBusySeconds, writeBenchmarkSection } from './support.js';
+import { arg, argString, percentile, procCpuSeconds, machineBusySeconds, writeBenchmarkSection, PROFILER_PRELOAD } from './support.js';
 import { deriveDeviceKey } from '../src/dps/registration-service.js';
 import { cli, removeDir, ROOT, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 
@@ -306,26 +306,6 @@ function httpsCall(caPem: string, cs: string, method: string, path: string, body
 
 // ------------------------------------------------------------------------------ profiling
 
-/** As in bench/mqtt: a preload that runs the inspector's sampling profiler between two SIGUSR2s. */
-const PROFILER_PRELOAD = `import { Session } from 'node:inspector';
-import { writeFileSync } from 'node:fs';
-const dir = process.env.GH_BENCH_PROF_DIR;
-let session, n = 0;
-process.on('SIGUSR2', () => {
-  if (session === undefined) {
-    session = new Session();
-    session.connect();
-    session.post('Profiler.enable', () => session.post('Profiler.setSamplingInterval', { interval: 200 }, () => session.post('Profiler.start')));
-    return;
-  }
-  const s = session;
-  session = undefined;
-  s.post('Profiler.stop', (err, r) => {
-    if (!err) writeFileSync(dir + '/window-' + process.pid + '-' + ++n + '.cpuprofile.tmp', JSON.stringify(r.profile));
-    s.disconnect();
-  });
-});
-`;
 
 async function stopProfile(dir: string, pid: number, n: number, name: string): Promise<string | undefined> {
   process.kill(pid, 'SIGUSR2');

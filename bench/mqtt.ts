@@ -38,7 +38,7 @@ import { connect as tlsConnect, createSecureContext, createServer as createTlsSe
 import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
 import { generateSasToken } from '../src/auth/sas.js';
 import { createDevRootCa, issueServerCertificate } from '../src/pki/dev-ca.js';
-import { arg, argString, percentile, procCpuSeconds, machineBusySeconds, writeBenchmarkSection } from './support.js';
+import { arg, argString, percentile, procCpuSeconds, machineBusySeconds, writeBenchmarkSection, PROFILER_PRELOAD } from './support.js';
 import { removeDir, ROOT, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 import { deviceToken } from '../test/support/raw-mqtt.js';
 
@@ -881,25 +881,6 @@ function stopChild(child: ChildProcess | undefined): Promise<void> {
  * runs the inspector's sampling profiler between two SIGUSR2s and writes each window to a file:
  * a profile of the measured window only, without the hub's startup or the device creation.
  */
-const PROFILER_PRELOAD = `import { Session } from 'node:inspector';
-import { writeFileSync } from 'node:fs';
-const dir = process.env.GH_BENCH_PROF_DIR;
-let session, n = 0;
-process.on('SIGUSR2', () => {
-  if (session === undefined) {
-    session = new Session();
-    session.connect();
-    session.post('Profiler.enable', () => session.post('Profiler.setSamplingInterval', { interval: 200 }, () => session.post('Profiler.start')));
-    return;
-  }
-  const s = session;
-  session = undefined;
-  s.post('Profiler.stop', (err, r) => {
-    if (!err) writeFileSync(dir + '/window-' + process.pid + '-' + ++n + '.cpuprofile.tmp', JSON.stringify(r.profile));
-    s.disconnect();
-  });
-});
-`;
 
 class WindowProfiler {
   #n = 0;

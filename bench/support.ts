@@ -63,3 +63,24 @@ export function writeBenchmarkSection(title: string, section: string): void {
   }
   writeFileSync(file, doc);
 }
+
+/** A preload (--import) that runs the inspector's sampling profiler between two SIGUSR2s. */
+export const PROFILER_PRELOAD = `import { Session } from 'node:inspector';
+import { writeFileSync } from 'node:fs';
+const dir = process.env.GH_BENCH_PROF_DIR;
+let session, n = 0;
+process.on('SIGUSR2', () => {
+  if (session === undefined) {
+    session = new Session();
+    session.connect();
+    session.post('Profiler.enable', () => session.post('Profiler.setSamplingInterval', { interval: 200 }, () => session.post('Profiler.start')));
+    return;
+  }
+  const s = session;
+  session = undefined;
+  s.post('Profiler.stop', (err, r) => {
+    if (!err) writeFileSync(dir + '/window-' + process.pid + '-' + ++n + '.cpuprofile.tmp', JSON.stringify(r.profile));
+    s.disconnect();
+  });
+});
+`;
