@@ -159,10 +159,6 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       { hostName: config.hostname, allocationWeight: 1 },
       ...config.linkedHubs.map((cs) => ({ hostName: parseHubConnectionString(cs).hostName, allocationWeight: 1, connectionString: cs })),
     ];
-    const dps: DpsDeps = {
-      idScope: async () => idScope,
-      registration: new RegistrationService(enrollments, registry, twins, clock, async () => idScope, () => config.hostname, new Allocator(() => linkedHubs)),
-    };
     // A deleted device's queue goes with it (the store cascades); this clears any leftover.
     registry.onIdentityChange((change) => {
       if (change.kind === 'device-deleted') void c2d.forget(change.deviceId).catch(() => undefined);
@@ -200,7 +196,6 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       },
     };
     const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation);
-    dps.registration.useRevocation(revocation);
     // A revoked certificate loses its live sessions at once, not at the next reconnect.
     authority.onRevoked((records) => {
       const serials = new Set(records.map((r) => normalizeSerial(r.serial)));
@@ -216,17 +211,25 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     );
     // Telemetry goes through the event stream: group commit, durable before PUBACK, live subscribers.
     const telemetry: TelemetrySink = events;
-    dps.registration.useSettings(() => readDpsSettings(store));
-    dps.registration.useThrottle(new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute));
     const dpsLog = logger.child({ component: 'dps' });
-    dps.registration.useLog((fields, msg) => dpsLog.info(fields, msg));
-    // The provisioning service and the hub share one CA registry (groups may reference its CAs).
-    dps.registration.useCas({
-      verifiedCaPem: async (name) => {
-        const record = await cas.get(name).catch(() => undefined);
-        return record?.isVerified === true ? record.certificatePem : undefined;
-      },
-    });
+    const dps: DpsDeps = {
+      idScope: async () => idScope,
+      registration: new RegistrationService(enrollments, registry, twins, clock, {
+        idScope: async () => idScope,
+        allocator: new Allocator(() => linkedHubs),
+        settings: () => readDpsSettings(store),
+        throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute),
+        log: (fields, msg) => dpsLog.info(fields, msg),
+        // The provisioning service and the hub share one CA registry (groups may reference its CAs).
+        cas: {
+          verifiedCaPem: async (name) => {
+            const record = await cas.get(name).catch(() => undefined);
+            return record?.isVerified === true ? record.certificatePem : undefined;
+          },
+        },
+        revocation,
+      }),
+    };
     if (config.dpsDisableSymmetricKeyAttestation !== undefined) {
       await writeDpsSettings(store, { disableSymmetricKeyAttestation: config.dpsDisableSymmetricKeyAttestation === 'true' });
     }

@@ -98,36 +98,28 @@ function enabled(e: EnrollmentLike): boolean {
 
 const OPERATION_TTL_MS = 10 * 60_000;
 
+export interface RevocationCheck {
+  isRevoked(leaf: X509Certificate): Promise<boolean>;
+}
+
+export interface RegistrationOptions {
+  idScope: () => Promise<string>;
+  /** Which linked hub a device goes to. */
+  allocator: Allocator;
+  /** Provisioning settings, read per registration so a change bites at once. */
+  settings?: () => Promise<{ disableSymmetricKeyAttestation: boolean }>;
+  /** The hub's registered CAs, for groups that reference one. */
+  cas?: CaLookup;
+  /** Rate limits for registrations and status polls. */
+  throttle?: ProvisioningThrottle;
+  /** Where assignment decisions are logged (refusals are logged by the transports). */
+  log?: (fields: Record<string, unknown>, msg: string) => void;
+  /** Certificates Gatehouse issued and revoked: refused at attestation. */
+  revocation?: RevocationCheck;
+}
+
 export class RegistrationService {
   readonly #operations = new Map<string, { registrationId: string; status: OperationStatus; expires: number }>();
-  #settings: () => Promise<{ disableSymmetricKeyAttestation: boolean }> = async () => ({ disableSymmetricKeyAttestation: false });
-
-  #cas: CaLookup = { verifiedCaPem: async () => undefined };
-  #throttle: ProvisioningThrottle | undefined;
-  #log: ((fields: Record<string, unknown>, msg: string) => void) | undefined;
-
-  /** Rate limits for registrations and status polls. */
-  useThrottle(throttle: ProvisioningThrottle): void {
-    this.#throttle = throttle;
-  }
-
-  /** Where assignment decisions are logged (refusals are logged by the transports). */
-  useLog(log: (fields: Record<string, unknown>, msg: string) => void): void {
-    this.#log = log;
-  }
-
-  #revocation: { isRevoked(leaf: X509Certificate): Promise<boolean> } | undefined;
-
-  /** Certificates Gatehouse issued and revoked: refused at attestation. */
-  useRevocation(check: { isRevoked(leaf: X509Certificate): Promise<boolean> }): void {
-    this.#revocation = check;
-  }
-
-  /** The hub's registered CAs, for groups that reference one. */
-  useCas(lookup: CaLookup): void {
-    this.#cas = lookup;
-  }
-
   /** X.509 attestation from the TLS peer chain (wire doc §4.4); refusals look alike. */
   async attestX509(registrationId: string, chain: X509Certificate[] | undefined): Promise<Attested> {
     const deny = (why: string) => new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: why });
@@ -149,20 +141,29 @@ export class RegistrationService {
     return { kind: 'group', registrationId, groupId: group.enrollmentGroupId, enrollment: group, credential: { kind: 'x509', authentication, certificateThumbprint: r.leafThumbprint } };
   }
 
-  /** Where the provisioning settings come from (read per registration, so changes bite at once). */
-  useSettings(read: () => Promise<{ disableSymmetricKeyAttestation: boolean }>): void {
-    this.#settings = read;
-  }
+  readonly #settings: () => Promise<{ disableSymmetricKeyAttestation: boolean }>;
+  readonly #cas: CaLookup;
+  readonly #throttle: ProvisioningThrottle | undefined;
+  readonly #log: ((fields: Record<string, unknown>, msg: string) => void) | undefined;
+  readonly #revocation: RevocationCheck | undefined;
+  private readonly idScope: () => Promise<string>;
+  private readonly allocator: Allocator;
 
   constructor(
     private readonly enrollments: RuntimeEnrollments,
     private readonly registry: RegistryService,
     private readonly twins: TwinService,
     private readonly clock: Clock,
-    private readonly idScope: () => Promise<string>,
-    private readonly assignedHub: () => string,
-    private readonly allocator: Allocator,
-  ) {}
+    opts: RegistrationOptions,
+  ) {
+    this.idScope = opts.idScope;
+    this.allocator = opts.allocator;
+    this.#settings = opts.settings ?? (async () => ({ disableSymmetricKeyAttestation: false }));
+    this.#cas = opts.cas ?? { verifiedCaPem: async () => undefined };
+    this.#throttle = opts.throttle;
+    this.#log = opts.log;
+    this.#revocation = opts.revocation;
+  }
 
   /** Verifies a DPS SAS token (`sr=<idScope>/registrations/<id>`, `skn=registration`). */
   async attestSymmetricKey(registrationId: string, sasToken: string | undefined): Promise<Attested> {
