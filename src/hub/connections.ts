@@ -10,6 +10,8 @@ export interface LiveSession {
   readonly moduleId: string | null;
   /** Lower-case hex serial of the client certificate the session authenticated with, if any. */
   readonly certificateSerial?: string | undefined;
+  /** Upper-case hex SHA-1 and SHA-256 of that certificate. */
+  readonly certificateThumbprints?: readonly string[] | undefined;
   /** Closes the connection; `reason` goes to the log. */
   close(reason: string): void;
   /** Pushes a desired-properties patch when the device listens for them. */

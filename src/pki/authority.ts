@@ -66,6 +66,18 @@ export interface IssuedCertificate {
   thumbprintSha256: string;
 }
 
+/** What the authority reports: every issue, revocation and CA change, never key material. */
+export type AuthorityLog = (fields: Record<string, unknown>, msg: string) => void;
+
+export interface AuthorityOptions {
+  /** The CRL distribution point put in issued certificates (RFC 5280 §4.2.1.13), per CA. */
+  crlUrl?: (caName: string) => string;
+  log?: AuthorityLog;
+}
+
+/** deviceId of the record kept for an intermediate CA Gatehouse issued ('/' is never in a device id). */
+export const CA_RECORD_PREFIX = '$ca/';
+
 const DAY_MS = 86_400_000;
 /** notBefore is backdated so that peers with a slightly slow clock accept a fresh certificate. */
 const CLOCK_SKEW_MS = 5 * 60_000;
@@ -73,6 +85,13 @@ const MAX_RSA_BITS = 8192;
 const MAX_CHAIN = 8;
 /** RFC 5280 §4.2.1.9 id-ce-basicConstraints. */
 const BASIC_CONSTRAINTS = '2.5.29.19';
+
+interface HeldCa {
+  cert: x509.X509Certificate;
+  node: X509Certificate;
+  signer: Signer;
+  notAfter: number;
+}
 
 interface Signer {
   key: webcrypto.CryptoKey;
@@ -157,12 +176,18 @@ export class CertificateAuthority {
   /** Issued CRLs per CA, until a revocation under that CA or nextUpdate draws near. */
   readonly #crls = new Map<string, { der: Buffer; refreshAt: number }>();
   #lastCrlNumber = 0;
+  /** Signers per CA, reused while the registered certificate stays the same. */
+  readonly #held = new Map<string, { pem: string; held: HeldCa }>();
+  readonly #log: AuthorityLog;
 
   constructor(
     private readonly store: Store,
     private readonly cas: CaRegistry,
     private readonly clock: Clock,
-  ) {}
+    private readonly options: AuthorityOptions = {},
+  ) {
+    this.#log = options.log ?? (() => undefined);
+  }
 
   /**
    * A root (self-signed, pathLen 1) or an intermediate signed by a Gatehouse-held parent
@@ -230,10 +255,32 @@ export class CertificateAuthority {
     const record = await this.cas.add(opts.name, cert.toString('pem'), { verified: true });
     try {
       await this.store.authority.putCaKey(opts.name, keyPem);
+      // An intermediate is a certificate its parent issued: recorded, so it can be revoked and
+      // listed on the parent's CRL like any other.
+      if (opts.parent !== undefined) {
+        const node = new X509Certificate(cert.toString('pem'));
+        await this.store.authority.recordIssued({
+          serial: serialNumber,
+          caName: opts.parent,
+          deviceId: `${CA_RECORD_PREFIX}${opts.name}`,
+          registrationId: null,
+          enrollmentGroupId: null,
+          thumbprintSha1: hex(node.fingerprint),
+          thumbprintSha256: hex(node.fingerprint256),
+          notBefore: notBefore.toISOString(),
+          notAfter: new Date(Date.parse(node.validTo)).toISOString(),
+          certificatePem: cert.toString('pem') + '\n',
+          revokedAt: null,
+          revocationReason: null,
+          created: new Date(now).toISOString(),
+        });
+      }
     } catch (err) {
       await this.cas.delete(opts.name, '*').catch(() => undefined);
+      await this.store.authority.deleteCaKey(opts.name).catch(() => undefined);
       throw err;
     }
+    this.#log({ event: 'ca.created', ca: opts.name, parent: opts.parent ?? null, alg, serial: serialNumber, notAfter: cert.notAfter.toISOString() }, 'CA created');
     return record;
   }
 
@@ -302,6 +349,8 @@ export class CertificateAuthority {
       await x509.SubjectKeyIdentifierExtension.create(csr.publicKey),
     ];
     if (sans.length > 0) extensions.push(new x509.SubjectAlternativeNameExtension(sans, false));
+    const crlUrl = this.options.crlUrl?.(opts.caName);
+    if (crlUrl !== undefined) extensions.push(new x509.CRLDistributionPointsExtension([crlUrl], false));
     const cert = await x509.X509CertificateGenerator.create({
       serialNumber: serial,
       subject: new x509.Name([{ CN: [opts.deviceId] }]),
@@ -331,6 +380,10 @@ export class CertificateAuthority {
       created: new Date(now).toISOString(),
     };
     await this.store.authority.recordIssued(record);
+    this.#log(
+      { event: 'cert.issued', ca: opts.caName, serial, deviceId: opts.deviceId, enrollmentGroupId: opts.enrollmentGroupId ?? null, keyAlg, notAfter: record.notAfter, thumbprint: record.thumbprintSha256 },
+      'certificate issued',
+    );
     const chain = await this.#chainOf(ca.node);
     return {
       serial,
@@ -363,7 +416,32 @@ export class CertificateAuthority {
     await this.store.authority.revoke(key, reason, at);
     const revoked = (await this.store.authority.getIssued(key)) ?? { ...record, revokedAt: at, revocationReason: reason };
     this.#changed([revoked]);
+    // Revoking an intermediate revokes everything it signed: no chain through it is trusted again.
+    if (record.deviceId.startsWith(CA_RECORD_PREFIX)) {
+      const caName = record.deviceId.slice(CA_RECORD_PREFIX.length);
+      this.#held.delete(caName);
+      await this.#revokeAllUnder(caName, reason, at);
+    }
     return revoked;
+  }
+
+  async #revokeAllUnder(caName: string, reason: RevocationReason, at: string): Promise<void> {
+    const targets: IssuedCertificateRecord[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.store.authority.listIssued({ caName, limit: 1000, ...(after === undefined ? {} : { after }) });
+      targets.push(...page.filter((r) => r.revokedAt === null));
+      if (page.length < 1000) break;
+      after = page[page.length - 1]!.serial;
+    }
+    const done: IssuedCertificateRecord[] = [];
+    for (const r of targets) {
+      if (await this.store.authority.revoke(r.serial, reason, at)) done.push({ ...r, revokedAt: at, revocationReason: reason });
+    }
+    if (done.length > 0) this.#changed(done);
+    for (const r of done) {
+      if (r.deviceId.startsWith(CA_RECORD_PREFIX)) await this.#revokeAllUnder(r.deviceId.slice(CA_RECORD_PREFIX.length), reason, at);
+    }
   }
 
   /** Revokes every unrevoked certificate issued to a device (by one CA, when given). */
@@ -384,6 +462,12 @@ export class CertificateAuthority {
       if (await this.store.authority.revoke(r.serial, reason, at)) done.push({ ...r, revokedAt: at, revocationReason: reason });
     }
     if (done.length > 0) this.#changed(done);
+    for (const r of done) {
+      if (r.deviceId.startsWith(CA_RECORD_PREFIX)) {
+        this.#held.delete(r.deviceId.slice(CA_RECORD_PREFIX.length));
+        await this.#revokeAllUnder(r.deviceId.slice(CA_RECORD_PREFIX.length), reason, at);
+      }
+    }
     return done;
   }
 
@@ -415,7 +499,10 @@ export class CertificateAuthority {
   }
 
   #changed(records: IssuedCertificateRecord[]): void {
-    for (const r of records) this.#crls.delete(r.caName);
+    for (const r of records) {
+      this.#crls.delete(r.caName);
+      this.#log({ event: 'cert.revoked', ca: r.caName, serial: r.serial, deviceId: r.deviceId, reason: r.revocationReason }, 'certificate revoked');
+    }
     for (const l of this.#revokedListeners) {
       try {
         l(records);
@@ -431,8 +518,28 @@ export class CertificateAuthority {
    */
   async deleteCa(name: string, ifMatch: string): Promise<void> {
     await this.cas.delete(name, ifMatch);
-    await this.store.authority.deleteCaKey(name);
+    const held = await this.store.authority.deleteCaKey(name);
     this.#crls.delete(name);
+    this.#held.delete(name);
+    this.#log({ event: 'ca.deleted', ca: name, keyDeleted: held }, 'CA deleted');
+  }
+
+  /**
+   * The CA's private key (PKCS#8 PEM), for an operator who explicitly asked for it (moving the CA
+   * to an HSM, or a test that forges bad certificates under a trusted CA). Logged as a warning.
+   */
+  async exportKey(name: string): Promise<string> {
+    await this.cas.get(name);
+    const keyPem = await this.store.authority.getCaKey(name);
+    if (keyPem === undefined) throw invalid(`Gatehouse does not hold the key of CA '${name}'`);
+    this.#log({ event: 'ca.key-exported', ca: name, level: 'warn' }, 'CA private key exported');
+    return keyPem;
+  }
+
+  /** The CA certificate and its issuers up to the root (PEM each), for EST /cacerts. */
+  async chainPems(name: string): Promise<string[]> {
+    const record = await this.cas.get(name);
+    return (await this.#chainOf(new X509Certificate(record.certificatePem))).map((c) => c.toString());
   }
 
   /** Certificates issued by one CA (which must exist), in serial order. */
@@ -443,18 +550,29 @@ export class CertificateAuthority {
     return this.store.authority.listIssued({ caName, limit, ...(q.deviceId === undefined ? {} : { deviceId: q.deviceId }), ...(q.after === undefined ? {} : { after: q.after }) });
   }
 
-  /** A registered CA whose key Gatehouse holds, valid now, ready to sign. */
-  async #heldCa(name: string): Promise<{ cert: x509.X509Certificate; node: X509Certificate; signer: Signer; notAfter: number }> {
+  /** Whether Gatehouse holds the key of this CA (it can sign with it). */
+  async holdsKey(name: string): Promise<boolean> {
+    return (await this.store.authority.getCaKey(name)) !== undefined;
+  }
+
+  /** A registered CA whose key Gatehouse holds, valid now, not revoked, ready to sign. */
+  async #heldCa(name: string): Promise<HeldCa> {
     const record = await this.cas.get(name);
+    if (!record.isVerified) throw invalid(`CA '${name}' is not verified`);
+    const cached = this.#held.get(name);
+    if (cached !== undefined && cached.pem === record.certificatePem && this.clock.now() < cached.held.notAfter) return cached.held;
     const keyPem = await this.store.authority.getCaKey(name);
     if (keyPem === undefined) throw invalid(`Gatehouse does not hold the key of CA '${name}'; it signs only with CAs it created`);
     const node = new X509Certificate(record.certificatePem);
     const notAfter = Date.parse(node.validTo);
     if (!(this.clock.now() < notAfter)) throw invalid(`CA '${name}' expired on ${new Date(notAfter).toISOString()}`);
-    if (!record.isVerified) throw invalid(`CA '${name}' is not verified`);
     // The certificate may have been replaced through /certificates since: sign only if it still carries our key.
     if (!node.checkPrivateKey(createPrivateKey(keyPem))) throw invalid(`the certificate of CA '${name}' no longer matches the key Gatehouse holds for it`);
-    return { cert: new x509.X509Certificate(record.certificatePem), node, signer: await signerFrom(keyPem), notAfter };
+    const own = await this.store.authority.getIssued(normalizeSerial(node.serialNumber));
+    if (own !== undefined && own.deviceId === `${CA_RECORD_PREFIX}${name}` && own.revokedAt !== null) throw invalid(`CA '${name}' is revoked`);
+    const held: HeldCa = { cert: new x509.X509Certificate(record.certificatePem), node, signer: await signerFrom(keyPem), notAfter };
+    this.#held.set(name, { pem: record.certificatePem, held });
+    return held;
   }
 
   /** The CA and its issuers up to the self-signed root, from the registered CAs, matched by key. */

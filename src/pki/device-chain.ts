@@ -45,6 +45,25 @@ export function outsideValidity(cert: X509Certificate, now: number, label: strin
   return undefined;
 }
 
+/**
+ * Why a certificate's key is too weak to authenticate a device, or undefined: RSA below 2048 bits
+ * (NIST SP 800-131A) and EC curves other than P-256, P-384 and P-521 are refused.
+ */
+export function weakKey(cert: X509Certificate): string | undefined {
+  const key = cert.publicKey;
+  const details = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = details?.modulusLength ?? 0;
+    return bits < 2048 ? `the certificate's RSA key has ${bits} bits; at least 2048 are required` : undefined;
+  }
+  if (key.asymmetricKeyType === 'ec') {
+    const curve = details?.namedCurve ?? '?';
+    return ['prime256v1', 'secp384r1', 'secp521r1'].includes(curve) ? undefined : `the certificate's EC key is on curve ${curve}; P-256, P-384 or P-521 only`;
+  }
+  if (key.asymmetricKeyType === 'ed25519') return undefined;
+  return `the certificate's ${key.asymmetricKeyType ?? 'unknown'} key is not accepted`;
+}
+
 /** Subject and issuer names equal (RFC 5280 §6.1, "self-issued"): not counted against pathLen. */
 function selfIssued(cert: X509Certificate): boolean {
   return cert.subject === cert.issuer;
@@ -62,6 +81,8 @@ function checkLeaf(leaf: X509Certificate, now: number): { commonName: string } |
   if (eku !== undefined && !eku.includes(CLIENT_AUTH)) {
     return { error: 'the leaf certificate is not for client authentication (extendedKeyUsage lacks clientAuth)' };
   }
+  const weak = weakKey(leaf);
+  if (weak !== undefined) return { error: weak };
   const fields = safeFields(leaf);
   if (fields === undefined) return { error: 'the leaf certificate subject cannot be read' };
   const [cn, ...more] = fields.commonNames;

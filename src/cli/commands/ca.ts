@@ -1,5 +1,5 @@
 /** `gatehouse ca ...`: X.509 CA certificates and proof of possession, like `az iot hub certificate`. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { print } from '../output.js';
 import { encodeId } from '../rest-client.js';
@@ -98,6 +98,15 @@ export function registerCa(program: Command): void {
       if (o.commonName !== undefined) body.commonName = o.commonName;
       const res = await withClient(o, (c) => c.call('POST', '/certificateAuthorities', body));
       print(row(res.body as CertificateJson), o.output, COLUMNS);
+    });
+
+  connectionOptions(nameOption(ca.command('export-key').description('export the private key of a hub-held CA (PKCS#8 PEM); logged as a warning')))
+    .requiredOption('--out <file>', 'where to write the key (created with mode 0600, never overwritten)')
+    .requiredOption('--yes-export-private-key', 'confirm: the key leaves the hub and anyone holding the file can sign devices')
+    .action(async (o: CaOpts & { out: string }) => {
+      const res = await withClient(o, (c) => c.call('POST', path(o.name).replace('/certificates/', '/certificateAuthorities/') + '/exportKey', { confirm: o.name }));
+      writeFileSync(o.out, (res.body as { privateKey: string }).privateKey, { mode: 0o600, flag: 'wx' });
+      print({ name: o.name, file: o.out }, o.output, ['name', 'file']);
     });
 
   connectionOptions(ca.command('list').description('list the CA certificates')).action(async (o: CaOpts) => {

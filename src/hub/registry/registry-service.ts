@@ -28,10 +28,18 @@ export const MAX_LIST = 1000;
  * re-keyed or re-thumbprinted credentials (Azure drops them at once; so do we).
  */
 export type IdentityChange =
-  | { kind: 'device-updated'; deviceId: string; credentialsOrStatus: boolean }
+  /**
+   * `keepThumbprints`: the change only swapped the X.509 thumbprints of an enabled self-signed
+   * identity (a rotation); sessions whose certificate is still listed stay connected.
+   */
+  | { kind: 'device-updated'; deviceId: string; credentialsOrStatus: boolean; keepThumbprints?: string[] }
   | { kind: 'device-deleted'; deviceId: string }
   | { kind: 'module-updated'; deviceId: string; moduleId: string; credentialsOrStatus: boolean }
   | { kind: 'module-deleted'; deviceId: string; moduleId: string };
+
+function thumbprintsOf(auth: DeviceRecord['auth']): string[] {
+  return auth.type === 'selfSigned' ? [auth.primaryThumbprint, auth.secondaryThumbprint].filter((t): t is string => t !== null).map((t) => t.toUpperCase()) : [];
+}
 
 export function renderDevice(d: DeviceRecord): JsonObject {
   const out: JsonObject = {
@@ -156,7 +164,8 @@ export class RegistryService {
     };
     await this.store.replaceDevice(next, ifMatch === '*' ? current.etag : ifMatch);
     const credentialsOrStatus = next.status !== current.status || JSON.stringify(next.auth) !== JSON.stringify(current.auth);
-    this.#emit({ kind: 'device-updated', deviceId, credentialsOrStatus });
+    const rotation = credentialsOrStatus && next.status === current.status && current.auth.type === 'selfSigned' && next.auth.type === 'selfSigned';
+    this.#emit({ kind: 'device-updated', deviceId, credentialsOrStatus, ...(rotation ? { keepThumbprints: thumbprintsOf(next.auth) } : {}) });
     return next;
   }
 

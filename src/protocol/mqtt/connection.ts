@@ -83,6 +83,11 @@ export class MqttConnection implements LiveSession {
     return this.peer.chain?.[0]?.serialNumber.toLowerCase();
   }
 
+  get certificateThumbprints(): string[] | undefined {
+    const leaf = this.peer.chain?.[0];
+    return leaf === undefined ? undefined : [leaf.fingerprint.replace(/:/g, ''), leaf.fingerprint256.replace(/:/g, '')];
+  }
+
   get moduleId(): string | null {
     return this.identity?.moduleId ?? null;
   }

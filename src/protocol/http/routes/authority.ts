@@ -113,6 +113,15 @@ export function registerAuthorityRoutes(app: FastifyInstance, authority: Certifi
     },
   );
 
+  // Key export: only with the CA's name repeated in the body, and logged as a warning.
+  app.post<NameParams>('/certificateAuthorities/:name/exportKey', { config: WRITE }, async (req) => {
+    const body = object(jsonBody(req), 'The body');
+    if (body.confirm !== req.params.name) {
+      throw new HubError('ArgumentInvalid', 'Exporting a CA key needs {"confirm": "<the CA name>"}: the key leaves the hub and can sign devices.');
+    }
+    return { name: req.params.name, privateKey: await authority.exportKey(req.params.name) };
+  });
+
   // Revocation (RFC 5280 §5.3.1 reasons): one certificate by serial, or every unrevoked one of a device.
   app.post<NameParams>('/certificateAuthorities/:name/revoke', { config: WRITE }, async (req) => {
     const body = object(jsonBody(req), 'The body');
