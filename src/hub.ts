@@ -19,7 +19,7 @@ import { ensureIdScope } from './dps/id-scope.js';
 import { EnrollmentService } from './dps/enrollment-service.js';
 import { PolicyCache, ServiceAuthenticator } from './auth/service-authenticator.js';
 import { ensureServerTls, type ServerTls } from './pki/server-tls.js';
-import { RegistryService } from './hub/registry/registry-service.js';
+import { RegistryService, renderDevice } from './hub/registry/registry-service.js';
 import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
@@ -29,6 +29,7 @@ import { C2dService } from './hub/c2d/c2d-service.js';
 import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaRegistry } from './pki/ca-registry.js';
 import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
+import { EstService } from './pki/est.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
@@ -169,6 +170,16 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       const drop =
         change.kind === 'device-deleted' || change.kind === 'module-deleted' || change.credentialsOrStatus;
       if (!drop) return;
+      if (change.kind === 'device-updated' && change.keepThumbprints !== undefined) {
+        // A thumbprint rotation: only sessions on a certificate no longer listed go.
+        const keep = new Set(change.keepThumbprints);
+        const dropped = connections.dropWhere(
+          (s) => s.deviceId === change.deviceId && s.moduleId === null && !(s.certificateThumbprints ?? []).some((t) => keep.has(t)),
+          'certificate no longer registered',
+        );
+        if (dropped > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: 'thumbprint-rotation', sessions: dropped }, 'dropped live sessions');
+        return;
+      }
       const n =
         change.kind === 'device-deleted' || change.kind === 'device-updated'
           ? connections.dropDevice(change.deviceId, `identity ${change.kind}`)
@@ -179,7 +190,11 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     // New mail for a connected device goes out at once, not at its next reconnect.
     c2d.onEnqueued((deviceId) => connections.get(deviceId, null)?.notifyC2d());
     const cas = new CaRegistry(store.certificates, clock);
-    const authority = new CertificateAuthority(store, cas, clock);
+    const pkiLog = logger.child({ component: 'pki' });
+    const authority = new CertificateAuthority(store, cas, clock, {
+      crlUrl: (caName) => `https://${config.hostname}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`}/crl/${encodeURIComponent(caName)}.crl`,
+      log: (fields, msg) => (fields.level === 'warn' ? pkiLog.warn(fields, msg) : pkiLog.info(fields, msg)),
+    });
     // Revoked certificates Gatehouse issued: refused at connect and provisioning; a revocation is
     // final, so positive answers are cached (and filled by revocations as they happen).
     const revokedSerials = new Map<string, string>(); // serial -> SHA-256 thumbprint
@@ -202,6 +217,29 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       for (const r of records) revokedSerials.set(normalizeSerial(r.serial), r.thumbprintSha256);
       const n = connections.dropWhere((s) => s.certificateSerial !== undefined && serials.has(normalizeSerial(s.certificateSerial)), 'certificate revoked');
       logger.info({ event: 'certificates.revoked', serials: [...serials], sessions: n }, 'revoked certificates');
+    });
+    const est = new EstService({
+      authority,
+      store: store.authority,
+      group: (id) => enrollments.getGroup(id),
+      cas,
+      registry: {
+        getDevice: (id) => registry.getDevice(id),
+        async rotateThumbprint(device, oldThumbprints, newThumbprint) {
+          if (device.auth.type !== 'selfSigned') return undefined;
+          const old = new Set(oldThumbprints.map((t) => t.toUpperCase()));
+          const { primaryThumbprint: p, secondaryThumbprint: s } = device.auth;
+          const slot = p !== null && old.has(p.toUpperCase()) ? 'secondary' : s !== null && old.has(s.toUpperCase()) ? 'primary' : undefined;
+          if (slot === undefined) return undefined;
+          const x509Thumbprint = slot === 'secondary' ? { primaryThumbprint: p, secondaryThumbprint: newThumbprint } : { primaryThumbprint: newThumbprint, secondaryThumbprint: s };
+          await registry.updateDevice(device.deviceId, { ...renderDevice(device), authentication: { type: 'selfSigned', x509Thumbprint } }, device.etag);
+          return slot;
+        },
+      },
+      isRevoked: (leaf) => revocation.isRevoked(leaf),
+      clock,
+      policy: () => ({ validityDays: config.deviceCertValidityDays, renewalGraceDays: config.certRenewalGraceDays }),
+      log: (fields, msg) => pkiLog.info(fields, msg),
     });
     const events = new EventStream(
       store.events,
@@ -244,6 +282,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       telemetry,
       cas,
       authority,
+      est,
       events,
       enrollments,
       dps,

@@ -9,6 +9,8 @@ import { registerMonitorEvents } from './commands/monitor-events.js';
 import { registerC2d } from './commands/c2d.js';
 import { registerCa } from './commands/ca.js';
 import { registerCert } from './commands/cert.js';
+import { registerEst } from './commands/est.js';
+import { registerFactory } from './commands/factory.js';
 import { CliError } from './rest-client.js';
 import { registerDps } from './commands/dps.js';
 
@@ -29,6 +31,8 @@ export function buildProgram(): Command {
   registerC2d(program);
   registerCa(program);
   registerCert(program);
+  registerEst(program);
+  registerFactory(program);
   return program;
 }
 

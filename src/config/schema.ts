@@ -47,6 +47,10 @@ export const configSchema = z
     dpsDisableSymmetricKeyAttestation: z.enum(['true', 'false']).optional(),
     /** Provisioning registrations per minute for the whole service (DPS limit: 1,000). */
     dpsRegistrationsPerMinute: z.coerce.number().int().min(1).max(1_000_000).default(1000),
+    /** Days a device certificate issued over EST (simpleenroll, simplereenroll) is valid. */
+    deviceCertValidityDays: z.coerce.number().int().min(1).max(3650).default(365),
+    /** Days after expiry a device may still renew over EST, proving it holds the old key; 0: never. */
+    certRenewalGraceDays: z.coerce.number().int().min(0).max(365).default(30),
     /** Seconds a new MQTT connection gets to send CONNECT before it is closed. */
     mqttConnectTimeout: z.coerce.number().int().min(1).max(120).default(10),
     /** Renew the server certificate when it has fewer days left than this. */
@@ -95,6 +99,8 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   tlsCaKey: 'GATEHOUSE_TLS_CA_KEY',
   serverCertRenewDays: 'GATEHOUSE_SERVER_CERT_RENEW_DAYS',
   mqttConnectTimeout: 'GATEHOUSE_MQTT_CONNECT_TIMEOUT',
+  deviceCertValidityDays: 'GATEHOUSE_DEVICE_CERT_VALIDITY_DAYS',
+  certRenewalGraceDays: 'GATEHOUSE_CERT_RENEWAL_GRACE_DAYS',
   dpsRegistrationsPerMinute: 'GATEHOUSE_DPS_REGISTRATIONS_PER_MINUTE',
   dpsDisableSymmetricKeyAttestation: 'GATEHOUSE_DPS_DISABLE_SYMMETRIC_KEY_ATTESTATION',
   eventRetentionHours: 'GATEHOUSE_EVENT_RETENTION_HOURS',

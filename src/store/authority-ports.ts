@@ -31,7 +31,30 @@ export interface IssuedQuery {
   after?: string;
 }
 
+/**
+ * A factory station's right to enroll devices into one enrollment group over EST, until it
+ * expires. The password itself is shown once at creation and never stored.
+ */
+export interface EstCredentialRecord {
+  /** The HTTP basic user name. */
+  id: string;
+  enrollmentGroupId: string;
+  /** Lower-case hex SHA-256 of the password; null for a client-certificate-only credential. */
+  secretHash: string | null;
+  /** Upper-case hex SHA-256 of the station's TLS client certificate, or null. */
+  clientThumbprint: string | null;
+  expiresAt: string;
+  created: string;
+}
+
 export interface AuthorityStore {
+  /** InvalidOperation when the id is taken. */
+  putEstCredential(record: EstCredentialRecord): Promise<void>;
+  getEstCredential(id: string): Promise<EstCredentialRecord | undefined>;
+  /** Ordered by id; one group's when given. */
+  listEstCredentials(enrollmentGroupId?: string): Promise<EstCredentialRecord[]>;
+  /** True if one was deleted. */
+  deleteEstCredential(id: string): Promise<boolean>;
   /** Seals and stores a CA key (PKCS#8 PEM). InvalidOperation when the CA already has one. */
   putCaKey(caName: string, keyPem: string): Promise<void>;
   /** The unsealed PKCS#8 PEM, or undefined when Gatehouse holds no key for that CA. */

@@ -96,5 +96,30 @@ export function authorityStoreConformance(name: string, open: () => Promise<Stor
         await rejectsWith(a.revoke('ff', 'keyCompromise', '2026-06-01T00:00:00.000Z'), 'ResourceNotFound');
       }),
     );
+  
+    it(
+      'keeps EST credentials: hash and thumbprint only, one per id, listed by group, deleted',
+      withStore(async (h) => {
+        const a = h.store.authority;
+        const base = { secretHash: 'ab'.repeat(32), clientThumbprint: null, expiresAt: '2027-01-01T00:00:00.000Z', created: '2026-11-21T00:00:00.000Z' };
+        await a.putEstCredential({ id: 'station-b', enrollmentGroupId: 'line-1', ...base });
+        await a.putEstCredential({ id: 'station-a', enrollmentGroupId: 'line-1', ...base, secretHash: null, clientThumbprint: 'CD'.repeat(32) });
+        await a.putEstCredential({ id: 'station-c', enrollmentGroupId: 'line-2', ...base });
+        await rejectsWith(a.putEstCredential({ id: 'station-a', enrollmentGroupId: 'line-2', ...base }), 'InvalidOperation');
+        assert.deepEqual(await a.getEstCredential('station-a'), {
+          id: 'station-a',
+          enrollmentGroupId: 'line-1',
+          ...base,
+          secretHash: null,
+          clientThumbprint: 'CD'.repeat(32),
+        });
+        assert.equal(await a.getEstCredential('nobody'), undefined);
+        assert.deepEqual((await a.listEstCredentials('line-1')).map((c) => c.id), ['station-a', 'station-b']);
+        assert.deepEqual((await a.listEstCredentials()).map((c) => c.id), ['station-a', 'station-b', 'station-c']);
+        assert.equal(await a.deleteEstCredential('station-b'), true);
+        assert.equal(await a.deleteEstCredential('station-b'), false);
+        assert.deepEqual((await a.listEstCredentials('line-1')).map((c) => c.id), ['station-a']);
+      }),
+    );
   });
 }

@@ -17,6 +17,8 @@ function hubOptions(cmd: Command): Command {
     .option('--dps-disable-symmetric-key-attestation <bool>', 'true: only X.509 devices may register with provisioning (env GATEHOUSE_DPS_DISABLE_SYMMETRIC_KEY_ATTESTATION)')
     .option('--dps-registrations-per-minute <n>', 'provisioning registrations per minute, default 1000 (env GATEHOUSE_DPS_REGISTRATIONS_PER_MINUTE)')
     .option('--mqtt-connect-timeout <seconds>', 'time a new MQTT connection gets to send CONNECT, default 10 (env GATEHOUSE_MQTT_CONNECT_TIMEOUT)')
+    .option('--device-cert-validity-days <days>', 'validity of device certificates issued over EST, default 365 (env GATEHOUSE_DEVICE_CERT_VALIDITY_DAYS)')
+    .option('--cert-renewal-grace-days <days>', 'days after expiry a device may still renew over EST with its old key, default 30 (env GATEHOUSE_CERT_RENEWAL_GRACE_DAYS)')
     .option('--event-retention-hours <h>', 'hours the event stream keeps telemetry, 1-168, default 24 (env GATEHOUSE_EVENT_RETENTION_HOURS)')
     .option('--event-max-count <n>', 'most events the event stream keeps, at least 1000, default 1000000 (env GATEHOUSE_EVENT_MAX_COUNT)')
     .option(

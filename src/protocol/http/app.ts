@@ -26,6 +26,7 @@ import { registerEventRoutes } from './routes/events.js';
 import { registerC2dRoutes } from './routes/c2d.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerAuthorityRoutes } from './routes/authority.js';
+import { registerEstRoutes } from './routes/est.js';
 import { registerDpsServiceRoutes } from './routes/dps-service.js';
 
 declare module 'fastify' {
@@ -165,6 +166,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerC2dRoutes(app, services.c2d);
   registerCertificateRoutes(app, services.cas, (name, ifMatch) => services.authority.deleteCa(name, ifMatch));
   registerAuthorityRoutes(app, services.authority);
+  registerEstRoutes(app, services.est, logger.child({ component: 'est' }));
   registerDpsServiceRoutes(app, services.enrollments);
   registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);

@@ -10,6 +10,7 @@ import type { CaRegistry } from '../../pki/ca-registry.js';
 import type { CertificateAuthority } from '../../pki/authority.js';
 import type { EventStream } from '../../hub/telemetry/event-stream.js';
 import type { EnrollmentService } from '../../dps/enrollment-service.js';
+import type { EstService } from '../../pki/est.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -28,6 +29,8 @@ export interface HubServices {
   cas: CaRegistry;
   /** The device CA: Gatehouse-held CA keys, signing device CSRs under sign options. */
   authority: CertificateAuthority;
+  /** EST (RFC 7030) enrollment and renewal, and factory credentials. */
+  est: EstService;
   /** The built-in event stream: group-committed telemetry, live subscriptions, retention. */
   events: EventStream;
   /** DPS enrollments and registration states (service side). */

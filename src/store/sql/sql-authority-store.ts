@@ -1,7 +1,7 @@
 /** AuthorityStore over a SqlDriver (SQLite and PostgreSQL alike); see authority-store.case.ts. */
 import { HubError } from '../../core/errors.js';
 import type { SecretBox } from '../../core/secret-box.js';
-import type { AuthorityStore, IssuedCertificateRecord, IssuedQuery } from '../authority-ports.js';
+import type { AuthorityStore, EstCredentialRecord, IssuedCertificateRecord, IssuedQuery } from '../authority-ports.js';
 import type { SqlDriver, SqlRow, SqlValue } from './driver.js';
 import { str as text, strOrNull as textOrNull } from './rows.js';
 
@@ -22,6 +22,19 @@ function fromRow(r: SqlRow): IssuedCertificateRecord {
     certificatePem: text(r, 'certificate_pem'),
     revokedAt: textOrNull(r, 'revoked_at'),
     revocationReason: textOrNull(r, 'revocation_reason'),
+    created: text(r, 'created'),
+  };
+}
+
+const EST_COLUMNS = 'id, enrollment_group_id, secret_hash, client_thumbprint, expires_at, created';
+
+function estFromRow(r: SqlRow): EstCredentialRecord {
+  return {
+    id: text(r, 'id'),
+    enrollmentGroupId: text(r, 'enrollment_group_id'),
+    secretHash: textOrNull(r, 'secret_hash'),
+    clientThumbprint: textOrNull(r, 'client_thumbprint'),
+    expiresAt: text(r, 'expires_at'),
     created: text(r, 'created'),
   };
 }
@@ -114,5 +127,38 @@ export class SqlAuthorityStore implements AuthorityStore {
     const rows = await this.db.all('SELECT 1 AS x FROM issued_certificates WHERE serial = ?', [serial]);
     if (rows.length === 0) throw new HubError('ResourceNotFound', `No issued certificate with serial ${serial}.`);
     return false;
+  }
+
+  async putEstCredential(r: EstCredentialRecord): Promise<void> {
+    try {
+      await this.db.run(`INSERT INTO est_credentials (${EST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`, [
+        r.id,
+        r.enrollmentGroupId,
+        r.secretHash,
+        r.clientThumbprint,
+        r.expiresAt,
+        r.created,
+      ]);
+    } catch (err) {
+      if (this.db.isUniqueViolation(err)) throw new HubError('InvalidOperation', `An EST credential '${r.id}' already exists.`);
+      throw err;
+    }
+  }
+
+  async getEstCredential(id: string): Promise<EstCredentialRecord | undefined> {
+    const rows = await this.db.all(`SELECT ${EST_COLUMNS} FROM est_credentials WHERE id = ?`, [id]);
+    return rows[0] === undefined ? undefined : estFromRow(rows[0]);
+  }
+
+  async listEstCredentials(enrollmentGroupId?: string): Promise<EstCredentialRecord[]> {
+    const rows =
+      enrollmentGroupId === undefined
+        ? await this.db.all(`SELECT ${EST_COLUMNS} FROM est_credentials ORDER BY id`)
+        : await this.db.all(`SELECT ${EST_COLUMNS} FROM est_credentials WHERE enrollment_group_id = ? ORDER BY id`, [enrollmentGroupId]);
+    return rows.map(estFromRow);
+  }
+
+  async deleteEstCredential(id: string): Promise<boolean> {
+    return (await this.db.run('DELETE FROM est_credentials WHERE id = ?', [id])) > 0;
   }
 }
