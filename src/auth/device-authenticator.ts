@@ -12,6 +12,7 @@
  * so only a holder of valid credentials learns that a device is disabled (`forbidden`); anything
  * else is `unauthorized`, whether the device exists or not.
  */
+import { outsideValidity } from '../pki/device-chain.js';
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import type { DeviceRecord, ModuleRecord, SharedAccessPolicy } from '../core/types.js';
@@ -159,9 +160,9 @@ export class DeviceAuthenticator {
 
   async #x509(c: DeviceCredentials, leaf: X509Certificate, chain: X509Certificate[]): Promise<DeviceAuthResult> {
     const now = this.clock.now();
-    const notBefore = Date.parse(leaf.validFrom);
     const notAfter = Date.parse(leaf.validTo);
-    if (!(notBefore <= now && now < notAfter)) return deny('client certificate outside its validity period');
+    const outside = outsideValidity(leaf, now, 'the client certificate');
+    if (outside !== undefined) return deny(outside);
     const { device, module } = await this.#identityRecord(c);
     const identity = c.moduleId === null ? device : module;
     const target = c.moduleId === null ? c.deviceId : `${c.deviceId}/${c.moduleId}`;

@@ -4,12 +4,12 @@
  * generated at test time with @peculiar/x509 over WebCrypto. No key is ever committed.
  * ECDSA P-256 by default; `alg: 'rsa'` gives RSA 2048.
  */
-import { KeyObject, X509Certificate, createHash, randomBytes, type webcrypto } from 'node:crypto';
+import { KeyObject, X509Certificate, createHash, createPrivateKey, randomBytes, type webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
-export type KeyAlg = 'ec' | 'rsa';
+export type KeyAlg = 'ec' | 'rsa' | 'rsa1024';
 
 export interface TestCert {
   certPem: string;
@@ -29,6 +29,8 @@ export interface Signer {
 
 export interface CertOptions {
   alg?: KeyAlg;
+  /** The full subject ("O=Gatehouse, CN=fleet"); default CN=<cn>. */
+  subjectName?: string;
   notBefore?: Date;
   notAfter?: Date;
   /** basicConstraints pathLenConstraint of a CA. */
@@ -46,8 +48,8 @@ const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
 async function keyPair(alg: KeyAlg): Promise<{ keys: webcrypto.CryptoKeyPair; signingAlgorithm: Signer['signingAlgorithm'] }> {
-  if (alg === 'rsa') {
-    const params = { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' };
+  if (alg === 'rsa' || alg === 'rsa1024') {
+    const params = { name: 'RSASSA-PKCS1-v1_5', modulusLength: alg === 'rsa' ? 2048 : 1024, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' };
     return { keys: await crypto.subtle.generateKey(params, true, ['sign', 'verify']), signingAlgorithm: { name: 'RSASSA-PKCS1-v1_5' } };
   }
   const keys = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
@@ -68,7 +70,7 @@ async function issue(
   kind: 'ca' | 'leaf',
 ): Promise<TestCert> {
   const { keys, signingAlgorithm } = await keyPair(opts.alg ?? 'ec');
-  const subject = new x509.Name([{ CN: [cn] }]);
+  const subject = opts.subjectName === undefined ? new x509.Name([{ CN: [cn] }]) : new x509.Name(opts.subjectName);
   const signer = issuer ?? { name: subject, privateKey: keys.privateKey, publicKey: keys.publicKey, signingAlgorithm };
   const ca = kind === 'ca' || opts.isCa === true;
   const extensions: x509.Extension[] = [
@@ -102,6 +104,19 @@ async function issue(
     cert: new X509Certificate(certPem),
     signer: { name: subject, privateKey: keys.privateKey, publicKey: keys.publicKey, signingAlgorithm },
   };
+}
+
+/** A CA from its certificate and PKCS#8 key (PEM), e.g. a Gatehouse CA whose key was exported. */
+export async function caFromPem(certPem: string, keyPem: string): Promise<TestCert> {
+  const cert = new x509.X509Certificate(certPem);
+  const node = new X509Certificate(certPem);
+  const ec = node.publicKey.asymmetricKeyType === 'ec';
+  const importAlg = ec ? { name: 'ECDSA', namedCurve: 'P-256' } : { name: 'RSASSA-PKCS1-v1_5', hash: 'SHA-256' };
+  const der = createPrivateKey(keyPem).export({ type: 'pkcs8', format: 'der' });
+  const privateKey = await crypto.subtle.importKey('pkcs8', der, importAlg, false, ['sign']);
+  const publicKey = await cert.publicKey.export(importAlg, ['verify']);
+  const signingAlgorithm = ec ? ({ name: 'ECDSA', hash: 'SHA-256' } as webcrypto.EcdsaParams) : { name: 'RSASSA-PKCS1-v1_5' };
+  return { certPem, keyPem, cert: node, signer: { name: cert.subjectName, privateKey, publicKey, signingAlgorithm } };
 }
 
 /** A self-signed root CA. */

@@ -19,7 +19,14 @@ export interface RawMqtt {
 }
 
 export async function rawMqtt(host: string, opts: { port?: number; ca: string; cert?: string; key?: string }): Promise<RawMqtt> {
-  const socket = connect({ host, port: opts.port ?? 8883, ca: opts.ca, ...(opts.cert === undefined ? {} : { cert: opts.cert, key: opts.key }) });
+  // A client presenting a certificate may present a deliberately weak one (RSA 1024): the client
+  // side lets it through (security level 0) so that the hub is the one to refuse it.
+  const socket = connect({
+    host,
+    port: opts.port ?? 8883,
+    ca: opts.ca,
+    ...(opts.cert === undefined ? {} : { cert: opts.cert, key: opts.key, ciphers: 'DEFAULT:@SECLEVEL=0' }),
+  });
   await new Promise<void>((resolve, reject) => {
     socket.once('secureConnect', () => resolve());
     socket.once('error', reject);
