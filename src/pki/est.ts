@@ -25,7 +25,7 @@ import { HubError, unauthorized } from '../core/errors.js';
 import type { DeviceRecord } from '../core/types.js';
 import type { AuthorityStore, EstCredentialRecord, IssuedCertificateRecord } from '../store/authority-ports.js';
 import type { CaCertificateRecord } from '../store/certificate-ports.js';
-import { CA_RECORD_PREFIX, type CertificateAuthority, type IssuedCertificate } from './authority.js';
+import { CA_RECORD_PREFIX, normalizeSerial, type CertificateAuthority, type IssuedCertificate } from './authority.js';
 
 export interface EstPolicy {
   /** Validity of every certificate issued over EST. */
@@ -228,7 +228,7 @@ export class EstService {
     const leaf = caller.peerChain?.[0];
     if (leaf === undefined) throw notAccepted('simplereenroll needs the current certificate as the TLS client certificate');
     const now = this.deps.clock.now();
-    const current = await this.deps.store.getIssued(leaf.serialNumber.toLowerCase().replace(/^0+(?=.)/, ''));
+    const current = await this.deps.store.getIssued(normalizeSerial(leaf.serialNumber));
     // Exactly the certificate we issued (a fake root with the same name signs other bytes).
     if (current === undefined || current.thumbprintSha256 !== thumbprintOf(leaf) || current.deviceId.startsWith(CA_RECORD_PREFIX)) {
       throw refused('the client certificate was not issued by this hub');
