@@ -8,7 +8,7 @@
  * never leave: there is no export. The public part of every CA is registered in the CaRegistry as
  * verified (holding the key is the proof of possession), so devices it signs connect at once.
  */
-import { KeyObject, X509Certificate, createPrivateKey, createPublicKey, randomBytes, type webcrypto } from 'node:crypto';
+import { KeyObject, X509Certificate, createHash, createPrivateKey, createPublicKey, randomBytes, type webcrypto } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as x509 from '@peculiar/x509';
 import type { Clock } from '../core/clock.js';
@@ -179,6 +179,8 @@ export class CertificateAuthority {
   /** Signers per CA, reused while the registered certificate stays the same. */
   readonly #held = new Map<string, { pem: string; held: HeldCa }>();
   readonly #log: AuthorityLog;
+  /** CA chains (PEM, up to the root) per CA, while its certificate stays the same. */
+  readonly #chains = new Map<string, { pem: string; chain: string[] }>();
 
   constructor(
     private readonly store: Store,
@@ -363,15 +365,16 @@ export class CertificateAuthority {
       extensions,
     });
     const certificatePem = cert.toString('pem') + '\n';
-    const node = new X509Certificate(certificatePem);
+    // Thumbprints straight from the DER: no second parse on the signing path.
+    const der = Buffer.from(cert.rawData);
     const record: IssuedCertificateRecord = {
       serial,
       caName: opts.caName,
       deviceId: opts.deviceId,
       registrationId: opts.registrationId ?? null,
       enrollmentGroupId: opts.enrollmentGroupId ?? null,
-      thumbprintSha1: hex(node.fingerprint),
-      thumbprintSha256: hex(node.fingerprint256),
+      thumbprintSha1: createHash('sha1').update(der).digest('hex').toUpperCase(),
+      thumbprintSha256: createHash('sha256').update(der).digest('hex').toUpperCase(),
       notBefore: notBefore.toISOString(),
       notAfter: notAfter.toISOString(),
       certificatePem,
@@ -384,11 +387,11 @@ export class CertificateAuthority {
       { event: 'cert.issued', ca: opts.caName, serial, deviceId: opts.deviceId, enrollmentGroupId: opts.enrollmentGroupId ?? null, keyAlg, notAfter: record.notAfter, thumbprint: record.thumbprintSha256 },
       'certificate issued',
     );
-    const chain = await this.#chainOf(ca.node);
+    const chain = await this.chainPems(opts.caName);
     return {
       serial,
       certificatePem,
-      chainPem: certificatePem + chain.map((c) => c.toString().trim() + '\n').join(''),
+      chainPem: certificatePem + chain.map((c) => c.trim() + '\n').join(''),
       notAfter: record.notAfter,
       thumbprintSha256: record.thumbprintSha256,
     };
@@ -521,6 +524,8 @@ export class CertificateAuthority {
     const held = await this.store.authority.deleteCaKey(name);
     this.#crls.delete(name);
     this.#held.delete(name);
+    // An issuer gone changes the chains below it.
+    this.#chains.clear();
     this.#log({ event: 'ca.deleted', ca: name, keyDeleted: held }, 'CA deleted');
   }
 
@@ -539,7 +544,11 @@ export class CertificateAuthority {
   /** The CA certificate and its issuers up to the root (PEM each), for EST /cacerts. */
   async chainPems(name: string): Promise<string[]> {
     const record = await this.cas.get(name);
-    return (await this.#chainOf(new X509Certificate(record.certificatePem))).map((c) => c.toString());
+    const cached = this.#chains.get(name);
+    if (cached !== undefined && cached.pem === record.certificatePem) return cached.chain;
+    const chain = (await this.#chainOf(new X509Certificate(record.certificatePem))).map((c) => c.toString());
+    this.#chains.set(name, { pem: record.certificatePem, chain });
+    return chain;
   }
 
   /** Certificates issued by one CA (which must exist), in serial order. */
