@@ -14,6 +14,7 @@ import iothub from 'azure-iothub';
 import { cli, removeDir, startHubProcess, tempDir, type HubProcess } from './support/hub-process.js';
 import { connectPacket, connectRaw } from './support/raw-mqtt.js';
 import { errorCode, errorMessage, policyKey, restClient, type Rest } from './support/rest.js';
+import { makeSelfSigned } from './support/pki.js';
 
 const HOST = '127.0.47.1';
 
@@ -194,6 +195,26 @@ describe('EST with curl and openssl (hub process)', () => {
     const r = await rest('POST', '/.well-known/est/line-a/simpleenroll', undefined, { auth: false, headers: basic, raw: readFileSync(badId.csr), apiVersion: false });
     assert.equal(r.status, 400);
     assert.match(errorMessage(r), /is not a valid registration id/);
+  });
+
+  it('a station may authenticate with its TLS client certificate instead of a password', async () => {
+    const station = await makeSelfSigned('station-tls');
+    const created = await rest('POST', '/est/credentials', { enrollmentGroupId: 'line-a', id: 'station-tls', clientCertificate: station.certPem, password: false });
+    assert.equal(created.status, 201, JSON.stringify(created.body));
+    assert.equal((created.body as { password?: unknown }).password, false, 'no password was made');
+    const dev = opensslCsr('tls-station-dev', 'unit-tls-0001');
+    const csrPem = `-----BEGIN CERTIFICATE REQUEST-----\n${readFileSync(dev.csr, 'utf8').trim()}\n-----END CERTIFICATE REQUEST-----\n`;
+    const enrolled = await rest('POST', '/est/line-a/enroll', { csr: csrPem }, { auth: false, tlsCert: { cert: station.certPem, key: station.keyPem } });
+    assert.equal(enrolled.status, 200, JSON.stringify(enrolled.body));
+    const imposter = await makeSelfSigned('station-tls');
+    const refused = await rest('POST', '/est/line-a/enroll', { csr: csrPem }, { auth: false, tlsCert: { cert: imposter.certPem, key: imposter.keyPem } });
+    assert.equal(refused.status, 401);
+    // The credential lists without secrets.
+    const listed = cli(['est', 'credential', 'list', '--data-dir', hub.dataDir, '--group', 'line-a']);
+    assert.equal(listed.status, 0, listed.stderr);
+    const rows = JSON.parse(listed.stdout) as Array<{ id: string; password: boolean; clientCertificateThumbprint: string | null }>;
+    assert.deepEqual(rows.map((r) => [r.id, r.password, r.clientCertificateThumbprint !== null]), [['station-1', true, false], ['station-tls', false, true]]);
+    assert.ok(!listed.stdout.includes(password), 'no password in the listing');
   });
 
   it('renewal rotates a thumbprint device without dropping its session; the oldest certificate goes on the next renewal', async () => {
