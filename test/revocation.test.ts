@@ -9,15 +9,14 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { KeyObject, X509Certificate, type webcrypto } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { request } from 'node:https';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import * as x509 from '@peculiar/x509';
 import iothub from 'azure-iothub';
-import { generateSasToken } from '../src/auth/sas.js';
 import { parseConnectionString } from '../src/cli/connection.js';
 import { cli, removeDir, startHubProcess, tempDir, type HubProcess } from './support/hub-process.js';
 import { connectPacket, connectRaw, type RawMqtt } from './support/raw-mqtt.js';
+import { restClient, type RestResult } from './support/rest.js';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -70,33 +69,8 @@ describe('revocation of Gatehouse-issued certificates (hub process)', () => {
     removeDir(files);
   });
 
-  function call(method: string, path: string, body?: unknown, auth = true): Promise<{ status: number; headers: Record<string, unknown>; raw: Buffer; body: unknown }> {
-    const token = generateSasToken({ resource: HOST, key: ownerKey, keyName: 'iothubowner', expiry: Date.now() / 1000 + 600 });
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    return new Promise((resolve, reject) => {
-      const req = request(
-        {
-          host: HOST,
-          port: 443,
-          method,
-          path: `${path}${path.includes('?') ? '&' : '?'}api-version=2021-04-12`,
-          ca,
-          headers: { ...(auth ? { authorization: token } : {}), ...(payload === undefined ? {} : { 'content-type': 'application/json' }) },
-        },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('end', () => {
-            const raw = Buffer.concat(chunks);
-            let parsed: unknown;
-            if (String(res.headers['content-type'] ?? '').includes('json') && raw.length > 0) parsed = JSON.parse(raw.toString('utf8'));
-            resolve({ status: res.statusCode ?? 0, headers: res.headers, raw, body: parsed });
-          });
-        },
-      );
-      req.on('error', reject);
-      req.end(payload);
-    });
+  function call(method: string, path: string, body?: unknown, auth = true): Promise<RestResult> {
+    return restClient(HOST, ca, ownerKey)(method, path, body, { auth });
   }
 
   async function issue(deviceId: string, caName: string): Promise<{ serial: string; certificate: string; chain: string; keyPem: string }> {
