@@ -8,8 +8,7 @@
  * never leave: there is no export. The public part of every CA is registered in the CaRegistry as
  * verified (holding the key is the proof of possession), so devices it signs connect at once.
  */
-import { KeyObject, X509Certificate, createHash, createPrivateKey, createPublicKey, randomBytes, type webcrypto } from 'node:crypto';
-import { isIP } from 'node:net';
+import { KeyObject, X509Certificate, createHash, createPrivateKey, createPublicKey, type webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import type { Clock } from '../core/clock.js';
 import { HubError } from '../core/errors.js';
@@ -18,6 +17,8 @@ import type { IssuedCertificateRecord } from '../store/authority-ports.js';
 import type { Store } from '../store/ports.js';
 import type { CaRegistry } from './ca-registry.js';
 import { certFields } from './cert-fields.js';
+import { allIssued } from './issued.js';
+import { classify, GEN_PARAMS, invalid, KEY_ALGS, randomSerial, sanEntry, signAlgFor, signerFrom, type KeyAlg, type Signer } from './keys.js';
 import { buildCrl, isRevocationReason, normalizeSerial, REVOCATION_REASONS, type RevocationReason } from './crl.js';
 
 // Callers import the revocation vocabulary from here as before.
@@ -25,8 +26,8 @@ export { isRevocationReason, normalizeSerial, REVOCATION_REASONS, type Revocatio
 
 x509.cryptoProvider.set(globalThis.crypto);
 
-export type KeyAlg = 'p256' | 'p384' | 'rsa2048' | 'rsa3072' | 'rsa4096';
-export const KEY_ALGS: readonly KeyAlg[] = ['p256', 'p384', 'rsa2048', 'rsa3072', 'rsa4096'];
+// Callers import the key vocabulary from here as before.
+export { KEY_ALGS, type KeyAlg } from './keys.js';
 
 export interface CreateCaOptions {
   /** The CA's name in the CaRegistry (1-64 of A-Z a-z 0-9 _ . -). */
@@ -81,7 +82,6 @@ export const CA_RECORD_PREFIX = '$ca/';
 const DAY_MS = 86_400_000;
 /** notBefore is backdated so that peers with a slightly slow clock accept a fresh certificate. */
 const CLOCK_SKEW_MS = 5 * 60_000;
-const MAX_RSA_BITS = 8192;
 const MAX_CHAIN = 8;
 /** RFC 5280 §4.2.1.9 id-ce-basicConstraints. */
 const BASIC_CONSTRAINTS = '2.5.29.19';
@@ -93,65 +93,6 @@ interface HeldCa {
   notAfter: number;
 }
 
-interface Signer {
-  key: webcrypto.CryptoKey;
-  signAlg: webcrypto.Algorithm | webcrypto.EcdsaParams;
-}
-
-const GEN_PARAMS: Record<KeyAlg, webcrypto.EcKeyGenParams | webcrypto.RsaHashedKeyGenParams> = {
-  p256: { name: 'ECDSA', namedCurve: 'P-256' },
-  p384: { name: 'ECDSA', namedCurve: 'P-384' },
-  rsa2048: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 2048, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
-  rsa3072: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 3072, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
-  rsa4096: { name: 'RSASSA-PKCS1-v1_5', modulusLength: 4096, publicExponent: new Uint8Array([1, 0, 1]), hash: 'SHA-256' },
-};
-
-function invalid(message: string): HubError {
-  return new HubError('ArgumentInvalid', message);
-}
-
-/** RFC 5280 §4.1.2.2: positive, at most 20 octets; 16 random bytes with the top bit clear. */
-function randomSerial(): string {
-  const bytes = randomBytes(16);
-  bytes[0] = (bytes[0]! & 0x7f) || 0x01;
-  return bytes.toString('hex');
-}
-
-function signAlgFor(alg: KeyAlg): webcrypto.Algorithm | webcrypto.EcdsaParams {
-  if (alg === 'p256') return { name: 'ECDSA', hash: 'SHA-256' } as webcrypto.EcdsaParams;
-  if (alg === 'p384') return { name: 'ECDSA', hash: 'SHA-384' } as webcrypto.EcdsaParams;
-  return { name: 'RSASSA-PKCS1-v1_5' };
-}
-
-/** The KeyAlg of a key, or the precise reason it is refused. */
-function classify(key: KeyObject, whose: string): KeyAlg {
-  const details = key.asymmetricKeyDetails;
-  if (key.asymmetricKeyType === 'rsa') {
-    const bits = details?.modulusLength ?? 0;
-    if (bits < 2048) throw invalid(`RSA keys below 2048 bits are refused (${whose} has ${bits})`);
-    if (bits > MAX_RSA_BITS) throw invalid(`RSA keys above ${MAX_RSA_BITS} bits are refused (${whose} has ${bits})`);
-    if (bits === 2048 || bits === 3072 || bits === 4096) return `rsa${bits}`;
-    throw invalid(`RSA keys of ${bits} bits are refused; 2048, 3072 or 4096 only`);
-  }
-  if (key.asymmetricKeyType === 'ec') {
-    const curve = details?.namedCurve ?? '?';
-    if (curve === 'prime256v1') return 'p256';
-    if (curve === 'secp384r1') return 'p384';
-    throw invalid(`EC keys on curve ${curve} are refused (${whose}); P-256 or P-384 only`);
-  }
-  throw invalid(`${key.asymmetricKeyType ?? 'unknown'} keys are refused (${whose}); ECDSA P-256/P-384 or RSA 2048+ only`);
-}
-
-/** A WebCrypto signing key from a held PKCS#8 PEM, with the signature algorithm that goes with it. */
-async function signerFrom(keyPem: string): Promise<Signer> {
-  const key = createPrivateKey(keyPem);
-  const alg = classify(key, 'the CA key');
-  const params = GEN_PARAMS[alg];
-  const importAlg = params.name === 'ECDSA' ? { name: 'ECDSA', namedCurve: (params as webcrypto.EcKeyGenParams).namedCurve } : { name: params.name, hash: 'SHA-256' };
-  const der = key.export({ type: 'pkcs8', format: 'der' });
-  return { key: await crypto.subtle.importKey('pkcs8', der, importAlg, false, ['sign']), signAlg: signAlgFor(alg) };
-}
-
 function hex(fingerprint: string): string {
   return fingerprint.replace(/:/g, '').toUpperCase();
 }
@@ -160,15 +101,6 @@ function positiveDays(v: number | undefined, fallback: number, what: string): nu
   const d = v ?? fallback;
   if (typeof d !== 'number' || !Number.isFinite(d) || d <= 0) throw invalid(`${what} must be a positive number of days, got ${String(v)}`);
   return d;
-}
-
-/** RFC 5280 §4.2.1.6: IP literals as iPAddress, scheme://... as URI, everything else as dNSName. */
-function sanEntry(raw: string): x509.JsonGeneralName {
-  const name = raw.trim();
-  if (isIP(name) !== 0) return { type: 'ip', value: name };
-  if (/^[a-z][a-z0-9+.-]*:\/\/\S+$/i.test(name)) return { type: 'url', value: name };
-  if (/^(\*\.)?[a-z0-9_-]+(\.[a-z0-9_-]+)*$/i.test(name)) return { type: 'dns', value: name.toLowerCase() };
-  throw invalid(`subjectAltName ${JSON.stringify(raw)} is not a DNS name, an IP address or a URI`);
 }
 
 export class CertificateAuthority {
@@ -416,62 +348,35 @@ export class CertificateAuthority {
     }
     if (record.revokedAt !== null) return record;
     const at = new Date(this.clock.now()).toISOString();
-    await this.store.authority.revoke(key, reason, at);
-    const revoked = (await this.store.authority.getIssued(key)) ?? { ...record, revokedAt: at, revocationReason: reason };
-    this.#changed([revoked]);
-    // Revoking an intermediate revokes everything it signed: no chain through it is trusted again.
-    if (record.deviceId.startsWith(CA_RECORD_PREFIX)) {
-      const caName = record.deviceId.slice(CA_RECORD_PREFIX.length);
-      this.#held.delete(caName);
-      await this.#revokeAllUnder(caName, reason, at);
-    }
-    return revoked;
+    const [revoked] = await this.#revokeAll([record], reason, at);
+    return (await this.store.authority.getIssued(key)) ?? revoked ?? record;
   }
 
-  async #revokeAllUnder(caName: string, reason: RevocationReason, at: string): Promise<void> {
-    const targets: IssuedCertificateRecord[] = [];
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.store.authority.listIssued({ caName, limit: 1000, ...(after === undefined ? {} : { after }) });
-      targets.push(...page.filter((r) => r.revokedAt === null));
-      if (page.length < 1000) break;
-      after = page[page.length - 1]!.serial;
-    }
+  /**
+   * Revokes the unrevoked ones among `targets`, tells the listeners, and, for an intermediate,
+   * revokes everything it signed: no chain through it is trusted again.
+   */
+  async #revokeAll(targets: readonly IssuedCertificateRecord[], reason: RevocationReason, at: string): Promise<IssuedCertificateRecord[]> {
     const done: IssuedCertificateRecord[] = [];
     for (const r of targets) {
-      if (await this.store.authority.revoke(r.serial, reason, at)) done.push({ ...r, revokedAt: at, revocationReason: reason });
+      if (r.revokedAt === null && (await this.store.authority.revoke(r.serial, reason, at))) done.push({ ...r, revokedAt: at, revocationReason: reason });
     }
     if (done.length > 0) this.#changed(done);
     for (const r of done) {
-      if (r.deviceId.startsWith(CA_RECORD_PREFIX)) await this.#revokeAllUnder(r.deviceId.slice(CA_RECORD_PREFIX.length), reason, at);
+      if (!r.deviceId.startsWith(CA_RECORD_PREFIX)) continue;
+      const caName = r.deviceId.slice(CA_RECORD_PREFIX.length);
+      this.#held.delete(caName);
+      await this.#revokeAll(await allIssued(this.store.authority, { caName }), reason, at);
     }
+    return done;
   }
 
   /** Revokes every unrevoked certificate issued to a device (by one CA, when given). */
   async revokeDevice(deviceId: string, reason: RevocationReason = 'unspecified', caName?: string): Promise<IssuedCertificateRecord[]> {
     if (!isRevocationReason(reason)) throw invalid(`reason must be one of ${Object.keys(REVOCATION_REASONS).join(', ')}`);
     if (typeof deviceId !== 'string' || deviceId === '') throw invalid('deviceId is required');
-    const targets: IssuedCertificateRecord[] = [];
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.store.authority.listIssued({ deviceId, limit: 1000, ...(caName === undefined ? {} : { caName }), ...(after === undefined ? {} : { after }) });
-      targets.push(...page.filter((r) => r.revokedAt === null));
-      if (page.length < 1000) break;
-      after = page[page.length - 1]!.serial;
-    }
-    const at = new Date(this.clock.now()).toISOString();
-    const done: IssuedCertificateRecord[] = [];
-    for (const r of targets) {
-      if (await this.store.authority.revoke(r.serial, reason, at)) done.push({ ...r, revokedAt: at, revocationReason: reason });
-    }
-    if (done.length > 0) this.#changed(done);
-    for (const r of done) {
-      if (r.deviceId.startsWith(CA_RECORD_PREFIX)) {
-        this.#held.delete(r.deviceId.slice(CA_RECORD_PREFIX.length));
-        await this.#revokeAllUnder(r.deviceId.slice(CA_RECORD_PREFIX.length), reason, at);
-      }
-    }
-    return done;
+    const targets = await allIssued(this.store.authority, { deviceId, ...(caName === undefined ? {} : { caName }) });
+    return this.#revokeAll(targets, reason, new Date(this.clock.now()).toISOString());
   }
 
   /**
@@ -484,14 +389,7 @@ export class CertificateAuthority {
     const cached = this.#crls.get(caName);
     if (cached !== undefined && now < cached.refreshAt) return cached.der;
     const ca = await this.#heldCa(caName);
-    const revoked: IssuedCertificateRecord[] = [];
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.store.authority.listIssued({ caName, limit: 1000, ...(after === undefined ? {} : { after }) });
-      revoked.push(...page.filter((r) => r.revokedAt !== null));
-      if (page.length < 1000) break;
-      after = page[page.length - 1]!.serial;
-    }
+    const revoked = (await allIssued(this.store.authority, { caName })).filter((r) => r.revokedAt !== null);
     // RFC 5280 §5.2.3: monotonically increasing; milliseconds since the epoch survive restarts.
     const crlNumber = Math.max(now, this.#lastCrlNumber + 1);
     this.#lastCrlNumber = crlNumber;

@@ -25,6 +25,7 @@ import { HubError, unauthorized } from '../core/errors.js';
 import type { DeviceRecord } from '../core/types.js';
 import type { AuthorityStore, EstCredentialRecord, IssuedCertificateRecord } from '../store/authority-ports.js';
 import type { CaCertificateRecord } from '../store/certificate-ports.js';
+import { allIssued } from './issued.js';
 import { CA_RECORD_PREFIX, normalizeSerial, type CertificateAuthority, type IssuedCertificate } from './authority.js';
 
 export interface EstPolicy {
@@ -100,18 +101,20 @@ function invalid(message: string): HubError {
   return new HubError('ArgumentInvalid', message);
 }
 
+/** PEM armour around base64 of DER, 64 columns. */
+function pem(label: string, base64: string): string {
+  return `-----BEGIN ${label}-----\n${base64.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END ${label}-----\n`;
+}
+
 /** A PKCS#10 request from what an EST client sends: base64 DER (RFC 7030 §4.2.1), or PEM. */
 export function csrFromBody(body: Buffer | string): string {
   const text = (typeof body === 'string' ? body : body.toString('latin1')).trim();
   if (text === '') throw new HubError('ArgumentNull', 'The body must be a PKCS#10 certificate request (base64 DER or PEM).');
   if (text.startsWith('-----BEGIN')) return text;
   const compact = text.replace(/\s+/g, '');
-  if (/^[A-Za-z0-9+/]+=*$/.test(compact)) {
-    return `-----BEGIN CERTIFICATE REQUEST-----\n${compact.replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE REQUEST-----\n`;
-  }
+  if (/^[A-Za-z0-9+/]+=*$/.test(compact)) return pem('CERTIFICATE REQUEST', compact);
   // Binary DER (Content-Transfer-Encoding: binary), as some clients send it.
-  const der = typeof body === 'string' ? Buffer.from(body, 'latin1') : body;
-  return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END CERTIFICATE REQUEST-----\n`;
+  return pem('CERTIFICATE REQUEST', (typeof body === 'string' ? Buffer.from(body, 'latin1') : body).toString('base64'));
 }
 
 /** An RFC 7030 §4.1.3 / §4.2.3 response body: a certs-only CMS SignedData, base64, 64-column lines. */
@@ -345,14 +348,7 @@ export class EstService {
 
   async #activeFor(deviceId: string): Promise<IssuedCertificateRecord[]> {
     const now = this.deps.clock.now();
-    const out: IssuedCertificateRecord[] = [];
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.deps.store.listIssued({ deviceId, limit: 1000, ...(after === undefined ? {} : { after }) });
-      out.push(...page.filter((r) => r.revokedAt === null && now < Date.parse(r.notAfter)));
-      if (page.length < 1000) return out;
-      after = page[page.length - 1]!.serial;
-    }
+    return (await allIssued(this.deps.store, { deviceId })).filter((r) => r.revokedAt === null && now < Date.parse(r.notAfter));
   }
 
   async #bundle(r: IssuedCertificateRecord): Promise<IssuedCertificate> {
