@@ -77,3 +77,9 @@ export function requireAnyRight(principal: ServicePrincipal, anyOf: readonly Rig
     throw unauthorized(`policy ${principal.name} lacks ${anyOf.join(' or ')}`);
   }
 }
+
+/** Allow when the principal holds every one of the rights. */
+export function requireAllRights(principal: ServicePrincipal, allOf: readonly Right[]): void {
+  const missing = allOf.filter((r) => !principal.rights.has(r));
+  if (missing.length > 0) throw unauthorized(`policy ${principal.name} lacks ${missing.join(', ')}`);
+}

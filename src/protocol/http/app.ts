@@ -7,7 +7,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { HubError } from '../../core/errors.js';
 import type { Right } from '../../core/types.js';
-import { requireAnyRight, type ServiceAuthenticator, type ServicePrincipal } from '../../auth/service-authenticator.js';
+import { requireAllRights, requireAnyRight, type ServiceAuthenticator, type ServicePrincipal } from '../../auth/service-authenticator.js';
 import { sendError, toHubError } from './error-mapping.js';
 import type { HubServices } from './services.js';
 import type { DeviceIdentity } from '../../auth/device-authenticator.js';
@@ -35,6 +35,11 @@ declare module 'fastify' {
     rights?: readonly Right[];
     /** A device route: the caller must authenticate as the device named by the `:id` param. */
     device?: boolean;
+    /**
+     * Hub administration (settings, policies, roles, audit log, alerts): the caller needs every
+     * hub right (a policy like iothubowner) or the Owner role.
+     */
+    admin?: boolean;
   }
   interface FastifyRequest {
     principal: ServicePrincipal | undefined;
@@ -48,6 +53,9 @@ export interface HttpAppOptions {
   services: HubServices;
   authenticator: ServiceAuthenticator;
 }
+
+/** What an administration route needs from a shared access policy: all the hub's rights. */
+export const ADMIN_RIGHTS: readonly Right[] = ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'];
 
 /** 1 MiB: a full bulk request of 100 devices fits several times; twins are capped far lower. */
 export const BODY_LIMIT = 1024 * 1024;
@@ -117,12 +125,14 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
       req.device = result.identity;
       return;
     }
-    const rights = req.routeOptions.config.rights;
+    const admin = req.routeOptions.config.admin === true;
+    const rights = admin ? ADMIN_RIGHTS : req.routeOptions.config.rights;
     if (rights === undefined) return;
     const header = req.headers.authorization;
     try {
       const principal = await authenticator.authenticate(header, requestPath(req.url));
-      requireAnyRight(principal, rights);
+      if (admin) requireAllRights(principal, ADMIN_RIGHTS);
+      else requireAnyRight(principal, rights);
       req.principal = principal;
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
