@@ -41,6 +41,7 @@ import { ProvisioningThrottle } from './dps/throttle.js';
 import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
+import { SecurityEvents } from './security/events.js';
 
 export const STATE_FILE = 'gatehouse.json';
 export const SQLITE_FILE = 'gatehouse.db';
@@ -146,6 +147,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const tls = await ensureServerTls(store, tlsOpts);
     for (const action of tls.actions) logger.info({ event: 'tls' }, action);
 
+    const securityEvents = new SecurityEvents((err) => logger.error({ err, event: 'security-events.listener-failed' }, 'a security event listener failed'));
     const registry = new RegistryService(store, clock);
     const twins = new TwinService(store, clock);
     const query = new QueryService(store);
@@ -286,6 +288,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       events,
       enrollments,
       dps,
+      securityEvents,
       async health() {
         try {
           await store.getMeta('hub.id');

@@ -11,6 +11,7 @@ import type { CertificateAuthority } from '../../pki/authority.js';
 import type { EventStream } from '../../hub/telemetry/event-stream.js';
 import type { EnrollmentService } from '../../dps/enrollment-service.js';
 import type { EstService } from '../../pki/est.js';
+import type { SecurityEvents } from '../../security/events.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -37,5 +38,7 @@ export interface HubServices {
   enrollments: EnrollmentService;
   /** DPS device registration (MQTT and HTTPS). */
   dps: DpsDeps;
+  /** Auth decisions, changes, sessions and C2D outcomes, for the audit log, metrics, alerts and lockout. */
+  securityEvents: SecurityEvents;
   health(): Promise<{ status: 'ok' | 'degraded'; store: string; checks: Record<string, string> }>;
 }
