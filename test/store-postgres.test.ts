@@ -7,6 +7,7 @@ import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
 import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
 import { authorityStoreConformance } from '../src/store/authority-store.case.js';
+import { auditStoreConformance } from '../src/store/audit-store.case.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 
 const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -43,3 +44,4 @@ c2dStoreConformance('postgres', openHarness);
 certificateStoreConformance('postgres', openHarness);
 enrollmentStoreConformance('postgres', openHarness);
 authorityStoreConformance('postgres', openHarness);
+auditStoreConformance('postgres', openHarness);

@@ -9,6 +9,7 @@ import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
 import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
 import { authorityStoreConformance } from '../src/store/authority-store.case.js';
+import { auditStoreConformance } from '../src/store/audit-store.case.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 
 async function openHarness(): Promise<StoreHarness> {
@@ -37,3 +38,4 @@ c2dStoreConformance('sqlite', openHarness);
 certificateStoreConformance('sqlite', openHarness);
 enrollmentStoreConformance('sqlite', openHarness);
 authorityStoreConformance('sqlite', openHarness);
+auditStoreConformance('sqlite', openHarness);

@@ -18,6 +18,7 @@ import type { C2dStore } from './c2d-ports.js';
 import type { CertificateStore } from './certificate-ports.js';
 import type { EnrollmentStore } from './enrollment-ports.js';
 import type { AuthorityStore } from './authority-ports.js';
+import type { AuditStore } from './audit-ports.js';
 
 export type * from './event-ports.js';
 export type * from './session-ports.js';
@@ -116,5 +117,7 @@ export interface Store
   readonly enrollments: EnrollmentStore;
   /** The device CA: sealed keys of Gatehouse-held CAs and the certificates they issued. */
   readonly authority: AuthorityStore;
+  /** The tamper-evident audit log: auth decisions and changes, hash-chained. */
+  readonly audit: AuditStore;
   close(): Promise<void>;
 }
