@@ -1,0 +1,428 @@
+/**
+ * The audit log: every authentication decision and every change reported on the SecurityEvents
+ * stream, appended to the store as a keyed hash chain (audit-chain.ts).
+ *
+ * One in-process writer. Events are queued in emission order as they arrive (the listener never
+ * waits) and written in batches: at most every FLUSH_MS, sooner when BATCH_SIZE are waiting, one
+ * transaction per batch, seqs and hashes computed in memory from the head read at start. After
+ * each batch the sealed checkpoint moves to the new head, so a cut tail shows in `verify`.
+ *
+ * A write that fails keeps its entries queued and is retried with a growing delay; the process
+ * carries on. If the queue fills up (the store down for long), further entries are counted and a
+ * marker row records how many were lost once writing works again.
+ *
+ * Retention deletes rows older than `retentionDays` (always a prefix by seq, never the newest
+ * row) at start and every hour, after sealing the anchor the verifier starts from.
+ *
+ * Nothing secret is written: change payloads pass through `redactSecrets` (again: the producers
+ * already do), the presented-credential digest of auth events is not kept, text fields are
+ * bounded.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock.js';
+import { HubError } from '../core/errors.js';
+import type { JsonValue } from '../core/json.js';
+import type { AuditQuery, AuditRow, AuditStore } from '../store/audit-ports.js';
+import type { MetaStore } from '../store/ports.js';
+import {
+  chainRows,
+  loadChainKey,
+  readCheckpoint,
+  verifyAuditChain,
+  writeAnchor,
+  writeCheckpoint,
+  type AuditFields,
+  type AuditVerifyResult,
+  type ChainPoint,
+} from './audit-chain.js';
+import { redactSecrets, type AuthEvent, type ChangeEvent, type SecurityEvents } from './events.js';
+
+export interface AuditLogOptions {
+  /** Days rows are kept; 0 keeps them forever. Default 90. */
+  retentionDays?: number;
+  /** Longest an entry waits before its batch is written. Default 100 ms. */
+  flushMs?: number;
+  /** Entries per transaction; this many waiting triggers a write at once. Default 500. */
+  batchSize?: number;
+  /** How often retention runs. Default one hour. */
+  pruneIntervalMs?: number;
+  /** Entries held while the store cannot be written; beyond that they are counted and dropped. Default 50,000. */
+  maxPending?: number;
+}
+
+export type AuditLogStore = MetaStore & { readonly audit: AuditStore };
+
+export type AuditFilters = Omit<AuditQuery, 'limit'> & { limit?: number };
+
+export interface AuditPage {
+  entries: Array<Record<string, JsonValue>>;
+  /** The `before` cursor of the next (older) page, or null on the last page. */
+  next: number | null;
+}
+
+/** An entry before it has a place in the chain. */
+type Pending = Omit<AuditFields, 'seq'>;
+
+const DAY_MS = 86_400_000;
+export const DEFAULT_LIMIT = 100;
+export const MAX_LIMIT = 1000;
+/** Longest kept text field (identities are at most 260 by contract; reasons are prose). */
+const MAX_TEXT = 1024;
+/** Longest kept before/after JSON; larger states are replaced by their size. */
+const MAX_JSON = 64 * 1024;
+const MAX_RETRY_MS = 5000;
+/** Conflicts (another writer appended) resolved by re-reading the head before giving up on a flush. */
+const MAX_CONFLICTS = 3;
+/** Rows per DELETE while pruning, so a large prune never holds the write lock for long. */
+const PRUNE_CHUNK = 10_000;
+
+/** No NUL (PostgreSQL TEXT refuses it), no lone surrogates, bounded. */
+function clean(v: string | undefined | null, max = MAX_TEXT): string | null {
+  if (v === undefined || v === null) return null;
+  const s = v.length > max ? v.slice(0, max) : v;
+  return s.replace(/\0/g, '\uFFFD').replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
+}
+
+/** JSON with object keys sorted: the same state is always the same text. */
+export function canonicalJson(v: JsonValue): string {
+  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
+  const keys = Object.keys(v).sort();
+  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k] ?? null)}`).join(',')}}`;
+}
+
+function stateJson(v: unknown): string | null {
+  if (v === undefined) return null;
+  const text = canonicalJson(redactSecrets(v));
+  return text.length <= MAX_JSON ? text : canonicalJson({ $truncated: true, length: text.length });
+}
+
+function fromAuth(e: AuthEvent, at: number): Pending {
+  return {
+    at,
+    type: 'auth',
+    subject: clean(e.subject),
+    identity: clean(e.identity),
+    outcome: e.outcome === 'success' ? 'success' : 'failure',
+    reason: clean(e.reason),
+    reasonCode: clean(e.reasonCode),
+    remote: clean(e.remote),
+    protocol: clean(e.protocol),
+    method: clean(e.method),
+    tls: clean(e.tls),
+    actor: null,
+    action: null,
+    target: null,
+    beforeJson: null,
+    afterJson: null,
+  };
+}
+
+function fromChange(e: ChangeEvent, at: number): Pending {
+  return {
+    at,
+    type: 'change',
+    subject: null,
+    identity: null,
+    outcome: null,
+    reason: null,
+    reasonCode: null,
+    remote: clean(e.remote),
+    protocol: null,
+    method: null,
+    tls: null,
+    actor: clean(e.actor),
+    action: clean(e.action),
+    target: clean(e.target),
+    beforeJson: stateJson(e.before),
+    afterJson: stateJson(e.after),
+  };
+}
+
+function parsedState(text: string | null): JsonValue {
+  if (text === null) return null;
+  try {
+    return JSON.parse(text) as JsonValue;
+  } catch {
+    return text;
+  }
+}
+
+/** A row as the REST API and the CLI show it: camelCase, ISO time, the fields its type uses. */
+export function renderAuditEntry(r: AuditRow): Record<string, JsonValue> {
+  const at = Number.isFinite(r.at) && Math.abs(r.at) <= 8.64e15 ? new Date(r.at).toISOString() : r.at;
+  const base = { seq: r.seq, at, type: r.type };
+  if (r.type === 'auth') {
+    return {
+      ...base,
+      subject: r.subject,
+      identity: r.identity,
+      outcome: r.outcome,
+      reason: r.reason,
+      reasonCode: r.reasonCode,
+      remote: r.remote,
+      protocol: r.protocol,
+      method: r.method,
+      tls: r.tls,
+    };
+  }
+  return { ...base, actor: r.actor, action: r.action, target: r.target, before: parsedState(r.beforeJson), after: parsedState(r.afterJson), remote: r.remote };
+}
+
+/** Newest first, `limit` (default 100, at most 1000) per page, `next` the cursor of the older one. */
+export async function queryAuditLog(audit: AuditStore, filters: AuditFilters): Promise<AuditPage> {
+  const limit = filters.limit ?? DEFAULT_LIMIT;
+  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new HubError('ArgumentInvalid', `limit must be a whole number from 1 to ${MAX_LIMIT}.`);
+  const rows = await audit.query({ ...filters, limit: limit + 1 });
+  const page = rows.slice(0, limit);
+  return { entries: page.map(renderAuditEntry), next: rows.length > limit ? (page.at(-1)?.seq ?? null) : null };
+}
+
+export class AuditLog {
+  readonly #retentionMs: number;
+  readonly #flushMs: number;
+  readonly #batchSize: number;
+  readonly #pruneIntervalMs: number;
+  readonly #maxPending: number;
+  readonly #pending: Pending[] = [];
+  readonly #unsubscribe: () => void;
+  #enabled = true;
+  #started = false;
+  #stopped = false;
+  #key: Buffer | undefined;
+  /** The last row written (undefined: none yet); `#headLoaded` false until read from the store. */
+  #head: ChainPoint | undefined;
+  #headLoaded = false;
+  #writer: Promise<void> | undefined;
+  #pruning: Promise<number> | undefined;
+  #flushTimer: NodeJS.Timeout | undefined;
+  #pruneTimer: NodeJS.Timeout | undefined;
+  #failures = 0;
+  #dropped = 0;
+
+  constructor(
+    private readonly store: AuditLogStore,
+    events: SecurityEvents,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    opts: AuditLogOptions = {},
+  ) {
+    const days = opts.retentionDays ?? 90;
+    if (!Number.isInteger(days) || days < 0) throw new Error('retentionDays must be a whole number of days, 0 to keep forever');
+    this.#retentionMs = days * DAY_MS;
+    this.#flushMs = opts.flushMs ?? 100;
+    this.#batchSize = opts.batchSize ?? 500;
+    this.#pruneIntervalMs = opts.pruneIntervalMs ?? 3_600_000;
+    this.#maxPending = opts.maxPending ?? 50_000;
+    // Subscribed from construction: what happens before start() is queued, not lost.
+    this.#unsubscribe = events.on((e) => {
+      if (e.type === 'auth') {
+        if (this.#enabled) this.#enqueue(fromAuth(e, this.#timeOf(e.at)));
+      } else if (e.type === 'change') {
+        this.#enqueue(fromChange(e, this.#timeOf(e.at)));
+      }
+    });
+  }
+
+  /** Whether authentication decisions are recorded (changes always are). */
+  get enabled(): boolean {
+    return this.#enabled;
+  }
+
+  setEnabled(enabled: boolean): void {
+    if (enabled === this.#enabled) return;
+    this.#enabled = enabled;
+    this.logger.info({ event: 'audit.auth-recording', enabled }, enabled ? 'audit log records authentication decisions' : 'audit log no longer records authentication decisions');
+  }
+
+  /** Reads the chain key and head (creating the key on first use), writes what is queued, starts retention. Never rejects. */
+  async start(): Promise<void> {
+    if (this.#started || this.#stopped) return;
+    this.#started = true;
+    try {
+      await this.#ready();
+    } catch (err) {
+      this.logger.error({ err, event: 'audit.start-failed' }, 'audit log could not read its head; will retry on the next write');
+    }
+    if (this.#retentionMs > 0) {
+      this.#pruneTimer = setInterval(() => void this.prune(), this.#pruneIntervalMs);
+      this.#pruneTimer.unref();
+      void this.prune();
+    }
+    if (this.#pending.length > 0) this.#schedule(0);
+  }
+
+  /** Stops recording, waits for retention, writes everything queued (one last attempt). */
+  async stop(): Promise<void> {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#unsubscribe();
+    if (this.#pruneTimer !== undefined) clearInterval(this.#pruneTimer);
+    this.#pruneTimer = undefined;
+    await this.#pruning;
+    await this.#writer;
+    if (this.#pending.length > 0) await this.flush();
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#pending.length > 0 || this.#dropped > 0) {
+      this.logger.error({ event: 'audit.lost', count: this.#pending.length + this.#dropped }, 'audit entries could not be written before stopping');
+    }
+  }
+
+  /** Writes what is queued now. Never rejects: a failure is logged and the entries stay queued. */
+  flush(): Promise<void> {
+    if (this.#flushTimer !== undefined) clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    this.#writer ??= this.#drain().finally(() => {
+      this.#writer = undefined;
+      if (this.#pending.length > 0 && !this.#stopped) {
+        this.#schedule(this.#failures > 0 ? Math.min(MAX_RETRY_MS, this.#flushMs * 2 ** this.#failures) : this.#pending.length >= this.#batchSize ? 0 : this.#flushMs);
+      }
+    });
+    return this.#writer;
+  }
+
+  /** Entries waiting to be written. */
+  get pending(): number {
+    return this.#pending.length;
+  }
+
+  async query(filters: AuditFilters): Promise<AuditPage> {
+    await this.flush();
+    return queryAuditLog(this.store.audit, filters);
+  }
+
+  async verify(): Promise<AuditVerifyResult> {
+    await this.flush();
+    return verifyAuditChain(this.store.audit, this.store);
+  }
+
+  /** Deletes rows older than the retention, after sealing the anchor. Never rejects; returns how many went. */
+  prune(): Promise<number> {
+    if (this.#retentionMs === 0) return Promise.resolve(0);
+    this.#pruning ??= (async () => {
+      try {
+        const audit = this.store.audit;
+        const boundary = await audit.retentionBoundary(this.clock.now() - this.#retentionMs);
+        const first = (await audit.page(0, 1))[0];
+        if (boundary === undefined || first === undefined || first.seq >= boundary.seq) return 0;
+        // Anchor first: if the deletes stop half way, the rows left still chain up to it.
+        await writeAnchor(this.store, boundary.seq, boundary.prevHash);
+        let deleted = 0;
+        for (let upTo = Math.min(first.seq + PRUNE_CHUNK, boundary.seq); ; upTo = Math.min(upTo + PRUNE_CHUNK, boundary.seq)) {
+          deleted += await audit.deleteBefore(upTo);
+          if (upTo >= boundary.seq) break;
+        }
+        this.logger.info({ event: 'audit.pruned', count: deleted, firstSeq: boundary.seq }, 'pruned old audit entries');
+        this.#enqueue(
+          fromChange(
+            { type: 'change', at: this.clock.now(), actor: 'hub', action: 'audit.prune', target: 'auditLog', after: { deleted, firstSeq: boundary.seq, retentionDays: this.#retentionMs / DAY_MS } },
+            this.clock.now(),
+          ),
+        );
+        return deleted;
+      } catch (err) {
+        this.logger.error({ err, event: 'audit.prune-failed' }, 'audit retention failed');
+        return 0;
+      } finally {
+        this.#pruning = undefined;
+      }
+    })();
+    return this.#pruning;
+  }
+
+  #timeOf(at: number): number {
+    return Number.isFinite(at) ? Math.trunc(at) : this.clock.now();
+  }
+
+  #enqueue(entry: Pending): void {
+    if (this.#stopped) return;
+    if (this.#pending.length >= this.#maxPending) {
+      if (this.#dropped++ === 0) this.logger.error({ event: 'audit.dropping', pending: this.#pending.length }, 'audit queue full: entries are being dropped');
+      return;
+    }
+    this.#pending.push(entry);
+    this.#schedule(this.#pending.length >= this.#batchSize ? 0 : this.#flushMs);
+  }
+
+  #schedule(delayMs: number): void {
+    if (!this.#started || this.#stopped || this.#writer !== undefined) return; // a running drain takes what comes
+    if (this.#flushTimer !== undefined) {
+      if (delayMs > 0) return;
+      clearTimeout(this.#flushTimer);
+    }
+    this.#flushTimer = setTimeout(() => {
+      this.#flushTimer = undefined;
+      void this.flush();
+    }, delayMs);
+    this.#flushTimer.unref();
+  }
+
+  /** The chain key and the head, read once (the head again after a conflict). */
+  async #ready(): Promise<Buffer> {
+    this.#key ??= await loadChainKey(this.store, true);
+    if (this.#key === undefined) throw new Error('the audit chain key could not be created');
+    if (!this.#headLoaded) {
+      const stored = await this.store.audit.head();
+      let checkpoint: ChainPoint | undefined;
+      try {
+        checkpoint = await readCheckpoint(this.store);
+      } catch (err) {
+        this.logger.error({ err, event: 'audit.checkpoint-unreadable' }, 'the audit checkpoint does not open; continuing from the stored head');
+      }
+      if (checkpoint !== undefined && (stored === undefined || checkpoint.seq > stored.seq)) {
+        // The tail was cut: continue after what the hub had written, so the gap stays visible.
+        this.logger.error(
+          { event: 'audit.tail-missing', lastStored: stored?.seq ?? 0, checkpoint: checkpoint.seq },
+          'audit rows the hub wrote are missing from the store; gatehouse audit-log verify reports them',
+        );
+        this.#head = checkpoint;
+      } else {
+        this.#head = stored;
+      }
+      this.#headLoaded = true;
+    }
+    return this.#key;
+  }
+
+  async #drain(): Promise<void> {
+    let conflicts = 0;
+    while (this.#pending.length > 0) {
+      try {
+        const key = await this.#ready();
+        const batch = this.#pending.slice(0, this.#batchSize);
+        const rows = chainRows(key, this.#head, batch);
+        await this.store.audit.append(rows);
+        this.#pending.splice(0, batch.length);
+        const last = rows.at(-1);
+        if (last !== undefined) this.#head = { seq: last.seq, hash: last.hash };
+        if (this.#failures > 0) this.logger.info({ event: 'audit.append-recovered', attempts: this.#failures }, 'audit log writing again');
+        this.#failures = 0;
+        this.#recordDropped();
+        try {
+          if (this.#head !== undefined) await writeCheckpoint(this.store, this.#head);
+        } catch (err) {
+          this.logger.warn({ err, event: 'audit.checkpoint-failed' }, 'audit checkpoint not updated; the next write retries');
+        }
+      } catch (err) {
+        if (err instanceof HubError && err.code === 'PreconditionFailed' && conflicts++ < MAX_CONFLICTS) {
+          // Another writer appended (a second hub on the same database): chain after its rows.
+          this.#headLoaded = false;
+          continue;
+        }
+        this.#failures++;
+        this.logger.error({ err, event: 'audit.append-failed', pending: this.#pending.length, attempt: this.#failures }, 'audit append failed; entries kept for the next attempt');
+        return;
+      }
+    }
+  }
+
+  /** Once the queue has room again: one row saying how many entries were lost while it was full. */
+  #recordDropped(): void {
+    if (this.#dropped === 0 || this.#pending.length >= this.#maxPending) return;
+    const count = this.#dropped;
+    this.#dropped = 0;
+    const now = this.clock.now();
+    this.#pending.push(fromChange({ type: 'change', at: now, actor: 'hub', action: 'audit.entries-dropped', target: 'auditLog', after: { count } }, now));
+  }
+}
