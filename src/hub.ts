@@ -42,6 +42,7 @@ import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listen
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { SecurityEvents } from './security/events.js';
+import { AuditLog } from './security/audit-log.js';
 
 export const STATE_FILE = 'gatehouse.json';
 export const SQLITE_FILE = 'gatehouse.db';
@@ -148,6 +149,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     for (const action of tls.actions) logger.info({ event: 'tls' }, action);
 
     const securityEvents = new SecurityEvents((err) => logger.error({ err, event: 'security-events.listener-failed' }, 'a security event listener failed'));
+    const auditLog = new AuditLog(store, securityEvents, clock, logger.child({ component: 'audit' }), { retentionDays: config.auditRetentionDays });
     const registry = new RegistryService(store, clock);
     const twins = new TwinService(store, clock);
     const query = new QueryService(store);
@@ -289,6 +291,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       enrollments,
       dps,
       securityEvents,
+      auditLog,
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -376,6 +379,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
 
   services.c2d.start();
   services.events.start();
+  await services.auditLog.start();
 
   const state: HubState = {
     hostname: config.hostname,
@@ -406,6 +410,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await app.close();
         await services.c2d.stop();
         await services.events.stop();
+        await services.auditLog.stop();
         await store.close();
       })();
       return stopping;

@@ -59,6 +59,8 @@ export const configSchema = z
     eventRetentionHours: z.coerce.number().int().min(1).max(168).default(24),
     /** At most this many events are kept; the oldest are pruned first. */
     eventMaxCount: z.coerce.number().int().min(1000).default(1_000_000),
+    /** Days the audit log keeps authentication decisions and changes; 0 keeps them forever. */
+    auditRetentionDays: z.coerce.number().int().min(0).max(36_500).default(90),
     /**
      * Other hubs provisioning may assign devices to: their iothubowner or registryReadWrite
      * connection strings (the environment variable separates them with `|`). This hub is always linked.
@@ -105,6 +107,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   dpsDisableSymmetricKeyAttestation: 'GATEHOUSE_DPS_DISABLE_SYMMETRIC_KEY_ATTESTATION',
   eventRetentionHours: 'GATEHOUSE_EVENT_RETENTION_HOURS',
   eventMaxCount: 'GATEHOUSE_EVENT_MAX_COUNT',
+  auditRetentionDays: 'GATEHOUSE_AUDIT_RETENTION_DAYS',
   linkedHubs: 'GATEHOUSE_LINKED_HUBS',
 };
 

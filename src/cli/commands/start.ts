@@ -21,6 +21,7 @@ function hubOptions(cmd: Command): Command {
     .option('--cert-renewal-grace-days <days>', 'days after expiry a device may still renew over EST with its old key, default 30 (env GATEHOUSE_CERT_RENEWAL_GRACE_DAYS)')
     .option('--event-retention-hours <h>', 'hours the event stream keeps telemetry, 1-168, default 24 (env GATEHOUSE_EVENT_RETENTION_HOURS)')
     .option('--event-max-count <n>', 'most events the event stream keeps, at least 1000, default 1000000 (env GATEHOUSE_EVENT_MAX_COUNT)')
+    .option('--audit-retention-days <days>', 'days the audit log keeps auth decisions and changes, 0 = forever, default 90 (env GATEHOUSE_AUDIT_RETENTION_DAYS)')
     .option(
       '--linked-hub <connection-string>',
       "another hub provisioning may assign devices to: its iothubowner or registryReadWrite connection string; repeatable (env GATEHOUSE_LINKED_HUBS, '|'-separated)",

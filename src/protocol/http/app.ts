@@ -28,6 +28,7 @@ import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerAuthorityRoutes } from './routes/authority.js';
 import { registerEstRoutes } from './routes/est.js';
 import { registerDpsServiceRoutes } from './routes/dps-service.js';
+import { registerAuditLogRoutes } from './routes/audit-log.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -178,6 +179,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerAuthorityRoutes(app, services.authority);
   registerEstRoutes(app, services.est, logger.child({ component: 'est' }));
   registerDpsServiceRoutes(app, services.enrollments);
+  registerAuditLogRoutes(app, services.auditLog);
   registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);
   return app;

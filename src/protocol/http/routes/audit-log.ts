@@ -1,0 +1,22 @@
+/**
+ * The audit log over REST (Gatehouse's own endpoints, hub administration: every hub right):
+ *
+ *   GET /auditLog?from=&to=&identity=&outcome=&type=&actor=&limit=&before=   newest first: { entries, next }
+ *   GET /auditLog/verify                                                      the chain check
+ *
+ * `next` is the `before` of the following (older) page, null on the last. Bad filters are 400
+ * ArgumentInvalid naming the parameter.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { AuditLog } from '../../../security/audit-log.js';
+import { parseAuditFilters } from '../../../security/audit-filters.js';
+
+const ADMIN = { admin: true } as const;
+
+export function registerAuditLogRoutes(app: FastifyInstance, auditLog: AuditLog): void {
+  app.get('/auditLog', { config: ADMIN }, async (req) =>
+    auditLog.query(parseAuditFilters(req.query as Record<string, unknown>, Date.now(), ['api-version'])),
+  );
+
+  app.get('/auditLog/verify', { config: ADMIN }, async () => auditLog.verify());
+}
