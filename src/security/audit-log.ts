@@ -196,6 +196,7 @@ export class AuditLog {
   #writer: Promise<void> | undefined;
   #pruning: Promise<number> | undefined;
   #flushTimer: NodeJS.Timeout | undefined;
+  #flushDue = 0;
   #pruneTimer: NodeJS.Timeout | undefined;
   #failures = 0;
   #dropped = 0;
@@ -347,10 +348,13 @@ export class AuditLog {
 
   #schedule(delayMs: number): void {
     if (!this.#started || this.#stopped || this.#writer !== undefined) return; // a running drain takes what comes
+    const due = this.clock.now() + delayMs;
     if (this.#flushTimer !== undefined) {
-      if (delayMs > 0) return;
+      // Only ever brought forward: re-arming on every entry would starve a busy writer.
+      if (due >= this.#flushDue) return;
       clearTimeout(this.#flushTimer);
     }
+    this.#flushDue = due;
     this.#flushTimer = setTimeout(() => {
       this.#flushTimer = undefined;
       void this.flush();
