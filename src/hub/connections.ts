@@ -12,6 +12,11 @@ export interface LiveSession {
   readonly certificateSerial?: string | undefined;
   /** Upper-case hex SHA-1 and SHA-256 of that certificate. */
   readonly certificateThumbprints?: readonly string[] | undefined;
+  /** Where the session comes from, its TLS version and how it authenticated (hub settings apply to these). */
+  readonly remoteAddress?: string | undefined;
+  readonly tlsVersion?: string | undefined;
+  readonly authMethod?: string | undefined;
+  readonly policyName?: string | undefined;
   /** Closes the connection; `reason` goes to the log. */
   close(reason: string): void;
   /** Pushes a desired-properties patch when the device listens for them. */
@@ -36,6 +41,11 @@ interface Waiter {
 export class ConnectionRegistry {
   readonly #sessions = new Map<string, LiveSession>();
   readonly #waiters = new Map<string, Set<Waiter>>();
+
+  /** Every live session (a snapshot). */
+  all(): LiveSession[] {
+    return [...this.#sessions.values()];
+  }
 
   /** Registers a session; returns the one it replaces (the caller closes it). */
   register(session: LiveSession): LiveSession | undefined {
