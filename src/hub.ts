@@ -157,6 +157,9 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const auditLog = new AuditLog(store, securityEvents, clock, logger.child({ component: 'audit' }), { retentionDays: config.auditRetentionDays });
     const settings = new SettingsService(store, clock, securityEvents);
     await settings.load();
+    // The auditLog.enabled setting switches the recording of auth decisions; changes are always recorded.
+    auditLog.setEnabled(settings.current.auditLog.enabled);
+    settings.onChange((next) => auditLog.setEnabled(next.auditLog.enabled));
     const operators = new OperatorService(store, clock, () => config.hostname);
     await operators.load();
     const registry = new RegistryService(store, clock);
