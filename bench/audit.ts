@@ -17,7 +17,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
@@ -163,6 +163,7 @@ function bindAudit(a: Store['audit']): Store['audit'] {
 
 async function main(): Promise<void> {
   const count = arg('count', 100_000);
+  const load = loadavg()[0] ?? 0;
   const results: Result[] = [await measure(sqlite, count)];
   try {
     const probe = new pg.Client({ connectionString: DATABASE_URL });
@@ -182,7 +183,8 @@ async function main(): Promise<void> {
   ].join('\n');
   const section = `${SECTION_TITLE}
 
-Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} × ${cpu}, Node ${process.version}, with \`npm run bench:audit\`.
+Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} × ${cpu}, Node ${process.version}, with \`npm run bench:audit\`
+(1-minute load average at the start: ${load.toFixed(2)}; the machine is shared, so other processes compete for the cores).
 Auth events are emitted in bursts of ${BURST} per event-loop turn on a SecurityEvents stream (held back while ${MAX_QUEUED} are
 queued, so the writer is measured rather than the queue's overflow policy); the AuditLog (as in the hub)
 queues them, chains them with HMAC-SHA256 in memory and writes batches of up to 500 in one transaction each, then

@@ -6,8 +6,7 @@
  * `-1h`, `-7d`). `from` is inclusive, `to` exclusive.
  */
 import { HubError } from '../core/errors.js';
-import type { AuditFilters } from './audit-log.js';
-import { MAX_LIMIT } from './audit-log.js';
+import { MAX_LIMIT, type AuditFilters } from './audit-entries.js';
 
 export const AUDIT_FILTER_NAMES = ['from', 'to', 'identity', 'outcome', 'type', 'actor', 'limit', 'before'] as const;
 type FilterName = (typeof AUDIT_FILTER_NAMES)[number];

@@ -3,8 +3,8 @@
  * stream, appended to the store as a keyed hash chain (audit-chain.ts).
  *
  * One in-process writer. Events are queued in emission order as they arrive (the listener never
- * waits) and written in batches: at most every FLUSH_MS, sooner when BATCH_SIZE are waiting, one
- * transaction per batch, seqs and hashes computed in memory from the head read at start. After
+ * waits) and written in batches: within `flushMs` (100 ms), at once when `batchSize` (500) are
+ * waiting, one transaction per batch, seqs and hashes computed in memory from the head read at start. After
  * each batch the sealed checkpoint moves to the new head, so a cut tail shows in `verify`.
  *
  * A write that fails keeps its entries queued and is retried with a growing delay; the process
@@ -15,14 +15,12 @@
  * row) at start and every hour, after sealing the anchor the verifier starts from.
  *
  * Nothing secret is written: change payloads pass through `redactSecrets` (again: the producers
- * already do), the presented-credential digest of auth events is not kept, text fields are
- * bounded.
+ * already do) and the presented-credential digest of auth events is not kept (audit-entries.ts).
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { HubError } from '../core/errors.js';
-import type { JsonValue } from '../core/json.js';
-import type { AuditQuery, AuditRow, AuditStore } from '../store/audit-ports.js';
+import type { AuditStore } from '../store/audit-ports.js';
 import type { MetaStore } from '../store/ports.js';
 import {
   chainRows,
@@ -31,11 +29,11 @@ import {
   verifyAuditChain,
   writeAnchor,
   writeCheckpoint,
-  type AuditFields,
   type AuditVerifyResult,
   type ChainPoint,
 } from './audit-chain.js';
-import { redactSecrets, type AuthEvent, type ChangeEvent, type SecurityEvents } from './events.js';
+import { fromAuth, fromChange, queryAuditLog, type AuditFilters, type AuditPage, type PendingEntry } from './audit-entries.js';
+import type { SecurityEvents } from './events.js';
 
 export interface AuditLogOptions {
   /** Days rows are kept; 0 keeps them forever. Default 90. */
@@ -52,131 +50,12 @@ export interface AuditLogOptions {
 
 export type AuditLogStore = MetaStore & { readonly audit: AuditStore };
 
-export type AuditFilters = Omit<AuditQuery, 'limit'> & { limit?: number };
-
-export interface AuditPage {
-  entries: Array<Record<string, JsonValue>>;
-  /** The `before` cursor of the next (older) page, or null on the last page. */
-  next: number | null;
-}
-
-/** An entry before it has a place in the chain. */
-type Pending = Omit<AuditFields, 'seq'>;
-
 const DAY_MS = 86_400_000;
-export const DEFAULT_LIMIT = 100;
-export const MAX_LIMIT = 1000;
-/** Longest kept text field (identities are at most 260 by contract; reasons are prose). */
-const MAX_TEXT = 1024;
-/** Longest kept before/after JSON; larger states are replaced by their size. */
-const MAX_JSON = 64 * 1024;
 const MAX_RETRY_MS = 5000;
 /** Conflicts (another writer appended) resolved by re-reading the head before giving up on a flush. */
 const MAX_CONFLICTS = 3;
 /** Rows per DELETE while pruning, so a large prune never holds the write lock for long. */
 const PRUNE_CHUNK = 10_000;
-
-/** No NUL (PostgreSQL TEXT refuses it), no lone surrogates, bounded. */
-function clean(v: string | undefined | null, max = MAX_TEXT): string | null {
-  if (v === undefined || v === null) return null;
-  const s = v.length > max ? v.slice(0, max) : v;
-  return s.replace(/\0/g, '\uFFFD').replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
-}
-
-/** JSON with object keys sorted: the same state is always the same text. */
-export function canonicalJson(v: JsonValue): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v);
-  if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
-  const keys = Object.keys(v).sort();
-  return `{${keys.map((k) => `${JSON.stringify(k)}:${canonicalJson(v[k] ?? null)}`).join(',')}}`;
-}
-
-function stateJson(v: unknown): string | null {
-  if (v === undefined) return null;
-  const text = canonicalJson(redactSecrets(v));
-  return text.length <= MAX_JSON ? text : canonicalJson({ $truncated: true, length: text.length });
-}
-
-function fromAuth(e: AuthEvent, at: number): Pending {
-  return {
-    at,
-    type: 'auth',
-    subject: clean(e.subject),
-    identity: clean(e.identity),
-    outcome: e.outcome === 'success' ? 'success' : 'failure',
-    reason: clean(e.reason),
-    reasonCode: clean(e.reasonCode),
-    remote: clean(e.remote),
-    protocol: clean(e.protocol),
-    method: clean(e.method),
-    tls: clean(e.tls),
-    actor: null,
-    action: null,
-    target: null,
-    beforeJson: null,
-    afterJson: null,
-  };
-}
-
-function fromChange(e: ChangeEvent, at: number): Pending {
-  return {
-    at,
-    type: 'change',
-    subject: null,
-    identity: null,
-    outcome: null,
-    reason: null,
-    reasonCode: null,
-    remote: clean(e.remote),
-    protocol: null,
-    method: null,
-    tls: null,
-    actor: clean(e.actor),
-    action: clean(e.action),
-    target: clean(e.target),
-    beforeJson: stateJson(e.before),
-    afterJson: stateJson(e.after),
-  };
-}
-
-function parsedState(text: string | null): JsonValue {
-  if (text === null) return null;
-  try {
-    return JSON.parse(text) as JsonValue;
-  } catch {
-    return text;
-  }
-}
-
-/** A row as the REST API and the CLI show it: camelCase, ISO time, the fields its type uses. */
-export function renderAuditEntry(r: AuditRow): Record<string, JsonValue> {
-  const at = Number.isFinite(r.at) && Math.abs(r.at) <= 8.64e15 ? new Date(r.at).toISOString() : r.at;
-  const base = { seq: r.seq, at, type: r.type };
-  if (r.type === 'auth') {
-    return {
-      ...base,
-      subject: r.subject,
-      identity: r.identity,
-      outcome: r.outcome,
-      reason: r.reason,
-      reasonCode: r.reasonCode,
-      remote: r.remote,
-      protocol: r.protocol,
-      method: r.method,
-      tls: r.tls,
-    };
-  }
-  return { ...base, actor: r.actor, action: r.action, target: r.target, before: parsedState(r.beforeJson), after: parsedState(r.afterJson), remote: r.remote };
-}
-
-/** Newest first, `limit` (default 100, at most 1000) per page, `next` the cursor of the older one. */
-export async function queryAuditLog(audit: AuditStore, filters: AuditFilters): Promise<AuditPage> {
-  const limit = filters.limit ?? DEFAULT_LIMIT;
-  if (!Number.isInteger(limit) || limit < 1 || limit > MAX_LIMIT) throw new HubError('ArgumentInvalid', `limit must be a whole number from 1 to ${MAX_LIMIT}.`);
-  const rows = await audit.query({ ...filters, limit: limit + 1 });
-  const page = rows.slice(0, limit);
-  return { entries: page.map(renderAuditEntry), next: rows.length > limit ? (page.at(-1)?.seq ?? null) : null };
-}
 
 export class AuditLog {
   readonly #retentionMs: number;
@@ -184,7 +63,7 @@ export class AuditLog {
   readonly #batchSize: number;
   readonly #pruneIntervalMs: number;
   readonly #maxPending: number;
-  readonly #pending: Pending[] = [];
+  readonly #pending: PendingEntry[] = [];
   readonly #unsubscribe: () => void;
   #enabled = true;
   #started = false;
@@ -336,7 +215,7 @@ export class AuditLog {
     return Number.isFinite(at) ? Math.trunc(at) : this.clock.now();
   }
 
-  #enqueue(entry: Pending): void {
+  #enqueue(entry: PendingEntry): void {
     if (this.#stopped) return;
     if (this.#pending.length >= this.#maxPending) {
       if (this.#dropped++ === 0) this.logger.error({ event: 'audit.dropping', pending: this.#pending.length }, 'audit queue full: entries are being dropped');

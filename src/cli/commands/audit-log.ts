@@ -7,7 +7,7 @@
 import { Option, type Command } from 'commander';
 import { isHubError } from '../../core/errors.js';
 import { parseAuditFilters } from '../../security/audit-filters.js';
-import { queryAuditLog } from '../../security/audit-log.js';
+import { queryAuditLog } from '../../security/audit-entries.js';
 import { verifyAuditChain, type AuditVerifyResult } from '../../security/audit-chain.js';
 import { openStoreFor } from '../connection.js';
 import { print, type OutputFormat } from '../output.js';
