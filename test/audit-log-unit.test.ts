@@ -11,6 +11,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import pg from 'pg';
 import { SecretBox } from '../src/core/secret-box.js';
 import { createLogger } from '../src/log.js';
 import { AuditLog, type AuditLogOptions, type AuditLogStore } from '../src/security/audit-log.js';
@@ -19,6 +20,7 @@ import { SecurityEvents, redactSecrets, type AuthEvent, type ChangeEvent } from 
 import type { AuditRow, AuditStore } from '../src/store/audit-ports.js';
 import type { Store } from '../src/store/ports.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 import { removeDir, tempDir } from './support/hub-process.js';
 
 const DAY = 86_400_000;
@@ -441,6 +443,40 @@ describe('AuditLog', () => {
       await assert.rejects(r.log.query({ limit: 1001 }), /limit must be a whole number from 1 to 1000/);
     } finally {
       await r.close();
+    }
+  });
+});
+
+describe('AuditLog on PostgreSQL', () => {
+  it('text PostgreSQL refuses (NUL, a lone surrogate) is cleaned, not retried forever; the chain verifies', async () => {
+    const url = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+    const schema = `gh_test_${randomBytes(6).toString('hex')}`;
+    const withSchema = new URL(url);
+    withSchema.searchParams.set('schema', schema);
+    const store = await openPostgresStore(withSchema.toString(), new SecretBox(randomBytes(32)));
+    const events = new SecurityEvents();
+    const log = new AuditLog(store, events, { now: () => Date.now() }, createLogger('silent'));
+    try {
+      await log.start();
+      events.emit(auth(Date.now(), 'evil\u0000id\uD800', 'failure', { reason: 'x'.repeat(5000) }));
+      events.emit(change(Date.now(), 'device.update', { after: { note: 'nul \u0000 inside', bad: '\uDC00' } }));
+      events.emit(auth(Date.now(), 'plain'));
+      await log.flush();
+      assert.equal(log.pending, 0);
+      const rows = await store.audit.page(0, 10);
+      assert.deepEqual(rows.map((r) => r.identity ?? r.action), ['evil\uFFFDid\uFFFD', 'device.update', 'plain']);
+      assert.equal(rows[0]?.reason?.length, 1024);
+      assert.deepEqual(JSON.parse(rows[1]?.afterJson ?? 'null'), { bad: '\uDC00', note: 'nul \u0000 inside' });
+      const v = await log.verify();
+      assert.equal(v.ok, true, JSON.stringify(v.problems));
+      assert.equal(v.checked, 3);
+    } finally {
+      await log.stop();
+      await store.close();
+      const admin = new pg.Client({ connectionString: url });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
+      await admin.end();
     }
   });
 });
