@@ -185,6 +185,33 @@ describe('AuditLog', () => {
     }
   });
 
+  it('writing a backlog and verifying a long log let the event loop turn (the hub keeps serving)', async () => {
+    const r = await rig();
+    try {
+      /** How many times a setImmediate chain ran while `work` did. */
+      const turnsDuring = async (work: () => Promise<unknown>) => {
+        let turns = 0;
+        let done = false;
+        const tick = () => {
+          turns++;
+          if (!done) setImmediate(tick);
+        };
+        setImmediate(tick);
+        await work();
+        done = true;
+        return turns;
+      };
+      for (let i = 0; i < 20_000; i++) r.events.emit(auth(r.clock.now(), `bulk${i}`));
+      const writing = await turnsDuring(() => r.log.flush());
+      assert.equal(r.log.pending, 0);
+      assert.ok(writing >= 3, `the event loop turned ${writing} times during a 20,000-entry write`);
+      const verifying = await turnsDuring(() => verifyAuditChain(r.store.audit, r.store));
+      assert.ok(verifying >= 19, `the event loop turned ${verifying} times during a 20-page verify`);
+    } finally {
+      await r.close();
+    }
+  });
+
   it("an edited field is reported as 'edited' at its seq, and only there", async () => {
     const r = await rig();
     try {

@@ -246,6 +246,8 @@ export async function verifyAuditChain(audit: AuditStore, meta: MetaStore, opts:
     }
     const last = page.at(-1);
     if (last === undefined || page.length < pageSize) break;
+    // One event-loop turn between pages: a long walk must not stall the hub (SQLite reads are synchronous).
+    await new Promise<void>((resolve) => setImmediate(resolve));
     page = await audit.page(last.seq, pageSize);
   }
   if (prev !== undefined) {

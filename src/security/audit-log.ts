@@ -17,6 +17,7 @@
  * Nothing secret is written: change payloads pass through `redactSecrets` (again: the producers
  * already do) and the presented-credential digest of auth events is not kept (audit-entries.ts).
  */
+import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { HubError } from '../core/errors.js';
@@ -56,6 +57,11 @@ const MAX_RETRY_MS = 5000;
 const MAX_CONFLICTS = 3;
 /** Rows per DELETE while pruning, so a large prune never holds the write lock for long. */
 const PRUNE_CHUNK = 10_000;
+
+/** Longest a drain writes batches without letting the event loop turn. */
+const MAX_BUSY_MS = 20;
+
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export class AuditLog {
   readonly #retentionMs: number;
@@ -192,6 +198,7 @@ export class AuditLog {
         for (let upTo = Math.min(first.seq + PRUNE_CHUNK, boundary.seq); ; upTo = Math.min(upTo + PRUNE_CHUNK, boundary.seq)) {
           deleted += await audit.deleteBefore(upTo);
           if (upTo >= boundary.seq) break;
+          await nextTurn();
         }
         this.logger.info({ event: 'audit.pruned', count: deleted, firstSeq: boundary.seq }, 'pruned old audit entries');
         this.#enqueue(
@@ -270,6 +277,7 @@ export class AuditLog {
 
   async #drain(): Promise<void> {
     let conflicts = 0;
+    let busySince = performance.now();
     while (this.#pending.length > 0) {
       try {
         const key = await this.#ready();
@@ -286,6 +294,12 @@ export class AuditLog {
           if (this.#head !== undefined) await writeCheckpoint(this.store, this.#head);
         } catch (err) {
           this.logger.warn({ err, event: 'audit.checkpoint-failed' }, 'audit checkpoint not updated; the next write retries');
+        }
+        // A long backlog lets the event loop turn every MAX_BUSY_MS (SQLite writes are
+        // synchronous); what arrives meanwhile joins the next batch.
+        if (this.#pending.length > 0 && performance.now() - busySince > MAX_BUSY_MS) {
+          await nextTurn();
+          busySince = performance.now();
         }
       } catch (err) {
         if (err instanceof HubError && err.code === 'PreconditionFailed' && conflicts++ < MAX_CONFLICTS) {
