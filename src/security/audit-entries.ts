@@ -26,10 +26,13 @@ const MAX_TEXT = 1024;
 /** Longest kept before/after JSON; larger states are replaced by their size. */
 const MAX_JSON = 64 * 1024;
 
+const SUSPECT = /[\0\uD800-\uDFFF]/;
+
 /** No NUL (PostgreSQL TEXT refuses it), no lone surrogates, bounded. */
 function clean(v: string | undefined | null, max = MAX_TEXT): string | null {
   if (v === undefined || v === null) return null;
   const s = v.length > max ? v.slice(0, max) : v;
+  if (!SUSPECT.test(s)) return s;
   return s.replace(/\0/g, '\uFFFD').replace(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g, '\uFFFD');
 }
 
