@@ -223,7 +223,7 @@ export class AuditLog {
   }
 
   #enqueue(entry: PendingEntry): void {
-    if (this.#stopped) return;
+    // (After stop() the stream is unsubscribed; only the hub's own markers still arrive, and stop flushes them.)
     if (this.#pending.length >= this.#maxPending) {
       if (this.#dropped++ === 0) this.logger.error({ event: 'audit.dropping', pending: this.#pending.length }, 'audit queue full: entries are being dropped');
       return;
@@ -234,7 +234,7 @@ export class AuditLog {
 
   #schedule(delayMs: number): void {
     if (!this.#started || this.#stopped || this.#writer !== undefined) return; // a running drain takes what comes
-    const due = this.clock.now() + delayMs;
+    const due = performance.now() + delayMs; // timers run on real time, whatever the injected clock says
     if (this.#flushTimer !== undefined) {
       // Only ever brought forward: re-arming on every entry would starve a busy writer.
       if (due >= this.#flushDue) return;
