@@ -287,9 +287,35 @@ describe('AuditLog', () => {
       await again.start();
       r.events.emit(auth(r.clock.now(), 'after-restart'));
       await again.flush();
-      assert.equal((await r.store.audit.head())?.seq, 11);
+      // Seq 11: the restarted log says in the chain itself what it found; 12: the new entry.
+      const after = await r.store.audit.page(10, 10);
+      assert.deepEqual(after.map((x) => [x.seq, x.action ?? x.identity]), [[11, 'audit.tail-missing'], [12, 'after-restart']]);
+      assert.deepEqual(JSON.parse(after[0]?.afterJson ?? 'null'), { lastStoredSeq: 7, checkpointSeq: 10 });
       const v2 = await again.verify();
       assert.deepEqual(v2.problems.map((p) => [p.seq, p.kind]), [[8, 'missing']]);
+      await again.stop();
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('a deleted checkpoint: verify says a cut cannot be ruled out; a restarted log records that it found none', async () => {
+    const r = await rig();
+    try {
+      await emitAuth(r, 5);
+      const db = r.raw();
+      db.prepare('DELETE FROM audit_log WHERE seq = 5').run();
+      db.prepare("DELETE FROM meta WHERE key = 'secret:audit.checkpoint'").run();
+      const v = await verifyAuditChain(r.store.audit, r.store);
+      assert.deepEqual(v.problems.map((p) => [p.seq, p.kind, p.detail]), [[5, 'truncated', 'the checkpoint is missing, so a cut tail cannot be ruled out']]);
+
+      await r.log.stop();
+      const again = new AuditLog(r.store, r.events, r.clock, createLogger('silent'));
+      await again.start();
+      r.events.emit(auth(r.clock.now(), 'after-restart'));
+      await again.flush();
+      // The chain now carries the evidence the checkpoint no longer can.
+      assert.deepEqual((await r.store.audit.page(4, 10)).map((x) => x.action ?? x.identity), ['audit.checkpoint-missing', 'after-restart']);
       await again.stop();
     } finally {
       await r.close();

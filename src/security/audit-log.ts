@@ -78,6 +78,10 @@ export class AuditLog {
   /** The last row written (undefined: none yet); `#headLoaded` false until read from the store. */
   #head: ChainPoint | undefined;
   #headLoaded = false;
+  /** The head was compared with the checkpoint once (at start). */
+  #headChecked = false;
+  /** The chain key was created by this process (a new log, so no checkpoint is expected). */
+  #keyWasNew = false;
   #writer: Promise<void> | undefined;
   #pruning: Promise<number> | undefined;
   #flushTimer: NodeJS.Timeout | undefined;
@@ -250,26 +254,52 @@ export class AuditLog {
 
   /** The chain key and the head, read once (the head again after a conflict). */
   async #ready(): Promise<Buffer> {
-    this.#key ??= await loadChainKey(this.store, true);
+    if (this.#key === undefined) {
+      const existing = await loadChainKey(this.store, false);
+      this.#key = existing ?? (await loadChainKey(this.store, true));
+      this.#keyWasNew = existing === undefined;
+    }
     if (this.#key === undefined) throw new Error('the audit chain key could not be created');
     if (!this.#headLoaded) {
       const stored = await this.store.audit.head();
       let checkpoint: ChainPoint | undefined;
+      let unreadable = false;
       try {
         checkpoint = await readCheckpoint(this.store);
       } catch (err) {
+        unreadable = true;
         this.logger.error({ err, event: 'audit.checkpoint-unreadable' }, 'the audit checkpoint does not open; continuing from the stored head');
       }
+      let suspect: string | undefined;
       if (checkpoint !== undefined && (stored === undefined || checkpoint.seq > stored.seq)) {
         // The tail was cut: continue after what the hub had written, so the gap stays visible.
         this.logger.error(
           { event: 'audit.tail-missing', lastStored: stored?.seq ?? 0, checkpoint: checkpoint.seq },
           'audit rows the hub wrote are missing from the store; gatehouse audit-log verify reports them',
         );
+        suspect = 'audit.tail-missing';
         this.#head = checkpoint;
       } else {
         this.#head = stored;
+        if (stored !== undefined && this.#keyWasNew) {
+          // Rows exist but their key is gone: they cannot be verified; new rows chain under a new key.
+          this.logger.error({ event: 'audit.chain-key-missing', lastStored: stored.seq }, 'the audit chain key is missing; earlier rows can no longer be verified');
+          suspect = 'audit.chain-key-missing';
+        } else if (unreadable) suspect = 'audit.checkpoint-unreadable';
+        else if (checkpoint === undefined && stored !== undefined) {
+          // Rows but no checkpoint: whether the tail was cut can no longer be told.
+          this.logger.error({ event: 'audit.checkpoint-missing', lastStored: stored.seq }, 'the audit checkpoint is missing; a cut tail can no longer be ruled out');
+          suspect = 'audit.checkpoint-missing';
+        }
       }
+      // Said once, in the chain itself, right after the rows it is about (a re-read after a conflict says nothing new).
+      if (suspect !== undefined && !this.#headChecked) {
+        const now = this.clock.now();
+        this.#pending.unshift(
+          fromChange({ type: 'change', at: now, actor: 'hub', action: suspect, target: 'auditLog', after: { lastStoredSeq: stored?.seq ?? 0, checkpointSeq: checkpoint?.seq ?? null } }, now),
+        );
+      }
+      this.#headChecked = true;
       this.#headLoaded = true;
     }
     return this.#key;
