@@ -47,6 +47,8 @@ import { isoDurationMs, NODE_TLS, type TlsVersion } from './security/settings.js
 import { OperatorService } from './security/operators.js';
 import { AccessGate } from './security/gate.js';
 import { PolicyService } from './security/policy-service.js';
+import { PolicyUsage } from './security/policy-usage.js';
+import { runPostureAudit } from './security/posture-source.js';
 
 export const STATE_FILE = 'gatehouse.json';
 export const SQLITE_FILE = 'gatehouse.db';
@@ -157,6 +159,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     await settings.load();
     const operators = new OperatorService(store, clock, () => config.hostname);
     await operators.load();
+    const policyUsage = new PolicyUsage(store, clock);
+    await policyUsage.load();
     const registry = new RegistryService(store, clock);
     const twins = new TwinService(store, clock);
     const query = new QueryService(store);
@@ -231,6 +235,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       events: securityEvents,
       clock,
       log: (fields, msg) => securityLog.warn(fields, msg),
+      usage: policyUsage,
     });
     settings.bind({ gate, operators, enrollments });
     const policies = new PolicyService(store, policyCache, connections, operators, securityEvents, clock);
@@ -317,6 +322,11 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       settings,
       operators,
       policies,
+      policyUsage,
+      async posture(expiringDays) {
+        await policyUsage.flush();
+        return runPostureAudit(store, { now: clock.now(), expiringDays });
+      },
       telemetry,
       cas,
       authority,
@@ -423,6 +433,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
 
   services.c2d.start();
   services.events.start();
+  services.policyUsage.start();
 
   const state: HubState = {
     hostname: config.hostname,
@@ -453,6 +464,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await app.close();
         await services.c2d.stop();
         await services.events.stop();
+        await services.policyUsage.stop().catch(() => undefined);
         await store.close();
       })();
       return stopping;

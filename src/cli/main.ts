@@ -14,8 +14,9 @@ import { registerFactory } from './commands/factory.js';
 import { CliError } from './rest-client.js';
 import { registerDps } from './commands/dps.js';
 import { registerSecurity } from './commands/security.js';
+import { registerAudit } from './commands/audit.js';
 
-export function buildProgram(): Command {
+export function buildProgram(setExitCode: (code: number) => void = () => undefined): Command {
   const program = new Command('gatehouse')
     .description('Self-hosted IoT hub speaking the Azure IoT Hub and DPS wire protocols')
     .version('0.1.0')
@@ -35,15 +36,19 @@ export function buildProgram(): Command {
   registerEst(program);
   registerFactory(program);
   registerSecurity(program);
+  registerAudit(program, setExitCode);
   return program;
 }
 
 /** Runs the CLI; returns the exit code. Errors are one line on stderr with a stable code. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  let exitCode = 0;
+  const program = buildProgram((code) => {
+    exitCode = code;
+  });
   try {
     await program.parseAsync(argv);
-    return 0;
+    return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander already printed its one line (or help/version, which exit 0).

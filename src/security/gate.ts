@@ -27,6 +27,7 @@ import { IpFilter, normalizeAddress } from './ip-filter.js';
 import { LockoutGuard, type AttemptKeys } from './lockout.js';
 import type { OperatorPrincipal, OperatorService } from './operators.js';
 import { tlsRank, type HubSettings, type HubSettingsBody } from './settings.js';
+import type { PolicyUsage } from './policy-usage.js';
 
 export interface PeerContext {
   remote: string;
@@ -86,6 +87,8 @@ export class AccessGate implements DeviceAuthentication {
       events: SecurityEvents;
       clock: Clock;
       log: (fields: Record<string, unknown>, msg: string) => void;
+      /** Which rights each policy uses (posture audit evidence). */
+      usage?: PolicyUsage;
     },
   ) {
     this.#settings = settings;
@@ -169,6 +172,7 @@ export class AccessGate implements DeviceAuthentication {
     }
     if (result.ok) {
       this.lockout.succeed(keys);
+      if (result.identity.policyName !== undefined) this.deps.usage?.record(result.identity.policyName, 'DeviceConnect');
       this.#emit({ ...base, outcome: 'success', method: result.identity.method });
     } else {
       const method = c.sasToken !== undefined && c.sasToken !== '' ? 'sas' : leaf !== undefined ? 'x509' : 'none';
@@ -234,6 +238,11 @@ export class AccessGate implements DeviceAuthentication {
       }
       throw err;
     }
+  }
+
+  /** A policy used these rights for a request it was allowed. */
+  policyUsed(policy: string, rights: readonly string[]): void {
+    for (const r of rights) this.deps.usage?.record(policy, r);
   }
 
   /** An authenticated caller was denied a route: recorded, not counted toward lockout. */

@@ -141,8 +141,14 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
       if (principal.kind === 'operator') {
         const action = actionFor(req.method, req.routeOptions.url ?? '', admin);
         if (!rolesAllow(principal.roles, action)) throw unauthorized(`operator ${principal.name} has no role allowing ${action}`);
-      } else if (admin) requireAllRights(principal, ADMIN_RIGHTS);
-      else requireAnyRight(principal, rights);
+      } else if (admin) {
+        requireAllRights(principal, ADMIN_RIGHTS);
+        services.gate.policyUsed(principal.name, ADMIN_RIGHTS);
+      } else {
+        requireAnyRight(principal, rights);
+        const used = rights.find((r) => principal?.kind === 'policy' && principal.rights.has(r));
+        if (used !== undefined) services.gate.policyUsed(principal.name, [used]);
+      }
       req.principal = principal;
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
@@ -192,6 +198,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);
   registerSecurityRoutes(app, {
+    posture: (days) => services.posture(days),
     settings: services.settings,
     operators: services.operators,
     policies: services.policies,

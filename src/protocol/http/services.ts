@@ -8,6 +8,8 @@ import type { AccessGate } from '../../security/gate.js';
 import type { SettingsService } from '../../security/settings-service.js';
 import type { OperatorService } from '../../security/operators.js';
 import type { PolicyService } from '../../security/policy-service.js';
+import type { PolicyUsage } from '../../security/policy-usage.js';
+import type { Finding } from '../../security/posture.js';
 import type { DpsDeps, TelemetrySink } from '../mqtt/broker-deps.js';
 import type { CaRegistry } from '../../pki/ca-registry.js';
 import type { CertificateAuthority } from '../../pki/authority.js';
@@ -33,6 +35,10 @@ export interface HubServices {
   operators: OperatorService;
   /** Shared access policies management. */
   policies: PolicyService;
+  /** Which rights each policy uses (evidence for the posture audit). */
+  policyUsage: PolicyUsage;
+  /** The posture audit over the live store. */
+  posture(expiringDays: number): Promise<Finding[]>;
   /** Durable intake of device messages (the event stream). */
   telemetry: TelemetrySink;
   /** X.509 CA certificates: registration, proof of possession, device chain checks. */
