@@ -12,6 +12,9 @@ export interface LiveSession {
   readonly certificateSerial?: string | undefined;
   /** Upper-case hex SHA-1 and SHA-256 of that certificate. */
   readonly certificateThumbprints?: readonly string[] | undefined;
+  /** Transport (mqtt, mqtt-ws, ...) and how the identity authenticated (sas, x509-ca, ...), for metrics. */
+  readonly protocol?: string | undefined;
+  readonly authMethod?: string | undefined;
   /** Closes the connection; `reason` goes to the log. */
   close(reason: string): void;
   /** Pushes a desired-properties patch when the device listens for them. */
@@ -136,6 +139,11 @@ export class ConnectionRegistry {
 
   get size(): number {
     return this.#sessions.size;
+  }
+
+  /** The live sessions, for counting at a metrics scrape (do not register or drop while iterating). */
+  sessions(): IterableIterator<LiveSession> {
+    return this.#sessions.values();
   }
 
   closeAll(reason: string): void {

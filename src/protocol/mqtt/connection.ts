@@ -92,6 +92,14 @@ export class MqttConnection implements LiveSession {
     return this.identity?.moduleId ?? null;
   }
 
+  get protocol(): string {
+    return this.peer.transport;
+  }
+
+  get authMethod(): string | undefined {
+    return this.identity?.method;
+  }
+
   #onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.touch();
