@@ -42,6 +42,7 @@ import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listen
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { SecurityEvents } from './security/events.js';
+import { HubMetrics } from './security/metrics.js';
 
 export const STATE_FILE = 'gatehouse.json';
 export const SQLITE_FILE = 'gatehouse.db';
@@ -154,6 +155,13 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const policyCache = new PolicyCache(store, clock);
     const authenticator = new ServiceAuthenticator(policyCache, () => config.hostname, clock);
     const connections = new ConnectionRegistry();
+    const metrics = new HubMetrics({
+      events: securityEvents,
+      sessions: () => connections.sessions(),
+      c2dQueueDepth: () => store.c2d.countAllPending(clock.now()),
+      alertsFiring: () => new Map(),
+      onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
+    });
     const methods = new MethodService(connections);
     const c2d = new C2dService(store, clock);
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
@@ -188,9 +196,16 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           : Number(connections.dropModule(change.deviceId, change.moduleId, `identity ${change.kind}`));
       if (n > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: change.kind, sessions: n }, 'dropped live sessions');
     });
-    twins.onDesiredChange((change) => connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch));
+    twins.onDesiredChange((change) => {
+      if (connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch) === true) metrics.messages.twinOut++;
+    });
     // New mail for a connected device goes out at once, not at its next reconnect.
     c2d.onEnqueued((deviceId) => connections.get(deviceId, null)?.notifyC2d());
+    c2d.onEnqueued((_deviceId, cause) => {
+      if (cause === 'sent') metrics.messages.c2dOut++;
+    });
+    twins.onReportedChange(() => metrics.messages.twinIn++);
+    methods.onRequestSent(() => metrics.messages.methodOut++);
     const cas = new CaRegistry(store.certificates, clock);
     const pkiLog = logger.child({ component: 'pki' });
     const authority = new CertificateAuthority(store, cas, clock, {
@@ -250,7 +265,13 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       logger.child({ component: 'events' }),
     );
     // Telemetry goes through the event stream: group commit, durable before PUBACK, live subscribers.
-    const telemetry: TelemetrySink = events;
+    // Counted where MQTT and device HTTPS hand it over: one integer increment per message.
+    const telemetry: TelemetrySink = {
+      append(event) {
+        metrics.messages.telemetryIn++;
+        return events.append(event);
+      },
+    };
     const dpsLog = logger.child({ component: 'dps' });
     const dps: DpsDeps = {
       idScope: async () => idScope,
@@ -268,6 +289,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           },
         },
         revocation,
+        onRegistered: (outcome, attestation) => metrics.registration(outcome, attestation),
       }),
     };
     if (config.dpsDisableSymmetricKeyAttestation !== undefined) {
@@ -289,6 +311,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       enrollments,
       dps,
       securityEvents,
+      metrics,
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -406,6 +429,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await app.close();
         await services.c2d.stop();
         await services.events.stop();
+        services.metrics.stop();
         await store.close();
       })();
       return stopping;

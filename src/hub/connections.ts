@@ -17,8 +17,8 @@ export interface LiveSession {
   readonly authMethod?: string | undefined;
   /** Closes the connection; `reason` goes to the log. */
   close(reason: string): void;
-  /** Pushes a desired-properties patch when the device listens for them. */
-  pushDesired(patch: JsonObject): void;
+  /** Pushes a desired-properties patch when the device listens for them; true when it went out. */
+  pushDesired(patch: JsonObject): boolean;
   /** Sends a method request; false when the device has not subscribed to methods. */
   sendMethodRequest(name: string, payload: JsonValue, requestId: string): boolean;
   /** New C2D mail for this device. */

@@ -28,6 +28,7 @@ import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerAuthorityRoutes } from './routes/authority.js';
 import { registerEstRoutes } from './routes/est.js';
 import { registerDpsServiceRoutes } from './routes/dps-service.js';
+import { registerMetricsRoutes } from './routes/metrics.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -180,5 +181,6 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerDpsServiceRoutes(app, services.enrollments);
   registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);
+  registerMetricsRoutes(app, services.metrics);
   return app;
 }

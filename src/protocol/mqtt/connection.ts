@@ -200,8 +200,8 @@ export class MqttConnection implements LiveSession {
 
   // ------------------------------------------------------------------ LiveSession
 
-  pushDesired(patch: JsonObject): void {
-    if (!this.subscribed(TWIN_DESIRED_FILTER)) return;
+  pushDesired(patch: JsonObject): boolean {
+    if (!this.subscribed(TWIN_DESIRED_FILTER)) return false;
     const version = typeof patch.$version === 'number' ? patch.$version : 0;
     this.send({
       cmd: 'publish',
@@ -211,6 +211,7 @@ export class MqttConnection implements LiveSession {
       retain: false,
       dup: false,
     });
+    return true;
   }
 
   sendMethodRequest(name: string, payload: JsonValue, requestId: string): boolean {
