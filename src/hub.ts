@@ -32,6 +32,7 @@ import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
 import { EstService } from './pki/est.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
+import type { MqttConnection } from './protocol/mqtt/connection.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
 import { RegistrationService } from './dps/registration-service.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
@@ -43,6 +44,8 @@ import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { SecurityEvents } from './security/events.js';
 import { HubMetrics } from './security/metrics.js';
+import { AlertEngine } from './security/alerts.js';
+import { allIssued } from './pki/issued.js';
 
 export const STATE_FILE = 'gatehouse.json';
 export const SQLITE_FILE = 'gatehouse.db';
@@ -159,7 +162,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       events: securityEvents,
       sessions: () => connections.sessions(),
       c2dQueueDepth: () => store.c2d.countAllPending(clock.now()),
-      alertsFiring: () => new Map(),
+      alertsFiring: () => alerts.firingByRule(),
       onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
     });
     const methods = new MethodService(connections);
@@ -206,7 +209,20 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     });
     twins.onReportedChange(() => metrics.messages.twinIn++);
     methods.onRequestSent(() => metrics.messages.methodOut++);
+    // Expired and dead-lettered C2D messages join the security event stream (alerts, audit).
+    c2d.onDropped((d) =>
+      securityEvents.emit({ type: 'c2d', at: clock.now(), outcome: d.status === 'Expired' ? 'expired' : 'dead-lettered', deviceId: d.deviceId, count: d.count }),
+    );
     const cas = new CaRegistry(store.certificates, clock);
+    const alerts = new AlertEngine({
+      store: store.alerts,
+      meta: store,
+      events: securityEvents,
+      certificates: { caCertificates: () => cas.list(), issuedCertificates: () => allIssued(store.authority, {}) },
+      clock,
+      logger: logger.child({ component: 'alerts' }),
+      hub: config.hostname,
+    });
     const pkiLog = logger.child({ component: 'pki' });
     const authority = new CertificateAuthority(store, cas, clock, {
       crlUrl: (caName) => `https://${config.hostname}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`}/crl/${encodeURIComponent(caName)}.crl`,
@@ -312,6 +328,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       dps,
       securityEvents,
       metrics,
+      alerts,
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -351,6 +368,22 @@ async function listen(app: FastifyInstance, port: number, host: string): Promise
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services } = prepared;
+  try {
+    await services.alerts.start();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const sessionEvent = (conn: MqttConnection, state: 'connected' | 'disconnected') =>
+    services.securityEvents.emit({
+      type: 'session',
+      at: clock.now(),
+      state,
+      deviceId: conn.deviceId,
+      moduleId: conn.moduleId,
+      protocol: conn.peer.transport,
+      remote: conn.peer.remoteAddress,
+    });
   const broker = new MqttBroker({
     hostname: () => config.hostname,
     authenticator: services.deviceAuth,
@@ -365,6 +398,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     limits: { ...DEFAULT_BROKER_LIMITS, connectTimeoutMs: config.mqttConnectTimeout * 1000 },
     dps: services.dps,
     onConnected(conn) {
+      sessionEvent(conn, 'connected');
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
     },
@@ -373,6 +407,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
     },
     onDisconnected(conn, wasCurrent) {
+      // Every session that ends is reported, a takeover's too (the device reconnected).
+      sessionEvent(conn, 'disconnected');
       if (!wasCurrent) return;
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Disconnected', at).catch(() => undefined);
@@ -393,6 +429,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   } catch (err) {
     mqtt.close();
     await http?.close().catch(() => undefined);
+    await services.alerts.stop();
     await store.close();
     throw err;
   }
@@ -423,6 +460,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     state,
     stop() {
       stopping ??= (async () => {
+        // First, so the sessions closed below do not count as a disconnect storm.
+        await services.alerts.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
         broker.closeAll('hub stopping');
         await mqttClosed;

@@ -29,6 +29,7 @@ import { registerAuthorityRoutes } from './routes/authority.js';
 import { registerEstRoutes } from './routes/est.js';
 import { registerDpsServiceRoutes } from './routes/dps-service.js';
 import { registerMetricsRoutes } from './routes/metrics.js';
+import { registerAlertRoutes } from './routes/alerts.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -182,5 +183,6 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);
   registerMetricsRoutes(app, services.metrics);
+  registerAlertRoutes(app, services.alerts, services.securityEvents);
   return app;
 }

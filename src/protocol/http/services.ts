@@ -13,6 +13,7 @@ import type { EnrollmentService } from '../../dps/enrollment-service.js';
 import type { EstService } from '../../pki/est.js';
 import type { SecurityEvents } from '../../security/events.js';
 import type { HubMetrics } from '../../security/metrics.js';
+import type { AlertEngine } from '../../security/alerts.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -43,5 +44,7 @@ export interface HubServices {
   securityEvents: SecurityEvents;
   /** The hub's Prometheus registry (GET /metrics) and the message tally the edges bump. */
   metrics: HubMetrics;
+  /** Alert rules over the security events, their history and notifications. */
+  alerts: AlertEngine;
   health(): Promise<{ status: 'ok' | 'degraded'; store: string; checks: Record<string, string> }>;
 }
