@@ -13,6 +13,7 @@ import { registerEst } from './commands/est.js';
 import { registerFactory } from './commands/factory.js';
 import { CliError } from './rest-client.js';
 import { registerDps } from './commands/dps.js';
+import { registerAlert } from './commands/alert.js';
 
 export function buildProgram(): Command {
   const program = new Command('gatehouse')
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerCert(program);
   registerEst(program);
   registerFactory(program);
+  registerAlert(program);
   return program;
 }
 
