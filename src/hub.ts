@@ -46,6 +46,11 @@ import { SecurityEvents } from './security/events.js';
 import { HubMetrics } from './security/metrics.js';
 import { AlertEngine } from './security/alerts.js';
 import { allIssued } from './pki/issued.js';
+import { SettingsService } from './security/settings-service.js';
+import { isoDurationMs, NODE_TLS, type TlsVersion } from './security/settings.js';
+import { OperatorService } from './security/operators.js';
+import { AccessGate } from './security/gate.js';
+import { PolicyService } from './security/policy-service.js';
 
 export const STATE_FILE = 'gatehouse.json';
 export const SQLITE_FILE = 'gatehouse.db';
@@ -152,6 +157,10 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     for (const action of tls.actions) logger.info({ event: 'tls' }, action);
 
     const securityEvents = new SecurityEvents((err) => logger.error({ err, event: 'security-events.listener-failed' }, 'a security event listener failed'));
+    const settings = new SettingsService(store, clock, securityEvents);
+    await settings.load();
+    const operators = new OperatorService(store, clock, () => config.hostname);
+    await operators.load();
     const registry = new RegistryService(store, clock);
     const twins = new TwinService(store, clock);
     const query = new QueryService(store);
@@ -244,6 +253,25 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       },
     };
     const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation);
+    const securityLog = logger.child({ component: 'security' });
+    const gate = new AccessGate(settings.current, {
+      devices: deviceAuth,
+      service: authenticator,
+      operators,
+      connections,
+      events: securityEvents,
+      clock,
+      log: (fields, msg) => securityLog.warn(fields, msg),
+    });
+    settings.bind({ gate, operators, enrollments });
+    const policies = new PolicyService(store, policyCache, connections, operators, securityEvents, clock);
+    const applyC2dDefaults = (s: typeof settings.current) => c2d.setDefaults({ defaultTtlMs: isoDurationMs(s.c2d.defaultTtlAsIso8601), maxDeliveryCount: s.c2d.maxDeliveryCount });
+    applyC2dDefaults(settings.current);
+    settings.onChange((next, previous) => {
+      applyC2dDefaults(next);
+      securityLog.info({ event: 'settings.applied', version: next.version, by: next.updatedBy, previousVersion: previous.version }, 'hub settings applied');
+      if (tlsRankBelow12(next.minTlsVersion)) securityLog.warn({ event: 'settings.legacy-tls', minTlsVersion: next.minTlsVersion }, 'TLS below 1.2 is allowed');
+    });
     // A revoked certificate loses its live sessions at once, not at the next reconnect.
     authority.onRevoked((records) => {
       const serials = new Set(records.map((r) => normalizeSerial(r.serial)));
@@ -294,7 +322,11 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       registration: new RegistrationService(enrollments, registry, twins, clock, {
         idScope: async () => idScope,
         allocator: new Allocator(() => linkedHubs),
-        settings: () => readDpsSettings(store),
+        // disableDeviceSAS covers provisioning too: no symmetric-key attestation while it is on.
+        settings: async () => {
+          const dps = await readDpsSettings(store);
+          return { ...dps, disableSymmetricKeyAttestation: dps.disableSymmetricKeyAttestation || settings.current.disableDeviceSAS };
+        },
         throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute),
         log: (fields, msg) => dpsLog.info(fields, msg),
         // The provisioning service and the hub share one CA registry (groups may reference its CAs).
@@ -318,7 +350,10 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       methods,
       connections,
       c2d,
-      deviceAuth,
+      gate,
+      settings,
+      operators,
+      policies,
       telemetry,
       cas,
       authority,
@@ -386,7 +421,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     });
   const broker = new MqttBroker({
     hostname: () => config.hostname,
-    authenticator: services.deviceAuth,
+    authenticator: services.gate,
     connections: services.connections,
     sessions: store.sessions,
     telemetry: services.telemetry,
@@ -415,14 +450,25 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     },
   });
   let http: FastifyInstance | undefined;
-  const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: 'TLSv1.2' });
+  const minTls = NODE_TLS[services.settings.current.minTlsVersion];
+  const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
+  // Hub settings change the TLS minimum at run time: a new secure context for new handshakes.
+  const tlsContext = (v: TlsVersion) => ({
+    key: tls.keyPem,
+    cert: tls.chainPem,
+    minVersion: NODE_TLS[v],
+    // OpenSSL 3 refuses TLS 1.0/1.1 at its default security level; legacy TLS needs level 0.
+    ...(tlsRankBelow12(v) ? { ciphers: 'DEFAULT@SECLEVEL=0' } : {}),
+  });
+  services.gate.watch(mqtt, 'mqtt', (v) => mqtt.setSecureContext(tlsContext(v)));
   try {
     http = await buildHttpApp({
-      tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: 'TLSv1.2' },
+      tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls },
       logger,
       services,
-      authenticator: prepared.authenticator,
     });
+    const httpsServer = http.server as unknown as TlsServer;
+    services.gate.watch(httpsServer, 'https', (v) => httpsServer.setSecureContext(tlsContext(v)));
     attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker);
     await listen(http, config.httpsPort, config.bind);
     await listenMqtt(mqtt, config.mqttPort, config.bind);
@@ -474,6 +520,10 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       return stopping;
     },
   };
+}
+
+function tlsRankBelow12(v: TlsVersion): boolean {
+  return v === '1.0' || v === '1.1';
 }
 
 function listenMqtt(server: TlsServer, port: number, host: string): Promise<void> {

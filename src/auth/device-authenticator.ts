@@ -27,6 +27,8 @@ export interface DeviceIdentity {
   generationId: string;
   /** When the credential stops being valid (SAS `se`, certificate notAfter), ms since epoch. */
   expiresAt: number | undefined;
+  /** The shared access policy that signed the token (method `policy-sas`). */
+  policyName?: string;
   /** For `iothub-connection-auth-method` (wire doc §3.3). */
   authMethodStamp: string;
 }
@@ -123,12 +125,14 @@ export class DeviceAuthenticator {
     let method: DeviceAuthMethod;
     let keys: Array<string | null>;
     let authStamp: string;
+    let policyName: string | undefined;
     if (token.keyName !== undefined) {
       const policy = await this.lookups.findPolicy(token.keyName);
       keys = policy === undefined ? [DECOY_KEY] : [policy.primaryKey, policy.secondaryKey];
       if (!signatureMatches(token, keys) || policy === undefined) return deny(`bad signature or unknown policy ${token.keyName}`);
       if (!policy.rights.includes('DeviceConnect')) return deny(`policy ${policy.name} lacks DeviceConnect`);
       method = 'policy-sas';
+      policyName = policy.name;
       authStamp = stamp('hub', 'sas');
     } else {
       const identity = c.moduleId === null ? device : module;
@@ -154,6 +158,7 @@ export class DeviceAuthenticator {
         generationId: (module ?? device).generationId,
         expiresAt: token.expiry * 1000,
         authMethodStamp: authStamp,
+        ...(policyName === undefined ? {} : { policyName }),
       },
     };
   }

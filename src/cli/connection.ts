@@ -16,6 +16,8 @@ export interface ServiceConnection {
   connectHost: string;
   port: number;
   ca: string | undefined;
+  /** An operator bearer token; used instead of the policy key when set. */
+  bearer?: string | undefined;
 }
 
 export function parseConnectionString(cs: string): Map<string, string> {
@@ -53,6 +55,19 @@ export async function resolveConnection(opts: {
   dataDir?: string;
   caFile?: string;
   databaseUrl?: string;
+  token?: string;
+}): Promise<ServiceConnection> {
+  const conn = await resolvePolicyConnection(opts);
+  const bearer = opts.token ?? process.env.GATEHOUSE_TOKEN;
+  return bearer === undefined || bearer === '' ? conn : { ...conn, bearer };
+}
+
+async function resolvePolicyConnection(opts: {
+  connectionString?: string;
+  dataDir?: string;
+  caFile?: string;
+  databaseUrl?: string;
+  token?: string;
 }): Promise<ServiceConnection> {
   const cs = opts.connectionString ?? process.env.GATEHOUSE_CONNECTION_STRING;
   if (cs !== undefined && cs !== '') {
@@ -73,12 +88,13 @@ export async function resolveConnection(opts: {
   const { store, state } = await openStoreFor(opts.dataDir, opts.databaseUrl);
   try {
     const owner = await store.getPolicy('iothubowner');
-    if (owner === undefined) throw new Error('this hub has no iothubowner policy; use --connection-string');
+    const hasToken = (opts.token ?? process.env.GATEHOUSE_TOKEN ?? '') !== '';
+    if (owner === undefined && !hasToken) throw new Error('this hub has no iothubowner policy; use --connection-string or --token');
     const wildcard = state.bind === '::' || state.bind === '0.0.0.0';
     return {
       hostName: state.hostname,
-      keyName: owner.name,
-      key: owner.primaryKey,
+      keyName: owner?.name ?? '',
+      key: owner?.primaryKey ?? '',
       connectHost: wildcard ? (isIP(state.hostname) !== 0 ? state.hostname : '127.0.0.1') : state.bind,
       port: state.httpsPort,
       ca: caFromEnv(opts.caFile) ?? readFileSync(state.caFile, 'utf8'),

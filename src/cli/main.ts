@@ -14,6 +14,7 @@ import { registerFactory } from './commands/factory.js';
 import { CliError } from './rest-client.js';
 import { registerDps } from './commands/dps.js';
 import { registerAlert } from './commands/alert.js';
+import { registerSecurity } from './commands/security.js';
 
 export function buildProgram(): Command {
   const program = new Command('gatehouse')
@@ -35,6 +36,7 @@ export function buildProgram(): Command {
   registerEst(program);
   registerFactory(program);
   registerAlert(program);
+  registerSecurity(program);
   return program;
 }
 

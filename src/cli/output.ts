@@ -13,10 +13,12 @@ export function renderTable(rows: Array<Record<string, unknown>>, columns: strin
   return [line(columns), line(widths.map((w) => '-'.repeat(w))), ...rows.map((r) => line(columns.map((c) => cell(r[c]))))].join('\n');
 }
 
-export function print(value: unknown, format: OutputFormat, columns: string[]): void {
+/** Table columns default to the keys of the rows, in first-seen order. */
+export function print(value: unknown, format: OutputFormat, columns?: string[]): void {
   if (format === 'table') {
     const rows = (Array.isArray(value) ? value : [value]) as Array<Record<string, unknown>>;
-    process.stdout.write(`${renderTable(rows, columns)}\n`);
+    const cols = columns ?? [...new Set(rows.flatMap((r) => Object.keys(r)))];
+    process.stdout.write(`${renderTable(rows, cols)}\n`);
     return;
   }
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);

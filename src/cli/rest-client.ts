@@ -34,6 +34,7 @@ export class RestClient {
   }
 
   token(): string {
+    if (this.conn.bearer !== undefined) return `Bearer ${this.conn.bearer}`;
     return generateSasToken({ resource: this.conn.hostName, key: this.conn.key, keyName: this.conn.keyName, expiry: Math.floor(Date.now() / 1000) + 3600 });
   }
 

@@ -12,9 +12,13 @@ export interface LiveSession {
   readonly certificateSerial?: string | undefined;
   /** Upper-case hex SHA-1 and SHA-256 of that certificate. */
   readonly certificateThumbprints?: readonly string[] | undefined;
-  /** Transport (mqtt, mqtt-ws, ...) and how the identity authenticated (sas, x509-ca, ...), for metrics. */
-  readonly protocol?: string | undefined;
+  /** Where the session comes from, its TLS version and how it authenticated (hub settings apply to these; metrics count by them). */
+  readonly remoteAddress?: string | undefined;
+  readonly tlsVersion?: string | undefined;
   readonly authMethod?: string | undefined;
+  readonly policyName?: string | undefined;
+  /** Transport (mqtt, mqtt-ws, ...), for metrics. */
+  readonly protocol?: string | undefined;
   /** Closes the connection; `reason` goes to the log. */
   close(reason: string): void;
   /** Pushes a desired-properties patch when the device listens for them; true when it went out. */
@@ -39,6 +43,11 @@ interface Waiter {
 export class ConnectionRegistry {
   readonly #sessions = new Map<string, LiveSession>();
   readonly #waiters = new Map<string, Set<Waiter>>();
+
+  /** Every live session (a snapshot). */
+  all(): LiveSession[] {
+    return [...this.#sessions.values()];
+  }
 
   /** Registers a session; returns the one it replaces (the caller closes it). */
   register(session: LiveSession): LiveSession | undefined {

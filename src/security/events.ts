@@ -20,7 +20,9 @@ export type AuthSubject =
   /** A provisioning registration (DPS over MQTT or HTTPS). */
   | 'registration'
   /** A factory station's EST credential. */
-  | 'est-credential';
+  | 'est-credential'
+  /** A network connection refused before any credential (IP filter). */
+  | 'connection';
 
 /** Where the attempt came in. */
 export type AuthProtocol = 'mqtt' | 'mqtt-ws' | 'https' | 'https-device' | 'dps-mqtt' | 'dps-https' | 'est' | 'amqp' | 'amqp-ws';

@@ -86,6 +86,8 @@ export interface PolicyStore {
   getPolicy(name: string): Promise<SharedAccessPolicy | undefined>;
   /** Inserts when `ifMatch` is undefined (fails if it exists), else replaces under the etag. */
   putPolicy(policy: SharedAccessPolicy, ifMatch?: EtagCondition): Promise<void>;
+  /** PolicyNotFound / PreconditionFailed. */
+  deletePolicy(name: string, ifMatch: EtagCondition): Promise<void>;
 }
 
 /** Small named values: hub identity, TLS material. Secrets go through the encrypted variant. */

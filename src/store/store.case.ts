@@ -281,6 +281,11 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
         const next = { ...p, rights: ['ServiceConnect', 'RegistryRead'] as SharedAccessPolicy['rights'], etag: newEtag() };
         await rejectsWith(store.putPolicy(next, 'stale'), 'PreconditionFailed');
         await store.putPolicy(next, p.etag);
+        await rejectsWith(store.deletePolicy(next.name, 'stale'), 'PreconditionFailed');
+        await store.deletePolicy(next.name, next.etag);
+        assert.equal(await store.getPolicy(next.name), undefined);
+        await rejectsWith(store.deletePolicy(next.name, '*'), 'PolicyNotFound');
+        await store.putPolicy(next);
         assert.deepEqual((await store.listPolicies()).map((x) => x.rights), [['ServiceConnect', 'RegistryRead']]);
         assert.equal(await store.getPolicy('nope'), undefined);
       }),

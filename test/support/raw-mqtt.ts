@@ -18,13 +18,14 @@ export interface RawMqtt {
   end(): void;
 }
 
-export async function rawMqtt(host: string, opts: { port?: number; ca: string; cert?: string; key?: string }): Promise<RawMqtt> {
+export async function rawMqtt(host: string, opts: { port?: number; ca: string; cert?: string; key?: string; localAddress?: string }): Promise<RawMqtt> {
   // A client presenting a certificate may present a deliberately weak one (RSA 1024): the client
   // side lets it through (security level 0) so that the hub is the one to refuse it.
   const socket = connect({
     host,
     port: opts.port ?? 8883,
     ca: opts.ca,
+    ...(opts.localAddress === undefined ? {} : { localAddress: opts.localAddress }),
     ...(opts.cert === undefined ? {} : { cert: opts.cert, key: opts.key, ciphers: 'DEFAULT:@SECLEVEL=0' }),
   });
   await new Promise<void>((resolve, reject) => {
@@ -90,8 +91,14 @@ export function deviceToken(host: string, deviceId: string, key: string, expiry 
 }
 
 /** Connects and returns the CONNACK return code (and the client for further use). */
-export async function connectRaw(host: string, ca: string, packet: Packet, tlsCert?: { cert: string; key: string }): Promise<{ code: number | undefined; client: RawMqtt }> {
-  const client = await rawMqtt(host, { ca, ...(tlsCert ?? {}) });
+export async function connectRaw(
+  host: string,
+  ca: string,
+  packet: Packet,
+  tlsCert?: { cert: string; key: string },
+  localAddress?: string,
+): Promise<{ code: number | undefined; client: RawMqtt }> {
+  const client = await rawMqtt(host, { ca, ...(tlsCert ?? {}), ...(localAddress === undefined ? {} : { localAddress }) });
   client.send(packet);
   const p = await client.next();
   return { code: p?.cmd === 'connack' ? p.returnCode : undefined, client };

@@ -8,6 +8,7 @@ export interface ConnOpts {
   dataDir?: string;
   caFile?: string;
   databaseUrl?: string;
+  token?: string;
   output: OutputFormat;
 }
 
@@ -17,6 +18,7 @@ export function connectionOptions(cmd: Command): Command {
     .option('--data-dir <dir>', 'use the iothubowner policy of the hub in this data dir')
     .option('--ca-file <file>', 'CA certificate to trust (env GATEHOUSE_CA_FILE; a data dir brings its own)')
     .option('--database-url <url>', 'PostgreSQL URL for a data-dir hub on PostgreSQL')
+    .option('--token <jwt>', 'operator bearer token instead of a policy key (env GATEHOUSE_TOKEN)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['json', 'table']).default('json'));
 }
 
@@ -26,6 +28,7 @@ export async function withClient<T>(opts: ConnOpts, fn: (client: RestClient, hos
     ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir }),
     ...(opts.caFile === undefined ? {} : { caFile: opts.caFile }),
     ...(opts.databaseUrl === undefined ? {} : { databaseUrl: opts.databaseUrl }),
+    ...(opts.token === undefined ? {} : { token: opts.token }),
   });
   const client = new RestClient(conn);
   try {

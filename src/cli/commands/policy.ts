@@ -1,6 +1,8 @@
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { openStoreFor } from '../connection.js';
 import { print, type OutputFormat } from '../output.js';
+import { encodeId } from '../rest-client.js';
+import { connectionOptions, withClient, type ConnOpts } from './common.js';
 
 export function registerPolicy(program: Command): void {
   const policy = program.command('policy').description('shared access policies');
@@ -24,4 +26,38 @@ export function registerPolicy(program: Command): void {
         await store.close();
       }
     });
+
+  connectionOptions(
+    policy
+      .command('create <name>')
+      .description('create a shared access policy (at most 16 per hub); prints its keys once')
+      .requiredOption('--rights <list>', 'comma-separated: RegistryRead, RegistryWrite, ServiceConnect, DeviceConnect, ...'),
+  ).action(async (name: string, o: ConnOpts & { rights: string }) => {
+    await withClient(o, async (c) => print((await c.call('PUT', `/policies/${encodeId(name)}`, { rights: o.rights })).body, o.output));
+  });
+  connectionOptions(
+    policy
+      .command('update <name>')
+      .description("replace a policy's rights (sessions signed with it close at once)")
+      .requiredOption('--rights <list>', 'comma-separated rights'),
+  ).action(async (name: string, o: ConnOpts & { rights: string }) => {
+    await withClient(o, async (c) => {
+      await c.call('GET', `/policies/${encodeId(name)}`);
+      const body = (await c.call('PUT', `/policies/${encodeId(name)}`, { rights: o.rights })).body as Record<string, unknown>;
+      print({ keyName: body.keyName, rights: body.rights }, o.output);
+    });
+  });
+  connectionOptions(policy.command('delete <name>').description('delete a policy; its tokens stop working at once')).action(async (name: string, o: ConnOpts) => {
+    await withClient(o, async (c) => {
+      await c.call('DELETE', `/policies/${encodeId(name)}`);
+    });
+  });
+  connectionOptions(
+    policy
+      .command('renew-key <name>')
+      .description('regenerate one key of a policy; tokens signed with the old key stop working at once')
+      .addOption(new Option('--key <which>', 'which key').choices(['primary', 'secondary']).default('primary')),
+  ).action(async (name: string, o: ConnOpts & { key: string }) => {
+    await withClient(o, async (c) => print((await c.call('POST', `/policies/${encodeId(name)}/regenerateKey`, { keyType: o.key })).body, o.output));
+  });
 }

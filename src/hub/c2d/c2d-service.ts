@@ -85,7 +85,7 @@ export class C2dService {
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
-    private readonly limits: C2dLimits = DEFAULT_C2D_LIMITS,
+    private limits: C2dLimits = DEFAULT_C2D_LIMITS,
   ) {}
 
   /** Informs the delivery side that a device has mail (new, abandoned, or whose lock lapsed). Listeners cannot refuse. */
@@ -162,6 +162,11 @@ export class C2dService {
   }
 
   /** Locks up to `max` deliverable messages (oldest first) for `lockMs`, increments their delivery count; expired ones are removed with Expired feedback, ones past maxDeliveryCount dead-lettered first. */
+  /** Hub settings changed the defaults for messages sent from now on. */
+  setDefaults(d: { defaultTtlMs: number; maxDeliveryCount: number }): void {
+    this.limits = { ...this.limits, defaultTtlMs: Math.min(d.defaultTtlMs, this.limits.maxTtlMs), maxDeliveryCount: d.maxDeliveryCount };
+  }
+
   lockNext(deviceId: string, max: number, lockMs: number = this.limits.lockMs): Promise<C2dMessage[]> {
     if (!Number.isInteger(max) || max < 0) throw new HubError('ArgumentInvalid', 'max must be a non-negative integer.');
     if (!(lockMs > 0)) throw new HubError('ArgumentInvalid', 'lockMs must be positive.');

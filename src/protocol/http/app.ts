@@ -7,7 +7,9 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { HubError } from '../../core/errors.js';
 import type { Right } from '../../core/types.js';
-import { requireAllRights, requireAnyRight, type ServiceAuthenticator, type ServicePrincipal } from '../../auth/service-authenticator.js';
+import { requireAllRights, requireAnyRight } from '../../auth/service-authenticator.js';
+import type { PeerContext, Principal } from '../../security/gate.js';
+import { actionFor, rolesAllow } from '../../security/roles.js';
 import { sendError, toHubError } from './error-mapping.js';
 import type { HubServices } from './services.js';
 import type { DeviceIdentity } from '../../auth/device-authenticator.js';
@@ -30,6 +32,7 @@ import { registerEstRoutes } from './routes/est.js';
 import { registerDpsServiceRoutes } from './routes/dps-service.js';
 import { registerMetricsRoutes } from './routes/metrics.js';
 import { registerAlertRoutes } from './routes/alerts.js';
+import { registerSecurityRoutes } from './routes/security.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -44,16 +47,15 @@ declare module 'fastify' {
     admin?: boolean;
   }
   interface FastifyRequest {
-    principal: ServicePrincipal | undefined;
+    principal: Principal | undefined;
     device: DeviceIdentity | undefined;
   }
 }
 
 export interface HttpAppOptions {
-  tls: { key: string; cert: string; minVersion: 'TLSv1.2' | 'TLSv1.3' };
+  tls: { key: string; cert: string; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' };
   logger: Logger;
   services: HubServices;
-  authenticator: ServiceAuthenticator;
 }
 
 /** What an administration route needs from a shared access policy: all the hub's rights. */
@@ -73,7 +75,7 @@ export function requestPath(url: string): string {
 }
 
 export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstance> {
-  const { logger, services, authenticator } = opts;
+  const { logger, services } = opts;
   // Typed as the plain instance the route modules take; the HTTPS server and pino logger types
   // differ only in generics those modules do not use.
   const app = Fastify({
@@ -109,17 +111,21 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.addHook('onRequest', async (req) => {
+    const peer: PeerContext = { remote: req.ip, protocol: 'https', tls: (req.socket as TLSSocket).getProtocol?.() ?? undefined };
     if (req.routeOptions.config.device === true) {
       // Device HTTPS (wire doc §5): the device's SAS token or its TLS client certificate, and
       // only for itself. Every failure is the same 401.
       const deviceId = (req.params as { id?: string }).id ?? '';
       const header = req.headers.authorization;
-      const result = await services.deviceAuth.authenticate({
-        deviceId,
-        moduleId: null,
-        sasToken: header,
-        peerChain: header === undefined ? peerChain(req.socket as TLSSocket) : undefined,
-      });
+      const result = await services.gate.authenticate(
+        {
+          deviceId,
+          moduleId: null,
+          sasToken: header,
+          peerChain: header === undefined ? peerChain(req.socket as TLSSocket) : undefined,
+        },
+        { ...peer, protocol: 'https-device' },
+      );
       if (!result.ok) {
         logger.warn({ event: 'auth.denied', protocol: 'https-device', remote: req.ip, deviceId: deviceId.slice(0, 128), reason: result.reason }, 'device request denied');
         throw unauthorized(result.reason);
@@ -131,14 +137,19 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     const rights = admin ? ADMIN_RIGHTS : req.routeOptions.config.rights;
     if (rights === undefined) return;
     const header = req.headers.authorization;
+    let principal: Principal | undefined;
     try {
-      const principal = await authenticator.authenticate(header, requestPath(req.url));
-      if (admin) requireAllRights(principal, ADMIN_RIGHTS);
+      principal = await services.gate.authenticateService(header, requestPath(req.url), peer);
+      if (principal.kind === 'operator') {
+        const action = actionFor(req.method, req.routeOptions.url ?? '', admin);
+        if (!rolesAllow(principal.roles, action)) throw unauthorized(`operator ${principal.name} has no role allowing ${action}`);
+      } else if (admin) requireAllRights(principal, ADMIN_RIGHTS);
       else requireAnyRight(principal, rights);
       req.principal = principal;
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
         // The reason is for the operator, never for the caller; no token or key in the line.
+        if (principal !== undefined) services.gate.denied(principal, String(err.cause), peer);
         logger.warn(
           { event: 'auth.denied', protocol: 'https', remote: req.ip, method: req.method, path: req.routeOptions.url, reason: String(err.cause) },
           'service request denied',
@@ -184,5 +195,12 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerDeviceHttpRoutes(app, services);
   registerMetricsRoutes(app, services.metrics);
   registerAlertRoutes(app, services.alerts, services.securityEvents);
+  registerSecurityRoutes(app, {
+    settings: services.settings,
+    operators: services.operators,
+    policies: services.policies,
+    events: services.securityEvents,
+    now: () => Date.now(),
+  });
   return app;
 }

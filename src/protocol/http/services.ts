@@ -4,7 +4,10 @@ import type { QueryService } from '../../hub/query/query-service.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
 import type { ConnectionRegistry } from '../../hub/connections.js';
 import type { C2dService } from '../../hub/c2d/c2d-service.js';
-import type { DeviceAuthenticator } from '../../auth/device-authenticator.js';
+import type { AccessGate } from '../../security/gate.js';
+import type { SettingsService } from '../../security/settings-service.js';
+import type { OperatorService } from '../../security/operators.js';
+import type { PolicyService } from '../../security/policy-service.js';
 import type { DpsDeps, TelemetrySink } from '../mqtt/broker-deps.js';
 import type { CaRegistry } from '../../pki/ca-registry.js';
 import type { CertificateAuthority } from '../../pki/authority.js';
@@ -24,8 +27,14 @@ export interface HubServices {
   connections: ConnectionRegistry;
   /** Cloud-to-device queues and feedback. */
   c2d: C2dService;
-  /** Device-side authentication, shared by MQTT and device HTTPS. */
-  deviceAuth: DeviceAuthenticator;
+  /** The access gate: device and service authentication under the hub settings, lockout, events. */
+  gate: AccessGate;
+  /** Hub settings: the security switches, IP filter, TLS minimum, C2D defaults. */
+  settings: SettingsService;
+  /** Operators, their bearer tokens and role assignments. */
+  operators: OperatorService;
+  /** Shared access policies management. */
+  policies: PolicyService;
   /** Durable intake of device messages (the event stream). */
   telemetry: TelemetrySink;
   /** X.509 CA certificates: registration, proof of possession, device chain checks. */

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { DeviceAuthenticator } from '../../auth/device-authenticator.js';
+import type { DeviceAuthentication } from '../../security/gate.js';
 import type { Clock } from '../../core/clock.js';
 import type { ConnectionRegistry } from '../../hub/connections.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
@@ -47,7 +47,7 @@ export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
 
 export interface BrokerDeps {
   hostname(): string;
-  authenticator: DeviceAuthenticator;
+  authenticator: DeviceAuthentication;
   connections: ConnectionRegistry;
   sessions: SessionStore;
   telemetry: TelemetrySink;

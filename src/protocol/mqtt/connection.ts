@@ -88,16 +88,28 @@ export class MqttConnection implements LiveSession {
     return leaf === undefined ? undefined : [leaf.fingerprint.replace(/:/g, ''), leaf.fingerprint256.replace(/:/g, '')];
   }
 
+  get remoteAddress(): string {
+    return this.peer.remoteAddress;
+  }
+
+  get tlsVersion(): string | undefined {
+    return this.peer.tlsVersion;
+  }
+
+  get authMethod(): string | undefined {
+    return this.identity?.method;
+  }
+
+  get policyName(): string | undefined {
+    return this.identity?.policyName;
+  }
+
   get moduleId(): string | null {
     return this.identity?.moduleId ?? null;
   }
 
   get protocol(): string {
     return this.peer.transport;
-  }
-
-  get authMethod(): string | undefined {
-    return this.identity?.method;
   }
 
   #onData(chunk: Buffer): void {

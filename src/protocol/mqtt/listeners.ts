@@ -36,7 +36,7 @@ export function peerChain(socket: TLSSocket): X509Certificate[] | undefined {
 export interface TlsOptions {
   key: string;
   cert: string;
-  minVersion: 'TLSv1.2' | 'TLSv1.3';
+  minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
 }
 
 export function createMqttTlsServer(broker: MqttBroker, tls: TlsOptions): TlsServer {

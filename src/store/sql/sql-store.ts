@@ -310,7 +310,7 @@ export class SqlStore implements Store {
           ...values,
         ]);
       } catch (err) {
-        if (this.db.isUniqueViolation(err)) throw new HubError('InvalidOperation', `Policy ${policy.name} already exists.`);
+        if (this.db.isUniqueViolation(err)) throw new HubError('PolicyAlreadyExists', `Policy ${policy.name} already exists.`);
         throw err;
       }
       return;
@@ -324,6 +324,14 @@ export class SqlStore implements Store {
       throw exists === undefined
         ? new HubError('ResourceNotFound', `Policy ${policy.name} not found`)
         : new HubError('PreconditionFailed', 'The policy etag does not match.');
+    }
+  }
+
+  async deletePolicy(name: string, ifMatch: EtagCondition): Promise<void> {
+    const changed = await this.db.run(`DELETE FROM policies WHERE name = ? AND (? = '*' OR etag = ?)`, [name, ifMatch, ifMatch]);
+    if (changed === 0) {
+      const exists = await this.getPolicy(name);
+      throw exists === undefined ? new HubError('PolicyNotFound', `No shared access policy named ${name}.`) : new HubError('PreconditionFailed', 'The policy etag does not match.');
     }
   }
 

@@ -76,7 +76,7 @@ export async function handleConnect(conn: MqttConnection, packet: IConnectPacket
     moduleId: ids.moduleId,
     sasToken: packet.password === undefined ? undefined : packet.password.toString('utf8'),
     peerChain: conn.peer.chain,
-  });
+  }, { remote: conn.peer.remoteAddress, protocol: conn.peer.transport, tls: conn.peer.tlsVersion });
   if ((conn.state as string) === 'closed') return;
   if (!result.ok) return refuse(conn, result.outcome === 'forbidden' ? 5 : 4, result.reason, clientId);
 

@@ -1,0 +1,172 @@
+/**
+ * Hub administration over REST (all `admin`: a policy with every hub right, or the Owner role):
+ *
+ *   GET/PATCH /settings                    hub settings (PATCH: JSON merge patch; ?dryRun=true)
+ *   GET/PUT/PATCH/DELETE /operators[/:id]  operators; POST /operators/:id/tokens mints a token
+ *   GET/POST /roleAssignments, DELETE /roleAssignments/:id, GET /roleDefinitions
+ *   GET /policies[/:name], PUT/DELETE /policies/:name, POST /policies/:name/regenerateKey
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { HubError } from '../../../core/errors.js';
+import { redactSecrets, type SecurityEvents } from '../../../security/events.js';
+import type { OperatorService } from '../../../security/operators.js';
+import { renderPolicy, type PolicyService } from '../../../security/policy-service.js';
+import { ROLE_ACTIONS, ROLE_DESCRIPTIONS, ROLE_NAMES } from '../../../security/roles.js';
+import type { SettingsService } from '../../../security/settings-service.js';
+import { jsonBody } from '../body.js';
+
+const ADMIN = { admin: true } as const;
+
+export function actorOf(req: FastifyRequest): string {
+  const p = req.principal;
+  return p === undefined ? 'anonymous' : `${p.kind}:${p.name}`;
+}
+
+function flag(v: unknown): boolean {
+  return v === 'true' || v === '1' || v === '';
+}
+
+function field(body: unknown, name: string): unknown {
+  return body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[name] : undefined;
+}
+
+export interface SecurityRouteDeps {
+  settings: SettingsService;
+  operators: OperatorService;
+  policies: PolicyService;
+  events: SecurityEvents;
+  now: () => number;
+}
+
+export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRouteDeps): void {
+  const { settings, operators, policies, events } = deps;
+  const change = (req: FastifyRequest, action: string, target: string, before: unknown, after: unknown) =>
+    events.emit({ type: 'change', at: deps.now(), actor: actorOf(req), action, target, before: redactSecrets(before), after: redactSecrets(after), remote: req.ip });
+
+  // ---------------------------------------------------------------- settings
+  app.get('/settings', { config: ADMIN }, async (_req, reply) => {
+    const s = settings.current;
+    void reply.header('etag', `"${s.etag}"`);
+    return s;
+  });
+
+  app.patch<{ Querystring: Record<string, string | undefined> }>('/settings', { config: ADMIN }, async (req, reply) => {
+    const q = req.query;
+    const r = await settings.change({
+      patch: jsonBody(req),
+      ifMatch: req.headers['if-match'],
+      dryRun: flag(q.dryRun),
+      force: flag(q.force),
+      allowLegacyTls: flag(q.allowLegacyTls),
+      actor: actorOf(req),
+      remote: req.ip,
+    });
+    if (!r.dryRun && 'etag' in r.settings) void reply.header('etag', `"${r.settings.etag}"`);
+    return r;
+  });
+
+  // ---------------------------------------------------------------- operators
+  app.get('/operators', { config: ADMIN }, async () => ({ value: operators.list().map((o) => ({ ...o, roles: [...operators.rolesOf(o.id)] })) }));
+
+  app.get<{ Params: { id: string } }>('/operators/:id', { config: ADMIN }, async (req) => {
+    const op = operators.get(req.params.id);
+    if (op === undefined) throw new HubError('OperatorNotFound', `Operator ${req.params.id.slice(0, 128)} does not exist.`);
+    return { ...op, roles: [...operators.rolesOf(op.id)] };
+  });
+
+  app.put<{ Params: { id: string } }>('/operators/:id', { config: ADMIN }, async (req, reply) => {
+    const body = jsonBody(req, false);
+    const name = field(body, 'displayName');
+    if (name !== undefined && (typeof name !== 'string' || name.length > 256)) throw new HubError('ArgumentInvalid', 'displayName must be a string of at most 256 characters.');
+    const op = await operators.create(req.params.id, name as string | undefined);
+    change(req, 'operator.create', `operators/${op.id}`, null, op);
+    return reply.code(201).send(op);
+  });
+
+  app.patch<{ Params: { id: string } }>('/operators/:id', { config: ADMIN }, async (req) => {
+    const body = jsonBody(req);
+    const enabled = field(body, 'enabled');
+    const revoke = field(body, 'revokeTokens');
+    if (enabled !== undefined && typeof enabled !== 'boolean') throw new HubError('ArgumentInvalid', 'enabled must be true or false.');
+    if (revoke !== undefined && typeof revoke !== 'boolean') throw new HubError('ArgumentInvalid', 'revokeTokens must be true or false.');
+    const { before, after } = await operators.update(req.params.id, {
+      ...(enabled === undefined ? {} : { enabled: enabled as boolean }),
+      ...(revoke === true ? { revokeTokens: true } : {}),
+    });
+    change(req, revoke === true ? 'operator.revoke-tokens' : 'operator.update', `operators/${after.id}`, before, after);
+    return after;
+  });
+
+  app.delete<{ Params: { id: string } }>('/operators/:id', { config: ADMIN }, async (req, reply) => {
+    const op = await operators.delete(req.params.id);
+    change(req, 'operator.delete', `operators/${op.id}`, op, null);
+    return reply.code(204).send();
+  });
+
+  app.post<{ Params: { id: string } }>('/operators/:id/tokens', { config: ADMIN }, async (req) => {
+    const seconds = field(jsonBody(req, false), 'expiresInSeconds') ?? 3600;
+    if (typeof seconds !== 'number') throw new HubError('ArgumentInvalid', 'expiresInSeconds must be a number.');
+    const t = await operators.issueToken(req.params.id, seconds);
+    change(req, 'operator.token', `operators/${req.params.id}`, null, { expiresAt: t.expiresAt });
+    return t;
+  });
+
+  // ---------------------------------------------------------------- roles
+  app.get('/roleDefinitions', { config: ADMIN }, async () => ({
+    value: ROLE_NAMES.map((name) => ({ roleName: name, description: ROLE_DESCRIPTIONS[name], actions: ROLE_ACTIONS[name] })),
+  }));
+
+  app.get<{ Querystring: { assignee?: string; role?: string } }>('/roleAssignments', { config: ADMIN }, async (req) => ({
+    value: operators.listAssignments({
+      ...(req.query.assignee === undefined ? {} : { assignee: req.query.assignee }),
+      ...(req.query.role === undefined ? {} : { role: req.query.role }),
+    }),
+  }));
+
+  app.post('/roleAssignments', { config: ADMIN }, async (req, reply) => {
+    const body = jsonBody(req);
+    const assignee = field(body, 'assignee');
+    const role = field(body, 'role');
+    const scope = field(body, 'scope') ?? '/';
+    if (typeof assignee !== 'string' || typeof role !== 'string' || typeof scope !== 'string') throw new HubError('ArgumentInvalid', 'assignee and role are required strings.');
+    const a = await operators.createAssignment(assignee, role, scope, actorOf(req));
+    change(req, 'role-assignment.create', `roleAssignments/${a.id}`, null, a);
+    return reply.code(201).send(a);
+  });
+
+  app.delete<{ Params: { id: string }; Querystring: { assignee?: string; role?: string } }>('/roleAssignments/:id', { config: ADMIN }, async (req) => {
+    const removed = await operators.deleteAssignments(
+      req.params.id === '-'
+        ? { ...(req.query.assignee === undefined ? {} : { assignee: req.query.assignee }), ...(req.query.role === undefined ? {} : { role: req.query.role }) }
+        : { id: req.params.id },
+    );
+    for (const a of removed) change(req, 'role-assignment.delete', `roleAssignments/${a.id}`, a, null);
+    return { value: removed };
+  });
+
+  // ---------------------------------------------------------------- policies
+  app.get('/policies', { config: ADMIN }, async () => ({ value: (await policies.list()).map((p) => renderPolicy(p, false)) }));
+
+  app.get<{ Params: { name: string } }>('/policies/:name', { config: ADMIN }, async (req, reply) => {
+    const p = await policies.get(req.params.name);
+    void reply.header('etag', `"${p.etag}"`);
+    return renderPolicy(p, true);
+  });
+
+  app.put<{ Params: { name: string } }>('/policies/:name', { config: ADMIN }, async (req, reply) => {
+    const ifMatch = req.headers['if-match']?.replace(/"/g, '');
+    const { policy, created } = await policies.put(req.params.name, field(jsonBody(req), 'rights'), actorOf(req), ifMatch);
+    void reply.header('etag', `"${policy.etag}"`);
+    return reply.code(created ? 201 : 200).send(renderPolicy(policy, true));
+  });
+
+  app.delete<{ Params: { name: string } }>('/policies/:name', { config: ADMIN }, async (req, reply) => {
+    await policies.delete(req.params.name, actorOf(req), req.headers['if-match']?.replace(/"/g, ''));
+    return reply.code(204).send();
+  });
+
+  app.post<{ Params: { name: string } }>('/policies/:name/regenerateKey', { config: ADMIN }, async (req) => {
+    const keyType = field(jsonBody(req, false), 'keyType') ?? 'primary';
+    return renderPolicy(await policies.regenerateKey(req.params.name, String(keyType), actorOf(req)), true);
+  });
+}

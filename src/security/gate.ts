@@ -1,0 +1,293 @@
+/**
+ * The access gate: the one place every listener asks "may this in?". It holds the live hub
+ * settings and applies them to
+ *
+ * - network connections (IP filter, before TLS: a rejected address costs no handshake),
+ * - device and module authentication (disableDeviceSAS / disableModuleSAS / disableLocalAuth on
+ *   policy-signed device tokens, lockout),
+ * - service callers (SAS policies unless disableLocalAuth, operator bearer tokens, lockout),
+ *
+ * and reports every decision on the SecurityEvents stream (audit log, metrics, alerts).
+ * A changed setting is applied at once: new TLS contexts on every listener, and live sessions
+ * and sockets the new settings no longer allow are closed.
+ *
+ * Every refusal looks the same to the caller as a bad credential; the reason is for the log.
+ */
+import { createHash } from 'node:crypto';
+import type { Server as NetServer, Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { decodeJwt } from 'jose';
+import type { Clock } from '../core/clock.js';
+import { HubError, unauthorized } from '../core/errors.js';
+import type { DeviceAuthResult, DeviceCredentials, DeviceIdentity } from '../auth/device-authenticator.js';
+import type { ServiceAuthenticator, ServicePrincipal } from '../auth/service-authenticator.js';
+import type { ConnectionRegistry, LiveSession } from '../hub/connections.js';
+import { classifyAuthFailure, type AuthEvent, type AuthProtocol, type AuthSubject, type SecurityEvents } from './events.js';
+import { IpFilter, normalizeAddress } from './ip-filter.js';
+import { LockoutGuard, type AttemptKeys } from './lockout.js';
+import type { OperatorPrincipal, OperatorService } from './operators.js';
+import { tlsRank, type HubSettings, type HubSettingsBody } from './settings.js';
+
+export interface PeerContext {
+  remote: string;
+  protocol: AuthProtocol;
+  tls?: string | undefined;
+}
+
+export interface DeviceAuthentication {
+  authenticate(c: DeviceCredentials, peer?: PeerContext): Promise<DeviceAuthResult>;
+}
+
+export type Principal = ServicePrincipal | OperatorPrincipal;
+
+/** A listener the gate watches: its sockets and how to give it a new TLS minimum. */
+interface WatchedServer {
+  protocol: AuthProtocol;
+  sockets: Set<Socket>;
+  setMinTls(version: HubSettingsBody['minTlsVersion']): void;
+}
+
+/** Why the settings would refuse a live session, or undefined when they allow it. */
+export function sessionRefusal(s: LiveSession, settings: HubSettingsBody, filter: IpFilter): string | undefined {
+  if (s.remoteAddress !== undefined && !filter.check(s.remoteAddress).allowed) return `address ${normalizeAddress(s.remoteAddress)} rejected by the IP filter`;
+  if (s.tlsVersion !== undefined && tlsRank(s.tlsVersion) < tlsRank(settings.minTlsVersion)) return `${s.tlsVersion} is below the minimum TLS ${settings.minTlsVersion}`;
+  return methodRefusal(s.authMethod, s.moduleId, settings);
+}
+
+function methodRefusal(method: string | undefined, moduleId: string | null, settings: HubSettingsBody): string | undefined {
+  if (method === 'policy-sas' && settings.disableLocalAuth) return 'policy-signed SAS tokens are disabled by hub settings (disableLocalAuth)';
+  if (method === 'sas' && moduleId === null && settings.disableDeviceSAS) return 'device SAS keys are disabled by hub settings (disableDeviceSAS)';
+  if (method === 'sas' && moduleId !== null && settings.disableModuleSAS) return 'module SAS keys are disabled by hub settings (disableModuleSAS)';
+  return undefined;
+}
+
+export function credentialHash(value: string | Buffer): string {
+  return createHash('sha256').update(value).digest('hex').slice(0, 32);
+}
+
+/** How long a service credential's success stays one audit decision (requests reuse a token). */
+const SERVICE_SUCCESS_DEDUP_MS = 60_000;
+
+export class AccessGate implements DeviceAuthentication {
+  #settings: HubSettings;
+  #filter: IpFilter;
+  readonly guard: LockoutGuard;
+  readonly #servers: WatchedServer[] = [];
+  readonly #recentServiceSuccess = new Map<string, number>();
+  readonly #filteredLogged = new Map<string, number>();
+
+  constructor(
+    settings: HubSettings,
+    private readonly deps: {
+      devices: { authenticate(c: DeviceCredentials): Promise<DeviceAuthResult> };
+      service: ServiceAuthenticator;
+      operators: OperatorService;
+      connections: ConnectionRegistry;
+      events: SecurityEvents;
+      clock: Clock;
+      log: (fields: Record<string, unknown>, msg: string) => void;
+    },
+  ) {
+    this.#settings = settings;
+    this.#filter = new IpFilter(settings.ipFilter);
+    this.guard = new LockoutGuard(settings.lockout, deps.clock);
+  }
+
+  get settings(): HubSettings {
+    return this.#settings;
+  }
+
+  get ipFilter(): IpFilter {
+    return this.#filter;
+  }
+
+  // ---- network -------------------------------------------------------------------------------
+
+  /**
+   * Watches a listener: refuses connections from filtered addresses before the TLS handshake,
+   * keeps its sockets so a settings change can close the ones it no longer allows.
+   */
+  watch(server: NetServer, protocol: AuthProtocol, setMinTls: WatchedServer['setMinTls']): void {
+    const sockets = new Set<Socket>();
+    this.#servers.push({ protocol, sockets, setMinTls });
+    setMinTls(this.#settings.minTlsVersion);
+    server.on('connection', (socket: Socket) => {
+      const remote = socket.remoteAddress ?? '';
+      const d = this.#filter.check(remote);
+      if (!d.allowed) {
+        socket.destroy();
+        this.#logFiltered(remote, protocol, d.rule);
+        this.#emit({
+          subject: 'connection',
+          identity: '',
+          outcome: 'failure',
+          reason: `address ${normalizeAddress(remote)} rejected by the IP filter (${d.rule === undefined ? 'default action' : `rule ${d.rule}`})`,
+          reasonCode: 'ip_filtered',
+          remote,
+          protocol,
+        });
+        return;
+      }
+    });
+    // Established TLS sockets (HTTPS keep-alive included), so a change can close the ones it refuses.
+    server.on('secureConnection', (socket: TLSSocket) => {
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+    });
+  }
+
+  /** One warning per address per minute: a flood from a filtered address must not flood the log. */
+  #logFiltered(remote: string, protocol: AuthProtocol, rule: string | undefined): void {
+    const now = this.deps.clock.now();
+    const last = this.#filteredLogged.get(remote);
+    if (last !== undefined && now - last < 60_000) return;
+    if (this.#filteredLogged.size > 10_000) this.#filteredLogged.clear();
+    this.#filteredLogged.set(remote, now);
+    this.deps.log({ event: 'auth.denied', protocol, remote, reason: `address ${normalizeAddress(remote)} rejected by the IP filter (${rule === undefined ? 'default action' : `rule ${rule}`})` }, 'connection refused by the IP filter');
+  }
+
+  // ---- devices -------------------------------------------------------------------------------
+
+  async authenticate(c: DeviceCredentials, peer: PeerContext = { remote: '', protocol: 'mqtt' }): Promise<DeviceAuthResult> {
+    const target = c.moduleId === null ? c.deviceId : `${c.deviceId}/${c.moduleId}`;
+    const leaf = c.peerChain?.[0];
+    const credential = c.sasToken !== undefined && c.sasToken !== '' ? credentialHash(c.sasToken) : leaf !== undefined ? credentialHash(leaf.raw) : undefined;
+    const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: target === '' ? undefined : `device:${target}`, credential };
+    const subject: AuthSubject = c.moduleId === null ? 'device' : 'module';
+    const base = { subject, identity: target.slice(0, 260), remote: peer.remote, protocol: peer.protocol, ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(credential === undefined ? {} : { credential }) };
+
+    const locked = this.guard.check(keys);
+    let result: DeviceAuthResult;
+    if (locked.locked) {
+      result = { ok: false, outcome: 'unauthorized', reason: `locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}` };
+    } else {
+      result = await this.deps.devices.authenticate(c);
+      if (result.ok) {
+        const refusal = methodRefusal(result.identity.method, c.moduleId, this.#settings);
+        if (refusal !== undefined) result = { ok: false, outcome: 'unauthorized', reason: refusal };
+      }
+    }
+    if (result.ok) {
+      this.guard.succeed(keys);
+      this.#emit({ ...base, outcome: 'success', method: result.identity.method });
+    } else {
+      const method = c.sasToken !== undefined && c.sasToken !== '' ? 'sas' : leaf !== undefined ? 'x509' : 'none';
+      // Disabled identities are refused after valid credentials: not a guessing attempt.
+      if (result.outcome !== 'forbidden') this.#fail(keys, locked.locked);
+      this.#emit({ ...base, outcome: 'failure', reason: result.reason, reasonCode: classifyAuthFailure(result.reason), method });
+    }
+    return result;
+  }
+
+  // ---- service callers -------------------------------------------------------------------------
+
+  /** Authenticates a REST caller: a policy SAS token (unless local auth is off) or an operator bearer token. */
+  async authenticateService(authorization: string | undefined, targetPath: string, peer: PeerContext): Promise<Principal> {
+    const header = authorization ?? '';
+    const bearer = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
+    const credential = header === '' ? undefined : credentialHash(header);
+    const identity = bearer !== undefined ? `operator:${unverifiedSubject(bearer)}` : `policy:${/(?:^|&)skn=([^&]*)/.exec(header)?.[1] ?? ''}`;
+    const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: identity.endsWith(':') ? undefined : identity.slice(0, 200), credential };
+    const subject: AuthSubject = bearer !== undefined ? 'operator' : 'policy';
+    const base = { subject, identity: identity.slice(identity.indexOf(':') + 1, 260), remote: peer.remote, protocol: peer.protocol, method: bearer !== undefined ? 'bearer' : 'sas', ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(credential === undefined ? {} : { credential }) };
+    const locked = this.guard.check(keys);
+    try {
+      if (locked.locked) throw unauthorized(`locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}`);
+      let principal: Principal;
+      if (bearer !== undefined) principal = await this.deps.operators.authenticate(bearer);
+      else {
+        if (this.#settings.disableLocalAuth) throw unauthorized('shared access policies are disabled by hub settings (disableLocalAuth)');
+        principal = await this.deps.service.authenticate(authorization, targetPath);
+      }
+      this.guard.succeed(keys);
+      if (credential !== undefined && this.#firstSuccess(credential)) this.#emit({ ...base, identity: principal.name, outcome: 'success' });
+      return principal;
+    } catch (err) {
+      if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
+        const reason = String(err.cause ?? 'unauthorized');
+        this.#fail(keys, locked.locked);
+        this.#emit({ ...base, outcome: 'failure', reason, reasonCode: classifyAuthFailure(reason) });
+      }
+      throw err;
+    }
+  }
+
+  /** An authenticated caller was denied a route: recorded, not counted toward lockout. */
+  denied(principal: Principal, reason: string, peer: PeerContext): void {
+    this.#emit({ subject: principal.kind, identity: principal.name, outcome: 'failure', reason, reasonCode: 'insufficient_rights', remote: peer.remote, protocol: peer.protocol, method: principal.kind === 'operator' ? 'bearer' : 'sas' });
+  }
+
+  #firstSuccess(credential: string): boolean {
+    const now = this.deps.clock.now();
+    const last = this.#recentServiceSuccess.get(credential);
+    if (last !== undefined && now - last < SERVICE_SUCCESS_DEDUP_MS) return false;
+    if (this.#recentServiceSuccess.size > 10_000) this.#recentServiceSuccess.clear();
+    this.#recentServiceSuccess.set(credential, now);
+    return true;
+  }
+
+  #fail(keys: AttemptKeys, alreadyLocked: boolean): void {
+    const locked = this.guard.fail(keys);
+    if (locked.length > 0 && !alreadyLocked) {
+      this.deps.log({ event: 'auth.lockout', keys: locked.map((l) => ({ key: l.key.split(':')[0], subject: l.key.startsWith('cred:') ? undefined : l.key.slice(l.key.indexOf(':') + 1), until: new Date(l.until).toISOString() })) }, 'locked out after repeated authentication failures');
+    }
+  }
+
+  #emit(e: Omit<AuthEvent, 'type' | 'at'>): void {
+    this.deps.events.emit({ type: 'auth', at: this.deps.clock.now(), ...e });
+  }
+
+  // ---- settings --------------------------------------------------------------------------------
+
+  /** What a settings change would cut off among live sessions. */
+  impact(next: HubSettingsBody): Array<{ deviceId: string; moduleId: string | null; remote: string | undefined; reason: string }> {
+    const filter = new IpFilter(next.ipFilter);
+    const out: Array<{ deviceId: string; moduleId: string | null; remote: string | undefined; reason: string }> = [];
+    for (const s of this.deps.connections.all()) {
+      const reason = sessionRefusal(s, next, filter);
+      if (reason !== undefined) out.push({ deviceId: s.deviceId, moduleId: s.moduleId, remote: s.remoteAddress, reason });
+    }
+    return out;
+  }
+
+  /** Applies new settings at once: TLS contexts, filter, lockout, and closes what they no longer allow. */
+  apply(next: HubSettings): { sessionsClosed: number; socketsClosed: number } {
+    this.#settings = next;
+    this.#filter = new IpFilter(next.ipFilter);
+    this.guard.configure(next.lockout);
+    for (const s of this.#servers) s.setMinTls(next.minTlsVersion);
+    let sessionsClosed = 0;
+    for (const s of this.deps.connections.all()) {
+      const reason = sessionRefusal(s, next, this.#filter);
+      if (reason !== undefined) {
+        s.close(`hub settings: ${reason}`);
+        sessionsClosed += 1;
+      }
+    }
+    // Sockets without a device session (HTTPS keep-alive, unauthenticated) under the new rules.
+    let socketsClosed = 0;
+    const min = tlsRank(next.minTlsVersion);
+    for (const server of this.#servers) {
+      for (const socket of server.sockets) {
+        const tls = (socket as TLSSocket).getProtocol?.() ?? undefined;
+        const bad = !this.#filter.check(socket.remoteAddress ?? '').allowed || (tls !== undefined && tls !== null && tlsRank(tls) < min);
+        if (bad) {
+          socket.destroy();
+          socketsClosed += 1;
+        }
+      }
+    }
+    return { sessionsClosed, socketsClosed };
+  }
+}
+
+function unverifiedSubject(token: string): string {
+  try {
+    const sub = decodeJwt(token).sub;
+    return typeof sub === 'string' ? sub.slice(0, 128) : '';
+  } catch {
+    return '';
+  }
+}
+
+export type { DeviceIdentity };
