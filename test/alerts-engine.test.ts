@@ -228,6 +228,18 @@ describe('alert engine: windows', () => {
   );
 
   it(
+    'a per-identity rule tracking its maximum of identities still catches a new one (the oldest quiet one is forgotten)',
+    withRig({ defaults: false }, async (r) => {
+      await r.engine.putRule('per-device', { kind: 'authFailures', scope: 'device', threshold: 1, windowSeconds: 600 });
+      for (let i = 0; i < 10_000; i++) r.events.emit(authFailure(`spray-${i}`));
+      r.events.emit(authFailure('target'));
+      r.events.emit(authFailure('target'));
+      await r.engine.whenIdle();
+      assert.deepEqual((await r.engine.listAlerts({ limit: 10 })).map((a) => [a.key, a.value]), [['device:target', 2]]);
+    }),
+  );
+
+  it(
     'C2D dead letters and disconnect storms',
     withRig({ defaults: false }, async (r) => {
       await r.engine.putRule('dl', { kind: 'c2dDeadLetters', threshold: 0, windowSeconds: 3600 });

@@ -13,7 +13,8 @@
  *
  * Memory is bounded: a window keeps at most max(threshold + 1, cap) event times per key (cap
  * 100,000 for the hub-wide key, 1,000 per identity; the reported value saturates there), and a
- * per-identity rule tracks at most 10,000 identities at once (quiet ones are dropped first).
+ * per-identity rule tracks at most 10,000 identities at once (beyond that the oldest-tracked
+ * quiet identity is forgotten).
  */
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -289,7 +290,7 @@ export class AlertEngine {
     const now = this.#o.clock.now();
     let w = s.windows.get(key);
     if (w === undefined) {
-      if (s.windows.size >= MAX_KEYS_PER_RULE && !this.#makeRoom(s, now, windowMs)) return;
+      if (s.windows.size >= MAX_KEYS_PER_RULE && !this.#makeRoom(s)) return;
       w = new TimeWindow();
       s.windows.set(key, w);
     }
@@ -298,10 +299,11 @@ export class AlertEngine {
     if (value > threshold && !s.firing.has(key)) this.#fire(s, key, value, details);
   }
 
-  /** Drops quiet keys of a full rule; false when every key is busy (the new key is not tracked). */
-  #makeRoom(s: RuleState, now: number, windowMs: number): boolean {
-    for (const [k, w] of s.windows) if (!s.firing.has(k) && w.count(now, windowMs) === 0) s.windows.delete(k);
-    if (s.windows.size < MAX_KEYS_PER_RULE) return true;
+  /**
+   * Makes room in a full rule by forgetting its oldest-tracked key that is not firing (the tick
+   * forgets idle keys anyway); false when every key is firing (the new key is not tracked).
+   */
+  #makeRoom(s: RuleState): boolean {
     for (const k of s.windows.keys()) {
       if (s.firing.has(k)) continue;
       s.windows.delete(k);
