@@ -13,7 +13,9 @@ import { HubError } from '../src/core/errors.js';
 import { createLogger } from '../src/log.js';
 import { AlertEngine, type AlertPayload, type CertificateInventory } from '../src/security/alerts.js';
 import { renderRule } from '../src/security/alert-rules.js';
-import { SecurityEvents, type AuthEvent } from '../src/security/events.js';
+import { SecurityEvents, type AuthEvent, type ChangeEvent } from '../src/security/events.js';
+import Fastify from 'fastify';
+import { registerAlertRoutes } from '../src/protocol/http/routes/alerts.js';
 import type { Store } from '../src/store/ports.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 
@@ -503,6 +505,39 @@ describe('alert engine: certificate expiry', () => {
       assert.deepEqual((await r.engine.listAlerts({ state: 'fired', limit: 10 })).map((a) => a.key), ['issued:03']);
       assert.deepEqual((await r.engine.listAlerts({ state: 'resolved', limit: 10 })).map((a) => a.key).sort(), ['ca:old-root', 'issued:01']);
       assert.equal(r.engine.firingByRule().get('certs'), 1);
+    }),
+  );
+});
+
+describe('alert rule routes', () => {
+  it(
+    'rule changes are change events with the caller as actor and no secret',
+    withRig({ defaults: false }, async (r) => {
+      const changes: ChangeEvent[] = [];
+      r.events.on((e) => {
+        if (e.type === 'change') changes.push(e);
+      });
+      const app = Fastify();
+      app.decorateRequest('principal', undefined);
+      app.addHook('onRequest', async (req) => {
+        req.principal = { kind: 'policy', name: 'iothubowner', rights: new Set() };
+      });
+      registerAlertRoutes(app, r.engine, r.events);
+      const secret = 'y'.repeat(32);
+      const body = { kind: 'disconnectStorm', threshold: 5, windowSeconds: 60, actions: { webhook: { url: 'https://hooks.test/', secret } } };
+      assert.equal((await app.inject({ method: 'PUT', url: '/alerts/rules/storm', payload: body })).statusCode, 201);
+      assert.equal((await app.inject({ method: 'PUT', url: '/alerts/rules/storm', payload: { ...body, threshold: 6 } })).statusCode, 200);
+      assert.equal((await app.inject({ method: 'DELETE', url: '/alerts/rules/storm' })).statusCode, 204);
+      await app.close();
+      assert.deepEqual(
+        changes.map((c) => [c.actor, c.action, c.target, (c.before as { threshold?: number } | undefined)?.threshold, (c.after as { threshold?: number } | undefined)?.threshold]),
+        [
+          ['policy:iothubowner', 'alert-rule.create', 'alerts/rules/storm', undefined, 5],
+          ['policy:iothubowner', 'alert-rule.update', 'alerts/rules/storm', 5, 6],
+          ['policy:iothubowner', 'alert-rule.delete', 'alerts/rules/storm', 6, undefined],
+        ],
+      );
+      assert.ok(!JSON.stringify(changes).includes(secret));
     }),
   );
 });
