@@ -319,6 +319,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const dpsLog = logger.child({ component: 'dps' });
     const dps: DpsDeps = {
       idScope: async () => idScope,
+      gate,
       registration: new RegistrationService(enrollments, registry, twins, clock, {
         idScope: async () => idScope,
         allocator: new Allocator(() => linkedHubs),
