@@ -20,6 +20,8 @@ import type { AlertRuleKind, AlertRuleRecord } from '../store/alert-ports.js';
 
 export const ALERT_RULE_KINDS: readonly AlertRuleKind[] = ['authFailures', 'c2dDeadLetters', 'certificateExpiry', 'disconnectStorm'];
 export const WINDOWED_KINDS: ReadonlySet<AlertRuleKind> = new Set(['authFailures', 'c2dDeadLetters', 'disconnectStorm']);
+/** The key of hub-wide counts. */
+export const HUB_KEY = 'hub';
 export const RULE_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 export const MAX_RULES = 100;
 export const MAX_THRESHOLD = 1_000_000;
@@ -219,4 +221,31 @@ export function formatWindow(seconds: number): string {
   if (seconds % 3600 === 0) return `${seconds / 3600} h`;
   if (seconds % 60 === 0) return `${seconds / 60} min`;
   return `${seconds} s`;
+}
+
+/** One line for the log, the webhook and the history. */
+export function alertSummary(rule: AlertRuleRecord, key: string, state: 'fired' | 'resolved', value: number, details: JsonObject): string {
+  const window = formatWindow(rule.windowSeconds ?? 0);
+  const limit = `threshold ${rule.threshold ?? 0}`;
+  const fired = state === 'fired';
+  switch (rule.kind) {
+    case 'authFailures': {
+      const where = key === HUB_KEY ? 'across the hub' : `for ${key}`;
+      return fired
+        ? `${value} failed authentications in ${window} ${where} (${limit})`
+        : `failed authentications ${where} back to ${value} in ${window} (${limit})`;
+    }
+    case 'c2dDeadLetters':
+      return fired ? `${value} cloud-to-device messages dead-lettered in ${window} (${limit})` : `dead-lettered cloud-to-device messages back to ${value} in ${window} (${limit})`;
+    case 'disconnectStorm':
+      return fired ? `${value} device disconnects in ${window} (${limit})` : `device disconnects back to ${value} in ${window} (${limit})`;
+    case 'certificateExpiry': {
+      const what =
+        details.type === 'ca'
+          ? `CA certificate '${String(details.name)}'`
+          : `device certificate ${String(details.serial)} of '${String(details.deviceId)}' (CA '${String(details.caName)}')`;
+      if (!fired) return `${what} no longer expires within ${rule.days ?? 0} days`;
+      return value < 0 ? `${what} expired on ${String(details.notAfter)}` : `${what} expires in ${value} days, on ${String(details.notAfter)}`;
+    }
+  }
 }

@@ -23,12 +23,12 @@ import { HubError } from '../core/errors.js';
 import type { JsonObject } from '../core/json.js';
 import type { AlertRecord, AlertRuleKind, AlertRuleRecord, AlertStore } from '../store/alert-ports.js';
 import type { MetaStore } from '../store/ports.js';
-import { DEFAULT_RULES, MAX_RULES, WINDOWED_KINDS, formatWindow, parseRuleInput, renderRule, ruleRecord, validateRuleName } from './alert-rules.js';
+import { DEFAULT_RULES, HUB_KEY, MAX_RULES, WINDOWED_KINDS, alertSummary, parseRuleInput, ruleRecord, validateRuleName } from './alert-rules.js';
+import { TimeWindow } from './time-window.js';
 import type { SecurityEvent, SecurityEvents } from './events.js';
 import { deliverWebhook, DEFAULT_DELIVERY, type DeliveryPolicy, type FetchLike } from './webhook.js';
 
 const DAY_MS = 86_400_000;
-const HUB_KEY = 'hub';
 const HUB_KEY_CAP = 100_000;
 const IDENTITY_KEY_CAP = 1_000;
 const MAX_KEYS_PER_RULE = 10_000;
@@ -59,36 +59,6 @@ export interface AlertEngineOptions {
   certificateCheckMs?: number;
   delivery?: DeliveryPolicy;
   fetch?: FetchLike;
-}
-
-/** Event times of one key, oldest first, at most `cap`. */
-class TimeWindow {
-  #times: number[] = [];
-  #head = 0;
-  newest = 0;
-
-  add(at: number, n: number, cap: number): void {
-    for (let i = 0; i < n; i++) this.#times.push(at);
-    this.newest = at;
-    const excess = this.#times.length - this.#head - cap;
-    if (excess > 0) this.#head += excess;
-    this.#compact();
-  }
-
-  /** Events after `now - windowMs`; older ones are forgotten. */
-  count(now: number, windowMs: number): number {
-    const floor = now - windowMs;
-    while (this.#head < this.#times.length && (this.#times[this.#head] ?? 0) <= floor) this.#head++;
-    this.#compact();
-    return this.#times.length - this.#head;
-  }
-
-  #compact(): void {
-    if (this.#head > 1024 && this.#head * 2 > this.#times.length) {
-      this.#times = this.#times.slice(this.#head);
-      this.#head = 0;
-    }
-  }
 }
 
 interface Firing {
@@ -427,7 +397,7 @@ export class AlertEngine {
 
   #payload(rule: AlertRuleRecord, key: string, f: Firing, state: 'fired' | 'resolved', value: number, resolvedAt: number | undefined, why?: string): AlertPayload {
     const threshold = rule.kind === 'certificateExpiry' ? (rule.days ?? 0) : (rule.threshold ?? 0);
-    let summary = summarize(rule, key, state, value, f.details);
+    let summary = alertSummary(rule, key, state, value, f.details);
     if (why !== undefined) summary = `${summary} (${why})`;
     return {
       alert: {
@@ -499,31 +469,5 @@ function originOf(url: string): string {
     return new URL(url).origin;
   } catch {
     return '(invalid url)';
-  }
-}
-
-function summarize(rule: AlertRuleRecord, key: string, state: 'fired' | 'resolved', value: number, details: JsonObject): string {
-  const window = formatWindow(rule.windowSeconds ?? 0);
-  const limit = `threshold ${rule.threshold ?? 0}`;
-  const fired = state === 'fired';
-  switch (rule.kind) {
-    case 'authFailures': {
-      const where = key === HUB_KEY ? 'across the hub' : `for ${key}`;
-      return fired
-        ? `${value} failed authentications in ${window} ${where} (${limit})`
-        : `failed authentications ${where} back to ${value} in ${window} (${limit})`;
-    }
-    case 'c2dDeadLetters':
-      return fired ? `${value} cloud-to-device messages dead-lettered in ${window} (${limit})` : `dead-lettered cloud-to-device messages back to ${value} in ${window} (${limit})`;
-    case 'disconnectStorm':
-      return fired ? `${value} device disconnects in ${window} (${limit})` : `device disconnects back to ${value} in ${window} (${limit})`;
-    case 'certificateExpiry': {
-      const what =
-        details.type === 'ca'
-          ? `CA certificate '${String(details.name)}'`
-          : `device certificate ${String(details.serial)} of '${String(details.deviceId)}' (CA '${String(details.caName)}')`;
-      if (!fired) return `${what} no longer expires within ${rule.days ?? 0} days`;
-      return value < 0 ? `${what} expired on ${String(details.notAfter)}` : `${what} expires in ${value} days, on ${String(details.notAfter)}`;
-    }
   }
 }
