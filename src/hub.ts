@@ -32,6 +32,7 @@ import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
 import { EstService } from './pki/est.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
+import type { MqttConnection } from './protocol/mqtt/connection.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
 import { RegistrationService } from './dps/registration-service.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
@@ -42,6 +43,9 @@ import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listen
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { SecurityEvents } from './security/events.js';
+import { HubMetrics } from './security/metrics.js';
+import { AlertEngine } from './security/alerts.js';
+import { allIssued } from './pki/issued.js';
 import { SettingsService } from './security/settings-service.js';
 import { isoDurationMs, NODE_TLS, type TlsVersion } from './security/settings.js';
 import { OperatorService } from './security/operators.js';
@@ -167,6 +171,13 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const policyCache = new PolicyCache(store, clock);
     const authenticator = new ServiceAuthenticator(policyCache, () => config.hostname, clock);
     const connections = new ConnectionRegistry();
+    const metrics = new HubMetrics({
+      events: securityEvents,
+      sessions: () => connections.sessions(),
+      c2dQueueDepth: () => store.c2d.countAllPending(clock.now()),
+      alertsFiring: () => alerts.firingByRule(),
+      onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
+    });
     const methods = new MethodService(connections);
     const c2d = new C2dService(store, clock);
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
@@ -201,10 +212,30 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           : Number(connections.dropModule(change.deviceId, change.moduleId, `identity ${change.kind}`));
       if (n > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: change.kind, sessions: n }, 'dropped live sessions');
     });
-    twins.onDesiredChange((change) => connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch));
+    twins.onDesiredChange((change) => {
+      if (connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch) === true) metrics.messages.twinOut++;
+    });
     // New mail for a connected device goes out at once, not at its next reconnect.
     c2d.onEnqueued((deviceId) => connections.get(deviceId, null)?.notifyC2d());
+    c2d.onEnqueued((_deviceId, cause) => {
+      if (cause === 'sent') metrics.messages.c2dOut++;
+    });
+    twins.onReportedChange(() => metrics.messages.twinIn++);
+    methods.onRequestSent(() => metrics.messages.methodOut++);
+    // Expired and dead-lettered C2D messages join the security event stream (alerts, audit).
+    c2d.onDropped((d) =>
+      securityEvents.emit({ type: 'c2d', at: clock.now(), outcome: d.status === 'Expired' ? 'expired' : 'dead-lettered', deviceId: d.deviceId, count: d.count }),
+    );
     const cas = new CaRegistry(store.certificates, clock);
+    const alerts = new AlertEngine({
+      store: store.alerts,
+      meta: store,
+      events: securityEvents,
+      certificates: { caCertificates: () => cas.list(), issuedCertificates: () => allIssued(store.authority, {}) },
+      clock,
+      logger: logger.child({ component: 'alerts' }),
+      hub: config.hostname,
+    });
     const pkiLog = logger.child({ component: 'pki' });
     const authority = new CertificateAuthority(store, cas, clock, {
       crlUrl: (caName) => `https://${config.hostname}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`}/crl/${encodeURIComponent(caName)}.crl`,
@@ -283,7 +314,13 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       logger.child({ component: 'events' }),
     );
     // Telemetry goes through the event stream: group commit, durable before PUBACK, live subscribers.
-    const telemetry: TelemetrySink = events;
+    // Counted where MQTT and device HTTPS hand it over: one integer increment per message.
+    const telemetry: TelemetrySink = {
+      append(event) {
+        metrics.messages.telemetryIn++;
+        return events.append(event);
+      },
+    };
     const dpsLog = logger.child({ component: 'dps' });
     const dps: DpsDeps = {
       idScope: async () => idScope,
@@ -306,6 +343,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           },
         },
         revocation,
+        onRegistered: (outcome, attestation) => metrics.registration(outcome, attestation),
       }),
     };
     if (config.dpsDisableSymmetricKeyAttestation !== undefined) {
@@ -335,6 +373,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       enrollments,
       dps,
       securityEvents,
+      metrics,
+      alerts,
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -374,6 +414,22 @@ async function listen(app: FastifyInstance, port: number, host: string): Promise
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services } = prepared;
+  try {
+    await services.alerts.start();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const sessionEvent = (conn: MqttConnection, state: 'connected' | 'disconnected') =>
+    services.securityEvents.emit({
+      type: 'session',
+      at: clock.now(),
+      state,
+      deviceId: conn.deviceId,
+      moduleId: conn.moduleId,
+      protocol: conn.peer.transport,
+      remote: conn.peer.remoteAddress,
+    });
   const broker = new MqttBroker({
     hostname: () => config.hostname,
     authenticator: services.gate,
@@ -388,6 +444,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     limits: { ...DEFAULT_BROKER_LIMITS, connectTimeoutMs: config.mqttConnectTimeout * 1000 },
     dps: services.dps,
     onConnected(conn) {
+      sessionEvent(conn, 'connected');
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
     },
@@ -396,6 +453,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
     },
     onDisconnected(conn, wasCurrent) {
+      // Every session that ends is reported, a takeover's too (the device reconnected).
+      sessionEvent(conn, 'disconnected');
       if (!wasCurrent) return;
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Disconnected', at).catch(() => undefined);
@@ -427,6 +486,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   } catch (err) {
     mqtt.close();
     await http?.close().catch(() => undefined);
+    await services.alerts.stop();
     await store.close();
     throw err;
   }
@@ -458,6 +518,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     state,
     stop() {
       stopping ??= (async () => {
+        // First, so the sessions closed below do not count as a disconnect storm.
+        await services.alerts.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
         broker.closeAll('hub stopping');
         await mqttClosed;
@@ -465,6 +527,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await services.c2d.stop();
         await services.events.stop();
         await services.policyUsage.stop().catch(() => undefined);
+        services.metrics.stop();
         await store.close();
       })();
       return stopping;

@@ -13,6 +13,7 @@ import { registerEst } from './commands/est.js';
 import { registerFactory } from './commands/factory.js';
 import { CliError } from './rest-client.js';
 import { registerDps } from './commands/dps.js';
+import { registerAlert } from './commands/alert.js';
 import { registerSecurity } from './commands/security.js';
 import { registerAudit } from './commands/audit.js';
 
@@ -35,6 +36,7 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   registerCert(program);
   registerEst(program);
   registerFactory(program);
+  registerAlert(program);
   registerSecurity(program);
   registerAudit(program, setExitCode);
   return program;

@@ -18,12 +18,14 @@ import type { C2dStore } from './c2d-ports.js';
 import type { CertificateStore } from './certificate-ports.js';
 import type { EnrollmentStore } from './enrollment-ports.js';
 import type { AuthorityStore } from './authority-ports.js';
+import type { AlertStore } from './alert-ports.js';
 
 export type * from './event-ports.js';
 export type * from './session-ports.js';
 export type * from './c2d-ports.js';
 export type * from './certificate-ports.js';
 export type * from './enrollment-ports.js';
+export type * from './alert-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -118,5 +120,7 @@ export interface Store
   readonly enrollments: EnrollmentStore;
   /** The device CA: sealed keys of Gatehouse-held CAs and the certificates they issued. */
   readonly authority: AuthorityStore;
+  /** Alert rules and the history of what fired. */
+  readonly alerts: AlertStore;
   close(): Promise<void>;
 }

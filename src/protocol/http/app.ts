@@ -30,6 +30,8 @@ import { registerCertificateRoutes } from './routes/certificates.js';
 import { registerAuthorityRoutes } from './routes/authority.js';
 import { registerEstRoutes } from './routes/est.js';
 import { registerDpsServiceRoutes } from './routes/dps-service.js';
+import { registerMetricsRoutes } from './routes/metrics.js';
+import { registerAlertRoutes } from './routes/alerts.js';
 import { registerSecurityRoutes } from './routes/security.js';
 
 declare module 'fastify' {
@@ -197,6 +199,8 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerDpsServiceRoutes(app, services.enrollments);
   registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);
+  registerMetricsRoutes(app, services.metrics);
+  registerAlertRoutes(app, services.alerts, services.securityEvents);
   registerSecurityRoutes(app, {
     posture: (days) => services.posture(days),
     settings: services.settings,

@@ -17,6 +17,8 @@ import type { EventStream } from '../../hub/telemetry/event-stream.js';
 import type { EnrollmentService } from '../../dps/enrollment-service.js';
 import type { EstService } from '../../pki/est.js';
 import type { SecurityEvents } from '../../security/events.js';
+import type { HubMetrics } from '../../security/metrics.js';
+import type { AlertEngine } from '../../security/alerts.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -55,5 +57,9 @@ export interface HubServices {
   dps: DpsDeps;
   /** Auth decisions, changes, sessions and C2D outcomes, for the audit log, metrics, alerts and lockout. */
   securityEvents: SecurityEvents;
+  /** The hub's Prometheus registry (GET /metrics) and the message tally the edges bump. */
+  metrics: HubMetrics;
+  /** Alert rules over the security events, their history and notifications. */
+  alerts: AlertEngine;
   health(): Promise<{ status: 'ok' | 'degraded'; store: string; checks: Record<string, string> }>;
 }

@@ -6,6 +6,7 @@ import { schemaV5 } from './schema-v5-sessions.js';
 import { schemaV6 } from './schema-v6-enrollments.js';
 import { schemaV7 } from './schema-v7-authority.js';
 import { schemaV8 } from './schema-v8-est.js';
+import { schemaV10 } from './schema-v10-alerts.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -18,4 +19,5 @@ export const sqliteMigrations: readonly Migration[] = [
   { version: 6, name: 'DPS enrollments and registration states', sql: schemaV6(SQLITE) },
   { version: 7, name: 'device CA keys and issued certificates', sql: schemaV7(SQLITE) },
   { version: 8, name: 'EST factory credentials', sql: schemaV8(SQLITE) },
+  { version: 10, name: 'alert rules and history', sql: schemaV10(SQLITE) },
 ];

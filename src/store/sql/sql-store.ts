@@ -31,6 +31,7 @@ import { SqlC2dStore } from './sql-c2d-store.js';
 import { SqlCertificateStore } from './sql-certificate-store.js';
 import { SqlEnrollmentStore } from './sql-enrollment-store.js';
 import { SqlAuthorityStore } from './sql-authority-store.js';
+import { SqlAlertStore } from './sql-alert-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -40,6 +41,7 @@ export class SqlStore implements Store {
   readonly certificates: SqlCertificateStore;
   readonly enrollments: SqlEnrollmentStore;
   readonly authority: SqlAuthorityStore;
+  readonly alerts: SqlAlertStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -52,6 +54,7 @@ export class SqlStore implements Store {
     this.certificates = new SqlCertificateStore(db);
     this.enrollments = new SqlEnrollmentStore(db, box);
     this.authority = new SqlAuthorityStore(db, box);
+    this.alerts = new SqlAlertStore(db, box);
   }
 
   async close(): Promise<void> {
