@@ -32,6 +32,7 @@ import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
 import { EstService } from './pki/est.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
+import type { MqttConnection } from './protocol/mqtt/connection.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
 import { RegistrationService } from './dps/registration-service.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
@@ -43,11 +44,16 @@ import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { SecurityEvents } from './security/events.js';
 import { AuditLog } from './security/audit-log.js';
+import { HubMetrics } from './security/metrics.js';
+import { AlertEngine } from './security/alerts.js';
+import { allIssued } from './pki/issued.js';
 import { SettingsService } from './security/settings-service.js';
 import { isoDurationMs, NODE_TLS, type TlsVersion } from './security/settings.js';
 import { OperatorService } from './security/operators.js';
 import { AccessGate } from './security/gate.js';
 import { PolicyService } from './security/policy-service.js';
+import { PolicyUsage } from './security/policy-usage.js';
+import { runPostureAudit } from './security/posture-source.js';
 
 export const STATE_FILE = 'gatehouse.json';
 export const SQLITE_FILE = 'gatehouse.db';
@@ -162,12 +168,21 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     settings.onChange((next) => auditLog.setEnabled(next.auditLog.enabled));
     const operators = new OperatorService(store, clock, () => config.hostname);
     await operators.load();
+    const policyUsage = new PolicyUsage(store, clock);
+    await policyUsage.load();
     const registry = new RegistryService(store, clock);
     const twins = new TwinService(store, clock);
     const query = new QueryService(store);
     const policyCache = new PolicyCache(store, clock);
     const authenticator = new ServiceAuthenticator(policyCache, () => config.hostname, clock);
     const connections = new ConnectionRegistry();
+    const metrics = new HubMetrics({
+      events: securityEvents,
+      sessions: () => connections.sessions(),
+      c2dQueueDepth: () => store.c2d.countAllPending(clock.now()),
+      alertsFiring: () => alerts.firingByRule(),
+      onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
+    });
     const methods = new MethodService(connections);
     const c2d = new C2dService(store, clock);
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
@@ -202,10 +217,30 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           : Number(connections.dropModule(change.deviceId, change.moduleId, `identity ${change.kind}`));
       if (n > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: change.kind, sessions: n }, 'dropped live sessions');
     });
-    twins.onDesiredChange((change) => connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch));
+    twins.onDesiredChange((change) => {
+      if (connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch) === true) metrics.messages.twinOut++;
+    });
     // New mail for a connected device goes out at once, not at its next reconnect.
     c2d.onEnqueued((deviceId) => connections.get(deviceId, null)?.notifyC2d());
+    c2d.onEnqueued((_deviceId, cause) => {
+      if (cause === 'sent') metrics.messages.c2dOut++;
+    });
+    twins.onReportedChange(() => metrics.messages.twinIn++);
+    methods.onRequestSent(() => metrics.messages.methodOut++);
+    // Expired and dead-lettered C2D messages join the security event stream (alerts, audit).
+    c2d.onDropped((d) =>
+      securityEvents.emit({ type: 'c2d', at: clock.now(), outcome: d.status === 'Expired' ? 'expired' : 'dead-lettered', deviceId: d.deviceId, count: d.count }),
+    );
     const cas = new CaRegistry(store.certificates, clock);
+    const alerts = new AlertEngine({
+      store: store.alerts,
+      meta: store,
+      events: securityEvents,
+      certificates: { caCertificates: () => cas.list(), issuedCertificates: () => allIssued(store.authority, {}) },
+      clock,
+      logger: logger.child({ component: 'alerts' }),
+      hub: config.hostname,
+    });
     const pkiLog = logger.child({ component: 'pki' });
     const authority = new CertificateAuthority(store, cas, clock, {
       crlUrl: (caName) => `https://${config.hostname}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`}/crl/${encodeURIComponent(caName)}.crl`,
@@ -236,6 +271,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       events: securityEvents,
       clock,
       log: (fields, msg) => securityLog.warn(fields, msg),
+      usage: policyUsage,
     });
     settings.bind({ gate, operators, enrollments });
     const policies = new PolicyService(store, policyCache, connections, operators, securityEvents, clock);
@@ -283,10 +319,17 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       logger.child({ component: 'events' }),
     );
     // Telemetry goes through the event stream: group commit, durable before PUBACK, live subscribers.
-    const telemetry: TelemetrySink = events;
+    // Counted where MQTT and device HTTPS hand it over: one integer increment per message.
+    const telemetry: TelemetrySink = {
+      append(event) {
+        metrics.messages.telemetryIn++;
+        return events.append(event);
+      },
+    };
     const dpsLog = logger.child({ component: 'dps' });
     const dps: DpsDeps = {
       idScope: async () => idScope,
+      gate,
       registration: new RegistrationService(enrollments, registry, twins, clock, {
         idScope: async () => idScope,
         allocator: new Allocator(() => linkedHubs),
@@ -305,6 +348,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           },
         },
         revocation,
+        onRegistered: (outcome, attestation) => metrics.registration(outcome, attestation),
       }),
     };
     if (config.dpsDisableSymmetricKeyAttestation !== undefined) {
@@ -321,6 +365,11 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       settings,
       operators,
       policies,
+      policyUsage,
+      async posture(expiringDays) {
+        await policyUsage.flush();
+        return runPostureAudit(store, { now: clock.now(), expiringDays });
+      },
       telemetry,
       cas,
       authority,
@@ -330,6 +379,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       dps,
       securityEvents,
       auditLog,
+      metrics,
+      alerts,
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -369,6 +420,22 @@ async function listen(app: FastifyInstance, port: number, host: string): Promise
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services } = prepared;
+  try {
+    await services.alerts.start();
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const sessionEvent = (conn: MqttConnection, state: 'connected' | 'disconnected') =>
+    services.securityEvents.emit({
+      type: 'session',
+      at: clock.now(),
+      state,
+      deviceId: conn.deviceId,
+      moduleId: conn.moduleId,
+      protocol: conn.peer.transport,
+      remote: conn.peer.remoteAddress,
+    });
   const broker = new MqttBroker({
     hostname: () => config.hostname,
     authenticator: services.gate,
@@ -383,6 +450,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     limits: { ...DEFAULT_BROKER_LIMITS, connectTimeoutMs: config.mqttConnectTimeout * 1000 },
     dps: services.dps,
     onConnected(conn) {
+      sessionEvent(conn, 'connected');
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
     },
@@ -391,6 +459,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
     },
     onDisconnected(conn, wasCurrent) {
+      // Every session that ends is reported, a takeover's too (the device reconnected).
+      sessionEvent(conn, 'disconnected');
       if (!wasCurrent) return;
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Disconnected', at).catch(() => undefined);
@@ -422,6 +492,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   } catch (err) {
     mqtt.close();
     await http?.close().catch(() => undefined);
+    await services.alerts.stop();
     await store.close();
     throw err;
   }
@@ -429,6 +500,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   services.c2d.start();
   services.events.start();
   await services.auditLog.start();
+  services.policyUsage.start();
 
   const state: HubState = {
     hostname: config.hostname,
@@ -453,6 +525,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     state,
     stop() {
       stopping ??= (async () => {
+        // First, so the sessions closed below do not count as a disconnect storm.
+        await services.alerts.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
         broker.closeAll('hub stopping');
         await mqttClosed;
@@ -460,6 +534,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await services.c2d.stop();
         await services.events.stop();
         await services.auditLog.stop();
+        await services.policyUsage.stop().catch(() => undefined);
+        services.metrics.stop();
         await store.close();
       })();
       return stopping;

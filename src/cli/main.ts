@@ -14,9 +14,11 @@ import { registerFactory } from './commands/factory.js';
 import { CliError } from './rest-client.js';
 import { registerDps } from './commands/dps.js';
 import { registerAuditLog } from './commands/audit-log.js';
+import { registerAlert } from './commands/alert.js';
 import { registerSecurity } from './commands/security.js';
+import { registerAudit } from './commands/audit.js';
 
-export function buildProgram(): Command {
+export function buildProgram(setExitCode: (code: number) => void = () => undefined): Command {
   const program = new Command('gatehouse')
     .description('Self-hosted IoT hub speaking the Azure IoT Hub and DPS wire protocols')
     .version('0.1.0')
@@ -36,16 +38,21 @@ export function buildProgram(): Command {
   registerEst(program);
   registerFactory(program);
   registerAuditLog(program);
+  registerAlert(program);
   registerSecurity(program);
+  registerAudit(program, setExitCode);
   return program;
 }
 
 /** Runs the CLI; returns the exit code. Errors are one line on stderr with a stable code. */
 export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+  let exitCode = 0;
+  const program = buildProgram((code) => {
+    exitCode = code;
+  });
   try {
     await program.parseAsync(argv);
-    return 0;
+    return exitCode;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander already printed its one line (or help/version, which exit 0).

@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   DeviceDefinedMultipleTimes: { status: 400, number: 400011, summary: 'A bulk request names the same device more than once.' },
   BulkRegistryOperationFailure: { status: 400, number: 400013, summary: 'At least one operation of a bulk registry request failed.' },
   InvalidOperation: { status: 400, number: 400003, summary: 'The operation is not allowed in the current state.' },
+  AlertRuleInvalid: { status: 400, number: 400901, summary: 'An alert rule name or definition is invalid; the message names the field and what it must be.' },
   IotHubUnauthorizedAccess: { status: 401, number: 401002, summary: 'Missing, malformed, expired or wrongly scoped credentials, or rights that do not cover the call.' },
   CertificateNotAccepted: { status: 403, number: 403010, summary: 'The client certificate was not issued by this hub, is revoked, not yet valid, or expired beyond the renewal grace period.' },
   IotHubQuotaExceeded: { status: 403, number: 403002, summary: 'A hub quota is exhausted.' },

@@ -116,6 +116,8 @@ export interface RegistrationOptions {
   log?: (fields: Record<string, unknown>, msg: string) => void;
   /** Certificates Gatehouse issued and revoked: refused at attestation. */
   revocation?: RevocationCheck;
+  /** Every completed registration, assigned or failed (metrics). Informs; cannot refuse. */
+  onRegistered?: (outcome: 'assigned' | 'failed', attestation: Credential['kind']) => void;
 }
 
 export class RegistrationService {
@@ -146,6 +148,7 @@ export class RegistrationService {
   readonly #throttle: ProvisioningThrottle | undefined;
   readonly #log: ((fields: Record<string, unknown>, msg: string) => void) | undefined;
   readonly #revocation: RevocationCheck | undefined;
+  readonly #onRegistered: RegistrationOptions['onRegistered'];
   private readonly idScope: () => Promise<string>;
   private readonly allocator: Allocator;
 
@@ -163,6 +166,7 @@ export class RegistrationService {
     this.#throttle = opts.throttle;
     this.#log = opts.log;
     this.#revocation = opts.revocation;
+    this.#onRegistered = opts.onRegistered;
   }
 
   /** Verifies a DPS SAS token (`sr=<idScope>/registrations/<id>`, `skn=registration`). */
@@ -231,6 +235,11 @@ export class RegistrationService {
       },
       status.status === 'assigned' ? 'device provisioned' : 'provisioning failed',
     );
+    try {
+      this.#onRegistered?.(status.status === 'assigned' ? 'assigned' : 'failed', who.credential.kind);
+    } catch {
+      // informs only
+    }
     return status;
   }
 

@@ -12,15 +12,17 @@ export interface LiveSession {
   readonly certificateSerial?: string | undefined;
   /** Upper-case hex SHA-1 and SHA-256 of that certificate. */
   readonly certificateThumbprints?: readonly string[] | undefined;
-  /** Where the session comes from, its TLS version and how it authenticated (hub settings apply to these). */
+  /** Where the session comes from, its TLS version and how it authenticated (hub settings apply to these; metrics count by them). */
   readonly remoteAddress?: string | undefined;
   readonly tlsVersion?: string | undefined;
   readonly authMethod?: string | undefined;
   readonly policyName?: string | undefined;
+  /** Transport (mqtt, mqtt-ws, ...), for metrics. */
+  readonly protocol?: string | undefined;
   /** Closes the connection; `reason` goes to the log. */
   close(reason: string): void;
-  /** Pushes a desired-properties patch when the device listens for them. */
-  pushDesired(patch: JsonObject): void;
+  /** Pushes a desired-properties patch when the device listens for them; true when it went out. */
+  pushDesired(patch: JsonObject): boolean;
   /** Sends a method request; false when the device has not subscribed to methods. */
   sendMethodRequest(name: string, payload: JsonValue, requestId: string): boolean;
   /** New C2D mail for this device. */
@@ -146,6 +148,11 @@ export class ConnectionRegistry {
 
   get size(): number {
     return this.#sessions.size;
+  }
+
+  /** The live sessions, for counting at a metrics scrape (do not register or drop while iterating). */
+  sessions(): IterableIterator<LiveSession> {
+    return this.#sessions.values();
   }
 
   closeAll(reason: string): void {

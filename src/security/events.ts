@@ -158,8 +158,10 @@ export function classifyAuthFailure(reason: string): AuthFailureCode {
   if (r.includes('is disabled')) return 'disabled';
   if (r.includes('lacks') || r.includes('role')) return 'insufficient_rights';
   if (r.includes('scope') || r.includes('another host')) return 'scope';
+  // Before "unknown": the device authenticator says "bad signature, unknown identity or ..." on
+  // purpose (it does not tell the two apart), and a wrong key is the common case.
+  if (r.includes('signature') || r.includes('mismatch') || r.includes('chain') || r.includes(' cn ') || r.includes('password')) return 'bad_credentials';
   if (r.includes('unknown')) return 'unknown_identity';
   if (r.includes('malformed') || r.includes('no credentials')) return 'malformed';
-  if (r.includes('signature') || r.includes('mismatch') || r.includes('chain') || r.includes(' cn ') || r.includes('password')) return 'bad_credentials';
   return 'other';
 }

@@ -27,6 +27,7 @@ import { IpFilter, normalizeAddress } from './ip-filter.js';
 import { LockoutGuard, type AttemptKeys } from './lockout.js';
 import type { OperatorPrincipal, OperatorService } from './operators.js';
 import { tlsRank, type HubSettings, type HubSettingsBody } from './settings.js';
+import type { PolicyUsage } from './policy-usage.js';
 
 export interface PeerContext {
   remote: string;
@@ -71,7 +72,7 @@ const SERVICE_SUCCESS_DEDUP_MS = 60_000;
 export class AccessGate implements DeviceAuthentication {
   #settings: HubSettings;
   #filter: IpFilter;
-  readonly guard: LockoutGuard;
+  readonly lockout: LockoutGuard;
   readonly #servers: WatchedServer[] = [];
   readonly #recentServiceSuccess = new Map<string, number>();
   readonly #filteredLogged = new Map<string, number>();
@@ -86,11 +87,13 @@ export class AccessGate implements DeviceAuthentication {
       events: SecurityEvents;
       clock: Clock;
       log: (fields: Record<string, unknown>, msg: string) => void;
+      /** Which rights each policy uses (posture audit evidence). */
+      usage?: PolicyUsage;
     },
   ) {
     this.#settings = settings;
     this.#filter = new IpFilter(settings.ipFilter);
-    this.guard = new LockoutGuard(settings.lockout, deps.clock);
+    this.lockout = new LockoutGuard(settings.lockout, deps.clock);
   }
 
   get settings(): HubSettings {
@@ -156,7 +159,7 @@ export class AccessGate implements DeviceAuthentication {
     const subject: AuthSubject = c.moduleId === null ? 'device' : 'module';
     const base = { subject, identity: target.slice(0, 260), remote: peer.remote, protocol: peer.protocol, ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(credential === undefined ? {} : { credential }) };
 
-    const locked = this.guard.check(keys);
+    const locked = this.lockout.check(keys);
     let result: DeviceAuthResult;
     if (locked.locked) {
       result = { ok: false, outcome: 'unauthorized', reason: `locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}` };
@@ -168,7 +171,8 @@ export class AccessGate implements DeviceAuthentication {
       }
     }
     if (result.ok) {
-      this.guard.succeed(keys);
+      this.lockout.succeed(keys);
+      if (result.identity.policyName !== undefined) this.deps.usage?.record(result.identity.policyName, 'DeviceConnect');
       this.#emit({ ...base, outcome: 'success', method: result.identity.method });
     } else {
       const method = c.sasToken !== undefined && c.sasToken !== '' ? 'sas' : leaf !== undefined ? 'x509' : 'none';
@@ -177,6 +181,30 @@ export class AccessGate implements DeviceAuthentication {
       this.#emit({ ...base, outcome: 'failure', reason: result.reason, reasonCode: classifyAuthFailure(result.reason), method });
     }
     return result;
+  }
+
+  /**
+   * Runs another authentication (provisioning attestation, EST credentials) under the lockout and
+   * reports it: a 401 HubError from `fn` is a failure, anything returned a success.
+   */
+  async guarded<T>(a: { subject: AuthSubject; identity: string; credential?: string | undefined; method: string }, peer: PeerContext, fn: () => Promise<T>): Promise<T> {
+    const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: a.identity === '' ? undefined : `${a.subject}:${a.identity}`, credential: a.credential };
+    const base = { subject: a.subject, identity: a.identity.slice(0, 260), remote: peer.remote, protocol: peer.protocol, method: a.method, ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(a.credential === undefined ? {} : { credential: a.credential }) };
+    const locked = this.lockout.check(keys);
+    try {
+      if (locked.locked) throw unauthorized(`locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}`);
+      const r = await fn();
+      this.lockout.succeed(keys);
+      this.#emit({ ...base, outcome: 'success' });
+      return r;
+    } catch (err) {
+      if (err instanceof HubError && (err.code === 'IotHubUnauthorizedAccess' || err.code === 'CertificateNotAccepted')) {
+        const reason = String(err.cause ?? err.message);
+        this.#fail(keys, locked.locked);
+        this.#emit({ ...base, outcome: 'failure', reason, reasonCode: classifyAuthFailure(reason) });
+      }
+      throw err;
+    }
   }
 
   // ---- service callers -------------------------------------------------------------------------
@@ -190,7 +218,7 @@ export class AccessGate implements DeviceAuthentication {
     const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: identity.endsWith(':') ? undefined : identity.slice(0, 200), credential };
     const subject: AuthSubject = bearer !== undefined ? 'operator' : 'policy';
     const base = { subject, identity: identity.slice(identity.indexOf(':') + 1, 260), remote: peer.remote, protocol: peer.protocol, method: bearer !== undefined ? 'bearer' : 'sas', ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(credential === undefined ? {} : { credential }) };
-    const locked = this.guard.check(keys);
+    const locked = this.lockout.check(keys);
     try {
       if (locked.locked) throw unauthorized(`locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}`);
       let principal: Principal;
@@ -199,7 +227,7 @@ export class AccessGate implements DeviceAuthentication {
         if (this.#settings.disableLocalAuth) throw unauthorized('shared access policies are disabled by hub settings (disableLocalAuth)');
         principal = await this.deps.service.authenticate(authorization, targetPath);
       }
-      this.guard.succeed(keys);
+      this.lockout.succeed(keys);
       if (credential !== undefined && this.#firstSuccess(credential)) this.#emit({ ...base, identity: principal.name, outcome: 'success' });
       return principal;
     } catch (err) {
@@ -210,6 +238,11 @@ export class AccessGate implements DeviceAuthentication {
       }
       throw err;
     }
+  }
+
+  /** A policy used these rights for a request it was allowed. */
+  policyUsed(policy: string, rights: readonly string[]): void {
+    for (const r of rights) this.deps.usage?.record(policy, r);
   }
 
   /** An authenticated caller was denied a route: recorded, not counted toward lockout. */
@@ -227,7 +260,7 @@ export class AccessGate implements DeviceAuthentication {
   }
 
   #fail(keys: AttemptKeys, alreadyLocked: boolean): void {
-    const locked = this.guard.fail(keys);
+    const locked = this.lockout.fail(keys);
     if (locked.length > 0 && !alreadyLocked) {
       this.deps.log({ event: 'auth.lockout', keys: locked.map((l) => ({ key: l.key.split(':')[0], subject: l.key.startsWith('cred:') ? undefined : l.key.slice(l.key.indexOf(':') + 1), until: new Date(l.until).toISOString() })) }, 'locked out after repeated authentication failures');
     }
@@ -254,7 +287,7 @@ export class AccessGate implements DeviceAuthentication {
   apply(next: HubSettings): { sessionsClosed: number; socketsClosed: number } {
     this.#settings = next;
     this.#filter = new IpFilter(next.ipFilter);
-    this.guard.configure(next.lockout);
+    this.lockout.configure(next.lockout);
     for (const s of this.#servers) s.setMinTls(next.minTlsVersion);
     let sessionsClosed = 0;
     for (const s of this.deps.connections.all()) {

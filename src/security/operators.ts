@@ -258,3 +258,11 @@ export class OperatorService {
     return this.#assignments.some((a) => a.roleDefinitionName === 'Owner' && this.#operators.get(a.principalId.toLowerCase())?.enabled === true);
   }
 }
+
+/** The stored operators and role assignments, read without loading the signing key (posture audit). */
+export async function readOperatorDocs(store: MetaStore): Promise<{ operators: Operator[]; assignments: RoleAssignment[] }> {
+  return {
+    operators: JSON.parse((await store.getMeta(OPERATORS_KEY)) ?? '[]') as Operator[],
+    assignments: JSON.parse((await store.getMeta(ASSIGNMENTS_KEY)) ?? '[]') as RoleAssignment[],
+  };
+}

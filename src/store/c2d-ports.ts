@@ -41,6 +41,14 @@ export interface FeedbackRecord {
 /** A message as the service hands it over; the store assigns `seq` and the delivery state. */
 export type NewC2dMessage = Omit<C2dMessage, 'seq' | 'deliveryCount' | 'lockToken' | 'lockedUntil'>;
 
+/** Messages that left a queue undelivered in one committed transaction. */
+export interface C2dDrop {
+  deviceId: string;
+  /** Expired (TTL passed) or DeliveryCountExceeded (dead-lettered). */
+  status: 'Expired' | 'DeliveryCountExceeded';
+  count: number;
+}
+
 export interface C2dSweepResult {
   expired: number;
   deadLettered: number;
@@ -77,6 +85,14 @@ export interface C2dStore {
   abandon(deviceId: string, lockToken: string, opts: { now: number; maxDeliveryCount: number }): Promise<boolean>;
   /** Messages of the device not expired at `now`, locked or not. */
   countPending(deviceId: string, now: number): Promise<number>;
+  /** Messages of every device not expired at `now` (one query, for the queue-depth gauge). */
+  countAllPending(now: number): Promise<number>;
+  /**
+   * Informs `listener` of every expiry and dead-lettering, whichever call caused it (enqueue,
+   * lockNext, abandon, sweep), once its transaction committed. Listeners cannot refuse; one that
+   * throws does not fail the call.
+   */
+  onDropped(listener: (drop: C2dDrop) => void): void;
   /** Removes the device's whole queue, with Purged feedback when `feedback`. Returns how many. */
   purge(deviceId: string, opts: { now: number; feedback: boolean }): Promise<number>;
   /**

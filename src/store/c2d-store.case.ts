@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { HubError } from '../core/errors.js';
-import type { AckMode, C2dStore, NewC2dMessage, Store } from './ports.js';
+import type { AckMode, C2dDrop, C2dStore, NewC2dMessage, Store } from './ports.js';
 import { rejectsWith, runWith, makeDevice, makeTwin, type StoreHarness } from './store.case.js';
 
 const T0 = Date.parse('2030-01-01T00:00:00.000Z');
@@ -223,6 +223,65 @@ export function c2dStoreConformance(name: string, open: () => Promise<StoreHarne
       r = await store.c2d.sweep({ ...opts, now: T0 + LIMITS.lockMs * 3, feedbackBefore: T0 + 1001 });
       assert.equal(r.feedbackPruned, 1);
       assert.deepEqual((await store.c2d.readFeedback(0, 10)).map((f) => f.statusCode), ['DeliveryCountExceeded']);
+    }));
+
+    it('countAllPending counts every queue, leaving out expired messages', withStore(async (store) => {
+      assert.equal(await store.c2d.countAllPending(T0), 0);
+      await device(store, 'd1');
+      await device(store, 'd2');
+      await store.c2d.enqueue(msg('d1'), { maxDepth: 50, now: T0 });
+      await store.c2d.enqueue(msg('d1', { expiryTime: new Date(T0 + 1000).toISOString() }), { maxDepth: 50, now: T0 });
+      await store.c2d.enqueue(msg('d2'), { maxDepth: 50, now: T0 });
+      await lock(store.c2d, 'd2', 1);
+      assert.equal(await store.c2d.countAllPending(T0), 3, 'locked messages are still pending');
+      assert.equal(await store.c2d.countAllPending(T0 + 1000), 2, 'expired ones are not, even before a sweep');
+      await store.c2d.purge('d1', { now: T0, feedback: false });
+      assert.equal(await store.c2d.countAllPending(T0), 1);
+    }));
+
+    it('reports every expiry and dead-lettering to onDropped, whichever call caused it, once committed', withStore(async (store) => {
+      const drops: C2dDrop[] = [];
+      store.c2d.onDropped((d) => drops.push(d));
+      store.c2d.onDropped(() => {
+        throw new Error('a failing listener does not fail the call');
+      });
+      await device(store, 'd1');
+      await device(store, 'd2');
+      const short = { expiryTime: new Date(T0 + 1000).toISOString() };
+      // enqueue expires first
+      await store.c2d.enqueue(msg('d1', short), { maxDepth: 50, now: T0 });
+      await store.c2d.enqueue(msg('d1', short), { maxDepth: 50, now: T0 });
+      await store.c2d.enqueue(msg('d1'), { maxDepth: 50, now: T0 + 1000 });
+      assert.deepEqual(drops.splice(0), [{ deviceId: 'd1', status: 'Expired', count: 2 }]);
+      // abandon on the last attempt dead-letters
+      for (let attempt = 1; attempt <= LIMITS.maxDeliveryCount; attempt++) {
+        const [l] = await lock(store.c2d, 'd1', 1, T0 + 1000);
+        assert.ok(l?.lockToken);
+        await store.c2d.abandon('d1', l.lockToken, { now: T0 + 1000, maxDeliveryCount: LIMITS.maxDeliveryCount });
+      }
+      assert.deepEqual(drops.splice(0), [{ deviceId: 'd1', status: 'DeliveryCountExceeded', count: 1 }]);
+      // lockNext expires and dead-letters lapsed locks
+      await store.c2d.enqueue(msg('d2', short), { maxDepth: 50, now: T0 });
+      const tired = await store.c2d.enqueue(msg('d2'), { maxDepth: 50, now: T0 });
+      let now = T0 + 2000;
+      for (let i = 0; i < LIMITS.maxDeliveryCount; i++) {
+        const got = await lock(store.c2d, 'd2', 1, now);
+        assert.equal(got[0]?.seq, tired.seq);
+        now += LIMITS.lockMs;
+      }
+      assert.deepEqual(drops.splice(0), [{ deviceId: 'd2', status: 'Expired', count: 1 }]);
+      assert.deepEqual(await lock(store.c2d, 'd2', 1, now), []);
+      assert.deepEqual(drops.splice(0), [{ deviceId: 'd2', status: 'DeliveryCountExceeded', count: 1 }]);
+      // sweep
+      await store.c2d.enqueue(msg('d1', { expiryTime: new Date(now + 1000).toISOString() }), { maxDepth: 50, now });
+      await store.c2d.sweep({ now: now + 1000, maxDeliveryCount: 3, feedbackBefore: 0, maxDevices: 100 });
+      assert.deepEqual(drops.splice(0), [{ deviceId: 'd1', status: 'Expired', count: 1 }]);
+      // nothing reported for removals that are neither, nor for a rolled-back transaction
+      const m = await store.c2d.enqueue(msg('d1'), { maxDepth: 50, now });
+      await store.c2d.purge('d1', { now, feedback: true });
+      await rejectsWith(store.c2d.enqueue(msg('ghost'), { maxDepth: 50, now }), 'DeviceNotFound');
+      assert.ok(m.seq > 0);
+      assert.deepEqual(drops, []);
     }));
   });
 }

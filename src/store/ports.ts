@@ -19,12 +19,14 @@ import type { CertificateStore } from './certificate-ports.js';
 import type { EnrollmentStore } from './enrollment-ports.js';
 import type { AuthorityStore } from './authority-ports.js';
 import type { AuditStore } from './audit-ports.js';
+import type { AlertStore } from './alert-ports.js';
 
 export type * from './event-ports.js';
 export type * from './session-ports.js';
 export type * from './c2d-ports.js';
 export type * from './certificate-ports.js';
 export type * from './enrollment-ports.js';
+export type * from './alert-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -121,5 +123,7 @@ export interface Store
   readonly authority: AuthorityStore;
   /** The tamper-evident audit log: auth decisions and changes, hash-chained. */
   readonly audit: AuditStore;
+  /** Alert rules and the history of what fired. */
+  readonly alerts: AlertStore;
   close(): Promise<void>;
 }

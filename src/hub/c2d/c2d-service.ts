@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { Clock } from '../../core/clock.js';
 import { HubError } from '../../core/errors.js';
 import { printable, validateDeviceId } from '../../core/ids.js';
-import type { AckMode, C2dMessage, FeedbackRecord, Store } from '../../store/ports.js';
+import type { AckMode, C2dDrop, C2dMessage, FeedbackRecord, Store } from '../../store/ports.js';
 
 export interface C2dSendInput {
   body: Buffer;
@@ -74,8 +74,11 @@ function optionalText(value: string | undefined, what: string, pattern: RegExp =
   return value;
 }
 
+/** Why a device has mail: a new message, an abandoned one, or one whose lock lapsed. */
+export type C2dMailCause = 'sent' | 'abandoned' | 'released';
+
 export class C2dService {
-  readonly #listeners: Array<(deviceId: string) => void> = [];
+  readonly #listeners: Array<(deviceId: string, cause: C2dMailCause) => void> = [];
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
 
@@ -86,14 +89,19 @@ export class C2dService {
   ) {}
 
   /** Informs the delivery side that a device has mail (new, abandoned, or whose lock lapsed). Listeners cannot refuse. */
-  onEnqueued(listener: (deviceId: string) => void): void {
+  onEnqueued(listener: (deviceId: string, cause: C2dMailCause) => void): void {
     this.#listeners.push(listener);
   }
 
-  #emit(deviceId: string): void {
+  /** Messages that left a queue undelivered: expired or dead-lettered (after the store committed). */
+  onDropped(listener: (drop: C2dDrop) => void): void {
+    this.store.c2d.onDropped(listener);
+  }
+
+  #emit(deviceId: string, cause: C2dMailCause): void {
     for (const l of this.#listeners) {
       try {
-        l(deviceId);
+        l(deviceId, cause);
       } catch {
         // An event informs; a failing listener must not fail the send.
       }
@@ -138,7 +146,7 @@ export class C2dService {
       { maxDepth: this.limits.maxDepth, now },
     );
     await this.#recount(deviceId);
-    this.#emit(deviceId);
+    this.#emit(deviceId, 'sent');
     return message;
   }
 
@@ -186,7 +194,7 @@ export class C2dService {
   async abandon(deviceId: string, lockToken: string): Promise<void> {
     const ok = await this.store.c2d.abandon(deviceId, lockToken, { now: this.clock.now(), maxDeliveryCount: this.limits.maxDeliveryCount });
     if (!ok) throw lockLost(lockToken);
-    this.#emit(deviceId);
+    this.#emit(deviceId, 'abandoned');
   }
 
   pendingCount(deviceId: string): Promise<number> {
@@ -220,7 +228,7 @@ export class C2dService {
       feedbackBefore: now - FEEDBACK_RETENTION_MS,
       maxDevices: SWEEP_MAX_DEVICES,
     });
-    for (const deviceId of r.released) this.#emit(deviceId);
+    for (const deviceId of r.released) this.#emit(deviceId, 'released');
     return { expired: r.expired, deadLettered: r.deadLettered, released: r.released.length };
   }
 

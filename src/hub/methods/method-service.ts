@@ -60,8 +60,14 @@ interface Pending {
 
 export class MethodService {
   readonly #pending = new Map<string, Pending>();
+  readonly #sentListeners: Array<() => void> = [];
 
   constructor(private readonly connections: ConnectionRegistry) {}
+
+  /** A method request went out to a device. Informs only (metrics). */
+  onRequestSent(listener: () => void): void {
+    this.#sentListeners.push(listener);
+  }
 
   async invoke(deviceId: string, moduleId: string | null, call: MethodCall): Promise<MethodResult> {
     // connectTimeoutInSeconds: wait for the device to be online *and* listening for methods.
@@ -87,6 +93,13 @@ export class MethodService {
       this.#pending.get(requestId)?.resolve({ status: 0, payload: null });
       this.#pending.delete(requestId);
       throw new HubError('DeviceNotOnline', `Device ${who} is not subscribed to direct methods.`);
+    }
+    for (const l of this.#sentListeners) {
+      try {
+        l();
+      } catch {
+        // informs only
+      }
     }
     const r = await result;
     if (r === undefined) throw new HubError('GatewayTimeout', `Device ${who} did not answer ${call.methodName} in ${call.responseTimeoutInSeconds} s.`);

@@ -25,6 +25,7 @@ const MAX_ATTEMPTS = 8;
 
 export class TwinService {
   readonly #desiredListeners: Array<(change: DesiredChange) => void> = [];
+  readonly #reportedListeners: Array<(deviceId: string, moduleId: string | null) => void> = [];
 
   constructor(
     private readonly store: Stores,
@@ -34,6 +35,11 @@ export class TwinService {
   /** Events inform: listeners cannot refuse or alter a change. */
   onDesiredChange(listener: (change: DesiredChange) => void): void {
     this.#desiredListeners.push(listener);
+  }
+
+  /** A device's reported-properties patch was stored. Informs only. */
+  onReportedChange(listener: (deviceId: string, moduleId: string | null) => void): void {
+    this.#reportedListeners.push(listener);
   }
 
   async get(deviceId: string, moduleId: string | null): Promise<JsonObject> {
@@ -107,6 +113,13 @@ export class TwinService {
       next.etag = newEtag();
       try {
         await this.store.replaceTwin(next, twin.etag);
+        for (const l of this.#reportedListeners) {
+          try {
+            l(deviceId, moduleId);
+          } catch {
+            // informs only
+          }
+        }
         return next.reportedVersion;
       } catch (err) {
         if (err instanceof HubError && err.code === 'PreconditionFailed' && attempt < MAX_ATTEMPTS) continue;

@@ -31,6 +31,8 @@ import { registerAuthorityRoutes } from './routes/authority.js';
 import { registerEstRoutes } from './routes/est.js';
 import { registerDpsServiceRoutes } from './routes/dps-service.js';
 import { registerAuditLogRoutes } from './routes/audit-log.js';
+import { registerMetricsRoutes } from './routes/metrics.js';
+import { registerAlertRoutes } from './routes/alerts.js';
 import { registerSecurityRoutes } from './routes/security.js';
 
 declare module 'fastify' {
@@ -142,8 +144,14 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
       if (principal.kind === 'operator') {
         const action = actionFor(req.method, req.routeOptions.url ?? '', admin);
         if (!rolesAllow(principal.roles, action)) throw unauthorized(`operator ${principal.name} has no role allowing ${action}`);
-      } else if (admin) requireAllRights(principal, ADMIN_RIGHTS);
-      else requireAnyRight(principal, rights);
+      } else if (admin) {
+        requireAllRights(principal, ADMIN_RIGHTS);
+        services.gate.policyUsed(principal.name, ADMIN_RIGHTS);
+      } else {
+        requireAnyRight(principal, rights);
+        const used = rights.find((r) => principal?.kind === 'policy' && principal.rights.has(r));
+        if (used !== undefined) services.gate.policyUsed(principal.name, [used]);
+      }
       req.principal = principal;
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
@@ -188,12 +196,15 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerC2dRoutes(app, services.c2d);
   registerCertificateRoutes(app, services.cas, (name, ifMatch) => services.authority.deleteCa(name, ifMatch));
   registerAuthorityRoutes(app, services.authority);
-  registerEstRoutes(app, services.est, logger.child({ component: 'est' }));
+  registerEstRoutes(app, services.est, logger.child({ component: 'est' }), services.gate);
   registerDpsServiceRoutes(app, services.enrollments);
   registerAuditLogRoutes(app, services.auditLog);
   registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);
+  registerMetricsRoutes(app, services.metrics);
+  registerAlertRoutes(app, services.alerts, services.securityEvents);
   registerSecurityRoutes(app, {
+    posture: (days) => services.posture(days),
     settings: services.settings,
     operators: services.operators,
     policies: services.policies,

@@ -8,6 +8,8 @@ import type { AccessGate } from '../../security/gate.js';
 import type { SettingsService } from '../../security/settings-service.js';
 import type { OperatorService } from '../../security/operators.js';
 import type { PolicyService } from '../../security/policy-service.js';
+import type { PolicyUsage } from '../../security/policy-usage.js';
+import type { Finding } from '../../security/posture.js';
 import type { DpsDeps, TelemetrySink } from '../mqtt/broker-deps.js';
 import type { CaRegistry } from '../../pki/ca-registry.js';
 import type { CertificateAuthority } from '../../pki/authority.js';
@@ -16,6 +18,8 @@ import type { EnrollmentService } from '../../dps/enrollment-service.js';
 import type { EstService } from '../../pki/est.js';
 import type { SecurityEvents } from '../../security/events.js';
 import type { AuditLog } from '../../security/audit-log.js';
+import type { HubMetrics } from '../../security/metrics.js';
+import type { AlertEngine } from '../../security/alerts.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -34,6 +38,10 @@ export interface HubServices {
   operators: OperatorService;
   /** Shared access policies management. */
   policies: PolicyService;
+  /** Which rights each policy uses (evidence for the posture audit). */
+  policyUsage: PolicyUsage;
+  /** The posture audit over the live store. */
+  posture(expiringDays: number): Promise<Finding[]>;
   /** Durable intake of device messages (the event stream). */
   telemetry: TelemetrySink;
   /** X.509 CA certificates: registration, proof of possession, device chain checks. */
@@ -52,5 +60,9 @@ export interface HubServices {
   securityEvents: SecurityEvents;
   /** The tamper-evident record of auth decisions and changes: query and verify. */
   auditLog: AuditLog;
+  /** The hub's Prometheus registry (GET /metrics) and the message tally the edges bump. */
+  metrics: HubMetrics;
+  /** Alert rules over the security events, their history and notifications. */
+  alerts: AlertEngine;
   health(): Promise<{ status: 'ok' | 'degraded'; store: string; checks: Record<string, string> }>;
 }

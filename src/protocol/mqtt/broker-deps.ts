@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { DeviceAuthentication } from '../../security/gate.js';
+import type { AccessGate, DeviceAuthentication } from '../../security/gate.js';
 import type { Clock } from '../../core/clock.js';
 import type { ConnectionRegistry } from '../../hub/connections.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
@@ -14,6 +14,8 @@ import type { RegistrationService } from '../../dps/registration-service.js';
 export interface DpsDeps {
   idScope(): Promise<string>;
   registration: RegistrationService;
+  /** Lockout and security events around attestation (the access gate). */
+  gate?: Pick<AccessGate, 'guarded'>;
 }
 
 /** Durable telemetry intake: resolves once the event is stored. */

@@ -108,6 +108,10 @@ export class MqttConnection implements LiveSession {
     return this.identity?.moduleId ?? null;
   }
 
+  get protocol(): string {
+    return this.peer.transport;
+  }
+
   #onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.touch();
@@ -208,8 +212,8 @@ export class MqttConnection implements LiveSession {
 
   // ------------------------------------------------------------------ LiveSession
 
-  pushDesired(patch: JsonObject): void {
-    if (!this.subscribed(TWIN_DESIRED_FILTER)) return;
+  pushDesired(patch: JsonObject): boolean {
+    if (!this.subscribed(TWIN_DESIRED_FILTER)) return false;
     const version = typeof patch.$version === 'number' ? patch.$version : 0;
     this.send({
       cmd: 'publish',
@@ -219,6 +223,7 @@ export class MqttConnection implements LiveSession {
       retain: false,
       dup: false,
     });
+    return true;
   }
 
   sendMethodRequest(name: string, payload: JsonValue, requestId: string): boolean {

@@ -7,6 +7,7 @@ import { schemaV6 } from './schema-v6-enrollments.js';
 import { schemaV7 } from './schema-v7-authority.js';
 import { schemaV8 } from './schema-v8-est.js';
 import { schemaV9 } from './schema-v9-audit.js';
+import { schemaV10 } from './schema-v10-alerts.js';
 import { POSTGRES } from './dialect.js';
 
 /** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped, add the next. */
@@ -20,4 +21,5 @@ export const postgresMigrations: readonly Migration[] = [
   { version: 7, name: 'device CA keys and issued certificates', sql: schemaV7(POSTGRES) },
   { version: 8, name: 'EST factory credentials', sql: schemaV8(POSTGRES) },
   { version: 9, name: 'tamper-evident audit log', sql: schemaV9(POSTGRES) },
+  { version: 10, name: 'alert rules and history', sql: schemaV10(POSTGRES) },
 ];

@@ -12,6 +12,7 @@ import { HubError } from '../../core/errors.js';
 import type { SecretBox } from '../../core/secret-box.js';
 import type {
   AckMode,
+  C2dDrop,
   C2dMessage,
   C2dStore,
   C2dSweepResult,
@@ -88,6 +89,8 @@ function isForeignKeyViolation(err: unknown): boolean {
 }
 
 export class SqlC2dStore implements C2dStore {
+  readonly #dropListeners: Array<(drop: C2dDrop) => void> = [];
+
   constructor(
     private readonly db: SqlDriver,
     // Message bodies are not secrets; kept for the constructor every sub-store shares.
@@ -97,13 +100,14 @@ export class SqlC2dStore implements C2dStore {
   }
 
   async enqueue(m: NewC2dMessage, opts: { maxDepth: number; now: number }): Promise<C2dMessage> {
+    const drops: C2dDrop[] = [];
     try {
-      return await this.db.transaction(async (tx) => {
+      return await this.#committed(drops, async (tx) => {
         await this.#lockQueue(tx, m.deviceId);
         const dev = await tx.all('SELECT generation_id FROM devices WHERE device_id = ?', [m.deviceId]);
         const generationId = dev[0]?.generation_id;
         if (typeof generationId !== 'string') throw new HubError('DeviceNotFound', `Device ${m.deviceId} not found`);
-        await this.#expire(tx, m.deviceId, opts.now);
+        await this.#expire(tx, m.deviceId, opts.now, drops);
         const rows = await tx.all('SELECT COUNT(*) AS n FROM c2d_messages WHERE device_id = ?', [m.deviceId]);
         if (Number(rows[0]?.n ?? 0) >= opts.maxDepth) {
           throw new HubError(
@@ -146,10 +150,11 @@ export class SqlC2dStore implements C2dStore {
   }
 
   lockNext(deviceId: string, opts: { max: number; now: number; lockMs: number; maxDeliveryCount: number }): Promise<C2dMessage[]> {
-    return this.db.transaction(async (tx) => {
+    const drops: C2dDrop[] = [];
+    return this.#committed(drops, async (tx) => {
       await this.#lockQueue(tx, deviceId);
-      await this.#expire(tx, deviceId, opts.now);
-      await this.#deadLetter(tx, deviceId, opts.now, opts.maxDeliveryCount);
+      await this.#expire(tx, deviceId, opts.now, drops);
+      await this.#deadLetter(tx, deviceId, opts.now, opts.maxDeliveryCount, drops);
       if (opts.max <= 0) return [];
       const rows = await tx.all(
         `SELECT ${COLUMNS} FROM c2d_messages WHERE device_id = ? AND (lock_token IS NULL OR locked_until <= ?) ORDER BY seq LIMIT ?`,
@@ -180,7 +185,8 @@ export class SqlC2dStore implements C2dStore {
   }
 
   abandon(deviceId: string, lockToken: string, opts: { now: number; maxDeliveryCount: number }): Promise<boolean> {
-    return this.db.transaction(async (tx) => {
+    const drops: C2dDrop[] = [];
+    return this.#committed(drops, async (tx) => {
       await this.#lockQueue(tx, deviceId);
       const rows = await tx.all('SELECT seq, delivery_count FROM c2d_messages WHERE device_id = ? AND lock_token = ? AND locked_until > ?', [
         deviceId,
@@ -190,7 +196,8 @@ export class SqlC2dStore implements C2dStore {
       const row = rows[0];
       if (row === undefined) return false;
       if (Number(row.delivery_count) >= opts.maxDeliveryCount) {
-        await this.#remove(tx, 'seq = ?', [Number(row.seq)], 'DeliveryCountExceeded', opts.now);
+        const n = await this.#remove(tx, 'seq = ?', [Number(row.seq)], 'DeliveryCountExceeded', opts.now);
+        if (n > 0) drops.push({ deviceId, status: 'DeliveryCountExceeded', count: n });
       } else {
         await tx.run('UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL WHERE seq = ?', [Number(row.seq)]);
       }
@@ -201,6 +208,16 @@ export class SqlC2dStore implements C2dStore {
   async countPending(deviceId: string, now: number): Promise<number> {
     const rows = await this.db.all('SELECT COUNT(*) AS n FROM c2d_messages WHERE device_id = ? AND expiry_time > ?', [deviceId, now]);
     return Number(rows[0]?.n ?? 0);
+  }
+
+  async countAllPending(now: number): Promise<number> {
+    // The expiry index answers this without reading message rows.
+    const rows = await this.db.all('SELECT COUNT(*) AS n FROM c2d_messages WHERE expiry_time > ?', [now]);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  onDropped(listener: (drop: C2dDrop) => void): void {
+    this.#dropListeners.push(listener);
   }
 
   async recount(deviceId: string): Promise<void> {
@@ -223,10 +240,11 @@ export class SqlC2dStore implements C2dStore {
     );
     for (const row of due) {
       const deviceId = text(row, 'device_id');
-      await this.db.transaction(async (tx) => {
+      const drops: C2dDrop[] = [];
+      await this.#committed(drops, async (tx) => {
         await this.#lockQueue(tx, deviceId);
-        result.expired += await this.#expire(tx, deviceId, opts.now);
-        result.deadLettered += await this.#deadLetter(tx, deviceId, opts.now, opts.maxDeliveryCount);
+        result.expired += await this.#expire(tx, deviceId, opts.now, drops);
+        result.deadLettered += await this.#deadLetter(tx, deviceId, opts.now, opts.maxDeliveryCount, drops);
         const released = await tx.run(
           'UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL WHERE device_id = ? AND locked_until <= ?',
           [deviceId, opts.now],
@@ -249,19 +267,41 @@ export class SqlC2dStore implements C2dStore {
     if (this.db.dialect === 'postgres') await tx.all(`SELECT pg_advisory_xact_lock(${QUEUE_LOCK_CLASS}, hashtext(?))`, [deviceId]);
   }
 
-  #expire(tx: SqlExecutor, deviceId: string, now: number): Promise<number> {
-    return this.#remove(tx, 'device_id = ? AND expiry_time <= ?', [deviceId, now], 'Expired', now);
+  /**
+   * Runs `fn` in one transaction; once it committed, tells the drop listeners what `fn` collected
+   * in `drops` (a rolled-back transaction dropped nothing).
+   */
+  async #committed<T>(drops: C2dDrop[], fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+    const result = await this.db.transaction(fn);
+    for (const drop of drops) {
+      for (const l of this.#dropListeners) {
+        try {
+          l(drop);
+        } catch {
+          // A drop informs; a failing listener must not fail the queue operation.
+        }
+      }
+    }
+    return result;
+  }
+
+  async #expire(tx: SqlExecutor, deviceId: string, now: number, drops: C2dDrop[]): Promise<number> {
+    const n = await this.#remove(tx, 'device_id = ? AND expiry_time <= ?', [deviceId, now], 'Expired', now);
+    if (n > 0) drops.push({ deviceId, status: 'Expired', count: n });
+    return n;
   }
 
   /** Unlocked (or lapsed) messages that used up their delivery attempts. */
-  #deadLetter(tx: SqlExecutor, deviceId: string, now: number, maxDeliveryCount: number): Promise<number> {
-    return this.#remove(
+  async #deadLetter(tx: SqlExecutor, deviceId: string, now: number, maxDeliveryCount: number, drops: C2dDrop[]): Promise<number> {
+    const n = await this.#remove(
       tx,
       'device_id = ? AND delivery_count >= ? AND (lock_token IS NULL OR locked_until <= ?)',
       [deviceId, maxDeliveryCount, now],
       'DeliveryCountExceeded',
       now,
     );
+    if (n > 0) drops.push({ deviceId, status: 'DeliveryCountExceeded', count: n });
+    return n;
   }
 
   /** Records `status` feedback for the matching messages whose ack asks for it, then deletes them all. */

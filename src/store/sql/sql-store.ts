@@ -32,6 +32,7 @@ import { SqlCertificateStore } from './sql-certificate-store.js';
 import { SqlEnrollmentStore } from './sql-enrollment-store.js';
 import { SqlAuthorityStore } from './sql-authority-store.js';
 import { SqlAuditStore } from './sql-audit-store.js';
+import { SqlAlertStore } from './sql-alert-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -42,6 +43,7 @@ export class SqlStore implements Store {
   readonly enrollments: SqlEnrollmentStore;
   readonly authority: SqlAuthorityStore;
   readonly audit: SqlAuditStore;
+  readonly alerts: SqlAlertStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -55,6 +57,7 @@ export class SqlStore implements Store {
     this.enrollments = new SqlEnrollmentStore(db, box);
     this.authority = new SqlAuthorityStore(db, box);
     this.audit = new SqlAuditStore(db);
+    this.alerts = new SqlAlertStore(db, box);
   }
 
   async close(): Promise<void> {

@@ -13,6 +13,7 @@ import type { DpsDeps } from '../../mqtt/broker-deps.js';
 import { jsonBody } from '../body.js';
 import { peerChain } from '../../mqtt/listeners.js';
 import type { TLSSocket } from 'node:tls';
+import { credentialHash } from '../../../security/gate.js';
 
 type RegisterParams = { Params: { idScope: string; registrationId: string } };
 type OperationParams = { Params: { idScope: string; registrationId: string; operationId: string } };
@@ -24,8 +25,21 @@ async function attest(req: FastifyRequest, dps: DpsDeps, idScope: string, regist
   const header = req.headers.authorization;
   try {
     // No Authorization header: X.509, the client certificate of this TLS connection.
-    if (header === undefined || header === '') return await dps.registration.attestX509(registrationId, peerChain(req.socket as TLSSocket));
-    return await dps.registration.attestSymmetricKey(registrationId, Array.isArray(header) ? header[0] : header);
+    const token = Array.isArray(header) ? header[0] : header;
+    const chain = token === undefined || token === '' ? peerChain(req.socket as TLSSocket) : undefined;
+    const attestNow = () => (token === undefined || token === '' ? dps.registration.attestX509(registrationId, chain) : dps.registration.attestSymmetricKey(registrationId, token));
+    if (dps.gate === undefined) return await attestNow();
+    const leaf = chain?.[0];
+    return await dps.gate.guarded(
+      {
+        subject: 'registration',
+        identity: registrationId,
+        credential: token !== undefined && token !== '' ? credentialHash(token) : leaf === undefined ? undefined : credentialHash(leaf.raw),
+        method: token !== undefined && token !== '' ? 'symmetricKey' : 'x509',
+      },
+      { remote: req.ip, protocol: 'dps-https', tls: (req.socket as TLSSocket).getProtocol?.() ?? undefined },
+      attestNow,
+    );
   } catch (err) {
     req.log.warn(
       { event: 'auth.denied', protocol: 'dps-https', remote: req.ip, registrationId: registrationId.slice(0, 128), reason: String((err as Error).cause ?? (err as Error).message) },

@@ -19,6 +19,7 @@ import type { IssuedCertificate } from '../../../pki/authority.js';
 import type { EstCredentialRecord } from '../../../store/authority-ports.js';
 import { peerChain } from '../../mqtt/listeners.js';
 import { jsonBody } from '../body.js';
+import { credentialHash, type AccessGate } from '../../../security/gate.js';
 
 type LabelParams = { Params: { label: string } };
 
@@ -46,11 +47,26 @@ function renderIssued(i: IssuedCertificate): Record<string, unknown> {
   return { serial: i.serial, certificate: i.certificatePem, chain: i.chainPem, notAfter: i.notAfter, thumbprint: i.thumbprintSha256 };
 }
 
-export function registerEstRoutes(app: FastifyInstance, est: EstService, logger: Logger): void {
-  /** Runs an EST operation; a refusal is logged with its reason and, for 401, names the scheme (RFC 7030 §3.2.3). */
+export function registerEstRoutes(app: FastifyInstance, est: EstService, logger: Logger, gate?: Pick<AccessGate, 'guarded'>): void {
+  /**
+   * Runs an EST operation under the lockout, reported to the security events; a refusal is logged
+   * with its reason and, for 401, names the scheme (RFC 7030 §3.2.3).
+   */
   async function guarded<T>(req: FastifyRequest<LabelParams>, reply: FastifyReply, op: string, fn: () => Promise<T>): Promise<T> {
     try {
-      return await fn();
+      if (gate === undefined) return await fn();
+      const header = req.headers.authorization;
+      const leaf = peerChain(req.socket as TLSSocket)?.[0];
+      return await gate.guarded(
+        {
+          subject: 'est-credential',
+          identity: req.params.label,
+          credential: header !== undefined && header !== '' ? credentialHash(header) : leaf === undefined ? undefined : credentialHash(leaf.raw),
+          method: header !== undefined && header !== '' ? 'basic' : 'x509',
+        },
+        { remote: req.ip, protocol: 'est', tls: (req.socket as TLSSocket).getProtocol?.() ?? undefined },
+        fn,
+      );
     } catch (err) {
       if (err instanceof HubError && (err.status === 401 || err.status === 403)) {
         logger.warn(

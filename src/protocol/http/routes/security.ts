@@ -13,6 +13,7 @@ import type { OperatorService } from '../../../security/operators.js';
 import { renderPolicy, type PolicyService } from '../../../security/policy-service.js';
 import { ROLE_ACTIONS, ROLE_DESCRIPTIONS, ROLE_NAMES } from '../../../security/roles.js';
 import type { SettingsService } from '../../../security/settings-service.js';
+import type { Finding } from '../../../security/posture.js';
 import { jsonBody } from '../body.js';
 
 const ADMIN = { admin: true } as const;
@@ -31,6 +32,8 @@ function field(body: unknown, name: string): unknown {
 }
 
 export interface SecurityRouteDeps {
+  /** The posture audit over the live store. */
+  posture: (expiringDays: number) => Promise<Finding[]>;
   settings: SettingsService;
   operators: OperatorService;
   policies: PolicyService;
@@ -63,6 +66,13 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     });
     if (!r.dryRun && 'etag' in r.settings) void reply.header('etag', `"${r.settings.etag}"`);
     return r;
+  });
+
+  app.get<{ Querystring: { expiringDays?: string } }>('/posture', { config: ADMIN }, async (req) => {
+    const raw = req.query.expiringDays ?? '30';
+    if (!/^\d{1,4}$/.test(raw)) throw new HubError('ArgumentInvalid', 'expiringDays must be a whole number of days.');
+    const findings = await deps.posture(Number(raw));
+    return { findings, summary: { high: findings.filter((f) => f.severity === 'high').length, medium: findings.filter((f) => f.severity === 'medium').length, low: findings.filter((f) => f.severity === 'low').length } };
   });
 
   // ---------------------------------------------------------------- operators

@@ -12,6 +12,7 @@ import { HubError, isHubError } from '../../../core/errors.js';
 import { isJsonObject, type JsonValue } from '../../../core/json.js';
 import type { MqttConnection } from '../connection.js';
 import { RetryLater } from '../../../dps/throttle.js';
+import { credentialHash } from '../../../security/gate.js';
 
 export const DPS_RESPONSE_FILTER = '$dps/registrations/res/#';
 
@@ -55,10 +56,17 @@ export async function handleDpsConnect(conn: MqttConnection, packet: IConnectPac
   const password = packet.password?.toString('utf8');
   try {
     // No password: X.509, the certificate presented in the TLS handshake (wire doc §4.4).
+    const x509 = password === undefined || password === '';
+    const attest = () => (x509 ? dps.registration.attestX509(who.registrationId, conn.peer.chain) : dps.registration.attestSymmetricKey(who.registrationId, password));
+    const leaf = conn.peer.chain?.[0];
     conn.dpsAttested =
-      password === undefined || password === ''
-        ? await dps.registration.attestX509(who.registrationId, conn.peer.chain)
-        : await dps.registration.attestSymmetricKey(who.registrationId, password);
+      dps.gate === undefined
+        ? await attest()
+        : await dps.gate.guarded(
+            { subject: 'registration', identity: who.registrationId, credential: x509 ? (leaf === undefined ? undefined : credentialHash(leaf.raw)) : credentialHash(password), method: x509 ? 'x509' : 'symmetricKey' },
+            { remote: conn.peer.remoteAddress, protocol: 'dps-mqtt', tls: conn.peer.tlsVersion },
+            attest,
+          );
   } catch (err) {
     return refuse(isHubError(err) ? String(err.cause ?? err.message) : 'attestation failed');
   }

@@ -1,0 +1,59 @@
+/**
+ * Which rights each shared access policy has actually used, and when last: the evidence for the
+ * posture audit's "policy holds rights it does not use" finding. Counted in memory on the request
+ * path (one map write), written to the meta table at most once a minute and at stop.
+ */
+import type { Clock } from '../core/clock.js';
+import type { MetaStore } from '../store/ports.js';
+
+const META_KEY = 'policy-usage';
+
+export interface PolicyUsageDoc {
+  /** When tracking began (ms): a right unused since then is unused for that long at most. */
+  since: number;
+  /** policy name (lower case) -> right -> last use (ms). */
+  used: Record<string, Record<string, number>>;
+}
+
+export async function readPolicyUsage(store: MetaStore): Promise<PolicyUsageDoc | undefined> {
+  const raw = await store.getMeta(META_KEY);
+  return raw === undefined ? undefined : (JSON.parse(raw) as PolicyUsageDoc);
+}
+
+export class PolicyUsage {
+  #doc: PolicyUsageDoc = { since: 0, used: {} };
+  #dirty = false;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: MetaStore,
+    private readonly clock: Clock,
+  ) {}
+
+  async load(): Promise<void> {
+    this.#doc = (await readPolicyUsage(this.store)) ?? { since: this.clock.now(), used: {} };
+    this.#dirty = true;
+  }
+
+  record(policy: string, right: string): void {
+    const p = (this.#doc.used[policy.toLowerCase()] ??= {});
+    p[right] = this.clock.now();
+    this.#dirty = true;
+  }
+
+  start(intervalMs = 60_000): void {
+    this.#timer = setInterval(() => void this.flush().catch(() => undefined), intervalMs);
+    this.#timer.unref();
+  }
+
+  async flush(): Promise<void> {
+    if (!this.#dirty) return;
+    this.#dirty = false;
+    await this.store.setMeta(META_KEY, JSON.stringify(this.#doc));
+  }
+
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.flush();
+  }
+}

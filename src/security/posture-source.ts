@@ -1,0 +1,34 @@
+/** Reads what the posture audit needs from a store (the CLI's offline path and GET /posture). */
+import type { DeviceRecord } from '../core/types.js';
+import { allIssued } from '../pki/issued.js';
+import type { Store } from '../store/ports.js';
+import { readOperatorDocs } from './operators.js';
+import { readPolicyUsage } from './policy-usage.js';
+import { assessPosture, type Finding } from './posture.js';
+import { readSettings } from './settings.js';
+
+export async function runPostureAudit(store: Store, opts: { now: number; expiringDays: number }): Promise<Finding[]> {
+  const devices: DeviceRecord[] = [];
+  let after: string | undefined;
+  for (;;) {
+    const page = await store.listDevices({ limit: 1000, ...(after === undefined ? {} : { after }) });
+    devices.push(...page);
+    if (page.length < 1000) break;
+    after = page[page.length - 1]!.deviceId;
+  }
+  const cas = await Promise.all((await store.certificates.list()).map(async (c) => ({ ...c, holdsKey: (await store.authority.getCaKey(c.name)) !== undefined })));
+  const { operators, assignments } = await readOperatorDocs(store);
+  return assessPosture({
+    now: opts.now,
+    expiringDays: opts.expiringDays,
+    settings: await readSettings(store),
+    policies: await store.listPolicies(),
+    devices,
+    groups: await store.enrollments.listGroups(),
+    cas,
+    issued: await allIssued(store.authority, {}),
+    operators,
+    assignments,
+    usage: await readPolicyUsage(store),
+  });
+}
