@@ -42,7 +42,8 @@ import { ProvisioningThrottle } from './dps/throttle.js';
 import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
-import { SecurityEvents } from './security/events.js';
+import { redactSecrets, SecurityEvents } from './security/events.js';
+import { currentActor } from './security/request-context.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
 import { AlertEngine } from './security/alerts.js';
@@ -216,6 +217,20 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           ? connections.dropDevice(change.deviceId, `identity ${change.kind}`)
           : Number(connections.dropModule(change.deviceId, change.moduleId, `identity ${change.kind}`));
       if (n > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: change.kind, sessions: n }, 'dropped live sessions');
+    });
+    // Registry writes, with who made them (the HTTP edge's request context) and before/after.
+    registry.onRecordChange((c) => {
+      const who = currentActor();
+      securityEvents.emit({
+        type: 'change',
+        at: clock.now(),
+        actor: who.actor,
+        action: c.action,
+        target: c.target,
+        ...(c.before === undefined ? {} : { before: redactSecrets(c.before) }),
+        ...(c.after === undefined ? {} : { after: redactSecrets(c.after) }),
+        ...(who.remote === undefined ? {} : { remote: who.remote }),
+      });
     });
     twins.onDesiredChange((change) => {
       if (connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch) === true) metrics.messages.twinOut++;

@@ -38,6 +38,15 @@ async function waitFor(check: () => Promise<boolean>, ms = 5000): Promise<void> 
   }
 }
 
+/** The hub's log reaches the test through a pipe, after the answer the client already has. */
+async function logged(pattern: RegExp): Promise<void> {
+  const until = Date.now() + 5000;
+  while (!pattern.test(hub.output())) {
+    if (Date.now() > until) assert.match(hub.output(), pattern);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 /** REST with an operator bearer token. */
 function bearer(token: string): Rest {
   const r = restClient(HOST, ca, 'unused', 'unused');
@@ -145,7 +154,7 @@ describe('disableDeviceSAS', () => {
     const x = await sdkOpen(`HostName=${HOST};DeviceId=x509-dev;x509=true`, { cert: x509.certPem, key: x509.keyPem });
     await x.sendEvent(new deviceSdk.Message('x509 still works'));
     await x.close();
-    assert.match(hub.output(), /device SAS keys are disabled by hub settings/);
+    await logged(/device SAS keys are disabled by hub settings/);
 
     assert.equal((await patchSettings(rest, { disableDeviceSAS: false })).status, 200);
     const back = await sdkOpen(`HostName=${HOST};DeviceId=sas-dev;SharedAccessKey=${sasKey}`);
@@ -172,7 +181,7 @@ describe('operators, roles and disableLocalAuth', () => {
     assert.equal(errorCode(create), 'IotHubUnauthorizedAccess');
     assert.equal((await rest('GET', '/devices/by-reader')).status, 404);
     assert.equal((await reader('GET', '/settings')).status, 401, 'a reader cannot read hub settings');
-    assert.match(hub.output(), /operator reader has no role allowing devices\/write/);
+    await logged(/operator reader has no role allowing devices\/write/);
   });
 
   it('with disableLocalAuth the SDK with a policy connection string is refused and an operator token works', async () => {
@@ -239,7 +248,7 @@ describe('IP filter', () => {
     const ok = await connectFrom(allowed);
     assert.equal(ok?.code, 0);
     ok?.client.end();
-    assert.match(hub.output(), new RegExp(`address ${blocked.replace(/\./g, '\\.')} rejected by the IP filter \\(rule block-one\\)`));
+    await logged(new RegExp(`address ${blocked.replace(/\./g, '\\.')} rejected by the IP filter \\(rule block-one\\)`));
 
     // Same rules, other order: the broad Accept now comes first and wins.
     assert.equal((await patchSettings(rest, { ipFilter: { defaultAction: 'Reject', rules: [rules[1], rules[0]] } })).status, 200);
@@ -304,7 +313,7 @@ describe('brute-force lockout', () => {
     const right = await connectRaw(HOST, ca, connectPacket(HOST, 'target', deviceToken(HOST, 'target', key)));
     assert.equal(right.code, 4, 'locked out: refused like a bad credential');
     await right.client.closed;
-    assert.match(hub.output(), /locked out after repeated failures/);
+    await logged(/locked out after repeated failures/);
     // Another device from the same address is not locked (the address limit is far higher).
     const other = await connectRaw(HOST, ca, connectPacket(HOST, 'sas-dev', deviceToken(HOST, 'sas-dev', sasKey)));
     assert.equal(other.code, 0);
@@ -315,5 +324,47 @@ describe('brute-force lockout', () => {
     assert.equal(after.code, 0);
     after.client.end();
     assert.equal((await patchSettings(rest, { lockout: { enabled: true } })).status, 200);
+  });
+});
+
+describe('audit log of changes and decisions', () => {
+  type Entry = { type: string; actor?: string; action?: string; target?: string; before?: any; after?: any; identity?: string; outcome?: string; reason?: string; remote?: string; protocol?: string; tls?: string };
+  const entries = async (query: string): Promise<Entry[]> => {
+    // The appender commits within 100 ms.
+    await new Promise((r) => setTimeout(r, 300));
+    const r = await rest('GET', `/auditLog?${query}&limit=1000`);
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    return (r.body as { entries: Entry[] }).entries;
+  };
+
+  it('records a device update with who, before and after, and no key', async () => {
+    await rest('PUT', '/devices/audited', { deviceId: 'audited' });
+    const got = await rest('GET', '/devices/audited');
+    await rest('PUT', '/devices/audited', { ...(got.body as object), status: 'disabled' }, { headers: { 'if-match': '*' } });
+    const changes = (await entries('type=change')).filter((e) => e.target === 'devices/audited');
+    const create = changes.find((e) => e.action === 'device.create');
+    const update = changes.find((e) => e.action === 'device.update');
+    assert.equal(create?.actor, 'policy:iothubowner');
+    assert.equal(update?.actor, 'policy:iothubowner');
+    assert.equal(update?.before.status, 'enabled');
+    assert.equal(update?.after.status, 'disabled');
+    assert.equal(update?.after.auth.primaryKey, '<redacted>');
+    const key = ((got.body as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey);
+    assert.ok(!JSON.stringify(changes).includes(key), 'no key in the audit log');
+  });
+
+  it('records settings changes, operator denials and failed device logins with reason, address, protocol and TLS version', async () => {
+    const all = await entries('');
+    const settings = all.find((e) => e.action === 'settings.update');
+    assert.ok(settings !== undefined);
+    assert.ok(settings.before !== undefined && settings.after !== undefined);
+    const denials = all.filter((e) => e.type === 'auth' && e.identity === 'reader' && e.outcome === 'failure').map((e) => e.reason);
+    assert.ok(denials.some((r) => /no role allowing devices\/write/.test(r ?? '')), JSON.stringify(denials));
+    const login = all.find((e) => e.type === 'auth' && e.identity === 'target' && e.outcome === 'failure');
+    assert.equal(login?.protocol, 'mqtt');
+    assert.match(login?.remote ?? '', /127\.0\.0\.1/);
+    assert.match(login?.tls ?? '', /TLSv1\.[23]/);
+    const filtered = all.find((e) => e.type === 'auth' && /IP filter/.test(e.reason ?? ''));
+    assert.ok(filtered !== undefined, 'the IP-filtered connection is recorded');
   });
 });

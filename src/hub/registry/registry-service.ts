@@ -37,6 +37,15 @@ export type IdentityChange =
   | { kind: 'module-updated'; deviceId: string; moduleId: string; credentialsOrStatus: boolean }
   | { kind: 'module-deleted'; deviceId: string; moduleId: string };
 
+/** A registry write as the audit log records it. */
+export interface RecordChange {
+  action: 'device.create' | 'device.update' | 'device.delete' | 'module.create' | 'module.update' | 'module.delete';
+  /** `devices/<id>` or `devices/<id>/modules/<mid>`. */
+  target: string;
+  before?: DeviceRecord | ModuleRecord;
+  after?: DeviceRecord | ModuleRecord;
+}
+
 function thumbprintsOf(auth: DeviceRecord['auth']): string[] {
   return auth.type === 'selfSigned' ? [auth.primaryThumbprint, auth.secondaryThumbprint].filter((t): t is string => t !== null).map((t) => t.toUpperCase()) : [];
 }
@@ -91,11 +100,21 @@ function checkBodyId(b: JsonObject, field: string, expected: string): void {
 
 export class RegistryService {
   readonly #listeners: Array<(change: IdentityChange) => void> = [];
+  readonly #recordListeners: Array<(change: RecordChange) => void> = [];
 
   constructor(
     private readonly store: DeviceRegistryStore & ModuleRegistryStore,
     private readonly clock: Clock,
   ) {}
+
+  /** Every create, update and delete with the record before and after (for the audit log). */
+  onRecordChange(listener: (change: RecordChange) => void): void {
+    this.#recordListeners.push(listener);
+  }
+
+  #record(change: RecordChange): void {
+    for (const l of this.#recordListeners) l(change);
+  }
 
   onIdentityChange(listener: (change: IdentityChange) => void): void {
     this.#listeners.push(listener);
@@ -133,6 +152,7 @@ export class RegistryService {
       cloudToDeviceMessageCount: 0,
     };
     await this.store.createDevice(device, emptyTwin(deviceId, null, now));
+    this.#record({ action: 'device.create', target: `devices/${deviceId}`, after: device });
     return device;
   }
 
@@ -166,12 +186,15 @@ export class RegistryService {
     const credentialsOrStatus = next.status !== current.status || JSON.stringify(next.auth) !== JSON.stringify(current.auth);
     const rotation = credentialsOrStatus && next.status === current.status && current.auth.type === 'selfSigned' && next.auth.type === 'selfSigned';
     this.#emit({ kind: 'device-updated', deviceId, credentialsOrStatus, ...(rotation ? { keepThumbprints: thumbprintsOf(next.auth) } : {}) });
+    this.#record({ action: 'device.update', target: `devices/${deviceId}`, before: current, after: next });
     return next;
   }
 
   async deleteDevice(deviceId: string, ifMatch: string): Promise<void> {
+    const before = this.#recordListeners.length > 0 ? await this.store.getDevice(deviceId) : undefined;
     await this.store.deleteDevice(deviceId, ifMatch);
     this.#emit({ kind: 'device-deleted', deviceId });
+    this.#record({ action: 'device.delete', target: `devices/${deviceId}`, ...(before === undefined ? {} : { before }) });
   }
 
   async listDevices(top: number | undefined): Promise<DeviceRecord[]> {
@@ -207,6 +230,7 @@ export class RegistryService {
       cloudToDeviceMessageCount: 0,
     };
     await this.store.createModule(module, emptyTwin(deviceId, moduleId, this.#now()));
+    this.#record({ action: 'module.create', target: `devices/${deviceId}/modules/${moduleId}`, after: module });
     return module;
   }
 
@@ -240,12 +264,14 @@ export class RegistryService {
     };
     await this.store.replaceModule(next, current.etag);
     this.#emit({ kind: 'module-updated', deviceId, moduleId, credentialsOrStatus: JSON.stringify(next.auth) !== JSON.stringify(current.auth) });
+    this.#record({ action: 'module.update', target: `devices/${deviceId}/modules/${moduleId}`, before: current, after: next });
     return next;
   }
 
   async deleteModule(deviceId: string, moduleId: string, ifMatch: string): Promise<void> {
-    await this.getModule(deviceId, moduleId);
+    const before = await this.getModule(deviceId, moduleId);
     await this.store.deleteModule(deviceId, moduleId, ifMatch);
     this.#emit({ kind: 'module-deleted', deviceId, moduleId });
+    this.#record({ action: 'module.delete', target: `devices/${deviceId}/modules/${moduleId}`, before });
   }
 }

@@ -3,13 +3,15 @@
  * DPS and WebSockets). A handler reads, validates, authorizes, acts, renders; authorization runs
  * in onRequest, before any body is read, from the rights each route declares.
  */
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { HubError } from '../../core/errors.js';
 import type { Right } from '../../core/types.js';
 import { requireAllRights, requireAnyRight } from '../../auth/service-authenticator.js';
 import type { PeerContext, Principal } from '../../security/gate.js';
 import { actionFor, rolesAllow } from '../../security/roles.js';
+import { requestContext } from '../../security/request-context.js';
+import { redactSecrets } from '../../security/events.js';
 import { sendError, toHubError } from './error-mapping.js';
 import type { HubServices } from './services.js';
 import type { DeviceIdentity } from '../../auth/device-authenticator.js';
@@ -111,6 +113,11 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
+  // The request's actor, for change events raised far from here (the registry).
+  app.addHook('onRequest', (req, _reply, done) => {
+    requestContext.run({ remote: req.ip }, done);
+  });
+
   app.addHook('onRequest', async (req) => {
     const peer: PeerContext = { remote: req.ip, protocol: 'https', tls: (req.socket as TLSSocket).getProtocol?.() ?? undefined };
     if (req.routeOptions.config.device === true) {
@@ -153,6 +160,8 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
         if (used !== undefined) services.gate.policyUsed(principal.name, [used]);
       }
       req.principal = principal;
+      const ctx = requestContext.getStore();
+      if (ctx !== undefined) ctx.actor = `${principal.kind}:${principal.name}`;
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
         // The reason is for the operator, never for the caller; no token or key in the line.
@@ -166,13 +175,51 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     }
   });
 
-  app.addHook('onSend', async (_req, reply, payload) => {
+  app.addHook('onSend', async (req, reply, payload) => {
     // The SDK parses a body only when Content-Type says JSON (wire doc §0.1.4).
     if (payload !== undefined && payload !== null && reply.getHeader('content-type') === undefined) {
       reply.header('content-type', 'application/json; charset=utf-8');
     }
+    recordDataPlaneChange(req, reply.statusCode, payload);
     return payload;
   });
+
+  /**
+   * Data-plane writes other than the registry's (which reports before and after itself, bulk
+   * included) and the administration routes (which report their own): enrollments, CAs,
+   * certificates, EST credentials, twins, C2D, direct methods. The change event carries the
+   * answer as the state after, secrets redacted.
+   */
+  function recordDataPlaneChange(req: FastifyRequest, status: number, payload: unknown): void {
+    const config = req.routeOptions.config;
+    if (status >= 400 || req.principal === undefined || config.admin === true || config.rights === undefined) return;
+    if (req.method === 'GET' || req.method === 'HEAD') return;
+    const action = actionFor(req.method, req.routeOptions.url ?? '', false);
+    if (action.endsWith('/read') || action === 'devices/write' || action === 'devices/delete') return;
+    let after: unknown = null;
+    if (typeof payload === 'string' && payload.length > 0 && payload.length <= 16_384) {
+      try {
+        after = JSON.parse(payload);
+      } catch {
+        after = null;
+      }
+    }
+    let target = '';
+    try {
+      target = requestPath(req.url).replace(/^\//, '');
+    } catch {
+      target = req.routeOptions.url ?? '';
+    }
+    services.securityEvents.emit({
+      type: 'change',
+      at: Date.now(),
+      actor: `${req.principal.kind}:${req.principal.name}`,
+      action: `${action} ${req.method}`,
+      target: target.slice(0, 300),
+      after: redactSecrets(after),
+      remote: req.ip,
+    });
+  }
 
   app.setErrorHandler((err, req, reply) => {
     const hubErr = toHubError(err);
