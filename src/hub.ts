@@ -43,7 +43,6 @@ import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listen
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { redactSecrets, SecurityEvents } from './security/events.js';
-import { currentActor } from './security/request-context.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
 import { AlertEngine } from './security/alerts.js';
@@ -218,9 +217,9 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           : Number(connections.dropModule(change.deviceId, change.moduleId, `identity ${change.kind}`));
       if (n > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: change.kind, sessions: n }, 'dropped live sessions');
     });
-    // Registry writes, with who made them (the HTTP edge's request context) and before/after.
+    // Registry writes, with who made them and the record before and after (keys redacted).
     registry.onRecordChange((c) => {
-      const who = currentActor();
+      const who = c.by;
       securityEvents.emit({
         type: 'change',
         at: clock.now(),

@@ -6,7 +6,7 @@
 import { HubError, isHubError } from '../../core/errors.js';
 import { isJsonObject, type JsonObject } from '../../core/json.js';
 import type { TwinService } from '../twins/twin-service.js';
-import type { RegistryService } from './registry-service.js';
+import { HUB_ACTOR, type Actor, type RegistryService } from './registry-service.js';
 
 export const MAX_BULK = 100;
 
@@ -64,12 +64,12 @@ function parseEntries(raw: unknown): Entry[] {
   });
 }
 
-export async function applyBulk(raw: unknown, registry: RegistryService, twins: TwinService): Promise<BulkResult> {
+export async function applyBulk(raw: unknown, registry: RegistryService, twins: TwinService, by: Actor = HUB_ACTOR): Promise<BulkResult> {
   const entries = parseEntries(raw);
   const errors: BulkError[] = [];
   for (const e of entries) {
     try {
-      await applyOne(e, registry, twins);
+      await applyOne(e, registry, twins, by);
     } catch (err) {
       if (!isHubError(err)) throw err;
       errors.push({ deviceId: e.id, errorCode: err.code, errorStatus: err.message, operation: e.mode });
@@ -83,37 +83,37 @@ function etagFor(e: Entry): string {
   return e.eTag;
 }
 
-async function applyOne(e: Entry, registry: RegistryService, twins: TwinService): Promise<void> {
+async function applyOne(e: Entry, registry: RegistryService, twins: TwinService, by: Actor): Promise<void> {
   const device: JsonObject = { ...e.raw, deviceId: e.id };
   delete device.id;
   switch (e.mode) {
     case 'create':
-      await registry.createDevice(e.id, device);
+      await registry.createDevice(e.id, device, by);
       await applyTwin(e, twins, undefined);
       return;
     case 'createorupdate':
     case 'createorupdateifmatchetag':
       try {
-        await registry.createDevice(e.id, device);
+        await registry.createDevice(e.id, device, by);
       } catch (err) {
         if (!(isHubError(err) && err.code === 'DeviceAlreadyExists')) throw err;
-        await registry.updateDevice(e.id, device, e.mode === 'createorupdate' ? '*' : etagFor(e));
+        await registry.updateDevice(e.id, device, e.mode === 'createorupdate' ? '*' : etagFor(e), by);
       }
       await applyTwin(e, twins, undefined);
       return;
     case 'update':
-      await registry.updateDevice(e.id, device, '*');
+      await registry.updateDevice(e.id, device, '*', by);
       await applyTwin(e, twins, undefined);
       return;
     case 'updateifmatchetag':
-      await registry.updateDevice(e.id, device, etagFor(e));
+      await registry.updateDevice(e.id, device, etagFor(e), by);
       await applyTwin(e, twins, e.twinETag);
       return;
     case 'delete':
-      await registry.deleteDevice(e.id, '*');
+      await registry.deleteDevice(e.id, '*', by);
       return;
     case 'deleteifmatchetag':
-      await registry.deleteDevice(e.id, etagFor(e));
+      await registry.deleteDevice(e.id, etagFor(e), by);
       return;
     case 'updatetwin':
       await applyTwin(e, twins, undefined);

@@ -38,7 +38,16 @@ export type IdentityChange =
   | { kind: 'module-deleted'; deviceId: string; moduleId: string };
 
 /** A registry write as the audit log records it. */
+/** Who made a registry change: `policy:<name>`, `operator:<id>`, `hub` (provisioning, EST, the hub itself). */
+export interface Actor {
+  actor: string;
+  remote?: string;
+}
+
+export const HUB_ACTOR: Actor = { actor: 'hub' };
+
 export interface RecordChange {
+  by: Actor;
   action: 'device.create' | 'device.update' | 'device.delete' | 'module.create' | 'module.update' | 'module.delete';
   /** `devices/<id>` or `devices/<id>/modules/<mid>`. */
   target: string;
@@ -130,7 +139,7 @@ export class RegistryService {
 
   // ------------------------------------------------------------ devices
 
-  async createDevice(deviceId: string, raw: unknown): Promise<DeviceRecord> {
+  async createDevice(deviceId: string, raw: unknown, by: Actor = HUB_ACTOR): Promise<DeviceRecord> {
     validateDeviceId(deviceId);
     const b = body(raw, 'device');
     checkBodyId(b, 'deviceId', deviceId);
@@ -152,7 +161,7 @@ export class RegistryService {
       cloudToDeviceMessageCount: 0,
     };
     await this.store.createDevice(device, emptyTwin(deviceId, null, now));
-    this.#record({ action: 'device.create', target: `devices/${deviceId}`, after: device });
+    this.#record({ by, action: 'device.create', target: `devices/${deviceId}`, after: device });
     return device;
   }
 
@@ -163,7 +172,7 @@ export class RegistryService {
   }
 
   /** PUT with If-Match: replace what a caller may change; keep what the service owns. */
-  async updateDevice(deviceId: string, raw: unknown, ifMatch: string): Promise<DeviceRecord> {
+  async updateDevice(deviceId: string, raw: unknown, ifMatch: string, by: Actor = HUB_ACTOR): Promise<DeviceRecord> {
     validateDeviceId(deviceId);
     const b = body(raw, 'device');
     checkBodyId(b, 'deviceId', deviceId);
@@ -186,15 +195,15 @@ export class RegistryService {
     const credentialsOrStatus = next.status !== current.status || JSON.stringify(next.auth) !== JSON.stringify(current.auth);
     const rotation = credentialsOrStatus && next.status === current.status && current.auth.type === 'selfSigned' && next.auth.type === 'selfSigned';
     this.#emit({ kind: 'device-updated', deviceId, credentialsOrStatus, ...(rotation ? { keepThumbprints: thumbprintsOf(next.auth) } : {}) });
-    this.#record({ action: 'device.update', target: `devices/${deviceId}`, before: current, after: next });
+    this.#record({ by, action: 'device.update', target: `devices/${deviceId}`, before: current, after: next });
     return next;
   }
 
-  async deleteDevice(deviceId: string, ifMatch: string): Promise<void> {
+  async deleteDevice(deviceId: string, ifMatch: string, by: Actor = HUB_ACTOR): Promise<void> {
     const before = this.#recordListeners.length > 0 ? await this.store.getDevice(deviceId) : undefined;
     await this.store.deleteDevice(deviceId, ifMatch);
     this.#emit({ kind: 'device-deleted', deviceId });
-    this.#record({ action: 'device.delete', target: `devices/${deviceId}`, ...(before === undefined ? {} : { before }) });
+    this.#record({ by, action: 'device.delete', target: `devices/${deviceId}`, ...(before === undefined ? {} : { before }) });
   }
 
   async listDevices(top: number | undefined): Promise<DeviceRecord[]> {
@@ -208,7 +217,7 @@ export class RegistryService {
 
   // ------------------------------------------------------------ modules
 
-  async createModule(deviceId: string, moduleId: string, raw: unknown): Promise<ModuleRecord> {
+  async createModule(deviceId: string, moduleId: string, raw: unknown, by: Actor = HUB_ACTOR): Promise<ModuleRecord> {
     validateDeviceId(deviceId);
     validateDeviceId(moduleId, 'module');
     const b = body(raw, 'module');
@@ -230,7 +239,7 @@ export class RegistryService {
       cloudToDeviceMessageCount: 0,
     };
     await this.store.createModule(module, emptyTwin(deviceId, moduleId, this.#now()));
-    this.#record({ action: 'module.create', target: `devices/${deviceId}/modules/${moduleId}`, after: module });
+    this.#record({ by, action: 'module.create', target: `devices/${deviceId}/modules/${moduleId}`, after: module });
     return module;
   }
 
@@ -248,7 +257,7 @@ export class RegistryService {
     return this.store.listModules(deviceId);
   }
 
-  async updateModule(deviceId: string, moduleId: string, raw: unknown, ifMatch: string): Promise<ModuleRecord> {
+  async updateModule(deviceId: string, moduleId: string, raw: unknown, ifMatch: string, by: Actor = HUB_ACTOR): Promise<ModuleRecord> {
     const b = body(raw, 'module');
     checkBodyId(b, 'deviceId', deviceId);
     checkBodyId(b, 'moduleId', moduleId);
@@ -264,14 +273,14 @@ export class RegistryService {
     };
     await this.store.replaceModule(next, current.etag);
     this.#emit({ kind: 'module-updated', deviceId, moduleId, credentialsOrStatus: JSON.stringify(next.auth) !== JSON.stringify(current.auth) });
-    this.#record({ action: 'module.update', target: `devices/${deviceId}/modules/${moduleId}`, before: current, after: next });
+    this.#record({ by, action: 'module.update', target: `devices/${deviceId}/modules/${moduleId}`, before: current, after: next });
     return next;
   }
 
-  async deleteModule(deviceId: string, moduleId: string, ifMatch: string): Promise<void> {
+  async deleteModule(deviceId: string, moduleId: string, ifMatch: string, by: Actor = HUB_ACTOR): Promise<void> {
     const before = await this.getModule(deviceId, moduleId);
     await this.store.deleteModule(deviceId, moduleId, ifMatch);
     this.#emit({ kind: 'module-deleted', deviceId, moduleId });
-    this.#record({ action: 'module.delete', target: `devices/${deviceId}/modules/${moduleId}`, before });
+    this.#record({ by, action: 'module.delete', target: `devices/${deviceId}/modules/${moduleId}`, before });
   }
 }

@@ -10,7 +10,6 @@ import type { Right } from '../../core/types.js';
 import { requireAllRights, requireAnyRight } from '../../auth/service-authenticator.js';
 import type { PeerContext, Principal } from '../../security/gate.js';
 import { actionFor, rolesAllow } from '../../security/roles.js';
-import { requestContext } from '../../security/request-context.js';
 import { redactSecrets } from '../../security/events.js';
 import { sendError, toHubError } from './error-mapping.js';
 import type { HubServices } from './services.js';
@@ -113,11 +112,6 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
-  // The request's actor, for change events raised far from here (the registry).
-  app.addHook('onRequest', (req, _reply, done) => {
-    requestContext.run({ remote: req.ip }, done);
-  });
-
   app.addHook('onRequest', async (req) => {
     const peer: PeerContext = { remote: req.ip, protocol: 'https', tls: (req.socket as TLSSocket).getProtocol?.() ?? undefined };
     if (req.routeOptions.config.device === true) {
@@ -160,8 +154,6 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
         if (used !== undefined) services.gate.policyUsed(principal.name, [used]);
       }
       req.principal = principal;
-      const ctx = requestContext.getStore();
-      if (ctx !== undefined) ctx.actor = `${principal.kind}:${principal.name}`;
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
         // The reason is for the operator, never for the caller; no token or key in the line.

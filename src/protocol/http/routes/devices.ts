@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { HubError } from '../../../core/errors.js';
 import { parseIfMatch } from '../../../core/ids.js';
 import { applyBulk } from '../../../hub/registry/bulk.js';
+import { byCaller } from '../caller.js';
 import { renderDevice } from '../../../hub/registry/registry-service.js';
 import { jsonBody } from '../body.js';
 import type { HubServices } from '../services.js';
@@ -26,8 +27,8 @@ export function registerDeviceRoutes(app: FastifyInstance, { registry, twins }: 
     // No If-Match: create, and refuse to overwrite. If-Match: update under that etag ('*' = any).
     const device =
       ifMatch === undefined
-        ? await registry.createDevice(req.params.id, body)
-        : await registry.updateDevice(req.params.id, body, ifMatch);
+        ? await registry.createDevice(req.params.id, body, byCaller(req))
+        : await registry.updateDevice(req.params.id, body, ifMatch, byCaller(req));
     return reply.header('etag', `"${device.etag}"`).send(renderDevice(device));
   });
 
@@ -37,7 +38,7 @@ export function registerDeviceRoutes(app: FastifyInstance, { registry, twins }: 
   });
 
   app.delete<IdParams>('/devices/:id', { config: WRITE }, async (req, reply) => {
-    await registry.deleteDevice(req.params.id, parseIfMatch(req.headers['if-match']) ?? '*');
+    await registry.deleteDevice(req.params.id, parseIfMatch(req.headers['if-match']) ?? '*', byCaller(req));
     return reply.code(204).send();
   });
 
@@ -47,7 +48,7 @@ export function registerDeviceRoutes(app: FastifyInstance, { registry, twins }: 
   });
 
   app.post('/devices', { config: WRITE }, async (req, reply) => {
-    const result = await applyBulk(jsonBody(req), registry, twins);
+    const result = await applyBulk(jsonBody(req), registry, twins, byCaller(req));
     if (result.isSuccessful) return reply.send(result);
     // Azure answers a partly failed bulk request with 400 and the per-device errors; Message keeps
     // the legacy error shape so the SDK's ArgumentError carries a readable message.

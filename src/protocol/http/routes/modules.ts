@@ -4,6 +4,7 @@ import { parseIfMatch } from '../../../core/ids.js';
 import { renderModule } from '../../../hub/registry/registry-service.js';
 import { jsonBody } from '../body.js';
 import type { HubServices } from '../services.js';
+import { byCaller } from '../caller.js';
 
 type ModuleParams = { Params: { id: string; mid: string } };
 
@@ -16,8 +17,8 @@ export function registerModuleRoutes(app: FastifyInstance, { registry }: HubServ
     const body = jsonBody(req);
     const module =
       ifMatch === undefined
-        ? await registry.createModule(req.params.id, req.params.mid, body)
-        : await registry.updateModule(req.params.id, req.params.mid, body, ifMatch);
+        ? await registry.createModule(req.params.id, req.params.mid, body, byCaller(req))
+        : await registry.updateModule(req.params.id, req.params.mid, body, ifMatch, byCaller(req));
     return reply.header('etag', `"${module.etag}"`).send(renderModule(module));
   });
 
@@ -31,7 +32,7 @@ export function registerModuleRoutes(app: FastifyInstance, { registry }: HubServ
   });
 
   app.delete<ModuleParams>('/devices/:id/modules/:mid', { config: WRITE }, async (req, reply) => {
-    await registry.deleteModule(req.params.id, req.params.mid, parseIfMatch(req.headers['if-match']) ?? '*');
+    await registry.deleteModule(req.params.id, req.params.mid, parseIfMatch(req.headers['if-match']) ?? '*', byCaller(req));
     return reply.code(204).send();
   });
 }
