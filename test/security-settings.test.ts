@@ -368,3 +368,40 @@ describe('audit log of changes and decisions', () => {
     assert.ok(filtered !== undefined, 'the IP-filtered connection is recorded');
   });
 });
+
+describe('shared access policies', () => {
+  it('create, use, renew a key (the old one stops at once, with its device sessions), at most 16, delete', async () => {
+    const created = cli(['policy', 'create', 'ops', '--rights', 'RegistryRead,ServiceConnect', '--data-dir', hub.dataDir]);
+    assert.equal(created.status, 0, created.stderr);
+    const ops = JSON.parse(created.stdout) as { keyName: string; rights: string; primaryKey: string };
+    assert.equal(ops.rights, 'RegistryRead, ServiceConnect');
+    const asOps = restClient(HOST, ca, ops.primaryKey, 'ops');
+    assert.equal((await asOps('GET', '/devices/sas-dev')).status, 200);
+    assert.equal((await asOps('PUT', '/devices/by-ops', { deviceId: 'by-ops' })).status, 401, 'no RegistryWrite');
+
+    const renewed = cli(['policy', 'renew-key', 'ops', '--key', 'primary', '--data-dir', hub.dataDir]);
+    assert.equal(renewed.status, 0, renewed.stderr);
+    assert.notEqual(JSON.parse(renewed.stdout).primaryKey, ops.primaryKey);
+    assert.equal((await asOps('GET', '/devices/sas-dev')).status, 401, 'the old key stops at once');
+
+    // A device on a token signed by the `device` policy loses its session when that key is renewed.
+    const signed = generateSasToken({ resource: `${HOST}/devices/sas-dev`, key: policyKey(hub.dataDir, 'device'), keyName: 'device', expiry: Math.floor(Date.now() / 1000) + 600 });
+    const session = await connectRaw(HOST, ca, connectPacket(HOST, 'sas-dev', signed));
+    assert.equal(session.code, 0);
+    assert.equal(cli(['policy', 'renew-key', 'device', '--key', 'primary', '--data-dir', hub.dataDir]).status, 0);
+    await session.client.closed;
+
+    const count = ((await rest('GET', '/policies')).body as { value: unknown[] }).value.length;
+    for (let i = count; i < 16; i += 1) assert.equal((await rest('PUT', `/policies/extra-${i}`, { rights: 'RegistryRead' })).status, 201);
+    const over = await rest('PUT', '/policies/one-too-many', { rights: 'RegistryRead' });
+    assert.equal(over.status, 400);
+    assert.equal(errorCode(over), 'PolicyLimitExceeded');
+    const bad = await rest('PUT', '/policies/bad-rights', { rights: 'RegistryRead,Everything' });
+    assert.equal(errorCode(bad), 'ArgumentInvalid');
+
+    assert.equal(cli(['policy', 'delete', 'ops', '--data-dir', hub.dataDir]).status, 0);
+    assert.equal((await rest('GET', '/policies/ops')).status, 404);
+    const listed = cli(['policy', 'list', '--data-dir', hub.dataDir]);
+    assert.ok(!listed.stdout.includes('"ops"'));
+  });
+});
