@@ -40,6 +40,7 @@ import { parseHubConnectionString } from './dps/remote-hub.js';
 import { readDpsSettings, writeDpsSettings } from './dps/settings.js';
 import { ProvisioningThrottle } from './dps/throttle.js';
 import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
+import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { redactSecrets, SecurityEvents } from './security/events.js';
@@ -492,6 +493,16 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     ...(tlsRankBelow12(v) ? { ciphers: 'DEFAULT@SECLEVEL=0' } : {}),
   });
   services.gate.watch(mqtt, 'mqtt', (v) => mqtt.setSecureContext(tlsContext(v)));
+  // AMQP 1.0: the service client's C2D and feedback (and, later, device AMQP), on TLS and WebSocket.
+  const amqp = new AmqpServer({
+    hostname: () => config.hostname,
+    gate: services.gate,
+    clock,
+    logger: logger.child({ component: 'amqp' }),
+    c2d: services.c2d,
+    meta: store,
+  });
+  let amqpServer: TlsServer | undefined;
   try {
     http = await buildHttpApp({
       tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls },
@@ -500,11 +511,15 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     });
     const httpsServer = http.server as unknown as TlsServer;
     services.gate.watch(httpsServer, 'https', (v) => httpsServer.setSecureContext(tlsContext(v)));
-    attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker);
+    attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker, amqp);
     await listen(http, config.httpsPort, config.bind);
     await listenMqtt(mqtt, config.mqttPort, config.bind);
+    amqpServer = amqp.listenTls({ port: config.amqpPort, host: config.bind, key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
+    services.gate.watch(amqpServer, 'amqp', (v) => amqpServer?.setSecureContext(tlsContext(v)));
+    await listening(amqpServer, config.amqpPort, config.bind);
   } catch (err) {
     mqtt.close();
+    amqpServer?.close();
     await http?.close().catch(() => undefined);
     await services.alerts.stop();
     await store.close();
@@ -542,8 +557,11 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         // First, so the sessions closed below do not count as a disconnect storm.
         await services.alerts.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
+        const amqpClosed = new Promise<void>((resolve) => (amqpServer === undefined ? resolve() : amqpServer.close(() => resolve())));
         broker.closeAll('hub stopping');
+        amqp.closeAll('hub stopping');
         await mqttClosed;
+        await amqpClosed;
         await app.close();
         await services.c2d.stop();
         await services.events.stop();
@@ -559,6 +577,20 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
 
 function tlsRankBelow12(v: TlsVersion): boolean {
   return v === '1.0' || v === '1.1';
+}
+
+/** Resolves once a server rhea already told to listen is listening, or rejects with a clear reason. */
+function listening(server: TlsServer, port: number, host: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (server.listening) return resolve();
+    server.once('listening', () => resolve());
+    server.once('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EADDRINUSE') reject(new StartupError(`port ${port} on ${host} is already in use`));
+      else if (err.code === 'EACCES') reject(new StartupError(`not allowed to listen on port ${port}`));
+      else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`cannot listen on ${host}: no such local address`));
+      else reject(err);
+    });
+  });
 }
 
 function listenMqtt(server: TlsServer, port: number, host: string): Promise<void> {

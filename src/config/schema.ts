@@ -34,6 +34,8 @@ export const configSchema = z
     httpsPort: port('https-port').default(443),
     /** MQTT over TLS. */
     mqttPort: port('mqtt-port').default(8883),
+    /** AMQP 1.0 over TLS (the service client's C2D and feedback, device AMQP). */
+    amqpPort: port('amqp-port').default(5671),
     /** PostgreSQL instead of the embedded SQLite: postgres://user@host:5432/db[?schema=name]. */
     databaseUrl: z
       .string()
@@ -95,6 +97,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   bind: 'GATEHOUSE_BIND',
   httpsPort: 'GATEHOUSE_HTTPS_PORT',
   mqttPort: 'GATEHOUSE_MQTT_PORT',
+  amqpPort: 'GATEHOUSE_AMQP_PORT',
   databaseUrl: 'GATEHOUSE_DATABASE_URL',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',

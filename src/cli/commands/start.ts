@@ -10,6 +10,7 @@ function hubOptions(cmd: Command): Command {
     .option('--bind <address>', 'listen address, default all interfaces (env GATEHOUSE_BIND)')
     .option('--https-port <port>', 'HTTPS port, default 443 (env GATEHOUSE_HTTPS_PORT)')
     .option('--mqtt-port <port>', 'MQTT over TLS port, default 8883 (env GATEHOUSE_MQTT_PORT)')
+    .option('--amqp-port <port>', 'AMQP 1.0 over TLS port, default 5671 (env GATEHOUSE_AMQP_PORT)')
     .option('--database-url <url>', 'PostgreSQL instead of SQLite: postgres://user@host/db[?schema=s] (env GATEHOUSE_DATABASE_URL)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
     .option('--tls-ca-cert <file>', 'issue the server certificate from this CA certificate (PEM) (env GATEHOUSE_TLS_CA_CERT)')
@@ -43,7 +44,7 @@ export function registerStart(program: Command): void {
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
       process.stdout.write(
-        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
+        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
       );
       await new Promise<void>((resolve) => {
         process.once('SIGTERM', () => resolve());

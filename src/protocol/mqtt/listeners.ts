@@ -8,7 +8,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { createServer, type TLSSocket, type Server as TlsServer, type DetailedPeerCertificate } from 'node:tls';
-import { WebSocketServer, createWebSocketStream } from 'ws';
+import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { MqttBroker } from './broker.js';
 import { MAX_PACKET_BYTES } from './connection.js';
 
@@ -65,12 +65,20 @@ export function createMqttTlsServer(broker: MqttBroker, tls: TlsOptions): TlsSer
 
 export const WEBSOCKET_PATH = '/$iothub/websocket';
 
-/** Routes WebSocket upgrades on the HTTPS server to the broker. */
-export function attachMqttWebSocket(server: HttpsServer, broker: MqttBroker): WebSocketServer {
+/** Takes WebSockets that asked for AMQP (subprotocol `AMQPWSB10`). */
+export interface AmqpWebSocketAcceptor {
+  acceptWebSocket(ws: WebSocket, tlsSocket: TLSSocket): void;
+}
+
+/**
+ * Routes WebSocket upgrades at `/$iothub/websocket` on the HTTPS server: subprotocol `mqtt` to the
+ * broker, `AMQPWSB10` to the AMQP server.
+ */
+export function attachMqttWebSocket(server: HttpsServer, broker: MqttBroker, amqp?: AmqpWebSocketAcceptor): WebSocketServer {
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: MAX_PACKET_BYTES,
-    handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : false),
+    handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : amqp !== undefined && protocols.has('AMQPWSB10') ? 'AMQPWSB10' : false),
   });
   server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
     let path = '';
@@ -84,6 +92,10 @@ export function attachMqttWebSocket(server: HttpsServer, broker: MqttBroker): We
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      if (ws.protocol === 'AMQPWSB10' && amqp !== undefined) {
+        amqp.acceptWebSocket(ws, req.socket as TLSSocket);
+        return;
+      }
       const stream = createWebSocketStream(ws);
       stream.on('error', () => stream.destroy());
       const tlsSocket = req.socket as TLSSocket;

@@ -1,0 +1,197 @@
+/**
+ * The service-side AMQP links of `azure-iothub`'s Client (wire doc §6.8):
+ *
+ * - `/messages/devicebound` (client sender): each message goes into the same durable C2D queue as
+ *   the REST path; `accepted` once stored, `rejected` with the condition the SDK maps to its errors
+ *   (`amqp:not-found`, `amqp:resource-limit-exceeded`, ...).
+ * - `/messages/serviceBound/feedback` (client receiver): feedback records in batches, JSON, content
+ *   type `application/vnd.microsoft.iothub.feedback.json`. One batch is in flight hub-wide; the
+ *   client settles it: accepted or rejected moves the hub's feedback cursor past it (kept in the
+ *   store, so a batch is delivered once across restarts), released hands it out again.
+ */
+import type { Logger } from 'pino';
+import rhea, { type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
+
+type Link = Sender | Receiver;
+import { HubError } from '../../core/errors.js';
+import type { C2dSendInput, C2dService } from '../../hub/c2d/c2d-service.js';
+import { ACK_MODES } from '../../hub/c2d/c2d-service.js';
+import type { AckMode } from '../../store/c2d-ports.js';
+import type { MetaStore } from '../../store/ports.js';
+import { amqpCondition } from './amqp-server.js';
+
+export const FEEDBACK_CONTENT_TYPE = 'application/vnd.microsoft.iothub.feedback.json';
+const CURSOR_KEY = 'c2d.feedback.amqp-cursor';
+const BATCH = 100;
+const POLL_MS = 500;
+
+export interface ServiceLinkDeps {
+  c2d: C2dService;
+  meta: MetaStore;
+}
+
+/** An AMQP message id or correlation id as the C2D queue keeps it (uuids in their text form). */
+export function amqpId(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'bigint') return String(v);
+  if (Buffer.isBuffer(v)) return v.length === 16 ? rhea.uuid_to_string(v) : v.toString('utf8');
+  return String(v);
+}
+
+/** The body of a message: a data section (what the SDK sends), a value, or nothing. */
+export function amqpBody(body: unknown): Buffer {
+  if (body === undefined || body === null) return Buffer.alloc(0);
+  if (Buffer.isBuffer(body)) return body;
+  if (typeof body === 'string') return Buffer.from(body, 'utf8');
+  const section = body as { typecode?: number; content?: unknown; multiple?: boolean };
+  if (section.content !== undefined) {
+    if (Buffer.isBuffer(section.content)) return section.content;
+    if (Array.isArray(section.content)) return Buffer.concat(section.content.map((c) => (Buffer.isBuffer(c) ? c : Buffer.from(String(c)))));
+    return Buffer.from(typeof section.content === 'string' ? section.content : JSON.stringify(section.content));
+  }
+  return Buffer.from(JSON.stringify(body));
+}
+
+/** `/devices/<url-encoded id>/messages/devicebound` -> the device id. */
+export function deviceboundTarget(to: unknown): string {
+  const m = typeof to === 'string' ? /^\/devices\/([^/]+)\/messages\/devicebound\/?$/i.exec(to) : null;
+  if (m?.[1] === undefined) throw new HubError('ArgumentInvalid', `The message 'to' must be /devices/{deviceId}/messages/devicebound.`);
+  try {
+    return decodeURIComponent(m[1]);
+  } catch {
+    throw new HubError('ArgumentInvalid', "The device id in 'to' is not valid percent-encoding.");
+  }
+}
+
+export function c2dInputFromAmqp(m: Message): C2dSendInput {
+  const app = (m.application_properties ?? {}) as Record<string, unknown>;
+  const properties: Record<string, string> = {};
+  let ack: AckMode | undefined;
+  for (const [k, v] of Object.entries(app)) {
+    if (k.toLowerCase() === 'iothub-ack') {
+      if (typeof v !== 'string' || !ACK_MODES.includes(v as AckMode)) throw new HubError('ArgumentInvalid', 'iothub-ack must be one of none, positive, negative, full.');
+      ack = v as AckMode;
+      continue;
+    }
+    if (v !== undefined && v !== null) properties[k] = typeof v === 'string' ? v : v instanceof Date ? v.toISOString() : String(v);
+  }
+  const input: C2dSendInput = { body: amqpBody(m.body), properties };
+  const messageId = amqpId(m.message_id);
+  const correlationId = amqpId(m.correlation_id);
+  const userId = amqpId(m.user_id);
+  const expiry = m.absolute_expiry_time as unknown;
+  if (messageId !== undefined) input.messageId = messageId;
+  if (correlationId !== undefined) input.correlationId = correlationId;
+  if (userId !== undefined) input.userId = userId;
+  if (ack !== undefined) input.ack = ack;
+  if (typeof m.content_type === 'string') input.contentType = m.content_type;
+  if (typeof m.content_encoding === 'string') input.contentEncoding = m.content_encoding;
+  if (expiry instanceof Date) input.expiryTime = expiry.toISOString();
+  else if (typeof expiry === 'number') input.expiryTime = new Date(expiry).toISOString();
+  return input;
+}
+
+export class ServiceLinks {
+  readonly #feedbackLinks = new Set<Sender>();
+  #inflight: { delivery: Delivery; sender: Sender; lastSeq: number } | undefined;
+  #cursor: number | undefined;
+  #poll: NodeJS.Timeout | undefined;
+  #pumping = false;
+
+  constructor(
+    private readonly deps: ServiceLinkDeps,
+    private readonly logger: Logger,
+  ) {}
+
+  onDeviceboundMessage(ctx: EventContext): void {
+    const delivery = ctx.delivery;
+    const message = ctx.message;
+    if (delivery === undefined || message === undefined) return;
+    let deviceId: string;
+    let input: C2dSendInput;
+    try {
+      deviceId = deviceboundTarget(message.to);
+      input = c2dInputFromAmqp(message);
+    } catch (err) {
+      delivery.reject(amqpCondition(err));
+      return;
+    }
+    this.deps.c2d.send(deviceId, input).then(
+      () => delivery.accept(),
+      (err: unknown) => {
+        if (!(err instanceof HubError) || err.status >= 500) this.logger.error({ err, deviceId }, 'C2D send over AMQP failed');
+        delivery.reject(amqpCondition(err));
+      },
+    );
+  }
+
+  attachFeedback(sender: Sender): void {
+    this.#feedbackLinks.add(sender);
+    if (this.#poll === undefined) {
+      this.#poll = setInterval(() => this.#pump(), POLL_MS);
+      this.#poll.unref();
+    }
+    this.#pump();
+  }
+
+  sendable(sender: Sender): void {
+    if (this.#feedbackLinks.has(sender)) this.#pump();
+  }
+
+  detached(link: Link): void {
+    if (!this.#feedbackLinks.delete(link as Sender)) return;
+    if (this.#inflight?.sender === link) this.#inflight = undefined;
+    if (this.#feedbackLinks.size === 0 && this.#poll !== undefined) {
+      clearInterval(this.#poll);
+      this.#poll = undefined;
+    }
+  }
+
+  settled(ctx: EventContext, outcome: 'accepted' | 'released' | 'rejected'): void {
+    const f = this.#inflight;
+    if (f === undefined || ctx.delivery !== f.delivery) return;
+    this.#inflight = undefined;
+    if (outcome === 'released') {
+      this.#pump();
+      return;
+    }
+    this.#cursor = f.lastSeq;
+    void this.deps.meta
+      .setMeta(CURSOR_KEY, String(f.lastSeq))
+      .catch((err: unknown) => this.logger.error({ err }, 'could not store the feedback cursor'))
+      .finally(() => this.#pump());
+  }
+
+  stop(): void {
+    if (this.#poll !== undefined) clearInterval(this.#poll);
+    this.#poll = undefined;
+    this.#feedbackLinks.clear();
+  }
+
+  #pump(): void {
+    if (this.#pumping || this.#inflight !== undefined) return;
+    const sender = [...this.#feedbackLinks].find((s) => s.sendable());
+    if (sender === undefined) return;
+    this.#pumping = true;
+    void this.#next(sender)
+      .catch((err: unknown) => this.logger.error({ err }, 'feedback delivery failed'))
+      .finally(() => {
+        this.#pumping = false;
+      });
+  }
+
+  async #next(sender: Sender): Promise<void> {
+    if (this.#cursor === undefined) this.#cursor = Number((await this.deps.meta.getMeta(CURSOR_KEY)) ?? '0') || 0;
+    const records = await this.deps.c2d.readFeedback(this.#cursor, BATCH);
+    if (records.length === 0 || this.#inflight !== undefined || !this.#feedbackLinks.has(sender) || !sender.sendable()) return;
+    const body = JSON.stringify(records.map(({ seq: _seq, ...r }) => r));
+    const delivery = sender.send({
+      message_id: rhea.generate_uuid(),
+      content_type: FEEDBACK_CONTENT_TYPE,
+      content_encoding: 'utf-8',
+      body: rhea.message.data_section(Buffer.from(body, 'utf8')),
+    });
+    this.#inflight = { delivery, sender, lastSeq: records[records.length - 1]?.seq ?? this.#cursor };
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * AMQP for the unmodified `azure-iothub` Client (wire doc §6.7-6.8): open (CBS put-token), send
+ * with properties and ack full to an MQTT device, getFeedbackReceiver with Success, Expired and
+ * Rejected records, the 51st pending message refused, an unknown device refused, a bad key
+ * refused at open; and a link to an unknown address refused without harm to the connection.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import iothub from 'azure-iothub';
+import common from 'azure-iot-common';
+import deviceSdk from 'azure-iot-device';
+import deviceMqtt from 'azure-iot-device-mqtt';
+import deviceHttp from 'azure-iot-device-http';
+import rhea from 'rhea';
+import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { restClient, policyKey, type Rest } from './support/rest.js';
+import { generateSasToken } from '../src/auth/sas.js';
+
+const { Client } = iothub;
+const { Message } = common;
+const HOST = '127.0.54.1';
+
+let hub: HubProcess;
+let ca: string;
+let rest: Rest;
+let service: InstanceType<typeof Client>;
+const keys = new Map<string, string>();
+
+type Feedback = { originalMessageId: string; deviceId: string; statusCode: string; description: string };
+const feedback: Feedback[] = [];
+
+async function waitFor<T>(what: string, fn: () => T | undefined, ms = 15_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = fn();
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+function deviceCs(id: string): string {
+  return `HostName=${HOST};DeviceId=${id};SharedAccessKey=${keys.get(id) ?? ''}`;
+}
+
+before(async () => {
+  hub = await startHubProcess({ address: HOST });
+  ca = readFileSync(hub.caFile, 'utf8');
+  rest = restClient(HOST, ca, policyKey(hub.dataDir));
+  for (const id of ['mqtt-dev', 'http-dev', 'sleeper', 'full-queue']) {
+    const r = await rest('PUT', `/devices/${id}`, { deviceId: id });
+    assert.equal(r.status, 200);
+    keys.set(id, (r.body as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey);
+  }
+  service = Client.fromConnectionString(hub.connectionString);
+  await service.open();
+  type FeedbackReceiver = { on(e: 'message', f: (m: { data: Buffer }) => void): void; complete(m: unknown, done: () => void): void };
+  const receiver = await new Promise<FeedbackReceiver>((resolve, reject) =>
+    service.getFeedbackReceiver((err, r) => (err ? reject(err) : resolve(r as unknown as FeedbackReceiver))),
+  );
+  receiver.on('message', (msg) => {
+    for (const record of JSON.parse(msg.data.toString('utf8')) as Feedback[]) feedback.push(record);
+    receiver.complete(msg, () => undefined);
+  });
+});
+
+after(async () => {
+  await service?.close().catch(() => undefined);
+  assert.equal(await hub.stop(), 0);
+  removeDir(hub.dataDir);
+});
+
+describe('azure-iothub Client over AMQP', () => {
+  it('sends with properties and ack full to an MQTT device; Success feedback arrives', async () => {
+    const device = deviceSdk.Client.fromConnectionString(deviceCs('mqtt-dev'), deviceMqtt.Mqtt);
+    await device.setOptions({ ca });
+    const received = new Promise<{ data: string; props: Record<string, string>; messageId: string }>((resolve) => {
+      device.on('message', (m: InstanceType<typeof deviceSdk.Message>) => {
+        const props: Record<string, string> = {};
+        for (let i = 0; i < m.properties.count(); i++) {
+          const p = m.properties.getItem(i);
+          props[p.key] = p.value;
+        }
+        resolve({ data: m.data.toString(), props, messageId: String(m.messageId) });
+        void device.complete(m);
+      });
+    });
+    await device.open();
+    try {
+      const msg = new Message('turn on');
+      msg.messageId = 'c2d-amqp-1';
+      msg.ack = 'full';
+      msg.properties.add('colour', 'green');
+      await service.send('mqtt-dev', msg);
+      const got = await received;
+      assert.equal(got.data, 'turn on');
+      assert.equal(got.messageId, 'c2d-amqp-1');
+      assert.equal(got.props.colour, 'green');
+      const record = await waitFor('Success feedback', () => feedback.find((f) => f.originalMessageId === 'c2d-amqp-1'));
+      assert.equal(record.statusCode, 'Success');
+      assert.equal(record.deviceId, 'mqtt-dev');
+    } finally {
+      await device.close();
+    }
+  });
+
+  it('Rejected feedback when an HTTP device rejects, Expired feedback when the TTL passes', async () => {
+    const rejected = new Message('no thanks');
+    rejected.messageId = 'c2d-amqp-reject';
+    rejected.ack = 'full';
+    await service.send('http-dev', rejected);
+    const expiring = new Message('too late');
+    expiring.messageId = 'c2d-amqp-expire';
+    expiring.ack = 'full';
+    // The SDK's rhea 1.x writes absolute_expiry_time as a long: it takes ms since the epoch, not a Date.
+    expiring.expiryTimeUtc = Date.now() + 1500;
+    await service.send('sleeper', expiring);
+
+    const http = deviceSdk.Client.fromConnectionString(deviceCs('http-dev'), deviceHttp.Http);
+    await http.setOptions({ ca, http: { receivePolicy: { interval: 1 } } });
+    const got = new Promise<void>((resolve) => {
+      http.on('message', (m: InstanceType<typeof deviceSdk.Message>) => {
+        void http.reject(m).then(() => resolve());
+      });
+    });
+    await http.open();
+    try {
+      await got;
+    } finally {
+      await http.close();
+    }
+    const r = await waitFor('Rejected feedback', () => feedback.find((f) => f.originalMessageId === 'c2d-amqp-reject'));
+    assert.equal(r.statusCode, 'Rejected');
+    const e = await waitFor('Expired feedback', () => feedback.find((f) => f.originalMessageId === 'c2d-amqp-expire'), 20_000);
+    assert.equal(e.statusCode, 'Expired');
+  });
+
+  it('refuses the 51st pending message and an unknown device with the SDK error types', async () => {
+    for (let i = 0; i < 50; i += 1) await service.send('full-queue', new Message(`m${i}`));
+    await assert.rejects(service.send('full-queue', new Message('m51')), (err: Error) => err.name === 'DeviceMaximumQueueDepthExceededError');
+    await assert.rejects(service.send('nobody', new Message('x')), (err: Error) => err.name === 'DeviceNotFoundError');
+  });
+
+  it('a wrong key is refused at open', async () => {
+    const bad = Client.fromConnectionString(`HostName=${HOST};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.alloc(32, 9).toString('base64')}`);
+    await assert.rejects(bad.open());
+    await waitFor('the refusal in the log', () => (/CBS put-token refused/.test(hub.output()) ? true : undefined), 5000);
+  });
+});
+
+describe('AMQP bad input', () => {
+  const connect = () =>
+    new Promise<rhea.Connection>((resolve, reject) => {
+      const container = rhea.create_container();
+      const conn = container.connect({ host: HOST, port: 5671, transport: 'tls', ca, servername: undefined, reconnect: false } as never);
+      conn.once('connection_open', () => resolve(conn));
+      conn.once('connection_error', (ctx: rhea.EventContext) => reject(new Error(String(ctx.connection.error))));
+      conn.once('disconnected', (ctx: rhea.EventContext & { error?: Error }) => reject(ctx.error ?? new Error('disconnected')));
+    });
+
+  it('a link to an unknown address, and devicebound without a token, are refused; the connection stays', async () => {
+    const conn = await connect();
+    try {
+      const unknown = await new Promise<{ condition?: string }>((resolve) => {
+        const r = conn.open_receiver('/nowhere');
+        r.once('receiver_close', (ctx: rhea.EventContext) => resolve((ctx.receiver?.error as { condition?: string } | undefined) ?? {}));
+      });
+      assert.equal(unknown.condition, 'amqp:not-found');
+      const noToken = await new Promise<{ condition?: string }>((resolve) => {
+        const s = conn.open_sender('/messages/devicebound');
+        s.once('sender_close', (ctx: rhea.EventContext) => resolve((ctx.sender?.error as { condition?: string } | undefined) ?? {}));
+      });
+      assert.equal(noToken.condition, 'amqp:unauthorized-access');
+      assert.ok(conn.is_open(), 'the connection is still open');
+      // A device token does not open service links.
+      const token = generateSasToken({ resource: `${HOST}/devices/mqtt-dev`, key: keys.get('mqtt-dev') ?? '', expiry: Math.floor(Date.now() / 1000) + 600 });
+      const status = await new Promise<number>((resolve) => {
+        const cbsIn = conn.open_receiver('$cbs');
+        const cbsOut = conn.open_sender('$cbs');
+        cbsIn.on('message', (ctx: rhea.EventContext) => resolve(Number(ctx.message?.application_properties?.['status-code'])));
+        cbsOut.once('sendable', () => {
+          cbsOut.send({ to: '$cbs', reply_to: 'cbs', message_id: 'put-1', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: `${HOST}/devices/mqtt-dev` }, body: token });
+        });
+      });
+      assert.equal(status, 401);
+    } finally {
+      conn.close();
+    }
+  });
+});
