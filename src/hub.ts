@@ -441,16 +441,31 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     await store.close();
     throw err;
   }
-  const sessionEvent = (conn: MqttConnection, state: 'connected' | 'disconnected') =>
+  const sessionEvent = (conn: { deviceId: string; moduleId: string | null; protocol: string; remoteAddress: string }, state: 'connected' | 'disconnected') =>
     services.securityEvents.emit({
       type: 'session',
       at: clock.now(),
       state,
       deviceId: conn.deviceId,
       moduleId: conn.moduleId,
-      protocol: conn.peer.transport,
-      remote: conn.peer.remoteAddress,
+      protocol: conn.protocol as 'mqtt',
+      remote: conn.remoteAddress,
     });
+  /** Connection state in the registry and session events, for every device protocol. */
+  const sessionState = {
+    connected(conn: { deviceId: string; moduleId: string | null; protocol: string; remoteAddress: string }): void {
+      sessionEvent(conn, 'connected');
+      const at = new Date(clock.now()).toISOString();
+      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
+    },
+    disconnected(conn: { deviceId: string; moduleId: string | null; protocol: string; remoteAddress: string }, wasCurrent: boolean): void {
+      // Every session that ends is reported, a takeover's too (the device reconnected).
+      sessionEvent(conn, 'disconnected');
+      if (!wasCurrent) return;
+      const at = new Date(clock.now()).toISOString();
+      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Disconnected', at).catch(() => undefined);
+    },
+  };
   const broker = new MqttBroker({
     hostname: () => config.hostname,
     authenticator: services.gate,
@@ -465,20 +480,14 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     limits: { ...DEFAULT_BROKER_LIMITS, connectTimeoutMs: config.mqttConnectTimeout * 1000 },
     dps: services.dps,
     onConnected(conn) {
-      sessionEvent(conn, 'connected');
-      const at = new Date(clock.now()).toISOString();
-      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
+      sessionState.connected(conn);
     },
     onActivity(conn) {
       const at = new Date(clock.now()).toISOString();
       void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
     },
     onDisconnected(conn, wasCurrent) {
-      // Every session that ends is reported, a takeover's too (the device reconnected).
-      sessionEvent(conn, 'disconnected');
-      if (!wasCurrent) return;
-      const at = new Date(clock.now()).toISOString();
-      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Disconnected', at).catch(() => undefined);
+      sessionState.disconnected(conn, wasCurrent);
     },
   });
   let http: FastifyInstance | undefined;
@@ -501,6 +510,15 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     logger: logger.child({ component: 'amqp' }),
     c2d: services.c2d,
     meta: store,
+    connections: services.connections,
+    telemetry: services.telemetry,
+    twins: services.twins,
+    methods: services.methods,
+    maxMessageBytes: DEFAULT_BROKER_LIMITS.maxMessageBytes,
+    c2dInFlight: DEFAULT_BROKER_LIMITS.c2dInFlight,
+    c2dLockMs: DEFAULT_BROKER_LIMITS.c2dLockMs,
+    onConnected: (s) => sessionState.connected(s),
+    onDisconnected: (s, current) => sessionState.disconnected(s, current),
   });
   let amqpServer: TlsServer | undefined;
   try {

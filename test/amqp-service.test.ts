@@ -173,17 +173,26 @@ describe('AMQP bad input', () => {
       });
       assert.equal(noToken.condition, 'amqp:unauthorized-access');
       assert.ok(conn.is_open(), 'the connection is still open');
-      // A device token does not open service links.
+      // A device token proves the device, not the service: devicebound stays closed to it; another device's
+      // token (or the right token under another device's name) is refused at put-token.
       const token = generateSasToken({ resource: `${HOST}/devices/mqtt-dev`, key: keys.get('mqtt-dev') ?? '', expiry: Math.floor(Date.now() / 1000) + 600 });
-      const status = await new Promise<number>((resolve) => {
-        const cbsIn = conn.open_receiver('$cbs');
-        const cbsOut = conn.open_sender('$cbs');
-        cbsIn.on('message', (ctx: rhea.EventContext) => resolve(Number(ctx.message?.application_properties?.['status-code'])));
-        cbsOut.once('sendable', () => {
-          cbsOut.send({ to: '$cbs', reply_to: 'cbs', message_id: 'put-1', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: `${HOST}/devices/mqtt-dev` }, body: token });
-        });
+      const cbsIn = conn.open_receiver('$cbs');
+      const cbsOut = conn.open_sender('$cbs');
+      const replies = new Map<string, number>();
+      cbsIn.on('message', (ctx: rhea.EventContext) => replies.set(String(ctx.message?.correlation_id), Number(ctx.message?.application_properties?.['status-code'])));
+      await new Promise<void>((resolve) => cbsOut.once('sendable', () => resolve()));
+      const put = (id: string, name: string, body: string) =>
+        cbsOut.send({ to: '$cbs', reply_to: 'cbs', message_id: id, application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name }, body });
+      put('own', `${HOST}/devices/mqtt-dev`, token);
+      put('other', `${HOST}/devices/http-dev`, token);
+      await waitFor('both put-token replies', () => (replies.size === 2 ? true : undefined), 5000);
+      assert.equal(replies.get('own'), 200);
+      assert.equal(replies.get('other'), 401);
+      const serviceLink = await new Promise<{ condition?: string }>((resolve) => {
+        const s = conn.open_sender('/messages/devicebound');
+        s.once('sender_close', (ctx: rhea.EventContext) => resolve((ctx.sender?.error as { condition?: string } | undefined) ?? {}));
       });
-      assert.equal(status, 401);
+      assert.equal(serviceLink.condition, 'amqp:unauthorized-access');
     } finally {
       conn.close();
     }

@@ -21,12 +21,15 @@ import type { AccessGate, PeerContext, Principal } from '../../security/gate.js'
 import { rolesAllow, type Action } from '../../security/roles.js';
 import type { Right } from '../../core/types.js';
 import { ServiceLinks, type ServiceLinkDeps } from './service-links.js';
+import { AmqpDeviceSession, parseDeviceAddress, type DeviceLinkDeps, type DeviceLinkKind } from './device-session.js';
+import { identityKey } from '../../hub/connections.js';
+import { peerChain } from '../mqtt/listeners.js';
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
 /** A C2D message is at most 64 KiB; frames carry it with its properties. */
 const MAX_FRAME_SIZE = 256 * 1024;
 
-export interface AmqpDeps extends ServiceLinkDeps {
+export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 'clock' | 'logger'> {
   hostname(): string;
   gate: AccessGate;
   clock: Clock;
@@ -47,6 +50,12 @@ interface ConnState {
   serviceTimer: NodeJS.Timeout | undefined;
   /** Links attached under the service grant: detached when it lapses. */
   serviceLinks: Set<Link>;
+  /** Device identities this connection has proven (CBS token or the TLS client certificate). */
+  devices: Map<string, { session: AmqpDeviceSession; timer: NodeJS.Timeout | undefined }>;
+  /** Device tokens put on $cbs before the first link: identity key -> token. */
+  deviceTokens: Map<string, string>;
+  /** The TLS socket (AMQPS) for the client certificate; undefined over WebSocket without one. */
+  socket: TLSSocket | undefined;
 }
 
 function condition(err: unknown): { condition: string; description: string } {
@@ -87,12 +96,14 @@ export class AmqpServer {
     c.on('sender_open', (ctx: EventContext) => this.#onSenderOpen(ctx));
     c.on('message', (ctx: EventContext) => this.#onMessage(ctx));
     c.on('sendable', (ctx: EventContext) => {
-      if (ctx.sender !== undefined) this.#service.sendable(ctx.sender);
+      if (ctx.sender === undefined) return;
+      this.#service.sendable(ctx.sender);
+      for (const d of this.#state.get(ctx.connection)?.devices.values() ?? []) if (d.session.owns(ctx.sender)) d.session.sendable();
     });
-    c.on('accepted', (ctx: EventContext) => this.#service.settled(ctx, 'accepted'));
-    c.on('released', (ctx: EventContext) => this.#service.settled(ctx, 'released'));
-    c.on('modified', (ctx: EventContext) => this.#service.settled(ctx, 'released'));
-    c.on('rejected', (ctx: EventContext) => this.#service.settled(ctx, 'rejected'));
+    c.on('accepted', (ctx: EventContext) => this.#settled(ctx, 'accepted'));
+    c.on('released', (ctx: EventContext) => this.#settled(ctx, 'released'));
+    c.on('modified', (ctx: EventContext) => this.#settled(ctx, 'released'));
+    c.on('rejected', (ctx: EventContext) => this.#settled(ctx, 'rejected'));
     c.on('sender_close', (ctx: EventContext) => this.#linkGone(ctx.connection, ctx.sender));
     c.on('receiver_close', (ctx: EventContext) => this.#linkGone(ctx.connection, ctx.receiver));
     c.on('disconnected', (ctx: EventContext) => this.#onGone(ctx.connection));
@@ -127,6 +138,7 @@ export class AmqpServer {
       idle_time_out: 240_000,
       gatehouse_transport: 'amqp-ws',
       gatehouse_peer: { remote: tlsSocket.remoteAddress ?? '', tls: tlsSocket.getProtocol() ?? undefined },
+      gatehouse_socket: tlsSocket,
     } as never);
   }
 
@@ -158,7 +170,8 @@ export class AmqpServer {
       const socket = conn.get_tls_socket() as TLSSocket | undefined;
       peer = { remote: socket?.remoteAddress ?? '', protocol: 'amqp', tls: socket?.getProtocol() ?? undefined };
     }
-    this.#state.set(conn, { peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set() });
+    const socket = transport === 'amqp' ? (conn.get_tls_socket() as TLSSocket | undefined) : ((options.gatehouse_socket as TLSSocket | undefined) ?? undefined);
+    this.#state.set(conn, { peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket });
     this.#connections.add(conn);
   }
 
@@ -166,14 +179,29 @@ export class AmqpServer {
     const st = this.#state.get(conn);
     if (st?.serviceTimer !== undefined) clearTimeout(st.serviceTimer);
     if (st !== undefined) for (const l of st.serviceLinks) this.#service.detached(l);
+    if (st !== undefined) {
+      for (const d of st.devices.values()) {
+        if (d.timer !== undefined) clearTimeout(d.timer);
+        d.session.close('connection closed');
+      }
+    }
     this.#connections.delete(conn);
     this.#state.delete(conn);
   }
 
   #linkGone(conn: Connection, link: Link | undefined): void {
     if (link === undefined) return;
-    this.#state.get(conn)?.serviceLinks.delete(link);
+    const st = this.#state.get(conn);
+    st?.serviceLinks.delete(link);
     this.#service.detached(link);
+    for (const d of st?.devices.values() ?? []) if (d.session.owns(link)) d.session.detach(link);
+  }
+
+  #settled(ctx: EventContext, outcome: 'accepted' | 'released' | 'rejected'): void {
+    this.#service.settled(ctx, outcome);
+    const link = ctx.sender;
+    if (link === undefined) return;
+    for (const d of this.#state.get(ctx.connection)?.devices.values() ?? []) if (d.session.owns(link)) d.session.settled(ctx, outcome);
   }
 
   // ---- links ---------------------------------------------------------------------------------
@@ -185,6 +213,8 @@ export class AmqpServer {
     const st = this.#state.get(ctx.connection);
     if (st === undefined) return receiver.close({ condition: 'amqp:internal-error', description: 'no connection state' });
     if (address === '$cbs') return;
+    const dev = parseDeviceAddress(address);
+    if (dev !== undefined) return void this.#attachDevice(st, receiver, 'in', dev, address);
     if (address.toLowerCase() === '/messages/devicebound') {
       const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/send', ['ServiceConnect']);
       if (refusal !== undefined) return this.#refuseLink(receiver, st, address, refusal);
@@ -204,6 +234,8 @@ export class AmqpServer {
       st.cbsSender = sender;
       return;
     }
+    const dev = parseDeviceAddress(address);
+    if (dev !== undefined) return void this.#attachDevice(st, sender, 'out', dev, address);
     const lower = address.toLowerCase();
     if (lower === '/messages/servicebound/feedback' || lower === '/messages/servicebound/filenotifications') {
       const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/feedback', ['ServiceConnect']);
@@ -240,6 +272,16 @@ export class AmqpServer {
       void this.#putToken(st, ctx.message as Message).catch((err: unknown) => this.deps.logger.error({ err }, 'CBS put-token failed'));
       return;
     }
+    const dev = parseDeviceAddress(address);
+    if (dev !== undefined) {
+      const d = st.devices.get(identityKey(dev.deviceId, dev.moduleId));
+      if (d === undefined || !d.session.owns(receiver)) {
+        ctx.delivery?.reject({ condition: 'amqp:unauthorized-access', description: 'The link is not authorized.' });
+        return;
+      }
+      d.session.onMessage(dev.kind, ctx);
+      return;
+    }
     if (address.toLowerCase() === '/messages/devicebound') {
       // The grant may have lapsed since the attach.
       const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/send', ['ServiceConnect']);
@@ -264,11 +306,39 @@ export class AmqpServer {
       });
     };
     const token = typeof msg.body === 'string' ? msg.body : Buffer.isBuffer(msg.body) ? msg.body.toString('utf8') : '';
-    const audience = typeof props.name === 'string' ? props.name : '';
+    let audience = typeof props.name === 'string' ? props.name : '';
+    try {
+      // The device SDK passes the token's `sr` as it appears in the token: URL-encoded.
+      audience = decodeURIComponent(audience);
+    } catch {
+      return reply(400, 'Bad request: the audience is not valid percent-encoding.');
+    }
     if (props.operation !== 'put-token' || token === '') return reply(400, 'Bad request: operation put-token with a token body is required.');
     const host = this.deps.hostname().toLowerCase();
     const isService = token.startsWith('Bearer ') || audience.toLowerCase() === host || audience === 'https://iothubs.azure.net/.default';
-    if (!isService) return reply(401, 'Unauthorized');
+    if (!isService) {
+      // A device or module token: `name` is its resource, `<host>/devices/<id>[/modules/<mid>]`.
+      const m = new RegExp(`^${host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/devices/([^/]+)(?:/modules/([^/]+))?$`, 'i').exec(audience);
+      if (m?.[1] === undefined) {
+        this.deps.logger.warn({ event: 'auth.denied', protocol: st.peer.protocol, remote: st.peer.remote, audience: audience.slice(0, 200), reason: 'audience names neither this hub nor one of its devices' }, 'CBS put-token refused');
+        return reply(401, 'Unauthorized');
+      }
+      let deviceId: string;
+      let moduleId: string | null;
+      try {
+        deviceId = decodeURIComponent(m[1]);
+        moduleId = m[2] === undefined ? null : decodeURIComponent(m[2]);
+      } catch {
+        return reply(401, 'Unauthorized');
+      }
+      const result = await this.deps.gate.authenticate({ deviceId, moduleId, sasToken: token, peerChain: undefined }, st.peer);
+      if (!result.ok) {
+        this.deps.logger.warn({ event: 'auth.denied', protocol: st.peer.protocol, remote: st.peer.remote, deviceId: deviceId.slice(0, 128), reason: result.reason }, 'CBS put-token refused');
+        return reply(401, 'Unauthorized');
+      }
+      this.#grantDevice(st, result.identity);
+      return reply(200, 'OK');
+    }
     try {
       const principal = await this.deps.gate.authenticateService(token, '/messages/devicebound', st.peer);
       const expiresAt = principal.kind === 'operator' ? principal.expiresAt : parseSasToken(token).expiry * 1000;
@@ -281,6 +351,71 @@ export class AmqpServer {
       }
       throw err;
     }
+  }
+
+  /** A proven device identity: a session (new, or the existing one with a renewed expiry). */
+  #grantDevice(st: ConnState, identity: import('../../auth/device-authenticator.js').DeviceIdentity): AmqpDeviceSession {
+    const key = identityKey(identity.deviceId, identity.moduleId);
+    let d = st.devices.get(key);
+    if (d === undefined || d.session.closed) {
+      const session = new AmqpDeviceSession(identity, { remote: st.peer.remote, protocol: st.peer.protocol === 'amqp-ws' ? 'amqp-ws' : 'amqp', tls: st.peer.tls }, {
+        connections: this.deps.connections,
+        telemetry: this.deps.telemetry,
+        twins: this.deps.twins,
+        methods: this.deps.methods,
+        c2d: this.deps.c2d,
+        clock: this.deps.clock,
+        logger: this.deps.logger,
+        maxMessageBytes: this.deps.maxMessageBytes,
+        c2dInFlight: this.deps.c2dInFlight,
+        c2dLockMs: this.deps.c2dLockMs,
+        onConnected: (s) => this.deps.onConnected(s),
+        onDisconnected: (s, current) => {
+          this.deps.onDisconnected(s, current);
+          const cur = st.devices.get(key);
+          if (cur?.session === s) {
+            if (cur.timer !== undefined) clearTimeout(cur.timer);
+            st.devices.delete(key);
+          }
+        },
+      });
+      // One session per identity across MQTT and AMQP: the newer one takes over.
+      const previous = this.deps.connections.register(session);
+      previous?.close('taken over by a new connection for the same identity');
+      d = { session, timer: undefined };
+      st.devices.set(key, d);
+      this.deps.onConnected(session);
+      this.deps.logger.info({ event: 'auth.accepted', protocol: st.peer.protocol, remote: st.peer.remote, deviceId: identity.deviceId, moduleId: identity.moduleId, method: identity.method, tls: st.peer.tls }, 'device connected');
+    } else {
+      d.session.identity = identity;
+    }
+    if (d.timer !== undefined) clearTimeout(d.timer);
+    const session = d.session;
+    if (identity.expiresAt !== undefined) {
+      // The links close when the token (or certificate) runs out without renewal.
+      const ms = Math.max(0, Math.min(identity.expiresAt - this.deps.clock.now(), 2 ** 31 - 1));
+      d.timer = setTimeout(() => session.close('the credential expired and was not renewed'), ms);
+      d.timer.unref();
+    }
+    return session;
+  }
+
+  /** A device link: the identity must be proven on this connection (CBS token, or now by the client certificate). */
+  async #attachDevice(st: ConnState, link: Link, direction: 'in' | 'out', dev: { deviceId: string; moduleId: string | null; kind: DeviceLinkKind }, address: string): Promise<void> {
+    const key = identityKey(dev.deviceId, dev.moduleId);
+    let session = st.devices.get(key)?.session;
+    if (session === undefined || session.closed) {
+      const chain = st.socket === undefined ? undefined : peerChain(st.socket);
+      if (chain === undefined) return this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Put a device token on $cbs first, or present the device certificate.' });
+      const result = await this.deps.gate.authenticate({ deviceId: dev.deviceId, moduleId: dev.moduleId, sasToken: undefined, peerChain: chain }, st.peer);
+      if (!result.ok) return this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Unauthorized' });
+      session = this.#grantDevice(st, result.identity);
+    }
+    if (dev.kind === 'c2d' && dev.moduleId !== null) return this.#refuseLink(link, st, address, { condition: 'amqp:not-found', description: 'Modules receive on their inputs.' });
+    // Which way each link may go: the device sends telemetry, receives C2D, and talks both ways on methods and twin.
+    const allowed = dev.kind === 'events' ? direction === 'in' : dev.kind === 'c2d' ? direction === 'out' : true;
+    if (!allowed) return this.#refuseLink(link, st, address, { condition: 'amqp:not-allowed', description: `Cannot attach that way to ${dev.kind}.` });
+    session.attach(dev.kind, link, direction);
   }
 
   #grantService(st: ConnState, grant: Grant): void {

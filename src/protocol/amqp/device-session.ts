@@ -1,0 +1,356 @@
+/**
+ * A device (or module) on AMQP, as `azure-iot-device-amqp` uses it (wire doc Appendix A):
+ *
+ * - `/devices/{id}/messages/events` (client sender): telemetry, accepted once durable;
+ * - `/devices/{id}/messages/devicebound` (client receiver): C2D; the device's disposition settles
+ *   the message: accepted = complete, rejected = reject, released or modified = abandon;
+ * - `/devices/{id}/methods/devicebound` (both directions): requests carry `IoThub-methodname` and
+ *   the request id as correlation id; responses carry `IoThub-status`;
+ * - `/devices/{id}/twin` (both directions): requests with `operation` (GET, PATCH on
+ *   `/properties/reported`, PUT/DELETE on `/notifications/twin/properties/desired`) and a
+ *   correlation id; answers with `status` (and `version`); desired patches without a correlation id.
+ *
+ * The session is a LiveSession: C2D mail, method calls and desired patches find it through the
+ * connection registry, and a newer session of the same identity takes over.
+ */
+import type { Logger } from 'pino';
+import rhea, { type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
+import { HubError } from '../../core/errors.js';
+import type { Clock } from '../../core/clock.js';
+import type { JsonObject, JsonValue } from '../../core/json.js';
+import type { DeviceIdentity } from '../../auth/device-authenticator.js';
+import type { ConnectionRegistry, LiveSession } from '../../hub/connections.js';
+import type { C2dService } from '../../hub/c2d/c2d-service.js';
+import type { MethodService } from '../../hub/methods/method-service.js';
+import type { TwinService } from '../../hub/twins/twin-service.js';
+import { telemetryEvent } from '../../hub/telemetry/telemetry-event.js';
+import type { TelemetrySink } from '../mqtt/broker-deps.js';
+import { amqpBody, amqpId } from './service-links.js';
+
+type Link = Sender | Receiver;
+
+export type DeviceLinkKind = 'events' | 'c2d' | 'methods' | 'twin';
+
+export interface DeviceLinkDeps {
+  connections: ConnectionRegistry;
+  telemetry: TelemetrySink;
+  twins: TwinService;
+  methods: MethodService;
+  c2d: C2dService;
+  clock: Clock;
+  logger: Logger;
+  maxMessageBytes: number;
+  c2dInFlight: number;
+  c2dLockMs: number;
+  /** Connection state and session events, as for MQTT. */
+  onConnected(session: AmqpDeviceSession): void;
+  onDisconnected(session: AmqpDeviceSession, wasCurrent: boolean): void;
+}
+
+/** `/devices/{id}[/modules/{mid}]/(messages/events|messages/devicebound|methods/devicebound|twin)`. */
+export function parseDeviceAddress(address: string): { deviceId: string; moduleId: string | null; kind: DeviceLinkKind } | undefined {
+  const m = /^\/devices\/([^/]+)(?:\/modules\/([^/]+))?\/(messages\/events|messages\/devicebound|methods\/devicebound|twin)\/?$/i.exec(address);
+  if (m === null || m[1] === undefined || m[3] === undefined) return undefined;
+  let deviceId: string;
+  let moduleId: string | null;
+  try {
+    deviceId = decodeURIComponent(m[1]);
+    moduleId = m[2] === undefined ? null : decodeURIComponent(m[2]);
+  } catch {
+    return undefined;
+  }
+  const tail = m[3].toLowerCase();
+  const kind: DeviceLinkKind = tail === 'messages/events' ? 'events' : tail === 'messages/devicebound' ? 'c2d' : tail === 'methods/devicebound' ? 'methods' : 'twin';
+  return { deviceId, moduleId, kind };
+}
+
+function system(m: Message): Record<string, string> {
+  const out: Record<string, string> = {};
+  const set = (k: string, v: unknown) => {
+    const s = amqpId(v);
+    if (s !== undefined) out[k] = s;
+  };
+  set('message-id', m.message_id);
+  set('correlation-id', m.correlation_id);
+  set('user-id', m.user_id);
+  if (typeof m.content_type === 'string') out['content-type'] = m.content_type;
+  if (typeof m.content_encoding === 'string') out['content-encoding'] = m.content_encoding;
+  return out;
+}
+
+function appProps(m: Message): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries((m.application_properties ?? {}) as Record<string, unknown>)) {
+    if (v !== undefined && v !== null) out[k] = typeof v === 'string' ? v : v instanceof Date ? v.toISOString() : String(v);
+  }
+  return out;
+}
+
+function jsonBody(m: Message): unknown {
+  const b = amqpBody(m.body);
+  if (b.length === 0 || b.toString('utf8').trim() === '') return undefined;
+  return JSON.parse(b.toString('utf8')) as unknown;
+}
+
+export class AmqpDeviceSession implements LiveSession {
+  readonly deviceId: string;
+  readonly moduleId: string | null;
+  readonly links = new Map<DeviceLinkKind, { in?: Receiver; out?: Sender }>();
+  readonly #c2dInflight = new Map<Delivery, string>();
+  #desired = false;
+  #closed = false;
+  #pumping = false;
+  #again = false;
+
+  constructor(
+    public identity: DeviceIdentity,
+    readonly peer: { remote: string; protocol: 'amqp' | 'amqp-ws'; tls: string | undefined },
+    private readonly deps: DeviceLinkDeps,
+  ) {
+    this.deviceId = identity.deviceId;
+    this.moduleId = identity.moduleId;
+  }
+
+  get remoteAddress(): string {
+    return this.peer.remote;
+  }
+  get tlsVersion(): string | undefined {
+    return this.peer.tls;
+  }
+  get authMethod(): string | undefined {
+    return this.identity.method;
+  }
+  get policyName(): string | undefined {
+    return this.identity.policyName;
+  }
+  get protocol(): string {
+    return this.peer.protocol;
+  }
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  attach(kind: DeviceLinkKind, link: Link, direction: 'in' | 'out'): void {
+    const entry = this.links.get(kind) ?? {};
+    if (direction === 'in') entry.in = link as Receiver;
+    else entry.out = link as Sender;
+    this.links.set(kind, entry);
+    if (kind === 'c2d') this.notifyC2d();
+    this.deps.connections.changed(this);
+  }
+
+  detach(link: Link): void {
+    for (const [kind, entry] of this.links) {
+      if (entry.in === link) delete entry.in;
+      if (entry.out === link) delete entry.out;
+      if (entry.in === undefined && entry.out === undefined) this.links.delete(kind);
+      if (kind === 'c2d' && entry.out === undefined) this.#abandonInflight();
+    }
+  }
+
+  owns(link: Link): boolean {
+    for (const entry of this.links.values()) if (entry.in === link || entry.out === link) return true;
+    return false;
+  }
+
+  // ---- LiveSession --------------------------------------------------------------------------
+
+  close(reason: string): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#abandonInflight();
+    for (const entry of this.links.values()) {
+      for (const l of [entry.in, entry.out]) {
+        try {
+          l?.close({ condition: 'amqp:link:detach-forced', description: reason });
+        } catch {
+          // already gone
+        }
+      }
+    }
+    this.links.clear();
+    const wasCurrent = this.deps.connections.unregister(this);
+    this.deps.onDisconnected(this, wasCurrent);
+    this.deps.logger.info({ event: 'amqp.device-closed', deviceId: this.deviceId, moduleId: this.moduleId, reason }, 'AMQP device session closed');
+  }
+
+  pushDesired(patch: JsonObject): boolean {
+    const out = this.links.get('twin')?.out;
+    if (!this.#desired || out === undefined || !out.sendable()) return false;
+    out.send({ body: rhea.message.data_section(Buffer.from(JSON.stringify(patch))) });
+    return true;
+  }
+
+  sendMethodRequest(name: string, payload: JsonValue, requestId: string): boolean {
+    const out = this.links.get('methods')?.out;
+    if (out === undefined) return false;
+    out.send({
+      correlation_id: requestId,
+      application_properties: { 'IoThub-methodname': name },
+      body: rhea.message.data_section(Buffer.from(JSON.stringify(payload))),
+    });
+    return true;
+  }
+
+  acceptsMethods(): boolean {
+    const m = this.links.get('methods');
+    return m?.out !== undefined && m.in !== undefined;
+  }
+
+  notifyC2d(): void {
+    if (this.#closed || this.moduleId !== null) return;
+    if (this.#pumping) {
+      this.#again = true;
+      return;
+    }
+    this.#pumping = true;
+    void this.#pumpC2d().finally(() => {
+      this.#pumping = false;
+      if (this.#again) {
+        this.#again = false;
+        this.notifyC2d();
+      }
+    });
+  }
+
+  // ---- inbound messages ------------------------------------------------------------------------
+
+  onMessage(kind: DeviceLinkKind, ctx: EventContext): void {
+    const delivery = ctx.delivery;
+    const m = ctx.message;
+    if (delivery === undefined || m === undefined) return;
+    if (kind === 'events') return this.#telemetry(delivery, m);
+    if (kind === 'methods') {
+      delivery.accept();
+      const rid = amqpId(m.correlation_id) ?? '';
+      const status = Number((m.application_properties as Record<string, unknown> | undefined)?.['IoThub-status'] ?? 500);
+      let body: JsonValue;
+      try {
+        body = (jsonBody(m) ?? null) as JsonValue;
+      } catch {
+        body = amqpBody(m.body).toString('utf8');
+      }
+      this.deps.methods.respond(this.deviceId, this.moduleId, rid, Number.isInteger(status) ? status : 500, body);
+      return;
+    }
+    if (kind === 'twin') {
+      delivery.accept();
+      void this.#twin(m);
+      return;
+    }
+    delivery.reject({ condition: 'amqp:not-allowed', description: 'This link does not take messages.' });
+  }
+
+  #telemetry(delivery: Delivery, m: Message): void {
+    let event;
+    try {
+      event = telemetryEvent(this.identity, amqpBody(m.body), system(m), appProps(m), new Date(this.deps.clock.now()).toISOString(), this.deps.maxMessageBytes);
+    } catch (err) {
+      delivery.reject({ condition: err instanceof HubError && err.code === 'MessageTooLarge' ? 'amqp:link:message-size-exceeded' : 'amqp:invalid-field', description: (err as Error).message });
+      return;
+    }
+    this.deps.telemetry.append(event).then(
+      () => delivery.accept(),
+      (err: unknown) => {
+        this.deps.logger.error({ err, deviceId: this.deviceId }, 'telemetry append failed');
+        delivery.release();
+      },
+    );
+  }
+
+  async #twin(m: Message): Promise<void> {
+    const ann = (m.message_annotations ?? {}) as Record<string, unknown>;
+    const op = String(ann.operation ?? '').toUpperCase();
+    const resource = typeof ann.resource === 'string' ? ann.resource : undefined;
+    const reply = (status: number, body?: unknown, version?: number) => {
+      const out = this.links.get('twin')?.out;
+      if (out === undefined) return;
+      out.send({
+        correlation_id: m.correlation_id,
+        message_annotations: { status, ...(version === undefined ? {} : { version }) },
+        body: rhea.message.data_section(Buffer.from(body === undefined ? '' : JSON.stringify(body))),
+      });
+    };
+    try {
+      if (op === 'GET') return reply(200, await this.deps.twins.deviceView(this.deviceId, this.moduleId));
+      if (op === 'PATCH' && resource === '/properties/reported') {
+        let patch: unknown;
+        try {
+          patch = jsonBody(m);
+        } catch {
+          throw new HubError('IotHubFormatError', 'The reported properties patch is not valid JSON.');
+        }
+        const version = await this.deps.twins.updateReported(this.deviceId, this.moduleId, patch);
+        return reply(204, undefined, version);
+      }
+      if ((op === 'PUT' || op === 'DELETE') && resource === '/notifications/twin/properties/desired') {
+        this.#desired = op === 'PUT';
+        return reply(200);
+      }
+      throw new HubError('ArgumentInvalid', `Unknown twin operation ${op.slice(0, 20)} ${String(resource).slice(0, 80)}.`);
+    } catch (err) {
+      const e = err instanceof HubError ? err : new HubError('ServerError', 'An internal error occurred.');
+      if (!(err instanceof HubError)) this.deps.logger.error({ err, deviceId: this.deviceId }, 'twin operation failed');
+      reply(e.status, { errorCode: e.number, message: e.message });
+    }
+  }
+
+  // ---- C2D ---------------------------------------------------------------------------------
+
+  async #pumpC2d(): Promise<void> {
+    const out = this.links.get('c2d')?.out;
+    if (out === undefined || this.#closed) return;
+    const room = Math.min(this.deps.c2dInFlight - this.#c2dInflight.size, (out as unknown as { credit: number }).credit ?? 0);
+    if (room <= 0) return;
+    let messages;
+    try {
+      messages = await this.deps.c2d.lockNext(this.deviceId, room, this.deps.c2dLockMs);
+    } catch (err) {
+      this.deps.logger.error({ err, deviceId: this.deviceId }, 'C2D lock failed');
+      return;
+    }
+    for (const m of messages) {
+      if (m.lockToken === null) continue;
+      if (this.#closed || !out.sendable()) {
+        void this.deps.c2d.abandon(this.deviceId, m.lockToken).catch(() => undefined);
+        continue;
+      }
+      const delivery = out.send({
+        message_id: m.messageId,
+        to: m.to,
+        ...(m.correlationId === null ? {} : { correlation_id: m.correlationId }),
+        ...(m.userId === null ? {} : { user_id: m.userId }),
+        ...(m.expiryTime === null ? {} : { absolute_expiry_time: new Date(m.expiryTime) }),
+        ...(m.contentType === null ? {} : { content_type: m.contentType }),
+        ...(m.contentEncoding === null ? {} : { content_encoding: m.contentEncoding }),
+        delivery_count: m.deliveryCount - 1,
+        application_properties: { ...m.properties, ...(m.ack === 'none' ? {} : { 'iothub-ack': m.ack }) },
+        body: rhea.message.data_section(m.body),
+      });
+      this.#c2dInflight.set(delivery, m.lockToken);
+    }
+    if (messages.length === room) this.#again = true;
+  }
+
+  /** The device settled a C2D delivery. */
+  settled(ctx: EventContext, outcome: 'accepted' | 'rejected' | 'released'): void {
+    const delivery = ctx.delivery;
+    if (delivery === undefined) return;
+    const lockToken = this.#c2dInflight.get(delivery);
+    if (lockToken === undefined) return;
+    this.#c2dInflight.delete(delivery);
+    const settle = outcome === 'accepted' ? this.deps.c2d.complete(this.deviceId, lockToken) : outcome === 'rejected' ? this.deps.c2d.reject(this.deviceId, lockToken) : this.deps.c2d.abandon(this.deviceId, lockToken);
+    void settle
+      .catch((err: unknown) => this.deps.logger.warn({ deviceId: this.deviceId, err: (err as Error).message }, 'C2D settlement refused'))
+      .finally(() => this.notifyC2d());
+  }
+
+  sendable(): void {
+    this.notifyC2d();
+  }
+
+  #abandonInflight(): void {
+    for (const lockToken of this.#c2dInflight.values()) void this.deps.c2d.abandon(this.deviceId, lockToken).catch(() => undefined);
+    this.#c2dInflight.clear();
+  }
+}
