@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import iothub from 'azure-iothub';
 import common from 'azure-iot-common';
@@ -193,6 +194,54 @@ describe('AMQP bad input', () => {
         s.once('sender_close', (ctx: rhea.EventContext) => resolve((ctx.sender?.error as { condition?: string } | undefined) ?? {}));
       });
       assert.equal(serviceLink.condition, 'amqp:unauthorized-access');
+    } finally {
+      conn.close();
+    }
+  });
+
+  /** Writes bytes on a fresh TLS connection to the AMQP port; resolves with what came back once the hub closed it. */
+  const raw = (bytes: Buffer) =>
+    new Promise<Buffer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const socket = tlsConnect({ host: HOST, port: 5671, ca }, () => socket.write(bytes));
+      socket.on('data', (c: Buffer) => chunks.push(c));
+      socket.once('close', () => resolve(Buffer.concat(chunks)));
+      socket.once('error', () => undefined);
+      setTimeout(() => {
+        socket.destroy();
+        reject(new Error('the hub kept a garbage connection open'));
+      }, 10_000);
+    });
+
+  it('garbage and an oversized frame close that connection only; the hub keeps serving', async () => {
+    await raw(Buffer.from('GET / HTTP/1.1\r\nHost: x\r\n\r\n'));
+    const header = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0x00, 0x01, 0x00, 0x00]);
+    await raw(Buffer.concat([header, Buffer.from([0x00, 0x00, 0x00, 0x09, 0xff, 0x00, 0x00, 0x00, 0x42])]));
+    // A frame that declares 2 GiB: refused on its header, nothing buffered.
+    await raw(Buffer.concat([header, Buffer.from([0x7f, 0xff, 0xff, 0xff, 0x02, 0x00, 0x00, 0x00])]));
+    const msg = new Message('still here');
+    msg.messageId = 'after-garbage';
+    await service.send('sleeper', msg);
+  });
+
+  it('a link is detached when the token that allowed it expires without renewal', async () => {
+    const conn = await connect();
+    try {
+      const cbsIn = conn.open_receiver('$cbs');
+      const cbsOut = conn.open_sender('$cbs');
+      const status = new Promise<number>((resolve) => cbsIn.on('message', (ctx: rhea.EventContext) => resolve(Number(ctx.message?.application_properties?.['status-code']))));
+      await new Promise<void>((resolve) => cbsOut.once('sendable', () => resolve()));
+      const token = generateSasToken({ resource: HOST, key: policyKey(hub.dataDir, 'service'), keyName: 'service', expiry: Math.floor(Date.now() / 1000) + 2 });
+      cbsOut.send({ to: '$cbs', reply_to: 'cbs', message_id: 'short', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: HOST }, body: token });
+      assert.equal(await status, 200);
+      const closed = await new Promise<{ condition?: string; after: number }>((resolve) => {
+        const opened = Date.now();
+        const s = conn.open_sender('/messages/devicebound');
+        // The error is a described AMQP type: its fields are getters, read them one by one.
+        s.once('sender_close', (ctx: rhea.EventContext) => resolve({ condition: (ctx.sender?.error as { condition?: string } | undefined)?.condition, after: Date.now() - opened }));
+      });
+      assert.equal(closed.condition, 'amqp:unauthorized-access');
+      assert.ok(closed.after > 500, 'attached first, detached at expiry');
     } finally {
       conn.close();
     }

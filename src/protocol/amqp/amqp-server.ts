@@ -21,6 +21,8 @@ import type { AccessGate, PeerContext, Principal } from '../../security/gate.js'
 import { rolesAllow, type Action } from '../../security/roles.js';
 import type { Right } from '../../core/types.js';
 import { ServiceLinks, type ServiceLinkDeps } from './service-links.js';
+import { FrameGuard } from './frame-guard.js';
+import type { WebSocket } from 'ws';
 import { AmqpDeviceSession, parseDeviceAddress, type DeviceLinkDeps, type DeviceLinkKind } from './device-session.js';
 import { identityKey } from '../../hub/connections.js';
 import { peerChain } from '../mqtt/listeners.js';
@@ -86,6 +88,7 @@ export class AmqpServer {
   readonly #state = new WeakMap<Connection, ConnState>();
   readonly #service: ServiceLinks;
   readonly #connections = new Set<Connection>();
+  readonly #sockets = new Set<TLSSocket>();
 
   constructor(private readonly deps: AmqpDeps) {
     this.container = rhea.create_container({ id: `gatehouse-${deps.hostname()}`, autoaccept: false });
@@ -115,6 +118,24 @@ export class AmqpServer {
 
   /** The TLS listener (AMQPS). */
   listenTls(opts: { port: number; host: string; key: string; cert: string; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' }): TlsServer {
+    const server = this.#listen(opts);
+    // Before rhea's own handler, so the guard sees every byte first.
+    server.prependListener('secureConnection', (socket: TLSSocket) => {
+      this.#sockets.add(socket);
+      socket.once('close', () => this.#sockets.delete(socket));
+      const guard = new FrameGuard(MAX_FRAME_SIZE);
+      socket.on('data', (chunk: Buffer) => {
+        const why = guard.feed(chunk);
+        if (why === undefined) return;
+        this.deps.logger.warn({ event: 'amqp.bad-frame', protocol: 'amqp', remote: socket.remoteAddress, reason: why }, 'AMQP connection closed');
+        // With an error: rhea learns of a socket's end through 'error' or 'end', never 'close'.
+        socket.destroy(new Error(why));
+      });
+    });
+    return server;
+  }
+
+  #listen(opts: { port: number; host: string; key: string; cert: string; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' }): TlsServer {
     return this.container.listen({
       port: opts.port,
       host: opts.host,
@@ -132,7 +153,15 @@ export class AmqpServer {
   }
 
   /** An upgraded WebSocket (subprotocol AMQPWSB10) from the HTTPS server. */
-  acceptWebSocket(ws: unknown, tlsSocket: TLSSocket): void {
+  acceptWebSocket(ws: WebSocket, tlsSocket: TLSSocket): void {
+    const guard = new FrameGuard(MAX_FRAME_SIZE);
+    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
+      const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
+      const why = guard.feed(chunk);
+      if (why === undefined) return;
+      this.deps.logger.warn({ event: 'amqp.bad-frame', protocol: 'amqp-ws', remote: tlsSocket.remoteAddress, reason: why }, 'AMQP connection closed');
+      ws.terminate();
+    });
     this.container.websocket_accept(ws as never, {
       max_frame_size: MAX_FRAME_SIZE,
       idle_time_out: 240_000,
@@ -142,6 +171,7 @@ export class AmqpServer {
     } as never);
   }
 
+  /** Closes every connection with a reason; sockets whose peer does not answer within a second are destroyed. */
   closeAll(reason: string): void {
     for (const conn of this.#connections) {
       try {
@@ -151,6 +181,9 @@ export class AmqpServer {
       }
     }
     this.#service.stop();
+    setTimeout(() => {
+      for (const socket of this.#sockets) socket.destroy(new Error(reason));
+    }, 1000).unref();
   }
 
   #log(level: 'info' | 'warn', conn: Connection | undefined, fields: Record<string, unknown>, msg: string): void {
