@@ -193,3 +193,32 @@ describe('AMQP device credentials', () => {
     await waitFor('the refusal in the log', () => (/CBS put-token refused/.test(hub.output()) ? true : undefined), 5000);
   });
 });
+
+describe('hub settings on AMQP', () => {
+  it('disableDeviceSAS refuses an AMQP device with a key; a TLS 1.2 client is refused under minTlsVersion 1.3; metrics count AMQP sessions', async () => {
+    const key = await createDevice('amqp-settings');
+    const open = async () => {
+      const c = Client.fromConnectionString(`HostName=${HOST};DeviceId=amqp-settings;SharedAccessKey=${key}`, Amqp);
+      await c.setOptions({ ca });
+      await c.open();
+      return c;
+    };
+    const live = await open();
+    const metrics = await rest('GET', '/metrics');
+    assert.match(String(metrics.raw), /gatehouse_connections\{[^}]*protocol="amqp"[^}]*\} [1-9]/);
+    assert.equal((await rest('PATCH', '/settings', { disableDeviceSAS: true })).status, 200);
+    await waitFor('the SAS session to close', async () => (String((await registry.get('amqp-settings')).responseBody.connectionState).toLowerCase() === 'disconnected' ? true : undefined));
+    await assert.rejects(open());
+    await live.close().catch(() => undefined);
+    assert.equal((await rest('PATCH', '/settings', { disableDeviceSAS: false, minTlsVersion: '1.3' })).status, 200);
+    const { connect } = await import('node:tls');
+    const tls12 = await new Promise<string>((resolve) => {
+      const s = connect({ host: HOST, port: 5671, ca, maxVersion: 'TLSv1.2' }, () => resolve('connected'));
+      s.once('error', (e: Error) => resolve(e.message));
+    });
+    assert.notEqual(tls12, 'connected');
+    const again = await open();
+    await again.close();
+    assert.equal((await rest('PATCH', '/settings', { minTlsVersion: '1.2' })).status, 200);
+  });
+});
