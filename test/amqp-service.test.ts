@@ -143,6 +143,21 @@ describe('azure-iothub Client over AMQP', () => {
     await assert.rejects(service.send('nobody', new Message('x')), (err: Error) => err.name === 'DeviceNotFoundError');
   });
 
+  it('over AMQP on the WebSocket (AmqpWs) too', async () => {
+    const ws = Client.fromConnectionString(hub.connectionString, iothub.AmqpWs);
+    await ws.open();
+    try {
+      assert.equal((await rest('PUT', '/devices/ws-target', { deviceId: 'ws-target' })).status, 200);
+      const msg = new Message('via websocket');
+      msg.messageId = 'c2d-ws';
+      await ws.send('ws-target', msg);
+      const purged = await rest('DELETE', '/devices/ws-target/commands');
+      assert.equal((purged.body as { totalMessagesPurged: number }).totalMessagesPurged, 1, 'the message sent over AmqpWs was queued');
+    } finally {
+      await ws.close();
+    }
+  });
+
   it('a wrong key is refused at open', async () => {
     const bad = Client.fromConnectionString(`HostName=${HOST};SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.alloc(32, 9).toString('base64')}`);
     await assert.rejects(bad.open());
