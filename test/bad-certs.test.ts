@@ -106,6 +106,16 @@ describe('bad certificates under a Gatehouse CA are refused everywhere (hub proc
     removeDir(dir);
   });
 
+  /** The hub's log arrives through a pipe after the answers: wait (up to 5 s) for a line per case. */
+  async function deniedLines(protocol: string, key: (c: (typeof cases)[number]) => string): Promise<string[]> {
+    const until = Date.now() + 5000;
+    for (;;) {
+      const denied = hub.output().split('\n').filter((l) => l.includes('"auth.denied"') && l.includes(protocol));
+      if (cases.every((c) => denied.some((l) => l.includes(key(c)))) || Date.now() > until) return denied;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   it('MQTT connect: CONNACK 4 for each, and the log says why', async () => {
     assert.equal(cases.length, 7);
     for (const c of cases) {
@@ -113,8 +123,7 @@ describe('bad certificates under a Gatehouse CA are refused everywhere (hub proc
       assert.equal(r.code, 4, `${c.name}: CONNACK ${String(r.code)}`);
       r.client.end();
     }
-    await new Promise((r) => setTimeout(r, 200));
-    const denied = hub.output().split('\n').filter((l) => l.includes('"auth.denied"') && l.includes(`"protocol":"mqtt"`));
+    const denied = await deniedLines(`"protocol":"mqtt"`, (c) => `"clientId":"${c.deviceId}"`);
     for (const c of cases) {
       const line = denied.find((l) => l.includes(`"clientId":"${c.deviceId}"`));
       assert.ok(line !== undefined, `${c.name}: no denial logged`);
@@ -127,7 +136,7 @@ describe('bad certificates under a Gatehouse CA are refused everywhere (hub proc
       const client = provDevice.ProvisioningDeviceClient.create(HOST, idScope, new provHttp.Http(), new x509Security.X509Security(c.deviceId, { cert: c.chain, key: c.cert.keyPem }) as never);
       await assert.rejects(client.register() as unknown as Promise<unknown>, (err: Error) => /401|Unauthorized/i.test(`${err.constructor.name} ${err.message}`), c.name);
     }
-    const denied = hub.output().split('\n').filter((l) => l.includes('"auth.denied"') && l.includes('"protocol":"dps-https"'));
+    const denied = await deniedLines('"protocol":"dps-https"', (c) => `"registrationId":"${c.deviceId}"`);
     for (const c of cases) {
       const line = denied.find((l) => l.includes(`"registrationId":"${c.deviceId}"`));
       assert.ok(line !== undefined, `${c.name}: no provisioning denial logged`);
