@@ -28,12 +28,16 @@ writeFileSync(join(pkiDir, 'ca.key'), ca.keyPem, { mode: 0o600 });
 chmodSync(join(pkiDir, 'ca.key'), 0o600);
 
 const filters = process.argv.slice(2);
-const testDir = join(root, 'dist', 'test');
-const files = readdirSync(testDir)
-  .filter((f) => f.endsWith('.test.js'))
-  .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
-  .sort()
-  .map((f) => join(testDir, f));
+// The hub's tests and the reference device's (device/, its own package in this repo).
+const testDirs = [join(root, 'dist', 'test'), join(root, 'dist', 'device', 'test')];
+const files = testDirs
+  .flatMap((testDir) =>
+    readdirSync(testDir)
+      .filter((f) => f.endsWith('.test.js'))
+      .filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)))
+      .map((f) => join(testDir, f)),
+  )
+  .sort();
 if (files.length === 0) {
   console.error('no test files matched');
   process.exit(1);
