@@ -2,19 +2,13 @@
  * The composition root: config -> data dir -> master key -> store -> TLS identity -> services ->
  * listeners. The only file that picks concrete backends.
  */
-import { randomBytes } from 'node:crypto';
-import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from './core/clock.js';
-import { SecretBox } from './core/secret-box.js';
 import type { HubConfig } from './config/schema.js';
-import { loadMasterKey } from './config/master-key.js';
 import type { Store } from './store/ports.js';
-import { openSqliteStore } from './store/sqlite/open-sqlite-store.js';
-import { openPostgresStore } from './store/postgres/open-postgres-store.js';
-import { DEFAULT_POLICIES, newPolicy } from './auth/policies.js';
 import { ensureIdScope } from './dps/id-scope.js';
 import { EnrollmentService } from './dps/enrollment-service.js';
 import { PolicyCache, ServiceAuthenticator } from './auth/service-authenticator.js';
@@ -32,7 +26,6 @@ import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
 import { EstService } from './pki/est.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
-import type { MqttConnection } from './protocol/mqtt/connection.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
 import { RegistrationService } from './dps/registration-service.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
@@ -44,12 +37,14 @@ import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { redactSecrets, SecurityEvents } from './security/events.js';
+import { ensureWritableDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl } from './hub/startup.js';
+import { sessionStateRecorder } from './hub/session-state.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
 import { AlertEngine } from './security/alerts.js';
 import { allIssued } from './pki/issued.js';
 import { SettingsService } from './security/settings-service.js';
-import { isoDurationMs, NODE_TLS, type TlsVersion } from './security/settings.js';
+import { isoDurationMs, NODE_TLS, tlsRank, type TlsVersion } from './security/settings.js';
 import { OperatorService } from './security/operators.js';
 import { AccessGate } from './security/gate.js';
 import { PolicyService } from './security/policy-service.js';
@@ -57,7 +52,7 @@ import { PolicyUsage } from './security/policy-usage.js';
 import { runPostureAudit } from './security/posture-source.js';
 
 export const STATE_FILE = 'gatehouse.json';
-export const SQLITE_FILE = 'gatehouse.db';
+export { SQLITE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
 
 /** What `gatehouse info` and the CLI read to find a hub from its data dir. No secrets. */
 export interface HubState {
@@ -71,63 +66,6 @@ export interface HubState {
   databaseUrl?: string;
   pid: number;
   startedAt: string;
-}
-
-export class StartupError extends Error {
-  override name = 'StartupError';
-}
-
-export function redactDatabaseUrl(url: string): string {
-  const u = new URL(url);
-  u.password = '';
-  return u.toString();
-}
-
-function ensureWritableDir(dir: string): void {
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    accessSync(dir, constants.W_OK);
-  } catch (err) {
-    throw new StartupError(`cannot write the data dir ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
-
-/** Opens the store a data dir (or a PostgreSQL URL) points at, with the master key. */
-export async function openHubStore(
-  dataDir: string,
-  databaseUrl: string | undefined,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<{ store: Store; keyWarning?: string; keySource: string }> {
-  const master = loadMasterKey(dataDir, env);
-  const box = new SecretBox(master.key);
-  const store = databaseUrl === undefined ? await openSqliteStore(join(dataDir, SQLITE_FILE), box) : await openPostgresStore(databaseUrl, box);
-  // A wrong master key must stop the start, not surface later as undecryptable rows.
-  try {
-    const check = await store.getSecretMeta('master-key-check');
-    if (check === undefined) await store.setSecretMeta('master-key-check', 'gatehouse');
-  } catch {
-    await store.close();
-    throw new StartupError(`the master key (${master.source}) does not match this database`);
-  }
-  return master.warning === undefined ? { store, keySource: master.source } : { store, keySource: master.source, keyWarning: master.warning };
-}
-
-/**
- * Every start: any default policy missing (a first start, or a data dir older than the policy)
- * with fresh keys; existing policies are never touched. First start: the hub's identity. Idempotent.
- */
-async function initializeStore(store: Store, logger: Logger): Promise<void> {
-  const existing = new Set((await store.listPolicies()).map((p) => p.name));
-  const added: string[] = [];
-  for (const def of DEFAULT_POLICIES) {
-    if (existing.has(def.name)) continue;
-    await store.putPolicy(newPolicy(def.name, def.rights));
-    added.push(def.name);
-  }
-  if (added.length > 0) logger.info({ event: 'policies.added', policies: added }, 'created default shared access policies');
-  if ((await store.getMeta('hub.id')) !== undefined) return;
-  await store.setMeta('hub.id', randomBytes(8).toString('hex'));
-  logger.info({ event: 'hub.initialized' }, 'initialized the hub identity');
 }
 
 export interface PreparedHub {
@@ -295,7 +233,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     settings.onChange((next, previous) => {
       applyC2dDefaults(next);
       securityLog.info({ event: 'settings.applied', version: next.version, by: next.updatedBy, previousVersion: previous.version }, 'hub settings applied');
-      if (tlsRankBelow12(next.minTlsVersion)) securityLog.warn({ event: 'settings.legacy-tls', minTlsVersion: next.minTlsVersion }, 'TLS below 1.2 is allowed');
+      if (tlsRank(next.minTlsVersion) < 1.2) securityLog.warn({ event: 'settings.legacy-tls', minTlsVersion: next.minTlsVersion }, 'TLS below 1.2 is allowed');
     });
     // A revoked certificate loses its live sessions at once, not at the next reconnect.
     authority.onRevoked((records) => {
@@ -420,18 +358,6 @@ export interface RunningHub extends PreparedHub {
   stop(): Promise<void>;
 }
 
-async function listen(app: FastifyInstance, port: number, host: string): Promise<void> {
-  try {
-    await app.listen({ port, host });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new StartupError(`port ${port} on ${host} is already in use`);
-    if (code === 'EACCES') throw new StartupError(`not allowed to listen on port ${port} (ports below 1024 need privileges)`);
-    if (code === 'EADDRNOTAVAIL') throw new StartupError(`cannot listen on ${host}: no such local address`);
-    throw err;
-  }
-}
-
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services } = prepared;
@@ -441,31 +367,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     await store.close();
     throw err;
   }
-  const sessionEvent = (conn: { deviceId: string; moduleId: string | null; protocol: string; remoteAddress: string }, state: 'connected' | 'disconnected') =>
-    services.securityEvents.emit({
-      type: 'session',
-      at: clock.now(),
-      state,
-      deviceId: conn.deviceId,
-      moduleId: conn.moduleId,
-      protocol: conn.protocol as 'mqtt',
-      remote: conn.remoteAddress,
-    });
-  /** Connection state in the registry and session events, for every device protocol. */
-  const sessionState = {
-    connected(conn: { deviceId: string; moduleId: string | null; protocol: string; remoteAddress: string }): void {
-      sessionEvent(conn, 'connected');
-      const at = new Date(clock.now()).toISOString();
-      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
-    },
-    disconnected(conn: { deviceId: string; moduleId: string | null; protocol: string; remoteAddress: string }, wasCurrent: boolean): void {
-      // Every session that ends is reported, a takeover's too (the device reconnected).
-      sessionEvent(conn, 'disconnected');
-      if (!wasCurrent) return;
-      const at = new Date(clock.now()).toISOString();
-      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Disconnected', at).catch(() => undefined);
-    },
-  };
+  const sessionState = sessionStateRecorder(store, services.securityEvents, clock);
   const broker = new MqttBroker({
     hostname: () => config.hostname,
     authenticator: services.gate,
@@ -483,8 +385,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       sessionState.connected(conn);
     },
     onActivity(conn) {
-      const at = new Date(clock.now()).toISOString();
-      void store.setConnectionState(conn.deviceId, conn.moduleId, 'Connected', at).catch(() => undefined);
+      sessionState.active(conn);
     },
     onDisconnected(conn, wasCurrent) {
       sessionState.disconnected(conn, wasCurrent);
@@ -499,7 +400,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     cert: tls.chainPem,
     minVersion: NODE_TLS[v],
     // OpenSSL 3 refuses TLS 1.0/1.1 at its default security level; legacy TLS needs level 0.
-    ...(tlsRankBelow12(v) ? { ciphers: 'DEFAULT@SECLEVEL=0' } : {}),
+    ...(tlsRank(v) < 1.2 ? { ciphers: 'DEFAULT@SECLEVEL=0' } : {}),
   });
   services.gate.watch(mqtt, 'mqtt', (v) => mqtt.setSecureContext(tlsContext(v)));
   // AMQP 1.0: the service client's C2D and feedback (and, later, device AMQP), on TLS and WebSocket.
@@ -530,8 +431,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     const httpsServer = http.server as unknown as TlsServer;
     services.gate.watch(httpsServer, 'https', (v) => httpsServer.setSecureContext(tlsContext(v)));
     attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker, amqp);
-    await listen(http, config.httpsPort, config.bind);
-    await listenMqtt(mqtt, config.mqttPort, config.bind);
+    await listenHttp(http, config.httpsPort, config.bind);
+    await listenTls(mqtt, config.mqttPort, config.bind);
     amqpServer = amqp.listenTls({ port: config.amqpPort, host: config.bind, key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
     services.gate.watch(amqpServer, 'amqp', (v) => amqpServer?.setSecureContext(tlsContext(v)));
     await listening(amqpServer, config.amqpPort, config.bind);
@@ -591,33 +492,4 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       return stopping;
     },
   };
-}
-
-function tlsRankBelow12(v: TlsVersion): boolean {
-  return v === '1.0' || v === '1.1';
-}
-
-/** Resolves once a server rhea already told to listen is listening, or rejects with a clear reason. */
-function listening(server: TlsServer, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (server.listening) return resolve();
-    server.once('listening', () => resolve());
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') reject(new StartupError(`port ${port} on ${host} is already in use`));
-      else if (err.code === 'EACCES') reject(new StartupError(`not allowed to listen on port ${port}`));
-      else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`cannot listen on ${host}: no such local address`));
-      else reject(err);
-    });
-  });
-}
-
-function listenMqtt(server: TlsServer, port: number, host: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    server.once('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'EADDRINUSE') reject(new StartupError(`port ${port} on ${host} is already in use`));
-      else if (err.code === 'EADDRNOTAVAIL') reject(new StartupError(`cannot listen on ${host}: no such local address`));
-      else reject(err);
-    });
-    server.listen(port, host, () => resolve());
-  });
 }

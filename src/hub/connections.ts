@@ -44,11 +44,6 @@ export class ConnectionRegistry {
   readonly #sessions = new Map<string, LiveSession>();
   readonly #waiters = new Map<string, Set<Waiter>>();
 
-  /** Every live session (a snapshot). */
-  all(): LiveSession[] {
-    return [...this.#sessions.values()];
-  }
-
   /** Registers a session; returns the one it replaces (the caller closes it). */
   register(session: LiveSession): LiveSession | undefined {
     const key = identityKey(session.deviceId, session.moduleId);

@@ -132,7 +132,7 @@ export class CertificateAuthority {
     if (!KEY_ALGS.includes(alg)) throw invalid(`alg must be one of ${KEY_ALGS.join(', ')}`);
     const commonName = (opts.commonName ?? opts.name).trim();
     if (commonName === '' || commonName.length > 64) throw invalid('the CA common name must be 1-64 characters');
-    if ((await this.store.authority.getCaKey(opts.name)) !== undefined) {
+    if (await this.store.authority.hasCaKey(opts.name)) {
       throw new HubError('InvalidOperation', `Gatehouse already holds a key named '${opts.name}'.`);
     }
     const now = this.clock.now();
@@ -459,7 +459,7 @@ export class CertificateAuthority {
 
   /** Whether Gatehouse holds the key of this CA (it can sign with it). */
   async holdsKey(name: string): Promise<boolean> {
-    return (await this.store.authority.getCaKey(name)) !== undefined;
+    return this.store.authority.hasCaKey(name);
   }
 
   /** A registered CA whose key Gatehouse holds, valid now, not revoked, ready to sign. */

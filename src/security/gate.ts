@@ -19,7 +19,7 @@ import type { TLSSocket } from 'node:tls';
 import { decodeJwt } from 'jose';
 import type { Clock } from '../core/clock.js';
 import { HubError, unauthorized } from '../core/errors.js';
-import type { DeviceAuthResult, DeviceCredentials, DeviceIdentity } from '../auth/device-authenticator.js';
+import type { DeviceAuthResult, DeviceCredentials } from '../auth/device-authenticator.js';
 import type { ServiceAuthenticator, ServicePrincipal } from '../auth/service-authenticator.js';
 import type { ConnectionRegistry, LiveSession } from '../hub/connections.js';
 import { classifyAuthFailure, type AuthEvent, type AuthProtocol, type AuthSubject, type SecurityEvents } from './events.js';
@@ -276,7 +276,7 @@ export class AccessGate implements DeviceAuthentication {
   impact(next: HubSettingsBody): Array<{ deviceId: string; moduleId: string | null; remote: string | undefined; reason: string }> {
     const filter = new IpFilter(next.ipFilter);
     const out: Array<{ deviceId: string; moduleId: string | null; remote: string | undefined; reason: string }> = [];
-    for (const s of this.deps.connections.all()) {
+    for (const s of [...this.deps.connections.sessions()]) {
       const reason = sessionRefusal(s, next, filter);
       if (reason !== undefined) out.push({ deviceId: s.deviceId, moduleId: s.moduleId, remote: s.remoteAddress, reason });
     }
@@ -290,7 +290,7 @@ export class AccessGate implements DeviceAuthentication {
     this.lockout.configure(next.lockout);
     for (const s of this.#servers) s.setMinTls(next.minTlsVersion);
     let sessionsClosed = 0;
-    for (const s of this.deps.connections.all()) {
+    for (const s of [...this.deps.connections.sessions()]) {
       const reason = sessionRefusal(s, next, this.#filter);
       if (reason !== undefined) {
         s.close(`hub settings: ${reason}`);
@@ -322,5 +322,3 @@ function unverifiedSubject(token: string): string {
     return '';
   }
 }
-
-export type { DeviceIdentity };

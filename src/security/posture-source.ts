@@ -16,7 +16,7 @@ export async function runPostureAudit(store: Store, opts: { now: number; expirin
     if (page.length < 1000) break;
     after = page[page.length - 1]!.deviceId;
   }
-  const cas = await Promise.all((await store.certificates.list()).map(async (c) => ({ ...c, holdsKey: (await store.authority.getCaKey(c.name)) !== undefined })));
+  const cas = await Promise.all((await store.certificates.list()).map(async (c) => ({ ...c, holdsKey: await store.authority.hasCaKey(c.name) })));
   const { operators, assignments } = await readOperatorDocs(store);
   return assessPosture({
     now: opts.now,

@@ -59,6 +59,8 @@ export interface AuthorityStore {
   putCaKey(caName: string, keyPem: string): Promise<void>;
   /** The unsealed PKCS#8 PEM, or undefined when Gatehouse holds no key for that CA. */
   getCaKey(caName: string): Promise<string | undefined>;
+  /** Whether Gatehouse holds a key for that CA, without unsealing it. */
+  hasCaKey(caName: string): Promise<boolean>;
   /** True if a key was deleted. */
   deleteCaKey(caName: string): Promise<boolean>;
   /** InvalidOperation when the serial is already recorded. */

@@ -42,13 +42,16 @@ export function authorityStoreConformance(name: string, open: () => Promise<Stor
         const marker = keyPem.split('\n')[1] ?? '';
         assert.ok(marker.length > 40);
         assert.equal(await a.getCaKey('fleet'), undefined);
+        assert.equal(await a.hasCaKey('fleet'), false);
         await a.putCaKey('fleet', keyPem);
         assert.equal(await a.getCaKey('fleet'), keyPem);
+        assert.equal(await a.hasCaKey('fleet'), true);
         await rejectsWith(a.putCaKey('fleet', keyPem), 'InvalidOperation');
         assert.ok(!(await h.rawContent()).includes(marker), 'the CA key is stored in clear');
         assert.equal(await a.deleteCaKey('fleet'), true);
         assert.equal(await a.deleteCaKey('fleet'), false);
         assert.equal(await a.getCaKey('fleet'), undefined);
+        assert.equal(await a.hasCaKey('fleet'), false);
       }),
     );
 

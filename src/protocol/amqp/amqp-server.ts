@@ -60,28 +60,6 @@ interface ConnState {
   socket: TLSSocket | undefined;
 }
 
-function condition(err: unknown): { condition: string; description: string } {
-  if (err instanceof HubError) {
-    const c =
-      err.code === 'DeviceNotFound'
-        ? 'amqp:not-found'
-        : err.code === 'DeviceMaximumQueueDepthExceeded'
-          ? 'amqp:resource-limit-exceeded'
-          : err.code === 'MessageTooLarge'
-            ? 'amqp:link:message-size-exceeded'
-            : err.code === 'IotHubUnauthorizedAccess'
-              ? 'amqp:unauthorized-access'
-              : err.code === 'ThrottlingException'
-                ? 'com.microsoft:device-container-throttled'
-                : err.status >= 500
-                  ? 'amqp:internal-error'
-                  : 'amqp:invalid-field';
-    return { condition: c, description: err.message };
-  }
-  return { condition: 'amqp:internal-error', description: 'internal error' };
-}
-
-export { condition as amqpCondition };
 
 export class AmqpServer {
   readonly container: Container;

@@ -25,7 +25,7 @@ import type { MethodService } from '../../hub/methods/method-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
 import { telemetryEvent } from '../../hub/telemetry/telemetry-event.js';
 import type { TelemetrySink } from '../mqtt/broker-deps.js';
-import { amqpBody, amqpId } from './service-links.js';
+import { amqpBody, amqpId } from './amqp-message.js';
 
 type Link = Sender | Receiver;
 

@@ -18,7 +18,7 @@ import type { C2dSendInput, C2dService } from '../../hub/c2d/c2d-service.js';
 import { ACK_MODES } from '../../hub/c2d/c2d-service.js';
 import type { AckMode } from '../../store/c2d-ports.js';
 import type { MetaStore } from '../../store/ports.js';
-import { amqpCondition } from './amqp-server.js';
+import { amqpBody, amqpCondition, amqpId } from './amqp-message.js';
 
 export const FEEDBACK_CONTENT_TYPE = 'application/vnd.microsoft.iothub.feedback.json';
 const CURSOR_KEY = 'c2d.feedback.amqp-cursor';
@@ -28,29 +28,6 @@ const POLL_MS = 500;
 export interface ServiceLinkDeps {
   c2d: C2dService;
   meta: MetaStore;
-}
-
-/** An AMQP message id or correlation id as the C2D queue keeps it (uuids in their text form). */
-export function amqpId(v: unknown): string | undefined {
-  if (v === undefined || v === null) return undefined;
-  if (typeof v === 'string') return v;
-  if (typeof v === 'number' || typeof v === 'bigint') return String(v);
-  if (Buffer.isBuffer(v)) return v.length === 16 ? rhea.uuid_to_string(v) : v.toString('utf8');
-  return String(v);
-}
-
-/** The body of a message: a data section (what the SDK sends), a value, or nothing. */
-export function amqpBody(body: unknown): Buffer {
-  if (body === undefined || body === null) return Buffer.alloc(0);
-  if (Buffer.isBuffer(body)) return body;
-  if (typeof body === 'string') return Buffer.from(body, 'utf8');
-  const section = body as { typecode?: number; content?: unknown; multiple?: boolean };
-  if (section.content !== undefined) {
-    if (Buffer.isBuffer(section.content)) return section.content;
-    if (Array.isArray(section.content)) return Buffer.concat(section.content.map((c) => (Buffer.isBuffer(c) ? c : Buffer.from(String(c)))));
-    return Buffer.from(typeof section.content === 'string' ? section.content : JSON.stringify(section.content));
-  }
-  return Buffer.from(JSON.stringify(body));
 }
 
 /** `/devices/<url-encoded id>/messages/devicebound` -> the device id. */

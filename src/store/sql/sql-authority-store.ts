@@ -65,6 +65,10 @@ export class SqlAuthorityStore implements AuthorityStore {
     return rows[0] === undefined ? undefined : this.box.open(text(rows[0], 'key_pem'), keyContext(caName));
   }
 
+  async hasCaKey(caName: string): Promise<boolean> {
+    return (await this.db.all('SELECT 1 AS held FROM ca_keys WHERE ca_name = ?', [caName])).length > 0;
+  }
+
   async deleteCaKey(caName: string): Promise<boolean> {
     return (await this.db.run('DELETE FROM ca_keys WHERE ca_name = ?', [caName])) > 0;
   }
