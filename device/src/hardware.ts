@@ -115,6 +115,16 @@ export class PushButton extends EventEmitter<{ action: [ButtonAction, number] }>
     if (this.#pressedAt === undefined) return undefined;
     const held = this.scheduler.now() - this.#pressedAt;
     this.#pressedAt = undefined;
+    return this.#decide(held);
+  }
+
+  /** A press of known length, decided at once (the control socket's `press 21000`). */
+  simulate(heldMs: number): ButtonAction {
+    if (!(Number.isFinite(heldMs) && heldMs >= 0)) throw new RangeError('a press lasts zero or more milliseconds');
+    return this.#decide(heldMs);
+  }
+
+  #decide(held: number): ButtonAction {
     const action: ButtonAction = held >= this.timings.factoryResetMs ? 'factory-reset' : held >= this.timings.softResetMs ? 'soft-reset' : 'click';
     this.emit('action', action, held);
     return action;
