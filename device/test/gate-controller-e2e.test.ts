@@ -16,6 +16,7 @@
  * 6. A corrupted settings block boots into factory defaults, with the reason logged.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -101,7 +102,6 @@ describe('the reference gate controller, end to end', () => {
     bundle = JSON.parse(readFileSync(join(bundleDir, 'bundle.json'), 'utf8')) as typeof bundle;
 
     deviceDir = tempDir('gate-device');
-    const { spawnSync } = await import('node:child_process');
     const labelled = spawnSync(process.execPath, [DEVICE_BIN, 'manufacture', '--data-dir', deviceDir, '--serial', 'GC-0001'], { encoding: 'utf8' });
     assert.equal(labelled.status, 0, labelled.stderr);
     sticker = JSON.parse(labelled.stdout) as typeof sticker;
@@ -220,6 +220,11 @@ describe('the reference gate controller, end to end', () => {
     assert.equal(s.network.ssid, 'gatehouse-lab');
     assert.deepEqual(s.leds, { green: 'on', red: 'off' }, 'green steady when connected');
     assert.equal(await portRefuses(DEVICE, PORT), 'ECONNREFUSED', 'the setup port refuses connections in hub mode');
+    const asked = spawnSync(process.execPath, [DEVICE_BIN, 'status', '--data-dir', deviceDir, '--json'], { encoding: 'utf8' });
+    assert.equal(asked.status, 0, asked.stderr);
+    assert.equal((JSON.parse(asked.stdout) as { hub: { deviceId: string } }).hub.deviceId, deviceId, '`status --json` asks the running device');
+    const line = spawnSync(process.execPath, [DEVICE_BIN, 'status', '--data-dir', deviceDir], { encoding: 'utf8' }).stdout;
+    assert.match(line, new RegExp(`^GC-0001 \\| boot \\d+ \\| hub \\| wifi gatehouse-lab ${DEVICE.replace(/\./g, '\\.')} \\| hub connected ${deviceId} \\|`));
 
     // The renewed certificate is the one in use, the hub issued it, and the old one was the factory's.
     assert.notEqual(s.hub.certificate?.serial, bundle.serial.toLowerCase());
@@ -328,6 +333,8 @@ describe('the reference gate controller, end to end', () => {
     assert.equal(existsSync(join(deviceDir, 'settings.bin')), false, 'the settings are gone');
     assert.equal(s.hub.state, 'disabled');
     assert.equal(s.network.mode, 'access-point');
+    const out = device.output();
+    for (const secret of [sticker.setupPassword, sticker.applicationKey, 'correct horse battery', 'PRIVATE KEY']) assert.equal(out.includes(secret), false, 'no secret in the logs or the status');
     assert.deepEqual(s.leds, { green: 'blinking', red: 'blinking' });
     const res = await fetch(URL_);
     assert.equal(res.status, 200);

@@ -4,35 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { describeLed, indicate, PushButton, Relay, type RelayChange, type Scheduler } from '../src/hardware.js';
-
-class ManualClock implements Scheduler {
-  t = 0;
-  #timers: Array<{ at: number; fn: () => void; id: number }> = [];
-  #next = 1;
-  now(): number {
-    return this.t;
-  }
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = this.#next++;
-    this.#timers.push({ at: this.t + ms, fn, id });
-    return id;
-  }
-  clearTimeout(handle: unknown): void {
-    this.#timers = this.#timers.filter((x) => x.id !== handle);
-  }
-  advance(ms: number): void {
-    const until = this.t + ms;
-    for (;;) {
-      const due = this.#timers.filter((x) => x.at <= until).sort((a, b) => a.at - b.at)[0];
-      if (due === undefined) break;
-      this.#timers = this.#timers.filter((x) => x !== due);
-      this.t = due.at;
-      due.fn();
-    }
-    this.t = until;
-  }
-}
+import { describeLed, indicate, PushButton, Relay, type RelayChange } from '../src/hardware.js';
+import { ManualClock } from './support/manual-clock.js';
 
 describe('relay', () => {
   it('pulses for the configured time, and a new command cancels the pulse', () => {
