@@ -88,6 +88,10 @@ export class HubManager {
   #client: Client | undefined;
   #twin: Twin | undefined;
   #stopped = true;
+  /** Bumped by start and stop: work begun for an earlier start gives up instead of connecting. */
+  #generation = 0;
+  /** Where DPS assigned this device, this start; a failure forgets it, so DPS is asked again. */
+  #assignment: { hostName: string; deviceId: string } | undefined;
   #retry: unknown;
   #renewTimer: unknown;
   #attempt = 0;
@@ -105,12 +109,16 @@ export class HubManager {
   start(settings: HubSettings): void {
     this.#settings = settings;
     this.#stopped = false;
+    this.#generation += 1;
+    this.#assignment = undefined;
+    this.#set({ deviceId: undefined, assignedHub: undefined, error: undefined, certificate: undefined });
     if (settings.kind === 'dps' && settings.attestation.type === 'x509') this.#set({ certificate: summarize(settings.attestation.certPem) });
     void this.#run();
   }
 
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#generation += 1;
     if (this.#retry !== undefined) this.deps.scheduler.clearTimeout(this.#retry);
     if (this.#renewTimer !== undefined) this.deps.scheduler.clearTimeout(this.#renewTimer);
     this.#retry = undefined;
@@ -141,20 +149,24 @@ export class HubManager {
 
   async #run(): Promise<void> {
     const settings = this.#settings;
-    if (settings === undefined || this.#stopped) return;
+    const generation = this.#generation;
+    const current = () => !this.#stopped && generation === this.#generation;
+    if (settings === undefined || !current()) return;
     try {
       const target = await this.#locate(settings);
-      if (this.#stopped) return;
+      if (!current()) return;
       this.#set({ state: 'connecting', deviceId: target.deviceId, assignedHub: target.hostName, error: undefined });
       await this.#connect(target);
+      if (!current()) return void (await this.#closeClient());
       this.#attempt = 0;
       this.#set({ state: 'connected', error: undefined, connects: this.#status.connects + 1 });
       this.deps.log.info('connected to the hub', { hub: target.hostName, deviceId: target.deviceId });
       this.report(this.deps.reported());
       this.#scheduleRenewal();
     } catch (err) {
+      if (!current()) return;
       await this.#closeClient();
-      if (this.#stopped) return;
+      this.#assignment = undefined;
       const message = (err as Error).message ?? String(err);
       this.#set({ state: 'error', error: message });
       this.deps.log.warn('hub connection failed; retrying', { error: message, attempt: this.#attempt + 1 });
@@ -177,9 +189,9 @@ export class HubManager {
       const fields = new Map(settings.connectionString.split(';').map((p) => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)] as const));
       return { hostName: fields.get('HostName') ?? '', deviceId: fields.get('DeviceId') ?? '', connectionString: settings.connectionString };
     }
-    if (this.#status.assignedHub !== undefined && this.#status.deviceId !== undefined && this.#status.state !== 'error') {
-      // Registered this boot already (a reconnect or a renewal): no second registration.
-      return this.#target(this.#status.assignedHub, this.#status.deviceId, settings);
+    if (this.#assignment !== undefined) {
+      // Registered since this start (a reconnect or a renewal): no second registration.
+      return this.#target(this.#assignment.hostName, this.#assignment.deviceId, settings);
     }
     this.#set({ state: 'provisioning', error: undefined });
     const a = settings.attestation;
@@ -189,6 +201,7 @@ export class HubManager {
     const result = (await client.register()) as unknown as { assignedHub?: string; deviceId?: string; status?: string };
     if (result.assignedHub === undefined || result.deviceId === undefined) throw new Error(`provisioning ended without an assignment (status ${result.status ?? 'unknown'})`);
     this.deps.log.info('provisioned', { registrationId: settings.registrationId, assignedHub: result.assignedHub, deviceId: result.deviceId });
+    this.#assignment = { hostName: result.assignedHub, deviceId: result.deviceId };
     return this.#target(result.assignedHub, result.deviceId, settings);
   }
 
@@ -270,10 +283,12 @@ export class HubManager {
     const s = this.#settings;
     if (this.#stopped || s?.kind !== 'dps' || s.attestation.type !== 'x509' || s.est === undefined) return;
     this.#lastRenewalAt = this.deps.scheduler.now();
+    const generation = this.#generation;
     const old = summarize(s.attestation.certPem);
     this.#set({ state: 'renewing' });
     try {
       const renewed = await reenroll({ url: s.est.url, group: s.est.group, chainPem: s.attestation.certPem, keyPem: s.attestation.keyPem, ...(this.deps.ca === undefined ? {} : { ca: this.deps.ca }) });
+      if (generation !== this.#generation) return; // stopped (or restarted) meanwhile: its settings rule
       this.deps.onRenewed(renewed.chainPem, renewed.keyPem);
       this.#settings = { ...s, attestation: { ...s.attestation, certPem: renewed.chainPem, keyPem: renewed.keyPem } };
       const cert = summarize(renewed.chainPem);
@@ -281,8 +296,9 @@ export class HubManager {
       this.#set({ certificate: cert, renewals: this.#status.renewals + 1 });
       // The MQTT session authenticated with the old certificate: reconnect with the new one.
       await this.#closeClient();
-      if (!this.#stopped) await this.#run();
+      if (!this.#stopped && generation === this.#generation) await this.#run();
     } catch (err) {
+      if (generation !== this.#generation) return;
       this.deps.log.warn('certificate renewal failed; the current certificate stays in use', { error: (err as Error).message, notAfter: old.notAfter });
       this.#set({ state: this.#client === undefined ? 'error' : 'connected', error: `renewal failed: ${(err as Error).message}` });
       this.#scheduleRenewal();

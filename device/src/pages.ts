@@ -43,6 +43,14 @@ ${body}
 `;
 }
 
+/** A label secret typed in: never autocompleted, never rendered back. */
+function secretInput(id: string, label: string): string {
+  return `<div class="field">
+    <label for="${id}">${e(label)}</label>
+    <input id="${id}" name="${id}" type="password" autocomplete="off" required>
+  </div>`;
+}
+
 export function loginPage(serial: string, opts: { error?: string }): string {
   return layout(
     `Sign in · ${serial}`,
@@ -50,14 +58,8 @@ export function loginPage(serial: string, opts: { error?: string }): string {
 <p>Enter the setup password and the application key printed on the device's label.</p>
 ${opts.error === undefined ? '' : `<div class="error-summary" role="alert"><p>${e(opts.error)}</p></div>`}
 <form method="post" action="/login" class="card">
-  <div class="field">
-    <label for="setupPassword">Setup password</label>
-    <input id="setupPassword" name="setupPassword" type="password" autocomplete="off" required>
-  </div>
-  <div class="field">
-    <label for="applicationKey">Application key</label>
-    <input id="applicationKey" name="applicationKey" type="password" autocomplete="off" required>
-  </div>
+  ${secretInput('setupPassword', 'Setup password')}
+  ${secretInput('applicationKey', 'Application key')}
   <button type="submit">Sign in</button>
 </form>`,
   );
@@ -203,10 +205,7 @@ export function controlPage(serial: string, relay: string, message?: { ok: boole
 ${message === undefined ? '' : `<div class="${message.ok ? 'notice' : 'error-summary'}" role="${message.ok ? 'status' : 'alert'}"><p>${e(message.text)}</p></div>`}
 <p>The relay is <strong id="relay-state">${e(relay)}</strong>.</p>
 <form method="post" action="/control" class="card">
-  <div class="field">
-    <label for="applicationKey">Application key</label>
-    <input id="applicationKey" name="applicationKey" type="password" autocomplete="off" required>
-  </div>
+  ${secretInput('applicationKey', 'Application key')}
   <div class="actions">
     <button type="submit" name="action" value="Activate">Activate</button>
     <button type="submit" name="action" value="On" class="secondary">On</button>

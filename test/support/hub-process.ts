@@ -40,6 +40,24 @@ export function cli(args: string[], env: NodeJS.ProcessEnv = {}): { status: numb
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/**
+ * A child Node process whose output is collected, killed if the test process dies first (a hub
+ * or device left running would hold its address for the next run).
+ */
+export function spawnReaped(args: string[], env: NodeJS.ProcessEnv = {}): { proc: ChildProcess; output(): string; exited: Promise<number | null> } {
+  const proc = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const reap = () => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
+  };
+  process.once('exit', reap);
+  proc.once('exit', () => process.off('exit', reap));
+  let out = '';
+  proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
+  proc.stderr?.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+  return { proc, output: () => out, exited };
+}
+
 export async function startHubProcess(opts: {
   address: string;
   dataDir?: string;
@@ -62,22 +80,12 @@ export async function startHubProcess(opts: {
     ...(opts.useTestCa === false ? [] : testCaArgs()),
     ...(opts.extraArgs ?? []),
   ];
-  const proc = spawn(process.execPath, args, { env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  // A test process that dies (or is cancelled) must not leave a hub holding its address.
-  const reap = () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-  };
-  process.once('exit', reap);
-  proc.once('exit', () => process.off('exit', reap));
-  let out = '';
-  proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-  proc.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+  const { proc, output, exited } = spawnReaped(args, opts.env);
 
   await new Promise<void>((res, rej) => {
-    const timer = setTimeout(() => rej(new Error(`hub did not become ready in 30 s:\n${out}`)), 30_000);
+    const timer = setTimeout(() => rej(new Error(`hub did not become ready in 30 s:\n${output()}`)), 30_000);
     const check = () => {
-      if (/ready/i.test(out)) {
+      if (/ready/i.test(output())) {
         clearTimeout(timer);
         res();
       }
@@ -85,7 +93,7 @@ export async function startHubProcess(opts: {
     proc.stdout?.on('data', check);
     void exited.then((code) => {
       clearTimeout(timer);
-      rej(new Error(`hub exited with ${String(code)} before ready:\n${out}`));
+      rej(new Error(`hub exited with ${String(code)} before ready:\n${output()}`));
     });
   });
 
@@ -98,7 +106,7 @@ export async function startHubProcess(opts: {
     proc,
     connectionString: parsed.connectionString,
     caFile: parsed.caFile,
-    output: () => out,
+    output,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
       return exited;

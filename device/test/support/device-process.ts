@@ -2,11 +2,11 @@
  * Runs the reference gate controller as its own process, as a user would, and talks to it through
  * its control socket.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { controlRequest, type ControlRequest } from '../../src/control.js';
 import type { DeviceStatus } from '../../src/gate-controller.js';
-import { ROOT } from '../../../test/support/hub-process.js';
+import { ROOT, spawnReaped } from '../../../test/support/hub-process.js';
 
 export const DEVICE_BIN = join(ROOT, 'device', 'bin', 'gate-controller.js');
 
@@ -21,16 +21,7 @@ export interface DeviceProcess {
 }
 
 export async function startDevice(dataDir: string, args: string[]): Promise<DeviceProcess> {
-  const proc = spawn(process.execPath, [DEVICE_BIN, 'run', '--data-dir', dataDir, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const reap = () => {
-    if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-  };
-  process.once('exit', reap);
-  proc.once('exit', () => process.off('exit', reap));
-  let out = '';
-  proc.stdout?.on('data', (c: Buffer) => (out += c.toString()));
-  proc.stderr?.on('data', (c: Buffer) => (out += c.toString()));
-  const exited = new Promise<number | null>((res) => proc.once('exit', (code) => res(code)));
+  const { proc, output, exited } = spawnReaped([DEVICE_BIN, 'run', '--data-dir', dataDir, ...args]);
   const socket = join(dataDir, 'control.sock');
   const status = () => controlRequest(socket, { op: 'status' }) as Promise<DeviceStatus>;
   const until = async (what: string, ok: (s: DeviceStatus) => boolean, timeoutMs = 30_000) => {
@@ -38,7 +29,7 @@ export async function startDevice(dataDir: string, args: string[]): Promise<Devi
     let last: DeviceStatus | undefined;
     let lastError: unknown;
     while (Date.now() < deadline) {
-      if (proc.exitCode !== null) throw new Error(`the device exited with ${proc.exitCode} while waiting for ${what}:\n${out}`);
+      if (proc.exitCode !== null) throw new Error(`the device exited with ${proc.exitCode} while waiting for ${what}:\n${output()}`);
       try {
         last = await status();
         if (ok(last)) return last;
@@ -47,12 +38,12 @@ export async function startDevice(dataDir: string, args: string[]): Promise<Devi
       }
       await new Promise((r) => setTimeout(r, 100));
     }
-    throw new Error(`timed out waiting for ${what}; last status ${JSON.stringify(last)} (${String(lastError)})\n${out}`);
+    throw new Error(`timed out waiting for ${what}; last status ${JSON.stringify(last)} (${String(lastError)})\n${output()}`);
   };
   await until('the control socket', () => true, 15_000);
   return {
     proc,
-    output: () => out,
+    output,
     status,
     control: (req) => controlRequest(socket, req),
     until,
