@@ -145,7 +145,7 @@ export async function reenroll(opts: { url: string; group: string; chainPem: str
   const leaf = certs[0];
   if (leaf === undefined) throw new EstRenewalError(502, 'EST answered without a certificate');
   const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
-  const keyPem = `-----BEGIN PRIVATE KEY-----\n${pkcs8.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')}\n-----END PRIVATE KEY-----\n`;
+  const keyPem = createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs8' }).toString();
   const cas = splitPem(opts.chainPem).slice(1);
   return { chainPem: [`${leaf.toString('pem')}\n`, ...cas].join(''), keyPem };
 }

@@ -4,7 +4,7 @@
  * is chosen and no key is pasted.
  */
 import assert from 'node:assert/strict';
-import { type webcrypto } from 'node:crypto';
+import { createPrivateKey, type webcrypto } from 'node:crypto';
 import { describe, it } from 'node:test';
 import * as x509 from '@peculiar/x509';
 import { checkX509 } from '../src/credentials.js';
@@ -17,8 +17,8 @@ async function selfSigned(cn: string, days = 30): Promise<{ certPem: string; key
   const keys = (await crypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const now = Date.now();
   const cert = await x509.X509CertificateGenerator.createSelfSigned({ name: `CN=${cn}`, keys, signingAlgorithm: alg, notBefore: new Date(now - 86_400_000), notAfter: new Date(now + days * 86_400_000) });
-  const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey)).toString('base64');
-  return { certPem: cert.toString('pem'), keyPem: `-----BEGIN PRIVATE KEY-----\n${pkcs8}\n-----END PRIVATE KEY-----\n` };
+  const pkcs8 = Buffer.from(await crypto.subtle.exportKey('pkcs8', keys.privateKey));
+  return { certPem: cert.toString('pem'), keyPem: createPrivateKey({ key: pkcs8, format: 'der', type: 'pkcs8' }).export({ format: 'pem', type: 'pkcs8' }).toString() };
 }
 
 const base: FormValues = { ssid: 'lab', wifiPassword: '', mode: 'hub', hubKind: 'dps', provisioningHost: 'dps.example', idScope: '0ne0000ABCD', registrationId: 'dev-1', pulseMs: '1000', softResetMs: '5000', factoryResetMs: '20000' };
