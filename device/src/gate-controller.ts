@@ -5,7 +5,7 @@
  * page, the reported properties).
  */
 import { join } from 'node:path';
-import { ConfigurationStore, validateConfig, type DeviceConfig, type LoadedConfig } from './configuration.js';
+import { ConfigurationStore, DEFAULT_CONFIG, validateConfig, type DeviceConfig, type LoadedConfig } from './configuration.js';
 import { summarize, type FactoryBundle } from './credentials.js';
 import { describeLed, indicate, PushButton, realScheduler, Relay, type ButtonAction, type RelayChange, type Scheduler } from './hardware.js';
 import { HubManager, type Command, type HubStatus, type WritableAck } from './hub-manager.js';
@@ -51,9 +51,9 @@ export interface DeviceStatus {
 
 /** Desired properties the device takes, and where each lives in its settings. */
 const WRITABLE = {
-  relayPulseMs: (c: DeviceConfig, v: number) => ({ ...c, relay: { ...c.relay, pulseMs: v } }),
-  softResetMs: (c: DeviceConfig, v: number) => ({ ...c, button: { ...c.button, softResetMs: v } }),
-  factoryResetMs: (c: DeviceConfig, v: number) => ({ ...c, button: { ...c.button, factoryResetMs: v } }),
+  relayPulseMs: { get: (c: DeviceConfig) => c.relay.pulseMs, set: (c: DeviceConfig, v: number) => ({ ...c, relay: { ...c.relay, pulseMs: v } }) },
+  softResetMs: { get: (c: DeviceConfig) => c.button.softResetMs, set: (c: DeviceConfig, v: number) => ({ ...c, button: { ...c.button, softResetMs: v } }) },
+  factoryResetMs: { get: (c: DeviceConfig) => c.button.factoryResetMs, set: (c: DeviceConfig, v: number) => ({ ...c, button: { ...c.button, factoryResetMs: v } }) },
 } as const;
 type Writable = keyof typeof WRITABLE;
 
@@ -77,7 +77,8 @@ export class GateController {
     this.#scheduler = opts.scheduler ?? realScheduler;
     this.#log = opts.log;
     this.store = new ConfigurationStore(join(opts.dataDir, 'settings.bin'), storageKey(opts.label));
-    this.#loaded = { config: this.store.load().config, source: 'defaults' };
+    // Read for real at boot; until then, the defaults (the button is reconfigured at boot).
+    this.#loaded = { config: structuredClone(DEFAULT_CONFIG), source: 'defaults' };
     this.relay = new Relay(this.#scheduler);
     this.button = new PushButton(this.#loaded.config.button, this.#scheduler);
     this.network = new Network({ serial: opts.label.serial, address: opts.bind, ...(opts.wifiInRange === undefined ? {} : { inRange: opts.wifiInRange }) });
@@ -227,13 +228,13 @@ export class GateController {
     const acks: Record<string, WritableAck> = {};
     for (const k of keys) {
       const v = desired[k];
-      if (typeof v === 'number') candidate = WRITABLE[k](candidate, v);
+      if (typeof v === 'number') candidate = WRITABLE[k].set(candidate, v);
     }
     const v = validateWhole(candidate);
     for (const k of keys) {
       const value = desired[k];
-      if (typeof value !== 'number') acks[k] = { value: current(this.config, k), ac: 400, av: version, ad: `${k} must be a number of milliseconds` };
-      else if (v !== undefined) acks[k] = { value: current(this.config, k), ac: 400, av: version, ad: v };
+      if (typeof value !== 'number') acks[k] = { value: WRITABLE[k].get(this.config), ac: 400, av: version, ad: `${k} must be a number of milliseconds` };
+      else if (v !== undefined) acks[k] = { value: WRITABLE[k].get(this.config), ac: 400, av: version, ad: v };
       else acks[k] = { value, ac: 200, av: version, ad: 'applied' };
     }
     if (v === undefined && keys.some((k) => acks[k]?.ac === 200)) {
@@ -331,10 +332,6 @@ export class GateController {
     }
     this.opts.onStatus?.(s);
   }
-}
-
-function current(c: DeviceConfig, k: Writable): number {
-  return k === 'relayPulseMs' ? c.relay.pulseMs : k === 'softResetMs' ? c.button.softResetMs : c.button.factoryResetMs;
 }
 
 /** Why a candidate configuration is refused, or undefined when it is fine. */

@@ -87,7 +87,6 @@ export class HubManager {
   #settings: HubSettings | undefined;
   #client: Client | undefined;
   #twin: Twin | undefined;
-  #stopped = true;
   /** Bumped by start and stop: work begun for an earlier start gives up instead of connecting. */
   #generation = 0;
   /** Where DPS assigned this device, this start; a failure forgets it, so DPS is asked again. */
@@ -108,16 +107,15 @@ export class HubManager {
   /** Starts provisioning and connecting in the background; progress shows in the status. */
   start(settings: HubSettings): void {
     this.#settings = settings;
-    this.#stopped = false;
     this.#generation += 1;
     this.#assignment = undefined;
-    this.#set({ deviceId: undefined, assignedHub: undefined, error: undefined, certificate: undefined });
-    if (settings.kind === 'dps' && settings.attestation.type === 'x509') this.#set({ certificate: summarize(settings.attestation.certPem) });
+    const x509 = settings.kind === 'dps' && settings.attestation.type === 'x509' ? settings.attestation.certPem : undefined;
+    this.#set({ deviceId: undefined, assignedHub: undefined, error: undefined, certificate: x509 === undefined ? undefined : summarize(x509) });
     void this.#run();
   }
 
   async stop(): Promise<void> {
-    this.#stopped = true;
+    this.#settings = undefined;
     this.#generation += 1;
     if (this.#retry !== undefined) this.deps.scheduler.clearTimeout(this.#retry);
     if (this.#renewTimer !== undefined) this.deps.scheduler.clearTimeout(this.#renewTimer);
@@ -150,7 +148,7 @@ export class HubManager {
   async #run(): Promise<void> {
     const settings = this.#settings;
     const generation = this.#generation;
-    const current = () => !this.#stopped && generation === this.#generation;
+    const current = () => generation === this.#generation;
     if (settings === undefined || !current()) return;
     try {
       const target = await this.#locate(settings);
@@ -176,10 +174,11 @@ export class HubManager {
 
   #retryLater(): void {
     const base = Math.min(60_000, 1000 * 2 ** Math.min(this.#attempt, 6));
+    const generation = this.#generation;
     this.#attempt += 1;
     this.#retry = this.deps.scheduler.setTimeout(() => {
       this.#retry = undefined;
-      void this.#run();
+      if (generation === this.#generation) void this.#run();
     }, base / 2 + Math.random() * (base / 2));
   }
 
@@ -217,10 +216,13 @@ export class HubManager {
     await client.setOptions({ ...(this.deps.ca === undefined ? {} : { ca: this.deps.ca }), ...(target.x509 ?? {}) });
     client.on('error', (err: Error) => this.deps.log.warn('hub client error', { error: err.message }));
     client.on('disconnect', () => {
-      if (this.#client !== client || this.#stopped) return;
+      if (this.#client !== client) return; // closed on purpose (stop, renewal)
+      const generation = this.#generation;
       this.deps.log.warn('disconnected from the hub; reconnecting');
       this.#set({ state: 'connecting' });
-      void this.#closeClient().then(() => this.#retryLater());
+      void this.#closeClient().then(() => {
+        if (generation === this.#generation) this.#retryLater();
+      });
     });
     client.on('message', (msg) => this.#onMessage(client, msg));
     for (const name of COMMANDS) {
@@ -281,7 +283,7 @@ export class HubManager {
 
   async #renew(): Promise<void> {
     const s = this.#settings;
-    if (this.#stopped || s?.kind !== 'dps' || s.attestation.type !== 'x509' || s.est === undefined) return;
+    if (s?.kind !== 'dps' || s.attestation.type !== 'x509' || s.est === undefined) return;
     this.#lastRenewalAt = this.deps.scheduler.now();
     const generation = this.#generation;
     const old = summarize(s.attestation.certPem);
@@ -296,7 +298,7 @@ export class HubManager {
       this.#set({ certificate: cert, renewals: this.#status.renewals + 1 });
       // The MQTT session authenticated with the old certificate: reconnect with the new one.
       await this.#closeClient();
-      if (!this.#stopped && generation === this.#generation) await this.#run();
+      if (generation === this.#generation) await this.#run();
     } catch (err) {
       if (generation !== this.#generation) return;
       this.deps.log.warn('certificate renewal failed; the current certificate stays in use', { error: (err as Error).message, notAfter: old.notAfter });

@@ -233,8 +233,8 @@ export class WebServer {
     }
     if (method === 'POST' && (path === '/setup' || path === '/logout')) {
       const s = this.#session(req);
+      if (s === undefined) return this.#html(res, 401, loginPage(serial, { error: 'Your session ended. Sign in again.' }), { connection: 'close' });
       const form = new URLSearchParams(await readBody(req));
-      if (s === undefined) return this.#html(res, 401, loginPage(serial, { error: 'Your session ended. Sign in again.' }));
       if (!secretMatches(form.get('csrf') ?? undefined, s.csrf)) return this.#html(res, 403, loginPage(serial, { error: 'The form expired. Sign in again.' }));
       if (path === '/logout') {
         this.#sessions.delete(s.token);
