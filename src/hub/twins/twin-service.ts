@@ -47,26 +47,23 @@ export class TwinService {
     return renderTwin(twin, device, module);
   }
 
-  /** PATCH: merge tags and desired properties. */
+  /**
+   * PATCH: merge tags and desired properties. Like Azure, every accepted patch is a new twin
+   * version, and one with desired properties raises the desired `$version` and reaches the
+   * device even when it repeats the values it already has (the SDKs' twin e2e tests count on it).
+   */
   async patch(deviceId: string, moduleId: string | null, body: unknown, ifMatch: string | undefined): Promise<JsonObject> {
     const { tags, desired } = parseTwinBody(body);
     return this.#write(deviceId, moduleId, ifMatch, (next, now) => {
-      let changed = false;
-      if (tags !== undefined) {
-        const meta: JsonObject = {};
-        changed = mergeInto(next.tags, meta, tags, now, undefined) || changed;
-      }
+      if (tags !== undefined) mergeInto(next.tags, {}, tags, now, undefined);
       let desiredPatch: JsonObject | undefined;
       if (desired !== undefined) {
         const version = next.desiredVersion + 1;
-        const target = next.desired;
-        if (mergeInto(target, next.desiredMeta, desired, now, version)) {
-          next.desiredVersion = version;
-          desiredPatch = { ...stripSystem(desired), $version: version };
-          changed = true;
-        }
+        mergeInto(next.desired, next.desiredMeta, desired, now, version);
+        next.desiredVersion = version;
+        desiredPatch = { ...stripSystem(desired), $version: version };
       }
-      return { changed, desiredPatch };
+      return { changed: tags !== undefined || desired !== undefined, desiredPatch };
     });
   }
 
