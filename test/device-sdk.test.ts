@@ -109,6 +109,31 @@ for (const [name, transport] of [
         await client.close();
       }
     });
+
+    it('a desired patch that repeats the current values is a new $version, and the device gets it', async () => {
+      const id = `sdk-${name}-same`;
+      const key = await createDevice(id);
+      const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, transport);
+      await client.setOptions({ ca });
+      await client.open();
+      try {
+        const twin = await client.getTwin();
+        await desiredArrives(twin, id);
+        const { responseBody: before } = await registry.getTwin(id);
+        const v = before.properties.desired.$version as number;
+        const pushed: number[] = [];
+        twin.on('properties.desired', (p: { $version: number }) => pushed.push(p.$version));
+        // The same value again, with etag '*', then null for a key that is not there.
+        const { responseBody: same } = await registry.updateTwin(id, { properties: { desired: { interval: before.properties.desired.interval } } }, '*');
+        assert.equal(same.properties.desired.$version, v + 1);
+        const { responseBody: nulled } = await registry.updateTwin(id, { properties: { desired: { absent: null } } }, '*');
+        assert.equal(nulled.properties.desired.$version, v + 2);
+        for (let i = 0; i < 50 && !pushed.includes(v + 2); i++) await new Promise((r) => setTimeout(r, 100));
+        assert.ok(pushed.includes(v + 1) && pushed.includes(v + 2), `pushes for ${v + 1} and ${v + 2}, got ${pushed.join(',')}`);
+      } finally {
+        await client.close();
+      }
+    });
   });
 }
 
@@ -264,6 +289,23 @@ describe('cloud-to-device', () => {
       assert.equal(m.properties.getValue('iothub-ack'), 'full');
       await eventually(async () => (await feedbackFor('m-1')).includes('Success'), 'Success feedback');
       assert.equal(await purgeRemaining(id), 0);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('over MQTT a message sent without an acknowledgement carries only the properties its sender set', async () => {
+    const id = 'c2d-mqtt-noack';
+    const key = await createDevice(id);
+    await sendC2d(id, 'plain', { 'iothub-messageid': 'n-1', 'iothub-app-a': 'only-this' });
+    const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, Mqtt);
+    await client.setOptions({ ca });
+    const received = new Promise<InstanceType<typeof deviceSdk.Message>>((resolve) => client.on('message', (m) => resolve(m)));
+    await client.open();
+    try {
+      const m = await received;
+      const props = Array.from({ length: m.properties.count() }, (_, i) => m.properties.getItem(i));
+      assert.deepEqual(props.map((p) => [p.key, p.value]), [['a', 'only-this']]);
     } finally {
       await client.close();
     }
