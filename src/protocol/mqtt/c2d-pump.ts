@@ -62,7 +62,9 @@ export class C2dPump {
           ['$.exp', m.expiryTime],
           ['$.ct', m.contentType],
           ['$.ce', m.contentEncoding],
-          ['iothub-ack', m.ack],
+          // Azure puts the acknowledgement mode in the bag only when the sender asked for one;
+          // the Node SDK turns every key it does not know into an application property.
+          ['iothub-ack', m.ack === 'none' ? null : m.ack],
         ],
         m.properties,
       );
