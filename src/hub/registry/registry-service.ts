@@ -19,6 +19,7 @@ import {
   parseStatusReason,
   renderAuthentication,
 } from './device-input.js';
+import { resolveScopes } from './edge-scopes.js';
 
 export const MAX_MODULES_PER_DEVICE = 50;
 export const MAX_LIST = 1000;
@@ -145,16 +146,19 @@ export class RegistryService {
     checkBodyId(b, 'deviceId', deviceId);
     const now = this.#now();
     const status = parseStatus(b.status, 'enabled');
+    const generationId = newGenerationId();
+    const iotEdge = parseCapabilities(b.capabilities, false);
+    const scopes = await resolveScopes({ deviceId, generationId, iotEdge, ...parseScopes(b, { deviceScope: null, parentScopes: [] }) }, (id) => this.store.getDevice(id));
     const device: DeviceRecord = {
       deviceId,
-      generationId: newGenerationId(),
+      generationId,
       etag: newEtag(),
       status,
       statusReason: parseStatusReason(b.statusReason),
       statusUpdatedTime: NEVER,
       auth: parseAuthentication(b.authentication),
-      iotEdge: parseCapabilities(b.capabilities, false),
-      ...parseScopes(b, { deviceScope: null, parentScopes: [] }),
+      iotEdge,
+      ...scopes,
       connectionState: 'Disconnected',
       connectionStateUpdatedTime: NEVER,
       lastActivityTime: NEVER,
@@ -181,6 +185,8 @@ export class RegistryService {
       throw new HubError('PreconditionFailed', 'The device etag does not match; it was changed by someone else.');
     }
     const status = parseStatus(b.status, current.status);
+    const iotEdge = parseCapabilities(b.capabilities, current.iotEdge);
+    const scopes = await resolveScopes({ deviceId, generationId: current.generationId, iotEdge, ...parseScopes(b, current) }, (id) => this.store.getDevice(id));
     const next: DeviceRecord = {
       ...current,
       etag: newEtag(),
@@ -188,8 +194,8 @@ export class RegistryService {
       statusReason: b.statusReason === undefined ? current.statusReason : parseStatusReason(b.statusReason),
       statusUpdatedTime: status === current.status ? current.statusUpdatedTime : this.#now(),
       auth: parseAuthentication(b.authentication, current.auth),
-      iotEdge: parseCapabilities(b.capabilities, current.iotEdge),
-      ...parseScopes(b, current),
+      iotEdge,
+      ...scopes,
     };
     await this.store.replaceDevice(next, ifMatch === '*' ? current.etag : ifMatch);
     const credentialsOrStatus = next.status !== current.status || JSON.stringify(next.auth) !== JSON.stringify(current.auth);
