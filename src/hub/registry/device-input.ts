@@ -123,7 +123,6 @@ export function parseAuthentication(raw: unknown, existing?: Authentication): Au
     case 'selfSigned':
       if (primaryKey !== null || secondaryKey !== null) throw invalid('A device with selfSigned authentication cannot have symmetric keys.');
       if (primaryThumbprint === null) throw invalid('selfSigned authentication needs authentication.x509Thumbprint.primaryThumbprint.');
-      if (primaryThumbprint === secondaryThumbprint) throw invalid('The primary and secondary thumbprints must differ.');
       return { type, primaryKey: null, secondaryKey: null, primaryThumbprint, secondaryThumbprint };
     case 'certificateAuthority':
     case 'none':
