@@ -102,6 +102,13 @@ describe('devices', () => {
     assert.equal(x.authentication?.symmetricKey?.primaryKey ?? null, null);
     const { responseBody: ca } = await registry.create({ deviceId: 'sdk-ca', authentication: { type: 'certificateAuthority' } });
     assert.equal(authType(ca), 'certificateAuthority');
+    // Azure accepts the same certificate in both slots (DPS itself copies the primary over).
+    const { responseBody: same } = await registry.create({
+      deviceId: 'same-thumbprints',
+      authentication: { x509Thumbprint: { primaryThumbprint: tp1, secondaryThumbprint: tp1 } },
+    });
+    assert.equal(same.authentication?.x509Thumbprint?.primaryThumbprint, tp1);
+    assert.equal(same.authentication?.x509Thumbprint?.secondaryThumbprint, tp1);
   });
 
   it('get, list, update (disable) and delete', async () => {
@@ -130,6 +137,45 @@ describe('devices', () => {
     await rejectsWithName(registry.create({ deviceId: 'x'.repeat(129) }), 'ArgumentError', 400);
     const wrongKey = Registry.fromConnectionString(csFor('iothubowner', Buffer.alloc(32, 9).toString('base64')));
     await rejectsWithName(wrongKey.get('sdk-x509'), 'UnauthorizedError', 401);
+  });
+});
+
+/** The service SDK's Device type has no scopes: the wire fields as Azure returns them. */
+interface Scoped {
+  deviceId: string;
+  generationId: string;
+  deviceScope?: string;
+  parentScopes?: string[];
+  status?: string;
+}
+const createScoped = async (d: Record<string, unknown>): Promise<Scoped> => (await registry.create(d as never)).responseBody as unknown as Scoped;
+const updateScoped = async (d: Record<string, unknown>): Promise<Scoped> => (await registry.update(d as never)).responseBody as unknown as Scoped;
+
+describe('IoT Edge scopes', () => {
+  it('an edge device gets a generated scope; a leaf with it gets parentScopes; a made-up scope is refused', async () => {
+    const edge = await createScoped({ deviceId: 'edge-gw', capabilities: { iotEdge: true } });
+    assert.equal(edge.deviceScope, `ms-azure-iot-edge://edge-gw-${edge.generationId}`);
+    const leaf = await createScoped({ deviceId: 'edge-leaf', deviceScope: edge.deviceScope });
+    assert.equal(leaf.deviceScope, edge.deviceScope);
+    assert.deepEqual(leaf.parentScopes, [edge.deviceScope]);
+    // Updating the leaf with a scope no edge device owns fails, and leaves it as it was.
+    await rejectsWithName(updateScoped({ ...leaf, deviceScope: 'ms-azure-iot-edge://nobody-1' }), 'ArgumentError', 400);
+    await rejectsWithName(createScoped({ deviceId: 'edge-orphan', deviceScope: 'not-a-scope' }), 'ArgumentError', 400);
+    assert.equal(((await registry.get('edge-leaf')).responseBody as unknown as Scoped).deviceScope, edge.deviceScope);
+    // The SDK sends the whole record back on update: the edge device keeps its own scope.
+    const same = await updateScoped({ ...edge, status: 'enabled' });
+    assert.equal(same.deviceScope, edge.deviceScope);
+  });
+
+  it('nested edge devices: a child edge keeps its own scope and lists its parent', async () => {
+    const root = await createScoped({ deviceId: 'edge-root', capabilities: { iotEdge: true } });
+    const child = await createScoped({ deviceId: 'edge-child', capabilities: { iotEdge: true }, parentScopes: [root.deviceScope] });
+    assert.equal(child.deviceScope, `ms-azure-iot-edge://edge-child-${child.generationId}`);
+    assert.deepEqual(child.parentScopes, [root.deviceScope]);
+    const leaf = await createScoped({ deviceId: 'edge-child-leaf', deviceScope: child.deviceScope, parentScopes: [child.deviceScope] });
+    assert.deepEqual([leaf.deviceScope, leaf.parentScopes], [child.deviceScope, [child.deviceScope]]);
+    // A scope of a device that is not an edge device does not make it a parent.
+    await rejectsWithName(createScoped({ deviceId: 'edge-bad-parent', capabilities: { iotEdge: true }, parentScopes: [String(leaf.deviceScope).replace('edge-child', 'edge-child-leaf')] }), 'ArgumentError', 400);
   });
 });
 
