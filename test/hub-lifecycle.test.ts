@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { connect as tlsConnect } from 'node:tls';
+import { connect as tlsConnect, type DetailedPeerCertificate } from 'node:tls';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -57,6 +57,33 @@ describe('first start on an empty data dir', () => {
         });
         s.on('error', () => resolve());
       });
+
+      // No listener sends its self-signed root: a client that does not trust it fails the way it
+      // does against Azure (UNABLE_TO_VERIFY_LEAF_SIGNATURE, not SELF_SIGNED_CERT_IN_CHAIN).
+      for (const port of [443, 8883, 5671]) {
+        const code = await new Promise<string>((resolve) => {
+          const s = tlsConnect({ host: address, port, servername: undefined }, () => {
+            s.end();
+            resolve('accepted');
+          });
+          s.on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message));
+        });
+        assert.equal(code, 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', `port ${port}`);
+        const sent = await new Promise<number>((resolve, reject) => {
+          const s = tlsConnect({ host: address, port, rejectUnauthorized: false }, () => {
+            const seen: string[] = [];
+            let c: DetailedPeerCertificate | undefined = s.getPeerCertificate(true);
+            while (c?.raw !== undefined && !seen.includes(c.fingerprint256)) {
+              seen.push(c.fingerprint256);
+              c = c.issuerCertificate;
+            }
+            s.end();
+            resolve(seen.length);
+          });
+          s.on('error', reject);
+        });
+        assert.equal(sent, 1, `port ${port} sends the leaf only`);
+      }
 
       const info = JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as Record<string, unknown>;
       assert.deepEqual(Object.keys(info).sort(), ['caFile', 'connectionString', 'dpsConnectionString', 'hostname', 'httpsPort', 'idScope', 'mqttPort']);

@@ -5,6 +5,7 @@
  * serves the same identity; the CA's public certificate is written to <data-dir>/tls/ca.pem for
  * clients to trust.
  */
+import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MetaStore } from '../store/ports.js';
@@ -12,7 +13,11 @@ import { createDevRootCa, issueServerCertificate, loadCaMaterial, serverCertific
 
 export interface ServerTls {
   keyPem: string;
-  /** Leaf + issuing CA. */
+  /**
+   * What the listeners send: the leaf and any intermediate CA, never a self-signed root. A client
+   * must already trust the root; sending it only changes an untrusting client's error from
+   * UNABLE_TO_VERIFY_LEAF_SIGNATURE (what Azure's hubs give) to SELF_SIGNED_CERT_IN_CHAIN.
+   */
   chainPem: string;
   caPem: string;
   caFile: string;
@@ -76,5 +81,15 @@ export async function ensureServerTls(
   const caFile = join(dir, 'ca.pem');
   writeFileSync(caFile, ca.certPem, { mode: 0o644 });
   writeFileSync(join(dir, 'server.pem'), chainPem, { mode: 0o644 });
-  return { keyPem, chainPem, caPem: ca.certPem, caFile, actions };
+  return { keyPem, chainPem: withoutRoots(chainPem), caPem: ca.certPem, caFile, actions };
+}
+
+/** The PEM certificates of a chain, less every self-signed one (RFC 8446 4.4.2: the root MAY be omitted). */
+export function withoutRoots(chainPem: string): string {
+  const pems = chainPem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+  const kept = pems.filter((pem) => {
+    const c = new X509Certificate(pem);
+    return !(c.checkIssued(c) && c.verify(c.publicKey));
+  });
+  return kept.map((p) => `${p}\n`).join('');
 }
