@@ -10,13 +10,34 @@ export interface Logger {
   error(msg: string, fields?: Record<string, unknown>): void;
 }
 
-const SECRET_NAME = /(password|passphrase|key|secret|token|connectionstring|sig)/i;
+/** Words that make a field name secret: `primaryKey`, `setup_password`, `sasToken`, `sig`. */
+const SECRET_WORDS = new Set(['password', 'passphrase', 'key', 'secret', 'token', 'sig', 'signature', 'sas', 'credential', 'credentials']);
+/** Whole names that are secret though none of their words is: `connectionString`. */
+const SECRET_NAMES = new Set(['connectionstring']);
+
+/** The words of a field name: camelCase, snake_case, kebab-case and dotted names split apart. */
+function words(name: string): string[] {
+  return name
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .split(/[^A-Za-z0-9]+/)
+    .filter((w) => w !== '')
+    .map((w) => w.toLowerCase());
+}
+
+export function isSecretName(name: string): boolean {
+  return SECRET_NAMES.has(name.toLowerCase().replace(/[^a-z0-9]/g, '')) || words(name).some((w) => SECRET_WORDS.has(w));
+}
+
+/** SAS material inside a value: a connection string's key, a token's signature (its own parameter, not "design="). */
+function redactValue(v: string): string {
+  return v.replace(/SharedAccessKey=[^;]+/gi, 'SharedAccessKey=[redacted]').replace(/(^|[?&\s])sig=[^&\s]+/gi, '$1sig=[redacted]');
+}
 
 export function redact(fields: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(fields)) {
-    if (SECRET_NAME.test(k)) out[k] = '[redacted]';
-    else if (typeof v === 'string') out[k] = v.replace(/SharedAccessKey=[^;]+/gi, 'SharedAccessKey=[redacted]').replace(/sig=[^&\s]+/gi, 'sig=[redacted]');
+    if (isSecretName(k)) out[k] = '[redacted]';
+    else if (typeof v === 'string') out[k] = redactValue(v);
     else out[k] = v;
   }
   return out;
