@@ -7,7 +7,7 @@
  *   gate-controller status --data-dir D [--json]         ask a running device
  *   gate-controller press --data-dir D --ms N            a button press of N ms
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { controlRequest, ControlSocket } from './control.js';
@@ -114,6 +114,8 @@ export async function main(argv: string[]): Promise<number> {
       const file = join(dataDir, 'label.json');
       if (existsSync(file)) throw new UsageError(`${file} exists: a device is labelled once`);
       const label = newLabel(values.serial);
+      // A new device's directory: created here, private, as the label holds its secrets.
+      mkdirSync(dataDir, { recursive: true, mode: 0o700 });
       writeLabel(file, label);
       // What the sticker shows; the device secret stays in the device.
       process.stdout.write(`${JSON.stringify({ serial: label.serial, setupPassword: label.setupPassword, applicationKey: label.applicationKey }, null, 2)}\n`);

@@ -6,8 +6,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
+import { dirname, join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import common from 'azure-iot-common';
 import iothub from 'azure-iothub';
@@ -36,9 +37,11 @@ describe('the gate controller over DPS with a symmetric key, and over a connecti
     idScope = (JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as { idScope: string }).idScope;
     registry = iothub.Registry.fromConnectionString(hub.connectionString);
     service = iothub.Client.fromConnectionString(hub.connectionString);
-    dir = tempDir('gate-paths');
+    // A data dir that does not exist yet: manufacture makes it, private.
+    dir = join(tempDir('gate-paths'), 'gate');
     const made = spawnSync(process.execPath, [DEVICE_BIN, 'manufacture', '--data-dir', dir, '--serial', 'GC-0202'], { encoding: 'utf8' });
     assert.equal(made.status, 0, made.stderr);
+    assert.equal(statSync(dir).mode & 0o777, 0o700);
     sticker = JSON.parse(made.stdout) as typeof sticker;
     device = await startDevice(dir, ['--bind', DEVICE, '--port', String(PORT)]);
   });
@@ -48,7 +51,7 @@ describe('the gate controller over DPS with a symmetric key, and over a connecti
     assert.equal(await device?.stop(), 0);
     assert.equal(await hub.stop(), 0);
     removeDir(hub.dataDir);
-    removeDir(dir);
+    removeDir(dirname(dir));
   });
 
   /** One request on its own connection (the device restarts between forms, dropping old ones). */
