@@ -244,9 +244,13 @@ export class HubManager {
   #onMessage(client: Client, msg: InstanceType<typeof deviceSdk.Message>): void {
     const command = parseCommand(msg.getData().toString());
     const r = command === undefined ? ({ ok: false, message: 'not a command (On, Off, Activate)' } as const) : this.deps.onCommand(command, 'c2d');
-    if (!r.ok) this.deps.log.warn('C2D message rejected', { messageId: msg.messageId, reason: r.message });
-    const settle = r.ok ? client.complete(msg) : client.reject(msg);
-    settle.catch((err: Error) => this.deps.log.warn('C2D message not settled', { messageId: msg.messageId, error: err.message }));
+    if (!r.ok) {
+      // Over MQTT a device cannot reject: the hub settles a message when the device acknowledges
+      // receipt, so the sender's feedback says Success. The refusal goes to the log and the twin.
+      this.deps.log.warn('C2D message refused', { messageId: msg.messageId, reason: r.message });
+      this.report({ lastRefusedMessage: { messageId: msg.messageId ?? null, reason: r.message, at: new Date().toISOString() } });
+    }
+    client.complete(msg).catch((err: Error) => this.deps.log.warn('C2D message not settled', { messageId: msg.messageId, error: err.message }));
   }
 
   async #closeClient(): Promise<void> {
