@@ -130,6 +130,12 @@ for (const [name, transport] of [
         assert.equal(nulled.properties.desired.$version, v + 2);
         for (let i = 0; i < 50 && !pushed.includes(v + 2); i++) await new Promise((r) => setTimeout(r, 100));
         assert.ok(pushed.includes(v + 1) && pushed.includes(v + 2), `pushes for ${v + 1} and ${v + 2}, got ${pushed.join(',')}`);
+        // desired: null removes every desired property, on the service and on the device.
+        const { responseBody: cleared } = await registry.updateTwin(id, { properties: { desired: null } } as never, '*');
+        assert.equal(cleared.properties.desired.$version, v + 3);
+        assert.deepEqual(Object.keys(cleared.properties.desired).filter((k) => !k.startsWith('$')), []);
+        for (let i = 0; i < 50 && !pushed.includes(v + 3); i++) await new Promise((r) => setTimeout(r, 100));
+        assert.deepEqual(Object.keys(twin.properties.desired).filter((k) => !k.startsWith('$')), [], 'the device twin has no desired properties left');
       } finally {
         await client.close();
       }

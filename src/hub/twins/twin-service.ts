@@ -53,15 +53,16 @@ export class TwinService {
    * device even when it repeats the values it already has (the SDKs' twin e2e tests count on it).
    */
   async patch(deviceId: string, moduleId: string | null, body: unknown, ifMatch: string | undefined): Promise<JsonObject> {
-    const { tags, desired } = parseTwinBody(body);
+    const { tags, desired } = parseTwinBody(body, 'patch');
     return this.#write(deviceId, moduleId, ifMatch, (next, now) => {
-      if (tags !== undefined) mergeInto(next.tags, {}, tags, now, undefined);
+      if (tags !== undefined) mergeInto(next.tags, {}, clearing(tags, next.tags), now, undefined);
       let desiredPatch: JsonObject | undefined;
       if (desired !== undefined) {
         const version = next.desiredVersion + 1;
-        mergeInto(next.desired, next.desiredMeta, desired, now, version);
+        const patch = clearing(desired, next.desired);
+        mergeInto(next.desired, next.desiredMeta, patch, now, version);
         next.desiredVersion = version;
-        desiredPatch = { ...stripSystem(desired), $version: version };
+        desiredPatch = { ...stripSystem(patch), $version: version };
       }
       return { changed: tags !== undefined || desired !== undefined, desiredPatch };
     });
@@ -69,7 +70,7 @@ export class TwinService {
 
   /** PUT: replace tags and/or desired properties wholesale. */
   async replace(deviceId: string, moduleId: string | null, body: unknown, ifMatch: string | undefined): Promise<JsonObject> {
-    const { tags, desired } = parseTwinBody(body);
+    const { tags, desired } = parseTwinBody(body, 'replace');
     return this.#write(deviceId, moduleId, ifMatch, (next, now) => {
       let desiredPatch: JsonObject | undefined;
       if (tags !== undefined) next.tags = stripSystem(tags);
@@ -184,20 +185,36 @@ function stripSystem(o: JsonObject): JsonObject {
   return out;
 }
 
-/** `{ tags?, properties?: { desired? } }`; reported properties belong to the device. */
-function parseTwinBody(body: unknown): { tags?: JsonObject; desired?: JsonObject } {
+/**
+ * `{ tags?, properties?: { desired? } }`; reported properties belong to the device. In a PATCH a
+ * section set to `null` removes every property in it (the SDKs' "null out all desired
+ * properties"), which is the same patch as naming each current key with `null`.
+ */
+function parseTwinBody(body: unknown, mode: 'replace'): { tags?: JsonObject; desired?: JsonObject };
+function parseTwinBody(body: unknown, mode: 'patch'): { tags?: JsonObject | 'clear'; desired?: JsonObject | 'clear' };
+function parseTwinBody(body: unknown, mode: 'patch' | 'replace'): { tags?: JsonObject | 'clear'; desired?: JsonObject | 'clear' } {
   if (!isJsonObject(body)) throw new HubError('ArgumentInvalid', 'The twin patch must be a JSON object.');
-  const out: { tags?: JsonObject; desired?: JsonObject } = {};
-  if (body.tags !== undefined && body.tags !== null) out.tags = validatePatch('tags', body.tags);
+  const out: { tags?: JsonObject | 'clear'; desired?: JsonObject | 'clear' } = {};
+  if (body.tags === null && mode === 'patch') out.tags = 'clear';
+  else if (body.tags !== undefined && body.tags !== null) out.tags = validatePatch('tags', body.tags);
   const props = body.properties;
   if (props !== undefined && props !== null) {
     if (!isJsonObject(props)) throw new HubError('ArgumentInvalid', 'properties must be a JSON object.');
     if (props.reported !== undefined && props.reported !== null) {
       throw new HubError('ArgumentInvalid', 'Reported properties can only be set by the device.');
     }
-    if (props.desired !== undefined && props.desired !== null) {
+    if (props.desired === null && mode === 'patch') out.desired = 'clear';
+    else if (props.desired !== undefined && props.desired !== null) {
       out.desired = validatePatch('properties.desired', props.desired);
     }
   }
+  return out;
+}
+
+/** `clear` as the patch that removes every current key. */
+function clearing(section: JsonObject | 'clear', current: JsonObject): JsonObject {
+  if (section !== 'clear') return section;
+  const out: JsonObject = {};
+  for (const k of Object.keys(current)) out[k] = null;
   return out;
 }
