@@ -12,6 +12,19 @@ import { fileURLToPath } from 'node:url';
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const run = (cmd, args, env = process.env) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env });
 
+// What the tests need from the machine, found or started first (one line and exit 1 when not).
+const { ensureChromium, ensurePort443, ensurePostgres, SetupError } = await import('./test-setup.mjs');
+let chromium;
+try {
+  await ensurePort443();
+  await ensurePostgres();
+  chromium = ensureChromium();
+} catch (err) {
+  if (!(err instanceof SetupError)) throw err;
+  console.error(`npm test: ${err.message}`);
+  process.exit(1);
+}
+
 const tsc = run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
 if (tsc.status !== 0) {
   console.error('type check failed');
@@ -48,6 +61,7 @@ const env = {
   NODE_EXTRA_CA_CERTS: join(pkiDir, 'ca.pem'),
   GATEHOUSE_TEST_CA_CERT: join(pkiDir, 'ca.pem'),
   GATEHOUSE_TEST_CA_KEY: join(pkiDir, 'ca.key'),
+  GATEHOUSE_CHROMIUM: chromium,
 };
 const result = run(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=180000', ...files], env);
 process.exit(result.status ?? 1);

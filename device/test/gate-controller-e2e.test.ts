@@ -37,7 +37,8 @@ const URL_ = `http://${DEVICE}:${PORT}/`;
  * (GATEHOUSE_UPDATE_SCREENSHOTS=1), so an ordinary test run leaves the working tree clean.
  */
 const SHOTS = process.env.GATEHOUSE_UPDATE_SCREENSHOTS === '1' ? join(ROOT, 'device', 'screenshots') : join(ROOT, '.test-tmp', 'screenshots');
-const CHROMIUM = '/usr/bin/chromium';
+/** Found (or installed) by `npm test` (scripts/test-setup.mjs). */
+const CHROMIUM = process.env.GATEHOUSE_CHROMIUM ?? '/usr/bin/chromium';
 
 const { Message } = common;
 
