@@ -8,7 +8,7 @@ import iothub from 'azure-iothub';
 
 const { Registry } = iothub;
 type Registry = InstanceType<typeof Registry>;
-import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { BIN, cli, removeDir, spawnReaped, startHubProcess, type HubProcess } from './support/hub-process.js';
 
 const ADDRESS = '127.0.23.1';
 let hub: HubProcess;
@@ -77,6 +77,19 @@ describe('gatehouse device', () => {
     assert.match(stale.stderr, /^error: PreconditionFailed: /);
     const noHub = cli(['device', 'list', '--connection-string', `HostName=127.0.23.99;SharedAccessKeyName=iothubowner;SharedAccessKey=${Buffer.alloc(32).toString('base64')}`]);
     assert.match(noHub.stderr, /^error: ConnectionFailed: cannot reach 127\.0\.23\.99:443/);
+  });
+});
+
+describe('a reader that goes away', () => {
+  it('ends the command quietly: exit 0, no EPIPE stack trace', async () => {
+    for (const args of [['audit'], ['device', 'list'], ['info', '--json']]) {
+      // The read end is closed before the command writes: its first write meets EPIPE.
+      const { proc, output, exited } = spawnReaped([BIN, ...args, '--data-dir', hub.dataDir]);
+      proc.stdout?.destroy();
+      const code = await exited;
+      assert.equal(code, 0, `gatehouse ${args.join(' ')}: ${output()}`);
+      assert.doesNotMatch(output(), /EPIPE|Error|at /, `gatehouse ${args.join(' ')}`);
+    }
   });
 });
 

@@ -44,8 +44,21 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   return program;
 }
 
+/**
+ * A reader that goes away (`gatehouse audit | head -3`) ends the command quietly, as it does for
+ * every Unix tool: EPIPE on stdout or stderr is an exit, not a stack trace.
+ */
+export function exitQuietlyOnClosedPipe(stream: NodeJS.WriteStream, exit: (code: number) => void = (c) => process.exit(c)): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') exit(0);
+    else throw err;
+  });
+}
+
 /** Runs the CLI; returns the exit code. Errors are one line on stderr with a stable code. */
 export async function main(argv: string[]): Promise<number> {
+  exitQuietlyOnClosedPipe(process.stdout);
+  exitQuietlyOnClosedPipe(process.stderr);
   let exitCode = 0;
   const program = buildProgram((code) => {
     exitCode = code;
