@@ -25,6 +25,7 @@ import {
   auditMark,
   DEVICE_DOORS,
   expectAuditFailures,
+  policyKeyOf,
   presentDevice,
   rawMqttWs,
   REFUSED,
@@ -145,7 +146,7 @@ describe('device SAS attacks', () => {
       );
     }
     await expectAuditFailures(rest, mark, rows, [...tokenSecrets(forged), ...tokenSecrets(unknownPolicy)]);
-    const real = generateSasToken({ resource: `${HOST}/devices/d1`, key: policyKey(hub.dataDir, 'device'), keyName: 'device', expiry: inSeconds(600) });
+    const real = generateSasToken({ resource: `${HOST}/devices/d1`, key: await policyKeyOf(rest, 'device'), keyName: 'device', expiry: inSeconds(600) });
     for (const door of DEVICE_DOORS) assert.equal(await present(door, 'd1', real), ACCEPTED[door], `${door}: the device policy's own token`);
   });
 
@@ -166,7 +167,7 @@ describe('device SAS attacks', () => {
     assert.equal(code, 0);
     client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }] });
     assert.equal((await client.next())?.cmd, 'suback');
-    await new Promise((r) => setTimeout(r, 1500));
+    await new Promise((r) => setTimeout(r, 1000));
     client.send({ cmd: 'publish', topic: '$iothub/twin/GET/?$rid=late', payload: Buffer.alloc(0), qos: 0, retain: false, dup: false });
     const twin = await client.next();
     assert.match(twin?.cmd === 'publish' ? twin.topic : '', /^\$iothub\/twin\/res\/200\//);
@@ -174,7 +175,7 @@ describe('device SAS attacks', () => {
     const amqp = await amqpClient(HOST, ca);
     try {
       assert.equal((await amqp.putToken(`${HOST}/devices/d2`, century)).status, 200);
-      assert.equal(await amqp.attach('sender', '/devices/d2/messages/events', 1500), 'attached');
+      assert.equal(await amqp.attach('sender', '/devices/d2/messages/events', 1000), 'attached');
     } finally {
       amqp.close();
     }
@@ -380,13 +381,13 @@ describe('known gaps in the audit of device refusals', () => {
       assert.equal(await present('mqtt', id, deviceToken(HOST, id, WRONG_KEY)), REFUSED.mqtt);
       rows.push({ subject: 'device', identity: id, protocol: 'mqtt', reasonCode: 'bad_credentials' });
     }
-    await expectAuditFailures(rest, mark, rows, [], 1000);
+    await expectAuditFailures(rest, mark, rows, [], 500);
   });
 
   it('a token whose expiry is not a time in seconds is classified malformed', { todo: "classified 'other' today" }, async () => {
     const mark = await auditMark(rest);
     assert.equal(await present('mqtt', 'd2', deviceToken(HOST, 'd2', key('d2'), Date.now())), REFUSED.mqtt);
-    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd2', protocol: 'mqtt', reasonCode: 'malformed' }], [], 1000);
+    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd2', protocol: 'mqtt', reasonCode: 'malformed' }], [], 500);
   });
 
   it('an MQTT CONNECT whose username names another hub is audited', { todo: 'refused before the gate: no audit row' }, async () => {
@@ -394,7 +395,7 @@ describe('known gaps in the audit of device refusals', () => {
     const { code, client } = await connectRaw(HOST, ca, { ...connectPacket(HOST, 'd1', deviceToken(HOST, 'd1', key('d1'))), username: 'evil.example.com/d1/?api-version=2021-04-12' });
     assert.equal(code, 4);
     client.end();
-    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'mqtt' }], [], 1000);
+    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'mqtt' }], [], 500);
   });
 
   it('an AMQP put-token whose audience names another hub is audited', { todo: 'refused before the gate: no audit row' }, async () => {
@@ -405,7 +406,7 @@ describe('known gaps in the audit of device refusals', () => {
     } finally {
       amqp.close();
     }
-    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'amqp' }], [], 1000);
+    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'amqp' }], [], 500);
   });
 
   it("an AMQP link to another device's address is audited", { todo: 'refused with amqp:unauthorized-access, no audit row' }, async () => {
@@ -417,6 +418,6 @@ describe('known gaps in the audit of device refusals', () => {
     } finally {
       amqp.close();
     }
-    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'amqp', reason: /devices\/d2/ }], [], 1000);
+    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'amqp', reason: /devices\/d2/ }], [], 500);
   });
 });

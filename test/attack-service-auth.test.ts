@@ -16,7 +16,7 @@ import { generateSasToken } from '../src/auth/sas.js';
 import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { deviceToken } from './support/raw-mqtt.js';
 import { errorCode, errorMessage, policyKey, restClient, type Rest, type RestResult } from './support/rest.js';
-import { ACCEPTED, amqpClient, auditMark, DEVICE_DOORS, expectAuditFailures, presentDevice, REFUSED, relaxLockout, tokenSecrets, type ExpectedRow } from './support/attack.js';
+import { ACCEPTED, amqpClient, auditMark, DEVICE_DOORS, expectAuditFailures, policyKeyOf, presentDevice, REFUSED, relaxLockout, tokenSecrets, type ExpectedRow } from './support/attack.js';
 
 const HOST = '127.0.80.1';
 const WRONG_KEY = randomBytes(32).toString('base64');
@@ -151,6 +151,7 @@ describe('disableLocalAuth', () => {
     assert.equal(issued.status, 200);
     const bearerToken = (issued.body as { token: string }).token;
     const operator = withHeader(`Bearer ${bearerToken}`);
+    const devicePolicyKey = await policyKeyOf(rest, 'device');
     assert.equal((await rest('PATCH', '/settings', { disableLocalAuth: true })).status, 200);
     try {
       const mark = await auditMark(operator);
@@ -160,7 +161,7 @@ describe('disableLocalAuth', () => {
         reasonCode: 'auth_method_disabled',
         reason: /shared access policies are disabled by hub settings \(disableLocalAuth\)/,
       });
-      const policySigned = generateSasToken({ resource: `${HOST}/devices/victim`, key: policyKey(hub.dataDir, 'device'), keyName: 'device', expiry: inSeconds(600) });
+      const policySigned = generateSasToken({ resource: `${HOST}/devices/victim`, key: devicePolicyKey, keyName: 'device', expiry: inSeconds(600) });
       for (const door of DEVICE_DOORS) {
         assert.equal(await presentDevice(door, HOST, ca, { deviceId: 'victim' }, policySigned), REFUSED[door], `${door}: policy-signed device token`);
         rows.push({ subject: 'device', identity: 'victim', protocol: door, reasonCode: 'auth_method_disabled', reason: /policy-signed SAS tokens are disabled by hub settings \(disableLocalAuth\)/ });

@@ -106,6 +106,13 @@ export function tokenSecrets(token: string): string[] {
   return [token, sig, decodeURIComponent(sig)].filter((s) => s.length > 0);
 }
 
+/** A policy's primary key over REST (quicker than a CLI process). */
+export async function policyKeyOf(rest: Rest, name: string): Promise<string> {
+  const r = await rest('GET', `/policies/${name}`);
+  assert.equal(r.status, 200, r.raw.toString());
+  return (r.body as { primaryKey: string }).primaryKey;
+}
+
 /** Raises the lockout limits: these tests refuse one identity many times and must see each real reason, not "locked out". */
 export async function relaxLockout(rest: Rest): Promise<void> {
   const r = await rest('PATCH', '/settings', { lockout: { maxFailures: 1000, maxFailuresPerAddress: 100_000 } });
@@ -351,7 +358,7 @@ export type HandshakeResult = { ok: true; protocol: string } | { ok: false; code
  * A TLS handshake offering exactly one version. The client runs at security level 0 so that it is
  * able to offer TLS 1.0/1.1 at all (OpenSSL 3 refuses them by default): a refusal is the server's.
  */
-export function tlsHandshake(host: string, port: number, ca: string, version: 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3', localAddress?: string): Promise<HandshakeResult> {
+export function tlsHandshake(host: string, port: number, ca: string, version: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3', localAddress?: string): Promise<HandshakeResult> {
   return new Promise((resolve) => {
     const s = tlsConnect({ host, port, ca, minVersion: version, maxVersion: version, ciphers: 'DEFAULT:@SECLEVEL=0', ...(localAddress === undefined ? {} : { localAddress }) }, () => {
       const protocol = s.getProtocol() ?? '';
