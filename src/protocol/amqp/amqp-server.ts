@@ -9,6 +9,7 @@
  * queues, receiver link `/messages/serviceBound/feedback`, and `/messages/serviceBound/filenotifications`.
  * Every refusal names an AMQP error condition and closes only that link or connection.
  */
+import type { X509Certificate } from 'node:crypto';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import rhea, { type Connection, type Container, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
@@ -364,12 +365,15 @@ export class AmqpServer {
     }
   }
 
-  /** A proven device identity: a session (new, or the existing one with a renewed expiry). */
-  #grantDevice(st: ConnState, identity: import('../../auth/device-authenticator.js').DeviceIdentity): AmqpDeviceSession {
+  /**
+   * A proven device identity: a session (new, or the existing one with a renewed expiry).
+   * `certificate`: the client leaf it was proven with, which a revocation must find.
+   */
+  #grantDevice(st: ConnState, identity: import('../../auth/device-authenticator.js').DeviceIdentity, certificate?: X509Certificate): AmqpDeviceSession {
     const key = identityKey(identity.deviceId, identity.moduleId);
     let d = st.devices.get(key);
     if (d === undefined || d.session.closed) {
-      const session = new AmqpDeviceSession(identity, { remote: st.peer.remote, protocol: st.peer.protocol === 'amqp-ws' ? 'amqp-ws' : 'amqp', tls: st.peer.tls }, {
+      const session = new AmqpDeviceSession(identity, { remote: st.peer.remote, protocol: st.peer.protocol === 'amqp-ws' ? 'amqp-ws' : 'amqp', tls: st.peer.tls, certificate }, {
         connections: this.deps.connections,
         telemetry: this.deps.telemetry,
         twins: this.deps.twins,
@@ -420,7 +424,7 @@ export class AmqpServer {
       if (chain === undefined) return this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Put a device token on $cbs first, or present the device certificate.' });
       const result = await this.deps.gate.authenticate({ deviceId: dev.deviceId, moduleId: dev.moduleId, sasToken: undefined, peerChain: chain }, st.peer);
       if (!result.ok) return this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Unauthorized' });
-      session = this.#grantDevice(st, result.identity);
+      session = this.#grantDevice(st, result.identity, chain[0]);
     }
     if (dev.kind === 'c2d' && dev.moduleId !== null) return this.#refuseLink(link, st, address, { condition: 'amqp:not-found', description: 'Modules receive on their inputs.' });
     // Which way each link may go: the device sends telemetry, receives C2D, and talks both ways on methods and twin.

@@ -13,6 +13,7 @@
  * The session is a LiveSession: C2D mail, method calls and desired patches find it through the
  * connection registry, and a newer session of the same identity takes over.
  */
+import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import rhea, { type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
 import { HubError } from '../../core/errors.js';
@@ -104,7 +105,8 @@ export class AmqpDeviceSession implements LiveSession {
 
   constructor(
     public identity: DeviceIdentity,
-    readonly peer: { remote: string; protocol: 'amqp' | 'amqp-ws'; tls: string | undefined },
+    /** `certificate`: the TLS client leaf this session authenticated with (not a CBS token). */
+    readonly peer: { remote: string; protocol: 'amqp' | 'amqp-ws'; tls: string | undefined; certificate?: X509Certificate | undefined },
     private readonly deps: DeviceLinkDeps,
   ) {
     this.deviceId = identity.deviceId;
@@ -113,6 +115,15 @@ export class AmqpDeviceSession implements LiveSession {
 
   get remoteAddress(): string {
     return this.peer.remote;
+  }
+  /** Lower-case hex serial of the client certificate, so that revoking it drops this session. */
+  get certificateSerial(): string | undefined {
+    return this.peer.certificate?.serialNumber.toLowerCase();
+  }
+  /** Its SHA-1 and SHA-256, so that a thumbprint rotation keeps this session only while it is listed. */
+  get certificateThumbprints(): string[] | undefined {
+    const leaf = this.peer.certificate;
+    return leaf === undefined ? undefined : [leaf.fingerprint.replace(/:/g, ''), leaf.fingerprint256.replace(/:/g, '')];
   }
   get tlsVersion(): string | undefined {
     return this.peer.tls;
