@@ -3,6 +3,7 @@
  * listeners. The only file that picks concrete backends.
  */
 import { writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -19,7 +20,7 @@ import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
 import { ConnectionRegistry } from './hub/connections.js';
 import { MethodService } from './hub/methods/method-service.js';
-import { C2dService } from './hub/c2d/c2d-service.js';
+import { C2dService, DEFAULT_C2D_LIMITS } from './hub/c2d/c2d-service.js';
 import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaRegistry } from './pki/ca-registry.js';
 import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
@@ -123,7 +124,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
     });
     const methods = new MethodService(connections);
-    const c2d = new C2dService(store, clock);
+    const c2d = new C2dService(store, clock, DEFAULT_C2D_LIMITS, config.nodeId ?? (config.databaseUrl === undefined ? 'local' : hostname()));
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
     // Provisioning assigns to this hub (always linked) and to any --linked-hub.
     const linkedHubs: LinkedHub[] = [
@@ -362,6 +363,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services } = prepared;
   try {
+    const released = await services.c2d.releaseSessionLocks(); // before any listener: their sessions died with the last run
+    if (released > 0) logger.info({ event: 'c2d.locks-released', devices: released }, "released the C2D locks of this node's previous run");
     await services.alerts.start();
   } catch (err) {
     await store.close();
