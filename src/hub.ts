@@ -38,7 +38,7 @@ import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { redactSecrets, SecurityEvents } from './security/events.js';
-import { ensureWritableDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl } from './hub/startup.js';
+import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, STATE_FILE } from './hub/startup.js';
 import { sessionStateRecorder } from './hub/session-state.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
@@ -52,8 +52,7 @@ import { PolicyService } from './security/policy-service.js';
 import { PolicyUsage } from './security/policy-usage.js';
 import { runPostureAudit } from './security/posture-source.js';
 
-export const STATE_FILE = 'gatehouse.json';
-export { SQLITE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
+export { SQLITE_FILE, STATE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
 
 /** What `gatehouse info` and the CLI read to find a hub from its data dir. No secrets. */
 export interface HubState {
@@ -82,7 +81,7 @@ export interface PreparedHub {
 /** Everything short of listening: used by `start` and by `init`. */
 export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<PreparedHub> {
   const dataDir = resolve(config.dataDir);
-  ensureWritableDir(dataDir);
+  ensurePrivateDataDir(dataDir, logger);
   const { store, keyWarning, keySource } = await openHubStore(dataDir, config.databaseUrl);
   if (keyWarning !== undefined) logger.warn({ event: 'master-key.permissions' }, keyWarning);
   try {
@@ -360,6 +359,7 @@ export interface RunningHub extends PreparedHub {
 }
 
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
+  await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]); // before anything is written
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services } = prepared;
   try {
@@ -464,7 +464,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     pid: process.pid,
     startedAt: new Date(clock.now()).toISOString(),
   };
-  writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+  writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
 
   let stopping: Promise<void> | undefined;
   const app = http;
