@@ -25,10 +25,14 @@ export const configSchema = z
       .string()
       .default('localhost')
       .refine((h) => isIP(h) !== 0 || hostnamePattern.test(h), 'hostname must be a DNS name or an IP address'),
-    /** Listen address; default all interfaces. */
+    /**
+     * Listen address; default loopback (a local stand-in is reached from this machine only). A
+     * private hub names the address devices reach, or `::` / `0.0.0.0` for every interface (logged
+     * as a warning).
+     */
     bind: z
       .string()
-      .default('::')
+      .default('127.0.0.1')
       .refine((h) => isIP(h) !== 0 || hostnamePattern.test(h), 'bind must be an IP address or a host name'),
     /** HTTPS (service REST, device HTTP, DPS, WebSockets). The official SDKs' HTTPS clients only reach 443. */
     httpsPort: port('https-port').default(443),

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import { accessSync, chmodSync, constants, lstatSync, mkdirSync, readdirSync, statSync, type Stats } from 'node:fs';
 import { join, parse } from 'node:path';
-import { createServer, type Server as NetServer } from 'node:net';
+import { createServer, isIP, type Server as NetServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { SecretBox } from '../core/secret-box.js';
@@ -109,18 +109,26 @@ export async function openHubStore(
   return master.warning === undefined ? { store, keySource: master.source } : { store, keySource: master.source, keyWarning: master.warning };
 }
 
+/** Meta record: the default policies this hub has created once (JSON array of names). */
+const DEFAULT_POLICIES_CREATED = 'policies.defaults-created';
+
 /**
- * Every start: any default policy missing (a first start, or a data dir older than the policy)
- * with fresh keys; existing policies are never touched. First start: the hub's identity. Idempotent.
+ * Every start: each default policy this hub never created (a first start, or a data dir older
+ * than the policy) is created with fresh keys; one an operator deleted stays deleted, and existing
+ * policies are never touched. First start: the hub's identity. Idempotent.
  */
 export async function initializeStore(store: Store, logger: Logger): Promise<void> {
   const existing = new Set((await store.listPolicies()).map((p) => p.name));
+  const record = await store.getMeta(DEFAULT_POLICIES_CREATED);
+  // A data dir from before the record: its missing defaults are created this once, as they always were.
+  const created = new Set(record === undefined ? [] : (JSON.parse(record) as string[]));
   const added: string[] = [];
   for (const def of DEFAULT_POLICIES) {
-    if (existing.has(def.name)) continue;
+    if (existing.has(def.name) || created.has(def.name)) continue;
     await store.putPolicy(newPolicy(def.name, def.rights));
     added.push(def.name);
   }
+  if (DEFAULT_POLICIES.some((d) => !created.has(d.name))) await store.setMeta(DEFAULT_POLICIES_CREATED, JSON.stringify([...new Set([...created, ...DEFAULT_POLICIES.map((d) => d.name)])]));
   if (added.length > 0) logger.info({ event: 'policies.added', policies: added }, 'created default shared access policies');
   if ((await store.getMeta('hub.id')) !== undefined) return;
   await store.setMeta('hub.id', randomBytes(8).toString('hex'));
@@ -170,6 +178,20 @@ export async function ensurePortsFree(host: string, ports: readonly number[]): P
   } finally {
     await Promise.all(probes.map((p) => new Promise<void>((resolve) => (p.listening ? p.close(() => resolve()) : resolve()))));
   }
+}
+
+/** `::`, `0.0.0.0` and their spellings: every interface. */
+export function isWildcardAddress(host: string): boolean {
+  return isIP(host) !== 0 && /^[0:.]+$/.test(host);
+}
+
+/** Listening on every interface is a choice worth a line in the log (the default is loopback). */
+export function warnIfAllInterfaces(bind: string, logger: Logger): void {
+  if (!isWildcardAddress(bind)) return;
+  logger.warn(
+    { event: 'listen.all-interfaces', bind },
+    `listening on every interface (--bind ${bind}): any network that reaches this machine reaches the hub; keep the IP filter and a firewall in front of it`,
+  );
 }
 
 export function listenTls(server: NetServer, port: number, host: string): Promise<void> {

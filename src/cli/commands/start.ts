@@ -1,13 +1,13 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/schema.js';
-import { createLogger } from '../../log.js';
+import { createLogger, routeConsoleToLog } from '../../log.js';
 import { prepareHub, startHub } from '../../hub.js';
 
 function hubOptions(cmd: Command): Command {
   return cmd
     .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR)', undefined)
     .option('--hostname <name>', 'the name devices and services use: DNS name or IP (env GATEHOUSE_HOSTNAME)')
-    .option('--bind <address>', 'listen address, default all interfaces (env GATEHOUSE_BIND)')
+    .option('--bind <address>', 'listen address, default 127.0.0.1 (loopback only); :: or 0.0.0.0 for every interface (env GATEHOUSE_BIND)')
     .option('--https-port <port>', 'HTTPS port, default 443 (env GATEHOUSE_HTTPS_PORT)')
     .option('--mqtt-port <port>', 'MQTT over TLS port, default 8883 (env GATEHOUSE_MQTT_PORT)')
     .option('--amqp-port <port>', 'AMQP 1.0 over TLS port, default 5671 (env GATEHOUSE_AMQP_PORT)')
@@ -42,6 +42,7 @@ export function registerStart(program: Command): void {
     async (opts: Record<string, unknown>) => {
       const config = configFrom(opts);
       const logger = createLogger(config.logLevel);
+      routeConsoleToLog(logger);
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
       process.stdout.write(
