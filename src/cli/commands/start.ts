@@ -45,13 +45,15 @@ export function registerStart(program: Command): void {
       routeConsoleToLog(logger);
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
-      process.stdout.write(
-        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
-      );
-      await new Promise<void>((resolve) => {
+      // Listening for a stop before saying ready: a supervisor may send SIGTERM the moment it reads the line.
+      const stopRequested = new Promise<void>((resolve) => {
         process.once('SIGTERM', () => resolve());
         process.once('SIGINT', () => resolve());
       });
+      process.stdout.write(
+        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
+      );
+      await stopRequested;
       logger.info({ event: 'hub.stopping' }, 'stopping');
       await hub.stop();
       logger.info({ event: 'hub.stopped' }, 'stopped');
