@@ -98,6 +98,8 @@ describe('data dir permissions', () => {
       const second = await startHubProcess({ address, dataDir });
       try {
         expectPrivate(dataDir);
+        // pino writes asynchronously: the warnings may arrive after the ready line.
+        for (let i = 0; i < 200 && (second.output().match(/data-dir\.permissions/g) ?? []).length < 5; i++) await new Promise((r) => setTimeout(r, 50));
         const warnings = second
           .output()
           .split('\n')

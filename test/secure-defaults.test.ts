@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import iothub from 'azure-iothub';
 import rhea from 'rhea';
 import { generateSasToken } from '../src/auth/sas.js';
+import { createLogger, routeConsoleToLog } from '../src/log.js';
 import { BIN, cli, removeDir, spawnReaped, startHubProcess, tempDir, testCaArgs } from './support/hub-process.js';
 import { connectPacket, connectRaw, deviceToken } from './support/raw-mqtt.js';
 import { policyKey } from './support/rest.js';
@@ -53,6 +54,16 @@ async function startRaw(extra: string[]): Promise<{ output(): string; stop(): Pr
   };
 }
 
+/** pino writes asynchronously: a line logged before `ready` may arrive after it. */
+async function waitFor(check: () => boolean, ms = 10_000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return true;
+}
+
 function jsonLines(text: string): Array<{ level: number; event?: string; msg: string; bind?: string; text?: string }> {
   return text
     .split('\n')
@@ -70,17 +81,18 @@ describe('listen address', () => {
         assert.equal(await accepts('127.0.0.1', port), true, `127.0.0.1:${port}`);
         assert.equal(await accepts('127.0.75.1', port), false, `another local address reaches port ${port}`);
       }
-      assert.deepEqual(jsonLines(hub.output()).filter((l) => l.event === 'listen.all-interfaces'), []);
     } finally {
       assert.equal(await hub.stop(), 0);
       removeDir(hub.dataDir);
     }
+    assert.deepEqual(jsonLines(hub.output()).filter((l) => l.event === 'listen.all-interfaces'), []);
   });
 
   it('warns when told to listen on every interface', async () => {
     const hub = await startRaw(['--bind', '0.0.0.0', '--hostname', '127.0.75.1', '--https-port', '47444', '--mqtt-port', '47884', '--amqp-port', '47672']);
     try {
       assert.equal(await accepts('127.0.75.1', 47444), true);
+      await waitFor(() => hub.output().includes('listen.all-interfaces'));
       const warnings = jsonLines(hub.output()).filter((l) => l.event === 'listen.all-interfaces');
       assert.equal(warnings.length, 1, hub.output());
       assert.equal(warnings[0]?.level, 40);
@@ -141,6 +153,27 @@ describe('device SAS and default policies', () => {
 });
 
 describe('log output', () => {
+  it('library console lines are log lines, at most 20 a second, then one line counts the rest', () => {
+    const lines: Array<{ level: number; event?: string; method?: string; msg: string; suppressed?: number }> = [];
+    const sink = { write: (l: string) => void lines.push(JSON.parse(l) as (typeof lines)[number]) };
+    const saved = { log: console.log, info: console.info, debug: console.debug, trace: console.trace, warn: console.warn, error: console.error };
+    let t = 1_000_000;
+    try {
+      routeConsoleToLog(createLogger('info', sink), () => t);
+      for (let i = 0; i < 25; i++) console.error('[connection-1] error on read: %s', `x${i}`, 'y'.repeat(1000));
+      t += 1000;
+      console.warn('next second');
+    } finally {
+      Object.assign(console, saved);
+    }
+    assert.equal(lines.length, 22);
+    assert.deepEqual(lines[0] && [lines[0].level, lines[0].event, lines[0].method, lines[0].msg.length], [40, 'library.console', 'error', 500]);
+    assert.match(lines[0]?.msg ?? '', /^\[connection-1\] error on read: x0 y+$/);
+    assert.equal(lines[19]?.msg.startsWith('[connection-1] error on read: x19 '), true);
+    assert.deepEqual(lines[20] && [lines[20].suppressed, lines[20].msg], [5, '5 more library console lines left out']);
+    assert.equal(lines[21]?.msg, 'next second');
+  });
+
   it("malformed AMQP messages leave only JSON on stdout: the AMQP library's complaints are log lines", async () => {
     const host = '127.0.75.4';
     const hub = await startHubProcess({ address: host });
@@ -163,7 +196,7 @@ describe('log output', () => {
       // The hub has read both once a later exchange on the same connection completes.
       const probe = conn.open_receiver('$cbs');
       await new Promise<void>((resolve) => probe.once('receiver_open', () => resolve()));
-      await new Promise((r) => setTimeout(r, 500));
+      await waitFor(() => stdout.includes('did not recognise message section'));
       conn.close();
 
       assert.equal(stderr, '', 'nothing on stderr');
