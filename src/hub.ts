@@ -3,6 +3,7 @@
  * listeners. The only file that picks concrete backends.
  */
 import { writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -19,7 +20,7 @@ import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
 import { ConnectionRegistry } from './hub/connections.js';
 import { MethodService } from './hub/methods/method-service.js';
-import { C2dService } from './hub/c2d/c2d-service.js';
+import { C2dService, DEFAULT_C2D_LIMITS } from './hub/c2d/c2d-service.js';
 import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaRegistry } from './pki/ca-registry.js';
 import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
@@ -37,7 +38,7 @@ import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { redactSecrets, SecurityEvents } from './security/events.js';
-import { ensureWritableDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl } from './hub/startup.js';
+import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
 import { sessionStateRecorder } from './hub/session-state.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
@@ -51,8 +52,7 @@ import { PolicyService } from './security/policy-service.js';
 import { PolicyUsage } from './security/policy-usage.js';
 import { runPostureAudit } from './security/posture-source.js';
 
-export const STATE_FILE = 'gatehouse.json';
-export { SQLITE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
+export { SQLITE_FILE, STATE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
 
 /** What `gatehouse info` and the CLI read to find a hub from its data dir. No secrets. */
 export interface HubState {
@@ -81,7 +81,7 @@ export interface PreparedHub {
 /** Everything short of listening: used by `start` and by `init`. */
 export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<PreparedHub> {
   const dataDir = resolve(config.dataDir);
-  ensureWritableDir(dataDir);
+  ensurePrivateDataDir(dataDir, logger);
   const { store, keyWarning, keySource } = await openHubStore(dataDir, config.databaseUrl);
   if (keyWarning !== undefined) logger.warn({ event: 'master-key.permissions' }, keyWarning);
   try {
@@ -123,7 +123,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
     });
     const methods = new MethodService(connections);
-    const c2d = new C2dService(store, clock);
+    const c2d = new C2dService(store, clock, DEFAULT_C2D_LIMITS, config.nodeId ?? (config.databaseUrl === undefined ? 'local' : hostname()));
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
     // Provisioning assigns to this hub (always linked) and to any --linked-hub.
     const linkedHubs: LinkedHub[] = [
@@ -359,9 +359,12 @@ export interface RunningHub extends PreparedHub {
 }
 
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
+  await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]); // before anything is written
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services } = prepared;
   try {
+    const released = await services.c2d.releaseSessionLocks(); // before any listener: their sessions died with the last run
+    if (released > 0) logger.info({ event: 'c2d.locks-released', devices: released }, "released the C2D locks of this node's previous run");
     await services.alerts.start();
   } catch (err) {
     await store.close();
@@ -461,7 +464,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     pid: process.pid,
     startedAt: new Date(clock.now()).toISOString(),
   };
-  writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+  writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  warnIfAllInterfaces(config.bind, logger);
 
   let stopping: Promise<void> | undefined;
   const app = http;

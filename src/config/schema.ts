@@ -25,10 +25,14 @@ export const configSchema = z
       .string()
       .default('localhost')
       .refine((h) => isIP(h) !== 0 || hostnamePattern.test(h), 'hostname must be a DNS name or an IP address'),
-    /** Listen address; default all interfaces. */
+    /**
+     * Listen address; default loopback (a local stand-in is reached from this machine only). A
+     * private hub names the address devices reach, or `::` / `0.0.0.0` for every interface (logged
+     * as a warning).
+     */
     bind: z
       .string()
-      .default('::')
+      .default('127.0.0.1')
       .refine((h) => isIP(h) !== 0 || hostnamePattern.test(h), 'bind must be an IP address or a host name'),
     /** HTTPS (service REST, device HTTP, DPS, WebSockets). The official SDKs' HTTPS clients only reach 443. */
     httpsPort: port('https-port').default(443),
@@ -36,6 +40,15 @@ export const configSchema = z
     mqttPort: port('mqtt-port').default(8883),
     /** AMQP 1.0 over TLS (the service client's C2D and feedback, device AMQP). */
     amqpPort: port('amqp-port').default(5671),
+    /**
+     * This node's name, the same across its restarts: recorded with the C2D delivery locks its
+     * sessions take, so that at start it releases exactly the locks of its own earlier run. Unset:
+     * `local` on SQLite (one process per database), the machine's host name on PostgreSQL.
+     */
+    nodeId: z
+      .string()
+      .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'node-id must be 1-128 characters of A-Z a-z 0-9 . _ : -')
+      .optional(),
     /** PostgreSQL instead of the embedded SQLite: postgres://user@host:5432/db[?schema=name]. */
     databaseUrl: z
       .string()
@@ -99,6 +112,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   mqttPort: 'GATEHOUSE_MQTT_PORT',
   amqpPort: 'GATEHOUSE_AMQP_PORT',
   databaseUrl: 'GATEHOUSE_DATABASE_URL',
+  nodeId: 'GATEHOUSE_NODE_ID',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',
   tlsCaKey: 'GATEHOUSE_TLS_CA_KEY',

@@ -55,10 +55,18 @@ export function sessionRefusal(s: LiveSession, settings: HubSettingsBody, filter
   return methodRefusal(s.authMethod, s.moduleId, settings);
 }
 
+/**
+ * A policy-signed device token is refused by disableLocalAuth (a hub-scoped key, as in Azure) and
+ * also by disableDeviceSAS / disableModuleSAS: those switches mean "no SAS for devices (modules)",
+ * whatever key signed it. Stricter than Azure, which lets policy tokens through unless local auth
+ * is off (docs/decisions/0002-secure-defaults.md).
+ */
 function methodRefusal(method: string | undefined, moduleId: string | null, settings: HubSettingsBody): string | undefined {
   if (method === 'policy-sas' && settings.disableLocalAuth) return 'policy-signed SAS tokens are disabled by hub settings (disableLocalAuth)';
-  if (method === 'sas' && moduleId === null && settings.disableDeviceSAS) return 'device SAS keys are disabled by hub settings (disableDeviceSAS)';
-  if (method === 'sas' && moduleId !== null && settings.disableModuleSAS) return 'module SAS keys are disabled by hub settings (disableModuleSAS)';
+  const signedBy = method === 'sas' ? 'SAS keys' : method === 'policy-sas' ? 'policy-signed SAS tokens' : undefined;
+  if (signedBy === undefined) return undefined;
+  if (moduleId === null && settings.disableDeviceSAS) return `device ${signedBy} are disabled by hub settings (disableDeviceSAS)`;
+  if (moduleId !== null && settings.disableModuleSAS) return `module ${signedBy} are disabled by hub settings (disableModuleSAS)`;
   return undefined;
 }
 

@@ -1,17 +1,18 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/schema.js';
-import { createLogger } from '../../log.js';
+import { createLogger, routeConsoleToLog } from '../../log.js';
 import { prepareHub, startHub } from '../../hub.js';
 
 function hubOptions(cmd: Command): Command {
   return cmd
     .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR)', undefined)
     .option('--hostname <name>', 'the name devices and services use: DNS name or IP (env GATEHOUSE_HOSTNAME)')
-    .option('--bind <address>', 'listen address, default all interfaces (env GATEHOUSE_BIND)')
+    .option('--bind <address>', 'listen address, default 127.0.0.1 (loopback only); :: or 0.0.0.0 for every interface (env GATEHOUSE_BIND)')
     .option('--https-port <port>', 'HTTPS port, default 443 (env GATEHOUSE_HTTPS_PORT)')
     .option('--mqtt-port <port>', 'MQTT over TLS port, default 8883 (env GATEHOUSE_MQTT_PORT)')
     .option('--amqp-port <port>', 'AMQP 1.0 over TLS port, default 5671 (env GATEHOUSE_AMQP_PORT)')
     .option('--database-url <url>', 'PostgreSQL instead of SQLite: postgres://user@host/db[?schema=s] (env GATEHOUSE_DATABASE_URL)')
+    .option('--node-id <name>', 'this node of a cluster, the same across restarts; default local on SQLite, the host name on PostgreSQL (env GATEHOUSE_NODE_ID)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
     .option('--tls-ca-cert <file>', 'issue the server certificate from this CA certificate (PEM) (env GATEHOUSE_TLS_CA_CERT)')
     .option('--tls-ca-key <file>', 'the key of --tls-ca-cert (PEM) (env GATEHOUSE_TLS_CA_KEY)')
@@ -41,15 +42,18 @@ export function registerStart(program: Command): void {
     async (opts: Record<string, unknown>) => {
       const config = configFrom(opts);
       const logger = createLogger(config.logLevel);
+      routeConsoleToLog(logger);
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
-      process.stdout.write(
-        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
-      );
-      await new Promise<void>((resolve) => {
+      // Listening for a stop before saying ready: a supervisor may send SIGTERM the moment it reads the line.
+      const stopRequested = new Promise<void>((resolve) => {
         process.once('SIGTERM', () => resolve());
         process.once('SIGINT', () => resolve());
       });
+      process.stdout.write(
+        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
+      );
+      await stopRequested;
       logger.info({ event: 'hub.stopping' }, 'stopping');
       await hub.stop();
       logger.info({ event: 'hub.stopped' }, 'stopped');

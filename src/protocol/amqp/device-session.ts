@@ -315,7 +315,7 @@ export class AmqpDeviceSession implements LiveSession {
     if (room <= 0) return;
     let messages;
     try {
-      messages = await this.deps.c2d.lockNext(this.deviceId, room, this.deps.c2dLockMs);
+      messages = await this.deps.c2d.lockNext(this.deviceId, room, this.deps.c2dLockMs, 'session');
     } catch (err) {
       this.deps.logger.error({ err, deviceId: this.deviceId }, 'C2D lock failed');
       return;

@@ -4,6 +4,7 @@ import type { Clock } from '../../core/clock.js';
 import type { ConnectionRegistry } from '../../hub/connections.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
+import type { C2dLockHolder } from '../../hub/c2d/c2d-service.js';
 import type { C2dMessage } from '../../store/c2d-ports.js';
 import type { NewEvent } from '../../store/event-ports.js';
 import type { SessionStore } from '../../store/session-ports.js';
@@ -25,7 +26,7 @@ export interface TelemetrySink {
 
 /** The part of the C2D service that delivery over MQTT needs. */
 export interface C2dDelivery {
-  lockNext(deviceId: string, max: number, lockMs?: number): Promise<C2dMessage[]>;
+  lockNext(deviceId: string, max: number, lockMs: number | undefined, holder: C2dLockHolder): Promise<C2dMessage[]>;
   complete(deviceId: string, lockToken: string): Promise<void>;
   abandon(deviceId: string, lockToken: string): Promise<void>;
 }
