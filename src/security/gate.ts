@@ -24,7 +24,7 @@ import type { ServiceAuthenticator, ServicePrincipal } from '../auth/service-aut
 import type { ConnectionRegistry, LiveSession } from '../hub/connections.js';
 import { classifyAuthFailure, type AuthEvent, type AuthProtocol, type AuthSubject, type SecurityEvents } from './events.js';
 import { IpFilter, normalizeAddress } from './ip-filter.js';
-import { LockoutGuard, type AttemptKeys } from './lockout.js';
+import { LockoutGuard, type AttemptKeys, type NewLock } from './lockout.js';
 import type { OperatorPrincipal, OperatorService } from './operators.js';
 import { tlsRank, type HubSettings, type HubSettingsBody } from './settings.js';
 import type { PolicyUsage } from './policy-usage.js';
@@ -155,14 +155,14 @@ export class AccessGate implements DeviceAuthentication {
     const target = c.moduleId === null ? c.deviceId : `${c.deviceId}/${c.moduleId}`;
     const leaf = c.peerChain?.[0];
     const credential = c.sasToken !== undefined && c.sasToken !== '' ? credentialHash(c.sasToken) : leaf !== undefined ? credentialHash(leaf.raw) : undefined;
-    const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: target === '' ? undefined : `device:${target}`, credential };
+    const keys: AttemptKeys = { address: peer.remote, identity: target === '' ? undefined : `device:${target}` };
     const subject: AuthSubject = c.moduleId === null ? 'device' : 'module';
     const base = { subject, identity: target.slice(0, 260), remote: peer.remote, protocol: peer.protocol, ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(credential === undefined ? {} : { credential }) };
 
-    const locked = this.lockout.check(keys);
+    const locked = this.#lockedOut(keys);
     let result: DeviceAuthResult;
-    if (locked.locked) {
-      result = { ok: false, outcome: 'unauthorized', reason: `locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}` };
+    if (locked !== undefined) {
+      result = { ok: false, outcome: 'unauthorized', reason: locked };
     } else {
       result = await this.deps.devices.authenticate(c);
       if (result.ok) {
@@ -177,7 +177,7 @@ export class AccessGate implements DeviceAuthentication {
     } else {
       const method = c.sasToken !== undefined && c.sasToken !== '' ? 'sas' : leaf !== undefined ? 'x509' : 'none';
       // Disabled identities are refused after valid credentials: not a guessing attempt.
-      if (result.outcome !== 'forbidden') this.#fail(keys, locked.locked);
+      if (result.outcome !== 'forbidden' && locked === undefined) this.#fail(keys);
       this.#emit({ ...base, outcome: 'failure', reason: result.reason, reasonCode: classifyAuthFailure(result.reason), method });
     }
     return result;
@@ -188,11 +188,11 @@ export class AccessGate implements DeviceAuthentication {
    * reports it: a 401 HubError from `fn` is a failure, anything returned a success.
    */
   async guarded<T>(a: { subject: AuthSubject; identity: string; credential?: string | undefined; method: string }, peer: PeerContext, fn: () => Promise<T>): Promise<T> {
-    const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: a.identity === '' ? undefined : `${a.subject}:${a.identity}`, credential: a.credential };
+    const keys: AttemptKeys = { address: peer.remote, identity: a.identity === '' ? undefined : `${a.subject}:${a.identity}` };
     const base = { subject: a.subject, identity: a.identity.slice(0, 260), remote: peer.remote, protocol: peer.protocol, method: a.method, ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(a.credential === undefined ? {} : { credential: a.credential }) };
-    const locked = this.lockout.check(keys);
+    const locked = this.#lockedOut(keys);
     try {
-      if (locked.locked) throw unauthorized(`locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}`);
+      if (locked !== undefined) throw unauthorized(locked);
       const r = await fn();
       this.lockout.succeed(keys);
       this.#emit({ ...base, outcome: 'success' });
@@ -200,7 +200,7 @@ export class AccessGate implements DeviceAuthentication {
     } catch (err) {
       if (err instanceof HubError && (err.code === 'IotHubUnauthorizedAccess' || err.code === 'CertificateNotAccepted')) {
         const reason = String(err.cause ?? err.message);
-        this.#fail(keys, locked.locked);
+        if (locked === undefined) this.#fail(keys);
         this.#emit({ ...base, outcome: 'failure', reason, reasonCode: classifyAuthFailure(reason) });
       }
       throw err;
@@ -214,13 +214,14 @@ export class AccessGate implements DeviceAuthentication {
     const header = authorization ?? '';
     const bearer = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
     const credential = header === '' ? undefined : credentialHash(header);
+    // Read before the signature is checked: a claim, so only ever counted together with the address.
     const identity = bearer !== undefined ? `operator:${unverifiedSubject(bearer)}` : `policy:${/(?:^|&)skn=([^&]*)/.exec(header)?.[1] ?? ''}`;
-    const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: identity.endsWith(':') ? undefined : identity.slice(0, 200), credential };
+    const keys: AttemptKeys = { address: peer.remote, identity: identity.endsWith(':') ? undefined : identity.slice(0, 200) };
     const subject: AuthSubject = bearer !== undefined ? 'operator' : 'policy';
     const base = { subject, identity: identity.slice(identity.indexOf(':') + 1, 260), remote: peer.remote, protocol: peer.protocol, method: bearer !== undefined ? 'bearer' : 'sas', ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(credential === undefined ? {} : { credential }) };
-    const locked = this.lockout.check(keys);
+    const locked = this.#lockedOut(keys);
     try {
-      if (locked.locked) throw unauthorized(`locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}`);
+      if (locked !== undefined) throw unauthorized(locked);
       let principal: Principal;
       if (bearer !== undefined) principal = await this.deps.operators.authenticate(bearer);
       else {
@@ -233,7 +234,7 @@ export class AccessGate implements DeviceAuthentication {
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
         const reason = String(err.cause ?? 'unauthorized');
-        this.#fail(keys, locked.locked);
+        if (locked === undefined) this.#fail(keys);
         this.#emit({ ...base, outcome: 'failure', reason, reasonCode: classifyAuthFailure(reason) });
       }
       throw err;
@@ -259,11 +260,24 @@ export class AccessGate implements DeviceAuthentication {
     return true;
   }
 
-  #fail(keys: AttemptKeys, alreadyLocked: boolean): void {
-    const locked = this.lockout.fail(keys);
-    if (locked.length > 0 && !alreadyLocked) {
-      this.deps.log({ event: 'auth.lockout', keys: locked.map((l) => ({ key: l.key.split(':')[0], subject: l.key.startsWith('cred:') ? undefined : l.key.slice(l.key.indexOf(':') + 1), until: new Date(l.until).toISOString() })) }, 'locked out after repeated authentication failures');
-    }
+  /** Why the lockout refuses this attempt unverified (then it is not counted), or undefined. */
+  #lockedOut(keys: AttemptKeys): string | undefined {
+    const s = this.lockout.check(keys);
+    if (!s.locked) return undefined;
+    const what = s.scope === 'address' ? 'this address' : 'this identity from this address';
+    return `locked out after repeated failures (${what}) until ${new Date(s.until).toISOString()}`;
+  }
+
+  /** A verified failure: counted; a lock it sets is logged and recorded as the hub's change. */
+  #fail(keys: AttemptKeys): void {
+    for (const l of this.lockout.fail(keys)) this.#lockStarted(l, keys.address);
+  }
+
+  #lockStarted(l: NewLock, remote: string): void {
+    const target = l.scope === 'address' ? `address:${l.address}` : `address:${l.address}/${l.identity ?? ''}`;
+    const after = { scope: l.scope, address: l.address, ...(l.identity === undefined ? {} : { identity: l.identity }), until: new Date(l.until).toISOString(), seconds: l.seconds };
+    this.deps.log({ event: 'auth.lockout', ...after }, 'locked out after repeated authentication failures');
+    this.deps.events.emit({ type: 'change', at: this.deps.clock.now(), actor: 'hub', action: 'lockout.start', target: target.slice(0, 300), after, remote });
   }
 
   #emit(e: Omit<AuthEvent, 'type' | 'at'>): void {
