@@ -22,12 +22,13 @@ import { HubError, unauthorized } from '../core/errors.js';
 import type { DeviceAuthResult, DeviceCredentials } from '../auth/device-authenticator.js';
 import type { ServiceAuthenticator, ServicePrincipal } from '../auth/service-authenticator.js';
 import type { ConnectionRegistry, LiveSession } from '../hub/connections.js';
-import { classifyAuthFailure, type AuthEvent, type AuthProtocol, type AuthSubject, type SecurityEvents } from './events.js';
+import { classifyAuthFailure, type AuthEvent, type AuthFailureCode, type AuthProtocol, type AuthSubject, type SecurityEvents } from './events.js';
 import { IpFilter, normalizeAddress } from './ip-filter.js';
 import { LockoutGuard, type AttemptKeys, type NewLock } from './lockout.js';
 import type { OperatorPrincipal, OperatorService } from './operators.js';
 import { tlsRank, type HubSettings, type HubSettingsBody } from './settings.js';
 import type { PolicyUsage } from './policy-usage.js';
+import { tlsRefusal } from './tls-refusal.js';
 
 export interface PeerContext {
   remote: string;
@@ -37,6 +38,15 @@ export interface PeerContext {
 
 export interface DeviceAuthentication {
   authenticate(c: DeviceCredentials, peer?: PeerContext): Promise<DeviceAuthResult>;
+  /** An authenticated device reached for what is not its own: recorded (audit, metrics, alerts), never counted toward lockout. */
+  deviceDenied(device: { deviceId: string; moduleId: string | null }, denial: DeviceDenial, peer: PeerContext): void;
+}
+
+/** Why an authenticated device was refused an action. */
+export interface DeviceDenial {
+  code: Extract<AuthFailureCode, 'cross_device' | 'forbidden_topic'>;
+  /** What it tried, for the operator: `publish to devices/d2/messages/events/`. */
+  reason: string;
 }
 
 export type Principal = ServicePrincipal | OperatorPrincipal;
@@ -131,6 +141,15 @@ export class AccessGate implements DeviceAuthentication {
         });
         return;
       }
+    });
+    // A handshake the hub refused (TLS version, no shared cipher, not TLS at all): an event each; the
+    // audit log folds a flood from one address into one row a minute (audit-refusals.ts).
+    server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      const refusal = tlsRefusal(err);
+      if (refusal !== undefined) {
+        this.#emit({ subject: 'connection', identity: '', outcome: 'failure', reason: refusal.reason, reasonCode: refusal.code, remote: socket.remoteAddress ?? '', protocol });
+      }
+      socket.destroy();
     });
     // Established TLS sockets (HTTPS keep-alive included), so a change can close the ones it refuses.
     server.on('secureConnection', (socket: TLSSocket) => {
@@ -244,6 +263,20 @@ export class AccessGate implements DeviceAuthentication {
   /** A policy used these rights for a request it was allowed. */
   policyUsed(policy: string, rights: readonly string[]): void {
     for (const r of rights) this.deps.usage?.record(policy, r);
+  }
+
+  deviceDenied(device: { deviceId: string; moduleId: string | null }, denial: DeviceDenial, peer: PeerContext): void {
+    const identity = device.moduleId === null ? device.deviceId : `${device.deviceId}/${device.moduleId}`;
+    this.#emit({
+      subject: device.moduleId === null ? 'device' : 'module',
+      identity: identity.slice(0, 260),
+      outcome: 'failure',
+      reason: denial.reason.slice(0, 300),
+      reasonCode: denial.code,
+      remote: peer.remote,
+      protocol: peer.protocol,
+      ...(peer.tls === undefined ? {} : { tls: peer.tls }),
+    });
   }
 
   /** An authenticated caller was denied a route: recorded, not counted toward lockout. */
