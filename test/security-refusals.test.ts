@@ -192,7 +192,10 @@ describe("a device touching another device's topics or links", () => {
 
 describe('refused TLS handshakes', () => {
   it('a TLS 1.1 client and a client offering only disallowed ciphers, on 8883, 443 and 5671: an audit row each with address, protocol and reason, counted, and a rule fires', async () => {
-    await putRule('tls-refused', ['tls_version', 'tls_cipher']);
+    // This rule through the CLI.
+    const set = cli(['alert', 'rule', 'set', 'tls-refused', '--data-dir', hub.dataDir, '--kind', 'authFailures', '--reasons', 'tls_version,tls_cipher', '--threshold', '0', '--window', '10m']);
+    assert.equal(set.status, 0, set.stderr);
+    assert.deepEqual((JSON.parse(set.stdout) as Array<{ reasons?: string[] }>)[0]?.reasons, ['tls_version', 'tls_cipher']);
     for (const { port, protocol } of PORTS) {
       const beforeVersion = await failures(protocol, 'tls_version');
       const beforeCipher = await failures(protocol, 'tls_cipher');

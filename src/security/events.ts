@@ -46,7 +46,7 @@ export interface AuthEvent {
   method?: string;
   /** TLSv1.2, TLSv1.3. */
   tls?: string;
-  /** A SHA-256 (hex, first 32 chars) of the presented credential, for per-credential counting. */
+  /** A SHA-256 (hex, first 32 chars) of the presented credential (never stored in the audit log). */
   credential?: string;
 }
 
