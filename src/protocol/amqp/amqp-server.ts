@@ -420,6 +420,9 @@ export class AmqpServer {
     const key = identityKey(dev.deviceId, dev.moduleId);
     let session = st.devices.get(key)?.session;
     if (session === undefined || session.closed) {
+      // A device proven on this connection reaching for another device's address.
+      const proven = [...st.devices.values()].find((d) => !d.session.closed)?.session.identity;
+      if (proven !== undefined) return this.#crossDevice(st, link, address, proven);
       const chain = st.socket === undefined ? undefined : peerChain(st.socket);
       if (chain === undefined) return this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Put a device token on $cbs first, or present the device certificate.' });
       const result = await this.deps.gate.authenticate({ deviceId: dev.deviceId, moduleId: dev.moduleId, sasToken: undefined, peerChain: chain }, st.peer);
@@ -431,6 +434,13 @@ export class AmqpServer {
     const allowed = dev.kind === 'events' ? direction === 'in' : dev.kind === 'c2d' ? direction === 'out' : true;
     if (!allowed) return this.#refuseLink(link, st, address, { condition: 'amqp:not-allowed', description: `Cannot attach that way to ${dev.kind}.` });
     session.attach(dev.kind, link, direction);
+  }
+
+  /** Recorded as a security event; like MQTT, the connection closes (one row per connection, not a flood of refused links). */
+  #crossDevice(st: ConnState, link: Link, address: string, device: { deviceId: string; moduleId: string | null }): void {
+    this.deps.gate.deviceDenied(device, { code: 'cross_device', reason: `attach to ${address.slice(0, 200)} refused: another device's link` }, st.peer);
+    this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Unauthorized' });
+    link.connection.close({ condition: 'amqp:unauthorized-access', description: "A device may attach only to its own links." });
   }
 
   #grantService(st: ConnState, grant: Grant): void {
