@@ -11,6 +11,9 @@ import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import { generateSasToken } from '../src/auth/sas.js';
+import type { Right } from '../src/core/types.js';
+import { assessPosture, type PostureInput } from '../src/security/posture.js';
+import { DEFAULT_SETTINGS } from '../src/security/settings.js';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { connectPacket, connectRaw } from './support/raw-mqtt.js';
 import { restClient } from './support/rest.js';
@@ -132,3 +135,53 @@ describe('policy usage and the fixes gatehouse audit suggests', () => {
     assert.equal(about(findings, 'policies.unused-rights', 'iothubowner'), undefined);
   });
 });
+
+describe('policy findings on the assessment alone', () => {
+  const at = Date.now();
+  const input = (policies: Array<{ name: string; rights: Right[] }>, used: Record<string, Record<string, number>>): PostureInput => ({
+    now: at,
+    expiringDays: 30,
+    settings: { ...DEFAULT_SETTINGS, version: 1, etag: 'e', updatedAt: '', updatedBy: 'test' },
+    policies: policies.map((p) => ({ ...p, primaryKey: 'k', secondaryKey: 'k', etag: 'e' })),
+    devices: [],
+    groups: [],
+    cas: [],
+    issued: [],
+    operators: [],
+    assignments: [],
+    usage: { since: at - 86_400_000, used },
+  });
+  const policyFindings = (i: PostureInput) => assessPosture(i).filter((f) => f.id.startsWith('policies.')).map((f) => `${f.id}: ${f.fix}`);
+
+  it('an owner-level policy used only to read the registry is not advised below owner-level', () => {
+    const all: Right[] = ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'];
+    assert.deepEqual(policyFindings(input([{ name: 'iothubowner', rights: all }], { iothubowner: { RegistryRead: at } })), [
+      'policies.unused-rights: gatehouse policy update iothubowner --rights RegistryRead,RegistryWrite,ServiceConnect',
+    ]);
+  });
+
+  it('a device policy whose only right devices use is to be deleted, and the finding goes with the right', () => {
+    assert.deepEqual(policyFindings(input([{ name: 'device', rights: ['DeviceConnect'] }], { device: { DeviceConnect: at } })), [
+      'policies.device-connect-used: Give each device its own credential, then: gatehouse policy delete device',
+    ]);
+    assert.deepEqual(policyFindings(input([{ name: 'gateway', rights: ['RegistryRead'] }], { gateway: { DeviceConnect: at, RegistryRead: at } })), []);
+  });
+
+  it('several owner-level policies are one finding; DeviceConnect does not make a policy owner-level', () => {
+    const findings = assessPosture(
+      input(
+        [
+          { name: 'iothubowner', rights: ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'] },
+          { name: 'backend', rights: ['RegistryRead', 'RegistryWrite', 'ServiceConnect'] },
+          { name: 'gateway', rights: ['RegistryRead', 'RegistryWrite', 'DeviceConnect'] },
+        ],
+        {},
+      ),
+    ).filter((f) => f.id.startsWith('policies.'));
+    assert.deepEqual(
+      findings.map((f) => [f.id, f.resources]),
+      [['policies.owner-like', ['iothubowner', 'backend']]],
+    );
+  });
+});
+
