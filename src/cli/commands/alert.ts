@@ -1,6 +1,6 @@
 /**
  * `gatehouse alert ...` over the running hub's REST API (hub administration: the connection needs
- * a policy with every hub right, like iothubowner):
+ * an owner-level policy, like iothubowner, or the Owner role):
  *
  *   gatehouse alert list [--state fired|resolved] [--limit n]
  *   gatehouse alert rule list

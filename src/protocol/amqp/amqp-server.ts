@@ -19,7 +19,8 @@ import { HubError } from '../../core/errors.js';
 import { parseSasToken } from '../../auth/sas.js';
 import type { Clock } from '../../core/clock.js';
 import type { AccessGate, PeerContext, Principal } from '../../security/gate.js';
-import { rolesAllow, type Action } from '../../security/roles.js';
+import { authorize } from '../../security/access.js';
+import type { DataAction } from '../../security/roles.js';
 import type { Right } from '../../core/types.js';
 import { ServiceLinks, type ServiceLinkDeps } from './service-links.js';
 import { FrameGuard } from './frame-guard.js';
@@ -264,12 +265,18 @@ export class AmqpServer {
     link.close(error);
   }
 
-  #serviceRefusal(st: ConnState, action: Action, rights: readonly Right[]): { condition: string; description: string } | undefined {
+  /** The same decision as the HTTPS routes (security/access.ts); an allowed policy's right counts as used. */
+  #serviceRefusal(st: ConnState, action: DataAction, anyOf: readonly Right[]): { condition: string; description: string } | undefined {
     const g = st.service;
     if (g === undefined || g.expiresAt <= this.deps.clock.now()) return { condition: 'amqp:unauthorized-access', description: 'Put a service token on $cbs first.' };
     const p = g.principal;
-    const ok = p.kind === 'operator' ? rolesAllow(p.roles, action) : rights.some((r) => p.rights.has(r));
-    return ok ? undefined : { condition: 'amqp:unauthorized-access', description: `${p.kind} ${p.name} may not ${action}.` };
+    const decision = authorize(p, { kind: 'service', action, anyOf });
+    if (decision.allowed) {
+      if (p.kind === 'policy') this.deps.gate.policyUsed(p.name, decision.used);
+      return undefined;
+    }
+    this.deps.gate.denied(p, decision.reason, st.peer);
+    return { condition: 'amqp:unauthorized-access', description: `${p.kind} ${p.name} may not ${action}.` };
   }
 
   // ---- messages --------------------------------------------------------------------------------
