@@ -29,6 +29,7 @@ import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
 import { RegistrationService } from './dps/registration-service.js';
+import { enrollmentCas } from './dps/device-ownership.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
 import { parseHubConnectionString } from './dps/remote-hub.js';
 import { readDpsSettings, writeDpsSettings } from './dps/settings.js';
@@ -214,7 +215,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         return r.thumbprintSha256 === thumbprint;
       },
     };
-    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation);
+    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation, enrollmentCas(() => enrollments.listGroups()));
     const securityLog = logger.child({ component: 'security' });
     const gate = new AccessGate(settings.current, {
       devices: deviceAuth,
@@ -261,6 +262,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         },
       },
       isRevoked: (leaf) => revocation.isRevoked(leaf),
+      ownership: { registration: (id) => enrollments.findRegistration(id), device: (id) => store.getDevice(id), hub: () => config.hostname },
       clock,
       policy: () => ({ validityDays: config.deviceCertValidityDays, renewalGraceDays: config.certRenewalGraceDays }),
       log: (fields, msg) => pkiLog.info(fields, msg),
@@ -302,6 +304,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         },
         revocation,
         onRegistered: (outcome, attestation) => metrics.registration(outcome, attestation),
+        onRefused: (event) => securityEvents.emit(event),
       }),
     };
     if (config.dpsDisableSymmetricKeyAttestation !== undefined) {

@@ -36,6 +36,7 @@ function renderCredential(c: EstCredentialRecord): Record<string, unknown> {
     enrollmentGroupId: c.enrollmentGroupId,
     password: c.secretHash !== null,
     clientCertificateThumbprint: c.clientThumbprint,
+    registrationIds: c.registrationIds,
     expiresAt: c.expiresAt,
     created: c.created,
   };
@@ -119,7 +120,12 @@ export function registerEstRoutes(app: FastifyInstance, est: EstService, logger:
     }
     if (b.validityDays !== undefined && typeof b.validityDays !== 'number') throw new HubError('ArgumentInvalid', 'validityDays must be a number.');
     if (b.password !== undefined && typeof b.password !== 'boolean') throw new HubError('ArgumentInvalid', 'password must be true or false.');
+    const scope = b.registrationIds;
+    if (!Array.isArray(scope) || !scope.every((x): x is string => typeof x === 'string')) {
+      throw new HubError('ArgumentNull', `registrationIds is required: the registration ids or patterns this credential may enroll, e.g. ["${group.slice(0, 64)}-*"].`);
+    }
     const created = await est.createCredential(group, {
+      registrationIds: scope,
       ...(typeof b.id === 'string' ? { id: b.id } : {}),
       ...(typeof b.validityDays === 'number' ? { validityDays: b.validityDays } : {}),
       ...(typeof b.clientCertificate === 'string' ? { clientCertificatePem: b.clientCertificate } : {}),
