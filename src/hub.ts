@@ -17,6 +17,7 @@ import { RegistryService, renderDevice } from './hub/registry/registry-service.j
 import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
+import { watchHttpTimeouts } from './protocol/http/http-timeouts.js';
 import { ConnectionRegistry } from './hub/connections.js';
 import { MethodService } from './hub/methods/method-service.js';
 import { C2dService } from './hub/c2d/c2d-service.js';
@@ -37,7 +38,7 @@ import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { redactSecrets, SecurityEvents } from './security/events.js';
-import { ensureWritableDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl } from './hub/startup.js';
+import { ensureWritableDir, initializeStore, listenHttp, listenTls, openHubStore, redactDatabaseUrl } from './hub/startup.js';
 import { sessionStateRecorder } from './hub/session-state.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
@@ -47,6 +48,7 @@ import { SettingsService } from './security/settings-service.js';
 import { isoDurationMs, NODE_TLS, tlsRank, type TlsVersion } from './security/settings.js';
 import { OperatorService } from './security/operators.js';
 import { AccessGate } from './security/gate.js';
+import { ConnectionCaps, ConnectionRefusals } from './security/connection-caps.js';
 import { PolicyService } from './security/policy-service.js';
 import { PolicyUsage } from './security/policy-usage.js';
 import { runPostureAudit } from './security/posture-source.js';
@@ -76,6 +78,8 @@ export interface PreparedHub {
   services: HubServices;
   authenticator: ServiceAuthenticator;
   policyCache: PolicyCache;
+  /** Per-address caps on every listener, and the report of connections closed before authentication. */
+  connectionCaps: ConnectionCaps;
 }
 
 /** Everything short of listening: used by `start` and by `init`. */
@@ -216,6 +220,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     };
     const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation);
     const securityLog = logger.child({ component: 'security' });
+    const refusals = new ConnectionRefusals({ log: (fields, msg) => securityLog.warn(fields, msg), count: (listener, reason) => metrics.connectionRefused(listener, reason), clock });
+    const connectionCaps = new ConnectionCaps(config.maxConnectionsPerAddress, refusals);
     const gate = new AccessGate(settings.current, {
       devices: deviceAuth,
       service: authenticator,
@@ -225,6 +231,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       clock,
       log: (fields, msg) => securityLog.warn(fields, msg),
       usage: policyUsage,
+      caps: connectionCaps,
     });
     settings.bind({ gate, operators, enrollments });
     const policies = new PolicyService(store, policyCache, connections, operators, securityEvents, clock);
@@ -343,7 +350,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         }
       },
     };
-    return { config, dataDir, store, tls, services, authenticator, policyCache };
+    return { config, dataDir, store, tls, services, authenticator, policyCache, connectionCaps };
   } catch (err) {
     await store.close();
     throw err;
@@ -360,7 +367,9 @@ export interface RunningHub extends PreparedHub {
 
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
   const prepared = await prepareHub(config, logger, clock);
-  const { store, tls, dataDir, services } = prepared;
+  const { store, tls, dataDir, services, connectionCaps } = prepared;
+  const handshakeTimeoutMs = config.tlsHandshakeTimeout * 1000;
+  const httpTimeouts = { handshakeMs: handshakeTimeoutMs, headersMs: config.httpHeadersTimeout * 1000, requestMs: config.httpRequestTimeout * 1000 };
   try {
     await services.alerts.start();
   } catch (err) {
@@ -393,7 +402,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   });
   let http: FastifyInstance | undefined;
   const minTls = NODE_TLS[services.settings.current.minTlsVersion];
-  const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
+  const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls, handshakeTimeoutMs });
   // Hub settings change the TLS minimum at run time: a new secure context for new handshakes.
   const tlsContext = (v: TlsVersion) => ({
     key: tls.keyPem,
@@ -420,6 +429,14 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     c2dLockMs: DEFAULT_BROKER_LIMITS.c2dLockMs,
     onConnected: (s) => sessionState.connected(s),
     onDisconnected: (s, current) => sessionState.disconnected(s, current),
+    admission: {
+      handshakeTimeoutMs,
+      openTimeoutMs: config.amqpOpenTimeout * 1000,
+      authTimeoutMs: config.amqpAuthTimeout * 1000,
+      maxUnauthenticated: config.amqpMaxUnauthenticated,
+      maxUnauthenticatedPerAddress: config.amqpMaxUnauthenticatedPerAddress,
+    },
+    refusals: connectionCaps.refusals,
   });
   let amqpServer: TlsServer | undefined;
   try {
@@ -427,15 +444,18 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls },
       logger,
       services,
+      timeouts: httpTimeouts,
     });
+    watchHttpTimeouts(http.server as unknown as import('node:https').Server, httpTimeouts, connectionCaps.refusals);
     const httpsServer = http.server as unknown as TlsServer;
     services.gate.watch(httpsServer, 'https', (v) => httpsServer.setSecureContext(tlsContext(v)));
     attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker, amqp);
     await listenHttp(http, config.httpsPort, config.bind);
     await listenTls(mqtt, config.mqttPort, config.bind);
-    amqpServer = amqp.listenTls({ port: config.amqpPort, host: config.bind, key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
-    services.gate.watch(amqpServer, 'amqp', (v) => amqpServer?.setSecureContext(tlsContext(v)));
-    await listening(amqpServer, config.amqpPort, config.bind);
+    const amqpTls = amqp.createTlsServer({ key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
+    amqpServer = amqpTls;
+    services.gate.watch(amqpTls, 'amqp', (v) => amqpTls.setSecureContext(tlsContext(v)));
+    await listenTls(amqpTls, config.amqpPort, config.bind);
   } catch (err) {
     mqtt.close();
     amqpServer?.close();

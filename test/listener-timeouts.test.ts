@@ -22,6 +22,7 @@ import { WebSocket } from 'ws';
 import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { policyKey, restClient, type Rest } from './support/rest.js';
 import { parsePrometheusText, sampleValue } from './support/prometheus.js';
+import { generateSasToken } from '../src/auth/sas.js';
 
 const HOST = '127.0.61.1';
 let hub: HubProcess;
@@ -124,19 +125,21 @@ describe('timeouts on every listener', () => {
   });
 
   it('AMQP: a connection that opens but never authenticates is closed after the authentication timeout', async () => {
-    let disconnected = false;
+    let closedBy: string | undefined;
     const conn = await new Promise<rhea.Connection>((resolve, reject) => {
       const c = rhea.create_container().connect({ host: HOST, port: 5671, transport: 'tls', ca, reconnect: false } as never);
       c.once('connection_open', () => resolve(c));
       c.once('disconnected', () => {
-        disconnected = true;
+        closedBy ??= 'disconnected';
         reject(new Error('closed before the open'));
       });
+      c.once('connection_close', (ctx: rhea.EventContext) => (closedBy = (ctx.connection.error as { condition?: string } | undefined)?.condition ?? 'closed'));
       c.on('connection_error', () => undefined);
       c.on('error', () => undefined);
     });
     try {
-      assert.notEqual(await closedWithin(LIMIT_MS, () => disconnected), undefined, 'the unauthenticated AMQP connection is still open');
+      assert.notEqual(await closedWithin(LIMIT_MS, () => closedBy !== undefined), undefined, 'the unauthenticated AMQP connection is still open');
+      assert.equal(closedBy, 'amqp:unauthorized-access');
     } finally {
       conn.close();
     }
@@ -171,9 +174,11 @@ describe('timeouts on every listener', () => {
   });
 
   it('HTTPS: a body that stops halfway is cut at the request timeout (408)', async () => {
+    // Authorized, so the hub waits for the body (a refused request is answered at once).
+    const token = generateSasToken({ resource: HOST, key: policyKey(hub.dataDir), keyName: 'iothubowner', expiry: Math.floor(Date.now() / 1000) + 600 });
     const c = await tlsSocket(443);
     try {
-      c.socket.write(`PUT /devices/slow?api-version=2021-04-12 HTTP/1.1\r\nHost: ${HOST}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"devi`);
+      c.socket.write(`PUT /devices/slow?api-version=2021-04-12 HTTP/1.1\r\nHost: ${HOST}\r\nauthorization: ${token}\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"devi`);
       assert.notEqual(await closedWithin(LIMIT_MS, c.closed), undefined, 'the slow-body connection is still open');
       assert.match(c.received(), /^HTTP\/1\.1 408/);
     } finally {
