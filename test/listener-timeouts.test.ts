@@ -24,7 +24,7 @@ import { policyKey, restClient, type Rest } from './support/rest.js';
 import { parsePrometheusText, sampleValue } from './support/prometheus.js';
 import { generateSasToken } from '../src/auth/sas.js';
 
-const HOST = '127.0.61.1';
+const HOST = '127.0.61.100';
 let hub: HubProcess;
 let ca: string;
 let rest: Rest;

@@ -26,7 +26,7 @@ import { policyKey, restClient, type Rest } from './support/rest.js';
 import { generateSasToken } from '../src/auth/sas.js';
 import { AMQP_HEADER, EMPTY_FRAME, SASL_HEADER, attachSender, begin, open, saslInitAnonymous, transfer } from './support/amqp-frames.js';
 
-const HOST = '127.0.60.1';
+const HOST = '127.0.60.100';
 const PER_ADDRESS = 4;
 let hub: HubProcess;
 let ca: string;
