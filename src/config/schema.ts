@@ -62,7 +62,7 @@ export const configSchema = z
     /** Seconds an AMQP connection gets after its open to authenticate (CBS put-token accepted, or a device proven by its certificate). */
     amqpAuthTimeout: z.coerce.number().int().min(1).max(600).default(30),
     /** Unauthenticated AMQP connections at once, per listener (AMQPS and AMQP over WebSocket each). */
-    amqpMaxUnauthenticated: z.coerce.number().int().min(1).max(1_000_000).default(512),
+    amqpMaxUnauthenticated: z.coerce.number().int().min(1).max(1_000_000).default(256),
     /** Unauthenticated AMQP connections at once from one address (an IPv6 /64 counts as one), per listener. */
     amqpMaxUnauthenticatedPerAddress: z.coerce.number().int().min(1).max(1_000_000).default(32),
     /** Seconds an HTTPS client gets to send a request's headers (the first request after the handshake included). */

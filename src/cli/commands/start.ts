@@ -21,7 +21,7 @@ function hubOptions(cmd: Command): Command {
     .option('--tls-handshake-timeout <seconds>', 'time a new TLS connection on any port gets to finish its handshake, default 10 (env GATEHOUSE_TLS_HANDSHAKE_TIMEOUT)')
     .option('--amqp-open-timeout <seconds>', 'time a new AMQP connection gets to send its header and open, default 10 (env GATEHOUSE_AMQP_OPEN_TIMEOUT)')
     .option('--amqp-auth-timeout <seconds>', 'time an AMQP connection gets after its open to authenticate, default 30 (env GATEHOUSE_AMQP_AUTH_TIMEOUT)')
-    .option('--amqp-max-unauthenticated <n>', 'unauthenticated AMQP connections at once per listener, default 512 (env GATEHOUSE_AMQP_MAX_UNAUTHENTICATED)')
+    .option('--amqp-max-unauthenticated <n>', 'unauthenticated AMQP connections at once per listener, default 256 (env GATEHOUSE_AMQP_MAX_UNAUTHENTICATED)')
     .option('--amqp-max-unauthenticated-per-address <n>', 'unauthenticated AMQP connections at once from one address, default 32 (env GATEHOUSE_AMQP_MAX_UNAUTHENTICATED_PER_ADDRESS)')
     .option('--http-headers-timeout <seconds>', "time an HTTPS client gets to send a request's headers, default 15 (env GATEHOUSE_HTTP_HEADERS_TIMEOUT)")
     .option('--http-request-timeout <seconds>', 'time an HTTPS client gets to send a whole request, default 60 (env GATEHOUSE_HTTP_REQUEST_TIMEOUT)')
