@@ -5,7 +5,8 @@
  * - a TCP socket that never starts TLS, on the AMQP, MQTT and HTTPS ports (the TLS handshake
  *   timeout: on the AMQP port it had no effect at all);
  * - AMQP over TLS and over WebSocket that never sends its header (the open timeout), and an
- *   AMQP connection that opens but never authenticates (the authentication timeout);
+ *   AMQP connection that opens but never authenticates (the authentication timeout); MQTT over
+ *   WebSocket that never sends CONNECT;
  * - HTTPS after the handshake with nothing sent, with headers trickling, and with a body that
  *   stops halfway (the header and request timeouts).
  *
@@ -32,7 +33,7 @@ let rest: Rest;
 before(async () => {
   hub = await startHubProcess({
     address: HOST,
-    extraArgs: ['--tls-handshake-timeout', '1', '--amqp-open-timeout', '1', '--amqp-auth-timeout', '2', '--http-headers-timeout', '1', '--http-request-timeout', '2'],
+    extraArgs: ['--tls-handshake-timeout', '1', '--mqtt-connect-timeout', '1', '--amqp-open-timeout', '1', '--amqp-auth-timeout', '2', '--http-headers-timeout', '1', '--http-request-timeout', '2'],
   });
   ca = readFileSync(hub.caFile, 'utf8');
   rest = restClient(HOST, ca, policyKey(hub.dataDir));
@@ -118,6 +119,23 @@ describe('timeouts on every listener', () => {
     });
     try {
       assert.notEqual(await closedWithin(LIMIT_MS, () => closed), undefined, 'the silent AMQP WebSocket is still open');
+    } finally {
+      ws.terminate();
+    }
+    await healthy();
+  });
+
+  it('MQTT over WebSocket: a connection that never sends CONNECT is closed after the CONNECT timeout', async () => {
+    const ws = new WebSocket(`wss://${HOST}/$iothub/websocket`, 'mqtt', { ca });
+    let closed = false;
+    ws.on('close', () => (closed = true));
+    ws.on('error', () => undefined);
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    try {
+      assert.notEqual(await closedWithin(LIMIT_MS, () => closed), undefined, 'the silent MQTT WebSocket is still open');
     } finally {
       ws.terminate();
     }

@@ -20,7 +20,7 @@
  * after it, frames up to the hub's max-frame-size.
  */
 
-/** AMQP 1.0 §2.7.1 MIN-MAX-FRAME-SIZE: the largest frame before the open is negotiated, and any SASL frame (§5.3.1). */
+/** MIN-MAX-FRAME-SIZE (AMQP 1.0 part 2 constants, §2.7.1 open): the largest frame before the open is negotiated (§2.4.1), and any SASL frame (§5.3.1). */
 export const MIN_MAX_FRAME_SIZE = 512;
 
 export interface FrameGuardLimits {
@@ -59,9 +59,8 @@ export class FrameGuard {
   #state: GuardState = { kind: 'header', allowSasl: true };
   /** A header or frame header split across chunks (at most 7 bytes). */
   #partial: Buffer = Buffer.alloc(0);
-  #authenticated = false;
-  #bytes = 0;
-  #frames = 0;
+  /** What the connection has spent of its pre-authentication budget; nothing is counted after. */
+  #budget: { kind: 'pre-auth'; bytes: number; frames: number } | { kind: 'authenticated' } = { kind: 'pre-auth', bytes: 0, frames: 0 };
   #amqpFrames = 0;
 
   constructor(
@@ -72,7 +71,7 @@ export class FrameGuard {
 
   /** The connection proved a credential: lift the pre-authentication bounds. */
   authenticated(): void {
-    this.#authenticated = true;
+    this.#budget = { kind: 'authenticated' };
   }
 
   /** Returns why the stream must be closed, or undefined while it is well-formed and within bounds. */
@@ -151,9 +150,9 @@ export class FrameGuard {
 
   /** Counts `n` bytes consumed before authentication against the budget. */
   #consume(n: number): GuardRefusal | undefined {
-    if (this.#authenticated) return undefined;
-    this.#bytes += n;
-    return this.#bytes > this.limits.preAuthMaxBytes ? this.#refuse('pre-auth-limit', `more than ${this.limits.preAuthMaxBytes} bytes before authentication`) : undefined;
+    if (this.#budget.kind === 'authenticated') return undefined;
+    this.#budget.bytes += n;
+    return this.#budget.bytes > this.limits.preAuthMaxBytes ? this.#refuse('pre-auth-limit', `more than ${this.limits.preAuthMaxBytes} bytes before authentication`) : undefined;
   }
 
   #refuse(kind: GuardRefusal['kind'], reason: string): GuardRefusal {
@@ -173,9 +172,9 @@ export class FrameGuard {
     const type = head[5];
     if (type !== FRAME_TYPE[layer]) return { kind: 'protocol', reason: `a frame of type ${type} in the ${layer === 'sasl' ? 'SASL' : 'AMQP'} layer` };
     if (layer === 'amqp') this.#amqpFrames += 1;
-    if (!this.#authenticated) {
-      this.#frames += 1;
-      if (this.#frames > this.limits.preAuthMaxFrames) return { kind: 'pre-auth-limit', reason: `more than ${this.limits.preAuthMaxFrames} frames before authentication` };
+    if (this.#budget.kind === 'pre-auth') {
+      this.#budget.frames += 1;
+      if (this.#budget.frames > this.limits.preAuthMaxFrames) return { kind: 'pre-auth-limit', reason: `more than ${this.limits.preAuthMaxFrames} frames before authentication` };
     }
     return undefined;
   }
@@ -193,7 +192,7 @@ export class FrameGuard {
     // §5.3.1: SASL frames; §2.4.1: until the open is negotiated (the first AMQP frame is the open).
     if (layer === 'sasl') return { bytes: MIN_MAX_FRAME_SIZE, kind: 'protocol', why: ' for SASL frames' };
     if (this.#amqpFrames === 0) return { bytes: MIN_MAX_FRAME_SIZE, kind: 'protocol', why: ' before the open' };
-    if (!this.#authenticated) return { bytes: this.limits.preAuthMaxFrameSize, kind: 'pre-auth-limit', why: ' before authentication' };
+    if (this.#budget.kind === 'pre-auth') return { bytes: this.limits.preAuthMaxFrameSize, kind: 'pre-auth-limit', why: ' before authentication' };
     return { bytes: this.limits.maxFrameSize, kind: 'protocol', why: '' };
   }
 }
