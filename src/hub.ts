@@ -18,6 +18,7 @@ import { RegistryService, renderDevice } from './hub/registry/registry-service.j
 import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
+import { watchHttpTimeouts } from './protocol/http/http-timeouts.js';
 import { ConnectionRegistry } from './hub/connections.js';
 import { MethodService } from './hub/methods/method-service.js';
 import { C2dService, DEFAULT_C2D_LIMITS } from './hub/c2d/c2d-service.js';
@@ -49,6 +50,7 @@ import { SettingsService } from './security/settings-service.js';
 import { isoDurationMs, NODE_TLS, tlsRank, type TlsVersion } from './security/settings.js';
 import { OperatorService } from './security/operators.js';
 import { AccessGate } from './security/gate.js';
+import { ConnectionCaps, ConnectionRefusals } from './security/connection-caps.js';
 import { PolicyService } from './security/policy-service.js';
 import { PolicyUsage } from './security/policy-usage.js';
 import { runPostureAudit } from './security/posture-source.js';
@@ -77,6 +79,8 @@ export interface PreparedHub {
   services: HubServices;
   authenticator: ServiceAuthenticator;
   policyCache: PolicyCache;
+  /** Per-address caps on every listener, and the report of connections closed before authentication. */
+  connectionCaps: ConnectionCaps;
 }
 
 /** Everything short of listening: used by `start` and by `init`. */
@@ -217,6 +221,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     };
     const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation, enrollmentCas(() => enrollments.listGroups()));
     const securityLog = logger.child({ component: 'security' });
+    const refusals = new ConnectionRefusals({ log: (fields, msg) => securityLog.warn(fields, msg), count: (listener, reason) => metrics.connectionRefused(listener, reason), clock });
+    const connectionCaps = new ConnectionCaps(config.maxConnectionsPerAddress, refusals);
     const gate = new AccessGate(settings.current, {
       devices: deviceAuth,
       service: authenticator,
@@ -226,6 +232,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       clock,
       log: (fields, msg) => securityLog.warn(fields, msg),
       usage: policyUsage,
+      caps: connectionCaps,
     });
     settings.bind({ gate, operators, enrollments });
     const policies = new PolicyService(store, policyCache, connections, operators, securityEvents, clock);
@@ -346,7 +353,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         }
       },
     };
-    return { config, dataDir, store, tls, services, authenticator, policyCache };
+    return { config, dataDir, store, tls, services, authenticator, policyCache, connectionCaps };
   } catch (err) {
     await store.close();
     throw err;
@@ -364,7 +371,9 @@ export interface RunningHub extends PreparedHub {
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
   await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]); // before anything is written
   const prepared = await prepareHub(config, logger, clock);
-  const { store, tls, dataDir, services } = prepared;
+  const { store, tls, dataDir, services, connectionCaps } = prepared;
+  const handshakeTimeoutMs = config.tlsHandshakeTimeout * 1000;
+  const httpTimeouts = { handshakeMs: handshakeTimeoutMs, headersMs: config.httpHeadersTimeout * 1000, requestMs: config.httpRequestTimeout * 1000 };
   try {
     const released = await services.c2d.releaseSessionLocks(); // before any listener: their sessions died with the last run
     if (released > 0) logger.info({ event: 'c2d.locks-released', devices: released }, "released the C2D locks of this node's previous run");
@@ -399,7 +408,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   });
   let http: FastifyInstance | undefined;
   const minTls = NODE_TLS[services.settings.current.minTlsVersion];
-  const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
+  const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls, handshakeTimeoutMs });
   // Hub settings change the TLS minimum at run time: a new secure context for new handshakes.
   const tlsContext = (v: TlsVersion) => ({
     key: tls.keyPem,
@@ -426,6 +435,14 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     c2dLockMs: DEFAULT_BROKER_LIMITS.c2dLockMs,
     onConnected: (s) => sessionState.connected(s),
     onDisconnected: (s, current) => sessionState.disconnected(s, current),
+    admission: {
+      handshakeTimeoutMs,
+      openTimeoutMs: config.amqpOpenTimeout * 1000,
+      authTimeoutMs: config.amqpAuthTimeout * 1000,
+      maxUnauthenticated: config.amqpMaxUnauthenticated,
+      maxUnauthenticatedPerAddress: config.amqpMaxUnauthenticatedPerAddress,
+    },
+    refusals: connectionCaps.refusals,
   });
   let amqpServer: TlsServer | undefined;
   try {
@@ -433,15 +450,18 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls },
       logger,
       services,
+      timeouts: httpTimeouts,
     });
+    watchHttpTimeouts(http.server as unknown as import('node:https').Server, httpTimeouts, connectionCaps.refusals);
     const httpsServer = http.server as unknown as TlsServer;
     services.gate.watch(httpsServer, 'https', (v) => httpsServer.setSecureContext(tlsContext(v)));
     attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker, amqp);
     await listenHttp(http, config.httpsPort, config.bind);
     await listenTls(mqtt, config.mqttPort, config.bind);
-    amqpServer = amqp.listenTls({ port: config.amqpPort, host: config.bind, key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
-    services.gate.watch(amqpServer, 'amqp', (v) => amqpServer?.setSecureContext(tlsContext(v)));
-    await listening(amqpServer, config.amqpPort, config.bind);
+    const amqpTls = amqp.createTlsServer({ key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
+    amqpServer = amqpTls;
+    services.gate.watch(amqpTls, 'amqp', (v) => amqpTls.setSecureContext(tlsContext(v)));
+    await listenTls(amqpTls, config.amqpPort, config.bind);
   } catch (err) {
     mqtt.close();
     amqpServer?.close();

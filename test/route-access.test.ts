@@ -43,6 +43,7 @@ describe('route access table', () => {
       tls: { key: tls.keyPem, cert: tls.certPem, minVersion: 'TLSv1.2' },
       logger: createLogger('silent'),
       services: inertServices(),
+      timeouts: { handshakeMs: 10_000, headersMs: 15_000, requestMs: 60_000 },
     });
     await app.ready();
     // Fastify's own list of what it routes (paths lower-cased: the router is case-insensitive).

@@ -25,6 +25,7 @@ import type { ConnectionRegistry, LiveSession } from '../hub/connections.js';
 import { classifyAuthFailure, type AuthEvent, type AuthFailureCode, type AuthProtocol, type AuthSubject, type SecurityEvents } from './events.js';
 import { IpFilter, normalizeAddress } from './ip-filter.js';
 import { LockoutGuard, type AttemptKeys, type NewLock } from './lockout.js';
+import type { ConnectionCaps } from './connection-caps.js';
 import type { OperatorPrincipal, OperatorService } from './operators.js';
 import { tlsRank, type HubSettings, type HubSettingsBody } from './settings.js';
 import type { PolicyUsage } from './policy-usage.js';
@@ -107,6 +108,8 @@ export class AccessGate implements DeviceAuthentication {
       log: (fields: Record<string, unknown>, msg: string) => void;
       /** Which rights each policy uses (posture audit evidence). */
       usage?: PolicyUsage;
+      /** Per-address connection caps and TLS handshake failures, after the IP filter. */
+      caps?: ConnectionCaps;
     },
   ) {
     this.#settings = settings;
@@ -159,6 +162,8 @@ export class AccessGate implements DeviceAuthentication {
       }
       socket.destroy();
     });
+    // After the filter's listener: a socket it refused is not counted.
+    this.deps.caps?.watch(server, protocol);
     // Established TLS sockets (HTTPS keep-alive included), so a change can close the ones it refuses.
     server.on('secureConnection', (socket: TLSSocket) => {
       sockets.add(socket);

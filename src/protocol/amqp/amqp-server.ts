@@ -23,21 +23,24 @@ import { authorize } from '../../security/access.js';
 import type { DataAction } from '../../security/roles.js';
 import type { Right } from '../../core/types.js';
 import { ServiceLinks, type ServiceLinkDeps } from './service-links.js';
-import { FrameGuard } from './frame-guard.js';
+import { AmqpAdmission, DEFAULT_AMQP_ADMISSION, type AmqpAdmissionLimits, type AmqpTlsOptions } from './amqp-admission.js';
+import type { ConnectionRefusals } from '../../security/connection-caps.js';
 import type { WebSocket } from 'ws';
 import { AmqpDeviceSession, parseDeviceAddress, type DeviceLinkDeps, type DeviceLinkKind } from './device-session.js';
 import { identityKey } from '../../hub/connections.js';
 import { peerChain } from '../mqtt/listeners.js';
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
-/** A C2D message is at most 64 KiB; frames carry it with its properties. */
-const MAX_FRAME_SIZE = 256 * 1024;
 
 export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 'clock' | 'logger'> {
   hostname(): string;
   gate: AccessGate;
   clock: Clock;
   logger: Logger;
+  /** Timeouts and caps before authentication (defaults: DEFAULT_AMQP_ADMISSION). */
+  admission?: AmqpAdmissionLimits;
+  /** Where connections closed before authentication are reported. */
+  refusals: ConnectionRefusals;
 }
 
 /** What a connection's CBS tokens allow, and until when. */
@@ -47,6 +50,7 @@ interface Grant {
 }
 
 interface ConnState {
+  conn: Connection;
   peer: PeerContext;
   cbsSender: Sender | undefined;
   /** The service grant (one per connection: a later put-token replaces it). */
@@ -68,11 +72,12 @@ export class AmqpServer {
   readonly #state = new WeakMap<Connection, ConnState>();
   readonly #service: ServiceLinks;
   readonly #connections = new Set<Connection>();
-  readonly #sockets = new Set<TLSSocket>();
+  readonly #admission: AmqpAdmission;
 
   constructor(private readonly deps: AmqpDeps) {
     this.container = rhea.create_container({ id: `gatehouse-${deps.hostname()}`, autoaccept: false });
     this.#service = new ServiceLinks(deps, deps.logger);
+    this.#admission = new AmqpAdmission(this.container, deps.admission ?? DEFAULT_AMQP_ADMISSION, deps.refusals);
     const c = this.container;
     c.on('connection_open', (ctx: EventContext) => this.#onOpen(ctx));
     c.on('receiver_open', (ctx: EventContext) => this.#onReceiverOpen(ctx));
@@ -96,59 +101,14 @@ export class AmqpServer {
     c.on('error', (ctx: EventContext & { error?: unknown }) => this.#log('info', ctx.connection, { event: 'amqp.error', reason: String(ctx.error ?? 'error') }, 'AMQP connection error'));
   }
 
-  /** The TLS listener (AMQPS). */
-  listenTls(opts: { port: number; host: string; key: string; cert: string; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' }): TlsServer {
-    const server = this.#listen(opts);
-    // Before rhea's own handler, so the guard sees every byte first.
-    server.prependListener('secureConnection', (socket: TLSSocket) => {
-      this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
-      const guard = new FrameGuard(MAX_FRAME_SIZE);
-      socket.on('data', (chunk: Buffer) => {
-        const why = guard.feed(chunk);
-        if (why === undefined) return;
-        this.deps.logger.warn({ event: 'amqp.bad-frame', protocol: 'amqp', remote: socket.remoteAddress, reason: why }, 'AMQP connection closed');
-        // With an error: rhea learns of a socket's end through 'error' or 'end', never 'close'.
-        socket.destroy(new Error(why));
-      });
-    });
-    return server;
-  }
-
-  #listen(opts: { port: number; host: string; key: string; cert: string; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' }): TlsServer {
-    return this.container.listen({
-      port: opts.port,
-      host: opts.host,
-      transport: 'tls',
-      key: opts.key,
-      cert: opts.cert,
-      minVersion: opts.minVersion,
-      requestCert: true,
-      rejectUnauthorized: false,
-      handshakeTimeout: 10_000,
-      max_frame_size: MAX_FRAME_SIZE,
-      idle_time_out: 240_000,
-      gatehouse_transport: 'amqp',
-    } as unknown as Parameters<Container['listen']>[0]) as TlsServer;
+  /** The TLS listener (AMQPS), not yet listening. */
+  createTlsServer(tls: AmqpTlsOptions): TlsServer {
+    return this.#admission.createTlsServer(tls);
   }
 
   /** An upgraded WebSocket (subprotocol AMQPWSB10) from the HTTPS server. */
   acceptWebSocket(ws: WebSocket, tlsSocket: TLSSocket): void {
-    const guard = new FrameGuard(MAX_FRAME_SIZE);
-    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
-      const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-      const why = guard.feed(chunk);
-      if (why === undefined) return;
-      this.deps.logger.warn({ event: 'amqp.bad-frame', protocol: 'amqp-ws', remote: tlsSocket.remoteAddress, reason: why }, 'AMQP connection closed');
-      ws.terminate();
-    });
-    this.container.websocket_accept(ws as never, {
-      max_frame_size: MAX_FRAME_SIZE,
-      idle_time_out: 240_000,
-      gatehouse_transport: 'amqp-ws',
-      gatehouse_peer: { remote: tlsSocket.remoteAddress ?? '', tls: tlsSocket.getProtocol() ?? undefined },
-      gatehouse_socket: tlsSocket,
-    } as never);
+    this.#admission.acceptWebSocket(ws, tlsSocket);
   }
 
   /** Closes every connection with a reason; sockets whose peer does not answer within a second are destroyed. */
@@ -162,7 +122,7 @@ export class AmqpServer {
     }
     this.#service.stop();
     setTimeout(() => {
-      for (const socket of this.#sockets) socket.destroy(new Error(reason));
+      for (const socket of this.#admission.sockets) socket.destroy(new Error(reason));
     }, 1000).unref();
   }
 
@@ -184,8 +144,9 @@ export class AmqpServer {
       peer = { remote: socket?.remoteAddress ?? '', protocol: 'amqp', tls: socket?.getProtocol() ?? undefined };
     }
     const socket = transport === 'amqp' ? (conn.get_tls_socket() as TLSSocket | undefined) : ((options.gatehouse_socket as TLSSocket | undefined) ?? undefined);
-    this.#state.set(conn, { peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket });
+    this.#state.set(conn, { conn, peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket });
     this.#connections.add(conn);
+    this.#admission.opened(conn);
   }
 
   #onGone(conn: Connection): void {
@@ -412,6 +373,7 @@ export class AmqpServer {
       d.session.identity = identity;
     }
     if (d.timer !== undefined) clearTimeout(d.timer);
+    this.#admission.authenticated(st.conn);
     const session = d.session;
     if (identity.expiresAt !== undefined) {
       // The links close when the token (or certificate) runs out without renewal.
@@ -452,6 +414,7 @@ export class AmqpServer {
 
   #grantService(st: ConnState, grant: Grant): void {
     st.service = grant;
+    this.#admission.authenticated(st.conn);
     if (st.serviceTimer !== undefined) clearTimeout(st.serviceTimer);
     // Links attached under the grant are detached when it lapses without renewal.
     const ms = Math.max(0, Math.min(grant.expiresAt - this.deps.clock.now(), 2 ** 31 - 1));

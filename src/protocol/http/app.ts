@@ -34,6 +34,7 @@ import { registerMetricsRoutes } from './routes/metrics.js';
 import { registerAlertRoutes } from './routes/alerts.js';
 import { registerSecurityRoutes } from './routes/security.js';
 import { guardRouteAccess } from './route-access.js';
+import { httpsServerTimeouts, type HttpTimeouts } from './http-timeouts.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -46,6 +47,8 @@ export interface HttpAppOptions {
   tls: { key: string; cert: string; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' };
   logger: Logger;
   services: HubServices;
+  /** TLS handshake, header and request timeouts (see http-timeouts.ts for the first request). */
+  timeouts: HttpTimeouts;
 }
 
 /** 1 MiB: a full bulk request of 100 devices fits several times; twins are capped far lower. */
@@ -68,7 +71,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   const app = Fastify({
     // Client certificates are requested, never required: X.509 devices use them on device HTTPS
     // and MQTT over WebSocket; everyone else sends none.
-    https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: opts.tls.minVersion, requestCert: true, rejectUnauthorized: false },
+    https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: opts.tls.minVersion, requestCert: true, rejectUnauthorized: false, ...httpsServerTimeouts(opts.timeouts) },
     loggerInstance: logger.child({ component: 'http' }),
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: {
@@ -84,6 +87,8 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     forceCloseConnections: 'idle',
     requestIdHeader: false,
     keepAliveTimeout: 65_000,
+    // The whole request, body included (Fastify's default, 0, never times out).
+    requestTimeout: opts.timeouts.requestMs,
     frameworkErrors: (err, _req, reply) => {
       void sendError(reply, toHubError(err));
     },
