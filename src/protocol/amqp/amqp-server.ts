@@ -26,12 +26,13 @@ import type { WebSocket } from 'ws';
 import { AmqpDeviceSession, parseDeviceAddress, type DeviceLinkDeps, type DeviceLinkKind } from './device-session.js';
 import { identityKey } from '../../hub/connections.js';
 import { peerChain } from '../mqtt/listeners.js';
+import { UNWATCHED, tlsBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
 /** A C2D message is at most 64 KiB; frames carry it with its properties. */
 const MAX_FRAME_SIZE = 256 * 1024;
 
-export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 'clock' | 'logger'> {
+export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 'clock' | 'logger' | 'pressure'> {
   hostname(): string;
   gate: AccessGate;
   clock: Clock;
@@ -58,6 +59,8 @@ interface ConnState {
   deviceTokens: Map<string, string>;
   /** The TLS socket (AMQPS) for the client certificate; undefined over WebSocket without one. */
   socket: TLSSocket | undefined;
+  /** Its read and output bounds (amqp-backpressure.ts). */
+  pressure: ConnectionPressure;
 }
 
 
@@ -67,6 +70,8 @@ export class AmqpServer {
   readonly #service: ServiceLinks;
   readonly #connections = new Set<Connection>();
   readonly #sockets = new Set<TLSSocket>();
+  /** Each connection's read and output bounds, by the TLS socket under it. */
+  readonly #backpressure = new WeakMap<TLSSocket, ConnectionPressure>();
 
   constructor(private readonly deps: AmqpDeps) {
     this.container = rhea.create_container({ id: `gatehouse-${deps.hostname()}`, autoaccept: false });
@@ -101,6 +106,7 @@ export class AmqpServer {
     server.prependListener('secureConnection', (socket: TLSSocket) => {
       this.#sockets.add(socket);
       socket.once('close', () => this.#sockets.delete(socket));
+      this.#backpressure.set(socket, tlsBackpressure(socket, this.deps.logger));
       const guard = new FrameGuard(MAX_FRAME_SIZE);
       socket.on('data', (chunk: Buffer) => {
         const why = guard.feed(chunk);
@@ -132,6 +138,7 @@ export class AmqpServer {
 
   /** An upgraded WebSocket (subprotocol AMQPWSB10) from the HTTPS server. */
   acceptWebSocket(ws: WebSocket, tlsSocket: TLSSocket): void {
+    this.#backpressure.set(tlsSocket, webSocketBackpressure(ws, tlsSocket, this.deps.logger));
     const guard = new FrameGuard(MAX_FRAME_SIZE);
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
       const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
@@ -182,7 +189,8 @@ export class AmqpServer {
       peer = { remote: socket?.remoteAddress ?? '', protocol: 'amqp', tls: socket?.getProtocol() ?? undefined };
     }
     const socket = transport === 'amqp' ? (conn.get_tls_socket() as TLSSocket | undefined) : ((options.gatehouse_socket as TLSSocket | undefined) ?? undefined);
-    this.#state.set(conn, { peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket });
+    const pressure = (socket === undefined ? undefined : this.#backpressure.get(socket)) ?? UNWATCHED;
+    this.#state.set(conn, { peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket, pressure });
     this.#connections.add(conn);
   }
 
@@ -280,7 +288,10 @@ export class AmqpServer {
     if (st === undefined) return;
     if (address === '$cbs') {
       ctx.delivery?.accept();
-      void this.#putToken(st, ctx.message as Message).catch((err: unknown) => this.deps.logger.error({ err }, 'CBS put-token failed'));
+      st.pressure.begin();
+      void this.#putToken(st, ctx.message as Message)
+        .catch((err: unknown) => this.deps.logger.error({ err }, 'CBS put-token failed'))
+        .finally(() => st.pressure.end());
       return;
     }
     const dev = parseDeviceAddress(address);
@@ -380,6 +391,7 @@ export class AmqpServer {
         maxMessageBytes: this.deps.maxMessageBytes,
         c2dInFlight: this.deps.c2dInFlight,
         c2dLockMs: this.deps.c2dLockMs,
+        pressure: st.pressure,
         onConnected: (s) => this.deps.onConnected(s),
         onDisconnected: (s, current) => {
           this.deps.onDisconnected(s, current);
