@@ -158,6 +158,8 @@ export class AmqpAdmission {
     private readonly container: Container,
     private readonly limits: AmqpAdmissionLimits,
     private readonly refusals: ConnectionRefusals,
+    /** Sees each admitted transport before rhea does (the output and read bounds hook in here). */
+    private readonly observe: { tls?(socket: TLSSocket): void; ws?(ws: WebSocket, tlsSocket: TLSSocket): void } = {},
   ) {
     const slots = () => new AddressSlots(limits.maxUnauthenticatedPerAddress, limits.maxUnauthenticated);
     this.#slots = { amqp: slots(), 'amqp-ws': slots() };
@@ -194,6 +196,7 @@ export class AmqpAdmission {
       this.sockets.delete(socket);
       admission.closed();
     });
+    this.observe.tls?.(socket);
     // After the guard's listener, so it sees every chunk before rhea does.
     accept(conn, socket);
   }
@@ -214,6 +217,7 @@ export class AmqpAdmission {
     } as never);
     const admission = this.#admit(conn, 'amqp-ws', remote, release, () => ws.terminate());
     ws.once('close', () => admission.closed());
+    this.observe.ws?.(ws, tlsSocket);
     accept(conn, rheaSocket(ws, remote, (chunk) => admission.feed(chunk)));
   }
 

@@ -29,10 +29,11 @@ import type { WebSocket } from 'ws';
 import { AmqpDeviceSession, parseDeviceAddress, type DeviceLinkDeps, type DeviceLinkKind } from './device-session.js';
 import { identityKey } from '../../hub/connections.js';
 import { peerChain } from '../mqtt/listeners.js';
+import { UNWATCHED, tlsBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
 
-export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 'clock' | 'logger'> {
+export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 'clock' | 'logger' | 'pressure'> {
   hostname(): string;
   gate: AccessGate;
   clock: Clock;
@@ -64,6 +65,8 @@ interface ConnState {
   deviceTokens: Map<string, string>;
   /** The TLS socket (AMQPS) for the client certificate; undefined over WebSocket without one. */
   socket: TLSSocket | undefined;
+  /** Its read and output bounds (amqp-backpressure.ts). */
+  pressure: ConnectionPressure;
 }
 
 
@@ -73,11 +76,16 @@ export class AmqpServer {
   readonly #service: ServiceLinks;
   readonly #connections = new Set<Connection>();
   readonly #admission: AmqpAdmission;
+  /** Each connection's read and output bounds, by the TLS socket under it. */
+  readonly #backpressure = new WeakMap<TLSSocket, ConnectionPressure>();
 
   constructor(private readonly deps: AmqpDeps) {
     this.container = rhea.create_container({ id: `gatehouse-${deps.hostname()}`, autoaccept: false });
     this.#service = new ServiceLinks(deps, deps.logger);
-    this.#admission = new AmqpAdmission(this.container, deps.admission ?? DEFAULT_AMQP_ADMISSION, deps.refusals);
+    this.#admission = new AmqpAdmission(this.container, deps.admission ?? DEFAULT_AMQP_ADMISSION, deps.refusals, {
+      tls: (socket) => this.#backpressure.set(socket, tlsBackpressure(socket, deps.logger)),
+      ws: (ws, tlsSocket) => this.#backpressure.set(tlsSocket, webSocketBackpressure(ws, tlsSocket, deps.logger)),
+    });
     const c = this.container;
     c.on('connection_open', (ctx: EventContext) => this.#onOpen(ctx));
     c.on('receiver_open', (ctx: EventContext) => this.#onReceiverOpen(ctx));
@@ -144,7 +152,8 @@ export class AmqpServer {
       peer = { remote: socket?.remoteAddress ?? '', protocol: 'amqp', tls: socket?.getProtocol() ?? undefined };
     }
     const socket = transport === 'amqp' ? (conn.get_tls_socket() as TLSSocket | undefined) : ((options.gatehouse_socket as TLSSocket | undefined) ?? undefined);
-    this.#state.set(conn, { conn, peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket });
+    const pressure = (socket === undefined ? undefined : this.#backpressure.get(socket)) ?? UNWATCHED;
+    this.#state.set(conn, { conn, peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket, pressure });
     this.#connections.add(conn);
     this.#admission.opened(conn);
   }
@@ -249,7 +258,10 @@ export class AmqpServer {
     if (st === undefined) return;
     if (address === '$cbs') {
       ctx.delivery?.accept();
-      void this.#putToken(st, ctx.message as Message).catch((err: unknown) => this.deps.logger.error({ err }, 'CBS put-token failed'));
+      st.pressure.begin();
+      void this.#putToken(st, ctx.message as Message)
+        .catch((err: unknown) => this.deps.logger.error({ err }, 'CBS put-token failed'))
+        .finally(() => st.pressure.end());
       return;
     }
     const dev = parseDeviceAddress(address);
@@ -352,6 +364,7 @@ export class AmqpServer {
         maxMessageBytes: this.deps.maxMessageBytes,
         c2dInFlight: this.deps.c2dInFlight,
         c2dLockMs: this.deps.c2dLockMs,
+        pressure: st.pressure,
         onConnected: (s) => this.deps.onConnected(s),
         onDisconnected: (s, current) => {
           this.deps.onDisconnected(s, current);

@@ -10,6 +10,7 @@ import type { NewEvent } from '../../store/event-ports.js';
 import type { SessionStore } from '../../store/session-ports.js';
 import type { MqttConnection } from './connection.js';
 import type { RegistrationService } from '../../dps/registration-service.js';
+import { DEFAULT_OUTPUT_LIMITS, type OutputLimits } from '../backpressure.js';
 
 /** Device provisioning over the same MQTT port (wire doc §4.1). */
 export interface DpsDeps {
@@ -39,6 +40,8 @@ export interface BrokerLimits {
   c2dInFlight: number;
   /** How long a C2D message stays locked to one MQTT delivery attempt. */
   c2dLockMs: number;
+  /** Unsent output per connection: where reading stops, where the connection is closed. */
+  output: OutputLimits;
 }
 
 export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
@@ -46,6 +49,7 @@ export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
   maxMessageBytes: 256 * 1024,
   c2dInFlight: 10,
   c2dLockMs: 60_000,
+  output: DEFAULT_OUTPUT_LIMITS,
 };
 
 export interface BrokerDeps {

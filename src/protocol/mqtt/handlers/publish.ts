@@ -65,7 +65,7 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
       }
       const durable = conn.deps.telemetry.append(event);
       conn.pendingAppends++;
-      if (conn.pendingAppends > MAX_PENDING_APPENDS) conn.stream.pause();
+      if (conn.pendingAppends > MAX_PENDING_APPENDS) conn.holdReading('appends');
       const messageId = packet.messageId;
       conn.ackChain = conn.ackChain.then(async () => {
         try {
@@ -77,7 +77,7 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
           return;
         } finally {
           conn.pendingAppends--;
-          if (conn.pendingAppends <= MAX_PENDING_APPENDS / 2 && conn.stream.isPaused()) conn.stream.resume();
+          if (conn.pendingAppends <= MAX_PENDING_APPENDS / 2) conn.releaseReading('appends');
         }
         if (packet.qos === 1) conn.send({ cmd: 'puback', messageId });
       });
