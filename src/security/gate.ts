@@ -42,6 +42,21 @@ export interface DeviceAuthentication {
   authenticate(c: DeviceCredentials, peer?: PeerContext): Promise<DeviceAuthResult>;
   /** An authenticated device reached for what is not its own: recorded (audit, metrics, alerts), never counted toward lockout. */
   deviceDenied(device: { deviceId: string; moduleId: string | null }, denial: DeviceDenial, peer: PeerContext): void;
+  /** An edge refused an attempt before any credential was checked: recorded, never counted toward lockout. */
+  refusedBeforeAuth(attempt: UnverifiedAttempt, peer: PeerContext): void;
+}
+
+/**
+ * An attempt an edge refused before the gate checked a credential: a CONNECT or CBS audience naming
+ * another hub, a registration under an unknown ID scope, a CONNECT that cannot be read.
+ */
+export interface UnverifiedAttempt {
+  subject: AuthSubject;
+  /** What the caller claimed to be (device id, `deviceId/moduleId`, registration id, policy name), '' when nothing. */
+  identity: string;
+  /** sas, x509, symmetricKey, ... as far as the edge can tell. */
+  method?: string | undefined;
+  failure: AuthFailure;
 }
 
 /** Why an authenticated device was refused an action. */
@@ -291,6 +306,29 @@ export class AccessGate implements DeviceAuthentication {
       reasonCode: denial.code,
       remote: peer.remote,
       protocol: peer.protocol,
+      ...(peer.tls === undefined ? {} : { tls: peer.tls }),
+    });
+  }
+
+  /**
+   * An edge refused an attempt before any credential was checked (UnverifiedAttempt): recorded like
+   * a failed authentication (audit, metrics, alerts), with the edge's code.
+   *
+   * Not counted toward lockout: the lockout bounds guesses at credentials; nothing was checked here,
+   * so nothing was guessed, and the answer is the one a wrong key gets (no oracle to probe). Counting
+   * it would let one client with a wrong host name or ID scope in its configuration (a hub moved, a
+   * copied connection string) lock the address out for every device behind the same NAT.
+   */
+  refusedBeforeAuth(a: UnverifiedAttempt, peer: PeerContext): void {
+    this.#emit({
+      subject: a.subject,
+      identity: a.identity.slice(0, 260),
+      outcome: 'failure',
+      reason: a.failure.reason.slice(0, 300),
+      reasonCode: a.failure.code,
+      remote: peer.remote,
+      protocol: peer.protocol,
+      ...(a.method === undefined ? {} : { method: a.method }),
       ...(peer.tls === undefined ? {} : { tls: peer.tls }),
     });
   }
