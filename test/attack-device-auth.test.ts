@@ -14,7 +14,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import iothub from 'azure-iothub';
-import type { Packet } from 'mqtt-packet';
+import type { IConnectPacket, Packet } from 'mqtt-packet';
 import { generateSasToken } from '../src/auth/sas.js';
 import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { connectPacket, connectRaw, deviceToken, type RawMqtt } from './support/raw-mqtt.js';
@@ -186,8 +186,7 @@ describe('device SAS attacks', () => {
     const rows: ExpectedRow[] = [];
     for (const door of DEVICE_DOORS) {
       assert.equal(await present(door, 'd2', ms), REFUSED[door], door);
-      // The reason code is 'other' today, not 'malformed': see the known gaps below.
-      rows.push({ subject: 'device', identity: 'd2', protocol: door, reason: /SAS expiry is not an integer/ });
+      rows.push({ subject: 'device', identity: 'd2', protocol: door, reasonCode: 'malformed', reason: /SAS expiry is not an integer/ });
     }
     await expectAuditFailures(rest, mark, rows, tokenSecrets(ms));
   });
@@ -390,45 +389,98 @@ describe('cross-device topics are audited (needs i14-lockout)', () => {
   });
 });
 
-// Refused today, but not recorded as they should be. `todo`: they run and report, without failing
-// the suite, until someone fixes the cause (then drop the todo).
-describe('known gaps in the audit of device refusals', () => {
-  it("the reason code is decided by words in the reason text, which carry names the attacker picks", { todo: 'classify where the failure is decided (STYLE: failure reasons are values, not sentences)' }, async () => {
+// The reason code is decided where the refusal is decided, never read from the reason text; and a
+// refusal before the access gate (another hub, a CONNECT that cannot be read) is audited too.
+describe('the audit of device refusals: reason codes and refusals before the gate', () => {
+  it('the reason code is not decided by words in the reason text, which carry names the attacker picks', async () => {
     const mark = await auditMark(rest);
     const rows: ExpectedRow[] = [];
-    for (const id of ['probe-revoked', 'probe-locked', 'probe-expired', 'probe-disabled']) {
+    for (const id of ['probe-revoked', 'probe-locked', 'probe-expired', 'probe-disabled', 'probe-ip-filter', 'probe-lacks-role']) {
       assert.equal(await present('mqtt', id, deviceToken(HOST, id, WRONG_KEY)), REFUSED.mqtt);
       rows.push({ subject: 'device', identity: id, protocol: 'mqtt', reasonCode: 'bad_credentials' });
     }
     await expectAuditFailures(rest, mark, rows, [], 500);
   });
 
-  it('a token whose expiry is not a time in seconds is classified malformed', { todo: "classified 'other' today" }, async () => {
+  it('a token whose expiry is not a time in seconds is classified malformed', async () => {
     const mark = await auditMark(rest);
     assert.equal(await present('mqtt', 'd2', deviceToken(HOST, 'd2', key('d2'), Date.now())), REFUSED.mqtt);
     await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd2', protocol: 'mqtt', reasonCode: 'malformed' }], [], 500);
   });
 
-  it('an MQTT CONNECT whose username names another hub is audited', { todo: 'refused before the gate: no audit row' }, async () => {
+  it('an MQTT CONNECT whose username names another hub is audited (scope), over TLS and WebSocket', async () => {
     const mark = await auditMark(rest);
-    const { code, client } = await connectRaw(HOST, ca, { ...connectPacket(HOST, 'd1', deviceToken(HOST, 'd1', key('d1'))), username: 'evil.example.com/d1/?api-version=2021-04-12' });
+    const token = deviceToken(HOST, 'd1', key('d1'));
+    const foreign = { ...connectPacket(HOST, 'd1', token), username: 'evil.example.com/d1/?api-version=2021-04-12' };
+    const { code, client } = await connectRaw(HOST, ca, foreign);
     assert.equal(code, 4);
     client.end();
-    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'mqtt' }], [], 500);
+    const ws = await rawMqttWs(HOST, ca);
+    ws.send(foreign);
+    const connack = await ws.next();
+    assert.equal(connack?.cmd === 'connack' ? connack.returnCode : undefined, 4, 'mqtt-ws');
+    ws.end();
+    await expectAuditFailures(
+      rest,
+      mark,
+      [
+        { subject: 'device', identity: 'd1', protocol: 'mqtt', reasonCode: 'scope', reason: /username names another hub \(evil\.example\.com\)/ },
+        { subject: 'device', identity: 'd1', protocol: 'mqtt-ws', reasonCode: 'scope', reason: /another hub/ },
+      ],
+      tokenSecrets(token),
+      500,
+    );
   });
 
-  it('an AMQP put-token whose audience names another hub is audited', { todo: 'refused before the gate: no audit row' }, async () => {
+  it('a CONNECT that cannot be read is audited (malformed): another protocol level, a malformed client id, a username naming another device', async () => {
     const mark = await auditMark(rest);
+    const token = deviceToken(HOST, 'd1', key('d1'));
+    const attempts: Array<[IConnectPacket, number]> = [
+      [{ ...connectPacket(HOST, 'd1', token), protocolVersion: 3, protocolId: 'MQIsdp' }, 1],
+      [{ ...connectPacket(HOST, 'd1', token), clientId: 'd1/m1/extra' }, 2],
+      [{ ...connectPacket(HOST, 'd1', token), username: `${HOST}/d2/?api-version=2021-04-12` }, 4],
+    ];
+    for (const [packet, want] of attempts) {
+      const { code, client } = await connectRaw(HOST, ca, packet);
+      assert.equal(code, want, packet.clientId);
+      client.end();
+    }
+    await expectAuditFailures(
+      rest,
+      mark,
+      [
+        { subject: 'device', identity: 'd1', protocol: 'mqtt', reasonCode: 'malformed', reason: /protocol MQIsdp level 3/ },
+        { subject: 'device', identity: 'd1/m1/extra', protocol: 'mqtt', reasonCode: 'malformed', reason: /malformed client id/ },
+        { subject: 'device', identity: 'd1', protocol: 'mqtt', reasonCode: 'malformed', reason: /username does not name the client id/ },
+      ],
+      tokenSecrets(token),
+      500,
+    );
+  });
+
+  it('an AMQP put-token whose audience names another hub is audited (scope)', async () => {
+    const mark = await auditMark(rest);
+    const foreign = deviceToken('evil.example.com', 'd1', key('d1'));
     const amqp = await amqpClient(HOST, ca);
     try {
-      assert.deepEqual(await amqp.putToken('evil.example.com/devices/d1', deviceToken('evil.example.com', 'd1', key('d1'))), { status: 401, description: 'Unauthorized' });
+      assert.deepEqual(await amqp.putToken('evil.example.com/devices/d1', foreign), { status: 401, description: 'Unauthorized' });
+      assert.deepEqual(await amqp.putToken('evil.example.com/devices/gw/modules/m1', foreign), { status: 401, description: 'Unauthorized' });
     } finally {
       amqp.close();
     }
-    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'amqp' }], [], 500);
+    await expectAuditFailures(
+      rest,
+      mark,
+      [
+        { subject: 'device', identity: 'd1', protocol: 'amqp', reasonCode: 'scope', reason: /CBS audience names another hub \(evil\.example\.com\/devices\/d1\)/ },
+        { subject: 'module', identity: 'gw/m1', protocol: 'amqp', reasonCode: 'scope', reason: /another hub/ },
+      ],
+      [...tokenSecrets(foreign), key('d1')],
+      500,
+    );
   });
 
-  it("an AMQP link to another device's address is audited", { todo: 'refused with amqp:unauthorized-access, no audit row' }, async () => {
+  it("an AMQP link to another device's address is audited (cross_device)", async () => {
     const mark = await auditMark(rest);
     const amqp = await amqpClient(HOST, ca);
     try {
@@ -437,6 +489,17 @@ describe('known gaps in the audit of device refusals', () => {
     } finally {
       amqp.close();
     }
-    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'amqp', reason: /devices\/d2/ }], [], 500);
+    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'amqp', reasonCode: 'cross_device', reason: /devices\/d2/ }], [], 500);
+  });
+
+  it('an AMQP device link attached with neither a token nor a certificate is audited (malformed)', async () => {
+    const mark = await auditMark(rest);
+    const amqp = await amqpClient(HOST, ca);
+    try {
+      assert.equal(await amqp.attach('sender', '/devices/d1/messages/events'), 'amqp:unauthorized-access');
+    } finally {
+      amqp.close();
+    }
+    await expectAuditFailures(rest, mark, [{ subject: 'device', identity: 'd1', protocol: 'amqp', reasonCode: 'malformed', reason: /no credentials/ }], [], 500);
   });
 });

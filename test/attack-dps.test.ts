@@ -129,8 +129,7 @@ describe('DPS symmetric-key attacks', () => {
       assert.equal(await register(door, 'dps-nobody', stranger), REFUSED[door], `${door}: nobody enrolled it, same answer`);
       rows.push(
         { subject: 'registration', identity: 'dps-ind', protocol: door, reasonCode: 'bad_credentials', reason: /bad signature \(individual\)/ },
-        // The reason code is 'other' today: see the known gaps.
-        { subject: 'registration', identity: 'dps-nobody', protocol: door, reason: /no enrollment matches/ },
+        { subject: 'registration', identity: 'dps-nobody', protocol: door, reasonCode: 'bad_credentials', reason: /no enrollment matches/ },
       );
     }
     await expectAuditFailures(rest, mark, rows, [...tokenSecrets(forged), ...tokenSecrets(stranger), WRONG_KEY]);
@@ -140,7 +139,7 @@ describe('DPS symmetric-key attacks', () => {
   it('the group key used directly (not the key derived from it for the registration id) never works', async () => {
     const mark = await auditMark(rest);
     const direct = dpsToken('grp-member-1', groupKey);
-    const rows = await refusedAtBoth('grp-member-1', direct, { reason: /no enrollment matches/ });
+    const rows = await refusedAtBoth('grp-member-1', direct, { reasonCode: 'bad_credentials', reason: /no enrollment matches/ });
     await expectAuditFailures(rest, mark, rows, [...tokenSecrets(direct), groupKey]);
     await registers('grp-member-1', dpsToken('grp-member-1', derive(groupKey, 'grp-member-1')));
   });
@@ -170,10 +169,9 @@ describe('DPS symmetric-key attacks', () => {
       const mark = await auditMark(rest);
       const token = dpsToken('dps-ind', individualKey);
       const derived = dpsToken('grp-member-4', derive(groupKey, 'grp-member-4'));
-      // The reason code is 'disabled' today (read as "the identity is disabled"): see the known gaps.
       const rows = [
-        ...(await refusedAtBoth('dps-ind', token, { reason: /symmetric key attestation is disabled on this provisioning service/ })),
-        ...(await refusedAtBoth('grp-member-4', derived, { reason: /symmetric key attestation is disabled/ })),
+        ...(await refusedAtBoth('dps-ind', token, { reasonCode: 'auth_method_disabled', reason: /symmetric key attestation is disabled on this provisioning service/ })),
+        ...(await refusedAtBoth('grp-member-4', derived, { reasonCode: 'auth_method_disabled', reason: /symmetric key attestation is disabled/ })),
       ];
       await expectAuditFailures(rest, mark, rows, [...tokenSecrets(token), ...tokenSecrets(derived), individualKey]);
     } finally {
@@ -193,7 +191,7 @@ describe('DPS X.509 attacks', () => {
     const rows = [
       ...(await refusedAtBoth('dps-x-stranger', undefined, { reasonCode: 'bad_credentials', reason: /chain/ }, { cert: stranger.certPem, key: stranger.keyPem })),
       ...(await refusedAtBoth('dps-x-member', undefined, { reasonCode: 'bad_credentials', reason: /chain/ }, { cert: chainPem(fake, fakeRoot), key: fake.keyPem })),
-      ...(await refusedAtBoth('dps-x-ind', undefined, { reason: /not the enrollment's client certificate/ }, { cert: impostor.certPem, key: impostor.keyPem })),
+      ...(await refusedAtBoth('dps-x-ind', undefined, { reasonCode: 'bad_credentials', reason: /not the enrollment's client certificate/ }, { cert: impostor.certPem, key: impostor.keyPem })),
     ];
     await expectAuditFailures(rest, mark, rows, [stranger.keyPem, fake.keyPem, impostor.keyPem]);
     const member = await makeLeaf(groupRoot, 'dps-x-member');
@@ -202,9 +200,9 @@ describe('DPS X.509 attacks', () => {
   });
 });
 
-// Refused today, but not recorded as they should be: `todo` runs them without failing the suite.
-describe('known gaps in the audit of provisioning refusals', () => {
-  it("refusals are classified: no matching enrollment is bad_credentials, symmetric keys switched off is auth_method_disabled", { todo: "'other' and 'disabled' today" }, async () => {
+// The reason code is decided where the refusal is decided; a refusal before the gate is audited too.
+describe('the audit of provisioning refusals: reason codes and refusals before the gate', () => {
+  it('refusals are classified: no matching enrollment is bad_credentials, symmetric keys switched off is auth_method_disabled', async () => {
     const mark = await auditMark(rest);
     assert.equal(await register('dps-https', 'grp-member-5', dpsToken('grp-member-5', groupKey)), REFUSED['dps-https']);
     assert.equal((await rest('PATCH', '/settings', { disableDeviceSAS: true })).status, 200);
@@ -225,11 +223,35 @@ describe('known gaps in the audit of provisioning refusals', () => {
     );
   });
 
-  it('a registration under an unknown ID scope is audited', { todo: 'refused before the gate: no audit row' }, async () => {
+  it('a registration under an unknown ID scope is audited (scope), over HTTPS and MQTT', async () => {
     const mark = await auditMark(rest);
+    const token = dpsToken('dps-ind', individualKey, inSeconds(600), '0ne00000000');
     const http = restClient(HOST, ca, 'unused');
-    const r = await http('PUT', '/0ne00000000/registrations/dps-ind/register', { registrationId: 'dps-ind' }, { auth: false, headers: { authorization: dpsToken('dps-ind', individualKey, inSeconds(600), '0ne00000000') } });
+    const r = await http('PUT', '/0ne00000000/registrations/dps-ind/register', { registrationId: 'dps-ind' }, { auth: false, headers: { authorization: token } });
     assert.equal(r.status, 401);
-    await expectAuditFailures(rest, mark, [{ subject: 'registration', identity: 'dps-ind', protocol: 'dps-https' }], [], 500);
+    assert.equal(errorMessage(r), 'Unauthorized');
+    const packet: IConnectPacket = {
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: 'dps-ind',
+      keepalive: 60,
+      username: '0ne00000000/registrations/dps-ind/api-version=2019-03-31&ClientVersion=attack',
+      password: Buffer.from(token),
+    };
+    const { code, client } = await connectRaw(HOST, ca, packet);
+    client.end();
+    assert.equal(code, 4);
+    await expectAuditFailures(
+      rest,
+      mark,
+      [
+        { subject: 'registration', identity: 'dps-ind', protocol: 'dps-https', reasonCode: 'scope', reason: /unknown ID scope 0ne00000000/ },
+        { subject: 'registration', identity: 'dps-ind', protocol: 'dps-mqtt', reasonCode: 'scope', reason: /unknown ID scope 0ne00000000/ },
+      ],
+      [...tokenSecrets(token), individualKey],
+      500,
+    );
   });
 });

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { AUTH_FAILURE_CODES } from '../src/core/auth-failure.js';
 import { ERROR_CODES } from '../src/core/errors.js';
 import { ROOT } from './support/hub-process.js';
 
@@ -14,4 +15,12 @@ test('docs/errors.md lists every error code exactly', () => {
     assert.equal(documented.get(code), `${info.status}/${info.number}`, `docs/errors.md: ${code}`);
   }
   assert.equal(documented.size, Object.keys(ERROR_CODES).length, 'docs/errors.md lists codes that do not exist');
+});
+
+// The authentication failure reasons are a contract too (metric labels, alert-rule inputs, audit rows).
+test('docs/errors.md lists every authentication failure reason exactly', () => {
+  const doc = readFileSync(join(ROOT, 'docs', 'errors.md'), 'utf8');
+  const section = doc.slice(doc.indexOf('## Authentication failure reasons'));
+  const documented = [...section.matchAll(/^\| `([a-z_]+)` \| \D/gm)].map((m) => m[1]);
+  assert.deepEqual(documented, [...AUTH_FAILURE_CODES]);
 });

@@ -28,6 +28,7 @@ const A = '127.0.65.20';
 const B = '127.0.65.21';
 const SPRAYER = '127.0.65.22';
 const DRIPPER = '127.0.65.23';
+const MISCONFIGURED = '127.0.65.24';
 const LOCKOUT = { maxFailures: 3, maxFailuresPerAddress: 8, windowSeconds: 10, lockoutSeconds: 2, maxLockoutSeconds: 4 };
 
 let hub: HubProcess;
@@ -192,5 +193,24 @@ describe('a locked address', () => {
     // After the lock, the device that was guessed at connects from there too.
     await sleep(LOCKOUT.lockoutSeconds * 1000 + 200);
     assert.equal(await mqttCode('spray-0', deviceToken(HOST, 'spray-0', keys.get('spray-0') ?? ''), SPRAYER), 0);
+  });
+});
+
+describe('refusals before any credential is checked', () => {
+  it('are audited but not counted: a client with another hub in its username cannot lock out its address, nor the device it names', async () => {
+    const key = keys.get('neighbour') ?? (await createDevice('neighbour'));
+    const foreign = { ...connectPacket(HOST, 'neighbour', deviceToken(HOST, 'neighbour', key)), username: 'old-hub.example.com/neighbour/?api-version=2021-04-12' };
+    // Enough to lock the identity and close the address twice over, were they counted.
+    for (let i = 0; i < 2 * LOCKOUT.maxFailuresPerAddress + 2; i++) {
+      const { code, client } = await connectRaw(HOST, ca, foreign, undefined, MISCONFIGURED);
+      client.end();
+      assert.equal(code, 4);
+    }
+    await audit((e) => e.identity === 'neighbour' && e.reasonCode === 'scope' && e.remote === MISCONFIGURED, 'the wrong-hub CONNECT');
+    // The device itself, from the same address, with the right host name.
+    assert.equal(await mqttCode('neighbour', deviceToken(HOST, 'neighbour', key), MISCONFIGURED), 0);
+    const r = await rest('GET', '/auditLog?limit=1000');
+    const locks = (r.body as { entries: Entry[] }).entries.filter((e) => e.type === 'change' && e.action === 'lockout.start' && (e.target ?? '').includes(MISCONFIGURED));
+    assert.deepEqual(locks, [], 'no lock for the misconfigured address');
   });
 });

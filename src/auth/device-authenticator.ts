@@ -12,9 +12,11 @@
  *
  * Order matters for what a failure reveals: credentials are checked before the identity's status,
  * so only a holder of valid credentials learns that a device is disabled (`forbidden`); anything
- * else is `unauthorized`, whether the device exists or not.
+ * else is `unauthorized`, whether the device exists or not. Each refusal carries its category
+ * (`code`) beside the reason, decided here: the reason names the device, which the caller chose.
  */
-import { outsideValidity } from '../pki/device-chain.js';
+import type { AuthFailureCode } from '../core/auth-failure.js';
+import { outsideValidity, type ChainRefusal } from '../pki/device-chain.js';
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import type { DeviceOrigin, DeviceRecord, ModuleRecord, SharedAccessPolicy } from '../core/types.js';
@@ -37,7 +39,9 @@ export interface DeviceIdentity {
 
 export type DeviceAuthResult =
   | { ok: true; identity: DeviceIdentity }
-  | { ok: false; outcome: 'unauthorized' | 'forbidden'; reason: string };
+  /** Valid credentials of a disabled identity: only their holder learns it (MQTT CONNACK 5). */
+  | { ok: false; outcome: 'forbidden'; code: 'disabled'; reason: string }
+  | { ok: false; outcome: 'unauthorized'; code: AuthFailureCode; reason: string };
 
 export interface DeviceLookups {
   findDevice(deviceId: string): Promise<DeviceRecord | undefined>;
@@ -47,7 +51,7 @@ export interface DeviceLookups {
 
 /** Chain verification against the registered CAs (src/pki/ca-registry.ts), or only the named ones. */
 export interface DeviceChainVerifier {
-  verifyDeviceChain(chain: X509Certificate[], onlyCas?: readonly string[]): Promise<{ commonName: string; caName: string } | { error: string }>;
+  verifyDeviceChain(chain: X509Certificate[], onlyCas?: readonly string[]): Promise<{ commonName: string; caName: string } | ChainRefusal>;
 }
 
 /** The CAs a device's enrollment names for its chain (src/dps/device-ownership.ts). */
@@ -72,8 +76,12 @@ export interface DeviceCredentials {
 
 const DECOY_KEY = Buffer.alloc(32, 11).toString('base64');
 
-function deny(reason: string): DeviceAuthResult {
-  return { ok: false, outcome: 'unauthorized', reason };
+function deny(code: AuthFailureCode, reason: string): DeviceAuthResult {
+  return { ok: false, outcome: 'unauthorized', code, reason };
+}
+
+function disabled(deviceId: string): DeviceAuthResult {
+  return { ok: false, outcome: 'forbidden', code: 'disabled', reason: `device ${deviceId} is disabled` };
 }
 
 function stamp(scope: 'device' | 'module' | 'hub', type: 'sas' | 'x509' | 'symkey'): string {
@@ -108,7 +116,7 @@ export class DeviceAuthenticator {
     if (c.sasToken !== undefined && c.sasToken !== '') return this.#sas(c);
     const leaf = c.peerChain?.[0];
     if (leaf !== undefined && c.peerChain !== undefined) return this.#x509(c, leaf, c.peerChain);
-    return deny('no credentials');
+    return deny('malformed', 'no credentials');
   }
 
   async #identityRecord(c: DeviceCredentials): Promise<{ device?: DeviceRecord; module?: ModuleRecord }> {
@@ -123,12 +131,13 @@ export class DeviceAuthenticator {
     try {
       token = parseSasToken(c.sasToken);
     } catch (err) {
-      return deny(String((err as Error).cause ?? 'malformed SAS token'));
+      // parseSasToken refuses only what it cannot read.
+      return deny('malformed', String((err as Error).cause ?? 'malformed SAS token'));
     }
     const scope = resourcePathForHost(token.resource, this.hostname());
-    if (scope === undefined) return deny('SAS token for another host');
+    if (scope === undefined) return deny('scope', 'SAS token for another host');
     const target = c.moduleId === null ? `/devices/${c.deviceId}` : `/devices/${c.deviceId}/modules/${c.moduleId}`;
-    if (!pathCovers(scope, target)) return deny(`SAS scope ${scope} does not cover ${target}`);
+    if (!pathCovers(scope, target)) return deny('scope', `SAS scope ${scope} does not cover ${target}`);
     const { device, module } = await this.#identityRecord(c);
 
     let method: DeviceAuthMethod;
@@ -138,8 +147,8 @@ export class DeviceAuthenticator {
     if (token.keyName !== undefined) {
       const policy = await this.lookups.findPolicy(token.keyName);
       keys = policy === undefined ? [DECOY_KEY] : [policy.primaryKey, policy.secondaryKey];
-      if (!signatureMatches(token, keys) || policy === undefined) return deny(`bad signature or unknown policy ${token.keyName}`);
-      if (!policy.rights.includes('DeviceConnect')) return deny(`policy ${policy.name} lacks DeviceConnect`);
+      if (!signatureMatches(token, keys) || policy === undefined) return deny('bad_credentials', `bad signature or unknown policy ${token.keyName}`);
+      if (!policy.rights.includes('DeviceConnect')) return deny('insufficient_rights', `policy ${policy.name} lacks DeviceConnect`);
       method = 'policy-sas';
       policyName = policy.name;
       authStamp = stamp('hub', 'sas');
@@ -149,15 +158,16 @@ export class DeviceAuthenticator {
       // check above already tied the token to the identity, the key check ties it to its key.
       keys = identity === undefined || identity.auth.type !== 'sas' ? [DECOY_KEY] : [identity.auth.primaryKey, identity.auth.secondaryKey];
       if (!signatureMatches(token, keys) || identity === undefined || identity.auth.type !== 'sas') {
-        return deny(`bad signature, unknown identity or not a SAS identity: ${target}`);
+        return deny('bad_credentials', `bad signature, unknown identity or not a SAS identity: ${target}`);
       }
       method = 'sas';
       authStamp = stamp(c.moduleId === null ? 'device' : 'module', 'sas');
     }
-    if (token.expiry * 1000 <= this.clock.now()) return deny(`expired SAS token for ${target}`);
-    if (device === undefined) return deny(`unknown device ${c.deviceId}`);
-    if (c.moduleId !== null && module === undefined) return deny(`unknown module ${target}`);
-    if (device.status !== 'enabled') return { ok: false, outcome: 'forbidden', reason: `device ${device.deviceId} is disabled` };
+    if (token.expiry * 1000 <= this.clock.now()) return deny('expired', `expired SAS token for ${target}`);
+    // Only a policy token (its signature checked above) gets here for a device or module that does not exist.
+    if (device === undefined) return deny('unknown_identity', `unknown device ${c.deviceId}`);
+    if (c.moduleId !== null && module === undefined) return deny('unknown_identity', `unknown module ${target}`);
+    if (device.status !== 'enabled') return disabled(device.deviceId);
     return {
       ok: true,
       identity: {
@@ -176,33 +186,33 @@ export class DeviceAuthenticator {
     const now = this.clock.now();
     const notAfter = Date.parse(leaf.validTo);
     const outside = outsideValidity(leaf, now, 'the client certificate');
-    if (outside !== undefined) return deny(outside);
+    if (outside !== undefined) return deny(outside.code, outside.error);
     const { device, module } = await this.#identityRecord(c);
     const identity = c.moduleId === null ? device : module;
     const target = c.moduleId === null ? c.deviceId : `${c.deviceId}/${c.moduleId}`;
-    if (identity === undefined || device === undefined) return deny(`unknown identity ${target}`);
+    if (identity === undefined || device === undefined) return deny('unknown_identity', `unknown identity ${target}`);
 
     let method: DeviceAuthMethod;
     if (identity.auth.type === 'selfSigned') {
       const t = thumbprintsOf(leaf);
       const allowed = [identity.auth.primaryThumbprint, identity.auth.secondaryThumbprint].filter((x): x is string => x !== null);
-      if (!allowed.some((a) => a === (a.length === 40 ? t.sha1 : t.sha256))) return deny(`thumbprint mismatch for ${target}`);
+      if (!allowed.some((a) => a === (a.length === 40 ? t.sha1 : t.sha256))) return deny('bad_credentials', `thumbprint mismatch for ${target}`);
       method = 'x509-thumbprint';
     } else if (identity.auth.type === 'certificateAuthority') {
-      if (this.chains === undefined) return deny('no CA registry');
+      if (this.chains === undefined) return deny('other', 'no CA registry');
       const onlyCas = c.moduleId === null ? await this.enrollmentCas?.casFor(device.origin) : undefined;
       const r = await this.chains.verifyDeviceChain(chain, onlyCas);
       if ('error' in r) {
         const held = onlyCas === undefined ? '' : ` (held to the CAs of its enrollment: ${onlyCas.join(', ') || 'none'})`;
-        return deny(`chain for ${target}${held}: ${r.error}`);
+        return deny(r.code, `chain for ${target}${held}: ${r.error}`);
       }
-      if (r.commonName !== target) return deny(`certificate CN '${r.commonName}' is not ${target}`);
+      if (r.commonName !== target) return deny('bad_credentials', `certificate CN '${r.commonName}' is not ${target}`);
       method = 'x509-ca';
     } else {
-      return deny(`${target} does not authenticate with X.509`);
+      return deny('bad_credentials', `${target} does not authenticate with X.509`);
     }
-    if (this.revocation !== undefined && (await this.revocation.isRevoked(leaf))) return deny(`certificate ${leaf.serialNumber} of ${target} is revoked`);
-    if (device.status !== 'enabled') return { ok: false, outcome: 'forbidden', reason: `device ${device.deviceId} is disabled` };
+    if (this.revocation !== undefined && (await this.revocation.isRevoked(leaf))) return deny('revoked', `certificate ${leaf.serialNumber} of ${target} is revoked`);
+    if (device.status !== 'enabled') return disabled(device.deviceId);
     return {
       ok: true,
       identity: {

@@ -12,6 +12,9 @@ import { unauthorized } from '../core/errors.js';
 
 const PREFIX = 'SharedAccessSignature ';
 
+/** A token that cannot be read is `malformed`, whatever names it carries. */
+const malformed = (reason: string) => unauthorized('malformed', reason);
+
 export interface SasToken {
   /** `sr` exactly as sent (still percent-encoded): the signed string. */
   rawResource: string;
@@ -33,24 +36,24 @@ export function strictEncode(s: string): string {
 }
 
 export function parseSasToken(token: string | undefined): SasToken {
-  if (token === undefined || token.length === 0) throw unauthorized('no SAS token');
-  if (token.length > 4096) throw unauthorized('SAS token too long');
-  if (!token.startsWith(PREFIX)) throw unauthorized('not a SharedAccessSignature token');
+  if (token === undefined || token.length === 0) throw malformed('no SAS token');
+  if (token.length > 4096) throw malformed('SAS token too long');
+  if (!token.startsWith(PREFIX)) throw malformed('not a SharedAccessSignature token');
   const fields = new Map<string, string>();
   for (const pair of token.slice(PREFIX.length).trim().split('&')) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw unauthorized('malformed SAS token field');
+    if (eq <= 0) throw malformed('malformed SAS token field');
     const name = pair.slice(0, eq);
-    if (fields.has(name)) throw unauthorized(`duplicate SAS field ${name}`);
+    if (fields.has(name)) throw malformed(`duplicate SAS field ${name}`);
     fields.set(name, pair.slice(eq + 1));
   }
   const rawResource = fields.get('sr');
   const rawSig = fields.get('sig');
   const rawExpiry = fields.get('se');
   if (rawResource === undefined || rawSig === undefined || rawExpiry === undefined) {
-    throw unauthorized('SAS token lacks sr, sig or se');
+    throw malformed('SAS token lacks sr, sig or se');
   }
-  if (!/^\d{1,12}$/.test(rawExpiry)) throw unauthorized('SAS expiry is not an integer');
+  if (!/^\d{1,12}$/.test(rawExpiry)) throw malformed('SAS expiry is not an integer');
   let resource: string;
   let signature: Buffer;
   let keyName: string | undefined;
@@ -60,9 +63,9 @@ export function parseSasToken(token: string | undefined): SasToken {
     const skn = fields.get('skn');
     keyName = skn === undefined ? undefined : decodeURIComponent(skn);
   } catch {
-    throw unauthorized('SAS token field is not valid percent-encoding');
+    throw malformed('SAS token field is not valid percent-encoding');
   }
-  if (signature.length !== 32) throw unauthorized('SAS signature is not an HMAC-SHA256');
+  if (signature.length !== 32) throw malformed('SAS signature is not an HMAC-SHA256');
   return { rawResource, rawExpiry, resource, expiry: Number(rawExpiry), keyName, signature };
 }
 

@@ -1,7 +1,7 @@
 /**
  * Authenticates service-side callers (REST) from a policy SAS token and answers which rights
  * they hold. Deny by default: any doubt is a 401 that looks the same whatever the reason; the
- * reason goes to the log through the error's cause.
+ * reason goes to the log through the error's cause, its category (`authFailure`) to the audit.
  */
 import { unauthorized } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
@@ -57,16 +57,16 @@ export class ServiceAuthenticator {
   /** `targetPath` is the request path, e.g. `/devices/d1`. */
   async authenticate(authorization: string | undefined, targetPath: string): Promise<ServicePrincipal> {
     const token = parseSasToken(authorization);
-    if (token.keyName === undefined) throw unauthorized('service call with a device-scoped token');
+    if (token.keyName === undefined) throw unauthorized('scope', 'service call with a device-scoped token');
     const policy = await this.policies.findPolicy(token.keyName);
     const keys = policy === undefined ? [DECOY_KEY] : [policy.primaryKey, policy.secondaryKey];
     const signed = signatureMatches(token, keys);
-    if (policy === undefined) throw unauthorized(`unknown policy ${token.keyName}`);
-    if (!signed) throw unauthorized(`bad signature for policy ${policy.name}`);
-    if (token.expiry * 1000 <= this.clock.now()) throw unauthorized(`expired token for policy ${policy.name}`);
+    if (policy === undefined) throw unauthorized('unknown_identity', `unknown policy ${token.keyName}`);
+    if (!signed) throw unauthorized('bad_credentials', `bad signature for policy ${policy.name}`);
+    if (token.expiry * 1000 <= this.clock.now()) throw unauthorized('expired', `expired token for policy ${policy.name}`);
     const scope = resourcePathForHost(token.resource, this.hostname());
-    if (scope === undefined) throw unauthorized(`token for another host (${token.resource.slice(0, 80)})`);
-    if (!pathCovers(scope, targetPath)) throw unauthorized(`token scope ${scope} does not cover ${targetPath}`);
+    if (scope === undefined) throw unauthorized('scope', `token for another host (${token.resource.slice(0, 80)})`);
+    if (!pathCovers(scope, targetPath)) throw unauthorized('scope', `token scope ${scope} does not cover ${targetPath}`);
     return { kind: 'policy', name: policy.name, rights: new Set(policy.rights) };
   }
 }

@@ -18,6 +18,8 @@ export interface ErrorCodeInfo {
   readonly summary: string;
 }
 
+import type { AuthFailureCode } from './auth-failure.js';
+
 export const ERROR_CODES = {
   ArgumentInvalid: { status: 400, number: 400004, summary: 'A request field, path segment or header is invalid.' },
   ArgumentNull: { status: 400, number: 400005, summary: 'A required request field is missing.' },
@@ -62,12 +64,19 @@ export type ErrorCode = keyof typeof ERROR_CODES;
 export class HubError extends Error {
   readonly code: ErrorCode;
   readonly status: number;
+  /**
+   * For a refused authentication (401 IotHubUnauthorizedAccess, 403 CertificateNotAccepted): its
+   * category, set where the refusal is decided, for the audit log, metrics and alerts. Like the
+   * cause, never shown to the caller.
+   */
+  readonly authFailure: AuthFailureCode | undefined;
 
-  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
-    super(message, options);
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown; authFailure?: AuthFailureCode }) {
+    super(message, options !== undefined && 'cause' in options ? { cause: options.cause } : undefined);
     this.name = 'HubError';
     this.code = code;
     this.status = ERROR_CODES[code].status;
+    this.authFailure = options?.authFailure;
   }
 
   get number(): number {
@@ -82,7 +91,7 @@ export function isHubError(err: unknown): err is HubError {
 /** The one message every authentication failure shows, whatever the real reason. */
 export const UNAUTHORIZED_MESSAGE = 'Unauthorized';
 
-export function unauthorized(reason: string): HubError {
-  // The reason is for the log (cause), never for the caller.
-  return new HubError('IotHubUnauthorizedAccess', UNAUTHORIZED_MESSAGE, { cause: reason });
+/** A refused authentication: the one 401 every caller sees; the code and the reason (cause) are for the audit and the log. */
+export function unauthorized(code: AuthFailureCode, reason: string): HubError {
+  return new HubError('IotHubUnauthorizedAccess', UNAUTHORIZED_MESSAGE, { cause: reason, authFailure: code });
 }

@@ -37,11 +37,12 @@ export type Ownership = { owned: true; claim: boolean } | { owned: false; reason
 
 /**
  * A registration the service refuses to assign: the device is told no more than a bad credential
- * tells it (401002 "Unauthorized"); the reason is for the log and the audit trail.
+ * tells it (401002 "Unauthorized"); the reason is for the log and the audit trail, where it counts
+ * as `insufficient_rights` (authenticated, but the device is not its enrollment's).
  */
 export class NotOwned extends HubError {
   constructor(reason: string) {
-    super('IotHubUnauthorizedAccess', UNAUTHORIZED_MESSAGE, { cause: reason });
+    super('IotHubUnauthorizedAccess', UNAUTHORIZED_MESSAGE, { cause: reason, authFailure: 'insufficient_rights' });
   }
 }
 

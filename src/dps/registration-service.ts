@@ -16,7 +16,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
-import { HubError, isHubError } from '../core/errors.js';
+import { isHubError, unauthorized } from '../core/errors.js';
 import { isJsonObject, type JsonObject, type JsonValue } from '../core/json.js';
 import { hmacSha256, parseSasToken, signatureMatches, type SasToken } from '../auth/sas.js';
 import type { RegistryService } from '../hub/registry/registry-service.js';
@@ -139,20 +139,19 @@ export class RegistrationService {
   readonly #operations = new Map<string, { registrationId: string; status: OperationStatus; expires: number }>();
   /** X.509 attestation from the TLS peer chain (wire doc §4.4); refusals look alike. */
   async attestX509(registrationId: string, chain: X509Certificate[] | undefined): Promise<Attested> {
-    const deny = (why: string) => new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: why });
-    if (!validRegistrationId(registrationId)) throw deny('invalid registration id');
-    if (chain === undefined || chain.length === 0) throw deny('no credentials');
+    if (!validRegistrationId(registrationId)) throw unauthorized('malformed', 'invalid registration id');
+    if (chain === undefined || chain.length === 0) throw unauthorized('malformed', 'no credentials');
     const individual = await this.enrollments.findIndividual(registrationId);
     const groups = await this.enrollments.listGroups();
     const r = await attestX509(registrationId, chain, individual as never, groups as never, this.#cas, this.clock.now());
-    if ('error' in r) throw deny(r.error);
-    if (this.#revocation !== undefined && chain[0] !== undefined && (await this.#revocation.isRevoked(chain[0]))) throw deny('the certificate is revoked');
+    if ('error' in r) throw unauthorized(r.code, r.error);
+    if (this.#revocation !== undefined && chain[0] !== undefined && (await this.#revocation.isRevoked(chain[0]))) throw unauthorized('revoked', 'the certificate is revoked');
     const thumbprint = { type: 'selfSigned', x509Thumbprint: { primaryThumbprint: r.leafThumbprint, secondaryThumbprint: null } };
     if (r.kind === 'individual' && individual !== undefined) {
       return { kind: 'individual', registrationId, enrollment: individual, credential: { kind: 'x509', authentication: thumbprint, certificateThumbprint: r.leafThumbprint } };
     }
     const group = groups.find((g) => r.kind === 'group' && g.enrollmentGroupId === r.groupId);
-    if (group === undefined || r.kind !== 'group') throw deny('no enrollment matches');
+    if (group === undefined || r.kind !== 'group') throw unauthorized('bad_credentials', 'no enrollment matches');
     // A CA the hub knows lets the identity renew its certificate without re-provisioning.
     const authentication = r.via === 'ca-reference' ? { type: 'certificateAuthority' } : thumbprint;
     return { kind: 'group', registrationId, groupId: group.enrollmentGroupId, enrollment: group, credential: { kind: 'x509', authentication, certificateThumbprint: r.leafThumbprint } };
@@ -188,26 +187,21 @@ export class RegistrationService {
 
   /** Verifies a DPS SAS token (`sr=<idScope>/registrations/<id>`, `skn=registration`). */
   async attestSymmetricKey(registrationId: string, sasToken: string | undefined): Promise<Attested> {
-    if (!validRegistrationId(registrationId)) throw new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: 'invalid registration id' });
-    let token: SasToken;
-    try {
-      token = parseSasToken(sasToken);
-    } catch (err) {
-      throw err instanceof HubError ? err : new HubError('IotHubUnauthorizedAccess', 'Unauthorized');
-    }
-    const deny = (why: string) => new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: why });
-    if ((await this.#settings()).disableSymmetricKeyAttestation) throw deny('symmetric key attestation is disabled on this provisioning service');
+    if (!validRegistrationId(registrationId)) throw unauthorized('malformed', 'invalid registration id');
+    // A token that cannot be read is refused as `malformed` (parseSasToken's own 401).
+    const token: SasToken = parseSasToken(sasToken);
+    if ((await this.#settings()).disableSymmetricKeyAttestation) throw unauthorized('auth_method_disabled', 'symmetric key attestation is disabled on this provisioning service');
     const scope = await this.idScope();
-    if (token.resource.toLowerCase() !== `${scope}/registrations/${registrationId}`.toLowerCase()) throw deny('token scope is not this registration');
-    if (token.expiry * 1000 <= this.clock.now()) throw deny('expired token');
+    if (token.resource.toLowerCase() !== `${scope}/registrations/${registrationId}`.toLowerCase()) throw unauthorized('scope', 'token scope is not this registration');
+    if (token.expiry * 1000 <= this.clock.now()) throw unauthorized('expired', 'expired token');
 
     const individual = await this.enrollments.findIndividual(registrationId);
     if (individual !== undefined) {
       // The nearest entry decides: an individual enrollment, even a disabled one, wins over groups.
       const keys = individual.attestation.symmetricKey;
-      if (individual.attestation.type !== 'symmetricKey' || keys === undefined) throw deny('individual enrollment is not symmetric-key');
-      if (!signatureMatches(token, [keys.primaryKey, keys.secondaryKey])) throw deny('bad signature (individual)');
-      if (!enabled(individual)) throw deny('individual enrollment disabled');
+      if (individual.attestation.type !== 'symmetricKey' || keys === undefined) throw unauthorized('bad_credentials', 'individual enrollment is not symmetric-key');
+      if (!signatureMatches(token, [keys.primaryKey, keys.secondaryKey])) throw unauthorized('bad_credentials', 'bad signature (individual)');
+      if (!enabled(individual)) throw unauthorized('disabled', 'individual enrollment disabled');
       return { kind: 'individual', registrationId, enrollment: individual, credential: { kind: 'symmetricKey', keys } };
     }
     for (const g of await this.enrollments.listGroups()) {
@@ -215,10 +209,11 @@ export class RegistrationService {
       if (g.attestation.type !== 'symmetricKey' || k === undefined) continue;
       const derived = { primaryKey: deriveDeviceKey(k.primaryKey, registrationId), secondaryKey: deriveDeviceKey(k.secondaryKey, registrationId) };
       if (!signatureMatches(token, [derived.primaryKey, derived.secondaryKey])) continue;
-      if (!enabled(g)) throw deny(`group ${g.enrollmentGroupId} disabled`);
+      if (!enabled(g)) throw unauthorized('disabled', `group ${g.enrollmentGroupId} disabled`);
       return { kind: 'group', registrationId, groupId: g.enrollmentGroupId, enrollment: g, credential: { kind: 'symmetricKey', keys: derived } };
     }
-    throw deny('no enrollment matches');
+    // Like a wrong key for an individual enrollment: the caller cannot tell the two apart, nor can an alert.
+    throw unauthorized('bad_credentials', 'no enrollment matches');
   }
 
   /** Runs the assignment; resolves with the operation (already final here: one local hub). */
@@ -242,7 +237,7 @@ export class RegistrationService {
             identity: who.registrationId.slice(0, 260),
             outcome: 'failure',
             reason: reason ?? err.message,
-            reasonCode: 'insufficient_rights',
+            reasonCode: err.authFailure ?? 'insufficient_rights',
             remote: peer?.remote ?? '',
             protocol: peer?.protocol ?? 'dps-https',
             method: who.credential.kind,

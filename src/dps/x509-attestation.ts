@@ -14,7 +14,8 @@
  * that CA needs no re-provisioning.
  */
 import { createHash, X509Certificate } from 'node:crypto';
-import { safeFields, verifyChain, type TrustAnchor } from '../pki/device-chain.js';
+import type { AuthFailureCode } from '../core/auth-failure.js';
+import { outsideValidity, safeFields, verifyChain, type TrustAnchor } from '../pki/device-chain.js';
 import { parseCertificateUpload } from '../pki/ca-registry.js';
 
 export interface X509EnrollmentLike {
@@ -38,7 +39,10 @@ export type X509Attested =
   | { kind: 'individual'; leafThumbprint: string }
   | { kind: 'group'; groupId: string; via: 'signing-certificate' | 'ca-reference'; leafThumbprint: string };
 
-export type X509Refusal = { error: string };
+/** Why attestation refused, and its category (decided here, not read from the text). */
+export type X509Refusal = { error: string; code: AuthFailureCode };
+
+const refuse = (code: AuthFailureCode, error: string): X509Refusal => ({ error, code });
 
 const parsed = new Map<string, X509Certificate>();
 
@@ -84,22 +88,23 @@ export async function attestX509(
   now: number,
 ): Promise<X509Attested | X509Refusal> {
   const leaf = chain[0];
-  if (leaf === undefined) return { error: 'no client certificate' };
+  if (leaf === undefined) return refuse('malformed', 'no client certificate');
   const leafThumbprint = sha256Thumbprint(leaf);
 
   if (individual !== undefined) {
-    if (individual.attestation.type !== 'x509') return { error: 'the individual enrollment does not use X.509' };
+    if (individual.attestation.type !== 'x509') return refuse('bad_credentials', 'the individual enrollment does not use X.509');
     const cn = safeFields(leaf)?.commonNames;
-    if (cn?.length !== 1 || cn[0]?.toLowerCase() !== registrationId.toLowerCase()) return { error: 'the certificate CN is not the registration id' };
-    if (!(Date.parse(leaf.validFrom) <= now && now < Date.parse(leaf.validTo))) return { error: 'the certificate is outside its validity period' };
+    if (cn?.length !== 1 || cn[0]?.toLowerCase() !== registrationId.toLowerCase()) return refuse('bad_credentials', 'the certificate CN is not the registration id');
+    const outside = outsideValidity(leaf, now, 'the certificate');
+    if (outside !== undefined) return refuse(outside.code, outside.error);
     const certs = individual.attestation.x509?.clientCertificates;
     const allowed = [certs?.primary?.certificate, certs?.secondary?.certificate]
       .filter((c): c is string => typeof c === 'string' && c !== '')
       .map((c) => parseOnce(c))
       .filter((c): c is X509Certificate => c !== undefined)
       .map(sha256Thumbprint);
-    if (!allowed.includes(leafThumbprint)) return { error: 'the certificate is not the enrollment\'s client certificate' };
-    if (!enabled(individual)) return { error: 'the individual enrollment is disabled' };
+    if (!allowed.includes(leafThumbprint)) return refuse('bad_credentials', "the certificate is not the enrollment's client certificate");
+    if (!enabled(individual)) return refuse('disabled', 'the individual enrollment is disabled');
     return { kind: 'individual', leafThumbprint };
   }
 
@@ -127,10 +132,10 @@ export async function attestX509(
     }
   }
   const result = verifyChain(chain, anchors, now);
-  if ('error' in result) return { error: result.error };
-  if (result.commonName.toLowerCase() !== registrationId.toLowerCase()) return { error: 'the certificate CN is not the registration id' };
+  if ('error' in result) return result;
+  if (result.commonName.toLowerCase() !== registrationId.toLowerCase()) return refuse('bad_credentials', 'the certificate CN is not the registration id');
   const group = groups.find((g) => g.enrollmentGroupId === result.caName);
-  if (group === undefined) return { error: 'no group for the anchor' };
-  if (!enabled(group)) return { error: `group ${group.enrollmentGroupId} is disabled` };
+  if (group === undefined) return refuse('other', 'no group for the anchor');
+  if (!enabled(group)) return refuse('disabled', `group ${group.enrollmentGroupId} is disabled`);
   return { kind: 'group', groupId: group.enrollmentGroupId, via: via.get(group.enrollmentGroupId) ?? 'signing-certificate', leafThumbprint };
 }

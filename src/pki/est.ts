@@ -27,6 +27,7 @@
 import { createHash, createPublicKey, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import type { Clock } from '../core/clock.js';
+import type { AuthFailureCode } from '../core/auth-failure.js';
 import { HubError, unauthorized } from '../core/errors.js';
 import type { DeviceRecord } from '../core/types.js';
 import type { AuthorityStore, EstCredentialRecord, IssuedCertificateRecord } from '../store/authority-ports.js';
@@ -103,21 +104,25 @@ export function inScope(patterns: readonly string[], registrationId: string): bo
   return patterns.some((p) => new RegExp(`^${p.split('*').map(literal).join('.*')}$`, 'i').test(registrationId));
 }
 
-/** The one answer to an enroll the credential may not make, whatever the reason. */
-function notAllowed(reason: string): HubError {
-  return new HubError('CertificateNotAccepted', 'The registration id is not one this factory credential may enroll.', { cause: reason });
+/**
+ * The one answer to an enroll the credential may not make, whatever the reason: `scope` (outside the
+ * credential's registration ids) or `insufficient_rights` (another enrollment's or an operator's device).
+ */
+function notAllowed(code: Extract<AuthFailureCode, 'scope' | 'insufficient_rights'>, reason: string): HubError {
+  return new HubError('CertificateNotAccepted', 'The registration id is not one this factory credential may enroll.', { cause: reason, authFailure: code });
 }
 
 const sha256Hex = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 const thumbprintOf = (cert: X509Certificate): string => cert.fingerprint256.replace(/:/g, '');
 
 /** The one answer for every failed factory authentication: it tells nothing about why. */
-function notAccepted(reason: string): HubError {
-  return unauthorized(reason);
+function notAccepted(code: AuthFailureCode, reason: string): HubError {
+  return unauthorized(code, reason);
 }
 
-function refused(message: string): HubError {
-  return new HubError('CertificateNotAccepted', message);
+/** A device certificate simplereenroll will not renew; the message tells its holder why. */
+function refused(code: AuthFailureCode, message: string): HubError {
+  return new HubError('CertificateNotAccepted', message, { authFailure: code });
 }
 
 function invalid(message: string): HubError {
@@ -232,10 +237,10 @@ export class EstService {
     const { caName } = await this.#signingCa(label);
     const registrationId = this.#commonName(csrPem);
     if (!inScope(credential.registrationIds, registrationId)) {
-      throw notAllowed(`registration id ${registrationId} is outside the scope of EST credential '${credential.id}' (${credential.registrationIds.slice(0, 10).join(', ') || 'empty'})`);
+      throw notAllowed('scope', `registration id ${registrationId} is outside the scope of EST credential '${credential.id}' (${credential.registrationIds.slice(0, 10).join(', ') || 'empty'})`);
     }
     const elsewhere = await estRefusal(registrationId, label, this.deps.ownership);
-    if (elsewhere !== undefined) throw notAllowed(`EST credential '${credential.id}' of group ${label}: ${elsewhere}`);
+    if (elsewhere !== undefined) throw notAllowed('insufficient_rights', `EST credential '${credential.id}' of group ${label}: ${elsewhere}`);
     // Idempotent per key; one active certificate per registration id otherwise.
     const active = await this.#activeFor(registrationId);
     if (active.length > 0) {
@@ -264,27 +269,27 @@ export class EstService {
   /** RFC 7030 §4.2.2: a device renews with its current certificate as the TLS client certificate. */
   async reenroll(label: string, caller: EstCaller, csrPem: string): Promise<IssuedCertificate> {
     const leaf = caller.peerChain?.[0];
-    if (leaf === undefined) throw notAccepted('simplereenroll needs the current certificate as the TLS client certificate');
+    if (leaf === undefined) throw notAccepted('malformed', 'simplereenroll needs the current certificate as the TLS client certificate');
     const now = this.deps.clock.now();
     const current = await this.deps.store.getIssued(normalizeSerial(leaf.serialNumber));
     // Exactly the certificate we issued (a fake root with the same name signs other bytes).
     if (current === undefined || current.thumbprintSha256 !== thumbprintOf(leaf) || current.deviceId.startsWith(CA_RECORD_PREFIX)) {
-      throw refused('the client certificate was not issued by this hub');
+      throw refused('bad_credentials', 'the client certificate was not issued by this hub');
     }
-    if (current.revokedAt !== null || (await this.deps.isRevoked(leaf))) throw refused(`certificate ${current.serial} is revoked`);
+    if (current.revokedAt !== null || (await this.deps.isRevoked(leaf))) throw refused('revoked', `certificate ${current.serial} is revoked`);
     const notBefore = Date.parse(current.notBefore);
     const notAfter = Date.parse(current.notAfter);
-    if (now < notBefore) throw refused(`certificate ${current.serial} is not valid before ${current.notBefore}`);
+    if (now < notBefore) throw refused('not_yet_valid', `certificate ${current.serial} is not valid before ${current.notBefore}`);
     const graceDays = this.deps.policy().renewalGraceDays;
     const inGrace = now > notAfter;
     if (inGrace && now > notAfter + graceDays * DAY_MS) {
-      throw refused(`certificate ${current.serial} expired on ${current.notAfter}, beyond the renewal grace period of ${graceDays} days`);
+      throw refused('expired', `certificate ${current.serial} expired on ${current.notAfter}, beyond the renewal grace period of ${graceDays} days`);
     }
     const { caName, group } = await this.#signingCa(label);
     if (current.enrollmentGroupId !== label && !(current.enrollmentGroupId === null && current.caName === caName)) {
-      throw refused(`certificate ${current.serial} does not belong to enrollment group '${label}'`);
+      throw refused('scope', `certificate ${current.serial} does not belong to enrollment group '${label}'`);
     }
-    if ((group.provisioningStatus ?? 'enabled') !== 'enabled') throw refused(`enrollment group '${label}' is disabled`);
+    if ((group.provisioningStatus ?? 'enabled') !== 'enabled') throw refused('disabled', `enrollment group '${label}' is disabled`);
     // RFC 7030 §4.2.2: the subject stays the same.
     const cn = this.#commonName(csrPem);
     if (cn !== current.deviceId) throw invalid(`the CSR's CN '${cn}' is not the certificate's subject '${current.deviceId}'`);
@@ -325,21 +330,23 @@ export class EstService {
       const expected = Buffer.from(c?.secretHash ?? '0'.repeat(64), 'hex');
       const given = Buffer.from(sha256Hex(basic.password), 'hex');
       const ok = timingSafeEqual(expected, given) && c !== undefined && c.secretHash !== null;
-      if (!ok) throw notAccepted(`EST basic credential '${basic.id.slice(0, 64)}' unknown or wrong password`);
-      if (c.enrollmentGroupId !== label) throw notAccepted(`EST credential '${c.id}' is for group '${c.enrollmentGroupId}', not '${label}'`);
-      if (Date.parse(c.expiresAt) <= now) throw notAccepted(`EST credential '${c.id}' expired at ${c.expiresAt}`);
+      if (!ok) throw notAccepted('bad_credentials', `EST basic credential '${basic.id.slice(0, 64)}' unknown or wrong password`);
+      if (c.enrollmentGroupId !== label) throw notAccepted('scope', `EST credential '${c.id}' is for group '${c.enrollmentGroupId}', not '${label}'`);
+      if (Date.parse(c.expiresAt) <= now) throw notAccepted('expired', `EST credential '${c.id}' expired at ${c.expiresAt}`);
       return c;
     }
     const leaf = caller.peerChain?.[0];
     if (leaf !== undefined) {
       const t = thumbprintOf(leaf);
       const c = (await this.deps.store.listEstCredentials(label)).find((x) => x.clientThumbprint === t);
-      if (c === undefined) throw notAccepted('the TLS client certificate is not a factory credential of this group');
-      if (Date.parse(c.expiresAt) <= now) throw notAccepted(`EST credential '${c.id}' expired at ${c.expiresAt}`);
-      if (!(Date.parse(leaf.validFrom) <= now && now <= Date.parse(leaf.validTo))) throw notAccepted(`the station certificate of '${c.id}' is outside its validity period`);
+      if (c === undefined) throw notAccepted('bad_credentials', 'the TLS client certificate is not a factory credential of this group');
+      if (Date.parse(c.expiresAt) <= now) throw notAccepted('expired', `EST credential '${c.id}' expired at ${c.expiresAt}`);
+      if (!(Date.parse(leaf.validFrom) <= now && now <= Date.parse(leaf.validTo))) {
+        throw notAccepted(now < Date.parse(leaf.validFrom) ? 'not_yet_valid' : 'expired', `the station certificate of '${c.id}' is outside its validity period`);
+      }
       return c;
     }
-    throw notAccepted('no factory credential (HTTP basic or TLS client certificate)');
+    throw notAccepted('malformed', 'no factory credential (HTTP basic or TLS client certificate)');
   }
 
   /** The group and the Gatehouse-held CA that signs for it: a CA reference, or a signing certificate we hold the key of. */

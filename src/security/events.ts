@@ -4,9 +4,11 @@
  * brute-force guard read. Producers never wait on consumers: `emit` is synchronous and a
  * listener that throws is isolated (its error goes to `onListenerError`).
  *
- * Nothing secret enters an event: reasons are operator-facing text, change payloads go through
+ * Nothing secret enters an event: reasons are operator-facing text (their category travels beside
+ * them as a code, src/core/auth-failure.ts), change payloads go through
  * `redactSecrets` before they are emitted.
  */
+import type { AuthFailureCode } from '../core/auth-failure.js';
 import type { JsonValue } from '../core/json.js';
 
 /** Who tried to authenticate. */
@@ -37,7 +39,7 @@ export interface AuthEvent {
   outcome: 'success' | 'failure';
   /** Why a failure failed (for the operator; never a token, key or password). */
   reason?: string;
-  /** A short, bounded category of the reason, for metrics and alerts. */
+  /** The bounded category of the failure, for metrics and alerts: decided with the reason where the refusal was decided, never read from its text. */
   reasonCode?: AuthFailureCode;
   /** Remote IP address as the socket reports it. */
   remote: string;
@@ -50,32 +52,8 @@ export interface AuthEvent {
   credential?: string;
 }
 
-/** Bounded failure categories (metric label values, alert rule filters). */
-export const AUTH_FAILURE_CODES = [
-  'bad_credentials',
-  'expired',
-  'not_yet_valid',
-  'unknown_identity',
-  'disabled',
-  'revoked',
-  'scope',
-  'auth_method_disabled',
-  'ip_filtered',
-  // TLS handshakes the hub refused: a protocol version below the minimum, no cipher in common, anything else.
-  'tls_version',
-  'tls_cipher',
-  'tls_handshake',
-  'locked_out',
-  'insufficient_rights',
-  // An authenticated device publishing, subscribing or attaching to another identity's topics or links.
-  'cross_device',
-  // An authenticated device publishing or subscribing outside the topic API (not another device's).
-  'forbidden_topic',
-  'malformed',
-  'other',
-] as const;
-
-export type AuthFailureCode = (typeof AUTH_FAILURE_CODES)[number];
+/** Bounded failure categories (metric label values, alert rule filters): decided where the failure is decided. */
+export { AUTH_FAILURE_CODES, type AuthFailureCode } from '../core/auth-failure.js';
 
 export interface ChangeEvent {
   type: 'change';
@@ -154,24 +132,4 @@ export function redactSecrets(value: unknown): JsonValue {
   }
   if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'string') return value;
   return String(value);
-}
-
-/** Maps an authenticator's free-text reason to its bounded category. */
-export function classifyAuthFailure(reason: string): AuthFailureCode {
-  const r = reason.toLowerCase();
-  if (r.includes('locked')) return 'locked_out';
-  if (r.includes('ip filter')) return 'ip_filtered';
-  if (r.includes('disabled by hub settings') || r.includes('is disabled on this hub')) return 'auth_method_disabled';
-  if (r.includes('revoked')) return 'revoked';
-  if (r.includes('expired')) return 'expired';
-  if (r.includes('not valid before') || r.includes('not yet valid')) return 'not_yet_valid';
-  if (r.includes('is disabled')) return 'disabled';
-  if (r.includes('lacks') || r.includes('role')) return 'insufficient_rights';
-  if (r.includes('scope') || r.includes('another host')) return 'scope';
-  // Before "unknown": the device authenticator says "bad signature, unknown identity or ..." on
-  // purpose (it does not tell the two apart), and a wrong key is the common case.
-  if (r.includes('signature') || r.includes('mismatch') || r.includes('chain') || r.includes(' cn ') || r.includes('password')) return 'bad_credentials';
-  if (r.includes('unknown')) return 'unknown_identity';
-  if (r.includes('malformed') || r.includes('no credentials')) return 'malformed';
-  return 'other';
 }

@@ -18,11 +18,12 @@ import type { Server as NetServer, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { decodeJwt } from 'jose';
 import type { Clock } from '../core/clock.js';
+import type { AuthFailure } from '../core/auth-failure.js';
 import { HubError, unauthorized } from '../core/errors.js';
 import type { DeviceAuthResult, DeviceCredentials } from '../auth/device-authenticator.js';
 import type { ServiceAuthenticator, ServicePrincipal } from '../auth/service-authenticator.js';
 import type { ConnectionRegistry, LiveSession } from '../hub/connections.js';
-import { classifyAuthFailure, type AuthEvent, type AuthFailureCode, type AuthProtocol, type AuthSubject, type SecurityEvents } from './events.js';
+import type { AuthEvent, AuthFailureCode, AuthProtocol, AuthSubject, SecurityEvents } from './events.js';
 import { IpFilter, normalizeAddress } from './ip-filter.js';
 import { LockoutGuard, type AttemptKeys, type NewLock } from './lockout.js';
 import type { ConnectionCaps } from './connection-caps.js';
@@ -41,6 +42,21 @@ export interface DeviceAuthentication {
   authenticate(c: DeviceCredentials, peer?: PeerContext): Promise<DeviceAuthResult>;
   /** An authenticated device reached for what is not its own: recorded (audit, metrics, alerts), never counted toward lockout. */
   deviceDenied(device: { deviceId: string; moduleId: string | null }, denial: DeviceDenial, peer: PeerContext): void;
+  /** An edge refused an attempt before any credential was checked: recorded, never counted toward lockout. */
+  refusedBeforeAuth(attempt: UnverifiedAttempt, peer: PeerContext): void;
+}
+
+/**
+ * An attempt an edge refused before the gate checked a credential: a CONNECT or CBS audience naming
+ * another hub, a registration under an unknown ID scope, a CONNECT that cannot be read.
+ */
+export interface UnverifiedAttempt {
+  subject: AuthSubject;
+  /** What the caller claimed to be (device id, `deviceId/moduleId`, registration id, policy name), '' when nothing. */
+  identity: string;
+  /** sas, x509, symmetricKey, ... as far as the edge can tell. */
+  method?: string | undefined;
+  failure: AuthFailure;
 }
 
 /** Why an authenticated device was refused an action. */
@@ -63,7 +79,7 @@ interface WatchedServer {
 export function sessionRefusal(s: LiveSession, settings: HubSettingsBody, filter: IpFilter): string | undefined {
   if (s.remoteAddress !== undefined && !filter.check(s.remoteAddress).allowed) return `address ${normalizeAddress(s.remoteAddress)} rejected by the IP filter`;
   if (s.tlsVersion !== undefined && tlsRank(s.tlsVersion) < tlsRank(settings.minTlsVersion)) return `${s.tlsVersion} is below the minimum TLS ${settings.minTlsVersion}`;
-  return methodRefusal(s.authMethod, s.moduleId, settings);
+  return methodRefusal(s.authMethod, s.moduleId, settings)?.reason;
 }
 
 /**
@@ -72,12 +88,13 @@ export function sessionRefusal(s: LiveSession, settings: HubSettingsBody, filter
  * whatever key signed it. Stricter than Azure, which lets policy tokens through unless local auth
  * is off (docs/decisions/0002-secure-defaults.md).
  */
-function methodRefusal(method: string | undefined, moduleId: string | null, settings: HubSettingsBody): string | undefined {
-  if (method === 'policy-sas' && settings.disableLocalAuth) return 'policy-signed SAS tokens are disabled by hub settings (disableLocalAuth)';
+function methodRefusal(method: string | undefined, moduleId: string | null, settings: HubSettingsBody): AuthFailure | undefined {
+  const off = (reason: string): AuthFailure => ({ code: 'auth_method_disabled', reason });
+  if (method === 'policy-sas' && settings.disableLocalAuth) return off('policy-signed SAS tokens are disabled by hub settings (disableLocalAuth)');
   const signedBy = method === 'sas' ? 'SAS keys' : method === 'policy-sas' ? 'policy-signed SAS tokens' : undefined;
   if (signedBy === undefined) return undefined;
-  if (moduleId === null && settings.disableDeviceSAS) return `device ${signedBy} are disabled by hub settings (disableDeviceSAS)`;
-  if (moduleId !== null && settings.disableModuleSAS) return `module ${signedBy} are disabled by hub settings (disableModuleSAS)`;
+  if (moduleId === null && settings.disableDeviceSAS) return off(`device ${signedBy} are disabled by hub settings (disableDeviceSAS)`);
+  if (moduleId !== null && settings.disableModuleSAS) return off(`module ${signedBy} are disabled by hub settings (disableModuleSAS)`);
   return undefined;
 }
 
@@ -194,12 +211,12 @@ export class AccessGate implements DeviceAuthentication {
     const locked = this.#lockedOut(keys);
     let result: DeviceAuthResult;
     if (locked !== undefined) {
-      result = { ok: false, outcome: 'unauthorized', reason: locked };
+      result = { ok: false, outcome: 'unauthorized', code: 'locked_out', reason: locked };
     } else {
       result = await this.deps.devices.authenticate(c);
       if (result.ok) {
         const refusal = methodRefusal(result.identity.method, c.moduleId, this.#settings);
-        if (refusal !== undefined) result = { ok: false, outcome: 'unauthorized', reason: refusal };
+        if (refusal !== undefined) result = { ok: false, outcome: 'unauthorized', ...refusal };
       }
     }
     if (result.ok) {
@@ -210,21 +227,22 @@ export class AccessGate implements DeviceAuthentication {
       const method = c.sasToken !== undefined && c.sasToken !== '' ? 'sas' : leaf !== undefined ? 'x509' : 'none';
       // Disabled identities are refused after valid credentials: not a guessing attempt.
       if (result.outcome !== 'forbidden' && locked === undefined) this.#fail(keys);
-      this.#emit({ ...base, outcome: 'failure', reason: result.reason, reasonCode: classifyAuthFailure(result.reason), method });
+      this.#emit({ ...base, outcome: 'failure', reason: result.reason, reasonCode: result.code, method });
     }
     return result;
   }
 
   /**
    * Runs another authentication (provisioning attestation, EST credentials) under the lockout and
-   * reports it: a 401 HubError from `fn` is a failure, anything returned a success.
+   * reports it: a 401 (or 403 CertificateNotAccepted) HubError from `fn` is a failure, reported with
+   * the code its thrower set (`other` if none did), anything returned a success.
    */
   async guarded<T>(a: { subject: AuthSubject; identity: string; credential?: string | undefined; method: string }, peer: PeerContext, fn: () => Promise<T>): Promise<T> {
     const keys: AttemptKeys = { address: peer.remote, identity: a.identity === '' ? undefined : `${a.subject}:${a.identity}` };
     const base = { subject: a.subject, identity: a.identity.slice(0, 260), remote: peer.remote, protocol: peer.protocol, method: a.method, ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(a.credential === undefined ? {} : { credential: a.credential }) };
     const locked = this.#lockedOut(keys);
     try {
-      if (locked !== undefined) throw unauthorized(locked);
+      if (locked !== undefined) throw unauthorized('locked_out', locked);
       const r = await fn();
       this.lockout.succeed(keys);
       this.#emit({ ...base, outcome: 'success' });
@@ -233,7 +251,7 @@ export class AccessGate implements DeviceAuthentication {
       if (err instanceof HubError && (err.code === 'IotHubUnauthorizedAccess' || err.code === 'CertificateNotAccepted')) {
         const reason = String(err.cause ?? err.message);
         if (locked === undefined) this.#fail(keys);
-        this.#emit({ ...base, outcome: 'failure', reason, reasonCode: classifyAuthFailure(reason) });
+        this.#emit({ ...base, outcome: 'failure', reason, reasonCode: err.authFailure ?? 'other' });
       }
       throw err;
     }
@@ -253,11 +271,11 @@ export class AccessGate implements DeviceAuthentication {
     const base = { subject, identity: identity.slice(identity.indexOf(':') + 1, 260), remote: peer.remote, protocol: peer.protocol, method: bearer !== undefined ? 'bearer' : 'sas', ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(credential === undefined ? {} : { credential }) };
     const locked = this.#lockedOut(keys);
     try {
-      if (locked !== undefined) throw unauthorized(locked);
+      if (locked !== undefined) throw unauthorized('locked_out', locked);
       let principal: Principal;
       if (bearer !== undefined) principal = await this.deps.operators.authenticate(bearer);
       else {
-        if (this.#settings.disableLocalAuth) throw unauthorized('shared access policies are disabled by hub settings (disableLocalAuth)');
+        if (this.#settings.disableLocalAuth) throw unauthorized('auth_method_disabled', 'shared access policies are disabled by hub settings (disableLocalAuth)');
         principal = await this.deps.service.authenticate(authorization, targetPath);
       }
       this.lockout.succeed(keys);
@@ -267,7 +285,7 @@ export class AccessGate implements DeviceAuthentication {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
         const reason = String(err.cause ?? 'unauthorized');
         if (locked === undefined) this.#fail(keys);
-        this.#emit({ ...base, outcome: 'failure', reason, reasonCode: classifyAuthFailure(reason) });
+        this.#emit({ ...base, outcome: 'failure', reason, reasonCode: err.authFailure ?? 'other' });
       }
       throw err;
     }
@@ -288,6 +306,29 @@ export class AccessGate implements DeviceAuthentication {
       reasonCode: denial.code,
       remote: peer.remote,
       protocol: peer.protocol,
+      ...(peer.tls === undefined ? {} : { tls: peer.tls }),
+    });
+  }
+
+  /**
+   * An edge refused an attempt before any credential was checked (UnverifiedAttempt): recorded like
+   * a failed authentication (audit, metrics, alerts), with the edge's code.
+   *
+   * Not counted toward lockout: the lockout bounds guesses at credentials; nothing was checked here,
+   * so nothing was guessed, and the answer is the one a wrong key gets (no oracle to probe). Counting
+   * it would let one client with a wrong host name or ID scope in its configuration (a hub moved, a
+   * copied connection string) lock the address out for every device behind the same NAT.
+   */
+  refusedBeforeAuth(a: UnverifiedAttempt, peer: PeerContext): void {
+    this.#emit({
+      subject: a.subject,
+      identity: a.identity.slice(0, 260),
+      outcome: 'failure',
+      reason: a.failure.reason.slice(0, 300),
+      reasonCode: a.failure.code,
+      remote: peer.remote,
+      protocol: peer.protocol,
+      ...(a.method === undefined ? {} : { method: a.method }),
       ...(peer.tls === undefined ? {} : { tls: peer.tls }),
     });
   }

@@ -8,8 +8,9 @@
  * table, read at start and rewritten on change. The signing key is sealed under the master key.
  */
 import { createHash, createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
-import { SignJWT, exportPKCS8, generateKeyPair, importPKCS8, importSPKI, jwtVerify, type CryptoKey as JoseKey } from 'jose';
-import { HubError } from '../core/errors.js';
+import { SignJWT, errors, exportPKCS8, generateKeyPair, importPKCS8, importSPKI, jwtVerify, type CryptoKey as JoseKey, type JWTPayload } from 'jose';
+import type { AuthFailureCode } from '../core/auth-failure.js';
+import { HubError, unauthorized } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { MetaStore } from '../store/ports.js';
 import { isRoleName, roleByName, type RoleName } from './roles.js';
@@ -48,8 +49,13 @@ const SIGNING_KEY = 'operators.signing-key';
 const OPERATOR_ID = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
 export const MAX_TOKEN_SECONDS = 30 * 86_400;
 
-function tokenError(reason: string): HubError {
-  return new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: reason });
+/** A token jose refused, categorized by jose's error class (never its message). */
+function joseFailure(err: unknown): AuthFailureCode {
+  if (err instanceof errors.JWTExpired) return 'expired';
+  if (err instanceof errors.JWTClaimValidationFailed) return err.claim === 'nbf' ? 'not_yet_valid' : err.claim === 'aud' || err.claim === 'iss' ? 'scope' : 'malformed';
+  if (err instanceof errors.JWSSignatureVerificationFailed || err instanceof errors.JOSEAlgNotAllowed) return 'bad_credentials';
+  if (err instanceof errors.JWSInvalid || err instanceof errors.JWTInvalid) return 'malformed';
+  return 'other';
 }
 
 export class OperatorService {
@@ -181,29 +187,31 @@ export class OperatorService {
     let claims = this.#verified.get(digest);
     const nowMs = this.clock.now();
     if (claims === undefined) {
-      if (this.#publicKey === undefined) throw tokenError('operator service not loaded');
+      if (this.#publicKey === undefined) throw unauthorized('other', 'operator service not loaded');
+      let payload: JWTPayload;
       try {
-        const { payload } = await jwtVerify(token, this.#publicKey, {
+        ({ payload } = await jwtVerify(token, this.#publicKey, {
           issuer: 'gatehouse',
           audience: this.audience(),
           algorithms: ['ES256'],
           currentDate: new Date(nowMs),
           clockTolerance: 5,
-        });
-        if (typeof payload.sub !== 'string' || typeof payload.iat !== 'number' || typeof payload.exp !== 'number') throw new Error('missing sub, iat or exp');
-        if (payload.exp - payload.iat > MAX_TOKEN_SECONDS + 60) throw new Error('lifetime beyond the maximum');
-        claims = { sub: payload.sub, iat: payload.iat, exp: payload.exp };
+        }));
       } catch (err) {
-        throw tokenError(`operator token refused: ${(err as Error).message}`);
+        throw unauthorized(joseFailure(err), `operator token refused: ${(err as Error).message}`);
       }
+      if (typeof payload.sub !== 'string' || typeof payload.iat !== 'number' || typeof payload.exp !== 'number') throw unauthorized('malformed', 'operator token refused: missing sub, iat or exp');
+      // Signed with the hub's key, yet longer-lived than the hub issues: not a token it made.
+      if (payload.exp - payload.iat > MAX_TOKEN_SECONDS + 60) throw unauthorized('bad_credentials', 'operator token refused: lifetime beyond the maximum');
+      claims = { sub: payload.sub, iat: payload.iat, exp: payload.exp };
       if (this.#verified.size > 1000) this.#verified.clear();
       this.#verified.set(digest, claims);
     }
-    if (claims.exp * 1000 <= nowMs) throw tokenError(`expired operator token for ${claims.sub}`);
+    if (claims.exp * 1000 <= nowMs) throw unauthorized('expired', `expired operator token for ${claims.sub}`);
     const op = this.#operators.get(claims.sub.toLowerCase());
-    if (op === undefined) throw tokenError(`unknown operator ${claims.sub}`);
-    if (!op.enabled) throw tokenError(`operator ${op.id} is disabled`);
-    if (claims.iat * 1000 < op.tokensValidAfter) throw tokenError(`operator ${op.id} token was revoked`);
+    if (op === undefined) throw unauthorized('unknown_identity', `unknown operator ${claims.sub}`);
+    if (!op.enabled) throw unauthorized('disabled', `operator ${op.id} is disabled`);
+    if (claims.iat * 1000 < op.tokensValidAfter) throw unauthorized('revoked', `operator ${op.id} token was revoked`);
     return { kind: 'operator', name: op.id, roles: this.rolesOf(op.id), expiresAt: claims.exp * 1000 };
   }
 

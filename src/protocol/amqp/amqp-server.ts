@@ -28,6 +28,7 @@ import type { ConnectionRefusals } from '../../security/connection-caps.js';
 import type { WebSocket } from 'ws';
 import { AmqpDeviceSession, parseDeviceAddress, type DeviceLinkDeps, type DeviceLinkKind } from './device-session.js';
 import { identityKey } from '../../hub/connections.js';
+import { claimedBy } from './cbs-claim.js';
 import { peerChain } from '../mqtt/listeners.js';
 import { UNWATCHED, tlsBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
 
@@ -199,7 +200,7 @@ export class AmqpServer {
     const dev = parseDeviceAddress(address);
     if (dev !== undefined) return void this.#attachDevice(st, receiver, 'in', dev, address);
     if (address.toLowerCase() === '/messages/devicebound') {
-      const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/send', ['ServiceConnect']);
+      const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/send', ['ServiceConnect'], 'attach');
       if (refusal !== undefined) return this.#refuseLink(receiver, st, address, refusal);
       st.serviceLinks.add(receiver);
       return;
@@ -221,7 +222,7 @@ export class AmqpServer {
     if (dev !== undefined) return void this.#attachDevice(st, sender, 'out', dev, address);
     const lower = address.toLowerCase();
     if (lower === '/messages/servicebound/feedback' || lower === '/messages/servicebound/filenotifications') {
-      const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/feedback', ['ServiceConnect']);
+      const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/feedback', ['ServiceConnect'], 'attach');
       if (refusal !== undefined) return this.#refuseLink(sender, st, address, refusal);
       st.serviceLinks.add(sender);
       if (lower === '/messages/servicebound/feedback') this.#service.attachFeedback(sender);
@@ -235,10 +236,23 @@ export class AmqpServer {
     link.close(error);
   }
 
-  /** The same decision as the HTTPS routes (security/access.ts); an allowed policy's right counts as used. */
-  #serviceRefusal(st: ConnState, action: DataAction, anyOf: readonly Right[]): { condition: string; description: string } | undefined {
+  /**
+   * The same decision as the HTTPS routes (security/access.ts); an allowed policy's right counts as
+   * used. An attach without a live service token is recorded (a message racing its token's expiry
+   * is not: the link closes with the token).
+   */
+  #serviceRefusal(st: ConnState, action: DataAction, anyOf: readonly Right[], on: 'attach' | 'message'): { condition: string; description: string } | undefined {
     const g = st.service;
-    if (g === undefined || g.expiresAt <= this.deps.clock.now()) return { condition: 'amqp:unauthorized-access', description: 'Put a service token on $cbs first.' };
+    if (g === undefined || g.expiresAt <= this.deps.clock.now()) {
+      if (on === 'attach') {
+        const attempt =
+          g === undefined
+            ? { subject: 'policy' as const, identity: '', failure: { code: 'malformed' as const, reason: `${action} link without a service token on $cbs` } }
+            : { subject: g.principal.kind, identity: g.principal.name, failure: { code: 'expired' as const, reason: `${action} link after the service token expired` } };
+        this.deps.gate.refusedBeforeAuth(attempt, st.peer);
+      }
+      return { condition: 'amqp:unauthorized-access', description: 'Put a service token on $cbs first.' };
+    }
     const p = g.principal;
     const decision = authorize(p, { kind: 'service', action, anyOf });
     if (decision.allowed) {
@@ -276,7 +290,7 @@ export class AmqpServer {
     }
     if (address.toLowerCase() === '/messages/devicebound') {
       // The grant may have lapsed since the attach.
-      const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/send', ['ServiceConnect']);
+      const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/send', ['ServiceConnect'], 'message');
       if (refusal !== undefined) {
         ctx.delivery?.reject(refusal);
         return;
@@ -311,16 +325,19 @@ export class AmqpServer {
     if (!isService) {
       // A device or module token: `name` is its resource, `<host>/devices/<id>[/modules/<mid>]`.
       const m = new RegExp(`^${host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/devices/([^/]+)(?:/modules/([^/]+))?$`, 'i').exec(audience);
-      if (m?.[1] === undefined) {
-        this.deps.logger.warn({ event: 'auth.denied', protocol: st.peer.protocol, remote: st.peer.remote, audience: audience.slice(0, 200), reason: 'audience names neither this hub nor one of its devices' }, 'CBS put-token refused');
-        return reply(401, 'Unauthorized');
-      }
-      let deviceId: string;
-      let moduleId: string | null;
+      let deviceId: string | undefined;
+      let moduleId: string | null = null;
       try {
-        deviceId = decodeURIComponent(m[1]);
-        moduleId = m[2] === undefined ? null : decodeURIComponent(m[2]);
+        deviceId = m?.[1] === undefined ? undefined : decodeURIComponent(m[1]);
+        moduleId = m?.[2] === undefined ? null : decodeURIComponent(m[2]);
       } catch {
+        deviceId = undefined;
+      }
+      if (deviceId === undefined) {
+        const forHost = (audience.split('/')[0] ?? '').toLowerCase().replace(/:\d{1,5}$/, '');
+        const failure = forHost === host ? { code: 'malformed' as const, reason: `CBS audience ${audience.slice(0, 200)} names no device of this hub` } : { code: 'scope' as const, reason: `CBS audience names another hub (${audience.slice(0, 200)})` };
+        this.deps.gate.refusedBeforeAuth({ ...claimedBy(audience, token), method: 'sas', failure }, st.peer);
+        this.deps.logger.warn({ event: 'auth.denied', protocol: st.peer.protocol, remote: st.peer.remote, audience: audience.slice(0, 200), reason: failure.reason }, 'CBS put-token refused');
         return reply(401, 'Unauthorized');
       }
       const result = await this.deps.gate.authenticate({ deviceId, moduleId, sasToken: token, peerChain: undefined }, st.peer);
@@ -406,10 +423,13 @@ export class AmqpServer {
       const proven = [...st.devices.values()].find((d) => !d.session.closed)?.session.identity;
       if (proven !== undefined) return this.#crossDevice(st, link, address, proven);
       const chain = st.socket === undefined ? undefined : peerChain(st.socket);
-      if (chain === undefined) return this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Put a device token on $cbs first, or present the device certificate.' });
+      // Without a token or a certificate too: the gate refuses and records it, as a CONNECT without credentials.
       const result = await this.deps.gate.authenticate({ deviceId: dev.deviceId, moduleId: dev.moduleId, sasToken: undefined, peerChain: chain }, st.peer);
-      if (!result.ok) return this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Unauthorized' });
-      session = this.#grantDevice(st, result.identity, chain[0]);
+      if (!result.ok) {
+        const description = chain === undefined ? 'Put a device token on $cbs first, or present the device certificate.' : 'Unauthorized';
+        return this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description });
+      }
+      session = this.#grantDevice(st, result.identity, chain?.[0]);
     }
     if (dev.kind === 'c2d' && dev.moduleId !== null) return this.#refuseLink(link, st, address, { condition: 'amqp:not-found', description: 'Modules receive on their inputs.' });
     // Which way each link may go: the device sends telemetry, receives C2D, and talks both ways on methods and twin.

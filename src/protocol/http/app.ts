@@ -126,7 +126,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
       );
       if (!result.ok) {
         logger.warn({ event: 'auth.denied', protocol: 'https-device', remote: req.ip, deviceId: deviceId.slice(0, 128), reason: result.reason }, 'device request denied');
-        throw unauthorized(result.reason);
+        throw unauthorized(result.code, result.reason);
       }
       req.device = result.identity;
       return;
@@ -135,7 +135,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     try {
       principal = await services.gate.authenticateService(req.headers.authorization, requestPath(req.url), peer);
       const decision = authorize(principal, access);
-      if (!decision.allowed) throw unauthorized(decision.reason);
+      if (!decision.allowed) throw unauthorized('insufficient_rights', decision.reason);
       // Only the rights this request needed count as used (the posture audit's evidence).
       if (principal.kind === 'policy') services.gate.policyUsed(principal.name, decision.used);
       req.principal = principal;

@@ -17,7 +17,7 @@ export interface DpsDeps {
   idScope(): Promise<string>;
   registration: RegistrationService;
   /** Lockout and security events around attestation (the access gate). */
-  gate?: Pick<AccessGate, 'guarded'>;
+  gate?: Pick<AccessGate, 'guarded' | 'refusedBeforeAuth'>;
 }
 
 /** Durable telemetry intake: resolves once the event is stored. */

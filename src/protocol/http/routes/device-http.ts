@@ -4,7 +4,7 @@
  * act as itself.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { HubError } from '../../../core/errors.js';
+import { HubError, unauthorized } from '../../../core/errors.js';
 import { isJsonObject } from '../../../core/json.js';
 import { MAX_MESSAGE_BYTES, telemetryEvent } from '../../../hub/telemetry/telemetry-event.js';
 import type { HubServices } from '../services.js';
@@ -75,7 +75,7 @@ function parseBatch(body: Buffer): Array<{ body: Buffer; app: Record<string, str
 export function registerDeviceHttpRoutes(app: FastifyInstance, services: HubServices): void {
   app.post<IdParams>('/devices/:id/messages/events', async (req, reply) => {
     const identity = req.device;
-    if (identity === undefined) throw new HubError('IotHubUnauthorizedAccess', 'Unauthorized');
+    if (identity === undefined) throw unauthorized('other', 'device route reached without an authenticated device');
     const body = rawBody(req);
     const now = new Date().toISOString();
     const contentType = header(req.headers['content-type']) ?? '';

@@ -2,11 +2,11 @@
  * Device provisioning over HTTPS (wire doc §4.2), on the hub's HTTPS port:
  * `PUT /{idScope}/registrations/{registrationId}/register` and
  * `GET /{idScope}/registrations/{registrationId}/operations/{operationId}`, each authorized by the
- * device's DPS SAS token. An unknown scope, enrollment or key is the same 401.
+ * device's DPS SAS token. An unknown scope, enrollment or key is the same 401, and each is audited.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { RetryLater } from '../../../dps/throttle.js';
-import { HubError } from '../../../core/errors.js';
+import { HubError, unauthorized } from '../../../core/errors.js';
 import { isJsonObject } from '../../../core/json.js';
 import type { Attested } from '../../../dps/registration-service.js';
 import type { DpsDeps } from '../../mqtt/broker-deps.js';
@@ -19,25 +19,30 @@ type RegisterParams = { Params: { idScope: string; registrationId: string } };
 type OperationParams = { Params: { idScope: string; registrationId: string; operationId: string } };
 
 async function attest(req: FastifyRequest, dps: DpsDeps, idScope: string, registrationId: string): Promise<Attested> {
-  if (idScope.toLowerCase() !== (await dps.idScope()).toLowerCase()) {
-    throw new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: 'unknown ID scope' });
-  }
   const header = req.headers.authorization;
+  // No Authorization header: X.509, the client certificate of this TLS connection.
+  const token = Array.isArray(header) ? header[0] : header;
+  const symmetric = token !== undefined && token !== '';
+  const peer = { remote: req.ip, protocol: 'dps-https' as const, tls: (req.socket as TLSSocket).getProtocol?.() ?? undefined };
   try {
-    // No Authorization header: X.509, the client certificate of this TLS connection.
-    const token = Array.isArray(header) ? header[0] : header;
-    const chain = token === undefined || token === '' ? peerChain(req.socket as TLSSocket) : undefined;
-    const attestNow = () => (token === undefined || token === '' ? dps.registration.attestX509(registrationId, chain) : dps.registration.attestSymmetricKey(registrationId, token));
+    if (idScope.toLowerCase() !== (await dps.idScope()).toLowerCase()) {
+      // Refused before any credential is checked: audited, not counted toward lockout (gate.ts).
+      const failure = { code: 'scope', reason: `unknown ID scope ${idScope.slice(0, 64)}` } as const;
+      dps.gate?.refusedBeforeAuth({ subject: 'registration', identity: registrationId, method: symmetric ? 'symmetricKey' : 'x509', failure }, peer);
+      throw unauthorized(failure.code, failure.reason);
+    }
+    const chain = symmetric ? undefined : peerChain(req.socket as TLSSocket);
+    const attestNow = () => (symmetric ? dps.registration.attestSymmetricKey(registrationId, token) : dps.registration.attestX509(registrationId, chain));
     if (dps.gate === undefined) return await attestNow();
     const leaf = chain?.[0];
     return await dps.gate.guarded(
       {
         subject: 'registration',
         identity: registrationId,
-        credential: token !== undefined && token !== '' ? credentialHash(token) : leaf === undefined ? undefined : credentialHash(leaf.raw),
-        method: token !== undefined && token !== '' ? 'symmetricKey' : 'x509',
+        credential: symmetric ? credentialHash(token) : leaf === undefined ? undefined : credentialHash(leaf.raw),
+        method: symmetric ? 'symmetricKey' : 'x509',
       },
-      { remote: req.ip, protocol: 'dps-https', tls: (req.socket as TLSSocket).getProtocol?.() ?? undefined },
+      peer,
       attestNow,
     );
   } catch (err) {

@@ -6,15 +6,39 @@
  * CONNACK codes: 1 unacceptable protocol, 2 identifier rejected, 4 bad credentials (unknown device
  * and wrong key look the same), 5 not authorized (valid credentials, disabled identity). 3 is kept
  * for overload, the only refusal the SDK retries.
+ *
+ * The gate records what it refuses; a CONNECT refused here, before the gate, is recorded here
+ * (`refusedBeforeAuth`: audited like a failed login, not counted toward lockout).
  */
 import type { IConnectPacket } from 'mqtt-packet';
+import type { AuthFailure } from '../../../core/auth-failure.js';
 import { validateDeviceId } from '../../../core/ids.js';
 import type { MqttConnection } from '../connection.js';
 import { c2dFilter } from '../topics.js';
-import { dpsUsername, handleDpsConnect } from './dps.js';
+import { dpsUsername, handleDpsConnect, refuseProvisioning } from './dps.js';
 
 function connack(conn: MqttConnection, returnCode: number, sessionPresent = false): void {
   conn.send({ cmd: 'connack', returnCode, sessionPresent });
+}
+
+/**
+ * A CONNECT refused before the gate: recorded as a failed authentication of the identity its client
+ * id claims (the raw client id when it cannot be parsed), then refused.
+ */
+function refuseUnverified(conn: MqttConnection, packet: IConnectPacket, returnCode: number, failure: AuthFailure): void {
+  const clientId = packet.clientId ?? '';
+  const claimed = parseClientId(clientId);
+  const method = packet.password !== undefined && packet.password.length > 0 ? 'sas' : conn.peer.chain?.[0] !== undefined ? 'x509' : 'none';
+  conn.deps.authenticator.refusedBeforeAuth(
+    {
+      subject: claimed?.moduleId === null || claimed === undefined ? 'device' : 'module',
+      identity: claimed === undefined ? clientId : claimed.moduleId === null ? claimed.deviceId : `${claimed.deviceId}/${claimed.moduleId}`,
+      method,
+      failure,
+    },
+    { remote: conn.peer.remoteAddress, protocol: conn.peer.transport, tls: conn.peer.tlsVersion },
+  );
+  refuse(conn, returnCode, failure.reason, clientId);
 }
 
 function refuse(conn: MqttConnection, returnCode: number, reason: string, clientId: string): void {
@@ -55,20 +79,25 @@ export function parseUsername(username: string, hostname: string): string[] | un
 
 export async function handleConnect(conn: MqttConnection, packet: IConnectPacket): Promise<void> {
   const clientId = packet.clientId ?? '';
-  if (packet.protocolId !== 'MQTT' || packet.protocolVersion !== 4) {
-    return refuse(conn, 1, `protocol ${String(packet.protocolId)} level ${String(packet.protocolVersion)}`, clientId);
-  }
   // Provisioning clients share the port; their username names an ID scope (wire doc §4.1).
   const dps = dpsUsername(packet.username ?? '');
+  if (packet.protocolId !== 'MQTT' || packet.protocolVersion !== 4) {
+    const failure: AuthFailure = { code: 'malformed', reason: `protocol ${String(packet.protocolId)} level ${String(packet.protocolVersion)}` };
+    return dps === undefined ? refuseUnverified(conn, packet, 1, failure) : refuseProvisioning(conn, packet, dps.registrationId, 1, failure, true);
+  }
   if (dps !== undefined) return handleDpsConnect(conn, packet, dps);
 
   const ids = parseClientId(clientId);
-  if (ids === undefined) return refuse(conn, 2, 'malformed client id', clientId);
+  if (ids === undefined) return refuseUnverified(conn, packet, 2, { code: 'malformed', reason: 'malformed client id' });
 
   const segments = parseUsername(packet.username ?? '', conn.deps.hostname());
+  if (segments === undefined) {
+    const host = (packet.username ?? '').split('/')[0] ?? '';
+    return refuseUnverified(conn, packet, 4, { code: 'scope', reason: `username names another hub (${host.slice(0, 128)})` });
+  }
   const expected = ids.moduleId === null ? [ids.deviceId] : [ids.deviceId, ids.moduleId];
-  if (segments === undefined || segments.length !== expected.length || segments.some((s, i) => s !== expected[i])) {
-    return refuse(conn, 4, 'username does not name this hub and the client id', clientId);
+  if (segments.length !== expected.length || segments.some((s, i) => s !== expected[i])) {
+    return refuseUnverified(conn, packet, 4, { code: 'malformed', reason: 'username does not name the client id' });
   }
 
   const result = await conn.deps.authenticator.authenticate({

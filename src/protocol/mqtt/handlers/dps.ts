@@ -8,6 +8,7 @@
  * as ASCII), with `status` present; UNSUBSCRIBE gets its UNSUBACK (without it `register()` hangs).
  */
 import type { IConnectPacket, IPublishPacket, ISubscribePacket } from 'mqtt-packet';
+import type { AuthFailure } from '../../../core/auth-failure.js';
 import { HubError, isHubError } from '../../../core/errors.js';
 import { isJsonObject, type JsonValue } from '../../../core/json.js';
 import type { MqttConnection } from '../connection.js';
@@ -40,19 +41,33 @@ function errorBody(err: HubError): Record<string, JsonValue> {
   return { errorCode: err.number, trackingId: '', message: err.message, timestampUtc: new Date().toISOString() };
 }
 
+/**
+ * Refuses a provisioning CONNECT. `unverified`: refused before the gate checked a credential, so
+ * recorded here (audited, not counted toward lockout); the gate records what it refuses itself.
+ */
+export function refuseProvisioning(conn: MqttConnection, packet: IConnectPacket, registrationId: string, returnCode: number, failure: AuthFailure, unverified: boolean): void {
+  if (unverified) {
+    const x509 = packet.password === undefined || packet.password.length === 0;
+    conn.deps.authenticator.refusedBeforeAuth(
+      { subject: 'registration', identity: registrationId, method: x509 ? 'x509' : 'symmetricKey', failure },
+      { remote: conn.peer.remoteAddress, protocol: 'dps-mqtt', tls: conn.peer.tlsVersion },
+    );
+  }
+  conn.deps.logger.warn(
+    { event: 'auth.denied', protocol: `dps-${conn.peer.transport}`, remote: conn.peer.remoteAddress, registrationId: registrationId.slice(0, 128), reason: failure.reason },
+    'provisioning connection refused',
+  );
+  conn.send({ cmd: 'connack', returnCode, sessionPresent: false });
+  conn.close(failure.reason);
+}
+
 export async function handleDpsConnect(conn: MqttConnection, packet: IConnectPacket, who: { scope: string; registrationId: string }): Promise<void> {
   const dps = conn.deps.dps;
-  const refuse = (reason: string) => {
-    conn.deps.logger.warn(
-      { event: 'auth.denied', protocol: `dps-${conn.peer.transport}`, remote: conn.peer.remoteAddress, registrationId: who.registrationId.slice(0, 128), reason },
-      'provisioning connection refused',
-    );
-    conn.send({ cmd: 'connack', returnCode: 4, sessionPresent: false });
-    conn.close(reason);
-  };
-  if (dps === undefined) return refuse('provisioning is not enabled');
-  if (who.scope.toLowerCase() !== (await dps.idScope()).toLowerCase()) return refuse('unknown ID scope');
-  if (packet.clientId !== who.registrationId) return refuse('client id is not the registration id');
+  const unverified = (failure: AuthFailure) => refuseProvisioning(conn, packet, who.registrationId, 4, failure, true);
+  // No provisioning service here: the ID scope is as unknown as a wrong one.
+  if (dps === undefined) return unverified({ code: 'scope', reason: 'provisioning is not enabled' });
+  if (who.scope.toLowerCase() !== (await dps.idScope()).toLowerCase()) return unverified({ code: 'scope', reason: `unknown ID scope ${who.scope}` });
+  if (packet.clientId !== who.registrationId) return unverified({ code: 'malformed', reason: 'client id is not the registration id' });
   const password = packet.password?.toString('utf8');
   try {
     // No password: X.509, the certificate presented in the TLS handshake (wire doc §4.4).
@@ -68,7 +83,9 @@ export async function handleDpsConnect(conn: MqttConnection, packet: IConnectPac
             attest,
           );
   } catch (err) {
-    return refuse(isHubError(err) ? String(err.cause ?? err.message) : 'attestation failed');
+    // The gate recorded the refusal (or, without a gate, nothing records attestation).
+    const failure: AuthFailure = isHubError(err) ? { code: err.authFailure ?? 'other', reason: String(err.cause ?? err.message) } : { code: 'other', reason: 'attestation failed' };
+    return refuseProvisioning(conn, packet, who.registrationId, 4, failure, false);
   }
   if ((conn.state as string) === 'closed') return;
   conn.kind = 'dps';
