@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { registerStart } from './commands/start.js';
 import { registerInfo } from './commands/info.js';
 import { registerDevice } from './commands/device.js';
@@ -11,7 +11,7 @@ import { registerCa } from './commands/ca.js';
 import { registerCert } from './commands/cert.js';
 import { registerEst } from './commands/est.js';
 import { registerFactory } from './commands/factory.js';
-import { CliError } from './rest-client.js';
+import { errorLine, isCommanderOutput, toCliError } from './errors.js';
 import { registerDps } from './commands/dps.js';
 import { registerAuditLog } from './commands/audit-log.js';
 import { registerAlert } from './commands/alert.js';
@@ -23,6 +23,9 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
     .description('Self-hosted IoT hub speaking the Azure IoT Hub and DPS wire protocols')
     .version('0.1.0')
     .exitOverride()
+    // Commander's own error lines are printed by main() as `error: <Code>: <message>`; help and
+    // version still go out as commander writes them. Subcommands inherit both settings.
+    .configureOutput({ outputError: () => undefined })
     .showSuggestionAfterError();
   registerStart(program);
   registerInfo(program);
@@ -67,15 +70,9 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv);
     return exitCode;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // Commander already printed its one line (or help/version, which exit 0).
-      return err.exitCode;
-    }
-    if (err instanceof CliError) {
-      process.stderr.write(`error: ${err.code}: ${err.message}\n`);
-      return 1;
-    }
-    process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    if (isCommanderOutput(err)) return err.exitCode;
+    const e = toCliError(err);
+    process.stderr.write(errorLine(e));
+    return e.exitCode;
   }
 }

@@ -2,6 +2,7 @@
 import { Option, type Command } from 'commander';
 import { readDpsSettings, writeDpsSettings } from '../../dps/settings.js';
 import { openStoreFor } from '../connection.js';
+import { usage } from '../errors.js';
 
 interface Opts {
   dataDir: string;
@@ -27,7 +28,7 @@ export function registerDps(program: Command): void {
   common(settings.command('set').description('change settings; running hubs apply them to the next registration'))
     .addOption(new Option('--disable-symmetric-key-attestation <bool>', 'refuse symmetric-key devices').choices(['true', 'false']))
     .action(async (o: Opts) => {
-      if (o.disableSymmetricKeyAttestation === undefined) throw new Error('nothing to set: give --disable-symmetric-key-attestation true|false');
+      if (o.disableSymmetricKeyAttestation === undefined) throw usage('nothing to set: give --disable-symmetric-key-attestation true|false', 'ArgumentMissing');
       const { store } = await openStoreFor(o.dataDir, o.databaseUrl);
       try {
         const next = await writeDpsSettings(store, { disableSymmetricKeyAttestation: o.disableSymmetricKeyAttestation === 'true' });

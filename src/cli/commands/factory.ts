@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runFactory, type DeviceKeyAlg, type FactoryProgress } from '../../factory/station.js';
 import { positiveInt } from './ca.js';
+import { usage } from '../errors.js';
 
 interface RunOpts {
   group: string;
@@ -80,9 +81,9 @@ export function registerFactory(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (o: RunOpts) => {
       const password = o.password ?? process.env.GATEHOUSE_EST_PASSWORD;
-      if (o.credential !== undefined && password === undefined) throw new Error('--credential needs --password or GATEHOUSE_EST_PASSWORD');
-      if ((o.clientCert === undefined) !== (o.clientKey === undefined)) throw new Error('--client-cert and --client-key go together');
-      if (o.credential === undefined && o.clientCert === undefined) throw new Error('give a factory credential: --credential and --password, or --client-cert and --client-key');
+      if (o.credential !== undefined && password === undefined) throw usage('--credential needs --password or GATEHOUSE_EST_PASSWORD', 'ArgumentMissing');
+      if ((o.clientCert === undefined) !== (o.clientKey === undefined)) throw usage('--client-cert and --client-key go together', 'ArgumentMissing');
+      if (o.credential === undefined && o.clientCert === undefined) throw usage('give a factory credential: --credential and --password, or --client-cert and --client-key', 'ArgumentMissing');
       const result = await runFactory({
         group: o.group,
         count: o.count,

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { print } from '../output.js';
 import { encodeId } from '../rest-client.js';
 import { connectionOptions, parseJsonOption, withClient, type ConnOpts } from './common.js';
+import { usage } from '../errors.js';
 
 interface TwinOpts extends ConnOpts {
   deviceId: string;
@@ -38,7 +39,7 @@ export function registerTwin(program: Command): void {
     .action(async (o: TwinOpts) => {
       const desired = parseJsonOption(o.desired, '--desired');
       const tags = parseJsonOption(o.tags, '--tags');
-      if (desired === undefined && tags === undefined) throw new Error('give --desired and/or --tags');
+      if (desired === undefined && tags === undefined) throw usage('give --desired and/or --tags', 'ArgumentMissing');
       const body: Record<string, unknown> = {};
       if (tags !== undefined) body.tags = tags;
       if (desired !== undefined) body.properties = { desired };
