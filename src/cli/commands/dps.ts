@@ -1,8 +1,12 @@
-/** `gatehouse dps settings show|set`: provisioning service switches, applied at once. */
+/**
+ * `gatehouse dps settings show|set`: provisioning service switches, applied at once; the
+ * enrollment and registration commands are in dps-enrollment.ts.
+ */
 import { Option, type Command } from 'commander';
 import { readDpsSettings, writeDpsSettings } from '../../dps/settings.js';
 import { openStoreFor } from '../connection.js';
 import { usage } from '../errors.js';
+import { registerDpsEnrollments } from './dps-enrollment.js';
 
 interface Opts {
   dataDir: string;
@@ -12,6 +16,7 @@ interface Opts {
 
 export function registerDps(program: Command): void {
   const dps = program.command('dps').description('the device provisioning service');
+  registerDpsEnrollments(dps);
   const settings = dps.command('settings').description('provisioning service settings');
   const common = (c: Command) =>
     c.option('--data-dir <dir>', 'data directory', process.env.GATEHOUSE_DATA_DIR ?? './data').option('--database-url <url>', 'PostgreSQL URL when the hub uses one');
