@@ -17,6 +17,8 @@ import { registerAuditLog } from './commands/audit-log.js';
 import { registerAlert } from './commands/alert.js';
 import { registerSecurity } from './commands/security.js';
 import { registerAudit } from './commands/audit.js';
+import { registerModule } from './commands/module.js';
+import { registerInvoke } from './commands/invoke.js';
 
 export function buildProgram(setExitCode: (code: number) => void = () => undefined): Command {
   const program = new Command('gatehouse')
@@ -30,7 +32,9 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   registerStart(program);
   registerInfo(program);
   registerDevice(program);
+  registerModule(program);
   registerTwin(program);
+  registerInvoke(program);
   registerPolicy(program);
   registerSas(program);
   registerDps(program);
