@@ -41,6 +41,8 @@ after(async () => {
 describe('the command line refused before anything is sent: exit 2', () => {
   it("commander's own errors: unknown command and option, missing and invalid arguments", () => {
     refused(['devcie', 'list'], 2, /^error: UnknownCommand: unknown command 'devcie' \(Did you mean device\?\)$/m);
+    // A group without its subcommand: one line naming what it takes, not its help on stderr.
+    refused(['dps'], 2, /^error: ArgumentMissing: 'gatehouse dps' needs a command: enrollment, enrollment-group, registration, compute-device-key, settings \(gatehouse dps --help\)$/m);
     refused(['device', 'list', '--dta-dir', hub.dataDir], 2, /^error: UnknownOption: unknown option '--dta-dir' \(Did you mean --data-dir\?\)$/m);
     refused(['device', 'show', '--data-dir', hub.dataDir], 2, /^error: ArgumentMissing: required option '-d, --device-id <id>' not specified$/m);
     refused(['device', 'show', '--data-dir', hub.dataDir, '-d'], 2, /^error: ArgumentMissing: option '-d, --device-id <id>' argument missing$/m);

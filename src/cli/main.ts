@@ -11,7 +11,7 @@ import { registerCa } from './commands/ca.js';
 import { registerCert } from './commands/cert.js';
 import { registerEst } from './commands/est.js';
 import { registerFactory } from './commands/factory.js';
-import { errorLine, isCommanderOutput, toCliError } from './errors.js';
+import { CliError, errorLine, isCommanderOutput, toCliError } from './errors.js';
 import { registerDps } from './commands/dps.js';
 import { registerAuditLog } from './commands/audit-log.js';
 import { registerAlert } from './commands/alert.js';
@@ -25,9 +25,10 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
     .description('Self-hosted IoT hub speaking the Azure IoT Hub and DPS wire protocols')
     .version('0.1.0')
     .exitOverride()
-    // Commander's own error lines are printed by main() as `error: <Code>: <message>`; help and
-    // version still go out as commander writes them. Subcommands inherit both settings.
-    .configureOutput({ outputError: () => undefined })
+    // Commander's own error lines are printed by main() as `error: <Code>: <message>`, and so is
+    // the help it would dump on stderr for a missing subcommand; --help and --version still go
+    // to stdout as commander writes them. Subcommands inherit these settings.
+    .configureOutput({ outputError: () => undefined, writeErr: () => undefined })
     .showSuggestionAfterError();
   registerStart(program);
   registerInfo(program);
@@ -62,6 +63,15 @@ export function exitQuietlyOnClosedPipe(stream: NodeJS.WriteStream, exit: (code:
   });
 }
 
+/** `gatehouse dps` alone: one line naming the commands it takes, instead of its help on stderr. */
+function missingSubcommand(cmd: Command): CliError {
+  const path: string[] = [];
+  for (let c: Command | null = cmd; c !== null; c = c.parent) path.unshift(c.name());
+  const name = path.join(' ');
+  const subs = cmd.commands.filter((c) => c.name() !== 'help').map((c) => c.name());
+  return new CliError('ArgumentMissing', `'${name}' needs a command: ${subs.join(', ')} (${name} --help)`);
+}
+
 /** Runs the CLI; returns the exit code. Errors are one line on stderr with a stable code. */
 export async function main(argv: string[]): Promise<number> {
   exitQuietlyOnClosedPipe(process.stdout);
@@ -70,10 +80,20 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram((code) => {
     exitCode = code;
   });
+  // The command whose help commander shows (on stderr when its subcommand is missing).
+  let helpOf: Command | undefined;
+  program.on('beforeAllHelp', (ctx: { command: Command }) => {
+    helpOf = ctx.command;
+  });
   try {
     await program.parseAsync(argv);
     return exitCode;
   } catch (err) {
+    if (isCommanderOutput(err) && err.exitCode !== 0 && helpOf !== undefined) {
+      const e = missingSubcommand(helpOf);
+      process.stderr.write(errorLine(e));
+      return e.exitCode;
+    }
     if (isCommanderOutput(err)) return err.exitCode;
     const e = toCliError(err);
     process.stderr.write(errorLine(e));

@@ -77,6 +77,13 @@ export function jsonOrFile(text: string | undefined, name: string): unknown {
     }
     return parseJson(content, name, ` (file ${trimmed})`);
   }
+  if (!/^[[{"]/.test(trimmed)) {
+    try {
+      return JSON.parse(trimmed) as unknown; // a bare number, true, null
+    } catch {
+      throw new CliError('JsonInvalid', `${name} '${trimmed.slice(0, 60)}' is neither JSON nor a file that exists`);
+    }
+  }
   return parseJson(text, name, '');
 }
 
