@@ -43,6 +43,8 @@ import { removeDir, ROOT, startHubProcess, type HubProcess } from '../test/suppo
 import { deviceToken } from '../test/support/raw-mqtt.js';
 
 const HUB_ADDR = '127.0.60.1';
+/** One load generator holds thousands of connections from one address: the per-address cap (256 by default) is for attackers. */
+const HUB_ARGS = ['--max-connections-per-address', '0'];
 const MOSQ_ADDR = '127.0.60.2';
 const MOSQ_PORT = 18883;
 const ECHO_ADDR = '127.0.60.3';
@@ -1124,7 +1126,7 @@ async function main(): Promise<void> {
     };
 
     // The data dir lives in our temp dir, so it goes with it whatever happens.
-    hub = await startHubProcess({ address: HUB_ADDR, dataDir: join(dir, 'hub'), useTestCa: false, ...(hubEnv === undefined ? {} : { env: hubEnv }) });
+    hub = await startHubProcess({ address: HUB_ADDR, dataDir: join(dir, 'hub'), useTestCa: false, extraArgs: HUB_ARGS, ...(hubEnv === undefined ? {} : { env: hubEnv }) });
     if (cpuProf !== undefined) profilers.set(hub.proc.pid ?? 0, new WindowProfiler(cpuProf, hub.proc.pid ?? 0, 'hub'));
     const hubCa = readFileSync(hub.caFile, 'utf8');
     mosq = await startMosquitto(dir, ca, window, mosqPassword);
@@ -1143,7 +1145,7 @@ async function main(): Promise<void> {
     const restartServers = async (): Promise<void> => {
       if (hub !== undefined) {
         await hub.stop();
-        hub = await startHubProcess({ address: HUB_ADDR, dataDir: hub.dataDir, useTestCa: false, ...(hubEnv === undefined ? {} : { env: hubEnv }) });
+        hub = await startHubProcess({ address: HUB_ADDR, dataDir: hub.dataDir, useTestCa: false, extraArgs: HUB_ARGS, ...(hubEnv === undefined ? {} : { env: hubEnv }) });
         hubRef.pid = hub.proc.pid ?? 0;
         if (cpuProf !== undefined) profilers.set(hubRef.pid, new WindowProfiler(cpuProf, hubRef.pid, 'hub'));
       }

@@ -3,6 +3,7 @@
  * listeners. The only file that picks concrete backends.
  */
 import { writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -17,9 +18,10 @@ import { RegistryService, renderDevice } from './hub/registry/registry-service.j
 import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
+import { watchHttpTimeouts } from './protocol/http/http-timeouts.js';
 import { ConnectionRegistry } from './hub/connections.js';
 import { MethodService } from './hub/methods/method-service.js';
-import { C2dService } from './hub/c2d/c2d-service.js';
+import { C2dService, DEFAULT_C2D_LIMITS } from './hub/c2d/c2d-service.js';
 import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaRegistry } from './pki/ca-registry.js';
 import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
@@ -28,6 +30,7 @@ import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
 import { RegistrationService } from './dps/registration-service.js';
+import { enrollmentCas } from './dps/device-ownership.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
 import { parseHubConnectionString } from './dps/remote-hub.js';
 import { readDpsSettings, writeDpsSettings } from './dps/settings.js';
@@ -37,7 +40,7 @@ import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { redactSecrets, SecurityEvents } from './security/events.js';
-import { ensureWritableDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl } from './hub/startup.js';
+import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
 import { sessionStateRecorder } from './hub/session-state.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
@@ -47,12 +50,12 @@ import { SettingsService } from './security/settings-service.js';
 import { isoDurationMs, NODE_TLS, tlsRank, type TlsVersion } from './security/settings.js';
 import { OperatorService } from './security/operators.js';
 import { AccessGate } from './security/gate.js';
+import { ConnectionCaps, ConnectionRefusals } from './security/connection-caps.js';
 import { PolicyService } from './security/policy-service.js';
 import { PolicyUsage } from './security/policy-usage.js';
 import { runPostureAudit } from './security/posture-source.js';
 
-export const STATE_FILE = 'gatehouse.json';
-export { SQLITE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
+export { SQLITE_FILE, STATE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
 
 /** What `gatehouse info` and the CLI read to find a hub from its data dir. No secrets. */
 export interface HubState {
@@ -76,12 +79,14 @@ export interface PreparedHub {
   services: HubServices;
   authenticator: ServiceAuthenticator;
   policyCache: PolicyCache;
+  /** Per-address caps on every listener, and the report of connections closed before authentication. */
+  connectionCaps: ConnectionCaps;
 }
 
 /** Everything short of listening: used by `start` and by `init`. */
 export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<PreparedHub> {
   const dataDir = resolve(config.dataDir);
-  ensureWritableDir(dataDir);
+  ensurePrivateDataDir(dataDir, logger);
   const { store, keyWarning, keySource } = await openHubStore(dataDir, config.databaseUrl);
   if (keyWarning !== undefined) logger.warn({ event: 'master-key.permissions' }, keyWarning);
   try {
@@ -123,7 +128,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
     });
     const methods = new MethodService(connections);
-    const c2d = new C2dService(store, clock);
+    const c2d = new C2dService(store, clock, DEFAULT_C2D_LIMITS, config.nodeId ?? (config.databaseUrl === undefined ? 'local' : hostname()));
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
     // Provisioning assigns to this hub (always linked) and to any --linked-hub.
     const linkedHubs: LinkedHub[] = [
@@ -214,8 +219,10 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         return r.thumbprintSha256 === thumbprint;
       },
     };
-    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation);
+    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation, enrollmentCas(() => enrollments.listGroups()));
     const securityLog = logger.child({ component: 'security' });
+    const refusals = new ConnectionRefusals({ log: (fields, msg) => securityLog.warn(fields, msg), count: (listener, reason) => metrics.connectionRefused(listener, reason), clock });
+    const connectionCaps = new ConnectionCaps(config.maxConnectionsPerAddress, refusals);
     const gate = new AccessGate(settings.current, {
       devices: deviceAuth,
       service: authenticator,
@@ -225,6 +232,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       clock,
       log: (fields, msg) => securityLog.warn(fields, msg),
       usage: policyUsage,
+      caps: connectionCaps,
     });
     settings.bind({ gate, operators, enrollments });
     const policies = new PolicyService(store, policyCache, connections, operators, securityEvents, clock);
@@ -261,6 +269,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         },
       },
       isRevoked: (leaf) => revocation.isRevoked(leaf),
+      ownership: { registration: (id) => enrollments.findRegistration(id), device: (id) => store.getDevice(id), hub: () => config.hostname },
       clock,
       policy: () => ({ validityDays: config.deviceCertValidityDays, renewalGraceDays: config.certRenewalGraceDays }),
       log: (fields, msg) => pkiLog.info(fields, msg),
@@ -302,6 +311,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         },
         revocation,
         onRegistered: (outcome, attestation) => metrics.registration(outcome, attestation),
+        onRefused: (event) => securityEvents.emit(event),
       }),
     };
     if (config.dpsDisableSymmetricKeyAttestation !== undefined) {
@@ -343,7 +353,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         }
       },
     };
-    return { config, dataDir, store, tls, services, authenticator, policyCache };
+    return { config, dataDir, store, tls, services, authenticator, policyCache, connectionCaps };
   } catch (err) {
     await store.close();
     throw err;
@@ -359,9 +369,14 @@ export interface RunningHub extends PreparedHub {
 }
 
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
+  await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]); // before anything is written
   const prepared = await prepareHub(config, logger, clock);
-  const { store, tls, dataDir, services } = prepared;
+  const { store, tls, dataDir, services, connectionCaps } = prepared;
+  const handshakeTimeoutMs = config.tlsHandshakeTimeout * 1000;
+  const httpTimeouts = { handshakeMs: handshakeTimeoutMs, headersMs: config.httpHeadersTimeout * 1000, requestMs: config.httpRequestTimeout * 1000 };
   try {
+    const released = await services.c2d.releaseSessionLocks(); // before any listener: their sessions died with the last run
+    if (released > 0) logger.info({ event: 'c2d.locks-released', devices: released }, "released the C2D locks of this node's previous run");
     await services.alerts.start();
   } catch (err) {
     await store.close();
@@ -393,7 +408,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   });
   let http: FastifyInstance | undefined;
   const minTls = NODE_TLS[services.settings.current.minTlsVersion];
-  const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
+  const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls, handshakeTimeoutMs });
   // Hub settings change the TLS minimum at run time: a new secure context for new handshakes.
   const tlsContext = (v: TlsVersion) => ({
     key: tls.keyPem,
@@ -420,6 +435,14 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     c2dLockMs: DEFAULT_BROKER_LIMITS.c2dLockMs,
     onConnected: (s) => sessionState.connected(s),
     onDisconnected: (s, current) => sessionState.disconnected(s, current),
+    admission: {
+      handshakeTimeoutMs,
+      openTimeoutMs: config.amqpOpenTimeout * 1000,
+      authTimeoutMs: config.amqpAuthTimeout * 1000,
+      maxUnauthenticated: config.amqpMaxUnauthenticated,
+      maxUnauthenticatedPerAddress: config.amqpMaxUnauthenticatedPerAddress,
+    },
+    refusals: connectionCaps.refusals,
   });
   let amqpServer: TlsServer | undefined;
   try {
@@ -427,15 +450,18 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls },
       logger,
       services,
+      timeouts: httpTimeouts,
     });
+    watchHttpTimeouts(http.server as unknown as import('node:https').Server, httpTimeouts, connectionCaps.refusals);
     const httpsServer = http.server as unknown as TlsServer;
     services.gate.watch(httpsServer, 'https', (v) => httpsServer.setSecureContext(tlsContext(v)));
     attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker, amqp);
     await listenHttp(http, config.httpsPort, config.bind);
     await listenTls(mqtt, config.mqttPort, config.bind);
-    amqpServer = amqp.listenTls({ port: config.amqpPort, host: config.bind, key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
-    services.gate.watch(amqpServer, 'amqp', (v) => amqpServer?.setSecureContext(tlsContext(v)));
-    await listening(amqpServer, config.amqpPort, config.bind);
+    const amqpTls = amqp.createTlsServer({ key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
+    amqpServer = amqpTls;
+    services.gate.watch(amqpTls, 'amqp', (v) => amqpTls.setSecureContext(tlsContext(v)));
+    await listenTls(amqpTls, config.amqpPort, config.bind);
   } catch (err) {
     mqtt.close();
     amqpServer?.close();
@@ -461,7 +487,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     pid: process.pid,
     startedAt: new Date(clock.now()).toISOString(),
   };
-  writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+  writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
+  warnIfAllInterfaces(config.bind, logger);
 
   let stopping: Promise<void> | undefined;
   const app = http;

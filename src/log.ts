@@ -1,3 +1,4 @@
+import { format } from 'node:util';
 import pino, { type Logger } from 'pino';
 import pinoPretty from 'pino-pretty';
 
@@ -49,4 +50,45 @@ export function createLogger(level: string, destination: pino.DestinationStream 
     return pino(options, stream);
   }
   return destination === undefined ? pino(options) : pino(options, destination);
+}
+
+/** At most this many library lines per second reach the log; the rest are counted. */
+const CONSOLE_LINES_PER_SECOND = 20;
+
+/**
+ * Libraries that print with `console.*` write into the log (JSON or pretty) instead of raw lines on stdout and
+ * stderr: rhea prints "WARNING: did not recognise message section ..." and the like when a peer
+ * sends something it does not understand. A peer controls part of that text and how often it
+ * comes, so a line is cut at 500 characters (pino escapes it) and at most 20 a second are logged,
+ * then one line says how many were left out. For the `start` process only: it replaces the
+ * process's console.
+ */
+export function routeConsoleToLog(logger: Logger, now: () => number = Date.now): void {
+  const log = logger.child({ component: 'console' });
+  let windowStart = 0;
+  let inWindow = 0;
+  let suppressed = 0;
+  const flush = () => {
+    if (suppressed > 0) log.warn({ event: 'library.console', suppressed }, `${suppressed} more library console lines left out`);
+    suppressed = 0;
+  };
+  const write = (level: 'debug' | 'info' | 'warn', method: string) => (...args: unknown[]) => {
+    const t = now();
+    if (t - windowStart >= 1000) {
+      flush();
+      windowStart = t;
+      inWindow = 0;
+    }
+    if (++inWindow > CONSOLE_LINES_PER_SECOND) {
+      if (suppressed++ === 0) setTimeout(flush, 1000).unref();
+      return;
+    }
+    log[level]({ event: 'library.console', method }, format(...args).slice(0, 500));
+  };
+  console.log = write('info', 'log');
+  console.info = write('info', 'info');
+  console.debug = write('debug', 'debug');
+  console.trace = write('debug', 'trace');
+  console.warn = write('warn', 'warn');
+  console.error = write('warn', 'error');
 }

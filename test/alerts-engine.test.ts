@@ -230,6 +230,29 @@ describe('alert engine: windows', () => {
   );
 
   it(
+    'a rule with reasons counts only failures of those reason codes, says so in its summary, and a changed filter starts over',
+    withRig({ defaults: false }, async (r) => {
+      await r.engine.putRule('cross', { kind: 'authFailures', scope: 'device', reasons: ['cross_device', 'forbidden_topic'], threshold: 1, windowSeconds: 600 });
+      for (let i = 0; i < 5; i++) r.events.emit(authFailure('a'));
+      r.events.emit(authFailure('a', { reasonCode: 'cross_device', reason: 'publish to devices/b/messages/events/ refused' }));
+      await r.engine.whenIdle();
+      assert.deepEqual(await r.engine.listAlerts({ limit: 10 }), [], 'bad credentials are not what it watches');
+      r.events.emit(authFailure('a', { reasonCode: 'forbidden_topic', reason: 'publish to x refused' }));
+      await r.engine.whenIdle();
+      const [a] = await r.engine.listAlerts({ limit: 10 });
+      assert.equal(a?.key, 'device:a');
+      assert.equal(a?.value, 2);
+      assert.match(a?.summary ?? '', /^2 failed authentications \(cross_device, forbidden_topic\) in 10 min for device:a/);
+      const [rule] = (await r.engine.listRules()).filter((x) => x.name === 'cross');
+      assert.deepEqual(rule?.reasons, ['cross_device', 'forbidden_topic']);
+
+      await r.engine.putRule('cross', { kind: 'authFailures', scope: 'device', reasons: ['tls_version'], threshold: 1, windowSeconds: 600 });
+      await r.engine.whenIdle();
+      assert.equal((await r.engine.listAlerts({ state: 'fired', limit: 10 })).length, 0, 'a changed filter resolves what the old one had open');
+    }),
+  );
+
+  it(
     'a per-identity rule tracking its maximum of identities still catches a new one (the oldest quiet one is forgotten)',
     withRig({ defaults: false }, async (r) => {
       await r.engine.putRule('per-device', { kind: 'authFailures', scope: 'device', threshold: 1, windowSeconds: 600 });
@@ -381,6 +404,11 @@ describe('alert engine: rules', () => {
         ['ok', { kind: 'authFailures', threshold: 1.5, windowSeconds: 60 }, /threshold must be an integer/],
         ['ok', { kind: 'authFailures', threshold: 1, windowSeconds: 0 }, /windowSeconds must be an integer from 1 to 86400/],
         ['ok', { kind: 'authFailures', threshold: 1, windowSeconds: 60, scope: 'planet' }, /scope must be hub or device/],
+        ['ok', { kind: 'authFailures', threshold: 1, windowSeconds: 60, reasons: ['cross_device', 'nope'] }, /reasons\.1 must each be one of bad_credentials, /],
+        ['ok', { kind: 'authFailures', threshold: 1, windowSeconds: 60, reasons: [] }, /reasons must name at least one reason code/],
+        ['ok', { kind: 'authFailures', threshold: 1, windowSeconds: 60, reasons: ['tls_version', 'tls_version'] }, /reasons must not repeat a reason code/],
+        ['ok', { kind: 'authFailures', threshold: 1, windowSeconds: 60, reasons: 'cross_device' }, /reasons must be a list of reason codes/],
+        ['ok', { kind: 'disconnectStorm', threshold: 1, windowSeconds: 60, reasons: ['cross_device'] }, /unknown field: reasons/],
         ['ok', { kind: 'certificateExpiry' }, /days is required/],
         ['ok', { kind: 'certificateExpiry', days: 30, threshold: 3 }, /unknown field: threshold/],
         ['ok', { kind: 'disconnectStorm', threshold: 1, windowSeconds: 60, actions: { webhook: { url: 'ftp://x' } } }, /actions\.webhook\.url must be an http/],

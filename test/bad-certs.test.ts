@@ -82,7 +82,7 @@ describe('bad certificates under a Gatehouse CA are refused everywhere (hub proc
     cases.push({ name: 'fake-root', deviceId: 'bad-fake-root', cert: fake, chain: chainPem(fake, fakeFleet, fakeRoot), reason: /does not lead to a verified CA/, est: { status: 403, message: /not issued by this hub/ } });
 
     // A genuine certificate, enrolled over EST, then revoked.
-    const credential = await rest('POST', '/est/credentials', { enrollmentGroupId: 'bad-line', id: 'bad-station' });
+    const credential = await rest('POST', '/est/credentials', { enrollmentGroupId: 'bad-line', id: 'bad-station', registrationIds: ['bad-*'] });
     const password = (credential.body as { password: string }).password;
     const keys = await crypto.subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
     const x509 = await import('@peculiar/x509');

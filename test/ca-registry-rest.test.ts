@@ -144,14 +144,16 @@ describe('gatehouse ca', () => {
 });
 
 describe('REST /certificates', () => {
-  it('RegistryRead may read but not write; bodies are ARM-shaped', async () => {
+  it('registry readers read; registering a CA (a trust anchor, ARM in Azure) is owner-level; bodies are ARM-shaped', async () => {
     const ca = await makeRoot('REST Root');
     const put = { properties: { certificate: ca.certPem } };
-    const denied = await call('registryRead', 'PUT', '/certificates/rest-root', put);
-    assert.equal(denied.status, 401);
-    assert.match((denied.body as { Message: string }).Message, /^ErrorCode:IotHubUnauthorizedAccess;/);
+    for (const policy of ['registryRead', 'registryReadWrite']) {
+      const denied = await call(policy, 'PUT', '/certificates/rest-root', put);
+      assert.equal(denied.status, 401, policy);
+      assert.match((denied.body as { Message: string }).Message, /^ErrorCode:IotHubUnauthorizedAccess;/);
+    }
 
-    const created = await call('registryReadWrite', 'PUT', '/certificates/rest-root', put);
+    const created = await call('iothubowner', 'PUT', '/certificates/rest-root', put);
     assert.equal(created.status, 200, JSON.stringify(created.body));
     const res = created.body as { name: string; etag: string; properties: Record<string, unknown> };
     assert.equal(res.name, 'rest-root');
@@ -162,20 +164,23 @@ describe('REST /certificates', () => {
     const listed = await call('registryRead', 'GET', '/certificates');
     assert.equal(listed.status, 200);
     assert.ok((listed.body as { value: Array<{ name: string }> }).value.some((c) => c.name === 'rest-root'));
-    assert.equal((await call('registryRead', 'POST', '/certificates/rest-root/generateVerificationCode')).status, 401);
+    for (const policy of ['registryRead', 'registryReadWrite']) {
+      assert.equal((await call(policy, 'POST', '/certificates/rest-root/generateVerificationCode')).status, 401, policy);
+      assert.equal((await call(policy, 'DELETE', '/certificates/rest-root')).status, 401, policy);
+    }
 
-    const gen = await call('registryReadWrite', 'POST', '/certificates/rest-root/generateVerificationCode');
+    const gen = await call('iothubowner', 'POST', '/certificates/rest-root/generateVerificationCode');
     const code = (gen.body as { properties: { verificationCode: string } }).properties.verificationCode;
     const proof = await makeVerificationCert(ca, code);
-    const verified = await call('registryReadWrite', 'POST', '/certificates/rest-root/verify', { certificate: proof.certPem });
+    const verified = await call('iothubowner', 'POST', '/certificates/rest-root/verify', { certificate: proof.certPem });
     assert.equal(verified.status, 200, JSON.stringify(verified.body));
     assert.equal((verified.body as { properties: { isVerified: boolean } }).properties.isVerified, true);
 
-    const dup = await call('registryReadWrite', 'PUT', '/certificates/rest-root', put);
+    const dup = await call('iothubowner', 'PUT', '/certificates/rest-root', put);
     assert.equal(dup.status, 400);
-    const bad = await call('registryReadWrite', 'PUT', '/certificates/rest-bad', { properties: {} });
+    const bad = await call('iothubowner', 'PUT', '/certificates/rest-bad', { properties: {} });
     assert.match((bad.body as { Message: string }).Message, /^ErrorCode:ArgumentNull;properties.certificate is required/);
-    assert.equal((await call('registryReadWrite', 'DELETE', '/certificates/rest-root')).status, 204);
+    assert.equal((await call('iothubowner', 'DELETE', '/certificates/rest-root')).status, 204);
     assert.equal((await call('registryRead', 'GET', '/certificates/rest-root')).status, 404);
   });
 });

@@ -187,7 +187,7 @@ describe('the factory path from the README, all from the command line', () => {
     assert.equal(gh(['ca', 'create', '-n', 'line-root']).status, 0);
     const group = ok(['dps', 'enrollment-group', 'create', '--gid', 'line-a', '--ca-name', 'line-root', '--props', '{"madeOn":"line-a"}']);
     assert.deepEqual((group.attestation as { x509: unknown }).x509, { caReferences: { primary: 'line-root' } });
-    const credential = ok<{ password: string }>(['est', 'credential', 'create', '--group', 'line-a', '--id', 'station-a']);
+    const credential = ok<{ password: string }>(['est', 'credential', 'create', '--group', 'line-a', '--id', 'station-a', '--registration-ids', 'line-a-*']);
     const out = join(files, 'line');
     const run = cli(['factory', 'run', '--group', 'line-a', '--count', '2', '--out', out, '--host', HOST, '--id-scope', idScope, '--ca-file', hub.caFile, '--credential', 'station-a', '--json'], {
       GATEHOUSE_EST_PASSWORD: credential.password,

@@ -65,11 +65,12 @@ describe('EST renewal and the grace period (in process, moving clock)', () => {
       },
       cas,
       isRevoked: async () => false,
+      ownership: { registration: async () => undefined, device: (id) => store.getDevice(id), hub: () => 'localhost' },
       clock,
       policy: () => ({ validityDays: 10, renewalGraceDays: 5 }),
       log: () => undefined,
     });
-    password = (await est.createCredential('line', { id: 'station', validityDays: 365 })).password ?? '';
+    password = (await est.createCredential('line', { id: 'station', validityDays: 365, registrationIds: ['dev-*'] })).password ?? '';
   });
 
   after(async () => {
@@ -110,7 +111,7 @@ describe('EST renewal and the grace period (in process, moving clock)', () => {
   });
 
   it('a factory credential stops at its expiry; the refusal is the one 401', async () => {
-    const created = await est.createCredential('line', { id: 'short', validityDays: 1 });
+    const created = await est.createCredential('line', { id: 'short', validityDays: 1, registrationIds: ['dev-*'] });
     await est.enroll('line', basic('short', created.password ?? ''), await csr('dev-3'));
     now += 2 * DAY;
     await refusedWith(est.enroll('line', basic('short', created.password ?? ''), await csr('dev-4')), 'IotHubUnauthorizedAccess', /^Unauthorized$/);

@@ -56,7 +56,7 @@ describe('EST with curl and openssl (hub process)', () => {
       });
       assert.equal(g.status, 200, JSON.stringify(g.body));
     }
-    const created = cli(['est', 'credential', 'create', '--data-dir', hub.dataDir, '--group', 'line-a', '--id', 'station-1']);
+    const created = cli(['est', 'credential', 'create', '--data-dir', hub.dataDir, '--group', 'line-a', '--id', 'station-1', '--registration-ids', 'unit-*,rot-*']);
     assert.equal(created.status, 0, created.stderr);
     password = (JSON.parse(created.stdout) as { password: string }).password;
     assert.ok(password.length >= 40);
@@ -115,7 +115,7 @@ describe('EST with curl and openssl (hub process)', () => {
     assert.ok(new X509Certificate(certPem).checkPrivateKey((await import('node:crypto')).createPrivateKey(readFileSync(dev.key))));
 
     // Refusals: a wrong password, a credential of another group, none at all: the same 401.
-    const other = await rest('POST', '/est/credentials', { enrollmentGroupId: 'line-b', id: 'station-b' });
+    const other = await rest('POST', '/est/credentials', { enrollmentGroupId: 'line-b', id: 'station-b', registrationIds: ['unit-b-*'] });
     assert.equal(other.status, 201, JSON.stringify(other.body));
     const otherPassword = (other.body as { password: string }).password;
     const bodies = new Set<string>();
@@ -199,7 +199,7 @@ describe('EST with curl and openssl (hub process)', () => {
 
   it('a station may authenticate with its TLS client certificate instead of a password', async () => {
     const station = await makeSelfSigned('station-tls');
-    const created = await rest('POST', '/est/credentials', { enrollmentGroupId: 'line-a', id: 'station-tls', clientCertificate: station.certPem, password: false });
+    const created = await rest('POST', '/est/credentials', { enrollmentGroupId: 'line-a', id: 'station-tls', clientCertificate: station.certPem, password: false, registrationIds: ['unit-tls-*'] });
     assert.equal(created.status, 201, JSON.stringify(created.body));
     assert.equal((created.body as { password?: unknown }).password, false, 'no password was made');
     const dev = opensslCsr('tls-station-dev', 'unit-tls-0001');

@@ -55,7 +55,7 @@ describe('the factory line: 1,000 devices from CSR to telemetry (hub process)', 
       initialTwin: { properties: { desired: { madeOn: 'line-f' } } },
     });
     assert.equal(g.status, 200, JSON.stringify(g.body));
-    const created = cli(['est', 'credential', 'create', '--data-dir', hub.dataDir, '--group', 'line-f', '--id', 'station-f']);
+    const created = cli(['est', 'credential', 'create', '--data-dir', hub.dataDir, '--group', 'line-f', '--id', 'station-f', '--registration-ids', 'line-f-*']);
     assert.equal(created.status, 0, created.stderr);
     password = (JSON.parse(created.stdout) as { password: string }).password;
   });

@@ -95,7 +95,7 @@ describe('the reference gate controller, end to end', () => {
     assert.equal(cli(['ca', 'create', '--data-dir', hub.dataDir, '-n', 'gate-line', '--parent', 'gate-root']).status, 0);
     const g = await dps('PUT', '/enrollmentGroups/gate-line', { enrollmentGroupId: 'gate-line', attestation: { type: 'x509', x509: { caReferences: { primary: 'gate-line' } } } });
     assert.equal(g.status, 200, JSON.stringify(g.body));
-    const created = cli(['est', 'credential', 'create', '--data-dir', hub.dataDir, '--group', 'gate-line', '--id', 'gate-station']);
+    const created = cli(['est', 'credential', 'create', '--data-dir', hub.dataDir, '--group', 'gate-line', '--id', 'gate-station', '--registration-ids', 'gate-*']);
     assert.equal(created.status, 0, created.stderr);
     const password = (JSON.parse(created.stdout) as { password: string }).password;
     factoryOut = tempDir('gate-factory');

@@ -6,7 +6,9 @@
  *   the token's `sr` must name this hub and cover the identity; it must not have expired.
  * - X.509 self-signed: the leaf's SHA-1 or SHA-256 thumbprint equals the primary or secondary.
  * - X.509 CA-signed: the chain leads to a registered, verified CA; CN = device id (or
- *   `deviceId/moduleId`).
+ *   `deviceId/moduleId`). A device provisioned through an enrollment group chains to a CA that
+ *   group names (issue 14): a certificate from another line's CA with the same CN is refused. A
+ *   device an operator made accepts any verified CA of the hub, as in Azure.
  *
  * Order matters for what a failure reveals: credentials are checked before the identity's status,
  * so only a holder of valid credentials learns that a device is disabled (`forbidden`); anything
@@ -15,7 +17,7 @@
 import { outsideValidity } from '../pki/device-chain.js';
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
-import type { DeviceRecord, ModuleRecord, SharedAccessPolicy } from '../core/types.js';
+import type { DeviceOrigin, DeviceRecord, ModuleRecord, SharedAccessPolicy } from '../core/types.js';
 import { parseSasToken, pathCovers, resourcePathForHost, signatureMatches } from './sas.js';
 
 export type DeviceAuthMethod = 'sas' | 'policy-sas' | 'x509-thumbprint' | 'x509-ca';
@@ -43,9 +45,15 @@ export interface DeviceLookups {
   findPolicy(name: string): Promise<SharedAccessPolicy | undefined>;
 }
 
-/** Chain verification against the registered CAs (src/pki/ca-registry.ts). */
+/** Chain verification against the registered CAs (src/pki/ca-registry.ts), or only the named ones. */
 export interface DeviceChainVerifier {
-  verifyDeviceChain(chain: X509Certificate[]): Promise<{ commonName: string; caName: string } | { error: string }>;
+  verifyDeviceChain(chain: X509Certificate[], onlyCas?: readonly string[]): Promise<{ commonName: string; caName: string } | { error: string }>;
+}
+
+/** The CAs a device's enrollment names for its chain (src/dps/device-ownership.ts). */
+export interface EnrollmentCas {
+  /** The CA names, or undefined when the device is not held to an enrollment's CAs. */
+  casFor(origin: DeviceOrigin): Promise<readonly string[] | undefined>;
 }
 
 /** Certificates Gatehouse issued and revoked (src/pki/authority.ts); refused at connect. */
@@ -93,6 +101,7 @@ export class DeviceAuthenticator {
     private readonly clock: Clock,
     private readonly chains: DeviceChainVerifier | undefined,
     private readonly revocation?: RevocationCheck,
+    private readonly enrollmentCas?: EnrollmentCas,
   ) {}
 
   async authenticate(c: DeviceCredentials): Promise<DeviceAuthResult> {
@@ -181,8 +190,12 @@ export class DeviceAuthenticator {
       method = 'x509-thumbprint';
     } else if (identity.auth.type === 'certificateAuthority') {
       if (this.chains === undefined) return deny('no CA registry');
-      const r = await this.chains.verifyDeviceChain(chain);
-      if ('error' in r) return deny(`chain for ${target}: ${r.error}`);
+      const onlyCas = c.moduleId === null ? await this.enrollmentCas?.casFor(device.origin) : undefined;
+      const r = await this.chains.verifyDeviceChain(chain, onlyCas);
+      if ('error' in r) {
+        const held = onlyCas === undefined ? '' : ` (held to the CAs of its enrollment: ${onlyCas.join(', ') || 'none'})`;
+        return deny(`chain for ${target}${held}: ${r.error}`);
+      }
       if (r.commonName !== target) return deny(`certificate CN '${r.commonName}' is not ${target}`);
       method = 'x509-ca';
     } else {

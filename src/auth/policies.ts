@@ -19,6 +19,19 @@ export const DEFAULT_POLICIES: ReadonlyArray<{ name: string; rights: Right[] }> 
   },
 ];
 
+/**
+ * What makes a policy owner-level (hub administration, the CA, EST factory credentials): every
+ * service-side right of the hub. Not DeviceConnect: that right lets a policy key sign tokens for
+ * any device (Azure's token-service pattern), which administration never needs, so an owner policy
+ * can (and should) drop it without losing the hub. iothubowner holds all four by default, as in Azure.
+ */
+export const OWNER_RIGHTS: readonly Right[] = ['RegistryRead', 'RegistryWrite', 'ServiceConnect'];
+
+export function isOwnerLevel(rights: Iterable<Right>): boolean {
+  const held = new Set(rights);
+  return OWNER_RIGHTS.every((r) => held.has(r));
+}
+
 export function newSymmetricKey(bytes = 32): string {
   return randomBytes(bytes).toString('base64');
 }

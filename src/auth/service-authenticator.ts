@@ -70,16 +70,3 @@ export class ServiceAuthenticator {
     return { kind: 'policy', name: policy.name, rights: new Set(policy.rights) };
   }
 }
-
-/** Allow when the principal holds any of the rights; deny otherwise. */
-export function requireAnyRight(principal: ServicePrincipal, anyOf: readonly Right[]): void {
-  if (!anyOf.some((r) => principal.rights.has(r))) {
-    throw unauthorized(`policy ${principal.name} lacks ${anyOf.join(' or ')}`);
-  }
-}
-
-/** Allow when the principal holds every one of the rights. */
-export function requireAllRights(principal: ServicePrincipal, allOf: readonly Right[]): void {
-  const missing = allOf.filter((r) => !principal.rights.has(r));
-  if (missing.length > 0) throw unauthorized(`policy ${principal.name} lacks ${missing.join(', ')}`);
-}

@@ -25,10 +25,14 @@ export const configSchema = z
       .string()
       .default('localhost')
       .refine((h) => isIP(h) !== 0 || hostnamePattern.test(h), 'hostname must be a DNS name or an IP address'),
-    /** Listen address; default all interfaces. */
+    /**
+     * Listen address; default loopback (a local stand-in is reached from this machine only). A
+     * private hub names the address devices reach, or `::` / `0.0.0.0` for every interface (logged
+     * as a warning).
+     */
     bind: z
       .string()
-      .default('::')
+      .default('127.0.0.1')
       .refine((h) => isIP(h) !== 0 || hostnamePattern.test(h), 'bind must be an IP address or a host name'),
     /** HTTPS (service REST, device HTTP, DPS, WebSockets). The official SDKs' HTTPS clients only reach 443. */
     httpsPort: port('https-port').default(443),
@@ -36,6 +40,15 @@ export const configSchema = z
     mqttPort: port('mqtt-port').default(8883),
     /** AMQP 1.0 over TLS (the service client's C2D and feedback, device AMQP). */
     amqpPort: port('amqp-port').default(5671),
+    /**
+     * This node's name, the same across its restarts: recorded with the C2D delivery locks its
+     * sessions take, so that at start it releases exactly the locks of its own earlier run. Unset:
+     * `local` on SQLite (one process per database), the machine's host name on PostgreSQL.
+     */
+    nodeId: z
+      .string()
+      .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'node-id must be 1-128 characters of A-Z a-z 0-9 . _ : -')
+      .optional(),
     /** PostgreSQL instead of the embedded SQLite: postgres://user@host:5432/db[?schema=name]. */
     databaseUrl: z
       .string()
@@ -57,6 +70,22 @@ export const configSchema = z
     certRenewalGraceDays: z.coerce.number().int().min(0).max(365).default(30),
     /** Seconds a new MQTT connection gets to send CONNECT before it is closed. */
     mqttConnectTimeout: z.coerce.number().int().min(1).max(120).default(10),
+    /** Seconds a new TLS connection on any listener gets to finish its handshake. */
+    tlsHandshakeTimeout: z.coerce.number().int().min(1).max(120).default(10),
+    /** Seconds a new AMQP connection (TLS or WebSocket) gets to send its protocol header and open frame. */
+    amqpOpenTimeout: z.coerce.number().int().min(1).max(120).default(10),
+    /** Seconds an AMQP connection gets after its open to authenticate (CBS put-token accepted, or a device proven by its certificate). */
+    amqpAuthTimeout: z.coerce.number().int().min(1).max(600).default(30),
+    /** Unauthenticated AMQP connections at once, per listener (AMQPS and AMQP over WebSocket each). */
+    amqpMaxUnauthenticated: z.coerce.number().int().min(1).max(1_000_000).default(256),
+    /** Unauthenticated AMQP connections at once from one address (an IPv6 /64 counts as one), per listener. */
+    amqpMaxUnauthenticatedPerAddress: z.coerce.number().int().min(1).max(1_000_000).default(32),
+    /** Seconds an HTTPS client gets to send a request's headers (the first request after the handshake included). */
+    httpHeadersTimeout: z.coerce.number().int().min(1).max(300).default(15),
+    /** Seconds an HTTPS client gets to send a whole request, body included. */
+    httpRequestTimeout: z.coerce.number().int().min(1).max(3600).default(60),
+    /** Open sockets from one address (an IPv6 /64 counts as one) per listener; 0: no cap. */
+    maxConnectionsPerAddress: z.coerce.number().int().min(0).max(1_000_000).default(256),
     /** Renew the server certificate when it has fewer days left than this. */
     serverCertRenewDays: z.coerce.number().int().min(1).max(365).default(30),
     /** Hours the built-in event stream keeps device telemetry. */
@@ -88,6 +117,14 @@ export const configSchema = z
   .refine((c) => (c.tlsCaCert === undefined) === (c.tlsCaKey === undefined), {
     message: 'tls-ca-cert and tls-ca-key go together',
     path: ['tlsCaCert'],
+  })
+  .refine((c) => c.httpHeadersTimeout <= c.httpRequestTimeout, {
+    message: 'must not exceed --http-request-timeout (the whole request includes its headers)',
+    path: ['httpHeadersTimeout'],
+  })
+  .refine((c) => c.amqpMaxUnauthenticatedPerAddress <= c.amqpMaxUnauthenticated, {
+    message: 'must not exceed --amqp-max-unauthenticated',
+    path: ['amqpMaxUnauthenticatedPerAddress'],
   });
 
 export type HubConfig = Readonly<z.infer<typeof configSchema>>;
@@ -101,12 +138,21 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   mqttPort: 'GATEHOUSE_MQTT_PORT',
   amqpPort: 'GATEHOUSE_AMQP_PORT',
   databaseUrl: 'GATEHOUSE_DATABASE_URL',
+  nodeId: 'GATEHOUSE_NODE_ID',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   logFormat: 'GATEHOUSE_LOG_FORMAT',
   tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',
   tlsCaKey: 'GATEHOUSE_TLS_CA_KEY',
   serverCertRenewDays: 'GATEHOUSE_SERVER_CERT_RENEW_DAYS',
   mqttConnectTimeout: 'GATEHOUSE_MQTT_CONNECT_TIMEOUT',
+  tlsHandshakeTimeout: 'GATEHOUSE_TLS_HANDSHAKE_TIMEOUT',
+  amqpOpenTimeout: 'GATEHOUSE_AMQP_OPEN_TIMEOUT',
+  amqpAuthTimeout: 'GATEHOUSE_AMQP_AUTH_TIMEOUT',
+  amqpMaxUnauthenticated: 'GATEHOUSE_AMQP_MAX_UNAUTHENTICATED',
+  amqpMaxUnauthenticatedPerAddress: 'GATEHOUSE_AMQP_MAX_UNAUTHENTICATED_PER_ADDRESS',
+  httpHeadersTimeout: 'GATEHOUSE_HTTP_HEADERS_TIMEOUT',
+  httpRequestTimeout: 'GATEHOUSE_HTTP_REQUEST_TIMEOUT',
+  maxConnectionsPerAddress: 'GATEHOUSE_MAX_CONNECTIONS_PER_ADDRESS',
   deviceCertValidityDays: 'GATEHOUSE_DEVICE_CERT_VALIDITY_DAYS',
   certRenewalGraceDays: 'GATEHOUSE_CERT_RENEWAL_GRACE_DAYS',
   dpsRegistrationsPerMinute: 'GATEHOUSE_DPS_REGISTRATIONS_PER_MINUTE',

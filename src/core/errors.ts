@@ -27,7 +27,7 @@ export const ERROR_CODES = {
   InvalidOperation: { status: 400, number: 400003, summary: 'The operation is not allowed in the current state.' },
   AlertRuleInvalid: { status: 400, number: 400901, summary: 'An alert rule name or definition is invalid; the message names the field and what it must be.' },
   IotHubUnauthorizedAccess: { status: 401, number: 401002, summary: 'Missing, malformed, expired or wrongly scoped credentials, or rights that do not cover the call.' },
-  CertificateNotAccepted: { status: 403, number: 403010, summary: 'The client certificate was not issued by this hub, is revoked, not yet valid, or expired beyond the renewal grace period.' },
+  CertificateNotAccepted: { status: 403, number: 403010, summary: 'The client certificate was not issued by this hub, is revoked, not yet valid, or expired beyond the renewal grace period; or an EST enroll asks for a registration id the factory credential may not enroll.' },
   IotHubQuotaExceeded: { status: 403, number: 403002, summary: 'A hub quota is exhausted.' },
   TooManyDevices: { status: 403, number: 413002, summary: 'The hub holds the maximum number of identities.' },
   DeviceMaximumQueueDepthExceeded: { status: 403, number: 403004, summary: "The device's cloud-to-device queue holds the maximum number of pending messages (50)." },

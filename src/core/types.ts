@@ -31,6 +31,17 @@ export interface Authentication {
   secondaryThumbprint: string | null;
 }
 
+/** A DPS enrollment: an individual enrollment (by its registration id) or an enrollment group. */
+export type EnrollmentRef = { kind: 'individual'; registrationId: string } | { kind: 'group'; enrollmentGroupId: string };
+
+/**
+ * Who created a device identity, which decides who may later re-key it through provisioning:
+ * `registry`, the registry API (an operator, a back end, a bulk import); an enrollment, the
+ * provisioning service for that enrollment; `unknown`, a device created before Gatehouse recorded
+ * it (schema version 11), judged by the provisioning service's registration records instead.
+ */
+export type DeviceOrigin = { kind: 'unknown' } | { kind: 'registry' } | EnrollmentRef;
+
 export interface DeviceRecord {
   deviceId: string;
   generationId: string;
@@ -46,6 +57,8 @@ export interface DeviceRecord {
   connectionStateUpdatedTime: string;
   lastActivityTime: string;
   cloudToDeviceMessageCount: number;
+  /** Not on the wire (Azure has no such field): the service's own record of who created it. */
+  origin: DeviceOrigin;
 }
 
 export interface ModuleRecord {

@@ -8,7 +8,7 @@ import type { Clock } from '../core/clock.js';
 import { HubError, isHubError } from '../core/errors.js';
 import { newEtag } from '../core/ids.js';
 import { isJsonObject, type JsonObject } from '../core/json.js';
-import type { EtagCondition, Store } from '../store/ports.js';
+import type { EtagCondition, Store, StoredRegistration } from '../store/ports.js';
 import { parseCommon, parseDeviceId, validateEnrollmentId } from './enrollment-input.js';
 import type {
   AttestationMechanism,
@@ -177,6 +177,11 @@ export class EnrollmentService {
   /** The state, or undefined (management and runtime alike; the route turns undefined into a 404). */
   async getRegistrationState(registrationId: string): Promise<DeviceRegistrationState | undefined> {
     return (await this.store.enrollments.getRegistration(registrationId))?.state;
+  }
+
+  /** The state with the group it came through (undefined: an individual enrollment), or undefined. */
+  findRegistration(registrationId: string): Promise<StoredRegistration | undefined> {
+    return this.store.enrollments.getRegistration(registrationId);
   }
 
   deleteRegistrationState(registrationId: string, ifMatch?: string): Promise<void> {

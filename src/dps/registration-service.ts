@@ -7,6 +7,12 @@
  * HMAC-SHA256(groupKey, registrationId) (§2.5) and the group key itself is refused. An individual
  * enrollment wins over a group; a disabled entry refuses. A refusal never tells whether an
  * enrollment exists.
+ *
+ * Assignment updates an existing identity only when this registration's enrollment provisioned it
+ * (device-ownership.ts); anything else ends `failed` with 401002 "Unauthorized", audited. Registration
+ * ids are case-insensitive [DOCS REST: Runtime Registration - Register Device, "registrationId ... a
+ * case-insensitive string"]: the record is found in any case and a registration keeps the device it
+ * has, in the case of its first registration (hub device ids stay case-sensitive).
  */
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
@@ -14,13 +20,16 @@ import { HubError, isHubError } from '../core/errors.js';
 import { isJsonObject, type JsonObject, type JsonValue } from '../core/json.js';
 import { hmacSha256, parseSasToken, signatureMatches, type SasToken } from '../auth/sas.js';
 import type { RegistryService } from '../hub/registry/registry-service.js';
-import type { Authentication } from '../core/types.js';
 import type { X509Certificate } from 'node:crypto';
 import { attestX509, type CaLookup } from './x509-attestation.js';
 import type { ProvisioningThrottle } from './throttle.js';
 import type { TwinService } from '../hub/twins/twin-service.js';
 import type { Allocator } from './allocation.js';
 import { RemoteHub } from './remote-hub.js';
+import type { EnrollmentRef } from '../core/types.js';
+import type { AuthEvent } from '../security/events.js';
+import { enrollmentOf, NotOwned, sameEnrollment, type RegistrationRecord } from './device-ownership.js';
+import { upsertLocal, upsertRemote } from './assign-identity.js';
 
 export interface SymmetricKeyPair {
   primaryKey: string;
@@ -50,7 +59,8 @@ export interface RegistrationStateLike {
 export interface RuntimeEnrollments {
   findIndividual(registrationId: string): Promise<(EnrollmentLike & { registrationId: string; deviceId?: string }) | undefined>;
   listGroups(): Promise<Array<EnrollmentLike & { enrollmentGroupId: string }>>;
-  getRegistrationState(registrationId: string): Promise<RegistrationStateLike | undefined>;
+  /** The stored registration (case-insensitive id) with the group it came through. */
+  findRegistration(registrationId: string): Promise<(RegistrationRecord & { state: RegistrationStateLike }) | undefined>;
   putRegistrationState(state: RegistrationStateLike & { enrollmentGroupId?: string }): Promise<RegistrationStateLike>;
 }
 
@@ -63,16 +73,16 @@ export type Attested =
   | { kind: 'individual'; registrationId: string; enrollment: EnrollmentLike & { deviceId?: string }; credential: Credential }
   | { kind: 'group'; registrationId: string; groupId: string; enrollment: EnrollmentLike; credential: Credential };
 
-/** The hub identity's `authentication` for a credential. */
-export function deviceAuthentication(c: Credential): JsonObject {
-  return c.kind === 'symmetricKey' ? { type: 'sas', symmetricKey: { primaryKey: c.keys.primaryKey, secondaryKey: c.keys.secondaryKey } } : c.authentication;
+/** The enrollment a registration attested through. */
+export function enrollmentRef(who: Attested): EnrollmentRef {
+  return who.kind === 'group' ? { kind: 'group', enrollmentGroupId: who.groupId } : { kind: 'individual', registrationId: who.registrationId };
 }
 
-function sameCredential(current: Authentication, c: Credential): boolean {
-  if (c.kind === 'symmetricKey') return current.type === 'sas' && current.primaryKey === c.keys.primaryKey && current.secondaryKey === c.keys.secondaryKey;
-  const want = c.authentication;
-  if (want.type === 'certificateAuthority') return current.type === 'certificateAuthority';
-  return current.type === 'selfSigned' && current.primaryThumbprint === c.certificateThumbprint;
+/** Where a registration came from, for the audit trail. */
+export interface RegistrationPeer {
+  remote: string;
+  protocol: 'dps-mqtt' | 'dps-https';
+  tls?: string | undefined;
 }
 
 export interface OperationStatus {
@@ -118,6 +128,11 @@ export interface RegistrationOptions {
   revocation?: RevocationCheck;
   /** Every completed registration, assigned or failed (metrics). Informs; cannot refuse. */
   onRegistered?: (outcome: 'assigned' | 'failed', attestation: Credential['kind']) => void;
+  /**
+   * A registration refused because the device it names is not its enrollment's, as an audit event:
+   * like a route an authenticated caller may not use (recorded, not counted toward lockout). Informs.
+   */
+  onRefused?: (event: AuthEvent) => void;
 }
 
 export class RegistrationService {
@@ -149,6 +164,7 @@ export class RegistrationService {
   readonly #log: ((fields: Record<string, unknown>, msg: string) => void) | undefined;
   readonly #revocation: RevocationCheck | undefined;
   readonly #onRegistered: RegistrationOptions['onRegistered'];
+  readonly #onRefused: RegistrationOptions['onRefused'];
   private readonly idScope: () => Promise<string>;
   private readonly allocator: Allocator;
 
@@ -167,6 +183,7 @@ export class RegistrationService {
     this.#log = opts.log;
     this.#revocation = opts.revocation;
     this.#onRegistered = opts.onRegistered;
+    this.#onRefused = opts.onRefused;
   }
 
   /** Verifies a DPS SAS token (`sr=<idScope>/registrations/<id>`, `skn=registration`). */
@@ -205,15 +222,36 @@ export class RegistrationService {
   }
 
   /** Runs the assignment; resolves with the operation (already final here: one local hub). */
-  async register(who: Attested, payload: JsonValue | undefined): Promise<OperationStatus> {
+  async register(who: Attested, payload: JsonValue | undefined, peer?: RegistrationPeer): Promise<OperationStatus> {
     this.#throttle?.register();
     this.#sweep();
     const operationId = `4.${randomUUID()}`;
     let status: OperationStatus;
+    let reason: string | undefined;
     try {
       status = { operationId, status: 'assigned', registrationState: await this.#assign(who, payload) };
     } catch (err) {
       if (!isHubError(err)) throw err;
+      reason = err.cause === undefined ? undefined : String(err.cause);
+      if (err instanceof NotOwned) {
+        try {
+          this.#onRefused?.({
+            type: 'auth',
+            at: this.clock.now(),
+            subject: 'registration',
+            identity: who.registrationId.slice(0, 260),
+            outcome: 'failure',
+            reason: reason ?? err.message,
+            reasonCode: 'insufficient_rights',
+            remote: peer?.remote ?? '',
+            protocol: peer?.protocol ?? 'dps-https',
+            method: who.credential.kind,
+            ...(peer?.tls === undefined ? {} : { tls: peer.tls }),
+          });
+        } catch {
+          // informs only
+        }
+      }
       status = {
         operationId,
         status: 'failed',
@@ -232,6 +270,7 @@ export class RegistrationService {
         assignedHub: state.assignedHub,
         substatus: state.substatus,
         error: state.errorMessage,
+        ...(reason === undefined ? {} : { reason }),
       },
       status.status === 'assigned' ? 'device provisioned' : 'provisioning failed',
     );
@@ -263,8 +302,13 @@ export class RegistrationService {
    */
   async #assign(who: Attested, payload: JsonValue | undefined): Promise<JsonObject> {
     const now = new Date(this.clock.now()).toISOString();
-    const deviceId = who.kind === 'individual' ? (who.enrollment.deviceId ?? who.registrationId) : who.registrationId;
-    const previous = await this.enrollments.getRegistrationState(who.registrationId);
+    // Registration ids are case-insensitive (the record is found in any case): a registration that
+    // has a device keeps it, so `DEV-LA-9` after `dev-la-9` is that device, never a second one.
+    const record = await this.enrollments.findRegistration(who.registrationId);
+    const deviceId = who.kind === 'individual' && who.enrollment.deviceId !== undefined ? who.enrollment.deviceId : (record?.state.deviceId ?? who.registrationId);
+    // What another enrollment did with this registration id is not this one's to follow or
+    // migrate (its device, if it still exists, is refused below).
+    const previous = record !== undefined && sameEnrollment(enrollmentOf(record), enrollmentRef(who)) ? record.state : undefined;
     const previousHub = previous?.status === 'assigned' ? previous.assignedHub : undefined;
     const allocation = await this.allocator.allocate({
       registrationId: who.registrationId,
@@ -276,24 +320,9 @@ export class RegistrationService {
     });
     const target = allocation.hub;
     const remote = target.connectionString === undefined ? undefined : new RemoteHub(target.connectionString);
-    const auth = deviceAuthentication(who.credential);
     const capabilities = { iotEdge: who.enrollment.capabilities?.iotEdge === true };
-    let created = false;
-    if (remote !== undefined) {
-      created = await this.#upsertRemote(remote, deviceId, auth, capabilities);
-    } else {
-      try {
-        await this.registry.createDevice(deviceId, { deviceId, authentication: auth, capabilities });
-        created = true;
-      } catch (err) {
-        if (!(isHubError(err) && err.code === 'DeviceAlreadyExists')) throw err;
-        // Re-registration: the identity keeps its data and takes the enrollment's credential.
-        const current = await this.registry.getDevice(deviceId);
-        if (!sameCredential(current.auth, who.credential)) {
-          await this.registry.updateDevice(deviceId, { deviceId, authentication: auth }, '*');
-        }
-      }
-    }
+    const identity = { deviceId, enrollment: enrollmentRef(who), credential: who.credential, capabilities, record, hub: target.hostName };
+    const { created, generationId } = remote !== undefined ? await upsertRemote(remote, identity) : await upsertLocal(this.registry, identity);
     const moved = previousHub !== undefined && previousHub.toLowerCase() !== target.hostName.toLowerCase();
     const migrate = (who.enrollment as { reprovisionPolicy?: { migrateDeviceData?: boolean } }).reprovisionPolicy?.migrateDeviceData !== false;
     let substatus: string;
@@ -317,12 +346,15 @@ export class RegistrationService {
     }
     const state: RegistrationStateLike & { enrollmentGroupId?: string } = {
       registrationId: who.registrationId,
-      createdDateTimeUtc: previous?.createdDateTimeUtc ?? now,
+      createdDateTimeUtc: record?.state.createdDateTimeUtc ?? now,
       assignedHub: target.hostName,
       deviceId,
       status: 'assigned',
       substatus,
       lastUpdatedDateTimeUtc: now,
+      // The identity's generation on its hub [DOCS REST: Runtime Registration, DeviceRegistrationResult
+      // "generationId"]: how a later registration tells the device it made from one made again by someone else.
+      ...(generationId === undefined ? {} : { generationId }),
       // Only a custom allocation webhook answers the device with a payload.
       ...(allocation.payload === undefined ? {} : { payload: allocation.payload }),
       ...(who.kind === 'group' ? { enrollmentGroupId: who.groupId } : {}),
@@ -334,37 +366,6 @@ export class RegistrationService {
     const out: JsonObject = {};
     for (const [k, v] of Object.entries(stored)) if (v !== undefined && k !== 'enrollmentGroupId') out[k] = v as JsonValue;
     return out;
-  }
-
-  /** Creates the identity on a linked hub, or re-keys it under its etag; true when created. */
-  async #upsertRemote(remote: RemoteHub, deviceId: string, auth: JsonObject, capabilities: JsonObject): Promise<boolean> {
-    for (let attempt = 0; ; attempt++) {
-      const current = await remote.getDevice(deviceId);
-      try {
-        if (current === undefined) {
-          await remote.putDevice(deviceId, { deviceId, authentication: auth, capabilities });
-          return true;
-        }
-        const keys = isJsonObject(current.device.authentication) ? current.device.authentication.symmetricKey : undefined;
-        const sameKeys =
-          isJsonObject(current.device.authentication) && current.device.authentication.type === 'sas' && isJsonObject(keys) && isJsonObject(auth.symmetricKey) &&
-          keys.primaryKey === auth.symmetricKey.primaryKey && keys.secondaryKey === auth.symmetricKey.secondaryKey;
-        if (!sameKeys) {
-          const status = current.device.status;
-          const caps = current.device.capabilities;
-          await remote.putDevice(
-            deviceId,
-            { deviceId, authentication: auth, ...(typeof status === 'string' ? { status } : {}), ...(isJsonObject(caps) ? { capabilities: caps } : {}) },
-            current.etag ?? '*',
-          );
-        }
-        return false;
-      } catch (err) {
-        // Raced with another writer: read again, a few times.
-        const raced = isHubError(err) && ['DeviceAlreadyExists', 'PreconditionFailed', 'DeviceNotFound'].includes(err.code);
-        if (!raced || attempt >= 3) throw err;
-      }
-    }
   }
 
   /** The device's twin on a hub it was assigned to before, or undefined when that hub cannot tell. */

@@ -192,12 +192,15 @@ export class CaRegistry {
   // ---------------------------------------------------------------- hot path
 
   /**
-   * Validates a device's chain (leaf first) against the verified CAs (see device-chain.ts).
+   * Validates a device's chain (leaf first) against the verified CAs (see device-chain.ts), or
+   * only against those named `onlyCas` when given.
    * Returns the leaf's subject CN and the anchoring CA, or the reason for refusing (for the log,
    * never for the device).
    */
-  async verifyDeviceChain(chain: X509Certificate[]): Promise<DeviceChainResult> {
-    return verifyChain(chain, await this.#anchors(), this.clock.now());
+  async verifyDeviceChain(chain: X509Certificate[], onlyCas?: readonly string[]): Promise<DeviceChainResult> {
+    const anchors = await this.#anchors();
+    // A device whose enrollment names its CAs chains to one of those, not to any verified CA.
+    return verifyChain(chain, onlyCas === undefined ? anchors : anchors.filter((a) => onlyCas.includes(a.name)), this.clock.now());
   }
 
   #invalidate(): void {

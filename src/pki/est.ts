@@ -17,6 +17,12 @@
  * Enrolling is idempotent per key: submitting again a CSR whose key already holds an active
  * certificate returns that certificate (a factory station that crashed after the hub signed can
  * resume); another key for a registration id with an active certificate is refused.
+ *
+ * A factory credential enrolls only the registration ids of its scope (patterns such as
+ * `line-a-*`, or exact ids, given when it is made; there is no default), and never an id that
+ * belongs to another enrollment or names a device made otherwise (src/dps/device-ownership.ts):
+ * a station of one line cannot mint a certificate for another line's device or an operator's.
+ * Both refusals read alike (403 CertificateNotAccepted); the reason goes to the log and the audit.
  */
 import { createHash, createPublicKey, randomBytes, timingSafeEqual, X509Certificate } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
@@ -27,6 +33,7 @@ import type { AuthorityStore, EstCredentialRecord, IssuedCertificateRecord } fro
 import type { CaCertificateRecord } from '../store/certificate-ports.js';
 import { allIssued } from './issued.js';
 import { CA_RECORD_PREFIX, normalizeSerial, type CertificateAuthority, type IssuedCertificate } from './authority.js';
+import { estRefusal, type EstOwnershipLookups } from '../dps/device-ownership.js';
 
 export interface EstPolicy {
   /** Validity of every certificate issued over EST. */
@@ -59,6 +66,8 @@ export interface EstDeps {
     rotateThumbprint(device: DeviceRecord, oldThumbprints: string[], newThumbprint: string): Promise<'primary' | 'secondary' | undefined>;
   };
   isRevoked(leaf: X509Certificate): Promise<boolean>;
+  /** Registration records and devices: whose a registration id is. */
+  ownership: EstOwnershipLookups;
   clock: Clock;
   policy: () => EstPolicy;
   log: (fields: Record<string, unknown>, msg: string) => void;
@@ -84,6 +93,20 @@ const CREDENTIAL_ID = /^[A-Za-z0-9._-]{1,64}$/;
 /** Factory credentials are short-lived by default: a line runs for days, not years. */
 const DEFAULT_CREDENTIAL_DAYS = 30;
 const MAX_CREDENTIAL_DAYS = 365;
+/** A registration-id pattern: registration-id characters and `*`. */
+const SCOPE_PATTERN = /^[a-z0-9\-._:*]{1,128}$/i;
+const MAX_SCOPE_ENTRIES = 1000;
+
+/** Whether a credential's scope allows this registration id (case-insensitive, `*` = any run). */
+export function inScope(patterns: readonly string[], registrationId: string): boolean {
+  const literal = (part: string) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&');
+  return patterns.some((p) => new RegExp(`^${p.split('*').map(literal).join('.*')}$`, 'i').test(registrationId));
+}
+
+/** The one answer to an enroll the credential may not make, whatever the reason. */
+function notAllowed(reason: string): HubError {
+  return new HubError('CertificateNotAccepted', 'The registration id is not one this factory credential may enroll.', { cause: reason });
+}
 
 const sha256Hex = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex');
 const thumbprintOf = (cert: X509Certificate): string => cert.fingerprint256.replace(/:/g, '');
@@ -146,9 +169,15 @@ export class EstService {
 
   async createCredential(
     groupId: string,
-    opts: { id?: string; validityDays?: number; clientCertificatePem?: string; password?: boolean } = {},
+    opts: { registrationIds: readonly string[]; id?: string; validityDays?: number; clientCertificatePem?: string; password?: boolean },
   ): Promise<CreatedCredential> {
     await this.deps.group(groupId);
+    const scope = [...opts.registrationIds];
+    if (scope.length === 0 || scope.length > MAX_SCOPE_ENTRIES || !scope.every((p) => SCOPE_PATTERN.test(p))) {
+      throw invalid(
+        `registrationIds must list 1 to ${MAX_SCOPE_ENTRIES} registration ids or patterns the credential may enroll (1-128 of a-z A-Z 0-9 - . _ : and * for any run, e.g. '${groupId}-*')`,
+      );
+    }
     const id = opts.id ?? `factory-${randomBytes(6).toString('hex')}`;
     if (!CREDENTIAL_ID.test(id)) throw invalid('the credential id must be 1-64 of A-Z a-z 0-9 . _ -');
     const days = opts.validityDays ?? DEFAULT_CREDENTIAL_DAYS;
@@ -173,9 +202,10 @@ export class EstService {
       clientThumbprint,
       expiresAt: new Date(now + days * DAY_MS).toISOString(),
       created: new Date(now).toISOString(),
+      registrationIds: scope,
     };
     await this.deps.store.putEstCredential(record);
-    this.deps.log({ event: 'est.credential-created', id, enrollmentGroupId: groupId, expiresAt: record.expiresAt, clientCertificate: clientThumbprint !== null }, 'EST credential created');
+    this.deps.log({ event: 'est.credential-created', id, enrollmentGroupId: groupId, expiresAt: record.expiresAt, clientCertificate: clientThumbprint !== null, registrationIds: scope.slice(0, 20) }, 'EST credential created');
     return password === undefined ? { record } : { record, password };
   }
 
@@ -201,6 +231,11 @@ export class EstService {
     const credential = await this.#factory(label, caller);
     const { caName } = await this.#signingCa(label);
     const registrationId = this.#commonName(csrPem);
+    if (!inScope(credential.registrationIds, registrationId)) {
+      throw notAllowed(`registration id ${registrationId} is outside the scope of EST credential '${credential.id}' (${credential.registrationIds.slice(0, 10).join(', ') || 'empty'})`);
+    }
+    const elsewhere = await estRefusal(registrationId, label, this.deps.ownership);
+    if (elsewhere !== undefined) throw notAllowed(`EST credential '${credential.id}' of group ${label}: ${elsewhere}`);
     // Idempotent per key; one active certificate per registration id otherwise.
     const active = await this.#activeFor(registrationId);
     if (active.length > 0) {

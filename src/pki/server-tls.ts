@@ -3,7 +3,8 @@
  * CA, or the operator's via --tls-ca-cert/--tls-ca-key) and the server certificate for the
  * hostname. Kept in the store (keys sealed under the master key) so every node of a cluster
  * serves the same identity; the CA's public certificate is written to <data-dir>/tls/ca.pem for
- * clients to trust.
+ * clients to trust. Like everything in the data dir it is the hub user's alone (dir 0700, files
+ * 0600): hand a copy to the clients that need it.
  */
 import { X509Certificate } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -30,6 +31,8 @@ const CA_KEY = 'tls.ca.key';
 const SERVER_CERT = 'tls.server.cert';
 const SERVER_CHAIN = 'tls.server.chain';
 const SERVER_KEY = 'tls.server.key';
+/** The folder of the data dir the CA and server certificates are written to. */
+export const TLS_DIR = 'tls';
 
 export async function ensureServerTls(
   meta: MetaStore,
@@ -76,11 +79,11 @@ export async function ensureServerTls(
     actions.push(`issued a server certificate for ${opts.hostname}`);
   }
 
-  const dir = join(opts.dataDir, 'tls');
-  mkdirSync(dir, { recursive: true });
+  const dir = join(opts.dataDir, TLS_DIR);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
   const caFile = join(dir, 'ca.pem');
-  writeFileSync(caFile, ca.certPem, { mode: 0o644 });
-  writeFileSync(join(dir, 'server.pem'), chainPem, { mode: 0o644 });
+  writeFileSync(caFile, ca.certPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'server.pem'), chainPem, { mode: 0o600 });
   return { keyPem, chainPem: withoutRoots(chainPem), caPem: ca.certPem, caFile, actions };
 }
 

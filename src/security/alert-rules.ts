@@ -7,7 +7,8 @@
  * ("more than 10 in 10 minutes": the 11th fires) and resolve when the count is back to at most
  * `threshold`:
  * - `authFailures`: failed authentications (SecurityEvents `auth`, outcome failure), across the
- *   hub (`scope: hub`) or per identity (`scope: device`, keyed `<subject>:<identity>`);
+ *   hub (`scope: hub`) or per identity (`scope: device`, keyed `<subject>:<identity>`); with
+ *   `reasons`, only failures of those reason codes (`cross_device`, `tls_version`, ...);
  * - `c2dDeadLetters`: cloud-to-device messages dead-lettered (delivery count exceeded);
  * - `disconnectStorm`: device sessions ending.
  * `certificateExpiry` fires per certificate (CA certificates in the CA registry, and the newest
@@ -17,6 +18,7 @@ import { z } from 'zod';
 import { HubError } from '../core/errors.js';
 import type { JsonObject } from '../core/json.js';
 import type { AlertRuleKind, AlertRuleRecord } from '../store/alert-ports.js';
+import { AUTH_FAILURE_CODES } from './events.js';
 
 export const ALERT_RULE_KINDS: readonly AlertRuleKind[] = ['authFailures', 'c2dDeadLetters', 'certificateExpiry', 'disconnectStorm'];
 export const WINDOWED_KINDS: ReadonlySet<AlertRuleKind> = new Set(['authFailures', 'c2dDeadLetters', 'disconnectStorm']);
@@ -85,6 +87,11 @@ const SCHEMAS = {
   authFailures: z.strictObject({
     kind: z.literal('authFailures'),
     scope: z.enum(['hub', 'device'], { error: 'must be hub or device' }).optional(),
+    reasons: z
+      .array(z.enum(AUTH_FAILURE_CODES, { error: `must each be one of ${AUTH_FAILURE_CODES.join(', ')}` }), { error: 'must be a list of reason codes' })
+      .min(1, 'must name at least one reason code (omit it for every failure)')
+      .refine((r) => new Set(r).size === r.length, 'must not repeat a reason code')
+      .optional(),
     threshold,
     windowSeconds,
     ...common,
@@ -99,6 +106,8 @@ export interface AlertRuleInput {
   kind: AlertRuleKind;
   enabled: boolean;
   scope: 'hub' | 'device' | null;
+  /** authFailures: only these reason codes; null: every failure. */
+  reasons: string[] | null;
   threshold: number | null;
   windowSeconds: number | null;
   days: number | null;
@@ -137,6 +146,7 @@ export function parseRuleInput(body: unknown): AlertRuleInput {
   const r = parsed.data as {
     kind: AlertRuleKind;
     scope?: 'hub' | 'device';
+    reasons?: string[];
     threshold?: number;
     windowSeconds?: number;
     days?: number;
@@ -148,6 +158,7 @@ export function parseRuleInput(body: unknown): AlertRuleInput {
     kind: r.kind,
     enabled: r.enabled ?? true,
     scope: r.kind === 'authFailures' ? (r.scope ?? 'hub') : null,
+    reasons: r.reasons ?? null,
     threshold: r.threshold ?? null,
     windowSeconds: r.windowSeconds ?? null,
     days: r.days ?? null,
@@ -163,13 +174,13 @@ export const DEFAULT_RULES: ReadonlyArray<{ name: string; input: AlertRuleInput 
   { name: 'c2d-dead-letters', input: windowed('c2dDeadLetters', 0, 3600, null) },
   {
     name: 'certificates-expiring',
-    input: { kind: 'certificateExpiry', enabled: true, scope: null, threshold: null, windowSeconds: null, days: 30, log: true, webhook: null },
+    input: { kind: 'certificateExpiry', enabled: true, scope: null, reasons: null, threshold: null, windowSeconds: null, days: 30, log: true, webhook: null },
   },
   { name: 'disconnect-storm', input: windowed('disconnectStorm', 100, 60, null) },
 ];
 
 function windowed(kind: AlertRuleKind, threshold: number, windowSeconds: number, scope: 'hub' | 'device' | null): AlertRuleInput {
-  return { kind, enabled: true, scope, threshold, windowSeconds, days: null, log: true, webhook: null };
+  return { kind, enabled: true, scope, reasons: null, threshold, windowSeconds, days: null, log: true, webhook: null };
 }
 
 /** The record to store for `input`; `previous` supplies the secret when the input keeps it. */
@@ -185,6 +196,7 @@ export function ruleRecord(name: string, input: AlertRuleInput, previous: AlertR
     kind: input.kind,
     enabled: input.enabled,
     scope: input.scope,
+    reasons: input.reasons,
     threshold: input.threshold,
     windowSeconds: input.windowSeconds,
     days: input.days,
@@ -203,6 +215,7 @@ export function renderRule(r: AlertRuleRecord): JsonObject {
     kind: r.kind,
     enabled: r.enabled,
     ...(r.scope === null ? {} : { scope: r.scope }),
+    ...(r.reasons === null ? {} : { reasons: r.reasons }),
     ...(r.threshold === null ? {} : { threshold: r.threshold }),
     ...(r.windowSeconds === null ? {} : { windowSeconds: r.windowSeconds }),
     ...(r.days === null ? {} : { days: r.days }),
@@ -231,9 +244,10 @@ export function alertSummary(rule: AlertRuleRecord, key: string, state: 'fired' 
   switch (rule.kind) {
     case 'authFailures': {
       const where = key === HUB_KEY ? 'across the hub' : `for ${key}`;
+      const which = rule.reasons === null ? '' : ` (${rule.reasons.join(', ')})`;
       return fired
-        ? `${value} failed authentications in ${window} ${where} (${limit})`
-        : `failed authentications ${where} back to ${value} in ${window} (${limit})`;
+        ? `${value} failed authentications${which} in ${window} ${where} (${limit})`
+        : `failed authentications${which} ${where} back to ${value} in ${window} (${limit})`;
     }
     case 'c2dDeadLetters':
       return fired ? `${value} cloud-to-device messages dead-lettered in ${window} (${limit})` : `dead-lettered cloud-to-device messages back to ${value} in ${window} (${limit})`;

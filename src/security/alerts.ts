@@ -198,6 +198,7 @@ export class AlertEngine {
       rule.enabled &&
       old.rule.kind === rule.kind &&
       old.rule.scope === rule.scope &&
+      (old.rule.reasons ?? []).join() === (rule.reasons ?? []).join() &&
       old.rule.days === rule.days &&
       old.rule.threshold === rule.threshold &&
       old.rule.windowSeconds === rule.windowSeconds;
@@ -238,6 +239,7 @@ export class AlertEngine {
       if (e.outcome !== 'failure') return;
       for (const s of this.#rules.values()) {
         if (s.rule.kind !== 'authFailures' || !s.rule.enabled) continue;
+        if (s.rule.reasons !== null && !s.rule.reasons.includes(e.reasonCode ?? 'other')) continue;
         const key = s.rule.scope === 'device' ? `${e.subject}:${e.identity === '' ? '(none)' : e.identity}` : HUB_KEY;
         this.#count(s, key, 1, { subject: e.subject, identity: e.identity, reason: e.reasonCode ?? 'other', protocol: e.protocol, remote: e.remote });
       }

@@ -11,6 +11,10 @@
  * carries on. If the queue fills up (the store down for long), further entries are counted and a
  * marker row records how many were lost once writing works again.
  *
+ * Connection refusals (IP filter, refused TLS handshakes: no identity, cheap to repeat) are
+ * folded per address, protocol and reason: the first of an interval (`refusalIntervalMs`, a
+ * minute) at once, the rest as one summary row when it ends (audit-refusals.ts).
+ *
  * Retention deletes rows older than `retentionDays` (always a prefix by seq, never the newest
  * row) at start and every hour, after sealing the anchor the verifier starts from.
  *
@@ -34,7 +38,8 @@ import {
   type ChainPoint,
 } from './audit-chain.js';
 import { fromAuth, fromChange, queryAuditLog, type AuditFilters, type AuditPage, type PendingEntry } from './audit-entries.js';
-import type { SecurityEvents } from './events.js';
+import { ConnectionRefusals, isConnectionRefusal } from './audit-refusals.js';
+import type { AuthEvent, SecurityEvents } from './events.js';
 
 export interface AuditLogOptions {
   /** Days rows are kept; 0 keeps them forever. Default 90. */
@@ -47,6 +52,8 @@ export interface AuditLogOptions {
   pruneIntervalMs?: number;
   /** Entries held while the store cannot be written; beyond that they are counted and dropped. Default 50,000. */
   maxPending?: number;
+  /** How long repeated connection refusals of one kind from one address fold into one summary row. Default one minute. */
+  refusalIntervalMs?: number;
 }
 
 export type AuditLogStore = MetaStore & { readonly audit: AuditStore };
@@ -89,6 +96,8 @@ export class AuditLog {
   #pruneTimer: NodeJS.Timeout | undefined;
   #failures = 0;
   #dropped = 0;
+  readonly #refusals: ConnectionRefusals;
+  #refusalTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: AuditLogStore,
@@ -104,10 +113,13 @@ export class AuditLog {
     this.#batchSize = opts.batchSize ?? 500;
     this.#pruneIntervalMs = opts.pruneIntervalMs ?? 3_600_000;
     this.#maxPending = opts.maxPending ?? 50_000;
+    this.#refusals = new ConnectionRefusals(opts.refusalIntervalMs ?? 60_000);
     // Subscribed from construction: what happens before start() is queued, not lost.
     this.#unsubscribe = events.on((e) => {
       if (e.type === 'auth') {
-        if (this.#enabled) this.#enqueue(fromAuth(e, this.#timeOf(e.at)));
+        if (!this.#enabled) return;
+        if (isConnectionRefusal(e)) this.#enqueueAuth(this.#refusals.take(e, this.clock.now()));
+        else this.#enqueue(fromAuth(e, this.#timeOf(e.at)));
       } else if (e.type === 'change') {
         this.#enqueue(fromChange(e, this.#timeOf(e.at)));
       }
@@ -134,6 +146,8 @@ export class AuditLog {
     } catch (err) {
       this.logger.error({ err, event: 'audit.start-failed' }, 'audit log could not read its head; will retry on the next write');
     }
+    this.#refusalTimer = setInterval(() => this.#enqueueAuth(this.#refusals.drain(this.clock.now())), this.#refusals.intervalMs);
+    this.#refusalTimer.unref();
     if (this.#retentionMs > 0) {
       this.#pruneTimer = setInterval(() => void this.prune(), this.#pruneIntervalMs);
       this.#pruneTimer.unref();
@@ -147,6 +161,8 @@ export class AuditLog {
     if (this.#stopped) return;
     this.#stopped = true;
     this.#unsubscribe();
+    clearInterval(this.#refusalTimer);
+    this.#enqueueAuth(this.#refusals.drain(this.clock.now(), true));
     if (this.#pruneTimer !== undefined) clearInterval(this.#pruneTimer);
     this.#pruneTimer = undefined;
     await this.#pruning;
@@ -224,6 +240,10 @@ export class AuditLog {
 
   #timeOf(at: number): number {
     return Number.isFinite(at) ? Math.trunc(at) : this.clock.now();
+  }
+
+  #enqueueAuth(events: readonly AuthEvent[]): void {
+    for (const e of events) this.#enqueue(fromAuth(e, this.#timeOf(e.at)));
   }
 
   #enqueue(entry: PendingEntry): void {

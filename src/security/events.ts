@@ -21,7 +21,7 @@ export type AuthSubject =
   | 'registration'
   /** A factory station's EST credential. */
   | 'est-credential'
-  /** A network connection refused before any credential (IP filter). */
+  /** A network connection refused before any credential (IP filter, TLS handshake). */
   | 'connection';
 
 /** Where the attempt came in. */
@@ -46,26 +46,36 @@ export interface AuthEvent {
   method?: string;
   /** TLSv1.2, TLSv1.3. */
   tls?: string;
-  /** A SHA-256 (hex, first 32 chars) of the presented credential, for per-credential counting. */
+  /** A SHA-256 (hex, first 32 chars) of the presented credential (never stored in the audit log). */
   credential?: string;
 }
 
-/** Bounded failure categories (metric label values). */
-export type AuthFailureCode =
-  | 'bad_credentials'
-  | 'expired'
-  | 'not_yet_valid'
-  | 'unknown_identity'
-  | 'disabled'
-  | 'revoked'
-  | 'scope'
-  | 'auth_method_disabled'
-  | 'ip_filtered'
-  | 'tls_version'
-  | 'locked_out'
-  | 'insufficient_rights'
-  | 'malformed'
-  | 'other';
+/** Bounded failure categories (metric label values, alert rule filters). */
+export const AUTH_FAILURE_CODES = [
+  'bad_credentials',
+  'expired',
+  'not_yet_valid',
+  'unknown_identity',
+  'disabled',
+  'revoked',
+  'scope',
+  'auth_method_disabled',
+  'ip_filtered',
+  // TLS handshakes the hub refused: a protocol version below the minimum, no cipher in common, anything else.
+  'tls_version',
+  'tls_cipher',
+  'tls_handshake',
+  'locked_out',
+  'insufficient_rights',
+  // An authenticated device publishing, subscribing or attaching to another identity's topics or links.
+  'cross_device',
+  // An authenticated device publishing or subscribing outside the topic API (not another device's).
+  'forbidden_topic',
+  'malformed',
+  'other',
+] as const;
+
+export type AuthFailureCode = (typeof AUTH_FAILURE_CODES)[number];
 
 export interface ChangeEvent {
   type: 'change';

@@ -22,12 +22,14 @@ import { HubError, unauthorized } from '../core/errors.js';
 import type { DeviceAuthResult, DeviceCredentials } from '../auth/device-authenticator.js';
 import type { ServiceAuthenticator, ServicePrincipal } from '../auth/service-authenticator.js';
 import type { ConnectionRegistry, LiveSession } from '../hub/connections.js';
-import { classifyAuthFailure, type AuthEvent, type AuthProtocol, type AuthSubject, type SecurityEvents } from './events.js';
+import { classifyAuthFailure, type AuthEvent, type AuthFailureCode, type AuthProtocol, type AuthSubject, type SecurityEvents } from './events.js';
 import { IpFilter, normalizeAddress } from './ip-filter.js';
-import { LockoutGuard, type AttemptKeys } from './lockout.js';
+import { LockoutGuard, type AttemptKeys, type NewLock } from './lockout.js';
+import type { ConnectionCaps } from './connection-caps.js';
 import type { OperatorPrincipal, OperatorService } from './operators.js';
 import { tlsRank, type HubSettings, type HubSettingsBody } from './settings.js';
 import type { PolicyUsage } from './policy-usage.js';
+import { tlsRefusal } from './tls-refusal.js';
 
 export interface PeerContext {
   remote: string;
@@ -37,6 +39,15 @@ export interface PeerContext {
 
 export interface DeviceAuthentication {
   authenticate(c: DeviceCredentials, peer?: PeerContext): Promise<DeviceAuthResult>;
+  /** An authenticated device reached for what is not its own: recorded (audit, metrics, alerts), never counted toward lockout. */
+  deviceDenied(device: { deviceId: string; moduleId: string | null }, denial: DeviceDenial, peer: PeerContext): void;
+}
+
+/** Why an authenticated device was refused an action. */
+export interface DeviceDenial {
+  code: Extract<AuthFailureCode, 'cross_device' | 'forbidden_topic'>;
+  /** What it tried, for the operator: `publish to devices/d2/messages/events/`. */
+  reason: string;
 }
 
 export type Principal = ServicePrincipal | OperatorPrincipal;
@@ -55,10 +66,18 @@ export function sessionRefusal(s: LiveSession, settings: HubSettingsBody, filter
   return methodRefusal(s.authMethod, s.moduleId, settings);
 }
 
+/**
+ * A policy-signed device token is refused by disableLocalAuth (a hub-scoped key, as in Azure) and
+ * also by disableDeviceSAS / disableModuleSAS: those switches mean "no SAS for devices (modules)",
+ * whatever key signed it. Stricter than Azure, which lets policy tokens through unless local auth
+ * is off (docs/decisions/0002-secure-defaults.md).
+ */
 function methodRefusal(method: string | undefined, moduleId: string | null, settings: HubSettingsBody): string | undefined {
   if (method === 'policy-sas' && settings.disableLocalAuth) return 'policy-signed SAS tokens are disabled by hub settings (disableLocalAuth)';
-  if (method === 'sas' && moduleId === null && settings.disableDeviceSAS) return 'device SAS keys are disabled by hub settings (disableDeviceSAS)';
-  if (method === 'sas' && moduleId !== null && settings.disableModuleSAS) return 'module SAS keys are disabled by hub settings (disableModuleSAS)';
+  const signedBy = method === 'sas' ? 'SAS keys' : method === 'policy-sas' ? 'policy-signed SAS tokens' : undefined;
+  if (signedBy === undefined) return undefined;
+  if (moduleId === null && settings.disableDeviceSAS) return `device ${signedBy} are disabled by hub settings (disableDeviceSAS)`;
+  if (moduleId !== null && settings.disableModuleSAS) return `module ${signedBy} are disabled by hub settings (disableModuleSAS)`;
   return undefined;
 }
 
@@ -89,6 +108,8 @@ export class AccessGate implements DeviceAuthentication {
       log: (fields: Record<string, unknown>, msg: string) => void;
       /** Which rights each policy uses (posture audit evidence). */
       usage?: PolicyUsage;
+      /** Per-address connection caps and TLS handshake failures, after the IP filter. */
+      caps?: ConnectionCaps;
     },
   ) {
     this.#settings = settings;
@@ -132,6 +153,17 @@ export class AccessGate implements DeviceAuthentication {
         return;
       }
     });
+    // A handshake the hub refused (TLS version, no shared cipher, not TLS at all): an event each; the
+    // audit log folds a flood from one address into one row a minute (audit-refusals.ts).
+    server.on('tlsClientError', (err: Error, socket: TLSSocket) => {
+      const refusal = tlsRefusal(err);
+      if (refusal !== undefined) {
+        this.#emit({ subject: 'connection', identity: '', outcome: 'failure', reason: refusal.reason, reasonCode: refusal.code, remote: socket.remoteAddress ?? '', protocol });
+      }
+      socket.destroy();
+    });
+    // After the filter's listener: a socket it refused is not counted.
+    this.deps.caps?.watch(server, protocol);
     // Established TLS sockets (HTTPS keep-alive included), so a change can close the ones it refuses.
     server.on('secureConnection', (socket: TLSSocket) => {
       sockets.add(socket);
@@ -155,14 +187,14 @@ export class AccessGate implements DeviceAuthentication {
     const target = c.moduleId === null ? c.deviceId : `${c.deviceId}/${c.moduleId}`;
     const leaf = c.peerChain?.[0];
     const credential = c.sasToken !== undefined && c.sasToken !== '' ? credentialHash(c.sasToken) : leaf !== undefined ? credentialHash(leaf.raw) : undefined;
-    const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: target === '' ? undefined : `device:${target}`, credential };
+    const keys: AttemptKeys = { address: peer.remote, identity: target === '' ? undefined : `device:${target}` };
     const subject: AuthSubject = c.moduleId === null ? 'device' : 'module';
     const base = { subject, identity: target.slice(0, 260), remote: peer.remote, protocol: peer.protocol, ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(credential === undefined ? {} : { credential }) };
 
-    const locked = this.lockout.check(keys);
+    const locked = this.#lockedOut(keys);
     let result: DeviceAuthResult;
-    if (locked.locked) {
-      result = { ok: false, outcome: 'unauthorized', reason: `locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}` };
+    if (locked !== undefined) {
+      result = { ok: false, outcome: 'unauthorized', reason: locked };
     } else {
       result = await this.deps.devices.authenticate(c);
       if (result.ok) {
@@ -177,7 +209,7 @@ export class AccessGate implements DeviceAuthentication {
     } else {
       const method = c.sasToken !== undefined && c.sasToken !== '' ? 'sas' : leaf !== undefined ? 'x509' : 'none';
       // Disabled identities are refused after valid credentials: not a guessing attempt.
-      if (result.outcome !== 'forbidden') this.#fail(keys, locked.locked);
+      if (result.outcome !== 'forbidden' && locked === undefined) this.#fail(keys);
       this.#emit({ ...base, outcome: 'failure', reason: result.reason, reasonCode: classifyAuthFailure(result.reason), method });
     }
     return result;
@@ -188,11 +220,11 @@ export class AccessGate implements DeviceAuthentication {
    * reports it: a 401 HubError from `fn` is a failure, anything returned a success.
    */
   async guarded<T>(a: { subject: AuthSubject; identity: string; credential?: string | undefined; method: string }, peer: PeerContext, fn: () => Promise<T>): Promise<T> {
-    const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: a.identity === '' ? undefined : `${a.subject}:${a.identity}`, credential: a.credential };
+    const keys: AttemptKeys = { address: peer.remote, identity: a.identity === '' ? undefined : `${a.subject}:${a.identity}` };
     const base = { subject: a.subject, identity: a.identity.slice(0, 260), remote: peer.remote, protocol: peer.protocol, method: a.method, ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(a.credential === undefined ? {} : { credential: a.credential }) };
-    const locked = this.lockout.check(keys);
+    const locked = this.#lockedOut(keys);
     try {
-      if (locked.locked) throw unauthorized(`locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}`);
+      if (locked !== undefined) throw unauthorized(locked);
       const r = await fn();
       this.lockout.succeed(keys);
       this.#emit({ ...base, outcome: 'success' });
@@ -200,7 +232,7 @@ export class AccessGate implements DeviceAuthentication {
     } catch (err) {
       if (err instanceof HubError && (err.code === 'IotHubUnauthorizedAccess' || err.code === 'CertificateNotAccepted')) {
         const reason = String(err.cause ?? err.message);
-        this.#fail(keys, locked.locked);
+        if (locked === undefined) this.#fail(keys);
         this.#emit({ ...base, outcome: 'failure', reason, reasonCode: classifyAuthFailure(reason) });
       }
       throw err;
@@ -214,13 +246,14 @@ export class AccessGate implements DeviceAuthentication {
     const header = authorization ?? '';
     const bearer = /^Bearer\s+(\S+)$/i.exec(header)?.[1];
     const credential = header === '' ? undefined : credentialHash(header);
+    // Read before the signature is checked: a claim, so only ever counted together with the address.
     const identity = bearer !== undefined ? `operator:${unverifiedSubject(bearer)}` : `policy:${/(?:^|&)skn=([^&]*)/.exec(header)?.[1] ?? ''}`;
-    const keys: AttemptKeys = { address: normalizeAddress(peer.remote), identity: identity.endsWith(':') ? undefined : identity.slice(0, 200), credential };
+    const keys: AttemptKeys = { address: peer.remote, identity: identity.endsWith(':') ? undefined : identity.slice(0, 200) };
     const subject: AuthSubject = bearer !== undefined ? 'operator' : 'policy';
     const base = { subject, identity: identity.slice(identity.indexOf(':') + 1, 260), remote: peer.remote, protocol: peer.protocol, method: bearer !== undefined ? 'bearer' : 'sas', ...(peer.tls === undefined ? {} : { tls: peer.tls }), ...(credential === undefined ? {} : { credential }) };
-    const locked = this.lockout.check(keys);
+    const locked = this.#lockedOut(keys);
     try {
-      if (locked.locked) throw unauthorized(`locked out after repeated failures (${locked.key?.split(':')[0]}) until ${new Date(locked.until ?? 0).toISOString()}`);
+      if (locked !== undefined) throw unauthorized(locked);
       let principal: Principal;
       if (bearer !== undefined) principal = await this.deps.operators.authenticate(bearer);
       else {
@@ -233,7 +266,7 @@ export class AccessGate implements DeviceAuthentication {
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
         const reason = String(err.cause ?? 'unauthorized');
-        this.#fail(keys, locked.locked);
+        if (locked === undefined) this.#fail(keys);
         this.#emit({ ...base, outcome: 'failure', reason, reasonCode: classifyAuthFailure(reason) });
       }
       throw err;
@@ -243,6 +276,20 @@ export class AccessGate implements DeviceAuthentication {
   /** A policy used these rights for a request it was allowed. */
   policyUsed(policy: string, rights: readonly string[]): void {
     for (const r of rights) this.deps.usage?.record(policy, r);
+  }
+
+  deviceDenied(device: { deviceId: string; moduleId: string | null }, denial: DeviceDenial, peer: PeerContext): void {
+    const identity = device.moduleId === null ? device.deviceId : `${device.deviceId}/${device.moduleId}`;
+    this.#emit({
+      subject: device.moduleId === null ? 'device' : 'module',
+      identity: identity.slice(0, 260),
+      outcome: 'failure',
+      reason: denial.reason.slice(0, 300),
+      reasonCode: denial.code,
+      remote: peer.remote,
+      protocol: peer.protocol,
+      ...(peer.tls === undefined ? {} : { tls: peer.tls }),
+    });
   }
 
   /** An authenticated caller was denied a route: recorded, not counted toward lockout. */
@@ -259,11 +306,24 @@ export class AccessGate implements DeviceAuthentication {
     return true;
   }
 
-  #fail(keys: AttemptKeys, alreadyLocked: boolean): void {
-    const locked = this.lockout.fail(keys);
-    if (locked.length > 0 && !alreadyLocked) {
-      this.deps.log({ event: 'auth.lockout', keys: locked.map((l) => ({ key: l.key.split(':')[0], subject: l.key.startsWith('cred:') ? undefined : l.key.slice(l.key.indexOf(':') + 1), until: new Date(l.until).toISOString() })) }, 'locked out after repeated authentication failures');
-    }
+  /** Why the lockout refuses this attempt unverified (then it is not counted), or undefined. */
+  #lockedOut(keys: AttemptKeys): string | undefined {
+    const s = this.lockout.check(keys);
+    if (!s.locked) return undefined;
+    const what = s.scope === 'address' ? 'this address' : 'this identity from this address';
+    return `locked out after repeated failures (${what}) until ${new Date(s.until).toISOString()}`;
+  }
+
+  /** A verified failure: counted; a lock it sets is logged and recorded as the hub's change. */
+  #fail(keys: AttemptKeys): void {
+    for (const l of this.lockout.fail(keys)) this.#lockStarted(l, keys.address);
+  }
+
+  #lockStarted(l: NewLock, remote: string): void {
+    const target = l.scope === 'address' ? `address:${l.address}` : `address:${l.address}/${l.identity ?? ''}`;
+    const after = { scope: l.scope, address: l.address, ...(l.identity === undefined ? {} : { identity: l.identity }), until: new Date(l.until).toISOString(), seconds: l.seconds };
+    this.deps.log({ event: 'auth.lockout', ...after }, 'locked out after repeated authentication failures');
+    this.deps.events.emit({ type: 'change', at: this.deps.clock.now(), actor: 'hub', action: 'lockout.start', target: target.slice(0, 300), after, remote });
   }
 
   #emit(e: Omit<AuthEvent, 'type' | 'at'>): void {

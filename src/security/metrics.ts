@@ -11,10 +11,13 @@
  *   the counter reads them at scrape;
  * - `gatehouse_c2d_queue_depth`: pending C2D messages of the whole hub, one store count at scrape;
  * - `gatehouse_provisioning_registrations_total{outcome,attestation}`;
- * - `gatehouse_alerts_firing{rule}`: alerts firing per rule, read from the alert engine at scrape.
+ * - `gatehouse_alerts_firing{rule}`: alerts firing per rule, read from the alert engine at scrape;
+ * - `gatehouse_connections_refused_total{listener,reason}`: connections closed before they
+ *   authenticated, for a cap or a timeout (`RefusalReason`).
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AuthEvent, SecurityEvents } from './events.js';
+import type { ListenerName, RefusalReason } from './connection-caps.js';
 
 export const METRIC_PREFIX = 'gatehouse_';
 
@@ -53,6 +56,7 @@ export class HubMetrics {
   readonly #authFailures: Counter<'protocol' | 'reason'>;
   readonly #authSuccesses: Counter<'protocol' | 'method'>;
   readonly #registrations: Counter<'outcome' | 'attestation'>;
+  readonly #refused: Counter<'listener' | 'reason'>;
   readonly #unsubscribe: () => void;
 
   constructor(private readonly sources: MetricsSources) {
@@ -120,6 +124,12 @@ export class HubMetrics {
       labelNames: ['outcome', 'attestation'] as const,
       registers,
     });
+    this.#refused = new Counter({
+      name: `${METRIC_PREFIX}connections_refused_total`,
+      help: 'Connections closed before they authenticated, by listener and reason (a cap or a timeout).',
+      labelNames: ['listener', 'reason'] as const,
+      registers,
+    });
     new Gauge({
       name: `${METRIC_PREFIX}alerts_firing`,
       help: 'Alerts currently firing, per rule.',
@@ -143,6 +153,10 @@ export class HubMetrics {
 
   registration(outcome: 'assigned' | 'failed', attestation: string): void {
     this.#registrations.inc({ outcome, attestation });
+  }
+
+  connectionRefused(listener: ListenerName, reason: RefusalReason): void {
+    this.#refused.inc({ listener, reason });
   }
 
   /** The text exposition format (version 0.0.4) and its content type. */

@@ -8,7 +8,7 @@ import { HubError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import { RIGHTS, type Right, type SharedAccessPolicy } from '../core/types.js';
 import { newEtag } from '../core/ids.js';
-import { newSymmetricKey } from '../auth/policies.js';
+import { OWNER_RIGHTS, isOwnerLevel, newSymmetricKey } from '../auth/policies.js';
 import type { PolicyCache } from '../auth/service-authenticator.js';
 import type { ConnectionRegistry } from '../hub/connections.js';
 import type { PolicyStore } from '../store/ports.js';
@@ -17,7 +17,6 @@ import type { OperatorService } from './operators.js';
 
 export const MAX_POLICIES = 16;
 const POLICY_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
-const ADMIN: readonly Right[] = ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'];
 
 export function renderPolicy(p: SharedAccessPolicy, withKeys: boolean): Record<string, unknown> {
   return {
@@ -101,11 +100,11 @@ export class PolicyService {
     return policy;
   }
 
-  /** Some policy with every hub right, or an enabled Owner, must remain; else nobody administers the hub. */
+  /** Some owner-level policy, or an enabled Owner, must remain; else nobody administers the hub. */
   #assertAdminRemains(after: SharedAccessPolicy[]): void {
     if (this.operators.hasEnabledOwner()) return;
-    if (after.some((p) => ADMIN.every((r) => p.rights.includes(r)))) return;
-    throw new HubError('SettingsLockout', 'No policy with every hub right and no Owner operator would remain; nobody could administer the hub.');
+    if (after.some((p) => isOwnerLevel(p.rights))) return;
+    throw new HubError('SettingsLockout', `No owner-level policy (${OWNER_RIGHTS.join(', ')}) and no Owner operator would remain; nobody could administer the hub.`);
   }
 
   #after(policy: SharedAccessPolicy, why: string): void {

@@ -1,7 +1,9 @@
 /**
  * Which rights each shared access policy has actually used, and when last: the evidence for the
- * posture audit's "policy holds rights it does not use" finding. Counted in memory on the request
- * path (one map write), written to the meta table at most once a minute and at stop.
+ * posture audit's "policy holds rights it does not use" finding. Only the rights a request
+ * needed are recorded (security/access.ts), DeviceConnect only when a device authenticates with a
+ * policy-signed token. Counted in memory on the request path (one map write), written to the meta
+ * table when a policy uses a right for the first time, then at most once a minute and at stop.
  */
 import type { Clock } from '../core/clock.js';
 import type { MetaStore } from '../store/ports.js';
@@ -24,6 +26,7 @@ export class PolicyUsage {
   #doc: PolicyUsageDoc = { since: 0, used: {} };
   #dirty = false;
   #timer: NodeJS.Timeout | undefined;
+  #flushQueued = false;
 
   constructor(
     private readonly store: MetaStore,
@@ -37,8 +40,18 @@ export class PolicyUsage {
 
   record(policy: string, right: string): void {
     const p = (this.#doc.used[policy.toLowerCase()] ??= {});
+    const first = p[right] === undefined;
     p[right] = this.clock.now();
     this.#dirty = true;
+    // A right's first use is what the posture audit reports: written out now, so `gatehouse audit`
+    // on the data dir sees it while the hub runs. Later uses only move a timestamp.
+    if (first && this.#timer !== undefined && !this.#flushQueued) {
+      this.#flushQueued = true;
+      setImmediate(() => {
+        this.#flushQueued = false;
+        void this.flush().catch(() => undefined);
+      });
+    }
   }
 
   start(intervalMs = 60_000): void {
@@ -54,6 +67,7 @@ export class PolicyUsage {
 
   async stop(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer);
+    this.#timer = undefined;
     await this.flush();
   }
 }

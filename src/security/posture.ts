@@ -8,7 +8,8 @@
  * found and the fix. Read-only: it reads the store, never the keys' values beyond comparing them.
  */
 import { createHash, X509Certificate } from 'node:crypto';
-import type { DeviceRecord, Right, SharedAccessPolicy } from '../core/types.js';
+import type { DeviceRecord, SharedAccessPolicy } from '../core/types.js';
+import { OWNER_RIGHTS, isOwnerLevel } from '../auth/policies.js';
 import type { EnrollmentGroup } from '../dps/types.js';
 import type { CaCertificateRecord } from '../store/certificate-ports.js';
 import type { IssuedCertificateRecord } from '../store/authority-ports.js';
@@ -47,7 +48,6 @@ export interface PostureInput {
 }
 
 const DAY = 86_400_000;
-const HUB_RIGHTS: readonly Right[] = ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'];
 
 function names(list: string[], max = 10): string {
   return list.length <= max ? list.join(', ') : `${list.slice(0, max).join(', ')} and ${list.length - max} more`;
@@ -244,8 +244,12 @@ export function assessPosture(input: PostureInput): Finding[] {
     const since = usage === undefined ? undefined : Math.round((input.now - usage.since) / DAY);
     for (const p of input.policies) {
       const used = usage?.used[p.name.toLowerCase()] ?? {};
-      const unused = p.rights.filter((r) => used[r] === undefined);
-      if (unused.length > 0 && unused.length < p.rights.length) {
+      const owner = isOwnerLevel(p.rights);
+      // An owner-level policy keeps its owner rights in any suggestion: they are the hub's
+      // administration path (the CLI's --data-dir signs with iothubowner). Fewer administrators is
+      // policies.owner-like's and auth.local's business, where the caller decides who remains.
+      const unused = p.rights.filter((r) => used[r] === undefined && !(owner && OWNER_RIGHTS.includes(r)));
+      if (unused.length > 0 && p.rights.some((r) => used[r] !== undefined)) {
         add({
           id: 'policies.unused-rights',
           severity: 'low',
@@ -255,25 +259,34 @@ export function assessPosture(input: PostureInput): Finding[] {
           resources: [p.name],
         });
       }
-      if (used.DeviceConnect !== undefined) {
+      // Reported while the policy still holds the right: dropping it is the fix, and it then clears.
+      if (used.DeviceConnect !== undefined && p.rights.includes('DeviceConnect')) {
+        const rest = p.rights.filter((r) => r !== 'DeviceConnect');
         add({
           id: 'policies.device-connect-used',
           severity: 'high',
           title: `Devices connect with tokens signed by policy ${p.name}`,
           detail: 'A policy key signs tokens for every device: one leaked key impersonates the fleet.',
-          fix: `Give each device its own credential, then: gatehouse policy update ${p.name} --rights ${p.rights.filter((r) => r !== 'DeviceConnect').join(',') || 'RegistryRead'}`,
+          fix: `Give each device its own credential, then: ${rest.length === 0 ? `gatehouse policy delete ${p.name}` : `gatehouse policy update ${p.name} --rights ${rest.join(',')}`}`,
           resources: [p.name],
         });
       }
     }
-    const full = input.policies.filter((p) => HUB_RIGHTS.every((r) => p.rights.includes(r)));
-    if (full.length > 1) {
-      add({ id: 'policies.owner-like', severity: 'medium', title: 'Several policies hold every hub right', detail: names(full.map((p) => p.name)), fix: 'Keep one owner-level policy (or none, with operators) and reduce the others.', resources: full.map((p) => p.name) });
+    const owners = input.policies.filter((p) => isOwnerLevel(p.rights));
+    if (owners.length > 1) {
+      add({
+        id: 'policies.owner-like',
+        severity: 'medium',
+        title: 'Several policies are owner-level',
+        detail: `${names(owners.map((p) => p.name))} hold ${OWNER_RIGHTS.join(', ')}: each key administers the hub.`,
+        fix: 'Keep one owner-level policy (iothubowner: the CLI signs with it) or none, with Owner operators; give the others only the rights they use.',
+        resources: owners.map((p) => p.name),
+      });
     }
   }
-  const owners = input.assignments.filter((a) => a.roleDefinitionName === 'Owner');
-  if (owners.length > 3) {
-    add({ id: 'roles.many-owners', severity: 'medium', title: `${owners.length} operators hold Owner`, detail: names(owners.map((a) => a.principalId)), fix: 'Give day-to-day operators a data-plane role (IoT Hub Data Contributor or narrower) and keep Owner for two or three.', resources: owners.map((a) => a.principalId) });
+  const ownerRoles = input.assignments.filter((a) => a.roleDefinitionName === 'Owner');
+  if (ownerRoles.length > 3) {
+    add({ id: 'roles.many-owners', severity: 'medium', title: `${ownerRoles.length} operators hold Owner`, detail: names(ownerRoles.map((a) => a.principalId)), fix: 'Give day-to-day operators a data-plane role (IoT Hub Data Contributor or narrower) and keep Owner for two or three.', resources: ownerRoles.map((a) => a.principalId) });
   }
   const assigned = new Set(input.assignments.map((a) => a.principalId.toLowerCase()));
   const idle = input.operators.filter((o) => o.enabled && !assigned.has(o.id.toLowerCase()));

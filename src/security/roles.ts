@@ -1,8 +1,15 @@
 /**
- * Role-based access for operators, in the shape of Azure's IoT Hub data-plane roles: every REST
- * route maps to one data action (`devices/write`, `twins/read`, ...), each built-in role is a set
- * of action patterns, and an operator may call a route when one of its role assignments allows
- * the route's action. Deny by default: a route without a mapping is allowed to Owner only.
+ * Role-based access for operators, in the shape of Azure's IoT Hub data-plane roles [DOCS: Control
+ * access to IoT Hub by using Microsoft Entra ID]: every REST route needs one action
+ * (`devices/write`, `twins/read`, ..., see protocol/http/route-access.ts), each built-in role is a
+ * set of actions, and an operator may call a route when one of its role assignments allows the
+ * route's action. Deny by default.
+ *
+ * Actions come in two kinds. Data actions are Azure's data plane and the built-in data roles hold
+ * them. Owner actions are the ones that mint or destroy trust (create a CA, upload one, sign a
+ * device certificate, export a CA key, revoke, manage EST factory credentials) or run the hub
+ * (settings, policies, operators, roles, audit log, alerts): in Azure most are the control plane
+ * (ARM), which no data-plane role reaches. Only Owner holds them; the types keep it so.
  */
 
 export const ROLE_NAMES = [
@@ -14,8 +21,8 @@ export const ROLE_NAMES = [
 ] as const;
 export type RoleName = (typeof ROLE_NAMES)[number];
 
-/** Every action a route can need. `hub/admin`: settings, policies, roles, operators, audit log, alerts. */
-export const ACTIONS = [
+/** Azure's data actions (Microsoft.Devices/IotHubs/...), plus Gatehouse's readers of its own data. */
+export const DATA_ACTIONS = [
   'devices/read',
   'devices/write',
   'devices/delete',
@@ -28,18 +35,30 @@ export const ACTIONS = [
   'events/read',
   'statistics/read',
   'certificates/read',
-  'certificates/write',
-  'certificates/exportKey',
   'enrollments/read',
   'enrollments/write',
   'registrations/read',
   'registrations/write',
   'metrics/read',
+] as const;
+export type DataAction = (typeof DATA_ACTIONS)[number];
+
+/** Owner-only. `hub/admin`: settings, posture, policies, operators, roles, audit log, alerts. */
+export const OWNER_ACTIONS = [
+  'certificates/write',
+  'certificates/sign',
+  'certificates/exportKey',
+  'certificates/revoke',
+  'estCredentials/read',
+  'estCredentials/write',
   'hub/admin',
 ] as const;
-export type Action = (typeof ACTIONS)[number];
+export type OwnerAction = (typeof OWNER_ACTIONS)[number];
 
-const DATA_READ: Action[] = [
+export type Action = DataAction | OwnerAction;
+export const ACTIONS: readonly Action[] = [...DATA_ACTIONS, ...OWNER_ACTIONS];
+
+const DATA_READ: readonly DataAction[] = [
   'devices/read',
   'twins/read',
   'events/read',
@@ -50,17 +69,18 @@ const DATA_READ: Action[] = [
   'metrics/read',
 ];
 
-export const ROLE_ACTIONS: Record<RoleName, readonly Action[]> = {
+/** Owner holds everything; every other role only data actions (an owner action there does not type-check). */
+export const ROLE_ACTIONS: { readonly Owner: readonly Action[] } & Record<Exclude<RoleName, 'Owner'>, readonly DataAction[]> = {
   Owner: ACTIONS,
-  'IoT Hub Data Contributor': ACTIONS.filter((a) => a !== 'hub/admin' && a !== 'certificates/exportKey'),
+  'IoT Hub Data Contributor': DATA_ACTIONS,
   'IoT Hub Data Reader': DATA_READ,
   'IoT Hub Registry Contributor': ['devices/read', 'devices/write', 'devices/delete', 'statistics/read'],
   'IoT Hub Twin Contributor': ['twins/read', 'twins/write'],
 };
 
 export const ROLE_DESCRIPTIONS: Record<RoleName, string> = {
-  Owner: 'Everything, including hub settings, policies, role assignments, operators, the audit log and alerts',
-  'IoT Hub Data Contributor': 'Full data-plane access: registry, twins, methods, C2D, events, certificates, provisioning',
+  Owner: 'Everything: the data plane, and the CA (create, sign, export keys, revoke), EST factory credentials, hub settings, policies, role assignments, operators, the audit log and alerts',
+  'IoT Hub Data Contributor': 'Full data-plane access: registry, twins, methods, C2D, events, provisioning; reads certificates',
   'IoT Hub Data Reader': 'Read-only data-plane access',
   'IoT Hub Registry Contributor': 'Create, update and delete device and module identities',
   'IoT Hub Twin Contributor': 'Read and update device and module twins',
@@ -75,48 +95,8 @@ export function roleByName(name: string): RoleName | undefined {
   return ROLE_NAMES.find((r) => r.toLowerCase() === name.trim().toLowerCase());
 }
 
-interface RouteRule {
-  pattern: RegExp;
-  action: (method: string) => Action;
-}
-
-const byMethod =
-  (read: Action, write: Action, del: Action = write) =>
-  (method: string): Action =>
-    method === 'GET' || method === 'HEAD' ? read : method === 'DELETE' ? del : write;
-const always = (a: Action) => () => a;
-
-/** First match wins; patterns are over Fastify's route url, lower-cased. */
-const ROUTES: RouteRule[] = [
-  { pattern: /^\/twins\/:id(\/modules\/:mid)?\/methods$/, action: always('directMethods/invoke') },
-  { pattern: /^\/twins\//, action: byMethod('twins/read', 'twins/write') },
-  { pattern: /^\/devices\/query$/, action: always('twins/read') },
-  { pattern: /^\/devices\/:id\/messages\/devicebound$/, action: always('cloudToDeviceMessages/send') },
-  { pattern: /^\/devices\/:id\/commands$/, action: always('cloudToDeviceMessages/queue/purge') },
-  { pattern: /^\/messages\/servicebound\/feedback$/, action: always('cloudToDeviceMessages/feedback') },
-  { pattern: /^\/devices(\/|$)/, action: byMethod('devices/read', 'devices/write', 'devices/delete') },
-  { pattern: /^\/statistics\//, action: always('statistics/read') },
-  { pattern: /^\/events$/, action: always('events/read') },
-  { pattern: /^\/certificateauthorities\/:name\/exportkey$/, action: always('certificates/exportKey') },
-  { pattern: /^\/(certificates|certificateauthorities|est\/credentials)(\/|$)/, action: byMethod('certificates/read', 'certificates/write') },
-  { pattern: /^\/(enrollments|enrollmentgroups)(\/:id)?\/(query|attestationmechanism)$/, action: always('enrollments/read') },
-  { pattern: /^\/(enrollments|enrollmentgroups)\/query$/, action: always('enrollments/read') },
-  { pattern: /^\/(enrollments|enrollmentgroups)(\/|$)/, action: byMethod('enrollments/read', 'enrollments/write') },
-  { pattern: /^\/registrations\/:id\/query$/, action: always('registrations/read') },
-  { pattern: /^\/registrations(\/|$)/, action: byMethod('registrations/read', 'registrations/write') },
-  { pattern: /^\/metrics$/, action: always('metrics/read') },
-];
-
-/** The data action a route needs; `hub/admin` for administration routes and anything unmapped. */
-export function actionFor(method: string, routeUrl: string, admin: boolean): Action {
-  if (admin) return 'hub/admin';
-  const url = routeUrl.toLowerCase();
-  for (const r of ROUTES) if (r.pattern.test(url)) return r.action(method.toUpperCase());
-  return 'hub/admin';
-}
-
 /** Does any of the roles allow the action? */
 export function rolesAllow(roles: Iterable<RoleName>, action: Action): boolean {
-  for (const r of roles) if (ROLE_ACTIONS[r].includes(action)) return true;
+  for (const r of roles) if ((ROLE_ACTIONS[r] as readonly Action[]).includes(action)) return true;
   return false;
 }

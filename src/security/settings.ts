@@ -91,9 +91,9 @@ export const settingsBody = z
     lockout: z
       .object({
         enabled: z.boolean(),
-        /** Failures of one identity or one credential in the window before it is locked. */
+        /** Failures from one address for one (claimed) identity in the window before that address is locked for it. */
         maxFailures: z.number().int().min(1).max(1000),
-        /** Failures from one address in the window before it is locked (NAT: set it higher). */
+        /** Failures from one address (IPv6: one /64) in the window before it is locked for what it failed at (NAT: set it higher). */
         maxFailuresPerAddress: z.number().int().min(1).max(100_000),
         windowSeconds: z.number().int().min(10).max(86_400),
         /** First lockout; each further one within a day doubles it, up to maxLockoutSeconds. */

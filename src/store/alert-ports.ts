@@ -15,6 +15,8 @@ export interface AlertRuleRecord {
   enabled: boolean;
   /** authFailures: across the hub, or per identity. null for the other kinds. */
   scope: 'hub' | 'device' | null;
+  /** authFailures: only failures with these reason codes (AuthFailureCode); null: every failure. */
+  reasons: string[] | null;
   /** Windowed kinds: fires when more than `threshold` events fall in the last `windowSeconds`. */
   threshold: number | null;
   windowSeconds: number | null;

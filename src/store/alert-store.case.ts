@@ -23,6 +23,7 @@ function rule(name: string, over: Partial<AlertRuleRecord> = {}): AlertRuleRecor
     kind: 'authFailures',
     enabled: true,
     scope: 'hub',
+    reasons: null,
     threshold: 10,
     windowSeconds: 600,
     days: null,
@@ -68,7 +69,7 @@ export function alertStoreConformance(name: string, open: () => Promise<AlertSto
         assert.deepEqual(await store.alerts.getRule('c-storm'), c);
         assert.equal(await store.alerts.getRule('C-STORM'), undefined, 'names are case-sensitive');
 
-        const changed = { ...a, scope: 'device' as const, threshold: 3, windowSeconds: 10_000_000, created: '2031-01-01T00:00:00.000Z', updated: '2031-01-01T00:00:00.000Z' };
+        const changed = { ...a, scope: 'device' as const, reasons: ['cross_device', 'tls_version'], threshold: 3, windowSeconds: 10_000_000, created: '2031-01-01T00:00:00.000Z', updated: '2031-01-01T00:00:00.000Z' };
         await store.alerts.putRule(changed);
         assert.deepEqual(await store.alerts.getRule('b-hub'), { ...changed, created: T0 }, 'created stays');
 

@@ -45,6 +45,12 @@ export interface EstCredentialRecord {
   clientThumbprint: string | null;
   expiresAt: string;
   created: string;
+  /**
+   * The registration ids it may enroll: patterns matched case-insensitively, `*` standing for any
+   * run of characters (`line-a-*`), or exact ids. Empty allows nothing (credentials made before
+   * scopes existed).
+   */
+  registrationIds: string[];
 }
 
 export interface AuthorityStore {

@@ -104,10 +104,11 @@ export function authorityStoreConformance(name: string, open: () => Promise<Stor
       'keeps EST credentials: hash and thumbprint only, one per id, listed by group, deleted',
       withStore(async (h) => {
         const a = h.store.authority;
-        const base = { secretHash: 'ab'.repeat(32), clientThumbprint: null, expiresAt: '2027-01-01T00:00:00.000Z', created: '2026-11-21T00:00:00.000Z' };
+        const base = { secretHash: 'ab'.repeat(32), clientThumbprint: null, expiresAt: '2027-01-01T00:00:00.000Z', created: '2026-11-21T00:00:00.000Z', registrationIds: ['line-1-*'] };
         await a.putEstCredential({ id: 'station-b', enrollmentGroupId: 'line-1', ...base });
         await a.putEstCredential({ id: 'station-a', enrollmentGroupId: 'line-1', ...base, secretHash: null, clientThumbprint: 'CD'.repeat(32) });
-        await a.putEstCredential({ id: 'station-c', enrollmentGroupId: 'line-2', ...base });
+        await a.putEstCredential({ id: 'station-c', enrollmentGroupId: 'line-2', ...base, registrationIds: ['Unit-0001', 'unit-1*', 'x'.repeat(128)] });
+        assert.deepEqual((await a.getEstCredential('station-c'))?.registrationIds, ['Unit-0001', 'unit-1*', 'x'.repeat(128)]);
         await rejectsWith(a.putEstCredential({ id: 'station-a', enrollmentGroupId: 'line-2', ...base }), 'InvalidOperation');
         assert.deepEqual(await a.getEstCredential('station-a'), {
           id: 'station-a',
@@ -116,6 +117,7 @@ export function authorityStoreConformance(name: string, open: () => Promise<Stor
           secretHash: null,
           clientThumbprint: 'CD'.repeat(32),
         });
+        assert.deepEqual((await a.getEstCredential('station-b'))?.registrationIds, ['line-1-*'], 'the registration-id scope comes back as it was given');
         assert.equal(await a.getEstCredential('nobody'), undefined);
         assert.deepEqual((await a.listEstCredentials('line-1')).map((c) => c.id), ['station-a', 'station-b']);
         assert.deepEqual((await a.listEstCredentials()).map((c) => c.id), ['station-a', 'station-b', 'station-c']);

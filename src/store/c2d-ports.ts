@@ -76,9 +76,16 @@ export interface C2dStore {
    * Removes expired messages (Expired), dead-letters unlocked ones whose delivery count reached
    * `maxDeliveryCount` (DeliveryCountExceeded), then locks up to `max` of the unlocked rest, oldest
    * first, until `now + lockMs`, each under a fresh lock token, counting the delivery attempt.
-   * A lock whose time has passed counts as unlocked.
+   * A lock whose time has passed counts as unlocked. `owner` is the node id of the hub whose
+   * session takes the locks; without it a lock is held by its token alone (HTTPS receive).
    */
-  lockNext(deviceId: string, opts: { max: number; now: number; lockMs: number; maxDeliveryCount: number }): Promise<C2dMessage[]>;
+  lockNext(deviceId: string, opts: { max: number; now: number; lockMs: number; maxDeliveryCount: number; owner?: string }): Promise<C2dMessage[]>;
+  /**
+   * Unlocks every message locked with `owner` (lapsed or not), so it is deliverable at once; its
+   * delivery count stays (that attempt happened). Returns the devices whose messages were unlocked.
+   * For a hub node at start-up: the sessions that held these locks died with its earlier run.
+   */
+  releaseOwnedLocks(owner: string): Promise<string[]>;
   /** Removes the message whose lock still holds, recording `outcome`. False when the lock is lost. */
   settle(deviceId: string, lockToken: string, outcome: 'Success' | 'Rejected', now: number): Promise<boolean>;
   /** Unlocks a held message for redelivery, or dead-letters it at `maxDeliveryCount`. False when the lock is lost. */

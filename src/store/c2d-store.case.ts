@@ -225,6 +225,31 @@ export function c2dStoreConformance(name: string, open: () => Promise<StoreHarne
       assert.deepEqual((await store.c2d.readFeedback(0, 10)).map((f) => f.statusCode), ['DeliveryCountExceeded']);
     }));
 
+    it('releaseOwnedLocks frees the locks one owner took, leaving other owners and token locks alone', withStore(async (store) => {
+      for (const id of ['d1', 'd2', 'd3']) {
+        await device(store, id);
+        await store.c2d.enqueue(msg(id), { maxDepth: 50, now: T0 });
+        await store.c2d.enqueue(msg(id), { maxDepth: 50, now: T0 });
+      }
+      const [mine] = await store.c2d.lockNext('d1', { max: 1, now: T0, ...LIMITS, owner: 'node-a' });
+      const [mineToo] = await store.c2d.lockNext('d2', { max: 1, now: T0, ...LIMITS, owner: 'node-a' });
+      const [theirs] = await store.c2d.lockNext('d3', { max: 1, now: T0, ...LIMITS, owner: 'node-b' });
+      const [byToken] = await lock(store.c2d, 'd1', 1);
+      assert.ok(mine?.lockToken && mineToo?.lockToken && theirs?.lockToken && byToken?.lockToken);
+
+      assert.deepEqual((await store.c2d.releaseOwnedLocks('node-a')).sort(), ['d1', 'd2']);
+      assert.deepEqual(await store.c2d.releaseOwnedLocks('node-a'), [], 'released once');
+      assert.equal(await store.c2d.settle('d1', mine.lockToken, 'Success', T0 + 1), false, 'the released lock is gone');
+      const again = await lock(store.c2d, 'd1', 5, T0 + 1);
+      assert.deepEqual(again.map((m) => [m.seq, m.deliveryCount]), [[mine.seq, 2]], 'deliverable at once, the attempt counted');
+      assert.equal(await store.c2d.settle('d3', theirs.lockToken, 'Success', T0 + 1), true, "another owner's lock holds");
+      assert.equal(await store.c2d.settle('d1', byToken.lockToken, 'Success', T0 + 1), true, 'a token lock holds');
+      // A released message relocked by token is no longer the owner's.
+      const [relocked] = await lock(store.c2d, 'd2', 1, T0 + 1);
+      assert.equal(relocked?.seq, mineToo.seq);
+      assert.deepEqual(await store.c2d.releaseOwnedLocks('node-a'), []);
+    }));
+
     it('countAllPending counts every queue, leaving out expired messages', withStore(async (store) => {
       assert.equal(await store.c2d.countAllPending(T0), 0);
       await device(store, 'd1');

@@ -44,6 +44,7 @@ export function makeDevice(deviceId: string, over: Partial<DeviceRecord> = {}): 
     connectionStateUpdatedTime: NEVER,
     lastActivityTime: NEVER,
     cloudToDeviceMessageCount: 0,
+    origin: { kind: 'registry' },
     ...over,
   };
 }
@@ -113,6 +114,28 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
         await store.createDevice(d, makeTwin('dup'));
         await rejectsWith(store.createDevice(makeDevice('dup'), makeTwin('dup')), 'DeviceAlreadyExists');
         assert.deepEqual((await store.getDevice('dup'))?.auth, d.auth);
+      }),
+    );
+
+    it(
+      "keeps each device's origin: the registry, an individual enrollment, a group, or unknown",
+      withStore(async ({ store }) => {
+        const origins = [
+          { kind: 'registry' },
+          { kind: 'individual', registrationId: 'Reg:01.a' },
+          { kind: 'group', enrollmentGroupId: 'Line-A' },
+          { kind: 'unknown' },
+        ] as const;
+        for (const [i, origin] of origins.entries()) await store.createDevice(makeDevice(`o-${i}`, { origin }), makeTwin(`o-${i}`));
+        for (const [i, origin] of origins.entries()) assert.deepEqual((await store.getDevice(`o-${i}`))?.origin, origin);
+        assert.deepEqual((await store.listDevices({ limit: 10 })).map((d) => d.origin), [...origins]);
+        const scanned = await store.scanTwins({ kind: 'devices', limit: 10 });
+        assert.deepEqual(scanned.map((e) => e.device.origin), [...origins]);
+        // An unknown origin is recorded when the provisioning service finds it; a replace keeps what it is given.
+        const unknown = await store.getDevice('o-3');
+        assert.ok(unknown !== undefined);
+        await store.replaceDevice({ ...unknown, origin: { kind: 'group', enrollmentGroupId: 'line-b' }, etag: newEtag() }, unknown.etag);
+        assert.deepEqual((await store.getDevice('o-3'))?.origin, { kind: 'group', enrollmentGroupId: 'line-b' });
       }),
     );
 

@@ -25,6 +25,8 @@ export interface CallOptions {
   tlsCert?: { cert: string; key: string };
   /** Append api-version (default true). */
   apiVersion?: boolean;
+  /** The client's source address (another loopback address stands for another client). */
+  localAddress?: string;
 }
 
 export type Rest = (method: string, path: string, body?: unknown, opts?: CallOptions) => Promise<RestResult>;
@@ -52,6 +54,7 @@ export function restClient(host: string, ca: string, key: string, keyName = 'iot
           // Security level 0: a deliberately weak test certificate is the hub's to refuse.
           ...(opts.tlsCert === undefined ? {} : { cert: opts.tlsCert.cert, key: opts.tlsCert.key, ciphers: 'DEFAULT:@SECLEVEL=0' }),
           agent: false,
+          ...(opts.localAddress === undefined ? {} : { localAddress: opts.localAddress }),
           headers: {
             ...(opts.auth === false ? {} : { authorization: token }),
             ...(payload === undefined || opts.raw !== undefined ? {} : { 'content-type': 'application/json' }),

@@ -1,10 +1,11 @@
 /**
  * `gatehouse alert ...` over the running hub's REST API (hub administration: the connection needs
- * a policy with every hub right, like iothubowner):
+ * an owner-level policy, like iothubowner, or the Owner role):
  *
  *   gatehouse alert list [--state fired|resolved] [--limit n]
  *   gatehouse alert rule list
  *   gatehouse alert rule set <name> [--kind k] [--threshold n] [--window 10m] [--scope hub|device]
+ *       [--reasons cross_device,tls_version | --reasons all]
  *       [--days n] [--webhook <url> | --no-webhook] [--webhook-secret <s>] [--log | --no-log]
  *       [--enable | --disable]
  *   gatehouse alert rule delete <name>
@@ -20,13 +21,14 @@ import { usage } from '../errors.js';
 
 const KINDS = ['authFailures', 'c2dDeadLetters', 'certificateExpiry', 'disconnectStorm'];
 const ALERT_COLUMNS = ['firedAt', 'rule', 'key', 'state', 'value', 'threshold', 'resolvedAt', 'summary'];
-const RULE_COLUMNS = ['name', 'kind', 'enabled', 'scope', 'threshold', 'windowSeconds', 'days', 'log', 'webhook'];
+const RULE_COLUMNS = ['name', 'kind', 'enabled', 'scope', 'reasons', 'threshold', 'windowSeconds', 'days', 'log', 'webhook'];
 
 interface RuleJson {
   name: string;
   kind: string;
   enabled: boolean;
   scope?: string;
+  reasons?: string[];
   threshold?: number;
   windowSeconds?: number;
   days?: number;
@@ -38,6 +40,7 @@ interface SetOpts extends ConnOpts {
   threshold?: string;
   window?: string;
   scope?: string;
+  reasons?: string;
   days?: string;
   webhook?: string | false;
   webhookSecret?: string;
@@ -77,6 +80,9 @@ export function ruleBody(o: SetOpts, existing: RuleJson | undefined): Record<str
     if (kind === 'authFailures') {
       const scope = o.scope ?? base?.scope;
       if (scope !== undefined) body.scope = scope;
+      // `all` drops the filter; the hub checks the codes.
+      const reasons = o.reasons === undefined ? base?.reasons : o.reasons.trim() === 'all' ? undefined : o.reasons.split(',').map((r) => r.trim()).filter((r) => r !== '');
+      if (reasons !== undefined) body.reasons = reasons;
     }
   }
   if (o.enable === true && o.disable === true) throw usage('give --enable or --disable, not both');
@@ -96,7 +102,7 @@ export function ruleBody(o: SetOpts, existing: RuleJson | undefined): Record<str
 }
 
 function ruleRow(r: RuleJson): Record<string, unknown> {
-  return { ...r, log: r.actions.log, webhook: r.actions.webhook === null ? '' : `${r.actions.webhook.url}${r.actions.webhook.secretSet ? ' (signed)' : ''}` };
+  return { ...r, reasons: r.reasons?.join(',') ?? '', log: r.actions.log, webhook: r.actions.webhook === null ? '' : `${r.actions.webhook.url}${r.actions.webhook.secretSet ? ' (signed)' : ''}` };
 }
 
 function printRules(rules: RuleJson[], o: ConnOpts): void {
@@ -128,6 +134,7 @@ export function registerAlert(program: Command): void {
     .option('--threshold <n>', 'windowed kinds: fire when more than n events fall in the window')
     .option('--window <duration>', 'windowed kinds: the sliding window, e.g. 600, 10m, 1h')
     .addOption(new Option('--scope <scope>', 'authFailures: across the hub or per identity').choices(['hub', 'device']))
+    .option('--reasons <codes>', 'authFailures: only these failure reasons, comma-separated (cross_device, tls_version, locked_out, ...); all: every failure')
     .option('--days <n>', 'certificateExpiry: fire for certificates expiring within n days')
     .option('--webhook <url>', 'POST each firing and resolution to this http(s) URL')
     .option('--no-webhook', 'remove the webhook')

@@ -2,9 +2,9 @@
  * `gatehouse factory run`: the factory line (src/factory/station.ts). The station authenticates
  * with a factory credential (`gatehouse est credential create`), never with hub rights.
  */
-import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runFactory, type DeviceKeyAlg, type FactoryProgress } from '../../factory/station.js';
+import { readFileArg } from '../connection.js';
 import { positiveInt } from './ca.js';
 import { usage } from '../errors.js';
 
@@ -91,9 +91,9 @@ export function registerFactory(program: Command): void {
         host: o.host,
         idScope: o.idScope,
         alg: o.alg,
-        ...(o.caFile === undefined ? {} : { ca: readFileSync(o.caFile, 'utf8') }),
+        ...(o.caFile === undefined ? {} : { ca: readFileArg(o.caFile, '--ca-file') }),
         ...(o.credential === undefined || password === undefined ? {} : { basic: { id: o.credential, password } }),
-        ...(o.clientCert === undefined || o.clientKey === undefined ? {} : { clientCert: { cert: readFileSync(o.clientCert, 'utf8'), key: readFileSync(o.clientKey, 'utf8') } }),
+        ...(o.clientCert === undefined || o.clientKey === undefined ? {} : { clientCert: { cert: readFileArg(o.clientCert, '--client-cert'), key: readFileArg(o.clientKey, '--client-key') } }),
         ...(o.prefix === undefined ? {} : { prefix: o.prefix }),
         ...(o.first === undefined ? {} : { first: o.first }),
         ...(o.rate === undefined ? {} : { rate: o.rate }),

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/schema.js';
-import { createLogger, defaultLogFormat } from '../../log.js';
+import { createLogger, defaultLogFormat, routeConsoleToLog } from '../../log.js';
 import { CliError } from '../errors.js';
 import { prepareHub, startHub } from '../../hub.js';
 
@@ -8,11 +8,12 @@ function hubOptions(cmd: Command): Command {
   return cmd
     .option('--data-dir <dir>', 'data directory (env GATEHOUSE_DATA_DIR)', undefined)
     .option('--hostname <name>', 'the name devices and services use: DNS name or IP (env GATEHOUSE_HOSTNAME)')
-    .option('--bind <address>', 'listen address, default all interfaces (env GATEHOUSE_BIND)')
+    .option('--bind <address>', 'listen address, default 127.0.0.1 (loopback only); :: or 0.0.0.0 for every interface (env GATEHOUSE_BIND)')
     .option('--https-port <port>', 'HTTPS port, default 443 (env GATEHOUSE_HTTPS_PORT)')
     .option('--mqtt-port <port>', 'MQTT over TLS port, default 8883 (env GATEHOUSE_MQTT_PORT)')
     .option('--amqp-port <port>', 'AMQP 1.0 over TLS port, default 5671 (env GATEHOUSE_AMQP_PORT)')
     .option('--database-url <url>', 'PostgreSQL instead of SQLite: postgres://user@host/db[?schema=s] (env GATEHOUSE_DATABASE_URL)')
+    .option('--node-id <name>', 'this node of a cluster, the same across restarts; default local on SQLite, the host name on PostgreSQL (env GATEHOUSE_NODE_ID)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
     .option('--log-format <format>', 'pretty (readable lines) or json; default pretty on a terminal, json otherwise (env GATEHOUSE_LOG_FORMAT)')
     .option('--tls-ca-cert <file>', 'issue the server certificate from this CA certificate (PEM) (env GATEHOUSE_TLS_CA_CERT)')
@@ -20,6 +21,14 @@ function hubOptions(cmd: Command): Command {
     .option('--dps-disable-symmetric-key-attestation <bool>', 'true: only X.509 devices may register with provisioning (env GATEHOUSE_DPS_DISABLE_SYMMETRIC_KEY_ATTESTATION)')
     .option('--dps-registrations-per-minute <n>', 'provisioning registrations per minute, default 1000 (env GATEHOUSE_DPS_REGISTRATIONS_PER_MINUTE)')
     .option('--mqtt-connect-timeout <seconds>', 'time a new MQTT connection gets to send CONNECT, default 10 (env GATEHOUSE_MQTT_CONNECT_TIMEOUT)')
+    .option('--tls-handshake-timeout <seconds>', 'time a new TLS connection on any port gets to finish its handshake, default 10 (env GATEHOUSE_TLS_HANDSHAKE_TIMEOUT)')
+    .option('--amqp-open-timeout <seconds>', 'time a new AMQP connection gets to send its header and open, default 10 (env GATEHOUSE_AMQP_OPEN_TIMEOUT)')
+    .option('--amqp-auth-timeout <seconds>', 'time an AMQP connection gets after its open to authenticate, default 30 (env GATEHOUSE_AMQP_AUTH_TIMEOUT)')
+    .option('--amqp-max-unauthenticated <n>', 'unauthenticated AMQP connections at once per listener, default 256 (env GATEHOUSE_AMQP_MAX_UNAUTHENTICATED)')
+    .option('--amqp-max-unauthenticated-per-address <n>', 'unauthenticated AMQP connections at once from one address, default 32 (env GATEHOUSE_AMQP_MAX_UNAUTHENTICATED_PER_ADDRESS)')
+    .option('--http-headers-timeout <seconds>', "time an HTTPS client gets to send a request's headers, default 15 (env GATEHOUSE_HTTP_HEADERS_TIMEOUT)")
+    .option('--http-request-timeout <seconds>', 'time an HTTPS client gets to send a whole request, default 60 (env GATEHOUSE_HTTP_REQUEST_TIMEOUT)')
+    .option('--max-connections-per-address <n>', 'open sockets from one address per port, 0 = no cap, default 256 (env GATEHOUSE_MAX_CONNECTIONS_PER_ADDRESS)')
     .option('--device-cert-validity-days <days>', 'validity of device certificates issued over EST, default 365 (env GATEHOUSE_DEVICE_CERT_VALIDITY_DAYS)')
     .option('--cert-renewal-grace-days <days>', 'days after expiry a device may still renew over EST with its old key, default 30 (env GATEHOUSE_CERT_RENEWAL_GRACE_DAYS)')
     .option('--event-retention-hours <h>', 'hours the event stream keeps telemetry, 1-168, default 24 (env GATEHOUSE_EVENT_RETENTION_HOURS)')
@@ -47,15 +56,18 @@ export function registerStart(program: Command): void {
     async (opts: Record<string, unknown>) => {
       const config = configFrom(opts);
       const logger = createLogger(config.logLevel, undefined, config.logFormat ?? defaultLogFormat());
+      routeConsoleToLog(logger);
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
-      process.stdout.write(
-        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
-      );
-      await new Promise<void>((resolve) => {
+      // Listening for a stop before saying ready: a supervisor may send SIGTERM the moment it reads the line.
+      const stopRequested = new Promise<void>((resolve) => {
         process.once('SIGTERM', () => resolve());
         process.once('SIGINT', () => resolve());
       });
+      process.stdout.write(
+        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
+      );
+      await stopRequested;
       logger.info({ event: 'hub.stopping' }, 'stopping');
       await hub.stop();
       logger.info({ event: 'hub.stopped' }, 'stopped');

@@ -74,18 +74,30 @@ function optionalText(value: string | undefined, what: string, pattern: RegExp =
   return value;
 }
 
-/** Why a device has mail: a new message, an abandoned one, or one whose lock lapsed. */
+/** Why a device has mail: a new message, an abandoned one, or one whose lock lapsed or was released. */
 export type C2dMailCause = 'sent' | 'abandoned' | 'released';
+
+/**
+ * Who holds a delivery lock: a live MQTT or AMQP session of this node (gone when the node stops
+ * or dies), or the device by its lock token (HTTPS receive; it may settle after a restart).
+ */
+export type C2dLockHolder = 'session' | 'token';
 
 export class C2dService {
   readonly #listeners: Array<(deviceId: string, cause: C2dMailCause) => void> = [];
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
 
+  /**
+   * `node`: the id of this hub node, recorded with the locks its sessions take. One id per node
+   * of a cluster, kept across restarts, so that a node starting again releases exactly the locks
+   * of its own earlier run (`releaseSessionLocks`).
+   */
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
     private limits: C2dLimits = DEFAULT_C2D_LIMITS,
+    private readonly node: string = 'local',
   ) {}
 
   /** Informs the delivery side that a device has mail (new, abandoned, or whose lock lapsed). Listeners cannot refuse. */
@@ -161,16 +173,34 @@ export class C2dService {
     return at;
   }
 
-  /** Locks up to `max` deliverable messages (oldest first) for `lockMs`, increments their delivery count; expired ones are removed with Expired feedback, ones past maxDeliveryCount dead-lettered first. */
   /** Hub settings changed the defaults for messages sent from now on. */
   setDefaults(d: { defaultTtlMs: number; maxDeliveryCount: number }): void {
     this.limits = { ...this.limits, defaultTtlMs: Math.min(d.defaultTtlMs, this.limits.maxTtlMs), maxDeliveryCount: d.maxDeliveryCount };
   }
 
-  lockNext(deviceId: string, max: number, lockMs: number = this.limits.lockMs): Promise<C2dMessage[]> {
+  /** Locks up to `max` deliverable messages (oldest first) for `lockMs`, increments their delivery count; expired ones are removed with Expired feedback, ones past maxDeliveryCount dead-lettered first. */
+  lockNext(deviceId: string, max: number, lockMs: number = this.limits.lockMs, holder: C2dLockHolder = 'token'): Promise<C2dMessage[]> {
     if (!Number.isInteger(max) || max < 0) throw new HubError('ArgumentInvalid', 'max must be a non-negative integer.');
     if (!(lockMs > 0)) throw new HubError('ArgumentInvalid', 'lockMs must be positive.');
-    return this.store.c2d.lockNext(deviceId, { max, now: this.clock.now(), lockMs, maxDeliveryCount: this.limits.maxDeliveryCount });
+    return this.store.c2d.lockNext(deviceId, {
+      max,
+      now: this.clock.now(),
+      lockMs,
+      maxDeliveryCount: this.limits.maxDeliveryCount,
+      ...(holder === 'session' ? { owner: this.node } : {}),
+    });
+  }
+
+  /**
+   * At start-up, before any listener: the locks this node's sessions held when it last stopped or
+   * died are released, so those messages go out as soon as their devices reconnect rather than
+   * when the lock lapses (still at least once: the device may have had one and not settled it).
+   * Token locks (HTTPS) stay; their devices may still settle them. Returns how many devices.
+   */
+  async releaseSessionLocks(): Promise<number> {
+    const devices = await this.store.c2d.releaseOwnedLocks(this.node);
+    for (const deviceId of devices) this.#emit(deviceId, 'released');
+    return devices.length;
   }
 
   /** Keeps `cloudToDeviceMessageCount` on the device record current; a failure here only logs. */

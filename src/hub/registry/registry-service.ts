@@ -8,7 +8,7 @@ import type { Clock } from '../../core/clock.js';
 import { HubError } from '../../core/errors.js';
 import { NEVER, newEtag, newGenerationId, validateDeviceId } from '../../core/ids.js';
 import { isJsonObject, type JsonObject } from '../../core/json.js';
-import type { DeviceRecord, ModuleRecord } from '../../core/types.js';
+import type { DeviceOrigin, DeviceRecord, ModuleRecord } from '../../core/types.js';
 import { emptyTwin } from '../../core/twin-state.js';
 import type { DeviceRegistryStore, ModuleRegistryStore } from '../../store/ports.js';
 import {
@@ -140,7 +140,8 @@ export class RegistryService {
 
   // ------------------------------------------------------------ devices
 
-  async createDevice(deviceId: string, raw: unknown, by: Actor = HUB_ACTOR): Promise<DeviceRecord> {
+  /** `origin`: the registry API unless the provisioning service creates it for an enrollment. */
+  async createDevice(deviceId: string, raw: unknown, by: Actor = HUB_ACTOR, origin: DeviceOrigin = { kind: 'registry' }): Promise<DeviceRecord> {
     validateDeviceId(deviceId);
     const b = body(raw, 'device');
     checkBodyId(b, 'deviceId', deviceId);
@@ -163,6 +164,7 @@ export class RegistryService {
       connectionStateUpdatedTime: NEVER,
       lastActivityTime: NEVER,
       cloudToDeviceMessageCount: 0,
+      origin,
     };
     await this.store.createDevice(device, emptyTwin(deviceId, null, now));
     this.#record({ by, action: 'device.create', target: `devices/${deviceId}`, after: device });
@@ -175,8 +177,11 @@ export class RegistryService {
     return d;
   }
 
-  /** PUT with If-Match: replace what a caller may change; keep what the service owns. */
-  async updateDevice(deviceId: string, raw: unknown, ifMatch: string, by: Actor = HUB_ACTOR): Promise<DeviceRecord> {
+  /**
+   * PUT with If-Match: replace what a caller may change; keep what the service owns (the origin
+   * too, unless the provisioning service records one for a device whose origin was unknown).
+   */
+  async updateDevice(deviceId: string, raw: unknown, ifMatch: string, by: Actor = HUB_ACTOR, opts: { origin?: DeviceOrigin } = {}): Promise<DeviceRecord> {
     validateDeviceId(deviceId);
     const b = body(raw, 'device');
     checkBodyId(b, 'deviceId', deviceId);
@@ -196,6 +201,7 @@ export class RegistryService {
       auth: parseAuthentication(b.authentication, current.auth),
       iotEdge,
       ...scopes,
+      origin: opts.origin ?? current.origin,
     };
     await this.store.replaceDevice(next, ifMatch === '*' ? current.etag : ifMatch);
     const credentialsOrStatus = next.status !== current.status || JSON.stringify(next.auth) !== JSON.stringify(current.auth);

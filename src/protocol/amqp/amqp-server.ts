@@ -19,24 +19,29 @@ import { HubError } from '../../core/errors.js';
 import { parseSasToken } from '../../auth/sas.js';
 import type { Clock } from '../../core/clock.js';
 import type { AccessGate, PeerContext, Principal } from '../../security/gate.js';
-import { rolesAllow, type Action } from '../../security/roles.js';
+import { authorize } from '../../security/access.js';
+import type { DataAction } from '../../security/roles.js';
 import type { Right } from '../../core/types.js';
 import { ServiceLinks, type ServiceLinkDeps } from './service-links.js';
-import { FrameGuard } from './frame-guard.js';
+import { AmqpAdmission, DEFAULT_AMQP_ADMISSION, type AmqpAdmissionLimits, type AmqpTlsOptions } from './amqp-admission.js';
+import type { ConnectionRefusals } from '../../security/connection-caps.js';
 import type { WebSocket } from 'ws';
 import { AmqpDeviceSession, parseDeviceAddress, type DeviceLinkDeps, type DeviceLinkKind } from './device-session.js';
 import { identityKey } from '../../hub/connections.js';
 import { peerChain } from '../mqtt/listeners.js';
+import { UNWATCHED, tlsBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
-/** A C2D message is at most 64 KiB; frames carry it with its properties. */
-const MAX_FRAME_SIZE = 256 * 1024;
 
-export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 'clock' | 'logger'> {
+export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 'clock' | 'logger' | 'pressure'> {
   hostname(): string;
   gate: AccessGate;
   clock: Clock;
   logger: Logger;
+  /** Timeouts and caps before authentication (defaults: DEFAULT_AMQP_ADMISSION). */
+  admission?: AmqpAdmissionLimits;
+  /** Where connections closed before authentication are reported. */
+  refusals: ConnectionRefusals;
 }
 
 /** What a connection's CBS tokens allow, and until when. */
@@ -46,6 +51,7 @@ interface Grant {
 }
 
 interface ConnState {
+  conn: Connection;
   peer: PeerContext;
   cbsSender: Sender | undefined;
   /** The service grant (one per connection: a later put-token replaces it). */
@@ -59,6 +65,8 @@ interface ConnState {
   deviceTokens: Map<string, string>;
   /** The TLS socket (AMQPS) for the client certificate; undefined over WebSocket without one. */
   socket: TLSSocket | undefined;
+  /** Its read and output bounds (amqp-backpressure.ts). */
+  pressure: ConnectionPressure;
 }
 
 
@@ -67,11 +75,17 @@ export class AmqpServer {
   readonly #state = new WeakMap<Connection, ConnState>();
   readonly #service: ServiceLinks;
   readonly #connections = new Set<Connection>();
-  readonly #sockets = new Set<TLSSocket>();
+  readonly #admission: AmqpAdmission;
+  /** Each connection's read and output bounds, by the TLS socket under it. */
+  readonly #backpressure = new WeakMap<TLSSocket, ConnectionPressure>();
 
   constructor(private readonly deps: AmqpDeps) {
     this.container = rhea.create_container({ id: `gatehouse-${deps.hostname()}`, autoaccept: false });
     this.#service = new ServiceLinks(deps, deps.logger);
+    this.#admission = new AmqpAdmission(this.container, deps.admission ?? DEFAULT_AMQP_ADMISSION, deps.refusals, {
+      tls: (socket) => this.#backpressure.set(socket, tlsBackpressure(socket, deps.logger)),
+      ws: (ws, tlsSocket) => this.#backpressure.set(tlsSocket, webSocketBackpressure(ws, tlsSocket, deps.logger)),
+    });
     const c = this.container;
     c.on('connection_open', (ctx: EventContext) => this.#onOpen(ctx));
     c.on('receiver_open', (ctx: EventContext) => this.#onReceiverOpen(ctx));
@@ -95,59 +109,14 @@ export class AmqpServer {
     c.on('error', (ctx: EventContext & { error?: unknown }) => this.#log('info', ctx.connection, { event: 'amqp.error', reason: String(ctx.error ?? 'error') }, 'AMQP connection error'));
   }
 
-  /** The TLS listener (AMQPS). */
-  listenTls(opts: { port: number; host: string; key: string; cert: string; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' }): TlsServer {
-    const server = this.#listen(opts);
-    // Before rhea's own handler, so the guard sees every byte first.
-    server.prependListener('secureConnection', (socket: TLSSocket) => {
-      this.#sockets.add(socket);
-      socket.once('close', () => this.#sockets.delete(socket));
-      const guard = new FrameGuard(MAX_FRAME_SIZE);
-      socket.on('data', (chunk: Buffer) => {
-        const why = guard.feed(chunk);
-        if (why === undefined) return;
-        this.deps.logger.warn({ event: 'amqp.bad-frame', protocol: 'amqp', remote: socket.remoteAddress, reason: why }, 'AMQP connection closed');
-        // With an error: rhea learns of a socket's end through 'error' or 'end', never 'close'.
-        socket.destroy(new Error(why));
-      });
-    });
-    return server;
-  }
-
-  #listen(opts: { port: number; host: string; key: string; cert: string; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' }): TlsServer {
-    return this.container.listen({
-      port: opts.port,
-      host: opts.host,
-      transport: 'tls',
-      key: opts.key,
-      cert: opts.cert,
-      minVersion: opts.minVersion,
-      requestCert: true,
-      rejectUnauthorized: false,
-      handshakeTimeout: 10_000,
-      max_frame_size: MAX_FRAME_SIZE,
-      idle_time_out: 240_000,
-      gatehouse_transport: 'amqp',
-    } as unknown as Parameters<Container['listen']>[0]) as TlsServer;
+  /** The TLS listener (AMQPS), not yet listening. */
+  createTlsServer(tls: AmqpTlsOptions): TlsServer {
+    return this.#admission.createTlsServer(tls);
   }
 
   /** An upgraded WebSocket (subprotocol AMQPWSB10) from the HTTPS server. */
   acceptWebSocket(ws: WebSocket, tlsSocket: TLSSocket): void {
-    const guard = new FrameGuard(MAX_FRAME_SIZE);
-    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
-      const chunk = Buffer.isBuffer(data) ? data : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data);
-      const why = guard.feed(chunk);
-      if (why === undefined) return;
-      this.deps.logger.warn({ event: 'amqp.bad-frame', protocol: 'amqp-ws', remote: tlsSocket.remoteAddress, reason: why }, 'AMQP connection closed');
-      ws.terminate();
-    });
-    this.container.websocket_accept(ws as never, {
-      max_frame_size: MAX_FRAME_SIZE,
-      idle_time_out: 240_000,
-      gatehouse_transport: 'amqp-ws',
-      gatehouse_peer: { remote: tlsSocket.remoteAddress ?? '', tls: tlsSocket.getProtocol() ?? undefined },
-      gatehouse_socket: tlsSocket,
-    } as never);
+    this.#admission.acceptWebSocket(ws, tlsSocket);
   }
 
   /** Closes every connection with a reason; sockets whose peer does not answer within a second are destroyed. */
@@ -161,7 +130,7 @@ export class AmqpServer {
     }
     this.#service.stop();
     setTimeout(() => {
-      for (const socket of this.#sockets) socket.destroy(new Error(reason));
+      for (const socket of this.#admission.sockets) socket.destroy(new Error(reason));
     }, 1000).unref();
   }
 
@@ -183,8 +152,10 @@ export class AmqpServer {
       peer = { remote: socket?.remoteAddress ?? '', protocol: 'amqp', tls: socket?.getProtocol() ?? undefined };
     }
     const socket = transport === 'amqp' ? (conn.get_tls_socket() as TLSSocket | undefined) : ((options.gatehouse_socket as TLSSocket | undefined) ?? undefined);
-    this.#state.set(conn, { peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket });
+    const pressure = (socket === undefined ? undefined : this.#backpressure.get(socket)) ?? UNWATCHED;
+    this.#state.set(conn, { conn, peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket, pressure });
     this.#connections.add(conn);
+    this.#admission.opened(conn);
   }
 
   #onGone(conn: Connection): void {
@@ -264,12 +235,18 @@ export class AmqpServer {
     link.close(error);
   }
 
-  #serviceRefusal(st: ConnState, action: Action, rights: readonly Right[]): { condition: string; description: string } | undefined {
+  /** The same decision as the HTTPS routes (security/access.ts); an allowed policy's right counts as used. */
+  #serviceRefusal(st: ConnState, action: DataAction, anyOf: readonly Right[]): { condition: string; description: string } | undefined {
     const g = st.service;
     if (g === undefined || g.expiresAt <= this.deps.clock.now()) return { condition: 'amqp:unauthorized-access', description: 'Put a service token on $cbs first.' };
     const p = g.principal;
-    const ok = p.kind === 'operator' ? rolesAllow(p.roles, action) : rights.some((r) => p.rights.has(r));
-    return ok ? undefined : { condition: 'amqp:unauthorized-access', description: `${p.kind} ${p.name} may not ${action}.` };
+    const decision = authorize(p, { kind: 'service', action, anyOf });
+    if (decision.allowed) {
+      if (p.kind === 'policy') this.deps.gate.policyUsed(p.name, decision.used);
+      return undefined;
+    }
+    this.deps.gate.denied(p, decision.reason, st.peer);
+    return { condition: 'amqp:unauthorized-access', description: `${p.kind} ${p.name} may not ${action}.` };
   }
 
   // ---- messages --------------------------------------------------------------------------------
@@ -281,7 +258,10 @@ export class AmqpServer {
     if (st === undefined) return;
     if (address === '$cbs') {
       ctx.delivery?.accept();
-      void this.#putToken(st, ctx.message as Message).catch((err: unknown) => this.deps.logger.error({ err }, 'CBS put-token failed'));
+      st.pressure.begin();
+      void this.#putToken(st, ctx.message as Message)
+        .catch((err: unknown) => this.deps.logger.error({ err }, 'CBS put-token failed'))
+        .finally(() => st.pressure.end());
       return;
     }
     const dev = parseDeviceAddress(address);
@@ -384,6 +364,7 @@ export class AmqpServer {
         maxMessageBytes: this.deps.maxMessageBytes,
         c2dInFlight: this.deps.c2dInFlight,
         c2dLockMs: this.deps.c2dLockMs,
+        pressure: st.pressure,
         onConnected: (s) => this.deps.onConnected(s),
         onDisconnected: (s, current) => {
           this.deps.onDisconnected(s, current);
@@ -405,6 +386,7 @@ export class AmqpServer {
       d.session.identity = identity;
     }
     if (d.timer !== undefined) clearTimeout(d.timer);
+    this.#admission.authenticated(st.conn);
     const session = d.session;
     if (identity.expiresAt !== undefined) {
       // The links close when the token (or certificate) runs out without renewal.
@@ -420,6 +402,9 @@ export class AmqpServer {
     const key = identityKey(dev.deviceId, dev.moduleId);
     let session = st.devices.get(key)?.session;
     if (session === undefined || session.closed) {
+      // A device proven on this connection reaching for another device's address.
+      const proven = [...st.devices.values()].find((d) => !d.session.closed)?.session.identity;
+      if (proven !== undefined) return this.#crossDevice(st, link, address, proven);
       const chain = st.socket === undefined ? undefined : peerChain(st.socket);
       if (chain === undefined) return this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Put a device token on $cbs first, or present the device certificate.' });
       const result = await this.deps.gate.authenticate({ deviceId: dev.deviceId, moduleId: dev.moduleId, sasToken: undefined, peerChain: chain }, st.peer);
@@ -433,8 +418,16 @@ export class AmqpServer {
     session.attach(dev.kind, link, direction);
   }
 
+  /** Recorded as a security event; like MQTT, the connection closes (one row per connection, not a flood of refused links). */
+  #crossDevice(st: ConnState, link: Link, address: string, device: { deviceId: string; moduleId: string | null }): void {
+    this.deps.gate.deviceDenied(device, { code: 'cross_device', reason: `attach to ${address.slice(0, 200)} refused: another device's link` }, st.peer);
+    this.#refuseLink(link, st, address, { condition: 'amqp:unauthorized-access', description: 'Unauthorized' });
+    link.connection.close({ condition: 'amqp:unauthorized-access', description: "A device may attach only to its own links." });
+  }
+
   #grantService(st: ConnState, grant: Grant): void {
     st.service = grant;
+    this.#admission.authenticated(st.conn);
     if (st.serviceTimer !== undefined) clearTimeout(st.serviceTimer);
     // Links attached under the grant are detached when it lapses without renewal.
     const ms = Math.max(0, Math.min(grant.expiresAt - this.deps.clock.now(), 2 ** 31 - 1));

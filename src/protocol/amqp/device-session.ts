@@ -12,6 +12,11 @@
  *
  * The session is a LiveSession: C2D mail, method calls and desired patches find it through the
  * connection registry, and a newer session of the same identity takes over.
+ *
+ * Twin requests are answered one at a time, in order, each once the connection's output has
+ * drained (amqp-backpressure.ts). Every message it sends goes out only on link credit the device
+ * gave (rhea would otherwise queue it, and throws once 2048 wait on one session); twin answers
+ * wait for credit here, a bounded few.
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -27,8 +32,12 @@ import type { TwinService } from '../../hub/twins/twin-service.js';
 import { telemetryEvent } from '../../hub/telemetry/telemetry-event.js';
 import type { TelemetrySink } from '../mqtt/broker-deps.js';
 import { amqpBody, amqpId } from './amqp-message.js';
+import type { ConnectionPressure } from './amqp-backpressure.js';
 
 type Link = Sender | Receiver;
+
+/** Twin answers that may wait for the device's link credit; one more and it is not taking them. */
+export const MAX_TWIN_ANSWERS_WITHOUT_CREDIT = 64;
 
 export type DeviceLinkKind = 'events' | 'c2d' | 'methods' | 'twin';
 
@@ -43,6 +52,8 @@ export interface DeviceLinkDeps {
   maxMessageBytes: number;
   c2dInFlight: number;
   c2dLockMs: number;
+  /** The connection's backpressure: operations in flight, its output draining. */
+  pressure: ConnectionPressure;
   /** Connection state and session events, as for MQTT. */
   onConnected(session: AmqpDeviceSession): void;
   onDisconnected(session: AmqpDeviceSession, wasCurrent: boolean): void;
@@ -98,6 +109,11 @@ export class AmqpDeviceSession implements LiveSession {
   readonly moduleId: string | null;
   readonly links = new Map<DeviceLinkKind, { in?: Receiver; out?: Sender }>();
   readonly #c2dInflight = new Map<Delivery, string>();
+  /** Twin requests taken in and not yet answered, in order; one is handled at a time. */
+  readonly #twinRequests: Message[] = [];
+  #twinBusy = false;
+  /** Twin answers waiting for link credit, in order. */
+  readonly #twinAnswers: Message[] = [];
   #desired = false;
   #closed = false;
   #pumping = false;
@@ -156,6 +172,8 @@ export class AmqpDeviceSession implements LiveSession {
       if (entry.out === link) delete entry.out;
       if (entry.in === undefined && entry.out === undefined) this.links.delete(kind);
       if (kind === 'c2d' && entry.out === undefined) this.#abandonInflight();
+      // Answers kept for a twin link that went away are not for the next one.
+      if (kind === 'twin' && entry.out === undefined) this.#twinAnswers.length = 0;
     }
   }
 
@@ -166,9 +184,12 @@ export class AmqpDeviceSession implements LiveSession {
 
   // ---- LiveSession --------------------------------------------------------------------------
 
-  close(reason: string): void {
+  close(reason: string, level: 'info' | 'warn' = 'info'): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#twinAnswers.length = 0;
+    for (let i = 0; i < this.#twinRequests.length; i++) this.deps.pressure.end();
+    this.#twinRequests.length = 0;
     this.#abandonInflight();
     for (const entry of this.links.values()) {
       for (const l of [entry.in, entry.out]) {
@@ -182,7 +203,7 @@ export class AmqpDeviceSession implements LiveSession {
     this.links.clear();
     const wasCurrent = this.deps.connections.unregister(this);
     this.deps.onDisconnected(this, wasCurrent);
-    this.deps.logger.info({ event: 'amqp.device-closed', deviceId: this.deviceId, moduleId: this.moduleId, reason }, 'AMQP device session closed');
+    this.deps.logger[level]({ event: 'amqp.device-closed', deviceId: this.deviceId, moduleId: this.moduleId, reason }, 'AMQP device session closed');
   }
 
   pushDesired(patch: JsonObject): boolean {
@@ -194,7 +215,7 @@ export class AmqpDeviceSession implements LiveSession {
 
   sendMethodRequest(name: string, payload: JsonValue, requestId: string): boolean {
     const out = this.links.get('methods')?.out;
-    if (out === undefined) return false;
+    if (out === undefined || !out.sendable()) return false;
     out.send({
       correlation_id: requestId,
       application_properties: { 'IoThub-methodname': name },
@@ -246,7 +267,9 @@ export class AmqpDeviceSession implements LiveSession {
     }
     if (kind === 'twin') {
       delivery.accept();
-      void this.#twin(m);
+      this.deps.pressure.begin();
+      this.#twinRequests.push(m);
+      if (!this.#twinBusy) void this.#handleTwinRequests();
       return;
     }
     delivery.reject({ condition: 'amqp:not-allowed', description: 'This link does not take messages.' });
@@ -260,28 +283,46 @@ export class AmqpDeviceSession implements LiveSession {
       delivery.reject({ condition: err instanceof HubError && err.code === 'MessageTooLarge' ? 'amqp:link:message-size-exceeded' : 'amqp:invalid-field', description: (err as Error).message });
       return;
     }
-    this.deps.telemetry.append(event).then(
-      () => delivery.accept(),
-      (err: unknown) => {
-        this.deps.logger.error({ err, deviceId: this.deviceId }, 'telemetry append failed');
-        delivery.release();
-      },
-    );
+    this.deps.pressure.begin();
+    this.deps.telemetry
+      .append(event)
+      .then(
+        () => delivery.accept(),
+        (err: unknown) => {
+          this.deps.logger.error({ err, deviceId: this.deviceId }, 'telemetry append failed');
+          delivery.release();
+        },
+      )
+      .finally(() => this.deps.pressure.end());
+  }
+
+  async #handleTwinRequests(): Promise<void> {
+    this.#twinBusy = true;
+    for (let m = this.#twinRequests.shift(); m !== undefined; m = this.#twinRequests.shift()) {
+      try {
+        // An answer that did not drain: the next one waits (and the connection reads nothing more).
+        await this.deps.pressure.drained();
+        if (!this.#closed) await this.#twin(m);
+      } catch (err) {
+        this.deps.logger.error({ err, deviceId: this.deviceId }, 'twin answer failed');
+        this.close('twin answer failed');
+      } finally {
+        this.deps.pressure.end();
+      }
+    }
+    this.#twinBusy = false;
   }
 
   async #twin(m: Message): Promise<void> {
     const ann = (m.message_annotations ?? {}) as Record<string, unknown>;
     const op = String(ann.operation ?? '').toUpperCase();
     const resource = typeof ann.resource === 'string' ? ann.resource : undefined;
-    const reply = (status: number, body?: unknown, version?: number) => {
-      const out = this.links.get('twin')?.out;
-      if (out === undefined) return;
-      out.send({
+    const reply = (status: number, body?: unknown, version?: number) =>
+      this.#answerTwin({
         correlation_id: m.correlation_id,
         message_annotations: { status, ...(version === undefined ? {} : { version }) },
         body: rhea.message.data_section(Buffer.from(body === undefined ? '' : JSON.stringify(body))),
       });
-    };
     try {
       if (op === 'GET') return reply(200, await this.deps.twins.deviceView(this.deviceId, this.moduleId));
       if (op === 'PATCH' && resource === '/properties/reported') {
@@ -306,6 +347,30 @@ export class AmqpDeviceSession implements LiveSession {
     }
   }
 
+  /** Sends a twin answer on the device's credit, or keeps it until the device gives some. */
+  #answerTwin(answer: Message): void {
+    const out = this.links.get('twin')?.out;
+    if (out === undefined || this.#closed) return;
+    if (this.#twinAnswers.length === 0 && out.sendable()) {
+      out.send(answer);
+      return;
+    }
+    if (this.#twinAnswers.length >= MAX_TWIN_ANSWERS_WITHOUT_CREDIT) {
+      this.close(`${MAX_TWIN_ANSWERS_WITHOUT_CREDIT} twin answers wait for link credit: the client is not taking them`, 'warn');
+      return;
+    }
+    this.#twinAnswers.push(answer);
+  }
+
+  #flushTwinAnswers(): void {
+    const out = this.links.get('twin')?.out;
+    if (out === undefined) return;
+    while (this.#twinAnswers.length > 0 && out.sendable()) {
+      const answer = this.#twinAnswers.shift();
+      if (answer !== undefined) out.send(answer);
+    }
+  }
+
   // ---- C2D ---------------------------------------------------------------------------------
 
   async #pumpC2d(): Promise<void> {
@@ -315,7 +380,7 @@ export class AmqpDeviceSession implements LiveSession {
     if (room <= 0) return;
     let messages;
     try {
-      messages = await this.deps.c2d.lockNext(this.deviceId, room, this.deps.c2dLockMs);
+      messages = await this.deps.c2d.lockNext(this.deviceId, room, this.deps.c2dLockMs, 'session');
     } catch (err) {
       this.deps.logger.error({ err, deviceId: this.deviceId }, 'C2D lock failed');
       return;
@@ -356,7 +421,9 @@ export class AmqpDeviceSession implements LiveSession {
       .finally(() => this.notifyC2d());
   }
 
+  /** A sender of this session has credit again. */
   sendable(): void {
+    this.#flushTwinAnswers();
     this.notifyC2d();
   }
 

@@ -1,15 +1,13 @@
 /**
  * The HTTPS edge: one Fastify app for the service REST API (and, in later issues, device HTTP,
  * DPS and WebSockets). A handler reads, validates, authorizes, acts, renders; authorization runs
- * in onRequest, before any body is read, from the rights each route declares.
+ * in onRequest, before any body is read, from the route's entry in route-access.ts.
  */
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { HubError } from '../../core/errors.js';
-import type { Right } from '../../core/types.js';
-import { requireAllRights, requireAnyRight } from '../../auth/service-authenticator.js';
+import { authorize } from '../../security/access.js';
 import type { PeerContext, Principal } from '../../security/gate.js';
-import { actionFor, rolesAllow } from '../../security/roles.js';
 import { redactSecrets } from '../../security/events.js';
 import { sendError, toHubError } from './error-mapping.js';
 import type { HubServices } from './services.js';
@@ -35,19 +33,10 @@ import { registerAuditLogRoutes } from './routes/audit-log.js';
 import { registerMetricsRoutes } from './routes/metrics.js';
 import { registerAlertRoutes } from './routes/alerts.js';
 import { registerSecurityRoutes } from './routes/security.js';
+import { guardRouteAccess } from './route-access.js';
+import { httpsServerTimeouts, type HttpTimeouts } from './http-timeouts.js';
 
 declare module 'fastify' {
-  interface FastifyContextConfig {
-    /** The caller needs any one of these rights; routes without it are public. */
-    rights?: readonly Right[];
-    /** A device route: the caller must authenticate as the device named by the `:id` param. */
-    device?: boolean;
-    /**
-     * Hub administration (settings, policies, roles, audit log, alerts): the caller needs every
-     * hub right (a policy like iothubowner) or the Owner role.
-     */
-    admin?: boolean;
-  }
   interface FastifyRequest {
     principal: Principal | undefined;
     device: DeviceIdentity | undefined;
@@ -58,10 +47,9 @@ export interface HttpAppOptions {
   tls: { key: string; cert: string; minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3' };
   logger: Logger;
   services: HubServices;
+  /** TLS handshake, header and request timeouts (see http-timeouts.ts for the first request). */
+  timeouts: HttpTimeouts;
 }
-
-/** What an administration route needs from a shared access policy: all the hub's rights. */
-export const ADMIN_RIGHTS: readonly Right[] = ['RegistryRead', 'RegistryWrite', 'ServiceConnect', 'DeviceConnect'];
 
 /** 1 MiB: a full bulk request of 100 devices fits several times; twins are capped far lower. */
 export const BODY_LIMIT = 1024 * 1024;
@@ -83,7 +71,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   const app = Fastify({
     // Client certificates are requested, never required: X.509 devices use them on device HTTPS
     // and MQTT over WebSocket; everyone else sends none.
-    https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: opts.tls.minVersion, requestCert: true, rejectUnauthorized: false },
+    https: { key: opts.tls.key, cert: opts.tls.cert, minVersion: opts.tls.minVersion, requestCert: true, rejectUnauthorized: false, ...httpsServerTimeouts(opts.timeouts) },
     loggerInstance: logger.child({ component: 'http' }),
     logController: new LogController({ disableRequestLogging: true }),
     routerOptions: {
@@ -99,6 +87,8 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     forceCloseConnections: 'idle',
     requestIdHeader: false,
     keepAliveTimeout: 65_000,
+    // The whole request, body included (Fastify's default, 0, never times out).
+    requestTimeout: opts.timeouts.requestMs,
     frameworkErrors: (err, _req, reply) => {
       void sendError(reply, toHubError(err));
     },
@@ -112,9 +102,15 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
+  // Who may call each route: one table (route-access.ts), attached to every route as it registers.
+  const allRoutesMapped = guardRouteAccess(app);
+
   app.addHook('onRequest', async (req) => {
     const peer: PeerContext = { remote: req.ip, protocol: 'https', tls: (req.socket as TLSSocket).getProtocol?.() ?? undefined };
-    if (req.routeOptions.config.device === true) {
+    const access = req.routeOptions.config.access;
+    // No route (the not-found handler answers) or a public one.
+    if (access === undefined || access.kind === 'public') return;
+    if (access.kind === 'device') {
       // Device HTTPS (wire doc §5): the device's SAS token or its TLS client certificate, and
       // only for itself. Every failure is the same 401.
       const deviceId = (req.params as { id?: string }).id ?? '';
@@ -135,24 +131,13 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
       req.device = result.identity;
       return;
     }
-    const admin = req.routeOptions.config.admin === true;
-    const rights = admin ? ADMIN_RIGHTS : req.routeOptions.config.rights;
-    if (rights === undefined) return;
-    const header = req.headers.authorization;
     let principal: Principal | undefined;
     try {
-      principal = await services.gate.authenticateService(header, requestPath(req.url), peer);
-      if (principal.kind === 'operator') {
-        const action = actionFor(req.method, req.routeOptions.url ?? '', admin);
-        if (!rolesAllow(principal.roles, action)) throw unauthorized(`operator ${principal.name} has no role allowing ${action}`);
-      } else if (admin) {
-        requireAllRights(principal, ADMIN_RIGHTS);
-        services.gate.policyUsed(principal.name, ADMIN_RIGHTS);
-      } else {
-        requireAnyRight(principal, rights);
-        const used = rights.find((r) => principal?.kind === 'policy' && principal.rights.has(r));
-        if (used !== undefined) services.gate.policyUsed(principal.name, [used]);
-      }
+      principal = await services.gate.authenticateService(req.headers.authorization, requestPath(req.url), peer);
+      const decision = authorize(principal, access);
+      if (!decision.allowed) throw unauthorized(decision.reason);
+      // Only the rights this request needed count as used (the posture audit's evidence).
+      if (principal.kind === 'policy') services.gate.policyUsed(principal.name, decision.used);
       req.principal = principal;
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
@@ -183,10 +168,10 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
    * answer as the state after, secrets redacted.
    */
   function recordDataPlaneChange(req: FastifyRequest, status: number, payload: unknown): void {
-    const config = req.routeOptions.config;
-    if (status >= 400 || req.principal === undefined || config.admin === true || config.rights === undefined) return;
-    if (req.method === 'GET' || req.method === 'HEAD') return;
-    const action = actionFor(req.method, req.routeOptions.url ?? '', false);
+    const access = req.routeOptions.config.access;
+    if (status >= 400 || req.principal === undefined || access === undefined || access.kind === 'public' || access.kind === 'device') return;
+    if (access.action === 'hub/admin' || req.method === 'GET' || req.method === 'HEAD') return;
+    const action = access.action;
     if (action.endsWith('/read') || action === 'devices/write' || action === 'devices/delete') return;
     let after: unknown = null;
     if (typeof payload === 'string' && payload.length > 0 && payload.length <= 16_384) {
@@ -250,5 +235,6 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
     events: services.securityEvents,
     now: () => Date.now(),
   });
+  allRoutesMapped();
   return app;
 }

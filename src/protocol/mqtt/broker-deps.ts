@@ -4,11 +4,13 @@ import type { Clock } from '../../core/clock.js';
 import type { ConnectionRegistry } from '../../hub/connections.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
+import type { C2dLockHolder } from '../../hub/c2d/c2d-service.js';
 import type { C2dMessage } from '../../store/c2d-ports.js';
 import type { NewEvent } from '../../store/event-ports.js';
 import type { SessionStore } from '../../store/session-ports.js';
 import type { MqttConnection } from './connection.js';
 import type { RegistrationService } from '../../dps/registration-service.js';
+import { DEFAULT_OUTPUT_LIMITS, type OutputLimits } from '../backpressure.js';
 
 /** Device provisioning over the same MQTT port (wire doc §4.1). */
 export interface DpsDeps {
@@ -25,7 +27,7 @@ export interface TelemetrySink {
 
 /** The part of the C2D service that delivery over MQTT needs. */
 export interface C2dDelivery {
-  lockNext(deviceId: string, max: number, lockMs?: number): Promise<C2dMessage[]>;
+  lockNext(deviceId: string, max: number, lockMs: number | undefined, holder: C2dLockHolder): Promise<C2dMessage[]>;
   complete(deviceId: string, lockToken: string): Promise<void>;
   abandon(deviceId: string, lockToken: string): Promise<void>;
 }
@@ -38,6 +40,8 @@ export interface BrokerLimits {
   c2dInFlight: number;
   /** How long a C2D message stays locked to one MQTT delivery attempt. */
   c2dLockMs: number;
+  /** Unsent output per connection: where reading stops, where the connection is closed. */
+  output: OutputLimits;
 }
 
 export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
@@ -45,6 +49,7 @@ export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
   maxMessageBytes: 256 * 1024,
   c2dInFlight: 10,
   c2dLockMs: 60_000,
+  output: DEFAULT_OUTPUT_LIMITS,
 };
 
 export interface BrokerDeps {

@@ -41,7 +41,7 @@ export class C2dPump {
     if (room <= 0) return;
     let messages: C2dMessage[];
     try {
-      messages = await c2d.lockNext(id.deviceId, room, this.conn.deps.limits.c2dLockMs);
+      messages = await c2d.lockNext(id.deviceId, room, this.conn.deps.limits.c2dLockMs, 'session');
     } catch (err) {
       this.conn.deps.logger.error({ err, deviceId: id.deviceId }, 'C2D lock failed');
       return;

@@ -5,6 +5,10 @@
  *
  * Nothing a client sends can take the process down: a malformed packet, a protocol violation or
  * a handler error closes this connection with a reason in the log, nothing else.
+ *
+ * Nor can a client that does not read make the hub hold its answers (backpressure.ts): packets
+ * are handled one at a time from a bounded backlog, a handler's answer that does not drain stops
+ * the handling and the reading until it does, and unsent output over the cap closes the connection.
  */
 import type { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
@@ -23,6 +27,7 @@ import { C2dPump } from './c2d-pump.js';
 import { handleDpsPublish, handleDpsSubscribe } from './handlers/dps.js';
 import type { Attested } from '../../dps/registration-service.js';
 import { METHODS_FILTER, TWIN_DESIRED_FILTER, jsonPayload } from './topics.js';
+import { OutputBound, ReadGate, type ReadHold } from '../backpressure.js';
 
 export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
 
@@ -30,6 +35,11 @@ export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected
 export const MAX_PACKET_BYTES = 256 * 1024 + 64 * 1024;
 /** Azure caps the keep-alive it honours at 1767 s (wire doc §3.1). */
 export const MAX_KEEPALIVE_SECONDS = 1767;
+/**
+ * Parsed packets waiting for their handler: above this the connection stops reading until half
+ * of them are handled. One read chunk (at most 64 KB) can hold more; they are handled first.
+ */
+export const MAX_BACKLOG_PACKETS = 64;
 
 export interface PeerInfo {
   chain: X509Certificate[] | undefined;
@@ -50,7 +60,11 @@ export class MqttConnection implements LiveSession {
   readonly c2d: C2dPump;
 
   readonly #parser = mqttPacket.parser({ protocolVersion: 4 });
-  #queue: Promise<void> = Promise.resolve();
+  /** Packets parsed and not yet handled, in order; one handler runs at a time. */
+  readonly #backlog: Packet[] = [];
+  #handling = false;
+  readonly #gate: ReadGate;
+  readonly #output: OutputBound;
   /** QoS 1 telemetry PUBACKs go out in the order the PUBLISHes came [MQTT-4.6.0-2]. */
   ackChain: Promise<void> = Promise.resolve();
   pendingAppends = 0;
@@ -66,6 +80,13 @@ export class MqttConnection implements LiveSession {
     readonly deps: BrokerDeps,
   ) {
     this.c2d = new C2dPump(this);
+    this.#gate = new ReadGate(stream);
+    this.#output = new OutputBound(
+      { pendingBytes: () => stream.writableLength, onceDrained: (fn) => stream.once('drain', fn) },
+      this.#gate,
+      deps.limits.output,
+      (reason) => this.close(reason, 'warn'),
+    );
     this.#parser.on('packet', (p: Packet) => this.#onPacket(p));
     this.#parser.on('error', (err: Error) => this.close(`malformed packet: ${err.message}`));
     stream.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -122,18 +143,30 @@ export class MqttConnection implements LiveSession {
       return;
     }
     const declared = (this.#parser as unknown as { packet?: { length?: number } }).packet?.length ?? -1;
-    if (declared > MAX_PACKET_BYTES) this.close(`packet of ${declared} bytes exceeds ${MAX_PACKET_BYTES}`);
+    if (declared > MAX_PACKET_BYTES) return this.close(`packet of ${declared} bytes exceeds ${MAX_PACKET_BYTES}`);
+    if (!this.#handling && this.#backlog.length > 0) void this.#handleBacklog();
   }
 
   #onPacket(packet: Packet): void {
     if (this.state === 'closed') return;
-    // Packets are handled one at a time, in order; a handler may await the store.
-    this.#queue = this.#queue
-      .then(() => this.#dispatch(packet))
-      .catch((err: unknown) => {
+    if (this.#backlog.push(packet) === MAX_BACKLOG_PACKETS) this.holdReading('backlog');
+  }
+
+  /** Packets are handled one at a time, in order; a handler may await the store. */
+  async #handleBacklog(): Promise<void> {
+    this.#handling = true;
+    for (let packet = this.#backlog.shift(); packet !== undefined && this.state !== 'closed'; packet = this.#backlog.shift()) {
+      if (this.#backlog.length <= MAX_BACKLOG_PACKETS / 2) this.releaseReading('backlog');
+      // An answer that did not drain: nothing more is handled (or read) until it has.
+      if (this.#output.blocked) await this.#output.drained();
+      try {
+        await this.#dispatch(packet);
+      } catch (err) {
         this.deps.logger.error({ err, clientId: this.clientId, cmd: packet.cmd }, 'MQTT handler failed');
         this.close(`handler error on ${packet.cmd}`);
-      });
+      }
+    }
+    this.#handling = false;
   }
 
   async #dispatch(packet: Packet): Promise<void> {
@@ -160,7 +193,7 @@ export class MqttConnection implements LiveSession {
         this.send({ cmd: 'pingresp' });
         return;
       case 'disconnect':
-        return this.close('client DISCONNECT', true);
+        return this.close('client DISCONNECT', 'debug');
       default:
         return this.close(`unexpected ${packet.cmd}`);
     }
@@ -169,6 +202,16 @@ export class MqttConnection implements LiveSession {
   send(packet: Packet): void {
     if (this.state === 'closed' || this.stream.destroyed) return;
     this.stream.write(mqttPacket.generate(packet));
+    this.#output.check();
+  }
+
+  /** Stops reading from the client for `why` until `releaseReading(why)`. */
+  holdReading(why: ReadHold): void {
+    this.#gate.hold(why);
+  }
+
+  releaseReading(why: ReadHold): void {
+    this.#gate.release(why);
   }
 
   /** Called once CONNACK 0 went out. */
@@ -195,7 +238,7 @@ export class MqttConnection implements LiveSession {
   touch(): void {
     if (this.#keepAliveMs === 0 || this.state === 'closed') return;
     clearTimeout(this.#keepAliveTimer);
-    this.#keepAliveTimer = setTimeout(() => this.close('keep-alive expired'), this.#keepAliveMs);
+    this.#keepAliveTimer = setTimeout(() => this.close(this.#output.blocked ? 'keep-alive expired while its output did not drain: the client is not reading' : 'keep-alive expired'), this.#keepAliveMs);
   }
 
   /** Device traffic refreshes lastActivityTime, written at most once a minute. */
@@ -247,20 +290,22 @@ export class MqttConnection implements LiveSession {
     return this.state === 'connected' && this.subscribed(METHODS_FILTER);
   }
 
-  close(reason: string, graceful = false): void {
+  close(reason: string, level: 'debug' | 'info' | 'warn' = 'info'): void {
     if (this.state === 'closed') return;
     const wasConnected = this.state === 'connected';
     this.state = 'closed';
     clearTimeout(this.#connectTimer);
     clearTimeout(this.#keepAliveTimer);
     clearTimeout(this.#expiryTimer);
+    // What it read and did not handle goes with it.
+    this.#backlog.length = 0;
+    this.#output.close();
     this.c2d.stop();
     if (this.identity !== undefined && wasConnected) {
       const stillOurs = this.deps.connections.unregister(this);
       this.deps.onDisconnected(this, stillOurs);
     }
-    const log = graceful ? this.deps.logger.debug.bind(this.deps.logger) : this.deps.logger.info.bind(this.deps.logger);
-    log({ event: 'mqtt.closed', clientId: this.clientId, remote: this.peer.remoteAddress, reason }, 'MQTT connection closed');
+    this.deps.logger[level]({ event: 'mqtt.closed', clientId: this.clientId, remote: this.peer.remoteAddress, reason }, 'MQTT connection closed');
     this.stream.end();
     this.stream.destroy();
   }

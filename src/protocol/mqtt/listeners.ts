@@ -37,6 +37,8 @@ export interface TlsOptions {
   key: string;
   cert: string;
   minVersion: 'TLSv1' | 'TLSv1.1' | 'TLSv1.2' | 'TLSv1.3';
+  /** The TLS handshake timeout (default 10 s). */
+  handshakeTimeoutMs?: number;
 }
 
 export function createMqttTlsServer(broker: MqttBroker, tls: TlsOptions): TlsServer {
@@ -47,7 +49,7 @@ export function createMqttTlsServer(broker: MqttBroker, tls: TlsOptions): TlsSer
     requestCert: true,
     rejectUnauthorized: false,
     // Bound the handshake so a silent socket cannot hold a slot.
-    handshakeTimeout: 10_000,
+    handshakeTimeout: tls.handshakeTimeoutMs ?? 10_000,
   });
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.setNoDelay(true);

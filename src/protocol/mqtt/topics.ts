@@ -3,6 +3,7 @@
  * on, and the property bags carried in topic names. A device only ever touches its own topics.
  */
 import { isJsonObject } from '../../core/json.js';
+import type { DeviceDenial } from '../../security/gate.js';
 
 export interface Identity {
   deviceId: string;
@@ -20,6 +21,26 @@ export function c2dFilter(id: Identity): string {
 /** The filters an identity may subscribe to; anything else closes the connection. */
 export function allowedFilters(id: Identity): ReadonlySet<string> {
   return new Set([c2dFilter(id), METHODS_FILTER, TWIN_RESPONSE_FILTER, TWIN_DESIRED_FILTER]);
+}
+
+/**
+ * Whether a topic or filter names another identity's topics: `devices/<other>/...`, a module's
+ * topics for its device or the device's for a module, or a wildcard over devices or modules.
+ */
+export function reachesAnotherIdentity(topic: string, id: Identity): boolean {
+  const [first, device, third, module] = topic.split('/');
+  if (first === '#' || first === '+') return true;
+  if (first !== 'devices' || device === undefined || device === '') return false;
+  if (device === '+' || device === '#' || device !== id.deviceId) return true;
+  if (third === '+' || third === '#') return true;
+  const named = third === 'modules' ? (module ?? null) : null;
+  return named === '+' || named === '#' || named !== id.moduleId;
+}
+
+/** A refused PUBLISH or SUBSCRIBE outside the identity's own topics, for the security events. */
+export function topicDenial(action: 'publish to' | 'subscription to', topic: string, id: Identity): DeviceDenial {
+  const cross = reachesAnotherIdentity(topic, id);
+  return { code: cross ? 'cross_device' : 'forbidden_topic', reason: `${action} ${topic.slice(0, 200)} refused: ${cross ? "another device's topic" : "outside the device's own topics"}` };
 }
 
 export type DevicePublish =

@@ -8,6 +8,9 @@ import { schemaV7 } from './schema-v7-authority.js';
 import { schemaV8 } from './schema-v8-est.js';
 import { schemaV9 } from './schema-v9-audit.js';
 import { schemaV10 } from './schema-v10-alerts.js';
+import { schemaV11 } from './schema-v11-c2d-lock-owner.js';
+import { schemaV12 } from './schema-v12-alert-reasons.js';
+import { schemaV13 } from './schema-v13-origin.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -22,4 +25,7 @@ export const sqliteMigrations: readonly Migration[] = [
   { version: 8, name: 'EST factory credentials', sql: schemaV8(SQLITE) },
   { version: 9, name: 'tamper-evident audit log', sql: schemaV9(SQLITE) },
   { version: 10, name: 'alert rules and history', sql: schemaV10(SQLITE) },
+  { version: 11, name: 'C2D lock owner', sql: schemaV11(SQLITE) },
+  { version: 12, name: 'alert rules by failure reason', sql: schemaV12() },
+  { version: 13, name: 'device origin and EST registration-id scopes', sql: schemaV13() },
 ];

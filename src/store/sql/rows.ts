@@ -8,6 +8,7 @@ import type {
   Authentication,
   AuthType,
   ConnectionState,
+  DeviceOrigin,
   DeviceRecord,
   DeviceStatus,
   ModuleRecord,
@@ -18,7 +19,7 @@ import type {
 import type { SqlRow, SqlValue } from './driver.js';
 
 export const DEVICE_COLUMNS =
-  'device_id, generation_id, etag, status, status_reason, status_updated_time, auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint, iot_edge, device_scope, parent_scopes, connection_state, connection_state_updated_time, last_activity_time, c2d_count';
+  'device_id, generation_id, etag, status, status_reason, status_updated_time, auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint, iot_edge, device_scope, parent_scopes, connection_state, connection_state_updated_time, last_activity_time, c2d_count, origin';
 export const MODULE_COLUMNS =
   'device_id, module_id, generation_id, etag, managed_by, auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint, connection_state, connection_state_updated_time, last_activity_time, c2d_count';
 export const TWIN_COLUMNS =
@@ -75,6 +76,28 @@ export function authFromRow(box: SecretBox, r: SqlRow, ctx: string): Authenticat
   };
 }
 
+/** devices.origin: NULL (unknown), `registry`, `individual:<registrationId>`, `group:<enrollmentGroupId>`. */
+export function originText(o: DeviceOrigin): string | null {
+  switch (o.kind) {
+    case 'unknown':
+      return null;
+    case 'registry':
+      return 'registry';
+    case 'individual':
+      return `individual:${o.registrationId}`;
+    case 'group':
+      return `group:${o.enrollmentGroupId}`;
+  }
+}
+
+export function originFromText(v: string | null): DeviceOrigin {
+  if (v === null) return { kind: 'unknown' };
+  if (v === 'registry') return { kind: 'registry' };
+  if (v.startsWith('individual:')) return { kind: 'individual', registrationId: v.slice('individual:'.length) };
+  if (v.startsWith('group:')) return { kind: 'group', enrollmentGroupId: v.slice('group:'.length) };
+  throw new Error(`store: unknown device origin '${v.slice(0, 40)}'`);
+}
+
 export function deviceParams(box: SecretBox, d: DeviceRecord): SqlValue[] {
   const ctx = `device:${d.deviceId}`;
   return [
@@ -92,6 +115,7 @@ export function deviceParams(box: SecretBox, d: DeviceRecord): SqlValue[] {
     d.connectionStateUpdatedTime,
     d.lastActivityTime,
     d.cloudToDeviceMessageCount,
+    originText(d.origin),
   ];
 }
 
@@ -113,6 +137,7 @@ export function deviceFromRow(box: SecretBox, r: SqlRow): DeviceRecord {
     connectionStateUpdatedTime: str(r, 'connection_state_updated_time'),
     lastActivityTime: str(r, 'last_activity_time'),
     cloudToDeviceMessageCount: num(r, 'c2d_count'),
+    origin: originFromText(strOrNull(r, 'origin')),
   };
 }
 

@@ -6,7 +6,7 @@ import type { AlertDelivery, AlertRecord, AlertRuleKind, AlertRuleRecord, AlertS
 import type { SqlDriver, SqlRow, SqlValue } from './driver.js';
 import { str as text, strOrNull as textOrNull } from './rows.js';
 
-const RULE_COLUMNS = 'name, kind, enabled, scope, threshold, window_seconds, days, log_action, webhook_url, webhook_secret, created, updated';
+const RULE_COLUMNS = 'name, kind, enabled, scope, reasons, threshold, window_seconds, days, log_action, webhook_url, webhook_secret, created, updated';
 const ALERT_COLUMNS =
   'id, rule, kind, alert_key, state, value, threshold, window_seconds, fired_at, resolved_at, summary, details, deliveries, last_delivery';
 
@@ -15,6 +15,17 @@ const secretContext = (name: string) => `alert-rule:${name}:webhook`;
 function numOrNull(r: SqlRow, col: string): number | null {
   const v = r[col];
   return v === null || v === undefined ? null : Number(v);
+}
+
+/** A JSON array of reason codes (schema v12); anything else reads as no filter. */
+function reasonsFromText(t: string | null): string[] | null {
+  if (t === null) return null;
+  try {
+    const v: unknown = JSON.parse(t);
+    return Array.isArray(v) && v.every((x) => typeof x === 'string') ? v : null;
+  } catch {
+    return null;
+  }
 }
 
 export class SqlAlertStore implements AlertStore {
@@ -31,6 +42,7 @@ export class SqlAlertStore implements AlertStore {
       kind: text(r, 'kind') as AlertRuleKind,
       enabled: Number(r.enabled) === 1,
       scope: scope === 'hub' || scope === 'device' ? scope : null,
+      reasons: reasonsFromText(textOrNull(r, 'reasons')),
       threshold: numOrNull(r, 'threshold'),
       windowSeconds: numOrNull(r, 'window_seconds'),
       days: numOrNull(r, 'days'),
@@ -48,6 +60,7 @@ export class SqlAlertStore implements AlertStore {
       rule.kind,
       rule.enabled ? 1 : 0,
       rule.scope,
+      rule.reasons === null ? null : JSON.stringify(rule.reasons),
       rule.threshold,
       rule.windowSeconds,
       rule.days,

@@ -26,7 +26,7 @@ function fromRow(r: SqlRow): IssuedCertificateRecord {
   };
 }
 
-const EST_COLUMNS = 'id, enrollment_group_id, secret_hash, client_thumbprint, expires_at, created';
+const EST_COLUMNS = 'id, enrollment_group_id, secret_hash, client_thumbprint, expires_at, created, registration_ids';
 
 function estFromRow(r: SqlRow): EstCredentialRecord {
   return {
@@ -36,7 +36,18 @@ function estFromRow(r: SqlRow): EstCredentialRecord {
     clientThumbprint: textOrNull(r, 'client_thumbprint'),
     expiresAt: text(r, 'expires_at'),
     created: text(r, 'created'),
+    registrationIds: scopeFromText(text(r, 'registration_ids')),
   };
+}
+
+/** A JSON array of strings; anything else allows nothing. */
+function scopeFromText(v: string): string[] {
+  try {
+    const parsed: unknown = JSON.parse(v);
+    return Array.isArray(parsed) && parsed.every((x) => typeof x === 'string') ? parsed : [];
+  } catch {
+    return [];
+  }
 }
 
 const keyContext = (caName: string): string => `ca-key:${caName}`;
@@ -135,13 +146,14 @@ export class SqlAuthorityStore implements AuthorityStore {
 
   async putEstCredential(r: EstCredentialRecord): Promise<void> {
     try {
-      await this.db.run(`INSERT INTO est_credentials (${EST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`, [
+      await this.db.run(`INSERT INTO est_credentials (${EST_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)`, [
         r.id,
         r.enrollmentGroupId,
         r.secretHash,
         r.clientThumbprint,
         r.expiresAt,
         r.created,
+        JSON.stringify(r.registrationIds),
       ]);
     } catch (err) {
       if (this.db.isUniqueViolation(err)) throw new HubError('InvalidOperation', `An EST credential '${r.id}' already exists.`);

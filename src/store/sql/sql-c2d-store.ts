@@ -149,7 +149,7 @@ export class SqlC2dStore implements C2dStore {
     }
   }
 
-  lockNext(deviceId: string, opts: { max: number; now: number; lockMs: number; maxDeliveryCount: number }): Promise<C2dMessage[]> {
+  lockNext(deviceId: string, opts: { max: number; now: number; lockMs: number; maxDeliveryCount: number; owner?: string }): Promise<C2dMessage[]> {
     const drops: C2dDrop[] = [];
     return this.#committed(drops, async (tx) => {
       await this.#lockQueue(tx, deviceId);
@@ -165,9 +165,10 @@ export class SqlC2dStore implements C2dStore {
       for (const row of rows) {
         const m = messageFromRow(row);
         const lockToken = randomUUID();
-        await tx.run('UPDATE c2d_messages SET lock_token = ?, locked_until = ?, delivery_count = delivery_count + 1 WHERE seq = ?', [
+        await tx.run('UPDATE c2d_messages SET lock_token = ?, locked_until = ?, lock_owner = ?, delivery_count = delivery_count + 1 WHERE seq = ?', [
           lockToken,
           lockedUntil,
+          opts.owner ?? null,
           m.seq,
         ]);
         out.push({ ...m, lockToken, lockedUntil: iso(lockedUntil), deliveryCount: m.deliveryCount + 1 });
@@ -199,7 +200,7 @@ export class SqlC2dStore implements C2dStore {
         const n = await this.#remove(tx, 'seq = ?', [Number(row.seq)], 'DeliveryCountExceeded', opts.now);
         if (n > 0) drops.push({ deviceId, status: 'DeliveryCountExceeded', count: n });
       } else {
-        await tx.run('UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL WHERE seq = ?', [Number(row.seq)]);
+        await tx.run('UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL, lock_owner = NULL WHERE seq = ?', [Number(row.seq)]);
       }
       return true;
     });
@@ -246,7 +247,7 @@ export class SqlC2dStore implements C2dStore {
         result.expired += await this.#expire(tx, deviceId, opts.now, drops);
         result.deadLettered += await this.#deadLetter(tx, deviceId, opts.now, opts.maxDeliveryCount, drops);
         const released = await tx.run(
-          'UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL WHERE device_id = ? AND locked_until <= ?',
+          'UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL, lock_owner = NULL WHERE device_id = ? AND locked_until <= ?',
           [deviceId, opts.now],
         );
         if (released > 0) result.released.push(deviceId);
@@ -254,6 +255,16 @@ export class SqlC2dStore implements C2dStore {
     }
     result.feedbackPruned = await this.db.run('DELETE FROM c2d_feedback WHERE created < ?', [iso(opts.feedbackBefore)]);
     return result;
+  }
+
+  async releaseOwnedLocks(owner: string): Promise<string[]> {
+    // One statement, no queue lock: on PostgreSQL a row another node relocked meanwhile no longer
+    // matches `lock_owner = ?` when the UPDATE re-reads it, so only this owner's locks go.
+    return this.db.transaction(async (tx) => {
+      const rows = await tx.all('SELECT DISTINCT device_id FROM c2d_messages WHERE lock_owner = ?', [owner]);
+      await tx.run('UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL, lock_owner = NULL WHERE lock_owner = ?', [owner]);
+      return rows.map((r) => text(r, 'device_id'));
+    });
   }
 
   async readFeedback(after: number, limit: number): Promise<FeedbackRecord[]> {

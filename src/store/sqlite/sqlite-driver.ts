@@ -1,3 +1,4 @@
+import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from '../sql/driver.js';
 
@@ -17,6 +18,9 @@ export class SqliteDriver implements SqlDriver {
   #inTx = false;
 
   constructor(file: string) {
+    // Created 0600 here, whatever the umask: SQLite gives the -wal and -shm files it creates the
+    // database file's mode.
+    if (file !== ':memory:') closeSync(openSync(file, 'a', 0o600));
     this.#db = new Database(file);
     this.#db.pragma('journal_mode = WAL');
     this.#db.pragma('synchronous = NORMAL');

@@ -1,7 +1,7 @@
 /**
  * The device CA over REST (Gatehouse's own endpoints, not Azure's): create a CA whose key
- * Gatehouse holds, sign a device CSR with it (PEM in, PEM out), list what it issued. Changes need
- * RegistryWrite, reads RegistryRead. An operator calling sign is the provisioner here: the body's
+ * Gatehouse holds, sign a device CSR with it (PEM in, PEM out), list what it issued. Every change
+ * is owner-level; the issued list needs RegistryRead (route-access.ts). An operator calling sign is the provisioner here: the body's
  * device id and validity are the sign options (STYLE.md principle 5).
  */
 import type { FastifyInstance } from 'fastify';
@@ -13,8 +13,6 @@ import { renderCertificate } from './certificates.js';
 
 type NameParams = { Params: { name: string } };
 
-const READ = { rights: ['RegistryRead'] } as const;
-const WRITE = { rights: ['RegistryWrite'] } as const;
 /** What one sign request may ask for: at most ten years. */
 const MAX_VALIDITY_DAYS = 3650;
 
@@ -72,7 +70,7 @@ function renderIssued(r: IssuedCertificateRecord): Record<string, unknown> {
 }
 
 export function registerAuthorityRoutes(app: FastifyInstance, authority: CertificateAuthority): void {
-  app.post('/certificateAuthorities', { config: WRITE }, async (req, reply) => {
+  app.post('/certificateAuthorities', async (req, reply) => {
     const body = object(jsonBody(req), 'The body');
     const parent = optionalString(body, 'parent');
     const a = alg(body);
@@ -88,7 +86,7 @@ export function registerAuthorityRoutes(app: FastifyInstance, authority: Certifi
     return reply.code(201).header('etag', `"${record.etag}"`).send(renderCertificate(record));
   });
 
-  app.post<NameParams>('/certificateAuthorities/:name/sign', { config: WRITE }, async (req) => {
+  app.post<NameParams>('/certificateAuthorities/:name/sign', async (req) => {
     const body = object(jsonBody(req), 'The body');
     const issued = await authority.sign(requiredString(body, 'csr', 'the PKCS#10 certificate request (PEM)'), {
       caName: req.params.name,
@@ -100,7 +98,6 @@ export function registerAuthorityRoutes(app: FastifyInstance, authority: Certifi
 
   app.get<NameParams & { Querystring: { deviceId?: string; limit?: string; after?: string } }>(
     '/certificateAuthorities/:name/issued',
-    { config: READ },
     async (req) => {
       const { deviceId, limit, after } = req.query;
       if (limit !== undefined && !/^\d{1,4}$/.test(limit)) throw new HubError('ArgumentInvalid', 'limit must be an integer from 1 to 1000.');
@@ -114,7 +111,7 @@ export function registerAuthorityRoutes(app: FastifyInstance, authority: Certifi
   );
 
   // Key export: only with the CA's name repeated in the body, and logged as a warning.
-  app.post<NameParams>('/certificateAuthorities/:name/exportKey', { config: WRITE }, async (req) => {
+  app.post<NameParams>('/certificateAuthorities/:name/exportKey', async (req) => {
     const body = object(jsonBody(req), 'The body');
     if (body.confirm !== req.params.name) {
       throw new HubError('ArgumentInvalid', 'Exporting a CA key needs {"confirm": "<the CA name>"}: the key leaves the hub and can sign devices.');
@@ -123,7 +120,7 @@ export function registerAuthorityRoutes(app: FastifyInstance, authority: Certifi
   });
 
   // Revocation (RFC 5280 §5.3.1 reasons): one certificate by serial, or every unrevoked one of a device.
-  app.post<NameParams>('/certificateAuthorities/:name/revoke', { config: WRITE }, async (req) => {
+  app.post<NameParams>('/certificateAuthorities/:name/revoke', async (req) => {
     const body = object(jsonBody(req), 'The body');
     const serial = optionalString(body, 'serial');
     const deviceId = optionalString(body, 'deviceId');

@@ -13,7 +13,6 @@ import { HubError } from '../../../core/errors.js';
 import { ACK_MODES, C2D_MAX_MESSAGE_BYTES, type C2dSendInput, type C2dService } from '../../../hub/c2d/c2d-service.js';
 import type { AckMode } from '../../../store/c2d-ports.js';
 
-const SEND = { rights: ['ServiceConnect'] } as const;
 const APP_PREFIX = 'iothub-app-';
 const MAX_FEEDBACK_PAGE = 1000;
 
@@ -63,17 +62,17 @@ function nonNegativeInt(raw: string | undefined, name: string, fallback: number,
 }
 
 export function registerC2dRoutes(app: FastifyInstance, c2d: C2dService): void {
-  app.post<IdParams>('/devices/:id/messages/deviceBound', { config: SEND, bodyLimit: C2D_MAX_MESSAGE_BYTES }, async (req, reply) => {
+  app.post<IdParams>('/devices/:id/messages/deviceBound', { bodyLimit: C2D_MAX_MESSAGE_BYTES }, async (req, reply) => {
     const message = await c2d.send(req.params.id, parseSendRequest(req));
     return reply.code(204).header('iothub-messageid', message.messageId).send();
   });
 
-  app.delete<IdParams>('/devices/:id/commands', { config: SEND }, async (req) => {
+  app.delete<IdParams>('/devices/:id/commands', async (req) => {
     const n = await c2d.purge(req.params.id);
     return { totalMessagesPurged: n, deviceId: req.params.id };
   });
 
-  app.get<{ Querystring: { after?: string; top?: string } }>('/messages/serviceBound/feedback', { config: SEND }, async (req) => {
+  app.get<{ Querystring: { after?: string; top?: string } }>('/messages/serviceBound/feedback', async (req) => {
     const after = nonNegativeInt(req.query.after, 'after', 0);
     const top = nonNegativeInt(req.query.top, 'top', 100, MAX_FEEDBACK_PAGE);
     if (top === 0) throw new HubError('ArgumentInvalid', `top must be an integer from 1 to ${MAX_FEEDBACK_PAGE}.`);

@@ -1,7 +1,8 @@
 /**
  * X.509 CA certificates (wire doc §7.2), shaped like Azure's ARM certificate resource
  * (Microsoft.Devices/IotHubs/certificates): upload, list, show, delete, generate a verification
- * code, verify by proof of possession. Reads need RegistryRead, changes RegistryWrite.
+ * code, verify by proof of possession. Reads need RegistryRead; changes are owner-level, as ARM's
+ * are in Azure (route-access.ts).
  */
 import type { FastifyInstance } from 'fastify';
 import { HubError } from '../../../core/errors.js';
@@ -12,8 +13,6 @@ import { jsonBody } from '../body.js';
 
 type NameParams = { Params: { name: string } };
 
-const READ = { rights: ['RegistryRead'] } as const;
-const WRITE = { rights: ['RegistryWrite'] } as const;
 
 export interface CertificateResource {
   name: string;
@@ -63,7 +62,7 @@ function certificateField(o: Record<string, unknown>, where: string): string {
 }
 
 export function registerCertificateRoutes(app: FastifyInstance, cas: CaRegistry, deleteCa?: (name: string, ifMatch: string) => Promise<void>): void {
-  app.put<NameParams>('/certificates/:name', { config: WRITE }, async (req, reply) => {
+  app.put<NameParams>('/certificates/:name', async (req, reply) => {
     const props = object(object(jsonBody(req), 'The body').properties, 'properties');
     const certificate = certificateField(props, 'properties.');
     const isVerified = props.isVerified;
@@ -78,14 +77,14 @@ export function registerCertificateRoutes(app: FastifyInstance, cas: CaRegistry,
     return reply.header('etag', `"${record.etag}"`).send(renderCertificate(record));
   });
 
-  app.get('/certificates', { config: READ }, async () => ({ value: (await cas.list()).map(renderCertificate) }));
+  app.get('/certificates', async () => ({ value: (await cas.list()).map(renderCertificate) }));
 
-  app.get<NameParams>('/certificates/:name', { config: READ }, async (req, reply) => {
+  app.get<NameParams>('/certificates/:name', async (req, reply) => {
     const record = await cas.get(req.params.name);
     return reply.header('etag', `"${record.etag}"`).send(renderCertificate(record));
   });
 
-  app.delete<NameParams>('/certificates/:name', { config: WRITE }, async (req, reply) => {
+  app.delete<NameParams>('/certificates/:name', async (req, reply) => {
     const ifMatch = parseIfMatch(req.headers['if-match']) ?? '*';
     // A CA Gatehouse created goes with its key; an imported one has none.
     if (deleteCa !== undefined) await deleteCa(req.params.name, ifMatch);
@@ -93,14 +92,14 @@ export function registerCertificateRoutes(app: FastifyInstance, cas: CaRegistry,
     return reply.code(204).send();
   });
 
-  app.post<NameParams>('/certificates/:name/generateVerificationCode', { config: WRITE }, async (req, reply) => {
+  app.post<NameParams>('/certificates/:name/generateVerificationCode', async (req, reply) => {
     const record = await cas.generateVerificationCode(req.params.name, parseIfMatch(req.headers['if-match']) ?? '*');
     const body = renderCertificate(record);
     body.properties.verificationCode = record.verificationCode;
     return reply.header('etag', `"${record.etag}"`).send(body);
   });
 
-  app.post<NameParams>('/certificates/:name/verify', { config: WRITE }, async (req, reply) => {
+  app.post<NameParams>('/certificates/:name/verify', async (req, reply) => {
     const certificate = certificateField(object(jsonBody(req), 'The body'), '');
     const record = await cas.verify(req.params.name, certificate, parseIfMatch(req.headers['if-match']) ?? '*');
     return reply.header('etag', `"${record.etag}"`).send(renderCertificate(record));

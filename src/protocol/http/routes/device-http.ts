@@ -1,6 +1,6 @@
 /**
  * Device HTTPS API (wire doc §5): telemetry, single and batched. The device authenticates with
- * its SAS token or its TLS client certificate (app.ts, route config `device: true`) and may only
+ * its SAS token or its TLS client certificate (app.ts; `device` in route-access.ts) and may only
  * act as itself.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -9,7 +9,6 @@ import { isJsonObject } from '../../../core/json.js';
 import { MAX_MESSAGE_BYTES, telemetryEvent } from '../../../hub/telemetry/telemetry-event.js';
 import type { HubServices } from '../services.js';
 
-const DEVICE = { device: true } as const;
 type IdParams = { Params: { id: string } };
 type LockParams = { Params: { id: string; lockToken: string }; Querystring: { reject?: string } };
 
@@ -74,7 +73,7 @@ function parseBatch(body: Buffer): Array<{ body: Buffer; app: Record<string, str
 }
 
 export function registerDeviceHttpRoutes(app: FastifyInstance, services: HubServices): void {
-  app.post<IdParams>('/devices/:id/messages/events', { config: DEVICE }, async (req, reply) => {
+  app.post<IdParams>('/devices/:id/messages/events', async (req, reply) => {
     const identity = req.device;
     if (identity === undefined) throw new HubError('IotHubUnauthorizedAccess', 'Unauthorized');
     const body = rawBody(req);
@@ -94,7 +93,7 @@ export function registerDeviceHttpRoutes(app: FastifyInstance, services: HubServ
 
   // C2D over HTTPS (wire doc §5.3-5.4): receive locks one message; the device completes,
   // rejects or abandons it by lock token (ETag). A lost lock is 412.
-  app.get<IdParams>('/devices/:id/messages/devicebound', { config: DEVICE }, async (req, reply) => {
+  app.get<IdParams>('/devices/:id/messages/devicebound', async (req, reply) => {
     const [m] = await services.c2d.lockNext(req.params.id, 1, HTTP_LOCK_MS);
     if (m === undefined || m.lockToken === null) return reply.code(204).send();
     reply
@@ -114,13 +113,13 @@ export function registerDeviceHttpRoutes(app: FastifyInstance, services: HubServ
     return reply.code(200).send(m.body);
   });
 
-  app.delete<LockParams>('/devices/:id/messages/devicebound/:lockToken', { config: DEVICE }, async (req, reply) => {
+  app.delete<LockParams>('/devices/:id/messages/devicebound/:lockToken', async (req, reply) => {
     if (req.query.reject !== undefined) await services.c2d.reject(req.params.id, req.params.lockToken);
     else await services.c2d.complete(req.params.id, req.params.lockToken);
     return reply.code(204).send();
   });
 
-  app.post<LockParams>('/devices/:id/messages/devicebound/:lockToken/abandon', { config: DEVICE }, async (req, reply) => {
+  app.post<LockParams>('/devices/:id/messages/devicebound/:lockToken/abandon', async (req, reply) => {
     await services.c2d.abandon(req.params.id, req.params.lockToken);
     return reply.code(204).send();
   });

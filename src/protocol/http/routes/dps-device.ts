@@ -67,7 +67,8 @@ export function registerDpsDeviceRoutes(app: FastifyInstance, dps: DpsDeps): voi
       throw new HubError('ArgumentInvalid', 'registrationId in the body does not match the path.');
     }
     const payload = isJsonObject(body) ? body.payload : undefined;
-    return withRetryAfter(reply, () => dps.registration.register(who, payload === undefined ? undefined : payload));
+    const peer = { remote: req.ip, protocol: 'dps-https' as const, tls: (req.socket as TLSSocket).getProtocol?.() ?? undefined };
+    return withRetryAfter(reply, () => dps.registration.register(who, payload === undefined ? undefined : payload, peer));
   });
 
   app.get<OperationParams>('/:idScope/registrations/:registrationId/operations/:operationId', async (req, reply) => {

@@ -14,10 +14,6 @@ import { jsonBody } from '../body.js';
 
 type IdParams = { Params: { id: string } };
 
-const READ = { rights: ['EnrollmentRead'] } as const;
-const WRITE = { rights: ['EnrollmentWrite'] } as const;
-const STATE_READ = { rights: ['RegistrationStatusRead'] } as const;
-const STATE_WRITE = { rights: ['RegistrationStatusWrite'] } as const;
 
 /** `*`, or `SELECT * FROM <collection>`: the queries this service answers (all records, by id). */
 const SUPPORTED_QUERY = /^\s*(\*|select\s+\*\s+from\s+[a-z]+)\s*$/i;
@@ -54,59 +50,59 @@ function withEtag<T extends { etag?: string }>(reply: FastifyReply, record: T): 
 
 export function registerDpsServiceRoutes(app: FastifyInstance, enrollments: EnrollmentService): void {
   // ------------------------------------------------------------ individual enrollments
-  app.post('/enrollments', { config: WRITE }, async (req) => enrollments.bulk(jsonBody(req)));
+  app.post('/enrollments', async (req) => enrollments.bulk(jsonBody(req)));
 
-  app.post('/enrollments/query', { config: READ }, async (req, reply) =>
+  app.post('/enrollments/query', async (req, reply) =>
     sendPage(reply, await enrollments.queryIndividuals(...pageArgs(req)), 'Enrollment'),
   );
 
-  app.put<IdParams>('/enrollments/:id', { config: WRITE }, async (req, reply) =>
+  app.put<IdParams>('/enrollments/:id', async (req, reply) =>
     withEtag(reply, await enrollments.putIndividual(req.params.id, jsonBody(req), parseIfMatch(req.headers['if-match']))),
   );
 
-  app.get<IdParams>('/enrollments/:id', { config: READ }, async (req, reply) => withEtag(reply, await enrollments.getIndividual(req.params.id)));
+  app.get<IdParams>('/enrollments/:id', async (req, reply) => withEtag(reply, await enrollments.getIndividual(req.params.id)));
 
-  app.delete<IdParams>('/enrollments/:id', { config: WRITE }, async (req, reply) => {
+  app.delete<IdParams>('/enrollments/:id', async (req, reply) => {
     await enrollments.deleteIndividual(req.params.id, parseIfMatch(req.headers['if-match']));
     return reply.code(204).send();
   });
 
-  app.post<IdParams>('/enrollments/:id/attestationmechanism', { config: READ }, async (req) =>
+  app.post<IdParams>('/enrollments/:id/attestationmechanism', async (req) =>
     enrollments.attestationMechanism('individual', req.params.id),
   );
 
   // ------------------------------------------------------------ enrollment groups
-  app.post('/enrollmentGroups/query', { config: READ }, async (req, reply) =>
+  app.post('/enrollmentGroups/query', async (req, reply) =>
     sendPage(reply, await enrollments.queryGroups(...pageArgs(req)), 'Enrollment'),
   );
 
-  app.put<IdParams>('/enrollmentGroups/:id', { config: WRITE }, async (req, reply) =>
+  app.put<IdParams>('/enrollmentGroups/:id', async (req, reply) =>
     withEtag(reply, await enrollments.putGroup(req.params.id, jsonBody(req), parseIfMatch(req.headers['if-match']))),
   );
 
-  app.get<IdParams>('/enrollmentGroups/:id', { config: READ }, async (req, reply) => withEtag(reply, await enrollments.getGroup(req.params.id)));
+  app.get<IdParams>('/enrollmentGroups/:id', async (req, reply) => withEtag(reply, await enrollments.getGroup(req.params.id)));
 
-  app.delete<IdParams>('/enrollmentGroups/:id', { config: WRITE }, async (req, reply) => {
+  app.delete<IdParams>('/enrollmentGroups/:id', async (req, reply) => {
     await enrollments.deleteGroup(req.params.id, parseIfMatch(req.headers['if-match']));
     return reply.code(204).send();
   });
 
-  app.post<IdParams>('/enrollmentGroups/:id/attestationmechanism', { config: READ }, async (req) =>
+  app.post<IdParams>('/enrollmentGroups/:id/attestationmechanism', async (req) =>
     enrollments.attestationMechanism('group', req.params.id),
   );
 
   // ------------------------------------------------------------ registration states
-  app.post<IdParams>('/registrations/:id/query', { config: STATE_READ }, async (req, reply) =>
+  app.post<IdParams>('/registrations/:id/query', async (req, reply) =>
     sendPage(reply, await enrollments.queryGroupRegistrations(req.params.id, ...pageArgs(req)), 'DeviceRegistration'),
   );
 
-  app.get<IdParams>('/registrations/:id', { config: STATE_READ }, async (req, reply) => {
+  app.get<IdParams>('/registrations/:id', async (req, reply) => {
     const state = await enrollments.getRegistrationState(req.params.id);
     if (state === undefined) throw new HubError('RegistrationNotFound', `Registration ${req.params.id.slice(0, 128)} not found.`);
     return withEtag(reply, state);
   });
 
-  app.delete<IdParams>('/registrations/:id', { config: STATE_WRITE }, async (req, reply) => {
+  app.delete<IdParams>('/registrations/:id', async (req, reply) => {
     await enrollments.deleteRegistrationState(req.params.id, parseIfMatch(req.headers['if-match']));
     return reply.code(204).send();
   });

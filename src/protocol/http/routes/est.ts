@@ -8,7 +8,8 @@
  *
  * Bodies are base64 DER as the RFC says (PEM is accepted too); answers are certs-only CMS,
  * base64. The same operations take and return PEM in JSON at /est/{group}/enroll|reenroll, and
- * factory credentials are managed at /est/credentials (EnrollmentWrite / EnrollmentRead).
+ * factory credentials are managed at /est/credentials (owner-level: each can mint device
+ * certificates; route-access.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
@@ -24,9 +25,6 @@ import { credentialHash, type AccessGate } from '../../../security/gate.js';
 type LabelParams = { Params: { label: string } };
 
 const PKCS7 = 'application/pkcs7-mime; smime-type=certs-only';
-// Factory credentials mint device certificates: the provisioning service's owners and the hub's registry writers manage them.
-const READ = { rights: ['EnrollmentRead', 'RegistryRead'] } as const;
-const WRITE = { rights: ['EnrollmentWrite', 'RegistryWrite'] } as const;
 
 function callerOf(req: FastifyRequest): EstCaller {
   return { authorization: req.headers.authorization, peerChain: peerChain(req.socket as TLSSocket), remote: req.ip };
@@ -38,6 +36,7 @@ function renderCredential(c: EstCredentialRecord): Record<string, unknown> {
     enrollmentGroupId: c.enrollmentGroupId,
     password: c.secretHash !== null,
     clientCertificateThumbprint: c.clientThumbprint,
+    registrationIds: c.registrationIds,
     expiresAt: c.expiresAt,
     created: c.created,
   };
@@ -111,7 +110,7 @@ export function registerEstRoutes(app: FastifyInstance, est: EstService, logger:
     });
   }
 
-  app.post('/est/credentials', { config: WRITE }, async (req, reply) => {
+  app.post('/est/credentials', async (req, reply) => {
     const b = jsonBody(req) as Record<string, unknown> | null;
     if (typeof b !== 'object' || b === null || Array.isArray(b)) throw new HubError('IotHubFormatError', 'The body must be a JSON object.');
     const group = b.enrollmentGroupId;
@@ -121,7 +120,12 @@ export function registerEstRoutes(app: FastifyInstance, est: EstService, logger:
     }
     if (b.validityDays !== undefined && typeof b.validityDays !== 'number') throw new HubError('ArgumentInvalid', 'validityDays must be a number.');
     if (b.password !== undefined && typeof b.password !== 'boolean') throw new HubError('ArgumentInvalid', 'password must be true or false.');
+    const scope = b.registrationIds;
+    if (!Array.isArray(scope) || !scope.every((x): x is string => typeof x === 'string')) {
+      throw new HubError('ArgumentNull', `registrationIds is required: the registration ids or patterns this credential may enroll, e.g. ["${group.slice(0, 64)}-*"].`);
+    }
     const created = await est.createCredential(group, {
+      registrationIds: scope,
       ...(typeof b.id === 'string' ? { id: b.id } : {}),
       ...(typeof b.validityDays === 'number' ? { validityDays: b.validityDays } : {}),
       ...(typeof b.clientCertificate === 'string' ? { clientCertificatePem: b.clientCertificate } : {}),
@@ -130,11 +134,11 @@ export function registerEstRoutes(app: FastifyInstance, est: EstService, logger:
     return reply.code(201).send({ ...renderCredential(created.record), ...(created.password === undefined ? {} : { password: created.password }) });
   });
 
-  app.get<{ Querystring: { enrollmentGroupId?: string } }>('/est/credentials', { config: READ }, async (req) => ({
+  app.get<{ Querystring: { enrollmentGroupId?: string } }>('/est/credentials', async (req) => ({
     value: (await est.listCredentials(req.query.enrollmentGroupId)).map(renderCredential),
   }));
 
-  app.delete<{ Params: { id: string } }>('/est/credentials/:id', { config: WRITE }, async (req, reply) => {
+  app.delete<{ Params: { id: string } }>('/est/credentials/:id', async (req, reply) => {
     await est.deleteCredential(req.params.id);
     return reply.code(204).send();
   });

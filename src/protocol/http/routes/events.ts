@@ -13,7 +13,6 @@ import { HubError } from '../../../core/errors.js';
 import { validateDeviceId } from '../../../core/ids.js';
 import { renderEvent, type EventStream } from '../../../hub/telemetry/event-stream.js';
 
-const STREAM = { rights: ['ServiceConnect'] } as const;
 const KEEP_ALIVE_MS = 15_000;
 const MAX_BUFFERED = 8 * 1024 * 1024;
 const LOW_WATER = 1024 * 1024;
@@ -54,7 +53,7 @@ export function registerEventRoutes(app: FastifyInstance, events: EventStream): 
     open.clear();
   });
 
-  app.get<Query>('/events', { config: STREAM }, async (req, reply) => {
+  app.get<Query>('/events', async (req, reply) => {
     const from = parseFrom(req.query.from, req.headers['last-event-id']);
     const deviceId = req.query.deviceId === undefined ? undefined : validateDeviceId(req.query.deviceId);
 

@@ -8,11 +8,9 @@ import { byCaller } from '../caller.js';
 
 type ModuleParams = { Params: { id: string; mid: string } };
 
-const READ = { rights: ['RegistryRead'] } as const;
-const WRITE = { rights: ['RegistryWrite'] } as const;
 
 export function registerModuleRoutes(app: FastifyInstance, { registry }: HubServices): void {
-  app.put<ModuleParams>('/devices/:id/modules/:mid', { config: WRITE }, async (req, reply) => {
+  app.put<ModuleParams>('/devices/:id/modules/:mid', async (req, reply) => {
     const ifMatch = parseIfMatch(req.headers['if-match']);
     const body = jsonBody(req);
     const module =
@@ -22,16 +20,16 @@ export function registerModuleRoutes(app: FastifyInstance, { registry }: HubServ
     return reply.header('etag', `"${module.etag}"`).send(renderModule(module));
   });
 
-  app.get<ModuleParams>('/devices/:id/modules/:mid', { config: READ }, async (req, reply) => {
+  app.get<ModuleParams>('/devices/:id/modules/:mid', async (req, reply) => {
     const module = await registry.getModule(req.params.id, req.params.mid);
     return reply.header('etag', `"${module.etag}"`).send(renderModule(module));
   });
 
-  app.get<{ Params: { id: string } }>('/devices/:id/modules', { config: READ }, async (req) => {
+  app.get<{ Params: { id: string } }>('/devices/:id/modules', async (req) => {
     return (await registry.listModules(req.params.id)).map(renderModule);
   });
 
-  app.delete<ModuleParams>('/devices/:id/modules/:mid', { config: WRITE }, async (req, reply) => {
+  app.delete<ModuleParams>('/devices/:id/modules/:mid', async (req, reply) => {
     await registry.deleteModule(req.params.id, req.params.mid, parseIfMatch(req.headers['if-match']) ?? '*', byCaller(req));
     return reply.code(204).send();
   });

@@ -5,14 +5,13 @@ import { isJsonObject } from '../../../core/json.js';
 import { jsonBody } from '../body.js';
 import type { HubServices } from '../services.js';
 
-const QUERY = { rights: ['RegistryRead', 'ServiceConnect'] } as const;
 
 function header(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
 export function registerQueryRoutes(app: FastifyInstance, { query }: HubServices): void {
-  app.post('/devices/query', { config: QUERY }, async (req, reply) => {
+  app.post('/devices/query', async (req, reply) => {
     const body = jsonBody(req);
     if (!isJsonObject(body) || typeof body.query !== 'string') {
       throw new HubError('ArgumentInvalid', 'The body must be {"query": "<SQL>"}.');

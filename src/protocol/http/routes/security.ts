@@ -1,5 +1,6 @@
 /**
- * Hub administration over REST (all `admin`: a policy with every hub right, or the Owner role):
+ * Hub administration over REST (owner-level: a policy with RegistryRead, RegistryWrite and
+ * ServiceConnect, or the Owner role; route-access.ts):
  *
  *   GET/PATCH /settings                    hub settings (PATCH: JSON merge patch; ?dryRun=true)
  *   GET/PUT/PATCH/DELETE /operators[/:id]  operators; POST /operators/:id/tokens mints a token
@@ -16,7 +17,6 @@ import type { SettingsService } from '../../../security/settings-service.js';
 import type { Finding } from '../../../security/posture.js';
 import { jsonBody } from '../body.js';
 
-const ADMIN = { admin: true } as const;
 
 export function actorOf(req: FastifyRequest): string {
   const p = req.principal;
@@ -47,13 +47,13 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     events.emit({ type: 'change', at: deps.now(), actor: actorOf(req), action, target, before: redactSecrets(before), after: redactSecrets(after), remote: req.ip });
 
   // ---------------------------------------------------------------- settings
-  app.get('/settings', { config: ADMIN }, async (_req, reply) => {
+  app.get('/settings', async (_req, reply) => {
     const s = settings.current;
     void reply.header('etag', `"${s.etag}"`);
     return s;
   });
 
-  app.patch<{ Querystring: Record<string, string | undefined> }>('/settings', { config: ADMIN }, async (req, reply) => {
+  app.patch<{ Querystring: Record<string, string | undefined> }>('/settings', async (req, reply) => {
     const q = req.query;
     const r = await settings.change({
       patch: jsonBody(req),
@@ -68,7 +68,7 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     return r;
   });
 
-  app.get<{ Querystring: { expiringDays?: string } }>('/posture', { config: ADMIN }, async (req) => {
+  app.get<{ Querystring: { expiringDays?: string } }>('/posture', async (req) => {
     const raw = req.query.expiringDays ?? '30';
     if (!/^\d{1,4}$/.test(raw)) throw new HubError('ArgumentInvalid', 'expiringDays must be a whole number of days.');
     const findings = await deps.posture(Number(raw));
@@ -76,15 +76,15 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
   });
 
   // ---------------------------------------------------------------- operators
-  app.get('/operators', { config: ADMIN }, async () => ({ value: operators.list().map((o) => ({ ...o, roles: [...operators.rolesOf(o.id)] })) }));
+  app.get('/operators', async () => ({ value: operators.list().map((o) => ({ ...o, roles: [...operators.rolesOf(o.id)] })) }));
 
-  app.get<{ Params: { id: string } }>('/operators/:id', { config: ADMIN }, async (req) => {
+  app.get<{ Params: { id: string } }>('/operators/:id', async (req) => {
     const op = operators.get(req.params.id);
     if (op === undefined) throw new HubError('OperatorNotFound', `Operator ${req.params.id.slice(0, 128)} does not exist.`);
     return { ...op, roles: [...operators.rolesOf(op.id)] };
   });
 
-  app.put<{ Params: { id: string } }>('/operators/:id', { config: ADMIN }, async (req, reply) => {
+  app.put<{ Params: { id: string } }>('/operators/:id', async (req, reply) => {
     const body = jsonBody(req, false);
     const name = field(body, 'displayName');
     if (name !== undefined && (typeof name !== 'string' || name.length > 256)) throw new HubError('ArgumentInvalid', 'displayName must be a string of at most 256 characters.');
@@ -93,7 +93,7 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     return reply.code(201).send(op);
   });
 
-  app.patch<{ Params: { id: string } }>('/operators/:id', { config: ADMIN }, async (req) => {
+  app.patch<{ Params: { id: string } }>('/operators/:id', async (req) => {
     const body = jsonBody(req);
     const enabled = field(body, 'enabled');
     const revoke = field(body, 'revokeTokens');
@@ -107,13 +107,13 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     return after;
   });
 
-  app.delete<{ Params: { id: string } }>('/operators/:id', { config: ADMIN }, async (req, reply) => {
+  app.delete<{ Params: { id: string } }>('/operators/:id', async (req, reply) => {
     const op = await operators.delete(req.params.id);
     change(req, 'operator.delete', `operators/${op.id}`, op, null);
     return reply.code(204).send();
   });
 
-  app.post<{ Params: { id: string } }>('/operators/:id/tokens', { config: ADMIN }, async (req) => {
+  app.post<{ Params: { id: string } }>('/operators/:id/tokens', async (req) => {
     const seconds = field(jsonBody(req, false), 'expiresInSeconds') ?? 3600;
     if (typeof seconds !== 'number') throw new HubError('ArgumentInvalid', 'expiresInSeconds must be a number.');
     const t = await operators.issueToken(req.params.id, seconds);
@@ -122,18 +122,18 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
   });
 
   // ---------------------------------------------------------------- roles
-  app.get('/roleDefinitions', { config: ADMIN }, async () => ({
+  app.get('/roleDefinitions', async () => ({
     value: ROLE_NAMES.map((name) => ({ roleName: name, description: ROLE_DESCRIPTIONS[name], actions: ROLE_ACTIONS[name] })),
   }));
 
-  app.get<{ Querystring: { assignee?: string; role?: string } }>('/roleAssignments', { config: ADMIN }, async (req) => ({
+  app.get<{ Querystring: { assignee?: string; role?: string } }>('/roleAssignments', async (req) => ({
     value: operators.listAssignments({
       ...(req.query.assignee === undefined ? {} : { assignee: req.query.assignee }),
       ...(req.query.role === undefined ? {} : { role: req.query.role }),
     }),
   }));
 
-  app.post('/roleAssignments', { config: ADMIN }, async (req, reply) => {
+  app.post('/roleAssignments', async (req, reply) => {
     const body = jsonBody(req);
     const assignee = field(body, 'assignee');
     const role = field(body, 'role');
@@ -144,7 +144,7 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     return reply.code(201).send(a);
   });
 
-  app.delete<{ Params: { id: string }; Querystring: { assignee?: string; role?: string } }>('/roleAssignments/:id', { config: ADMIN }, async (req) => {
+  app.delete<{ Params: { id: string }; Querystring: { assignee?: string; role?: string } }>('/roleAssignments/:id', async (req) => {
     const removed = await operators.deleteAssignments(
       req.params.id === '-'
         ? { ...(req.query.assignee === undefined ? {} : { assignee: req.query.assignee }), ...(req.query.role === undefined ? {} : { role: req.query.role }) }
@@ -155,27 +155,27 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
   });
 
   // ---------------------------------------------------------------- policies
-  app.get('/policies', { config: ADMIN }, async () => ({ value: (await policies.list()).map((p) => renderPolicy(p, false)) }));
+  app.get('/policies', async () => ({ value: (await policies.list()).map((p) => renderPolicy(p, false)) }));
 
-  app.get<{ Params: { name: string } }>('/policies/:name', { config: ADMIN }, async (req, reply) => {
+  app.get<{ Params: { name: string } }>('/policies/:name', async (req, reply) => {
     const p = await policies.get(req.params.name);
     void reply.header('etag', `"${p.etag}"`);
     return renderPolicy(p, true);
   });
 
-  app.put<{ Params: { name: string } }>('/policies/:name', { config: ADMIN }, async (req, reply) => {
+  app.put<{ Params: { name: string } }>('/policies/:name', async (req, reply) => {
     const ifMatch = req.headers['if-match']?.replace(/"/g, '');
     const { policy, created } = await policies.put(req.params.name, field(jsonBody(req), 'rights'), actorOf(req), ifMatch);
     void reply.header('etag', `"${policy.etag}"`);
     return reply.code(created ? 201 : 200).send(renderPolicy(policy, true));
   });
 
-  app.delete<{ Params: { name: string } }>('/policies/:name', { config: ADMIN }, async (req, reply) => {
+  app.delete<{ Params: { name: string } }>('/policies/:name', async (req, reply) => {
     await policies.delete(req.params.name, actorOf(req), req.headers['if-match']?.replace(/"/g, ''));
     return reply.code(204).send();
   });
 
-  app.post<{ Params: { name: string } }>('/policies/:name/regenerateKey', { config: ADMIN }, async (req) => {
+  app.post<{ Params: { name: string } }>('/policies/:name/regenerateKey', async (req) => {
     const keyType = field(jsonBody(req, false), 'keyType') ?? 'primary';
     return renderPolicy(await policies.regenerateKey(req.params.name, String(keyType), actorOf(req)), true);
   });

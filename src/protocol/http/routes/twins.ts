@@ -5,10 +5,6 @@ import type { JsonObject } from '../../../core/json.js';
 import { jsonBody } from '../body.js';
 import type { HubServices } from '../services.js';
 
-// Reading a twin is a registry read or a service operation; changing desired properties and tags
-// is a service operation (ServiceConnect) [DOCS: Control access to IoT Hub with shared access signatures].
-const READ = { rights: ['RegistryRead', 'ServiceConnect'] } as const;
-const WRITE = { rights: ['ServiceConnect'] } as const;
 
 type DeviceParams = { Params: { id: string } };
 type ModuleParams = { Params: { id: string; mid: string } };
@@ -18,34 +14,34 @@ function withEtag(doc: JsonObject): { doc: JsonObject; etag: string } {
 }
 
 export function registerTwinRoutes(app: FastifyInstance, { twins }: HubServices): void {
-  app.get<DeviceParams>('/twins/:id', { config: READ }, async (req, reply) => {
+  app.get<DeviceParams>('/twins/:id', async (req, reply) => {
     const { doc, etag } = withEtag(await twins.get(req.params.id, null));
     return reply.header('etag', etag).send(doc);
   });
 
-  app.patch<DeviceParams>('/twins/:id', { config: WRITE }, async (req, reply) => {
+  app.patch<DeviceParams>('/twins/:id', async (req, reply) => {
     const { doc, etag } = withEtag(await twins.patch(req.params.id, null, jsonBody(req), parseIfMatch(req.headers['if-match'])));
     return reply.header('etag', etag).send(doc);
   });
 
-  app.put<DeviceParams>('/twins/:id', { config: WRITE }, async (req, reply) => {
+  app.put<DeviceParams>('/twins/:id', async (req, reply) => {
     const { doc, etag } = withEtag(await twins.replace(req.params.id, null, jsonBody(req), parseIfMatch(req.headers['if-match'])));
     return reply.header('etag', etag).send(doc);
   });
 
-  app.get<ModuleParams>('/twins/:id/modules/:mid', { config: READ }, async (req, reply) => {
+  app.get<ModuleParams>('/twins/:id/modules/:mid', async (req, reply) => {
     const { doc, etag } = withEtag(await twins.get(req.params.id, req.params.mid));
     return reply.header('etag', etag).send(doc);
   });
 
-  app.patch<ModuleParams>('/twins/:id/modules/:mid', { config: WRITE }, async (req, reply) => {
+  app.patch<ModuleParams>('/twins/:id/modules/:mid', async (req, reply) => {
     const { doc, etag } = withEtag(
       await twins.patch(req.params.id, req.params.mid, jsonBody(req), parseIfMatch(req.headers['if-match'])),
     );
     return reply.header('etag', etag).send(doc);
   });
 
-  app.put<ModuleParams>('/twins/:id/modules/:mid', { config: WRITE }, async (req, reply) => {
+  app.put<ModuleParams>('/twins/:id/modules/:mid', async (req, reply) => {
     const { doc, etag } = withEtag(
       await twins.replace(req.params.id, req.params.mid, jsonBody(req), parseIfMatch(req.headers['if-match'])),
     );

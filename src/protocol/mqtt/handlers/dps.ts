@@ -127,7 +127,7 @@ export async function handleDpsPublish(conn: MqttConnection, packet: IPublishPac
     }
     const payload = isJsonObject(body) ? body.payload : undefined;
     try {
-      const op = await dps.registration.register(attested, payload === null ? null : payload);
+      const op = await dps.registration.register(attested, payload === null ? null : payload, { remote: conn.peer.remoteAddress, protocol: 'dps-mqtt', tls: conn.peer.tlsVersion });
       return respond(conn, 200, rid, op);
     } catch (err) {
       return throttled(conn, rid, err);

@@ -12,7 +12,7 @@ import { HubError } from '../../../core/errors.js';
 import type { JsonValue } from '../../../core/json.js';
 import { telemetryEvent } from '../../../hub/telemetry/telemetry-event.js';
 import type { MqttConnection } from '../connection.js';
-import { classifyPublish, jsonPayload, parseJsonPayload, parsePropertyBag, TWIN_RESPONSE_FILTER } from '../topics.js';
+import { classifyPublish, jsonPayload, parseJsonPayload, parsePropertyBag, topicDenial, TWIN_RESPONSE_FILTER } from '../topics.js';
 
 const MAX_PENDING_APPENDS = 256;
 
@@ -46,6 +46,7 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
 
   switch (target.kind) {
     case 'forbidden':
+      conn.deps.authenticator.deviceDenied(id, topicDenial('publish to', packet.topic, id), { remote: conn.peer.remoteAddress, protocol: conn.peer.transport, tls: conn.peer.tlsVersion });
       return conn.close(`publish to a topic outside the device's own: ${packet.topic.slice(0, 200)}`);
 
     case 'telemetry': {
@@ -64,7 +65,7 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
       }
       const durable = conn.deps.telemetry.append(event);
       conn.pendingAppends++;
-      if (conn.pendingAppends > MAX_PENDING_APPENDS) conn.stream.pause();
+      if (conn.pendingAppends > MAX_PENDING_APPENDS) conn.holdReading('appends');
       const messageId = packet.messageId;
       conn.ackChain = conn.ackChain.then(async () => {
         try {
@@ -76,7 +77,7 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
           return;
         } finally {
           conn.pendingAppends--;
-          if (conn.pendingAppends <= MAX_PENDING_APPENDS / 2 && conn.stream.isPaused()) conn.stream.resume();
+          if (conn.pendingAppends <= MAX_PENDING_APPENDS / 2) conn.releaseReading('appends');
         }
         if (packet.qos === 1) conn.send({ cmd: 'puback', messageId });
       });

@@ -5,7 +5,7 @@
  */
 import type { ISubscribePacket } from 'mqtt-packet';
 import type { MqttConnection } from '../connection.js';
-import { allowedFilters, c2dFilter } from '../topics.js';
+import { allowedFilters, c2dFilter, topicDenial } from '../topics.js';
 
 /** A device may hold at most 5 subscriptions [DOCS: Understand and invoke direct methods]. */
 export const MAX_SUBSCRIPTIONS = 5;
@@ -16,7 +16,10 @@ export async function handleSubscribe(conn: MqttConnection, packet: ISubscribePa
   const allowed = allowedFilters(id);
   const granted: number[] = [];
   for (const s of packet.subscriptions) {
-    if (!allowed.has(s.topic)) return conn.close(`subscription to a topic outside the device's own: ${s.topic.slice(0, 200)}`);
+    if (!allowed.has(s.topic)) {
+      conn.deps.authenticator.deviceDenied(id, topicDenial('subscription to', s.topic, id), { remote: conn.peer.remoteAddress, protocol: conn.peer.transport, tls: conn.peer.tlsVersion });
+      return conn.close(`subscription to a topic outside the device's own: ${s.topic.slice(0, 200)}`);
+    }
     const qos = s.qos >= 1 ? 1 : 0;
     conn.subscriptions.set(s.topic, { topic: s.topic, qos });
     granted.push(qos);

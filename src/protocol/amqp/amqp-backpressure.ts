@@ -1,0 +1,94 @@
+/**
+ * Backpressure for an AMQP connection under rhea (see ../backpressure.ts). rhea writes each frame
+ * straight to its socket (`transport.js`: `socket.write(buffer)`, over WebSocket `ws.send`) and
+ * reads every 'data' event; nothing in it notices either side being slow. Link credit does not
+ * help against a hostile client: rhea logs a transfer that came without credit and processes it.
+ * So the bound sits on the socket itself:
+ *
+ * - after every write rhea makes, the unsent output is checked: over the mark the socket is not
+ *   read until it drains, over the cap the connection is closed;
+ * - operations taken in and not finished (twin requests, telemetry appends, CBS put-tokens) stop
+ *   the reading above a bound;
+ * - a device session answers its twin requests one at a time, each after the output drained
+ *   (device-session.ts), so what a client that does not read gets answered is one answer past
+ *   the mark, not every request it sent.
+ */
+import type { TLSSocket } from 'node:tls';
+import type { Logger } from 'pino';
+import type { WebSocket } from 'ws';
+import { DEFAULT_OUTPUT_LIMITS, OutputBound, ReadGate, type OutputLimits } from '../backpressure.js';
+
+/** Operations in flight on one connection above which it stops reading until half of them are done. */
+export const MAX_AMQP_WORK_IN_FLIGHT = 64;
+
+/** What sessions see of their connection's backpressure. */
+export interface ConnectionPressure {
+  /** An operation taken in (call `end` once it is finished). */
+  begin(): void;
+  end(): void;
+  /** Resolves once the connection's output is under the mark (at once when it is). */
+  drained(): Promise<void>;
+}
+
+/** For a connection without a socket of its own to watch (none today; a safe default). */
+export const UNWATCHED: ConnectionPressure = { begin: () => undefined, end: () => undefined, drained: () => Promise.resolve() };
+
+export class AmqpBackpressure implements ConnectionPressure {
+  readonly #gate: ReadGate;
+  readonly output: OutputBound;
+  #inFlight = 0;
+
+  constructor(gate: ReadGate, output: OutputBound) {
+    this.#gate = gate;
+    this.output = output;
+  }
+
+  begin(): void {
+    if (++this.#inFlight === MAX_AMQP_WORK_IN_FLIGHT) this.#gate.hold('backlog');
+  }
+
+  end(): void {
+    if (--this.#inFlight <= MAX_AMQP_WORK_IN_FLIGHT / 2) this.#gate.release('backlog');
+  }
+
+  drained(): Promise<void> {
+    return this.output.drained();
+  }
+}
+
+type Write = (...args: unknown[]) => boolean;
+
+/** Runs `after` after every call of `target[method]` (rhea's writes), on that object only. */
+function afterEach(target: object, method: 'write' | 'send', after: () => void): void {
+  const holder = target as Record<'write' | 'send', Write>;
+  const original = holder[method];
+  holder[method] = (...args: unknown[]): boolean => {
+    const r = original.apply(target, args);
+    after();
+    return r;
+  };
+}
+
+/** AMQPS: the TLS socket rhea reads and writes; over the cap it is destroyed (rhea learns through 'error'). */
+export function tlsBackpressure(socket: TLSSocket, logger: Logger, limits: OutputLimits = DEFAULT_OUTPUT_LIMITS): AmqpBackpressure {
+  const gate = new ReadGate(socket);
+  const output = new OutputBound({ pendingBytes: () => socket.writableLength, onceDrained: (fn) => socket.once('drain', fn) }, gate, limits, (reason) => {
+    logger.warn({ event: 'amqp.closed', protocol: 'amqp', remote: socket.remoteAddress, reason }, 'AMQP connection closed');
+    socket.destroy(new Error(reason));
+  });
+  afterEach(socket, 'write', () => output.check());
+  socket.once('close', () => output.close());
+  return new AmqpBackpressure(gate, output);
+}
+
+/** AMQP over WebSocket: rhea sends with `ws.send`; `bufferedAmount` is what the TLS socket under it holds. */
+export function webSocketBackpressure(ws: WebSocket, socket: TLSSocket, logger: Logger, limits: OutputLimits = DEFAULT_OUTPUT_LIMITS): AmqpBackpressure {
+  const gate = new ReadGate(ws);
+  const output = new OutputBound({ pendingBytes: () => ws.bufferedAmount, onceDrained: (fn) => socket.once('drain', fn) }, gate, limits, (reason) => {
+    logger.warn({ event: 'amqp.closed', protocol: 'amqp-ws', remote: socket.remoteAddress, reason }, 'AMQP connection closed');
+    ws.terminate();
+  });
+  afterEach(ws, 'send', () => output.check());
+  ws.once('close', () => output.close());
+  return new AmqpBackpressure(gate, output);
+}
