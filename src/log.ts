@@ -1,11 +1,23 @@
 import { format } from 'node:util';
 import pino, { type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
+
+/** `json`: one JSON object per line, for machines; `pretty`: pino-pretty's readable lines, for a person. */
+export type LogFormat = 'json' | 'pretty';
+export const LOG_FORMATS: readonly LogFormat[] = ['json', 'pretty'];
+
+/** Pretty on a terminal, JSON everywhere else (pipes, files, log shippers, tests). */
+export function defaultLogFormat(stdout: { isTTY?: boolean } = process.stdout): LogFormat {
+  return stdout.isTTY === true ? 'pretty' : 'json';
+}
 
 /**
- * JSON logs on stdout. Secrets never reach a log line: handlers log no headers or bodies, and
- * these paths are redacted as a second line of defence.
+ * Logs on stdout, JSON or pretty. Secrets never reach a log line: handlers log no headers or
+ * bodies, and these paths are redacted as a second line of defence (before either format).
+ * Pretty goes through pino-pretty in this process (synchronous, so a log line and the `ready`
+ * line on stdout keep their order), not through a worker-thread transport.
  */
-export function createLogger(level: string, destination: pino.DestinationStream | undefined = undefined): Logger {
+export function createLogger(level: string, destination: pino.DestinationStream | undefined = undefined, format: LogFormat = 'json'): Logger {
   const options: pino.LoggerOptions = {
     level,
     base: { service: 'gatehouse' },
@@ -25,6 +37,18 @@ export function createLogger(level: string, destination: pino.DestinationStream 
       censor: '[redacted]',
     },
   };
+  if (format === 'pretty') {
+    const stream = pinoPretty({
+      sync: true,
+      destination: destination ?? 1,
+      // Colour only on a terminal (pino-pretty's own check also turns it on whenever CI is set).
+      colorize: destination === undefined && process.stdout.isTTY === true,
+      translateTime: 'SYS:standard',
+      ignore: 'pid,hostname,service',
+      singleLine: true,
+    });
+    return pino(options, stream);
+  }
   return destination === undefined ? pino(options) : pino(options, destination);
 }
 
@@ -32,7 +56,7 @@ export function createLogger(level: string, destination: pino.DestinationStream 
 const CONSOLE_LINES_PER_SECOND = 20;
 
 /**
- * Libraries that print with `console.*` write into the JSON log instead of raw lines on stdout and
+ * Libraries that print with `console.*` write into the log (JSON or pretty) instead of raw lines on stdout and
  * stderr: rhea prints "WARNING: did not recognise message section ..." and the like when a peer
  * sends something it does not understand. A peer controls part of that text and how often it
  * comes, so a line is cut at 500 characters (pino escapes it) and at most 20 a second are logged,

@@ -11,7 +11,8 @@ import { after, before, describe, it } from 'node:test';
 import iothub from 'azure-iothub';
 import deviceSdk from 'azure-iot-device';
 import deviceAmqp from 'azure-iot-device-amqp';
-import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { monitorEvents } from './support/monitor.js';
 import { makeSelfSigned, thumbprints } from './support/pki.js';
 import { errorCode, policyKey, restClient, type Rest } from './support/rest.js';
 
@@ -81,13 +82,11 @@ for (const [name, transport] of [
         m.contentType = 'application/json';
         m.properties.add('site', 'north');
         await client.sendEvent(m);
-        const out = cli(['monitor-events', '--data-dir', hub.dataDir, '--device', id, '--from', '0', '--timeout', '2']);
-        assert.equal(out.status, 0, out.stderr);
-        const events = out.stdout.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { payload: unknown; properties: Record<string, string>; systemProperties: Record<string, string> });
+        const events = monitorEvents(hub.dataDir, { deviceId: id });
         assert.equal(events.length, 1);
         assert.deepEqual(events[0]?.payload, { temp: 21.5 });
-        assert.equal(events[0]?.properties.site, 'north');
-        assert.equal(events[0]?.systemProperties['message-id'], `tel-${name}`);
+        assert.equal(events[0]?.properties.application.site, 'north');
+        assert.equal(events[0]?.properties.system?.message_id, `tel-${name}`);
 
         client.onDeviceMethod('open-gate', (req, res) => {
           res.send(200, { opened: true, seconds: (req.payload as { seconds: number }).seconds }, () => undefined);

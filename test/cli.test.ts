@@ -107,7 +107,8 @@ describe('gatehouse twin', () => {
     assert.deepEqual(shown.properties.desired.mode, { b: 2 });
     assert.equal(shown.properties.desired.$version, t.properties.desired.$version + 1);
     const bad = gh(['twin', 'update', '-d', 'cli-twin', '--desired', '{not json']);
-    assert.match(bad.stderr, /^error: --desired is not valid JSON/);
+    assert.match(bad.stderr, /^error: JsonInvalid: --desired is not valid JSON: /);
+    assert.equal(bad.status, 2);
   });
 });
 

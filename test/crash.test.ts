@@ -9,7 +9,8 @@ import { request } from 'node:https';
 import { it } from 'node:test';
 import iothub from 'azure-iothub';
 import { generateSasToken } from '../src/auth/sas.js';
-import { cli, removeDir, startHubProcess } from './support/hub-process.js';
+import { removeDir, startHubProcess } from './support/hub-process.js';
+import { monitorEvents } from './support/monitor.js';
 import { connectPacket, connectRaw, deviceToken } from './support/raw-mqtt.js';
 
 const { Registry } = iothub;
@@ -82,12 +83,10 @@ it('SIGKILL mid-stream loses no PUBACKed telemetry and no accepted C2D message',
 
   const second = await startHubProcess({ address: HOST, dataDir: first.dataDir });
   try {
-    const out = cli(['monitor-events', '--data-dir', second.dataDir, '--from', '0', '--timeout', '3']);
-    assert.equal(out.status, 0, out.stderr);
     const stored = new Set<number>();
-    for (const line of out.stdout.split('\n').filter(Boolean)) {
-      const e = JSON.parse(line) as { deviceId: string; payload: { n?: number } };
-      if (e.deviceId === 'crash-sender' && typeof e.payload.n === 'number') stored.add(e.payload.n);
+    for (const e of monitorEvents(second.dataDir, { json: true, timeoutS: 3 })) {
+      const n = (e.payload as { n?: unknown } | null)?.n;
+      if (e.origin === 'crash-sender' && typeof n === 'number') stored.add(n);
     }
     const lost = [...acked].filter((n) => !stored.has(n));
     assert.deepEqual(lost, [], `${lost.length} PUBACKed messages missing after the crash (acked ${acked.size}, stored ${stored.size})`);

@@ -158,7 +158,7 @@ describe('start on a busy port', () => {
       try {
         const r = cli(['start', '--data-dir', dataDir, '--bind', address, '--hostname', address, '--log-level', 'silent']);
         assert.notEqual(r.status, 0);
-        assert.equal(r.stderr.trim(), `error: port ${port} on ${address} is already in use`);
+        assert.equal(r.stderr.trim(), `error: StartupFailed: port ${port} on ${address} is already in use`);
         assert.equal(existsSync(dataDir), false, 'nothing written');
       } finally {
         blocker.close();

@@ -14,6 +14,7 @@ import deviceHttp from 'azure-iot-device-http';
 import { request } from 'node:https';
 import { generateSasToken } from '../src/auth/sas.js';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { monitorEvents, type MonitoredEvent } from './support/monitor.js';
 
 const { Registry, Client: ServiceClient } = iothub;
 const { Client, ModuleClient } = deviceSdk;
@@ -179,11 +180,10 @@ describe('other credentials', () => {
       const { result } = await service.invokeDeviceMethod('sdk-mod-host', 'filter', { methodName: 'ping', payload: null, responseTimeoutInSeconds: 10 });
       assert.deepEqual(result, { status: 200, payload: 'pong' });
       await client.sendEvent(new deviceSdk.Message('from the module'));
-      const events = cli(['monitor-events', '--data-dir', hub.dataDir, '--device', 'sdk-mod-host', '--from', '0', '--timeout', '2']).stdout.split('\n').filter(Boolean);
-      const e = JSON.parse(events[0] ?? '{}') as { moduleId?: string; payload?: unknown; systemProperties?: Record<string, string> };
-      assert.equal(e.moduleId, 'filter');
-      assert.equal(e.payload, 'from the module');
-      assert.equal(e.systemProperties?.['iothub-connection-module-id'], 'filter');
+      const e = monitorEvents(hub.dataDir, { deviceId: 'sdk-mod-host' })[0];
+      assert.equal(e?.module, 'filter');
+      assert.equal(e?.payload, 'from the module');
+      assert.equal(e?.annotations['iothub-connection-module-id'], 'filter');
     } finally {
       await client.close();
     }
@@ -379,20 +379,8 @@ async function purgeRemaining(id: string): Promise<number> {
 
 // ---------------------------------------------------------------- telemetry
 
-interface MonitoredEvent {
-  deviceId: string;
-  payload: unknown;
-  properties: Record<string, string>;
-  systemProperties: Record<string, string>;
-}
-
 function monitor(deviceId: string): MonitoredEvent[] {
-  const out = cli(['monitor-events', '--data-dir', hub.dataDir, '--device', deviceId, '--from', '0', '--timeout', '2']);
-  assert.equal(out.status, 0, out.stderr);
-  return out.stdout
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as MonitoredEvent);
+  return monitorEvents(hub.dataDir, { deviceId });
 }
 
 describe('telemetry into monitor-events', () => {
@@ -422,13 +410,13 @@ describe('telemetry into monitor-events', () => {
       const events = monitor(id);
       assert.equal(events.length, 1);
       const e = events[0]!;
-      assert.equal(e.deviceId, id);
+      assert.equal(e.origin, id);
       assert.deepEqual(e.payload, { temperature: 21.5, via: name });
-      assert.equal(e.properties.alert, 'high temp');
-      assert.equal(e.systemProperties['message-id'], `mid-${name}`);
-      assert.equal(e.systemProperties['iothub-connection-device-id'], id);
-      assert.deepEqual(JSON.parse(e.systemProperties['iothub-connection-auth-method'] ?? '{}'), { scope: 'device', type: 'sas', issuer: 'iothub' });
-      assert.ok(!Number.isNaN(Date.parse(e.systemProperties['iothub-enqueuedtime'] ?? '')));
+      assert.equal(e.properties.application.alert, 'high temp');
+      assert.equal(e.properties.system?.message_id, `mid-${name}`);
+      assert.equal(e.annotations['iothub-connection-device-id'], id);
+      assert.deepEqual(JSON.parse(String(e.annotations['iothub-connection-auth-method'] ?? '{}')), { scope: 'device', type: 'sas', issuer: 'iothub' });
+      assert.equal(typeof e.annotations['iothub-enqueuedtime'], 'number');
     });
   }
 
@@ -450,7 +438,7 @@ describe('telemetry into monitor-events', () => {
     }
     const events = monitor(id);
     assert.deepEqual(
-      events.map((e) => [e.payload, e.properties.n]),
+      events.map((e) => [e.payload, e.properties.application.n]),
       [
         ['reading 1', '1'],
         ['reading 2', '2'],

@@ -357,10 +357,10 @@ describe('GET /events and gatehouse monitor-events on a running hub', () => {
     assert.match(bad.body, /ErrorCode:ArgumentInvalid;from must be now/);
   });
 
-  it('gatehouse monitor-events prints one JSON line per event and stops after --timeout', async () => {
+  it("gatehouse monitor-events prints one JSON line per event in az's shape and stops after --timeout", async () => {
     const started = Date.now();
     const [all, dev, denied] = await Promise.all([
-      cliAsync(['monitor-events', '--data-dir', dataDir, '--from', '0', '--timeout', '2']),
+      cliAsync(['monitor-events', '--data-dir', dataDir, '--from', '0', '--timeout', '2', '--props', 'all']),
       cliAsync(['monitor-events', '--data-dir', dataDir, '--from', '0', '--device', 'sse-2', '--timeout', '2']),
       cliAsync(['monitor-events', '--connection-string', `HostName=${HOST};SharedAccessKeyName=iothubowner;SharedAccessKey=${randomBytes(32).toString('base64')}`, '--ca-file', hub.state.caFile, '--timeout', '2']),
     ]);
@@ -368,14 +368,17 @@ describe('GET /events and gatehouse monitor-events on a running hub', () => {
     assert.ok(Date.now() - started >= 2000);
     const lines = all.stdout.trim().split('\n');
     assert.equal(lines.length, seqs.length);
-    const parsed = lines.map((l) => JSON.parse(l) as { deviceId: string; seq: number; payload: unknown; properties: unknown; systemProperties: Record<string, string> });
-    assert.deepEqual(parsed.map((p) => p.seq), seqs);
-    assert.equal(parsed[0]?.deviceId, 'sse-1');
-    assert.deepEqual(parsed[0]?.payload, { temp: 21.5 });
-    assert.deepEqual(parsed[0]?.properties, { site: 'north' });
-    assert.equal(parsed[0]?.systemProperties['iothub-connection-device-id'], 'sse-1');
+    type Line = { event: { origin: string; module: string; payload: unknown; properties: { application: unknown }; annotations: Record<string, unknown> } };
+    const parsed = lines.map((l) => (JSON.parse(l) as Line).event);
+    assert.deepEqual(parsed.map((p) => p.annotations['x-opt-sequence-number']), seqs);
+    assert.equal(parsed[0]?.origin, 'sse-1');
+    // No content type: az shows the text; a body that is not UTF-8 is az's placeholder.
+    assert.deepEqual(parsed.slice(0, 3).map((p) => p.payload), ['{"temp":21.5}', 'plain text', '{{non-decodable payload}}']);
+    assert.deepEqual(parsed.slice(0, 3).map((p) => p.module), ['', 'mod', '']);
+    assert.deepEqual(parsed[0]?.properties.application, { site: 'north' });
+    assert.equal(parsed[0]?.annotations['iothub-connection-device-id'], 'sse-1');
     assert.equal(dev.status, 0, dev.stderr);
-    assert.deepEqual(dev.stdout.trim().split('\n').map((l) => (JSON.parse(l) as { deviceId: string }).deviceId), ['sse-2']);
+    assert.deepEqual(dev.stdout.trim().split('\n').map((l) => (JSON.parse(l) as Line).event.origin), ['sse-2']);
     assert.equal(denied.status, 1);
     assert.match(denied.stderr, /^error: IotHubUnauthorizedAccess: /);
     assert.equal(denied.stdout, '');

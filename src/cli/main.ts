@@ -1,4 +1,4 @@
-import { Command, CommanderError } from 'commander';
+import { Command } from 'commander';
 import { registerStart } from './commands/start.js';
 import { registerInfo } from './commands/info.js';
 import { registerDevice } from './commands/device.js';
@@ -11,23 +11,31 @@ import { registerCa } from './commands/ca.js';
 import { registerCert } from './commands/cert.js';
 import { registerEst } from './commands/est.js';
 import { registerFactory } from './commands/factory.js';
-import { CliError } from './rest-client.js';
+import { CliError, errorLine, isCommanderOutput, toCliError } from './errors.js';
 import { registerDps } from './commands/dps.js';
 import { registerAuditLog } from './commands/audit-log.js';
 import { registerAlert } from './commands/alert.js';
 import { registerSecurity } from './commands/security.js';
 import { registerAudit } from './commands/audit.js';
+import { registerModule } from './commands/module.js';
+import { registerInvoke } from './commands/invoke.js';
 
 export function buildProgram(setExitCode: (code: number) => void = () => undefined): Command {
   const program = new Command('gatehouse')
     .description('Self-hosted IoT hub speaking the Azure IoT Hub and DPS wire protocols')
     .version('0.1.0')
     .exitOverride()
+    // Commander's own error lines are printed by main() as `error: <Code>: <message>`, and so is
+    // the help it would dump on stderr for a missing subcommand; --help and --version still go
+    // to stdout as commander writes them. Subcommands inherit these settings.
+    .configureOutput({ outputError: () => undefined, writeErr: () => undefined })
     .showSuggestionAfterError();
   registerStart(program);
   registerInfo(program);
   registerDevice(program);
+  registerModule(program);
   registerTwin(program);
+  registerInvoke(program);
   registerPolicy(program);
   registerSas(program);
   registerDps(program);
@@ -55,6 +63,15 @@ export function exitQuietlyOnClosedPipe(stream: NodeJS.WriteStream, exit: (code:
   });
 }
 
+/** `gatehouse dps` alone: one line naming the commands it takes, instead of its help on stderr. */
+function missingSubcommand(cmd: Command): CliError {
+  const path: string[] = [];
+  for (let c: Command | null = cmd; c !== null; c = c.parent) path.unshift(c.name());
+  const name = path.join(' ');
+  const subs = cmd.commands.filter((c) => c.name() !== 'help').map((c) => c.name());
+  return new CliError('ArgumentMissing', `'${name}' needs a command: ${subs.join(', ')} (${name} --help)`);
+}
+
 /** Runs the CLI; returns the exit code. Errors are one line on stderr with a stable code. */
 export async function main(argv: string[]): Promise<number> {
   exitQuietlyOnClosedPipe(process.stdout);
@@ -63,19 +80,23 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram((code) => {
     exitCode = code;
   });
+  // The command whose help commander shows (on stderr when its subcommand is missing).
+  let helpOf: Command | undefined;
+  program.on('beforeAllHelp', (ctx: { command: Command }) => {
+    helpOf = ctx.command;
+  });
   try {
     await program.parseAsync(argv);
     return exitCode;
   } catch (err) {
-    if (err instanceof CommanderError) {
-      // Commander already printed its one line (or help/version, which exit 0).
-      return err.exitCode;
+    if (isCommanderOutput(err) && err.exitCode !== 0 && helpOf !== undefined) {
+      const e = missingSubcommand(helpOf);
+      process.stderr.write(errorLine(e));
+      return e.exitCode;
     }
-    if (err instanceof CliError) {
-      process.stderr.write(`error: ${err.code}: ${err.message}\n`);
-      return 1;
-    }
-    process.stderr.write(`error: ${err instanceof Error ? err.message : String(err)}\n`);
-    return 1;
+    if (isCommanderOutput(err)) return err.exitCode;
+    const e = toCliError(err);
+    process.stderr.write(errorLine(e));
+    return e.exitCode;
   }
 }

@@ -23,3 +23,15 @@ export function print(value: unknown, format: OutputFormat, columns?: string[]):
   }
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
 }
+
+/**
+ * A table printed row by row as the data arrives (streams): fixed column widths from the
+ * header; a longer value pushes the rest of its row to the right.
+ */
+export function tableStream(columns: Array<readonly [name: string, width: number]>): { header: string; row(r: Record<string, unknown>): string } {
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(columns[i]?.[1] ?? 0)).join('  ').trimEnd();
+  return {
+    header: `${line(columns.map(([n]) => n))}\n${line(columns.map(([, w]) => '-'.repeat(w)))}`,
+    row: (r) => line(columns.map(([n]) => cell(r[n]))),
+  };
+}

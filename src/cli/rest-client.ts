@@ -3,16 +3,9 @@ import { Agent, request } from 'node:https';
 import { isIP } from 'node:net';
 import { generateSasToken, strictEncode } from '../auth/sas.js';
 import type { ServiceConnection } from './connection.js';
+import { CliError, networkError } from './errors.js';
 
-export class CliError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-    readonly status?: number,
-  ) {
-    super(message);
-  }
-}
+export { CliError } from './errors.js';
 
 export interface RestResponse {
   status: number;
@@ -21,6 +14,18 @@ export interface RestResponse {
 }
 
 export const API_VERSION = '2021-04-12';
+
+/** The TLS server name for a host (none for an IP literal, which SNI does not carry). */
+export function serverName(hostName: string): string | undefined {
+  const host = hostName.replace(/:\d+$/, '');
+  return isIP(host) === 0 ? host : undefined;
+}
+
+/** The Authorization header: the operator's bearer token, or a fresh SAS of the policy. */
+export function authorization(conn: ServiceConnection): string {
+  if (conn.bearer !== undefined) return `Bearer ${conn.bearer}`;
+  return generateSasToken({ resource: conn.hostName, key: conn.key, keyName: conn.keyName, expiry: Math.floor(Date.now() / 1000) + 3600 });
+}
 
 export class RestClient {
   readonly #agent: Agent;
@@ -34,14 +39,14 @@ export class RestClient {
   }
 
   token(): string {
-    if (this.conn.bearer !== undefined) return `Bearer ${this.conn.bearer}`;
-    return generateSasToken({ resource: this.conn.hostName, key: this.conn.key, keyName: this.conn.keyName, expiry: Math.floor(Date.now() / 1000) + 3600 });
+    return authorization(this.conn);
   }
 
-  async call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<RestResponse> {
-    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  /** A JSON request (or a raw body with `raw`); rejects with a CliError on any status from 300. */
+  async call(method: string, path: string, body?: unknown, headers: Record<string, string> = {}, raw?: Buffer): Promise<RestResponse> {
+    const payload = raw ?? (body === undefined ? undefined : Buffer.from(JSON.stringify(body)));
     const sep = path.includes('?') ? '&' : '?';
-    const servername = isIP(this.conn.hostName.replace(/:\d+$/, '')) === 0 ? this.conn.hostName.replace(/:\d+$/, '') : undefined;
+    const servername = serverName(this.conn.hostName);
     return new Promise((resolvePromise, reject) => {
       const req = request(
         {
@@ -54,7 +59,8 @@ export class RestClient {
           headers: {
             authorization: this.token(),
             'user-agent': 'gatehouse-cli',
-            ...(payload === undefined ? {} : { 'content-type': 'application/json; charset=utf-8', 'content-length': String(payload.length) }),
+            ...(payload === undefined ? {} : { 'content-length': String(payload.length) }),
+            ...(payload === undefined || raw !== undefined ? {} : { 'content-type': 'application/json; charset=utf-8' }),
             ...headers,
           },
         },
@@ -73,27 +79,57 @@ export class RestClient {
             }
             const status = res.statusCode ?? 0;
             if (status >= 300) {
-              reject(toCliError(status, parsed));
+              reject(errorFromResponse(status, parsed));
               return;
             }
             resolvePromise({ status, headers: res.headers, body: parsed });
           });
         },
       );
-      req.on('error', (err: NodeJS.ErrnoException) => reject(new CliError('ConnectionFailed', `cannot reach ${this.conn.connectHost}:${this.conn.port}: ${err.code ?? err.message}`)));
+      req.on('error', (err: NodeJS.ErrnoException) => reject(networkError(this.conn, err)));
       if (payload !== undefined) req.write(payload);
       req.end();
     });
   }
+
+  /**
+   * A paged query (`POST .../query`): follows `x-ms-continuation` until the results run out or
+   * `top` items are in. The service pages at most 1000 items.
+   */
+  async query(path: string, body: unknown, top?: number): Promise<unknown[]> {
+    const out: unknown[] = [];
+    let continuation: string | undefined;
+    do {
+      const want = top === undefined ? 1000 : Math.min(1000, top - out.length);
+      const headers: Record<string, string> = { 'x-ms-max-item-count': String(want) };
+      if (continuation !== undefined) headers['x-ms-continuation'] = continuation;
+      const res = await this.call('POST', path, body, headers);
+      if (!Array.isArray(res.body)) throw new CliError('InternalError', `the hub answered ${path} with something other than a list`);
+      out.push(...(res.body as unknown[]));
+      const next = res.headers['x-ms-continuation'];
+      continuation = typeof next === 'string' && next !== '' ? next : undefined;
+    } while (continuation !== undefined && (top === undefined || out.length < top));
+    return top === undefined ? out : out.slice(0, top);
+  }
 }
 
-function toCliError(status: number, body: unknown): CliError {
-  const message = (body as { Message?: unknown } | null)?.Message;
+/** The hub's error body (`{"Message":"ErrorCode:<Code>;<text>"}`) as a CliError; anything else as Http<status>. */
+export function errorFromResponse(status: number, body: unknown): CliError {
+  let parsed = body;
+  if (typeof body === 'string') {
+    try {
+      parsed = JSON.parse(body) as unknown;
+    } catch {
+      parsed = body;
+    }
+  }
+  const message = (parsed as { Message?: unknown } | null)?.Message;
   if (typeof message === 'string') {
     const m = /^ErrorCode:([^;]+);(.*)$/s.exec(message);
     if (m?.[1] !== undefined) return new CliError(m[1], m[2] ?? '', status);
   }
-  return new CliError(`Http${status}`, typeof body === 'string' ? body.slice(0, 200) : JSON.stringify(body).slice(0, 200), status);
+  const text = typeof body === 'string' ? body : JSON.stringify(body);
+  return new CliError(`Http${status}`, (text ?? '').slice(0, 200), status);
 }
 
 export function encodeId(id: string): string {

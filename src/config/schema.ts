@@ -55,6 +55,8 @@ export const configSchema = z
       .refine((u) => /^postgres(ql)?:\/\//.test(u), 'database-url must start with postgres:// or postgresql://')
       .optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** `json` or `pretty` (readable lines); unset: pretty when stdout is a terminal, else JSON. */
+    logFormat: z.enum(['json', 'pretty'], { error: 'log-format must be json or pretty' }).optional(),
     /** Issue the server certificate from this CA (PEM files) instead of a generated development CA. */
     tlsCaCert: z.string().optional(),
     tlsCaKey: z.string().optional(),
@@ -138,6 +140,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   databaseUrl: 'GATEHOUSE_DATABASE_URL',
   nodeId: 'GATEHOUSE_NODE_ID',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
+  logFormat: 'GATEHOUSE_LOG_FORMAT',
   tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',
   tlsCaKey: 'GATEHOUSE_TLS_CA_KEY',
   serverCertRenewDays: 'GATEHOUSE_SERVER_CERT_RENEW_DAYS',

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import deviceSdk from 'azure-iot-device';
 import deviceMqtt from 'azure-iot-device-mqtt';
-import { cli } from './hub-process.js';
+import { monitorEvents } from './monitor.js';
 
 export interface ProvisionedState {
   assignedHub: string;
@@ -38,11 +38,6 @@ export async function connectAndCheck(opts: {
   } finally {
     await client.close();
   }
-  const out = cli(['monitor-events', '--data-dir', dataDir, '--device', state.deviceId, '--from', '0', '--timeout', '2']);
-  assert.equal(out.status, 0, out.stderr);
-  const seen = out.stdout
-    .split('\n')
-    .filter(Boolean)
-    .some((l) => (JSON.parse(l) as { payload?: { marker?: string } }).payload?.marker === marker);
+  const seen = monitorEvents(dataDir, { deviceId: state.deviceId, json: true }).some((e) => (e.payload as { marker?: string } | undefined)?.marker === marker);
   assert.ok(seen, `monitor-events shows the telemetry of ${state.deviceId}`);
 }

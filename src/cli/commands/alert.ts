@@ -17,6 +17,7 @@ import { Option, type Command } from 'commander';
 import { print } from '../output.js';
 import { encodeId } from '../rest-client.js';
 import { connectionOptions, withClient, type ConnOpts } from './common.js';
+import { usage } from '../errors.js';
 
 const KINDS = ['authFailures', 'c2dDeadLetters', 'certificateExpiry', 'disconnectStorm'];
 const ALERT_COLUMNS = ['firedAt', 'rule', 'key', 'state', 'value', 'threshold', 'resolvedAt', 'summary'];
@@ -51,21 +52,21 @@ interface SetOpts extends ConnOpts {
 /** Seconds: `600`, `600s`, `10m`, `1h`, `1d`. */
 export function parseWindow(text: string): number {
   const m = /^(\d+)\s*(s|m|min|h|d)?$/.exec(text.trim());
-  if (m === null) throw new Error(`--window: '${text}' is not a duration like 600, 90s, 10m, 1h or 1d`);
+  if (m === null) throw usage(`--window: '${text}' is not a duration like 600, 90s, 10m, 1h or 1d`);
   const n = Number(m[1]);
   const unit = m[2] ?? 's';
   return n * (unit === 's' ? 1 : unit === 'm' || unit === 'min' ? 60 : unit === 'h' ? 3600 : 86_400);
 }
 
 function int(text: string, flag: string): number {
-  if (!/^\d+$/.test(text)) throw new Error(`${flag}: '${text}' is not a non-negative integer`);
+  if (!/^\d+$/.test(text)) throw usage(`${flag}: '${text}' is not a non-negative integer`);
   return Number(text);
 }
 
 /** The PUT body for `rule set`: the given options over the existing rule (same kind only). */
 export function ruleBody(o: SetOpts, existing: RuleJson | undefined): Record<string, unknown> {
   const kind = o.kind ?? existing?.kind;
-  if (kind === undefined) throw new Error('--kind is required for a new rule');
+  if (kind === undefined) throw usage('--kind is required for a new rule', 'ArgumentMissing');
   const base = existing !== undefined && existing.kind === kind ? existing : undefined;
   const body: Record<string, unknown> = { kind };
   if (kind === 'certificateExpiry') {
@@ -84,15 +85,15 @@ export function ruleBody(o: SetOpts, existing: RuleJson | undefined): Record<str
       if (reasons !== undefined) body.reasons = reasons;
     }
   }
-  if (o.enable === true && o.disable === true) throw new Error('give --enable or --disable, not both');
+  if (o.enable === true && o.disable === true) throw usage('give --enable or --disable, not both');
   body.enabled = o.disable === true ? false : o.enable === true ? true : (existing?.enabled ?? true);
   let webhook: Record<string, unknown> | null;
   if (o.webhook === false) {
-    if (o.webhookSecret !== undefined) throw new Error('--webhook-secret with --no-webhook makes no sense');
+    if (o.webhookSecret !== undefined) throw usage('--webhook-secret with --no-webhook makes no sense');
     webhook = null;
   } else {
     const url = o.webhook ?? existing?.actions.webhook?.url;
-    if (url === undefined && o.webhookSecret !== undefined) throw new Error('--webhook-secret needs --webhook <url>');
+    if (url === undefined && o.webhookSecret !== undefined) throw usage('--webhook-secret needs --webhook <url>', 'ArgumentMissing');
     // Without --webhook-secret the hub keeps the secret it has for the same URL.
     webhook = url === undefined ? null : { url, ...(o.webhookSecret === undefined ? {} : { secret: o.webhookSecret }) };
   }

@@ -11,7 +11,7 @@ import { queryAuditLog } from '../../security/audit-entries.js';
 import { verifyAuditChain, type AuditVerifyResult } from '../../security/audit-chain.js';
 import { openStoreFor } from '../connection.js';
 import { print, type OutputFormat } from '../output.js';
-import { CliError } from '../rest-client.js';
+import { CliError } from '../errors.js';
 
 interface StoreOpts {
   dataDir: string;
@@ -117,7 +117,7 @@ export function registerAuditLog(program: Command): void {
       const first = result.problems[0];
       if (first !== undefined) {
         const more = result.problems.length > 1 ? ` (and ${result.problems.length - 1} more problem${result.problems.length > 2 ? 's' : ''})` : '';
-        throw new Error(`the audit log is not intact: seq ${first.seq} ${first.kind}: ${first.detail}${more}`);
+        throw new CliError('AuditLogNotIntact', `the audit log is not intact: seq ${first.seq} ${first.kind}: ${first.detail}${more}`);
       }
     });
 }

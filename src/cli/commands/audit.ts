@@ -6,6 +6,7 @@ import { Option, type Command } from 'commander';
 import { openStoreFor } from '../connection.js';
 import { renderTable } from '../output.js';
 import { runPostureAudit } from '../../security/posture-source.js';
+import { usage } from '../errors.js';
 
 /** The exit code that tells CI a high-severity finding exists. */
 export const HIGH_FINDING_EXIT = 2;
@@ -20,7 +21,7 @@ export function registerAudit(program: Command, setExitCode: (code: number) => v
     .addOption(new Option('-o, --output <format>', 'output format').choices(['json', 'table']).default('table'))
     .action(async (o: { dataDir: string; databaseUrl?: string; expiringDays: string; output: 'json' | 'table' }) => {
       const days = Number(o.expiringDays);
-      if (!Number.isInteger(days) || days < 0 || days > 3650) throw new Error('--expiring-days must be a whole number of days (0-3650)');
+      if (!Number.isInteger(days) || days < 0 || days > 3650) throw usage('--expiring-days must be a whole number of days (0-3650)');
       const { store } = await openStoreFor(o.dataDir, o.databaseUrl);
       try {
         const findings = await runPostureAudit(store, { now: Date.now(), expiringDays: days });

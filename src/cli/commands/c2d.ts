@@ -1,14 +1,13 @@
 /**
  * Cloud-to-device commands, in the manner of `az iot device c2d-message send` / `purge`:
- * `gatehouse device c2d-send|c2d-purge` and `gatehouse c2d feedback`.
+ * `gatehouse device c2d-send|c2d-purge`, and `gatehouse c2d feedback`, which with `--wait`
+ * follows the feedback as it arrives (like `az iot hub monitor-feedback`), one JSON line per record.
  */
-import { request } from 'node:https';
-import { isIP } from 'node:net';
 import { Option, type Command } from 'commander';
-import { generateSasToken } from '../../auth/sas.js';
-import { resolveConnection, type ServiceConnection } from '../connection.js';
-import { print } from '../output.js';
-import { API_VERSION, CliError, encodeId } from '../rest-client.js';
+import { CliError, usage } from '../errors.js';
+import { follow, parseTimeout, sleep } from '../follow.js';
+import { print, tableStream } from '../output.js';
+import { encodeId, type RestClient } from '../rest-client.js';
 import { connectionOptions, withClient, type ConnOpts } from './common.js';
 
 interface SendOpts extends ConnOpts {
@@ -24,9 +23,31 @@ interface SendOpts extends ConnOpts {
 }
 
 interface FeedbackOpts extends ConnOpts {
-  after?: string;
-  top?: string;
+  after: string;
+  top: string;
+  deviceId?: string;
+  wait?: boolean;
+  waitOnMsg?: string;
+  timeout?: string;
 }
+
+interface FeedbackRecord {
+  seq: number;
+  originalMessageId: string;
+  deviceId: string;
+  statusCode: string;
+  [k: string]: unknown;
+}
+
+const FEEDBACK_COLUMNS = ['seq', 'originalMessageId', 'deviceId', 'statusCode', 'enqueuedTimeUtc'];
+const FEEDBACK_STREAM = tableStream([
+  ['seq', 6],
+  ['originalMessageId', 36],
+  ['deviceId', 20],
+  ['statusCode', 21],
+  ['enqueuedTimeUtc', 24],
+]);
+const FEEDBACK_POLL_MS = 1000;
 
 /** `k=v;k2=v2` (az's --props). */
 export function parseProps(text: string | undefined): Array<[string, string]> {
@@ -35,7 +56,7 @@ export function parseProps(text: string | undefined): Array<[string, string]> {
   for (const part of text.split(';')) {
     if (part.trim() === '') continue;
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new Error(`--props: '${part}' is not key=value`);
+    if (eq <= 0) throw usage(`--props: '${part}' is not key=value`);
     out.push([part.slice(0, eq).trim(), part.slice(eq + 1).trim()]);
   }
   return out;
@@ -44,49 +65,8 @@ export function parseProps(text: string | undefined): Array<[string, string]> {
 /** ISO-8601, or milliseconds since the epoch as az takes it. */
 export function parseExpiry(text: string): string {
   const at = /^\d+$/.test(text) ? Number(text) : Date.parse(text);
-  if (!Number.isFinite(at)) throw new Error(`--expiry: '${text}' is neither ISO-8601 nor epoch milliseconds`);
+  if (!Number.isFinite(at)) throw usage(`--expiry: '${text}' is neither ISO-8601 nor epoch milliseconds`);
   return new Date(at).toISOString();
-}
-
-/** One raw-body POST (RestClient speaks JSON only). */
-function postRaw(conn: ServiceConnection, path: string, body: Buffer, headers: Record<string, string>): Promise<Record<string, string | string[] | undefined>> {
-  const host = conn.hostName.replace(/:\d+$/, '');
-  const token = generateSasToken({ resource: conn.hostName, key: conn.key, keyName: conn.keyName, expiry: Math.floor(Date.now() / 1000) + 3600 });
-  return new Promise((resolvePromise, reject) => {
-    const req = request(
-      {
-        host: conn.connectHost,
-        port: conn.port,
-        method: 'POST',
-        path: `${path}?api-version=${API_VERSION}`,
-        ...(isIP(host) === 0 ? { servername: host } : {}),
-        ...(conn.ca === undefined ? {} : { ca: conn.ca }),
-        headers: { authorization: token, 'user-agent': 'gatehouse-cli', 'content-length': String(body.length), ...headers },
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => {
-          const status = res.statusCode ?? 0;
-          if (status < 300) {
-            resolvePromise(res.headers);
-            return;
-          }
-          const text = Buffer.concat(chunks).toString('utf8');
-          let message: unknown;
-          try {
-            message = (JSON.parse(text) as { Message?: unknown }).Message;
-          } catch {
-            message = undefined;
-          }
-          const m = typeof message === 'string' ? /^ErrorCode:([^;]+);(.*)$/s.exec(message) : null;
-          reject(m?.[1] === undefined ? new CliError(`Http${status}`, text.slice(0, 200), status) : new CliError(m[1], m[2] ?? '', status));
-        });
-      },
-    );
-    req.on('error', (err: NodeJS.ErrnoException) => reject(new CliError('ConnectionFailed', `cannot reach ${conn.connectHost}:${conn.port}: ${err.code ?? err.message}`)));
-    req.end(body);
-  });
 }
 
 function sendHeaders(o: SendOpts): Record<string, string> {
@@ -114,14 +94,8 @@ function registerDeviceC2d(device: Command): void {
     .option('--ce, --content-encoding <enc>', 'content encoding')
     .action(async (o: SendOpts) => {
       const headers = sendHeaders(o);
-      const conn = await resolveConnection({
-        ...(o.connectionString === undefined ? {} : { connectionString: o.connectionString }),
-        ...(o.dataDir === undefined ? {} : { dataDir: o.dataDir }),
-        ...(o.caFile === undefined ? {} : { caFile: o.caFile }),
-        ...(o.databaseUrl === undefined ? {} : { databaseUrl: o.databaseUrl }),
-      });
-      const res = await postRaw(conn, `/devices/${encodeId(o.deviceId)}/messages/deviceBound`, Buffer.from(o.data, 'utf8'), headers);
-      print({ deviceId: o.deviceId, messageId: res['iothub-messageid'] }, o.output, ['deviceId', 'messageId']);
+      const res = await withClient(o, (c) => c.call('POST', `/devices/${encodeId(o.deviceId)}/messages/deviceBound`, undefined, headers, Buffer.from(o.data, 'utf8')));
+      print({ deviceId: o.deviceId, messageId: res.headers['iothub-messageid'] }, o.output, ['deviceId', 'messageId']);
     });
 
   connectionOptions(device.command('c2d-purge').description("delete every pending cloud-to-device message of a device"))
@@ -139,12 +113,68 @@ export function registerC2d(program: Command): void {
   registerDeviceC2d(device);
 
   const c2d = program.command('c2d').description('cloud-to-device delivery feedback');
-  connectionOptions(c2d.command('feedback').description('delivery feedback records, oldest first'))
+  connectionOptions(c2d.command('feedback').description('delivery feedback records, oldest first; --wait follows new ones as they arrive'))
     .option('--after <seq>', 'only records after this sequence number', '0')
-    .option('--top <n>', 'at most this many (max 1000)', '100')
+    .option('--top <n>', 'at most this many (max 1000; without --wait)', '100')
+    .option('-d, --device-id <id>', 'only records of this device')
+    .option('--wait', 'keep printing records as they arrive, one JSON object per line, until SIGINT or --timeout')
+    .option('--wait-on-msg <message-id>', 'wait until the record of this message arrives, then stop (exit 1 if --timeout comes first); implies --wait')
+    .option('--to, --timeout <seconds>', 'with --wait: stop after this many seconds without a new record; 0 (default) waits for ever')
     .action(async (o: FeedbackOpts) => {
-      const q = `after=${encodeURIComponent(o.after ?? '0')}&top=${encodeURIComponent(o.top ?? '100')}`;
-      const res = await withClient(o, (c) => c.call('GET', `/messages/serviceBound/feedback?${q}`));
-      print(res.body, o.output, ['seq', 'originalMessageId', 'deviceId', 'statusCode', 'enqueuedTimeUtc']);
+      if (!/^\d{1,15}$/.test(o.after)) throw usage('--after must be a non-negative whole number');
+      if (o.wait !== true && o.waitOnMsg === undefined) {
+        if (o.timeout !== undefined) throw usage('--timeout needs --wait');
+        const q = `after=${encodeURIComponent(o.after)}&top=${encodeURIComponent(o.top)}`;
+        const res = await withClient(o, (c) => c.call('GET', `/messages/serviceBound/feedback?${q}`));
+        const rows = (res.body as FeedbackRecord[]).filter((r) => o.deviceId === undefined || r.deviceId === o.deviceId);
+        print(rows, o.output, FEEDBACK_COLUMNS);
+        return;
+      }
+      await withClient(o, (c) => followFeedback(c, o));
     });
+}
+
+/** Polls the feedback log from `--after` on and prints each record once, in seq order. */
+async function followFeedback(client: RestClient, o: FeedbackOpts): Promise<void> {
+  const f = follow(parseTimeout(o.timeout));
+  let after = Number(o.after);
+  let everRead = false;
+  let interrupted = false;
+  let found = false;
+  if (o.output === 'table') process.stdout.write(`${FEEDBACK_STREAM.header}\n`);
+  try {
+    while (!f.signal.aborted && !found) {
+      let page: FeedbackRecord[];
+      try {
+        page = (await client.call('GET', `/messages/serviceBound/feedback?after=${after}&top=1000`)).body as FeedbackRecord[];
+        everRead = true;
+        if (interrupted) process.stderr.write('note: feedback resumed\n');
+        interrupted = false;
+      } catch (err) {
+        // A refusal is final; a hub lost after a good start is waited for.
+        if (!everRead || !(err instanceof CliError) || (err.status !== undefined && err.status < 500)) throw err;
+        if (!interrupted) process.stderr.write(`note: ${err.message}; retrying\n`);
+        interrupted = true;
+        await sleep(FEEDBACK_POLL_MS, f.signal);
+        continue;
+      }
+      for (const r of page) {
+        after = Math.max(after, r.seq);
+        if (o.deviceId !== undefined && r.deviceId !== o.deviceId) continue;
+        f.touch();
+        if (o.output === 'table') process.stdout.write(`${FEEDBACK_STREAM.row(r)}\n`);
+        else process.stdout.write(`${JSON.stringify(r)}\n`);
+        if (o.waitOnMsg !== undefined && r.originalMessageId === o.waitOnMsg) {
+          found = true;
+          break;
+        }
+      }
+      if (page.length < 1000 && !found) await sleep(FEEDBACK_POLL_MS, f.signal);
+    }
+    if (o.waitOnMsg !== undefined && !found && f.timedOut()) {
+      throw new CliError('Timeout', `no feedback for message ${o.waitOnMsg} within --timeout ${o.timeout ?? ''} seconds`);
+    }
+  } finally {
+    f.dispose();
+  }
 }

@@ -4,6 +4,7 @@ import { InvalidArgumentError, Option, type Command } from 'commander';
 import { print } from '../output.js';
 import { encodeId } from '../rest-client.js';
 import { connectionOptions, withClient, type ConnOpts } from './common.js';
+import { usage } from '../errors.js';
 
 const COLUMNS = ['name', 'subject', 'thumbprint', 'isVerified', 'expiry'];
 
@@ -42,7 +43,7 @@ function readCert(file: string): string {
   try {
     return readFileSync(file, 'utf8');
   } catch (err) {
-    throw new Error(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw usage(`${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'FileUnreadable');
   }
 }
 

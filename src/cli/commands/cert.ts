@@ -5,6 +5,7 @@ import { print } from '../output.js';
 import { encodeId } from '../rest-client.js';
 import { positiveInt } from './ca.js';
 import { connectionOptions, withClient, type ConnOpts } from './common.js';
+import { usage } from '../errors.js';
 
 const COLUMNS = ['serial', 'caName', 'deviceId', 'notAfter', 'thumbprint', 'revokedAt'];
 
@@ -50,7 +51,7 @@ export function registerCert(program: Command): void {
       try {
         csr = readFileSync(o.csr, 'utf8');
       } catch (err) {
-        throw new Error(`cannot read ${o.csr}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+        throw usage(`--csr ${o.csr}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 'FileUnreadable');
       }
       const body: Record<string, unknown> = { csr, deviceId: o.device };
       if (o.validityDays !== undefined) body.validityDays = o.validityDays;
@@ -92,7 +93,7 @@ export function registerCert(program: Command): void {
     .option('--reason <reason>', 'unspecified, keyCompromise, cACompromise, affiliationChanged, superseded or cessationOfOperation', 'unspecified')
     .option('--ca <name>', 'the issuing CA (default: every hub-held CA)')
     .action(async (o: RevokeOpts) => {
-      if ((o.serial === undefined) === (o.device === undefined)) throw new Error('give exactly one of --serial or --device');
+      if ((o.serial === undefined) === (o.device === undefined)) throw usage('give exactly one of --serial or --device');
       const body: Record<string, unknown> = o.serial !== undefined ? { serial: o.serial, reason: o.reason } : { deviceId: o.device, reason: o.reason };
       const rows = await withClient(o, async (c) => {
         let names: string[];

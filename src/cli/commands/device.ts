@@ -20,11 +20,19 @@ function row(d: DeviceJson): DeviceJson & { authType: string } {
   return { ...d, authType: d.authentication.type };
 }
 
-const AUTH_METHODS: Record<string, string> = {
+export const AUTH_METHODS: Record<string, string> = {
   shared_private_key: 'sas',
   x509_thumbprint: 'selfSigned',
   x509_ca: 'certificateAuthority',
 };
+
+export interface AuthOpts {
+  authMethod?: string;
+  primaryKey?: string;
+  secondaryKey?: string;
+  primaryThumbprint?: string;
+  secondaryThumbprint?: string;
+}
 
 interface DeviceOpts extends ConnOpts {
   deviceId: string;
@@ -41,7 +49,8 @@ interface DeviceOpts extends ConnOpts {
   keyType?: string;
 }
 
-function authFrom(o: DeviceOpts): Record<string, unknown> | undefined {
+/** The authentication object of a device or module from az's flags (undefined: none given). */
+export function authFrom(o: AuthOpts): Record<string, unknown> | undefined {
   if (o.authMethod === undefined && o.primaryKey === undefined && o.primaryThumbprint === undefined) return undefined;
   return {
     type: AUTH_METHODS[o.authMethod ?? (o.primaryThumbprint === undefined ? 'shared_private_key' : 'x509_thumbprint')],
@@ -55,12 +64,12 @@ function idOption(cmd: Command): Command {
 }
 
 export function registerDevice(program: Command): void {
-  const device = program.command('device').description('device identities in the registry');
+  const device = program.command('device').alias('device-identity').description('device identities in the registry (az iot hub device-identity)');
 
   connectionOptions(idOption(device.command('create').description('register a device')))
     .addOption(new Option('--am, --auth-method <method>', 'authentication').choices(Object.keys(AUTH_METHODS)))
-    .option('--primary-key <key>', 'base64 key (generated when omitted)')
-    .option('--secondary-key <key>', 'base64 key (generated when omitted)')
+    .option('--pk, --primary-key <key>', 'base64 key (generated when omitted)')
+    .option('--sk, --secondary-key <key>', 'base64 key (generated when omitted)')
     .option('--ptp, --primary-thumbprint <hex>', 'X.509 thumbprint (SHA-1 or SHA-256)')
     .option('--stp, --secondary-thumbprint <hex>', 'X.509 thumbprint (SHA-1 or SHA-256)')
     .addOption(new Option('--status <status>').choices(['enabled', 'disabled']))
@@ -93,11 +102,11 @@ export function registerDevice(program: Command): void {
     .addOption(new Option('--status <status>').choices(['enabled', 'disabled']))
     .option('--status-reason <text>')
     .addOption(new Option('--am, --auth-method <method>', 'authentication').choices(Object.keys(AUTH_METHODS)))
-    .option('--primary-key <key>')
-    .option('--secondary-key <key>')
+    .option('--pk, --primary-key <key>')
+    .option('--sk, --secondary-key <key>')
     .option('--ptp, --primary-thumbprint <hex>')
     .option('--stp, --secondary-thumbprint <hex>')
-    .option('--etag <etag>', 'update only if the device still has this etag')
+    .option('-e, --etag <etag>', 'update only if the device still has this etag')
     .action(async (o: DeviceOpts) => {
       const res = await withClient(o, async (c) => {
         const current = (await c.call('GET', `/devices/${encodeId(o.deviceId)}`)).body as DeviceJson;
@@ -112,7 +121,7 @@ export function registerDevice(program: Command): void {
     });
 
   connectionOptions(idOption(device.command('delete').description('delete a device')))
-    .option('--etag <etag>', 'delete only if the device still has this etag')
+    .option('-e, --etag <etag>', 'delete only if the device still has this etag')
     .action(async (o: DeviceOpts) => {
       await withClient(o, (c) => c.call('DELETE', `/devices/${encodeId(o.deviceId)}`, undefined, { 'if-match': `"${o.etag ?? '*'}"` }));
     });

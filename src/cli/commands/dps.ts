@@ -1,7 +1,12 @@
-/** `gatehouse dps settings show|set`: provisioning service switches, applied at once. */
+/**
+ * `gatehouse dps settings show|set`: provisioning service switches, applied at once; the
+ * enrollment and registration commands are in dps-enrollment.ts.
+ */
 import { Option, type Command } from 'commander';
 import { readDpsSettings, writeDpsSettings } from '../../dps/settings.js';
 import { openStoreFor } from '../connection.js';
+import { usage } from '../errors.js';
+import { registerDpsEnrollments } from './dps-enrollment.js';
 
 interface Opts {
   dataDir: string;
@@ -11,6 +16,7 @@ interface Opts {
 
 export function registerDps(program: Command): void {
   const dps = program.command('dps').description('the device provisioning service');
+  registerDpsEnrollments(dps);
   const settings = dps.command('settings').description('provisioning service settings');
   const common = (c: Command) =>
     c.option('--data-dir <dir>', 'data directory', process.env.GATEHOUSE_DATA_DIR ?? './data').option('--database-url <url>', 'PostgreSQL URL when the hub uses one');
@@ -27,7 +33,7 @@ export function registerDps(program: Command): void {
   common(settings.command('set').description('change settings; running hubs apply them to the next registration'))
     .addOption(new Option('--disable-symmetric-key-attestation <bool>', 'refuse symmetric-key devices').choices(['true', 'false']))
     .action(async (o: Opts) => {
-      if (o.disableSymmetricKeyAttestation === undefined) throw new Error('nothing to set: give --disable-symmetric-key-attestation true|false');
+      if (o.disableSymmetricKeyAttestation === undefined) throw usage('nothing to set: give --disable-symmetric-key-attestation true|false', 'ArgumentMissing');
       const { store } = await openStoreFor(o.dataDir, o.databaseUrl);
       try {
         const next = await writeDpsSettings(store, { disableSymmetricKeyAttestation: o.disableSymmetricKeyAttestation === 'true' });

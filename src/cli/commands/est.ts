@@ -1,6 +1,6 @@
 /** `gatehouse est credential ...`: factory credentials, each scoped to one enrollment group. */
-import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
+import { readFileArg } from '../connection.js';
 import { print } from '../output.js';
 import { encodeId } from '../rest-client.js';
 import { positiveInt } from './ca.js';
@@ -36,7 +36,7 @@ export function registerEst(program: Command): void {
       const body: Record<string, unknown> = { enrollmentGroupId: o.group, registrationIds: o.registrationIds, password: o.password };
       if (o.id !== undefined) body.id = o.id;
       if (o.validityDays !== undefined) body.validityDays = o.validityDays;
-      if (o.clientCert !== undefined) body.clientCertificate = readFileSync(o.clientCert, 'utf8');
+      if (o.clientCert !== undefined) body.clientCertificate = readFileArg(o.clientCert, '--client-cert');
       const res = await withClient(o, (c) => c.call('POST', '/est/credentials', body));
       print(res.body as Record<string, unknown>, o.output, ['id', 'registrationIds', 'password', 'expiresAt']);
     });

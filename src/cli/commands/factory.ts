@@ -2,10 +2,11 @@
  * `gatehouse factory run`: the factory line (src/factory/station.ts). The station authenticates
  * with a factory credential (`gatehouse est credential create`), never with hub rights.
  */
-import { readFileSync } from 'node:fs';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runFactory, type DeviceKeyAlg, type FactoryProgress } from '../../factory/station.js';
+import { readFileArg } from '../connection.js';
 import { positiveInt } from './ca.js';
+import { usage } from '../errors.js';
 
 interface RunOpts {
   group: string;
@@ -80,9 +81,9 @@ export function registerFactory(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (o: RunOpts) => {
       const password = o.password ?? process.env.GATEHOUSE_EST_PASSWORD;
-      if (o.credential !== undefined && password === undefined) throw new Error('--credential needs --password or GATEHOUSE_EST_PASSWORD');
-      if ((o.clientCert === undefined) !== (o.clientKey === undefined)) throw new Error('--client-cert and --client-key go together');
-      if (o.credential === undefined && o.clientCert === undefined) throw new Error('give a factory credential: --credential and --password, or --client-cert and --client-key');
+      if (o.credential !== undefined && password === undefined) throw usage('--credential needs --password or GATEHOUSE_EST_PASSWORD', 'ArgumentMissing');
+      if ((o.clientCert === undefined) !== (o.clientKey === undefined)) throw usage('--client-cert and --client-key go together', 'ArgumentMissing');
+      if (o.credential === undefined && o.clientCert === undefined) throw usage('give a factory credential: --credential and --password, or --client-cert and --client-key', 'ArgumentMissing');
       const result = await runFactory({
         group: o.group,
         count: o.count,
@@ -90,9 +91,9 @@ export function registerFactory(program: Command): void {
         host: o.host,
         idScope: o.idScope,
         alg: o.alg,
-        ...(o.caFile === undefined ? {} : { ca: readFileSync(o.caFile, 'utf8') }),
+        ...(o.caFile === undefined ? {} : { ca: readFileArg(o.caFile, '--ca-file') }),
         ...(o.credential === undefined || password === undefined ? {} : { basic: { id: o.credential, password } }),
-        ...(o.clientCert === undefined || o.clientKey === undefined ? {} : { clientCert: { cert: readFileSync(o.clientCert, 'utf8'), key: readFileSync(o.clientKey, 'utf8') } }),
+        ...(o.clientCert === undefined || o.clientKey === undefined ? {} : { clientCert: { cert: readFileArg(o.clientCert, '--client-cert'), key: readFileArg(o.clientKey, '--client-key') } }),
         ...(o.prefix === undefined ? {} : { prefix: o.prefix }),
         ...(o.first === undefined ? {} : { first: o.first }),
         ...(o.rate === undefined ? {} : { rate: o.rate }),

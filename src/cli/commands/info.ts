@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { deviceConnectionString, openStoreFor, policyConnectionString } from '../connection.js';
 import { readIdScope } from '../../dps/id-scope.js';
+import { CliError, usage } from '../errors.js';
 
 export function registerInfo(program: Command): void {
   program
@@ -39,14 +40,14 @@ export function registerInfo(program: Command): void {
     .option('--device <id>', 'device id')
     .option('--key-type <type>', 'primary or secondary', 'primary')
     .action(async (opts: { dataDir: string; databaseUrl?: string; policy?: string; device?: string; keyType: string }) => {
-      if (opts.policy !== undefined && opts.device !== undefined) throw new Error('give --policy or --device, not both');
+      if (opts.policy !== undefined && opts.device !== undefined) throw usage('give --policy or --device, not both');
       const secondary = opts.keyType === 'secondary';
       const { store, state } = await openStoreFor(opts.dataDir, opts.databaseUrl);
       try {
         if (opts.device !== undefined) {
           const d = await store.getDevice(opts.device);
           const key = secondary ? d?.auth.secondaryKey : d?.auth.primaryKey;
-          if (d === undefined) throw new Error(`DeviceNotFound: Device ${opts.device} not found`);
+          if (d === undefined) throw new CliError('DeviceNotFound', `Device ${opts.device} not found`, 404);
           if (key === null || key === undefined) {
             process.stdout.write(`HostName=${state.hostname};DeviceId=${d.deviceId};x509=true\n`);
             return;
@@ -56,7 +57,7 @@ export function registerInfo(program: Command): void {
         }
         const name = opts.policy ?? 'iothubowner';
         const p = await store.getPolicy(name);
-        if (p === undefined) throw new Error(`PolicyNotFound: no policy named ${name}`);
+        if (p === undefined) throw new CliError('PolicyNotFound', `no policy named ${name}`, 404);
         process.stdout.write(`${policyConnectionString(state.hostname, p.name, secondary ? p.secondaryKey : p.primaryKey)}\n`);
       } finally {
         await store.close();

@@ -1,22 +1,32 @@
 /**
  * `gatehouse monitor-events`, like `az iot hub monitor-events`: follows the hub's built-in event
- * stream (`GET /events`, Server-Sent Events) and prints each event as one compact JSON line.
+ * stream (`GET /events`, Server-Sent Events) and prints each event in az's shape (src/cli/az-event.ts),
+ * one compact JSON object per line; `-o table` for people. `--props sys|app|anno|all` adds what az
+ * adds; `--timeout` is az's: seconds without a new event before it stops (0: never).
+ *
  * A stream that drops after it was established is resumed with Last-Event-ID, so nothing is
  * printed twice or skipped; a refusal (bad credentials, bad arguments) or a hub that cannot be
  * reached at first is an error.
  */
 import { request, type RequestOptions } from 'node:https';
-import { isIP } from 'node:net';
-import type { Command } from 'commander';
-import { generateSasToken } from '../../auth/sas.js';
+import { Option, type Command } from 'commander';
+import { azEvent, type PropKind, type StreamEvent } from '../az-event.js';
 import { resolveConnection, type ServiceConnection } from '../connection.js';
-import { API_VERSION, CliError } from '../rest-client.js';
-import { connectionOptions, type ConnOpts } from './common.js';
+import { CliError, networkError, usage } from '../errors.js';
+import { follow, parseTimeout, sleep } from '../follow.js';
+import { tableStream } from '../output.js';
+import { API_VERSION, authorization, errorFromResponse, serverName } from '../rest-client.js';
+import { alias, connectionChoice, connectionOptions, intInRange, type ConnOpts } from './common.js';
 
 interface MonitorOpts extends ConnOpts {
-  device?: string;
+  deviceId?: string;
+  moduleId?: string;
+  interface?: string;
+  props?: string[];
+  contentType?: string;
+  messageCount?: number;
   from: string;
-  timeout?: string;
+  timeout: string;
 }
 
 interface StreamTarget {
@@ -28,27 +38,22 @@ interface StreamTarget {
 
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 5000;
+/** az's default: stop after 300 s without an event. */
+const DEFAULT_TIMEOUT_S = '300';
 
-function parseArgs(o: MonitorOpts): { from: 'now' | number; timeoutMs: number | undefined } {
-  const from = o.from === 'now' ? 'now' : /^\d{1,15}$/.test(o.from) ? Number(o.from) : undefined;
-  if (from === undefined) throw new CliError('ArgumentInvalid', '--from must be now or a non-negative integer seq');
-  if (o.timeout === undefined) return { from, timeoutMs: undefined };
-  const seconds = Number(o.timeout);
-  if (o.timeout.trim() === '' || !Number.isFinite(seconds) || seconds <= 0) {
-    throw new CliError('ArgumentInvalid', '--timeout must be a positive number of seconds');
-  }
-  return { from, timeoutMs: seconds * 1000 };
-}
+const TABLE = tableStream([
+  ['enqueuedTime', 24],
+  ['origin', 20],
+  ['module', 12],
+  ['payload', 0],
+]);
 
-function errorFrom(status: number, text: string): CliError {
-  try {
-    const message = (JSON.parse(text) as { Message?: unknown }).Message;
-    const m = typeof message === 'string' ? /^ErrorCode:([^;]+);(.*)$/s.exec(message) : null;
-    if (m?.[1] !== undefined) return new CliError(m[1], m[2] ?? '', status);
-  } catch {
-    // not JSON: fall through
-  }
-  return new CliError(`Http${status}`, text.slice(0, 200), status);
+/** az's device and module filters take `*` and `?` wildcards. */
+function matcher(pattern: string | undefined): ((id: string) => boolean) | undefined {
+  if (pattern === undefined) return undefined;
+  if (!/[*?]/.test(pattern)) return (id) => id === pattern;
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return (id) => re.test(id);
 }
 
 /** Incremental SSE parser: calls back with (event, data, id) for every complete event. */
@@ -93,10 +98,9 @@ function streamOnce(
   onOpen: () => void,
   onEvent: (event: string, data: string, id: string | undefined) => void,
 ): Promise<void> {
-  const host = conn.hostName.replace(/:\d+$/, '');
   const query = new URLSearchParams({ 'api-version': API_VERSION, from: String(target.from) });
   if (target.deviceId !== undefined) query.set('deviceId', target.deviceId);
-  const token = generateSasToken({ resource: conn.hostName, key: conn.key, keyName: conn.keyName, expiry: Math.floor(Date.now() / 1000) + 3600 });
+  const servername = serverName(conn.hostName);
   const options: RequestOptions = {
     host: conn.connectHost,
     port: conn.port,
@@ -104,9 +108,9 @@ function streamOnce(
     path: `/events?${query.toString()}`,
     agent: false,
     ...(conn.ca === undefined ? {} : { ca: conn.ca }),
-    ...(isIP(host) === 0 ? { servername: host } : {}),
+    ...(servername === undefined ? {} : { servername }),
     headers: {
-      authorization: token,
+      authorization: authorization(conn),
       accept: 'text/event-stream',
       'user-agent': 'gatehouse-cli',
       ...(target.lastEventId === undefined ? {} : { 'last-event-id': String(target.lastEventId) }),
@@ -120,7 +124,7 @@ function streamOnce(
       if (status !== 200) {
         let text = '';
         res.on('data', (c: string) => (text += c));
-        res.on('end', () => reject(errorFrom(status, text)));
+        res.on('end', () => reject(errorFromResponse(status, text)));
         return;
       }
       onOpen();
@@ -135,83 +139,105 @@ function streamOnce(
     req.on('close', () => signal.removeEventListener('abort', abort));
     req.on('error', (err: NodeJS.ErrnoException) => {
       if (signal.aborted) return resolve();
-      reject(new CliError('ConnectionFailed', `cannot reach ${conn.connectHost}:${conn.port}: ${err.code ?? err.message}`));
+      reject(networkError(conn, err));
     });
     req.end();
   });
 }
 
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      signal.removeEventListener('abort', done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal.addEventListener('abort', done, { once: true });
-  });
+function parseFrom(text: string): 'now' | number {
+  if (text === 'now') return 'now';
+  if (/^\d{1,15}$/.test(text)) return Number(text);
+  throw usage('--from must be now or a non-negative integer seq');
 }
 
 async function monitor(o: MonitorOpts): Promise<void> {
-  const { from, timeoutMs } = parseArgs(o);
-  const conn = await resolveConnection(o);
-  const stop = new AbortController();
-  const onSignal = () => stop.abort();
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
-  const onStdoutError = () => stop.abort(); // EPIPE: the reader went away
-  process.stdout.on('error', onStdoutError);
-  const timer = timeoutMs === undefined ? undefined : setTimeout(onSignal, timeoutMs);
-
-  const target: StreamTarget = { deviceId: o.device, from, lastEventId: undefined };
+  const from = parseFrom(o.from);
+  const idleMs = parseTimeout(o.timeout);
+  const props = new Set((o.props ?? []).map((p) => p.toLowerCase() as PropKind));
+  const wantDevice = matcher(o.deviceId);
+  const wantModule = matcher(o.moduleId);
+  const conn = await resolveConnection(connectionChoice(o));
+  const f = follow(idleMs);
+  // An exact device id is filtered by the hub; a wildcard here.
+  const target: StreamTarget = { deviceId: o.deviceId !== undefined && !/[*?]/.test(o.deviceId) ? o.deviceId : undefined, from, lastEventId: undefined };
   let everOpen = false;
   let retryMs = RETRY_MIN_MS;
   let announced = false;
-  const print = (event: string, data: string, id: string | undefined) => {
-    if (event !== 'telemetry' || stop.signal.aborted) return;
-    let line: string;
+  let printed = 0;
+  // Ends the stream once --message-count events are out.
+  const counted = new AbortController();
+  const aborted = AbortSignal.any([f.signal, counted.signal]);
+  if (o.output === 'table') process.stdout.write(`${TABLE.header}\n`);
+  const onEvent = (event: string, data: string, id: string | undefined) => {
+    if (event !== 'telemetry' || aborted.aborted) return;
+    let e: StreamEvent;
     try {
-      line = JSON.stringify(JSON.parse(data));
+      e = JSON.parse(data) as StreamEvent;
     } catch {
       return; // not ours: the hub only sends JSON
     }
-    process.stdout.write(`${line}\n`);
     if (id !== undefined && /^\d+$/.test(id)) target.lastEventId = Number(id);
+    const out = azEvent(e, props, o.contentType);
+    if (wantDevice !== undefined && !wantDevice(out.event.origin)) return;
+    if (wantModule !== undefined && !wantModule(out.event.module)) return;
+    if (o.interface !== undefined && out.event.interface !== o.interface) return;
+    f.touch();
+    if (o.output === 'table') {
+      const payload = typeof out.event.payload === 'string' ? out.event.payload : JSON.stringify(out.event.payload);
+      process.stdout.write(`${TABLE.row({ enqueuedTime: e.enqueuedTime, origin: out.event.origin, module: out.event.module, payload })}\n`);
+    } else process.stdout.write(`${JSON.stringify(out)}\n`);
+    printed += 1;
+    if (o.messageCount !== undefined && printed >= o.messageCount) {
+      process.stderr.write(`Successfully parsed ${printed} message(s).\n`);
+      counted.abort();
+    }
   };
   try {
-    while (!stop.signal.aborted) {
+    while (!aborted.aborted) {
       try {
-        await streamOnce(conn, target, stop.signal, () => {
-          everOpen = true;
-          retryMs = RETRY_MIN_MS;
-          if (announced) process.stderr.write('note: event stream resumed\n');
-          announced = false;
-        }, print);
+        await streamOnce(
+          conn,
+          target,
+          aborted,
+          () => {
+            everOpen = true;
+            retryMs = RETRY_MIN_MS;
+            if (announced) process.stderr.write('note: event stream resumed\n');
+            announced = false;
+          },
+          onEvent,
+        );
       } catch (err) {
         // A refusal is final; a lost hub after a good start is waited for.
         if (!everOpen || (err instanceof CliError && err.status !== undefined && err.status < 500)) throw err;
       }
-      if (stop.signal.aborted) break;
+      if (aborted.aborted) break;
       if (!announced) process.stderr.write('note: event stream interrupted; reconnecting\n');
       announced = true;
-      await sleep(retryMs, stop.signal);
+      await sleep(retryMs, aborted);
       retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
     }
   } finally {
-    if (timer !== undefined) clearTimeout(timer);
-    process.off('SIGINT', onSignal);
-    process.off('SIGTERM', onSignal);
-    process.stdout.off('error', onStdoutError);
+    f.dispose();
   }
 }
 
 export function registerMonitorEvents(program: Command): void {
-  connectionOptions(program.command('monitor-events').description('print device telemetry from the built-in event stream, one JSON object per line'))
-    .option('-d, --device <id>', 'only events from this device')
+  const cmd = connectionOptions(program.command('monitor-events').description("print device telemetry from the hub's event stream as az iot hub monitor-events does, one JSON object per line"))
+    .option('-d, --device-id <id>', 'only events from this device (* and ? match any characters)')
+    .option('-m, --module-id <id>', 'only events from this module (* and ? match any characters)')
+    .option('-i, --interface <id>', 'only events of this Plug and Play interface')
+    .addOption(new Option('-p, --props <kind...>', 'add message properties: sys, app, anno or all (also --properties)').choices(['sys', 'app', 'anno', 'all']))
+    .option('--ct, --content-type <type>', "read every payload as this content type (application/json parses it); default: the message's")
+    .option('--mc, --message-count <n>', 'stop after this many events', intInRange(1, 1_000_000_000))
     .option('--from <now|seq>', 'start with new events (now) or after this seq (0 = everything kept)', 'now')
-    .option('--timeout <seconds>', 'stop after this many seconds (exit 0); default: until SIGINT or SIGTERM')
-    .action(async (o: MonitorOpts) => {
-      await monitor(o);
-    });
+    .option('--to, --timeout <seconds>', 'stop after this many seconds without an event (exit 0); 0 waits for ever (also -t)', DEFAULT_TIMEOUT_S);
+  alias(cmd, '--properties <kind...>', 'props', { choices: ['sys', 'app', 'anno', 'all'] });
+  alias(cmd, '-t <seconds>', 'timeout');
+  // Gatehouse's earlier name for --device-id.
+  alias(cmd, '--device <id>', 'deviceId');
+  cmd.action(async (o: MonitorOpts) => {
+    await monitor(o);
+  });
 }

@@ -3,6 +3,7 @@ import { openStoreFor } from '../connection.js';
 import { print, type OutputFormat } from '../output.js';
 import { encodeId } from '../rest-client.js';
 import { connectionOptions, withClient, type ConnOpts } from './common.js';
+import { usage } from '../errors.js';
 
 export function registerPolicy(program: Command): void {
   const policy = program.command('policy').description('shared access policies');
@@ -27,6 +28,14 @@ export function registerPolicy(program: Command): void {
       }
     });
 
+  connectionOptions(policy.command('show [name]').description('show a shared access policy with its rights and keys (az iot hub policy show)'))
+    .option('-n, --name <name>', 'the policy name (or give it as the argument)')
+    .action(async (arg: string | undefined, o: ConnOpts & { name?: string }) => {
+      const name = arg ?? o.name;
+      if (name === undefined) throw usage('give the policy name', 'ArgumentMissing');
+      if (arg !== undefined && o.name !== undefined && arg !== o.name) throw usage('give the policy name once');
+      await withClient(o, async (c) => print((await c.call('GET', `/policies/${encodeId(name)}`)).body, o.output, ['keyName', 'rights', 'primaryKey', 'secondaryKey']));
+    });
   connectionOptions(
     policy
       .command('create <name>')

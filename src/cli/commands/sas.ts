@@ -4,6 +4,7 @@ import { generateSasToken } from '../../auth/sas.js';
 import { resolveConnection } from '../connection.js';
 import { encodeId, RestClient } from '../rest-client.js';
 import { connectionOptions, type ConnOpts } from './common.js';
+import { CliError, usage } from '../errors.js';
 
 interface SasOpts extends ConnOpts {
   device?: string;
@@ -21,7 +22,7 @@ export function registerSas(program: Command): void {
     .option('--key-type <type>', 'primary or secondary', 'primary')
     .action(async (o: SasOpts) => {
       const duration = Number(o.duration);
-      if (!Number.isInteger(duration) || duration < 1) throw new Error('--duration must be a positive number of seconds');
+      if (!Number.isInteger(duration) || duration < 1) throw usage('--duration must be a positive number of seconds');
       const conn = await resolveConnection(o);
       const expiry = Math.floor(Date.now() / 1000) + duration;
       let token: string;
@@ -33,7 +34,7 @@ export function registerSas(program: Command): void {
           const path = `/devices/${encodeId(o.device)}${o.moduleId === undefined ? '' : `/modules/${encodeId(o.moduleId)}`}`;
           const identity = (await client.call('GET', path)).body as { authentication: { symmetricKey: { primaryKey: string | null; secondaryKey: string | null } } };
           const key = o.keyType === 'secondary' ? identity.authentication.symmetricKey.secondaryKey : identity.authentication.symmetricKey.primaryKey;
-          if (key === null) throw new Error('this identity authenticates with X.509 and has no key');
+          if (key === null) throw new CliError('InvalidOperation', 'this identity authenticates with X.509 and has no key');
           const resource = `${conn.hostName}/devices/${o.device}${o.moduleId === undefined ? '' : `/modules/${o.moduleId}`}`;
           token = generateSasToken({ resource, key, expiry });
         } finally {

@@ -6,16 +6,20 @@
  *   gatehouse role assignment list|create|delete   (in the shape of `az role assignment`)
  *   gatehouse role definition list
  */
-import { Option, type Command } from 'commander';
+import { InvalidArgumentError, Option, type Command } from 'commander';
 import { print } from '../output.js';
 import { encodeId } from '../rest-client.js';
 import { connectionOptions, parseJsonOption, withClient, type ConnOpts } from './common.js';
+import { usage, withFlagHints } from '../errors.js';
+
+/** The query switches of PATCH /settings, as this command's flags (for the hub's hints). */
+const SETTINGS_FLAGS = { force: '--force', allowLegacyTls: '--allow-legacy-tls', dryRun: '--dry-run' } as const;
 
 function bool(name: string) {
   return (v: string): boolean => {
     if (v === 'true' || v === 'on' || v === 'yes') return true;
     if (v === 'false' || v === 'off' || v === 'no') return false;
-    throw new Error(`${name} must be true or false`);
+    throw new InvalidArgumentError(`${name} must be true or false`);
   };
 }
 
@@ -48,10 +52,10 @@ interface IpRule {
 export function parseIpRule(text: string): IpRule {
   const first = text.indexOf(':');
   const second = text.indexOf(':', first + 1);
-  if (first <= 0 || second <= first) throw new Error(`--add-ip-rule '${text}' is not name:Accept|Reject:mask`);
+  if (first <= 0 || second <= first) throw usage(`--add-ip-rule '${text}' is not name:Accept|Reject:mask`);
   const action = text.slice(first + 1, second);
   const norm = action.toLowerCase() === 'accept' ? 'Accept' : action.toLowerCase() === 'reject' ? 'Reject' : undefined;
-  if (norm === undefined) throw new Error(`--add-ip-rule '${text}': action must be Accept or Reject`);
+  if (norm === undefined) throw usage(`--add-ip-rule '${text}': action must be Accept or Reject`);
   return { filterName: text.slice(0, first), action: norm, ipMask: text.slice(second + 1) };
 }
 
@@ -101,14 +105,18 @@ export function registerSecurity(program: Command): void {
         etag = current.etag;
         let rules = o.ipRules === undefined ? current.ipFilter.rules : (parseJsonOption(o.ipRules, '--ip-rules') as IpRule[]);
         const remove = new Set((o.removeIpRule ?? []).map((n) => n.toLowerCase()));
-        for (const name of remove) if (!rules.some((r) => r.filterName.toLowerCase() === name)) throw new Error(`no IP filter rule named ${name}`);
+        for (const name of remove) if (!rules.some((r) => r.filterName.toLowerCase() === name)) throw usage(`--remove-ip-rule: no IP filter rule named ${name}`);
         rules = rules.filter((r) => !remove.has(r.filterName.toLowerCase()));
         rules = [...rules, ...(o.addIpRule ?? []).map(parseIpRule)];
         patch.ipFilter = { defaultAction: o.ipFilterDefault ?? current.ipFilter.defaultAction, rules };
       }
-      if (Object.keys(patch).length === 0) throw new Error('nothing to change: give at least one setting');
+      if (Object.keys(patch).length === 0) throw usage('nothing to change: give at least one setting', 'ArgumentMissing');
       const q = [o.dryRun === true ? 'dryRun=true' : '', o.force === true ? 'force=true' : '', o.allowLegacyTls === true ? 'allowLegacyTls=true' : ''].filter((x) => x !== '').join('&');
-      const res = await c.call('PATCH', `/settings${q === '' ? '' : `?${q}`}`, patch, etag === undefined ? {} : { 'if-match': `"${etag}"` });
+      const res = await c
+        .call('PATCH', `/settings${q === '' ? '' : `?${q}`}`, patch, etag === undefined ? {} : { 'if-match': `"${etag}"` })
+        .catch((err: unknown) => {
+          throw withFlagHints(err, SETTINGS_FLAGS);
+        });
       const body = res.body as { dryRun: boolean; impact: { sessions: unknown[]; policies: string[]; enrollments: unknown[]; warnings: string[] } };
       for (const w of body.impact.warnings) process.stderr.write(`warning: ${w}\n`);
       if (o.output === 'table') {
@@ -192,7 +200,7 @@ export function registerSecurity(program: Command): void {
     assignment.command('delete').description('delete role assignments by id, or by assignee (and role)').option('--ids <id>', 'assignment id').option('--assignee <id>', 'operator id').option('--role <name>', 'role name'),
   ).action(async (o: ConnOpts & { ids?: string; assignee?: string; role?: string }) => {
     await withClient(o, async (c) => {
-      if (o.ids === undefined && o.assignee === undefined) throw new Error('give --ids or --assignee');
+      if (o.ids === undefined && o.assignee === undefined) throw usage('give --ids or --assignee', 'ArgumentMissing');
       const q = new URLSearchParams({ ...(o.assignee === undefined ? {} : { assignee: o.assignee }), ...(o.role === undefined ? {} : { role: o.role }) }).toString();
       const path = o.ids === undefined ? `/roleAssignments/-${q === '' ? '' : `?${q}`}` : `/roleAssignments/${encodeId(o.ids)}`;
       print(((await c.call('DELETE', path)).body as { value: unknown[] }).value, o.output, ['id', 'principalId', 'roleDefinitionName']);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { loadConfig } from '../../config/schema.js';
-import { createLogger, routeConsoleToLog } from '../../log.js';
+import { createLogger, defaultLogFormat, routeConsoleToLog } from '../../log.js';
+import { CliError } from '../errors.js';
 import { prepareHub, startHub } from '../../hub.js';
 
 function hubOptions(cmd: Command): Command {
@@ -14,6 +15,7 @@ function hubOptions(cmd: Command): Command {
     .option('--database-url <url>', 'PostgreSQL instead of SQLite: postgres://user@host/db[?schema=s] (env GATEHOUSE_DATABASE_URL)')
     .option('--node-id <name>', 'this node of a cluster, the same across restarts; default local on SQLite, the host name on PostgreSQL (env GATEHOUSE_NODE_ID)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
+    .option('--log-format <format>', 'pretty (readable lines) or json; default pretty on a terminal, json otherwise (env GATEHOUSE_LOG_FORMAT)')
     .option('--tls-ca-cert <file>', 'issue the server certificate from this CA certificate (PEM) (env GATEHOUSE_TLS_CA_CERT)')
     .option('--tls-ca-key <file>', 'the key of --tls-ca-cert (PEM) (env GATEHOUSE_TLS_CA_KEY)')
     .option('--dps-disable-symmetric-key-attestation <bool>', 'true: only X.509 devices may register with provisioning (env GATEHOUSE_DPS_DISABLE_SYMMETRIC_KEY_ATTESTATION)')
@@ -42,14 +44,18 @@ function hubOptions(cmd: Command): Command {
 /** Commander names the repeatable flag after its singular form. */
 function configFrom(opts: Record<string, unknown>) {
   const { linkedHub, ...rest } = opts;
-  return loadConfig(linkedHub === undefined ? rest : { ...rest, linkedHubs: linkedHub });
+  try {
+    return loadConfig(linkedHub === undefined ? rest : { ...rest, linkedHubs: linkedHub });
+  } catch (err) {
+    throw new CliError('ConfigInvalid', (err as Error).message.replace(/^invalid configuration: /, ''));
+  }
 }
 
 export function registerStart(program: Command): void {
   hubOptions(program.command('start').description('start the hub (creates the data dir, keys and certificates on first start)')).action(
     async (opts: Record<string, unknown>) => {
       const config = configFrom(opts);
-      const logger = createLogger(config.logLevel);
+      const logger = createLogger(config.logLevel, undefined, config.logFormat ?? defaultLogFormat());
       routeConsoleToLog(logger);
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
@@ -71,7 +77,7 @@ export function registerStart(program: Command): void {
   hubOptions(program.command('init').description('create the data dir, master key, policies and certificates without starting')).action(
     async (opts: Record<string, unknown>) => {
       const config = configFrom(opts);
-      const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel);
+      const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, undefined, config.logFormat ?? defaultLogFormat());
       const hub = await prepareHub(config, logger);
       await hub.store.close();
       process.stdout.write(`initialized ${hub.dataDir} (CA ${hub.tls.caFile})\n`);
