@@ -15,7 +15,8 @@
  * - The hub listens on the scenario's own loopback address, which is also its hostname, instead
  *   of 127.0.0.1 and `localhost`; the blocks read the host from `gatehouse info`, as a reader's do.
  * - The shell's environment has no NODE_EXTRA_CA_CERTS (the blocks must trust the hub's CA as
- *   the README says), no GATEHOUSE_* variable and none of npm's `npm_*` variables.
+ *   the README says), no GATEHOUSE_* variable, none of npm's `npm_*` variables and no
+ *   node_modules/.bin on the PATH.
  * - npm_config_ignore_scripts=true: the first `npx gatehouse` from a new directory links the
  *   package into npm's npx cache and would run its `prepare` (tsc) again, rewriting dist/ while
  *   other test files read it; `npm test` has just built it.
@@ -76,6 +77,8 @@ function readerEnv(): NodeJS.ProcessEnv {
     if (k === 'NODE_EXTRA_CA_CERTS' || k === 'NODE_TEST_CONTEXT' || k === 'INIT_CWD' || k.startsWith('GATEHOUSE_') || /^npm_/i.test(k)) continue;
     env[k] = v;
   }
+  // npm run puts node_modules/.bin directories first on the PATH; a reader's shell has none.
+  env.PATH = (env.PATH ?? '').split(':').filter((d) => !/node_modules[/\\]\.bin|node-gyp-bin/.test(d)).join(':');
   env.npm_config_ignore_scripts = 'true';
   env.npm_config_update_notifier = 'false';
   return env;
@@ -120,10 +123,20 @@ async function stopBackground(): Promise<void> {
       return false;
     }
   };
-  for (const pid of pids) if (alive(pid)) process.kill(-pid, 'SIGTERM');
+  for (const pid of pids) signalGroup(pid, 'SIGTERM');
   const deadline = Date.now() + 10_000;
   while (pids.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  for (const pid of pids) if (alive(pid)) process.kill(-pid, 'SIGKILL');
+  for (const pid of pids) signalGroup(pid, 'SIGKILL');
+}
+
+/** Signals a process group that may be gone already. */
+function signalGroup(pid: number | undefined, signal: NodeJS.Signals): void {
+  if (pid === undefined || !(pid > 1)) return; // never -0 or -1: our own group, or every process
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // gone
+  }
 }
 
 interface ScriptRun {
@@ -133,19 +146,21 @@ interface ScriptRun {
 
 function runShell(script: string, timeoutMs: number): Promise<ScriptRun> {
   return new Promise((resolve) => {
-    const proc = spawn('bash', [script], { cwd: WORK, env: readerEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    // A process group of its own, so that a stopped scenario takes the commands it ran with it.
+    const proc = spawn('bash', [script], { cwd: WORK, env: readerEnv(), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     let output = '';
     proc.stdout.on('data', (c: Buffer) => (output += c.toString()));
     proc.stderr.on('data', (c: Buffer) => (output += c.toString()));
+    const reap = () => signalGroup(proc.pid, 'SIGKILL');
     const timer = setTimeout(() => {
       output += `\n(the scenario took over ${timeoutMs / 1000} s and was stopped)\n`;
-      proc.kill('SIGKILL');
+      reap();
     }, timeoutMs);
-    const reap = () => proc.kill('SIGKILL');
     process.once('exit', reap);
     proc.once('close', (code) => {
       clearTimeout(timer);
       process.off('exit', reap);
+      reap(); // anything a block left running in the shell's group
       resolve({ code, output });
     });
   });
