@@ -30,7 +30,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import { ROOT, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { decisionProblems, extractBlocks, SHELL_LANGS, type CodeBlock } from './support/readme-blocks.js';
 
@@ -48,7 +48,6 @@ interface Scenario {
   /** Checks after the blocks ran, with the hub still up. */
   after?: (t: TestContext) => Promise<void>;
 }
-type TestContext = { diagnostic(message: string): void };
 
 const SCENARIOS: Record<string, Scenario> = {
   quickstart: { hub: '127.0.94.1' },
@@ -107,14 +106,23 @@ function freshWorkDir(): void {
   for (const f of LINKED) symlinkSync(join(ROOT, f), join(WORK, f));
 }
 
-/** Stops the process groups of the background blocks (each is a session of its own). */
-async function stopBackground(): Promise<void> {
-  let pids: number[] = [];
+/** The process groups of the background blocks started so far (each is a session of its own). */
+function backgroundGroups(): number[] {
   try {
-    pids = readFileSync(join(WORK, '.readme', 'background.pids'), 'utf8').split('\n').filter(Boolean).map(Number);
+    return readFileSync(join(WORK, '.readme', 'background.pids'), 'utf8').split('\n').map(Number).filter((pid) => pid > 1);
   } catch {
-    return;
+    return [];
   }
+}
+
+/** If the test process dies first: a server left running would hold its address for the next run. */
+function killBackground(): void {
+  for (const pid of backgroundGroups()) signalGroup(pid, 'SIGKILL');
+}
+
+/** Stops the background blocks: SIGTERM, then SIGKILL after 10 s. */
+async function stopBackground(): Promise<void> {
+  const pids = backgroundGroups();
   const alive = (pid: number) => {
     try {
       process.kill(-pid, 0);
@@ -205,6 +213,7 @@ async function runScenario(name: string, scenario: Scenario, blocks: CodeBlock[]
   writeFileSync(join(WORK, '.readme', 'scenario.sh'), script);
 
   let hub: HubProcess | undefined;
+  process.once('exit', killBackground);
   try {
     if (scenario.hub !== null) hub = await startHubProcess({ address: scenario.hub, dataDir: join(WORK, 'data'), useTestCa: false });
     const run = await runShell(join(WORK, '.readme', 'scenario.sh'), 150_000);
@@ -214,6 +223,7 @@ async function runScenario(name: string, scenario: Scenario, blocks: CodeBlock[]
     await scenario.after?.(t);
   } finally {
     await stopBackground();
+    process.off('exit', killBackground);
     await hub?.stop();
   }
 }
