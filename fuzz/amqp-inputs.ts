@@ -15,10 +15,15 @@ import { generateSasToken } from '../src/auth/sas.js';
 import { AMQP_HEADER, SASL_HEADER, attachSender, begin, EMPTY_FRAME, open, saslInitAnonymous, transfer } from '../test/support/amqp-frames.js';
 import type { FuzzInput, Protocol } from './input.js';
 import { applyMutations, mutationOps } from './mutate.js';
+import type { PrefixChunk } from './transport.js';
 
 export interface AmqpRecording {
-  /** Chunks up to and including the CBS put-token: sent unmutated to authenticate. */
-  prefix: Buffer[];
+  /**
+   * Chunks up to and including the CBS put-token: sent unmutated to authenticate, each once the
+   * hub has sent about as many bytes as it had when rhea wrote it (the AMQP header waits for the
+   * SASL outcome).
+   */
+  prefix: PrefixChunk[];
   /** What the client did after it was authenticated. */
   rest: Buffer[];
 }
@@ -30,7 +35,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * are the CBS put-token's audience and SAS token.
  */
 export async function recordAmqp(host: string, ca: string, name: string, token: string, script: (conn: rhea.Connection) => Promise<void>, localAddress?: string): Promise<AmqpRecording> {
-  const writes: Buffer[] = [];
+  const writes: PrefixChunk[] = [];
+  let received = 0;
   let prefixEnd = -1;
   const container = rhea.create_container({ id: 'fuzz-recorder' });
   const conn = container.connect({
@@ -44,9 +50,10 @@ export async function recordAmqp(host: string, ca: string, name: string, token: 
     ...(localAddress === undefined ? {} : { localAddress }),
     connect: (port: number, h: string, options: ConnectionOptions, callback: () => void) => {
       const socket = tlsConnect(port, h, options, callback);
+      socket.on('data', (c: Buffer) => (received += c.length));
       const write = socket.write.bind(socket) as (chunk: unknown, ...rest: unknown[]) => boolean;
       (socket as unknown as { write: typeof write }).write = (chunk: unknown, ...rest: unknown[]) => {
-        writes.push(Buffer.from(chunk as Buffer));
+        writes.push({ bytes: Buffer.from(chunk as Buffer), after: received });
         return write(chunk, ...rest);
       };
       return socket;
@@ -71,7 +78,7 @@ export async function recordAmqp(host: string, ca: string, name: string, token: 
   await sleep(300);
   conn.close();
   await sleep(200);
-  return { prefix: writes.slice(0, prefixEnd), rest: writes.slice(prefixEnd) };
+  return { prefix: writes.slice(0, prefixEnd), rest: writes.slice(prefixEnd).map((w) => w.bytes) };
 }
 
 /** A device's session after CBS: telemetry, C2D receiver, twin GET and reported PATCH, methods links. */
@@ -131,7 +138,7 @@ export interface AmqpInputs {
 }
 
 export function amqpInputs(protocol: Extract<Protocol, 'amqp' | 'amqp-ws'>, device: AmqpRecording, service: AmqpRecording): AmqpInputs {
-  const whole = [[...device.prefix, ...device.rest], [...service.prefix, ...service.rest], ...handMade()];
+  const whole = [[...device.prefix.map((p) => p.bytes), ...device.rest], [...service.prefix.map((p) => p.bytes), ...service.rest], ...handMade()];
   const after: Array<{ auth: 'device' | 'service'; chunks: Buffer[] }> = [
     { auth: 'device', chunks: device.rest },
     { auth: 'service', chunks: service.rest },

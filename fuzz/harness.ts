@@ -14,7 +14,7 @@ import { fuzzDevice, healthCheck, type FuzzHub } from './hub.js';
 import { httpInputs, httpSeeds, queryInputs } from './http-inputs.js';
 import { saveToCorpus, type FuzzInput, type Protocol } from './input.js';
 import { mqttInputs } from './mqtt-inputs.js';
-import { httpStatus, sendTls, sendWs, type Endpoint, type Outcome } from './transport.js';
+import { httpStatus, prefixChunks, sendTls, sendWs, type Endpoint, type Outcome, type PrefixChunk } from './transport.js';
 
 export const HEALTH_LIMIT_MS = 2000;
 
@@ -91,10 +91,10 @@ export class Sender {
     switch (input.protocol) {
       case 'mqtt':
       case 'mqtt-ws': {
-        let prefix: Buffer[] = [];
+        let prefix: PrefixChunk[] = [];
         if (input.auth !== 'none') {
           const id = fuzzDevice(input.protocol);
-          prefix = [mqttPacket.generate(connectPacket(this.hub.address, id, deviceToken(this.hub.address, id, await this.hub.deviceKey(id))))];
+          prefix = prefixChunks([mqttPacket.generate(connectPacket(this.hub.address, id, deviceToken(this.hub.address, id, await this.hub.deviceKey(id))))]);
         }
         const out = input.protocol === 'mqtt' ? await sendTls(ep, 8883, prefix, input.chunks, 400) : await sendWs(ep, 'mqtt', prefix, input.chunks, 400);
         // CONNACK, return code 0 (session present or not).

@@ -25,9 +25,21 @@ export interface Outcome {
 }
 
 const HEAD_BYTES = 4096;
+
+/** A chunk of an authenticating prefix, written once the hub has sent `after` bytes (less a little slack), or after a second. */
+export interface PrefixChunk {
+  bytes: Buffer;
+  after: number;
+}
+
+export const prefixChunks = (chunks: readonly Buffer[]): PrefixChunk[] => chunks.map((bytes) => ({ bytes, after: 0 }));
+
+async function untilReceived(out: Outcome, n: number, closed: () => boolean): Promise<void> {
+  for (let t = 0; t < 1000 && out.received < n - 32 && !closed(); t += 5) await new Promise((r) => setTimeout(r, 5));
+}
 const tick = () => new Promise<void>((r) => setImmediate(r));
 
-export async function sendTls(ep: Endpoint, port: number, prefix: readonly Buffer[], chunks: readonly Buffer[], settleMs: number, prefixPauseMs = 0): Promise<Outcome> {
+export async function sendTls(ep: Endpoint, port: number, prefix: readonly PrefixChunk[], chunks: readonly Buffer[], settleMs: number, prefixPauseMs = 0): Promise<Outcome> {
   const socket: TLSSocket = connect({ host: ep.host, port, ca: ep.ca, servername: undefined, ...(ep.localAddress === undefined ? {} : { localAddress: ep.localAddress }) });
   const out: Outcome = { closedByHub: false, head: Buffer.alloc(0), received: 0 };
   let closed = false;
@@ -46,7 +58,10 @@ export async function sendTls(ep: Endpoint, port: number, prefix: readonly Buffe
     socket.destroy();
     return { ...out, connectError: 'no TLS session' };
   }
-  for (const c of prefix) if (!closed) socket.write(c);
+  for (const c of prefix) {
+    await untilReceived(out, c.after, () => closed);
+    if (!closed) socket.write(c.bytes);
+  }
   if (prefixPauseMs > 0) await Promise.race([new Promise((r) => setTimeout(r, prefixPauseMs)), closedP]);
   for (const c of chunks) {
     if (closed) break;
@@ -59,7 +74,7 @@ export async function sendTls(ep: Endpoint, port: number, prefix: readonly Buffe
   return out;
 }
 
-export async function sendWs(ep: Endpoint, subprotocol: 'mqtt' | 'AMQPWSB10', prefix: readonly Buffer[], chunks: readonly Buffer[], settleMs: number, prefixPauseMs = 0): Promise<Outcome> {
+export async function sendWs(ep: Endpoint, subprotocol: 'mqtt' | 'AMQPWSB10', prefix: readonly PrefixChunk[], chunks: readonly Buffer[], settleMs: number, prefixPauseMs = 0): Promise<Outcome> {
   const ws = new WebSocket(`wss://${ep.host}:443/$iothub/websocket`, subprotocol, {
     ca: ep.ca,
     handshakeTimeout: 5000,
@@ -78,7 +93,10 @@ export async function sendWs(ep: Endpoint, subprotocol: 'mqtt' | 'AMQPWSB10', pr
     ws.terminate();
     return { ...out, connectError: 'no WebSocket' };
   }
-  for (const c of prefix) if (!closed) ws.send(c);
+  for (const c of prefix) {
+    await untilReceived(out, c.after, () => closed);
+    if (!closed) ws.send(c.bytes);
+  }
   if (prefixPauseMs > 0) await Promise.race([new Promise((r) => setTimeout(r, prefixPauseMs)), closedP]);
   for (const c of chunks) {
     if (closed) break;

@@ -135,7 +135,9 @@ function pem(label: string, base64: string): string {
 }
 
 /** A PKCS#10 request from what an EST client sends: base64 DER (RFC 7030 §4.2.1), or PEM. */
-export function csrFromBody(body: Buffer | string): string {
+export function csrFromBody(body: Buffer | string | undefined | null): string {
+  // Fastify leaves the body undefined when the request has none.
+  if (body === undefined || body === null) throw new HubError('ArgumentNull', 'The body must be a PKCS#10 certificate request (base64 DER or PEM).');
   const text = (typeof body === 'string' ? body : body.toString('latin1')).trim();
   if (text === '') throw new HubError('ArgumentNull', 'The body must be a PKCS#10 certificate request (base64 DER or PEM).');
   if (text.startsWith('-----BEGIN')) return text;

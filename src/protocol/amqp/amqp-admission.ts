@@ -95,6 +95,16 @@ class Admission {
     return false;
   }
 
+  /**
+   * rhea could not decode what the client sent. rhea only half-closes the socket then and goes on
+   * reading into a parser that lost its place (it buffered whatever size it read next: GBs), so
+   * the connection is cut here, at once.
+   */
+  unreadable(detail: string): void {
+    if (this.#phase.kind === 'closed') return;
+    this.cut('protocol_violation', detail, false);
+  }
+
   opened(): void {
     if (this.#phase.kind !== 'opening') return;
     clearTimeout(this.#phase.timer);
@@ -249,6 +259,11 @@ export class AmqpAdmission {
       setTimeout(destroy, 1000).unref();
     });
     this.#admissions.set(conn, admission);
+    // rhea's reader failed (lib/connection.js `input`: a ProtocolError, or a TypeError from decoding a
+    // frame body). The listeners get the error only, hence one pair per connection.
+    const unreadable = (err: unknown) => admission.unreadable(`a frame the hub cannot decode: ${String(err).slice(0, 200)}`);
+    conn.on('protocol_error', unreadable);
+    conn.on('error', unreadable);
     return admission;
   }
 }

@@ -105,9 +105,8 @@ export class AmqpServer {
     c.on('receiver_close', (ctx: EventContext) => this.#linkGone(ctx.connection, ctx.receiver));
     c.on('disconnected', (ctx: EventContext) => this.#onGone(ctx.connection));
     c.on('connection_close', (ctx: EventContext) => this.#onGone(ctx.connection));
-    // A malformed frame concerns that connection only: rhea closes it; nothing escapes.
-    c.on('protocol_error', (ctx: EventContext & { error?: unknown }) => this.#log('warn', ctx.connection, { event: 'amqp.protocol-error', reason: String(ctx.error ?? 'protocol error') }, 'AMQP protocol error'));
-    c.on('error', (ctx: EventContext & { error?: unknown }) => this.#log('info', ctx.connection, { event: 'amqp.error', reason: String(ctx.error ?? 'error') }, 'AMQP connection error'));
+    // A frame rhea cannot read concerns that connection only: the admission cuts it with the reason
+    // (rhea passes these two events the error alone, so they are heard on each connection there).
   }
 
   /** The TLS listener (AMQPS), not yet listening. */

@@ -182,8 +182,11 @@ export class MqttConnection implements LiveSession {
       case 'connect':
         return this.close('second CONNECT [MQTT-3.1.0-2]');
       case 'subscribe':
+        // [MQTT-3.8.3-3] at least one topic filter; mqtt-packet parses an empty list.
+        if (packet.subscriptions.length === 0) return this.close('SUBSCRIBE without topic filters [MQTT-3.8.3-3]');
         return this.kind === 'dps' ? handleDpsSubscribe(this, packet) : handleSubscribe(this, packet);
       case 'unsubscribe':
+        if (packet.unsubscriptions.length === 0) return this.close('UNSUBSCRIBE without topic filters [MQTT-3.10.3-2]');
         return handleUnsubscribe(this, packet);
       case 'publish':
         return this.kind === 'dps' ? handleDpsPublish(this, packet) : handlePublish(this, packet);

@@ -87,12 +87,12 @@ export function registerEstRoutes(app: FastifyInstance, est: EstService, logger:
   app.get<LabelParams>('/.well-known/est/:label/csrattrs', async (_req, reply) => reply.code(204).send());
 
   app.post<LabelParams>('/.well-known/est/:label/simpleenroll', async (req, reply) => {
-    const issued = await guarded(req, reply, 'simpleenroll', () => est.enroll(req.params.label, callerOf(req), csrFromBody(req.body as Buffer)));
+    const issued = await guarded(req, reply, 'simpleenroll', () => est.enroll(req.params.label, callerOf(req), csrFromBody(req.body as Buffer | undefined)));
     return sendCerts(reply, [issued.certificatePem]);
   });
 
   app.post<LabelParams>('/.well-known/est/:label/simplereenroll', async (req, reply) => {
-    const issued = await guarded(req, reply, 'simplereenroll', () => est.reenroll(req.params.label, callerOf(req), csrFromBody(req.body as Buffer)));
+    const issued = await guarded(req, reply, 'simplereenroll', () => est.reenroll(req.params.label, callerOf(req), csrFromBody(req.body as Buffer | undefined)));
     return sendCerts(reply, [issued.certificatePem]);
   });
 

@@ -104,13 +104,19 @@ export async function handleDpsSubscribe(conn: MqttConnection, packet: ISubscrib
   conn.send({ cmd: 'suback', messageId: packet.messageId, granted: packet.subscriptions.map(() => 1) });
 }
 
-function query(topic: string): Map<string, string> {
+/** The topic's query parameters, percent-decoded; undefined when one is not valid percent-encoding. */
+function query(topic: string): Map<string, string> | undefined {
   const out = new Map<string, string>();
   const q = topic.indexOf('?');
   if (q < 0) return out;
   for (const part of topic.slice(q + 1).split('&')) {
     const eq = part.indexOf('=');
-    if (eq > 0) out.set(part.slice(0, eq), decodeURIComponent(part.slice(eq + 1)));
+    if (eq <= 0) continue;
+    try {
+      out.set(part.slice(0, eq), decodeURIComponent(part.slice(eq + 1)));
+    } catch {
+      return undefined;
+    }
   }
   return out;
 }
@@ -127,6 +133,7 @@ export async function handleDpsPublish(conn: MqttConnection, packet: IPublishPac
   if (dps === undefined || attested === undefined) return conn.close('provisioning publish without attestation');
   if (packet.qos === 2) return conn.close('QoS 2 is not supported');
   const params = query(packet.topic);
+  if (params === undefined) return conn.close('provisioning request topic is not valid percent-encoding');
   const rid = params.get('$rid') ?? '';
   const path = packet.topic.split('?')[0];
   if (rid === '' || rid.length > 128) return conn.close('provisioning request without $rid');

@@ -115,7 +115,13 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
       } catch {
         body = payload.toString('utf8');
       }
-      conn.deps.methods.respond(id.deviceId, id.moduleId, decodeURIComponent(target.rid), target.status, body);
+      let rid: string;
+      try {
+        rid = decodeURIComponent(target.rid);
+      } catch {
+        return conn.close('method response $rid is not valid percent-encoding');
+      }
+      conn.deps.methods.respond(id.deviceId, id.moduleId, rid, target.status, body);
       return;
     }
   }

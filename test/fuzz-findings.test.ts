@@ -1,0 +1,206 @@
+/**
+ * What the fuzz suite found, each as the input that showed it: the hub must answer a bad request
+ * with a precise 4xx and close a connection that sent something malformed with a reason, never
+ * fail inside (a 500, an error-level "handler failed" line) and never keep reading what it can
+ * no longer decode.
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { connect, type ConnectionOptions } from 'node:tls';
+import { after, before, describe, it } from 'node:test';
+import { generateSasToken } from '../src/auth/sas.js';
+import { recordAmqp } from '../fuzz/amqp-inputs.js';
+import { frame } from './support/amqp-frames.js';
+import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { connectPacket, connectRaw, deviceToken, type RawMqtt } from './support/raw-mqtt.js';
+import { errorCode, policyKey, restClient, type Rest } from './support/rest.js';
+import { sleep } from './support/attack.js';
+
+const HOST = '127.0.142.1';
+let hub: HubProcess;
+let ca: string;
+let rest: Rest;
+const keys = new Map<string, string>();
+
+async function device(id: string): Promise<string> {
+  const r = await rest('PUT', `/devices/${id}`, { deviceId: id });
+  assert.equal(r.status, 200, r.raw.toString());
+  const key = String((r.body as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey);
+  keys.set(id, key);
+  return key;
+}
+
+async function connected(id: string): Promise<RawMqtt> {
+  const { code, client } = await connectRaw(HOST, ca, connectPacket(HOST, id, deviceToken(HOST, id, keys.get(id) ?? (await device(id)))));
+  assert.equal(code, 0);
+  return client;
+}
+
+/** The hub's log lines (JSON) from `mark` on. */
+function logSince(mark: number): Array<Record<string, unknown>> {
+  return hub
+    .output()
+    .slice(mark)
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+async function waitForLog(mark: number, pred: (l: Record<string, unknown>) => boolean, ms = 3000): Promise<Record<string, unknown> | undefined> {
+  for (let t = 0; t < ms; t += 50) {
+    const hit = logSince(mark).find(pred);
+    if (hit !== undefined) return hit;
+    await sleep(50);
+  }
+  return undefined;
+}
+
+const failedInside = (l: Record<string, unknown>) => Number(l.level) >= 50;
+
+before(async () => {
+  hub = await startHubProcess({ address: HOST, extraArgs: ['--log-level', 'info'] });
+  ca = readFileSync(hub.caFile, 'utf8');
+  rest = restClient(HOST, ca, policyKey(hub.dataDir));
+});
+
+after(async () => {
+  assert.equal(await hub.stop(), 0);
+  removeDir(hub.dataDir);
+});
+
+describe('EST', () => {
+  it('an enrollment request without a body is 400 ArgumentNull, not a 500', async () => {
+    for (const path of ['/.well-known/est/line-a/simpleenroll', '/.well-known/est/line-a/simplereenroll']) {
+      const r = await rest('POST', path, undefined, { auth: false, apiVersion: false, headers: { authorization: `Basic ${Buffer.from('cred:pw').toString('base64')}` } });
+      assert.equal(r.status, 400, `${path}: ${r.raw.toString()}`);
+      assert.equal(errorCode(r), 'ArgumentNull', path);
+    }
+  });
+});
+
+describe('MQTT: malformed percent-encoding closes that connection with the reason', () => {
+  const cases: Array<[string, (id: string) => { sub?: string; topic: string }]> = [
+    ['a method response whose $rid is not percent-encoding', () => ({ topic: '$iothub/methods/res/200/?$rid=%E0%A4%A' })],
+    ['a telemetry property bag', (id) => ({ topic: `devices/${id}/messages/events/a=%zz` })],
+  ];
+  for (const [name, make] of cases) {
+    it(name, async () => {
+      const id = `pct-${name.length}`;
+      const client = await connected(id);
+      const mark = hub.output().length;
+      const { topic } = make(id);
+      client.send({ cmd: 'publish', topic, payload: Buffer.from('{}'), qos: 0, retain: false, dup: false });
+      await Promise.race([client.closed, sleep(3000)]);
+      assert.ok(client.isClosed(), 'the hub closed the connection');
+      const closedLine = await waitForLog(mark, (l) => /percent-encoding|property bag/.test(String(l.reason ?? l.msg)));
+      assert.ok(closedLine !== undefined, `the close names the reason:\n${JSON.stringify(logSince(mark))}`);
+      assert.deepEqual(logSince(mark).filter(failedInside), [], 'nothing failed inside the hub');
+    });
+  }
+
+  it('a provisioning request whose $rid is not percent-encoding', async () => {
+    const { client, code } = await connectRaw(HOST, ca, {
+      cmd: 'connect',
+      protocolId: 'MQTT',
+      protocolVersion: 4,
+      clean: true,
+      clientId: 'reg-pct',
+      keepalive: 60,
+      username: `${idScope()}/registrations/reg-pct/api-version=2019-03-31`,
+      password: Buffer.from(generateSasToken({ resource: 'x/registrations/reg-pct', key: Buffer.alloc(32, 1).toString('base64'), keyName: 'registration', expiry: Math.floor(Date.now() / 1000) + 600 })),
+    });
+    // No enrollment: the CONNECT is refused (CONNACK 5 or 4), or accepted and the publish closes it; either way, no failure inside.
+    const mark = hub.output().length;
+    if (code === 0) {
+      client.send({ cmd: 'publish', topic: '$dps/registrations/PUT/iotdps-register/?$rid=%E0%A4%A', payload: Buffer.from('{}'), qos: 0, retain: false, dup: false });
+      await Promise.race([client.closed, sleep(3000)]);
+      assert.ok(client.isClosed());
+    }
+    client.end();
+    await sleep(200);
+    assert.deepEqual(logSince(mark).filter(failedInside), []);
+  });
+
+  it('a username with broken percent-encoding is refused with a CONNACK, the process unharmed', async () => {
+    const key = await device('pct-user');
+    for (const username of [`${HOST}/pct-user/?api-version=%E0%A4%A`, `${HOST}/pct%zz-user/?api-version=2021-04-12`, '0ne0000000A/registrations/%E0%A4%A/api-version=2019-03-31']) {
+      const mark = hub.output().length;
+      const { code, client } = await connectRaw(HOST, ca, { ...connectPacket(HOST, 'pct-user', deviceToken(HOST, 'pct-user', key)), username });
+      client.end();
+      assert.notEqual(code, undefined, `${username}: a CONNACK`);
+      assert.deepEqual(logSince(mark).filter(failedInside), [], username);
+    }
+  });
+});
+
+describe('MQTT: a SUBSCRIBE or UNSUBSCRIBE without topic filters is malformed [MQTT-3.8.3-3] [MQTT-3.10.3-2]', () => {
+  for (const cmd of ['subscribe', 'unsubscribe'] as const) {
+    it(`${cmd}`, async () => {
+      const client = await connected(`empty-${cmd}`);
+      const mark = hub.output().length;
+      // mqtt-packet will not encode an empty list: the packet by hand (fixed header, packet id 1).
+      client.sendRaw(Buffer.from([cmd === 'subscribe' ? 0x82 : 0xa2, 0x02, 0x00, 0x01]));
+      await Promise.race([client.closed, sleep(3000)]);
+      assert.ok(client.isClosed(), 'the hub closed the connection');
+      assert.ok((await waitForLog(mark, (l) => /without topic filters/.test(String(l.reason)))) !== undefined, JSON.stringify(logSince(mark)));
+      assert.deepEqual(logSince(mark).filter(failedInside), []);
+    });
+  }
+});
+
+function idScope(): string {
+  const info = cli(['info', '--data-dir', hub.dataDir, '--json']);
+  return String((JSON.parse(info.stdout) as { idScope: string }).idScope);
+}
+
+describe('AMQP: a frame rhea cannot decode after authentication', () => {
+  it('cuts the connection with the reason, however much the client goes on sending', async () => {
+    const id = 'amqp-undecodable';
+    const key = await device(id);
+    const name = `${HOST}/devices/${id}`;
+    const recording = await recordAmqp(HOST, ca, name, generateSasToken({ resource: name, key, expiry: Math.floor(Date.now() / 1000) + 600 }), async () => undefined);
+    // A client that keeps its side open whatever the hub does (allowHalfOpen), as an attacker's would.
+    const socket = connect({ host: HOST, port: 5671, ca, allowHalfOpen: true } as ConnectionOptions);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', () => resolve());
+      socket.once('error', reject);
+    });
+    socket.on('error', () => undefined);
+    let closed = false;
+    socket.once('close', () => (closed = true));
+    let answered = 0;
+    socket.on('data', (c: Buffer) => (answered += c.length));
+    for (const c of recording.prefix) {
+      for (let t = 0; t < 2000 && answered < c.after - 32; t += 10) await sleep(10);
+      socket.write(c.bytes);
+    }
+    await sleep(500);
+    assert.ok(answered > 200, `the hub answered the put-token (${answered} bytes)`);
+    const mark = hub.output().length;
+    // A begin whose fields list has an unknown type code (0xff): a valid frame, an undecodable body.
+    socket.write(frame(Buffer.from([0x00, 0x53, 0x11, 0xc0, 0x03, 0x01, 0xff, 0xff]), { channel: 3 }));
+    // Then frames the guard allows after authentication, as fast as the socket takes them.
+    const filler = frame(Buffer.alloc(60_000, 0x41));
+    const t0 = Date.now();
+    while (!closed && Date.now() - t0 < 3000) {
+      if (!socket.write(filler)) await Promise.race([new Promise((r) => socket.once('drain', r)), sleep(100)]);
+      else await new Promise((r) => setImmediate(r));
+    }
+    await Promise.race([new Promise((r) => socket.once('close', r)), sleep(1000)]);
+    const wasClosed = closed;
+    socket.destroy();
+    assert.ok(wasClosed, `the hub closed the socket (answered ${answered} bytes):\n${JSON.stringify(logSince(mark)).slice(0, 3000)}`);
+    const line = await waitForLog(mark, (l) => l.event === 'connection.refused' && l.reason === 'protocol_violation' && /decode|frame/.test(String(l.detail)));
+    assert.ok(line !== undefined, `the close is logged with its reason:\n${JSON.stringify(logSince(mark)).slice(0, 2000)}`);
+    assert.deepEqual(logSince(mark).filter(failedInside), []);
+  });
+});
+
+describe('the hub after all of the above', () => {
+  it('still serves a device', async () => {
+    const client = await connected('after-all');
+    client.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }] });
+    assert.equal((await client.next())?.cmd, 'suback');
+    client.end();
+  });
+});
