@@ -45,6 +45,8 @@ export interface CampaignReport {
   durationMs: number;
   protocols: Record<string, ProtocolStats>;
   crashed?: string;
+  /** What was in flight or just sent when the hub ended: one of these crashed it (triage replays them one by one). */
+  crashSuspects: FuzzInput[];
   hangs: number;
   healthChecks: number;
   worstHealthMs: number;
@@ -125,12 +127,13 @@ export class Sender {
 }
 
 const STATUS_CODE = Buffer.from('status-code');
-/** The CBS put-token answer's application property status-code 200: an AMQP int (0x71) or small int (0x54). */
+/** The CBS put-token answer's application property status-code 200: an AMQP (small) uint or int (0x52, 0x54, 0x70, 0x71). */
 function putTokenAccepted(head: Buffer): boolean {
   const at = head.indexOf(STATUS_CODE);
   if (at < 0) return false;
   const v = head.subarray(at + STATUS_CODE.length, at + STATUS_CODE.length + 5);
-  return (v[0] === 0x54 && v[1] === 200) || (v[0] === 0x71 && v.readUInt32BE(1) === 200);
+  if (v[0] === 0x52 || v[0] === 0x54) return v[1] === 200;
+  return (v[0] === 0x70 || v[0] === 0x71) && v.length === 5 && v.readUInt32BE(1) === 200;
 }
 
 export type Generators = Record<Protocol, { pre: fc.Arbitrary<FuzzInput>; post: fc.Arbitrary<FuzzInput> }>;
@@ -181,7 +184,7 @@ export interface CampaignOptions {
   /** How long to watch after the load stops before the final RSS reading. */
   settleMs: number;
   seed: number;
-  /** Where crashing and hanging inputs go (test/fuzz-corpus); undefined: nowhere. */
+  /** Where hanging inputs and HTTP 500s go (test/fuzz-corpus); undefined: nowhere. Crash suspects are returned for triage. */
   corpusDir?: string;
   log?: (line: string) => void;
 }
@@ -214,13 +217,13 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   let loadRunning = true;
 
   let over = false;
+  const suspects = new Set<FuzzInput>();
   void hub.exited.then((why) => {
     if (over) return;
     crashed = why;
     log(`hub ended: ${why}; its last words:\n${hub.tail().slice(-3000)}`);
-    const suspects = new Set([...inFlight, ...recent.slice(-2 * protocols.length)]);
+    for (const i of new Set([...inFlight, ...recent.slice(-2 * protocols.length)])) suspects.add(i);
     for (const p of new Set([...suspects].map((i) => i.protocol))) stats[p]!.crashes += 1;
-    for (const i of suspects) save(i, `crash (${why})`);
   });
 
   const monitor = (async () => {
@@ -290,6 +293,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     durationMs: loadMs,
     protocols: stats,
     ...(crashed === undefined ? {} : { crashed }),
+    crashSuspects: [...suspects],
     hangs,
     healthChecks: checks,
     worstHealthMs: worst,

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { ROOT, removeDir } from '../test/support/hub-process.js';
 import { buildGenerators, formatReport, runCampaign, Sender } from './harness.js';
 import { startFuzzHub } from './hub.js';
-import { PROTOCOLS, type Protocol } from './input.js';
+import { PROTOCOLS, saveToCorpus, type FuzzInput, type Protocol } from './input.js';
+import { replay } from './replay.js';
 import { goodClientsConnect } from './good-client.js';
 
 const { values } = parseArgs({
@@ -39,6 +40,30 @@ const base = values.address.split('.').slice(0, 3).join('.');
 const seed = values.seed === undefined ? Date.now() % 1_000_000_000 : Number(values.seed);
 const log = (line: string) => console.error(`[${new Date().toISOString().slice(11, 19)}] ${line}`);
 
+/**
+ * Replays each crash suspect alone against a fresh hub and saves the ones that crash it (all of
+ * them, marked, when none does alone: the crash took more than one input).
+ */
+async function triage(suspects: FuzzInput[], why: string): Promise<void> {
+  log(`triage: ${suspects.length} suspects`);
+  let found = 0;
+  let h = await startFuzzHub({ address: values.address });
+  try {
+    for (const input of suspects) {
+      const r = await replay(new Sender(h, { health: `${base}.2`, pre: `${base}.3`, post: `${base}.4` }), input);
+      if (r.alive && r.health === 200) continue;
+      found++;
+      log(`reproduced: ${saveToCorpus(values.corpus, input, `crash (${why})`)} (${input.kind})\n${h.tail().slice(-1500)}`);
+      removeDir(h.dataDir);
+      h = await startFuzzHub({ address: values.address });
+    }
+  } finally {
+    await h.stop();
+    removeDir(h.dataDir);
+  }
+  if (found === 0) for (const input of suspects) log(`saved suspect: ${saveToCorpus(values.corpus, input, `crash (${why}), not reproduced alone`)}`);
+}
+
 const hub = await startFuzzHub({ address: values.address });
 let code = 0;
 try {
@@ -49,6 +74,7 @@ try {
   const good = report.crashed === undefined ? await goodClientsConnect(hub, `${base}.5`) : 'hub ended';
   console.log(formatReport(report));
   console.log(`good clients afterwards: ${good}`);
+  if (report.crashed !== undefined) await triage(report.crashSuspects, report.crashed);
   if (values.json) console.log(JSON.stringify({ seed, ...report, good }));
   if (report.crashed !== undefined || report.hangs > 0 || good !== 'ok') code = 1;
 } finally {

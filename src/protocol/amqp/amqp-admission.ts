@@ -264,6 +264,18 @@ export class AmqpAdmission {
     const unreadable = (err: unknown) => admission.unreadable(`a frame the hub cannot decode: ${String(err).slice(0, 200)}`);
     conn.on('protocol_error', unreadable);
     conn.on('error', unreadable);
+    // rhea writes what a connection owes (dispositions, flow) on a later tick; what it throws there
+    // would end the process. A transfer that began a delivery without a delivery-id made it throw
+    // "Field first is mandatory" when the hub settled it: that connection goes, not the hub.
+    const raw = conn as unknown as { _process(): void };
+    const process = raw._process.bind(conn);
+    raw._process = () => {
+      try {
+        process();
+      } catch (err) {
+        admission.unreadable(`the connection's state cannot be written: ${String(err).slice(0, 200)}`);
+      }
+    };
     return admission;
   }
 }
