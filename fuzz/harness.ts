@@ -51,6 +51,8 @@ export interface CampaignReport {
   healthChecks: number;
   worstHealthMs: number;
   rss: { start: number; peak: number; after: number };
+  /** V8 heap used at the start and after the settle (what the process holds on to, against what it has not given back). */
+  heapUsed: { start: number; after: number };
   hubErrors: Array<[string, number]>;
 }
 
@@ -207,6 +209,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   };
 
   const startRss = hub.rssBytes() ?? 0;
+  const startHeap = (await hub.heap())?.used ?? NaN;
   let peakRss = startRss;
   let worst = 0;
   let checks = 0;
@@ -226,6 +229,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     for (const p of new Set([...suspects].map((i) => i.protocol))) stats[p]!.crashes += 1;
   });
 
+  let lastMemoryLog = 0;
   const monitor = (async () => {
     while (crashed === undefined && (loadRunning || Date.now() < deadline + opts.settleMs)) {
       const h = await healthCheck(hub, HEALTH_LIMIT_MS, sender.addresses.health);
@@ -239,6 +243,11 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
         const protos = new Set([...inFlight].map((i) => i.protocol));
         for (const p of protos) stats[p]!.hangs += 1;
         for (const i of inFlight) save(i, `hang (health ${String(h.status)} after ${h.ms.toFixed(0)} ms)`);
+      }
+      if (!loadRunning && Date.now() - lastMemoryLog > 10_000) {
+        lastMemoryLog = Date.now();
+        const heap = await hub.heap();
+        log(`settling: RSS ${mb(hub.rssBytes() ?? 0)}, heap used ${mb(heap?.used ?? 0)} of ${mb(heap?.total ?? 0)}, external ${mb(heap?.external ?? 0)}`);
       }
       await sleep(500);
     }
@@ -288,6 +297,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
   log(`load stopped after ${(loadMs / 1000).toFixed(0)} s; settling ${(opts.settleMs / 1000).toFixed(0)} s`);
   await monitor;
   const after = hub.rssBytes() ?? 0;
+  const afterHeap = crashed === undefined ? ((await hub.heap())?.used ?? NaN) : NaN;
   over = true;
   return {
     durationMs: loadMs,
@@ -298,6 +308,7 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     healthChecks: checks,
     worstHealthMs: worst,
     rss: { start: startRss, peak: peakRss, after },
+    heapUsed: { start: startHeap, after: afterHeap },
     hubErrors: [...hub.errors.entries()].sort((a, b) => b[1] - a[1]),
   };
 }
@@ -311,7 +322,7 @@ export function formatReport(r: CampaignReport): string {
     ...Object.entries(r.protocols).map(([p, s]) => `| ${p} | ${s.inputs} | ${s.preAuth} | ${s.postAuth} (${s.authenticated}) | ${s.closedByHub} | ${s.crashes} | ${s.hangs} | ${s.serverErrors} |`),
     '',
     `load ${(r.durationMs / 1000).toFixed(0)} s; health checks ${r.healthChecks}, worst ${r.worstHealthMs.toFixed(0)} ms, hangs ${r.hangs}; hub ${r.crashed === undefined ? 'alive' : `ended (${r.crashed})`}`,
-    `RSS start ${mb(r.rss.start)}, peak ${mb(r.rss.peak)}, after ${mb(r.rss.after)} (${r.rss.start === 0 ? '?' : `${(((r.rss.after - r.rss.start) / r.rss.start) * 100).toFixed(0)}%`} from start)`,
+    `RSS start ${mb(r.rss.start)}, peak ${mb(r.rss.peak)}, after ${mb(r.rss.after)} (${r.rss.start === 0 ? '?' : `${(((r.rss.after - r.rss.start) / r.rss.start) * 100).toFixed(0)}%`} from start); V8 heap used start ${mb(r.heapUsed.start)}, after ${mb(r.heapUsed.after)}`,
   ];
   if (r.hubErrors.length > 0) lines.push('hub error-level log lines:', ...r.hubErrors.slice(0, 15).map(([m, n]) => `  ${n}× ${m}`));
   return lines.join('\n');

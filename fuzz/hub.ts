@@ -30,6 +30,8 @@ export interface FuzzHub {
   /** Error-level log lines by message (pino level >= 50), counted. */
   errors: Map<string, number>;
   rssBytes(): number | undefined;
+  /** The V8 heap (used, total) and external memory from the hub's own /metrics. */
+  heap(): Promise<{ used: number; total: number; external: number } | undefined>;
   stop(): Promise<string>;
 }
 
@@ -131,6 +133,13 @@ export async function startFuzzHub(opts: { address: string; dataDir?: string; ex
       } catch {
         return undefined;
       }
+    },
+    async heap() {
+      const r = await rest('GET', '/metrics').catch(() => undefined);
+      if (r === undefined || r.status !== 200) return undefined;
+      const text = r.raw.toString();
+      const metric = (name: string) => Number(new RegExp(`^gatehouse_nodejs_${name} (\\S+)$`, 'm').exec(text)?.[1] ?? NaN);
+      return { used: metric('heap_size_used_bytes'), total: metric('heap_size_total_bytes'), external: metric('external_memory_bytes') };
     },
     async stop() {
       if (exitText !== undefined) return exitText;

@@ -19,7 +19,7 @@ const { values } = parseArgs({
     protocol: { type: 'string', default: PROTOCOLS.join(',') },
     address: { type: 'string', default: '127.0.150.1' },
     seed: { type: 'string' },
-    settle: { type: 'string', default: '30' },
+    settle: { type: 'string', default: '120' },
     corpus: { type: 'string', default: join(ROOT, 'test', 'fuzz-corpus') },
     json: { type: 'boolean', default: false },
   },
