@@ -17,6 +17,8 @@ import { mqttInputs } from './mqtt-inputs.js';
 import { httpStatus, prefixChunks, sendTls, sendWs, type Endpoint, type Outcome, type PrefixChunk } from './transport.js';
 
 export const HEALTH_LIMIT_MS = 2000;
+/** RSS growth between two health checks (half a second apart) that saves the inputs in flight. */
+const MEMORY_JUMP_BYTES = 150 * 1048576;
 
 export interface Addresses {
   /** The /health monitor's source address. */
@@ -229,14 +231,26 @@ export async function runCampaign(opts: CampaignOptions): Promise<CampaignReport
     for (const p of new Set([...suspects].map((i) => i.protocol))) stats[p]!.crashes += 1;
   });
 
-  let lastMemoryLog = 0;
+  let lastMemoryLog = Date.now();
+  let lastRss = startRss;
   const monitor = (async () => {
     while (crashed === undefined && (loadRunning || Date.now() < deadline + opts.settleMs)) {
       const h = await healthCheck(hub, HEALTH_LIMIT_MS, sender.addresses.health);
       if (crashed !== undefined) break;
       checks++;
       worst = Math.max(worst, h.ms);
-      peakRss = Math.max(peakRss, hub.rssBytes() ?? 0);
+      const rss = hub.rssBytes() ?? 0;
+      peakRss = Math.max(peakRss, rss);
+      // A jump of RSS between two checks: what was in flight made the hub take that memory.
+      if (rss - lastRss > MEMORY_JUMP_BYTES) {
+        log(`memory: RSS ${mb(lastRss)} -> ${mb(rss)} in one check`);
+        for (const i of inFlight) save(i, `memory (RSS +${mb(rss - lastRss)} between two checks)`);
+      }
+      lastRss = rss;
+      if (loadRunning && Date.now() - lastMemoryLog > 30_000) {
+        lastMemoryLog = Date.now();
+        log(`RSS ${mb(rss)}; inputs so far ${Object.values(stats).reduce((n, s) => n + s.inputs, 0)}`);
+      }
       if (h.status !== 200) {
         hangs++;
         log(`health: ${String(h.status)} after ${h.ms.toFixed(0)} ms`);

@@ -14,8 +14,9 @@ const gen = (p: Packet): Buffer => {
   try {
     return mqttPacket.generate(p);
   } catch {
-    // mqtt-packet refuses what it cannot encode: send the topic's bytes raw behind a PUBLISH header.
-    return Buffer.concat([Buffer.from([0x30, 0x02, 0x00, 0x00])]);
+    // mqtt-packet refuses what it cannot encode (a QoS or packet id out of range): send a PUBLISH
+    // with an empty topic instead, itself malformed [MQTT-4.7.3-1].
+    return Buffer.from([0x30, 0x02, 0x00, 0x00]);
   }
 };
 

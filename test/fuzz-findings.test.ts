@@ -10,7 +10,7 @@ import { connect, type ConnectionOptions } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { generateSasToken } from '../src/auth/sas.js';
 import { recordAmqp } from '../fuzz/amqp-inputs.js';
-import { frame } from './support/amqp-frames.js';
+import { AMQP_HEADER, frame } from './support/amqp-frames.js';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { connectPacket, connectRaw, deviceToken, type RawMqtt } from './support/raw-mqtt.js';
 import { errorCode, policyKey, restClient, type Rest } from './support/rest.js';
@@ -99,6 +99,11 @@ describe('MQTT: malformed percent-encoding closes that connection with the reaso
   }
 
   it('a provisioning request whose $rid is not percent-encoding', async () => {
+    const dps = restClient(HOST, ca, policyKey(hub.dataDir, 'provisioningserviceowner'), 'provisioningserviceowner');
+    const enrolled = await dps('PUT', '/enrollments/reg-pct', { registrationId: 'reg-pct', attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } } });
+    assert.equal(enrolled.status, 200, enrolled.raw.toString());
+    const key = (enrolled.body as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey;
+    const scope = idScope();
     const { client, code } = await connectRaw(HOST, ca, {
       cmd: 'connect',
       protocolId: 'MQTT',
@@ -106,18 +111,15 @@ describe('MQTT: malformed percent-encoding closes that connection with the reaso
       clean: true,
       clientId: 'reg-pct',
       keepalive: 60,
-      username: `${idScope()}/registrations/reg-pct/api-version=2019-03-31`,
-      password: Buffer.from(generateSasToken({ resource: 'x/registrations/reg-pct', key: Buffer.alloc(32, 1).toString('base64'), keyName: 'registration', expiry: Math.floor(Date.now() / 1000) + 600 })),
+      username: `${scope}/registrations/reg-pct/api-version=2019-03-31`,
+      password: Buffer.from(generateSasToken({ resource: `${scope}/registrations/reg-pct`, key, keyName: 'registration', expiry: Math.floor(Date.now() / 1000) + 600 })),
     });
-    // No enrollment: the CONNECT is refused (CONNACK 5 or 4), or accepted and the publish closes it; either way, no failure inside.
+    assert.equal(code, 0, 'the provisioning client is connected');
     const mark = hub.output().length;
-    if (code === 0) {
-      client.send({ cmd: 'publish', topic: '$dps/registrations/PUT/iotdps-register/?$rid=%E0%A4%A', payload: Buffer.from('{}'), qos: 0, retain: false, dup: false });
-      await Promise.race([client.closed, sleep(3000)]);
-      assert.ok(client.isClosed());
-    }
-    client.end();
-    await sleep(200);
+    client.send({ cmd: 'publish', topic: '$dps/registrations/PUT/iotdps-register/?$rid=%E0%A4%A', payload: Buffer.from('{}'), qos: 0, retain: false, dup: false });
+    await Promise.race([client.closed, sleep(3000)]);
+    assert.ok(client.isClosed(), 'the hub closed the connection');
+    assert.ok((await waitForLog(mark, (l) => /percent-encoding/.test(String(l.reason)))) !== undefined, JSON.stringify(logSince(mark)));
     assert.deepEqual(logSince(mark).filter(failedInside), []);
   });
 
@@ -193,6 +195,31 @@ describe('AMQP: a frame rhea cannot decode after authentication', () => {
     const line = await waitForLog(mark, (l) => l.event === 'connection.refused' && l.reason === 'protocol_violation' && /decode|frame/.test(String(l.detail)));
     assert.ok(line !== undefined, `the close is logged with its reason:\n${JSON.stringify(logSince(mark)).slice(0, 2000)}`);
     assert.deepEqual(logSince(mark).filter(failedInside), []);
+  });
+});
+
+describe('AMQP: an array of a zero-width type with a huge count, before authentication', () => {
+  it('is a protocol error that cuts that connection, not gigabytes of nulls', async () => {
+    // An open whose container-id is an array32 (0xf0) of 0xffffffff nulls (0x40): 10 bytes of
+    // value, no bytes per element. rhea's decoder pushed one null per element.
+    const bomb = Buffer.from([0xf0, 0x00, 0x00, 0x00, 0x05, 0xff, 0xff, 0xff, 0xff, 0x40]);
+    const socket = connect({ host: HOST, port: 5671, ca });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', () => resolve());
+      socket.once('error', reject);
+    });
+    socket.on('error', () => undefined);
+    const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    const mark = hub.output().length;
+    socket.write(AMQP_HEADER);
+    socket.write(frame(Buffer.concat([Buffer.from([0x00, 0x53, 0x10, 0xc0, bomb.length + 1, 0x01]), bomb])));
+    const cut = await Promise.race([closed.then(() => true), sleep(5000).then(() => false)]);
+    socket.destroy();
+    assert.ok(cut, 'the hub closed the connection');
+    const line = await waitForLog(mark, (l) => l.event === 'connection.refused' && /array of 4294967295 elements/.test(String(l.detail)));
+    assert.ok(line !== undefined, JSON.stringify(logSince(mark)).slice(0, 2000));
+    const health = await rest('GET', '/health', undefined, { auth: false, apiVersion: false });
+    assert.equal(health.status, 200);
   });
 });
 

@@ -17,6 +17,7 @@ import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls
 import type { Connection, Container } from 'rhea';
 import type { WebSocket } from 'ws';
 import { AddressSlots, type ConnectionRefusals, type RefusalReason } from '../../security/connection-caps.js';
+import { boundRheaDecoder } from './decoder-bounds.js';
 import { FrameGuard, type FrameGuardLimits } from './frame-guard.js';
 
 /** A C2D message is at most 64 KiB; frames carry it with its properties. */
@@ -171,6 +172,8 @@ export class AmqpAdmission {
     /** Sees each admitted transport before rhea does (the output and read bounds hook in here). */
     private readonly observe: { tls?(socket: TLSSocket): void; ws?(ws: WebSocket, tlsSocket: TLSSocket): void } = {},
   ) {
+    // rhea decodes every frame the guard lets through: bound what its decoder builds from one.
+    boundRheaDecoder();
     const slots = () => new AddressSlots(limits.maxUnauthenticatedPerAddress, limits.maxUnauthenticated);
     this.#slots = { amqp: slots(), 'amqp-ws': slots() };
   }
