@@ -10,7 +10,7 @@ import { connect, type ConnectionOptions } from 'node:tls';
 import { after, before, describe, it } from 'node:test';
 import { generateSasToken } from '../src/auth/sas.js';
 import { recordAmqp } from '../fuzz/amqp-inputs.js';
-import { AMQP_HEADER, frame } from './support/amqp-frames.js';
+import { AMQP_HEADER, bool, described, frame, nul, str, uint } from './support/amqp-frames.js';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { connectPacket, connectRaw, deviceToken, type RawMqtt } from './support/raw-mqtt.js';
 import { errorCode, policyKey, restClient, type Rest } from './support/rest.js';
@@ -222,6 +222,41 @@ describe('AMQP: a frame rhea cannot decode after authentication', () => {
     const line = await waitForLog(mark, (l) => l.event === 'connection.refused' && l.reason === 'protocol_violation' && /decode|frame/.test(String(l.detail)));
     assert.ok(line !== undefined, `the close is logged with its reason:\n${JSON.stringify(logSince(mark)).slice(0, 2000)}`);
     assert.deepEqual(logSince(mark).filter(failedInside), []);
+  });
+});
+
+describe('AMQP: a C2D receiver given a link credit that is not a whole number', () => {
+  it('gets nothing, and the hub does not fail asking its store for 1.5 messages', async () => {
+    const id = 'amqp-credit';
+    const key = await device(id);
+    const name = `${HOST}/devices/${id}`;
+    const recording = await recordAmqp(HOST, ca, name, generateSasToken({ resource: name, key, expiry: Math.floor(Date.now() / 1000) + 600 }), async () => undefined);
+    const socket = connect({ host: HOST, port: 5671, ca, localAddress: '127.0.142.22' } as ConnectionOptions);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('secureConnect', () => resolve());
+      socket.once('error', reject);
+    });
+    socket.on('error', () => undefined);
+    let answered = 0;
+    socket.on('data', (c: Buffer) => (answered += c.length));
+    for (const c of recording.prefix) {
+      for (let t = 0; t < 2000 && answered < c.after - 32; t += 10) await sleep(10);
+      socket.write(c.bytes);
+    }
+    await sleep(500);
+    const mark = hub.output().length;
+    // Attach a receiver (role true) to the device's C2D source, then a flow whose link-credit is a double (0x82) 1.5.
+    socket.write(frame(described(0x12, [str('c2d'), uint(5), bool(true), nul, nul, described(0x28, [str(`/devices/${id}/messages/devicebound`)]), described(0x29, [nul])])));
+    const double = Buffer.alloc(9);
+    double[0] = 0x82;
+    double.writeDoubleBE(1.5, 1);
+    socket.write(frame(described(0x13, [uint(1), uint(2048), uint(1), uint(2048), uint(5), uint(0), double])));
+    await sleep(300);
+    const sent = await rest('POST', `/devices/${id}/messages/deviceBound`, undefined, { raw: 'hello' });
+    assert.equal(sent.status, 204, sent.raw.toString());
+    await sleep(1500);
+    socket.destroy();
+    assert.deepEqual(logSince(mark).filter(failedInside), [], 'nothing failed inside the hub');
   });
 });
 

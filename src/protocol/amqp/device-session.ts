@@ -376,7 +376,10 @@ export class AmqpDeviceSession implements LiveSession {
   async #pumpC2d(): Promise<void> {
     const out = this.links.get('c2d')?.out;
     if (out === undefined || this.#closed) return;
-    const room = Math.min(this.deps.c2dInFlight - this.#c2dInflight.size, (out as unknown as { credit: number }).credit ?? 0);
+    // rhea computes the credit from the client's flow as sent: a credit that is not a whole number
+    // (a double, a string) is no credit. The fuzzer's flow made the hub ask its store for NaN messages.
+    const credit = Number((out as unknown as { credit: unknown }).credit);
+    const room = Math.min(this.deps.c2dInFlight - this.#c2dInflight.size, Number.isFinite(credit) ? Math.floor(credit) : 0);
     if (room <= 0) return;
     let messages;
     try {
