@@ -81,8 +81,8 @@ export class OperatorService {
     let pem = await this.store.getSecretMeta(SIGNING_KEY);
     if (pem === undefined) {
       const pair = await generateKeyPair('ES256', { extractable: true });
-      pem = await exportPKCS8(pair.privateKey);
-      await this.store.setSecretMeta(SIGNING_KEY, pem);
+      // Nodes starting together: every one signs with the key that was kept.
+      pem = await this.store.insertSecretMetaIfAbsent(SIGNING_KEY, await exportPKCS8(pair.privateKey));
     }
     this.#privateKey = await importPKCS8(pem, 'ES256', { extractable: true });
     const pub = createPublicKey(createPrivateKey(pem));

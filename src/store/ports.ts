@@ -97,6 +97,15 @@ export interface MetaStore {
   setMeta(key: string, value: string): Promise<void>;
   getSecretMeta(key: string): Promise<string | undefined>;
   setSecretMeta(key: string, value: string): Promise<void>;
+  /**
+   * Writes the value only when the key has none yet (INSERT ... ON CONFLICT DO NOTHING) and
+   * returns the value the key holds afterwards: ours, or the one another writer put there first.
+   * What a first start creates (keys, ids) goes through this, so nodes starting together on one
+   * empty database all end up using the one value that was kept.
+   */
+  insertMetaIfAbsent(key: string, value: string): Promise<string>;
+  /** insertMetaIfAbsent for a sealed value; returns the kept value, opened. */
+  insertSecretMetaIfAbsent(key: string, value: string): Promise<string>;
 }
 
 /** The connect-time hot path: one indexed read each, callers cache. */

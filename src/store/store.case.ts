@@ -327,6 +327,23 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
     );
 
     it(
+      'keeps the first of concurrent insert-if-absent meta writes, and every writer reads that one back',
+      withStore(async ({ store }) => {
+        const plain = await Promise.all(Array.from({ length: 8 }, (_, i) => store.insertMetaIfAbsent('hub.id', `id-${i}`)));
+        assert.equal(new Set(plain).size, 1, 'all writers got the same value');
+        assert.equal(await store.getMeta('hub.id'), plain[0]);
+        const secret = await Promise.all(Array.from({ length: 8 }, (_, i) => store.insertSecretMetaIfAbsent('signing-key', `key-${i}`)));
+        assert.equal(new Set(secret).size, 1);
+        assert.match(secret[0] ?? '', /^key-\d$/);
+        assert.equal(await store.getSecretMeta('signing-key'), secret[0]);
+        // An existing value is never replaced.
+        assert.equal(await store.insertMetaIfAbsent('hub.id', 'later'), plain[0]);
+        await store.setMeta('other', 'set');
+        assert.equal(await store.insertMetaIfAbsent('other', 'later'), 'set');
+      }),
+    );
+
+    it(
       'never keeps a key in clear text',
       withStore(async (h) => {
         const d = makeDevice('secretive');

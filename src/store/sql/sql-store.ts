@@ -352,6 +352,18 @@ export class SqlStore implements Store {
     );
   }
 
+  async insertMetaIfAbsent(key: string, value: string): Promise<string> {
+    await this.db.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING', [key, value]);
+    const kept = await this.getMeta(key);
+    // Only a delete between the two statements leaves nothing; the caller's start fails loudly.
+    if (kept === undefined) throw new Error(`meta ${key} vanished right after it was written`);
+    return kept;
+  }
+
+  async insertSecretMetaIfAbsent(key: string, value: string): Promise<string> {
+    return this.box.open(await this.insertMetaIfAbsent(`secret:${key}`, this.box.seal(value, `meta:${key}`)), `meta:${key}`);
+  }
+
   async getSecretMeta(key: string): Promise<string | undefined> {
     const v = await this.getMeta(`secret:${key}`);
     return v === undefined ? undefined : this.box.open(v, `meta:${key}`);
