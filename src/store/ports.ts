@@ -20,6 +20,7 @@ import type { EnrollmentStore } from './enrollment-ports.js';
 import type { AuthorityStore } from './authority-ports.js';
 import type { AuditStore } from './audit-ports.js';
 import type { AlertStore } from './alert-ports.js';
+import type { OperatorStore } from './operator-ports.js';
 
 export type * from './event-ports.js';
 export type * from './session-ports.js';
@@ -27,6 +28,7 @@ export type * from './c2d-ports.js';
 export type * from './certificate-ports.js';
 export type * from './enrollment-ports.js';
 export type * from './alert-ports.js';
+export type * from './operator-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -134,5 +136,7 @@ export interface Store
   readonly audit: AuditStore;
   /** Alert rules and the history of what fired. */
   readonly alerts: AlertStore;
+  /** Operators and their role assignments, one row each. */
+  readonly operators: OperatorStore;
   close(): Promise<void>;
 }

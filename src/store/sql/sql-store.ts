@@ -33,6 +33,7 @@ import { SqlEnrollmentStore } from './sql-enrollment-store.js';
 import { SqlAuthorityStore } from './sql-authority-store.js';
 import { SqlAuditStore } from './sql-audit-store.js';
 import { SqlAlertStore } from './sql-alert-store.js';
+import { SqlOperatorStore } from './sql-operator-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -44,6 +45,7 @@ export class SqlStore implements Store {
   readonly authority: SqlAuthorityStore;
   readonly audit: SqlAuditStore;
   readonly alerts: SqlAlertStore;
+  readonly operators: SqlOperatorStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -58,6 +60,7 @@ export class SqlStore implements Store {
     this.authority = new SqlAuthorityStore(db, box);
     this.audit = new SqlAuditStore(db);
     this.alerts = new SqlAlertStore(db, box);
+    this.operators = new SqlOperatorStore(db);
   }
 
   async close(): Promise<void> {
