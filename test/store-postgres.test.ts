@@ -9,6 +9,7 @@ import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.j
 import { authorityStoreConformance } from '../src/store/authority-store.case.js';
 import { auditStoreConformance } from '../src/store/audit-store.case.js';
 import { operatorStoreConformance } from '../src/store/operator-store.case.js';
+import { counterStoreConformance } from '../src/store/counter-store.case.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 
 const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -47,3 +48,4 @@ enrollmentStoreConformance('postgres', openHarness);
 authorityStoreConformance('postgres', openHarness);
 auditStoreConformance('postgres', openHarness);
 operatorStoreConformance('postgres', openHarness);
+counterStoreConformance('postgres', openHarness);

@@ -21,6 +21,7 @@ import type { AuthorityStore } from './authority-ports.js';
 import type { AuditStore } from './audit-ports.js';
 import type { AlertStore } from './alert-ports.js';
 import type { OperatorStore } from './operator-ports.js';
+import type { CounterStore } from './counter-ports.js';
 
 export type * from './event-ports.js';
 export type * from './session-ports.js';
@@ -29,6 +30,7 @@ export type * from './certificate-ports.js';
 export type * from './enrollment-ports.js';
 export type * from './alert-ports.js';
 export type * from './operator-ports.js';
+export type * from './counter-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -138,5 +140,7 @@ export interface Store
   readonly alerts: AlertStore;
   /** Operators and their role assignments, one row each. */
   readonly operators: OperatorStore;
+  /** Counters every node shares: lockout, provisioning rate limits. */
+  readonly counters: CounterStore;
   close(): Promise<void>;
 }

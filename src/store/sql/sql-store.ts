@@ -34,6 +34,7 @@ import { SqlAuthorityStore } from './sql-authority-store.js';
 import { SqlAuditStore } from './sql-audit-store.js';
 import { SqlAlertStore } from './sql-alert-store.js';
 import { SqlOperatorStore } from './sql-operator-store.js';
+import { SqlCounterStore } from './sql-counter-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -46,6 +47,7 @@ export class SqlStore implements Store {
   readonly audit: SqlAuditStore;
   readonly alerts: SqlAlertStore;
   readonly operators: SqlOperatorStore;
+  readonly counters: SqlCounterStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -61,6 +63,7 @@ export class SqlStore implements Store {
     this.audit = new SqlAuditStore(db);
     this.alerts = new SqlAlertStore(db, box);
     this.operators = new SqlOperatorStore(db);
+    this.counters = new SqlCounterStore(db);
   }
 
   async close(): Promise<void> {
