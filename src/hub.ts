@@ -233,6 +233,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       log: (fields, msg) => securityLog.warn(fields, msg),
       usage: policyUsage,
       caps: connectionCaps,
+      counters: store.counters,
     });
     settings.bind({ gate, operators, enrollments });
     const policies = new PolicyService(store, policyCache, connections, operators, securityEvents, clock);
@@ -514,6 +515,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await services.auditLog.stop();
         await services.policyUsage.stop().catch(() => undefined);
         services.metrics.stop();
+        services.gate.lockout.stop();
         await store.close();
       })();
       return stopping;
