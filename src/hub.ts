@@ -301,7 +301,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           const dps = await readDpsSettings(store);
           return { ...dps, disableSymmetricKeyAttestation: dps.disableSymmetricKeyAttestation || settings.current.disableDeviceSAS };
         },
-        throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute),
+        throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute, store.counters),
         log: (fields, msg) => dpsLog.info(fields, msg),
         // The provisioning service and the hub share one CA registry (groups may reference its CAs).
         cas: {
