@@ -137,9 +137,13 @@ export class LockoutGuard {
     }
   }
 
+  /** New settings; turning the lockout off forgets every counter, on every node (every lock lifts). */
   configure(settings: HubSettingsBody['lockout']): void {
+    const wasEnabled = this.#settings.enabled;
     this.#settings = settings;
-    if (!settings.enabled) this.#counters.clear();
+    if (settings.enabled) return;
+    this.#counters.clear();
+    if (wasEnabled) void this.shared.clear(PREFIX, this.clock.now()).catch(() => undefined);
   }
 
   /** Stops following the other nodes' counts. */
