@@ -546,6 +546,7 @@ function bind(s: AuditLogStore): AuditLogStore {
     setSecretMeta: (k, v) => s.setSecretMeta(k, v),
     insertMetaIfAbsent: (k, v) => s.insertMetaIfAbsent(k, v),
     insertSecretMetaIfAbsent: (k, v) => s.insertSecretMetaIfAbsent(k, v),
+    compareAndSetMeta: (k, e, v) => s.compareAndSetMeta(k, e, v),
   };
 }
 

@@ -110,6 +110,11 @@ export interface MetaStore {
   insertMetaIfAbsent(key: string, value: string): Promise<string>;
   /** insertMetaIfAbsent for a sealed value; returns the kept value, opened. */
   insertSecretMetaIfAbsent(key: string, value: string): Promise<string>;
+  /**
+   * Writes the value only when the key still holds `expected` (undefined: holds nothing), in one
+   * statement; false when another writer changed it first. For documents several nodes edit.
+   */
+  compareAndSetMeta(key: string, expected: string | undefined, value: string): Promise<boolean>;
 }
 
 /** The connect-time hot path: one indexed read each, callers cache. */

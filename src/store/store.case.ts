@@ -344,6 +344,21 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
     );
 
     it(
+      'compare-and-set of a meta value lets exactly one of the writers of one version win',
+      withStore(async ({ store }) => {
+        const first = await Promise.all(Array.from({ length: 6 }, (_, i) => store.compareAndSetMeta('doc', undefined, `v1-${i}`)));
+        assert.equal(first.filter(Boolean).length, 1, 'one creates it');
+        const v1 = await store.getMeta('doc');
+        assert.ok(v1 !== undefined);
+        const second = await Promise.all(Array.from({ length: 6 }, (_, i) => store.compareAndSetMeta('doc', v1, `v2-${i}`)));
+        assert.equal(second.filter(Boolean).length, 1, 'one replaces that version');
+        assert.equal(await store.getMeta('doc'), `v2-${second.indexOf(true)}`);
+        assert.equal(await store.compareAndSetMeta('doc', v1, 'stale'), false, 'a write on an old version is refused');
+        assert.equal(await store.compareAndSetMeta('doc', undefined, 'again'), false);
+      }),
+    );
+
+    it(
       'never keeps a key in clear text',
       withStore(async (h) => {
         const d = makeDevice('secretive');

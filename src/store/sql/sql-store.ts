@@ -366,6 +366,13 @@ export class SqlStore implements Store {
     return kept;
   }
 
+  async compareAndSetMeta(key: string, expected: string | undefined, value: string): Promise<boolean> {
+    if (expected === undefined) {
+      return (await this.db.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING', [key, value])) === 1;
+    }
+    return (await this.db.run('UPDATE meta SET value = ? WHERE key = ? AND value = ?', [value, key, expected])) === 1;
+  }
+
   async insertSecretMetaIfAbsent(key: string, value: string): Promise<string> {
     return this.box.open(await this.insertMetaIfAbsent(`secret:${key}`, this.box.seal(value, `meta:${key}`)), `meta:${key}`);
   }
