@@ -4,7 +4,8 @@
  * operators' signing key, the audit chain key) exists once and is the one each node uses (the audit
  * chain, written by all three, verifies), and a
  * device created through one node is seen by the others and connects to each of them with the
- * unmodified SDKs.
+ * unmodified SDKs. Then, on the same three nodes: bad logins from one address spread over them
+ * lock that address out on every node at the count one node would (the lockout counts in the store).
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -27,6 +28,7 @@ const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://post
 const schema = `gh_first_${randomBytes(5).toString('hex')}`;
 const ADDRESSES = ['127.0.16.1', '127.0.16.2', '127.0.16.3'];
 const hubs: HubProcess[] = [];
+let env: NodeJS.ProcessEnv = {};
 
 after(async () => {
   await Promise.all(hubs.map((h) => h.stop()));
@@ -58,7 +60,7 @@ it('three hubs started at once on an empty schema come up with one set of first-
   const url = new URL(DATABASE_URL);
   url.searchParams.set('schema', schema);
   // One master key for the cluster: every node opens what the others sealed.
-  const env = { GATEHOUSE_MASTER_KEY: randomBytes(32).toString('base64') };
+  env = { GATEHOUSE_MASTER_KEY: randomBytes(32).toString('base64') };
   const started = await Promise.allSettled(ADDRESSES.map((address) => startHubProcess({ address, env, extraArgs: ['--database-url', url.toString()] })));
   for (const s of started) if (s.status === 'fulfilled') hubs.push(s.value);
   const failures = started.flatMap((s) => (s.status === 'rejected' ? [String((s.reason as Error).message)] : []));
@@ -106,4 +108,21 @@ it('three hubs started at once on an empty schema come up with one set of first-
   assert.equal(recorded.length, hubs.length, 'each node recorded its change');
   const verify = (await rest('GET', '/auditLog/verify')).body as { ok?: boolean };
   assert.equal(verify.ok, true, JSON.stringify(verify));
+});
+
+it('bad logins from one address spread over the three nodes lock it out on each, at the count of one node', async () => {
+  assert.equal(hubs.length, 3, 'the nodes of the first test are up');
+  const guesser = '127.0.16.66';
+  const key = ownerKey(hubs[0]!.dataDir, env);
+  const wrong = randomBytes(32).toString('base64');
+  const call = (h: HubProcess, k: string, from: string) => restClient(h.address, readFileSync(h.caFile, 'utf8'), k)('GET', '/devices', undefined, { localAddress: from });
+  // maxFailures (10 by default) for one identity from one address: 3 or 4 on each node.
+  for (let i = 0; i < 10; i++) assert.equal((await call(hubs[i % 3]!, wrong, guesser)).status, 401);
+  // Each node hears of the lock within its sync interval (a second).
+  await new Promise((r) => setTimeout(r, 1500));
+  for (const h of hubs) {
+    assert.equal((await call(h, key, guesser)).status, 401, `${h.address} refuses the guessing address even with the right key`);
+    assert.equal((await call(h, key, '127.0.16.67')).status, 200, `${h.address} lets the holder in from another address`);
+  }
+  assert.equal(hubs.filter((h) => /"event":"auth.lockout"/.test(h.output())).length, 1, 'one node set the lock, once');
 });
