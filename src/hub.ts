@@ -516,6 +516,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await services.policyUsage.stop().catch(() => undefined);
         services.metrics.stop();
         services.gate.lockout.stop();
+        services.operators.stop();
         await store.close();
       })();
       return stopping;

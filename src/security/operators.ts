@@ -8,8 +8,10 @@
  * names the etag it was made on (If-Match) and fails with PreconditionFailed when another node or
  * operator changed the row first, instead of rewriting one document over their change. They are
  * small sets (tens), so each node keeps them in memory for the token check on every request and
- * re-reads them after each of its own writes and when told another node wrote (`refresh`, which
- * the bus calls); a valid token naming an operator this node has not seen yet is looked up once.
+ * re-reads them after each of its own writes, when told another node wrote (`refresh`, which the
+ * bus calls), and every few seconds whatever it was told (a lost message must not leave a deleted
+ * operator's tokens working on one node); a valid token naming an operator this node has not seen
+ * yet is looked up once.
  * The signing key is sealed under the master key and created once, whichever node starts first.
  */
 import { createHash, createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
@@ -70,11 +72,15 @@ export class OperatorService {
   readonly #verified = new Map<string, { sub: string; iat: number; exp: number }>();
   #writes: Promise<unknown> = Promise.resolve();
   readonly #listeners = new Set<() => void>();
+  /** What was last read, to tell whether a reload changed anything. */
+  #fingerprint = '';
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly store: MetaStore & { readonly operators: OperatorStore },
     private readonly clock: Clock,
     private readonly audience: () => string,
+    private readonly opts: { refreshMs?: number } = {},
   ) {}
 
   get #rows(): OperatorStore {
@@ -93,6 +99,17 @@ export class OperatorService {
     this.#publicKey = await importSPKI(pub.export({ type: 'spki', format: 'pem' }).toString(), 'ES256');
     this.#kid = createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('base64url').slice(0, 16);
     await this.refresh();
+    const every = this.opts.refreshMs ?? 5000;
+    if (every > 0 && this.#timer === undefined) {
+      this.#timer = setInterval(() => void this.refresh().catch(() => undefined), every);
+      this.#timer.unref();
+    }
+  }
+
+  /** Stops the periodic re-read. */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
   /** Re-reads every operator and assignment (another node changed them). */
@@ -108,6 +125,9 @@ export class OperatorService {
 
   async #reload(): Promise<void> {
     const [ops, assignments] = await Promise.all([this.#rows.listOperators(), this.#rows.listAssignments()]);
+    const fingerprint = JSON.stringify([ops, assignments]);
+    if (fingerprint === this.#fingerprint) return;
+    this.#fingerprint = fingerprint;
     this.#operators = new Map(ops.map((o) => [o.id.toLowerCase(), o]));
     this.#assignments = known(assignments);
     this.#verified.clear();
@@ -204,6 +224,7 @@ export class OperatorService {
     const roles = known(await this.#rows.assignmentsOf(op.id));
     this.#operators.set(op.id.toLowerCase(), op);
     this.#assignments = [...this.#assignments.filter((a) => a.principalId.toLowerCase() !== op.id.toLowerCase()), ...roles];
+    this.#fingerprint = ''; // the next reload replaces this partial view whatever it reads
     return op;
   }
 
