@@ -233,6 +233,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       log: (fields, msg) => securityLog.warn(fields, msg),
       usage: policyUsage,
       caps: connectionCaps,
+      counters: store.counters,
     });
     settings.bind({ gate, operators, enrollments });
     const policies = new PolicyService(store, policyCache, connections, operators, securityEvents, clock);
@@ -300,7 +301,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
           const dps = await readDpsSettings(store);
           return { ...dps, disableSymmetricKeyAttestation: dps.disableSymmetricKeyAttestation || settings.current.disableDeviceSAS };
         },
-        throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute),
+        throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute, store.counters),
         log: (fields, msg) => dpsLog.info(fields, msg),
         // The provisioning service and the hub share one CA registry (groups may reference its CAs).
         cas: {
@@ -514,6 +515,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await services.auditLog.stop();
         await services.policyUsage.stop().catch(() => undefined);
         services.metrics.stop();
+        services.gate.lockout.stop();
+        services.operators.stop();
         await store.close();
       })();
       return stopping;

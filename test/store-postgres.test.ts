@@ -8,6 +8,8 @@ import { certificateStoreConformance } from '../src/store/certificate-store.case
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
 import { authorityStoreConformance } from '../src/store/authority-store.case.js';
 import { auditStoreConformance } from '../src/store/audit-store.case.js';
+import { operatorStoreConformance } from '../src/store/operator-store.case.js';
+import { counterStoreConformance } from '../src/store/counter-store.case.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 
 const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
@@ -45,3 +47,5 @@ certificateStoreConformance('postgres', openHarness);
 enrollmentStoreConformance('postgres', openHarness);
 authorityStoreConformance('postgres', openHarness);
 auditStoreConformance('postgres', openHarness);
+operatorStoreConformance('postgres', openHarness);
+counterStoreConformance('postgres', openHarness);

@@ -78,10 +78,8 @@ export async function loadChainKey(meta: MetaStore, create: boolean): Promise<Bu
   const stored = await meta.getSecretMeta(CHAIN_KEY_META);
   if (stored !== undefined) return Buffer.from(stored, 'base64');
   if (!create) return undefined;
-  await meta.setSecretMeta(CHAIN_KEY_META, randomBytes(32).toString('base64'));
-  // Read back: when two writers raced, both use the one that stayed.
-  const kept = await meta.getSecretMeta(CHAIN_KEY_META);
-  return kept === undefined ? undefined : Buffer.from(kept, 'base64');
+  // Inserted only where there is none: when two nodes raced, both use the one that was kept.
+  return Buffer.from(await meta.insertSecretMetaIfAbsent(CHAIN_KEY_META, randomBytes(32).toString('base64')), 'base64');
 }
 
 export interface ChainPoint {

@@ -82,9 +82,35 @@ export class SettingsService {
   #deps: { gate: AccessGate; operators: OperatorService; enrollments: EnrollmentService } | undefined;
 
   change(req: SettingsChangeRequest): Promise<SettingsChangeResult> {
-    const run = this.#writes.then(() => this.#change(req));
+    const run = this.#writes.then(async () => {
+      try {
+        return await this.#change(req);
+      } catch (err) {
+        if (!(err instanceof HubError && err.code === 'PreconditionFailed')) throw err;
+        // Another node changed them: take theirs in; a patch with no If-Match applies on top of it.
+        await this.#refresh();
+        if (req.ifMatch !== undefined) throw err;
+        return this.#change(req);
+      }
+    });
     this.#writes = run.catch(() => undefined);
     return run;
+  }
+
+  /** Re-reads the stored settings and applies them when another node changed them. */
+  refresh(): Promise<void> {
+    const run = this.#writes.then(() => this.#refresh());
+    this.#writes = run.catch(() => undefined);
+    return run;
+  }
+
+  async #refresh(): Promise<void> {
+    const previous = this.current;
+    const stored = await readSettings(this.store);
+    if (stored.etag === previous.etag) return;
+    this.#current = stored;
+    this.#deps?.gate.apply(stored);
+    for (const l of this.#listeners) l(stored, previous);
   }
 
   async #change(req: SettingsChangeRequest): Promise<SettingsChangeResult> {
