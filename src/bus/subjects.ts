@@ -13,7 +13,7 @@
  */
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { HubSettings } from '../security/settings.js';
-import { subjectToken, type Bus, type BusSubscription, type SubscribeOptions } from './bus.js';
+import { BusClosedError, subjectToken, type Bus, type BusSubscription, type SubscribeOptions } from './bus.js';
 
 /**
  * An identity changed. `credentialsOrStatus`: live sessions must go (disabled, re-keyed,
@@ -27,8 +27,8 @@ export type IdentityChanged =
   | { kind: 'module-deleted'; deviceId: string; moduleId: string };
 
 export interface CertificatesRevoked {
-  /** Serials as the authority normalizes them, with the SHA-256 thumbprint (upper-case hex) of each. */
-  certificates: Array<{ serial: string; thumbprintSha256: string }>;
+  /** Serials as the authority normalizes them, with the SHA-256 thumbprint (upper-case hex) and the issuing CA of each. */
+  certificates: Array<{ serial: string; thumbprintSha256: string; caName: string }>;
 }
 
 export interface SettingsChanged {
@@ -173,7 +173,13 @@ export class HubBus {
   publish<T>(s: Subject<T>, data: T): void;
   publish<T, A extends unknown[]>(s: Subject<T, A>, data: T, ...args: A): void;
   publish<T, A extends unknown[]>(s: Subject<T, A>, data: T, ...args: A): void {
-    this.bus.publish(this.#subject(s, args), this.#encode(data));
+    try {
+      this.bus.publish(this.#subject(s, args), this.#encode(data));
+    } catch (err) {
+      // A notification after the bus closed (the node is stopping) is dropped, as NATS core
+      // drops one nobody hears: what it tells of is in the store already.
+      if (!(err instanceof BusClosedError)) throw err;
+    }
   }
 
   subscribe<T>(s: Subject<T>, handler: Handler<T>, opts?: SubscribeOptions): BusSubscription {

@@ -5,7 +5,9 @@
  * once when the operator is deleted or disabled or its tokens are revoked (`tokensValidAfter`).
  *
  * Operators and role assignments are small sets (tens); each is one JSON document in the meta
- * table, read at start and rewritten on change. The signing key is sealed under the master key.
+ * table, read at start and rewritten on change; a change goes out on the bus
+ * (`operators.changed`) and every other node reads the documents again. The signing key is sealed
+ * under the master key.
  */
 import { createHash, createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
 import { SignJWT, errors, exportPKCS8, generateKeyPair, importPKCS8, importSPKI, jwtVerify, type CryptoKey as JoseKey, type JWTPayload } from 'jose';
@@ -13,6 +15,7 @@ import type { AuthFailureCode } from '../core/auth-failure.js';
 import { HubError, unauthorized } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { MetaStore } from '../store/ports.js';
+import { SUBJECTS, type HubBus, type OperatorsChanged } from '../bus/subjects.js';
 import { isRoleName, roleByName, type RoleName } from './roles.js';
 
 export interface Operator {
@@ -72,12 +75,25 @@ export class OperatorService {
     private readonly store: MetaStore,
     private readonly clock: Clock,
     private readonly audience: () => string,
-  ) {}
+    private readonly bus: HubBus,
+  ) {
+    bus.subscribe(SUBJECTS.operatorsChanged, async (_change, meta) => {
+      if (meta.local) return;
+      await this.#serial(async () => {
+        await this.#readDocs();
+        this.#verified.clear();
+      });
+    });
+  }
 
-  async load(): Promise<void> {
+  async #readDocs(): Promise<void> {
     const ops = JSON.parse((await this.store.getMeta(OPERATORS_KEY)) ?? '[]') as Operator[];
     this.#operators = new Map(ops.map((o) => [o.id.toLowerCase(), o]));
     this.#assignments = JSON.parse((await this.store.getMeta(ASSIGNMENTS_KEY)) ?? '[]') as RoleAssignment[];
+  }
+
+  async load(): Promise<void> {
+    await this.#readDocs();
     let pem = await this.store.getSecretMeta(SIGNING_KEY);
     if (pem === undefined) {
       const pair = await generateKeyPair('ES256', { extractable: true });
@@ -97,12 +113,18 @@ export class OperatorService {
     return run;
   }
 
-  async #saveOperators(): Promise<void> {
+  async #saveOperators(id: string): Promise<void> {
     await this.store.setMeta(OPERATORS_KEY, JSON.stringify([...this.#operators.values()]));
+    this.#announce({ what: 'operator', id });
   }
 
-  async #saveAssignments(): Promise<void> {
+  async #saveAssignments(id: string): Promise<void> {
     await this.store.setMeta(ASSIGNMENTS_KEY, JSON.stringify(this.#assignments));
+    this.#announce({ what: 'role-assignment', id });
+  }
+
+  #announce(change: OperatorsChanged): void {
+    this.bus.publish(SUBJECTS.operatorsChanged, change);
   }
 
   list(): Operator[] {
@@ -119,7 +141,7 @@ export class OperatorService {
       if (this.#operators.has(id.toLowerCase())) throw new HubError('OperatorAlreadyExists', `Operator ${id} already exists.`);
       const op: Operator = { id, displayName: displayName ?? id, enabled: true, createdAt: new Date(this.clock.now()).toISOString(), tokensValidAfter: 0 };
       this.#operators.set(id.toLowerCase(), op);
-      await this.#saveOperators();
+      await this.#saveOperators(op.id);
       return op;
     });
   }
@@ -136,7 +158,7 @@ export class OperatorService {
       };
       this.#operators.set(before.id.toLowerCase(), after);
       this.#verified.clear();
-      await this.#saveOperators();
+      await this.#saveOperators(before.id);
       return { before, after };
     });
   }
@@ -147,8 +169,8 @@ export class OperatorService {
       this.#operators.delete(op.id.toLowerCase());
       this.#assignments = this.#assignments.filter((a) => a.principalId.toLowerCase() !== op.id.toLowerCase());
       this.#verified.clear();
-      await this.#saveOperators();
-      await this.#saveAssignments();
+      await this.#saveOperators(op.id);
+      await this.#saveAssignments(op.id);
       return op;
     });
   }
@@ -238,7 +260,7 @@ export class OperatorService {
       if (existing !== undefined) return existing;
       const a: RoleAssignment = { id: randomUUID(), principalId: op.id, roleDefinitionName: role, scope, createdAt: new Date(this.clock.now()).toISOString(), createdBy: by };
       this.#assignments.push(a);
-      await this.#saveAssignments();
+      await this.#saveAssignments(a.id);
       return a;
     });
   }
@@ -256,7 +278,7 @@ export class OperatorService {
       const removed = this.#assignments.filter(hit);
       if (removed.length === 0) throw new HubError('RoleAssignmentNotFound', 'No role assignment matches.');
       this.#assignments = this.#assignments.filter((a) => !hit(a));
-      await this.#saveAssignments();
+      await this.#saveAssignments(removed.map((a) => a.id).join(','));
       return removed;
     });
   }

@@ -82,6 +82,7 @@ export function registerStart(program: Command): void {
       const config = configFrom(opts);
       const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, undefined, config.logFormat ?? defaultLogFormat());
       const hub = await prepareHub(config, logger);
+      await hub.bus.bus.close();
       await hub.store.close();
       process.stdout.write(`initialized ${hub.dataDir} (CA ${hub.tls.caFile})\n`);
     },
