@@ -58,6 +58,8 @@ export class ConnectionRegistry {
   readonly #waiters = new Map<string, Set<Waiter>>();
   /** Per identity held here: the method-request subscription and the id of the claim this node announced. */
   readonly #held = new Map<string, { methods: BusSubscription; claim: string }>();
+  /** Sessions this registry dropped (a change ended them) that have not yet unregistered. */
+  readonly #dropped = new WeakSet<LiveSession>();
   #methods: MethodResponder = async (r) => ({ error: { code: 'DeviceNotOnline', message: `Device ${identityKey(r.deviceId, r.moduleId)} is not online.` } });
 
   constructor(
@@ -128,9 +130,16 @@ export class ConnectionRegistry {
     if (waiters.size === 0) this.#waiters.delete(key);
   }
 
-  /** Removes the session if it is still the registered one. */
+  /**
+   * Removes the session if it is still the registered one. True also for a session this registry
+   * dropped, unless a new one took the identity since: its end is the identity's disconnect.
+   */
   unregister(session: LiveSession): boolean {
     const key = identityKey(session.deviceId, session.moduleId);
+    if (this.#dropped.has(session)) {
+      this.#dropped.delete(session);
+      return !this.#sessions.has(key);
+    }
     if (this.#sessions.get(key) !== session) return false;
     this.#forget(key);
     return true;
@@ -175,6 +184,7 @@ export class ConnectionRegistry {
     for (const [key, s] of this.#sessions) {
       if (s.deviceId === deviceId) {
         this.#forget(key);
+        this.#dropped.add(s);
         s.close(reason);
         n++;
       }
@@ -188,6 +198,7 @@ export class ConnectionRegistry {
     for (const [key, s] of this.#sessions) {
       if (!predicate(s)) continue;
       this.#forget(key);
+      this.#dropped.add(s);
       s.close(reason);
       n++;
     }
@@ -198,6 +209,7 @@ export class ConnectionRegistry {
     const s = this.get(deviceId, moduleId);
     if (s === undefined) return false;
     this.#forget(identityKey(deviceId, moduleId));
+    this.#dropped.add(s);
     s.close(reason);
     return true;
   }
