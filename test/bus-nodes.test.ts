@@ -14,6 +14,12 @@ import { ConnectionRegistry, type LiveSession } from '../src/hub/connections.js'
 import { MethodService } from '../src/hub/methods/method-service.js';
 import { SessionGuard } from '../src/hub/session-guard.js';
 import { MessageTally } from '../src/security/metrics.js';
+import { OperatorService } from '../src/security/operators.js';
+import { SecretBox } from '../src/core/secret-box.js';
+import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import { removeDir, tempDir } from './support/hub-process.js';
+import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
 
 const NATS = process.env.GATEHOUSE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 
@@ -153,5 +159,28 @@ describe('two nodes on one NATS', () => {
     await a.bus.bus.flush();
     const r = await b.methods.invoke('moved', null, { methodName: 'where', payload: null, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 0 });
     assert.equal((r.payload as { answeredBy: string }).answeredBy, 'node-b');
+  });
+
+  it('an operator created and disabled on B is known, then refused, on A (one store, two nodes)', async () => {
+    const dir = tempDir('bus-ops');
+    const store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
+    try {
+      const clock = { now: () => Date.now() };
+      const onA = new OperatorService(store, clock, () => 'hub.example', a.bus);
+      const onB = new OperatorService(store, clock, () => 'hub.example', b.bus);
+      await onA.load();
+      await onB.load();
+      await onB.create('ci-bot');
+      await onB.createAssignment('ci-bot', 'Owner', '/', 'test');
+      await until('A to know the operator and its role', () => onA.get('ci-bot') !== undefined && onA.hasEnabledOwner());
+      const { token } = await onA.issueToken('ci-bot', 600);
+      assert.equal((await onA.authenticate(token)).name, 'ci-bot');
+      await onB.update('ci-bot', { enabled: false });
+      await until('A to see it disabled', () => onA.get('ci-bot')?.enabled === false);
+      await assert.rejects(onA.authenticate(token));
+    } finally {
+      await store.close();
+      removeDir(dir);
+    }
   });
 });

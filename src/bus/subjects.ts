@@ -76,6 +76,8 @@ export interface SessionClaimed {
   /** A per-session id, so the claiming node can tell its own claim from an older one. */
   sessionId: string;
   protocol: string;
+  /** When the session registered (ms since epoch): of two claims crossing on the wire, the later one wins. */
+  at: number;
 }
 
 export interface MethodRequest {

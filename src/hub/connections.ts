@@ -57,7 +57,7 @@ export class ConnectionRegistry {
   readonly #sessions = new Map<string, LiveSession>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   /** Per identity held here: the method-request subscription and the id of the claim this node announced. */
-  readonly #held = new Map<string, { methods: BusSubscription; claim: string }>();
+  readonly #held = new Map<string, { methods: BusSubscription; claim: string; at: number }>();
   /** Sessions this registry dropped (a change ended them) that have not yet unregistered. */
   readonly #dropped = new WeakSet<LiveSession>();
   #methods: MethodResponder = async (r) => ({ error: { code: 'DeviceNotOnline', message: `Device ${identityKey(r.deviceId, r.moduleId)} is not online.` } });
@@ -68,10 +68,13 @@ export class ConnectionRegistry {
   ) {
     bus.subscribe(SUBJECTS.sessionClaimed, (claim, meta) => {
       if (meta.local) return;
-      // Another node took this identity: ours is the older session.
+      // Another node took this identity: ours goes if it is the older session. Two claims can
+      // cross on the wire; the later (then the greater node id) wins on both nodes.
       const key = identityKey(claim.deviceId, claim.moduleId);
       const s = this.#sessions.get(key);
+      const ours = this.#held.get(key);
       if (s === undefined) return;
+      if (ours !== undefined && (ours.at > claim.at || (ours.at === claim.at && bus.nodeId > meta.node))) return;
       this.#forget(key);
       s.close(`session taken over on node ${meta.node}`);
     });
@@ -98,13 +101,14 @@ export class ConnectionRegistry {
 
   #claim(key: string, session: LiveSession): void {
     const claim = randomUUID();
+    const at = Date.now();
     let held = this.#held.get(key);
     if (held === undefined) {
       const methods = this.bus.serve(SUBJECTS.methodRequest, (r) => this.#methods(r), { queue: 'holder' }, session.deviceId, session.moduleId);
-      held = { methods, claim };
+      held = { methods, claim, at };
       this.#held.set(key, held);
-    } else held.claim = claim;
-    this.bus.publish(SUBJECTS.sessionClaimed, { deviceId: session.deviceId, moduleId: session.moduleId, sessionId: claim, protocol: session.protocol ?? 'unknown' });
+    } else Object.assign(held, { claim, at });
+    this.bus.publish(SUBJECTS.sessionClaimed, { deviceId: session.deviceId, moduleId: session.moduleId, sessionId: claim, protocol: session.protocol ?? 'unknown', at });
   }
 
   /** The identity is no longer held here. */
