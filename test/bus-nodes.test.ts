@@ -63,7 +63,7 @@ class FakeSession implements LiveSession {
   }
 }
 
-async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+async function until(what: string, cond: () => boolean, ms = 15_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -75,9 +75,10 @@ describe('two nodes on one NATS', () => {
   const prefix = `t${randomUUID().replace(/-/g, '')}`;
   let a: Node;
   let b: Node;
+  const handlerErrors: unknown[] = [];
 
   const node = async (id: string): Promise<Node> => {
-    const bus = new HubBus(await connectNatsBus({ nodeId: id, url: NATS }), prefix);
+    const bus = new HubBus(await connectNatsBus({ nodeId: id, url: NATS, onHandlerError: (err) => handlerErrors.push(err) }), prefix);
     const tally = new MessageTally();
     const connections = new ConnectionRegistry(bus, tally);
     new SessionGuard(connections, bus, () => undefined);
@@ -99,6 +100,7 @@ describe('two nodes on one NATS', () => {
   after(async () => {
     await a.bus.bus.close();
     await b.bus.bus.close();
+    assert.deepEqual(handlerErrors, [], 'no bus handler failed');
   });
 
   it('a method invoked on B is answered by the device held by A; a device nobody holds is DeviceNotOnline', async () => {
