@@ -145,10 +145,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     ];
     const securityLog = logger.child({ component: 'security' });
     new SessionGuard(connections, bus, (fields, msg) => securityLog.info(fields, msg));
-    // Expired and dead-lettered C2D messages join the security event stream (alerts, audit).
-    c2d.onDropped((d) =>
-      securityEvents.emit({ type: 'c2d', at: clock.now(), outcome: d.status === 'Expired' ? 'expired' : 'dead-lettered', deviceId: d.deviceId, count: d.count }),
-    );
+    c2d.reportDropsTo(securityEvents);
     const cas = new CaRegistry(store.certificates, clock);
     const alerts = new AlertEngine({
       store: store.alerts,

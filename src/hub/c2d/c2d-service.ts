@@ -16,6 +16,7 @@ import { printable, validateDeviceId } from '../../core/ids.js';
 import type { AckMode, C2dDrop, C2dMessage, FeedbackRecord, Store } from '../../store/ports.js';
 import { SUBJECTS, type C2dMailCause, type HubBus } from '../../bus/subjects.js';
 import { MessageTally } from '../../security/metrics.js';
+import type { C2dEvent } from '../../security/events.js';
 
 export interface C2dSendInput {
   body: Buffer;
@@ -109,9 +110,15 @@ export class C2dService {
     });
   }
 
-  /** Messages that left a queue undelivered: expired or dead-lettered (after the store committed). */
-  onDropped(listener: (drop: C2dDrop) => void): void {
-    this.store.c2d.onDropped(listener);
+  /**
+   * Messages that left a queue undelivered (expired or dead-lettered, once the store committed)
+   * join the security event stream (alerts, audit), reported by the node whose sweep or lock
+   * found them.
+   */
+  reportDropsTo(events: { emit(event: C2dEvent): void }): void {
+    this.store.c2d.onDropped((d: C2dDrop) =>
+      events.emit({ type: 'c2d', at: this.clock.now(), outcome: d.status === 'Expired' ? 'expired' : 'dead-lettered', deviceId: d.deviceId, count: d.count }),
+    );
   }
 
   /** Tells the node holding the device's session that it has mail (new, abandoned, or whose lock lapsed). */
