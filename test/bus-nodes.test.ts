@@ -2,7 +2,8 @@
  * Two nodes' session-side parts on one NATS (no hub processes): what a node does when another
  * node's part speaks. A direct method invoked on B reaches the device session held by A; C2D mail
  * and a desired patch published on B reach A's session; an identity change, a revoked certificate
- * or a policy change on B drops A's sessions; a session claimed on B closes A's copy.
+ * or a policy change on B drops A's sessions; a session claimed on B closes A's copy; operators,
+ * a renewed policy key and settings changed on B bite on A.
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
@@ -15,6 +16,13 @@ import { MethodService } from '../src/hub/methods/method-service.js';
 import { SessionGuard } from '../src/hub/session-guard.js';
 import { MessageTally } from '../src/security/metrics.js';
 import { OperatorService } from '../src/security/operators.js';
+import { PolicyCache } from '../src/auth/service-authenticator.js';
+import { PolicyService } from '../src/security/policy-service.js';
+import { SettingsService } from '../src/security/settings-service.js';
+import { SecurityEvents } from '../src/security/events.js';
+import type { AccessGate } from '../src/security/gate.js';
+import type { EnrollmentService } from '../src/dps/enrollment-service.js';
+import type { HubSettings } from '../src/security/settings.js';
 import { SecretBox } from '../src/core/secret-box.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { removeDir, tempDir } from './support/hub-process.js';
@@ -180,6 +188,68 @@ describe('two nodes on one NATS', () => {
       await onB.update('ci-bot', { enabled: false });
       await until('A to see it disabled', () => onA.get('ci-bot')?.enabled === false);
       await assert.rejects(onA.authenticate(token));
+    } finally {
+      await store.close();
+      removeDir(dir);
+    }
+  });
+
+  it("a policy key renewed on B reaches A's policy cache at once, not at its 5 s expiry", async () => {
+    const dir = tempDir('bus-policy');
+    const store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
+    try {
+      const clock = { now: () => Date.now() };
+      const ops = new OperatorService(store, clock, () => 'hub.example', b.bus);
+      await ops.load();
+      const cacheA = new PolicyCache(store, clock);
+      new PolicyService(store, cacheA, a.bus, ops, new SecurityEvents(), clock);
+      const onB = new PolicyService(store, new PolicyCache(store, clock), b.bus, ops, new SecurityEvents(), clock);
+      await onB.put('svc', 'ServiceConnect', 'test');
+      const before = (await cacheA.findPolicy('svc'))?.primaryKey;
+      assert.ok(before !== undefined);
+      const renewed = await onB.regenerateKey('svc', 'primary', 'test');
+      const end = Date.now() + 3000;
+      let seen: string | undefined = before;
+      while (seen === before && Date.now() < end) {
+        await new Promise((r) => setTimeout(r, 20));
+        seen = (await cacheA.findPolicy('svc'))?.primaryKey;
+      }
+      assert.equal(seen, renewed.primaryKey);
+    } finally {
+      await store.close();
+      removeDir(dir);
+    }
+  });
+
+  it("settings changed on B are applied by A's gate", async () => {
+    const dir = tempDir('bus-settings');
+    const store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
+    try {
+      const clock = { now: () => Date.now() };
+      const applied: Record<string, HubSettings[]> = { a: [], b: [] };
+      const gate = (who: 'a' | 'b') =>
+        ({
+          impact: () => [],
+          apply: (s: HubSettings) => {
+            applied[who]?.push(s);
+            return { sessionsClosed: 0, socketsClosed: 0 };
+          },
+        }) as unknown as AccessGate;
+      const ops = new OperatorService(store, clock, () => 'hub.example', b.bus);
+      await ops.load();
+      const enrollments = {} as EnrollmentService;
+      const onA = new SettingsService(store, clock, new SecurityEvents(), a.bus);
+      const onB = new SettingsService(store, clock, new SecurityEvents(), b.bus);
+      await onA.load();
+      await onB.load();
+      onA.bind({ gate: gate('a'), operators: ops, enrollments });
+      onB.bind({ gate: gate('b'), operators: ops, enrollments });
+      const r = await onB.change({ patch: { c2d: { maxDeliveryCount: 5 } }, actor: 'operator:test' });
+      assert.equal(r.dryRun, false);
+      await until("A's gate to apply them", () => applied.a?.length === 1);
+      assert.equal(applied.a?.[0]?.c2d.maxDeliveryCount, 5);
+      assert.equal(onA.current.version, onB.current.version);
+      assert.equal(applied.b?.length, 1, 'B applied its own change once');
     } finally {
       await store.close();
       removeDir(dir);
