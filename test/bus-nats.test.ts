@@ -9,6 +9,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { connect as tcpConnect } from 'node:net';
 import { busConformance } from '../src/bus/bus.case.js';
 import { connectNatsBus } from '../src/bus/nats/nats-bus.js';
 import { parseNatsUrl, redactNatsUrl } from '../src/bus/nats/nats-options.js';
@@ -57,3 +59,52 @@ describe('NATS bus options', () => {
     assert.throws(() => loadConfig({ natsUrl: 'nats://h:4222', natsCa: '/ca.pem' }, {}), /--nats-ca: needs a tls:\/\/ --nats-url/);
   });
 });
+
+const natsServer = spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' }).stdout.trim();
+
+/** Resolves once something accepts TCP on 127.0.0.1:port. */
+async function listening(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = tcpConnect({ host: '127.0.0.1', port }, () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nats-server did not listen on ${port}`);
+}
+
+describe('NATS bus when the server goes away', { skip: natsServer === '' ? 'no nats-server on PATH' : false }, () => {
+  it('reconnects when the server is back, with its subscriptions, and logs the loss and the return without the token', async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const token = `tok${randomUUID().replace(/-/g, '')}`;
+    const start = (): ChildProcess => spawn(natsServer, ['-a', '127.0.0.1', '-p', String(port), '--auth', token], { stdio: 'ignore' });
+    let server = start();
+    await listening(port);
+    const logs: Array<Record<string, unknown>> = [];
+    const bus = await connectNatsBus({ nodeId: 'n', url: `nats://${token}@127.0.0.1:${port}`, log: (fields) => void logs.push(fields) });
+    try {
+      const got: string[] = [];
+      bus.subscribe('r.x', (m) => void got.push(new TextDecoder().decode(m.data)));
+      await bus.flush();
+      server.kill('SIGKILL');
+      await new Promise((r) => server.once('exit', r));
+      const end = Date.now() + 10_000;
+      while (!logs.some((l) => l.event === 'bus.disconnected') && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      server = start();
+      while (!logs.some((l) => l.event === 'bus.reconnected') && Date.now() < end + 10_000) await new Promise((r) => setTimeout(r, 20));
+      bus.publish('r.x', new TextEncoder().encode('after'));
+      await bus.flush();
+      while (!got.includes('after') && Date.now() < end + 15_000) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(got, ['after'], JSON.stringify(logs));
+      assert.ok(logs.some((l) => l.event === 'bus.disconnected' && l.server === `127.0.0.1:${port}`), JSON.stringify(logs));
+      assert.ok(logs.some((l) => l.event === 'bus.reconnected' && l.server === `127.0.0.1:${port}`), JSON.stringify(logs));
+      assert.ok(!JSON.stringify(logs).includes(token), 'no token in the log');
+    } finally {
+      await bus.close();
+      server.kill('SIGKILL');
+    }
+  });
+});
+

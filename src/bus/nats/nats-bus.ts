@@ -5,9 +5,9 @@
  * instead of waiting for its timeout.
  *
  * Once connected it reconnects forever, with a capped exponential backoff and jitter, and logs each
- * disconnect and reconnect with the server's host:port only. Messages published while disconnected
- * wait in the client's reconnect buffer (8 MiB) and go out on reconnect; subscriptions are
- * restored by the client.
+ * disconnect and reconnect with the server's host:port only. Subscriptions are restored by the
+ * client; a message published while disconnected may be lost (at most once, like everything on
+ * NATS core), which is why no message carries state that is not in the store first.
  */
 import {
   connect,
