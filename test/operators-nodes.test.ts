@@ -11,14 +11,16 @@ import { HubError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secret-box.js';
 import { OperatorService } from '../src/security/operators.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import { testBus } from './support/test-bus.js';
 
 const refusedAs = (code: string) => (err: unknown) => err instanceof HubError && (err.authFailure === code || err.code === code);
 
 it('operators changed on one node bite on the other', async () => {
   const store = await openSqliteStore(':memory:', new SecretBox(randomBytes(32)));
   const clock = { now: () => Date.now() };
-  const a = new OperatorService(store, clock, () => 'hub.example', { refreshMs: 100 });
-  const b = new OperatorService(store, clock, () => 'hub.example', { refreshMs: 100 });
+  // Two buses that never hear each other: only the periodic re-read can tell A of B's change.
+  const a = new OperatorService(store, clock, () => 'hub.example', testBus('node-a'), { refreshMs: 100 });
+  const b = new OperatorService(store, clock, () => 'hub.example', testBus('node-b'), { refreshMs: 100 });
   try {
     await Promise.all([a.load(), b.load()]);
     await a.create('alice');

@@ -13,15 +13,19 @@ import { SecurityEvents } from '../src/security/events.js';
 import { AccessGate } from '../src/security/gate.js';
 import { SettingsService } from '../src/security/settings-service.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import { MessageTally } from '../src/security/metrics.js';
+import { testBus } from './support/test-bus.js';
 
 it('a settings change made on a stale node is refused or applied on top, never over the other node', async () => {
   const store = await openSqliteStore(':memory:', new SecretBox(randomBytes(32)));
   const clock = { now: () => Date.now() };
+  let n = 0;
   const node = async () => {
     const events = new SecurityEvents();
-    const settings = new SettingsService(store, clock, events);
+    const bus = testBus(`node-${++n}`); // the nodes never hear each other: only the store's etag tells them
+    const settings = new SettingsService(store, clock, events, bus);
     await settings.load();
-    const gate = new AccessGate(settings.current, { devices: {} as never, service: {} as never, operators: {} as never, connections: new ConnectionRegistry(), events, clock, log: () => undefined, counters: store.counters });
+    const gate = new AccessGate(settings.current, { devices: {} as never, service: {} as never, operators: {} as never, connections: new ConnectionRegistry(bus, new MessageTally()), events, clock, log: () => undefined, counters: store.counters });
     settings.bind({ gate, operators: {} as never, enrollments: {} as never });
     return { settings, gate };
   };

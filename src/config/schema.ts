@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseHubConnectionString } from '../dps/remote-hub.js';
+import { parseNatsUrl } from '../bus/nats/nats-options.js';
 
 const hostnamePattern = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
@@ -54,6 +55,25 @@ export const configSchema = z
       .string()
       .refine((u) => /^postgres(ql)?:\/\//.test(u), 'database-url must start with postgres:// or postgresql://')
       .optional(),
+    /**
+     * The bus on NATS instead of in-process: nats://[user:password@|token@]host:4222, or tls://...
+     * for TLS. Unset: the in-process bus (one node). Credentials in the URL never reach the log.
+     */
+    natsUrl: z
+      .string()
+      .refine((u) => {
+        try {
+          parseNatsUrl(u);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'nats-url must be nats://[user:password@|token@]host[:port] or tls://... with no path')
+      .optional(),
+    /** A NATS credentials file (user JWT and NKey seed) for --nats-url. */
+    natsCreds: z.string().min(1).optional(),
+    /** PEM CA bundle that issued a tls:// NATS server's certificate (default: the system's CAs). */
+    natsCa: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** `json` or `pretty` (readable lines); unset: pretty when stdout is a terminal, else JSON. */
     logFormat: z.enum(['json', 'pretty'], { error: 'log-format must be json or pretty' }).optional(),
@@ -118,6 +138,14 @@ export const configSchema = z
     message: 'tls-ca-cert and tls-ca-key go together',
     path: ['tlsCaCert'],
   })
+  .refine((c) => c.natsUrl !== undefined || (c.natsCreds === undefined && c.natsCa === undefined), {
+    message: 'goes with --nats-url',
+    path: ['natsCreds'],
+  })
+  .refine((c) => c.natsCa === undefined || c.natsUrl === undefined || c.natsUrl.startsWith('tls://'), {
+    message: 'needs a tls:// --nats-url (a nats:// URL does not use TLS)',
+    path: ['natsCa'],
+  })
   .refine((c) => c.httpHeadersTimeout <= c.httpRequestTimeout, {
     message: 'must not exceed --http-request-timeout (the whole request includes its headers)',
     path: ['httpHeadersTimeout'],
@@ -139,6 +167,9 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   amqpPort: 'GATEHOUSE_AMQP_PORT',
   databaseUrl: 'GATEHOUSE_DATABASE_URL',
   nodeId: 'GATEHOUSE_NODE_ID',
+  natsUrl: 'GATEHOUSE_NATS_URL',
+  natsCreds: 'GATEHOUSE_NATS_CREDS',
+  natsCa: 'GATEHOUSE_NATS_CA',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   logFormat: 'GATEHOUSE_LOG_FORMAT',
   tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',

@@ -8,8 +8,8 @@
  * names the etag it was made on (If-Match) and fails with PreconditionFailed when another node or
  * operator changed the row first, instead of rewriting one document over their change. They are
  * small sets (tens), so each node keeps them in memory for the token check on every request and
- * re-reads them after each of its own writes, when told another node wrote (`refresh`, which the
- * bus calls), and every few seconds whatever it was told (a lost message must not leave a deleted
+ * re-reads them after each of its own writes, when told another node wrote (`operators.changed` on
+ * the bus), and every few seconds whatever it was told (a lost message must not leave a deleted
  * operator's tokens working on one node); a valid token naming an operator this node has not seen
  * yet is looked up once.
  * The signing key is sealed under the master key and created once, whichever node starts first.
@@ -21,6 +21,7 @@ import { HubError, unauthorized } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { EtagCondition, MetaStore, OperatorRecord, OperatorStore, RoleAssignmentRecord } from '../store/ports.js';
 import { newEtag } from '../core/ids.js';
+import { SUBJECTS, type HubBus, type OperatorsChanged } from '../bus/subjects.js';
 import { isRoleName, roleByName, type RoleName } from './roles.js';
 
 export type Operator = OperatorRecord;
@@ -71,7 +72,6 @@ export class OperatorService {
   /** Verified tokens by SHA-256, so a busy pipeline costs one signature check per token. */
   readonly #verified = new Map<string, { sub: string; iat: number; exp: number }>();
   #writes: Promise<unknown> = Promise.resolve();
-  readonly #listeners = new Set<() => void>();
   /** What was last read, to tell whether a reload changed anything. */
   #fingerprint = '';
   #timer: NodeJS.Timeout | undefined;
@@ -80,8 +80,14 @@ export class OperatorService {
     private readonly store: MetaStore & { readonly operators: OperatorStore },
     private readonly clock: Clock,
     private readonly audience: () => string,
+    private readonly bus: HubBus,
     private readonly opts: { refreshMs?: number } = {},
-  ) {}
+  ) {
+    // Another node wrote: read the rows again (the periodic re-read covers a message the bus lost).
+    bus.subscribe(SUBJECTS.operatorsChanged, async (_change, meta) => {
+      if (!meta.local) await this.refresh();
+    });
+  }
 
   get #rows(): OperatorStore {
     return this.store.operators;
@@ -117,12 +123,6 @@ export class OperatorService {
     return this.#serial(() => this.#reload());
   }
 
-  /** Called after this node changed an operator or an assignment (the bus tells the other nodes). */
-  onChange(listener: () => void): () => void {
-    this.#listeners.add(listener);
-    return () => this.#listeners.delete(listener);
-  }
-
   async #reload(): Promise<void> {
     const [ops, assignments] = await Promise.all([this.#rows.listOperators(), this.#rows.listAssignments()]);
     const fingerprint = JSON.stringify([ops, assignments]);
@@ -141,11 +141,11 @@ export class OperatorService {
   }
 
   /** A write, then the rows read again whatever its outcome (a refused write means the cache was stale). */
-  #write<T>(fn: () => Promise<T>): Promise<T> {
+  #write<T>(change: OperatorsChanged, fn: () => Promise<T>): Promise<T> {
     return this.#serial(async () => {
       try {
         const result = await fn();
-        for (const l of this.#listeners) l();
+        this.bus.publish(SUBJECTS.operatorsChanged, change);
         return result;
       } finally {
         await this.#reload();
@@ -163,7 +163,7 @@ export class OperatorService {
 
   create(id: string, displayName?: string): Promise<Operator> {
     if (!OPERATOR_ID.test(id)) throw new HubError('ArgumentInvalid', `Operator id '${id.slice(0, 130)}' must be 1-128 of letters, digits, . _ @ - and start with a letter or digit.`);
-    return this.#write(async () => {
+    return this.#write({ what: 'operator', id }, async () => {
       const op: Operator = { id, displayName: displayName ?? id, enabled: true, createdAt: new Date(this.clock.now()).toISOString(), tokensValidAfter: 0, etag: newEtag() };
       await this.#rows.createOperator(op);
       return op;
@@ -175,7 +175,7 @@ export class OperatorService {
    * to that version of the operator (PreconditionFailed otherwise); without, to the current one.
    */
   update(id: string, change: { enabled?: boolean; revokeTokens?: boolean }, ifMatch?: EtagCondition): Promise<{ before: Operator; after: Operator }> {
-    return this.#write(async () => {
+    return this.#write({ what: 'operator', id }, async () => {
       for (let attempt = 1; ; attempt++) {
         const before = await this.#mustRead(id);
         // Whole seconds: JWT `iat` is in seconds, so a token minted in this second is refused too.
@@ -197,7 +197,7 @@ export class OperatorService {
 
   /** Deletes the operator with its role assignments; under `ifMatch` when given. */
   delete(id: string, ifMatch?: EtagCondition): Promise<Operator> {
-    return this.#write(async () => {
+    return this.#write({ what: 'operator', id }, async () => {
       const op = await this.#mustRead(id);
       await this.#rows.deleteOperator(op.id, ifMatch ?? op.etag);
       return op;
@@ -301,7 +301,7 @@ export class OperatorService {
     const role = roleByName(roleName);
     if (role === undefined || !isRoleName(role)) throw new HubError('ArgumentInvalid', `Unknown role '${roleName.slice(0, 80)}'.`);
     if (scope !== '/') throw new HubError('ArgumentInvalid', `Scope must be '/' (the whole hub).`);
-    return this.#write(async () => {
+    return this.#write({ what: 'role-assignment', id: assignee }, async () => {
       // Assigning a role the operator holds returns the assignment it has.
       const a = await this.#rows.createAssignment({ id: randomUUID(), principalId: assignee, roleDefinitionName: role, scope, createdAt: new Date(this.clock.now()).toISOString(), createdBy: by, etag: newEtag() });
       return { ...a, roleDefinitionName: role };
@@ -316,7 +316,7 @@ export class OperatorService {
     const role = match.role === undefined ? undefined : roleByName(match.role);
     if (match.role !== undefined && role === undefined) throw new HubError('ArgumentInvalid', `Unknown role '${match.role}'.`);
     if (match.id === undefined && match.assignee === undefined) throw new HubError('ArgumentInvalid', 'Give an assignment id or an assignee.');
-    return this.#write(async () => {
+    return this.#write({ what: 'role-assignment', id: match.id ?? match.assignee ?? '' }, async () => {
       const hit = (a: RoleAssignment) =>
         (match.id === undefined || a.id === match.id) &&
         (match.assignee === undefined || a.principalId.toLowerCase() === match.assignee.toLowerCase()) &&

@@ -14,6 +14,9 @@ function hubOptions(cmd: Command): Command {
     .option('--amqp-port <port>', 'AMQP 1.0 over TLS port, default 5671 (env GATEHOUSE_AMQP_PORT)')
     .option('--database-url <url>', 'PostgreSQL instead of SQLite: postgres://user@host/db[?schema=s] (env GATEHOUSE_DATABASE_URL)')
     .option('--node-id <name>', 'this node of a cluster, the same across restarts; default local on SQLite, the host name on PostgreSQL (env GATEHOUSE_NODE_ID)')
+    .option('--nats-url <url>', 'the bus on NATS for a cluster: nats://[user:password@]host:4222 or tls://...; default in-process (env GATEHOUSE_NATS_URL)')
+    .option('--nats-creds <file>', 'NATS credentials file (user JWT + NKey seed) for --nats-url (env GATEHOUSE_NATS_CREDS)')
+    .option('--nats-ca <file>', 'CA certificate (PEM) of a tls:// NATS server (env GATEHOUSE_NATS_CA)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
     .option('--log-format <format>', 'pretty (readable lines) or json; default pretty on a terminal, json otherwise (env GATEHOUSE_LOG_FORMAT)')
     .option('--tls-ca-cert <file>', 'issue the server certificate from this CA certificate (PEM) (env GATEHOUSE_TLS_CA_CERT)')
@@ -79,6 +82,7 @@ export function registerStart(program: Command): void {
       const config = configFrom(opts);
       const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, undefined, config.logFormat ?? defaultLogFormat());
       const hub = await prepareHub(config, logger);
+      await hub.bus.bus.close();
       await hub.store.close();
       process.stdout.write(`initialized ${hub.dataDir} (CA ${hub.tls.caFile})\n`);
     },
