@@ -1,0 +1,134 @@
+/**
+ * A client process for cluster tests: the unmodified Azure SDKs, run under pin-dns so the cluster's
+ * hostname leads to one node. The test drives it over IPC: each request `{ id, op, args }` gets
+ * `{ id, ok, result | error }`; what the device sees arrives as `{ event, ... }`.
+ */
+import { request } from 'node:https';
+import deviceSdk from 'azure-iot-device';
+import deviceMqtt from 'azure-iot-device-mqtt';
+import deviceAmqp from 'azure-iot-device-amqp';
+import iothub from 'azure-iothub';
+import { generateSasToken } from '../../src/auth/sas.js';
+
+type Args = Record<string, unknown>;
+type DeviceClient = InstanceType<typeof deviceSdk.Client>;
+
+const send = (msg: unknown) => process.send?.(msg);
+const devices = new Map<string, DeviceClient>();
+
+const transports = { mqtt: deviceMqtt.Mqtt, 'mqtt-ws': deviceMqtt.MqttWs, amqp: deviceAmqp.Amqp } as const;
+
+async function openDevice(a: Args): Promise<unknown> {
+  const name = String(a.name);
+  const Transport = transports[(a.transport as keyof typeof transports | undefined) ?? 'mqtt'];
+  const client = deviceSdk.Client.fromConnectionString(String(a.connectionString), Transport);
+  if (typeof a.cert === 'string') client.setOptions({ cert: a.cert, key: String(a.key) });
+  client.on('message', (msg) => {
+    send({ event: 'c2d', name, body: msg.data.toString(), messageId: msg.messageId });
+    client.complete(msg, () => undefined);
+  });
+  client.on('disconnect', (err?: Error) => send({ event: 'disconnect', name, error: err?.message ?? null }));
+  client.on('error', (err: Error) => send({ event: 'error', name, error: err.message }));
+  await client.open();
+  client.onDeviceMethod(String(a.method ?? 'echo'), (req, res) => {
+    send({ event: 'method', name, payload: req.payload });
+    res.send(200, { echo: req.payload, at: name }, () => undefined);
+  });
+  const twin = await client.getTwin();
+  twin.on('properties.desired', (patch: Record<string, unknown>) => send({ event: 'desired', name, patch }));
+  devices.set(name, client);
+  return { opened: name };
+}
+
+function device(a: Args): DeviceClient {
+  const c = devices.get(String(a.name));
+  if (c === undefined) throw new Error(`no device client ${String(a.name)}`);
+  return c;
+}
+
+function rest(a: Args): Promise<{ status: number; body: unknown }> {
+  const host = String(a.hostname);
+  const token = generateSasToken({ resource: host, key: String(a.key), keyName: String(a.keyName ?? 'iothubowner'), expiry: Date.now() / 1000 + 600 });
+  const payload = a.body === undefined ? undefined : Buffer.from(JSON.stringify(a.body));
+  const path = `${String(a.path)}${String(a.path).includes('?') ? '&' : '?'}api-version=2021-04-12`;
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host,
+        port: 443,
+        method: String(a.method),
+        path,
+        headers: { authorization: token, ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': payload.length }) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString();
+          let body: unknown = text;
+          try {
+            body = text === '' ? undefined : JSON.parse(text);
+          } catch {
+            /* not JSON: keep the text */
+          }
+          resolve({ status: res.statusCode ?? 0, body });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+const ops: Record<string, (a: Args) => Promise<unknown>> = {
+  'device.open': openDevice,
+  'device.send': async (a) => {
+    await device(a).sendEvent(new deviceSdk.Message(String(a.body)));
+    return { sent: true };
+  },
+  'device.close': async (a) => {
+    await device(a).close();
+    devices.delete(String(a.name));
+    return { closed: true };
+  },
+  'service.c2d': async (a) => {
+    const client = iothub.Client.fromConnectionString(String(a.connectionString));
+    await client.open();
+    try {
+      await client.send(String(a.deviceId), String(a.body));
+    } finally {
+      await client.close();
+    }
+    return { sent: true };
+  },
+  'service.method': async (a) => {
+    const client = iothub.Client.fromConnectionString(String(a.connectionString));
+    const r = await client.invokeDeviceMethod(String(a.deviceId), { methodName: String(a.methodName ?? 'echo'), payload: a.payload, responseTimeoutInSeconds: 10 });
+    return r.result;
+  },
+  'service.twin': async (a) => {
+    const registry = iothub.Registry.fromConnectionString(String(a.connectionString));
+    const r = await registry.updateTwin(String(a.deviceId), a.patch as Record<string, unknown>, '*');
+    return r.responseBody.properties?.desired;
+  },
+  'service.disable': async (a) => {
+    const registry = iothub.Registry.fromConnectionString(String(a.connectionString));
+    const { responseBody } = await registry.get(String(a.deviceId));
+    await registry.update({ deviceId: responseBody.deviceId, status: 'disabled', etag: responseBody.etag });
+    return { disabled: true };
+  },
+  rest,
+};
+
+process.on('message', (m: { id: number; op: string; args: Args }) => {
+  const op = ops[m.op];
+  if (op === undefined) {
+    send({ id: m.id, ok: false, error: `unknown op ${m.op}` });
+    return;
+  }
+  op(m.args).then(
+    (result) => send({ id: m.id, ok: true, result }),
+    (err: Error) => send({ id: m.id, ok: false, error: `${err.name}: ${err.message}` }),
+  );
+});
+send({ event: 'ready' });
