@@ -3,7 +3,7 @@
  * listeners. The only file that picks concrete backends.
  */
 import { writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import cluster from 'node:cluster';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -40,7 +40,7 @@ import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { redactSecrets, SecurityEvents } from './security/events.js';
-import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
+import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, resolveNodeId, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
 import { sessionStateRecorder } from './hub/session-state.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
@@ -128,7 +128,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
     });
     const methods = new MethodService(connections);
-    const c2d = new C2dService(store, clock, DEFAULT_C2D_LIMITS, config.nodeId ?? (config.databaseUrl === undefined ? 'local' : hostname()));
+    const c2d = new C2dService(store, clock, DEFAULT_C2D_LIMITS, resolveNodeId(dataDir, config.nodeId));
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
     // Provisioning assigns to this hub (always linked) and to any --linked-hub.
     const linkedHubs: LinkedHub[] = [
@@ -369,7 +369,8 @@ export interface RunningHub extends PreparedHub {
 }
 
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
-  await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]); // before anything is written
+  // Before anything is written; a --workers worker shares the primary's sockets, which checked them.
+  if (!cluster.isWorker) await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]);
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services, connectionCaps } = prepared;
   const handshakeTimeoutMs = config.tlsHandshakeTimeout * 1000;

@@ -43,12 +43,17 @@ export const configSchema = z
     /**
      * This node's name, the same across its restarts: recorded with the C2D delivery locks its
      * sessions take, so that at start it releases exactly the locks of its own earlier run. Unset:
-     * `local` on SQLite (one process per database), the machine's host name on PostgreSQL.
+     * made once and kept in the data dir (`node-id`), so two nodes on one machine never share one.
      */
     nodeId: z
       .string()
       .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'node-id must be 1-128 characters of A-Z a-z 0-9 . _ : -')
       .optional(),
+    /**
+     * Processes on this machine that share the listening ports (node:cluster) and talk over the
+     * bus; more than 1 needs PostgreSQL and NATS.
+     */
+    workers: z.coerce.number().int('workers must be a whole number').min(1, 'workers must be 1 to 64').max(64, 'workers must be 1 to 64').default(1),
     /** PostgreSQL instead of the embedded SQLite: postgres://user@host:5432/db[?schema=name]. */
     databaseUrl: z
       .string()
@@ -114,6 +119,10 @@ export const configSchema = z
       )
       .default([]),
   })
+  .refine((c) => c.workers === 1 || c.databaseUrl !== undefined, {
+    message: 'more than one worker needs PostgreSQL (--database-url) and NATS (--nats-url): workers share no memory',
+    path: ['workers'],
+  })
   .refine((c) => (c.tlsCaCert === undefined) === (c.tlsCaKey === undefined), {
     message: 'tls-ca-cert and tls-ca-key go together',
     path: ['tlsCaCert'],
@@ -139,6 +148,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   amqpPort: 'GATEHOUSE_AMQP_PORT',
   databaseUrl: 'GATEHOUSE_DATABASE_URL',
   nodeId: 'GATEHOUSE_NODE_ID',
+  workers: 'GATEHOUSE_WORKERS',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   logFormat: 'GATEHOUSE_LOG_FORMAT',
   tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',

@@ -3,6 +3,7 @@ import { loadConfig } from '../../config/schema.js';
 import { createLogger, defaultLogFormat, routeConsoleToLog } from '../../log.js';
 import { CliError } from '../errors.js';
 import { prepareHub, startHub } from '../../hub.js';
+import { isWorker, reportReady, superviseWorkers, workerNodeId } from '../workers.js';
 
 function hubOptions(cmd: Command): Command {
   return cmd
@@ -13,6 +14,7 @@ function hubOptions(cmd: Command): Command {
     .option('--mqtt-port <port>', 'MQTT over TLS port, default 8883 (env GATEHOUSE_MQTT_PORT)')
     .option('--amqp-port <port>', 'AMQP 1.0 over TLS port, default 5671 (env GATEHOUSE_AMQP_PORT)')
     .option('--database-url <url>', 'PostgreSQL instead of SQLite: postgres://user@host/db[?schema=s] (env GATEHOUSE_DATABASE_URL)')
+    .option('--workers <n>', 'hub processes on this machine sharing the ports, default 1; more needs --database-url and --nats-url (env GATEHOUSE_WORKERS)')
     .option('--node-id <name>', 'this node of a cluster, the same across restarts; default local on SQLite, the host name on PostgreSQL (env GATEHOUSE_NODE_ID)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
     .option('--log-format <format>', 'pretty (readable lines) or json; default pretty on a terminal, json otherwise (env GATEHOUSE_LOG_FORMAT)')
@@ -54,9 +56,17 @@ function configFrom(opts: Record<string, unknown>) {
 export function registerStart(program: Command): void {
   hubOptions(program.command('start').description('start the hub (creates the data dir, keys and certificates on first start)')).action(
     async (opts: Record<string, unknown>) => {
-      const config = configFrom(opts);
-      const logger = createLogger(config.logLevel, undefined, config.logFormat ?? defaultLogFormat());
+      const configured = configFrom(opts);
+      const logger = createLogger(configured.logLevel, undefined, configured.logFormat ?? defaultLogFormat());
       routeConsoleToLog(logger);
+      if (configured.workers > 1 && !isWorker()) {
+        const { readyLine, stopped } = await superviseWorkers(configured, logger);
+        process.stdout.write(`${readyLine}\n`);
+        await stopped;
+        return;
+      }
+      const nodeId = workerNodeId();
+      const config = nodeId === undefined ? configured : { ...configured, nodeId };
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
       // Listening for a stop before saying ready: a supervisor may send SIGTERM the moment it reads the line.
@@ -64,9 +74,9 @@ export function registerStart(program: Command): void {
         process.once('SIGTERM', () => resolve());
         process.once('SIGINT', () => resolve());
       });
-      process.stdout.write(
-        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
-      );
+      const ready = `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})`;
+      if (isWorker()) reportReady(ready);
+      else process.stdout.write(`${ready}\n`);
       await stopRequested;
       logger.info({ event: 'hub.stopping' }, 'stopping');
       await hub.stop();
