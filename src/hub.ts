@@ -4,6 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import cluster from 'node:cluster';
+import { Lifecycle } from './hub/lifecycle.js';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -344,6 +345,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       auditLog,
       metrics,
       alerts,
+      lifecycle: new Lifecycle(),
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -490,6 +492,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   };
   writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   warnIfAllInterfaces(config.bind, logger);
+  services.lifecycle.advance('ready');
 
   let stopping: Promise<void> | undefined;
   const app = http;
@@ -501,6 +504,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     state,
     stop() {
       stopping ??= (async () => {
+        services.lifecycle.advance('draining');
         // First, so the sessions closed below do not count as a disconnect storm.
         await services.alerts.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
@@ -516,6 +520,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await services.policyUsage.stop().catch(() => undefined);
         services.metrics.stop();
         await store.close();
+        services.lifecycle.advance('stopped');
       })();
       return stopping;
     },

@@ -53,6 +53,13 @@ export const configSchema = z
      * Processes on this machine that share the listening ports (node:cluster) and talk over the
      * bus; more than 1 needs PostgreSQL and NATS.
      */
+    /**
+     * On SIGTERM: seconds the node keeps serving while /health/ready answers 503, so a load
+     * balancer stops sending it new clients before it closes their sessions (default 0).
+     */
+    drainSeconds: z.coerce.number().int('drain-seconds must be a whole number').min(0, 'drain-seconds must be 0 to 300').max(300, 'drain-seconds must be 0 to 300').default(0),
+    /** The most a stop may take (closing sessions, flushing writes) before the process exits anyway. */
+    stopTimeout: z.coerce.number().int('stop-timeout must be a whole number').min(1, 'stop-timeout must be 1 to 600').max(600, 'stop-timeout must be 1 to 600').default(30),
     workers: z.coerce.number().int('workers must be a whole number').min(1, 'workers must be 1 to 64').max(64, 'workers must be 1 to 64').default(1),
     /** PostgreSQL instead of the embedded SQLite: postgres://user@host:5432/db[?schema=name]. */
     databaseUrl: z
@@ -149,6 +156,8 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   databaseUrl: 'GATEHOUSE_DATABASE_URL',
   nodeId: 'GATEHOUSE_NODE_ID',
   workers: 'GATEHOUSE_WORKERS',
+  drainSeconds: 'GATEHOUSE_DRAIN_SECONDS',
+  stopTimeout: 'GATEHOUSE_STOP_TIMEOUT',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   logFormat: 'GATEHOUSE_LOG_FORMAT',
   tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',
