@@ -9,6 +9,9 @@ import deviceMqtt from 'azure-iot-device-mqtt';
 import deviceAmqp from 'azure-iot-device-amqp';
 import iothub from 'azure-iothub';
 import { generateSasToken } from '../../src/auth/sas.js';
+import common from 'azure-iot-common';
+
+const { NoRetry } = common;
 
 type Args = Record<string, unknown>;
 type DeviceClient = InstanceType<typeof deviceSdk.Client>;
@@ -23,6 +26,8 @@ async function openDevice(a: Args): Promise<unknown> {
   const Transport = transports[(a.transport as keyof typeof transports | undefined) ?? 'mqtt'];
   const client = deviceSdk.Client.fromConnectionString(String(a.connectionString), Transport);
   if (typeof a.cert === 'string') client.setOptions({ cert: a.cert, key: String(a.key) });
+  // A client that must not come back on its own (the test watches its session end) gives up at once.
+  if (a.retry === false) client.setRetryPolicy(new NoRetry());
   client.on('message', (msg) => {
     send({ event: 'c2d', name, body: msg.data.toString(), messageId: msg.messageId });
     client.complete(msg, () => undefined);

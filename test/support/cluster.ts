@@ -43,7 +43,13 @@ export async function startCluster(opts: { addresses: string[]; hostname: string
   };
   const nodes: HubProcess[] = [];
   // All at once: the first start of several nodes on an empty schema must be safe.
-  await Promise.all(opts.addresses.map((a) => startNode(a)));
+  const started = await Promise.allSettled(opts.addresses.map((a) => startNode(a)));
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed !== undefined) {
+    await Promise.all(nodes.map((n) => n.stop()));
+    for (const n of nodes) removeDir(n.dataDir);
+    throw failed.reason;
+  }
   nodes.sort((x, y) => opts.addresses.indexOf(x.address) - opts.addresses.indexOf(y.address));
   const cs = cli(['connection-string', '--data-dir', nodes[0]!.dataDir, '--policy', 'iothubowner'], env);
   if (cs.status !== 0) throw new Error(cs.stderr);
