@@ -62,8 +62,8 @@ describe('a cluster of three nodes (PostgreSQL + NATS)', () => {
     await agents[A]!.waitFor((e) => e.event === 'desired' && (e.patch as { gate?: string }).gate === 'open', 5000, 'desired patch made through B');
 
     const started = Date.now();
-    const answer = await agents[C]!.call<{ echo: unknown; at: string }>('service.method', { connectionString: cluster.connectionString, deviceId: 'cl-dev-1', payload: { n: 7 } });
-    assert.deepEqual(answer, { echo: { n: 7 }, at: 'd1' });
+    const answer = await agents[C]!.call<{ status: number; payload: unknown }>('service.method', { connectionString: cluster.connectionString, deviceId: 'cl-dev-1', payload: { n: 7 } });
+    assert.deepEqual(answer, { status: 200, payload: { echo: { n: 7 }, at: 'd1' } });
     assert.ok(Date.now() - started < 5000);
     await agents[A]!.call('device.close', { name: 'd1' });
   });
