@@ -85,7 +85,53 @@ function rest(a: Args): Promise<{ status: number; body: unknown }> {
   });
 }
 
+/**
+ * A fleet: many devices in this process, each sending QoS 1 telemetry on a timer (message ids
+ * `<device>:<n>`) and completing every C2D message. What was acknowledged and received is kept for
+ * the test to compare with the hub's event stream and what it accepted.
+ */
+const fleet = { clients: [] as DeviceClient[], acked: new Set<string>(), failedSends: 0, c2d: [] as string[], timers: [] as NodeJS.Timeout[], running: false };
+
+async function startFleet(a: Args): Promise<unknown> {
+  const list = a.devices as Array<{ id: string; connectionString: string }>;
+  const intervalMs = Number(a.intervalMs ?? 500);
+  fleet.running = true;
+  await Promise.all(
+    list.map(async ({ id, connectionString }) => {
+      const client = deviceSdk.Client.fromConnectionString(connectionString, deviceMqtt.Mqtt);
+      client.on('message', (msg) => {
+        fleet.c2d.push(msg.data.toString());
+        client.complete(msg, () => undefined);
+      });
+      client.on('error', () => undefined);
+      await client.open();
+      fleet.clients.push(client);
+      let n = 0;
+      const tick = () => {
+        if (!fleet.running) return;
+        const messageId = `${id}:${n++}`;
+        const m = new deviceSdk.Message(messageId);
+        m.messageId = messageId;
+        client.sendEvent(m).then(
+          () => fleet.acked.add(messageId),
+          () => fleet.failedSends++,
+        );
+        fleet.timers.push(setTimeout(tick, intervalMs));
+      };
+      fleet.timers.push(setTimeout(tick, Math.random() * intervalMs));
+    }),
+  );
+  return { open: fleet.clients.length };
+}
+
 const ops: Record<string, (a: Args) => Promise<unknown>> = {
+  'fleet.start': startFleet,
+  'fleet.stats': async () => ({ acked: [...fleet.acked], failedSends: fleet.failedSends, c2d: fleet.c2d }),
+  'fleet.quiet': async () => {
+    fleet.running = false;
+    for (const t of fleet.timers) clearTimeout(t);
+    return { stopped: true };
+  },
   'device.open': openDevice,
   'device.send': async (a) => {
     await device(a).sendEvent(new deviceSdk.Message(String(a.body)));
@@ -105,6 +151,24 @@ const ops: Record<string, (a: Args) => Promise<unknown>> = {
       await client.close();
     }
     return { sent: true };
+  },
+  /** One service client, many messages; a send that fails is not retried (the test counts what was accepted). */
+  'service.c2dMany': async (a) => {
+    const client = iothub.Client.fromConnectionString(String(a.connectionString));
+    await client.open();
+    const accepted: string[] = [];
+    let failed = 0;
+    try {
+      for (const m of a.messages as Array<{ deviceId: string; body: string }>) {
+        await client.send(m.deviceId, m.body).then(
+          () => accepted.push(m.body),
+          () => failed++,
+        );
+      }
+    } finally {
+      await client.close().catch(() => undefined);
+    }
+    return { accepted, failed };
   },
   'service.method': async (a) => {
     const client = iothub.Client.fromConnectionString(String(a.connectionString));

@@ -29,13 +29,13 @@ export interface Cluster {
   stop(): Promise<void>;
 }
 
-export async function startCluster(opts: { addresses: string[]; hostname: string; extraArgs?: string[] }): Promise<Cluster> {
+export async function startCluster(opts: { addresses: string[]; hostname: string; natsUrl?: string; extraArgs?: string[] }): Promise<Cluster> {
   const schema = `gh_cluster_${randomBytes(5).toString('hex')}`;
   const url = new URL(DATABASE_URL);
   url.searchParams.set('schema', schema);
   const masterKey = randomBytes(32).toString('base64');
   const env = { GATEHOUSE_MASTER_KEY: masterKey };
-  const args = (extra: string[] = []) => ['--database-url', url.toString(), '--nats-url', NATS_URL, ...(opts.extraArgs ?? []), ...extra];
+  const args = (extra: string[] = []) => ['--database-url', url.toString(), '--nats-url', opts.natsUrl ?? NATS_URL, ...(opts.extraArgs ?? []), ...extra];
   const startNode = async (address: string, extra?: string[]) => {
     const node = await startHubProcess({ address, hostname: opts.hostname, extraArgs: args(extra), env });
     nodes.push(node);
