@@ -3,7 +3,8 @@
  * listeners. The only file that picks concrete backends.
  */
 import { writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import cluster from 'node:cluster';
+import { Lifecycle } from './hub/lifecycle.js';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -40,7 +41,7 @@ import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { SecurityEvents } from './security/events.js';
-import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, StartupError, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
+import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, resolveNodeId, StartupError, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
 import { sessionStateRecorder } from './hub/session-state.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
@@ -270,6 +271,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       auditLog,
       metrics,
       alerts,
+      lifecycle: new Lifecycle(),
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -289,7 +291,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
 
 /** The bus: NATS when --nats-url is set, else in-process. Subjects live under the hub's id. */
 async function openHubBus(config: HubConfig, store: Store, logger: Logger): Promise<HubBus> {
-  const nodeId = config.nodeId ?? (config.databaseUrl === undefined ? 'local' : hostname());
+  const nodeId = resolveNodeId(resolve(config.dataDir), config.nodeId);
   const log = logger.child({ component: 'bus' });
   const onHandlerError = (err: unknown, subject: string) => log.error({ err, event: 'bus.handler-failed', subject }, 'a bus handler failed');
   let bus: Bus;
@@ -313,7 +315,8 @@ export interface RunningHub extends PreparedHub {
 }
 
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
-  await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]); // before anything is written
+  // Before anything is written; a --workers worker shares the primary's sockets, which checked them.
+  if (!cluster.isWorker) await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]);
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services, connectionCaps } = prepared;
   const handshakeTimeoutMs = config.tlsHandshakeTimeout * 1000;
@@ -435,6 +438,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   };
   writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   warnIfAllInterfaces(config.bind, logger);
+  services.lifecycle.advance('ready');
 
   let stopping: Promise<void> | undefined;
   const app = http;
@@ -446,6 +450,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     state,
     stop() {
       stopping ??= (async () => {
+        services.lifecycle.advance('draining');
         // First, so the sessions closed below do not count as a disconnect storm.
         await services.alerts.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
@@ -464,6 +469,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         services.operators.stop();
         await prepared.bus.bus.drain();
         await store.close();
+        services.lifecycle.advance('stopped');
       })();
       return stopping;
     },

@@ -3,7 +3,8 @@
  * key, the first-start records, and listening with one clear line per failure.
  */
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, constants, lstatSync, mkdirSync, readdirSync, statSync, type Stats } from 'node:fs';
+import { accessSync, chmodSync, constants, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, parse } from 'node:path';
 import { createServer, isIP, type Server as NetServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
@@ -20,6 +21,28 @@ import { DEFAULT_POLICIES, newPolicy } from '../auth/policies.js';
 export const SQLITE_FILE = 'gatehouse.db';
 /** What `gatehouse info` and the CLI read to find a running hub (hub.ts writes it). */
 export const STATE_FILE = 'gatehouse.json';
+/** This node's id when --node-id does not give one: made at its first start, kept across restarts. */
+export const NODE_ID_FILE = 'node-id';
+
+/**
+ * The node's id: --node-id, else the one in the data dir, else a new one (the machine's name and
+ * six random hex digits, so nodes sharing a machine never share an id) written there 0600.
+ */
+export function resolveNodeId(dataDir: string, configured: string | undefined): string {
+  if (configured !== undefined) return configured;
+  const file = join(dataDir, NODE_ID_FILE);
+  try {
+    const kept = readFileSync(file, 'utf8').trim();
+    if (/^[A-Za-z0-9._:-]{1,128}$/.test(kept)) return kept;
+  } catch {
+    /* first start: made below */
+  }
+  const base = hostname().replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 100) || 'node';
+  const id = `${base}-${randomBytes(3).toString('hex')}`;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(file, `${id}\n`, { mode: 0o600 });
+  return id;
+}
 
 export class StartupError extends Error {
   override name = 'StartupError';
@@ -47,7 +70,7 @@ export function ensurePrivateDataDir(dir: string, logger: Logger): void {
     throw new StartupError(`cannot write the data dir ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   if (process.platform === 'win32') return; // no POSIX modes
-  const own = [MASTER_KEY_FILE, STATE_FILE, SQLITE_FILE, `${SQLITE_FILE}-wal`, `${SQLITE_FILE}-shm`, `${SQLITE_FILE}-journal`, TLS_DIR].map((f) => join(dir, f));
+  const own = [MASTER_KEY_FILE, STATE_FILE, NODE_ID_FILE, SQLITE_FILE, `${SQLITE_FILE}-wal`, `${SQLITE_FILE}-shm`, `${SQLITE_FILE}-journal`, TLS_DIR].map((f) => join(dir, f));
   const tlsDir = join(dir, TLS_DIR);
   const inTls = existsAsDir(tlsDir) ? readdirSync(tlsDir).map((f) => join(tlsDir, f)) : [];
   const st = statSync(dir);
