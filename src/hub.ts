@@ -145,7 +145,11 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       ...config.linkedHubs.map((cs) => ({ hostName: parseHubConnectionString(cs).hostName, allocationWeight: 1, connectionString: cs })),
     ];
     const securityLog = logger.child({ component: 'security' });
-    new SessionGuard(connections, bus, (fields, msg) => securityLog.info(fields, msg));
+    new SessionGuard(connections, bus, (fields, msg) => securityLog.info(fields, msg), {
+      device: (id) => store.getDevice(id),
+      module: (id, m) => store.getModule(id, m),
+      revoked: async (serial) => ((await store.authority.getIssued(serial))?.revokedAt ?? null) !== null,
+    });
     c2d.reportDropsTo(securityEvents);
     const cas = new CaRegistry(store.certificates, clock);
     const alerts = new AlertEngine({
@@ -295,15 +299,19 @@ async function openHubBus(config: HubConfig, store: Store, logger: Logger): Prom
   const log = logger.child({ component: 'bus' });
   const onHandlerError = (err: unknown, subject: string) => log.error({ err, event: 'bus.handler-failed', subject }, 'a bus handler failed');
   let bus: Bus;
+  let hubBus: HubBus | undefined;
   if (config.natsUrl === undefined) bus = new LocalBus({ nodeId, onHandlerError });
   else {
-    const nats = { nodeId, url: config.natsUrl, credsFile: config.natsCreds, caFile: config.natsCa, onHandlerError, log: (f: object, m: string) => log.warn(f, m) };
+    // Back on NATS: every node reads again what it may have missed (SUBJECTS.busResync).
+    const onReconnect = () => hubBus?.publish(SUBJECTS.busResync, { reason: 'reconnected' });
+    const nats = { nodeId, url: config.natsUrl, credsFile: config.natsCreds, caFile: config.natsCa, onHandlerError, onReconnect, log: (f: object, m: string) => log.warn(f, m) };
     bus = await connectNatsBus(nats).catch((err: Error) => {
       throw new StartupError(err.message);
     });
   }
   log.info({ event: 'bus.opened', kind: bus.kind, node: nodeId, ...(config.natsUrl === undefined ? {} : { server: redactNatsUrl(config.natsUrl) }) }, 'bus opened');
-  return new HubBus(bus, `gatehouse.${subjectToken((await store.getMeta('hub.id')) ?? 'hub')}`);
+  hubBus = new HubBus(bus, `gatehouse.${subjectToken((await store.getMeta('hub.id')) ?? 'hub')}`);
+  return hubBus;
 }
 
 export interface RunningHub extends PreparedHub {

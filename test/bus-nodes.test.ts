@@ -15,6 +15,7 @@ import { ConnectionRegistry, type LiveSession } from '../src/hub/connections.js'
 import { MethodService } from '../src/hub/methods/method-service.js';
 import { SessionGuard } from '../src/hub/session-guard.js';
 import { MessageTally } from '../src/security/metrics.js';
+import type { DeviceRecord } from '../src/core/types.js';
 import { OperatorService } from '../src/security/operators.js';
 import { PolicyCache } from '../src/auth/service-authenticator.js';
 import { PolicyService } from '../src/security/policy-service.js';
@@ -84,12 +85,19 @@ describe('two nodes on one NATS', () => {
   let a: Node;
   let b: Node;
   const handlerErrors: unknown[] = [];
+  const disabledInStore = new Set<string>();
 
   const node = async (id: string): Promise<Node> => {
     const bus = new HubBus(await connectNatsBus({ nodeId: id, url: NATS, onHandlerError: (err) => handlerErrors.push(err) }), prefix);
     const tally = new MessageTally();
     const connections = new ConnectionRegistry(bus, tally);
-    new SessionGuard(connections, bus, () => undefined);
+    // What the store says of an identity, for the recheck after a reconnect: every device exists
+    // and is enabled unless the test put it in `disabledInStore`.
+    new SessionGuard(connections, bus, () => undefined, {
+      device: async (deviceId) => ({ status: disabledInStore.has(deviceId) ? 'disabled' : 'enabled', auth: { type: 'sas' } }) as DeviceRecord,
+      module: async () => undefined,
+      revoked: async () => false,
+    });
     return { bus, connections, methods: new MethodService(connections, bus, tally), tally };
   };
 
@@ -133,6 +141,17 @@ describe('two nodes on one NATS', () => {
     await until('the mail and the patch', () => s.mail === 1 && s.desired.length === 1);
     assert.deepEqual(s.desired, [{ x: 1, $version: 2 }]);
     assert.equal(a.tally.twinOut, 1);
+  });
+
+  it('after a reconnect, A reads again what it may have missed: its sessions look at their mail, and one whose identity was disabled meanwhile goes', async () => {
+    const kept = await connect(a, 'r1');
+    const gone = await connect(a, 'r2');
+    disabledInStore.add('r2'); // disabled while A was away: the identity.changed never reached it
+    b.bus.publish(SUBJECTS.busResync, { reason: 'reconnected' });
+    await until('the recheck', () => gone.closed !== undefined && kept.mail === 1);
+    assert.equal(gone.closed, 'identity disabled');
+    assert.equal(kept.closed, undefined);
+    assert.equal(a.connections.get('r2', null), undefined);
   });
 
   it('a disable, a thumbprint rotation, a revocation and a policy change on B drop what they should on A', async () => {

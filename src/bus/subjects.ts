@@ -70,6 +70,16 @@ export interface TelemetryAppended {
   count: number;
 }
 
+/**
+ * This node's NATS connection came back: what it was told while away may be lost (NATS core keeps
+ * nothing for a subscriber that is not there), so every node that hears this reads again from the
+ * store what notifications would have told it: settings, operators, policies, its sessions'
+ * identities and C2D mail, live readers' events; and re-announces the sessions it holds.
+ */
+export interface BusResync {
+  reason: 'reconnected';
+}
+
 export interface SessionClaimed {
   deviceId: string;
   moduleId: string | null;
@@ -127,6 +137,8 @@ export const SUBJECTS = {
   telemetryAppended: subject<TelemetryAppended>('telemetry.appended'),
   /** connection registry -> every other node (close your session for this identity). */
   sessionClaimed: subject<SessionClaimed>('session.claimed'),
+  /** a node's bus -> every node (read again what a notification would have said). */
+  busResync: subject<BusResync>('bus.resync'),
   /** methods -> the node holding the identity's session, which subscribes while it holds it. */
   methodRequest: {
     name: 'method.request',

@@ -79,6 +79,15 @@ export class ConnectionRegistry {
       s.close(`session taken over on node ${meta.node}`);
     });
     bus.subscribe(SUBJECTS.c2dEnqueued, (mail) => this.get(mail.deviceId, null)?.notifyC2d());
+    // Mail and claims announced while the bus was away may be lost: every session looks at its
+    // queue again, and every identity held here is claimed again (the older session still yields).
+    bus.subscribe(SUBJECTS.busResync, () => {
+      for (const [key, s] of this.#sessions) {
+        s.notifyC2d();
+        const held = this.#held.get(key);
+        if (held !== undefined) this.bus.publish(SUBJECTS.sessionClaimed, { deviceId: s.deviceId, moduleId: s.moduleId, sessionId: held.claim, protocol: s.protocol ?? 'unknown', at: held.at });
+      }
+    });
     bus.subscribe(SUBJECTS.desiredChanged, (change) => {
       if (this.get(change.deviceId, change.moduleId)?.pushDesired(change.patch) === true) this.tally.twinOut++;
     });

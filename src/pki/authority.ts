@@ -126,6 +126,7 @@ export class CertificateAuthority {
     bus.subscribe(SUBJECTS.certificatesRevoked, (r) => {
       for (const c of r.certificates) this.#crls.delete(c.caName);
     });
+    bus.subscribe(SUBJECTS.busResync, () => this.#crls.clear());
   }
 
   /**

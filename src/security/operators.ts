@@ -84,6 +84,7 @@ export class OperatorService {
     private readonly opts: { refreshMs?: number } = {},
   ) {
     // Another node wrote: read the rows again (the periodic re-read covers a message the bus lost).
+    bus.subscribe(SUBJECTS.busResync, () => this.refresh());
     bus.subscribe(SUBJECTS.operatorsChanged, async (_change, meta) => {
       if (!meta.local) await this.refresh();
     });

@@ -49,6 +49,7 @@ export class PolicyService {
     private readonly clock: Clock,
   ) {
     bus.subscribe(SUBJECTS.policyChanged, (c) => this.cache.invalidate(c.name));
+    bus.subscribe(SUBJECTS.busResync, () => this.cache.invalidate());
   }
 
   list(): Promise<SharedAccessPolicy[]> {

@@ -60,6 +60,7 @@ export class SettingsService {
     private readonly bus: HubBus,
   ) {
     // Another node changed them: this node's gate applies them too (its own change is applied already).
+    bus.subscribe(SUBJECTS.busResync, () => this.refresh());
     bus.subscribe(SUBJECTS.settingsChanged, ({ settings }, meta) => {
       if (meta.local || this.#current === undefined || settings.version <= this.#current.version) return;
       this.#current = settings;

@@ -40,6 +40,8 @@ export interface NatsBusOptions {
   /** Milliseconds to wait for the first connection. */
   connectTimeoutMs?: number;
   onHandlerError?: (err: unknown, subject: string) => void;
+  /** After a reconnect (subscriptions restored): what was published meanwhile may be lost. */
+  onReconnect?: () => void;
   /** Connection events for the log: never a credential, only host:port. */
   log?: (fields: { event: string; server?: string; attempt?: number; err?: string }, msg: string) => void;
 }
@@ -103,6 +105,7 @@ export class NatsBus implements Bus {
           log({ event: 'bus.reconnected', server: s.server, attempt }, 'reconnected to NATS');
           attempt = 0;
           resetBackoff();
+          opts.onReconnect?.();
         } else if (s.type === 'error') log({ event: 'bus.error', err: s.error.message }, 'NATS reported an error');
         else if (s.type === 'ldm') log({ event: 'bus.lame-duck', server: s.server }, 'the NATS server is shutting down (lame duck mode)');
       }

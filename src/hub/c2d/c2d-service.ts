@@ -108,6 +108,15 @@ export class C2dService {
     bus.subscribe(SUBJECTS.identityChanged, async (change, meta) => {
       if (change.kind === 'device-deleted' && meta.local) await this.forget(change.deviceId);
     });
+    // In a cluster, a device's session taken here ends any other: the messages that session had
+    // locked (its node may have died with it) are deliverable now, not when their locks lapse.
+    // One node has no other sessions' locks (its own earlier run's go at start), so no write there.
+    if (bus.bus.kind !== 'local') {
+      bus.subscribe(SUBJECTS.sessionClaimed, async (claim, meta) => {
+        if (!meta.local || claim.moduleId !== null) return;
+        if ((await this.store.c2d.releaseOthersLocks(claim.deviceId, this.#node)) > 0) this.#emit(claim.deviceId, 'released');
+      });
+    }
   }
 
   /**

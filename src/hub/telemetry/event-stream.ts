@@ -90,6 +90,8 @@ export class EventStream {
     bus.subscribe(SUBJECTS.telemetryAppended, (_batch, meta) => {
       if (!meta.local) this.#catchUp();
     });
+    // Wake-ups from other nodes may have been lost while the bus was away.
+    bus.subscribe(SUBJECTS.busResync, () => this.#catchUp());
   }
 
   #catchingUp: Promise<void> | undefined;

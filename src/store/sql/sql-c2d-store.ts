@@ -267,6 +267,10 @@ export class SqlC2dStore implements C2dStore {
     });
   }
 
+  async releaseOthersLocks(deviceId: string, owner: string): Promise<number> {
+    return this.db.run('UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL, lock_owner = NULL WHERE device_id = ? AND lock_owner IS NOT NULL AND lock_owner <> ?', [deviceId, owner]);
+  }
+
   async readFeedback(after: number, limit: number): Promise<FeedbackRecord[]> {
     const rows = await this.db.all(`SELECT ${FEEDBACK_COLUMNS} FROM c2d_feedback WHERE seq > ? ORDER BY seq LIMIT ?`, [after, limit]);
     return rows.map(feedbackFromRow);
