@@ -15,12 +15,15 @@ import { createDevRootCa } from '../../pki/dev-ca.js';
 import { TcpBalancer } from '../cluster/balancer.js';
 import { CliError } from '../errors.js';
 import { policyConnectionString, readState, openStoreFor } from '../connection.js';
+import { redactDatabaseUrl } from '../../hub/startup.js';
 
 const BIN = fileURLToPath(new URL('../../../../bin/gatehouse.js', import.meta.url));
 const PORTS = { https: 443, mqtt: 8883, amqp: 5671 };
 
 interface ClusterOptions {
   nodes: string;
+  tlsCaCert?: string;
+  tlsCaKey?: string;
   dataDir: string;
   address: string;
   databaseUrl?: string;
@@ -35,8 +38,11 @@ function addresses(front: string, n: number): string[] {
 }
 
 /** Created once in the cluster's dir and reused, so a restart keeps the cluster's identity. */
-async function sharedSecrets(root: string): Promise<{ masterKey: string; caCert: string; caKey: string }> {
+async function sharedSecrets(root: string): Promise<{ masterKey: string; caCert: string; caKey: string; clusterId: string }> {
   mkdirSync(root, { recursive: true, mode: 0o700 });
+  // The default schema is named after the cluster's dir, so a new dir never meets a database sealed under another key.
+  const idFile = join(root, 'cluster-id');
+  if (!existsSync(idFile)) writeFileSync(idFile, `${randomBytes(4).toString('hex')}\n`, { mode: 0o600, flag: 'wx' });
   const keyFile = join(root, 'master.key');
   if (!existsSync(keyFile)) writeFileSync(keyFile, `${randomBytes(32).toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
   const caCert = join(root, 'ca.pem');
@@ -46,7 +52,7 @@ async function sharedSecrets(root: string): Promise<{ masterKey: string; caCert:
     writeFileSync(caKey, ca.keyPem, { mode: 0o600 });
     writeFileSync(caCert, ca.certPem, { mode: 0o644 });
   }
-  return { masterKey: readFileSync(keyFile, 'utf8').trim(), caCert, caKey };
+  return { masterKey: readFileSync(keyFile, 'utf8').trim(), caCert, caKey, clusterId: readFileSync(idFile, 'utf8').trim() };
 }
 
 function startNode(i: number, address: string, opts: ClusterOptions & { root: string; hostname: string; databaseUrl: string }, secrets: { masterKey: string; caCert: string; caKey: string }): Promise<ChildProcess> {
@@ -79,25 +85,31 @@ export function registerCluster(program: Command): void {
     .option('--nodes <n>', 'how many nodes', '3')
     .option('--data-dir <dir>', "the cluster's dir: shared master key and CA, one data dir per node", './gatehouse-cluster')
     .option('--address <ip>', 'where the balancer listens, the name clients use; nodes take the addresses from .11 on', '127.0.31.1')
-    .option('--database-url <url>', 'PostgreSQL (env GATEHOUSE_DATABASE_URL)', process.env.GATEHOUSE_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres?schema=gatehouse_cluster')
+    .option('--database-url <url>', 'PostgreSQL (env GATEHOUSE_DATABASE_URL); default the local server, database postgres, a schema of this cluster (gatehouse_cluster_<id>)', process.env.GATEHOUSE_DATABASE_URL)
+    .option('--tls-ca-cert <file>', "issue the nodes' server certificates from this CA (PEM) instead of the cluster's own development CA")
+    .option('--tls-ca-key <file>', 'the key of --tls-ca-cert (PEM)')
     .option('--nats-url <url>', 'NATS (env GATEHOUSE_NATS_URL)', process.env.GATEHOUSE_NATS_URL ?? 'nats://127.0.0.1:4222')
     .action(async (opts: ClusterOptions) => {
       const n = Number(opts.nodes);
       if (!Number.isInteger(n) || n < 1 || n > 16) throw new CliError('ArgumentInvalid', '--nodes must be 1 to 16');
       const root = resolve(opts.dataDir);
       const nodeAddresses = addresses(opts.address, n);
-      const secrets = await sharedSecrets(root);
-      const all = { ...opts, root, hostname: opts.address, databaseUrl: opts.databaseUrl ?? '' };
+      if ((opts.tlsCaCert === undefined) !== (opts.tlsCaKey === undefined)) throw new CliError('ArgumentInvalid', '--tls-ca-cert and --tls-ca-key go together');
+      const generated = await sharedSecrets(root);
+      const secrets = opts.tlsCaCert === undefined ? generated : { ...generated, caCert: resolve(opts.tlsCaCert), caKey: resolve(opts.tlsCaKey ?? '') };
+      const databaseUrl = opts.databaseUrl ?? `postgres://postgres@127.0.0.1:5432/postgres?schema=gatehouse_cluster_${secrets.clusterId}`;
+      const all = { ...opts, root, hostname: opts.address, databaseUrl };
       const children = await Promise.all(nodeAddresses.map((a, i) => startNode(i + 1, a, all, secrets)));
       const balancer = new TcpBalancer({ address: opts.address, ports: Object.values(PORTS), backends: nodeAddresses });
       await balancer.listen();
 
+      process.env.GATEHOUSE_MASTER_KEY = secrets.masterKey; // to read node-1's store for the connection string
       const state = readState(join(root, 'node-1'));
-      const { store } = await openStoreFor(join(root, 'node-1'), opts.databaseUrl);
+      const { store } = await openStoreFor(join(root, 'node-1'), databaseUrl);
       const owner = await store.getPolicy('iothubowner');
       await store.close();
       const out = process.stdout;
-      out.write(`Gatehouse cluster ready: ${n} nodes behind ${opts.address} (https 443, mqtts 8883, amqps 5671)\n`);
+      out.write(`Gatehouse cluster ready: ${n} nodes behind ${opts.address} (https 443, mqtts 8883, amqps 5671), store ${redactDatabaseUrl(databaseUrl)}\n`);
       nodeAddresses.forEach((a, i) => out.write(`  node-${i + 1}  ${a}  pid ${String(children[i]!.pid)}  log ${join(root, `node-${i + 1}`, 'hub.log')}\n`));
       if (owner !== undefined) out.write(`  connection string  ${policyConnectionString(state.hostname, owner.name, owner.primaryKey)}\n`);
       out.write(`  CA  ${secrets.caCert}   (NODE_EXTRA_CA_CERTS=${secrets.caCert} for the Azure SDKs)\n`);
