@@ -93,6 +93,14 @@ export interface PreparedHub {
   connectionCaps: ConnectionCaps;
 }
 
+/** Closes what prepareHub opened (for `init` and the --workers primary, which never listen). */
+export async function closePrepared(p: PreparedHub): Promise<void> {
+  p.services.gate.lockout.stop();
+  p.services.operators.stop();
+  await p.bus.bus.close();
+  await p.store.close();
+}
+
 /** Everything short of listening: used by `start` and by `init`. */
 export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<PreparedHub> {
   const dataDir = resolve(config.dataDir);

@@ -12,7 +12,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { Logger } from 'pino';
 import type { HubConfig } from '../config/schema.js';
-import { prepareHub } from '../hub.js';
+import { closePrepared, prepareHub } from '../hub.js';
 import { ensurePortsFree, resolveNodeId, StartupError } from '../hub/startup.js';
 
 /** The env var a worker reads its node id from (a --node-id flag would override a plain env var). */
@@ -50,7 +50,7 @@ function isReady(m: unknown): m is ReadyMessage {
 export async function superviseWorkers(config: HubConfig, logger: Logger): Promise<{ readyLine: string; stopped: Promise<void> }> {
   await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]);
   const prepared = await prepareHub(config, logger);
-  await prepared.store.close();
+  await closePrepared(prepared);
   const base = resolveNodeId(prepared.dataDir, config.nodeId);
   let stopping = false;
   const workers = new Map<number, Worker>();

@@ -74,6 +74,16 @@ export function chainRows(key: Buffer, head: { seq: number; hash: string } | und
 }
 
 /** The chain key, created (32 random bytes) when `create` and there is none yet. */
+/**
+ * Creates the chain key where there is none; `created` is true only for the node whose key was kept
+ * (two nodes starting at once: the other one found the key, even though it was not there at first).
+ */
+export async function createChainKey(meta: MetaStore): Promise<{ key: Buffer; created: boolean }> {
+  const mine = randomBytes(32).toString('base64');
+  const kept = await meta.insertSecretMetaIfAbsent(CHAIN_KEY_META, mine);
+  return { key: Buffer.from(kept, 'base64'), created: kept === mine };
+}
+
 export async function loadChainKey(meta: MetaStore, create: boolean): Promise<Buffer | undefined> {
   const stored = await meta.getSecretMeta(CHAIN_KEY_META);
   if (stored !== undefined) return Buffer.from(stored, 'base64');

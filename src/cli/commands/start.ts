@@ -4,7 +4,7 @@ import { createLogger, defaultLogFormat, routeConsoleToLog } from '../../log.js'
 import { CliError } from '../errors.js';
 import type { Logger } from 'pino';
 import type { HubConfig } from '../../config/schema.js';
-import { prepareHub, startHub, type RunningHub } from '../../hub.js';
+import { closePrepared, prepareHub, startHub, type RunningHub } from '../../hub.js';
 import { isWorker, reportReady, superviseWorkers, workerNodeId } from '../workers.js';
 
 function hubOptions(cmd: Command): Command {
@@ -125,7 +125,7 @@ export function registerStart(program: Command): void {
       const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, undefined, config.logFormat ?? defaultLogFormat());
       const hub = await prepareHub(config, logger);
       await hub.bus.bus.close();
-      await hub.store.close();
+      await closePrepared(hub);
       process.stdout.write(`initialized ${hub.dataDir} (CA ${hub.tls.caFile})\n`);
     },
   );
