@@ -113,6 +113,9 @@ async function measure(backend: Backend, count: number): Promise<Result> {
       setMeta: (k, v) => store.setMeta(k, v),
       getSecretMeta: (k) => store.getSecretMeta(k),
       setSecretMeta: (k, v) => store.setSecretMeta(k, v),
+      insertMetaIfAbsent: (k, v) => store.insertMetaIfAbsent(k, v),
+      insertSecretMetaIfAbsent: (k, v) => store.insertSecretMetaIfAbsent(k, v),
+      compareAndSetMeta: (k, e, v) => store.compareAndSetMeta(k, e, v),
     };
     const events = new SecurityEvents();
     const log = new AuditLog(counted, events, { now: () => Date.now() }, createLogger('warn'), { retentionDays: 0 });

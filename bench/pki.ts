@@ -24,6 +24,8 @@ import { CaRegistry } from '../src/pki/ca-registry.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { cli, removeDir, startHubProcess } from '../test/support/hub-process.js';
 import { arg, writeBenchmarkSection } from './support.js';
+import { HubBus } from '../src/bus/subjects.js';
+import { LocalBus } from '../src/bus/local/local-bus.js';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -62,7 +64,7 @@ async function inProcess(count: number): Promise<Row[]> {
   const store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
   const clock = { now: () => Date.now() };
   const cas = new CaRegistry(store.certificates, clock);
-  const authority = new CertificateAuthority(store, cas, clock);
+  const authority = new CertificateAuthority(store, cas, clock, new HubBus(new LocalBus({ nodeId: 'bench' }), 'bench'));
   const rows: Row[] = [];
   try {
     for (const caAlg of ['p256', 'rsa2048'] as KeyAlg[]) {

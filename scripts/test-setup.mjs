@@ -1,13 +1,16 @@
 /**
  * What `npm test` needs before any test runs, found or started here, so the README's test command
  * holds on a fresh machine by itself: PostgreSQL (for the store and hub conformance tests),
- * Debian's Chromium (for the reference device's browser test) and the right to listen on port
+ * NATS (for the bus conformance suite), Debian's Chromium (for the reference device's browser
+ * test) and the right to listen on port
  * 443 (the SDKs' HTTPS clients reach no other port). When something cannot be had, one line says
  * what and how to get it, and the run stops before any test.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect as tcpConnect, createServer } from 'node:net';
 import pg from 'pg';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -109,4 +112,52 @@ export async function ensurePort443() {
     }
     throw new SetupError(`test hubs listen on port 443 (the SDKs' HTTPS clients reach no other), which needs root or: sudo setcap cap_net_bind_service=+ep ${node}`);
   }
+}
+
+/** True when something at host:port speaks NATS (its first line is an INFO). */
+function natsAnswers(host, port) {
+  return new Promise((resolve) => {
+    const sock = tcpConnect({ host, port });
+    const done = (ok) => {
+      sock.destroy();
+      resolve(ok);
+    };
+    sock.setTimeout(2000, () => done(false));
+    sock.once('error', () => done(false));
+    sock.once('data', (d) => done(d.toString('latin1').startsWith('INFO ')));
+  });
+}
+
+/**
+ * NATS with JetStream at GATEHOUSE_TEST_NATS_URL (default nats://127.0.0.1:4222): when nothing
+ * answers on loopback, starts `nats-server -a 127.0.0.1 -p 4222 -js` in the background (installed
+ * with apt if missing), as ensurePostgres starts PostgreSQL.
+ */
+export async function ensureNats() {
+  const url = new URL(process.env.GATEHOUSE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222');
+  const host = url.hostname;
+  const port = Number(url.port || 4222);
+  if (await natsAnswers(host, port)) return;
+  const local = ['127.0.0.1', 'localhost'].includes(host);
+  const safe = `${url.protocol}//${host}:${port}`;
+  if (!local) throw new SetupError(`NATS is not answering at ${safe}: start it, or point GATEHOUSE_TEST_NATS_URL at one`);
+  const which = () => spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' }).stdout.trim();
+  let bin = which();
+  if (bin === '' && existsSync('/usr/bin/apt-get')) {
+    process.stderr.write("npm test: installing Debian's nats-server for the bus tests\n");
+    if (!asRoot('apt-get', ['install', '-y', '--no-install-recommends', 'nats-server'])) {
+      asRoot('apt-get', ['update']);
+      asRoot('apt-get', ['install', '-y', '--no-install-recommends', 'nats-server']);
+    }
+    bin = which();
+  }
+  if (bin === '') throw new SetupError('NATS is not answering at 127.0.0.1:4222 and there is no nats-server: install it (apt-get install nats-server), or point GATEHOUSE_TEST_NATS_URL at a server');
+  process.stderr.write(`npm test: starting nats-server on 127.0.0.1:${port}\n`);
+  const child = spawn(bin, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', mkdtempSync(join(tmpdir(), 'gatehouse-nats-'))], { detached: true, stdio: 'ignore' });
+  child.unref();
+  for (let i = 0; i < 40; i++) {
+    await sleep(250);
+    if (await natsAnswers(host, port)) return;
+  }
+  throw new SetupError(`started nats-server but nothing answers at ${safe}`);
 }

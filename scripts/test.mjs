@@ -13,11 +13,12 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const run = (cmd, args, env = process.env) => spawnSync(cmd, args, { cwd: root, stdio: 'inherit', env });
 
 // What the tests need from the machine, found or started first (one line and exit 1 when not).
-const { ensureChromium, ensurePort443, ensurePostgres, SetupError } = await import('./test-setup.mjs');
+const { ensureChromium, ensureNats, ensurePort443, ensurePostgres, SetupError } = await import('./test-setup.mjs');
 let chromium;
 try {
   await ensurePort443();
   await ensurePostgres();
+  await ensureNats();
   chromium = ensureChromium();
 } catch (err) {
   if (!(err instanceof SetupError)) throw err;

@@ -3,7 +3,8 @@
  * listeners. The only file that picks concrete backends.
  */
 import { writeFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import cluster from 'node:cluster';
+import { Lifecycle } from './hub/lifecycle.js';
 import { join, resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
@@ -14,7 +15,7 @@ import { ensureIdScope } from './dps/id-scope.js';
 import { EnrollmentService } from './dps/enrollment-service.js';
 import { PolicyCache, ServiceAuthenticator } from './auth/service-authenticator.js';
 import { ensureServerTls, type ServerTls } from './pki/server-tls.js';
-import { RegistryService, renderDevice } from './hub/registry/registry-service.js';
+import { RegistryService } from './hub/registry/registry-service.js';
 import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
@@ -24,7 +25,7 @@ import { MethodService } from './hub/methods/method-service.js';
 import { C2dService, DEFAULT_C2D_LIMITS } from './hub/c2d/c2d-service.js';
 import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaRegistry } from './pki/ca-registry.js';
-import { CertificateAuthority, normalizeSerial } from './pki/authority.js';
+import { CertificateAuthority } from './pki/authority.js';
 import { EstService } from './pki/est.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
@@ -33,14 +34,14 @@ import { RegistrationService } from './dps/registration-service.js';
 import { enrollmentCas } from './dps/device-ownership.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
 import { parseHubConnectionString } from './dps/remote-hub.js';
-import { readDpsSettings, writeDpsSettings } from './dps/settings.js';
+import { effectiveDpsSettings, writeDpsSettings } from './dps/settings.js';
 import { ProvisioningThrottle } from './dps/throttle.js';
 import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
 import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
-import { redactSecrets, SecurityEvents } from './security/events.js';
-import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
+import { SecurityEvents } from './security/events.js';
+import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, resolveNodeId, StartupError, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
 import { sessionStateRecorder } from './hub/session-state.js';
 import { AuditLog } from './security/audit-log.js';
 import { HubMetrics } from './security/metrics.js';
@@ -54,6 +55,13 @@ import { ConnectionCaps, ConnectionRefusals } from './security/connection-caps.j
 import { PolicyService } from './security/policy-service.js';
 import { PolicyUsage } from './security/policy-usage.js';
 import { runPostureAudit } from './security/posture-source.js';
+import { subjectToken, type Bus } from './bus/bus.js';
+import { HubBus, SUBJECTS } from './bus/subjects.js';
+import { LocalBus } from './bus/local/local-bus.js';
+import { connectNatsBus } from './bus/nats/nats-bus.js';
+import { redactNatsUrl } from './bus/nats/nats-options.js';
+import { SessionGuard } from './hub/session-guard.js';
+import { RevocationCheck } from './pki/revocation-check.js';
 
 export { SQLITE_FILE, STATE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
 
@@ -75,6 +83,8 @@ export interface PreparedHub {
   config: HubConfig;
   dataDir: string;
   store: Store;
+  /** How the parts (and the nodes of a cluster) tell each other what happened. */
+  bus: HubBus;
   tls: ServerTls;
   services: HubServices;
   authenticator: ServiceAuthenticator;
@@ -83,11 +93,20 @@ export interface PreparedHub {
   connectionCaps: ConnectionCaps;
 }
 
+/** Closes what prepareHub opened (for `init` and the --workers primary, which never listen). */
+export async function closePrepared(p: PreparedHub): Promise<void> {
+  p.services.gate.lockout.stop();
+  p.services.operators.stop();
+  await p.bus.bus.close();
+  await p.store.close();
+}
+
 /** Everything short of listening: used by `start` and by `init`. */
 export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<PreparedHub> {
   const dataDir = resolve(config.dataDir);
   ensurePrivateDataDir(dataDir, logger);
   const { store, keyWarning, keySource } = await openHubStore(dataDir, config.databaseUrl);
+  let opened: HubBus | undefined;
   if (keyWarning !== undefined) logger.warn({ event: 'master-key.permissions' }, keyWarning);
   try {
     logger.info({ event: 'store.opened', store: store.kind, masterKey: keySource }, 'store opened');
@@ -104,91 +123,42 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     for (const action of tls.actions) logger.info({ event: 'tls' }, action);
 
     const securityEvents = new SecurityEvents((err) => logger.error({ err, event: 'security-events.listener-failed' }, 'a security event listener failed'));
-    const auditLog = new AuditLog(store, securityEvents, clock, logger.child({ component: 'audit' }), { retentionDays: config.auditRetentionDays });
-    const settings = new SettingsService(store, clock, securityEvents);
-    await settings.load();
-    // The auditLog.enabled setting switches the recording of auth decisions; changes are always recorded.
-    auditLog.setEnabled(settings.current.auditLog.enabled);
-    settings.onChange((next) => auditLog.setEnabled(next.auditLog.enabled));
-    const operators = new OperatorService(store, clock, () => config.hostname);
-    await operators.load();
-    const policyUsage = new PolicyUsage(store, clock);
-    await policyUsage.load();
-    const registry = new RegistryService(store, clock);
-    const twins = new TwinService(store, clock);
-    const query = new QueryService(store);
-    const policyCache = new PolicyCache(store, clock);
-    const authenticator = new ServiceAuthenticator(policyCache, () => config.hostname, clock);
-    const connections = new ConnectionRegistry();
-    const metrics = new HubMetrics({
+    const bus = (opened = await openHubBus(config, store, logger));
+    const metrics: HubMetrics = new HubMetrics({
       events: securityEvents,
       sessions: () => connections.sessions(),
       c2dQueueDepth: () => store.c2d.countAllPending(clock.now()),
       alertsFiring: () => alerts.firingByRule(),
       onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
     });
-    const methods = new MethodService(connections);
-    const c2d = new C2dService(store, clock, DEFAULT_C2D_LIMITS, config.nodeId ?? (config.databaseUrl === undefined ? 'local' : hostname()));
+    const auditLog = new AuditLog(store, securityEvents, clock, logger.child({ component: 'audit' }), { retentionDays: config.auditRetentionDays });
+    const settings = new SettingsService(store, clock, securityEvents, bus);
+    await settings.load();
+    const operators = new OperatorService(store, clock, () => config.hostname, bus);
+    await operators.load();
+    const policyUsage = new PolicyUsage(store, clock);
+    await policyUsage.load();
+    const registry = new RegistryService(store, clock, bus, securityEvents);
+    const twins = new TwinService(store, clock, bus, metrics.messages);
+    const query = new QueryService(store);
+    const policyCache = new PolicyCache(store, clock);
+    const authenticator = new ServiceAuthenticator(policyCache, () => config.hostname, clock);
+    const connections: ConnectionRegistry = new ConnectionRegistry(bus, metrics.messages);
+    const methods = new MethodService(connections, bus, metrics.messages);
+    const c2d = new C2dService(store, clock, bus, DEFAULT_C2D_LIMITS, metrics.messages);
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
     // Provisioning assigns to this hub (always linked) and to any --linked-hub.
     const linkedHubs: LinkedHub[] = [
       { hostName: config.hostname, allocationWeight: 1 },
       ...config.linkedHubs.map((cs) => ({ hostName: parseHubConnectionString(cs).hostName, allocationWeight: 1, connectionString: cs })),
     ];
-    // A deleted device's queue goes with it (the store cascades); this clears any leftover.
-    registry.onIdentityChange((change) => {
-      if (change.kind === 'device-deleted') void c2d.forget(change.deviceId).catch(() => undefined);
+    const securityLog = logger.child({ component: 'security' });
+    new SessionGuard(connections, bus, (fields, msg) => securityLog.info(fields, msg), {
+      device: (id) => store.getDevice(id),
+      module: (id, m) => store.getModule(id, m),
+      revoked: async (serial) => ((await store.authority.getIssued(serial))?.revokedAt ?? null) !== null,
     });
-    // Revocation bites at once: a disabled, deleted, re-keyed or re-thumbprinted identity loses
-    // its live sessions now, not at its next reconnect.
-    registry.onIdentityChange((change) => {
-      const drop =
-        change.kind === 'device-deleted' || change.kind === 'module-deleted' || change.credentialsOrStatus;
-      if (!drop) return;
-      if (change.kind === 'device-updated' && change.keepThumbprints !== undefined) {
-        // A thumbprint rotation: only sessions on a certificate no longer listed go.
-        const keep = new Set(change.keepThumbprints);
-        const dropped = connections.dropWhere(
-          (s) => s.deviceId === change.deviceId && s.moduleId === null && !(s.certificateThumbprints ?? []).some((t) => keep.has(t)),
-          'certificate no longer registered',
-        );
-        if (dropped > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: 'thumbprint-rotation', sessions: dropped }, 'dropped live sessions');
-        return;
-      }
-      const n =
-        change.kind === 'device-deleted' || change.kind === 'device-updated'
-          ? connections.dropDevice(change.deviceId, `identity ${change.kind}`)
-          : Number(connections.dropModule(change.deviceId, change.moduleId, `identity ${change.kind}`));
-      if (n > 0) logger.info({ event: 'sessions.dropped', deviceId: change.deviceId, change: change.kind, sessions: n }, 'dropped live sessions');
-    });
-    // Registry writes, with who made them and the record before and after (keys redacted).
-    registry.onRecordChange((c) => {
-      const who = c.by;
-      securityEvents.emit({
-        type: 'change',
-        at: clock.now(),
-        actor: who.actor,
-        action: c.action,
-        target: c.target,
-        ...(c.before === undefined ? {} : { before: redactSecrets(c.before) }),
-        ...(c.after === undefined ? {} : { after: redactSecrets(c.after) }),
-        ...(who.remote === undefined ? {} : { remote: who.remote }),
-      });
-    });
-    twins.onDesiredChange((change) => {
-      if (connections.get(change.deviceId, change.moduleId)?.pushDesired(change.patch) === true) metrics.messages.twinOut++;
-    });
-    // New mail for a connected device goes out at once, not at its next reconnect.
-    c2d.onEnqueued((deviceId) => connections.get(deviceId, null)?.notifyC2d());
-    c2d.onEnqueued((_deviceId, cause) => {
-      if (cause === 'sent') metrics.messages.c2dOut++;
-    });
-    twins.onReportedChange(() => metrics.messages.twinIn++);
-    methods.onRequestSent(() => metrics.messages.methodOut++);
-    // Expired and dead-lettered C2D messages join the security event stream (alerts, audit).
-    c2d.onDropped((d) =>
-      securityEvents.emit({ type: 'c2d', at: clock.now(), outcome: d.status === 'Expired' ? 'expired' : 'dead-lettered', deviceId: d.deviceId, count: d.count }),
-    );
+    c2d.reportDropsTo(securityEvents);
     const cas = new CaRegistry(store.certificates, clock);
     const alerts = new AlertEngine({
       store: store.alerts,
@@ -200,27 +170,13 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       hub: config.hostname,
     });
     const pkiLog = logger.child({ component: 'pki' });
-    const authority = new CertificateAuthority(store, cas, clock, {
+    const authority = new CertificateAuthority(store, cas, clock, bus, {
       crlUrl: (caName) => `https://${config.hostname}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`}/crl/${encodeURIComponent(caName)}.crl`,
       log: (fields, msg) => (fields.level === 'warn' ? pkiLog.warn(fields, msg) : pkiLog.info(fields, msg)),
     });
-    // Revoked certificates Gatehouse issued: refused at connect and provisioning; a revocation is
-    // final, so positive answers are cached (and filled by revocations as they happen).
-    const revokedSerials = new Map<string, string>(); // serial -> SHA-256 thumbprint
-    const revocation = {
-      async isRevoked(leaf: import('node:crypto').X509Certificate): Promise<boolean> {
-        const serial = normalizeSerial(leaf.serialNumber);
-        const thumbprint = leaf.fingerprint256.replace(/:/g, '').toUpperCase();
-        // Only our own certificate: a foreign one with the same serial is not ours to refuse.
-        if (revokedSerials.has(serial)) return revokedSerials.get(serial) === thumbprint;
-        const r = await store.authority.getIssued(serial);
-        if (r === undefined || r.revokedAt === null) return false;
-        revokedSerials.set(serial, r.thumbprintSha256);
-        return r.thumbprintSha256 === thumbprint;
-      },
-    };
+    // Revoked certificates Gatehouse issued: refused at connect, provisioning and renewal.
+    const revocation = new RevocationCheck(store.authority, bus);
     const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation, enrollmentCas(() => enrollments.listGroups()));
-    const securityLog = logger.child({ component: 'security' });
     const refusals = new ConnectionRefusals({ log: (fields, msg) => securityLog.warn(fields, msg), count: (listener, reason) => metrics.connectionRefused(listener, reason), clock });
     const connectionCaps = new ConnectionCaps(config.maxConnectionsPerAddress, refusals);
     const gate = new AccessGate(settings.current, {
@@ -233,41 +189,27 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       log: (fields, msg) => securityLog.warn(fields, msg),
       usage: policyUsage,
       caps: connectionCaps,
+      counters: store.counters,
     });
     settings.bind({ gate, operators, enrollments });
-    const policies = new PolicyService(store, policyCache, connections, operators, securityEvents, clock);
-    const applyC2dDefaults = (s: typeof settings.current) => c2d.setDefaults({ defaultTtlMs: isoDurationMs(s.c2d.defaultTtlAsIso8601), maxDeliveryCount: s.c2d.maxDeliveryCount });
-    applyC2dDefaults(settings.current);
-    settings.onChange((next, previous) => {
-      applyC2dDefaults(next);
-      securityLog.info({ event: 'settings.applied', version: next.version, by: next.updatedBy, previousVersion: previous.version }, 'hub settings applied');
+    const policies = new PolicyService(store, policyCache, bus, operators, securityEvents, clock);
+    // Settings changed on any node: the audit log's switch and the C2D defaults follow (the gate follows in the settings service).
+    const applySettings = (s: typeof settings.current) => {
+      auditLog.setEnabled(s.auditLog.enabled); // the switch covers auth decisions; changes are always recorded
+      c2d.setDefaults({ defaultTtlMs: isoDurationMs(s.c2d.defaultTtlAsIso8601), maxDeliveryCount: s.c2d.maxDeliveryCount });
+    };
+    applySettings(settings.current);
+    bus.subscribe(SUBJECTS.settingsChanged, ({ settings: next, previousVersion }, meta) => {
+      applySettings(next);
+      securityLog.info({ event: 'settings.applied', version: next.version, by: next.updatedBy, previousVersion, node: meta.node }, 'hub settings applied');
       if (tlsRank(next.minTlsVersion) < 1.2) securityLog.warn({ event: 'settings.legacy-tls', minTlsVersion: next.minTlsVersion }, 'TLS below 1.2 is allowed');
-    });
-    // A revoked certificate loses its live sessions at once, not at the next reconnect.
-    authority.onRevoked((records) => {
-      const serials = new Set(records.map((r) => normalizeSerial(r.serial)));
-      for (const r of records) revokedSerials.set(normalizeSerial(r.serial), r.thumbprintSha256);
-      const n = connections.dropWhere((s) => s.certificateSerial !== undefined && serials.has(normalizeSerial(s.certificateSerial)), 'certificate revoked');
-      logger.info({ event: 'certificates.revoked', serials: [...serials], sessions: n }, 'revoked certificates');
     });
     const est = new EstService({
       authority,
       store: store.authority,
       group: (id) => enrollments.getGroup(id),
       cas,
-      registry: {
-        getDevice: (id) => registry.getDevice(id),
-        async rotateThumbprint(device, oldThumbprints, newThumbprint) {
-          if (device.auth.type !== 'selfSigned') return undefined;
-          const old = new Set(oldThumbprints.map((t) => t.toUpperCase()));
-          const { primaryThumbprint: p, secondaryThumbprint: s } = device.auth;
-          const slot = p !== null && old.has(p.toUpperCase()) ? 'secondary' : s !== null && old.has(s.toUpperCase()) ? 'primary' : undefined;
-          if (slot === undefined) return undefined;
-          const x509Thumbprint = slot === 'secondary' ? { primaryThumbprint: p, secondaryThumbprint: newThumbprint } : { primaryThumbprint: newThumbprint, secondaryThumbprint: s };
-          await registry.updateDevice(device.deviceId, { ...renderDevice(device), authentication: { type: 'selfSigned', x509Thumbprint } }, device.etag);
-          return slot;
-        },
-      },
+      registry,
       isRevoked: (leaf) => revocation.isRevoked(leaf),
       ownership: { registration: (id) => enrollments.findRegistration(id), device: (id) => store.getDevice(id), hub: () => config.hostname },
       clock,
@@ -279,6 +221,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       clock,
       { retentionMs: config.eventRetentionHours * 3600_000, maxEvents: config.eventMaxCount },
       logger.child({ component: 'events' }),
+      bus,
     );
     // Telemetry goes through the event stream: group commit, durable before PUBACK, live subscribers.
     // Counted where MQTT and device HTTPS hand it over: one integer increment per message.
@@ -295,12 +238,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       registration: new RegistrationService(enrollments, registry, twins, clock, {
         idScope: async () => idScope,
         allocator: new Allocator(() => linkedHubs),
-        // disableDeviceSAS covers provisioning too: no symmetric-key attestation while it is on.
-        settings: async () => {
-          const dps = await readDpsSettings(store);
-          return { ...dps, disableSymmetricKeyAttestation: dps.disableSymmetricKeyAttestation || settings.current.disableDeviceSAS };
-        },
-        throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute),
+        settings: effectiveDpsSettings(store, () => settings.current),
+        throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute, store.counters),
         log: (fields, msg) => dpsLog.info(fields, msg),
         // The provisioning service and the hub share one CA registry (groups may reference its CAs).
         cas: {
@@ -344,6 +283,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       auditLog,
       metrics,
       alerts,
+      lifecycle: new Lifecycle(),
       async health() {
         try {
           await store.getMeta('hub.id');
@@ -353,11 +293,33 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         }
       },
     };
-    return { config, dataDir, store, tls, services, authenticator, policyCache, connectionCaps };
+    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps };
   } catch (err) {
+    await opened?.bus.close();
     await store.close();
     throw err;
   }
+}
+
+/** The bus: NATS when --nats-url is set, else in-process. Subjects live under the hub's id. */
+async function openHubBus(config: HubConfig, store: Store, logger: Logger): Promise<HubBus> {
+  const nodeId = resolveNodeId(resolve(config.dataDir), config.nodeId);
+  const log = logger.child({ component: 'bus' });
+  const onHandlerError = (err: unknown, subject: string) => log.error({ err, event: 'bus.handler-failed', subject }, 'a bus handler failed');
+  let bus: Bus;
+  let hubBus: HubBus | undefined;
+  if (config.natsUrl === undefined) bus = new LocalBus({ nodeId, onHandlerError });
+  else {
+    // Back on NATS: every node reads again what it may have missed (SUBJECTS.busResync).
+    const onReconnect = () => hubBus?.publish(SUBJECTS.busResync, { reason: 'reconnected' });
+    const nats = { nodeId, url: config.natsUrl, credsFile: config.natsCreds, caFile: config.natsCa, onHandlerError, onReconnect, log: (f: object, m: string) => log.warn(f, m) };
+    bus = await connectNatsBus(nats).catch((err: Error) => {
+      throw new StartupError(err.message);
+    });
+  }
+  log.info({ event: 'bus.opened', kind: bus.kind, node: nodeId, ...(config.natsUrl === undefined ? {} : { server: redactNatsUrl(config.natsUrl) }) }, 'bus opened');
+  hubBus = new HubBus(bus, `gatehouse.${subjectToken((await store.getMeta('hub.id')) ?? 'hub')}`);
+  return hubBus;
 }
 
 export interface RunningHub extends PreparedHub {
@@ -369,7 +331,8 @@ export interface RunningHub extends PreparedHub {
 }
 
 export async function startHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<RunningHub> {
-  await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]); // before anything is written
+  // Before anything is written; a --workers worker shares the primary's sockets, which checked them.
+  if (!cluster.isWorker) await ensurePortsFree(config.bind, [config.httpsPort, config.mqttPort, config.amqpPort]);
   const prepared = await prepareHub(config, logger, clock);
   const { store, tls, dataDir, services, connectionCaps } = prepared;
   const handshakeTimeoutMs = config.tlsHandshakeTimeout * 1000;
@@ -379,6 +342,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     if (released > 0) logger.info({ event: 'c2d.locks-released', devices: released }, "released the C2D locks of this node's previous run");
     await services.alerts.start();
   } catch (err) {
+    await prepared.bus.bus.close();
     await store.close();
     throw err;
   }
@@ -467,6 +431,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     amqpServer?.close();
     await http?.close().catch(() => undefined);
     await services.alerts.stop();
+    await prepared.bus.bus.close();
     await store.close();
     throw err;
   }
@@ -489,6 +454,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   };
   writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   warnIfAllInterfaces(config.bind, logger);
+  services.lifecycle.advance('ready');
 
   let stopping: Promise<void> | undefined;
   const app = http;
@@ -500,6 +466,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     state,
     stop() {
       stopping ??= (async () => {
+        services.lifecycle.advance('draining');
         // First, so the sessions closed below do not count as a disconnect storm.
         await services.alerts.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
@@ -514,7 +481,11 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await services.auditLog.stop();
         await services.policyUsage.stop().catch(() => undefined);
         services.metrics.stop();
+        services.gate.lockout.stop();
+        services.operators.stop();
+        await prepared.bus.bus.drain();
         await store.close();
+        services.lifecycle.advance('stopped');
       })();
       return stopping;
     },

@@ -544,6 +544,9 @@ function bind(s: AuditLogStore): AuditLogStore {
     setMeta: (k, v) => s.setMeta(k, v),
     getSecretMeta: (k) => s.getSecretMeta(k),
     setSecretMeta: (k, v) => s.setSecretMeta(k, v),
+    insertMetaIfAbsent: (k, v) => s.insertMetaIfAbsent(k, v),
+    insertSecretMetaIfAbsent: (k, v) => s.insertSecretMetaIfAbsent(k, v),
+    compareAndSetMeta: (k, e, v) => s.compareAndSetMeta(k, e, v),
   };
 }
 

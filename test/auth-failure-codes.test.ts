@@ -19,6 +19,7 @@ import { SecurityEvents, type AuthEvent } from '../src/security/events.js';
 import { AccessGate } from '../src/security/gate.js';
 import { DEFAULT_SETTINGS, type HubSettings } from '../src/security/settings.js';
 import { makeSelfSigned } from './support/pki.js';
+import { memoryCounters } from './support/counters.js';
 
 const HOST = 'codes.example.com';
 const KEY = randomBytes(32).toString('base64');
@@ -181,19 +182,19 @@ describe('DPS attestation states its refusal codes', () => {
 
 describe('the access gate reports the code it was given', () => {
   const settings: HubSettings = { ...DEFAULT_SETTINGS, lockout: { ...DEFAULT_SETTINGS.lockout, maxFailures: 2, maxFailuresPerAddress: 3 }, version: 1, etag: 'e', updatedAt: '', updatedBy: 'hub' };
-  function gate(): { gate: AccessGate; events: AuthEvent[] } {
+  async function gate(): Promise<{ gate: AccessGate; events: AuthEvent[] }> {
     const events = new SecurityEvents();
     const seen: AuthEvent[] = [];
     events.on((e) => {
       if (e.type === 'auth') seen.push(e);
     });
-    const g = new AccessGate(settings, { devices, service: {} as never, operators: {} as never, connections: {} as never, events, clock, log: () => undefined });
+    const g = new AccessGate(settings, { devices, service: {} as never, operators: {} as never, connections: {} as never, events, clock, log: () => undefined, counters: await memoryCounters() });
     return { gate: g, events: seen };
   }
   const peer = { remote: '192.0.2.7', protocol: 'dps-https' as const };
 
   it('guarded: the thrower decides the code, not the words of its reason; an uncoded 401 is other', async () => {
-    const { gate: g, events } = gate();
+    const { gate: g, events } = await gate();
     const attempt = { subject: 'registration' as const, identity: 'r1', method: 'symmetricKey' };
     await assert.rejects(g.guarded(attempt, peer, async () => Promise.reject(unauthorized('bad_credentials', 'certificate revoked, expired, locked, disabled by hub settings'))));
     await assert.rejects(g.guarded(attempt, peer, async () => Promise.reject(new HubError('IotHubUnauthorizedAccess', 'Unauthorized', { cause: 'signature expired' }))));
@@ -203,8 +204,8 @@ describe('the access gate reports the code it was given', () => {
     );
   });
 
-  it('refusedBeforeAuth: recorded with its code and bounded identity, never counted toward lockout', () => {
-    const { gate: g, events } = gate();
+  it('refusedBeforeAuth: recorded with its code and bounded identity, never counted toward lockout', async () => {
+    const { gate: g, events } = await gate();
     for (let i = 0; i < 10; i++) {
       g.refusedBeforeAuth({ subject: 'device', identity: `d1${'x'.repeat(400)}`, method: 'sas', failure: { code: 'scope', reason: 'username names another hub (old.example.com)' } }, { remote: '192.0.2.8', protocol: 'mqtt' });
     }
@@ -226,7 +227,7 @@ describe('the access gate reports the code it was given', () => {
   });
 
   it('device authentication through the gate: the device id does not pick the code; a lock is locked_out', async () => {
-    const { gate: g, events } = gate();
+    const { gate: g, events } = await gate();
     const at = { remote: '192.0.2.9', protocol: 'mqtt' as const };
     for (let i = 0; i < 3; i++) await g.authenticate({ deviceId: 'probe-revoked', moduleId: null, sasToken: sas('probe-revoked', WRONG), peerChain: undefined }, at);
     assert.deepEqual(

@@ -25,6 +25,7 @@ import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { cli, removeDir, startHubProcess, tempDir, type HubProcess } from './support/hub-process.js';
 import { makeRoot } from './support/pki.js';
 import { connectPacket, connectRaw } from './support/raw-mqtt.js';
+import { testBus } from './support/test-bus.js';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -95,7 +96,7 @@ describe('CertificateAuthority (SQLite store)', () => {
     store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
     const clock = { now: () => Date.now() };
     cas = new CaRegistry(store.certificates, clock);
-    ca = new CertificateAuthority(store, cas, clock);
+    ca = new CertificateAuthority(store, cas, clock, testBus());
   });
 
   after(async () => {

@@ -16,6 +16,8 @@ import type { Store } from '../src/store/ports.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { makeDevice, makeTwin } from '../src/store/store.case.js';
 import { cli, removeDir, startHubProcess, tempDir, type HubProcess } from './support/hub-process.js';
+import { testBus } from './support/test-bus.js';
+import { SUBJECTS } from '../src/bus/subjects.js';
 
 const T0 = Date.parse('2030-06-01T12:00:00.000Z');
 const HOUR = 3_600_000;
@@ -30,10 +32,11 @@ describe('C2dService', () => {
   let store: Store;
   const clock = { t: T0, now() { return this.t; } };
   let c2d: C2dService;
+  const bus = testBus();
   const body = (s: string) => ({ body: Buffer.from(s) });
   const reopen = async () => {
     store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(key));
-    c2d = new C2dService(store, clock);
+    c2d = new C2dService(store, clock, bus);
   };
 
   before(async () => {
@@ -139,10 +142,10 @@ describe('C2dService', () => {
     assert.equal(await c2d.pendingCount(id), 0);
   });
 
-  it('complete, reject, abandon; feedback as the ack mode asks; onEnqueued informs', async () => {
+  it('complete, reject, abandon; feedback as the ack mode asks; c2d.enqueued on the bus informs', async () => {
     clock.t = T0;
     const told: string[] = [];
-    c2d.onEnqueued((d) => told.push(d));
+    bus.subscribe(SUBJECTS.c2dEnqueued, (m) => void told.push(m.deviceId));
     const outcomes: string[] = [];
     for (const ack of ['none', 'positive', 'negative', 'full'] as const) {
       const { id, send } = await fresh(ack);
@@ -277,11 +280,11 @@ describe('C2D over the service REST API and the CLI', () => {
 
     const { store } = await openHubStore(hub.dataDir, undefined);
     try {
-      const [m] = await new C2dService(store, { now: () => Date.now() }).lockNext('cli-1', 5);
+      const [m] = await new C2dService(store, { now: () => Date.now() }, testBus()).lockNext('cli-1', 5);
       assert.equal(m?.body.toString(), 'from cli');
       assert.deepEqual(m?.properties, { a: '1', b: '2' });
       assert.deepEqual([m?.ack, m?.correlationId, m?.contentType, m?.contentEncoding], ['full', 'c1', 'text/plain', 'utf-8']);
-      const [r1] = await new C2dService(store, { now: () => Date.now() }).lockNext('rest-1', 1);
+      const [r1] = await new C2dService(store, { now: () => Date.now() }, testBus()).lockNext('rest-1', 1);
       assert.deepEqual(r1?.properties, { Color: 'red', n: '1' });
       assert.deepEqual([r1?.messageId, r1?.correlationId, r1?.contentType, r1?.ack], ['mid-1', 'cid-1', 'text/plain', 'full']);
     } finally {

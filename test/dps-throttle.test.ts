@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { POLL_WINDOW_MS, ProvisioningThrottle, RetryLater } from '../src/dps/throttle.js';
+import { memoryCounters } from './support/counters.js';
 
-function throwsRetry(fn: () => void): number {
+async function throwsRetry(p: Promise<void>): Promise<number> {
   let seconds = -1;
-  assert.throws(fn, (e: unknown) => {
+  await assert.rejects(p, (e: unknown) => {
     assert.ok(e instanceof RetryLater);
     assert.equal(e.status, 429);
     seconds = e.retryAfterSeconds;
@@ -13,25 +14,38 @@ function throwsRetry(fn: () => void): number {
   return seconds;
 }
 
-test('five status polls per ten seconds per registration, case-insensitively; then retry-after', () => {
+test('five status polls per ten seconds per registration, case-insensitively; then retry-after', async () => {
   let now = 1_000_000;
-  const t = new ProvisioningThrottle({ now: () => now }, 1000);
-  for (let i = 0; i < 5; i++) t.poll('Dev-1');
+  const t = new ProvisioningThrottle({ now: () => now }, 1000, await memoryCounters());
+  for (let i = 0; i < 5; i++) await t.poll('Dev-1');
   now += 2000;
-  const wait = throwsRetry(() => t.poll('dev-1'));
+  const wait = await throwsRetry(t.poll('dev-1'));
   assert.ok(wait >= 1 && wait <= 8, `retry-after ${wait}`);
-  t.poll('dev-2');
+  await t.poll('dev-2');
   now += POLL_WINDOW_MS;
-  t.poll('dev-1');
+  await t.poll('dev-1');
 });
 
-test('the service-wide registration rate refills over the minute', () => {
+test('the service-wide registration rate refills over the minute', async () => {
   let now = 0;
-  const t = new ProvisioningThrottle({ now: () => now }, 2);
-  t.register();
-  t.register();
-  const wait = throwsRetry(() => t.register());
+  const t = new ProvisioningThrottle({ now: () => now }, 2, await memoryCounters());
+  await t.register();
+  await t.register();
+  const wait = await throwsRetry(t.register());
   assert.ok(wait >= 1 && wait <= 30, `retry-after ${wait}`);
   now += 30_000;
-  t.register();
+  await t.register();
+});
+
+test('the limits hold for the service, not per node: nodes on one store share them', async () => {
+  let now = 5_000_000;
+  const clock = { now: () => now };
+  const shared = await memoryCounters();
+  const nodes = [new ProvisioningThrottle(clock, 3, shared), new ProvisioningThrottle(clock, 3, shared), new ProvisioningThrottle(clock, 3, shared)];
+  for (let i = 0; i < 5; i++) await nodes[i % 3]!.poll('spread-dev');
+  await throwsRetry(nodes[2]!.poll('spread-dev'));
+  for (const n of nodes) await n.register();
+  await throwsRetry(nodes[0]!.register());
+  now += POLL_WINDOW_MS;
+  await nodes[1]!.poll('spread-dev');
 });

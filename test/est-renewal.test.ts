@@ -19,6 +19,7 @@ import { CaRegistry } from '../src/pki/ca-registry.js';
 import { EstService, type EstGroup } from '../src/pki/est.js';
 import type { Store } from '../src/store/ports.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import { testBus } from './support/test-bus.js';
 
 x509.cryptoProvider.set(globalThis.crypto);
 
@@ -52,7 +53,7 @@ describe('EST renewal and the grace period (in process, moving clock)', () => {
     dir = mkdtempSync(join(tmpdir(), 'gh-est-renewal-'));
     store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
     const cas = new CaRegistry(store.certificates, clock);
-    const authority = new CertificateAuthority(store, cas, clock);
+    const authority = new CertificateAuthority(store, cas, clock, testBus());
     await authority.createCa({ name: 'root' });
     await authority.createCa({ name: 'fleet', parent: 'root' });
     const group: EstGroup = { enrollmentGroupId: 'line', attestation: { type: 'x509', x509: { caReferences: { primary: 'fleet' } } } };

@@ -21,6 +21,7 @@ import type { EventStore, StoredEvent } from '../src/store/event-ports.js';
 import type { Store } from '../src/store/ports.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { BIN, removeDir, tempDir } from './support/hub-process.js';
+import { testBus } from './support/test-bus.js';
 
 const silent = createLogger('silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -65,7 +66,7 @@ describe('EventStream', () => {
   let store: Store;
   const now = { t: Date.parse('2030-01-01T00:00:00Z') };
   const clock = { now: () => now.t };
-  const stream = (events: EventStore, maxEvents = 1_000_000) => new EventStream(events, clock, { retentionMs: 3_600_000, maxEvents }, silent);
+  const stream = (events: EventStore, maxEvents = 1_000_000) => new EventStream(events, clock, { retentionMs: 3_600_000, maxEvents }, silent, testBus());
 
   before(async () => {
     dir = tempDir('events');

@@ -184,7 +184,7 @@ describe('assessment of what the API refuses to create', () => {
       ],
       issued: [],
       operators: [],
-      assignments: ['a', 'b', 'c', 'd'].map((p) => ({ id: p, principalId: p, roleDefinitionName: 'Owner' as const, scope: '/', createdAt: '', createdBy: '' })),
+      assignments: ['a', 'b', 'c', 'd'].map((p) => ({ id: p, principalId: p, roleDefinitionName: 'Owner' as const, scope: '/', createdAt: '', createdBy: '', etag: '' })),
       usage: undefined,
     };
     const ids = assessPosture(base).map((f) => `${f.severity}:${f.id}`);

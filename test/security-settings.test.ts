@@ -221,6 +221,37 @@ describe('operators, roles and disableLocalAuth', () => {
   });
 });
 
+describe('operators and role assignments are rows with etags', () => {
+  it('PATCH and DELETE take If-Match; a stale etag is 412 PreconditionFailed and changes nothing', async () => {
+    const created = await rest('PUT', '/operators/carol', { displayName: 'Carol' });
+    assert.equal(created.status, 201);
+    const e1 = String(created.headers.etag);
+    assert.equal(e1, `"${(created.body as { etag: string }).etag}"`);
+    const disabled = await rest('PATCH', '/operators/carol', { enabled: false }, { headers: { 'if-match': e1 } });
+    assert.equal(disabled.status, 200);
+    const e2 = String(disabled.headers.etag);
+    assert.notEqual(e2, e1);
+
+    const stale = await rest('PATCH', '/operators/carol', { enabled: true }, { headers: { 'if-match': e1 } });
+    assert.equal(stale.status, 412);
+    assert.equal(errorCode(stale), 'PreconditionFailed');
+    const now = await rest('GET', '/operators/carol');
+    assert.equal((now.body as { enabled: boolean }).enabled, false, 'the stale write changed nothing');
+    assert.equal(String(now.headers.etag), e2);
+    assert.equal((await rest('DELETE', '/operators/carol', undefined, { headers: { 'if-match': e1 } })).status, 412);
+
+    const assigned = await rest('POST', '/roleAssignments', { assignee: 'carol', role: 'IoT Hub Data Reader' });
+    assert.equal(assigned.status, 201);
+    const id = (assigned.body as { id: string }).id;
+    const wrong = await rest('DELETE', `/roleAssignments/${id}`, undefined, { headers: { 'if-match': '"not-its-etag"' } });
+    assert.equal(wrong.status, 412);
+    assert.equal(errorCode(wrong), 'PreconditionFailed');
+    assert.equal((await rest('DELETE', `/roleAssignments/${id}`, undefined, { headers: { 'if-match': String(assigned.headers.etag) } })).status, 200);
+    assert.equal((await rest('DELETE', '/operators/carol', undefined, { headers: { 'if-match': e2 } })).status, 204);
+    assert.equal((await rest('GET', '/operators/carol')).status, 404);
+  });
+});
+
 describe('IP filter', () => {
   const allowed = '127.0.52.3';
   const blocked = '127.0.52.2';

@@ -1,4 +1,6 @@
+import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { SecretBox } from '../src/core/secret-box.js';
 import { storeConformance, type StoreHarness } from '../src/store/store.case.js';
@@ -8,7 +10,10 @@ import { certificateStoreConformance } from '../src/store/certificate-store.case
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
 import { authorityStoreConformance } from '../src/store/authority-store.case.js';
 import { auditStoreConformance } from '../src/store/audit-store.case.js';
+import { operatorStoreConformance } from '../src/store/operator-store.case.js';
+import { counterStoreConformance } from '../src/store/counter-store.case.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
+import { postgresMigrations } from '../src/store/migrations/postgres.js';
 
 const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -45,3 +50,26 @@ certificateStoreConformance('postgres', openHarness);
 enrollmentStoreConformance('postgres', openHarness);
 authorityStoreConformance('postgres', openHarness);
 auditStoreConformance('postgres', openHarness);
+operatorStoreConformance('postgres', openHarness);
+counterStoreConformance('postgres', openHarness);
+
+describe('migrations on PostgreSQL', () => {
+  it('twelve nodes opening one empty schema at once: all open, each migration applied once', async () => {
+    const schema = `gh_mig_${randomBytes(6).toString('hex')}`;
+    const url = new URL(DATABASE_URL);
+    url.searchParams.set('schema', schema);
+    const box = new SecretBox(randomBytes(32));
+    const opened = await Promise.allSettled(Array.from({ length: 12 }, () => openPostgresStore(url.toString(), box)));
+    const admin = new pg.Client({ connectionString: DATABASE_URL });
+    await admin.connect();
+    try {
+      assert.deepEqual(opened.flatMap((o) => (o.status === 'rejected' ? [String(o.reason)] : [])), []);
+      const rows = await admin.query(`SELECT version, COUNT(*)::int AS n FROM "${schema}".schema_migrations GROUP BY version ORDER BY version`);
+      assert.deepEqual(rows.rows.map((r: { version: number; n: number }) => [r.version, r.n]), postgresMigrations.map((m) => [m.version, 1]));
+    } finally {
+      for (const o of opened) if (o.status === 'fulfilled') await o.value.close();
+      await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await admin.end();
+    }
+  });
+});

@@ -10,6 +10,8 @@ import { certificateStoreConformance } from '../src/store/certificate-store.case
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
 import { authorityStoreConformance } from '../src/store/authority-store.case.js';
 import { auditStoreConformance } from '../src/store/audit-store.case.js';
+import { operatorStoreConformance } from '../src/store/operator-store.case.js';
+import { counterStoreConformance } from '../src/store/counter-store.case.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 
 async function openHarness(): Promise<StoreHarness> {
@@ -39,3 +41,5 @@ certificateStoreConformance('sqlite', openHarness);
 enrollmentStoreConformance('sqlite', openHarness);
 authorityStoreConformance('sqlite', openHarness);
 auditStoreConformance('sqlite', openHarness);
+operatorStoreConformance('sqlite', openHarness);
+counterStoreConformance('sqlite', openHarness);

@@ -19,6 +19,7 @@ import { registerSecurity } from './commands/security.js';
 import { registerAudit } from './commands/audit.js';
 import { registerModule } from './commands/module.js';
 import { registerInvoke } from './commands/invoke.js';
+import { registerCluster } from './commands/cluster.js';
 
 export function buildProgram(setExitCode: (code: number) => void = () => undefined): Command {
   const program = new Command('gatehouse')
@@ -49,6 +50,7 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   registerAlert(program);
   registerSecurity(program);
   registerAudit(program, setExitCode);
+  registerCluster(program);
   return program;
 }
 

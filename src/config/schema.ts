@@ -6,6 +6,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parseHubConnectionString } from '../dps/remote-hub.js';
+import { parseNatsUrl } from '../bus/nats/nats-options.js';
 
 const hostnamePattern = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
@@ -43,17 +44,48 @@ export const configSchema = z
     /**
      * This node's name, the same across its restarts: recorded with the C2D delivery locks its
      * sessions take, so that at start it releases exactly the locks of its own earlier run. Unset:
-     * `local` on SQLite (one process per database), the machine's host name on PostgreSQL.
+     * made once and kept in the data dir (`node-id`), so two nodes on one machine never share one.
      */
     nodeId: z
       .string()
       .regex(/^[A-Za-z0-9._:-]{1,128}$/, 'node-id must be 1-128 characters of A-Z a-z 0-9 . _ : -')
       .optional(),
+    /**
+     * Processes on this machine that share the listening ports (node:cluster) and talk over the
+     * bus; more than 1 needs PostgreSQL and NATS.
+     */
+    /**
+     * On SIGTERM: seconds the node keeps serving while /health/ready answers 503, so a load
+     * balancer stops sending it new clients before it closes their sessions (default 0).
+     */
+    drainSeconds: z.coerce.number().int('drain-seconds must be a whole number').min(0, 'drain-seconds must be 0 to 300').max(300, 'drain-seconds must be 0 to 300').default(0),
+    /** The most a stop may take (closing sessions, flushing writes) before the process exits anyway. */
+    stopTimeout: z.coerce.number().int('stop-timeout must be a whole number').min(1, 'stop-timeout must be 1 to 600').max(600, 'stop-timeout must be 1 to 600').default(30),
+    workers: z.coerce.number().int('workers must be a whole number').min(1, 'workers must be 1 to 64').max(64, 'workers must be 1 to 64').default(1),
     /** PostgreSQL instead of the embedded SQLite: postgres://user@host:5432/db[?schema=name]. */
     databaseUrl: z
       .string()
       .refine((u) => /^postgres(ql)?:\/\//.test(u), 'database-url must start with postgres:// or postgresql://')
       .optional(),
+    /**
+     * The bus on NATS instead of in-process: nats://[user:password@|token@]host:4222, or tls://...
+     * for TLS. Unset: the in-process bus (one node). Credentials in the URL never reach the log.
+     */
+    natsUrl: z
+      .string()
+      .refine((u) => {
+        try {
+          parseNatsUrl(u);
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'nats-url must be nats://[user:password@|token@]host[:port] or tls://... with no path')
+      .optional(),
+    /** A NATS credentials file (user JWT and NKey seed) for --nats-url. */
+    natsCreds: z.string().min(1).optional(),
+    /** PEM CA bundle that issued a tls:// NATS server's certificate (default: the system's CAs). */
+    natsCa: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
     /** `json` or `pretty` (readable lines); unset: pretty when stdout is a terminal, else JSON. */
     logFormat: z.enum(['json', 'pretty'], { error: 'log-format must be json or pretty' }).optional(),
@@ -114,9 +146,21 @@ export const configSchema = z
       )
       .default([]),
   })
+  .refine((c) => c.workers === 1 || (c.databaseUrl !== undefined && c.natsUrl !== undefined), {
+    message: 'more than one worker needs PostgreSQL (--database-url) and NATS (--nats-url): workers share no memory',
+    path: ['workers'],
+  })
   .refine((c) => (c.tlsCaCert === undefined) === (c.tlsCaKey === undefined), {
     message: 'tls-ca-cert and tls-ca-key go together',
     path: ['tlsCaCert'],
+  })
+  .refine((c) => c.natsUrl !== undefined || (c.natsCreds === undefined && c.natsCa === undefined), {
+    message: 'goes with --nats-url',
+    path: ['natsCreds'],
+  })
+  .refine((c) => c.natsCa === undefined || c.natsUrl === undefined || c.natsUrl.startsWith('tls://'), {
+    message: 'needs a tls:// --nats-url (a nats:// URL does not use TLS)',
+    path: ['natsCa'],
   })
   .refine((c) => c.httpHeadersTimeout <= c.httpRequestTimeout, {
     message: 'must not exceed --http-request-timeout (the whole request includes its headers)',
@@ -139,6 +183,12 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   amqpPort: 'GATEHOUSE_AMQP_PORT',
   databaseUrl: 'GATEHOUSE_DATABASE_URL',
   nodeId: 'GATEHOUSE_NODE_ID',
+  natsUrl: 'GATEHOUSE_NATS_URL',
+  natsCreds: 'GATEHOUSE_NATS_CREDS',
+  natsCa: 'GATEHOUSE_NATS_CA',
+  workers: 'GATEHOUSE_WORKERS',
+  drainSeconds: 'GATEHOUSE_DRAIN_SECONDS',
+  stopTimeout: 'GATEHOUSE_STOP_TIMEOUT',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   logFormat: 'GATEHOUSE_LOG_FORMAT',
   tlsCaCert: 'GATEHOUSE_TLS_CA_CERT',

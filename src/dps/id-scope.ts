@@ -12,10 +12,15 @@ export function newIdScope(): string {
   return `0ne${randomBytes(4).toString('hex').toUpperCase()}`;
 }
 
-/** The hub's ID scope, created on first call. */
+/**
+ * The hub's ID scope, created on first call: inserted only where there is none, so nodes of a
+ * cluster starting together all use the one that was kept.
+ */
 export async function ensureIdScope(store: MetaStore): Promise<string> {
   const existing = await store.getMeta(ID_SCOPE_META);
   if (existing !== undefined && ID_SCOPE.test(existing)) return existing;
+  if (existing === undefined) return store.insertMetaIfAbsent(ID_SCOPE_META, newIdScope());
+  // A malformed stored scope (edited by hand): replaced, as it always was.
   const scope = newIdScope();
   await store.setMeta(ID_SCOPE_META, scope);
   return scope;

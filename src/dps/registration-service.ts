@@ -218,7 +218,7 @@ export class RegistrationService {
 
   /** Runs the assignment; resolves with the operation (already final here: one local hub). */
   async register(who: Attested, payload: JsonValue | undefined, peer?: RegistrationPeer): Promise<OperationStatus> {
-    this.#throttle?.register();
+    await this.#throttle?.register();
     this.#sweep();
     const operationId = `4.${randomUUID()}`;
     let status: OperationStatus;
@@ -278,8 +278,8 @@ export class RegistrationService {
   }
 
   /** An operation, only for the registration it belongs to. */
-  operation(registrationId: string, operationId: string): OperationStatus | undefined {
-    this.#throttle?.poll(registrationId);
+  async operation(registrationId: string, operationId: string): Promise<OperationStatus | undefined> {
+    await this.#throttle?.poll(registrationId);
     const op = this.#operations.get(operationId);
     return op === undefined || op.registrationId !== registrationId.toLowerCase() ? undefined : op.status;
   }

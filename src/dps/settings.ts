@@ -24,3 +24,14 @@ export async function writeDpsSettings(store: MetaStore, patch: Partial<DpsSetti
   await store.setMeta(KEY, JSON.stringify(next));
   return next;
 }
+
+/**
+ * The settings a registration obeys: the stored provisioning settings, with the hub's
+ * `disableDeviceSAS` covering provisioning too (no symmetric-key attestation while it is on).
+ */
+export function effectiveDpsSettings(store: MetaStore, hub: () => { disableDeviceSAS: boolean }): () => Promise<DpsSettings> {
+  return async () => {
+    const dps = await readDpsSettings(store);
+    return { ...dps, disableSymmetricKeyAttestation: dps.disableSymmetricKeyAttestation || hub().disableDeviceSAS };
+  };
+}

@@ -1,9 +1,19 @@
 /**
  * Live device sessions on this node: one per identity (a new CONNECT takes over the old one,
  * wire doc §3.1), found by identity for C2D, direct methods and desired-property pushes, and
- * dropped at once when the registry changes the identity (disable, delete, re-key).
+ * dropped at once when the registry changes the identity (disable, delete, re-key; session-guard.ts).
+ *
+ * On the bus: a session that registers announces its claim (`session.claimed`), and a claim from
+ * another node closes this node's session for the same identity (one connection per identity in
+ * the cluster); while it holds an identity, this node answers the method requests for it
+ * (`method.request.<device>.<module>`); C2D mail and desired-property patches for an identity held
+ * here reach its session (`c2d.enqueued`, `twin.desired.changed`), whichever node they came from.
  */
+import { randomUUID } from 'node:crypto';
+import type { BusSubscription } from '../bus/bus.js';
+import { SUBJECTS, type HubBus, type MethodReply, type MethodRequest } from '../bus/subjects.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
+import type { MessageTally } from '../security/metrics.js';
 
 export interface LiveSession {
   readonly deviceId: string;
@@ -40,17 +50,83 @@ interface Waiter {
   done: (session: LiveSession) => void;
 }
 
+/** Answers a method request for an identity this node holds (MethodService). */
+export type MethodResponder = (request: MethodRequest) => Promise<MethodReply>;
+
 export class ConnectionRegistry {
   readonly #sessions = new Map<string, LiveSession>();
   readonly #waiters = new Map<string, Set<Waiter>>();
+  /** Per identity held here: the method-request subscription and the id of the claim this node announced. */
+  readonly #held = new Map<string, { methods: BusSubscription; claim: string; at: number }>();
+  /** Sessions this registry dropped (a change ended them) that have not yet unregistered. */
+  readonly #dropped = new WeakSet<LiveSession>();
+  #methods: MethodResponder = async (r) => ({ error: { code: 'DeviceNotOnline', message: `Device ${identityKey(r.deviceId, r.moduleId)} is not online.` } });
+
+  constructor(
+    private readonly bus: HubBus,
+    private readonly tally: MessageTally,
+  ) {
+    bus.subscribe(SUBJECTS.sessionClaimed, (claim, meta) => {
+      if (meta.local) return;
+      // Another node took this identity: ours goes if it is the older session. Two claims can
+      // cross on the wire; the later (then the greater node id) wins on both nodes.
+      const key = identityKey(claim.deviceId, claim.moduleId);
+      const s = this.#sessions.get(key);
+      const ours = this.#held.get(key);
+      if (s === undefined) return;
+      if (ours !== undefined && (ours.at > claim.at || (ours.at === claim.at && bus.nodeId > meta.node))) return;
+      this.#forget(key);
+      s.close(`session taken over on node ${meta.node}`);
+    });
+    bus.subscribe(SUBJECTS.c2dEnqueued, (mail) => this.get(mail.deviceId, null)?.notifyC2d());
+    // Mail and claims announced while the bus was away may be lost: every session looks at its
+    // queue again, and every identity held here is claimed again (the older session still yields).
+    bus.subscribe(SUBJECTS.busResync, () => {
+      for (const [key, s] of this.#sessions) {
+        s.notifyC2d();
+        const held = this.#held.get(key);
+        if (held !== undefined) this.bus.publish(SUBJECTS.sessionClaimed, { deviceId: s.deviceId, moduleId: s.moduleId, sessionId: held.claim, protocol: s.protocol ?? 'unknown', at: held.at });
+      }
+    });
+    bus.subscribe(SUBJECTS.desiredChanged, (change) => {
+      if (this.get(change.deviceId, change.moduleId)?.pushDesired(change.patch) === true) this.tally.twinOut++;
+    });
+  }
+
+  /** Who answers the method requests for the identities held here. */
+  serveMethods(responder: MethodResponder): void {
+    this.#methods = responder;
+  }
 
   /** Registers a session; returns the one it replaces (the caller closes it). */
   register(session: LiveSession): LiveSession | undefined {
     const key = identityKey(session.deviceId, session.moduleId);
     const previous = this.#sessions.get(key);
     this.#sessions.set(key, session);
+    if (previous !== session) this.#claim(key, session);
     this.changed(session);
     return previous === session ? undefined : previous;
+  }
+
+  #claim(key: string, session: LiveSession): void {
+    const claim = randomUUID();
+    const at = Date.now();
+    let held = this.#held.get(key);
+    if (held === undefined) {
+      const methods = this.bus.serve(SUBJECTS.methodRequest, (r) => this.#methods(r), { queue: 'holder' }, session.deviceId, session.moduleId);
+      held = { methods, claim, at };
+      this.#held.set(key, held);
+    } else Object.assign(held, { claim, at });
+    this.bus.publish(SUBJECTS.sessionClaimed, { deviceId: session.deviceId, moduleId: session.moduleId, sessionId: claim, protocol: session.protocol ?? 'unknown', at });
+  }
+
+  /** The identity is no longer held here. */
+  #forget(key: string): void {
+    this.#sessions.delete(key);
+    const held = this.#held.get(key);
+    if (held === undefined) return;
+    this.#held.delete(key);
+    held.methods.unsubscribe();
   }
 
   /** A session's abilities changed (e.g. it subscribed): wake whoever waits for them. */
@@ -67,11 +143,18 @@ export class ConnectionRegistry {
     if (waiters.size === 0) this.#waiters.delete(key);
   }
 
-  /** Removes the session if it is still the registered one. */
+  /**
+   * Removes the session if it is still the registered one. True also for a session this registry
+   * dropped, unless a new one took the identity since: its end is the identity's disconnect.
+   */
   unregister(session: LiveSession): boolean {
     const key = identityKey(session.deviceId, session.moduleId);
+    if (this.#dropped.has(session)) {
+      this.#dropped.delete(session);
+      return !this.#sessions.has(key);
+    }
     if (this.#sessions.get(key) !== session) return false;
-    this.#sessions.delete(key);
+    this.#forget(key);
     return true;
   }
 
@@ -113,7 +196,8 @@ export class ConnectionRegistry {
     let n = 0;
     for (const [key, s] of this.#sessions) {
       if (s.deviceId === deviceId) {
-        this.#sessions.delete(key);
+        this.#forget(key);
+        this.#dropped.add(s);
         s.close(reason);
         n++;
       }
@@ -126,7 +210,8 @@ export class ConnectionRegistry {
     let n = 0;
     for (const [key, s] of this.#sessions) {
       if (!predicate(s)) continue;
-      this.#sessions.delete(key);
+      this.#forget(key);
+      this.#dropped.add(s);
       s.close(reason);
       n++;
     }
@@ -136,7 +221,8 @@ export class ConnectionRegistry {
   dropModule(deviceId: string, moduleId: string, reason: string): boolean {
     const s = this.get(deviceId, moduleId);
     if (s === undefined) return false;
-    this.#sessions.delete(identityKey(deviceId, moduleId));
+    this.#forget(identityKey(deviceId, moduleId));
+    this.#dropped.add(s);
     s.close(reason);
     return true;
   }
@@ -151,7 +237,9 @@ export class ConnectionRegistry {
   }
 
   closeAll(reason: string): void {
-    for (const s of this.#sessions.values()) s.close(reason);
-    this.#sessions.clear();
+    for (const [key, s] of [...this.#sessions]) {
+      this.#forget(key);
+      s.close(reason);
+    }
   }
 }

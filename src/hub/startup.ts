@@ -3,11 +3,13 @@
  * key, the first-start records, and listening with one clear line per failure.
  */
 import { randomBytes } from 'node:crypto';
-import { accessSync, chmodSync, constants, lstatSync, mkdirSync, readdirSync, statSync, type Stats } from 'node:fs';
+import { accessSync, chmodSync, constants, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, parse } from 'node:path';
 import { createServer, isIP, type Server as NetServer } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { HubError } from '../core/errors.js';
 import { SecretBox } from '../core/secret-box.js';
 import { loadMasterKey, MASTER_KEY_FILE } from '../config/master-key.js';
 import { TLS_DIR } from '../pki/server-tls.js';
@@ -19,6 +21,28 @@ import { DEFAULT_POLICIES, newPolicy } from '../auth/policies.js';
 export const SQLITE_FILE = 'gatehouse.db';
 /** What `gatehouse info` and the CLI read to find a running hub (hub.ts writes it). */
 export const STATE_FILE = 'gatehouse.json';
+/** This node's id when --node-id does not give one: made at its first start, kept across restarts. */
+export const NODE_ID_FILE = 'node-id';
+
+/**
+ * The node's id: --node-id, else the one in the data dir, else a new one (the machine's name and
+ * six random hex digits, so nodes sharing a machine never share an id) written there 0600.
+ */
+export function resolveNodeId(dataDir: string, configured: string | undefined): string {
+  if (configured !== undefined) return configured;
+  const file = join(dataDir, NODE_ID_FILE);
+  try {
+    const kept = readFileSync(file, 'utf8').trim();
+    if (/^[A-Za-z0-9._:-]{1,128}$/.test(kept)) return kept;
+  } catch {
+    /* first start: made below */
+  }
+  const base = hostname().replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 100) || 'node';
+  const id = `${base}-${randomBytes(3).toString('hex')}`;
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(file, `${id}\n`, { mode: 0o600 });
+  return id;
+}
 
 export class StartupError extends Error {
   override name = 'StartupError';
@@ -46,7 +70,7 @@ export function ensurePrivateDataDir(dir: string, logger: Logger): void {
     throw new StartupError(`cannot write the data dir ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   if (process.platform === 'win32') return; // no POSIX modes
-  const own = [MASTER_KEY_FILE, STATE_FILE, SQLITE_FILE, `${SQLITE_FILE}-wal`, `${SQLITE_FILE}-shm`, `${SQLITE_FILE}-journal`, TLS_DIR].map((f) => join(dir, f));
+  const own = [MASTER_KEY_FILE, STATE_FILE, NODE_ID_FILE, SQLITE_FILE, `${SQLITE_FILE}-wal`, `${SQLITE_FILE}-shm`, `${SQLITE_FILE}-journal`, TLS_DIR].map((f) => join(dir, f));
   const tlsDir = join(dir, TLS_DIR);
   const inTls = existsAsDir(tlsDir) ? readdirSync(tlsDir).map((f) => join(tlsDir, f)) : [];
   const st = statSync(dir);
@@ -100,8 +124,8 @@ export async function openHubStore(
   const store = databaseUrl === undefined ? await openSqliteStore(join(dataDir, SQLITE_FILE), box) : await openPostgresStore(databaseUrl, box);
   // A wrong master key must stop the start, not surface later as undecryptable rows.
   try {
-    const check = await store.getSecretMeta('master-key-check');
-    if (check === undefined) await store.setSecretMeta('master-key-check', 'gatehouse');
+    // Inserted once (by whichever node of a cluster is first), opened by every start after.
+    await store.insertSecretMetaIfAbsent('master-key-check', 'gatehouse');
   } catch {
     await store.close();
     throw new StartupError(`the master key (${master.source}) does not match this database`);
@@ -116,6 +140,10 @@ const DEFAULT_POLICIES_CREATED = 'policies.defaults-created';
  * Every start: each default policy this hub never created (a first start, or a data dir older
  * than the policy) is created with fresh keys; one an operator deleted stays deleted, and existing
  * policies are never touched. First start: the hub's identity. Idempotent.
+ *
+ * Safe when several nodes start at once on one empty database: a default policy another node
+ * inserted first (the name is the primary key) is left as that node made it, and the hub
+ * identity is inserted only where there is none (insertMetaIfAbsent); no lock is held.
  */
 export async function initializeStore(store: Store, logger: Logger): Promise<void> {
   const existing = new Set((await store.listPolicies()).map((p) => p.name));
@@ -125,14 +153,19 @@ export async function initializeStore(store: Store, logger: Logger): Promise<voi
   const added: string[] = [];
   for (const def of DEFAULT_POLICIES) {
     if (existing.has(def.name) || created.has(def.name)) continue;
-    await store.putPolicy(newPolicy(def.name, def.rights));
-    added.push(def.name);
+    try {
+      await store.putPolicy(newPolicy(def.name, def.rights));
+      added.push(def.name);
+    } catch (err) {
+      // Another node starting at the same moment created it: theirs is the one.
+      if (!(err instanceof HubError && err.code === 'PolicyAlreadyExists')) throw err;
+    }
   }
   if (DEFAULT_POLICIES.some((d) => !created.has(d.name))) await store.setMeta(DEFAULT_POLICIES_CREATED, JSON.stringify([...new Set([...created, ...DEFAULT_POLICIES.map((d) => d.name)])]));
   if (added.length > 0) logger.info({ event: 'policies.added', policies: added }, 'created default shared access policies');
   if ((await store.getMeta('hub.id')) !== undefined) return;
-  await store.setMeta('hub.id', randomBytes(8).toString('hex'));
-  logger.info({ event: 'hub.initialized' }, 'initialized the hub identity');
+  const ours = randomBytes(8).toString('hex');
+  if ((await store.insertMetaIfAbsent('hub.id', ours)) === ours) logger.info({ event: 'hub.initialized' }, 'initialized the hub identity');
 }
 
 /** A listen failure as one line an operator can act on. */

@@ -8,6 +8,7 @@
  * never leave: there is no export. The public part of every CA is registered in the CaRegistry as
  * verified (holding the key is the proof of possession), so devices it signs connect at once.
  */
+import { SUBJECTS, type HubBus } from '../bus/subjects.js';
 import { KeyObject, X509Certificate, createHash, createPrivateKey, createPublicKey, type webcrypto } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
 import type { Clock } from '../core/clock.js';
@@ -104,7 +105,6 @@ function positiveDays(v: number | undefined, fallback: number, what: string): nu
 }
 
 export class CertificateAuthority {
-  readonly #revokedListeners: Array<(records: IssuedCertificateRecord[]) => void> = [];
   /** Issued CRLs per CA, until a revocation under that CA or nextUpdate draws near. */
   readonly #crls = new Map<string, { der: Buffer; refreshAt: number }>();
   #lastCrlNumber = 0;
@@ -118,9 +118,15 @@ export class CertificateAuthority {
     private readonly store: Store,
     private readonly cas: CaRegistry,
     private readonly clock: Clock,
+    private readonly bus: HubBus,
     private readonly options: AuthorityOptions = {},
   ) {
     this.#log = options.log ?? (() => undefined);
+    // A revocation through any node: a CRL this node cached for that CA is stale now.
+    bus.subscribe(SUBJECTS.certificatesRevoked, (r) => {
+      for (const c of r.certificates) this.#crls.delete(c.caName);
+    });
+    bus.subscribe(SUBJECTS.busResync, () => this.#crls.clear());
   }
 
   /**
@@ -329,11 +335,6 @@ export class CertificateAuthority {
     };
   }
 
-  /** Called after certificates were revoked (each record as stored, revokedAt set). */
-  onRevoked(listener: (records: IssuedCertificateRecord[]) => void): void {
-    this.#revokedListeners.push(listener);
-  }
-
   /**
    * Revokes one certificate Gatehouse issued. With `caName`, the serial must belong to that CA.
    * Revoking twice keeps the first revocation (date and reason) and returns it unchanged.
@@ -353,7 +354,7 @@ export class CertificateAuthority {
   }
 
   /**
-   * Revokes the unrevoked ones among `targets`, tells the listeners, and, for an intermediate,
+   * Revokes the unrevoked ones among `targets`, says so on the bus, and, for an intermediate,
    * revokes everything it signed: no chain through it is trusted again.
    */
   async #revokeAll(targets: readonly IssuedCertificateRecord[], reason: RevocationReason, at: string): Promise<IssuedCertificateRecord[]> {
@@ -404,13 +405,10 @@ export class CertificateAuthority {
       this.#crls.delete(r.caName);
       this.#log({ event: 'cert.revoked', ca: r.caName, serial: r.serial, deviceId: r.deviceId, reason: r.revocationReason }, 'certificate revoked');
     }
-    for (const l of this.#revokedListeners) {
-      try {
-        l(records);
-      } catch {
-        // A listener's failure must not undo or hide the revocation.
-      }
-    }
+    // Every node drops the sessions on these certificates and refuses them from now on.
+    this.bus.publish(SUBJECTS.certificatesRevoked, {
+      certificates: records.map((r) => ({ serial: normalizeSerial(r.serial), thumbprintSha256: r.thumbprintSha256, caName: r.caName })),
+    });
   }
 
   /**

@@ -26,58 +26,97 @@ export interface ServerTls {
   actions: string[];
 }
 
-const CA_CERT = 'tls.ca.cert';
-const CA_KEY = 'tls.ca.key';
-const SERVER_CERT = 'tls.server.cert';
-const SERVER_CHAIN = 'tls.server.chain';
-const SERVER_KEY = 'tls.server.key';
+/** The CA as one sealed record, so a reader never pairs one node's certificate with another's key. */
+const CA_RECORD = 'tls.ca';
+/** The server certificate for one host name, one sealed record (chain, certificate and key together). */
+const serverRecord = (hostname: string) => `tls.server:${hostname.toLowerCase()}`;
+/** Where databases from before version 0.1's cluster work keep them (one key per part). */
+const LEGACY_CA_CERT = 'tls.ca.cert';
+const LEGACY_CA_KEY = 'tls.ca.key';
+const LEGACY_SERVER_CERT = 'tls.server.cert';
+const LEGACY_SERVER_CHAIN = 'tls.server.chain';
+const LEGACY_SERVER_KEY = 'tls.server.key';
 /** The folder of the data dir the CA and server certificates are written to. */
 export const TLS_DIR = 'tls';
+
+interface ServerRecord {
+  certPem: string;
+  chainPem: string;
+  keyPem: string;
+}
+
+function parseRecord<T>(text: string | undefined, fields: readonly (keyof T & string)[]): T | undefined {
+  if (text === undefined) return undefined;
+  const v = JSON.parse(text) as Record<string, unknown>;
+  for (const f of fields) if (typeof v[f] !== 'string') throw new Error('the stored TLS material is damaged');
+  return v as T;
+}
+
+/**
+ * The CA: the operator's (--tls-ca-cert/--tls-ca-key, stored when it differs), the stored one, or
+ * a new development CA. Several nodes starting together on an empty database each make one and
+ * insert it only where there is none; every node then uses the one that was kept.
+ */
+async function ensureCa(meta: MetaStore, opts: { hostname: string; caCertFile?: string; caKeyFile?: string }, actions: string[]): Promise<CaMaterial> {
+  let stored = parseRecord<CaMaterial>(await meta.getSecretMeta(CA_RECORD), ['certPem', 'keyPem']);
+  if (stored === undefined) {
+    const cert = await meta.getMeta(LEGACY_CA_CERT);
+    if (cert !== undefined) {
+      const key = await meta.getSecretMeta(LEGACY_CA_KEY);
+      if (key === undefined) throw new Error('the stored TLS CA has no key; the database is damaged');
+      stored = { certPem: cert, keyPem: key };
+    }
+  }
+  if (opts.caCertFile !== undefined && opts.caKeyFile !== undefined) {
+    const given = loadCaMaterial(readFileSync(opts.caCertFile, 'utf8'), readFileSync(opts.caKeyFile, 'utf8'));
+    if (stored?.certPem.trim() !== given.certPem.trim()) {
+      await meta.setSecretMeta(CA_RECORD, JSON.stringify({ certPem: given.certPem, keyPem: given.keyPem }));
+      actions.push(`imported the server-issuing CA from ${opts.caCertFile}`);
+    }
+    return given;
+  }
+  if (stored !== undefined) return stored;
+  const made = await createDevRootCa({ commonName: `Gatehouse Development CA ${opts.hostname}` });
+  const kept = parseRecord<CaMaterial>(await meta.insertSecretMetaIfAbsent(CA_RECORD, JSON.stringify({ certPem: made.certPem, keyPem: made.keyPem })), ['certPem', 'keyPem']);
+  if (kept === undefined) throw new Error('the stored TLS CA vanished');
+  if (kept.certPem === made.certPem) actions.push('created a development root CA');
+  return kept;
+}
 
 export async function ensureServerTls(
   meta: MetaStore,
   opts: { dataDir: string; hostname: string; renewDays: number; caCertFile?: string; caKeyFile?: string },
 ): Promise<ServerTls> {
   const actions: string[] = [];
-  let ca: CaMaterial | undefined;
-  const storedCert = await meta.getMeta(CA_CERT);
-  if (opts.caCertFile !== undefined && opts.caKeyFile !== undefined) {
-    const given = loadCaMaterial(readFileSync(opts.caCertFile, 'utf8'), readFileSync(opts.caKeyFile, 'utf8'));
-    if (storedCert?.trim() !== given.certPem.trim()) {
-      await meta.setMeta(CA_CERT, given.certPem);
-      await meta.setSecretMeta(CA_KEY, given.keyPem);
-      actions.push(`imported the server-issuing CA from ${opts.caCertFile}`);
-    }
-    ca = given;
-  } else if (storedCert !== undefined) {
-    const key = await meta.getSecretMeta(CA_KEY);
-    if (key === undefined) throw new Error('the stored TLS CA has no key; the database is damaged');
-    ca = { certPem: storedCert, keyPem: key };
-  } else {
-    ca = await createDevRootCa({ commonName: `Gatehouse Development CA ${opts.hostname}` });
-    await meta.setMeta(CA_CERT, ca.certPem);
-    await meta.setSecretMeta(CA_KEY, ca.keyPem);
-    actions.push('created a development root CA');
-  }
+  const ca = await ensureCa(meta, opts, actions);
+  const names = [opts.hostname, 'localhost', '127.0.0.1'];
+  const covers = (r: ServerRecord | undefined): r is ServerRecord => r !== undefined && serverCertificateCovers(r.certPem, names, opts.renewDays, ca.certPem);
 
-  let certPem = await meta.getMeta(SERVER_CERT);
-  let chainPem = await meta.getMeta(SERVER_CHAIN);
-  let keyPem = await meta.getSecretMeta(SERVER_KEY);
-  if (
-    certPem === undefined ||
-    chainPem === undefined ||
-    keyPem === undefined ||
-    !serverCertificateCovers(certPem, [opts.hostname, 'localhost', '127.0.0.1'], opts.renewDays, ca.certPem)
-  ) {
-    const issued = await issueServerCertificate(ca, { hostname: opts.hostname });
-    certPem = issued.certPem;
-    chainPem = issued.chainPem;
-    keyPem = issued.keyPem;
-    await meta.setMeta(SERVER_CERT, certPem);
-    await meta.setMeta(SERVER_CHAIN, chainPem);
-    await meta.setSecretMeta(SERVER_KEY, keyPem);
-    actions.push(`issued a server certificate for ${opts.hostname}`);
+  const key = serverRecord(opts.hostname);
+  const current = parseRecord<ServerRecord>(await meta.getSecretMeta(key), ['certPem', 'chainPem', 'keyPem']);
+  let server: ServerRecord | undefined = covers(current) ? current : undefined;
+  if (server === undefined && current === undefined) {
+    const cert = await meta.getMeta(LEGACY_SERVER_CERT);
+    const chain = await meta.getMeta(LEGACY_SERVER_CHAIN);
+    const legacyKey = await meta.getSecretMeta(LEGACY_SERVER_KEY);
+    const legacy = cert === undefined || chain === undefined || legacyKey === undefined ? undefined : { certPem: cert, chainPem: chain, keyPem: legacyKey };
+    if (covers(legacy)) server = legacy;
   }
+  if (server === undefined) {
+    const issued = await issueServerCertificate(ca, { hostname: opts.hostname });
+    const mine: ServerRecord = { certPem: issued.certPem, chainPem: issued.chainPem, keyPem: issued.keyPem };
+    if (current === undefined) {
+      // First start of this host name: the certificate a node starting beside us kept, if it did.
+      const kept = parseRecord<ServerRecord>(await meta.insertSecretMetaIfAbsent(key, JSON.stringify(mine)), ['certPem', 'chainPem', 'keyPem']);
+      server = covers(kept) ? kept : mine;
+    } else {
+      // Renewal: one whole record written; a node renewing at the same moment writes its own, both valid.
+      await meta.setSecretMeta(key, JSON.stringify(mine));
+      server = mine;
+    }
+    if (server === mine) actions.push(`issued a server certificate for ${opts.hostname}`);
+  }
+  const { chainPem, keyPem } = server;
 
   const dir = join(opts.dataDir, TLS_DIR);
   mkdirSync(dir, { recursive: true, mode: 0o700 });

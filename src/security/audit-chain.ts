@@ -74,14 +74,22 @@ export function chainRows(key: Buffer, head: { seq: number; hash: string } | und
 }
 
 /** The chain key, created (32 random bytes) when `create` and there is none yet. */
+/**
+ * Creates the chain key where there is none; `created` is true only for the node whose key was kept
+ * (two nodes starting at once: the other one found the key, even though it was not there at first).
+ */
+export async function createChainKey(meta: MetaStore): Promise<{ key: Buffer; created: boolean }> {
+  const mine = randomBytes(32).toString('base64');
+  const kept = await meta.insertSecretMetaIfAbsent(CHAIN_KEY_META, mine);
+  return { key: Buffer.from(kept, 'base64'), created: kept === mine };
+}
+
 export async function loadChainKey(meta: MetaStore, create: boolean): Promise<Buffer | undefined> {
   const stored = await meta.getSecretMeta(CHAIN_KEY_META);
   if (stored !== undefined) return Buffer.from(stored, 'base64');
   if (!create) return undefined;
-  await meta.setSecretMeta(CHAIN_KEY_META, randomBytes(32).toString('base64'));
-  // Read back: when two writers raced, both use the one that stayed.
-  const kept = await meta.getSecretMeta(CHAIN_KEY_META);
-  return kept === undefined ? undefined : Buffer.from(kept, 'base64');
+  // Inserted only where there is none: when two nodes raced, both use the one that was kept.
+  return Buffer.from(await meta.insertSecretMetaIfAbsent(CHAIN_KEY_META, randomBytes(32).toString('base64')), 'base64');
 }
 
 export interface ChainPoint {

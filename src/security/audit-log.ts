@@ -29,6 +29,7 @@ import type { AuditStore } from '../store/audit-ports.js';
 import type { MetaStore } from '../store/ports.js';
 import {
   chainRows,
+  createChainKey,
   loadChainKey,
   readCheckpoint,
   verifyAuditChain,
@@ -87,7 +88,7 @@ export class AuditLog {
   #headLoaded = false;
   /** The head was compared with the checkpoint once (at start). */
   #headChecked = false;
-  /** The chain key was created by this process (a new log, so no checkpoint is expected). */
+  /** This process created the chain key while rows were already stored: their key is gone. */
   #keyWasNew = false;
   #writer: Promise<void> | undefined;
   #pruning: Promise<number> | undefined;
@@ -276,8 +277,15 @@ export class AuditLog {
   async #ready(): Promise<Buffer> {
     if (this.#key === undefined) {
       const existing = await loadChainKey(this.store, false);
-      this.#key = existing ?? (await loadChainKey(this.store, true));
-      this.#keyWasNew = existing === undefined;
+      if (existing !== undefined) this.#key = existing;
+      else {
+        // Rows without a key were written under a key that is gone. Read before the insert: once a
+        // key exists (ours, or another node's that won the race), other nodes write rows under it.
+        const orphans = await this.store.audit.head();
+        const made = await createChainKey(this.store);
+        this.#key = made.key;
+        this.#keyWasNew = made.created && orphans !== undefined;
+      }
     }
     if (this.#key === undefined) throw new Error('the audit chain key could not be created');
     if (!this.#headLoaded) {

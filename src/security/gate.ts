@@ -31,6 +31,7 @@ import type { OperatorPrincipal, OperatorService } from './operators.js';
 import { tlsRank, type HubSettings, type HubSettingsBody } from './settings.js';
 import type { PolicyUsage } from './policy-usage.js';
 import { tlsRefusal } from './tls-refusal.js';
+import type { CounterStore } from '../store/ports.js';
 
 export interface PeerContext {
   remote: string;
@@ -127,11 +128,13 @@ export class AccessGate implements DeviceAuthentication {
       usage?: PolicyUsage;
       /** Per-address connection caps and TLS handshake failures, after the IP filter. */
       caps?: ConnectionCaps;
+      /** Where the lockout counts, shared by every node on the store. */
+      counters: CounterStore;
     },
   ) {
     this.#settings = settings;
     this.#filter = new IpFilter(settings.ipFilter);
-    this.lockout = new LockoutGuard(settings.lockout, deps.clock);
+    this.lockout = new LockoutGuard(settings.lockout, deps.clock, deps.counters);
   }
 
   get settings(): HubSettings {
@@ -226,7 +229,7 @@ export class AccessGate implements DeviceAuthentication {
     } else {
       const method = c.sasToken !== undefined && c.sasToken !== '' ? 'sas' : leaf !== undefined ? 'x509' : 'none';
       // Disabled identities are refused after valid credentials: not a guessing attempt.
-      if (result.outcome !== 'forbidden' && locked === undefined) this.#fail(keys);
+      if (result.outcome !== 'forbidden' && locked === undefined) await this.#fail(keys);
       this.#emit({ ...base, outcome: 'failure', reason: result.reason, reasonCode: result.code, method });
     }
     return result;
@@ -250,7 +253,7 @@ export class AccessGate implements DeviceAuthentication {
     } catch (err) {
       if (err instanceof HubError && (err.code === 'IotHubUnauthorizedAccess' || err.code === 'CertificateNotAccepted')) {
         const reason = String(err.cause ?? err.message);
-        if (locked === undefined) this.#fail(keys);
+        if (locked === undefined) await this.#fail(keys);
         this.#emit({ ...base, outcome: 'failure', reason, reasonCode: err.authFailure ?? 'other' });
       }
       throw err;
@@ -284,7 +287,7 @@ export class AccessGate implements DeviceAuthentication {
     } catch (err) {
       if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
         const reason = String(err.cause ?? 'unauthorized');
-        if (locked === undefined) this.#fail(keys);
+        if (locked === undefined) await this.#fail(keys);
         this.#emit({ ...base, outcome: 'failure', reason, reasonCode: err.authFailure ?? 'other' });
       }
       throw err;
@@ -355,9 +358,9 @@ export class AccessGate implements DeviceAuthentication {
     return `locked out after repeated failures (${what}) until ${new Date(s.until).toISOString()}`;
   }
 
-  /** A verified failure: counted; a lock it sets is logged and recorded as the hub's change. */
-  #fail(keys: AttemptKeys): void {
-    for (const l of this.lockout.fail(keys)) this.#lockStarted(l, keys.address);
+  /** A verified failure: counted (across the nodes); a lock it sets is logged and recorded as the hub's change. */
+  async #fail(keys: AttemptKeys): Promise<void> {
+    for (const l of await this.lockout.fail(keys)) this.#lockStarted(l, keys.address);
   }
 
   #lockStarted(l: NewLock, remote: string): void {

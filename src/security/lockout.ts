@@ -23,12 +23,23 @@
  * guesses in all per lock period. Guessing from many addresses is bounded by the keys' size and
  * watched by the per-identity alert (docs/threat-model.md).
  *
+ * Across a cluster the counters live in the store (CounterStore, schema v15; why not the bus:
+ * docs/decisions/0004-shared-counters.md), so N nodes count like one: a verified failure is counted
+ * in one transaction on the shared rows, which first asks whether another node has locked the key
+ * meanwhile (then the attempt is not counted, as on one node). Each node keeps a copy of the
+ * counters that hold anything: its own writes land in it at once, the other nodes' within
+ * `syncMs` (a poll of what changed since the last one). `check` reads only that copy, and a
+ * success clears a counter in the store only when the copy has one, so a correct credential from
+ * an address with no failures costs no database round trip. If the store cannot be reached, the
+ * failure is counted in the copy alone: the lockout keeps working on this node.
+ *
  * Memory is bounded: at most MAX_KEYS counters. When full, counters with nothing in the window go
  * first, then unlocked ones, oldest first; locks go last, so a flood of one-off guesses cannot push
  * out the lock of the address that made them.
  */
 import { isIPv6 } from 'node:net';
 import type { Clock } from '../core/clock.js';
+import type { CounterStore } from '../store/ports.js';
 import { normalizeAddress } from './ip-filter.js';
 import type { HubSettingsBody } from './settings.js';
 
@@ -44,6 +55,28 @@ interface Counter {
   lockoutsSince: number;
   /** Address counters: failures verified while the address was locked (identities that had not failed from it). */
   failuresWhileLocked: number;
+  /** When it was last written (ms): a copy never takes an older version over a newer one. */
+  writtenAt: number;
+}
+
+/** Counter keys in the store: `lockout:a|<address>`, `lockout:p|<address>|<identity>`. */
+const PREFIX = 'lockout:';
+/** Clock difference between nodes the change feed tolerates (each poll re-reads this much). */
+const SKEW_MS = 2000;
+const SYNC_BATCH = 5000;
+const PURGE_EVERY_MS = 60_000;
+
+function parseCounter(text: string | undefined): Counter | undefined {
+  if (text === undefined) return undefined;
+  const v = JSON.parse(text) as Partial<Counter>;
+  return {
+    failures: Array.isArray(v.failures) ? v.failures.filter((t): t is number => typeof t === 'number') : [],
+    lockedUntil: Number(v.lockedUntil ?? 0),
+    lockouts: Number(v.lockouts ?? 0),
+    lockoutsSince: Number(v.lockoutsSince ?? 0),
+    failuresWhileLocked: Number(v.failuresWhileLocked ?? 0),
+    writtenAt: Number(v.writtenAt ?? 0),
+  };
 }
 
 export interface AttemptKeys {
@@ -82,79 +115,173 @@ export function lockoutAddress(address: string): string {
 }
 
 export class LockoutGuard {
+  /** This node's copy of the counters that hold anything, by store key. */
   readonly #counters = new Map<string, Counter>();
   #settings: HubSettingsBody['lockout'];
+  #syncedTo = 0;
+  #lastPurge = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #syncing: Promise<void> | undefined;
 
   constructor(
     settings: HubSettingsBody['lockout'],
     private readonly clock: Clock,
+    private readonly shared: CounterStore,
+    opts: { syncMs?: number } = {},
   ) {
     this.#settings = settings;
+    const syncMs = opts.syncMs ?? 1000;
+    if (syncMs > 0) {
+      this.#timer = setInterval(() => void this.sync().catch(() => undefined), syncMs);
+      this.#timer.unref();
+    }
   }
 
+  /** New settings; turning the lockout off forgets every counter, on every node (every lock lifts). */
   configure(settings: HubSettingsBody['lockout']): void {
+    const wasEnabled = this.#settings.enabled;
     this.#settings = settings;
-    if (!settings.enabled) this.#counters.clear();
+    if (settings.enabled) return;
+    this.#counters.clear();
+    if (wasEnabled) void this.shared.clear(PREFIX, this.clock.now()).catch(() => undefined);
+  }
+
+  /** Stops following the other nodes' counts. */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
   }
 
   #keys(k: AttemptKeys): { address: string; addressKey: string; pairKey: string | undefined } {
     const address = lockoutAddress(k.address);
-    const pairKey = k.identity === undefined || k.identity === '' ? undefined : `p\0${address}\0${k.identity}`;
-    return { address, addressKey: `a\0${address}`, pairKey };
+    // The identity is a claim read before any check: no control characters reach the store.
+    const identity = k.identity?.replace(/[\u0000-\u001f\u007f]/g, '?');
+    const pairKey = identity === undefined || identity === '' ? undefined : `${PREFIX}p|${address}|${identity}`;
+    return { address, addressKey: `${PREFIX}a|${address}`, pairKey };
   }
 
-  /** Whether the attempt is refused unverified (and so not counted). */
+  /** Whether the attempt is refused unverified (and so not counted). Reads this node's copy only. */
   check(k: AttemptKeys): LockState {
     if (!this.#settings.enabled) return { locked: false };
-    const now = this.clock.now();
     const { addressKey, pairKey } = this.#keys(k);
-    const pair = pairKey === undefined ? undefined : this.#counters.get(pairKey);
+    return this.#lockState(this.#counters.get(addressKey), pairKey === undefined ? undefined : this.#counters.get(pairKey), pairKey !== undefined, this.clock.now());
+  }
+
+  #lockState(addr: Counter | undefined, pair: Counter | undefined, named: boolean, now: number): LockState {
     if (pair !== undefined && pair.lockedUntil > now) return { locked: true, scope: 'identity', until: pair.lockedUntil };
-    const addr = this.#counters.get(addressKey);
     if (addr !== undefined && addr.lockedUntil > now) {
       const pairFailed = pair !== undefined && this.#recent(pair, now) > 0;
-      if (pairFailed || pairKey === undefined || addr.failuresWhileLocked >= this.#settings.maxFailuresPerAddress) {
+      if (pairFailed || !named || addr.failuresWhileLocked >= this.#settings.maxFailuresPerAddress) {
         return { locked: true, scope: 'address', until: addr.lockedUntil };
       }
     }
     return { locked: false };
   }
 
-  /** Counts a verified failure; returns the locks it set. An attempt a lock refuses counts nothing. */
-  fail(k: AttemptKeys): NewLock[] {
+  /**
+   * Counts a verified failure, on the shared counters; returns the locks it set. An attempt a lock
+   * refuses counts nothing, whichever node set the lock.
+   */
+  async fail(k: AttemptKeys): Promise<NewLock[]> {
     if (!this.#settings.enabled || this.check(k).locked) return [];
     const now = this.clock.now();
-    const s = this.#settings;
     const { address, addressKey, pairKey } = this.#keys(k);
-    const out: NewLock[] = [];
-    const addr = this.#counter(addressKey, now);
+    const names = pairKey === undefined ? [addressKey] : [addressKey, pairKey];
+    let outcome: { addr: Counter; pair: Counter | undefined; locks: NewLock[] };
+    try {
+      outcome = await this.shared.update(names, now, (current) => {
+        const o = this.#countFailure(k, address, parseCounter(current.get(addressKey)), pairKey === undefined ? undefined : parseCounter(current.get(pairKey)), now);
+        const writes = new Map([[addressKey, this.#write(o.addr, now)]]);
+        if (pairKey !== undefined && o.pair !== undefined) writes.set(pairKey, this.#write(o.pair, now));
+        return { writes: o.counted ? writes : new Map(), result: o };
+      });
+    } catch {
+      // The store is out of reach: count on this node, so the lockout holds here meanwhile.
+      outcome = this.#countFailure(k, address, this.#counters.get(addressKey), pairKey === undefined ? undefined : this.#counters.get(pairKey), now);
+    }
+    this.#keep(addressKey, outcome.addr);
+    if (pairKey !== undefined && outcome.pair !== undefined) this.#keep(pairKey, outcome.pair);
+    return outcome.locks;
+  }
+
+  /** The failure counted on copies of the counters (fresh from the store, or this node's). */
+  #countFailure(k: AttemptKeys, address: string, addrIn: Counter | undefined, pairIn: Counter | undefined, now: number): { addr: Counter; pair: Counter | undefined; locks: NewLock[]; counted: boolean } {
+    const s = this.#settings;
+    const addr = addrIn === undefined ? this.#fresh(now) : { ...addrIn, failures: [...addrIn.failures] };
+    const pair = k.identity === undefined || k.identity === '' ? undefined : pairIn === undefined ? this.#fresh(now) : { ...pairIn, failures: [...pairIn.failures] };
+    // Another node may have set a lock since this node's copy was read: then, as on one node, not counted.
+    if (this.#lockState(addr, pair, pair !== undefined, now).locked) return { addr, pair, locks: [], counted: false };
+    const locks: NewLock[] = [];
     if (addr.lockedUntil > now) addr.failuresWhileLocked += 1;
     else if (this.#count(addr, s.maxFailuresPerAddress, now)) {
       addr.failuresWhileLocked = 0;
-      out.push({ scope: 'address', address, until: addr.lockedUntil, seconds: (addr.lockedUntil - now) / 1000 });
+      locks.push({ scope: 'address', address, until: addr.lockedUntil, seconds: (addr.lockedUntil - now) / 1000 });
     }
-    if (pairKey !== undefined) {
-      const pair = this.#counter(pairKey, now);
-      if (this.#count(pair, s.maxFailures, now)) {
-        out.push({ scope: 'identity', address, ...(k.identity === undefined ? {} : { identity: k.identity }), until: pair.lockedUntil, seconds: (pair.lockedUntil - now) / 1000 });
-      }
+    if (pair !== undefined && this.#count(pair, s.maxFailures, now)) {
+      locks.push({ scope: 'identity', address, ...(k.identity === undefined ? {} : { identity: k.identity }), until: pair.lockedUntil, seconds: (pair.lockedUntil - now) / 1000 });
     }
-    return out;
+    addr.writtenAt = now;
+    if (pair !== undefined) pair.writtenAt = now;
+    return { addr, pair, locks, counted: true };
+  }
+
+  /** What the store keeps of a counter, until nothing in it counts any more (a day after a lock, for the backoff). */
+  #write(c: Counter, now: number): { value: string; expiresAt: number } {
+    const lastFailure = c.failures.at(-1) ?? 0;
+    const expiresAt = Math.max(c.lockedUntil, lastFailure + this.#settings.windowSeconds * 1000, c.lockouts > 0 ? c.lockoutsSince + DAY_MS : 0, now + 1000);
+    return { value: JSON.stringify(c), expiresAt };
   }
 
   /** A verified success: this address's count for this identity starts over (the address's does not). */
   succeed(k: AttemptKeys): void {
     const { pairKey } = this.#keys(k);
-    if (pairKey !== undefined) this.#counters.delete(pairKey);
+    // The hot path: an identity that has not failed from this address costs nothing.
+    if (pairKey === undefined || !this.#counters.has(pairKey)) return;
+    this.#counters.delete(pairKey);
+    const now = this.clock.now();
+    void this.shared.update([pairKey], now, () => ({ writes: new Map([[pairKey, { value: null, expiresAt: 0 }]]), result: undefined })).catch(() => undefined);
   }
 
-  /** Lifts every lockout and forgets every counter (an operator's `unlock`). */
-  clear(): void {
+  /** Lifts every lockout and forgets every counter, on every node (an operator's `unlock`). */
+  async clear(): Promise<void> {
     this.#counters.clear();
+    await this.shared.clear(PREFIX, this.clock.now());
   }
 
   get size(): number {
     return this.#counters.size;
+  }
+
+  /**
+   * Takes in what every node wrote since the last call (re-reading SKEW_MS before it, for clocks
+   * a little apart), and now and then purges what expired. Runs every `syncMs`; callable at will.
+   */
+  sync(): Promise<void> {
+    this.#syncing ??= this.#sync().finally(() => (this.#syncing = undefined));
+    return this.#syncing;
+  }
+
+  async #sync(): Promise<void> {
+    const now = this.clock.now();
+    let since = Math.max(0, this.#syncedTo - SKEW_MS);
+    for (;;) {
+      const batch = await this.shared.changedSince(PREFIX, since, SYNC_BATCH);
+      for (const e of batch) {
+        const mine = this.#counters.get(e.key);
+        if (mine !== undefined && mine.writtenAt > e.updatedAt) continue;
+        const c = e.value === null || e.expiresAt <= now || !this.#settings.enabled ? undefined : parseCounter(e.value);
+        if (c === undefined) this.#counters.delete(e.key);
+        else this.#keep(e.key, { ...c, writtenAt: e.updatedAt });
+      }
+      const last = batch.at(-1);
+      if (batch.length < SYNC_BATCH || last === undefined || last.updatedAt === since) break;
+      since = last.updatedAt;
+    }
+    this.#syncedTo = now;
+    if (now - this.#lastPurge >= PURGE_EVERY_MS) {
+      this.#lastPurge = now;
+      await this.shared.purgeExpired(now);
+    }
   }
 
   #recent(c: Counter, now: number): number {
@@ -180,14 +307,14 @@ export class LockoutGuard {
     return true;
   }
 
-  #counter(key: string, now: number): Counter {
-    let c = this.#counters.get(key);
-    if (c === undefined) {
-      if (this.#counters.size >= MAX_KEYS) this.#evict(now);
-      c = { failures: [], lockedUntil: 0, lockouts: 0, lockoutsSince: now, failuresWhileLocked: 0 };
-      this.#counters.set(key, c);
-    }
-    return c;
+  #fresh(now: number): Counter {
+    return { failures: [], lockedUntil: 0, lockouts: 0, lockoutsSince: now, failuresWhileLocked: 0, writtenAt: now };
+  }
+
+  /** Into this node's copy, evicting when full. */
+  #keep(key: string, c: Counter): void {
+    if (!this.#counters.has(key) && this.#counters.size >= MAX_KEYS) this.#evict(this.clock.now());
+    this.#counters.set(key, c);
   }
 
   /** Down to 90% of MAX_KEYS: idle counters first, then unlocked ones, then (all locked) the oldest. */

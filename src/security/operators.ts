@@ -4,35 +4,30 @@
  * role assignments. Tokens expire (at most 30 days), name their operator, and stop working at
  * once when the operator is deleted or disabled or its tokens are revoked (`tokensValidAfter`).
  *
- * Operators and role assignments are small sets (tens); each is one JSON document in the meta
- * table, read at start and rewritten on change. The signing key is sealed under the master key.
+ * Operators and role assignments are rows in the store (schema v14), each with an etag: a change
+ * names the etag it was made on (If-Match) and fails with PreconditionFailed when another node or
+ * operator changed the row first, instead of rewriting one document over their change. They are
+ * small sets (tens), so each node keeps them in memory for the token check on every request and
+ * re-reads them after each of its own writes, when told another node wrote (`operators.changed` on
+ * the bus), and every few seconds whatever it was told (a lost message must not leave a deleted
+ * operator's tokens working on one node); a valid token naming an operator this node has not seen
+ * yet is looked up once.
+ * The signing key is sealed under the master key and created once, whichever node starts first.
  */
 import { createHash, createPrivateKey, createPublicKey, randomUUID } from 'node:crypto';
 import { SignJWT, errors, exportPKCS8, generateKeyPair, importPKCS8, importSPKI, jwtVerify, type CryptoKey as JoseKey, type JWTPayload } from 'jose';
 import type { AuthFailureCode } from '../core/auth-failure.js';
 import { HubError, unauthorized } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
-import type { MetaStore } from '../store/ports.js';
+import type { EtagCondition, MetaStore, OperatorRecord, OperatorStore, RoleAssignmentRecord } from '../store/ports.js';
+import { newEtag } from '../core/ids.js';
+import { SUBJECTS, type HubBus, type OperatorsChanged } from '../bus/subjects.js';
 import { isRoleName, roleByName, type RoleName } from './roles.js';
 
-export interface Operator {
-  id: string;
-  displayName: string;
-  enabled: boolean;
-  createdAt: string;
-  /** Tokens issued before this instant (ms) are refused. */
-  tokensValidAfter: number;
-}
+export type Operator = OperatorRecord;
 
-export interface RoleAssignment {
-  /** A GUID, as `az role assignment` shows. */
-  id: string;
-  principalId: string;
+export interface RoleAssignment extends Omit<RoleAssignmentRecord, 'roleDefinitionName'> {
   roleDefinitionName: RoleName;
-  /** Always `/` (the whole hub) for now. */
-  scope: string;
-  createdAt: string;
-  createdBy: string;
 }
 
 export interface OperatorPrincipal {
@@ -43,8 +38,6 @@ export interface OperatorPrincipal {
   expiresAt: number;
 }
 
-const OPERATORS_KEY = 'operators';
-const ASSIGNMENTS_KEY = 'role-assignments';
 const SIGNING_KEY = 'operators.signing-key';
 const OPERATOR_ID = /^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$/;
 export const MAX_TOKEN_SECONDS = 30 * 86_400;
@@ -58,6 +51,18 @@ function joseFailure(err: unknown): AuthFailureCode {
   return 'other';
 }
 
+/** Rows of a role this version does not know (written by a newer one) grant nothing here. */
+function known(rows: readonly RoleAssignmentRecord[]): RoleAssignment[] {
+  return rows.flatMap((a) => (isRoleName(a.roleDefinitionName) ? [{ ...a, roleDefinitionName: a.roleDefinitionName }] : []));
+}
+
+function isPreconditionFailed(err: unknown): boolean {
+  return err instanceof HubError && err.code === 'PreconditionFailed';
+}
+
+/** Writes made without an etag (no If-Match) read the row and retry this often when it moved meanwhile. */
+const UNCONDITIONAL_TRIES = 3;
+
 export class OperatorService {
   #operators = new Map<string, Operator>();
   #assignments: RoleAssignment[] = [];
@@ -67,42 +72,86 @@ export class OperatorService {
   /** Verified tokens by SHA-256, so a busy pipeline costs one signature check per token. */
   readonly #verified = new Map<string, { sub: string; iat: number; exp: number }>();
   #writes: Promise<unknown> = Promise.resolve();
+  /** What was last read, to tell whether a reload changed anything. */
+  #fingerprint = '';
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(
-    private readonly store: MetaStore,
+    private readonly store: MetaStore & { readonly operators: OperatorStore },
     private readonly clock: Clock,
     private readonly audience: () => string,
-  ) {}
+    private readonly bus: HubBus,
+    private readonly opts: { refreshMs?: number } = {},
+  ) {
+    // Another node wrote: read the rows again (the periodic re-read covers a message the bus lost).
+    bus.subscribe(SUBJECTS.busResync, () => this.refresh());
+    bus.subscribe(SUBJECTS.operatorsChanged, async (_change, meta) => {
+      if (!meta.local) await this.refresh();
+    });
+  }
+
+  get #rows(): OperatorStore {
+    return this.store.operators;
+  }
 
   async load(): Promise<void> {
-    const ops = JSON.parse((await this.store.getMeta(OPERATORS_KEY)) ?? '[]') as Operator[];
-    this.#operators = new Map(ops.map((o) => [o.id.toLowerCase(), o]));
-    this.#assignments = JSON.parse((await this.store.getMeta(ASSIGNMENTS_KEY)) ?? '[]') as RoleAssignment[];
     let pem = await this.store.getSecretMeta(SIGNING_KEY);
     if (pem === undefined) {
       const pair = await generateKeyPair('ES256', { extractable: true });
-      pem = await exportPKCS8(pair.privateKey);
-      await this.store.setSecretMeta(SIGNING_KEY, pem);
+      // Nodes starting together: every one signs with the key that was kept.
+      pem = await this.store.insertSecretMetaIfAbsent(SIGNING_KEY, await exportPKCS8(pair.privateKey));
     }
     this.#privateKey = await importPKCS8(pem, 'ES256', { extractable: true });
     const pub = createPublicKey(createPrivateKey(pem));
     this.#publicKey = await importSPKI(pub.export({ type: 'spki', format: 'pem' }).toString(), 'ES256');
     this.#kid = createHash('sha256').update(pub.export({ type: 'spki', format: 'der' })).digest('base64url').slice(0, 16);
+    await this.refresh();
+    const every = this.opts.refreshMs ?? 5000;
+    if (every > 0 && this.#timer === undefined) {
+      this.#timer = setInterval(() => void this.refresh().catch(() => undefined), every);
+      this.#timer.unref();
+    }
   }
 
-  /** Serializes read-modify-write of the documents. */
+  /** Stops the periodic re-read. */
+  stop(): void {
+    clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Re-reads every operator and assignment (another node changed them). */
+  refresh(): Promise<void> {
+    return this.#serial(() => this.#reload());
+  }
+
+  async #reload(): Promise<void> {
+    const [ops, assignments] = await Promise.all([this.#rows.listOperators(), this.#rows.listAssignments()]);
+    const fingerprint = JSON.stringify([ops, assignments]);
+    if (fingerprint === this.#fingerprint) return;
+    this.#fingerprint = fingerprint;
+    this.#operators = new Map(ops.map((o) => [o.id.toLowerCase(), o]));
+    this.#assignments = known(assignments);
+    this.#verified.clear();
+  }
+
+  /** Serializes writes with the reloads that follow them, so an older read never lands last. */
   #serial<T>(fn: () => Promise<T>): Promise<T> {
     const run = this.#writes.then(fn, fn);
     this.#writes = run.catch(() => undefined);
     return run;
   }
 
-  async #saveOperators(): Promise<void> {
-    await this.store.setMeta(OPERATORS_KEY, JSON.stringify([...this.#operators.values()]));
-  }
-
-  async #saveAssignments(): Promise<void> {
-    await this.store.setMeta(ASSIGNMENTS_KEY, JSON.stringify(this.#assignments));
+  /** A write, then the rows read again whatever its outcome (a refused write means the cache was stale). */
+  #write<T>(change: OperatorsChanged, fn: () => Promise<T>): Promise<T> {
+    return this.#serial(async () => {
+      try {
+        const result = await fn();
+        this.bus.publish(SUBJECTS.operatorsChanged, change);
+        return result;
+      } finally {
+        await this.#reload();
+      }
+    });
   }
 
   list(): Operator[] {
@@ -115,47 +164,68 @@ export class OperatorService {
 
   create(id: string, displayName?: string): Promise<Operator> {
     if (!OPERATOR_ID.test(id)) throw new HubError('ArgumentInvalid', `Operator id '${id.slice(0, 130)}' must be 1-128 of letters, digits, . _ @ - and start with a letter or digit.`);
-    return this.#serial(async () => {
-      if (this.#operators.has(id.toLowerCase())) throw new HubError('OperatorAlreadyExists', `Operator ${id} already exists.`);
-      const op: Operator = { id, displayName: displayName ?? id, enabled: true, createdAt: new Date(this.clock.now()).toISOString(), tokensValidAfter: 0 };
-      this.#operators.set(id.toLowerCase(), op);
-      await this.#saveOperators();
+    return this.#write({ what: 'operator', id }, async () => {
+      const op: Operator = { id, displayName: displayName ?? id, enabled: true, createdAt: new Date(this.clock.now()).toISOString(), tokensValidAfter: 0, etag: newEtag() };
+      await this.#rows.createOperator(op);
       return op;
     });
   }
 
-  /** Enable, disable, or revoke every token issued so far. */
-  update(id: string, change: { enabled?: boolean; revokeTokens?: boolean }): Promise<{ before: Operator; after: Operator }> {
-    return this.#serial(async () => {
-      const before = this.#must(id);
-      // Whole seconds: JWT `iat` is in seconds, so a token minted in this second is refused too.
-      const after: Operator = {
-        ...before,
-        ...(change.enabled === undefined ? {} : { enabled: change.enabled }),
-        ...(change.revokeTokens === true ? { tokensValidAfter: Math.ceil((this.clock.now() + 1) / 1000) * 1000 } : {}),
-      };
-      this.#operators.set(before.id.toLowerCase(), after);
-      this.#verified.clear();
-      await this.#saveOperators();
-      return { before, after };
+  /**
+   * Enable, disable, or revoke every token issued so far. With `ifMatch` the change applies only
+   * to that version of the operator (PreconditionFailed otherwise); without, to the current one.
+   */
+  update(id: string, change: { enabled?: boolean; revokeTokens?: boolean }, ifMatch?: EtagCondition): Promise<{ before: Operator; after: Operator }> {
+    return this.#write({ what: 'operator', id }, async () => {
+      for (let attempt = 1; ; attempt++) {
+        const before = await this.#mustRead(id);
+        // Whole seconds: JWT `iat` is in seconds, so a token minted in this second is refused too.
+        const after: Operator = {
+          ...before,
+          ...(change.enabled === undefined ? {} : { enabled: change.enabled }),
+          ...(change.revokeTokens === true ? { tokensValidAfter: Math.ceil((this.clock.now() + 1) / 1000) * 1000 } : {}),
+          etag: newEtag(),
+        };
+        try {
+          await this.#rows.replaceOperator(after, ifMatch ?? before.etag);
+          return { before, after };
+        } catch (err) {
+          if (ifMatch !== undefined || !isPreconditionFailed(err) || attempt >= UNCONDITIONAL_TRIES) throw err;
+        }
+      }
     });
   }
 
-  delete(id: string): Promise<Operator> {
-    return this.#serial(async () => {
-      const op = this.#must(id);
-      this.#operators.delete(op.id.toLowerCase());
-      this.#assignments = this.#assignments.filter((a) => a.principalId.toLowerCase() !== op.id.toLowerCase());
-      this.#verified.clear();
-      await this.#saveOperators();
-      await this.#saveAssignments();
+  /** Deletes the operator with its role assignments; under `ifMatch` when given. */
+  delete(id: string, ifMatch?: EtagCondition): Promise<Operator> {
+    return this.#write({ what: 'operator', id }, async () => {
+      const op = await this.#mustRead(id);
+      await this.#rows.deleteOperator(op.id, ifMatch ?? op.etag);
       return op;
     });
+  }
+
+  /** The operator as the store has it now (not this node's copy). */
+  async #mustRead(id: string): Promise<Operator> {
+    const op = await this.#rows.getOperator(id);
+    if (op === undefined) throw new HubError('OperatorNotFound', `Operator ${id.slice(0, 128)} does not exist.`);
+    return op;
   }
 
   #must(id: string): Operator {
     const op = this.#operators.get(id.toLowerCase());
-    if (op === undefined) throw new HubError('OperatorNotFound', `Operator ${id} does not exist.`);
+    if (op === undefined) throw new HubError('OperatorNotFound', `Operator ${id.slice(0, 128)} does not exist.`);
+    return op;
+  }
+
+  /** An operator another node created since this one last read: one lookup, then cached. */
+  async #lookUp(id: string): Promise<Operator | undefined> {
+    const op = await this.#rows.getOperator(id);
+    if (op === undefined) return undefined;
+    const roles = known(await this.#rows.assignmentsOf(op.id));
+    this.#operators.set(op.id.toLowerCase(), op);
+    this.#assignments = [...this.#assignments.filter((a) => a.principalId.toLowerCase() !== op.id.toLowerCase()), ...roles];
+    this.#fingerprint = ''; // the next reload replaces this partial view whatever it reads
     return op;
   }
 
@@ -208,7 +278,7 @@ export class OperatorService {
       this.#verified.set(digest, claims);
     }
     if (claims.exp * 1000 <= nowMs) throw unauthorized('expired', `expired operator token for ${claims.sub}`);
-    const op = this.#operators.get(claims.sub.toLowerCase());
+    const op = this.#operators.get(claims.sub.toLowerCase()) ?? (await this.#lookUp(claims.sub));
     if (op === undefined) throw unauthorized('unknown_identity', `unknown operator ${claims.sub}`);
     if (!op.enabled) throw unauthorized('disabled', `operator ${op.id} is disabled`);
     if (claims.iat * 1000 < op.tokensValidAfter) throw unauthorized('revoked', `operator ${op.id} token was revoked`);
@@ -232,31 +302,39 @@ export class OperatorService {
     const role = roleByName(roleName);
     if (role === undefined || !isRoleName(role)) throw new HubError('ArgumentInvalid', `Unknown role '${roleName.slice(0, 80)}'.`);
     if (scope !== '/') throw new HubError('ArgumentInvalid', `Scope must be '/' (the whole hub).`);
-    return this.#serial(async () => {
-      const op = this.#must(assignee);
-      const existing = this.#assignments.find((a) => a.principalId.toLowerCase() === op.id.toLowerCase() && a.roleDefinitionName === role);
-      if (existing !== undefined) return existing;
-      const a: RoleAssignment = { id: randomUUID(), principalId: op.id, roleDefinitionName: role, scope, createdAt: new Date(this.clock.now()).toISOString(), createdBy: by };
-      this.#assignments.push(a);
-      await this.#saveAssignments();
-      return a;
+    return this.#write({ what: 'role-assignment', id: assignee }, async () => {
+      // Assigning a role the operator holds returns the assignment it has.
+      const a = await this.#rows.createAssignment({ id: randomUUID(), principalId: assignee, roleDefinitionName: role, scope, createdAt: new Date(this.clock.now()).toISOString(), createdBy: by, etag: newEtag() });
+      return { ...a, roleDefinitionName: role };
     });
   }
 
-  /** Deletes by id, or every assignment matching assignee and role. */
-  deleteAssignments(match: { id?: string; assignee?: string; role?: string }): Promise<RoleAssignment[]> {
-    return this.#serial(async () => {
-      const role = match.role === undefined ? undefined : roleByName(match.role);
-      if (match.role !== undefined && role === undefined) throw new HubError('ArgumentInvalid', `Unknown role '${match.role}'.`);
-      if (match.id === undefined && match.assignee === undefined) throw new HubError('ArgumentInvalid', 'Give an assignment id or an assignee.');
+  /**
+   * Deletes by id (under `ifMatch` when given), or every assignment matching assignee and role
+   * (each under the etag it was read with). Returns what was deleted.
+   */
+  deleteAssignments(match: { id?: string; assignee?: string; role?: string }, ifMatch?: EtagCondition): Promise<RoleAssignment[]> {
+    const role = match.role === undefined ? undefined : roleByName(match.role);
+    if (match.role !== undefined && role === undefined) throw new HubError('ArgumentInvalid', `Unknown role '${match.role}'.`);
+    if (match.id === undefined && match.assignee === undefined) throw new HubError('ArgumentInvalid', 'Give an assignment id or an assignee.');
+    return this.#write({ what: 'role-assignment', id: match.id ?? match.assignee ?? '' }, async () => {
       const hit = (a: RoleAssignment) =>
         (match.id === undefined || a.id === match.id) &&
         (match.assignee === undefined || a.principalId.toLowerCase() === match.assignee.toLowerCase()) &&
         (role === undefined || a.roleDefinitionName === role);
-      const removed = this.#assignments.filter(hit);
-      if (removed.length === 0) throw new HubError('RoleAssignmentNotFound', 'No role assignment matches.');
-      this.#assignments = this.#assignments.filter((a) => !hit(a));
-      await this.#saveAssignments();
+      const rows = match.assignee === undefined ? await this.#rows.listAssignments() : await this.#rows.assignmentsOf(match.assignee);
+      const matching = known(rows).filter(hit);
+      if (matching.length === 0) throw new HubError('RoleAssignmentNotFound', 'No role assignment matches.');
+      const removed: RoleAssignment[] = [];
+      for (const a of matching) {
+        try {
+          await this.#rows.deleteAssignment(a.id, ifMatch ?? a.etag);
+          removed.push(a);
+        } catch (err) {
+          // Gone meanwhile (deleted on another node): nothing left to remove.
+          if (!(err instanceof HubError && err.code === 'RoleAssignmentNotFound' && matching.length > 1)) throw err;
+        }
+      }
       return removed;
     });
   }
@@ -268,9 +346,6 @@ export class OperatorService {
 }
 
 /** The stored operators and role assignments, read without loading the signing key (posture audit). */
-export async function readOperatorDocs(store: MetaStore): Promise<{ operators: Operator[]; assignments: RoleAssignment[] }> {
-  return {
-    operators: JSON.parse((await store.getMeta(OPERATORS_KEY)) ?? '[]') as Operator[],
-    assignments: JSON.parse((await store.getMeta(ASSIGNMENTS_KEY)) ?? '[]') as RoleAssignment[],
-  };
+export async function readOperators(store: { readonly operators: OperatorStore }): Promise<{ operators: Operator[]; assignments: RoleAssignment[] }> {
+  return { operators: await store.operators.listOperators(), assignments: known(await store.operators.listAssignments()) };
 }

@@ -1,7 +1,8 @@
 /**
  * Shared access policies: create, change rights, delete, regenerate a key (at most 16 per hub,
- * like Azure). A change takes effect at once: the policy cache forgets the policy, and device
- * sessions that authenticated with a policy-signed token of a changed or deleted policy close.
+ * like Azure). A change takes effect at once on every node (`policy.changed`): the policy cache
+ * forgets the policy, and device sessions that authenticated with a policy-signed token of a
+ * changed or deleted policy close (session-guard.ts).
  * Change events carry rights, never keys.
  */
 import { HubError } from '../core/errors.js';
@@ -10,7 +11,7 @@ import { RIGHTS, type Right, type SharedAccessPolicy } from '../core/types.js';
 import { newEtag } from '../core/ids.js';
 import { OWNER_RIGHTS, isOwnerLevel, newSymmetricKey } from '../auth/policies.js';
 import type { PolicyCache } from '../auth/service-authenticator.js';
-import type { ConnectionRegistry } from '../hub/connections.js';
+import { SUBJECTS, type HubBus, type PolicyChanged } from '../bus/subjects.js';
 import type { PolicyStore } from '../store/ports.js';
 import type { SecurityEvents } from './events.js';
 import type { OperatorService } from './operators.js';
@@ -42,11 +43,14 @@ export class PolicyService {
   constructor(
     private readonly store: PolicyStore & { deletePolicy(name: string, ifMatch: string): Promise<void> },
     private readonly cache: PolicyCache,
-    private readonly connections: ConnectionRegistry,
+    private readonly bus: HubBus,
     private readonly operators: OperatorService,
     private readonly events: SecurityEvents,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    bus.subscribe(SUBJECTS.policyChanged, (c) => this.cache.invalidate(c.name));
+    bus.subscribe(SUBJECTS.busResync, () => this.cache.invalidate());
+  }
 
   list(): Promise<SharedAccessPolicy[]> {
     return this.store.listPolicies();
@@ -68,13 +72,14 @@ export class PolicyService {
       if (all.length >= MAX_POLICIES) throw new HubError('PolicyLimitExceeded', `This hub already has ${MAX_POLICIES} shared access policies; delete one first.`);
       const policy: SharedAccessPolicy = { name, rights, primaryKey: newSymmetricKey(), secondaryKey: newSymmetricKey(), etag: newEtag() };
       await this.store.putPolicy(policy);
+      this.bus.publish(SUBJECTS.policyChanged, { name: policy.name, change: 'created' });
       this.#changed('policy.create', policy.name, undefined, policy, actor);
       return { policy, created: true };
     }
     this.#assertAdminRemains(all.map((p) => (p === existing ? { ...p, rights } : p)));
     const policy = { ...existing, rights, etag: newEtag() };
     await this.store.putPolicy(policy, ifMatch ?? existing.etag);
-    this.#after(existing, 'rights changed');
+    this.#after(existing, 'updated', 'rights changed');
     this.#changed('policy.update', policy.name, existing, policy, actor);
     return { policy, created: false };
   }
@@ -85,7 +90,7 @@ export class PolicyService {
     if (existing === undefined) throw new HubError('PolicyNotFound', `No shared access policy named ${name.slice(0, 64)}.`);
     this.#assertAdminRemains(all.filter((p) => p !== existing));
     await this.store.deletePolicy(existing.name, ifMatch ?? existing.etag);
-    this.#after(existing, 'policy deleted');
+    this.#after(existing, 'deleted', 'policy deleted');
     this.#changed('policy.delete', existing.name, existing, undefined, actor);
   }
 
@@ -95,7 +100,7 @@ export class PolicyService {
     const existing = await this.get(name);
     const policy = { ...existing, ...(keyType === 'primary' ? { primaryKey: newSymmetricKey() } : { secondaryKey: newSymmetricKey() }), etag: newEtag() };
     await this.store.putPolicy(policy, existing.etag);
-    this.#after(existing, `${keyType} key regenerated`);
+    this.#after(existing, 'keys-renewed', `${keyType} key regenerated`);
     this.#changed(`policy.renew-key`, policy.name, { keyType }, { keyType }, actor);
     return policy;
   }
@@ -107,10 +112,10 @@ export class PolicyService {
     throw new HubError('SettingsLockout', `No owner-level policy (${OWNER_RIGHTS.join(', ')}) and no Owner operator would remain; nobody could administer the hub.`);
   }
 
-  #after(policy: SharedAccessPolicy, why: string): void {
+  /** This node forgets the policy before the caller hears back; every node (this one too) hears of it on the bus. */
+  #after(policy: SharedAccessPolicy, change: PolicyChanged['change'], why: string): void {
     this.cache.invalidate(policy.name);
-    const name = policy.name.toLowerCase();
-    this.connections.dropWhere((s) => s.authMethod === 'policy-sas' && s.policyName?.toLowerCase() === name, `shared access policy ${policy.name}: ${why}`);
+    this.bus.publish(SUBJECTS.policyChanged, { name: policy.name, change, dropSessions: `shared access policy ${policy.name}: ${why}` });
   }
 
   #changed(action: string, name: string, before: unknown, after: unknown, actor: string): void {

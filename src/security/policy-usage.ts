@@ -4,6 +4,10 @@
  * needed are recorded (security/access.ts), DeviceConnect only when a device authenticates with a
  * policy-signed token. Counted in memory on the request path (one map write), written to the meta
  * table when a policy uses a right for the first time, then at most once a minute and at stop.
+ *
+ * Several nodes write the one document: a flush merges this node's uses into what is stored
+ * (earliest `since`, latest use of each right) and writes with compare-and-set, reading again when
+ * another node wrote in between, so no node's uses are lost.
  */
 import type { Clock } from '../core/clock.js';
 import type { MetaStore } from '../store/ports.js';
@@ -20,6 +24,16 @@ export interface PolicyUsageDoc {
 export async function readPolicyUsage(store: MetaStore): Promise<PolicyUsageDoc | undefined> {
   const raw = await store.getMeta(META_KEY);
   return raw === undefined ? undefined : (JSON.parse(raw) as PolicyUsageDoc);
+}
+
+/** Both documents' uses: the earliest start of tracking, the latest use of each right. */
+function merged(mine: PolicyUsageDoc, stored: PolicyUsageDoc): PolicyUsageDoc {
+  const used: PolicyUsageDoc['used'] = structuredClone(stored.used ?? {});
+  for (const [policy, rights] of Object.entries(mine.used)) {
+    const p = (used[policy] ??= {});
+    for (const [right, at] of Object.entries(rights)) p[right] = Math.max(p[right] ?? 0, at);
+  }
+  return { since: Math.min(mine.since, stored.since ?? mine.since), used };
 }
 
 export class PolicyUsage {
@@ -62,7 +76,17 @@ export class PolicyUsage {
   async flush(): Promise<void> {
     if (!this.#dirty) return;
     this.#dirty = false;
-    await this.store.setMeta(META_KEY, JSON.stringify(this.#doc));
+    try {
+      for (let attempt = 0; attempt < 10; attempt++) {
+        const raw = await this.store.getMeta(META_KEY);
+        if (raw !== undefined) this.#doc = merged(this.#doc, JSON.parse(raw) as PolicyUsageDoc);
+        if (await this.store.compareAndSetMeta(META_KEY, raw, JSON.stringify(this.#doc))) return;
+      }
+      throw new Error('policy usage: the stored document kept changing');
+    } catch (err) {
+      this.#dirty = true;
+      throw err;
+    }
   }
 
   async stop(): Promise<void> {

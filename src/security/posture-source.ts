@@ -2,7 +2,7 @@
 import type { DeviceRecord } from '../core/types.js';
 import { allIssued } from '../pki/issued.js';
 import type { Store } from '../store/ports.js';
-import { readOperatorDocs } from './operators.js';
+import { readOperators } from './operators.js';
 import { readPolicyUsage } from './policy-usage.js';
 import { assessPosture, type Finding } from './posture.js';
 import { readSettings } from './settings.js';
@@ -17,7 +17,7 @@ export async function runPostureAudit(store: Store, opts: { now: number; expirin
     after = page[page.length - 1]!.deviceId;
   }
   const cas = await Promise.all((await store.certificates.list()).map(async (c) => ({ ...c, holdsKey: await store.authority.hasCaKey(c.name) })));
-  const { operators, assignments } = await readOperatorDocs(store);
+  const { operators, assignments } = await readOperators(store);
   return assessPosture({
     now: opts.now,
     expiringDays: opts.expiringDays,

@@ -1,8 +1,9 @@
 /**
  * Reading and changing the hub settings. A change is a JSON merge patch on the current settings,
  * validated whole, refused under a stale etag, and either previewed (`dryRun`: what it would cut
- * off) or stored and applied at once by every subscriber (the access gate, C2D, the provisioning
- * service, the audit log).
+ * off) or stored and applied at once: by this node's access gate before the caller hears back,
+ * and on the bus (`settings.changed`, the whole document) by every node's gate, C2D defaults and
+ * audit log.
  *
  * Guard rails: turning local auth off with no enabled Owner operator, or an IP filter that
  * rejects the caller's own address, would lock the administrators out; both are refused unless
@@ -11,6 +12,7 @@
 import { HubError } from '../core/errors.js';
 import type { Clock } from '../core/clock.js';
 import type { MetaStore, PolicyStore } from '../store/ports.js';
+import { SUBJECTS, type HubBus } from '../bus/subjects.js';
 import type { EnrollmentService } from '../dps/enrollment-service.js';
 import { redactSecrets, type SecurityEvents } from './events.js';
 import type { AccessGate } from './gate.js';
@@ -47,18 +49,24 @@ export interface SettingsChangeResult {
   applied?: { sessionsClosed: number; socketsClosed: number };
 }
 
-export type SettingsListener = (next: HubSettings, previous: HubSettings) => void;
-
 export class SettingsService {
   #current: HubSettings | undefined;
-  readonly #listeners: SettingsListener[] = [];
   #writes: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly store: MetaStore & PolicyStore,
     private readonly clock: Clock,
     private readonly events: SecurityEvents,
-  ) {}
+    private readonly bus: HubBus,
+  ) {
+    // Another node changed them: this node's gate applies them too (its own change is applied already).
+    bus.subscribe(SUBJECTS.busResync, () => this.refresh());
+    bus.subscribe(SUBJECTS.settingsChanged, ({ settings }, meta) => {
+      if (meta.local || this.#current === undefined || settings.version <= this.#current.version) return;
+      this.#current = settings;
+      this.#deps?.gate.apply(settings);
+    });
+  }
 
   async load(): Promise<HubSettings> {
     this.#current = await readSettings(this.store);
@@ -70,10 +78,6 @@ export class SettingsService {
     return this.#current;
   }
 
-  onChange(listener: SettingsListener): void {
-    this.#listeners.push(listener);
-  }
-
   /** Needs the gate, operators and enrollments for the impact and lock-out checks. */
   bind(deps: { gate: AccessGate; operators: OperatorService; enrollments: EnrollmentService }): void {
     this.#deps = deps;
@@ -82,9 +86,36 @@ export class SettingsService {
   #deps: { gate: AccessGate; operators: OperatorService; enrollments: EnrollmentService } | undefined;
 
   change(req: SettingsChangeRequest): Promise<SettingsChangeResult> {
-    const run = this.#writes.then(() => this.#change(req));
+    const run = this.#writes.then(async () => {
+      try {
+        return await this.#change(req);
+      } catch (err) {
+        if (!(err instanceof HubError && err.code === 'PreconditionFailed')) throw err;
+        // Another node changed them: take theirs in; a patch with no If-Match applies on top of it.
+        await this.#refresh();
+        if (req.ifMatch !== undefined) throw err;
+        return this.#change(req);
+      }
+    });
     this.#writes = run.catch(() => undefined);
     return run;
+  }
+
+  /** Re-reads the stored settings and applies them when another node changed them. */
+  refresh(): Promise<void> {
+    const run = this.#writes.then(() => this.#refresh());
+    this.#writes = run.catch(() => undefined);
+    return run;
+  }
+
+  async #refresh(): Promise<void> {
+    const previous = this.current;
+    const stored = await readSettings(this.store);
+    if (stored.etag === previous.etag) return;
+    this.#current = stored;
+    this.#deps?.gate.apply(stored);
+    // What else follows the settings on this node (and any node that missed them) hears it on the bus.
+    this.bus.publish(SUBJECTS.settingsChanged, { settings: stored, previousVersion: previous.version });
   }
 
   async #change(req: SettingsChangeRequest): Promise<SettingsChangeResult> {
@@ -111,7 +142,7 @@ export class SettingsService {
     const stored = await writeSettings(this.store, next, previous, req.actor, this.clock.now());
     this.#current = stored;
     const applied = deps.gate.apply(stored);
-    for (const l of this.#listeners) l(stored, previous);
+    this.bus.publish(SUBJECTS.settingsChanged, { settings: stored, previousVersion: previous.version });
     this.events.emit({
       type: 'change',
       at: this.clock.now(),

@@ -175,8 +175,17 @@ export async function readSettings(store: MetaStore): Promise<HubSettings> {
   return { ...body, version: stored.version, etag: stored.etag, updatedAt: stored.updatedAt, updatedBy: stored.updatedBy };
 }
 
+/**
+ * Writes the next version over `previous`, only if the store still holds that version: another
+ * node's change in between is PreconditionFailed, never overwritten (compare-and-set on the stored
+ * document).
+ */
 export async function writeSettings(store: MetaStore, body: HubSettingsBody, previous: HubSettings, by: string, now: number): Promise<HubSettings> {
   const next: HubSettings = { ...body, version: previous.version + 1, etag: randomBytes(8).toString('hex'), updatedAt: new Date(now).toISOString(), updatedBy: by };
-  await store.setMeta(META_KEY, JSON.stringify(next));
+  const raw = await store.getMeta(META_KEY);
+  const storedEtag = raw === undefined ? 'defaults' : (JSON.parse(raw) as HubSettings).etag;
+  if (storedEtag !== previous.etag || !(await store.compareAndSetMeta(META_KEY, raw, JSON.stringify(next)))) {
+    throw new HubError('PreconditionFailed', 'The settings were changed elsewhere (another node); read them again.');
+  }
   return next;
 }

@@ -86,6 +86,13 @@ export interface C2dStore {
    * For a hub node at start-up: the sessions that held these locks died with its earlier run.
    */
   releaseOwnedLocks(owner: string): Promise<string[]>;
+  /**
+   * Unlocks the device's messages that sessions of other owners (nodes) locked; token locks (HTTPS
+   * receive) stay. For a node that just took the device's one session: any other session of it is
+   * closed or died with its node, and its locks would otherwise hold until they lapse. Returns how
+   * many were unlocked.
+   */
+  releaseOthersLocks(deviceId: string, owner: string): Promise<number>;
   /** Removes the message whose lock still holds, recording `outcome`. False when the lock is lost. */
   settle(deviceId: string, lockToken: string, outcome: 'Success' | 'Rejected', now: number): Promise<boolean>;
   /** Unlocks a held message for redelivery, or dead-letters it at `maxDeliveryCount`. False when the lock is lost. */

@@ -225,6 +225,26 @@ export function c2dStoreConformance(name: string, open: () => Promise<StoreHarne
       assert.deepEqual((await store.c2d.readFeedback(0, 10)).map((f) => f.statusCode), ['DeliveryCountExceeded']);
     }));
 
+    it("releaseOthersLocks frees one device's locks other owners took, leaving its own, token locks and other devices alone", withStore(async (store) => {
+      for (const id of ['o1', 'o2']) {
+        await device(store, id);
+        for (let i = 0; i < 3; i++) await store.c2d.enqueue(msg(id), { maxDepth: 50, now: T0 });
+      }
+      const [dead] = await store.c2d.lockNext('o1', { max: 1, now: T0, ...LIMITS, owner: 'node-dead' });
+      const [mine] = await store.c2d.lockNext('o1', { max: 1, now: T0, ...LIMITS, owner: 'node-new' });
+      const [byToken] = await lock(store.c2d, 'o1', 1);
+      const [elsewhere] = await store.c2d.lockNext('o2', { max: 1, now: T0, ...LIMITS, owner: 'node-dead' });
+      assert.ok(dead?.lockToken && mine?.lockToken && byToken?.lockToken && elsewhere?.lockToken);
+
+      assert.equal(await store.c2d.releaseOthersLocks('o1', 'node-new'), 1);
+      assert.equal(await store.c2d.releaseOthersLocks('o1', 'node-new'), 0, 'released once');
+      const again = await store.c2d.lockNext('o1', { max: 5, now: T0 + 1, ...LIMITS, owner: 'node-new' });
+      assert.deepEqual(again.map((m) => m.seq), [dead.seq], 'the dead session\'s message is deliverable at once');
+      assert.equal(await store.c2d.settle('o1', mine.lockToken, 'Success', T0 + 1), true, 'its own lock holds');
+      assert.equal(await store.c2d.settle('o1', byToken.lockToken, 'Success', T0 + 1), true, 'a token lock holds');
+      assert.equal(await store.c2d.settle('o2', elsewhere.lockToken, 'Success', T0 + 1), true, "another device's lock holds");
+    }));
+
     it('releaseOwnedLocks frees the locks one owner took, leaving other owners and token locks alone', withStore(async (store) => {
       for (const id of ['d1', 'd2', 'd3']) {
         await device(store, id);

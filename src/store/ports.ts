@@ -20,6 +20,8 @@ import type { EnrollmentStore } from './enrollment-ports.js';
 import type { AuthorityStore } from './authority-ports.js';
 import type { AuditStore } from './audit-ports.js';
 import type { AlertStore } from './alert-ports.js';
+import type { OperatorStore } from './operator-ports.js';
+import type { CounterStore } from './counter-ports.js';
 
 export type * from './event-ports.js';
 export type * from './session-ports.js';
@@ -27,6 +29,8 @@ export type * from './c2d-ports.js';
 export type * from './certificate-ports.js';
 export type * from './enrollment-ports.js';
 export type * from './alert-ports.js';
+export type * from './operator-ports.js';
+export type * from './counter-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -97,6 +101,20 @@ export interface MetaStore {
   setMeta(key: string, value: string): Promise<void>;
   getSecretMeta(key: string): Promise<string | undefined>;
   setSecretMeta(key: string, value: string): Promise<void>;
+  /**
+   * Writes the value only when the key has none yet (INSERT ... ON CONFLICT DO NOTHING) and
+   * returns the value the key holds afterwards: ours, or the one another writer put there first.
+   * What a first start creates (keys, ids) goes through this, so nodes starting together on one
+   * empty database all end up using the one value that was kept.
+   */
+  insertMetaIfAbsent(key: string, value: string): Promise<string>;
+  /** insertMetaIfAbsent for a sealed value; returns the kept value, opened. */
+  insertSecretMetaIfAbsent(key: string, value: string): Promise<string>;
+  /**
+   * Writes the value only when the key still holds `expected` (undefined: holds nothing), in one
+   * statement; false when another writer changed it first. For documents several nodes edit.
+   */
+  compareAndSetMeta(key: string, expected: string | undefined, value: string): Promise<boolean>;
 }
 
 /** The connect-time hot path: one indexed read each, callers cache. */
@@ -125,5 +143,9 @@ export interface Store
   readonly audit: AuditStore;
   /** Alert rules and the history of what fired. */
   readonly alerts: AlertStore;
+  /** Operators and their role assignments, one row each. */
+  readonly operators: OperatorStore;
+  /** Counters every node shares: lockout, provisioning rate limits. */
+  readonly counters: CounterStore;
   close(): Promise<void>;
 }

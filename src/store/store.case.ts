@@ -327,6 +327,38 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
     );
 
     it(
+      'keeps the first of concurrent insert-if-absent meta writes, and every writer reads that one back',
+      withStore(async ({ store }) => {
+        const plain = await Promise.all(Array.from({ length: 8 }, (_, i) => store.insertMetaIfAbsent('hub.id', `id-${i}`)));
+        assert.equal(new Set(plain).size, 1, 'all writers got the same value');
+        assert.equal(await store.getMeta('hub.id'), plain[0]);
+        const secret = await Promise.all(Array.from({ length: 8 }, (_, i) => store.insertSecretMetaIfAbsent('signing-key', `key-${i}`)));
+        assert.equal(new Set(secret).size, 1);
+        assert.match(secret[0] ?? '', /^key-\d$/);
+        assert.equal(await store.getSecretMeta('signing-key'), secret[0]);
+        // An existing value is never replaced.
+        assert.equal(await store.insertMetaIfAbsent('hub.id', 'later'), plain[0]);
+        await store.setMeta('other', 'set');
+        assert.equal(await store.insertMetaIfAbsent('other', 'later'), 'set');
+      }),
+    );
+
+    it(
+      'compare-and-set of a meta value lets exactly one of the writers of one version win',
+      withStore(async ({ store }) => {
+        const first = await Promise.all(Array.from({ length: 6 }, (_, i) => store.compareAndSetMeta('doc', undefined, `v1-${i}`)));
+        assert.equal(first.filter(Boolean).length, 1, 'one creates it');
+        const v1 = await store.getMeta('doc');
+        assert.ok(v1 !== undefined);
+        const second = await Promise.all(Array.from({ length: 6 }, (_, i) => store.compareAndSetMeta('doc', v1, `v2-${i}`)));
+        assert.equal(second.filter(Boolean).length, 1, 'one replaces that version');
+        assert.equal(await store.getMeta('doc'), `v2-${second.indexOf(true)}`);
+        assert.equal(await store.compareAndSetMeta('doc', v1, 'stale'), false, 'a write on an old version is refused');
+        assert.equal(await store.compareAndSetMeta('doc', undefined, 'again'), false);
+      }),
+    );
+
+    it(
       'never keeps a key in clear text',
       withStore(async (h) => {
         const d = makeDevice('secretive');

@@ -60,6 +60,8 @@ export function spawnReaped(args: string[], env: NodeJS.ProcessEnv = {}): { proc
 
 export async function startHubProcess(opts: {
   address: string;
+  /** The name clients use (default: the address); cluster nodes share one. */
+  hostname?: string;
   dataDir?: string;
   extraArgs?: string[];
   useTestCa?: boolean;
@@ -74,7 +76,7 @@ export async function startHubProcess(opts: {
     '--bind',
     opts.address,
     '--hostname',
-    opts.address,
+    opts.hostname ?? opts.address,
     '--log-level',
     'warn',
     ...(opts.useTestCa === false ? [] : testCaArgs()),

@@ -11,11 +11,11 @@ export type MonitoredEvent = AzEvent['event'] & {
 };
 
 /** `json`: read every payload as JSON (`--ct application/json`), as a script for JSON devices would. */
-export function monitorEvents(dataDir: string, opts: { deviceId?: string; json?: boolean; timeoutS?: number } = {}): MonitoredEvent[] {
+export function monitorEvents(dataDir: string, opts: { deviceId?: string; json?: boolean; timeoutS?: number } = {}, env: NodeJS.ProcessEnv = {}): MonitoredEvent[] {
   const args = ['monitor-events', '--data-dir', dataDir, '--from', '0', '--props', 'all', '--timeout', String(opts.timeoutS ?? 2)];
   if (opts.deviceId !== undefined) args.push('--device-id', opts.deviceId);
   if (opts.json === true) args.push('--ct', 'application/json');
-  const out = cli(args);
+  const out = cli(args, env);
   if (out.status !== 0) throw new Error(`gatehouse monitor-events exited ${String(out.status)}: ${out.stderr}`);
   return out.stdout
     .split('\n')

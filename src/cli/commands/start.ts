@@ -2,7 +2,10 @@ import type { Command } from 'commander';
 import { loadConfig } from '../../config/schema.js';
 import { createLogger, defaultLogFormat, routeConsoleToLog } from '../../log.js';
 import { CliError } from '../errors.js';
-import { prepareHub, startHub } from '../../hub.js';
+import type { Logger } from 'pino';
+import type { HubConfig } from '../../config/schema.js';
+import { closePrepared, prepareHub, startHub, type RunningHub } from '../../hub.js';
+import { isWorker, reportReady, superviseWorkers, workerNodeId } from '../workers.js';
 
 function hubOptions(cmd: Command): Command {
   return cmd
@@ -13,7 +16,13 @@ function hubOptions(cmd: Command): Command {
     .option('--mqtt-port <port>', 'MQTT over TLS port, default 8883 (env GATEHOUSE_MQTT_PORT)')
     .option('--amqp-port <port>', 'AMQP 1.0 over TLS port, default 5671 (env GATEHOUSE_AMQP_PORT)')
     .option('--database-url <url>', 'PostgreSQL instead of SQLite: postgres://user@host/db[?schema=s] (env GATEHOUSE_DATABASE_URL)')
+    .option('--workers <n>', 'hub processes on this machine sharing the ports, default 1; more needs --database-url and --nats-url (env GATEHOUSE_WORKERS)')
+    .option('--drain-seconds <s>', 'on SIGTERM, keep serving this long while /health/ready answers 503, default 0 (env GATEHOUSE_DRAIN_SECONDS)')
+    .option('--stop-timeout <s>', 'the most a stop may take before the process exits anyway, default 30 (env GATEHOUSE_STOP_TIMEOUT)')
     .option('--node-id <name>', 'this node of a cluster, the same across restarts; default local on SQLite, the host name on PostgreSQL (env GATEHOUSE_NODE_ID)')
+    .option('--nats-url <url>', 'the bus on NATS for a cluster: nats://[user:password@]host:4222 or tls://...; default in-process (env GATEHOUSE_NATS_URL)')
+    .option('--nats-creds <file>', 'NATS credentials file (user JWT + NKey seed) for --nats-url (env GATEHOUSE_NATS_CREDS)')
+    .option('--nats-ca <file>', 'CA certificate (PEM) of a tls:// NATS server (env GATEHOUSE_NATS_CA)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
     .option('--log-format <format>', 'pretty (readable lines) or json; default pretty on a terminal, json otherwise (env GATEHOUSE_LOG_FORMAT)')
     .option('--tls-ca-cert <file>', 'issue the server certificate from this CA certificate (PEM) (env GATEHOUSE_TLS_CA_CERT)')
@@ -51,26 +60,62 @@ function configFrom(opts: Record<string, unknown>) {
   }
 }
 
+/**
+ * SIGTERM: readiness goes to 503 at once, the node keeps serving for --drain-seconds (the balancer
+ * stops sending it clients), then closes its listeners and sessions (devices reconnect elsewhere)
+ * and flushes what it accepted. Past --stop-timeout the process exits anyway, with a log line.
+ */
+async function drainAndStop(hub: RunningHub, config: HubConfig, logger: Logger, signalledAgain: Promise<void>): Promise<void> {
+  hub.services.lifecycle.advance('draining');
+  logger.info({ event: 'hub.draining', seconds: config.drainSeconds }, 'draining');
+  if (config.drainSeconds > 0) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([new Promise((r) => (timer = setTimeout(r, config.drainSeconds * 1000))), signalledAgain]);
+    clearTimeout(timer);
+  }
+  logger.info({ event: 'hub.stopping' }, 'stopping');
+  const bound = setTimeout(() => {
+    logger.error({ event: 'hub.stop-timeout', seconds: config.stopTimeout }, `the stop took over ${config.stopTimeout} s; exiting`);
+    process.exit(1);
+  }, config.stopTimeout * 1000);
+  await hub.stop();
+  clearTimeout(bound);
+  logger.info({ event: 'hub.stopped' }, 'stopped');
+}
+
 export function registerStart(program: Command): void {
   hubOptions(program.command('start').description('start the hub (creates the data dir, keys and certificates on first start)')).action(
     async (opts: Record<string, unknown>) => {
-      const config = configFrom(opts);
-      const logger = createLogger(config.logLevel, undefined, config.logFormat ?? defaultLogFormat());
+      const configured = configFrom(opts);
+      const logger = createLogger(configured.logLevel, undefined, configured.logFormat ?? defaultLogFormat());
       routeConsoleToLog(logger);
+      if (configured.workers > 1 && !isWorker()) {
+        const { readyLine, stopped } = await superviseWorkers(configured, logger);
+        process.stdout.write(`${readyLine}\n`);
+        await stopped;
+        return;
+      }
+      const nodeId = workerNodeId();
+      const config = nodeId === undefined ? configured : { ...configured, nodeId };
       const hub = await startHub(config, logger);
       const host = hub.state.hostname;
       // Listening for a stop before saying ready: a supervisor may send SIGTERM the moment it reads the line.
+      // A second signal ends the drain delay early; the stop itself stays graceful.
+      const signals = { next: () => undefined as void };
+      const onSignal = () => signals.next();
+      process.on('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
       const stopRequested = new Promise<void>((resolve) => {
-        process.once('SIGTERM', () => resolve());
-        process.once('SIGINT', () => resolve());
+        signals.next = resolve;
       });
-      process.stdout.write(
-        `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})\n`,
-      );
+      const ready = `Gatehouse ready: https://${host}${config.httpsPort === 443 ? '' : `:${config.httpsPort}`} mqtts://${host}:${config.mqttPort} amqps://${host}:${config.amqpPort} (bind ${config.bind}, store ${hub.store.kind}, CA ${hub.tls.caFile})`;
+      if (isWorker()) reportReady(ready);
+      else process.stdout.write(`${ready}\n`);
       await stopRequested;
-      logger.info({ event: 'hub.stopping' }, 'stopping');
-      await hub.stop();
-      logger.info({ event: 'hub.stopped' }, 'stopped');
+      const again = new Promise<void>((resolve) => {
+        signals.next = resolve;
+      });
+      await drainAndStop(hub, config, logger, again);
     },
   );
 
@@ -79,7 +124,8 @@ export function registerStart(program: Command): void {
       const config = configFrom(opts);
       const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, undefined, config.logFormat ?? defaultLogFormat());
       const hub = await prepareHub(config, logger);
-      await hub.store.close();
+      await hub.bus.bus.close();
+      await closePrepared(hub);
       process.stdout.write(`initialized ${hub.dataDir} (CA ${hub.tls.caFile})\n`);
     },
   );

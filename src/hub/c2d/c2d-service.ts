@@ -14,6 +14,9 @@ import type { Clock } from '../../core/clock.js';
 import { HubError } from '../../core/errors.js';
 import { printable, validateDeviceId } from '../../core/ids.js';
 import type { AckMode, C2dDrop, C2dMessage, FeedbackRecord, Store } from '../../store/ports.js';
+import { SUBJECTS, type C2dMailCause, type HubBus } from '../../bus/subjects.js';
+import { MessageTally } from '../../security/metrics.js';
+import type { C2dEvent } from '../../security/events.js';
 
 export interface C2dSendInput {
   body: Buffer;
@@ -74,8 +77,7 @@ function optionalText(value: string | undefined, what: string, pattern: RegExp =
   return value;
 }
 
-/** Why a device has mail: a new message, an abandoned one, or one whose lock lapsed or was released. */
-export type C2dMailCause = 'sent' | 'abandoned' | 'released';
+export type { C2dMailCause } from '../../bus/subjects.js';
 
 /**
  * Who holds a delivery lock: a live MQTT or AMQP session of this node (gone when the node stops
@@ -84,40 +86,53 @@ export type C2dMailCause = 'sent' | 'abandoned' | 'released';
 export type C2dLockHolder = 'session' | 'token';
 
 export class C2dService {
-  readonly #listeners: Array<(deviceId: string, cause: C2dMailCause) => void> = [];
   #timer: NodeJS.Timeout | undefined;
   #sweeping: Promise<void> | undefined;
 
   /**
-   * `node`: the id of this hub node, recorded with the locks its sessions take. One id per node
-   * of a cluster, kept across restarts, so that a node starting again releases exactly the locks
-   * of its own earlier run (`releaseSessionLocks`).
+   * The bus's node id is recorded with the locks this node's sessions take. One id per node of a
+   * cluster, kept across restarts, so that a node starting again releases exactly the locks of
+   * its own earlier run (`releaseSessionLocks`).
    */
+  readonly #node: string;
+
   constructor(
     private readonly store: Store,
     private readonly clock: Clock,
+    private readonly bus: HubBus,
     private limits: C2dLimits = DEFAULT_C2D_LIMITS,
-    private readonly node: string = 'local',
-  ) {}
-
-  /** Informs the delivery side that a device has mail (new, abandoned, or whose lock lapsed). Listeners cannot refuse. */
-  onEnqueued(listener: (deviceId: string, cause: C2dMailCause) => void): void {
-    this.#listeners.push(listener);
-  }
-
-  /** Messages that left a queue undelivered: expired or dead-lettered (after the store committed). */
-  onDropped(listener: (drop: C2dDrop) => void): void {
-    this.store.c2d.onDropped(listener);
-  }
-
-  #emit(deviceId: string, cause: C2dMailCause): void {
-    for (const l of this.#listeners) {
-      try {
-        l(deviceId, cause);
-      } catch {
-        // An event informs; a failing listener must not fail the send.
-      }
+    private readonly tally: MessageTally = new MessageTally(),
+  ) {
+    this.#node = bus.nodeId;
+    // A deleted device's queue goes with it (the store cascades); this clears any leftover.
+    bus.subscribe(SUBJECTS.identityChanged, async (change, meta) => {
+      if (change.kind === 'device-deleted' && meta.local) await this.forget(change.deviceId);
+    });
+    // In a cluster, a device's session taken here ends any other: the messages that session had
+    // locked (its node may have died with it) are deliverable now, not when their locks lapse.
+    // One node has no other sessions' locks (its own earlier run's go at start), so no write there.
+    if (bus.bus.kind !== 'local') {
+      bus.subscribe(SUBJECTS.sessionClaimed, async (claim, meta) => {
+        if (!meta.local || claim.moduleId !== null) return;
+        if ((await this.store.c2d.releaseOthersLocks(claim.deviceId, this.#node)) > 0) this.#emit(claim.deviceId, 'released');
+      });
     }
+  }
+
+  /**
+   * Messages that left a queue undelivered (expired or dead-lettered, once the store committed)
+   * join the security event stream (alerts, audit), reported by the node whose sweep or lock
+   * found them.
+   */
+  reportDropsTo(events: { emit(event: C2dEvent): void }): void {
+    this.store.c2d.onDropped((d: C2dDrop) =>
+      events.emit({ type: 'c2d', at: this.clock.now(), outcome: d.status === 'Expired' ? 'expired' : 'dead-lettered', deviceId: d.deviceId, count: d.count }),
+    );
+  }
+
+  /** Tells the node holding the device's session that it has mail (new, abandoned, or whose lock lapsed). */
+  #emit(deviceId: string, cause: C2dMailCause): void {
+    this.bus.publish(SUBJECTS.c2dEnqueued, { deviceId, cause });
   }
 
   async send(deviceId: string, input: C2dSendInput): Promise<C2dMessage> {
@@ -158,6 +173,7 @@ export class C2dService {
       { maxDepth: this.limits.maxDepth, now },
     );
     await this.#recount(deviceId);
+    this.tally.c2dOut++;
     this.#emit(deviceId, 'sent');
     return message;
   }
@@ -187,7 +203,7 @@ export class C2dService {
       now: this.clock.now(),
       lockMs,
       maxDeliveryCount: this.limits.maxDeliveryCount,
-      ...(holder === 'session' ? { owner: this.node } : {}),
+      ...(holder === 'session' ? { owner: this.#node } : {}),
     });
   }
 
@@ -198,7 +214,7 @@ export class C2dService {
    * Token locks (HTTPS) stay; their devices may still settle them. Returns how many devices.
    */
   async releaseSessionLocks(): Promise<number> {
-    const devices = await this.store.c2d.releaseOwnedLocks(this.node);
+    const devices = await this.store.c2d.releaseOwnedLocks(this.#node);
     for (const deviceId of devices) this.#emit(deviceId, 'released');
     return devices.length;
   }

@@ -5,8 +5,11 @@
  * not connected or not subscribed → 404 DeviceNotOnline; no answer in time → 504 GatewayTimeout.
  */
 import { randomUUID } from 'node:crypto';
-import { HubError } from '../../core/errors.js';
+import { ERROR_CODES, HubError, type ErrorCode } from '../../core/errors.js';
 import { isJsonObject, type JsonValue } from '../../core/json.js';
+import { BusNoRespondersError, BusTimeoutError } from '../../bus/bus.js';
+import { SUBJECTS, type HubBus, type MethodReply, type MethodRequest } from '../../bus/subjects.js';
+import type { MessageTally } from '../../security/metrics.js';
 import type { ConnectionRegistry } from '../connections.js';
 
 export const MAX_METHOD_PAYLOAD = 128 * 1024;
@@ -58,52 +61,100 @@ interface Pending {
   moduleId: string | null;
 }
 
+/** Bus time beyond the device's own timeouts before the caller gives up on the holding node. */
+const BUS_MARGIN_MS = 5_000;
+
+/**
+ * The caller's side sends the request over the bus to whichever node holds the identity's session
+ * (that node subscribes while it holds it: connections.ts); the holder's side waits for the device
+ * to listen for methods, sends the request on its connection and answers with the device's reply.
+ * On one node both sides are this service; in a cluster, the node the call came to and the node
+ * the device is connected to.
+ */
 export class MethodService {
   readonly #pending = new Map<string, Pending>();
-  readonly #sentListeners: Array<() => void> = [];
 
-  constructor(private readonly connections: ConnectionRegistry) {}
-
-  /** A method request went out to a device. Informs only (metrics). */
-  onRequestSent(listener: () => void): void {
-    this.#sentListeners.push(listener);
+  constructor(
+    private readonly connections: ConnectionRegistry,
+    private readonly bus: HubBus,
+    private readonly tally: MessageTally,
+  ) {
+    connections.serveMethods((request) => this.#serve(request));
   }
 
   async invoke(deviceId: string, moduleId: string | null, call: MethodCall): Promise<MethodResult> {
-    // connectTimeoutInSeconds: wait for the device to be online *and* listening for methods.
-    const session = await this.connections.waitFor(deviceId, moduleId, call.connectTimeoutInSeconds * 1000, (s) => s.acceptsMethods());
     const who = moduleId === null ? deviceId : `${deviceId}/${moduleId}`;
-    if (session === undefined) throw new HubError('DeviceNotOnline', `Device ${who} is not online.`);
+    const responseTimeoutMs = call.responseTimeoutInSeconds * 1000;
+    // connectTimeoutInSeconds: wait for the device to be online (anywhere) *and* listening for methods.
+    const deadline = Date.now() + call.connectTimeoutInSeconds * 1000;
+    for (;;) {
+      const remaining = Math.max(0, deadline - Date.now());
+      const claimed = remaining > 0 ? this.#claimWaiter(deviceId, moduleId, remaining) : undefined;
+      try {
+        const request: MethodRequest = { deviceId, moduleId, methodName: call.methodName, payload: call.payload, connectTimeoutMs: remaining, responseTimeoutMs };
+        const reply = await this.bus.request(SUBJECTS.methodRequest, request, remaining + responseTimeoutMs + BUS_MARGIN_MS, deviceId, moduleId);
+        if ('error' in reply) throw new HubError(reply.error.code in ERROR_CODES ? (reply.error.code as ErrorCode) : 'ServiceUnavailable', reply.error.message);
+        return reply;
+      } catch (err) {
+        if (err instanceof BusNoRespondersError && claimed !== undefined) {
+          await claimed.wait;
+          continue;
+        }
+        if (err instanceof BusNoRespondersError) throw new HubError('DeviceNotOnline', `Device ${who} is not online.`);
+        if (err instanceof BusTimeoutError) throw new HubError('GatewayTimeout', `Device ${who} did not answer ${call.methodName} in ${call.responseTimeoutInSeconds} s.`);
+        throw err;
+      } finally {
+        claimed?.cancel();
+      }
+    }
+  }
+
+  /** Resolves when a node claims the identity's session, or after `ms`. */
+  #claimWaiter(deviceId: string, moduleId: string | null, ms: number): { wait: Promise<void>; cancel(): void } {
+    let done!: () => void;
+    const wait = new Promise<void>((resolve) => (done = resolve));
+    const timer = setTimeout(() => done(), ms);
+    const sub = this.bus.subscribe(SUBJECTS.sessionClaimed, (c) => {
+      if (c.deviceId === deviceId && c.moduleId === moduleId) done();
+    });
+    const cancel = () => {
+      clearTimeout(timer);
+      sub.unsubscribe();
+      done();
+    };
+    void wait.then(cancel);
+    return { wait, cancel };
+  }
+
+  /** The holding node's side: the identity is connected here. */
+  async #serve(r: MethodRequest): Promise<MethodReply> {
+    const who = r.moduleId === null ? r.deviceId : `${r.deviceId}/${r.moduleId}`;
+    const session = await this.connections.waitFor(r.deviceId, r.moduleId, r.connectTimeoutMs, (s) => s.acceptsMethods());
+    if (session === undefined) return { error: { code: 'DeviceNotOnline', message: `Device ${who} is not online.` } };
     const requestId = randomUUID();
     const result = new Promise<MethodResult | undefined>((resolve) => {
       const timer = setTimeout(() => {
         this.#pending.delete(requestId);
         resolve(undefined);
-      }, call.responseTimeoutInSeconds * 1000);
+      }, r.responseTimeoutMs);
       this.#pending.set(requestId, {
-        deviceId,
-        moduleId,
-        resolve: (r) => {
+        deviceId: r.deviceId,
+        moduleId: r.moduleId,
+        resolve: (res) => {
           clearTimeout(timer);
-          resolve(r);
+          resolve(res);
         },
       });
     });
-    if (!session.sendMethodRequest(call.methodName, call.payload, requestId)) {
+    if (!session.sendMethodRequest(r.methodName, r.payload, requestId)) {
       this.#pending.get(requestId)?.resolve({ status: 0, payload: null });
       this.#pending.delete(requestId);
-      throw new HubError('DeviceNotOnline', `Device ${who} is not subscribed to direct methods.`);
+      return { error: { code: 'DeviceNotOnline', message: `Device ${who} is not subscribed to direct methods.` } };
     }
-    for (const l of this.#sentListeners) {
-      try {
-        l();
-      } catch {
-        // informs only
-      }
-    }
-    const r = await result;
-    if (r === undefined) throw new HubError('GatewayTimeout', `Device ${who} did not answer ${call.methodName} in ${call.responseTimeoutInSeconds} s.`);
-    return r;
+    this.tally.methodOut++;
+    const res = await result;
+    if (res === undefined) return { error: { code: 'GatewayTimeout', message: `Device ${who} did not answer ${r.methodName} in ${r.responseTimeoutMs / 1000} s.` } };
+    return res;
   }
 
   /** A device's answer. Only the identity the request went to may answer it. */

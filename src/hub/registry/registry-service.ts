@@ -1,8 +1,9 @@
 /**
  * The identity registry's management side: devices and modules CRUD, bulk, statistics.
  * Handlers in protocol/http call this; it validates, fills in what the service owns, and writes
- * through the store under etags. Listeners hear of every identity change (to drop live sessions
- * when a device is disabled, deleted or re-keyed); they cannot refuse one.
+ * through the store under etags. Every identity change goes out on the bus once written
+ * (`identity.changed`: every node drops the live sessions a disable, delete or re-key ends), and
+ * every write to the security event stream with who made it and the record before and after.
  */
 import type { Clock } from '../../core/clock.js';
 import { HubError } from '../../core/errors.js';
@@ -11,6 +12,8 @@ import { isJsonObject, type JsonObject } from '../../core/json.js';
 import type { DeviceOrigin, DeviceRecord, ModuleRecord } from '../../core/types.js';
 import { emptyTwin } from '../../core/twin-state.js';
 import type { DeviceRegistryStore, ModuleRegistryStore } from '../../store/ports.js';
+import { SUBJECTS, type HubBus, type IdentityChanged } from '../../bus/subjects.js';
+import { redactSecrets, type ChangeEvent } from '../../security/events.js';
 import {
   parseAuthentication,
   parseCapabilities,
@@ -24,19 +27,8 @@ import { resolveScopes } from './edge-scopes.js';
 export const MAX_MODULES_PER_DEVICE = 50;
 export const MAX_LIST = 1000;
 
-/**
- * `credentialsOrStatus` tells listeners whether live sessions must go: a disabled identity,
- * re-keyed or re-thumbprinted credentials (Azure drops them at once; so do we).
- */
-export type IdentityChange =
-  /**
-   * `keepThumbprints`: the change only swapped the X.509 thumbprints of an enabled self-signed
-   * identity (a rotation); sessions whose certificate is still listed stay connected.
-   */
-  | { kind: 'device-updated'; deviceId: string; credentialsOrStatus: boolean; keepThumbprints?: string[] }
-  | { kind: 'device-deleted'; deviceId: string }
-  | { kind: 'module-updated'; deviceId: string; moduleId: string; credentialsOrStatus: boolean }
-  | { kind: 'module-deleted'; deviceId: string; moduleId: string };
+/** `credentialsOrStatus`: live sessions must go (disabled, re-keyed, re-thumbprinted; Azure drops them at once, so do we). */
+export type IdentityChange = IdentityChanged;
 
 /** A registry write as the audit log records it. */
 /** Who made a registry change: `policy:<name>`, `operator:<id>`, `hub` (provisioning, EST, the hub itself). */
@@ -109,29 +101,29 @@ function checkBodyId(b: JsonObject, field: string, expected: string): void {
 }
 
 export class RegistryService {
-  readonly #listeners: Array<(change: IdentityChange) => void> = [];
-  readonly #recordListeners: Array<(change: RecordChange) => void> = [];
-
   constructor(
     private readonly store: DeviceRegistryStore & ModuleRegistryStore,
     private readonly clock: Clock,
+    private readonly bus: HubBus,
+    /** Where every write is reported (the security event stream: audit log, alerts), keys redacted. */
+    private readonly changes: { emit(event: ChangeEvent): void },
   ) {}
 
-  /** Every create, update and delete with the record before and after (for the audit log). */
-  onRecordChange(listener: (change: RecordChange) => void): void {
-    this.#recordListeners.push(listener);
-  }
-
-  #record(change: RecordChange): void {
-    for (const l of this.#recordListeners) l(change);
-  }
-
-  onIdentityChange(listener: (change: IdentityChange) => void): void {
-    this.#listeners.push(listener);
+  #record(c: RecordChange): void {
+    this.changes.emit({
+      type: 'change',
+      at: this.clock.now(),
+      actor: c.by.actor,
+      action: c.action,
+      target: c.target,
+      ...(c.before === undefined ? {} : { before: redactSecrets(c.before) }),
+      ...(c.after === undefined ? {} : { after: redactSecrets(c.after) }),
+      ...(c.by.remote === undefined ? {} : { remote: c.by.remote }),
+    });
   }
 
   #emit(change: IdentityChange): void {
-    for (const l of this.#listeners) l(change);
+    this.bus.publish(SUBJECTS.identityChanged, change);
   }
 
   #now(): string {
@@ -212,10 +204,27 @@ export class RegistryService {
   }
 
   async deleteDevice(deviceId: string, ifMatch: string, by: Actor = HUB_ACTOR): Promise<void> {
-    const before = this.#recordListeners.length > 0 ? await this.store.getDevice(deviceId) : undefined;
+    const before = await this.store.getDevice(deviceId);
     await this.store.deleteDevice(deviceId, ifMatch);
     this.#emit({ kind: 'device-deleted', deviceId });
     this.#record({ by, action: 'device.delete', target: `devices/${deviceId}`, ...(before === undefined ? {} : { before }) });
+  }
+
+  /**
+   * EST renewal of a self-signed device: the new certificate's thumbprint takes the slot of the
+   * one *not* renewed, so the device keeps working on either certificate until it switches (the
+   * rotation keeps sessions on a still-listed certificate). Returns the slot, or undefined when
+   * the device is not self-signed or lists none of the old thumbprints.
+   */
+  async rotateThumbprint(device: DeviceRecord, oldThumbprints: string[], newThumbprint: string): Promise<'primary' | 'secondary' | undefined> {
+    if (device.auth.type !== 'selfSigned') return undefined;
+    const old = new Set(oldThumbprints.map((t) => t.toUpperCase()));
+    const { primaryThumbprint: p, secondaryThumbprint: s } = device.auth;
+    const slot = p !== null && old.has(p.toUpperCase()) ? 'secondary' : s !== null && old.has(s.toUpperCase()) ? 'primary' : undefined;
+    if (slot === undefined) return undefined;
+    const x509Thumbprint = slot === 'secondary' ? { primaryThumbprint: p, secondaryThumbprint: newThumbprint } : { primaryThumbprint: newThumbprint, secondaryThumbprint: s };
+    await this.updateDevice(device.deviceId, { ...renderDevice(device), authentication: { type: 'selfSigned', x509Thumbprint } }, device.etag);
+    return slot;
   }
 
   async listDevices(top: number | undefined): Promise<DeviceRecord[]> {

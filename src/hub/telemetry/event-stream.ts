@@ -9,12 +9,18 @@
  *
  * Subscribers: `from: N` replays seq > N from the store in pages while buffering live events, then
  * switches to live, dropping what the replay already delivered: no gap, no duplicate.
+ *
+ * Each committed batch is announced on the bus (`telemetry.appended`, a wake-up: the events are in
+ * the store). Live subscribers on other nodes read what they have not seen from the store. (In a
+ * cluster, a batch of another node committing with lower seqs after this node's own later batch
+ * is not yet merged in order: issue 16 item 5.)
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../../core/clock.js';
 import { HubError } from '../../core/errors.js';
 import type { JsonObject, JsonValue } from '../../core/json.js';
 import type { EventStore, NewEvent, StoredEvent } from '../../store/event-ports.js';
+import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
 
 export interface EventStreamOptions {
   /** Events older than this are pruned. */
@@ -79,7 +85,42 @@ export class EventStream {
     private readonly clock: Clock,
     private readonly opts: EventStreamOptions,
     private readonly logger: Logger,
-  ) {}
+    private readonly bus: HubBus,
+  ) {
+    bus.subscribe(SUBJECTS.telemetryAppended, (_batch, meta) => {
+      if (!meta.local) this.#catchUp();
+    });
+    // Wake-ups from other nodes may have been lost while the bus was away.
+    bus.subscribe(SUBJECTS.busResync, () => this.#catchUp());
+  }
+
+  #catchingUp: Promise<void> | undefined;
+  #again = false;
+
+  /** Another node committed events: live subscribers read what they have not seen. */
+  #catchUp(): void {
+    if (this.#catchingUp !== undefined) {
+      this.#again = true;
+      return;
+    }
+    this.#catchingUp = (async () => {
+      do {
+        this.#again = false;
+        for (const sub of [...this.#subscribers]) {
+          if (!sub.live || sub.closed) continue;
+          try {
+            for (;;) {
+              const page = await this.store.readEvents({ after: sub.cursor, limit: REPLAY_PAGE, ...(sub.deviceId === undefined ? {} : { deviceId: sub.deviceId }) });
+              for (const e of page) this.#deliver(sub, e);
+              if (page.length < REPLAY_PAGE || sub.closed) break;
+            }
+          } catch (err) {
+            this.#fail(sub, err);
+          }
+        }
+      } while (this.#again && !this.#stopped);
+    })().finally(() => (this.#catchingUp = undefined));
+  }
 
   /** Resolves with the event's seq once it is durable. */
   append(event: NewEvent): Promise<number> {
@@ -132,6 +173,7 @@ export class EventStream {
     this.#timer = undefined;
     await this.#writer;
     await this.#pruning;
+    await this.#catchingUp;
     for (const sub of this.#subscribers) sub.closed = true;
     this.#subscribers.clear();
   }
@@ -176,6 +218,7 @@ export class EventStream {
           this.#publish({ seq, ...p.event }, p.ticket);
           p.resolve(seq);
         });
+        this.bus.publish(SUBJECTS.telemetryAppended, { lastSeq: Math.max(...seqs), count: seqs.length });
         // Let the reads that arrived during the commit join the next one.
         if (this.#queue.length > 0 && this.#queue.length < MAX_BATCH_EVENTS) await new Promise<void>((resolve) => setImmediate(resolve));
       }

@@ -9,38 +9,24 @@ import { newEtag } from '../../core/ids.js';
 import { isJsonObject, type JsonObject } from '../../core/json.js';
 import type { DeviceRecord, ModuleRecord, TwinState } from '../../core/types.js';
 import type { DeviceRegistryStore, ModuleRegistryStore, TwinStore } from '../../store/ports.js';
+import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
+import type { MessageTally } from '../../security/metrics.js';
 import { renderTwin } from './twin-document.js';
 import { checkSectionSize, clone, mergeInto, validatePatch } from './twin-patch.js';
 
-export interface DesiredChange {
-  deviceId: string;
-  moduleId: string | null;
-  /** The patch as applied, with `$version`, as a device receives it. */
-  patch: JsonObject;
-}
 
 type Stores = DeviceRegistryStore & ModuleRegistryStore & TwinStore;
 
 const MAX_ATTEMPTS = 8;
 
+/** A stored desired patch goes out on the bus (`twin.desired.changed`) to the node holding the identity's session. */
 export class TwinService {
-  readonly #desiredListeners: Array<(change: DesiredChange) => void> = [];
-  readonly #reportedListeners: Array<(deviceId: string, moduleId: string | null) => void> = [];
-
   constructor(
     private readonly store: Stores,
     private readonly clock: Clock,
+    private readonly bus: HubBus,
+    private readonly tally: MessageTally,
   ) {}
-
-  /** Events inform: listeners cannot refuse or alter a change. */
-  onDesiredChange(listener: (change: DesiredChange) => void): void {
-    this.#desiredListeners.push(listener);
-  }
-
-  /** A device's reported-properties patch was stored. Informs only. */
-  onReportedChange(listener: (deviceId: string, moduleId: string | null) => void): void {
-    this.#reportedListeners.push(listener);
-  }
 
   async get(deviceId: string, moduleId: string | null): Promise<JsonObject> {
     const { twin, device, module } = await this.#load(deviceId, moduleId);
@@ -111,13 +97,7 @@ export class TwinService {
       next.etag = newEtag();
       try {
         await this.store.replaceTwin(next, twin.etag);
-        for (const l of this.#reportedListeners) {
-          try {
-            l(deviceId, moduleId);
-          } catch {
-            // informs only
-          }
-        }
+        this.tally.twinIn++;
         return next.reportedVersion;
       } catch (err) {
         if (err instanceof HubError && err.code === 'PreconditionFailed' && attempt < MAX_ATTEMPTS) continue;
@@ -157,10 +137,7 @@ export class TwinService {
         if (err instanceof HubError && err.code === 'PreconditionFailed' && !pinned && attempt < MAX_ATTEMPTS) continue;
         throw err;
       }
-      if (desiredPatch !== undefined) {
-        const change: DesiredChange = { deviceId, moduleId, patch: desiredPatch };
-        for (const l of this.#desiredListeners) l(change);
-      }
+      if (desiredPatch !== undefined) this.bus.publish(SUBJECTS.desiredChanged, { deviceId, moduleId, patch: desiredPatch });
       return renderTwin(next, device, module);
     }
   }

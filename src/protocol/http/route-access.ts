@@ -43,6 +43,7 @@ const ADMIN = owner('hub/admin');
 /** Keys are `METHOD url` exactly as the route is registered (HEAD follows GET). */
 export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /health': PUBLIC,
+  'GET /health/ready': PUBLIC,
   'GET /metrics': service('metrics/read', ...REGISTRY_READ),
 
   // identity registry (routes/devices.ts, routes/modules.ts)

@@ -1,3 +1,4 @@
+import type { Lifecycle } from '../../hub/lifecycle.js';
 import type { RegistryService } from '../../hub/registry/registry-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
 import type { QueryService } from '../../hub/query/query-service.js';
@@ -65,4 +66,6 @@ export interface HubServices {
   /** Alert rules over the security events, their history and notifications. */
   alerts: AlertEngine;
   health(): Promise<{ status: 'ok' | 'degraded'; store: string; checks: Record<string, string> }>;
+  /** Starting, ready, draining: what a load balancer's readiness probe reads. */
+  lifecycle: Lifecycle;
 }

@@ -11,6 +11,8 @@ import { schemaV10 } from './schema-v10-alerts.js';
 import { schemaV11 } from './schema-v11-c2d-lock-owner.js';
 import { schemaV12 } from './schema-v12-alert-reasons.js';
 import { schemaV13 } from './schema-v13-origin.js';
+import { schemaV14 } from './schema-v14-operators.js';
+import { schemaV15 } from './schema-v15-counters.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -28,4 +30,6 @@ export const sqliteMigrations: readonly Migration[] = [
   { version: 11, name: 'C2D lock owner', sql: schemaV11(SQLITE) },
   { version: 12, name: 'alert rules by failure reason', sql: schemaV12() },
   { version: 13, name: 'device origin and EST registration-id scopes', sql: schemaV13() },
+  { version: 14, name: 'operators and role assignments as rows', sql: schemaV14(SQLITE) },
+  { version: 15, name: 'counters shared by the nodes', sql: schemaV15(SQLITE) },
 ];

@@ -29,7 +29,7 @@ const INSERT_COLUMNS =
   'device_id, generation_id, message_id, correlation_id, user_id, to_path, ack, content_type, content_encoding, properties, body, enqueued_time, expiry_time, delivery_count';
 const FEEDBACK_COLUMNS = 'seq, original_message_id, device_generation_id, device_id, enqueued_time_utc, status_code, description';
 
-/** Namespace of our advisory locks (the migration lock is the single-key 7270661). */
+/** Namespace of our advisory locks (the migration lock is the pair (7270661, schema); the event append lock the single key 7270662). */
 const QUEUE_LOCK_CLASS = 7270663;
 
 const DESCRIPTIONS: Record<FeedbackStatus, string> = {
@@ -265,6 +265,10 @@ export class SqlC2dStore implements C2dStore {
       await tx.run('UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL, lock_owner = NULL WHERE lock_owner = ?', [owner]);
       return rows.map((r) => text(r, 'device_id'));
     });
+  }
+
+  async releaseOthersLocks(deviceId: string, owner: string): Promise<number> {
+    return this.db.run('UPDATE c2d_messages SET lock_token = NULL, locked_until = NULL, lock_owner = NULL WHERE device_id = ? AND lock_owner IS NOT NULL AND lock_owner <> ?', [deviceId, owner]);
   }
 
   async readFeedback(after: number, limit: number): Promise<FeedbackRecord[]> {

@@ -33,6 +33,8 @@ import { SqlEnrollmentStore } from './sql-enrollment-store.js';
 import { SqlAuthorityStore } from './sql-authority-store.js';
 import { SqlAuditStore } from './sql-audit-store.js';
 import { SqlAlertStore } from './sql-alert-store.js';
+import { SqlOperatorStore } from './sql-operator-store.js';
+import { SqlCounterStore } from './sql-counter-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -44,6 +46,8 @@ export class SqlStore implements Store {
   readonly authority: SqlAuthorityStore;
   readonly audit: SqlAuditStore;
   readonly alerts: SqlAlertStore;
+  readonly operators: SqlOperatorStore;
+  readonly counters: SqlCounterStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -58,6 +62,8 @@ export class SqlStore implements Store {
     this.authority = new SqlAuthorityStore(db, box);
     this.audit = new SqlAuditStore(db);
     this.alerts = new SqlAlertStore(db, box);
+    this.operators = new SqlOperatorStore(db);
+    this.counters = new SqlCounterStore(db);
   }
 
   async close(): Promise<void> {
@@ -350,6 +356,25 @@ export class SqlStore implements Store {
       'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
       [key, value],
     );
+  }
+
+  async insertMetaIfAbsent(key: string, value: string): Promise<string> {
+    await this.db.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING', [key, value]);
+    const kept = await this.getMeta(key);
+    // Only a delete between the two statements leaves nothing; the caller's start fails loudly.
+    if (kept === undefined) throw new Error(`meta ${key} vanished right after it was written`);
+    return kept;
+  }
+
+  async compareAndSetMeta(key: string, expected: string | undefined, value: string): Promise<boolean> {
+    if (expected === undefined) {
+      return (await this.db.run('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING', [key, value])) === 1;
+    }
+    return (await this.db.run('UPDATE meta SET value = ? WHERE key = ? AND value = ?', [value, key, expected])) === 1;
+  }
+
+  async insertSecretMetaIfAbsent(key: string, value: string): Promise<string> {
+    return this.box.open(await this.insertMetaIfAbsent(`secret:${key}`, this.box.seal(value, `meta:${key}`)), `meta:${key}`);
   }
 
   async getSecretMeta(key: string): Promise<string | undefined> {

@@ -5,6 +5,9 @@
  *   GET/PATCH /settings                    hub settings (PATCH: JSON merge patch; ?dryRun=true)
  *   GET/PUT/PATCH/DELETE /operators[/:id]  operators; POST /operators/:id/tokens mints a token
  *   GET/POST /roleAssignments, DELETE /roleAssignments/:id, GET /roleDefinitions
+ *
+ * Operators and role assignments carry an etag (body and ETag header); PATCH and DELETE take
+ * If-Match and answer 412 PreconditionFailed when the row changed since (on any node).
  *   GET /policies[/:name], PUT/DELETE /policies/:name, POST /policies/:name/regenerateKey
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -25,6 +28,12 @@ export function actorOf(req: FastifyRequest): string {
 
 function flag(v: unknown): boolean {
   return v === 'true' || v === '1' || v === '';
+}
+
+/** If-Match as the raw etag (quotes and a weak prefix dropped); undefined when absent. */
+function ifMatchOf(req: FastifyRequest): string | undefined {
+  const h = req.headers['if-match'];
+  return h === undefined ? undefined : h.trim().replace(/^W\//, '').replace(/"/g, '');
 }
 
 function field(body: unknown, name: string): unknown {
@@ -78,9 +87,10 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
   // ---------------------------------------------------------------- operators
   app.get('/operators', async () => ({ value: operators.list().map((o) => ({ ...o, roles: [...operators.rolesOf(o.id)] })) }));
 
-  app.get<{ Params: { id: string } }>('/operators/:id', async (req) => {
+  app.get<{ Params: { id: string } }>('/operators/:id', async (req, reply) => {
     const op = operators.get(req.params.id);
     if (op === undefined) throw new HubError('OperatorNotFound', `Operator ${req.params.id.slice(0, 128)} does not exist.`);
+    void reply.header('etag', `"${op.etag}"`);
     return { ...op, roles: [...operators.rolesOf(op.id)] };
   });
 
@@ -90,10 +100,10 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     if (name !== undefined && (typeof name !== 'string' || name.length > 256)) throw new HubError('ArgumentInvalid', 'displayName must be a string of at most 256 characters.');
     const op = await operators.create(req.params.id, name as string | undefined);
     change(req, 'operator.create', `operators/${op.id}`, null, op);
-    return reply.code(201).send(op);
+    return reply.code(201).header('etag', `"${op.etag}"`).send(op);
   });
 
-  app.patch<{ Params: { id: string } }>('/operators/:id', async (req) => {
+  app.patch<{ Params: { id: string } }>('/operators/:id', async (req, reply) => {
     const body = jsonBody(req);
     const enabled = field(body, 'enabled');
     const revoke = field(body, 'revokeTokens');
@@ -102,13 +112,13 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     const { before, after } = await operators.update(req.params.id, {
       ...(enabled === undefined ? {} : { enabled: enabled as boolean }),
       ...(revoke === true ? { revokeTokens: true } : {}),
-    });
+    }, ifMatchOf(req));
     change(req, revoke === true ? 'operator.revoke-tokens' : 'operator.update', `operators/${after.id}`, before, after);
-    return after;
+    return reply.header('etag', `"${after.etag}"`).send(after);
   });
 
   app.delete<{ Params: { id: string } }>('/operators/:id', async (req, reply) => {
-    const op = await operators.delete(req.params.id);
+    const op = await operators.delete(req.params.id, ifMatchOf(req));
     change(req, 'operator.delete', `operators/${op.id}`, op, null);
     return reply.code(204).send();
   });
@@ -141,7 +151,7 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
     if (typeof assignee !== 'string' || typeof role !== 'string' || typeof scope !== 'string') throw new HubError('ArgumentInvalid', 'assignee and role are required strings.');
     const a = await operators.createAssignment(assignee, role, scope, actorOf(req));
     change(req, 'role-assignment.create', `roleAssignments/${a.id}`, null, a);
-    return reply.code(201).send(a);
+    return reply.code(201).header('etag', `"${a.etag}"`).send(a);
   });
 
   app.delete<{ Params: { id: string }; Querystring: { assignee?: string; role?: string } }>('/roleAssignments/:id', async (req) => {
@@ -149,6 +159,7 @@ export function registerSecurityRoutes(app: FastifyInstance, deps: SecurityRoute
       req.params.id === '-'
         ? { ...(req.query.assignee === undefined ? {} : { assignee: req.query.assignee }), ...(req.query.role === undefined ? {} : { role: req.query.role }) }
         : { id: req.params.id },
+      ifMatchOf(req),
     );
     for (const a of removed) change(req, 'role-assignment.delete', `roleAssignments/${a.id}`, a, null);
     return { value: removed };

@@ -160,7 +160,7 @@ export async function handleDpsPublish(conn: MqttConnection, packet: IPublishPac
   if (path === '$dps/registrations/GET/iotdps-get-operationstatus/') {
     let op;
     try {
-      op = dps.registration.operation(attested.registrationId, params.get('operationId') ?? '');
+      op = await dps.registration.operation(attested.registrationId, params.get('operationId') ?? '');
     } catch (err) {
       return throttled(conn, rid, err);
     }

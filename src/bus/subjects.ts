@@ -1,0 +1,228 @@
+/**
+ * Every bus subject, named once, with its payload type; `HubBus` publishes and subscribes only
+ * through these, so a payload cannot mismatch its subject. docs/cluster.md ("The bus") has the
+ * table of who publishes and who subscribes.
+ *
+ * Encoding is JSON: every payload here is small, plain data (ids, versions, a twin patch, a method
+ * payload that is JSON already), any node or tool (`nats sub`) can read it, and the in-process bus
+ * encodes too, so a payload that would not survive the wire (a Date, a Map, undefined in an array)
+ * fails on one node exactly as it would in a cluster.
+ *
+ * Every message travels in an envelope with the publishing node's id, so a subscriber can tell
+ * its own node's news (already acted on) from another node's.
+ */
+import type { JsonObject, JsonValue } from '../core/json.js';
+import type { HubSettings } from '../security/settings.js';
+import { BusClosedError, subjectToken, type Bus, type BusSubscription, type SubscribeOptions } from './bus.js';
+
+/**
+ * An identity changed. `credentialsOrStatus`: live sessions must go (disabled, re-keyed,
+ * re-thumbprinted). `keepThumbprints`: the change only swapped the X.509 thumbprints of an enabled
+ * self-signed identity; sessions whose certificate is still listed stay.
+ */
+export type IdentityChanged =
+  | { kind: 'device-updated'; deviceId: string; credentialsOrStatus: boolean; keepThumbprints?: string[] }
+  | { kind: 'device-deleted'; deviceId: string }
+  | { kind: 'module-updated'; deviceId: string; moduleId: string; credentialsOrStatus: boolean }
+  | { kind: 'module-deleted'; deviceId: string; moduleId: string };
+
+export interface CertificatesRevoked {
+  /** Serials as the authority normalizes them, with the SHA-256 thumbprint (upper-case hex) and the issuing CA of each. */
+  certificates: Array<{ serial: string; thumbprintSha256: string; caName: string }>;
+}
+
+export interface SettingsChanged {
+  /** The whole stored document (no secrets in it): every node applies it as is. */
+  settings: HubSettings;
+  previousVersion: number;
+}
+
+export interface PolicyChanged {
+  name: string;
+  change: 'created' | 'updated' | 'deleted' | 'keys-renewed';
+  /** Set when sessions authenticated with this policy must go: why (for their log). */
+  dropSessions?: string;
+}
+
+export interface OperatorsChanged {
+  what: 'operator' | 'role-assignment';
+  id: string;
+}
+
+/** Why a device has mail: a new message, one abandoned, or one whose delivery lock lapsed. */
+export type C2dMailCause = 'sent' | 'abandoned' | 'released';
+
+export interface C2dEnqueued {
+  deviceId: string;
+  cause: C2dMailCause;
+}
+
+export interface DesiredChanged {
+  deviceId: string;
+  moduleId: string | null;
+  /** The patch as applied, with `$version`, as a device receives it. */
+  patch: JsonObject;
+}
+
+export interface TelemetryAppended {
+  /** The highest seq committed by the batch, and how many events it held. */
+  lastSeq: number;
+  count: number;
+}
+
+/**
+ * This node's NATS connection came back: what it was told while away may be lost (NATS core keeps
+ * nothing for a subscriber that is not there), so every node that hears this reads again from the
+ * store what notifications would have told it: settings, operators, policies, its sessions'
+ * identities and C2D mail, live readers' events; and re-announces the sessions it holds.
+ */
+export interface BusResync {
+  reason: 'reconnected';
+}
+
+export interface SessionClaimed {
+  deviceId: string;
+  moduleId: string | null;
+  /** A per-session id, so the claiming node can tell its own claim from an older one. */
+  sessionId: string;
+  protocol: string;
+  /** When the session registered (ms since epoch): of two claims crossing on the wire, the later one wins. */
+  at: number;
+}
+
+export interface MethodRequest {
+  deviceId: string;
+  moduleId: string | null;
+  methodName: string;
+  payload: JsonValue;
+  /** How long the holding node waits for the device to subscribe to methods, then for its answer. */
+  connectTimeoutMs: number;
+  responseTimeoutMs: number;
+}
+
+/** `error.code` is a HubError code (DeviceNotOnline, GatewayTimeout, ...). */
+export type MethodReply = { status: number; payload: JsonValue } | { error: { code: string; message: string } };
+
+/** A subject carrying `T`, with the tokens after its name built from `A`. */
+export interface Subject<T, A extends unknown[] = []> {
+  readonly name: string;
+  readonly tokens: (...args: A) => string[];
+  /** Only for typing: never set. */
+  readonly _payload?: T;
+}
+
+/** A request subject: `Q` asked, `R` answered. */
+export interface RequestSubject<Q, R, A extends unknown[] = []> extends Subject<Q, A> {
+  readonly _reply?: R;
+}
+
+const subject = <T, A extends unknown[] = []>(name: string, tokens?: (...args: A) => string[]): Subject<T, A> => ({ name, tokens: tokens ?? (() => []) });
+
+export const SUBJECTS = {
+  /** registry -> sessions (drop), C2D (forget a deleted device's queue). */
+  identityChanged: subject<IdentityChanged>('identity.changed'),
+  /** certificate authority -> revocation check (cache), sessions (drop). */
+  certificatesRevoked: subject<CertificatesRevoked>('certificate.revoked'),
+  /** settings -> every node's gate, audit log, C2D defaults. */
+  settingsChanged: subject<SettingsChanged>('settings.changed'),
+  /** policies -> policy cache (invalidate), sessions (drop policy-SAS ones). */
+  policyChanged: subject<PolicyChanged>('policy.changed'),
+  /** operators and role assignments -> every node's operator cache (reload). */
+  operatorsChanged: subject<OperatorsChanged>('operators.changed'),
+  /** C2D -> the delivery loop of the session holding the device (wake-up). */
+  c2dEnqueued: subject<C2dEnqueued>('c2d.enqueued'),
+  /** twins -> the session holding the device (push the patch). */
+  desiredChanged: subject<DesiredChanged>('twin.desired.changed'),
+  /** event stream -> live readers (wake-up; the events are in the store). */
+  telemetryAppended: subject<TelemetryAppended>('telemetry.appended'),
+  /** connection registry -> every other node (close your session for this identity). */
+  sessionClaimed: subject<SessionClaimed>('session.claimed'),
+  /** a node's bus -> every node (read again what a notification would have said). */
+  busResync: subject<BusResync>('bus.resync'),
+  /** methods -> the node holding the identity's session, which subscribes while it holds it. */
+  methodRequest: {
+    name: 'method.request',
+    tokens: (deviceId: string, moduleId: string | null) => [subjectToken(deviceId), moduleId === null ? '$device' : subjectToken(moduleId)],
+  } as RequestSubject<MethodRequest, MethodReply, [string, string | null]>,
+} as const;
+
+export interface Envelope<T> {
+  /** The publishing node's id. */
+  node: string;
+  data: T;
+}
+
+export type Handler<T> = (data: T, meta: { node: string; local: boolean }) => void | Promise<void>;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/**
+ * The hub's typed face of the bus: subjects live under `<prefix>.`, which names the hub (its id in
+ * the store), so two hubs sharing one NATS never hear each other.
+ */
+export class HubBus {
+  constructor(
+    readonly bus: Bus,
+    readonly prefix: string,
+  ) {}
+
+  get nodeId(): string {
+    return this.bus.nodeId;
+  }
+
+  #subject<A extends unknown[]>(s: Subject<unknown, A>, args: A): string {
+    return [this.prefix, s.name, ...s.tokens(...args)].join('.');
+  }
+
+  #encode<T>(data: T): Uint8Array {
+    const env: Envelope<T> = { node: this.bus.nodeId, data };
+    return encoder.encode(JSON.stringify(env));
+  }
+
+  #decode<T>(bytes: Uint8Array): Envelope<T> {
+    return JSON.parse(decoder.decode(bytes)) as Envelope<T>;
+  }
+
+  publish<T>(s: Subject<T>, data: T): void;
+  publish<T, A extends unknown[]>(s: Subject<T, A>, data: T, ...args: A): void;
+  publish<T, A extends unknown[]>(s: Subject<T, A>, data: T, ...args: A): void {
+    try {
+      this.bus.publish(this.#subject(s, args), this.#encode(data));
+    } catch (err) {
+      // A notification after the bus closed (the node is stopping) is dropped, as NATS core
+      // drops one nobody hears: what it tells of is in the store already.
+      if (!(err instanceof BusClosedError)) throw err;
+    }
+  }
+
+  subscribe<T>(s: Subject<T>, handler: Handler<T>, opts?: SubscribeOptions): BusSubscription {
+    return this.bus.subscribe(
+      this.#subject(s, [] as unknown as []),
+      (msg) => {
+        const env = this.#decode<T>(msg.data);
+        return handler(env.data, { node: env.node, local: env.node === this.bus.nodeId });
+      },
+      opts,
+    );
+  }
+
+  /** Asks whoever serves the subject; rejects with BusNoRespondersError or BusTimeoutError. */
+  async request<Q, R, A extends unknown[]>(s: RequestSubject<Q, R, A>, data: Q, timeoutMs: number, ...args: A): Promise<R> {
+    const answer = await this.bus.request(this.#subject(s, args), this.#encode(data), { timeoutMs });
+    return this.#decode<R>(answer).data;
+  }
+
+  /** Answers requests on the subject until unsubscribed; a handler that throws leaves the asker to time out. */
+  serve<Q, R, A extends unknown[]>(s: RequestSubject<Q, R, A>, handler: (data: Q, meta: { node: string }) => Promise<R>, opts: SubscribeOptions, ...args: A): BusSubscription {
+    return this.bus.subscribe(
+      this.#subject(s, args),
+      async (msg) => {
+        const env = this.#decode<Q>(msg.data);
+        const reply = await handler(env.data, { node: env.node });
+        msg.respond(this.#encode(reply));
+      },
+      opts,
+    );
+  }
+}

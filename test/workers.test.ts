@@ -1,0 +1,92 @@
+/**
+ * `gatehouse start --workers N` (issue 16 item 6): two hub processes share the ports; devices
+ * spread over them and every call reaches its device whichever worker took it (the workers talk
+ * over NATS); SIGTERM stops them all; without PostgreSQL and NATS it is a one-line start-up error.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { after, describe, it } from 'node:test';
+import pg from 'pg';
+import iothub from 'azure-iothub';
+import deviceSdk from 'azure-iot-device';
+import deviceMqtt from 'azure-iot-device-mqtt';
+import { cli, removeDir, startHubProcess, tempDir, type HubProcess } from './support/hub-process.js';
+import { DATABASE_URL, NATS_URL } from './support/cluster.js';
+
+const HOST = '127.0.37.1';
+const schema = `gh_workers_${randomBytes(4).toString('hex')}`;
+
+function children(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+describe('--workers', () => {
+  after(async () => {
+    const db = new pg.Client({ connectionString: DATABASE_URL });
+    await db.connect();
+    await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    await db.end();
+  });
+
+  it('more than one worker without PostgreSQL and NATS is a clear start-up error', () => {
+    const dir = tempDir('workers-bad');
+    try {
+      const r = cli(['start', '--workers', '2', '--data-dir', dir, '--bind', HOST, '--hostname', HOST]);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr.trim(), /^error: ConfigInvalid: --workers: more than one worker needs PostgreSQL \(--database-url\) and NATS \(--nats-url\)/);
+    } finally {
+      removeDir(dir);
+    }
+  });
+
+  it('two workers share the ports, serve devices whichever worker holds them, and stop together', async () => {
+    const url = new URL(DATABASE_URL);
+    url.searchParams.set('schema', schema);
+    const hub: HubProcess = await startHubProcess({ address: HOST, extraArgs: ['--workers', '2', '--database-url', url.toString(), '--nats-url', NATS_URL] });
+    const devices: InstanceType<typeof deviceSdk.Client>[] = [];
+    try {
+      assert.match(hub.output(), /2 workers\)/);
+      const workers = children(hub.proc.pid ?? 0);
+      assert.equal(workers.length, 2, 'a primary and two workers');
+
+      const registry = iothub.Registry.fromConnectionString(hub.connectionString);
+      const service = iothub.Client.fromConnectionString(hub.connectionString);
+      await service.open();
+      const received = new Map<string, string>();
+      for (let i = 0; i < 6; i++) {
+        const id = `w-${i}`;
+        const { responseBody } = await registry.create({ deviceId: id });
+        const c = deviceSdk.Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${responseBody.authentication?.symmetricKey?.primaryKey ?? ''}`, deviceMqtt.Mqtt);
+        c.on('message', (m) => {
+          received.set(id, m.data.toString());
+          c.complete(m, () => undefined);
+        });
+        await c.open();
+        c.onDeviceMethod('where', (_req, res) => res.send(200, { pid: process.pid }, () => undefined));
+        devices.push(c);
+      }
+      // Connections alternate between the workers: each call below lands on one worker and its
+      // device is on either; every one must arrive.
+      for (let i = 0; i < 6; i++) {
+        await service.send(`w-${i}`, `hello ${i}`);
+        const r = await service.invokeDeviceMethod(`w-${i}`, { methodName: 'where', payload: null, responseTimeoutInSeconds: 10 });
+        assert.equal(r.result.status, 200);
+      }
+      const deadline = Date.now() + 10_000;
+      while (received.size < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual([...received.entries()].sort(), Array.from({ length: 6 }, (_, i) => [`w-${i}`, `hello ${i}`]));
+      await service.close();
+    } finally {
+      await Promise.all(devices.map((d) => d.close().catch(() => undefined)));
+      const workers = children(hub.proc.pid ?? 0);
+      assert.equal(await hub.stop(), 0);
+      for (const pid of workers) assert.throws(() => process.kill(pid, 0), 'the workers stopped too');
+      removeDir(hub.dataDir);
+    }
+  });
+});
