@@ -59,6 +59,7 @@ const ABSENT = 'm-absent';
 
 export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'GET /health', path: '/health', who: 'public' },
+  { route: 'GET /health/ready', path: '/health/ready', who: 'public' },
 
   // identity registry
   { route: 'PUT /devices/:id', path: '/devices/m-put', body: { deviceId: 'm-put' }, who: REGISTRY_WRITE },
