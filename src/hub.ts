@@ -342,8 +342,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     if (released > 0) logger.info({ event: 'c2d.locks-released', devices: released }, "released the C2D locks of this node's previous run");
     await services.alerts.start();
   } catch (err) {
-    await prepared.bus.bus.close();
-    await store.close();
+    await closePrepared(prepared);
     throw err;
   }
   const sessionState = sessionStateRecorder(store, services.securityEvents, clock);
@@ -431,8 +430,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     amqpServer?.close();
     await http?.close().catch(() => undefined);
     await services.alerts.stop();
-    await prepared.bus.bus.close();
-    await store.close();
+    await closePrepared(prepared);
     throw err;
   }
 

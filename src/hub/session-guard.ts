@@ -75,13 +75,14 @@ export class SessionGuard {
    * here: a session does not keep the key it proved; its token's expiry still ends it.)
    */
   async recheck(): Promise<number> {
-    const doomed = new Map<LiveSession, string>();
+    // Grouped by reason: one pass over the sessions per reason, not one per doomed session.
+    const doomed = new Map<string, Set<LiveSession>>();
     for (const s of [...this.connections.sessions()]) {
       const why = await this.#invalid(s).catch(() => undefined);
-      if (why !== undefined) doomed.set(s, why);
+      if (why !== undefined) doomed.set(why, (doomed.get(why) ?? new Set()).add(s));
     }
     let n = 0;
-    for (const [s, why] of doomed) n += this.connections.dropWhere((x) => x === s, why);
+    for (const [why, sessions] of doomed) n += this.connections.dropWhere((x) => sessions.has(x), why);
     if (n > 0) this.log({ event: 'sessions.dropped', change: 'recheck', sessions: n }, 'dropped live sessions after a recheck');
     return n;
   }

@@ -14,7 +14,7 @@ import type { Command } from 'commander';
 import { createDevRootCa } from '../../pki/dev-ca.js';
 import { TcpBalancer } from '../cluster/balancer.js';
 import { CliError } from '../errors.js';
-import { policyConnectionString, readState, openStoreFor } from '../connection.js';
+import { policyConnectionString, openStoreFor } from '../connection.js';
 import { redactDatabaseUrl } from '../../hub/startup.js';
 
 const BIN = fileURLToPath(new URL('../../../../bin/gatehouse.js', import.meta.url));
@@ -104,8 +104,7 @@ export function registerCluster(program: Command): void {
       await balancer.listen();
 
       process.env.GATEHOUSE_MASTER_KEY = secrets.masterKey; // to read node-1's store for the connection string
-      const state = readState(join(root, 'node-1'));
-      const { store } = await openStoreFor(join(root, 'node-1'), databaseUrl);
+      const { store, state } = await openStoreFor(join(root, 'node-1'), databaseUrl);
       const owner = await store.getPolicy('iothubowner');
       await store.close();
       const out = process.stdout;
