@@ -72,7 +72,9 @@ describe('a cluster of three nodes (PostgreSQL + NATS)', () => {
     const cs = await createDevice('cl-dev-2');
     await agents[A]!.call('device.open', { name: 'd2', connectionString: cs, transport: 'amqp' });
     const mon = spawnReaped([BIN, 'monitor-events', '--data-dir', cluster.nodes[2]!.dataDir, '--device-id', 'cl-dev-2', '--timeout', '8'], cluster.env);
-    await sleep(1500); // the reader is attached before the event exists: this is the live path, not history
+    // The reader is attached before the event exists: this is the live path, not history.
+    for (const until = Date.now() + 15_000; !mon.output().includes('Starting event monitor') && Date.now() < until; ) await sleep(50);
+    assert.match(mon.output(), /Starting event monitor, filtering on device: cl-dev-2/);
     await agents[A]!.call('device.send', { name: 'd2', body: 'live-from-A' });
     const deadline = Date.now() + 5000;
     while (!mon.output().includes('live-from-A') && Date.now() < deadline) await sleep(100);

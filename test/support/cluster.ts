@@ -88,6 +88,8 @@ export interface Agent {
   /** The first event (already seen or still to come) that matches, else rejects after timeoutMs. */
   waitFor(pred: (e: AgentEvent) => boolean, timeoutMs?: number, what?: string): Promise<AgentEvent>;
   events: AgentEvent[];
+  /** False once the process has exited (calls then fail at once). */
+  readonly alive: boolean;
   kill(): void;
 }
 
@@ -99,7 +101,15 @@ export async function startAgent(hostname: string, address: string): Promise<Age
   });
   const reap = () => proc.kill('SIGKILL');
   process.once('exit', reap);
-  proc.once('exit', () => process.off('exit', reap));
+  let alive = true;
+  // A process that dies (the SDK can crash its own process: see c2dSender in cluster-failover.test)
+  // fails its outstanding calls at once instead of leaving them to their timeouts.
+  proc.once('exit', (code, signal) => {
+    alive = false;
+    process.off('exit', reap);
+    for (const p of pending.values()) p.reject(new Error(`agent exited (${signal ?? code})`));
+    pending.clear();
+  });
   const events: AgentEvent[] = [];
   const waiters = new Set<() => void>();
   const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
@@ -119,6 +129,7 @@ export async function startAgent(hostname: string, address: string): Promise<Age
     events,
     call<T>(op: string, args: Record<string, unknown>, timeoutMs = 30_000): Promise<T> {
       const id = next++;
+      if (!alive) return Promise.reject(new Error('agent exited'));
       return new Promise<T>((resolve, reject) => {
         const timer = setTimeout(() => {
           pending.delete(id);
@@ -153,6 +164,9 @@ export async function startAgent(hostname: string, address: string): Promise<Age
         }, timeoutMs);
         if (!check()) waiters.add(check);
       });
+    },
+    get alive() {
+      return alive;
     },
     kill: () => proc.kill('SIGKILL'),
   };

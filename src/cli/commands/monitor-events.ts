@@ -201,6 +201,8 @@ async function monitor(o: MonitorOpts): Promise<void> {
           target,
           aborted,
           () => {
+            // az's line, printed once the hub has accepted the stream: from here on nothing is missed.
+            if (!everOpen) process.stderr.write(`Starting event monitor${o.deviceId !== undefined ? `, filtering on device: ${o.deviceId}` : ''}, use ctrl-c to stop...\n`);
             everOpen = true;
             retryMs = RETRY_MIN_MS;
             if (announced) process.stderr.write('note: event stream resumed\n');
