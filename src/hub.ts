@@ -42,7 +42,7 @@ import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { SecurityEvents } from './core/security-events.js';
-import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, resolveNodeId, StartupError, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
+import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
 import { sessionStateRecorder } from './hub/session-state.js';
 import { AuditLog } from './audit/audit-log.js';
 import { HubMetrics } from './metrics/metrics.js';
@@ -56,11 +56,12 @@ import { ConnectionCaps, ConnectionRefusals } from './access/connection-caps.js'
 import { PolicyService } from './policies/policy-service.js';
 import { PolicyUsage } from './policies/policy-usage.js';
 import { runPostureAudit } from './posture/posture-source.js';
-import { subjectToken, type Bus } from './bus/bus.js';
-import { HubBus, SUBJECTS } from './bus/subjects.js';
-import { LocalBus } from './bus/local/local-bus.js';
-import { connectNatsBus } from './bus/nats/nats-bus.js';
-import { redactNatsUrl } from './bus/nats/nats-options.js';
+import type { HubBus } from './bus/subjects.js';
+import { openHubBus } from './hub/hub-bus.js';
+import { openHubEventLog } from './hub/event-log.js';
+import type { LogWriter } from './hub/telemetry/log-writer.js';
+import { ConsumerGroups } from './hub/telemetry/consumer-groups.js';
+import { EventHubEndpoint } from './protocol/amqp/eventhub-endpoint.js';
 import { SessionGuard } from './hub/session-guard.js';
 import { RevocationCheck } from './pki/revocation-check.js';
 
@@ -92,10 +93,13 @@ export interface PreparedHub {
   policyCache: PolicyCache;
   /** Per-address caps on every listener, and the report of connections closed before authentication. */
   connectionCaps: ConnectionCaps;
+  /** The partitioned event log every accepted device message is appended to (issue 17). */
+  eventLog: LogWriter;
 }
 
 /** Closes what prepareHub opened (for `init` and the --workers primary, which never listen). */
 export async function closePrepared(p: PreparedHub): Promise<void> {
+  await p.eventLog.stop();
   p.services.gate.lockout.stop();
   p.services.operators.stop();
   await p.bus.bus.close();
@@ -108,6 +112,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
   ensurePrivateDataDir(dataDir, logger);
   const { store, keyWarning, keySource } = await openHubStore(dataDir, config.databaseUrl);
   let opened: HubBus | undefined;
+  let eventLog: LogWriter | undefined;
   if (keyWarning !== undefined) logger.warn({ event: 'master-key.permissions' }, keyWarning);
   try {
     logger.info({ event: 'store.opened', store: store.kind, masterKey: keySource }, 'store opened');
@@ -216,12 +221,14 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       logger.child({ component: 'events' }),
       bus,
     );
-    // Telemetry goes through the event stream: group commit, durable before PUBACK, live subscribers.
-    // Counted where MQTT and device HTTPS hand it over: one integer increment per message.
+    const log = (eventLog = await openHubEventLog(store, config, bus, logger.child({ component: 'log' })));
+    // Telemetry goes through the event stream and the partitioned log, both with group commit: the
+    // PUBACK or 204 waits for both to be durable. Counted where MQTT, AMQP and device HTTPS hand it
+    // over: one integer increment per message.
     const telemetry: TelemetrySink = {
       append(event) {
         metrics.messages.telemetryIn++;
-        return events.append(event);
+        return Promise.all([events.append(event), log.append(event)]).then(([seq]) => seq);
       },
     };
     const dpsLog = logger.child({ component: 'dps' });
@@ -266,6 +273,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         return runPostureAudit(store, { now: clock.now(), expiringDays });
       },
       telemetry,
+      consumerGroups: new ConsumerGroups(store, clock),
       cas,
       authority,
       est,
@@ -286,33 +294,13 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         }
       },
     };
-    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps };
+    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps, eventLog: log };
   } catch (err) {
+    await eventLog?.stop();
     await opened?.bus.close();
     await store.close();
     throw err;
   }
-}
-
-/** The bus: NATS when --nats-url is set, else in-process. Subjects live under the hub's id. */
-async function openHubBus(config: HubConfig, store: Store, logger: Logger): Promise<HubBus> {
-  const nodeId = resolveNodeId(resolve(config.dataDir), config.nodeId);
-  const log = logger.child({ component: 'bus' });
-  const onHandlerError = (err: unknown, subject: string) => log.error({ err, event: 'bus.handler-failed', subject }, 'a bus handler failed');
-  let bus: Bus;
-  let hubBus: HubBus | undefined;
-  if (config.natsUrl === undefined) bus = new LocalBus({ nodeId, onHandlerError });
-  else {
-    // Back on NATS: every node reads again what it may have missed (SUBJECTS.busResync).
-    const onReconnect = () => hubBus?.publish(SUBJECTS.busResync, { reason: 'reconnected' });
-    const nats = { nodeId, url: config.natsUrl, credsFile: config.natsCreds, caFile: config.natsCa, onHandlerError, onReconnect, log: (f: object, m: string) => log.warn(f, m) };
-    bus = await connectNatsBus(nats).catch((err: Error) => {
-      throw new StartupError(err.message);
-    });
-  }
-  log.info({ event: 'bus.opened', kind: bus.kind, node: nodeId, ...(config.natsUrl === undefined ? {} : { server: redactNatsUrl(config.natsUrl) }) }, 'bus opened');
-  hubBus = new HubBus(bus, `gatehouse.${subjectToken((await store.getMeta('hub.id')) ?? 'hub')}`);
-  return hubBus;
 }
 
 export interface RunningHub extends PreparedHub {
@@ -399,6 +387,15 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
       maxUnauthenticatedPerAddress: config.amqpMaxUnauthenticatedPerAddress,
     },
     refusals: connectionCaps.refusals,
+    eventHubs: new EventHubEndpoint({
+      log: prepared.eventLog.log,
+      consumerGroups: services.consumerGroups,
+      hostname: () => config.hostname,
+      gate: services.gate,
+      clock,
+      logger: logger.child({ component: 'eventhubs' }),
+      createdAt: await store.insertMetaIfAbsent('eventhub.created-at', new Date(clock.now()).toISOString()),
+    }),
   });
   let amqpServer: TlsServer | undefined;
   try {
@@ -429,6 +426,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
 
   services.c2d.start();
   services.events.start();
+  prepared.eventLog.start();
   await services.auditLog.start();
   services.policyUsage.start();
 
@@ -469,6 +467,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await app.close();
         await services.c2d.stop();
         await services.events.stop();
+        await prepared.eventLog.stop();
         await services.auditLog.stop();
         await services.policyUsage.stop().catch(() => undefined);
         services.metrics.stop();

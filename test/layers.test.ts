@@ -16,7 +16,7 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src');
 const LAYERS: string[][] = [
   ['core', 'factory'],
   ['store', 'bus'],
-  ['pki'],
+  ['log', 'pki'],
   ['auth'],
   ['hub'],
   ['dps', 'access', 'audit', 'alerts'],

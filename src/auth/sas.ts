@@ -73,14 +73,24 @@ export function hmacSha256(base64Key: string, message: string): Buffer {
   return createHmac('sha256', Buffer.from(base64Key, 'base64')).update(message, 'utf8').digest();
 }
 
+/**
+ * Whether a token is signed as Event Hubs and Service Bus sign: with the key's text as the HMAC
+ * key, not its base64-decoded bytes (IoT Hub's way). Their clients (`@azure/event-hubs`) name the
+ * resource as a URI, `sb://{host}/...`, which is how these tokens are told apart.
+ */
+export function isServiceBusToken(token: SasToken): boolean {
+  return /^(?:sb|amqps?):\/\//i.test(token.resource);
+}
+
 /** Constant-time check of the token's signature against each candidate key (primary, secondary). */
 export function signatureMatches(token: SasToken, keys: ReadonlyArray<string | null>): boolean {
   const message = `${token.rawResource}\n${token.rawExpiry}`;
+  const keyBytes = isServiceBusToken(token) ? (k: string) => Buffer.from(k, 'utf8') : (k: string) => Buffer.from(k, 'base64');
   let ok = false;
   for (const key of keys) {
     if (key === null || key.length === 0) continue;
     // No early exit: the time taken does not depend on which key matched.
-    if (timingSafeEqual(hmacSha256(key, message), token.signature)) ok = true;
+    if (timingSafeEqual(createHmac('sha256', keyBytes(key)).update(message, 'utf8').digest(), token.signature)) ok = true;
   }
   return ok;
 }
@@ -90,6 +100,8 @@ export function signatureMatches(token: SasToken, keys: ReadonlyArray<string | n
  * names this hub (case-insensitive, any port), else undefined.
  */
 export function resourcePathForHost(resource: string, hostname: string): string | undefined {
+  // Event Hubs-compatible tokens name their resource as a URI: sb://{host}/{hub}/...
+  resource = resource.replace(/^(?:sb|amqps?):\/\//i, '');
   const slash = resource.indexOf('/');
   const hostPart = (slash < 0 ? resource : resource.slice(0, slash)).toLowerCase();
   const want = hostname.toLowerCase();

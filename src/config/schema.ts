@@ -124,6 +124,12 @@ export const configSchema = z
     eventRetentionHours: z.coerce.number().int().min(1).max(168).default(24),
     /** At most this many events are kept; the oldest are pruned first. */
     eventMaxCount: z.coerce.number().int().min(1000).default(1_000_000),
+    /**
+     * Partitions of the event log and the Event Hubs-compatible endpoint, fixed when the hub is
+     * created (Azure: 4 by default). Unset: 4 for a new hub, the stored count after; a different
+     * count for an existing hub stops the start.
+     */
+    partitions: z.coerce.number().int('partitions must be a whole number').min(1, 'partitions must be 1 to 32').max(32, 'partitions must be 1 to 32').optional(),
     /** Days the audit log keeps authentication decisions and changes; 0 keeps them forever. */
     auditRetentionDays: z.coerce.number().int().min(0).max(36_500).default(90),
     /**
@@ -209,6 +215,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   dpsDisableSymmetricKeyAttestation: 'GATEHOUSE_DPS_DISABLE_SYMMETRIC_KEY_ATTESTATION',
   eventRetentionHours: 'GATEHOUSE_EVENT_RETENTION_HOURS',
   eventMaxCount: 'GATEHOUSE_EVENT_MAX_COUNT',
+  partitions: 'GATEHOUSE_PARTITIONS',
   auditRetentionDays: 'GATEHOUSE_AUDIT_RETENTION_DAYS',
   linkedHubs: 'GATEHOUSE_LINKED_HUBS',
 };

@@ -42,6 +42,7 @@ export const ERROR_CODES = {
   ResourceNotFound: { status: 404, number: 404000, summary: 'No such route or resource.' },
   EnrollmentNotFound: { status: 404, number: 404201, summary: 'No DPS individual enrollment or enrollment group with this id.' },
   RegistrationNotFound: { status: 404, number: 404202, summary: 'No DPS device registration state with this registration id.' },
+  ConsumerGroupNotFound: { status: 404, number: 404501, summary: 'No consumer group with this name on the Event Hubs-compatible endpoint.' },
   DeviceNotOnline: { status: 404, number: 404103, summary: 'The device is not connected, or not subscribed to direct methods.' },
   CertificateConflict: { status: 409, number: 409010, summary: 'The registration id already holds an active certificate for another key; renew or revoke it first.' },
   OperatorAlreadyExists: { status: 409, number: 409401, summary: 'An operator with this id already exists.' },

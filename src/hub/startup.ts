@@ -14,6 +14,7 @@ import { SecretBox } from '../core/secret-box.js';
 import { loadMasterKey, MASTER_KEY_FILE } from '../store/master-key.js';
 import { TLS_DIR } from '../pki/server-tls.js';
 import type { Store } from '../store/ports.js';
+import type { SqlStore } from '../store/sql/sql-store.js';
 import { openSqliteStore } from '../store/sqlite/open-sqlite-store.js';
 import { openPostgresStore } from '../store/postgres/open-postgres-store.js';
 import { DEFAULT_POLICIES, newPolicy } from '../auth/policies.js';
@@ -118,7 +119,7 @@ export async function openHubStore(
   dataDir: string,
   databaseUrl: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
-): Promise<{ store: Store; keyWarning?: string; keySource: string }> {
+): Promise<{ store: SqlStore; keyWarning?: string; keySource: string }> {
   const master = loadMasterKey(dataDir, env);
   const box = new SecretBox(master.key);
   const store = databaseUrl === undefined ? await openSqliteStore(join(dataDir, SQLITE_FILE), box) : await openPostgresStore(databaseUrl, box);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { deviceConnectionString, openStoreFor, policyConnectionString } from '../connection.js';
 import { readIdScope } from '../../dps/id-scope.js';
+import { eventHubsConnectionString } from '../../core/hub-name.js';
 import { CliError, usage } from '../errors.js';
 
 export function registerInfo(program: Command): void {
@@ -15,6 +16,8 @@ export function registerInfo(program: Command): void {
       try {
         const owner = await store.getPolicy('iothubowner');
         const dps = await store.getPolicy('provisioningserviceowner');
+        // The built-in Event Hubs-compatible endpoint, with the policy that may read it (ServiceConnect).
+        const reader = await store.getPolicy('service');
         const info = {
           hostname: state.hostname,
           httpsPort: state.httpsPort,
@@ -23,9 +26,10 @@ export function registerInfo(program: Command): void {
           connectionString: owner === undefined ? null : policyConnectionString(state.hostname, owner.name, owner.primaryKey),
           idScope: (await readIdScope(store)) ?? null,
           dpsConnectionString: dps === undefined ? null : policyConnectionString(state.hostname, dps.name, dps.primaryKey),
+          eventHubsConnectionString: reader === undefined ? null : eventHubsConnectionString(state.hostname, reader.name, reader.primaryKey),
         };
         if (opts.json === true) process.stdout.write(`${JSON.stringify(info)}\n`);
-        else for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(17)} ${String(v)}\n`);
+        else for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(25)} ${String(v)}\n`);
       } finally {
         await store.close();
       }

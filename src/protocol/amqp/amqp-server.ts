@@ -31,6 +31,7 @@ import { identityKey } from '../../hub/connections.js';
 import { claimedBy } from './cbs-claim.js';
 import { peerChain } from '../transport/peer.js';
 import { UNWATCHED, tlsBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
+import type { EventHubEndpoint } from './eventhub-endpoint.js';
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
 
@@ -43,6 +44,8 @@ export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 
   admission?: AmqpAdmissionLimits;
   /** Where connections closed before authentication are reported. */
   refusals: ConnectionRefusals;
+  /** The built-in Event Hubs-compatible endpoint (eventhub-endpoint.ts). */
+  eventHubs?: EventHubEndpoint;
 }
 
 /** What a connection's CBS tokens allow, and until when. */
@@ -95,6 +98,7 @@ export class AmqpServer {
     c.on('sendable', (ctx: EventContext) => {
       if (ctx.sender === undefined) return;
       this.#service.sendable(ctx.sender);
+      this.deps.eventHubs?.sendable(ctx.sender);
       for (const d of this.#state.get(ctx.connection)?.devices.values() ?? []) if (d.session.owns(ctx.sender)) d.session.sendable();
     });
     c.on('accepted', (ctx: EventContext) => this.#settled(ctx, 'accepted'));
@@ -129,6 +133,7 @@ export class AmqpServer {
       }
     }
     this.#service.stop();
+    this.deps.eventHubs?.closeAll();
     setTimeout(() => {
       for (const socket of this.#admission.sockets) socket.destroy(new Error(reason));
     }, 1000).unref();
@@ -168,6 +173,7 @@ export class AmqpServer {
         d.session.close('connection closed');
       }
     }
+    this.deps.eventHubs?.connectionGone(conn);
     this.#connections.delete(conn);
     this.#state.delete(conn);
   }
@@ -177,6 +183,7 @@ export class AmqpServer {
     const st = this.#state.get(conn);
     st?.serviceLinks.delete(link);
     this.#service.detached(link);
+    this.deps.eventHubs?.detached(conn, link);
     for (const d of st?.devices.values() ?? []) if (d.session.owns(link)) d.session.detach(link);
   }
 
@@ -204,6 +211,7 @@ export class AmqpServer {
       st.serviceLinks.add(receiver);
       return;
     }
+    if (this.deps.eventHubs?.receiverOpened(ctx.connection, st.peer, receiver, address) === true) return;
     this.#refuseLink(receiver, st, address, { condition: 'amqp:not-found', description: `No node at ${address.slice(0, 200)}` });
   }
 
@@ -227,6 +235,7 @@ export class AmqpServer {
       if (lower === '/messages/servicebound/feedback') this.#service.attachFeedback(sender);
       return;
     }
+    if (this.deps.eventHubs?.senderOpened(ctx.connection, st.peer, sender, address) === true) return;
     this.#refuseLink(sender, st, address, { condition: 'amqp:not-found', description: `No node at ${address.slice(0, 200)}` });
   }
 
@@ -287,6 +296,7 @@ export class AmqpServer {
       d.session.onMessage(dev.kind, ctx);
       return;
     }
+    if (this.deps.eventHubs?.onMessage(ctx, address) === true) return;
     if (address.toLowerCase() === '/messages/devicebound') {
       // The grant may have lapsed since the attach.
       const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/send', ['ServiceConnect'], 'message');
@@ -319,6 +329,12 @@ export class AmqpServer {
       return reply(400, 'Bad request: the audience is not valid percent-encoding.');
     }
     if (props.operation !== 'put-token' || token === '') return reply(400, 'Bad request: operation put-token with a token body is required.');
+    const eventHubs = this.deps.eventHubs;
+    if (eventHubs?.isAudience(audience) === true) {
+      const r = await eventHubs.putToken(st.conn, st.peer, audience, token);
+      if (r.status < 300) this.#admission.authenticated(st.conn);
+      return reply(r.status, r.description);
+    }
     const host = this.deps.hostname().toLowerCase();
     const isService = token.startsWith('Bearer ') || audience.toLowerCase() === host || audience === 'https://iothubs.azure.net/.default';
     if (!isService) {

@@ -75,6 +75,12 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'DELETE /devices/:id/commands': service('cloudToDeviceMessages/queue/purge', 'ServiceConnect'),
   'GET /messages/serviceBound/feedback': service('cloudToDeviceMessages/feedback', 'ServiceConnect'),
   'GET /events': service('events/read', 'ServiceConnect'),
+  // consumer groups of the Event Hubs-compatible endpoint (routes/consumer-groups.ts): reading them
+  // is a reader's business, changing them the hub owner's (Azure: the resource provider).
+  'GET /eventHubEndpoints/:endpoint/ConsumerGroups': service('events/read', 'ServiceConnect'),
+  'GET /eventHubEndpoints/:endpoint/ConsumerGroups/:name': service('events/read', 'ServiceConnect'),
+  'PUT /eventHubEndpoints/:endpoint/ConsumerGroups/:name': ADMIN,
+  'DELETE /eventHubEndpoints/:endpoint/ConsumerGroups/:name': ADMIN,
 
   // messaging, device side (routes/device-http.ts)
   'POST /devices/:id/messages/events': DEVICE,

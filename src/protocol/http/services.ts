@@ -15,6 +15,7 @@ import type { DpsDeps, TelemetrySink } from '../transport/device-ports.js';
 import type { CaCertificates } from '../../pki/ca-certificates.js';
 import type { CertificateAuthority } from '../../pki/authority.js';
 import type { EventStream } from '../../hub/telemetry/event-stream.js';
+import type { ConsumerGroups } from '../../hub/telemetry/consumer-groups.js';
 import type { EnrollmentService } from '../../dps/enrollment-service.js';
 import type { EstService } from '../../dps/est.js';
 import type { SecurityEvents } from '../../core/security-events.js';
@@ -53,6 +54,8 @@ export interface HubServices {
   est: EstService;
   /** The built-in event stream: group-committed telemetry, live subscriptions, retention. */
   events: EventStream;
+  /** Consumer groups of the Event Hubs-compatible endpoint. */
+  consumerGroups: ConsumerGroups;
   /** DPS enrollments and registration states (service side). */
   enrollments: EnrollmentService;
   /** DPS device registration (MQTT and HTTPS). */

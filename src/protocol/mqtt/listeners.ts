@@ -45,6 +45,8 @@ export function createMqttTlsServer(broker: MqttBroker, tls: TlsOptions): TlsSer
 }
 
 export const WEBSOCKET_PATH = '/$iothub/websocket';
+/** Where @azure/event-hubs opens AMQP over WebSocket (its `webSocketOptions`): AMQP only. */
+export const SERVICEBUS_WEBSOCKET_PATH = '/$servicebus/websocket';
 
 /** Takes WebSockets that asked for AMQP (subprotocol `AMQPWSB10`). */
 export interface AmqpWebSocketAcceptor {
@@ -53,7 +55,7 @@ export interface AmqpWebSocketAcceptor {
 
 /**
  * Routes WebSocket upgrades at `/$iothub/websocket` on the HTTPS server: subprotocol `mqtt` to the
- * broker, `AMQPWSB10` to the AMQP server.
+ * broker, `AMQPWSB10` to the AMQP server; at `/$servicebus/websocket` (the Event Hubs clients'), AMQP only.
  */
 export function attachMqttWebSocket(server: HttpsServer, broker: MqttBroker, amqp?: AmqpWebSocketAcceptor): WebSocketServer {
   const wss = new WebSocketServer({
@@ -68,11 +70,15 @@ export function attachMqttWebSocket(server: HttpsServer, broker: MqttBroker, amq
     } catch {
       path = '';
     }
-    if (path !== WEBSOCKET_PATH) {
+    if (path !== WEBSOCKET_PATH && path !== SERVICEBUS_WEBSOCKET_PATH) {
       socket.destroy();
       return;
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
+      if (path === SERVICEBUS_WEBSOCKET_PATH && ws.protocol !== 'AMQPWSB10') {
+        ws.close(1002, 'AMQPWSB10 only');
+        return;
+      }
       if (ws.protocol === 'AMQPWSB10' && amqp !== undefined) {
         amqp.acceptWebSocket(ws, req.socket as TLSSocket);
         return;

@@ -1,0 +1,237 @@
+/**
+ * The Event Hubs-compatible endpoint (issue 17) with the unmodified `@azure/event-hubs` v6
+ * `EventHubConsumerClient` and the connection string `gatehouse info` prints: the hub's and the
+ * partitions' properties; telemetry from the unmodified azure-iot-device over MQTT, AMQP and HTTPS
+ * with Azure's annotations and the message's properties; each starting position; two consumer
+ * groups reading independently; an epoch receiver taking a partition over; and refusals (a policy
+ * without ServiceConnect, a wrong key, an unknown partition, an unknown consumer group).
+ */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { after, before, describe, it } from 'node:test';
+import { EventHubConsumerClient, earliestEventPosition, latestEventPosition, type EventPosition, type ReceivedEventData } from '@azure/event-hubs';
+import common from 'azure-iot-common';
+import deviceSdk from 'azure-iot-device';
+import deviceMqtt from 'azure-iot-device-mqtt';
+import deviceAmqp from 'azure-iot-device-amqp';
+import deviceHttp from 'azure-iot-device-http';
+import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { restClient, policyKey, type Rest } from './support/rest.js';
+import { partitionOf } from '../src/log/partition-key.js';
+
+const { Message } = common;
+const HOST = '127.0.117.1';
+const PARTITIONS = 4;
+
+let hub: HubProcess;
+let ca: string;
+let rest: Rest;
+let ehcs: string;
+const keys = new Map<string, string>();
+const clients: EventHubConsumerClient[] = [];
+
+function consumer(group = '$Default', cs = ehcs): EventHubConsumerClient {
+  const c = new EventHubConsumerClient(group, cs, { retryOptions: { maxRetries: 0, timeoutInMs: 10_000 } });
+  clients.push(c);
+  return c;
+}
+
+async function createDevice(id: string): Promise<void> {
+  const r = await rest('PUT', `/devices/${id}`, { deviceId: id });
+  assert.equal(r.status, 200);
+  keys.set(id, (r.body as { authentication: { symmetricKey: { primaryKey: string } } }).authentication.symmetricKey.primaryKey);
+}
+
+type Transport = typeof deviceMqtt.Mqtt | typeof deviceAmqp.Amqp | typeof deviceHttp.Http;
+
+async function send(id: string, transport: Transport, messages: Array<InstanceType<typeof Message>>): Promise<void> {
+  const device = deviceSdk.Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${keys.get(id) ?? ''}`, transport);
+  await device.setOptions({ ca });
+  await device.open();
+  try {
+    for (const m of messages) await device.sendEvent(m);
+  } finally {
+    await device.close();
+  }
+}
+
+function text(n: number, tag: string): InstanceType<typeof Message> {
+  const m = new Message(JSON.stringify({ tag, n }));
+  m.messageId = `${tag}-${n}`;
+  return m;
+}
+
+/** Reads one partition from a position until `count` events arrived (or until `quietMs` passed with none once `count` is 0). */
+async function readPartition(client: EventHubConsumerClient, partition: string, startPosition: EventPosition, count: number, opts: { ownerLevel?: number } = {}): Promise<ReceivedEventData[]> {
+  const got: ReceivedEventData[] = [];
+  return new Promise<ReceivedEventData[]>((resolve, reject) => {
+    const timer = setTimeout(() => void sub.close().then(() => (count === 0 ? resolve(got) : reject(new Error(`timed out with ${got.length} of ${count} events`)))), count === 0 ? 3000 : 20_000);
+    const sub = client.subscribe(
+      partition,
+      {
+        processEvents: async (events) => {
+          got.push(...events);
+          if (count > 0 && got.length >= count) {
+            clearTimeout(timer);
+            await sub.close();
+            resolve(got);
+          }
+        },
+        processError: async (err) => {
+          clearTimeout(timer);
+          await sub.close();
+          reject(err);
+        },
+      },
+      { startPosition, maxBatchSize: 50, maxWaitTimeInSeconds: 1, ...(opts.ownerLevel === undefined ? {} : { ownerLevel: opts.ownerLevel }) },
+    );
+  });
+}
+
+const partitionIdOf = (deviceId: string) => String(partitionOf(deviceId, PARTITIONS));
+const bodyOf = (e: ReceivedEventData) => (Buffer.isBuffer(e.body) ? JSON.parse(e.body.toString('utf8')) : e.body) as { tag: string; n: number };
+
+before(async () => {
+  hub = await startHubProcess({ address: HOST });
+  ca = readFileSync(hub.caFile, 'utf8');
+  rest = restClient(HOST, ca, policyKey(hub.dataDir));
+  const info = JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as { eventHubsConnectionString: string };
+  ehcs = info.eventHubsConnectionString;
+  for (const id of ['mqtt-dev', 'amqp-dev', 'http-dev', 'pos-dev', 'cg-dev', 'epoch-dev']) await createDevice(id);
+});
+
+after(async () => {
+  for (const c of clients) await c.close().catch(() => undefined);
+  assert.equal(await hub.stop(), 0);
+  removeDir(hub.dataDir);
+});
+
+describe('the Event Hubs-compatible endpoint', () => {
+  it('gatehouse info prints the connection string az prints with --default-eventhub, for the service policy', () => {
+    assert.match(ehcs, new RegExp(`^Endpoint=sb://${HOST.replace(/\./g, '\\.')}/;SharedAccessKeyName=service;SharedAccessKey=[^;]+;EntityPath=${HOST.replace(/\./g, '\\.')}$`));
+  });
+
+  it('answers getEventHubProperties, getPartitionIds and getPartitionProperties', async () => {
+    const c = consumer();
+    const props = await c.getEventHubProperties();
+    assert.equal(props.name, HOST);
+    assert.deepEqual(props.partitionIds, ['0', '1', '2', '3']);
+    assert.deepEqual(await c.getPartitionIds(), ['0', '1', '2', '3']);
+    const empty = await c.getPartitionProperties('0');
+    assert.equal(empty.partitionId, '0');
+    assert.equal(empty.eventHubName, HOST);
+    assert.equal(typeof empty.lastEnqueuedSequenceNumber, 'number');
+    assert.ok(empty.lastEnqueuedOnUtc instanceof Date);
+
+    await send('pos-dev', deviceMqtt.Mqtt, [text(0, 'props'), text(1, 'props')]);
+    const p = await c.getPartitionProperties(partitionIdOf('pos-dev'));
+    assert.equal(p.isEmpty, false);
+    assert.equal(p.beginningSequenceNumber, 0);
+    assert.equal(p.lastEnqueuedSequenceNumber, 1);
+    assert.match(p.lastEnqueuedOffset, /^\d+$/);
+    assert.ok(Date.now() - p.lastEnqueuedOnUtc.getTime() < 60_000);
+  });
+
+  for (const [name, transport, auth] of [
+    ['MQTT', deviceMqtt.Mqtt, 'mqtt-dev'],
+    ['AMQP', deviceAmqp.Amqp, 'amqp-dev'],
+    ['HTTPS', deviceHttp.Http, 'http-dev'],
+  ] as const) {
+    it(`delivers telemetry sent over ${name} with Azure's annotations and the message's properties`, async () => {
+      const m = new Message(JSON.stringify({ temperature: 21.5 }));
+      m.messageId = `msg-${name}`;
+      m.correlationId = `corr-${name}`;
+      m.contentType = 'application/json';
+      m.contentEncoding = 'utf-8';
+      m.properties.add('alert', 'high');
+      await send(auth, transport, [m]);
+      const [e] = await readPartition(consumer(), partitionIdOf(auth), earliestEventPosition, 1);
+      assert.ok(e !== undefined);
+      assert.deepEqual(e.body, { temperature: 21.5 });
+      assert.equal(e.messageId, `msg-${name}`);
+      assert.equal(e.correlationId, `corr-${name}`);
+      assert.equal(e.contentType, 'application/json');
+      assert.equal(e.systemProperties?.contentEncoding, 'utf-8');
+      assert.deepEqual(e.properties, { alert: 'high' });
+      const sys = e.systemProperties ?? {};
+      assert.equal(sys['iothub-connection-device-id'], auth);
+      assert.equal(sys['iothub-connection-module-id'], undefined);
+      assert.equal(sys['iothub-connection-auth-method'], '{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}');
+      assert.match(String(sys['iothub-connection-auth-generation-id']), /\S/);
+      assert.equal(sys['iothub-message-source'], 'Telemetry');
+      assert.equal(typeof sys['iothub-enqueuedtime'], 'number', 'a timestamp, as Azure sends it');
+      assert.equal(e.sequenceNumber, 0);
+      assert.match(String(e.offset), /^\d+$/);
+      assert.ok(e.enqueuedTimeUtc instanceof Date && Date.now() - e.enqueuedTimeUtc.getTime() < 60_000);
+      assert.equal(e.partitionKey, auth);
+    });
+  }
+
+  it('starts at each position: earliest, latest, a sequence number or an offset with or without it, an enqueued time', async () => {
+    const id = 'pos-dev';
+    const p = partitionIdOf(id);
+    await send(id, deviceMqtt.Mqtt, [0, 1, 2, 3, 4].map((n) => text(n, 'pos')));
+    const c = consumer();
+    const all = (await readPartition(c, p, earliestEventPosition, 7)).filter((e) => bodyOf(e).tag === 'pos');
+    assert.deepEqual(all.map((e) => bodyOf(e).n), [0, 1, 2, 3, 4]);
+    const third = all[2] as ReceivedEventData;
+    const seqs = async (pos: EventPosition, n: number) => (await readPartition(c, p, pos, n)).map((e) => e.sequenceNumber);
+    assert.deepEqual(await seqs({ sequenceNumber: third.sequenceNumber, isInclusive: true }, 3), [third.sequenceNumber, third.sequenceNumber + 1, third.sequenceNumber + 2]);
+    assert.deepEqual(await seqs({ sequenceNumber: third.sequenceNumber }, 2), [third.sequenceNumber + 1, third.sequenceNumber + 2]);
+    assert.deepEqual(await seqs({ offset: third.offset, isInclusive: true }, 3), [third.sequenceNumber, third.sequenceNumber + 1, third.sequenceNumber + 2]);
+    assert.deepEqual(await seqs({ offset: third.offset }, 2), [third.sequenceNumber + 1, third.sequenceNumber + 2]);
+    const before = new Date(third.enqueuedTimeUtc.getTime() - 1);
+    const fromTime = await readPartition(c, p, { enqueuedOn: before }, 1);
+    assert.ok((fromTime[0]?.sequenceNumber ?? Infinity) <= third.sequenceNumber, 'an enqueued time just before the third starts at or before it');
+    assert.deepEqual(await readPartition(c, p, latestEventPosition, 0), [], 'latest skips what is there');
+    const live = readPartition(consumer(), p, latestEventPosition, 1);
+    await new Promise((r) => setTimeout(r, 1500));
+    await send(id, deviceMqtt.Mqtt, [text(5, 'pos')]);
+    const [fresh] = await live;
+    assert.deepEqual(fresh === undefined ? undefined : bodyOf(fresh), { tag: 'pos', n: 5 });
+  });
+
+  it('reads in two consumer groups independently; a receiver on an unknown group is refused', async () => {
+    const created = await rest('PUT', '/eventHubEndpoints/events/ConsumerGroups/analytics', {});
+    assert.equal(created.status, 200);
+    const list = await rest('GET', '/eventHubEndpoints/events/ConsumerGroups');
+    assert.deepEqual((list.body as { value: Array<{ name: string }> }).value.map((g) => g.name).sort(), ['$Default', 'analytics']);
+    const id = 'cg-dev';
+    const p = partitionIdOf(id);
+    await send(id, deviceMqtt.Mqtt, [0, 1, 2].map((n) => text(n, 'cg')));
+    const a = readPartition(consumer('$Default'), p, earliestEventPosition, 3, { ownerLevel: 0 });
+    const b = readPartition(consumer('analytics'), p, earliestEventPosition, 3, { ownerLevel: 0 });
+    const [ea, eb] = await Promise.all([a, b]);
+    const mine = (es: ReceivedEventData[]) => es.filter((e) => e.systemProperties?.['iothub-connection-device-id'] === id).map((e) => bodyOf(e).n);
+    assert.deepEqual(mine(ea), [0, 1, 2]);
+    assert.deepEqual(mine(eb), [0, 1, 2]);
+    await assert.rejects(readPartition(consumer('nosuchgroup'), p, earliestEventPosition, 1), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'MessagingEntityNotFoundError', err.message);
+      return true;
+    });
+  });
+
+  it('lets an epoch receiver take a partition over; the older one is told', async () => {
+    const id = 'epoch-dev';
+    const p = partitionIdOf(id);
+    const first = consumer();
+    const lost = new Promise<Error & { code?: string }>((resolve) => {
+      first.subscribe(p, { processEvents: async () => undefined, processError: async (err) => resolve(err as Error) }, { startPosition: latestEventPosition, ownerLevel: 1, maxWaitTimeInSeconds: 1 });
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    await send(id, deviceMqtt.Mqtt, [text(0, 'epoch')]);
+    const taken = await readPartition(consumer(), p, earliestEventPosition, 1, { ownerLevel: 2 });
+    assert.equal(taken.length >= 1, true);
+    const err = await lost;
+    assert.equal(err.code, 'ReceiverDisconnectedError', err.message);
+  });
+
+  it('refuses a policy without ServiceConnect, a wrong key and an unknown partition', async () => {
+    const registryKey = policyKey(hub.dataDir, 'registryRead');
+    const noRight = consumer('$Default', `Endpoint=sb://${HOST}/;SharedAccessKeyName=registryRead;SharedAccessKey=${registryKey};EntityPath=${HOST}`);
+    await assert.rejects(noRight.getPartitionIds(), (err: Error & { code?: string }) => err.code === 'UnauthorizedError');
+    const wrongKey = consumer('$Default', ehcs.replace(/SharedAccessKey=[^;]+/, `SharedAccessKey=${Buffer.alloc(32, 1).toString('base64')}`));
+    await assert.rejects(wrongKey.getPartitionIds(), (err: Error & { code?: string }) => err.code === 'UnauthorizedError');
+    await assert.rejects(consumer().getPartitionProperties('99'), (err: Error & { code?: string }) => err.code === 'ArgumentOutOfRangeError');
+  });
+});
