@@ -186,7 +186,9 @@ export class EventHubEndpoint {
     const grant = this.#grantFor(st, path);
     if ('condition' in grant) return void this.#refuse(sender, st.peer, address, grant);
     if (!(await this.deps.consumerGroups.exists(a.consumerGroup))) {
-      return void this.#refuse(sender, st.peer, address, { condition: 'amqp:not-found', description: `The consumer group '${a.consumerGroup.slice(0, 60)}' does not exist.` });
+      // Event Hubs' words: the SDK makes MessagingEntityNotFoundError (not retried) of this sentence only.
+      const entity = `sb://${this.deps.hostname()}/${eventHubsName(this.deps.hostname())}/consumergroups/${a.consumerGroup.slice(0, 60)}`;
+      return void this.#refuse(sender, st.peer, address, { condition: 'amqp:not-found', description: `The messaging entity '${entity}' could not be found: no such consumer group.` });
     }
     const partition = /^\d{1,3}$/.test(a.partition) ? Number(a.partition) : NaN;
     if (!(partition >= 0 && partition < this.deps.log.partitionCount)) {
