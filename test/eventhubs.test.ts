@@ -217,6 +217,19 @@ describe('the Event Hubs-compatible endpoint', () => {
     });
   });
 
+  it('creates, lists and deletes consumer groups with the CLI, as az iot hub consumer-group does; $Default stays', { timeout: 60_000 }, () => {
+    const gh = (...args: string[]) => cli([...args, '--data-dir', hub.dataDir]);
+    assert.equal(gh('consumer-group', 'create', '-n', 'ops').status, 0);
+    const names = () => (JSON.parse(gh('consumer-group', 'list').stdout) as Array<{ name: string }>).map((g) => g.name).sort();
+    assert.deepEqual(names(), ['$Default', 'analytics', 'ops']);
+    assert.equal(gh('consumer-group', 'delete', '-n', 'ops').status, 0);
+    assert.deepEqual(names(), ['$Default', 'analytics']);
+    const refused = gh('consumer-group', 'delete', '-n', '$Default');
+    assert.notEqual(refused.status, 0);
+    assert.match(refused.stderr, /cannot be deleted/);
+    assert.notEqual(gh('consumer-group', 'show', '-n', 'ops').status, 0);
+  });
+
   it('lets an epoch receiver take a partition over; the older one is told', { timeout: 60_000 }, async () => {
     const id = 'epoch-dev';
     const p = partitionIdOf(id);

@@ -4,6 +4,7 @@ import { registerInfo } from './commands/info.js';
 import { registerDevice } from './commands/device.js';
 import { registerTwin } from './commands/twin.js';
 import { registerPolicy } from './commands/policy.js';
+import { registerConsumerGroup } from './commands/consumer-group.js';
 import { registerSas } from './commands/sas.js';
 import { registerMonitorEvents } from './commands/monitor-events.js';
 import { registerC2d } from './commands/c2d.js';
@@ -38,6 +39,7 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   registerTwin(program);
   registerInvoke(program);
   registerPolicy(program);
+  registerConsumerGroup(program);
   registerSas(program);
   registerDps(program);
   registerMonitorEvents(program);
