@@ -86,6 +86,10 @@ export const ROUTE_CASES: readonly RouteCase[] = [
 
   // messaging
   { route: 'GET /events', path: '/events?from=not-a-position', who: EVENTS },
+  { route: 'GET /eventHubEndpoints/:endpoint/ConsumerGroups', path: '/eventHubEndpoints/events/ConsumerGroups', who: EVENTS },
+  { route: 'GET /eventHubEndpoints/:endpoint/ConsumerGroups/:name', path: `/eventHubEndpoints/events/ConsumerGroups/${ABSENT}`, who: EVENTS },
+  { route: 'PUT /eventHubEndpoints/:endpoint/ConsumerGroups/:name', path: '/eventHubEndpoints/events/ConsumerGroups/-not-a-name-', body: {}, who: OWNER },
+  { route: 'DELETE /eventHubEndpoints/:endpoint/ConsumerGroups/:name', path: `/eventHubEndpoints/events/ConsumerGroups/${ABSENT}`, who: OWNER },
   { route: 'POST /devices/:id/messages/deviceBound', path: `/devices/${DEV}/messages/deviceBound`, body: { matrix: true }, who: SERVICE_CONNECT },
   { route: 'DELETE /devices/:id/commands', path: `/devices/${DEV}/commands`, who: SERVICE_CONNECT },
   { route: 'GET /messages/serviceBound/feedback', path: '/messages/serviceBound/feedback', who: SERVICE_CONNECT },
