@@ -36,7 +36,7 @@ async function openHarness(opts: LogOpenOptions = {}): Promise<LogHarness> {
   };
   try {
     const log = await open(opts.partitionCount);
-    return { log, openPeer: () => open(undefined), elapse: (ms) => sleep(ms), close };
+    return { log, openPeer: (peerOpts = {}) => open(peerOpts.partitionCount), elapse: (ms) => sleep(ms), close };
   } catch (err) {
     await close();
     throw err;
