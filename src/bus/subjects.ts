@@ -12,7 +12,7 @@
  * its own node's news (already acted on) from another node's.
  */
 import type { JsonObject, JsonValue } from '../core/json.js';
-import type { HubSettings } from '../security/settings.js';
+import type { HubSettings } from '../core/settings.js';
 import { BusClosedError, subjectToken, type Bus, type BusSubscription, type SubscribeOptions } from './bus.js';
 
 /**
@@ -143,7 +143,7 @@ export const SUBJECTS = {
   telemetryAppended: subject<TelemetryAppended>('telemetry.appended'),
   /** SQL event log -> other nodes' live readers of that partition (wake-up; the records are in the log). */
   logAppended: subject<LogAppended>('log.appended'),
-  /** connection registry -> every other node (close your session for this identity). */
+  /** connection table -> every other node (close your session for this identity). */
   sessionClaimed: subject<SessionClaimed>('session.claimed'),
   /** a node's bus -> every node (read again what a notification would have said). */
   busResync: subject<BusResync>('bus.resync'),
