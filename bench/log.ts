@@ -7,7 +7,7 @@
  * Appends: one writer, one append in flight, batches of 1, 10 and 100 records of a 200-byte body
  * from 1,000 devices over 4 partitions, until N records or S seconds, whichever comes first; each
  * append resolves once durable (what a QoS 1 PUBACK waits for). Reads: every partition paged from
- * the earliest record, 500 records a read. CPU per record: this process's user+system time
+ * the earliest record, 500 records a read; then tailed from the earliest record to its end. CPU per record: this process's user+system time
  * (the log's client side), and the whole machine's busy time (adds PostgreSQL's or NATS's work,
  * and anything else the machine was doing).
  */
@@ -162,6 +162,23 @@ async function readRun(log: EventLog): Promise<Measure> {
   });
 }
 
+async function tailRun(log: EventLog): Promise<Measure> {
+  const ends = await Promise.all(Array.from({ length: log.partitionCount }, (_, p) => log.partitionProperties(p)));
+  return measure(async () => {
+    let n = 0;
+    for (let p = 0; p < log.partitionCount; p++) {
+      const last = (ends[p] as { lastEnqueuedSequenceNumber: number }).lastEnqueuedSequenceNumber;
+      if (last < 0) continue;
+      const ac = new AbortController();
+      for await (const batch of log.tail(p, 'earliest', { signal: ac.signal, maxBatch: 500 })) {
+        n += batch.length;
+        if ((batch.at(-1) as LogRecord).sequenceNumber >= last) ac.abort();
+      }
+    }
+    return n;
+  });
+}
+
 interface Row {
   backend: string;
   what: string;
@@ -187,6 +204,9 @@ for (const backend of [sqlite, postgres, jetstream]) {
     const r = await readRun(opened.log);
     rows.push({ backend: backend.name, what: 'read, pages of 500', m: r });
     console.error(`${backend.name} read: ${Math.round(r.perSecond)}/s`);
+    const t = await tailRun(opened.log);
+    rows.push({ backend: backend.name, what: 'tail from the earliest, batches of up to 500', m: t });
+    console.error(`${backend.name} tail: ${Math.round(t.perSecond)}/s`);
   } finally {
     await opened.close();
   }
@@ -205,7 +225,7 @@ if (process.argv.includes('--write')) {
     '## Partitioned log (bench/log)',
     `## Partitioned log (bench/log)
 
-\`npm run bench:log\` (up to ${RECORDS.toLocaleString('en-US')} records or ${SECONDS} s per row), on ${cpus().length} cores **shared with other work at the time** (1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after): preliminary numbers, to compare backends and batch sizes, not a capacity figure. One writer with one append in flight; each append resolves once durable (SQLite synchronous=FULL for the commit, PostgreSQL synchronous_commit=on, JetStream's acknowledgement: stored, fsync on the server's interval). Records are a 200-byte body plus properties, from 1,000 devices over ${PARTITIONS} partitions. Reads page every partition from the earliest record, 500 a read. "This process" is the log's client side; "machine" adds the database or NATS server and anything else running.
+\`npm run bench:log\` (up to ${RECORDS.toLocaleString('en-US')} records or ${SECONDS} s per row), on ${cpus().length} cores **shared with other work at the time** (1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after): preliminary numbers, to compare backends and batch sizes, not a capacity figure. One writer with one append in flight; each append resolves once durable (SQLite synchronous=FULL for the commit, PostgreSQL synchronous_commit=on, JetStream's acknowledgement: stored, fsync on the server's interval). Records are a 200-byte body plus properties, from 1,000 devices over ${PARTITIONS} partitions. Reads page every partition from the earliest record, 500 a read; tails follow each partition from the earliest record to its end (SQL: the read loop; JetStream: an ordered consumer). "This process" is the log's client side; "machine" adds the database or NATS server and anything else running.
 
 ${table}
 `,

@@ -1,7 +1,8 @@
 /**
  * The event log conformance suite on NATS JetStream at 127.0.0.1:4222 (GATEHOUSE_TEST_NATS_URL):
  * each test its own hub id (so its own streams, deleted afterwards); the second instance has its
- * own connection, as another node would.
+ * own connection, as another node would. Run twice: tails on an ordered consumer (the default),
+ * and tails by direct-get reads woken by core NATS.
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -12,35 +13,39 @@ import { DEFAULT_TEST_RETENTION } from './support/log-harness.js';
 
 const NATS = new URL(process.env.GATEHOUSE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222');
 
-async function openHarness(opts: LogOpenOptions = {}): Promise<LogHarness> {
-  const hubId = `t${randomUUID().replace(/-/g, '').slice(0, 16)}`;
-  const conns: NatsConnection[] = [];
-  const logs: JetStreamEventLog[] = [];
-  const open = async (partitionCount: number | undefined): Promise<JetStreamEventLog> => {
-    const nc = await connect({ servers: `${NATS.hostname}:${NATS.port || 4222}` });
-    conns.push(nc);
-    const log = await openJetStreamLog(nc, {
-      hubId,
-      prefix: hubId,
-      ...(partitionCount === undefined ? {} : { partitionCount }),
-      retention: { ...DEFAULT_TEST_RETENTION, ...opts.retention },
-      pollMs: 60_000,
-    });
-    logs.push(log);
-    return log;
+function harness(tailWith: 'consumer' | 'reads') {
+  return async (opts: LogOpenOptions = {}): Promise<LogHarness> => {
+    const hubId = `t${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+    const conns: NatsConnection[] = [];
+    const logs: JetStreamEventLog[] = [];
+    const open = async (partitionCount: number | undefined): Promise<JetStreamEventLog> => {
+      const nc = await connect({ servers: `${NATS.hostname}:${NATS.port || 4222}` });
+      conns.push(nc);
+      const log = await openJetStreamLog(nc, {
+        hubId,
+        prefix: hubId,
+        ...(partitionCount === undefined ? {} : { partitionCount }),
+        retention: { ...DEFAULT_TEST_RETENTION, ...opts.retention },
+        pollMs: 60_000,
+        tailWith,
+      });
+      logs.push(log);
+      return log;
+    };
+    const close = async () => {
+      for (const l of logs) await l.close();
+      await logs[0]?.destroy();
+      for (const nc of conns) await nc.close();
+    };
+    try {
+      const log = await open(opts.partitionCount);
+      return { log, openPeer: (peerOpts = {}) => open(peerOpts.partitionCount), elapse: (ms) => sleep(ms), close };
+    } catch (err) {
+      await close();
+      throw err;
+    }
   };
-  const close = async () => {
-    for (const l of logs) await l.close();
-    await logs[0]?.destroy();
-    for (const nc of conns) await nc.close();
-  };
-  try {
-    const log = await open(opts.partitionCount);
-    return { log, openPeer: (peerOpts = {}) => open(peerOpts.partitionCount), elapse: (ms) => sleep(ms), close };
-  } catch (err) {
-    await close();
-    throw err;
-  }
 }
 
-eventLogConformance('jetstream', openHarness);
+eventLogConformance('jetstream', harness('consumer'));
+eventLogConformance('jetstream, tails by reads', harness('reads'));

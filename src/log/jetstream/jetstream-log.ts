@@ -19,9 +19,10 @@
  * The enqueued time is this node's clock when it published (never going back per partition on this
  * node), carried in the record; reads by enqueued time binary-search the stream on it.
  *
- * Reads fetch records by sequence with direct gets (`allow_direct`), in parallel. Tails are the
- * shared loop (tail.ts), woken by `<prefix>.logwake.<n>`, a bodiless core NATS message each append
- * sends after its acknowledgements.
+ * Reads fetch records by sequence with direct gets (`allow_direct`), in parallel. Tails are an
+ * ordered consumer from the resolved start (jetstream-tail.ts); the shared read loop (tail.ts),
+ * woken by `<prefix>.logwake.<n>` (a bodiless core NATS message each append sends after its
+ * acknowledgements), remains as an option.
  */
 import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
 import { nanos, type NatsConnection, type Subscription } from '@nats-io/transport-node';
@@ -43,7 +44,8 @@ import {
 import { partitionOf } from '../partition-key.js';
 import { checkLimit, checkSequenceNumber, parseEnqueuedTime, parseOffset } from '../positions.js';
 import { PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
-import { decodeEnqueuedMs, decodeRecord, encodeRecord } from './record-codec.js';
+import { decodeEnqueuedMs, encodeRecord } from './record-codec.js';
+import { consumerTail, recordFromStored } from './jetstream-tail.js';
 
 export interface JetStreamLogOptions {
   /** Names the streams; letters, digits, '-' and '_' only. */
@@ -57,6 +59,11 @@ export interface JetStreamLogOptions {
   replicas?: number;
   now?: () => number;
   pollMs?: number;
+  /**
+   * How tails follow a partition: an ordered consumer (the default: records stream from the
+   * server), or direct-get reads woken by `<prefix>.logwake.<n>` (what `read` does, polled).
+   */
+  tailWith?: 'consumer' | 'reads';
 }
 
 const DEFAULT_POLL_MS = 2000;
@@ -218,14 +225,8 @@ export class JetStreamEventLog implements EventLog, TailSource {
     const end = Math.min(start + limit - 1, st.last);
     if (st.messages === 0 || start > end) return [];
     const msgs = await Promise.all(Array.from({ length: end - start + 1 }, (_, i) => this.#get(partition, start + i)));
-    const out: LogRecord[] = [];
-    for (const m of msgs) {
-      // Null: retention removed it after the state was read (only ever the oldest).
-      if (m === null) continue;
-      const { enqueuedMs, ...msg } = decodeRecord(m.data);
-      out.push({ ...msg, partition, sequenceNumber: m.seq - 1, offset: String(m.seq - 1), enqueuedTime: new Date(enqueuedMs).toISOString() });
-    }
-    return out;
+    // Null: retention removed it after the state was read (only ever the oldest).
+    return msgs.flatMap((m) => (m === null ? [] : [recordFromStored(partition, m.seq, m.data)]));
   }
 
   async read(partition: number, position: LogPosition, limit: number): Promise<LogRecord[]> {
@@ -236,7 +237,14 @@ export class JetStreamEventLog implements EventLog, TailSource {
 
   tail(partition: number, position: LogPosition, opts: TailOptions = {}): AsyncIterable<LogRecord[]> {
     checkPartition(this, partition);
-    return tailLoop(this, partition, position, this.#pollMs, opts);
+    if (this.opts.tailWith === 'reads') return tailLoop(this, partition, position, this.#pollMs, opts);
+    const stream = this.#stream(partition);
+    const js = this.js;
+    const closed = this.closed;
+    const startOf = () => this.startOf(partition, position);
+    return (async function* () {
+      yield* consumerTail(js, stream, partition, await startOf(), closed, opts);
+    })();
   }
 
   async partitionProperties(partition: number): Promise<PartitionProperties> {
