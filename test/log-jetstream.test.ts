@@ -4,11 +4,14 @@
  * own connection, as another node would. Run twice: tails on an ordered consumer (the default),
  * and tails by direct-get reads woken by core NATS.
  */
+import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { eventLogConformance, type LogHarness, type LogOpenOptions } from '../src/log/log.case.js';
 import { openJetStreamLog, type JetStreamEventLog } from '../src/log/jetstream/jetstream-log.js';
+import { LogConfigError } from '../src/log/log-ports.js';
 import { DEFAULT_TEST_RETENTION } from './support/log-harness.js';
 
 const NATS = new URL(process.env.GATEHOUSE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222');
@@ -49,3 +52,16 @@ function harness(tailWith: 'consumer' | 'reads') {
 
 eventLogConformance('jetstream', harness('consumer'));
 eventLogConformance('jetstream, tails by reads', harness('reads'));
+
+describe('JetStream event log options', () => {
+  it('refuses a hub id that cannot name a stream, before it touches the server', async () => {
+    const nc = await connect({ servers: `${NATS.hostname}:${NATS.port || 4222}` });
+    try {
+      for (const hubId of ['a.b', 'a b', 'x>', '']) {
+        await assert.rejects(openJetStreamLog(nc, { hubId, prefix: 'p', retention: DEFAULT_TEST_RETENTION }), LogConfigError, hubId);
+      }
+    } finally {
+      await nc.close();
+    }
+  });
+});
