@@ -16,7 +16,8 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src');
 const LAYERS: string[][] = [
   ['core', 'factory'],
   ['store', 'bus'],
-  ['log', 'pki'],
+  ['log'],
+  ['pki'],
   ['auth'],
   ['hub'],
   ['dps', 'access', 'audit', 'alerts'],

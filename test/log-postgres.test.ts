@@ -36,10 +36,10 @@ async function openHarness(opts: LogOpenOptions = {}): Promise<LogHarness> {
     opened.push(log);
     return {
       log,
-      openPeer: async () => {
+      openPeer: async (peerOpts = {}) => {
         const store = await openPostgresStore(url.toString(), box);
         stores.push(store);
-        const peer = await nodes.open(store.sqlDriver, {});
+        const peer = await nodes.open(store.sqlDriver, peerOpts);
         opened.push(peer);
         return peer;
       },

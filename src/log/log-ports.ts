@@ -95,7 +95,9 @@ export interface EventLog {
   partitionOf(deviceId: string): number;
   /**
    * Appends the messages (each to its device's partition, in the order given) and resolves once
-   * they are durable, with where each landed, in the order given. All or nothing.
+   * they are durable, with where each landed, in the order given. The SQL log commits a batch all
+   * or nothing; on JetStream a failed append may have stored part of it (a retry repeats those:
+   * at least once, as ingestion's retries are anyway).
    */
   append(messages: readonly LogMessage[]): Promise<LogPlacement[]>;
   /** Up to `limit` records of the partition from `position`, oldest first. */

@@ -12,8 +12,8 @@ import { LogPositionError } from './positions.js';
 
 export interface LogHarness {
   log: EventLog;
-  /** Another instance over the same log, as another node would open it. */
-  openPeer(): Promise<EventLog>;
+  /** Another instance over the same log, as another node (or a restart) would open it. */
+  openPeer(opts?: { partitionCount?: number }): Promise<EventLog>;
   /** Lets time pass for the log's clock (the SQL log's is the test's; JetStream's is real). */
   elapse(ms: number): Promise<void>;
   close(): Promise<void>;
@@ -91,6 +91,19 @@ export function eventLogConformance(name: string, open: OpenLog): void {
     it('refuses a partition count outside 1-32', async () => {
       for (const bad of [0, 33, 2.5]) await assert.rejects(open({ partitionCount: bad }), LogConfigError, String(bad));
     });
+
+    it(
+      'keeps the partition count it was created with: reopening takes it, asking for another is refused',
+      run(open, { partitionCount: 6 }, async ({ log, openPeer }) => {
+        await log.append([makeMessage('fixed', 1)]);
+        const again = await openPeer();
+        assert.equal(again.partitionCount, 6);
+        assert.equal((await again.read(log.partitionOf('fixed'), 'earliest', 10)).length, 1);
+        await assert.rejects(openPeer({ partitionCount: 8 }), LogConfigError);
+        const same = await openPeer({ partitionCount: 6 });
+        assert.equal(same.partitionCount, 6);
+      }),
+    );
 
     it(
       'numbers each partition from 0 in append order, with increasing offsets and enqueued times, and reads back what was written',

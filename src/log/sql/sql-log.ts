@@ -12,8 +12,7 @@
  * Live readers: an append wakes this node's tails of its partitions at once and announces itself
  * on the bus (`log.appended`) for the other nodes'; tails also poll, for announcements lost.
  */
-import type { HubBus } from '../../bus/subjects.js';
-import { SUBJECTS } from '../../bus/subjects.js';
+import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
 import type { BusSubscription } from '../../bus/bus.js';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from '../../store/sql/driver.js';
 import { bytes, str } from '../../store/sql/rows.js';
@@ -34,7 +33,7 @@ import {
 } from '../log-ports.js';
 import { partitionOf } from '../partition-key.js';
 import { PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
-import { parseOffset, parseEnqueuedTime, checkLimit, checkSequenceNumber } from '../positions.js';
+import { checkLimit, checkSequenceNumber, parseEnqueuedTime, parseOffset } from '../positions.js';
 
 export interface SqlEventLogOptions {
   /** Used when the log is new (the hub is being created); an existing log keeps its count. */

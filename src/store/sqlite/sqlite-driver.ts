@@ -69,11 +69,11 @@ export class SqliteDriver implements SqlDriver {
     };
     const next = this.#txChain.catch(() => undefined).then(async () => {
       this.#inTx = true;
-      // WAL with synchronous=NORMAL syncs at checkpoints only; FULL syncs the WAL at this commit
-      // (and so every earlier one). The pragma applies to the connection, so it goes back after.
-      if (opts.durable === true) this.#db.pragma('synchronous = FULL');
-      this.#db.exec('BEGIN IMMEDIATE');
       try {
+        // WAL with synchronous=NORMAL syncs at checkpoints only; FULL syncs the WAL at this commit
+        // (and so every earlier one). The pragma applies to the connection, so it goes back after.
+        if (opts.durable === true) this.#db.pragma('synchronous = FULL');
+        this.#db.exec('BEGIN IMMEDIATE');
         const result = await fn(tx);
         this.#db.exec('COMMIT');
         return result;
