@@ -11,6 +11,7 @@
 import type { X509Certificate } from 'node:crypto';
 import { Duplex } from 'node:stream';
 import pino from 'pino';
+import rhea, { type Connection } from 'rhea';
 import { systemClock } from '../../src/core/clock.js';
 import { loadConfig } from '../../src/config/schema.js';
 import { createProtocolEndpoints } from '../../src/hub/endpoints.js';
@@ -23,40 +24,69 @@ import type { AmqpPeer } from '../../src/protocol/amqp/amqp-admission.js';
 import { removeDir, tempDir } from './hub-process.js';
 import { mqttClientOn, type MqttClientEnd } from './mqtt-packets.js';
 
-/** One side of an in-memory byte stream: what it writes, the other side reads, in order. */
+/**
+ * One side of an in-memory byte stream: what it writes, the other side reads, in order, on a later
+ * tick (as from a socket: a push in the writer's call would run the reader's 'data' handlers inside
+ * the writer's write, and rhea then wrote its protocol header twice). What was written before a
+ * destroy still arrives, as a socket's kernel buffer does; a reader that stops reading holds the
+ * writer's callbacks, so writableLength and 'drain' behave as on a socket.
+ */
 class PairEnd extends Duplex {
   other: PairEnd | undefined;
-  /** The write waiting for the other side to read (so writableLength and 'drain' behave as on a socket). */
+  /** Written, not yet handed to the other side. */
+  #queue: Buffer[] = [];
+  #flushing = false;
+  /** The other side's buffer is over its mark: the next write callback waits for its _read. */
+  #blocked = false;
   #pendingWrite: (() => void) | undefined;
 
   override _read(): void {
     const other = this.other;
     if (other === undefined) return;
+    other.#blocked = false;
     const done = other.#pendingWrite;
     other.#pendingWrite = undefined;
     done?.();
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.#queue.push(chunk);
+    if (!this.#flushing) {
+      this.#flushing = true;
+      process.nextTick(() => this.#flush());
+    }
+    if (this.#blocked) this.#pendingWrite = () => done();
+    else done();
+  }
+
+  #flush(): void {
+    this.#flushing = false;
     const other = this.other;
-    if (other === undefined || other.destroyed) return done(new Error('the other end is gone'));
-    if (other.push(chunk)) done();
-    else this.#pendingWrite = () => done();
+    const chunks = this.#queue;
+    this.#queue = [];
+    if (other === undefined || other.destroyed) return;
+    for (const c of chunks) if (!other.push(c)) this.#blocked = true;
   }
 
   override _final(done: (err?: Error | null) => void): void {
-    this.other?.push(null);
-    done();
+    process.nextTick(() => {
+      this.#flush();
+      this.other?.push(null);
+      done();
+    });
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
-    // As a socket: when one side is gone, the other sees its end and close.
-    const other = this.other;
-    this.other = undefined;
-    if (other !== undefined && !other.destroyed) {
-      other.push(null);
-      other.destroy();
-    }
+    // As a socket: what was written arrives, then the other side sees its end and close.
+    process.nextTick(() => {
+      this.#flush();
+      const other = this.other;
+      this.other = undefined;
+      if (other !== undefined && !other.destroyed) {
+        other.push(null);
+        other.destroy();
+      }
+    });
     done(err);
   }
 }
@@ -131,6 +161,11 @@ export interface ProtocolHarness {
   mqtt(peer?: PeerOptions & { transport?: PeerInfo['transport'] }): HarnessMqtt;
   /** A new AMQP connection, as the AMQPS listener would hand it to the admission. */
   amqpConnection(peer?: PeerOptions): HarnessAmqp;
+  /**
+   * A rhea client connection over a new in-memory AMQP connection (resolves at the hub's open;
+   * rejects when the hub closes it first).
+   */
+  amqpClient(peer?: PeerOptions): Promise<{ conn: Connection; peer: HarnessAmqp }>;
   /** Creates an enabled (or disabled) device with a symmetric key; returns its primary key. */
   device(id: string, status?: 'enabled' | 'disabled'): Promise<string>;
   close(): Promise<void>;
@@ -163,7 +198,7 @@ export async function startProtocolHarness(flags: Record<string, unknown> = {}):
   await services.auditLog.start();
   services.policyUsage.start();
 
-  return {
+  const harness: ProtocolHarness = {
     hostname,
     prepared,
     services,
@@ -206,6 +241,24 @@ export async function startProtocolHarness(flags: Record<string, unknown> = {}):
       amqp.handle(server, amqpPeer);
       return { stream: client, received: () => Buffer.concat(chunks), closed: closedP, isClosed: () => closed };
     },
+    amqpClient(peer = {}) {
+      const end = harness.amqpConnection(peer);
+      return new Promise((resolve, reject) => {
+        const conn = rhea.create_container().connect({
+          reconnect: false,
+          // rhea's hook for a transport of the caller's: here the client's end of the pair.
+          connection_details: () => ({
+            connect: (_port: number, _host: string, _options: unknown, connected: () => void) => {
+              process.nextTick(connected);
+              return end.stream;
+            },
+          }),
+        } as never);
+        conn.once('connection_open', () => resolve({ conn, peer: end }));
+        conn.once('disconnected', (ctx: { error?: Error }) => reject(ctx.error ?? new Error('disconnected before the open')));
+        conn.on('error', () => undefined);
+      });
+    },
     async device(id, status = 'enabled') {
       const record = await services.registry.createDevice(id, { deviceId: id, status });
       const key = record.auth.primaryKey;
@@ -224,4 +277,5 @@ export async function startProtocolHarness(flags: Record<string, unknown> = {}):
       removeDir(dataDir);
     },
   };
+  return harness;
 }
