@@ -15,9 +15,9 @@ import { HubError, unauthorized } from '../src/core/errors.js';
 import type { DeviceRecord, SharedAccessPolicy } from '../src/core/types.js';
 import { attestX509 } from '../src/dps/x509-attestation.js';
 import { RegistrationService } from '../src/dps/registration-service.js';
-import { SecurityEvents, type AuthEvent } from '../src/security/events.js';
-import { AccessGate } from '../src/security/gate.js';
-import { DEFAULT_SETTINGS, type HubSettings } from '../src/security/settings.js';
+import { SecurityEvents, type AuthEvent } from '../src/core/security-events.js';
+import { AccessGate } from '../src/access/gate.js';
+import { DEFAULT_SETTINGS, type HubSettings } from '../src/core/settings.js';
 import { makeSelfSigned } from './support/pki.js';
 import { memoryCounters } from './support/counters.js';
 

@@ -11,30 +11,33 @@ import { after, before, describe, it } from 'node:test';
 import { connectNatsBus } from '../src/bus/nats/nats-bus.js';
 import { HubBus, SUBJECTS } from '../src/bus/subjects.js';
 import type { JsonObject, JsonValue } from '../src/core/json.js';
-import { ConnectionRegistry, type LiveSession } from '../src/hub/connections.js';
+import { ConnectionTable, type LiveSession } from '../src/hub/connections.js';
 import { MethodService } from '../src/hub/methods/method-service.js';
 import { SessionGuard } from '../src/hub/session-guard.js';
-import { MessageTally } from '../src/security/metrics.js';
+import { MessageTally } from '../src/core/tally.js';
 import type { DeviceRecord } from '../src/core/types.js';
-import { OperatorService } from '../src/security/operators.js';
+import { OperatorService } from '../src/access/operators.js';
 import { PolicyCache } from '../src/auth/service-authenticator.js';
-import { PolicyService } from '../src/security/policy-service.js';
-import { SettingsService } from '../src/security/settings-service.js';
-import { SecurityEvents } from '../src/security/events.js';
-import type { AccessGate } from '../src/security/gate.js';
+import { PolicyService } from '../src/policies/policy-service.js';
+import { SettingsService } from '../src/settings/settings-service.js';
+import { SecurityEvents } from '../src/core/security-events.js';
+import type { AccessGate } from '../src/access/gate.js';
 import type { EnrollmentService } from '../src/dps/enrollment-service.js';
-import type { HubSettings } from '../src/security/settings.js';
+import type { HubSettings } from '../src/core/settings.js';
 import { SecretBox } from '../src/core/secret-box.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { removeDir, tempDir } from './support/hub-process.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 
+/** The settings service's log, unread here. */
+const silentLog = { info: () => undefined, warn: () => undefined };
+
 const NATS = process.env.GATEHOUSE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 
 interface Node {
   bus: HubBus;
-  connections: ConnectionRegistry;
+  connections: ConnectionTable;
   methods: MethodService;
   tally: MessageTally;
 }
@@ -90,7 +93,7 @@ describe('two nodes on one NATS', () => {
   const node = async (id: string): Promise<Node> => {
     const bus = new HubBus(await connectNatsBus({ nodeId: id, url: NATS, onHandlerError: (err) => handlerErrors.push(err) }), prefix);
     const tally = new MessageTally();
-    const connections = new ConnectionRegistry(bus, tally);
+    const connections = new ConnectionTable(bus, tally);
     // What the store says of an identity, for the recheck after a reconnect: every device exists
     // and is enabled unless the test put it in `disabledInStore`.
     new SessionGuard(connections, bus, () => undefined, {
@@ -257,8 +260,8 @@ describe('two nodes on one NATS', () => {
       const ops = new OperatorService(store, clock, () => 'hub.example', b.bus);
       await ops.load();
       const enrollments = {} as EnrollmentService;
-      const onA = new SettingsService(store, clock, new SecurityEvents(), a.bus);
-      const onB = new SettingsService(store, clock, new SecurityEvents(), b.bus);
+      const onA = new SettingsService(store, clock, new SecurityEvents(), a.bus, silentLog);
+      const onB = new SettingsService(store, clock, new SecurityEvents(), b.bus, silentLog);
       await onA.load();
       await onB.load();
       onA.bind({ gate: gate('a'), operators: ops, enrollments });

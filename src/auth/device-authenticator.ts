@@ -49,7 +49,7 @@ export interface DeviceLookups {
   findPolicy(name: string): Promise<SharedAccessPolicy | undefined>;
 }
 
-/** Chain verification against the registered CAs (src/pki/ca-registry.ts), or only the named ones. */
+/** Chain verification against the registered CAs (src/pki/ca-certificates.ts), or only the named ones. */
 export interface DeviceChainVerifier {
   verifyDeviceChain(chain: X509Certificate[], onlyCas?: readonly string[]): Promise<{ commonName: string; caName: string } | ChainRefusal>;
 }
@@ -199,7 +199,7 @@ export class DeviceAuthenticator {
       if (!allowed.some((a) => a === (a.length === 40 ? t.sha1 : t.sha256))) return deny('bad_credentials', `thumbprint mismatch for ${target}`);
       method = 'x509-thumbprint';
     } else if (identity.auth.type === 'certificateAuthority') {
-      if (this.chains === undefined) return deny('other', 'no CA registry');
+      if (this.chains === undefined) return deny('other', 'no CA certificates');
       const onlyCas = c.moduleId === null ? await this.enrollmentCas?.casFor(device.origin) : undefined;
       const r = await this.chains.verifyDeviceChain(chain, onlyCas);
       if ('error' in r) {

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { BusSubscription } from '../bus/bus.js';
 import { SUBJECTS, type HubBus, type MethodReply, type MethodRequest } from '../bus/subjects.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
-import type { MessageTally } from '../security/metrics.js';
+import type { MessageTally } from '../core/tally.js';
 
 export interface LiveSession {
   readonly deviceId: string;
@@ -53,7 +53,7 @@ interface Waiter {
 /** Answers a method request for an identity this node holds (MethodService). */
 export type MethodResponder = (request: MethodRequest) => Promise<MethodReply>;
 
-export class ConnectionRegistry {
+export class ConnectionTable {
   readonly #sessions = new Map<string, LiveSession>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   /** Per identity held here: the method-request subscription and the id of the claim this node announced. */

@@ -7,7 +7,7 @@ import type { BusSubscription } from '../bus/bus.js';
 import { SUBJECTS, type HubBus, type IdentityChanged } from '../bus/subjects.js';
 import { normalizeSerial } from '../pki/crl.js';
 import type { DeviceRecord, ModuleRecord } from '../core/types.js';
-import type { ConnectionRegistry, LiveSession } from './connections.js';
+import type { ConnectionTable, LiveSession } from './connections.js';
 
 export type SessionGuardLog = (fields: Record<string, unknown>, msg: string) => void;
 
@@ -23,7 +23,7 @@ export class SessionGuard {
   readonly #subs: BusSubscription[] = [];
 
   constructor(
-    private readonly connections: ConnectionRegistry,
+    private readonly connections: ConnectionTable,
     bus: HubBus,
     private readonly log: SessionGuardLog,
     private readonly lookup: SessionLookup,

@@ -1,7 +1,7 @@
 /**
  * The MQTT broker and the AMQP server in memory, for packet-level tests: the hub's own services
  * (prepareHub: SQLite in a temp dir, the local bus) wired as `startHub` wires them
- * (src/hub/endpoints.ts), and each test connection one end of an in-memory stream pair whose other
+ * (src/endpoints.ts), and each test connection one end of an in-memory stream pair whose other
  * end the broker (or the AMQP admission) takes as a listener's TLS socket, with the peer the TLS
  * socket would have given. No hub process, no port, no TLS; the log is kept as parsed lines.
  *
@@ -14,7 +14,7 @@ import pino from 'pino';
 import rhea, { type Connection } from 'rhea';
 import { systemClock } from '../../src/core/clock.js';
 import { loadConfig } from '../../src/config/schema.js';
-import { createProtocolEndpoints } from '../../src/hub/endpoints.js';
+import { createProtocolEndpoints } from '../../src/endpoints.js';
 import { closePrepared, prepareHub, type PreparedHub } from '../../src/hub.js';
 import type { HubServices } from '../../src/protocol/http/services.js';
 import type { MqttBroker } from '../../src/protocol/mqtt/broker.js';

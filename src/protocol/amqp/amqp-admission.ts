@@ -18,10 +18,10 @@ import type { Duplex } from 'node:stream';
 import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Connection, Container } from 'rhea';
 import type { WebSocket } from 'ws';
-import { AddressSlots, type ConnectionRefusals, type RefusalReason } from '../../security/connection-caps.js';
+import { AddressSlots, type ConnectionRefusals, type RefusalReason } from '../../access/connection-caps.js';
 import { boundRheaDecoder } from './decoder-bounds.js';
 import { FrameGuard, type FrameGuardLimits } from './frame-guard.js';
-import { peerChain } from '../mqtt/listeners.js';
+import { peerChain } from '../transport/peer.js';
 
 /** A C2D message is at most 64 KiB; frames carry it with its properties. */
 export const MAX_FRAME_SIZE = 256 * 1024;

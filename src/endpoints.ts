@@ -5,12 +5,12 @@
  * so a packet-level test runs the same wiring without a hub process or a socket.
  */
 import type { Logger } from 'pino';
-import type { Clock } from '../core/clock.js';
-import type { PreparedHub } from '../hub.js';
-import { AmqpServer } from '../protocol/amqp/amqp-server.js';
-import { MqttBroker } from '../protocol/mqtt/broker.js';
-import { DEFAULT_BROKER_LIMITS } from '../protocol/mqtt/broker-deps.js';
-import { sessionStateRecorder } from './session-state.js';
+import type { Clock } from './core/clock.js';
+import type { PreparedHub } from './hub.js';
+import { AmqpServer } from './protocol/amqp/amqp-server.js';
+import { MqttBroker } from './protocol/mqtt/broker.js';
+import { DEFAULT_BROKER_LIMITS } from './protocol/mqtt/broker-deps.js';
+import { sessionStateRecorder } from './hub/session-state.js';
 
 export interface ProtocolEndpoints {
   broker: MqttBroker;
