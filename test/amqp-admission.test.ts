@@ -110,3 +110,39 @@ describe('AMQP after authentication', () => {
     }
   });
 });
+
+describe('AMQP: a failure inside the hub while a device link attaches', () => {
+  it('refuses that link with amqp:internal-error and logs it; the hub goes on', async () => {
+    // The gate's store failing (a database gone): before, the rejection went unhandled and ended the process.
+    const gate = h.services.gate;
+    const authenticate = gate.authenticate.bind(gate);
+    gate.authenticate = () => Promise.reject(new Error('store unavailable'));
+    const mark = h.log.mark();
+    const { conn } = await h.amqpClient({ remoteAddress: '192.0.2.20' });
+    try {
+      const receiver = conn.open_receiver('/devices/amqp-fail/messages/devicebound');
+      const error = await new Promise<{ condition?: string } | undefined>((resolve) => receiver.once('receiver_close', (ctx: rhea.EventContext) => resolve(ctx.receiver?.error as { condition?: string } | undefined)));
+      assert.equal(error?.condition, 'amqp:internal-error');
+      const line = h.log.since(mark).find((l) => l.event === 'amqp.attach-failed');
+      assert.ok(line !== undefined, JSON.stringify(h.log.since(mark)));
+      assert.equal(line.remote, '192.0.2.20');
+    } finally {
+      gate.authenticate = authenticate;
+      conn.close();
+    }
+    // The same hub still takes a device.
+    const key = await h.device('amqp-after');
+    const again = await h.amqpClient({ remoteAddress: '192.0.2.21' });
+    try {
+      const cbsIn = again.conn.open_receiver('$cbs');
+      const cbsOut = again.conn.open_sender('$cbs');
+      const status = new Promise<number>((resolve) => cbsIn.once('message', (ctx: rhea.EventContext) => resolve(Number(ctx.message?.application_properties?.['status-code']))));
+      await new Promise<void>((resolve) => cbsOut.once('sendable', () => resolve()));
+      const name = `${h.hostname}/devices/amqp-after`;
+      cbsOut.send({ to: '$cbs', reply_to: 'cbs', message_id: 'put', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name }, body: generateSasToken({ resource: name, key, expiry: Math.floor(Date.now() / 1000) + 600 }) });
+      assert.equal(await status, 200);
+    } finally {
+      again.conn.close();
+    }
+  });
+});

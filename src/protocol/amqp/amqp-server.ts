@@ -199,7 +199,7 @@ export class AmqpServer {
     if (st === undefined) return receiver.close({ condition: 'amqp:internal-error', description: 'no connection state' });
     if (address === '$cbs') return;
     const dev = parseDeviceAddress(address);
-    if (dev !== undefined) return void this.#attachDevice(st, receiver, 'in', dev, address);
+    if (dev !== undefined) return this.#attachDeviceOrRefuse(st, receiver, 'in', dev, address);
     if (address.toLowerCase() === '/messages/devicebound') {
       const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/send', ['ServiceConnect'], 'attach');
       if (refusal !== undefined) return this.#refuseLink(receiver, st, address, refusal);
@@ -220,7 +220,7 @@ export class AmqpServer {
       return;
     }
     const dev = parseDeviceAddress(address);
-    if (dev !== undefined) return void this.#attachDevice(st, sender, 'out', dev, address);
+    if (dev !== undefined) return this.#attachDeviceOrRefuse(st, sender, 'out', dev, address);
     const lower = address.toLowerCase();
     if (lower === '/messages/servicebound/feedback' || lower === '/messages/servicebound/filenotifications') {
       const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/feedback', ['ServiceConnect'], 'attach');
@@ -413,6 +413,22 @@ export class AmqpServer {
       d.timer.unref();
     }
     return session;
+  }
+
+  /**
+   * rhea's attach event cannot wait for #attachDevice: what fails inside it (the store behind the
+   * gate) refuses that link and is logged. Dropped, the rejection was unhandled, which ends the
+   * process.
+   */
+  #attachDeviceOrRefuse(st: ConnState, link: Link, direction: 'in' | 'out', dev: { deviceId: string; moduleId: string | null; kind: DeviceLinkKind }, address: string): void {
+    this.#attachDevice(st, link, direction, dev, address).catch((err: unknown) => {
+      this.deps.logger.error({ err, event: 'amqp.attach-failed', protocol: st.peer.protocol, remote: st.peer.remote, address: address.slice(0, 200) }, 'AMQP device link attach failed');
+      try {
+        link.close({ condition: 'amqp:internal-error', description: 'The link could not be attached.' });
+      } catch {
+        // already closed
+      }
+    });
   }
 
   /** A device link: the identity must be proven on this connection (CBS token, or now by the client certificate). */
