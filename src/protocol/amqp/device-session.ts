@@ -236,13 +236,19 @@ export class AmqpDeviceSession implements LiveSession {
       return;
     }
     this.#pumping = true;
-    void this.#pumpC2d().finally(() => {
-      this.#pumping = false;
-      if (this.#again) {
-        this.#again = false;
-        this.notifyC2d();
-      }
-    });
+    this.#pumpC2d()
+      .catch((err: unknown) => {
+        // What rhea could not send: this session goes, not the process (a rejection nobody handles ends it).
+        this.deps.logger.error({ err, deviceId: this.deviceId }, 'C2D delivery failed');
+        this.close('C2D delivery failed');
+      })
+      .finally(() => {
+        this.#pumping = false;
+        if (this.#again) {
+          this.#again = false;
+          this.notifyC2d();
+        }
+      });
   }
 
   // ---- inbound messages ------------------------------------------------------------------------
@@ -269,6 +275,7 @@ export class AmqpDeviceSession implements LiveSession {
       delivery.accept();
       this.deps.pressure.begin();
       this.#twinRequests.push(m);
+      // Never rejects: a failed answer closes this session inside the loop.
       if (!this.#twinBusy) void this.#handleTwinRequests();
       return;
     }

@@ -24,13 +24,20 @@ export class C2dPump {
       return;
     }
     this.#running = true;
-    void this.#pump().finally(() => {
-      this.#running = false;
-      if (this.#again) {
-        this.#again = false;
-        this.kick();
-      }
-    });
+    this.#pump()
+      .catch((err: unknown) => {
+        // A message the broker cannot send (mqtt-packet throws on what it cannot encode): this
+        // connection goes, not the process (a rejection nobody handles ends it).
+        this.conn.deps.logger.error({ err, deviceId: this.conn.deviceId }, 'C2D delivery failed');
+        this.conn.close('C2D delivery failed');
+      })
+      .finally(() => {
+        this.#running = false;
+        if (this.#again) {
+          this.#again = false;
+          this.kick();
+        }
+      });
   }
 
   async #pump(): Promise<void> {
