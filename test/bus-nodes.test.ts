@@ -29,6 +29,11 @@ import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { removeDir, tempDir } from './support/hub-process.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { keyFingerprint } from '../src/auth/sas.js';
+
+const KEY_1 = Buffer.alloc(32, 1).toString('base64');
+const KEY_2 = Buffer.alloc(32, 2).toString('base64');
+const KEY_3 = Buffer.alloc(32, 3).toString('base64');
 
 /** The settings service's log, unread here. */
 const silentLog = { info: () => undefined, warn: () => undefined };
@@ -89,6 +94,8 @@ describe('two nodes on one NATS', () => {
   let b: Node;
   const handlerErrors: unknown[] = [];
   const disabledInStore = new Set<string>();
+  /** A device's primary key in the store when the test changed it (else KEY_1). */
+  const keysInStore = new Map<string, string>();
 
   const node = async (id: string): Promise<Node> => {
     const bus = new HubBus(await connectNatsBus({ nodeId: id, url: NATS, onHandlerError: (err) => handlerErrors.push(err) }), prefix);
@@ -97,7 +104,8 @@ describe('two nodes on one NATS', () => {
     // What the store says of an identity, for the recheck after a reconnect: every device exists
     // and is enabled unless the test put it in `disabledInStore`.
     new SessionGuard(connections, bus, () => undefined, {
-      device: async (deviceId) => ({ status: disabledInStore.has(deviceId) ? 'disabled' : 'enabled', auth: { type: 'sas' } }) as DeviceRecord,
+      device: async (deviceId) =>
+        ({ status: disabledInStore.has(deviceId) ? 'disabled' : 'enabled', auth: { type: 'sas', primaryKey: keysInStore.get(deviceId) ?? KEY_1, secondaryKey: KEY_2 } }) as DeviceRecord,
       module: async () => undefined,
       revoked: async () => false,
     });
@@ -155,6 +163,17 @@ describe('two nodes on one NATS', () => {
     assert.equal(gone.closed, 'identity disabled');
     assert.equal(kept.closed, undefined);
     assert.equal(a.connections.get('r2', null), undefined);
+  });
+
+  it('after a reconnect, a SAS session whose key was replaced meanwhile goes; one on the other, unchanged key stays', async () => {
+    const onPrimary = await connect(a, 'k1', { authMethod: 'sas', keyFingerprint: keyFingerprint(KEY_1) });
+    const onSecondary = await connect(a, 'k2', { authMethod: 'sas', keyFingerprint: keyFingerprint(KEY_2) });
+    keysInStore.set('k1', KEY_3); // both re-keyed (primary) while A was away
+    keysInStore.set('k2', KEY_3);
+    b.bus.publish(SUBJECTS.busResync, { reason: 'reconnected' });
+    await until('the recheck', () => onPrimary.closed !== undefined && onSecondary.mail === 1);
+    assert.equal(onPrimary.closed, 'identity re-keyed');
+    assert.equal(onSecondary.closed, undefined, 'its key is still the secondary');
   });
 
   it('a disable, a thumbprint rotation, a revocation and a policy change on B drop what they should on A', async () => {

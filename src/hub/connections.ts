@@ -27,6 +27,8 @@ export interface LiveSession {
   readonly tlsVersion?: string | undefined;
   readonly authMethod?: string | undefined;
   readonly policyName?: string | undefined;
+  /** keyFingerprint of the device or module key a SAS session proved (src/auth/sas.ts). */
+  readonly keyFingerprint?: string | undefined;
   /** Transport (mqtt, mqtt-ws, ...), for metrics. */
   readonly protocol?: string | undefined;
   /** Closes the connection; `reason` goes to the log. */

@@ -147,6 +147,10 @@ export class AmqpDeviceSession implements LiveSession {
   get authMethod(): string | undefined {
     return this.identity.method;
   }
+  get keyFingerprint(): string | undefined {
+    return this.identity.keyFingerprint;
+  }
+
   get policyName(): string | undefined {
     return this.identity.policyName;
   }

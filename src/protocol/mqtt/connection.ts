@@ -121,6 +121,10 @@ export class MqttConnection implements LiveSession {
     return this.identity?.method;
   }
 
+  get keyFingerprint(): string | undefined {
+    return this.identity?.keyFingerprint;
+  }
+
   get policyName(): string | undefined {
     return this.identity?.policyName;
   }
