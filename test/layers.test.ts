@@ -16,6 +16,7 @@ const SRC = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..', 'src');
 const LAYERS: string[][] = [
   ['core', 'factory'],
   ['store', 'bus'],
+  ['log'],
   ['pki'],
   ['auth'],
   ['hub'],

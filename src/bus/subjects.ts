@@ -70,6 +70,12 @@ export interface TelemetryAppended {
   count: number;
 }
 
+export interface LogAppended {
+  /** The partition and the last sequence number committed there by the append. */
+  partition: number;
+  lastSequenceNumber: number;
+}
+
 /**
  * This node's NATS connection came back: what it was told while away may be lost (NATS core keeps
  * nothing for a subscriber that is not there), so every node that hears this reads again from the
@@ -135,6 +141,8 @@ export const SUBJECTS = {
   desiredChanged: subject<DesiredChanged>('twin.desired.changed'),
   /** event stream -> live readers (wake-up; the events are in the store). */
   telemetryAppended: subject<TelemetryAppended>('telemetry.appended'),
+  /** SQL event log -> other nodes' live readers of that partition (wake-up; the records are in the log). */
+  logAppended: subject<LogAppended>('log.appended'),
   /** connection table -> every other node (close your session for this identity). */
   sessionClaimed: subject<SessionClaimed>('session.claimed'),
   /** a node's bus -> every node (read again what a notification would have said). */

@@ -1,5 +1,5 @@
 import pg from 'pg';
-import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from '../sql/driver.js';
+import type { SqlDriver, SqlExecutor, SqlRow, SqlValue, TransactionOptions } from '../sql/driver.js';
 
 /** Numbers `?` placeholders as `$1..$n` (our SQL never has a literal `?`). */
 function numbered(sql: string): string {
@@ -55,7 +55,7 @@ export class PostgresDriver implements SqlDriver {
     return res.rowCount ?? 0;
   }
 
-  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
     const client = await this.#pool.connect();
     const tx: SqlExecutor = {
       all: async (sql, params = []) => (await client.query(numbered(sql), params as SqlValue[])).rows as SqlRow[],
@@ -63,6 +63,8 @@ export class PostgresDriver implements SqlDriver {
     };
     try {
       await client.query('BEGIN');
+      // A server or role configured with synchronous_commit=off would acknowledge before the WAL flush.
+      if (opts.durable === true) await client.query('SET LOCAL synchronous_commit = on');
       const result = await fn(tx);
       await client.query('COMMIT');
       return result;

@@ -12,10 +12,18 @@ export interface SqlExecutor {
   run(sql: string, params?: readonly SqlValue[]): Promise<number>;
 }
 
+export interface TransactionOptions {
+  durable?: boolean;
+}
+
 export interface SqlDriver extends SqlExecutor {
   readonly dialect: 'sqlite' | 'postgres';
-  /** Runs `fn` in one transaction; statements of concurrent transactions never interleave. */
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in one transaction; statements of concurrent transactions never interleave.
+   * `durable`: the commit is on disk when the promise resolves, whatever the connection's default
+   * (SQLite: synchronous=FULL for this commit; PostgreSQL: synchronous_commit=on).
+   */
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, opts?: TransactionOptions): Promise<T>;
   /** True when `err` is a unique/primary-key violation. */
   isUniqueViolation(err: unknown): boolean;
   close(): Promise<void>;

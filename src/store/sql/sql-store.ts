@@ -66,6 +66,11 @@ export class SqlStore implements Store {
     this.counters = new SqlCounterStore(db);
   }
 
+  /** The driver, for what keeps its own tables beside the store's (the event log, src/log/sql). */
+  get sqlDriver(): SqlDriver {
+    return this.db;
+  }
+
   async close(): Promise<void> {
     await this.db.close();
   }

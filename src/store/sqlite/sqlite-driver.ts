@@ -1,6 +1,6 @@
 import { closeSync, openSync } from 'node:fs';
 import Database from 'better-sqlite3';
-import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from '../sql/driver.js';
+import type { SqlDriver, SqlExecutor, SqlRow, SqlValue, TransactionOptions } from '../sql/driver.js';
 
 /**
  * better-sqlite3 behind the async SqlDriver port. WAL journal, synchronous=NORMAL (a process crash
@@ -62,15 +62,18 @@ export class SqliteDriver implements SqlDriver {
     return this.#runSync(sql, params);
   }
 
-  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T> {
+  transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, opts: TransactionOptions = {}): Promise<T> {
     const tx: SqlExecutor = {
       all: async (sql, params = []) => this.#allSync(sql, params),
       run: async (sql, params = []) => this.#runSync(sql, params),
     };
     const next = this.#txChain.catch(() => undefined).then(async () => {
       this.#inTx = true;
-      this.#db.exec('BEGIN IMMEDIATE');
       try {
+        // WAL with synchronous=NORMAL syncs at checkpoints only; FULL syncs the WAL at this commit
+        // (and so every earlier one). The pragma applies to the connection, so it goes back after.
+        if (opts.durable === true) this.#db.pragma('synchronous = FULL');
+        this.#db.exec('BEGIN IMMEDIATE');
         const result = await fn(tx);
         this.#db.exec('COMMIT');
         return result;
@@ -79,6 +82,7 @@ export class SqliteDriver implements SqlDriver {
         throw err;
       } finally {
         this.#inTx = false;
+        if (opts.durable === true) this.#db.pragma('synchronous = NORMAL');
       }
     });
     this.#txChain = next;

@@ -1,0 +1,50 @@
+/**
+ * A log record as a JetStream message payload: a 4-byte big-endian length, that many bytes of JSON
+ * (device and module id, properties, system properties, enqueued time), then the body as is.
+ * Properties go in the JSON rather than in NATS headers: header names are ASCII tokens, and
+ * application property names are any string (the conformance suite sends 'ünï code').
+ */
+import type { LogMessage } from '../log-ports.js';
+
+interface Meta {
+  d: string;
+  m: string | null;
+  p: Record<string, string>;
+  s: Record<string, string>;
+  /** Enqueued time, ms since the epoch. */
+  t: number;
+}
+
+export function encodeRecord(m: LogMessage, enqueuedMs: number): Uint8Array {
+  const meta: Meta = { d: m.deviceId, m: m.moduleId, p: m.properties, s: m.systemProperties, t: enqueuedMs };
+  const json = Buffer.from(JSON.stringify(meta));
+  const out = Buffer.allocUnsafe(4 + json.length + m.body.length);
+  out.writeUInt32BE(json.length, 0);
+  json.copy(out, 4);
+  m.body.copy(out, 4 + json.length);
+  return out;
+}
+
+export function decodeRecord(data: Uint8Array): LogMessage & { enqueuedMs: number } {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (buf.length < 4) throw new Error('log record too short');
+  const n = buf.readUInt32BE(0);
+  if (4 + n > buf.length) throw new Error('log record header overruns the payload');
+  const meta = JSON.parse(buf.subarray(4, 4 + n).toString('utf8')) as Meta;
+  return {
+    deviceId: meta.d,
+    moduleId: meta.m,
+    properties: meta.p,
+    systemProperties: meta.s,
+    // A copy: the payload buffer belongs to the NATS client.
+    body: Buffer.from(buf.subarray(4 + n)),
+    enqueuedMs: meta.t,
+  };
+}
+
+/** Only the enqueued time, for the binary search of a time position. */
+export function decodeEnqueuedMs(data: Uint8Array): number {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const n = buf.readUInt32BE(0);
+  return (JSON.parse(buf.subarray(4, 4 + n).toString('utf8')) as Meta).t;
+}

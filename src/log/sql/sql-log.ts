@@ -1,0 +1,292 @@
+/**
+ * The event log on the SQL store's driver (SQLite by default, PostgreSQL), schema v16
+ * (migrations/schema-v16-log.ts). docs/decisions/0005-partitioned-log.md says why it is built so.
+ *
+ * Appends: one durable transaction per batch. Per partition it touches, in ascending partition
+ * order (two writers never wait on each other crosswise), it bumps the partition's row with
+ * UPDATE ... RETURNING, which numbers the records and holds that row's lock until commit: a
+ * second writer for the partition (another batch, another node on the same PostgreSQL) numbers its
+ * records only after the first committed, so within a partition commit order is sequence order and
+ * a reader never sees N+1 before N. The same row clamps enqueued times so they never go back.
+ *
+ * Live readers: an append wakes this node's tails of its partitions at once and announces itself
+ * on the bus (`log.appended`) for the other nodes'; tails also poll, for announcements lost.
+ */
+import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
+import type { BusSubscription } from '../../bus/bus.js';
+import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from '../../store/sql/driver.js';
+import { bytes, str } from '../../store/sql/rows.js';
+import {
+  DEFAULT_PARTITIONS,
+  LogConfigError,
+  checkPartition,
+  checkPartitionCount,
+  recordSize,
+  type EventLog,
+  type LogMessage,
+  type LogPlacement,
+  type LogPosition,
+  type LogRecord,
+  type LogRetention,
+  type PartitionProperties,
+  type TailOptions,
+} from '../log-ports.js';
+import { partitionOf } from '../partition-key.js';
+import { PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
+import { checkLimit, checkSequenceNumber, parseEnqueuedTime, parseOffset } from '../positions.js';
+
+export interface SqlEventLogOptions {
+  /** Used when the log is new (the hub is being created); an existing log keeps its count. */
+  partitionCount?: number;
+  retention: LogRetention;
+  /** Announces appends to other nodes and hears theirs. */
+  bus?: HubBus;
+  /** Milliseconds since the epoch; tests move it. */
+  now?: () => number;
+  /** How long a tail waits for a wake-up before it looks anyway. */
+  pollMs?: number;
+}
+
+const COLUMNS = 'part, seq, pos, enqueued_ms, device_id, module_id, body, properties, system_properties';
+/** Rows per INSERT (10 parameters each: far below SQLite's 32766 and PostgreSQL's 65535). */
+const ROWS_PER_INSERT = 500;
+/** Rows per DELETE while enforcing retention, so it never holds the write lock for long. */
+const PRUNE_CHUNK = 5000;
+/** Serializes creating the partition rows of one schema (with hashtext(current_schema())). */
+const PG_LOG_INIT_LOCK = 7270663;
+const DEFAULT_POLL_MS = 2000;
+
+function stringMap(row: SqlRow, col: string): Record<string, string> {
+  const parsed = JSON.parse(str(row, col)) as unknown;
+  const out: Record<string, string> = {};
+  if (typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed)) {
+    for (const [k, v] of Object.entries(parsed)) if (typeof v === 'string') out[k] = v;
+  }
+  return out;
+}
+
+function recordFromRow(r: SqlRow): LogRecord {
+  const moduleId = str(r, 'module_id');
+  return {
+    partition: Number(r.part),
+    sequenceNumber: Number(r.seq),
+    offset: String(r.pos),
+    enqueuedTime: new Date(Number(r.enqueued_ms)).toISOString(),
+    deviceId: str(r, 'device_id'),
+    moduleId: moduleId === '' ? null : moduleId,
+    body: bytes(r.body),
+    properties: stringMap(r, 'properties'),
+    systemProperties: stringMap(r, 'system_properties'),
+  };
+}
+
+/** Opens the log in the store's schema, creating its partitions on first use. */
+export async function openSqlEventLog(db: SqlDriver, opts: SqlEventLogOptions): Promise<SqlEventLog> {
+  const wanted = opts.partitionCount === undefined ? undefined : checkPartitionCount(opts.partitionCount);
+  const count = await db.transaction(async (tx) => {
+    if (db.dialect === 'postgres') await tx.all('SELECT pg_advisory_xact_lock(?, hashtext(current_schema()))', [PG_LOG_INIT_LOCK]);
+    const rows = await tx.all('SELECT COUNT(*) AS n FROM log_partitions');
+    const existing = Number(rows[0]?.n ?? 0);
+    if (existing > 0) {
+      if (wanted !== undefined && wanted !== existing) {
+        throw new LogConfigError(`the event log has ${existing} partitions; the count is fixed when the hub is created (asked for ${wanted})`);
+      }
+      return existing;
+    }
+    const n = wanted ?? DEFAULT_PARTITIONS;
+    for (let p = 0; p < n; p++) await tx.run('INSERT INTO log_partitions (part, next_seq, next_pos, last_pos, last_ms) VALUES (?, 0, 0, -1, 0)', [p]);
+    return n;
+  });
+  return new SqlEventLog(db, count, opts);
+}
+
+export class SqlEventLog implements EventLog, TailSource {
+  readonly wakeups = new PartitionWakeups();
+  readonly #closer = new AbortController();
+  readonly closed = this.#closer.signal;
+  readonly #now: () => number;
+  readonly #pollMs: number;
+  readonly #subs: BusSubscription[] = [];
+  readonly #max: string;
+
+  constructor(
+    private readonly db: SqlDriver,
+    readonly partitionCount: number,
+    private readonly opts: SqlEventLogOptions,
+  ) {
+    this.#now = opts.now ?? Date.now;
+    this.#pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
+    this.#max = db.dialect === 'postgres' ? 'GREATEST' : 'MAX';
+    const bus = opts.bus;
+    if (bus !== undefined) {
+      this.#subs.push(
+        bus.subscribe(SUBJECTS.logAppended, (data, meta) => {
+          if (!meta.local && Number.isInteger(data.partition)) this.wakeups.wake(data.partition);
+        }),
+        // Announcements made while this node was cut off are lost: look again.
+        bus.subscribe(SUBJECTS.busResync, () => this.wakeups.wakeAll()),
+      );
+    }
+  }
+
+  partitionOf(deviceId: string): number {
+    return partitionOf(deviceId, this.partitionCount);
+  }
+
+  async append(messages: readonly LogMessage[]): Promise<LogPlacement[]> {
+    if (this.closed.aborted) throw new Error('the event log is closed');
+    if (messages.length === 0) return [];
+    const byPartition = new Map<number, number[]>();
+    messages.forEach((m, i) => {
+      const p = this.partitionOf(m.deviceId);
+      const list = byPartition.get(p);
+      if (list === undefined) byPartition.set(p, [i]);
+      else list.push(i);
+    });
+    const sizes = messages.map(recordSize);
+    const placements: LogPlacement[] = new Array<LogPlacement>(messages.length);
+    const last = new Map<number, number>();
+    await this.db.transaction(
+      async (tx) => {
+        const now = Math.floor(this.#now());
+        const rows: SqlValue[][] = [];
+        for (const p of [...byPartition.keys()].sort((a, b) => a - b)) {
+          const idx = byPartition.get(p) as number[];
+          const total = idx.reduce((s, i) => s + (sizes[i] as number), 0);
+          const lastSize = sizes[idx.at(-1) as number] as number;
+          // Right-hand sides read the row as it was: last_pos = the old next_pos + the batch's bytes - the last record's.
+          const head = await tx.all(
+            `UPDATE log_partitions SET next_seq = next_seq + ?, next_pos = next_pos + ?, last_pos = next_pos + ?, last_ms = ${this.#max}(last_ms, ?)
+             WHERE part = ? RETURNING next_seq, next_pos, last_ms`,
+            [idx.length, total, total - lastSize, now, p],
+          );
+          const h = head[0];
+          if (h === undefined) throw new Error(`event log partition ${p} has no row: was the log opened with openSqlEventLog?`);
+          let seq = Number(h.next_seq) - idx.length;
+          let pos = Number(h.next_pos) - total;
+          const ms = Number(h.last_ms);
+          const enqueuedTime = new Date(ms).toISOString();
+          for (const i of idx) {
+            const m = messages[i] as LogMessage;
+            placements[i] = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
+            rows.push([p, seq, pos, ms, sizes[i] as number, m.deviceId, m.moduleId ?? '', m.body, JSON.stringify(m.properties), JSON.stringify(m.systemProperties)]);
+            seq++;
+            pos += sizes[i] as number;
+          }
+          last.set(p, seq - 1);
+        }
+        await insertRows(tx, rows);
+      },
+      { durable: true },
+    );
+    for (const [p, seq] of last) {
+      this.wakeups.wake(p);
+      this.opts.bus?.publish(SUBJECTS.logAppended, { partition: p, lastSequenceNumber: seq });
+    }
+    return placements;
+  }
+
+  async startOf(partition: number, position: LogPosition): Promise<number> {
+    checkPartition(this, partition);
+    if (position === 'earliest') return 0;
+    if (typeof position === 'object' && 'sequenceNumber' in position) {
+      const s = checkSequenceNumber(position.sequenceNumber);
+      return position.inclusive ? Math.max(0, s) : s + 1;
+    }
+    // The end first: a record committed after this read gets a number at least this high, so
+    // "nothing found, start at the end" never skips one.
+    const head = await this.db.all('SELECT next_seq FROM log_partitions WHERE part = ?', [partition]);
+    const end = Number(head[0]?.next_seq ?? 0);
+    if (position === 'latest') return end;
+    if ('offset' in position) {
+      const pos = parseOffset(position.offset);
+      const rows = await this.db.all(`SELECT seq FROM log_records WHERE part = ? AND pos ${position.inclusive ? '>=' : '>'} ? ORDER BY pos LIMIT 1`, [partition, pos]);
+      return rows[0] === undefined ? end : Number(rows[0].seq);
+    }
+    const ms = parseEnqueuedTime(position.enqueuedTime);
+    // Two steps, each on an index: the first later time, then the first record at that time.
+    const t = await this.db.all('SELECT enqueued_ms FROM log_records WHERE part = ? AND enqueued_ms > ? ORDER BY enqueued_ms LIMIT 1', [partition, ms]);
+    if (t[0] === undefined) return end;
+    const s = await this.db.all('SELECT MIN(seq) AS seq FROM log_records WHERE part = ? AND enqueued_ms = ?', [partition, Number(t[0].enqueued_ms)]);
+    return s[0]?.seq === null || s[0]?.seq === undefined ? end : Number(s[0].seq);
+  }
+
+  async readFrom(partition: number, from: number, limit: number): Promise<LogRecord[]> {
+    const rows = await this.db.all(`SELECT ${COLUMNS} FROM log_records WHERE part = ? AND seq >= ? ORDER BY seq LIMIT ?`, [partition, from, limit]);
+    return rows.map(recordFromRow);
+  }
+
+  async read(partition: number, position: LogPosition, limit: number): Promise<LogRecord[]> {
+    const n = checkLimit(limit);
+    const from = await this.startOf(partition, position);
+    return n === 0 ? [] : this.readFrom(partition, from, n);
+  }
+
+  tail(partition: number, position: LogPosition, opts: TailOptions = {}): AsyncIterable<LogRecord[]> {
+    checkPartition(this, partition);
+    return tailLoop(this, partition, position, this.#pollMs, opts);
+  }
+
+  async partitionProperties(partition: number): Promise<PartitionProperties> {
+    checkPartition(this, partition);
+    // One statement: the counters and the oldest record from one snapshot.
+    const rows = await this.db.all(
+      'SELECT next_seq, last_pos, last_ms, (SELECT MIN(seq) FROM log_records WHERE part = ?) AS first_seq FROM log_partitions WHERE part = ?',
+      [partition, partition],
+    );
+    const r = rows[0];
+    if (r === undefined) throw new Error(`event log partition ${partition} has no row`);
+    const next = Number(r.next_seq);
+    const empty = r.first_seq === null || r.first_seq === undefined;
+    return {
+      partition,
+      beginningSequenceNumber: empty ? next : Number(r.first_seq),
+      lastEnqueuedSequenceNumber: next - 1,
+      lastEnqueuedOffset: String(r.last_pos),
+      lastEnqueuedTimeUtc: new Date(Number(r.last_ms)).toISOString(),
+      isEmpty: empty,
+    };
+  }
+
+  async enforceRetention(): Promise<number> {
+    const { maxAgeMs, maxBytesPerPartition } = this.opts.retention;
+    const cutMs = Math.floor(this.#now()) - maxAgeMs;
+    let deleted = 0;
+    for (let p = 0; p < this.partitionCount; p++) {
+      deleted += await this.#deleteOldest(p, 'enqueued_ms < ?', cutMs);
+      // A record is kept while it and everything after it fit in the budget: pos >= next_pos - max.
+      const head = await this.db.all('SELECT next_pos FROM log_partitions WHERE part = ?', [p]);
+      const cutPos = Number(head[0]?.next_pos ?? 0) - maxBytesPerPartition;
+      if (cutPos > 0) deleted += await this.#deleteOldest(p, 'pos < ?', cutPos);
+    }
+    return deleted;
+  }
+
+  /** Deletes the partition's records matching `cond` (true of a prefix of it), oldest first, in chunks. */
+  async #deleteOldest(partition: number, cond: string, value: number): Promise<number> {
+    let deleted = 0;
+    for (;;) {
+      const n = await this.db.run(
+        `DELETE FROM log_records WHERE part = ? AND seq IN (SELECT seq FROM log_records WHERE part = ? AND ${cond} ORDER BY seq LIMIT ?)`,
+        [partition, partition, value, PRUNE_CHUNK],
+      );
+      deleted += n;
+      if (n < PRUNE_CHUNK) return deleted;
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closer.abort();
+    for (const s of this.#subs.splice(0)) s.unsubscribe();
+  }
+}
+
+async function insertRows(tx: SqlExecutor, rows: readonly SqlValue[][]): Promise<void> {
+  for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
+    const chunk = rows.slice(i, i + ROWS_PER_INSERT);
+    await tx.run(
+      `INSERT INTO log_records (part, seq, pos, enqueued_ms, size, device_id, module_id, body, properties, system_properties) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+      chunk.flat(),
+    );
+  }
+}
