@@ -54,10 +54,12 @@ const tokenCache = new Map<string, string>();
 function connectFor(auth: AuthSpec, id: string, keepalive: number): IConnectPacket {
   const base = { cmd: 'connect' as const, protocolId: 'MQTT' as const, protocolVersion: 4 as const, clean: false, clientId: id, keepalive };
   if (auth.kind === 'sas') {
-    let token = tokenCache.get(id);
+    // Keyed by hub too: one generator may serve several hubs with the same device ids.
+    const cacheKey = `${auth.hubHost}/${id}`;
+    let token = tokenCache.get(cacheKey);
     if (token === undefined) {
       token = deviceToken(auth.hubHost, id, auth.key, Math.floor(Date.now() / 1000) + 3600);
-      tokenCache.set(id, token);
+      tokenCache.set(cacheKey, token);
     }
     return { ...base, username: `${auth.hubHost}/${id}/?${API}`, password: Buffer.from(token) };
   }
