@@ -14,7 +14,8 @@
  *   (d) direct-method and C2D round trips (Gatehouse only), p50 / p99.
  *
  * Every server and every load generator is its own process (the hub must not share its event loop
- * with its load); the generators speak MQTT with mqtt-packet over node:tls. Every loop is bounded
+ * with its load); the generators (bench/mqtt-load.ts, shared with bench/cluster) speak MQTT with
+ * mqtt-packet over node:tls. Every loop is bounded
  * in count and in time. Loopback only: the hub on 127.0.60.1 (443 + 8883), Mosquitto on
  * 127.0.60.2:18883, the node:tls server on 127.0.60.3:18884.
  *
