@@ -68,7 +68,8 @@ import {
   type Target,
 } from './mqtt-load.js';
 import { removeDir, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
-import { startCluster, type Cluster } from '../test/support/cluster.js';
+import pg from 'pg';
+import { DATABASE_URL, startCluster, type Cluster } from '../test/support/cluster.js';
 
 const SECTION_TITLE = '## Cluster: one node vs two workers (bench/cluster)';
 const MOSQ = { address: '127.0.116.2', port: 18883 };
@@ -191,6 +192,51 @@ interface TelemetryAgg {
   p99ms: number;
   notes: string[];
   w: Window;
+  lock: LockWaits;
+}
+
+/** How often a hub's PostgreSQL session sat waiting for the event append lock, sampled. */
+interface LockWaits {
+  samples: number;
+  /** Samples in which at least one session waited for it. */
+  withWaiter: number;
+  /** Sum over samples of the sessions waiting. */
+  waiters: number;
+}
+
+const noLockWaits = (): LockWaits => ({ samples: 0, withWaiter: 0, waiters: 0 });
+
+/**
+ * Samples pg_stat_activity every 50 ms while `fn` runs: sessions waiting for the advisory lock that
+ * every PostgreSQL telemetry append takes (src/store/sql/sql-event-store.ts, PG_APPEND_LOCK, so
+ * appends of several nodes commit in seq order). Waiting sessions are appends taking turns.
+ */
+async function sampleAppendLock<T>(db: pg.Client | undefined, fn: () => Promise<T>): Promise<{ r: T; lock: LockWaits }> {
+  const lock = noLockWaits();
+  if (db === undefined) return { r: await fn(), lock };
+  let running = true;
+  const sampler = (async () => {
+    while (running) {
+      try {
+        const res = await db.query<{ n: string }>(
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%pg_advisory_xact_lock(7270662)%'",
+        );
+        const n = Number(res.rows[0]?.n ?? 0);
+        lock.samples++;
+        lock.waiters += n;
+        if (n > 0) lock.withWaiter++;
+      } catch {
+        // a sample lost is a sample lost
+      }
+      await sleep(50);
+    }
+  })();
+  try {
+    return { r: await fn(), lock };
+  } finally {
+    running = false;
+    await sampler;
+  }
 }
 
 /** n connections split over the generators, each on its own range of device ids. */
@@ -217,7 +263,7 @@ async function connects(server: Server, gens: Generator[], n: number, concurrenc
 }
 
 /** publishers connections split over the generators, `total` QoS 1 messages among them (a warm-up first, not counted). */
-async function telemetry(server: Server, gens: Generator[], publishers: number, total: number, window: number, maxSeconds: number): Promise<TelemetryAgg> {
+async function telemetry(server: Server, gens: Generator[], publishers: number, total: number, window: number, maxSeconds: number, db: pg.Client | undefined): Promise<TelemetryAgg> {
   const per = Math.ceil(publishers / gens.length);
   const notes: string[] = [];
   const opened = await Promise.all(
@@ -229,8 +275,13 @@ async function telemetry(server: Server, gens: Generator[], publishers: number, 
     const warm = Math.min(20_000, Math.ceil(total / 10));
     await Promise.all(gens.map((g) => g.call<PublishResult>({ kind: 'publish-run', total: Math.ceil(warm / gens.length), window, maxSeconds }, (maxSeconds + 30) * 1000)));
     await settle(server.pids);
-    const { r, w } = await measure(server, gens, () =>
-      Promise.all(gens.map((g) => g.call<PublishResult>({ kind: 'publish-run', total: Math.ceil(total / gens.length), window, maxSeconds }, (maxSeconds + 30) * 1000))),
+    const {
+      r: { r, w },
+      lock,
+    } = await sampleAppendLock(db, () =>
+      measure(server, gens, () =>
+        Promise.all(gens.map((g) => g.call<PublishResult>({ kind: 'publish-run', total: Math.ceil(total / gens.length), window, maxSeconds }, (maxSeconds + 30) * 1000))),
+      ),
     );
     for (const x of r) {
       if (x.stalled) notes.push('no PUBACK for 10 s: stopped');
@@ -245,6 +296,7 @@ async function telemetry(server: Server, gens: Generator[], publishers: number, 
       p99ms: Math.max(...r.map((x) => x.p99ms)),
       notes,
       w,
+      lock,
     };
   } finally {
     await Promise.all(gens.map((g) => g.call({ kind: 'publish-close' })));
@@ -269,6 +321,10 @@ function describe(kind: Kind, nWorkers: number, mosqVersion: string): string {
     case 'workers':
       return `Gatehouse, \`--workers ${nWorkers}\`, PostgreSQL + NATS`;
   }
+}
+
+function lockCell(l: LockWaits): string {
+  return l.samples === 0 ? '—' : `${fmtInt((l.withWaiter / l.samples) * 100)} % / ${fmt2(l.waiters / l.samples)} (${fmtInt(l.samples)} samples)`;
 }
 
 function rttCell(l: Latency): string {
@@ -306,6 +362,7 @@ async function main(): Promise<void> {
   process.env.GATEHOUSE_TEST_CA_KEY = join(dir, 'ca-key.pem');
 
   let mosq: Mosquitto | undefined;
+  let db: pg.Client | undefined;
   let sqliteHub: HubProcess | undefined;
   const clusters: Cluster[] = [];
   const gens: Generator[] = [];
@@ -313,6 +370,8 @@ async function main(): Promise<void> {
   const summary: string[] = [];
   try {
     // ------------------------------------------------------------------ servers
+    db = new pg.Client({ connectionString: DATABASE_URL });
+    await db.connect();
     mosq = await startMosquitto(dir, ca, window, mosqPassword, MOSQ);
     sqliteHub = await startHubProcess({ address: SQLITE_ADDR, extraArgs: HUB_ARGS });
     const one = await startCluster({ addresses: [ONE_ADDR], hostname: ONE_ADDR, extraArgs: HUB_ARGS });
@@ -377,7 +436,7 @@ async function main(): Promise<void> {
       for (const s of servers) {
         const r = await leastContended(`telemetry round ${round + 1} ${s.name}`, retries, async () => {
           await settle(s.pids);
-          return telemetry(s, gens, nPublishers, nMessages, window, maxSeconds);
+          return telemetry(s, gens, nPublishers, nMessages, window, maxSeconds, s.kind === 'one' || s.kind === 'workers' ? db : undefined);
         });
         tele.get(s.kind)?.push(r);
         retried += r.attempts - 1;
@@ -400,6 +459,10 @@ async function main(): Promise<void> {
             p50: Math.max(...rs.map((r) => r.p50ms)),
             p99: Math.max(...rs.map((r) => r.p99ms)),
             notes: [...new Set(rs.flatMap((r) => r.notes))],
+            lock: rs.reduce(
+              (a, r) => ({ samples: a.samples + r.lock.samples, withWaiter: a.withWaiter + r.lock.withWaiter, waiters: a.waiters + r.lock.waiters }),
+              noLockWaits(),
+            ),
           },
         ];
       }),
@@ -435,6 +498,7 @@ async function main(): Promise<void> {
         us(a.w.genS, a.acked),
         `${fmt1(a.p50)} / ${fmt1(a.p99)}`,
         coresCell(a.w, isMosq),
+        lockCell(a.lock),
         `${fmtInt(a.acked)}${a.notes.length > 0 ? ` (${a.notes.join('; ')})` : ''}`,
       ];
     });
@@ -449,7 +513,19 @@ async function main(): Promise<void> {
     sections.push(
       `### QoS 1 telemetry, ${nPublishers} devices, 100-byte payloads\n\n` +
         table(
-          ['server', 'msgs/s', 'vs 1 node (PG + NATS)', 'vs Mosquitto', 'hub CPU per message', 'PostgreSQL + NATS CPU per message', 'generators CPU per message', 'p50 / p99 ms PUBLISH → PUBACK (worse generator)', cpuHeader, 'messages'],
+          [
+            'server',
+            'msgs/s',
+            'vs 1 node (PG + NATS)',
+            'vs Mosquitto',
+            'hub CPU per message',
+            'PostgreSQL + NATS CPU per message',
+            'generators CPU per message',
+            'p50 / p99 ms PUBLISH → PUBACK (worse generator)',
+            cpuHeader,
+            'append lock: samples with a session waiting / mean waiting',
+            'messages',
+          ],
           teleRows,
         ),
     );
@@ -499,6 +575,9 @@ async function main(): Promise<void> {
         `- Telemetry: \`--workers ${nWorkers}\` did ${ratio(t2.rate, t1.rate)} the single node's messages per second (goal ≥ 1.6×: ${mark(teleRatio >= 1.6)}). ` +
           `Cores busy with one node: ${coresOf(t1.w)}; with the workers: ${coresOf(t2.w)}; the workers' hub time split: ${split(t2.w)}. ` +
           `Hub CPU per message: ${us(t1.w.hubS, t1.acked)} (one node) and ${us(t2.w.hubS, t2.acked)} (workers, ${ratio(u2, u1)}).`,
+        `- On PostgreSQL every telemetry append takes one advisory lock and holds it through its commit (src/store/sql/sql-event-store.ts: appends of all ` +
+          `nodes commit in seq order, so a live reader never sees a smaller seq appear after a larger one): the workers' appends take turns, each ` +
+          `waiting for the other's commit. Sessions waiting for that lock: ${lockCell(t1.lock)} with one node, ${lockCell(t2.lock)} with the workers.`,
         `- Connects: ${ratio(c2.rate, c1.rate)} the single node's rate. Cores busy with one node: ${coresOf(c1.w)}; with the workers: ${coresOf(c2.w)}; ` +
           `split: ${split(c2.w)}. Hub CPU per connection: ${us(c1.w.hubS, c1.done)} and ${us(c2.w.hubS, c2.done)} (${ratio(v2, v1)}).`,
         `- The load generators, PostgreSQL and NATS run on the same ${n} cores as the hub, so the workers cannot have ${n} cores to themselves here. ` +
@@ -571,6 +650,7 @@ async function main(): Promise<void> {
     );
     summary.push(`Cross-node direct method p99: ${fmt2(crossP99)} ms (goal < 10 ms: ${mark(crossP99 < 10)}).`);
   } finally {
+    await db?.end().catch(() => undefined);
     for (const g of gens) g.stop();
     await stopChild(mosq?.proc);
     if (sqliteHub !== undefined) {
