@@ -120,13 +120,32 @@ const otherS = (w: Window) => Math.max(w.machineS - w.hubS - w.genS - w.pgNatsS,
 /** PostgreSQL's and NATS's processes now (backends come and go with the hubs' pools). */
 const servicePids = () => [...pidsNamed('postgres'), ...pidsNamed('nats-server')];
 
+/** CPU-seconds of each process now. */
+function cpuByPid(pids: readonly number[]): Map<number, number> {
+  return new Map(pids.map((p) => [p, pidsCpuSeconds([p])]));
+}
+
+/**
+ * CPU used since `before` by the processes alive now: one started since counts whole (all its CPU is
+ * in the window); one that exited meanwhile is lost (a PostgreSQL backend of someone else's test,
+ * say): subtracting its total would make the sum negative.
+ */
+function cpuSince(before: Map<number, number>, now: readonly number[]): number {
+  let sum = 0;
+  for (const pid of now) {
+    const cur = pidsCpuSeconds([pid]);
+    const d = cur - (before.get(pid) ?? 0);
+    if (Number.isFinite(d) && d >= 0) sum += d;
+  }
+  return sum;
+}
+
 async function measure<T>(server: Server, gens: Generator[], fn: () => Promise<T>): Promise<{ r: T; w: Window }> {
-  const svc = servicePids();
   const genPids = gens.map((g) => g.pid);
   const h0 = pidsCpuSeconds(server.pids);
   const p0 = server.pids.map((p) => pidsCpuSeconds([p]));
   const g0 = pidsCpuSeconds(genPids);
-  const s0 = pidsCpuSeconds(svc);
+  const s0 = cpuByPid(servicePids());
   const m0 = machineBusySeconds();
   const t0 = performance.now();
   const r = await fn();
@@ -138,7 +157,7 @@ async function measure<T>(server: Server, gens: Generator[], fn: () => Promise<T
       hubS: pidsCpuSeconds(server.pids) - h0,
       perPidS: server.pids.map((p, i) => pidsCpuSeconds([p]) - (p0[i] ?? 0)),
       genS: pidsCpuSeconds(genPids) - g0,
-      pgNatsS: pidsCpuSeconds(svc) - s0,
+      pgNatsS: cpuSince(s0, servicePids()),
       machineS: machineBusySeconds() - m0,
     },
   };
@@ -366,6 +385,27 @@ async function main(): Promise<void> {
   let sqliteHub: HubProcess | undefined;
   const clusters: Cluster[] = [];
   const gens: Generator[] = [];
+  let cleaned: Promise<void> | undefined;
+  /** Stops what this run started and drops its schemas; once, whether the run ends, fails or is interrupted. */
+  const cleanUp = (): Promise<void> =>
+    (cleaned ??= (async () => {
+      await db?.end().catch(() => undefined);
+      for (const g of gens) g.stop();
+      await stopChild(mosq?.proc);
+      if (sqliteHub !== undefined) {
+        await sqliteHub.stop();
+        removeDir(sqliteHub.dataDir);
+      }
+      await Promise.all(clusters.map((c) => c.stop().catch((err: Error) => process.stderr.write(`bench/cluster: cleaning up: ${err.message}\n`))));
+      removeDir(dir);
+    })());
+  // Ctrl-C in a long run: the hubs, Mosquitto and the schemas go too (exit listeners cannot wait for them).
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      process.stderr.write(`bench/cluster: ${signal}, stopping the servers and dropping the schemas\n`);
+      void cleanUp().finally(() => process.exit(130));
+    });
+  }
   const sections: string[] = [];
   const summary: string[] = [];
   try {
@@ -650,15 +690,7 @@ async function main(): Promise<void> {
     );
     summary.push(`Cross-node direct method p99: ${fmt2(crossP99)} ms (goal < 10 ms: ${mark(crossP99 < 10)}).`);
   } finally {
-    await db?.end().catch(() => undefined);
-    for (const g of gens) g.stop();
-    await stopChild(mosq?.proc);
-    if (sqliteHub !== undefined) {
-      await sqliteHub.stop();
-      removeDir(sqliteHub.dataDir);
-    }
-    await Promise.all(clusters.map((c) => c.stop()));
-    removeDir(dir);
+    await cleanUp();
   }
 
   const cpu = cpus()[0]?.model ?? 'unknown CPU';

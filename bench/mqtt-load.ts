@@ -658,6 +658,8 @@ export class Generator {
       for (const p of this.#pending.values()) p.reject(new Error(`generator exited with ${String(code)}`));
       this.#pending.clear();
     });
+    // A send into a channel that just closed (the run is being stopped) is an 'error' event: not a crash.
+    child.on('error', () => undefined);
   }
 
   static start(): Generator {
@@ -670,6 +672,7 @@ export class Generator {
   }
 
   call<T>(task: Task, timeoutMs = 180_000): Promise<T> {
+    if (!this.child.connected) return Promise.reject(new Error(`generator ${task.kind}: the generator is gone`));
     const id = this.#nextId++;
     const p = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
     this.child.send({ id, task });
