@@ -14,7 +14,8 @@
  *   (d) direct-method and C2D round trips (Gatehouse only), p50 / p99.
  *
  * Every server and every load generator is its own process (the hub must not share its event loop
- * with its load); the generators speak MQTT with mqtt-packet over node:tls. Every loop is bounded
+ * with its load); the generators (bench/mqtt-load.ts, shared with bench/cluster) speak MQTT with
+ * mqtt-packet over node:tls. Every loop is bounded
  * in count and in time. Loopback only: the hub on 127.0.60.1 (443 + 8883), Mosquitto on
  * 127.0.60.2:18883, the node:tls server on 127.0.60.3:18884.
  *
@@ -27,20 +28,35 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { Agent, request } from 'node:https';
-import { connect as netConnect } from 'node:net';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
-import { connect as tlsConnect, createSecureContext, createServer as createTlsServer, type SecureContext, type TLSSocket } from 'node:tls';
-import mqttPacket, { type IConnectPacket, type Packet } from 'mqtt-packet';
-import { generateSasToken } from '../src/auth/sas.js';
+import { createServer as createTlsServer } from 'node:tls';
 import { createDevRootCa, issueServerCertificate } from '../src/pki/dev-ca.js';
-import { arg, argString, percentile, procCpuSeconds, machineBusySeconds, writeBenchmarkSection, PROFILER_PRELOAD } from './support.js';
+import {
+  arg,
+  argString,
+  fmt1,
+  fmt2,
+  fmtInt,
+  machineBusySeconds,
+  mark,
+  percentile,
+  procCpuSeconds,
+  PROFILER_PRELOAD,
+  ratio,
+  reapOnExit,
+  schedSeconds,
+  sleep,
+  stopChild,
+  table,
+  waitReady,
+  writeBenchmarkSection,
+} from './support.js';
+import { createDevices, Generator, parseConnectionString, startMosquitto, type ConnectResult, type Latency, type Mosquitto, type PublishResult, type Target } from './mqtt-load.js';
 import { removeDir, ROOT, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
-import { deviceToken } from '../test/support/raw-mqtt.js';
 
 const HUB_ADDR = '127.0.60.1';
 /** One load generator holds thousands of connections from one address: the per-address cap (256 by default) is for attackers. */
@@ -49,65 +65,9 @@ const MOSQ_ADDR = '127.0.60.2';
 const MOSQ_PORT = 18883;
 const ECHO_ADDR = '127.0.60.3';
 const ECHO_PORT = 18884;
-const API = 'api-version=2021-04-12';
-const DEVICE_PREFIX = 'bench-';
-const RTT_DEVICE = 'bench-rtt';
 const SECTION_TITLE = '## MQTT device endpoint (bench/mqtt)';
 
 // ------------------------------------------------------------------------------------ helpers
-
-function deviceId(i: number): string {
-  return `${DEVICE_PREFIX}${String(i).padStart(5, '0')}`;
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
-    p.then(
-      (v) => {
-        clearTimeout(t);
-        resolve(v);
-      },
-      (e: unknown) => {
-        clearTimeout(t);
-        reject(e instanceof Error ? e : new Error(String(e)));
-      },
-    );
-  });
-}
-
-async function runPool(n: number, concurrency: number, deadline: number, op: (i: number) => Promise<void>): Promise<{ done: number; errors: number; firstError: string | undefined }> {
-  let next = 0;
-  let done = 0;
-  let errors = 0;
-  let firstError: string | undefined;
-  await Promise.all(
-    Array.from({ length: Math.min(concurrency, n) }, async () => {
-      for (let i = next++; i < n && performance.now() < deadline; i = next++) {
-        try {
-          await op(i);
-          done++;
-        } catch (err) {
-          errors++;
-          firstError ??= (err as Error).message;
-        }
-      }
-    }),
-  );
-  return { done, errors, firstError };
-}
-
-/** Run time and run-queue wait of one thread, in seconds (/proc/<pid>/task/<tid>/schedstat). */
-function schedSeconds(pid: number, tid: number): { run: number; wait: number } {
-  try {
-    const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
-    return { run: (run ?? NaN) / 1e9, wait: (wait ?? NaN) / 1e9 };
-  } catch {
-    return { run: NaN, wait: NaN };
-  }
-}
 
 function rssKb(pid: number): number {
   try {
@@ -118,582 +78,6 @@ function rssKb(pid: number): number {
   }
 }
 
-
-// ------------------------------------------------------------------------- load generator side
-
-/** How a generator authenticates: device SAS tokens (the hub) or one user/password (Mosquitto). */
-type AuthSpec = { kind: 'sas'; hubHost: string; key: string } | { kind: 'password'; username: string; password: string } | { kind: 'echo' };
-
-interface Target {
-  host: string;
-  port: number;
-  caPem: string;
-  auth: AuthSpec;
-}
-
-const tokenCache = new Map<string, string>();
-
-function connectFor(auth: AuthSpec, id: string, keepalive: number): IConnectPacket {
-  const base = { cmd: 'connect' as const, protocolId: 'MQTT' as const, protocolVersion: 4 as const, clean: false, clientId: id, keepalive };
-  if (auth.kind === 'sas') {
-    let token = tokenCache.get(id);
-    if (token === undefined) {
-      token = deviceToken(auth.hubHost, id, auth.key, Math.floor(Date.now() / 1000) + 3600);
-      tokenCache.set(id, token);
-    }
-    return { ...base, username: `${auth.hubHost}/${id}/?${API}`, password: Buffer.from(token) };
-  }
-  if (auth.kind === 'password') return { ...base, username: auth.username, password: Buffer.from(auth.password) };
-  throw new Error('no MQTT CONNECT for the echo server');
-}
-
-const contexts = new Map<string, SecureContext>();
-/** One secure context per CA: parsing the CA on every connect would be client cost, not server cost. */
-function contextFor(caPem: string): SecureContext {
-  let c = contexts.get(caPem);
-  if (c === undefined) {
-    c = createSecureContext({ ca: caPem });
-    contexts.set(caPem, c);
-  }
-  return c;
-}
-
-function openTls(t: Target, timeoutMs = 10_000): Promise<TLSSocket> {
-  return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: t.host, port: t.port, secureContext: contextFor(t.caPem) });
-    const timer = setTimeout(() => {
-      s.destroy();
-      reject(new Error('TLS handshake timed out'));
-    }, timeoutMs);
-    s.once('secureConnect', () => {
-      clearTimeout(timer);
-      s.setNoDelay(true);
-      resolve(s);
-    });
-    s.once('error', (err) => {
-      clearTimeout(timer);
-      reject(err);
-    });
-  });
-}
-
-/** Packets of one socket as a queue; `next` resolves with undefined once the socket closed. */
-class Wire {
-  readonly #queue: Packet[] = [];
-  readonly #waiters: Array<(p: Packet | undefined) => void> = [];
-  closed = false;
-  onPacket: ((p: Packet) => boolean) | undefined;
-  readonly closedP: Promise<void>;
-
-  constructor(readonly socket: TLSSocket) {
-    const parser = mqttPacket.parser({ protocolVersion: 4 });
-    parser.on('packet', (p: Packet) => {
-      if (this.onPacket?.(p) === true) return;
-      const w = this.#waiters.shift();
-      if (w !== undefined) w(p);
-      else this.#queue.push(p);
-    });
-    parser.on('error', () => socket.destroy());
-    socket.on('data', (c: Buffer) => parser.parse(c));
-    socket.on('error', () => undefined);
-    this.closedP = new Promise((resolve) =>
-      socket.once('close', () => {
-        this.closed = true;
-        for (const w of this.#waiters.splice(0)) w(undefined);
-        resolve();
-      }),
-    );
-  }
-
-  send(p: Packet): void {
-    this.socket.write(mqttPacket.generate(p));
-  }
-
-  next(timeoutMs = 10_000): Promise<Packet | undefined> {
-    const q = this.#queue.shift();
-    if (q !== undefined) return Promise.resolve(q);
-    if (this.closed) return Promise.resolve(undefined);
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(() => {
-        const i = this.#waiters.indexOf(w);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        reject(new Error('no packet in time'));
-      }, timeoutMs);
-      const w = (p: Packet | undefined) => {
-        clearTimeout(t);
-        resolve(p);
-      };
-      this.#waiters.push(w);
-    });
-  }
-}
-
-const DISCONNECT = mqttPacket.generate({ cmd: 'disconnect' });
-
-async function mqttConnect(t: Target, id: string, keepalive = 60): Promise<Wire> {
-  const socket = await openTls(t);
-  const wire = new Wire(socket);
-  wire.send(connectFor(t.auth, id, keepalive));
-  const p = await wire.next();
-  if (p?.cmd !== 'connack') {
-    socket.destroy();
-    throw new Error(p === undefined ? 'closed before CONNACK' : `${p.cmd} instead of CONNACK`);
-  }
-  if (p.returnCode !== 0) {
-    socket.destroy();
-    throw new Error(`CONNACK ${String(p.returnCode)}`);
-  }
-  return wire;
-}
-
-function waitClose(socket: TLSSocket, ms: number): Promise<void> {
-  return new Promise((resolve) => {
-    if (socket.destroyed && socket.readyState === 'closed') return resolve();
-    const t = setTimeout(() => {
-      socket.destroy();
-      resolve();
-    }, ms);
-    socket.once('close', () => {
-      clearTimeout(t);
-      resolve();
-    });
-  });
-}
-
-interface CpuWindow {
-  seconds: number;
-  genCpuPct: number;
-}
-
-function cpuWindow<T>(fn: () => Promise<T>): Promise<T & CpuWindow> {
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  return fn().then((r) => {
-    const c = process.cpuUsage(c0);
-    const seconds = (performance.now() - t0) / 1000;
-    return { ...r, seconds, genCpuPct: ((c.user + c.system) / 1e6 / seconds) * 100 };
-  });
-}
-
-interface ConnectResult extends CpuWindow {
-  done: number;
-  latencies: number[];
-  errors: number;
-  firstError: string | undefined;
-  p50ms: number;
-  p99ms: number;
-  protocol: string;
-  cipher: string;
-}
-
-const ECHO_BYTES = Buffer.from('ping');
-
-/** (a) N × (TLS handshake + CONNECT + CONNACK + DISCONNECT), or handshake + echo for node:tls. */
-async function taskConnect(t: Target, n: number, concurrency: number, devices: number, maxSeconds: number): Promise<ConnectResult> {
-  const latencies: number[] = [];
-  let protocol = '';
-  let cipher = '';
-  const deadline = performance.now() + maxSeconds * 1000;
-  const r = await cpuWindow(() =>
-    runPool(n, concurrency, deadline, async (i) => {
-      const t0 = performance.now();
-      const socket = await openTls(t);
-      if (protocol === '') {
-        protocol = socket.getProtocol() ?? '';
-        cipher = socket.getCipher().name;
-      }
-      try {
-        if (t.auth.kind === 'echo') {
-          const echoed = new Promise<void>((resolve, reject) => {
-            let got = 0;
-            socket.on('data', (c: Buffer) => {
-              got += c.length;
-              if (got >= ECHO_BYTES.length) resolve();
-            });
-            socket.once('close', () => reject(new Error('closed before echo')));
-          });
-          socket.write(ECHO_BYTES);
-          await withTimeout(echoed, 10_000, 'echo');
-          latencies.push(performance.now() - t0);
-          socket.end();
-        } else {
-          const wire = new Wire(socket);
-          wire.send(connectFor(t.auth, deviceId(i % devices), 60));
-          const p = await wire.next();
-          if (p?.cmd !== 'connack' || p.returnCode !== 0) throw new Error(p?.cmd === 'connack' ? `CONNACK ${String(p.returnCode)}` : 'no CONNACK');
-          latencies.push(performance.now() - t0);
-          socket.write(DISCONNECT);
-          socket.end();
-        }
-        await waitClose(socket, 5000);
-      } finally {
-        socket.destroy();
-      }
-    }),
-  );
-  latencies.sort((a, b) => a - b);
-  return { ...r, latencies: latencies.map((x) => Math.round(x * 100) / 100), p50ms: percentile(latencies, 50), p99ms: percentile(latencies, 99), protocol, cipher };
-}
-
-/** (b) state kept between the open / run / close calls. */
-interface Publisher {
-  wire: Wire;
-  template: Buffer;
-  idOffset: number;
-  nextId: number;
-  inFlight: number;
-  sentAt: Float64Array;
-  dead: boolean;
-}
-let publishers: Publisher[] = [];
-
-async function taskPublishOpen(t: Target, conns: number, offset: number, payloadBytes: number): Promise<{ opened: number; errors: number; firstError: string | undefined }> {
-  const payload = Buffer.alloc(payloadBytes, 0x61);
-  publishers = [];
-  const r = await runPool(conns, 20, performance.now() + 60_000, async (i) => {
-    const id = deviceId(offset + i);
-    const wire = await mqttConnect(t, id, 300);
-    const template = mqttPacket.generate({ cmd: 'publish', topic: `devices/${id}/messages/events/`, payload, qos: 1, messageId: 1, retain: false, dup: false });
-    publishers.push({ wire, template, idOffset: template.length - payload.length - 2, nextId: 1, inFlight: 0, sentAt: new Float64Array(65536), dead: false });
-  });
-  return { opened: r.done, errors: r.errors, firstError: r.firstError };
-}
-
-interface PublishResult extends CpuWindow {
-  acked: number;
-  sent: number;
-  rate: number;
-  p50ms: number;
-  p99ms: number;
-  closedEarly: number;
-  stalled: boolean;
-}
-
-async function taskPublishRun(total: number, window: number, maxSeconds: number): Promise<PublishResult> {
-  let sent = 0;
-  let acked = 0;
-  let closedEarly = 0;
-  let stalled = false;
-  let lastAck = performance.now();
-  const latencies = new Float64Array(total);
-  let stopSending = false;
-  let finish: () => void = () => undefined;
-  const finished = new Promise<void>((r) => (finish = r));
-
-  const sendOne = (p: Publisher) => {
-    const id = p.nextId;
-    p.nextId = p.nextId >= 65535 ? 1 : p.nextId + 1;
-    const buf = Buffer.from(p.template);
-    buf.writeUInt16BE(id, p.idOffset);
-    p.sentAt[id] = performance.now();
-    p.inFlight++;
-    sent++;
-    p.wire.socket.write(buf);
-  };
-  const outstanding = () => publishers.reduce((n, p) => n + (p.dead ? 0 : p.inFlight), 0);
-  const maybeFinish = () => {
-    if (acked >= total || (stopSending && outstanding() === 0) || publishers.every((p) => p.dead)) finish();
-  };
-
-  const r = await cpuWindow(async () => {
-    const t0 = performance.now();
-    for (const p of publishers) {
-      p.wire.onPacket = (pkt) => {
-        if (pkt.cmd !== 'puback') return false;
-        const now = performance.now();
-        const id = pkt.messageId ?? 0;
-        if (acked < total) latencies[acked] = now - (p.sentAt[id] ?? now);
-        acked++;
-        lastAck = now;
-        p.inFlight--;
-        if (!stopSending && sent < total) sendOne(p);
-        maybeFinish();
-        return true;
-      };
-      void p.wire.closedP.then(() => {
-        if (!p.dead) {
-          p.dead = true;
-          closedEarly++;
-          maybeFinish();
-        }
-      });
-    }
-    for (const p of publishers) for (let k = 0; k < window && sent < total; k++) sendOne(p);
-    const timer = setInterval(() => {
-      const now = performance.now();
-      if (now - t0 > maxSeconds * 1000) stopSending = true;
-      if (now - lastAck > 10_000) {
-        stalled = true;
-        finish();
-      }
-      // Drain: at most 5 s after sending stopped.
-      if (now - t0 > (maxSeconds + 5) * 1000) finish();
-      maybeFinish();
-    }, 100);
-    await finished;
-    clearInterval(timer);
-    const activeSeconds = ((acked > 0 ? lastAck : performance.now()) - t0) / 1000;
-    return { activeSeconds, acked };
-  });
-  const lat = Array.from(latencies.subarray(0, Math.min(acked, total))).sort((a, b) => a - b);
-  return {
-    ...r,
-    acked,
-    sent,
-    rate: r.activeSeconds > 0 ? acked / r.activeSeconds : 0,
-    p50ms: percentile(lat, 50),
-    p99ms: percentile(lat, 99),
-    closedEarly,
-    stalled,
-  };
-}
-
-async function taskPublishClose(): Promise<{ closed: number }> {
-  const n = publishers.length;
-  await Promise.all(
-    publishers.map(async (p) => {
-      if (!p.wire.closed) {
-        p.wire.socket.write(DISCONNECT);
-        p.wire.socket.end();
-        await waitClose(p.wire.socket, 3000);
-      }
-    }),
-  );
-  publishers = [];
-  return { closed: n };
-}
-
-/** (c) idle connections kept between the open and close calls. */
-let idle: Wire[] = [];
-let idleSockets: TLSSocket[] = [];
-
-async function taskIdleOpen(t: Target, count: number, offset: number, concurrency: number): Promise<{ opened: number; errors: number; firstError: string | undefined; seconds: number }> {
-  idle = [];
-  idleSockets = [];
-  const t0 = performance.now();
-  const r = await runPool(count, concurrency, performance.now() + 120_000, async (i) => {
-    const id = deviceId(offset + i);
-    if (t.auth.kind === 'echo') {
-      const socket = await openTls(t);
-      idleSockets.push(socket);
-      socket.on('error', () => undefined);
-      const echoed = new Promise<void>((resolve) => socket.once('data', () => resolve()));
-      socket.write(ECHO_BYTES);
-      await withTimeout(echoed, 10_000, 'echo');
-      return;
-    }
-    const wire = await mqttConnect(t, id, 900);
-    idle.push(wire);
-    wire.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: `devices/${id}/messages/devicebound/#`, qos: 1 }] });
-    const p = await wire.next();
-    if (p?.cmd !== 'suback') throw new Error(p === undefined ? 'closed before SUBACK' : `${p.cmd} instead of SUBACK`);
-  });
-  return { opened: r.done, errors: r.errors, firstError: r.firstError, seconds: (performance.now() - t0) / 1000 };
-}
-
-async function taskIdleClose(): Promise<{ stillOpen: number }> {
-  const stillOpen = idle.filter((w) => !w.closed).length + idleSockets.filter((s) => !s.destroyed).length;
-  for (const w of idle) {
-    if (!w.closed) w.socket.write(DISCONNECT);
-    w.socket.destroy();
-  }
-  for (const s of idleSockets) s.destroy();
-  idle = [];
-  idleSockets = [];
-  await sleep(200);
-  return { stillOpen };
-}
-
-/** (d) one device on a raw MQTT client; the service side over keep-alive HTTPS. */
-interface RttSpec {
-  hubHost: string;
-  caPem: string;
-  deviceKey: string;
-  serviceKeyName: string;
-  serviceKey: string;
-  n: number;
-  maxSeconds: number;
-}
-
-interface Latency {
-  status: 'ok' | 'not available';
-  detail: string;
-  samples: number;
-  p50ms: number;
-  p99ms: number;
-}
-
-function httpsCall(agent: Agent, host: string, token: string, method: string, path: string, body: Buffer, headers: Record<string, string>): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host,
-        port: 443,
-        method,
-        path: `${path}?${API}`,
-        agent,
-        headers: { authorization: token, 'content-length': String(body.length), ...headers },
-        timeout: 30_000,
-      },
-      (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-      },
-    );
-    req.on('timeout', () => req.destroy(new Error('HTTP request timed out')));
-    req.on('error', reject);
-    req.end(body);
-  });
-}
-
-async function taskRtt(s: RttSpec): Promise<{ methods: Latency; c2d: Latency }> {
-  const target: Target = { host: s.hubHost, port: 8883, caPem: s.caPem, auth: { kind: 'sas', hubHost: s.hubHost, key: s.deviceKey } };
-  const wire = await mqttConnect(target, RTT_DEVICE, 300);
-  wire.send({
-    cmd: 'subscribe',
-    messageId: 1,
-    subscriptions: [
-      { topic: '$iothub/methods/POST/#', qos: 0 },
-      { topic: `devices/${RTT_DEVICE}/messages/devicebound/#`, qos: 1 },
-    ],
-  });
-  const suback = await wire.next();
-  if (suback?.cmd !== 'suback') throw new Error('device: no SUBACK');
-
-  const c2dWaiters = new Map<string, () => void>();
-  const reply = Buffer.from('{"ok":true}');
-  wire.onPacket = (p) => {
-    if (p.cmd !== 'publish') return false;
-    if (p.topic.startsWith('$iothub/methods/POST/')) {
-      const rid = /\?\$rid=([^&]+)/.exec(p.topic)?.[1] ?? '';
-      wire.send({ cmd: 'publish', topic: `$iothub/methods/res/200/?$rid=${rid}`, payload: reply, qos: 0, retain: false, dup: false });
-      return true;
-    }
-    if (p.topic.startsWith(`devices/${RTT_DEVICE}/messages/devicebound/`)) {
-      if (p.qos === 1) wire.send({ cmd: 'puback', messageId: p.messageId ?? 0 });
-      const mid = /(?:^|[/&])%24\.mid=([^&]+)/.exec(p.topic)?.[1] ?? /(?:^|[/&])\$\.mid=([^&]+)/.exec(p.topic)?.[1];
-      const w = mid === undefined ? undefined : c2dWaiters.get(decodeURIComponent(mid));
-      if (w !== undefined) w();
-      return true;
-    }
-    return false;
-  };
-
-  const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: s.caPem });
-  const token = generateSasToken({ resource: s.hubHost, key: s.serviceKey, keyName: s.serviceKeyName, expiry: Math.floor(Date.now() / 1000) + 3600 });
-  const warmup = 20;
-
-  // Direct methods: POST /twins/{id}/methods until the HTTP response (the device's answer) is in.
-  const methodLat: number[] = [];
-  let methods: Latency = { status: 'ok', detail: '', samples: 0, p50ms: 0, p99ms: 0 };
-  {
-    const deadline = performance.now() + s.maxSeconds * 1000;
-    for (let i = 0; i < s.n + warmup && performance.now() < deadline; i++) {
-      const body = Buffer.from(JSON.stringify({ methodName: 'ping', payload: { i }, responseTimeoutInSeconds: 10 }));
-      const t0 = performance.now();
-      const r = await httpsCall(agent, s.hubHost, token, 'POST', `/twins/${RTT_DEVICE}/methods`, body, { 'content-type': 'application/json' });
-      const ms = performance.now() - t0;
-      if (r.status !== 200) {
-        methods = { status: 'not available', detail: `HTTP ${r.status}: ${r.body.slice(0, 160)}`, samples: 0, p50ms: 0, p99ms: 0 };
-        break;
-      }
-      if (i >= warmup) methodLat.push(ms);
-    }
-    if (methods.status === 'ok') {
-      methodLat.sort((a, b) => a - b);
-      methods = { status: 'ok', detail: '', samples: methodLat.length, p50ms: percentile(methodLat, 50), p99ms: percentile(methodLat, 99) };
-    }
-  }
-
-  // C2D: POST /devices/{id}/messages/deviceBound until the device has the PUBLISH.
-  const c2dLat: number[] = [];
-  let c2d: Latency = { status: 'ok', detail: '', samples: 0, p50ms: 0, p99ms: 0 };
-  {
-    const deadline = performance.now() + s.maxSeconds * 1000;
-    const tag = randomBytes(3).toString('hex');
-    for (let i = 0; i < s.n + warmup && performance.now() < deadline; i++) {
-      const mid = `rtt-${tag}-${i}`;
-      const delivered = new Promise<void>((resolve) => c2dWaiters.set(mid, resolve));
-      const t0 = performance.now();
-      const r = await httpsCall(agent, s.hubHost, token, 'POST', `/devices/${RTT_DEVICE}/messages/deviceBound`, Buffer.from(`{"n":${i}}`), {
-        'content-type': 'application/json',
-        'iothub-messageid': mid,
-      });
-      if (r.status === 404) {
-        c2d = { status: 'not available', detail: `HTTP 404 on POST /devices/{id}/messages/deviceBound: ${r.body.slice(0, 120)}`, samples: 0, p50ms: 0, p99ms: 0 };
-        break;
-      }
-      if (r.status >= 300) {
-        c2d = { status: 'not available', detail: `HTTP ${r.status}: ${r.body.slice(0, 160)}`, samples: 0, p50ms: 0, p99ms: 0 };
-        break;
-      }
-      try {
-        await withTimeout(delivered, 5000, 'C2D delivery');
-      } catch {
-        c2d = {
-          status: 'not available',
-          detail: `accepted (HTTP ${r.status}) but not delivered over MQTT within 5 s`,
-          samples: 0,
-          p50ms: 0,
-          p99ms: 0,
-        };
-        break;
-      } finally {
-        c2dWaiters.delete(mid);
-      }
-      if (i >= warmup) c2dLat.push(performance.now() - t0);
-    }
-    if (c2d.status === 'ok') {
-      c2dLat.sort((a, b) => a - b);
-      c2d = { status: 'ok', detail: '', samples: c2dLat.length, p50ms: percentile(c2dLat, 50), p99ms: percentile(c2dLat, 99) };
-    }
-  }
-  agent.destroy();
-  wire.socket.write(DISCONNECT);
-  wire.socket.end();
-  await waitClose(wire.socket, 3000);
-  return { methods, c2d };
-}
-
-type Task =
-  | { kind: 'connect'; target: Target; n: number; concurrency: number; devices: number; maxSeconds: number }
-  | { kind: 'publish-open'; target: Target; conns: number; offset: number; payloadBytes: number }
-  | { kind: 'publish-run'; total: number; window: number; maxSeconds: number }
-  | { kind: 'publish-close' }
-  | { kind: 'idle-open'; target: Target; count: number; offset: number; concurrency: number }
-  | { kind: 'idle-close' }
-  | { kind: 'rtt'; spec: RttSpec };
-
-function runTask(t: Task): Promise<unknown> {
-  switch (t.kind) {
-    case 'connect':
-      return taskConnect(t.target, t.n, t.concurrency, t.devices, t.maxSeconds);
-    case 'publish-open':
-      return taskPublishOpen(t.target, t.conns, t.offset, t.payloadBytes);
-    case 'publish-run':
-      return taskPublishRun(t.total, t.window, t.maxSeconds);
-    case 'publish-close':
-      return taskPublishClose();
-    case 'idle-open':
-      return taskIdleOpen(t.target, t.count, t.offset, t.concurrency);
-    case 'idle-close':
-      return taskIdleClose();
-    case 'rtt':
-      return taskRtt(t.spec);
-  }
-}
-
-function generatorMain(): void {
-  process.on('message', (m: { id: number; task: Task }) => {
-    runTask(m.task).then(
-      (result) => process.send?.({ id: m.id, ok: true, result }),
-      (err: unknown) => process.send?.({ id: m.id, ok: false, error: (err as Error).message }),
-    );
-  });
-  // The orchestrator gone means stop: nothing here outlives it.
-  process.on('disconnect', () => process.exit(0));
-}
 
 /** The node:tls comparison server: the hub listener's TLS options, echoes what it reads. */
 function echoServerMain(): void {
@@ -714,47 +98,6 @@ function echoServerMain(): void {
 
 // ----------------------------------------------------------------------------- orchestrator side
 
-/** A load generator child process: its own event loop, its fd soft limit raised to the hard one. */
-class Generator {
-  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  #nextId = 1;
-  private constructor(readonly child: ChildProcess) {
-    child.on('message', (m: { id: number; ok: boolean; result?: unknown; error?: string }) => {
-      const p = this.#pending.get(m.id);
-      this.#pending.delete(m.id);
-      if (m.ok) p?.resolve(m.result);
-      else p?.reject(new Error(m.error ?? 'generator task failed'));
-    });
-    child.on('exit', (code) => {
-      for (const p of this.#pending.values()) p.reject(new Error(`generator exited with ${String(code)}`));
-      this.#pending.clear();
-    });
-  }
-
-  static start(): Generator {
-    const child = spawn(
-      '/bin/sh',
-      ['-c', 'ulimit -n 20000 2>/dev/null || true; exec "$0" "$@"', process.execPath, join(ROOT, 'dist/bench/mqtt.js'), '--role', 'gen'],
-      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_OPTIONS: '' } },
-    );
-    return new Generator(child);
-  }
-
-  call<T>(task: Task, timeoutMs = 180_000): Promise<T> {
-    const id = this.#nextId++;
-    const p = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject }));
-    this.child.send({ id, task });
-    return withTimeout(p, timeoutMs, `generator ${task.kind}`) as Promise<T>;
-  }
-
-  get pid(): number {
-    return this.child.pid ?? 0;
-  }
-
-  stop(): void {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGTERM');
-  }
-}
 
 /** Server CPU (all threads), machine busy time and wall time around a measured call. */
 async function measured<T>(
@@ -817,66 +160,6 @@ async function settle(pid: number): Promise<void> {
   }
 }
 
-function waitPort(host: string, port: number, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const attempt = () => {
-      const s = netConnect({ host, port });
-      s.once('connect', () => {
-        s.destroy();
-        resolve();
-      });
-      s.once('error', () => {
-        s.destroy();
-        if (Date.now() > deadline) reject(new Error(`${host}:${port} did not open in ${ms} ms`));
-        else setTimeout(attempt, 100);
-      });
-    };
-    attempt();
-  });
-}
-
-function waitReady(child: ChildProcess, what: string, ms: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const t = setTimeout(() => reject(new Error(`${what} not ready in ${ms} ms: ${out}`)), ms);
-    child.stdout?.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('ready')) {
-        clearTimeout(t);
-        resolve();
-      }
-    });
-    child.once('exit', (code) => {
-      clearTimeout(t);
-      reject(new Error(`${what} exited with ${String(code)}: ${out}`));
-    });
-  });
-}
-
-/** A child this process started dies with it, even when the run ends on an exception. */
-function reapOnExit(child: ChildProcess): void {
-  const reap = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  process.once('exit', reap);
-  child.once('exit', () => process.off('exit', reap));
-}
-
-function stopChild(child: ChildProcess | undefined): Promise<void> {
-  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    const t = setTimeout(() => {
-      child.kill('SIGKILL');
-      resolve();
-    }, 5000);
-    child.once('exit', () => {
-      clearTimeout(t);
-      resolve();
-    });
-    child.kill('SIGTERM');
-  });
-}
 
 /**
  * `--cpu-prof` is refused in NODE_OPTIONS on Node 20, so the hub gets a preload (`--import`) that
@@ -916,86 +199,6 @@ class WindowProfiler {
   }
 }
 
-function parseConnectionString(cs: string): { host: string; keyName: string; key: string } {
-  const get = (k: string) => new RegExp(`(?:^|;)${k}=([^;]+)`).exec(cs)?.[1] ?? '';
-  return { host: get('HostName'), keyName: get('SharedAccessKeyName'), key: get('SharedAccessKey') };
-}
-
-/** Creates `count` SAS devices (plus the round-trip device) with a known key, 100 per bulk call. */
-async function createDevices(hub: HubProcess, caPem: string, count: number, key: string): Promise<number> {
-  const { host, keyName, key: policyKey } = parseConnectionString(hub.connectionString);
-  const token = generateSasToken({ resource: host, key: policyKey, keyName, expiry: Math.floor(Date.now() / 1000) + 3600 });
-  const agent = new Agent({ keepAlive: true, maxSockets: 4, ca: caPem });
-  const auth = { type: 'sas', symmetricKey: { primaryKey: key, secondaryKey: key } };
-  const t0 = performance.now();
-  const batches = Math.ceil(count / 100);
-  const r = await runPool(batches + 1, 4, performance.now() + 120_000, async (b) => {
-    const ids = b === batches ? [RTT_DEVICE] : Array.from({ length: Math.min(100, count - b * 100) }, (_, k) => deviceId(b * 100 + k));
-    const body = Buffer.from(JSON.stringify(ids.map((id) => ({ id, importMode: 'create', status: 'enabled', authentication: auth }))));
-    const res = await httpsCall(agent, host, token, 'POST', '/devices', body, { 'content-type': 'application/json' });
-    if (res.status !== 200) throw new Error(`bulk create: HTTP ${res.status} ${res.body.slice(0, 200)}`);
-  });
-  agent.destroy();
-  if (r.errors > 0) throw new Error(`device creation failed: ${r.firstError ?? ''}`);
-  return (performance.now() - t0) / 1000;
-}
-
-interface Mosquitto {
-  proc: ChildProcess;
-  version: string;
-  stderr(): string;
-}
-
-async function startMosquitto(dir: string, ca: { certPem: string; keyPem: string }, window: number, password: string): Promise<Mosquitto> {
-  const server = await issueServerCertificate(ca, { hostname: MOSQ_ADDR });
-  const mdir = join(dir, 'mosquitto');
-  mkdirSync(mdir, { recursive: true });
-  // Started as root, mosquitto drops to the `mosquitto` user before it reads these files.
-  chmodSync(dir, 0o755);
-  chmodSync(mdir, 0o755);
-  writeFileSync(join(mdir, 'ca.pem'), ca.certPem);
-  writeFileSync(join(mdir, 'cert.pem'), server.chainPem);
-  writeFileSync(join(mdir, 'key.pem'), server.keyPem);
-  const passwd = join(mdir, 'passwd');
-  const pw = spawnSync('mosquitto_passwd', ['-b', '-c', passwd, 'bench', password], { encoding: 'utf8' });
-  if (pw.status !== 0) throw new Error(`mosquitto_passwd failed: ${pw.stderr}`);
-  for (const f of ['ca.pem', 'cert.pem', 'key.pem', 'passwd']) chmodSync(join(mdir, f), 0o644);
-  const conf = join(mdir, 'mosquitto.conf');
-  writeFileSync(
-    conf,
-    [
-      `listener ${MOSQ_PORT} ${MOSQ_ADDR}`,
-      `cafile ${join(mdir, 'ca.pem')}`,
-      `certfile ${join(mdir, 'cert.pem')}`,
-      `keyfile ${join(mdir, 'key.pem')}`,
-      'require_certificate false',
-      'allow_anonymous false',
-      `password_file ${passwd}`,
-      `max_inflight_messages ${window}`,
-      'max_queued_messages 1000',
-      'persistence false',
-      // The hub and the node:tls server set TCP_NODELAY on their sockets; Mosquitto's default is off.
-      'set_tcp_nodelay true',
-      'log_dest stderr',
-      'log_type error',
-      'log_type warning',
-      '',
-    ].join('\n'),
-  );
-  const version = /mosquitto version (\S+)/.exec(spawnSync('/usr/sbin/mosquitto', ['-h'], { encoding: 'utf8' }).stdout)?.[1] ?? 'unknown';
-  const proc = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
-  reapOnExit(proc);
-  let err = '';
-  proc.stdout?.on('data', (c: Buffer) => (err += c.toString()));
-  proc.stderr?.on('data', (c: Buffer) => (err += c.toString()));
-  try {
-    await waitPort(MOSQ_ADDR, MOSQ_PORT, 5000);
-  } catch (e) {
-    proc.kill('SIGTERM');
-    throw new Error(`${(e as Error).message}: ${err}`);
-  }
-  return { proc, version, stderr: () => err };
-}
 
 // ------------------------------------------------------------------------------------- report
 
@@ -1006,11 +209,6 @@ interface ServerRef {
   target: Target;
 }
 
-const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
-const fmt1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
-const fmt2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
-const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a');
-const mark = (ok: boolean) => (ok ? 'met' : '**not met**');
 
 interface Measure {
   serverCpuS: number;
@@ -1054,15 +252,11 @@ function sumMeasures(ms: Measure[]): Measure {
   }));
 }
 
-function table(header: string[], rows: string[][]): string {
-  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
-}
 
 // --------------------------------------------------------------------------------------- main
 
 async function main(): Promise<void> {
   const role = argString('role');
-  if (role === 'gen') return generatorMain();
   if (role === 'echo') return echoServerMain();
 
   const nConnects = arg('connects', 2000);
@@ -1129,7 +323,7 @@ async function main(): Promise<void> {
     hub = await startHubProcess({ address: HUB_ADDR, dataDir: join(dir, 'hub'), useTestCa: false, extraArgs: HUB_ARGS, ...(hubEnv === undefined ? {} : { env: hubEnv }) });
     if (cpuProf !== undefined) profilers.set(hub.proc.pid ?? 0, new WindowProfiler(cpuProf, hub.proc.pid ?? 0, 'hub'));
     const hubCa = readFileSync(hub.caFile, 'utf8');
-    mosq = await startMosquitto(dir, ca, window, mosqPassword);
+    mosq = await startMosquitto(dir, ca, window, mosqPassword, { address: MOSQ_ADDR, port: MOSQ_PORT });
     echo = await startEcho();
     const createS = await createDevices(hub, hubCa, nDevices, deviceKey);
     process.stderr.write(`bench/mqtt: ${nDevices + 1} devices created in ${createS.toFixed(1)} s; hub pid ${String(hub.proc.pid)}, mosquitto pid ${String(mosq.proc.pid)}, node:tls pid ${String(echo.pid)}\n`);
@@ -1150,7 +344,7 @@ async function main(): Promise<void> {
         if (cpuProf !== undefined) profilers.set(hubRef.pid, new WindowProfiler(cpuProf, hubRef.pid, 'hub'));
       }
       await stopChild(mosq?.proc);
-      mosq = await startMosquitto(dir, ca, window, mosqPassword);
+      mosq = await startMosquitto(dir, ca, window, mosqPassword, { address: MOSQ_ADDR, port: MOSQ_PORT });
       mosqRef.pid = mosq.proc.pid ?? 0;
       await stopChild(echo);
       echo = await startEcho();

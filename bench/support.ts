@@ -2,9 +2,11 @@
  * What every benchmark in bench/ shares: argument parsing, percentiles, CPU readings from /proc,
  * and writing its own section into docs/benchmarks.md without touching the others.
  */
-import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect as netConnect } from 'node:net';
 import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { ROOT } from '../test/support/hub-process.js';
 
 /** `--name N`: a positive number, or the fallback. */
@@ -84,3 +86,184 @@ process.on('SIGUSR2', () => {
   });
 });
 `;
+
+// ---------------------------------------------------------------- processes, pools, tables
+
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+    p.then(
+      (v) => {
+        clearTimeout(t);
+        resolve(v);
+      },
+      (e: unknown) => {
+        clearTimeout(t);
+        reject(e instanceof Error ? e : new Error(String(e)));
+      },
+    );
+  });
+}
+
+export async function runPool(n: number, concurrency: number, deadline: number, op: (i: number) => Promise<void>): Promise<{ done: number; errors: number; firstError: string | undefined }> {
+  let next = 0;
+  let done = 0;
+  let errors = 0;
+  let firstError: string | undefined;
+  await Promise.all(
+    Array.from({ length: Math.min(concurrency, n) }, async () => {
+      for (let i = next++; i < n && performance.now() < deadline; i = next++) {
+        try {
+          await op(i);
+          done++;
+        } catch (err) {
+          errors++;
+          firstError ??= (err as Error).message;
+        }
+      }
+    }),
+  );
+  return { done, errors, firstError };
+}
+
+/** Run time and run-queue wait of one thread, in seconds (/proc/<pid>/task/<tid>/schedstat). */
+export function schedSeconds(pid: number, tid: number): { run: number; wait: number } {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    return { run: (run ?? NaN) / 1e9, wait: (wait ?? NaN) / 1e9 };
+  } catch {
+    return { run: NaN, wait: NaN };
+  }
+}
+
+export function waitPort(host: string, port: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  return new Promise((resolve, reject) => {
+    const attempt = () => {
+      const s = netConnect({ host, port });
+      s.once('connect', () => {
+        s.destroy();
+        resolve();
+      });
+      s.once('error', () => {
+        s.destroy();
+        if (Date.now() > deadline) reject(new Error(`${host}:${port} did not open in ${ms} ms`));
+        else setTimeout(attempt, 100);
+      });
+    };
+    attempt();
+  });
+}
+
+export function waitReady(child: ChildProcess, what: string, ms: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let out = '';
+    const t = setTimeout(() => reject(new Error(`${what} not ready in ${ms} ms: ${out}`)), ms);
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('ready')) {
+        clearTimeout(t);
+        resolve();
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(t);
+      reject(new Error(`${what} exited with ${String(code)}: ${out}`));
+    });
+  });
+}
+
+/** A child this process started dies with it, even when the run ends on an exception. */
+export function reapOnExit(child: ChildProcess): void {
+  const reap = () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  };
+  process.once('exit', reap);
+  child.once('exit', () => process.off('exit', reap));
+}
+
+export function stopChild(child: ChildProcess | undefined): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => {
+      child.kill('SIGKILL');
+      resolve();
+    }, 5000);
+    child.once('exit', () => {
+      clearTimeout(t);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
+}
+
+export const fmtInt = (n: number) => (Number.isFinite(n) ? Math.round(n).toLocaleString('en-US') : 'n/a');
+export const fmt1 = (n: number) => (Number.isFinite(n) ? n.toFixed(1) : 'n/a');
+export const fmt2 = (n: number) => (Number.isFinite(n) ? n.toFixed(2) : 'n/a');
+export const ratio = (a: number, b: number) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? `${(a / b).toFixed(2)}×` : 'n/a');
+export const mark = (ok: boolean) => (ok ? 'met' : '**not met**');
+
+export function table(header: string[], rows: string[][]): string {
+  return [`| ${header.join(' | ')} |`, `|${header.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+}
+
+/** Parent pid of a process (field 4 of /proc/<pid>/stat), or undefined once it is gone. */
+function parentPid(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Live pids from /proc, with their command names (`comm`). */
+function allProcesses(): Array<{ pid: number; comm: string }> {
+  const out: Array<{ pid: number; comm: string }> = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      out.push({ pid: Number(name), comm: readFileSync(`/proc/${name}/comm`, 'utf8').trim() });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/**
+ * A process and all its descendants: a `--workers` hub is a primary that forks its workers, and
+ * /proc/<primary>/stat counts none of their CPU while they live (cutime only counts children that exited).
+ */
+export function processTree(root: number): number[] {
+  const byParent = new Map<number, number[]>();
+  for (const { pid } of allProcesses()) {
+    const pp = parentPid(pid);
+    if (pp !== undefined) byParent.set(pp, [...(byParent.get(pp) ?? []), pid]);
+  }
+  const out: number[] = [];
+  const todo = [root];
+  while (todo.length > 0) {
+    const pid = todo.pop() as number;
+    out.push(pid);
+    todo.push(...(byParent.get(pid) ?? []));
+  }
+  return out;
+}
+
+/** Pids whose command name is `comm` (say every `postgres` backend). */
+export function pidsNamed(comm: string): number[] {
+  return allProcesses()
+    .filter((p) => p.comm === comm)
+    .map((p) => p.pid);
+}
+
+/** utime + stime of several processes together, in seconds; a process that is gone counts 0. */
+export function pidsCpuSeconds(pids: readonly number[]): number {
+  return pids.reduce((sum, pid) => {
+    const s = procCpuSeconds(pid);
+    return sum + (Number.isFinite(s) ? s : 0);
+  }, 0);
+}
