@@ -254,3 +254,26 @@ describe('the Event Hubs-compatible endpoint', () => {
     await assert.rejects(consumer().getPartitionProperties('99'), (err: Error & { code?: string }) => err.code === 'ArgumentOutOfRangeError');
   });
 });
+
+describe('the partition count', () => {
+  it('is set when the hub is created, kept after, and another count is refused at start', { timeout: 120_000 }, async () => {
+    const address = '127.0.117.2';
+    const first = await startHubProcess({ address, extraArgs: ['--partitions', '2'] });
+    const dataDir = first.dataDir;
+    try {
+      const cs = (JSON.parse(cli(['info', '--data-dir', dataDir, '--json']).stdout) as { eventHubsConnectionString: string }).eventHubsConnectionString;
+      assert.deepEqual(await consumer('$Default', cs).getPartitionIds(), ['0', '1']);
+      assert.equal(await first.stop(), 0);
+      await assert.rejects(startHubProcess({ address, dataDir, extraArgs: ['--partitions', '3'] }), /the event log has 2 partitions; the count is fixed when the hub is created/);
+      const again = await startHubProcess({ address, dataDir });
+      try {
+        assert.deepEqual(await consumer('$Default', cs).getPartitionIds(), ['0', '1']);
+      } finally {
+        assert.equal(await again.stop(), 0);
+      }
+    } finally {
+      await first.stop();
+      removeDir(dataDir);
+    }
+  });
+});
