@@ -27,6 +27,7 @@ import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaRegistry } from './pki/ca-registry.js';
 import { CertificateAuthority } from './pki/authority.js';
 import { EstService } from './pki/est.js';
+import { FeedbackQueue } from './hub/c2d/feedback-queue.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
@@ -388,7 +389,14 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     clock,
     logger: logger.child({ component: 'amqp' }),
     c2d: services.c2d,
-    meta: store,
+    // One feedback queue for the cluster: each batch goes to one receiver on any node.
+    feedback: new FeedbackQueue({
+      counters: store.counters,
+      meta: store,
+      readFeedback: (after, limit) => services.c2d.readFeedback(after, limit),
+      clock,
+      lockMs: config.feedbackLockSeconds * 1000,
+    }),
     connections: services.connections,
     telemetry: services.telemetry,
     twins: services.twins,
