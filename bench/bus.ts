@@ -13,9 +13,9 @@ import { LocalBus } from '../src/bus/local/local-bus.js';
 import { connectNatsBus } from '../src/bus/nats/nats-bus.js';
 import { HubBus, SUBJECTS } from '../src/bus/subjects.js';
 import type { JsonObject, JsonValue } from '../src/core/json.js';
-import { ConnectionRegistry, type LiveSession } from '../src/hub/connections.js';
+import { ConnectionTable, type LiveSession } from '../src/hub/connections.js';
 import { MethodService } from '../src/hub/methods/method-service.js';
-import { MessageTally } from '../src/security/metrics.js';
+import { MessageTally } from '../src/core/tally.js';
 import { arg, percentile, writeBenchmarkSection } from './support.js';
 
 const NATS = process.env.GATEHOUSE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
@@ -66,9 +66,9 @@ async function roundTrips(asker: Bus, answerer: Bus, prefix: string): Promise<nu
 }
 
 async function methodTrips(caller: HubBus, holder: HubBus): Promise<number[]> {
-  const holderConnections = new ConnectionRegistry(holder, new MessageTally());
+  const holderConnections = new ConnectionTable(holder, new MessageTally());
   const holderMethods = new MethodService(holderConnections, holder, new MessageTally());
-  const callerMethods = new MethodService(new ConnectionRegistry(caller, new MessageTally()), caller, new MessageTally());
+  const callerMethods = new MethodService(new ConnectionTable(caller, new MessageTally()), caller, new MessageTally());
   const session: LiveSession = {
     deviceId: 'bench-device',
     moduleId: null,

@@ -20,7 +20,7 @@ import * as x509 from '@peculiar/x509';
 import { SecretBox } from '../src/core/secret-box.js';
 import { EstClient } from '../src/factory/est-client.js';
 import { CertificateAuthority, type KeyAlg } from '../src/pki/authority.js';
-import { CaRegistry } from '../src/pki/ca-registry.js';
+import { CaCertificates } from '../src/pki/ca-certificates.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { cli, removeDir, startHubProcess } from '../test/support/hub-process.js';
 import { arg, writeBenchmarkSection } from './support.js';
@@ -63,7 +63,7 @@ async function inProcess(count: number): Promise<Row[]> {
   const dir = mkdtempSync(join(tmpdir(), 'gh-bench-pki-'));
   const store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
   const clock = { now: () => Date.now() };
-  const cas = new CaRegistry(store.certificates, clock);
+  const cas = new CaCertificates(store.certificates, clock);
   const authority = new CertificateAuthority(store, cas, clock, new HubBus(new LocalBus({ nodeId: 'bench' }), 'bench'));
   const rows: Row[] = [];
   try {

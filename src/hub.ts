@@ -20,17 +20,18 @@ import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
 import { watchHttpTimeouts } from './protocol/http/http-timeouts.js';
-import { ConnectionRegistry } from './hub/connections.js';
+import { ConnectionTable } from './hub/connections.js';
 import { MethodService } from './hub/methods/method-service.js';
 import { C2dService, DEFAULT_C2D_LIMITS } from './hub/c2d/c2d-service.js';
 import { DeviceAuthenticator } from './auth/device-authenticator.js';
-import { CaRegistry } from './pki/ca-registry.js';
+import { CaCertificates } from './pki/ca-certificates.js';
 import { CertificateAuthority } from './pki/authority.js';
-import { EstService } from './pki/est.js';
+import { EstService } from './dps/est.js';
 import { FeedbackQueue } from './hub/c2d/feedback-queue.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
-import { DEFAULT_BROKER_LIMITS, type DpsDeps, type TelemetrySink } from './protocol/mqtt/broker-deps.js';
+import { DEFAULT_BROKER_LIMITS } from './protocol/mqtt/broker-deps.js';
+import type { DpsDeps, TelemetrySink } from './protocol/transport/device-ports.js';
 import { RegistrationService } from './dps/registration-service.js';
 import { enrollmentCas } from './dps/device-ownership.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
@@ -41,21 +42,21 @@ import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listen
 import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
-import { SecurityEvents } from './security/events.js';
+import { SecurityEvents } from './core/security-events.js';
 import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, resolveNodeId, StartupError, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
 import { sessionStateRecorder } from './hub/session-state.js';
-import { AuditLog } from './security/audit-log.js';
-import { HubMetrics } from './security/metrics.js';
-import { AlertEngine } from './security/alerts.js';
+import { AuditLog } from './audit/audit-log.js';
+import { HubMetrics } from './metrics/metrics.js';
+import { AlertEngine } from './alerts/alerts.js';
 import { allIssued } from './pki/issued.js';
-import { SettingsService } from './security/settings-service.js';
-import { isoDurationMs, NODE_TLS, tlsRank, type TlsVersion } from './security/settings.js';
-import { OperatorService } from './security/operators.js';
-import { AccessGate } from './security/gate.js';
-import { ConnectionCaps, ConnectionRefusals } from './security/connection-caps.js';
-import { PolicyService } from './security/policy-service.js';
-import { PolicyUsage } from './security/policy-usage.js';
-import { runPostureAudit } from './security/posture-source.js';
+import { SettingsService } from './settings/settings-service.js';
+import { NODE_TLS, tlsRank, type TlsVersion } from './core/settings.js';
+import { OperatorService } from './access/operators.js';
+import { AccessGate } from './access/gate.js';
+import { ConnectionCaps, ConnectionRefusals } from './access/connection-caps.js';
+import { PolicyService } from './policies/policy-service.js';
+import { PolicyUsage } from './policies/policy-usage.js';
+import { runPostureAudit } from './posture/posture-source.js';
 import { subjectToken, type Bus } from './bus/bus.js';
 import { HubBus, SUBJECTS } from './bus/subjects.js';
 import { LocalBus } from './bus/local/local-bus.js';
@@ -133,7 +134,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       onCollectError: (err, metric) => logger.warn({ err, event: 'metrics.collect-failed', metric }, 'a metric could not be collected'),
     });
     const auditLog = new AuditLog(store, securityEvents, clock, logger.child({ component: 'audit' }), { retentionDays: config.auditRetentionDays });
-    const settings = new SettingsService(store, clock, securityEvents, bus);
+    const settings = new SettingsService(store, clock, securityEvents, bus, logger.child({ component: 'security' }));
     await settings.load();
     const operators = new OperatorService(store, clock, () => config.hostname, bus);
     await operators.load();
@@ -144,7 +145,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     const query = new QueryService(store);
     const policyCache = new PolicyCache(store, clock);
     const authenticator = new ServiceAuthenticator(policyCache, () => config.hostname, clock);
-    const connections: ConnectionRegistry = new ConnectionRegistry(bus, metrics.messages);
+    const connections: ConnectionTable = new ConnectionTable(bus, metrics.messages);
     const methods = new MethodService(connections, bus, metrics.messages);
     const c2d = new C2dService(store, clock, bus, DEFAULT_C2D_LIMITS, metrics.messages);
     const enrollments = new EnrollmentService(store, clock, () => config.hostname);
@@ -160,7 +161,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       revoked: async (serial) => ((await store.authority.getIssued(serial))?.revokedAt ?? null) !== null,
     });
     c2d.reportDropsTo(securityEvents);
-    const cas = new CaRegistry(store.certificates, clock);
+    const cas = new CaCertificates(store.certificates, clock);
     const alerts = new AlertEngine({
       store: store.alerts,
       meta: store,
@@ -194,17 +195,9 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     });
     settings.bind({ gate, operators, enrollments });
     const policies = new PolicyService(store, policyCache, bus, operators, securityEvents, clock);
-    // Settings changed on any node: the audit log's switch and the C2D defaults follow (the gate follows in the settings service).
-    const applySettings = (s: typeof settings.current) => {
-      auditLog.setEnabled(s.auditLog.enabled); // the switch covers auth decisions; changes are always recorded
-      c2d.setDefaults({ defaultTtlMs: isoDurationMs(s.c2d.defaultTtlAsIso8601), maxDeliveryCount: s.c2d.maxDeliveryCount });
-    };
-    applySettings(settings.current);
-    bus.subscribe(SUBJECTS.settingsChanged, ({ settings: next, previousVersion }, meta) => {
-      applySettings(next);
-      securityLog.info({ event: 'settings.applied', version: next.version, by: next.updatedBy, previousVersion, node: meta.node }, 'hub settings applied');
-      if (tlsRank(next.minTlsVersion) < 1.2) securityLog.warn({ event: 'settings.legacy-tls', minTlsVersion: next.minTlsVersion }, 'TLS below 1.2 is allowed');
-    });
+    // Settings changed on any node: each part that follows them hears it on the bus.
+    auditLog.followSettings(settings.current, bus);
+    c2d.followSettings(settings.current);
     const est = new EstService({
       authority,
       store: store.authority,
@@ -242,7 +235,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         settings: effectiveDpsSettings(store, () => settings.current),
         throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute, store.counters),
         log: (fields, msg) => dpsLog.info(fields, msg),
-        // The provisioning service and the hub share one CA registry (groups may reference its CAs).
+        // The provisioning service and the hub share one set of CA certificates (groups may reference its CAs).
         cas: {
           verifiedCaPem: async (name) => {
             const record = await cas.get(name).catch(() => undefined);

@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { ConnectionRefusals, isConnectionRefusal } from '../src/security/audit-refusals.js';
-import type { AuthEvent } from '../src/security/events.js';
+import { ConnectionRefusals, isConnectionRefusal } from '../src/audit/audit-refusals.js';
+import type { AuthEvent } from '../src/core/security-events.js';
 
 const T0 = Date.parse('2030-06-01T00:00:00Z');
 

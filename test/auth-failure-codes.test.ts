@@ -8,16 +8,16 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { DeviceAuthenticator, type DeviceAuthResult } from '../src/auth/device-authenticator.js';
-import { generateSasToken, parseSasToken } from '../src/auth/sas.js';
+import { generateSasToken, keyFingerprint, parseSasToken } from '../src/auth/sas.js';
 import { ServiceAuthenticator } from '../src/auth/service-authenticator.js';
 import type { AuthFailureCode } from '../src/core/auth-failure.js';
 import { HubError, unauthorized } from '../src/core/errors.js';
 import type { DeviceRecord, SharedAccessPolicy } from '../src/core/types.js';
 import { attestX509 } from '../src/dps/x509-attestation.js';
 import { RegistrationService } from '../src/dps/registration-service.js';
-import { SecurityEvents, type AuthEvent } from '../src/security/events.js';
-import { AccessGate } from '../src/security/gate.js';
-import { DEFAULT_SETTINGS, type HubSettings } from '../src/security/settings.js';
+import { SecurityEvents, type AuthEvent } from '../src/core/security-events.js';
+import { AccessGate } from '../src/access/gate.js';
+import { DEFAULT_SETTINGS, type HubSettings } from '../src/core/settings.js';
 import { makeSelfSigned } from './support/pki.js';
 import { memoryCounters } from './support/counters.js';
 
@@ -89,6 +89,21 @@ describe('device authentication states its refusal codes', () => {
     for (const word of TRAPS) assert.equal(await deviceCode(`probe-${word}`, sas(`probe-${word}`, WRONG)), 'bad_credentials', word);
     assert.equal(await deviceCode('revoked-expired', sas('revoked-expired', WRONG)), 'bad_credentials');
     assert.equal(await deviceCode('revoked-expired', sas('revoked-expired', KEY)), 'ok');
+  });
+
+  it('a device SAS session carries the fingerprint of the key it proved (for the recheck after a bus outage); a policy token none', async () => {
+    const r = await devices.authenticate({ deviceId: 'revoked-expired', moduleId: null, sasToken: sas('revoked-expired', KEY), peerChain: undefined });
+    assert.ok(r.ok);
+    assert.equal(r.identity.keyFingerprint, keyFingerprint(KEY));
+    assert.notEqual(keyFingerprint(KEY), keyFingerprint(WRONG));
+    const viaPolicy = await devices.authenticate({
+      deviceId: 'revoked-expired',
+      moduleId: null,
+      sasToken: generateSasToken({ resource: `${HOST}/devices/revoked-expired`, key: KEY, keyName: 'connect', expiry: inSeconds(600) }),
+      peerChain: undefined,
+    });
+    assert.ok(viaPolicy.ok);
+    assert.equal(viaPolicy.identity.keyFingerprint, undefined);
   });
 
   it('each refusal is the category its check decides', async () => {

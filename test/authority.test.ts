@@ -18,7 +18,7 @@ import { parseConnectionString } from '../src/cli/connection.js';
 import { HubError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secret-box.js';
 import { CertificateAuthority, type SignOptions } from '../src/pki/authority.js';
-import { CaRegistry } from '../src/pki/ca-registry.js';
+import { CaCertificates } from '../src/pki/ca-certificates.js';
 import { certFields } from '../src/pki/cert-fields.js';
 import type { Store } from '../src/store/ports.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
@@ -87,7 +87,7 @@ async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp):
 describe('CertificateAuthority (SQLite store)', () => {
   let dir: string;
   let store: Store;
-  let cas: CaRegistry;
+  let cas: CaCertificates;
   let ca: CertificateAuthority;
   const opts = (over: Partial<SignOptions> = {}): SignOptions => ({ caName: 'int-1', deviceId: 'dev-1', validityDays: 30, ...over });
 
@@ -95,7 +95,7 @@ describe('CertificateAuthority (SQLite store)', () => {
     dir = mkdtempSync(join(tmpdir(), 'gh-authority-'));
     store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
     const clock = { now: () => Date.now() };
-    cas = new CaRegistry(store.certificates, clock);
+    cas = new CaCertificates(store.certificates, clock);
     ca = new CertificateAuthority(store, cas, clock, testBus());
   });
 

@@ -1,5 +1,5 @@
 /**
- * The backpressure pieces every protocol uses (src/protocol/backpressure.ts), on a real Writable
+ * The backpressure pieces every protocol uses (src/protocol/transport/backpressure.ts), on a real Writable
  * whose writes complete only when the test says so (a peer that does not read): reading stops
  * above the mark and starts again on 'drain', the cap reports the overflow once, and a closed
  * connection lets its waiters go without reading again.
@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { describe, it } from 'node:test';
-import { OutputBound, ReadGate, outputOverflowReason, type OutputLimits } from '../src/protocol/backpressure.js';
+import { OutputBound, ReadGate, outputOverflowReason, type OutputLimits } from '../src/protocol/transport/backpressure.js';
 
 /** A Writable that holds every write until `flush()`, and an input that records pause/resume. */
 function harness(limits: OutputLimits) {

@@ -11,30 +11,38 @@ import { after, before, describe, it } from 'node:test';
 import { connectNatsBus } from '../src/bus/nats/nats-bus.js';
 import { HubBus, SUBJECTS } from '../src/bus/subjects.js';
 import type { JsonObject, JsonValue } from '../src/core/json.js';
-import { ConnectionRegistry, type LiveSession } from '../src/hub/connections.js';
+import { ConnectionTable, type LiveSession } from '../src/hub/connections.js';
 import { MethodService } from '../src/hub/methods/method-service.js';
 import { SessionGuard } from '../src/hub/session-guard.js';
-import { MessageTally } from '../src/security/metrics.js';
+import { MessageTally } from '../src/core/tally.js';
 import type { DeviceRecord } from '../src/core/types.js';
-import { OperatorService } from '../src/security/operators.js';
+import { OperatorService } from '../src/access/operators.js';
 import { PolicyCache } from '../src/auth/service-authenticator.js';
-import { PolicyService } from '../src/security/policy-service.js';
-import { SettingsService } from '../src/security/settings-service.js';
-import { SecurityEvents } from '../src/security/events.js';
-import type { AccessGate } from '../src/security/gate.js';
+import { PolicyService } from '../src/policies/policy-service.js';
+import { SettingsService } from '../src/settings/settings-service.js';
+import { SecurityEvents } from '../src/core/security-events.js';
+import type { AccessGate } from '../src/access/gate.js';
 import type { EnrollmentService } from '../src/dps/enrollment-service.js';
-import type { HubSettings } from '../src/security/settings.js';
+import type { HubSettings } from '../src/core/settings.js';
 import { SecretBox } from '../src/core/secret-box.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { removeDir, tempDir } from './support/hub-process.js';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { keyFingerprint } from '../src/auth/sas.js';
+
+const KEY_1 = Buffer.alloc(32, 1).toString('base64');
+const KEY_2 = Buffer.alloc(32, 2).toString('base64');
+const KEY_3 = Buffer.alloc(32, 3).toString('base64');
+
+/** The settings service's log, unread here. */
+const silentLog = { info: () => undefined, warn: () => undefined };
 
 const NATS = process.env.GATEHOUSE_TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 
 interface Node {
   bus: HubBus;
-  connections: ConnectionRegistry;
+  connections: ConnectionTable;
   methods: MethodService;
   tally: MessageTally;
 }
@@ -86,15 +94,18 @@ describe('two nodes on one NATS', () => {
   let b: Node;
   const handlerErrors: unknown[] = [];
   const disabledInStore = new Set<string>();
+  /** A device's primary key in the store when the test changed it (else KEY_1). */
+  const keysInStore = new Map<string, string>();
 
   const node = async (id: string): Promise<Node> => {
     const bus = new HubBus(await connectNatsBus({ nodeId: id, url: NATS, onHandlerError: (err) => handlerErrors.push(err) }), prefix);
     const tally = new MessageTally();
-    const connections = new ConnectionRegistry(bus, tally);
+    const connections = new ConnectionTable(bus, tally);
     // What the store says of an identity, for the recheck after a reconnect: every device exists
     // and is enabled unless the test put it in `disabledInStore`.
     new SessionGuard(connections, bus, () => undefined, {
-      device: async (deviceId) => ({ status: disabledInStore.has(deviceId) ? 'disabled' : 'enabled', auth: { type: 'sas' } }) as DeviceRecord,
+      device: async (deviceId) =>
+        ({ status: disabledInStore.has(deviceId) ? 'disabled' : 'enabled', auth: { type: 'sas', primaryKey: keysInStore.get(deviceId) ?? KEY_1, secondaryKey: KEY_2 } }) as DeviceRecord,
       module: async () => undefined,
       revoked: async () => false,
     });
@@ -152,6 +163,17 @@ describe('two nodes on one NATS', () => {
     assert.equal(gone.closed, 'identity disabled');
     assert.equal(kept.closed, undefined);
     assert.equal(a.connections.get('r2', null), undefined);
+  });
+
+  it('after a reconnect, a SAS session whose key was replaced meanwhile goes; one on the other, unchanged key stays', async () => {
+    const onPrimary = await connect(a, 'k1', { authMethod: 'sas', keyFingerprint: keyFingerprint(KEY_1) });
+    const onSecondary = await connect(a, 'k2', { authMethod: 'sas', keyFingerprint: keyFingerprint(KEY_2) });
+    keysInStore.set('k1', KEY_3); // both re-keyed (primary) while A was away
+    keysInStore.set('k2', KEY_3);
+    b.bus.publish(SUBJECTS.busResync, { reason: 'reconnected' });
+    await until('the recheck', () => onPrimary.closed !== undefined && onSecondary.mail === 1);
+    assert.equal(onPrimary.closed, 'identity re-keyed');
+    assert.equal(onSecondary.closed, undefined, 'its key is still the secondary');
   });
 
   it('a disable, a thumbprint rotation, a revocation and a policy change on B drop what they should on A', async () => {
@@ -257,8 +279,8 @@ describe('two nodes on one NATS', () => {
       const ops = new OperatorService(store, clock, () => 'hub.example', b.bus);
       await ops.load();
       const enrollments = {} as EnrollmentService;
-      const onA = new SettingsService(store, clock, new SecurityEvents(), a.bus);
-      const onB = new SettingsService(store, clock, new SecurityEvents(), b.bus);
+      const onA = new SettingsService(store, clock, new SecurityEvents(), a.bus, silentLog);
+      const onB = new SettingsService(store, clock, new SecurityEvents(), b.bus, silentLog);
       await onA.load();
       await onB.load();
       onA.bind({ gate: gate('a'), operators: ops, enrollments });

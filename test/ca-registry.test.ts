@@ -1,5 +1,5 @@
 /**
- * CaRegistry on a real SQLite store with a PKI generated here (STYLE.md principle 11): upload
+ * CaCertificates on a real SQLite store with a PKI generated here (STYLE.md principle 11): upload
  * checks and quota, proof of possession, and device chain validation with good and bad chains,
  * including a fake root with the same name and another key.
  */
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { HubError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secret-box.js';
-import { ANCHOR_TTL_MS, CaRegistry, MAX_CA_CERTIFICATES } from '../src/pki/ca-registry.js';
+import { ANCHOR_TTL_MS, CaCertificates, MAX_CA_CERTIFICATES } from '../src/pki/ca-certificates.js';
 import type { Store } from '../src/store/ports.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import {
@@ -54,12 +54,12 @@ before(async () => {
 });
 
 /** A registry over a fresh SQLite store; `clock.offset` moves time. */
-async function withRegistry(fn: (cas: CaRegistry, ctx: { store: Store; clock: { offset: number } }) => Promise<void>): Promise<void> {
+async function withRegistry(fn: (cas: CaCertificates, ctx: { store: Store; clock: { offset: number } }) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'gh-ca-'));
   const store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
   const clock = { offset: 0 };
   try {
-    await fn(new CaRegistry(store.certificates, { now: () => Date.now() + clock.offset }), { store, clock });
+    await fn(new CaCertificates(store.certificates, { now: () => Date.now() + clock.offset }), { store, clock });
   } finally {
     await store.close();
     rmSync(dir, { recursive: true, force: true });
@@ -75,13 +75,13 @@ async function rejectsWith(p: Promise<unknown>, code: string, message?: RegExp):
   });
 }
 
-async function refused(cas: CaRegistry, certs: TestCert[], reason: RegExp): Promise<void> {
+async function refused(cas: CaCertificates, certs: TestCert[], reason: RegExp): Promise<void> {
   const r = await cas.verifyDeviceChain(certs.map((c) => c.cert));
   assert.ok('error' in r, `expected a refusal, got ${JSON.stringify(r)}`);
   assert.match(r.error, reason);
 }
 
-describe('CaRegistry management', () => {
+describe('CaCertificates management', () => {
   it('adds, lists, shows and deletes under the etag', () =>
     withRegistry(async (cas) => {
       const added = await cas.add('root', pki.root.certPem);
@@ -139,7 +139,7 @@ describe('CaRegistry management', () => {
     }));
 });
 
-describe('CaRegistry proof of possession', () => {
+describe('CaCertificates proof of possession', () => {
   it('verifies with the pending code signed by the CA key, and spends the code', () =>
     withRegistry(async (cas) => {
       await cas.add('root', pki.root.certPem);
@@ -187,7 +187,7 @@ describe('CaRegistry proof of possession', () => {
     }));
 });
 
-describe('CaRegistry.verifyDeviceChain', () => {
+describe('CaCertificates.verifyDeviceChain', () => {
   it('accepts leaf -> intermediate -> verified root, with or without the root in the chain', () =>
     withRegistry(async (cas) => {
       await cas.add('root', pki.root.certPem, { verified: true });

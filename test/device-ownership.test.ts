@@ -1,5 +1,5 @@
 /**
- * The ownership rules without a hub (src/dps/device-ownership.ts, the EST scope in src/pki/est.ts),
+ * The ownership rules without a hub (src/dps/device-ownership.ts, the EST scope in src/dps/est.ts),
  * for the cases the hub-process tests cannot reach cheaply: devices made before schema 13 (origin
  * unknown), linked hubs judged by the registration record and the device generation, and the
  * upgrade itself (old rows read as unknown origin, old factory credentials enroll nothing).
@@ -13,7 +13,7 @@ import { describe, it } from 'node:test';
 import { SecretBox } from '../src/core/secret-box.js';
 import type { DeviceOrigin, EnrollmentRef } from '../src/core/types.js';
 import { estRefusal, localOwnership, remoteOwnership, type RegistrationRecord } from '../src/dps/device-ownership.js';
-import { inScope } from '../src/pki/est.js';
+import { inScope } from '../src/dps/est.js';
 import { sqliteMigrations } from '../src/store/migrations/sqlite.js';
 import { migrate } from '../src/store/sql/migrate.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';

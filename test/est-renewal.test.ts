@@ -15,8 +15,8 @@ import * as x509 from '@peculiar/x509';
 import { HubError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secret-box.js';
 import { CertificateAuthority } from '../src/pki/authority.js';
-import { CaRegistry } from '../src/pki/ca-registry.js';
-import { EstService, type EstGroup } from '../src/pki/est.js';
+import { CaCertificates } from '../src/pki/ca-certificates.js';
+import { EstService, type EstGroup } from '../src/dps/est.js';
 import type { Store } from '../src/store/ports.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { testBus } from './support/test-bus.js';
@@ -52,7 +52,7 @@ describe('EST renewal and the grace period (in process, moving clock)', () => {
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'gh-est-renewal-'));
     store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
-    const cas = new CaRegistry(store.certificates, clock);
+    const cas = new CaCertificates(store.certificates, clock);
     const authority = new CertificateAuthority(store, cas, clock, testBus());
     await authority.createCa({ name: 'root' });
     await authority.createCa({ name: 'fleet', parent: 'root' });

@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { SecretBox } from '../src/core/secret-box.js';
-import { LockoutGuard, type AttemptKeys } from '../src/security/lockout.js';
-import { DEFAULT_SETTINGS } from '../src/security/settings.js';
+import { LockoutGuard, type AttemptKeys } from '../src/access/lockout.js';
+import { DEFAULT_SETTINGS } from '../src/core/settings.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 import type { CounterStore, Store } from '../src/store/ports.js';
 

@@ -7,8 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { LockoutGuard, type AttemptKeys } from '../src/security/lockout.js';
-import { DEFAULT_SETTINGS, type HubSettingsBody } from '../src/security/settings.js';
+import { LockoutGuard, type AttemptKeys } from '../src/access/lockout.js';
+import { DEFAULT_SETTINGS, type HubSettingsBody } from '../src/core/settings.js';
 import { memoryCounters } from './support/counters.js';
 
 const S = 1000;

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { it } from 'node:test';
 import { HubError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secret-box.js';
-import { OperatorService } from '../src/security/operators.js';
+import { OperatorService } from '../src/access/operators.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { testBus } from './support/test-bus.js';
 

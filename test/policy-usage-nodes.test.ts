@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { it } from 'node:test';
 import { SecretBox } from '../src/core/secret-box.js';
-import { PolicyUsage, readPolicyUsage } from '../src/security/policy-usage.js';
+import { PolicyUsage, readPolicyUsage } from '../src/policies/policy-usage.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 
 it('two nodes flushing their policy uses keep both', async () => {

@@ -8,13 +8,16 @@ import { randomBytes } from 'node:crypto';
 import { it } from 'node:test';
 import { HubError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secret-box.js';
-import { ConnectionRegistry } from '../src/hub/connections.js';
-import { SecurityEvents } from '../src/security/events.js';
-import { AccessGate } from '../src/security/gate.js';
-import { SettingsService } from '../src/security/settings-service.js';
+import { ConnectionTable } from '../src/hub/connections.js';
+import { SecurityEvents } from '../src/core/security-events.js';
+import { AccessGate } from '../src/access/gate.js';
+import { SettingsService } from '../src/settings/settings-service.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
-import { MessageTally } from '../src/security/metrics.js';
+import { MessageTally } from '../src/core/tally.js';
 import { testBus } from './support/test-bus.js';
+
+/** The settings service's log, unread here. */
+const silentLog = { info: () => undefined, warn: () => undefined };
 
 it('a settings change made on a stale node is refused or applied on top, never over the other node', async () => {
   const store = await openSqliteStore(':memory:', new SecretBox(randomBytes(32)));
@@ -23,9 +26,9 @@ it('a settings change made on a stale node is refused or applied on top, never o
   const node = async () => {
     const events = new SecurityEvents();
     const bus = testBus(`node-${++n}`); // the nodes never hear each other: only the store's etag tells them
-    const settings = new SettingsService(store, clock, events, bus);
+    const settings = new SettingsService(store, clock, events, bus, silentLog);
     await settings.load();
-    const gate = new AccessGate(settings.current, { devices: {} as never, service: {} as never, operators: {} as never, connections: new ConnectionRegistry(bus, new MessageTally()), events, clock, log: () => undefined, counters: store.counters });
+    const gate = new AccessGate(settings.current, { devices: {} as never, service: {} as never, operators: {} as never, connections: new ConnectionTable(bus, new MessageTally()), events, clock, log: () => undefined, counters: store.counters });
     settings.bind({ gate, operators: {} as never, enrollments: {} as never });
     return { settings, gate };
   };

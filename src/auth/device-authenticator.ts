@@ -20,7 +20,7 @@ import { outsideValidity, type ChainRefusal } from '../pki/device-chain.js';
 import { createHash, type X509Certificate } from 'node:crypto';
 import type { Clock } from '../core/clock.js';
 import type { DeviceOrigin, DeviceRecord, ModuleRecord, SharedAccessPolicy } from '../core/types.js';
-import { parseSasToken, pathCovers, resourcePathForHost, signatureMatches } from './sas.js';
+import { keyFingerprint, matchingKey, parseSasToken, pathCovers, resourcePathForHost, signatureMatches } from './sas.js';
 
 export type DeviceAuthMethod = 'sas' | 'policy-sas' | 'x509-thumbprint' | 'x509-ca';
 
@@ -35,6 +35,8 @@ export interface DeviceIdentity {
   policyName?: string;
   /** For `iothub-connection-auth-method` (wire doc §3.3). */
   authMethodStamp: string;
+  /** A fingerprint of the device or module key a SAS token proved (keyFingerprint), so a later recheck sees a re-key. */
+  keyFingerprint?: string;
 }
 
 export type DeviceAuthResult =
@@ -49,7 +51,7 @@ export interface DeviceLookups {
   findPolicy(name: string): Promise<SharedAccessPolicy | undefined>;
 }
 
-/** Chain verification against the registered CAs (src/pki/ca-registry.ts), or only the named ones. */
+/** Chain verification against the registered CAs (src/pki/ca-certificates.ts), or only the named ones. */
 export interface DeviceChainVerifier {
   verifyDeviceChain(chain: X509Certificate[], onlyCas?: readonly string[]): Promise<{ commonName: string; caName: string } | ChainRefusal>;
 }
@@ -144,6 +146,7 @@ export class DeviceAuthenticator {
     let keys: Array<string | null>;
     let authStamp: string;
     let policyName: string | undefined;
+    let fingerprint: string | undefined;
     if (token.keyName !== undefined) {
       const policy = await this.lookups.findPolicy(token.keyName);
       keys = policy === undefined ? [DECOY_KEY] : [policy.primaryKey, policy.secondaryKey];
@@ -157,9 +160,11 @@ export class DeviceAuthenticator {
       // A token for the device itself cannot open a module session and vice versa: the scope
       // check above already tied the token to the identity, the key check ties it to its key.
       keys = identity === undefined || identity.auth.type !== 'sas' ? [DECOY_KEY] : [identity.auth.primaryKey, identity.auth.secondaryKey];
-      if (!signatureMatches(token, keys) || identity === undefined || identity.auth.type !== 'sas') {
+      const key = matchingKey(token, keys);
+      if (key === undefined || identity === undefined || identity.auth.type !== 'sas') {
         return deny('bad_credentials', `bad signature, unknown identity or not a SAS identity: ${target}`);
       }
+      fingerprint = keyFingerprint(key);
       method = 'sas';
       authStamp = stamp(c.moduleId === null ? 'device' : 'module', 'sas');
     }
@@ -178,6 +183,7 @@ export class DeviceAuthenticator {
         expiresAt: token.expiry * 1000,
         authMethodStamp: authStamp,
         ...(policyName === undefined ? {} : { policyName }),
+        ...(fingerprint === undefined ? {} : { keyFingerprint: fingerprint }),
       },
     };
   }
@@ -199,7 +205,7 @@ export class DeviceAuthenticator {
       if (!allowed.some((a) => a === (a.length === 40 ? t.sha1 : t.sha256))) return deny('bad_credentials', `thumbprint mismatch for ${target}`);
       method = 'x509-thumbprint';
     } else if (identity.auth.type === 'certificateAuthority') {
-      if (this.chains === undefined) return deny('other', 'no CA registry');
+      if (this.chains === undefined) return deny('other', 'no CA certificates');
       const onlyCas = c.moduleId === null ? await this.enrollmentCas?.casFor(device.origin) : undefined;
       const r = await this.chains.verifyDeviceChain(chain, onlyCas);
       if ('error' in r) {

@@ -7,7 +7,7 @@
  * resource for devices, a raw one for DPS and a bare host for services), so verification never
  * re-encodes or normalizes it (wire doc §2.2).
  */
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import { unauthorized } from '../core/errors.js';
 
 const PREFIX = 'SharedAccessSignature ';
@@ -75,14 +75,28 @@ export function hmacSha256(base64Key: string, message: string): Buffer {
 
 /** Constant-time check of the token's signature against each candidate key (primary, secondary). */
 export function signatureMatches(token: SasToken, keys: ReadonlyArray<string | null>): boolean {
+  return matchingKey(token, keys) !== undefined;
+}
+
+/** The key (of `keys`) that signed the token, or undefined. */
+export function matchingKey(token: SasToken, keys: ReadonlyArray<string | null>): string | undefined {
   const message = `${token.rawResource}\n${token.rawExpiry}`;
-  let ok = false;
+  let matched: string | undefined;
   for (const key of keys) {
     if (key === null || key.length === 0) continue;
     // No early exit: the time taken does not depend on which key matched.
-    if (timingSafeEqual(hmacSha256(key, message), token.signature)) ok = true;
+    if (timingSafeEqual(hmacSha256(key, message), token.signature)) matched ??= key;
   }
-  return ok;
+  return matched;
+}
+
+/**
+ * A one-way fingerprint of a key, kept with a live session so a later check can tell whether the
+ * key it proved is still one of the identity's keys (SHA-256, 128 bits; the key cannot be
+ * recovered from it, and it is never logged).
+ */
+export function keyFingerprint(key: string): string {
+  return createHash('sha256').update(key).digest('base64url').slice(0, 22);
 }
 
 /**

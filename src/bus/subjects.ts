@@ -12,7 +12,7 @@
  * its own node's news (already acted on) from another node's.
  */
 import type { JsonObject, JsonValue } from '../core/json.js';
-import type { HubSettings } from '../security/settings.js';
+import type { HubSettings } from '../core/settings.js';
 import { BusClosedError, subjectToken, type Bus, type BusSubscription, type SubscribeOptions } from './bus.js';
 
 /**
@@ -135,7 +135,7 @@ export const SUBJECTS = {
   desiredChanged: subject<DesiredChanged>('twin.desired.changed'),
   /** event stream -> live readers (wake-up; the events are in the store). */
   telemetryAppended: subject<TelemetryAppended>('telemetry.appended'),
-  /** connection registry -> every other node (close your session for this identity). */
+  /** connection table -> every other node (close your session for this identity). */
   sessionClaimed: subject<SessionClaimed>('session.claimed'),
   /** a node's bus -> every node (read again what a notification would have said). */
   busResync: subject<BusResync>('bus.resync'),

@@ -19,7 +19,7 @@ import {
   type X509Attestation,
   type X509CertificateInfo,
   type X509Certificates,
-} from './types.js';
+} from '../core/enrollments.js';
 
 /** Case-insensitive; alphanumerics and `- . _ :`; the last character alphanumeric or `-`; ≤ 128 [§4.4]. */
 const ENROLLMENT_ID = /^[a-z0-9\-._:]{0,127}[a-z0-9-]$/i;

@@ -18,7 +18,7 @@ import type {
   EnrollmentGroup,
   IndividualEnrollment,
   Page,
-} from './types.js';
+} from '../core/enrollments.js';
 
 export const MAX_BULK_ENROLLMENTS = 100;
 export const MAX_GROUPS_PER_ATTESTATION = 100;

@@ -27,7 +27,7 @@ import type { TwinService } from '../hub/twins/twin-service.js';
 import type { Allocator } from './allocation.js';
 import { RemoteHub } from './remote-hub.js';
 import type { EnrollmentRef } from '../core/types.js';
-import type { AuthEvent } from '../security/events.js';
+import type { AuthEvent } from '../core/security-events.js';
 import { enrollmentOf, NotOwned, sameEnrollment, type RegistrationRecord } from './device-ownership.js';
 import { upsertLocal, upsertRemote } from './assign-identity.js';
 

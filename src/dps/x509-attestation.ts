@@ -16,7 +16,7 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { AuthFailureCode } from '../core/auth-failure.js';
 import { outsideValidity, safeFields, verifyChain, type TrustAnchor } from '../pki/device-chain.js';
-import { parseCertificateUpload } from '../pki/ca-registry.js';
+import { parseCertificateUpload } from '../pki/ca-certificates.js';
 
 export interface X509EnrollmentLike {
   provisioningStatus?: string;

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import type { BusSubscription } from '../bus/bus.js';
 import { SUBJECTS, type HubBus, type MethodReply, type MethodRequest } from '../bus/subjects.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
-import type { MessageTally } from '../security/metrics.js';
+import type { MessageTally } from '../core/tally.js';
 
 export interface LiveSession {
   readonly deviceId: string;
@@ -27,6 +27,8 @@ export interface LiveSession {
   readonly tlsVersion?: string | undefined;
   readonly authMethod?: string | undefined;
   readonly policyName?: string | undefined;
+  /** keyFingerprint of the device or module key a SAS session proved (src/auth/sas.ts). */
+  readonly keyFingerprint?: string | undefined;
   /** Transport (mqtt, mqtt-ws, ...), for metrics. */
   readonly protocol?: string | undefined;
   /** Closes the connection; `reason` goes to the log. */
@@ -53,7 +55,7 @@ interface Waiter {
 /** Answers a method request for an identity this node holds (MethodService). */
 export type MethodResponder = (request: MethodRequest) => Promise<MethodReply>;
 
-export class ConnectionRegistry {
+export class ConnectionTable {
   readonly #sessions = new Map<string, LiveSession>();
   readonly #waiters = new Map<string, Set<Waiter>>();
   /** Per identity held here: the method-request subscription and the id of the claim this node announced. */

@@ -6,8 +6,9 @@
 import type { BusSubscription } from '../bus/bus.js';
 import { SUBJECTS, type HubBus, type IdentityChanged } from '../bus/subjects.js';
 import { normalizeSerial } from '../pki/crl.js';
+import { keyFingerprint } from '../auth/sas.js';
 import type { DeviceRecord, ModuleRecord } from '../core/types.js';
-import type { ConnectionRegistry, LiveSession } from './connections.js';
+import type { ConnectionTable, LiveSession } from './connections.js';
 
 export type SessionGuardLog = (fields: Record<string, unknown>, msg: string) => void;
 
@@ -23,7 +24,7 @@ export class SessionGuard {
   readonly #subs: BusSubscription[] = [];
 
   constructor(
-    private readonly connections: ConnectionRegistry,
+    private readonly connections: ConnectionTable,
     bus: HubBus,
     private readonly log: SessionGuardLog,
     private readonly lookup: SessionLookup,
@@ -71,8 +72,8 @@ export class SessionGuard {
   /**
    * Checks every live session against the store, for the changes whose notification may have been
    * lost while the bus was away: an identity deleted or disabled, a module deleted, a self-signed
-   * certificate no longer registered, a certificate revoked. (A re-keyed SAS identity is not seen
-   * here: a session does not keep the key it proved; its token's expiry still ends it.)
+   * certificate no longer registered, a certificate revoked, a SAS identity re-keyed (the session
+   * keeps a fingerprint of the key it proved).
    */
   async recheck(): Promise<number> {
     // Grouped by reason: one pass over the sessions per reason, not one per doomed session.
@@ -96,6 +97,10 @@ export class SessionGuard {
       const mod = await this.lookup.module(s.deviceId, s.moduleId);
       if (mod === undefined) return 'identity deleted';
       auth = mod.auth;
+    }
+    if (s.authMethod === 'sas' && s.keyFingerprint !== undefined) {
+      const keys = auth.type === 'sas' ? [auth.primaryKey, auth.secondaryKey].filter((k): k is string => k !== null && k !== '') : [];
+      if (!keys.some((k) => keyFingerprint(k) === s.keyFingerprint)) return 'identity re-keyed';
     }
     if (auth.type === 'selfSigned' && s.certificateThumbprints !== undefined) {
       const listed = new Set([auth.primaryThumbprint, auth.secondaryThumbprint].filter((t): t is string => t !== null));

@@ -3,7 +3,7 @@
  * device protocol (MQTT, MQTT over WebSocket, AMQP).
  */
 import type { Clock } from '../core/clock.js';
-import type { AuthProtocol, SecurityEvents } from '../security/events.js';
+import type { AuthProtocol, SecurityEvents } from '../core/security-events.js';
 import type { Store } from '../store/ports.js';
 
 export interface SessionView {

@@ -11,7 +11,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { HubError } from '../core/errors.js';
 import { SecretBox } from '../core/secret-box.js';
-import { loadMasterKey, MASTER_KEY_FILE } from '../config/master-key.js';
+import { loadMasterKey, MASTER_KEY_FILE } from '../store/master-key.js';
 import { TLS_DIR } from '../pki/server-tls.js';
 import type { Store } from '../store/ports.js';
 import { openSqliteStore } from '../store/sqlite/open-sqlite-store.js';

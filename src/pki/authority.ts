@@ -5,7 +5,7 @@
  * the CSR itself and applies those options. It never widens them.
  *
  * Keys are generated here with WebCrypto, sealed by the AuthorityStore under the master key and
- * never leave: there is no export. The public part of every CA is registered in the CaRegistry as
+ * never leave: there is no export. The public part of every CA is registered in the CaCertificates as
  * verified (holding the key is the proof of possession), so devices it signs connect at once.
  */
 import { SUBJECTS, type HubBus } from '../bus/subjects.js';
@@ -16,7 +16,7 @@ import { HubError } from '../core/errors.js';
 import type { CaCertificateRecord } from '../store/certificate-ports.js';
 import type { IssuedCertificateRecord } from '../store/authority-ports.js';
 import type { Store } from '../store/ports.js';
-import type { CaRegistry } from './ca-registry.js';
+import type { CaCertificates } from './ca-certificates.js';
 import { certFields } from './cert-fields.js';
 import { allIssued } from './issued.js';
 import { classify, GEN_PARAMS, invalid, KEY_ALGS, randomSerial, sanEntry, signAlgFor, signerFrom, type KeyAlg, type Signer } from './keys.js';
@@ -31,7 +31,7 @@ x509.cryptoProvider.set(globalThis.crypto);
 export { KEY_ALGS, type KeyAlg } from './keys.js';
 
 export interface CreateCaOptions {
-  /** The CA's name in the CaRegistry (1-64 of A-Z a-z 0-9 _ . -). */
+  /** The CA's name in the CaCertificates (1-64 of A-Z a-z 0-9 _ . -). */
   name: string;
   /** A Gatehouse-held CA to sign this one (an intermediate); absent: a self-signed root. */
   parent?: string;
@@ -116,7 +116,7 @@ export class CertificateAuthority {
 
   constructor(
     private readonly store: Store,
-    private readonly cas: CaRegistry,
+    private readonly cas: CaCertificates,
     private readonly clock: Clock,
     private readonly bus: HubBus,
     private readonly options: AuthorityOptions = {},
@@ -131,7 +131,7 @@ export class CertificateAuthority {
 
   /**
    * A root (self-signed, pathLen 1) or an intermediate signed by a Gatehouse-held parent
-   * (pathLen 0), registered in the CaRegistry as verified, its key sealed in the AuthorityStore.
+   * (pathLen 0), registered in the CaCertificates as verified, its key sealed in the AuthorityStore.
    */
   async createCa(opts: CreateCaOptions): Promise<CaCertificateRecord> {
     const alg = opts.alg ?? 'p256';

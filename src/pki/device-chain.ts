@@ -1,6 +1,6 @@
 /**
  * Device certificate path validation (RFC 5280 §6.1) against trust anchors already parsed by
- * CaRegistry. Pure: no I/O, the time is an argument. Trust is decided by keys, never by names:
+ * CaCertificates. Pure: no I/O, the time is an argument. Trust is decided by keys, never by names:
  * each link verifies with the issuer's public key, so a fake root with the same subject and
  * another key anchors nothing. No revocation checking (wire doc §7.1: disable the device instead).
  */

@@ -1,5 +1,5 @@
 /**
- * Alert rules and alert history (src/security/alerts.ts decides what fires; the store keeps what
+ * Alert rules and alert history (src/alerts/alerts.ts decides what fires; the store keeps what
  * the operator set and what happened). A rule's webhook secret is sealed at rest and never leaves
  * the hub except as the HMAC it signs with.
  */

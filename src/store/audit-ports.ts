@@ -1,6 +1,6 @@
 /**
  * The audit log's store: an append-only table of authentication decisions and changes, each row
- * chained to the one before by a keyed hash (src/security/audit-chain.ts computes and checks the
+ * chained to the one before by a keyed hash (src/audit/audit-chain.ts computes and checks the
  * chain; the store only keeps rows and answers reads). Seqs are assigned by the one writer, the
  * AuditLog service, not by the database.
  */

@@ -1,7 +1,7 @@
 /**
  * X.509 CA certificates registered on the hub and verified by proof of possession
  * (wire doc §7.2). The policy (validation, quota, proof of possession) lives in
- * src/pki/ca-registry.ts; the store only keeps records under etags.
+ * src/pki/ca-certificates.ts; the store only keeps records under etags.
  */
 import type { EtagCondition } from './ports.js';
 
@@ -22,7 +22,7 @@ export interface CaCertificateRecord {
   etag: string;
 }
 
-/** The connect-time hot path: verified CAs only; callers (CaRegistry) cache the parsed result. */
+/** The connect-time hot path: verified CAs only; callers (CaCertificates) cache the parsed result. */
 export interface CaCertificateLookups {
   findVerifiedByThumbprintSha256(thumbprintSha256: string): Promise<CaCertificateRecord | undefined>;
   /** Every verified CA, ordered by name. */

@@ -1,6 +1,6 @@
 /**
  * The CertificateStore contract (X.509 CA records), one suite for every backend. Records are
- * opaque to the store, so the certificates here are placeholders; CaRegistry's own tests use real
+ * opaque to the store, so the certificates here are placeholders; CaCertificates's own tests use real
  * ones. Imported only by tests.
  */
 import assert from 'node:assert/strict';

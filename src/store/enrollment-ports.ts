@@ -10,7 +10,7 @@
  * Every record carries `etag`, `createdDateTimeUtc` and `lastUpdatedDateTimeUtc`, set by the
  * caller. Writes take the expected etag ('*' = any) and fail with PreconditionFailed when it moved.
  */
-import type { DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment } from '../dps/types.js';
+import type { DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment } from '../core/enrollments.js';
 import type { EtagCondition } from './ports.js';
 
 /** A registration state with the group it came through (undefined: an individual enrollment). */

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { runWith, rejectsWith } from './store.case.js';
-import type { DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment } from '../dps/types.js';
+import type { DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment } from '../core/enrollments.js';
 import type { Store } from './ports.js';
 import type { StoreHarness } from './store.case.js';
 

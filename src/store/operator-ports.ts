@@ -1,5 +1,5 @@
 /**
- * Operators and their role assignments (src/security/operators.ts decides who may do what; the
+ * Operators and their role assignments (src/access/operators.ts decides who may do what; the
  * store keeps the rows). One row per operator and per assignment, each with an etag, so two nodes
  * changing two operators never overwrite each other, and a change made on a stale read fails with
  * PreconditionFailed instead of undoing someone else's.

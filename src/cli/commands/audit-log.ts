@@ -6,9 +6,9 @@
  */
 import { Option, type Command } from 'commander';
 import { isHubError } from '../../core/errors.js';
-import { parseAuditFilters } from '../../security/audit-filters.js';
-import { queryAuditLog } from '../../security/audit-entries.js';
-import { verifyAuditChain, type AuditVerifyResult } from '../../security/audit-chain.js';
+import { parseAuditFilters } from '../../audit/audit-filters.js';
+import { queryAuditLog } from '../../audit/audit-entries.js';
+import { verifyAuditChain, type AuditVerifyResult } from '../../audit/audit-chain.js';
 import { openStoreFor } from '../connection.js';
 import { print, type OutputFormat } from '../output.js';
 import { CliError } from '../errors.js';

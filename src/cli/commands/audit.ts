@@ -5,7 +5,7 @@
 import { Option, type Command } from 'commander';
 import { openStoreFor } from '../connection.js';
 import { renderTable } from '../output.js';
-import { runPostureAudit } from '../../security/posture-source.js';
+import { runPostureAudit } from '../../posture/posture-source.js';
 import { usage } from '../errors.js';
 
 /** The exit code that tells CI a high-severity finding exists. */

@@ -15,8 +15,9 @@ import { HubError } from '../../core/errors.js';
 import { printable, validateDeviceId } from '../../core/ids.js';
 import type { AckMode, C2dDrop, C2dMessage, FeedbackRecord, Store } from '../../store/ports.js';
 import { SUBJECTS, type C2dMailCause, type HubBus } from '../../bus/subjects.js';
-import { MessageTally } from '../../security/metrics.js';
-import type { C2dEvent } from '../../security/events.js';
+import { MessageTally } from '../../core/tally.js';
+import { isoDurationMs, type HubSettings } from '../../core/settings.js';
+import type { C2dEvent } from '../../core/security-events.js';
 
 export interface C2dSendInput {
   body: Buffer;
@@ -190,6 +191,13 @@ export class C2dService {
   }
 
   /** Hub settings changed the defaults for messages sent from now on. */
+  /** The hub settings' C2D defaults (TTL, delivery count), now and whenever any node changes them. */
+  followSettings(initial: HubSettings): void {
+    const apply = (s: HubSettings) => this.setDefaults({ defaultTtlMs: isoDurationMs(s.c2d.defaultTtlAsIso8601), maxDeliveryCount: s.c2d.maxDeliveryCount });
+    apply(initial);
+    this.bus.subscribe(SUBJECTS.settingsChanged, ({ settings }) => apply(settings));
+  }
+
   setDefaults(d: { defaultTtlMs: number; maxDeliveryCount: number }): void {
     this.limits = { ...this.limits, defaultTtlMs: Math.min(d.defaultTtlMs, this.limits.maxTtlMs), maxDeliveryCount: d.maxDeliveryCount };
   }

@@ -9,8 +9,8 @@ import { ERROR_CODES, HubError, type ErrorCode } from '../../core/errors.js';
 import { isJsonObject, type JsonValue } from '../../core/json.js';
 import { BusNoRespondersError, BusTimeoutError } from '../../bus/bus.js';
 import { SUBJECTS, type HubBus, type MethodReply, type MethodRequest } from '../../bus/subjects.js';
-import type { MessageTally } from '../../security/metrics.js';
-import type { ConnectionRegistry } from '../connections.js';
+import type { MessageTally } from '../../core/tally.js';
+import type { ConnectionTable } from '../connections.js';
 
 export const MAX_METHOD_PAYLOAD = 128 * 1024;
 
@@ -75,7 +75,7 @@ export class MethodService {
   readonly #pending = new Map<string, Pending>();
 
   constructor(
-    private readonly connections: ConnectionRegistry,
+    private readonly connections: ConnectionTable,
     private readonly bus: HubBus,
     private readonly tally: MessageTally,
   ) {

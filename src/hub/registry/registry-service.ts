@@ -13,7 +13,7 @@ import type { DeviceOrigin, DeviceRecord, ModuleRecord } from '../../core/types.
 import { emptyTwin } from '../../core/twin-state.js';
 import type { DeviceRegistryStore, ModuleRegistryStore } from '../../store/ports.js';
 import { SUBJECTS, type HubBus, type IdentityChanged } from '../../bus/subjects.js';
-import { redactSecrets, type ChangeEvent } from '../../security/events.js';
+import { redactSecrets, type ChangeEvent } from '../../core/security-events.js';
 import {
   parseAuthentication,
   parseCapabilities,

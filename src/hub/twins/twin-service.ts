@@ -10,7 +10,7 @@ import { isJsonObject, type JsonObject } from '../../core/json.js';
 import type { DeviceRecord, ModuleRecord, TwinState } from '../../core/types.js';
 import type { DeviceRegistryStore, ModuleRegistryStore, TwinStore } from '../../store/ports.js';
 import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
-import type { MessageTally } from '../../security/metrics.js';
+import type { MessageTally } from '../../core/tally.js';
 import { renderTwin } from './twin-document.js';
 import { checkSectionSize, clone, mergeInto, validatePatch } from './twin-patch.js';
 

@@ -16,7 +16,7 @@
 import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Connection, Container } from 'rhea';
 import type { WebSocket } from 'ws';
-import { AddressSlots, type ConnectionRefusals, type RefusalReason } from '../../security/connection-caps.js';
+import { AddressSlots, type ConnectionRefusals, type RefusalReason } from '../../access/connection-caps.js';
 import { boundRheaDecoder } from './decoder-bounds.js';
 import { FrameGuard, type FrameGuardLimits } from './frame-guard.js';
 

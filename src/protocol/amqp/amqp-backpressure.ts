@@ -16,7 +16,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
-import { DEFAULT_OUTPUT_LIMITS, OutputBound, ReadGate, type OutputLimits } from '../backpressure.js';
+import { DEFAULT_OUTPUT_LIMITS, OutputBound, ReadGate, type OutputLimits } from '../transport/backpressure.js';
 
 /** Operations in flight on one connection above which it stops reading until half of them are done. */
 export const MAX_AMQP_WORK_IN_FLIGHT = 64;

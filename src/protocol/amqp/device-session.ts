@@ -11,7 +11,7 @@
  *   correlation id; answers with `status` (and `version`); desired patches without a correlation id.
  *
  * The session is a LiveSession: C2D mail, method calls and desired patches find it through the
- * connection registry, and a newer session of the same identity takes over.
+ * connection table, and a newer session of the same identity takes over.
  *
  * Twin requests are answered one at a time, in order, each once the connection's output has
  * drained (amqp-backpressure.ts). Every message it sends goes out only on link credit the device
@@ -25,12 +25,12 @@ import { HubError } from '../../core/errors.js';
 import type { Clock } from '../../core/clock.js';
 import type { JsonObject, JsonValue } from '../../core/json.js';
 import type { DeviceIdentity } from '../../auth/device-authenticator.js';
-import type { ConnectionRegistry, LiveSession } from '../../hub/connections.js';
+import type { ConnectionTable, LiveSession } from '../../hub/connections.js';
 import type { C2dService } from '../../hub/c2d/c2d-service.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
 import { telemetryEvent } from '../../hub/telemetry/telemetry-event.js';
-import type { TelemetrySink } from '../mqtt/broker-deps.js';
+import type { TelemetrySink } from '../transport/device-ports.js';
 import { amqpBody, amqpId } from './amqp-message.js';
 import type { ConnectionPressure } from './amqp-backpressure.js';
 
@@ -42,7 +42,7 @@ export const MAX_TWIN_ANSWERS_WITHOUT_CREDIT = 64;
 export type DeviceLinkKind = 'events' | 'c2d' | 'methods' | 'twin';
 
 export interface DeviceLinkDeps {
-  connections: ConnectionRegistry;
+  connections: ConnectionTable;
   telemetry: TelemetrySink;
   twins: TwinService;
   methods: MethodService;
@@ -147,6 +147,10 @@ export class AmqpDeviceSession implements LiveSession {
   get authMethod(): string | undefined {
     return this.identity.method;
   }
+  get keyFingerprint(): string | undefined {
+    return this.identity.keyFingerprint;
+  }
+
   get policyName(): string | undefined {
     return this.identity.policyName;
   }

@@ -6,13 +6,13 @@
 import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { HubError } from '../../core/errors.js';
-import { authorize } from '../../security/access.js';
-import type { PeerContext, Principal } from '../../security/gate.js';
-import { redactSecrets } from '../../security/events.js';
+import { authorize } from '../../access/access.js';
+import type { PeerContext, Principal } from '../../access/gate.js';
+import { redactSecrets } from '../../core/security-events.js';
 import { sendError, toHubError } from './error-mapping.js';
 import type { HubServices } from './services.js';
 import type { DeviceIdentity } from '../../auth/device-authenticator.js';
-import { peerChain } from '../mqtt/listeners.js';
+import { peerChain } from '../transport/peer.js';
 import type { TLSSocket } from 'node:tls';
 import { unauthorized } from '../../core/errors.js';
 import { registerDeviceHttpRoutes } from './routes/device-http.js';

@@ -9,7 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Server as HttpsServer } from 'node:https';
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import type { ConnectionRefusals } from '../../security/connection-caps.js';
+import type { ConnectionRefusals } from '../../access/connection-caps.js';
 
 export interface HttpTimeouts {
   handshakeMs: number;

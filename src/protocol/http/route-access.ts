@@ -20,8 +20,8 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Right } from '../../core/types.js';
-import type { Requirement } from '../../security/access.js';
-import type { DataAction, OwnerAction } from '../../security/roles.js';
+import type { Requirement } from '../../access/access.js';
+import type { DataAction, OwnerAction } from '../../access/roles.js';
 
 export type RouteAccess =
   /** No service credential is read: the route authenticates its own callers (EST, DPS device API) or serves public data. */

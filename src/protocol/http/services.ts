@@ -3,24 +3,24 @@ import type { RegistryService } from '../../hub/registry/registry-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
 import type { QueryService } from '../../hub/query/query-service.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
-import type { ConnectionRegistry } from '../../hub/connections.js';
+import type { ConnectionTable } from '../../hub/connections.js';
 import type { C2dService } from '../../hub/c2d/c2d-service.js';
-import type { AccessGate } from '../../security/gate.js';
-import type { SettingsService } from '../../security/settings-service.js';
-import type { OperatorService } from '../../security/operators.js';
-import type { PolicyService } from '../../security/policy-service.js';
-import type { PolicyUsage } from '../../security/policy-usage.js';
-import type { Finding } from '../../security/posture.js';
-import type { DpsDeps, TelemetrySink } from '../mqtt/broker-deps.js';
-import type { CaRegistry } from '../../pki/ca-registry.js';
+import type { AccessGate } from '../../access/gate.js';
+import type { SettingsService } from '../../settings/settings-service.js';
+import type { OperatorService } from '../../access/operators.js';
+import type { PolicyService } from '../../policies/policy-service.js';
+import type { PolicyUsage } from '../../policies/policy-usage.js';
+import type { Finding } from '../../posture/posture.js';
+import type { DpsDeps, TelemetrySink } from '../transport/device-ports.js';
+import type { CaCertificates } from '../../pki/ca-certificates.js';
 import type { CertificateAuthority } from '../../pki/authority.js';
 import type { EventStream } from '../../hub/telemetry/event-stream.js';
 import type { EnrollmentService } from '../../dps/enrollment-service.js';
-import type { EstService } from '../../pki/est.js';
-import type { SecurityEvents } from '../../security/events.js';
-import type { AuditLog } from '../../security/audit-log.js';
-import type { HubMetrics } from '../../security/metrics.js';
-import type { AlertEngine } from '../../security/alerts.js';
+import type { EstService } from '../../dps/est.js';
+import type { SecurityEvents } from '../../core/security-events.js';
+import type { AuditLog } from '../../audit/audit-log.js';
+import type { HubMetrics } from '../../metrics/metrics.js';
+import type { AlertEngine } from '../../alerts/alerts.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -28,7 +28,7 @@ export interface HubServices {
   twins: TwinService;
   query: QueryService;
   methods: MethodService;
-  connections: ConnectionRegistry;
+  connections: ConnectionTable;
   /** Cloud-to-device queues and feedback. */
   c2d: C2dService;
   /** The access gate: device and service authentication under the hub settings, lockout, events. */
@@ -46,7 +46,7 @@ export interface HubServices {
   /** Durable intake of device messages (the event stream). */
   telemetry: TelemetrySink;
   /** X.509 CA certificates: registration, proof of possession, device chain checks. */
-  cas: CaRegistry;
+  cas: CaCertificates;
   /** The device CA: Gatehouse-held CA keys, signing device CSRs under sign options. */
   authority: CertificateAuthority;
   /** EST (RFC 7030) enrollment and renewal, and factory credentials. */

@@ -1,29 +1,15 @@
 import type { Logger } from 'pino';
-import type { AccessGate, DeviceAuthentication } from '../../security/gate.js';
+import type { DeviceAuthentication } from '../../access/gate.js';
+import type { DpsDeps, TelemetrySink } from '../transport/device-ports.js';
 import type { Clock } from '../../core/clock.js';
-import type { ConnectionRegistry } from '../../hub/connections.js';
+import type { ConnectionTable } from '../../hub/connections.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
 import type { C2dLockHolder } from '../../hub/c2d/c2d-service.js';
 import type { C2dMessage } from '../../store/c2d-ports.js';
-import type { NewEvent } from '../../store/event-ports.js';
 import type { SessionStore } from '../../store/session-ports.js';
 import type { MqttConnection } from './connection.js';
-import type { RegistrationService } from '../../dps/registration-service.js';
-import { DEFAULT_OUTPUT_LIMITS, type OutputLimits } from '../backpressure.js';
-
-/** Device provisioning over the same MQTT port (wire doc §4.1). */
-export interface DpsDeps {
-  idScope(): Promise<string>;
-  registration: RegistrationService;
-  /** Lockout and security events around attestation (the access gate). */
-  gate?: Pick<AccessGate, 'guarded' | 'refusedBeforeAuth'>;
-}
-
-/** Durable telemetry intake: resolves once the event is stored. */
-export interface TelemetrySink {
-  append(event: NewEvent): Promise<number>;
-}
+import { DEFAULT_OUTPUT_LIMITS, type OutputLimits } from '../transport/backpressure.js';
 
 /** The part of the C2D service that delivery over MQTT needs. */
 export interface C2dDelivery {
@@ -55,7 +41,7 @@ export const DEFAULT_BROKER_LIMITS: BrokerLimits = {
 export interface BrokerDeps {
   hostname(): string;
   authenticator: DeviceAuthentication;
-  connections: ConnectionRegistry;
+  connections: ConnectionTable;
   sessions: SessionStore;
   telemetry: TelemetrySink;
   twins: TwinService;

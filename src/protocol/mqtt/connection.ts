@@ -27,7 +27,7 @@ import { C2dPump } from './c2d-pump.js';
 import { handleDpsPublish, handleDpsSubscribe } from './handlers/dps.js';
 import type { Attested } from '../../dps/registration-service.js';
 import { METHODS_FILTER, TWIN_DESIRED_FILTER, jsonPayload } from './topics.js';
-import { OutputBound, ReadGate, type ReadHold } from '../backpressure.js';
+import { OutputBound, ReadGate, type ReadHold } from '../transport/backpressure.js';
 
 export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
 
@@ -119,6 +119,10 @@ export class MqttConnection implements LiveSession {
 
   get authMethod(): string | undefined {
     return this.identity?.method;
+  }
+
+  get keyFingerprint(): string | undefined {
+    return this.identity?.keyFingerprint;
   }
 
   get policyName(): string | undefined {

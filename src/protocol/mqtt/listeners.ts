@@ -3,35 +3,14 @@
  * the HTTPS server (the SDK's MqttWs transport, subprotocol `mqtt`). Both request a client
  * certificate without requiring one (SAS devices send none) and hand the broker a stream.
  */
-import { X509Certificate } from 'node:crypto';
 import type { Server as HttpsServer } from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
-import { createServer, type TLSSocket, type Server as TlsServer, type DetailedPeerCertificate } from 'node:tls';
+import { createServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
+import { peerChain } from '../transport/peer.js';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { MqttBroker } from './broker.js';
 import { MAX_PACKET_BYTES } from './connection.js';
-
-/** The certificates the client presented, leaf first (as sent; verification happens later). */
-export function peerChain(socket: TLSSocket): X509Certificate[] | undefined {
-  const first = socket.getPeerCertificate(true) as DetailedPeerCertificate | Record<string, never>;
-  if (first === null || !('raw' in first) || first.raw === undefined) return undefined;
-  const chain: X509Certificate[] = [];
-  let c: DetailedPeerCertificate | undefined = first as DetailedPeerCertificate;
-  const seen = new Set<string>();
-  while (c !== undefined && c.raw !== undefined && chain.length < 10) {
-    const fp = c.fingerprint256;
-    if (seen.has(fp)) break;
-    seen.add(fp);
-    try {
-      chain.push(new X509Certificate(c.raw));
-    } catch {
-      break;
-    }
-    c = c.issuerCertificate;
-  }
-  return chain.length === 0 ? undefined : chain;
-}
 
 export interface TlsOptions {
   key: string;

@@ -3,7 +3,7 @@
  * on, and the property bags carried in topic names. A device only ever touches its own topics.
  */
 import { isJsonObject } from '../../core/json.js';
-import type { DeviceDenial } from '../../security/gate.js';
+import type { DeviceDenial } from '../../access/gate.js';
 
 export interface Identity {
   deviceId: string;

@@ -3,7 +3,7 @@ import type { SchemaDialect } from './dialect.js';
 /**
  * Schema version 9: the tamper-evident audit log (authentication decisions and changes). `seq` is
  * assigned by the hub's one appender, not by the database, because each row's `hash` covers it:
- * HMAC-SHA256 under a key sealed in `meta`, over `prev_hash` and the row (src/security/audit-chain.ts).
+ * HMAC-SHA256 under a key sealed in `meta`, over `prev_hash` and the row (src/audit/audit-chain.ts).
  * `at` is ms since the epoch. `before_json`/`after_json` are TEXT, not JSON/JSONB, so the bytes
  * hashed are the bytes kept.
  */

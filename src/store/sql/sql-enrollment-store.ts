@@ -6,7 +6,7 @@
  */
 import { HubError, type ErrorCode } from '../../core/errors.js';
 import type { SecretBox } from '../../core/secret-box.js';
-import type { AttestationMechanism, DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment } from '../../dps/types.js';
+import type { AttestationMechanism, DeviceRegistrationState, EnrollmentGroup, IndividualEnrollment } from '../../core/enrollments.js';
 import type { EnrollmentStore, StoredRegistration } from '../enrollment-ports.js';
 import type { EtagCondition } from '../ports.js';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './driver.js';

@@ -6,9 +6,9 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { HubError } from '../../../core/errors.js';
 import type { JsonObject } from '../../../core/json.js';
-import { renderRule } from '../../../security/alert-rules.js';
-import type { AlertEngine } from '../../../security/alerts.js';
-import { redactSecrets, type SecurityEvents } from '../../../security/events.js';
+import { renderRule } from '../../../alerts/alert-rules.js';
+import type { AlertEngine } from '../../../alerts/alerts.js';
+import { redactSecrets, type SecurityEvents } from '../../../core/security-events.js';
 import type { AlertRecord } from '../../../store/alert-ports.js';
 import { jsonBody } from '../body.js';
 

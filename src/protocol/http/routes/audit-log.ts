@@ -8,8 +8,8 @@
  * ArgumentInvalid naming the parameter.
  */
 import type { FastifyInstance } from 'fastify';
-import type { AuditLog } from '../../../security/audit-log.js';
-import { parseAuditFilters } from '../../../security/audit-filters.js';
+import type { AuditLog } from '../../../audit/audit-log.js';
+import { parseAuditFilters } from '../../../audit/audit-filters.js';
 
 
 export function registerAuditLogRoutes(app: FastifyInstance, auditLog: AuditLog): void {

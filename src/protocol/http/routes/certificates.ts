@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { HubError } from '../../../core/errors.js';
 import { parseIfMatch } from '../../../core/ids.js';
 import type { CaCertificateRecord } from '../../../store/certificate-ports.js';
-import type { CaRegistry } from '../../../pki/ca-registry.js';
+import type { CaCertificates } from '../../../pki/ca-certificates.js';
 import { jsonBody } from '../body.js';
 
 type NameParams = { Params: { name: string } };
@@ -61,7 +61,7 @@ function certificateField(o: Record<string, unknown>, where: string): string {
   return c;
 }
 
-export function registerCertificateRoutes(app: FastifyInstance, cas: CaRegistry, deleteCa?: (name: string, ifMatch: string) => Promise<void>): void {
+export function registerCertificateRoutes(app: FastifyInstance, cas: CaCertificates, deleteCa?: (name: string, ifMatch: string) => Promise<void>): void {
   app.put<NameParams>('/certificates/:name', async (req, reply) => {
     const props = object(object(jsonBody(req), 'The body').properties, 'properties');
     const certificate = certificateField(props, 'properties.');

@@ -72,7 +72,7 @@ function parseBatch(body: Buffer): Array<{ body: Buffer; app: Record<string, str
   });
 }
 
-export function registerDeviceHttpRoutes(app: FastifyInstance, services: HubServices): void {
+export function registerDeviceHttpRoutes(app: FastifyInstance, services: Pick<HubServices, 'telemetry' | 'c2d'>): void {
   app.post<IdParams>('/devices/:id/messages/events', async (req, reply) => {
     const identity = req.device;
     if (identity === undefined) throw unauthorized('other', 'device route reached without an authenticated device');

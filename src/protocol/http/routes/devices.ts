@@ -18,7 +18,7 @@ export function parseTop(raw: unknown): number | undefined {
   return n;
 }
 
-export function registerDeviceRoutes(app: FastifyInstance, { registry, twins }: HubServices): void {
+export function registerDeviceRoutes(app: FastifyInstance, { registry, twins }: Pick<HubServices, 'registry' | 'twins'>): void {
   app.put<IdParams>('/devices/:id', async (req, reply) => {
     const ifMatch = parseIfMatch(req.headers['if-match']);
     const body = jsonBody(req);

@@ -9,11 +9,11 @@ import { RetryLater } from '../../../dps/throttle.js';
 import { HubError, unauthorized } from '../../../core/errors.js';
 import { isJsonObject } from '../../../core/json.js';
 import type { Attested } from '../../../dps/registration-service.js';
-import type { DpsDeps } from '../../mqtt/broker-deps.js';
+import type { DpsDeps } from '../../transport/device-ports.js';
 import { jsonBody } from '../body.js';
-import { peerChain } from '../../mqtt/listeners.js';
+import { peerChain } from '../../transport/peer.js';
 import type { TLSSocket } from 'node:tls';
-import { credentialHash } from '../../../security/gate.js';
+import { credentialHash } from '../../../access/gate.js';
 
 type RegisterParams = { Params: { idScope: string; registrationId: string } };
 type OperationParams = { Params: { idScope: string; registrationId: string; operationId: string } };

@@ -9,7 +9,7 @@ import { HubError } from '../../../core/errors.js';
 import { parseIfMatch } from '../../../core/ids.js';
 import { isJsonObject } from '../../../core/json.js';
 import type { EnrollmentService } from '../../../dps/enrollment-service.js';
-import type { Page } from '../../../dps/types.js';
+import type { Page } from '../../../core/enrollments.js';
 import { jsonBody } from '../body.js';
 
 type IdParams = { Params: { id: string } };

@@ -15,12 +15,12 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import { HubError } from '../../../core/errors.js';
-import { certsOnlyBase64, csrFromBody, type EstCaller, type EstService } from '../../../pki/est.js';
+import { certsOnlyBase64, csrFromBody, type EstCaller, type EstService } from '../../../dps/est.js';
 import type { IssuedCertificate } from '../../../pki/authority.js';
 import type { EstCredentialRecord } from '../../../store/authority-ports.js';
-import { peerChain } from '../../mqtt/listeners.js';
+import { peerChain } from '../../transport/peer.js';
 import { jsonBody } from '../body.js';
-import { credentialHash, type AccessGate } from '../../../security/gate.js';
+import { credentialHash, type AccessGate } from '../../../access/gate.js';
 
 type LabelParams = { Params: { label: string } };
 

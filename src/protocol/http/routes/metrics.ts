@@ -3,7 +3,7 @@
  * Needs RegistryRead (a policy SAS in `Authorization`) or an operator role with `metrics/read`.
  */
 import type { FastifyInstance } from 'fastify';
-import type { HubMetrics } from '../../../security/metrics.js';
+import type { HubMetrics } from '../../../metrics/metrics.js';
 
 
 export function registerMetricsRoutes(app: FastifyInstance, metrics: HubMetrics): void {

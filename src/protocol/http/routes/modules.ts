@@ -9,7 +9,7 @@ import { byCaller } from '../caller.js';
 type ModuleParams = { Params: { id: string; mid: string } };
 
 
-export function registerModuleRoutes(app: FastifyInstance, { registry }: HubServices): void {
+export function registerModuleRoutes(app: FastifyInstance, { registry }: Pick<HubServices, 'registry'>): void {
   app.put<ModuleParams>('/devices/:id/modules/:mid', async (req, reply) => {
     const ifMatch = parseIfMatch(req.headers['if-match']);
     const body = jsonBody(req);

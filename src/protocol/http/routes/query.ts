@@ -10,7 +10,7 @@ function header(v: string | string[] | undefined): string | undefined {
   return Array.isArray(v) ? v[0] : v;
 }
 
-export function registerQueryRoutes(app: FastifyInstance, { query }: HubServices): void {
+export function registerQueryRoutes(app: FastifyInstance, { query }: Pick<HubServices, 'query'>): void {
   app.post('/devices/query', async (req, reply) => {
     const body = jsonBody(req);
     if (!isJsonObject(body) || typeof body.query !== 'string') {

@@ -12,12 +12,12 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { HubError } from '../../../core/errors.js';
-import { redactSecrets, type SecurityEvents } from '../../../security/events.js';
-import type { OperatorService } from '../../../security/operators.js';
-import { renderPolicy, type PolicyService } from '../../../security/policy-service.js';
-import { ROLE_ACTIONS, ROLE_DESCRIPTIONS, ROLE_NAMES } from '../../../security/roles.js';
-import type { SettingsService } from '../../../security/settings-service.js';
-import type { Finding } from '../../../security/posture.js';
+import { redactSecrets, type SecurityEvents } from '../../../core/security-events.js';
+import type { OperatorService } from '../../../access/operators.js';
+import { renderPolicy, type PolicyService } from '../../../policies/policy-service.js';
+import { ROLE_ACTIONS, ROLE_DESCRIPTIONS, ROLE_NAMES } from '../../../access/roles.js';
+import type { SettingsService } from '../../../settings/settings-service.js';
+import type { Finding } from '../../../posture/posture.js';
 import { jsonBody } from '../body.js';
 
 

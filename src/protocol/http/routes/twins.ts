@@ -13,7 +13,7 @@ function withEtag(doc: JsonObject): { doc: JsonObject; etag: string } {
   return { doc, etag: `"${String(doc.etag)}"` };
 }
 
-export function registerTwinRoutes(app: FastifyInstance, { twins }: HubServices): void {
+export function registerTwinRoutes(app: FastifyInstance, { twins }: Pick<HubServices, 'twins'>): void {
   app.get<DeviceParams>('/twins/:id', async (req, reply) => {
     const { doc, etag } = withEtag(await twins.get(req.params.id, null));
     return reply.header('etag', etag).send(doc);

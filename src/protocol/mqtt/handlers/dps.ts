@@ -13,7 +13,7 @@ import { HubError, isHubError } from '../../../core/errors.js';
 import { isJsonObject, type JsonValue } from '../../../core/json.js';
 import type { MqttConnection } from '../connection.js';
 import { RetryLater } from '../../../dps/throttle.js';
-import { credentialHash } from '../../../security/gate.js';
+import { credentialHash } from '../../../access/gate.js';
 
 export const DPS_RESPONSE_FILTER = '$dps/registrations/res/#';
 

@@ -4,7 +4,7 @@
  * code. A client that simply went away mid-handshake (a reset, a TCP health check) is not a
  * refusal and gives nothing.
  */
-import type { AuthFailureCode } from './events.js';
+import type { AuthFailureCode } from '../core/security-events.js';
 
 export interface TlsRefusal {
   reason: string;

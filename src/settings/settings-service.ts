@@ -14,11 +14,12 @@ import type { Clock } from '../core/clock.js';
 import type { MetaStore, PolicyStore } from '../store/ports.js';
 import { SUBJECTS, type HubBus } from '../bus/subjects.js';
 import type { EnrollmentService } from '../dps/enrollment-service.js';
-import { redactSecrets, type SecurityEvents } from './events.js';
-import type { AccessGate } from './gate.js';
-import { IpFilter, normalizeAddress } from './ip-filter.js';
-import type { OperatorService } from './operators.js';
-import { bodyOf, mergePatch, parseSettingsBody, readSettings, tlsRank, writeSettings, type HubSettings, type HubSettingsBody } from './settings.js';
+import { redactSecrets, type SecurityEvents } from '../core/security-events.js';
+import type { AccessGate } from '../access/gate.js';
+import { IpFilter, normalizeAddress } from '../access/ip-filter.js';
+import type { OperatorService } from '../access/operators.js';
+import { bodyOf, mergePatch, parseSettingsBody, tlsRank, type HubSettings, type HubSettingsBody } from '../core/settings.js';
+import { readSettings, writeSettings } from './settings-store.js';
 
 export interface SettingsChangeRequest {
   patch: unknown;
@@ -49,6 +50,12 @@ export interface SettingsChangeResult {
   applied?: { sessionsClosed: number; socketsClosed: number };
 }
 
+/** Where the service says that settings took effect on this node (the security log). */
+export interface SettingsLog {
+  info(fields: Record<string, unknown>, msg: string): void;
+  warn(fields: Record<string, unknown>, msg: string): void;
+}
+
 export class SettingsService {
   #current: HubSettings | undefined;
   #writes: Promise<unknown> = Promise.resolve();
@@ -58,10 +65,13 @@ export class SettingsService {
     private readonly clock: Clock,
     private readonly events: SecurityEvents,
     private readonly bus: HubBus,
+    private readonly log: SettingsLog,
   ) {
     // Another node changed them: this node's gate applies them too (its own change is applied already).
     bus.subscribe(SUBJECTS.busResync, () => this.refresh());
-    bus.subscribe(SUBJECTS.settingsChanged, ({ settings }, meta) => {
+    bus.subscribe(SUBJECTS.settingsChanged, ({ settings, previousVersion }, meta) => {
+      log.info({ event: 'settings.applied', version: settings.version, by: settings.updatedBy, previousVersion, node: meta.node }, 'hub settings applied');
+      if (tlsRank(settings.minTlsVersion) < 1.2) log.warn({ event: 'settings.legacy-tls', minTlsVersion: settings.minTlsVersion }, 'TLS below 1.2 is allowed');
       if (meta.local || this.#current === undefined || settings.version <= this.#current.version) return;
       this.#current = settings;
       this.#deps?.gate.apply(settings);

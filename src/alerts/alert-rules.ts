@@ -11,14 +11,14 @@
  *   `reasons`, only failures of those reason codes (`cross_device`, `tls_version`, ...);
  * - `c2dDeadLetters`: cloud-to-device messages dead-lettered (delivery count exceeded);
  * - `disconnectStorm`: device sessions ending.
- * `certificateExpiry` fires per certificate (CA certificates in the CA registry, and the newest
+ * `certificateExpiry` fires per certificate (the CA certificates registered on the hub, and the newest
  * unrevoked certificate Gatehouse issued to each device) expiring within `days` days.
  */
 import { z } from 'zod';
 import { HubError } from '../core/errors.js';
 import type { JsonObject } from '../core/json.js';
 import type { AlertRuleKind, AlertRuleRecord } from '../store/alert-ports.js';
-import { AUTH_FAILURE_CODES } from './events.js';
+import { AUTH_FAILURE_CODES } from '../core/security-events.js';
 
 export const ALERT_RULE_KINDS: readonly AlertRuleKind[] = ['authFailures', 'c2dDeadLetters', 'certificateExpiry', 'disconnectStorm'];
 export const WINDOWED_KINDS: ReadonlySet<AlertRuleKind> = new Set(['authFailures', 'c2dDeadLetters', 'disconnectStorm']);

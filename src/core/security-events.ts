@@ -8,8 +8,8 @@
  * them as a code, src/core/auth-failure.ts), change payloads go through
  * `redactSecrets` before they are emitted.
  */
-import type { AuthFailureCode } from '../core/auth-failure.js';
-import type { JsonValue } from '../core/json.js';
+import type { AuthFailureCode } from './auth-failure.js';
+import type { JsonValue } from './json.js';
 
 /** Who tried to authenticate. */
 export type AuthSubject =
@@ -53,7 +53,7 @@ export interface AuthEvent {
 }
 
 /** Bounded failure categories (metric label values, alert rule filters): decided where the failure is decided. */
-export { AUTH_FAILURE_CODES, type AuthFailureCode } from '../core/auth-failure.js';
+export { AUTH_FAILURE_CODES, type AuthFailureCode } from './auth-failure.js';
 
 export interface ChangeEvent {
   type: 'change';

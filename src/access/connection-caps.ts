@@ -11,7 +11,7 @@
  */
 import { isIPv4, isIPv6, type Server as NetServer, type Socket } from 'node:net';
 import type { Clock } from '../core/clock.js';
-import type { AuthProtocol } from './events.js';
+import type { AuthProtocol } from '../core/security-events.js';
 import { normalizeAddress } from './ip-filter.js';
 
 /** Why the hub closed a connection it had not authenticated (a bounded metric label). */

@@ -40,7 +40,9 @@ import {
 } from './audit-chain.js';
 import { fromAuth, fromChange, queryAuditLog, type AuditFilters, type AuditPage, type PendingEntry } from './audit-entries.js';
 import { ConnectionRefusals, isConnectionRefusal } from './audit-refusals.js';
-import type { AuthEvent, SecurityEvents } from './events.js';
+import type { AuthEvent, SecurityEvents } from '../core/security-events.js';
+import type { HubSettings } from '../core/settings.js';
+import { SUBJECTS, type HubBus } from '../bus/subjects.js';
 
 export interface AuditLogOptions {
   /** Days rows are kept; 0 keeps them forever. Default 90. */
@@ -130,6 +132,15 @@ export class AuditLog {
   /** Whether authentication decisions are recorded (changes always are). */
   get enabled(): boolean {
     return this.#enabled;
+  }
+
+  /**
+   * The settings' switch for recording authentication decisions (changes are always recorded), now
+   * and whenever any node changes it.
+   */
+  followSettings(initial: HubSettings, bus: HubBus): void {
+    this.setEnabled(initial.auditLog.enabled);
+    bus.subscribe(SUBJECTS.settingsChanged, ({ settings }) => this.setEnabled(settings.auditLog.enabled));
   }
 
   setEnabled(enabled: boolean): void {

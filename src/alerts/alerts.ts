@@ -25,7 +25,7 @@ import type { AlertRecord, AlertRuleKind, AlertRuleRecord, AlertStore } from '..
 import type { MetaStore } from '../store/ports.js';
 import { DEFAULT_RULES, HUB_KEY, MAX_RULES, WINDOWED_KINDS, alertSummary, parseRuleInput, ruleRecord, validateRuleName } from './alert-rules.js';
 import { TimeWindow } from './time-window.js';
-import type { SecurityEvent, SecurityEvents } from './events.js';
+import type { SecurityEvent, SecurityEvents } from '../core/security-events.js';
 import { deliverWebhook, DEFAULT_DELIVERY, type DeliveryPolicy, type FetchLike } from './webhook.js';
 
 const DAY_MS = 86_400_000;
@@ -313,7 +313,7 @@ export class AlertEngine {
     }
   }
 
-  /** Evaluates every certificateExpiry rule against the CA registry and the issued certificates. */
+  /** Evaluates every certificateExpiry rule against the registered CA certificates and the issued certificates. */
   checkCertificates(): Promise<void> {
     this.#certCheck ??= this.#checkCertificates()
       .catch((err: unknown) => this.#o.logger.warn({ err, event: 'alerts.certificate-check-failed' }, 'certificate expiry check failed'))

@@ -57,7 +57,7 @@ export function parseCertificateUpload(text: string, what = 'the certificate'): 
   }
 }
 
-export class CaRegistry {
+export class CaCertificates {
   #cache: { at: number; anchors: TrustAnchor[] } | undefined;
   #loading: Promise<TrustAnchor[]> | undefined;
   #generation = 0;

@@ -3,7 +3,7 @@
  * (`azure-iot-provisioning-service` interfaces.d.ts, wire doc §6.9) and the runtime returns them
  * (DeviceRegistrationResult, §4.3). Field names are the wire names.
  */
-import type { JsonObject, JsonValue } from '../core/json.js';
+import type { JsonObject, JsonValue } from './json.js';
 
 export type ProvisioningStatus = 'enabled' | 'disabled';
 export type AllocationPolicy = 'hashed' | 'geoLatency' | 'static' | 'custom';

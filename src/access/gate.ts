@@ -22,16 +22,20 @@ import type { AuthFailure } from '../core/auth-failure.js';
 import { HubError, unauthorized } from '../core/errors.js';
 import type { DeviceAuthResult, DeviceCredentials } from '../auth/device-authenticator.js';
 import type { ServiceAuthenticator, ServicePrincipal } from '../auth/service-authenticator.js';
-import type { ConnectionRegistry, LiveSession } from '../hub/connections.js';
-import type { AuthEvent, AuthFailureCode, AuthProtocol, AuthSubject, SecurityEvents } from './events.js';
+import type { ConnectionTable, LiveSession } from '../hub/connections.js';
+import type { AuthEvent, AuthFailureCode, AuthProtocol, AuthSubject, SecurityEvents } from '../core/security-events.js';
 import { IpFilter, normalizeAddress } from './ip-filter.js';
 import { LockoutGuard, type AttemptKeys, type NewLock } from './lockout.js';
 import type { ConnectionCaps } from './connection-caps.js';
 import type { OperatorPrincipal, OperatorService } from './operators.js';
-import { tlsRank, type HubSettings, type HubSettingsBody } from './settings.js';
-import type { PolicyUsage } from './policy-usage.js';
+import { tlsRank, type HubSettings, type HubSettingsBody } from '../core/settings.js';
 import { tlsRefusal } from './tls-refusal.js';
 import type { CounterStore } from '../store/ports.js';
+
+/** Where the gate records which rights of a shared access policy an operation needed (src/policies/policy-usage.ts). */
+export interface RightsUsage {
+  record(policy: string, right: string): void;
+}
 
 export interface PeerContext {
   remote: string;
@@ -120,12 +124,12 @@ export class AccessGate implements DeviceAuthentication {
       devices: { authenticate(c: DeviceCredentials): Promise<DeviceAuthResult> };
       service: ServiceAuthenticator;
       operators: OperatorService;
-      connections: ConnectionRegistry;
+      connections: ConnectionTable;
       events: SecurityEvents;
       clock: Clock;
       log: (fields: Record<string, unknown>, msg: string) => void;
       /** Which rights each policy uses (posture audit evidence). */
-      usage?: PolicyUsage;
+      usage?: RightsUsage;
       /** Per-address connection caps and TLS handshake failures, after the IP filter. */
       caps?: ConnectionCaps;
       /** Where the lockout counts, shared by every node on the store. */

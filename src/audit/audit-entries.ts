@@ -6,7 +6,7 @@ import { HubError } from '../core/errors.js';
 import type { JsonValue } from '../core/json.js';
 import type { AuditQuery, AuditRow, AuditStore } from '../store/audit-ports.js';
 import type { AuditFields } from './audit-chain.js';
-import { redactSecrets, type AuthEvent, type ChangeEvent } from './events.js';
+import { redactSecrets, type AuthEvent, type ChangeEvent } from '../core/security-events.js';
 
 export type AuditFilters = Omit<AuditQuery, 'limit'> & { limit?: number };
 

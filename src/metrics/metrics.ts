@@ -16,19 +16,12 @@
  *   authenticated, for a cap or a timeout (`RefusalReason`).
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AuthEvent, SecurityEvents } from './events.js';
-import type { ListenerName, RefusalReason } from './connection-caps.js';
+import type { AuthEvent, SecurityEvents } from '../core/security-events.js';
+import type { ListenerName, RefusalReason } from '../access/connection-caps.js';
+
+import { MessageTally } from '../core/tally.js';
 
 export const METRIC_PREFIX = 'gatehouse_';
-
-/** Message counts, bumped by the edges as plain integers; `gatehouse_messages_total` reads them at scrape. */
-export class MessageTally {
-  telemetryIn = 0;
-  twinIn = 0;
-  c2dOut = 0;
-  methodOut = 0;
-  twinOut = 0;
-}
 
 const MESSAGE_SERIES: ReadonlyArray<{ direction: 'in' | 'out'; kind: 'telemetry' | 'c2d' | 'method' | 'twin'; field: keyof MessageTally }> = [
   { direction: 'in', kind: 'telemetry', field: 'telemetryIn' },

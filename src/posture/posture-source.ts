@@ -2,10 +2,10 @@
 import type { DeviceRecord } from '../core/types.js';
 import { allIssued } from '../pki/issued.js';
 import type { Store } from '../store/ports.js';
-import { readOperators } from './operators.js';
-import { readPolicyUsage } from './policy-usage.js';
+import { readOperators } from '../access/operators.js';
+import { readPolicyUsage } from '../policies/policy-usage.js';
 import { assessPosture, type Finding } from './posture.js';
-import { readSettings } from './settings.js';
+import { readSettings } from '../settings/settings-store.js';
 
 export async function runPostureAudit(store: Store, opts: { now: number; expiringDays: number }): Promise<Finding[]> {
   const devices: DeviceRecord[] = [];

@@ -9,7 +9,7 @@
  * Memory is bounded: at most MAX_KEYS kinds are tracked; beyond that, refusals of new kinds are
  * folded into one hub-wide summary per interval.
  */
-import type { AuthEvent } from './events.js';
+import type { AuthEvent } from '../core/security-events.js';
 
 const MAX_KEYS = 10_000;
 const OVERFLOW = '\0overflow';

@@ -5,11 +5,9 @@
  * provisioning service. Stored as one JSON document in the meta table; every change bumps the
  * version and the etag, and a write under a stale etag fails.
  */
-import { randomBytes } from 'node:crypto';
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { HubError } from '../core/errors.js';
-import type { MetaStore } from '../store/ports.js';
+import { HubError } from './errors.js';
 
 export const TLS_VERSIONS = ['1.0', '1.1', '1.2', '1.3'] as const;
 export type TlsVersion = (typeof TLS_VERSIONS)[number];
@@ -158,34 +156,7 @@ export function parseSettingsBody(value: unknown): HubSettingsBody {
   return r.data;
 }
 
-const META_KEY = 'hub.settings';
-
 export function bodyOf(s: HubSettings): HubSettingsBody {
   const { version: _v, etag: _e, updatedAt: _u, updatedBy: _b, ...body } = s;
   return body;
-}
-
-/** Reads the stored settings; defaults (version 0) when none were ever written. */
-export async function readSettings(store: MetaStore): Promise<HubSettings> {
-  const raw = await store.getMeta(META_KEY);
-  if (raw === undefined) return { ...structuredClone(DEFAULT_SETTINGS), version: 0, etag: 'defaults', updatedAt: new Date(0).toISOString(), updatedBy: 'hub' };
-  const stored = JSON.parse(raw) as HubSettings;
-  // Fields added in later versions take their defaults.
-  const body = parseSettingsBody(mergePatch(structuredClone(DEFAULT_SETTINGS), bodyOf(stored)));
-  return { ...body, version: stored.version, etag: stored.etag, updatedAt: stored.updatedAt, updatedBy: stored.updatedBy };
-}
-
-/**
- * Writes the next version over `previous`, only if the store still holds that version: another
- * node's change in between is PreconditionFailed, never overwritten (compare-and-set on the stored
- * document).
- */
-export async function writeSettings(store: MetaStore, body: HubSettingsBody, previous: HubSettings, by: string, now: number): Promise<HubSettings> {
-  const next: HubSettings = { ...body, version: previous.version + 1, etag: randomBytes(8).toString('hex'), updatedAt: new Date(now).toISOString(), updatedBy: by };
-  const raw = await store.getMeta(META_KEY);
-  const storedEtag = raw === undefined ? 'defaults' : (JSON.parse(raw) as HubSettings).etag;
-  if (storedEtag !== previous.etag || !(await store.compareAndSetMeta(META_KEY, raw, JSON.stringify(next)))) {
-    throw new HubError('PreconditionFailed', 'The settings were changed elsewhere (another node); read them again.');
-  }
-  return next;
 }

@@ -5,7 +5,7 @@
  * runtime, not by hand.
  */
 import { BlockList, isIPv4 } from 'node:net';
-import { parseIpMask, type HubSettingsBody } from './settings.js';
+import { parseIpMask, type HubSettingsBody } from '../core/settings.js';
 
 export interface IpDecision {
   allowed: boolean;

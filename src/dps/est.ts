@@ -32,9 +32,9 @@ import { HubError, unauthorized } from '../core/errors.js';
 import type { DeviceRecord } from '../core/types.js';
 import type { AuthorityStore, EstCredentialRecord, IssuedCertificateRecord } from '../store/authority-ports.js';
 import type { CaCertificateRecord } from '../store/certificate-ports.js';
-import { allIssued } from './issued.js';
-import { CA_RECORD_PREFIX, normalizeSerial, type CertificateAuthority, type IssuedCertificate } from './authority.js';
-import { estRefusal, type EstOwnershipLookups } from '../dps/device-ownership.js';
+import { allIssued } from '../pki/issued.js';
+import { CA_RECORD_PREFIX, normalizeSerial, type CertificateAuthority, type IssuedCertificate } from '../pki/authority.js';
+import { estRefusal, type EstOwnershipLookups } from './device-ownership.js';
 
 export interface EstPolicy {
   /** Validity of every certificate issued over EST. */

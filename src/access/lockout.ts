@@ -41,7 +41,7 @@ import { isIPv6 } from 'node:net';
 import type { Clock } from '../core/clock.js';
 import type { CounterStore } from '../store/ports.js';
 import { normalizeAddress } from './ip-filter.js';
-import type { HubSettingsBody } from './settings.js';
+import type { HubSettingsBody } from '../core/settings.js';
 
 const MAX_KEYS = 100_000;
 const DAY_MS = 86_400_000;

@@ -13,8 +13,8 @@ import { OWNER_RIGHTS, isOwnerLevel, newSymmetricKey } from '../auth/policies.js
 import type { PolicyCache } from '../auth/service-authenticator.js';
 import { SUBJECTS, type HubBus, type PolicyChanged } from '../bus/subjects.js';
 import type { PolicyStore } from '../store/ports.js';
-import type { SecurityEvents } from './events.js';
-import type { OperatorService } from './operators.js';
+import type { SecurityEvents } from '../core/security-events.js';
+import type { OperatorService } from '../access/operators.js';
 
 export const MAX_POLICIES = 16;
 const POLICY_NAME = /^[A-Za-z0-9_.-]{1,64}$/;

@@ -10,12 +10,12 @@
 import { createHash, X509Certificate } from 'node:crypto';
 import type { DeviceRecord, SharedAccessPolicy } from '../core/types.js';
 import { OWNER_RIGHTS, isOwnerLevel } from '../auth/policies.js';
-import type { EnrollmentGroup } from '../dps/types.js';
+import type { EnrollmentGroup } from '../core/enrollments.js';
 import type { CaCertificateRecord } from '../store/certificate-ports.js';
 import type { IssuedCertificateRecord } from '../store/authority-ports.js';
-import type { Operator, RoleAssignment } from './operators.js';
-import type { PolicyUsageDoc } from './policy-usage.js';
-import { parseIpMask, tlsRank, type HubSettings } from './settings.js';
+import type { Operator, RoleAssignment } from '../access/operators.js';
+import type { PolicyUsageDoc } from '../policies/policy-usage.js';
+import { parseIpMask, tlsRank, type HubSettings } from '../core/settings.js';
 
 export type Severity = 'high' | 'medium' | 'low';
 

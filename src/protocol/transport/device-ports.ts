@@ -1,0 +1,17 @@
+/** What every device-facing adapter (MQTT, AMQP, HTTPS) needs from the hub for telemetry and provisioning. */
+import type { AccessGate } from '../../access/gate.js';
+import type { RegistrationService } from '../../dps/registration-service.js';
+import type { NewEvent } from '../../store/event-ports.js';
+
+/** Device provisioning over the same MQTT port (wire doc §4.1). */
+export interface DpsDeps {
+  idScope(): Promise<string>;
+  registration: RegistrationService;
+  /** Lockout and security events around attestation (the access gate). */
+  gate?: Pick<AccessGate, 'guarded' | 'refusedBeforeAuth'>;
+}
+
+/** Durable telemetry intake: resolves once the event is stored. */
+export interface TelemetrySink {
+  append(event: NewEvent): Promise<number>;
+}
