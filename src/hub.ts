@@ -28,6 +28,7 @@ import { CaCertificates } from './pki/ca-certificates.js';
 import { CertificateAuthority } from './pki/authority.js';
 import { EstService } from './dps/est.js';
 import { FeedbackQueue } from './hub/c2d/feedback-queue.js';
+import { AlertSharing } from './alerts/alert-sharing.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS } from './protocol/mqtt/broker-deps.js';
@@ -170,6 +171,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       clock,
       logger: logger.child({ component: 'alerts' }),
       hub: config.hostname,
+      // Windows count every node's events; on NATS the store picks the one node that fires.
+      sharing: new AlertSharing(bus, config.natsUrl === undefined ? undefined : store.counters, clock),
     });
     const pkiLog = logger.child({ component: 'pki' });
     const authority = new CertificateAuthority(store, cas, clock, bus, {
