@@ -237,6 +237,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         allocator: new Allocator(() => linkedHubs),
         settings: effectiveDpsSettings(store, () => settings.current),
         throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute, store.counters),
+        operations: store.counters,
         log: (fields, msg) => dpsLog.info(fields, msg),
         // The provisioning service and the hub share one set of CA certificates (groups may reference its CAs).
         cas: {
