@@ -21,6 +21,7 @@ import type { CounterStore } from '../store/counter-ports.js';
 import { SUBJECTS, type AlertsCounted, type HubBus } from '../bus/subjects.js';
 
 const FLUSH_MS = 100;
+const PER_MESSAGE = 200;
 /** Counts from one node in one batch, at most: beyond that a key's count is dropped (and logged by nobody: it informs). */
 const MAX_COUNTS = 10_000;
 
@@ -65,7 +66,15 @@ export class AlertSharing {
     if (this.#outbox.size === 0) return;
     const counts = [...this.#outbox.values()];
     this.#outbox.clear();
-    this.bus.publish(SUBJECTS.alertsCounted, { counts });
+    // In messages of a few hundred counts: details and all, far below NATS's 1 MB payload limit.
+    for (let i = 0; i < counts.length; i += PER_MESSAGE) {
+      try {
+        this.bus.publish(SUBJECTS.alertsCounted, { counts: counts.slice(i, i + PER_MESSAGE) });
+      } catch {
+        // Runs on a timer: a count the bus would not take is lost (the other nodes count a little
+        // lower), never the process.
+      }
+    }
   }
 
   /** Counts other nodes made; returns the unsubscribe. */
