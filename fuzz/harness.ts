@@ -8,7 +8,8 @@
 import fc from 'fast-check';
 import mqttPacket from 'mqtt-packet';
 import { generateSasToken } from '../src/auth/sas.js';
-import { connectPacket, deviceToken } from '../test/support/raw-mqtt.js';
+import { deviceToken } from '../test/support/raw-mqtt.js';
+import { connectPacket } from '../test/support/mqtt-packets.js';
 import { amqpInputs, recordDeviceSession, recordServiceSession, type AmqpRecording } from './amqp-inputs.js';
 import { fuzzDevice, healthCheck, type FuzzHub } from './hub.js';
 import { httpInputs, httpSeeds, queryInputs } from './http-inputs.js';

@@ -9,6 +9,7 @@ import mqttPacket, { type Packet } from 'mqtt-packet';
 import { applyMutations, mutationOps } from './mutate.js';
 import type { FuzzInput, Protocol } from './input.js';
 import { fuzzBag, fuzzBytes, fuzzText } from './text.js';
+import { mqttConnect } from '../test/support/mqtt-packets.js';
 
 const gen = (p: Packet): Buffer => {
   try {
@@ -21,19 +22,6 @@ const gen = (p: Packet): Buffer => {
 };
 
 const pub = (topic: string, payload: Buffer | string, qos: 0 | 1 | 2 = 0, messageId?: number): Packet => ({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos > 0 ? { messageId: messageId ?? 1 } : {}) });
-
-function connect(clientId: string, username: string | undefined, password: string | Buffer | undefined): Packet {
-  return {
-    cmd: 'connect',
-    protocolId: 'MQTT',
-    protocolVersion: 4,
-    clean: false,
-    clientId,
-    keepalive: 60,
-    ...(username === undefined ? {} : { username }),
-    ...(password === undefined ? {} : { password: Buffer.from(password) }),
-  } as Packet;
-}
 
 /** What a device does after its CONNECT (wire doc §3.2-§3.7). */
 export function postAuthSeeds(deviceId: string): Buffer[][] {
@@ -64,14 +52,14 @@ export function postAuthSeeds(deviceId: string): Buffer[][] {
 export function preAuthSeeds(host: string, idScope: string): Buffer[][] {
   const sas = `SharedAccessSignature sr=${host}%2Fdevices%2Fx&sig=${encodeURIComponent(Buffer.alloc(32, 7).toString('base64'))}&se=4102444800`;
   return [
-    [connect('x', `${host}/x/?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.4`, sas), ...postAuthSeeds('x')[0]!.map((b) => b)],
+    [mqttConnect('x', `${host}/x/?api-version=2021-04-12&DeviceClientType=azure-iot-device%2F1.18.4`, sas), ...postAuthSeeds('x')[0]!.map((b) => b)],
     [
-      connect('reg-1', `${idScope}/registrations/reg-1/api-version=2019-03-31&ClientVersion=azure-iot-provisioning-device%2F1.9.1`, sas),
+      mqttConnect('reg-1', `${idScope}/registrations/reg-1/api-version=2019-03-31&ClientVersion=azure-iot-provisioning-device%2F1.9.1`, sas),
       gen({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$dps/registrations/res/#', qos: 1 }] }),
       gen(pub('$dps/registrations/PUT/iotdps-register/?$rid=1', '{"registrationId":"reg-1"}', 1, 2)),
       gen(pub('$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=op', '', 1, 3)),
     ],
-    [connect('y/m', `${host}/y/m/?api-version=2021-04-12`, undefined), gen({ cmd: 'pingreq' })],
+    [mqttConnect('y/m', `${host}/y/m/?api-version=2021-04-12`, undefined), gen({ cmd: 'pingreq' })],
   ].map((s) => s.map((p) => (Buffer.isBuffer(p) ? p : gen(p))));
 }
 
@@ -125,7 +113,7 @@ function connectArb(host: string, idScope: string): fc.Arbitrary<Buffer> {
       level: fc.constantFrom(4, 4, 4, 3, 5),
     })
     .map(({ clientId, username, password, level }) => {
-      const p = connect(clientId, username, password) as Packet & { protocolVersion: number; protocolId: string };
+      const p = mqttConnect(clientId, username, password);
       p.protocolVersion = level;
       if (level === 3) p.protocolId = 'MQIsdp';
       return gen(p);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// `npm test`: type-check and build, make a throwaway test CA, run every test file with node's
+// `npm test`: type-check and build, lint, make a throwaway test CA, run every test file with node's
 // test runner. The official azure-iothub SDK has no CA option, so test hubs issue their server
 // certificates from this CA (--tls-ca-cert/--tls-ca-key) and the test processes trust it through
 // NODE_EXTRA_CA_CERTS, which Node reads only at start-up: hence this wrapper.
@@ -29,6 +29,12 @@ try {
 const tsc = run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json']);
 if (tsc.status !== 0) {
   console.error('type check failed');
+  process.exit(1);
+}
+// Type-aware lint (eslint.config.mjs): a promise nobody awaits or handles fails the run, as a type error does.
+const lint = run(process.execPath, [join(root, 'node_modules/eslint/bin/eslint.js'), '--max-warnings', '0', '.']);
+if (lint.status !== 0) {
+  console.error('lint failed (npm run lint shows the findings)');
   process.exit(1);
 }
 

@@ -27,11 +27,9 @@ import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaCertificates } from './pki/ca-certificates.js';
 import { CertificateAuthority } from './pki/authority.js';
 import { EstService } from './dps/est.js';
-import { FeedbackQueue } from './hub/c2d/feedback-queue.js';
 import { AlertSharing } from './alerts/alert-sharing.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
-import { MqttBroker } from './protocol/mqtt/broker.js';
-import { DEFAULT_BROKER_LIMITS } from './protocol/mqtt/broker-deps.js';
+import type { MqttBroker } from './protocol/mqtt/broker.js';
 import type { DpsDeps, TelemetrySink } from './protocol/transport/device-ports.js';
 import { RegistrationService } from './dps/registration-service.js';
 import { enrollmentCas } from './dps/device-ownership.js';
@@ -40,12 +38,11 @@ import { parseHubConnectionString } from './dps/remote-hub.js';
 import { effectiveDpsSettings, writeDpsSettings } from './dps/settings.js';
 import { ProvisioningThrottle } from './dps/throttle.js';
 import { attachMqttWebSocket, createMqttTlsServer } from './protocol/mqtt/listeners.js';
-import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import type { Server as TlsServer } from 'node:tls';
 import type { HubServices } from './protocol/http/services.js';
 import { SecurityEvents } from './core/security-events.js';
 import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, resolveNodeId, StartupError, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
-import { sessionStateRecorder } from './hub/session-state.js';
+import { createProtocolEndpoints } from './endpoints.js';
 import { AuditLog } from './audit/audit-log.js';
 import { HubMetrics } from './metrics/metrics.js';
 import { AlertEngine } from './alerts/alerts.js';
@@ -343,30 +340,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     await closePrepared(prepared);
     throw err;
   }
-  const sessionState = sessionStateRecorder(store, services.securityEvents, clock);
-  const broker = new MqttBroker({
-    hostname: () => config.hostname,
-    authenticator: services.gate,
-    connections: services.connections,
-    sessions: store.sessions,
-    telemetry: services.telemetry,
-    twins: services.twins,
-    methods: services.methods,
-    c2d: services.c2d,
-    clock,
-    logger: logger.child({ component: 'mqtt' }),
-    limits: { ...DEFAULT_BROKER_LIMITS, connectTimeoutMs: config.mqttConnectTimeout * 1000 },
-    dps: services.dps,
-    onConnected(conn) {
-      sessionState.connected(conn);
-    },
-    onActivity(conn) {
-      sessionState.active(conn);
-    },
-    onDisconnected(conn, wasCurrent) {
-      sessionState.disconnected(conn, wasCurrent);
-    },
-  });
+  const { broker, amqp } = createProtocolEndpoints(prepared, logger, clock);
   let http: FastifyInstance | undefined;
   const minTls = NODE_TLS[services.settings.current.minTlsVersion];
   const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls, handshakeTimeoutMs });
@@ -379,39 +353,6 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     ...(tlsRank(v) < 1.2 ? { ciphers: 'DEFAULT@SECLEVEL=0' } : {}),
   });
   services.gate.watch(mqtt, 'mqtt', (v) => mqtt.setSecureContext(tlsContext(v)));
-  // AMQP 1.0: the service client's C2D and feedback (and, later, device AMQP), on TLS and WebSocket.
-  const amqp = new AmqpServer({
-    hostname: () => config.hostname,
-    gate: services.gate,
-    clock,
-    logger: logger.child({ component: 'amqp' }),
-    c2d: services.c2d,
-    // One feedback queue for the cluster: each batch goes to one receiver on any node.
-    feedback: new FeedbackQueue({
-      counters: store.counters,
-      meta: store,
-      readFeedback: (after, limit) => services.c2d.readFeedback(after, limit),
-      clock,
-      lockMs: config.feedbackLockSeconds * 1000,
-    }),
-    connections: services.connections,
-    telemetry: services.telemetry,
-    twins: services.twins,
-    methods: services.methods,
-    maxMessageBytes: DEFAULT_BROKER_LIMITS.maxMessageBytes,
-    c2dInFlight: DEFAULT_BROKER_LIMITS.c2dInFlight,
-    c2dLockMs: DEFAULT_BROKER_LIMITS.c2dLockMs,
-    onConnected: (s) => sessionState.connected(s),
-    onDisconnected: (s, current) => sessionState.disconnected(s, current),
-    admission: {
-      handshakeTimeoutMs,
-      openTimeoutMs: config.amqpOpenTimeout * 1000,
-      authTimeoutMs: config.amqpAuthTimeout * 1000,
-      maxUnauthenticated: config.amqpMaxUnauthenticated,
-      maxUnauthenticatedPerAddress: config.amqpMaxUnauthenticatedPerAddress,
-    },
-    refusals: connectionCaps.refusals,
-  });
   let amqpServer: TlsServer | undefined;
   try {
     http = await buildHttpApp({

@@ -217,6 +217,32 @@ describe('direct methods when the device is away', () => {
   });
 });
 
+describe('direct methods when the device does not answer', () => {
+  it('504 GatewayTimeout after responseTimeoutInSeconds', async () => {
+    const id = 'sdk-silent';
+    const key = await createDevice(id);
+    const client = Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${key}`, Mqtt);
+    await client.setOptions({ ca });
+    const requested: string[] = [];
+    // Subscribed to methods, never answers.
+    client.onDeviceMethod('sleep', (req) => requested.push(req.methodName));
+    await client.open();
+    try {
+      const started = Date.now();
+      const err = await service.invokeDeviceMethod(id, { methodName: 'sleep', payload: null, responseTimeoutInSeconds: 5 }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      assert.ok(err, 'the call fails');
+      assert.equal(err.constructor.name, 'GatewayTimeoutError');
+      assert.ok(Date.now() - started >= 4900);
+      assert.deepEqual(requested, ['sleep'], 'the device did get the request');
+    } finally {
+      await client.close();
+    }
+  });
+});
+
 describe('token renewal', () => {
   it('a short tokenRenewal reconnects with new tokens and methods keep working', async () => {
     const id = 'sdk-renew';

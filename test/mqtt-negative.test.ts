@@ -1,27 +1,23 @@
 /**
- * What the MQTT endpoint refuses, driven by a raw client on a TLS socket: each case refused or
- * closed with the right code, the process unharmed, a well-behaved device on the same hub
- * unaffected throughout.
+ * What the MQTT broker refuses, driven packet by packet over in-memory connections
+ * (support/protocol-harness.ts: the hub's services and the broker as `startHub` wires them, no
+ * process, no TLS): each case refused or closed with the right code and a reason in the log,
+ * nothing failing inside, a well-behaved device on the same broker unaffected throughout.
  */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
-import iothub from 'azure-iothub';
-import { connectPacket, connectRaw, deviceToken, rawMqtt, type RawMqtt } from './support/raw-mqtt.js';
-import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import type { Packet } from 'mqtt-packet';
+import { connectPacket, deviceToken } from './support/raw-mqtt.js';
+import { startProtocolHarness, type HarnessMqtt, type ProtocolHarness } from './support/protocol-harness.js';
 import { generateSasToken } from '../src/auth/sas.js';
 
-const { Registry } = iothub;
-const HOST = '127.0.26.1';
-let hub: HubProcess;
-let ca: string;
+let h: ProtocolHarness;
+let HOST: string;
 const keys = new Map<string, string>();
-let control: RawMqtt;
+let control: HarnessMqtt;
 
 async function device(id: string, status: 'enabled' | 'disabled' = 'enabled'): Promise<void> {
-  const registry = Registry.fromConnectionString(hub.connectionString);
-  const { responseBody } = await registry.create({ deviceId: id, status });
-  keys.set(id, String(responseBody.authentication?.symmetricKey?.primaryKey));
+  keys.set(id, await h.device(id, status));
 }
 
 function key(id: string): string {
@@ -30,13 +26,18 @@ function key(id: string): string {
   return k;
 }
 
-async function connected(id: string): Promise<RawMqtt> {
-  const { code, client } = await connectRaw(HOST, ca, connectPacket(HOST, id, deviceToken(HOST, id, key(id))));
+async function connectRaw(packet: Packet): Promise<{ code: number | undefined; client: HarnessMqtt }> {
+  const client = h.mqtt();
+  return { code: await client.connect(packet), client };
+}
+
+async function connected(id: string): Promise<HarnessMqtt> {
+  const { code, client } = await connectRaw(connectPacket(HOST, id, deviceToken(HOST, id, key(id))));
   assert.equal(code, 0);
   return client;
 }
 
-/** The control device still gets twin answers: the hub and its other sessions are fine. */
+/** The control device still gets twin answers: the broker and its other sessions are fine. */
 async function controlStillWorks(): Promise<void> {
   control.send({ cmd: 'publish', topic: '$iothub/twin/GET/?$rid=ctl', payload: Buffer.from(' '), qos: 0, retain: false, dup: false });
   const p = await control.next();
@@ -44,9 +45,16 @@ async function controlStillWorks(): Promise<void> {
   assert.match(p?.cmd === 'publish' ? p.topic : '', /^\$iothub\/twin\/res\/200\/\?\$rid=ctl/);
 }
 
+/** The reason the broker logged when it closed `client`'s connection. */
+function closeReason(client: HarnessMqtt, mark: number): string | undefined {
+  const remote = client.connection.remoteAddress;
+  const line = h.log.since(mark).find((l) => l.event === 'mqtt.closed' && l.remote === remote);
+  return line === undefined ? undefined : String(line.reason);
+}
+
 before(async () => {
-  hub = await startHubProcess({ address: HOST, extraArgs: ['--mqtt-connect-timeout', '1'] });
-  ca = readFileSync(hub.caFile, 'utf8');
+  h = await startProtocolHarness({ mqttConnectTimeout: 1 });
+  HOST = h.hostname;
   for (const id of ['control', 'd1', 'd2', 'victim']) await device(id);
   await device('off', 'disabled');
   control = await connected('control');
@@ -56,8 +64,7 @@ before(async () => {
 
 after(async () => {
   control.end();
-  assert.equal(await hub.stop(), 0);
-  removeDir(hub.dataDir);
+  await h.close();
 });
 
 describe('CONNECT refusals', () => {
@@ -77,36 +84,74 @@ describe('CONNECT refusals', () => {
       ['a client id with a space', connectPacket(HOST, 'bad id', 'x'), 2],
     ];
     for (const [name, packet, expected] of cases) {
-      const { code, client } = await connectRaw(HOST, ca, packet);
+      const { code, client } = await connectRaw(packet);
       assert.equal(code, expected, name);
       await client.closed;
     }
     await controlStillWorks();
   });
 
+  it('a refused CONNECT is logged with its reason and code, never with the token it carried', async () => {
+    const token = deviceToken(HOST, 'd1', Buffer.alloc(32, 2).toString('base64'));
+    const mark = h.log.mark();
+    const { code, client } = await connectRaw(connectPacket(HOST, 'd1', token));
+    assert.equal(code, 4);
+    await client.closed;
+    const denied = h.log.since(mark).find((l) => l.event === 'auth.denied' && l.clientId === 'd1');
+    assert.ok(denied !== undefined, JSON.stringify(h.log.since(mark)));
+    assert.equal(denied.returnCode, 4);
+    assert.ok(typeof denied.reason === 'string' && denied.reason !== '');
+    const sig = /sig=([^&]+)/.exec(token)?.[1];
+    assert.ok(sig !== undefined);
+    const logged = JSON.stringify(h.log.since(mark));
+    assert.ok(!logged.includes(sig) && !logged.includes(decodeURIComponent(sig)), 'the signature is not in the log');
+    assert.deepEqual(h.log.errorsSince(mark), []);
+  });
+
   it('a socket that never sends CONNECT, or sends something else first, is closed', async () => {
-    const silent = await rawMqtt(HOST, { ca });
-    await silent.closed; // --mqtt-connect-timeout 1
-    const early = await rawMqtt(HOST, { ca });
+    const silent = h.mqtt();
+    await silent.closed; // mqttConnectTimeout 1
+    const early = h.mqtt();
     early.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '#', qos: 0 }] });
     await early.closed;
     await controlStillWorks();
   });
 
   it('garbage bytes close that connection only', async () => {
-    const g = await rawMqtt(HOST, { ca });
+    const g = h.mqtt();
     g.sendRaw(Buffer.from([0xff, 0xff, 0xff, 0xff, 0xff, 0x00, 0x13, 0x37]));
     await g.closed;
-    const h = await connected('d1');
-    h.sendRaw(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
-    await h.closed;
+    const c = await connected('d1');
+    c.sendRaw(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+    await c.closed;
     await controlStillWorks();
   });
 });
 
+describe('a protocol violation closes that connection with the reason', () => {
+  const cases: Array<[string, (c: HarnessMqtt) => void, RegExp]> = [
+    ['a reserved packet type', (c) => c.sendRaw(Buffer.from([0xf0, 0x00])), /^malformed packet/],
+    ['a remaining length over the packet limit', (c) => c.sendRaw(Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f])), /exceeds/],
+    ['a second CONNECT', (c) => c.send(connectPacket(HOST, 'd1', deviceToken(HOST, 'd1', key('d1')))), /second CONNECT \[MQTT-3\.1\.0-2\]/],
+    ['a CONNACK from the client', (c) => c.send({ cmd: 'connack', returnCode: 0, sessionPresent: false }), /unexpected connack/],
+  ];
+  for (const [name, act, reason] of cases) {
+    it(name, async () => {
+      const c = await connected('d1');
+      const mark = h.log.mark();
+      act(c);
+      await c.closed;
+      assert.equal(c.connection.state, 'closed');
+      assert.match(closeReason(c, mark) ?? '(no mqtt.closed line)', reason);
+      assert.deepEqual(h.log.errorsSince(mark), [], 'nothing failed inside');
+      await controlStillWorks();
+    });
+  }
+});
+
 describe('the fixed topic API', () => {
   it("publishing or subscribing on another device's topics, a # subscription, QoS 2, an oversized message: closed", async () => {
-    const attempts: Array<[string, (c: RawMqtt) => void]> = [
+    const attempts: Array<[string, (c: HarnessMqtt) => void]> = [
       ['publish as another device', (c) => c.send({ cmd: 'publish', topic: 'devices/d2/messages/events/', payload: Buffer.from('x'), qos: 1, messageId: 1, retain: false, dup: false })],
       ['subscribe to another device', (c) => c.send({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'devices/d2/messages/devicebound/#', qos: 1 }] })],
       ['subscribe #', (c) => c.send({ cmd: 'subscribe', messageId: 3, subscriptions: [{ topic: '#', qos: 0 }] })],
@@ -158,17 +203,16 @@ describe('sessions end when they must', () => {
 
   it('disabling a connected device drops it at once', async () => {
     const c = await connected('victim');
-    const registry = Registry.fromConnectionString(hub.connectionString);
-    await registry.update({ deviceId: 'victim', status: 'disabled' });
+    await h.services.registry.updateDevice('victim', { deviceId: 'victim', status: 'disabled' }, '*');
     await c.closed;
-    const again = await connectRaw(HOST, ca, connectPacket(HOST, 'victim', deviceToken(HOST, 'victim', key('victim'))));
+    const again = await connectRaw(connectPacket(HOST, 'victim', deviceToken(HOST, 'victim', key('victim'))));
     assert.equal(again.code, 5);
     await controlStillWorks();
   });
 
   it("a SAS token's expiry closes the connection at that moment", async () => {
     const se = Math.floor(Date.now() / 1000) + 2;
-    const { code, client } = await connectRaw(HOST, ca, connectPacket(HOST, 'd1', deviceToken(HOST, 'd1', key('d1'), se)));
+    const { code, client } = await connectRaw(connectPacket(HOST, 'd1', deviceToken(HOST, 'd1', key('d1'), se)));
     assert.equal(code, 0);
     await client.closed;
     assert.ok(Date.now() >= se * 1000 - 50, 'not before the expiry');
@@ -177,7 +221,7 @@ describe('sessions end when they must', () => {
 
   it('keep-alive is enforced at 1.5 times the client value', async () => {
     const start = Date.now();
-    const { code, client } = await connectRaw(HOST, ca, { ...connectPacket(HOST, 'd1', deviceToken(HOST, 'd1', key('d1'))), keepalive: 1 });
+    const { code, client } = await connectRaw({ ...connectPacket(HOST, 'd1', deviceToken(HOST, 'd1', key('d1'))), keepalive: 1 });
     assert.equal(code, 0);
     await client.closed;
     const elapsed = Date.now() - start;
@@ -185,7 +229,7 @@ describe('sessions end when they must', () => {
   });
 });
 
-describe('twin and method errors', () => {
+describe('twin errors', () => {
   it('a bad reported patch gets a JSON error body with errorCode (the SDK needs one)', async () => {
     const c = await connected('d1');
     c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/twin/res/#', qos: 0 }] });
@@ -203,24 +247,6 @@ describe('twin and method errors', () => {
       assert.ok(typeof err.errorCode === 'number' && err.errorCode >= 400000, rid);
       assert.ok(err.message, rid);
     }
-    c.end();
-  });
-
-  it('a device that does not answer a method: 504 GatewayTimeout after responseTimeoutInSeconds', async () => {
-    const c = await connected('d2');
-    c.send({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$iothub/methods/POST/#', qos: 0 }] });
-    assert.equal((await c.next())?.cmd, 'suback');
-    const service = iothub.Client.fromConnectionString(hub.connectionString);
-    const started = Date.now();
-    const err = await service.invokeDeviceMethod('d2', { methodName: 'sleep', payload: null, responseTimeoutInSeconds: 5 }).then(
-      () => undefined,
-      (e: Error) => e,
-    );
-    assert.ok(err, 'the call fails');
-    assert.equal(err.constructor.name, 'GatewayTimeoutError');
-    assert.ok(Date.now() - started >= 4900);
-    const request = await c.next();
-    assert.match(request?.cmd === 'publish' ? request.topic : '', /^\$iothub\/methods\/POST\/sleep\/\?\$rid=/, 'the device did get the request');
     c.end();
   });
 });

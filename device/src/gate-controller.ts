@@ -96,7 +96,8 @@ export class GateController {
           this.#log.info('settings saved from the setup page', { mode: r.config.mode });
           return { ok: true, mode: r.config.mode === 'hub' ? 'hub' : 'web' };
         },
-        afterSaved: () => void this.reboot('settings saved'),
+        // A restart that fails (its web server cannot listen) is logged: unhandled, it ended the device.
+        afterSaved: () => this.#logFailure(this.reboot('settings saved'), 'restart after the settings were saved'),
         command: (c, source) => this.command(c, source),
         relayState: () => this.relay.state,
         status: () => this.status(),
@@ -121,7 +122,7 @@ export class GateController {
       this.hub.report({ relay: this.#relayReport() });
       this.#emit();
     });
-    this.button.on('action', (action, held) => void this.#onButton(action, held));
+    this.button.on('action', (action, held) => this.#logFailure(this.#onButton(action, held), `button ${action}`));
   }
 
   get config(): DeviceConfig {
@@ -153,6 +154,11 @@ export class GateController {
 
   shutdown(): Promise<void> {
     return this.#serial(() => this.#halt());
+  }
+
+  /** For what an event starts and nobody waits for: its failure is logged, not an unhandled rejection. */
+  #logFailure(p: Promise<void>, what: string): void {
+    p.catch((err: unknown) => this.#log.error(`${what} failed`, { error: (err as Error).message }));
   }
 
   /** One lifecycle change at a time: a button press during a boot waits for it. */

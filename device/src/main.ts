@@ -79,8 +79,14 @@ async function run(values: Record<string, string | boolean | undefined>): Promis
     if (tty) process.stdout.write('\n');
     process.exit(0);
   };
-  process.once('SIGINT', () => void stop('SIGINT'));
-  process.once('SIGTERM', () => void stop('SIGTERM'));
+  // A shutdown that fails still ends the process, with the reason and a non-zero code.
+  const stopOrFail = (signal: string) =>
+    stop(signal).catch((err: unknown) => {
+      log.error('shutdown failed', { error: (err as Error).message });
+      process.exit(1);
+    });
+  process.once('SIGINT', () => void stopOrFail('SIGINT'));
+  process.once('SIGTERM', () => void stopOrFail('SIGTERM'));
 }
 
 export async function main(argv: string[]): Promise<number> {

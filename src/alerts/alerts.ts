@@ -126,6 +126,7 @@ export class AlertEngine {
     const tickMs = this.#o.tickMs ?? 5000;
     if (tickMs > 0) this.#timers.push(setInterval(() => this.evaluate(), tickMs));
     const certMs = this.#o.certificateCheckMs ?? 600_000;
+    // checkCertificates never rejects: a failed check is logged.
     if (certMs > 0) this.#timers.push(setInterval(() => void this.checkCertificates(), certMs));
     for (const t of this.#timers) t.unref();
     void this.checkCertificates();
@@ -207,6 +208,7 @@ export class AlertEngine {
       return;
     }
     this.#rules.set(name, { rule, windows: new Map(), firing: new Map() });
+    // Never rejects (a failed check is logged); the rule's update does not wait for it.
     if (rule.kind === 'certificateExpiry' && rule.enabled && this.#unsubscribe !== undefined) void this.checkCertificates();
   }
 

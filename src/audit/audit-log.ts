@@ -161,6 +161,7 @@ export class AuditLog {
     this.#refusalTimer = setInterval(() => this.#enqueueAuth(this.#refusals.drain(this.clock.now())), this.#refusals.intervalMs);
     this.#refusalTimer.unref();
     if (this.#retentionMs > 0) {
+      // prune and flush never reject: a failure is logged (and a flush's entries stay queued).
       this.#pruneTimer = setInterval(() => void this.prune(), this.#pruneIntervalMs);
       this.#pruneTimer.unref();
       void this.prune();

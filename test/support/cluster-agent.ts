@@ -26,7 +26,7 @@ async function openDevice(a: Args): Promise<unknown> {
   const name = String(a.name);
   const Transport = transports[(a.transport as keyof typeof transports | undefined) ?? 'mqtt'];
   const client = deviceSdk.Client.fromConnectionString(String(a.connectionString), Transport);
-  if (typeof a.cert === 'string') client.setOptions({ cert: a.cert, key: String(a.key) });
+  if (typeof a.cert === 'string') await client.setOptions({ cert: a.cert, key: String(a.key) });
   // A client that must not come back on its own (the test watches its session end) gives up at once.
   if (a.retry === false) client.setRetryPolicy(new NoRetry());
   client.on('message', (msg) => {

@@ -122,6 +122,7 @@ export class MethodService {
       sub.unsubscribe();
       done();
     };
+    // wait only resolves (a claim, the timeout, or cancel itself).
     void wait.then(cancel);
     return { wait, cancel };
   }

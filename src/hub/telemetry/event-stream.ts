@@ -233,6 +233,7 @@ export class EventStream {
       closed: this.#stopped,
     };
     if (!sub.closed) this.#subscribers.add(sub);
+    // Never rejects: a failed replay ends that subscriber with its error.
     if (!sub.live && !sub.closed) void this.#replay(sub, opts.ready);
     return {
       close: () => {
@@ -246,6 +247,7 @@ export class EventStream {
   /** Starts retention: a prune now and every minute. */
   start(): void {
     if (this.#timer !== undefined || this.#stopped) return;
+    // prune never rejects: a failure is logged.
     this.#timer = setInterval(() => void this.prune(), PRUNE_INTERVAL_MS);
     this.#timer.unref();
     void this.prune();

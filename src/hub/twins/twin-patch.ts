@@ -57,7 +57,6 @@ function walk(obj: JsonObject, path: string, depth: number): void {
 function checkKey(key: string, path: string): void {
   if (key.length === 0) throw invalid(`${path} has an empty key.`);
   if (Buffer.byteLength(key, 'utf8') > MAX_KEY_BYTES) throw invalid(`A key in ${path} is longer than ${MAX_KEY_BYTES} bytes.`);
-  // eslint-disable-next-line no-control-regex
   if (/[.$ \u0000-\u001f\u007f]/.test(key)) {
     throw invalid(`The key '${printable(key)}' in ${path} contains '.', '$', a space or a control character.`);
   }

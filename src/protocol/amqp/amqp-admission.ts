@@ -13,12 +13,15 @@
  * Once authenticated the slot is freed and the guard lifts its pre-authentication bounds.
  * Every connection closed here is reported with its reason (log and metric).
  */
+import type { X509Certificate } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Connection, Container } from 'rhea';
 import type { WebSocket } from 'ws';
 import { AddressSlots, type ConnectionRefusals, type RefusalReason } from '../../access/connection-caps.js';
 import { boundRheaDecoder } from './decoder-bounds.js';
 import { FrameGuard, type FrameGuardLimits } from './frame-guard.js';
+import { peerChain } from '../transport/peer.js';
 
 /** A C2D message is at most 64 KiB; frames carry it with its properties. */
 export const MAX_FRAME_SIZE = 256 * 1024;
@@ -72,6 +75,30 @@ type Phase =
   | { kind: 'closed' };
 
 type Transport = 'amqp' | 'amqp-ws';
+
+/**
+ * What a listener knows of a connection's peer: what the TLS socket gave (address, TLS version,
+ * client certificate), or what a test says for an in-memory stream.
+ */
+export interface AmqpPeer {
+  transport: Transport;
+  remoteAddress: string;
+  tlsVersion: string | undefined;
+  /** The certificates the client presented, leaf first; read only when a device link needs them. */
+  chain(): X509Certificate[] | undefined;
+}
+
+/** The peer of a TLS socket (AMQPS, or the HTTPS socket under an AMQP WebSocket). */
+export function tlsAmqpPeer(socket: TLSSocket, transport: Transport): AmqpPeer {
+  return { transport, remoteAddress: socket.remoteAddress ?? '', tlsVersion: socket.getProtocol() ?? undefined, chain: () => peerChain(socket) };
+}
+
+/** The rhea connection option that carries the peer to the server's connection_open (see AmqpServer). */
+export interface AmqpConnectionTag {
+  gatehouse_peer: AmqpPeer;
+  /** What the connection's backpressure is registered under: the stream, or the TLS socket under a WebSocket. */
+  gatehouse_stream: object;
+}
 
 /** One connection on its way in. */
 class Admission {
@@ -162,15 +189,15 @@ function accept(conn: Connection, socket: unknown): void {
 export class AmqpAdmission {
   readonly #admissions = new WeakMap<Connection, Admission>();
   readonly #slots: Record<Transport, AddressSlots>;
-  /** Live AMQPS sockets, for closeAll. */
-  readonly sockets = new Set<TLSSocket>();
+  /** Live streams given to `handle` (AMQPS sockets), for closeAll. */
+  readonly sockets = new Set<Duplex>();
 
   constructor(
     private readonly container: Container,
     private readonly limits: AmqpAdmissionLimits,
     private readonly refusals: ConnectionRefusals,
     /** Sees each admitted transport before rhea does (the output and read bounds hook in here). */
-    private readonly observe: { tls?(socket: TLSSocket): void; ws?(ws: WebSocket, tlsSocket: TLSSocket): void } = {},
+    private readonly observe: { stream?(stream: Duplex, peer: AmqpPeer): void; ws?(ws: WebSocket, tlsSocket: TLSSocket): void } = {},
   ) {
     // rhea decodes every frame the guard lets through: bound what its decoder builds from one.
     boundRheaDecoder();
@@ -189,29 +216,35 @@ export class AmqpAdmission {
       handshakeTimeout: this.limits.handshakeTimeoutMs,
     });
     // The access gate's watch adds the per-address cap and closes sockets whose handshake failed.
-    server.on('secureConnection', (socket: TLSSocket) => this.#acceptTls(socket));
+    server.on('secureConnection', (socket: TLSSocket) => this.handle(socket, tlsAmqpPeer(socket, 'amqp')));
     return server;
   }
 
-  #acceptTls(socket: TLSSocket): void {
-    const remote = socket.remoteAddress ?? '';
-    const release = this.#takeSlot('amqp', remote);
+  /**
+   * A connection on any byte stream: the AMQPS listener's TLS socket, or a test's in-memory pair
+   * (`peer` then says what the TLS socket would have). It takes an unauthenticated slot, and every
+   * chunk passes the guard before rhea reads it.
+   */
+  handle(stream: Duplex, peer: AmqpPeer): void {
+    const remote = peer.remoteAddress;
+    const release = this.#takeSlot(peer.transport, remote);
     if (release === undefined) {
-      socket.destroy();
+      stream.destroy();
       return;
     }
-    this.sockets.add(socket);
-    const conn = this.container.create_connection({ ...RHEA_OPTIONS, transport: 'tls', gatehouse_transport: 'amqp' } as never);
+    this.sockets.add(stream);
+    const tag: AmqpConnectionTag = { gatehouse_peer: peer, gatehouse_stream: stream };
+    const conn = this.container.create_connection({ ...RHEA_OPTIONS, ...tag } as never);
     // With an error: rhea learns of a socket's end through 'error' or 'end', never 'close'.
-    const admission = this.#admit(conn, 'amqp', remote, release, () => socket.destroy(new Error('closed by the hub')));
-    socket.on('data', (chunk: Buffer) => admission.feed(chunk));
-    socket.once('close', () => {
-      this.sockets.delete(socket);
+    const admission = this.#admit(conn, peer.transport, remote, release, () => stream.destroy(new Error('closed by the hub')));
+    stream.on('data', (chunk: Buffer) => admission.feed(chunk));
+    stream.once('close', () => {
+      this.sockets.delete(stream);
       admission.closed();
     });
-    this.observe.tls?.(socket);
+    this.observe.stream?.(stream, peer);
     // After the guard's listener, so it sees every chunk before rhea does.
-    accept(conn, socket);
+    accept(conn, stream);
   }
 
   /** An upgraded WebSocket (subprotocol AMQPWSB10) from the HTTPS server. */
@@ -222,12 +255,8 @@ export class AmqpAdmission {
       ws.terminate();
       return;
     }
-    const conn = this.container.create_connection({
-      ...RHEA_OPTIONS,
-      gatehouse_transport: 'amqp-ws',
-      gatehouse_peer: { remote, tls: tlsSocket.getProtocol() ?? undefined },
-      gatehouse_socket: tlsSocket,
-    } as never);
+    const tag: AmqpConnectionTag = { gatehouse_peer: tlsAmqpPeer(tlsSocket, 'amqp-ws'), gatehouse_stream: tlsSocket };
+    const conn = this.container.create_connection({ ...RHEA_OPTIONS, ...tag } as never);
     const admission = this.#admit(conn, 'amqp-ws', remote, release, () => ws.terminate());
     ws.once('close', () => admission.closed());
     this.observe.ws?.(ws, tlsSocket);

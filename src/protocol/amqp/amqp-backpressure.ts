@@ -13,10 +13,12 @@
  *   (device-session.ts), so what a client that does not read gets answered is one answer past
  *   the mark, not every request it sent.
  */
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import type { WebSocket } from 'ws';
 import { DEFAULT_OUTPUT_LIMITS, OutputBound, ReadGate, type OutputLimits } from '../transport/backpressure.js';
+import type { AmqpPeer } from './amqp-admission.js';
 
 /** Operations in flight on one connection above which it stops reading until half of them are done. */
 export const MAX_AMQP_WORK_IN_FLIGHT = 64;
@@ -69,11 +71,11 @@ function afterEach(target: object, method: 'write' | 'send', after: () => void):
   };
 }
 
-/** AMQPS: the TLS socket rhea reads and writes; over the cap it is destroyed (rhea learns through 'error'). */
-export function tlsBackpressure(socket: TLSSocket, logger: Logger, limits: OutputLimits = DEFAULT_OUTPUT_LIMITS): AmqpBackpressure {
+/** AMQPS (or any stream rhea reads and writes): over the cap it is destroyed (rhea learns through 'error'). */
+export function streamBackpressure(socket: Duplex, peer: Pick<AmqpPeer, 'transport' | 'remoteAddress'>, logger: Logger, limits: OutputLimits = DEFAULT_OUTPUT_LIMITS): AmqpBackpressure {
   const gate = new ReadGate(socket);
   const output = new OutputBound({ pendingBytes: () => socket.writableLength, onceDrained: (fn) => socket.once('drain', fn) }, gate, limits, (reason) => {
-    logger.warn({ event: 'amqp.closed', protocol: 'amqp', remote: socket.remoteAddress, reason }, 'AMQP connection closed');
+    logger.warn({ event: 'amqp.closed', protocol: peer.transport, remote: peer.remoteAddress, reason }, 'AMQP connection closed');
     socket.destroy(new Error(reason));
   });
   afterEach(socket, 'write', () => output.check());

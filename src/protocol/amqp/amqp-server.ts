@@ -10,6 +10,7 @@
  * Every refusal names an AMQP error condition and closes only that link or connection.
  */
 import type { X509Certificate } from 'node:crypto';
+import type { Duplex } from 'node:stream';
 import type { Server as TlsServer, TLSSocket } from 'node:tls';
 import type { Logger } from 'pino';
 import rhea, { type Connection, type Container, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
@@ -23,14 +24,13 @@ import { authorize } from '../../access/access.js';
 import type { DataAction } from '../../access/roles.js';
 import type { Right } from '../../core/types.js';
 import { ServiceLinks, type ServiceLinkDeps } from './service-links.js';
-import { AmqpAdmission, DEFAULT_AMQP_ADMISSION, type AmqpAdmissionLimits, type AmqpTlsOptions } from './amqp-admission.js';
+import { AmqpAdmission, DEFAULT_AMQP_ADMISSION, type AmqpAdmissionLimits, type AmqpConnectionTag, type AmqpPeer, type AmqpTlsOptions } from './amqp-admission.js';
 import type { ConnectionRefusals } from '../../access/connection-caps.js';
 import type { WebSocket } from 'ws';
 import { AmqpDeviceSession, parseDeviceAddress, type DeviceLinkDeps, type DeviceLinkKind } from './device-session.js';
 import { identityKey } from '../../hub/connections.js';
 import { claimedBy } from './cbs-claim.js';
-import { peerChain } from '../transport/peer.js';
-import { UNWATCHED, tlsBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
+import { UNWATCHED, streamBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
 
@@ -64,8 +64,8 @@ interface ConnState {
   devices: Map<string, { session: AmqpDeviceSession; timer: NodeJS.Timeout | undefined }>;
   /** Device tokens put on $cbs before the first link: identity key -> token. */
   deviceTokens: Map<string, string>;
-  /** The TLS socket (AMQPS) for the client certificate; undefined over WebSocket without one. */
-  socket: TLSSocket | undefined;
+  /** The client's certificates, leaf first (from the TLS socket under the connection). */
+  chain: AmqpPeer['chain'];
   /** Its read and output bounds (amqp-backpressure.ts). */
   pressure: ConnectionPressure;
 }
@@ -77,14 +77,14 @@ export class AmqpServer {
   readonly #service: ServiceLinks;
   readonly #connections = new Set<Connection>();
   readonly #admission: AmqpAdmission;
-  /** Each connection's read and output bounds, by the TLS socket under it. */
-  readonly #backpressure = new WeakMap<TLSSocket, ConnectionPressure>();
+  /** Each connection's read and output bounds, by its stream (the TLS socket under a WebSocket). */
+  readonly #backpressure = new WeakMap<object, ConnectionPressure>();
 
   constructor(private readonly deps: AmqpDeps) {
     this.container = rhea.create_container({ id: `gatehouse-${deps.hostname()}`, autoaccept: false });
     this.#service = new ServiceLinks(deps, deps.logger);
     this.#admission = new AmqpAdmission(this.container, deps.admission ?? DEFAULT_AMQP_ADMISSION, deps.refusals, {
-      tls: (socket) => this.#backpressure.set(socket, tlsBackpressure(socket, deps.logger)),
+      stream: (stream, peer) => this.#backpressure.set(stream, streamBackpressure(stream, peer, deps.logger)),
       ws: (ws, tlsSocket) => this.#backpressure.set(tlsSocket, webSocketBackpressure(ws, tlsSocket, deps.logger)),
     });
     const c = this.container;
@@ -114,6 +114,14 @@ export class AmqpServer {
     return this.#admission.createTlsServer(tls);
   }
 
+  /**
+   * A connection on any byte stream, with what its TLS socket would say of the peer: the AMQPS
+   * listener's path, and a test's in-memory one.
+   */
+  handle(stream: Duplex, peer: AmqpPeer): void {
+    this.#admission.handle(stream, peer);
+  }
+
   /** An upgraded WebSocket (subprotocol AMQPWSB10) from the HTTPS server. */
   acceptWebSocket(ws: WebSocket, tlsSocket: TLSSocket): void {
     this.#admission.acceptWebSocket(ws, tlsSocket);
@@ -141,19 +149,13 @@ export class AmqpServer {
 
   #onOpen(ctx: EventContext): void {
     const conn = ctx.connection;
-    const options = (conn as unknown as { options: Record<string, unknown> }).options;
-    const transport = options.gatehouse_transport === 'amqp-ws' ? 'amqp-ws' : 'amqp';
-    let peer: PeerContext;
-    if (transport === 'amqp-ws') {
-      const p = options.gatehouse_peer as { remote: string; tls?: string } | undefined;
-      peer = { remote: p?.remote ?? '', protocol: 'amqp-ws', tls: p?.tls };
-    } else {
-      const socket = conn.get_tls_socket() as TLSSocket | undefined;
-      peer = { remote: socket?.remoteAddress ?? '', protocol: 'amqp', tls: socket?.getProtocol() ?? undefined };
-    }
-    const socket = transport === 'amqp' ? (conn.get_tls_socket() as TLSSocket | undefined) : ((options.gatehouse_socket as TLSSocket | undefined) ?? undefined);
-    const pressure = (socket === undefined ? undefined : this.#backpressure.get(socket)) ?? UNWATCHED;
-    this.#state.set(conn, { conn, peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), socket, pressure });
+    // Every connection the admission accepted carries its peer (amqp-admission.ts).
+    const tag = (conn as unknown as { options: Partial<AmqpConnectionTag> }).options;
+    const from = tag.gatehouse_peer;
+    const peer: PeerContext = { remote: from?.remoteAddress ?? '', protocol: from?.transport ?? 'amqp', tls: from?.tlsVersion };
+    const chain = from === undefined ? () => undefined : () => from.chain();
+    const pressure = (tag.gatehouse_stream === undefined ? undefined : this.#backpressure.get(tag.gatehouse_stream)) ?? UNWATCHED;
+    this.#state.set(conn, { conn, peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), chain, pressure });
     this.#connections.add(conn);
     this.#admission.opened(conn);
   }
@@ -197,7 +199,7 @@ export class AmqpServer {
     if (st === undefined) return receiver.close({ condition: 'amqp:internal-error', description: 'no connection state' });
     if (address === '$cbs') return;
     const dev = parseDeviceAddress(address);
-    if (dev !== undefined) return void this.#attachDevice(st, receiver, 'in', dev, address);
+    if (dev !== undefined) return this.#attachDeviceOrRefuse(st, receiver, 'in', dev, address);
     if (address.toLowerCase() === '/messages/devicebound') {
       const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/send', ['ServiceConnect'], 'attach');
       if (refusal !== undefined) return this.#refuseLink(receiver, st, address, refusal);
@@ -218,7 +220,7 @@ export class AmqpServer {
       return;
     }
     const dev = parseDeviceAddress(address);
-    if (dev !== undefined) return void this.#attachDevice(st, sender, 'out', dev, address);
+    if (dev !== undefined) return this.#attachDeviceOrRefuse(st, sender, 'out', dev, address);
     const lower = address.toLowerCase();
     if (lower === '/messages/servicebound/feedback' || lower === '/messages/servicebound/filenotifications') {
       const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/feedback', ['ServiceConnect'], 'attach');
@@ -413,6 +415,22 @@ export class AmqpServer {
     return session;
   }
 
+  /**
+   * rhea's attach event cannot wait for #attachDevice: what fails inside it (the store behind the
+   * gate) refuses that link and is logged. Dropped, the rejection was unhandled, which ends the
+   * process.
+   */
+  #attachDeviceOrRefuse(st: ConnState, link: Link, direction: 'in' | 'out', dev: { deviceId: string; moduleId: string | null; kind: DeviceLinkKind }, address: string): void {
+    this.#attachDevice(st, link, direction, dev, address).catch((err: unknown) => {
+      this.deps.logger.error({ err, event: 'amqp.attach-failed', protocol: st.peer.protocol, remote: st.peer.remote, address: address.slice(0, 200) }, 'AMQP device link attach failed');
+      try {
+        link.close({ condition: 'amqp:internal-error', description: 'The link could not be attached.' });
+      } catch {
+        // already closed
+      }
+    });
+  }
+
   /** A device link: the identity must be proven on this connection (CBS token, or now by the client certificate). */
   async #attachDevice(st: ConnState, link: Link, direction: 'in' | 'out', dev: { deviceId: string; moduleId: string | null; kind: DeviceLinkKind }, address: string): Promise<void> {
     const key = identityKey(dev.deviceId, dev.moduleId);
@@ -421,7 +439,7 @@ export class AmqpServer {
       // A device proven on this connection reaching for another device's address.
       const proven = [...st.devices.values()].find((d) => !d.session.closed)?.session.identity;
       if (proven !== undefined) return this.#crossDevice(st, link, address, proven);
-      const chain = st.socket === undefined ? undefined : peerChain(st.socket);
+      const chain = st.chain();
       // Without a token or a certificate too: the gate refuses and records it, as a CONNECT without credentials.
       const result = await this.deps.gate.authenticate({ deviceId: dev.deviceId, moduleId: dev.moduleId, sasToken: undefined, peerChain: chain }, st.peer);
       if (!result.ok) {

@@ -240,6 +240,7 @@ export class AmqpDeviceSession implements LiveSession {
       return;
     }
     this.#pumping = true;
+    // Never rejects: #pumpC2d catches what fails inside it.
     void this.#pumpC2d().finally(() => {
       this.#pumping = false;
       if (this.#again) {
@@ -273,6 +274,7 @@ export class AmqpDeviceSession implements LiveSession {
       delivery.accept();
       this.deps.pressure.begin();
       this.#twinRequests.push(m);
+      // Never rejects: a failed answer closes this session inside the loop.
       if (!this.#twinBusy) void this.#handleTwinRequests();
       return;
     }
@@ -378,41 +380,47 @@ export class AmqpDeviceSession implements LiveSession {
   // ---- C2D ---------------------------------------------------------------------------------
 
   async #pumpC2d(): Promise<void> {
-    const out = this.links.get('c2d')?.out;
-    if (out === undefined || this.#closed) return;
-    // rhea computes the credit from the client's flow as sent: a credit that is not a whole number
-    // (a double, a string) is no credit. The fuzzer's flow made the hub ask its store for NaN messages.
-    const credit = Number((out as unknown as { credit: unknown }).credit);
-    const room = Math.min(this.deps.c2dInFlight - this.#c2dInflight.size, Number.isFinite(credit) ? Math.floor(credit) : 0);
-    if (room <= 0) return;
-    let messages;
     try {
-      messages = await this.deps.c2d.lockNext(this.deviceId, room, this.deps.c2dLockMs, 'session');
-    } catch (err) {
-      this.deps.logger.error({ err, deviceId: this.deviceId }, 'C2D lock failed');
-      return;
-    }
-    for (const m of messages) {
-      if (m.lockToken === null) continue;
-      if (this.#closed || !out.sendable()) {
-        void this.deps.c2d.abandon(this.deviceId, m.lockToken).catch(() => undefined);
-        continue;
+      const out = this.links.get('c2d')?.out;
+      if (out === undefined || this.#closed) return;
+      // rhea computes the credit from the client's flow as sent: a credit that is not a whole number
+      // (a double, a string) is no credit. The fuzzer's flow made the hub ask its store for NaN messages.
+      const credit = Number((out as unknown as { credit: unknown }).credit);
+      const room = Math.min(this.deps.c2dInFlight - this.#c2dInflight.size, Number.isFinite(credit) ? Math.floor(credit) : 0);
+      if (room <= 0) return;
+      let messages;
+      try {
+        messages = await this.deps.c2d.lockNext(this.deviceId, room, this.deps.c2dLockMs, 'session');
+      } catch (err) {
+        this.deps.logger.error({ err, deviceId: this.deviceId }, 'C2D lock failed');
+        return;
       }
-      const delivery = out.send({
-        message_id: m.messageId,
-        to: m.to,
-        ...(m.correlationId === null ? {} : { correlation_id: m.correlationId }),
-        ...(m.userId === null ? {} : { user_id: m.userId }),
-        ...(m.expiryTime === null ? {} : { absolute_expiry_time: new Date(m.expiryTime) }),
-        ...(m.contentType === null ? {} : { content_type: m.contentType }),
-        ...(m.contentEncoding === null ? {} : { content_encoding: m.contentEncoding }),
-        delivery_count: m.deliveryCount - 1,
-        application_properties: { ...m.properties, ...(m.ack === 'none' ? {} : { 'iothub-ack': m.ack }) },
-        body: rhea.message.data_section(m.body),
-      });
-      this.#c2dInflight.set(delivery, m.lockToken);
+      for (const m of messages) {
+        if (m.lockToken === null) continue;
+        if (this.#closed || !out.sendable()) {
+          void this.deps.c2d.abandon(this.deviceId, m.lockToken).catch(() => undefined);
+          continue;
+        }
+        const delivery = out.send({
+          message_id: m.messageId,
+          to: m.to,
+          ...(m.correlationId === null ? {} : { correlation_id: m.correlationId }),
+          ...(m.userId === null ? {} : { user_id: m.userId }),
+          ...(m.expiryTime === null ? {} : { absolute_expiry_time: new Date(m.expiryTime) }),
+          ...(m.contentType === null ? {} : { content_type: m.contentType }),
+          ...(m.contentEncoding === null ? {} : { content_encoding: m.contentEncoding }),
+          delivery_count: m.deliveryCount - 1,
+          application_properties: { ...m.properties, ...(m.ack === 'none' ? {} : { 'iothub-ack': m.ack }) },
+          body: rhea.message.data_section(m.body),
+        });
+        this.#c2dInflight.set(delivery, m.lockToken);
+      }
+      if (messages.length === room) this.#again = true;
+    } catch (err) {
+      // What rhea could not send: this session goes, not the process (a rejection nobody handles ends it).
+      this.deps.logger.error({ err, deviceId: this.deviceId }, 'C2D delivery failed');
+      this.close('C2D delivery failed');
     }
-    if (messages.length === room) this.#again = true;
   }
 
   /** The device settled a C2D delivery. */

@@ -24,6 +24,7 @@ export class C2dPump {
       return;
     }
     this.#running = true;
+    // Never rejects: #pump catches what fails inside it (no extra promise per PUBACK).
     void this.#pump().finally(() => {
       this.#running = false;
       if (this.#again) {
@@ -34,51 +35,58 @@ export class C2dPump {
   }
 
   async #pump(): Promise<void> {
-    const c2d = this.conn.deps.c2d;
-    const id = this.conn.identity;
-    if (c2d === undefined || id === undefined) return;
-    const room = this.conn.deps.limits.c2dInFlight - this.#inFlight.size;
-    if (room <= 0) return;
-    let messages: C2dMessage[];
     try {
-      messages = await c2d.lockNext(id.deviceId, room, this.conn.deps.limits.c2dLockMs, 'session');
-    } catch (err) {
-      this.conn.deps.logger.error({ err, deviceId: id.deviceId }, 'C2D lock failed');
-      return;
-    }
-    for (const m of messages) {
-      if (this.#stopped || m.lockToken === null) {
-        if (m.lockToken !== null) void c2d.abandon(id.deviceId, m.lockToken).catch(() => undefined);
-        continue;
+      const c2d = this.conn.deps.c2d;
+      const id = this.conn.identity;
+      if (c2d === undefined || id === undefined) return;
+      const room = this.conn.deps.limits.c2dInFlight - this.#inFlight.size;
+      if (room <= 0) return;
+      let messages: C2dMessage[];
+      try {
+        messages = await c2d.lockNext(id.deviceId, room, this.conn.deps.limits.c2dLockMs, 'session');
+      } catch (err) {
+        this.conn.deps.logger.error({ err, deviceId: id.deviceId }, 'C2D lock failed');
+        return;
       }
-      const packetId = this.#allocate();
-      this.#inFlight.set(packetId, m.lockToken);
-      const bag = buildPropertyBag(
-        [
-          ['$.mid', m.messageId],
-          ['$.to', m.to],
-          ['$.cid', m.correlationId],
-          ['$.uid', m.userId],
-          ['$.exp', m.expiryTime],
-          ['$.ct', m.contentType],
-          ['$.ce', m.contentEncoding],
-          // Azure puts the acknowledgement mode in the bag only when the sender asked for one;
-          // the Node SDK turns every key it does not know into an application property.
-          ['iothub-ack', m.ack === 'none' ? null : m.ack],
-        ],
-        m.properties,
-      );
-      this.conn.send({
-        cmd: 'publish',
-        topic: `devices/${id.deviceId}/messages/devicebound/${bag}`,
-        payload: m.body,
-        qos: 1,
-        messageId: packetId,
-        retain: false,
-        dup: m.deliveryCount > 1,
-      });
+      for (const m of messages) {
+        if (this.#stopped || m.lockToken === null) {
+          if (m.lockToken !== null) void c2d.abandon(id.deviceId, m.lockToken).catch(() => undefined);
+          continue;
+        }
+        const packetId = this.#allocate();
+        this.#inFlight.set(packetId, m.lockToken);
+        const bag = buildPropertyBag(
+          [
+            ['$.mid', m.messageId],
+            ['$.to', m.to],
+            ['$.cid', m.correlationId],
+            ['$.uid', m.userId],
+            ['$.exp', m.expiryTime],
+            ['$.ct', m.contentType],
+            ['$.ce', m.contentEncoding],
+            // Azure puts the acknowledgement mode in the bag only when the sender asked for one;
+            // the Node SDK turns every key it does not know into an application property.
+            ['iothub-ack', m.ack === 'none' ? null : m.ack],
+          ],
+          m.properties,
+        );
+        this.conn.send({
+          cmd: 'publish',
+          topic: `devices/${id.deviceId}/messages/devicebound/${bag}`,
+          payload: m.body,
+          qos: 1,
+          messageId: packetId,
+          retain: false,
+          dup: m.deliveryCount > 1,
+        });
+      }
+      if (messages.length === room) this.#again = true;
+    } catch (err) {
+      // A message the broker cannot send (mqtt-packet throws on what it cannot encode): this
+      // connection goes, not the process (a rejection nobody handles ends it).
+      this.conn.deps.logger.error({ err, deviceId: this.conn.deviceId }, 'C2D delivery failed');
+      this.conn.close('C2D delivery failed');
     }
-    if (messages.length === room) this.#again = true;
   }
 
   #allocate(): number {

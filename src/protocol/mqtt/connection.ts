@@ -148,6 +148,7 @@ export class MqttConnection implements LiveSession {
     }
     const declared = (this.#parser as unknown as { packet?: { length?: number } }).packet?.length ?? -1;
     if (declared > MAX_PACKET_BYTES) return this.close(`packet of ${declared} bytes exceeds ${MAX_PACKET_BYTES}`);
+    // Never rejects: a handler's failure closes this connection inside the loop.
     if (!this.#handling && this.#backlog.length > 0) void this.#handleBacklog();
   }
 

@@ -1,0 +1,81 @@
+/**
+ * The device protocols' cores, wired to a prepared hub's services: the MQTT broker and the AMQP
+ * server. Neither listens: `startHub` hands them its TLS and WebSocket listeners' streams, and the
+ * tests' in-memory harness (test/support/protocol-harness.ts) hands them one end of a stream pair,
+ * so a packet-level test runs the same wiring without a hub process or a socket.
+ */
+import type { Logger } from 'pino';
+import type { Clock } from './core/clock.js';
+import type { PreparedHub } from './hub.js';
+import { AmqpServer } from './protocol/amqp/amqp-server.js';
+import { MqttBroker } from './protocol/mqtt/broker.js';
+import { DEFAULT_BROKER_LIMITS } from './protocol/mqtt/broker-deps.js';
+import { sessionStateRecorder } from './hub/session-state.js';
+import { FeedbackQueue } from './hub/c2d/feedback-queue.js';
+
+export interface ProtocolEndpoints {
+  broker: MqttBroker;
+  amqp: AmqpServer;
+}
+
+export function createProtocolEndpoints(prepared: PreparedHub, logger: Logger, clock: Clock): ProtocolEndpoints {
+  const { config, store, services, connectionCaps } = prepared;
+  const sessionState = sessionStateRecorder(store, services.securityEvents, clock);
+  const broker = new MqttBroker({
+    hostname: () => config.hostname,
+    authenticator: services.gate,
+    connections: services.connections,
+    sessions: store.sessions,
+    telemetry: services.telemetry,
+    twins: services.twins,
+    methods: services.methods,
+    c2d: services.c2d,
+    clock,
+    logger: logger.child({ component: 'mqtt' }),
+    limits: { ...DEFAULT_BROKER_LIMITS, connectTimeoutMs: config.mqttConnectTimeout * 1000 },
+    dps: services.dps,
+    onConnected(conn) {
+      sessionState.connected(conn);
+    },
+    onActivity(conn) {
+      sessionState.active(conn);
+    },
+    onDisconnected(conn, wasCurrent) {
+      sessionState.disconnected(conn, wasCurrent);
+    },
+  });
+  // AMQP 1.0: the service client's C2D and feedback, and device sessions, on TLS and WebSocket.
+  const amqp = new AmqpServer({
+    hostname: () => config.hostname,
+    gate: services.gate,
+    clock,
+    logger: logger.child({ component: 'amqp' }),
+    c2d: services.c2d,
+    // One feedback queue for the cluster: each batch goes to one receiver on any node.
+    feedback: new FeedbackQueue({
+      counters: store.counters,
+      meta: store,
+      readFeedback: (after, limit) => services.c2d.readFeedback(after, limit),
+      clock,
+      lockMs: config.feedbackLockSeconds * 1000,
+    }),
+    connections: services.connections,
+    telemetry: services.telemetry,
+    twins: services.twins,
+    methods: services.methods,
+    maxMessageBytes: DEFAULT_BROKER_LIMITS.maxMessageBytes,
+    c2dInFlight: DEFAULT_BROKER_LIMITS.c2dInFlight,
+    c2dLockMs: DEFAULT_BROKER_LIMITS.c2dLockMs,
+    onConnected: (s) => sessionState.connected(s),
+    onDisconnected: (s, current) => sessionState.disconnected(s, current),
+    admission: {
+      handshakeTimeoutMs: config.tlsHandshakeTimeout * 1000,
+      openTimeoutMs: config.amqpOpenTimeout * 1000,
+      authTimeoutMs: config.amqpAuthTimeout * 1000,
+      maxUnauthenticated: config.amqpMaxUnauthenticated,
+      maxUnauthenticatedPerAddress: config.amqpMaxUnauthenticatedPerAddress,
+    },
+    refusals: connectionCaps.refusals,
+  });
+  return { broker, amqp };
+}
