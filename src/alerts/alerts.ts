@@ -369,6 +369,7 @@ export class AlertEngine {
     if (sharing?.claims !== true || !WINDOWED_KINDS.has(s.rule.kind)) return this.#fired(s, key, firing);
     // In a cluster another node may cross the same threshold now: the store picks one to fire.
     firing.follower = true;
+    // Never rejects: a failed claim is logged, and this node stays a follower.
     void sharing.claim(s.rule.name, key, firing.id, 2 * (s.rule.windowSeconds ?? 60) * 1000).then(
       (winner) => {
         if (winner !== firing.id || s.firing.get(key) !== firing) return;
@@ -408,6 +409,7 @@ export class AlertEngine {
     s.firing.delete(key);
     // The node that fired it resolves it; a follower only forgets it.
     if (firing.follower === true) return;
+    // A release that fails leaves the claim to lapse after twice the window.
     if (this.#o.sharing?.claims === true) void this.#o.sharing.release(s.rule.name, key, firing.id).catch(() => undefined);
     const now = this.#o.clock.now();
     const payload = this.#payload(s.rule, key, firing, 'resolved', value, now, why);

@@ -147,6 +147,7 @@ export class ServiceLinks {
 
   #settleInStore(token: string, outcome: 'accepted' | 'released' | 'rejected'): void {
     const q = this.deps.feedback;
+    // Never rejects: a store failure is logged (the batch's lock lapses and it goes out again).
     void (outcome === 'released' ? q.release(token) : q.complete(token))
       .then((held) => {
         if (!held) this.logger.warn({ event: 'c2d.feedback-lock-lost', outcome }, 'a feedback batch was settled after its lock lapsed; it was handed out again');
@@ -159,6 +160,7 @@ export class ServiceLinks {
     for (const sender of this.#feedbackLinks) {
       if (this.#inflight.has(sender) || this.#claiming.has(sender) || !sender.sendable()) continue;
       this.#claiming.add(sender);
+      // Never rejects: a failure is logged and the next poll tries again.
       void this.#next(sender)
         .catch((err: unknown) => this.logger.error({ err }, 'feedback delivery failed'))
         .finally(() => this.#claiming.delete(sender));
