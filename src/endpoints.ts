@@ -12,6 +12,7 @@ import { EventHubEndpoint } from './protocol/amqp/eventhub-endpoint.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS } from './protocol/mqtt/broker-deps.js';
 import { sessionStateRecorder } from './hub/session-state.js';
+import { FeedbackQueue } from './hub/c2d/feedback-queue.js';
 
 export interface ProtocolEndpoints {
   broker: MqttBroker;
@@ -51,7 +52,14 @@ export function createProtocolEndpoints(prepared: PreparedHub, logger: Logger, c
     clock,
     logger: logger.child({ component: 'amqp' }),
     c2d: services.c2d,
-    meta: store,
+    // One feedback queue for the cluster: each batch goes to one receiver on any node.
+    feedback: new FeedbackQueue({
+      counters: store.counters,
+      meta: store,
+      readFeedback: (after, limit) => services.c2d.readFeedback(after, limit),
+      clock,
+      lockMs: config.feedbackLockSeconds * 1000,
+    }),
     connections: services.connections,
     telemetry: services.telemetry,
     twins: services.twins,

@@ -27,6 +27,7 @@ import { DeviceAuthenticator } from './auth/device-authenticator.js';
 import { CaCertificates } from './pki/ca-certificates.js';
 import { CertificateAuthority } from './pki/authority.js';
 import { EstService } from './dps/est.js';
+import { AlertSharing } from './alerts/alert-sharing.js';
 import { EventStream } from './hub/telemetry/event-stream.js';
 import type { MqttBroker } from './protocol/mqtt/broker.js';
 import type { DpsDeps, TelemetrySink } from './protocol/transport/device-ports.js';
@@ -173,6 +174,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       clock,
       logger: logger.child({ component: 'alerts' }),
       hub: config.hostname,
+      // Windows count every node's events; on NATS the store picks the one node that fires.
+      sharing: new AlertSharing(bus, config.natsUrl === undefined ? undefined : store.counters, clock),
     });
     const pkiLog = logger.child({ component: 'pki' });
     const authority = new CertificateAuthority(store, cas, clock, bus, {
@@ -239,6 +242,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
         allocator: new Allocator(() => linkedHubs),
         settings: effectiveDpsSettings(store, () => settings.current),
         throttle: new ProvisioningThrottle(clock, config.dpsRegistrationsPerMinute, store.counters),
+        operations: store.counters,
         log: (fields, msg) => dpsLog.info(fields, msg),
         // The provisioning service and the hub share one set of CA certificates (groups may reference its CAs).
         cas: {

@@ -44,6 +44,7 @@ function wrapped(inner: EventStore, o: { writeMs?: number; readMs?: number } = {
       return inner.readEvents(opts);
     },
     lastEventSeq: () => inner.lastEventSeq(),
+    committedHead: () => inner.committedHead(),
     pruneEvents: (opts) => inner.pruneEvents(opts),
   };
   return { store, stats };

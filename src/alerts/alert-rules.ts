@@ -263,3 +263,22 @@ export function alertSummary(rule: AlertRuleRecord, key: string, state: 'fired' 
     }
   }
 }
+
+/** What an alert's webhook receives, firing or resolved. */
+export type AlertPayload = {
+  alert: {
+    id: string;
+    rule: string;
+    kind: AlertRuleKind;
+    key: string;
+    state: 'fired' | 'resolved';
+    value: number;
+    threshold: number;
+    windowSeconds: number | null;
+    firedAt: string;
+    resolvedAt?: string;
+    hub: string;
+    summary: string;
+    details: JsonObject;
+  };
+};

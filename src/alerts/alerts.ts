@@ -23,10 +23,13 @@ import { HubError } from '../core/errors.js';
 import type { JsonObject } from '../core/json.js';
 import type { AlertRecord, AlertRuleKind, AlertRuleRecord, AlertStore } from '../store/alert-ports.js';
 import type { MetaStore } from '../store/ports.js';
-import { DEFAULT_RULES, HUB_KEY, MAX_RULES, WINDOWED_KINDS, alertSummary, parseRuleInput, ruleRecord, validateRuleName } from './alert-rules.js';
+import { type AlertPayload, DEFAULT_RULES, HUB_KEY, MAX_RULES, WINDOWED_KINDS, alertSummary, parseRuleInput, ruleRecord, validateRuleName } from './alert-rules.js';
 import { TimeWindow } from './time-window.js';
+import type { AlertSharing, RemoteCount } from './alert-sharing.js';
+
+export type { AlertPayload } from './alert-rules.js';
 import type { SecurityEvent, SecurityEvents } from '../core/security-events.js';
-import { deliverWebhook, DEFAULT_DELIVERY, type DeliveryPolicy, type FetchLike } from './webhook.js';
+import { deliverWebhook, originOf, DEFAULT_DELIVERY, type DeliveryPolicy, type FetchLike } from './webhook.js';
 
 const DAY_MS = 86_400_000;
 const HUB_KEY_CAP = 100_000;
@@ -59,6 +62,8 @@ export interface AlertEngineOptions {
   certificateCheckMs?: number;
   delivery?: DeliveryPolicy;
   fetch?: FetchLike;
+  /** The cluster's counts in every window, and one firing per alert (alert-sharing.ts). */
+  sharing?: AlertSharing;
 }
 
 interface Firing {
@@ -66,6 +71,8 @@ interface Firing {
   firedAt: number;
   value: number;
   details: JsonObject;
+  /** Another node fired it (or the claim is still out): this node neither notifies nor resolves it. */
+  follower?: boolean;
 }
 
 interface RuleState {
@@ -73,24 +80,6 @@ interface RuleState {
   windows: Map<string, TimeWindow>;
   firing: Map<string, Firing>;
 }
-
-export type AlertPayload = {
-  alert: {
-    id: string;
-    rule: string;
-    kind: AlertRuleKind;
-    key: string;
-    state: 'fired' | 'resolved';
-    value: number;
-    threshold: number;
-    windowSeconds: number | null;
-    firedAt: string;
-    resolvedAt?: string;
-    hub: string;
-    summary: string;
-    details: JsonObject;
-  };
-};
 
 const iso = (ms: number) => new Date(ms).toISOString();
 
@@ -131,7 +120,9 @@ export class AlertEngine {
       }
       state.firing.set(a.key, { id: a.id, firedAt: Date.parse(a.firedAt), value: a.value, details: a.details });
     }
-    this.#unsubscribe = this.#o.events.on((e) => this.#onEvent(e));
+    const local = this.#o.events.on((e) => this.#onEvent(e));
+    const remote = this.#o.sharing?.onRemote((c) => this.#onRemote(c));
+    this.#unsubscribe = () => (local(), remote?.(), this.#o.sharing?.stop());
     const tickMs = this.#o.tickMs ?? 5000;
     if (tickMs > 0) this.#timers.push(setInterval(() => this.evaluate(), tickMs));
     const certMs = this.#o.certificateCheckMs ?? 600_000;
@@ -258,10 +249,18 @@ export class AlertEngine {
     }
   }
 
-  #count(s: RuleState, key: string, n: number, details: JsonObject): void {
+  /** Events another node counted: into the same windows, without publishing them again. */
+  #onRemote(c: RemoteCount): void {
+    const s = this.#rules.get(c.rule);
+    if (s === undefined || !s.rule.enabled || !WINDOWED_KINDS.has(s.rule.kind) || !(c.n > 0)) return;
+    this.#count(s, c.key, c.n, c.details, Math.min(c.at, this.#o.clock.now()));
+  }
+
+  #count(s: RuleState, key: string, n: number, details: JsonObject, remoteAt?: number): void {
     const threshold = s.rule.threshold ?? 0;
     const windowMs = (s.rule.windowSeconds ?? 60) * 1000;
-    const now = this.#o.clock.now();
+    const now = remoteAt ?? this.#o.clock.now();
+    if (remoteAt === undefined) this.#o.sharing?.counted(s.rule.name, key, n, now, details);
     let w = s.windows.get(key);
     if (w === undefined) {
       if (s.windows.size >= MAX_KEYS_PER_RULE && !this.#makeRoom(s)) return;
@@ -269,7 +268,7 @@ export class AlertEngine {
       s.windows.set(key, w);
     }
     w.add(now, n, Math.max(threshold + 1, key === HUB_KEY ? HUB_KEY_CAP : IDENTITY_KEY_CAP));
-    const value = w.count(now, windowMs);
+    const value = w.count(this.#o.clock.now(), windowMs);
     if (value > threshold && !s.firing.has(key)) this.#fire(s, key, value, details);
   }
 
@@ -366,6 +365,23 @@ export class AlertEngine {
     const now = this.#o.clock.now();
     const firing: Firing = { id: randomUUID(), firedAt: now, value, details };
     s.firing.set(key, firing);
+    const sharing = this.#o.sharing;
+    if (sharing?.claims !== true || !WINDOWED_KINDS.has(s.rule.kind)) return this.#fired(s, key, firing);
+    // In a cluster another node may cross the same threshold now: the store picks one to fire.
+    firing.follower = true;
+    // Never rejects: a failed claim is logged, and this node stays a follower.
+    void sharing.claim(s.rule.name, key, firing.id, 2 * (s.rule.windowSeconds ?? 60) * 1000).then(
+      (winner) => {
+        if (winner !== firing.id || s.firing.get(key) !== firing) return;
+        firing.follower = false;
+        this.#fired(s, key, firing);
+      },
+      (err: unknown) => this.#o.logger.warn({ err, event: 'alerts.claim-failed', rule: s.rule.name }, 'could not claim an alert firing; another node may fire it'),
+    );
+  }
+
+  #fired(s: RuleState, key: string, firing: Firing): void {
+    const { firedAt: now, value, details } = firing;
     const payload = this.#payload(s.rule, key, firing, 'fired', value, undefined);
     const record: AlertRecord = {
       id: firing.id,
@@ -391,6 +407,10 @@ export class AlertEngine {
     const firing = s.firing.get(key);
     if (firing === undefined) return;
     s.firing.delete(key);
+    // The node that fired it resolves it; a follower only forgets it.
+    if (firing.follower === true) return;
+    // A release that fails leaves the claim to lapse after twice the window.
+    if (this.#o.sharing?.claims === true) void this.#o.sharing.release(s.rule.name, key, firing.id).catch(() => undefined);
     const now = this.#o.clock.now();
     const payload = this.#payload(s.rule, key, firing, 'resolved', value, now, why);
     this.#write(firing.id, async () => {
@@ -465,13 +485,5 @@ export class AlertEngine {
       () => undefined,
       (err: unknown) => this.#o.logger.error({ err, event: 'alerts.store-failed', alert: what }, 'could not record an alert'),
     );
-  }
-}
-
-function originOf(url: string): string {
-  try {
-    return new URL(url).origin;
-  } catch {
-    return '(invalid url)';
   }
 }

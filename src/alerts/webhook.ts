@@ -98,3 +98,12 @@ export async function deliverWebhook(
   }
   return { ok: false, attempts: policy.attempts, status, error };
 }
+
+/** A URL's origin only: its path may itself be a credential (many chat webhooks). */
+export function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return '(invalid url)';
+  }
+}

@@ -82,6 +82,11 @@ export interface LogAppended {
  * store what notifications would have told it: settings, operators, policies, its sessions'
  * identities and C2D mail, live readers' events; and re-announces the sessions it holds.
  */
+/** Events one node counted toward windowed alert rules since its last batch (alerts/alert-sharing.ts). */
+export interface AlertsCounted {
+  counts: Array<{ rule: string; key: string; n: number; at: number; details: JsonObject }>;
+}
+
 export interface BusResync {
   reason: 'reconnected';
 }
@@ -145,6 +150,8 @@ export const SUBJECTS = {
   logAppended: subject<LogAppended>('log.appended'),
   /** connection table -> every other node (close your session for this identity). */
   sessionClaimed: subject<SessionClaimed>('session.claimed'),
+  /** alert engine -> every other node's alert engine (adds them to its windows). */
+  alertsCounted: subject<AlertsCounted>('alerts.counted'),
   /** a node's bus -> every node (read again what a notification would have said). */
   busResync: subject<BusResync>('bus.resync'),
   /** methods -> the node holding the identity's session, which subscribes while it holds it. */

@@ -59,6 +59,11 @@ export const configSchema = z
      * balancer stops sending it new clients before it closes their sessions (default 0).
      */
     drainSeconds: z.coerce.number().int('drain-seconds must be a whole number').min(0, 'drain-seconds must be 0 to 300').max(300, 'drain-seconds must be 0 to 300').default(0),
+    /**
+     * How long a service's feedback receiver holds a feedback batch before the batch is handed out
+     * again (Azure's feedback lock duration: 5 to 300 s, default 60).
+     */
+    feedbackLockSeconds: z.coerce.number().int('feedback-lock-seconds must be a whole number').min(5, 'feedback-lock-seconds must be 5 to 300').max(300, 'feedback-lock-seconds must be 5 to 300').default(60),
     /** The most a stop may take (closing sessions, flushing writes) before the process exits anyway. */
     stopTimeout: z.coerce.number().int('stop-timeout must be a whole number').min(1, 'stop-timeout must be 1 to 600').max(600, 'stop-timeout must be 1 to 600').default(30),
     workers: z.coerce.number().int('workers must be a whole number').min(1, 'workers must be 1 to 64').max(64, 'workers must be 1 to 64').default(1),
@@ -194,6 +199,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   natsCa: 'GATEHOUSE_NATS_CA',
   workers: 'GATEHOUSE_WORKERS',
   drainSeconds: 'GATEHOUSE_DRAIN_SECONDS',
+  feedbackLockSeconds: 'GATEHOUSE_FEEDBACK_LOCK_SECONDS',
   stopTimeout: 'GATEHOUSE_STOP_TIMEOUT',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   logFormat: 'GATEHOUSE_LOG_FORMAT',

@@ -30,6 +30,8 @@ import type { EnrollmentRef } from '../core/types.js';
 import type { AuthEvent } from '../core/security-events.js';
 import { enrollmentOf, NotOwned, sameEnrollment, type RegistrationRecord } from './device-ownership.js';
 import { upsertLocal, upsertRemote } from './assign-identity.js';
+import { RegistrationOperations, type OperationStatus } from './operations.js';
+import type { CounterStore } from '../store/counter-ports.js';
 
 export interface SymmetricKeyPair {
   primaryKey: string;
@@ -85,11 +87,7 @@ export interface RegistrationPeer {
   tls?: string | undefined;
 }
 
-export interface OperationStatus {
-  operationId: string;
-  status: 'assigning' | 'assigned' | 'failed';
-  registrationState?: JsonObject;
-}
+export type { OperationStatus } from './operations.js';
 
 /** HMAC-SHA256(groupKey, registrationId), base64 (wire doc §2.5). */
 export function deriveDeviceKey(groupKey: string, registrationId: string): string {
@@ -106,7 +104,6 @@ function enabled(e: EnrollmentLike): boolean {
   return (e.provisioningStatus ?? 'enabled') === 'enabled';
 }
 
-const OPERATION_TTL_MS = 10 * 60_000;
 
 export interface RevocationCheck {
   isRevoked(leaf: X509Certificate): Promise<boolean>;
@@ -133,10 +130,12 @@ export interface RegistrationOptions {
    * like a route an authenticated caller may not use (recorded, not counted toward lockout). Informs.
    */
   onRefused?: (event: AuthEvent) => void;
+  /** Where operations are kept for every node to answer polls (operations.ts); else this node's memory only. */
+  operations?: CounterStore;
 }
 
 export class RegistrationService {
-  readonly #operations = new Map<string, { registrationId: string; status: OperationStatus; expires: number }>();
+  readonly #operations: RegistrationOperations;
   /** X.509 attestation from the TLS peer chain (wire doc §4.4); refusals look alike. */
   async attestX509(registrationId: string, chain: X509Certificate[] | undefined): Promise<Attested> {
     if (!validRegistrationId(registrationId)) throw unauthorized('malformed', 'invalid registration id');
@@ -183,6 +182,9 @@ export class RegistrationService {
     this.#revocation = opts.revocation;
     this.#onRegistered = opts.onRegistered;
     this.#onRefused = opts.onRefused;
+    this.#operations = new RegistrationOperations(clock, opts.operations, (err) =>
+      this.#log?.({ event: 'dps.operation-store-failed', error: String(err) }, 'could not share a registration operation; only this node answers its polls'),
+    );
   }
 
   /** Verifies a DPS SAS token (`sr=<idScope>/registrations/<id>`, `skn=registration`). */
@@ -219,7 +221,6 @@ export class RegistrationService {
   /** Runs the assignment; resolves with the operation (already final here: one local hub). */
   async register(who: Attested, payload: JsonValue | undefined, peer?: RegistrationPeer): Promise<OperationStatus> {
     await this.#throttle?.register();
-    this.#sweep();
     const operationId = `4.${randomUUID()}`;
     let status: OperationStatus;
     let reason: string | undefined;
@@ -253,7 +254,7 @@ export class RegistrationService {
         registrationState: { registrationId: who.registrationId, status: 'failed', errorCode: err.number, errorMessage: err.message },
       };
     }
-    this.#operations.set(operationId, { registrationId: who.registrationId.toLowerCase(), status, expires: this.clock.now() + OPERATION_TTL_MS });
+    await this.#operations.add(who.registrationId, status);
     const state = status.registrationState ?? {};
     this.#log?.(
       {
@@ -280,13 +281,7 @@ export class RegistrationService {
   /** An operation, only for the registration it belongs to. */
   async operation(registrationId: string, operationId: string): Promise<OperationStatus | undefined> {
     await this.#throttle?.poll(registrationId);
-    const op = this.#operations.get(operationId);
-    return op === undefined || op.registrationId !== registrationId.toLowerCase() ? undefined : op.status;
-  }
-
-  #sweep(): void {
-    const now = this.clock.now();
-    for (const [id, op] of this.#operations) if (op.expires < now) this.#operations.delete(id);
+    return this.#operations.get(registrationId, operationId);
   }
 
   /**

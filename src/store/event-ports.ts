@@ -23,6 +23,12 @@ export interface EventStore {
   readEvents(opts: { after: number; limit: number; deviceId?: string }): Promise<StoredEvent[]>;
   /** The highest seq ever assigned (0 when empty). */
   lastEventSeq(): Promise<number>;
+  /**
+   * The highest seq of a stored (committed) event, 0 when none is stored. Appends commit in seq
+   * order, so every event with a lower seq that will ever be readable is readable already: a live
+   * reader may start there without missing one still in flight (which lastEventSeq may count).
+   */
+  committedHead(): Promise<number>;
   /** Deletes events enqueued before `before`, then the oldest beyond `keepAtMost`. Returns how many. */
   pruneEvents(opts: { before: string; keepAtMost: number }): Promise<number>;
 }

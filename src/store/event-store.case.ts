@@ -130,6 +130,18 @@ export function eventStoreConformance(name: string, open: () => Promise<StoreHar
     );
 
     it(
+      'committedHead is the highest stored seq: 0 when empty, and 0 again once everything is pruned',
+      withStore(async ({ store }) => {
+        const s = store.events;
+        assert.equal(await s.committedHead(), 0);
+        const seqs = await s.appendEvents([makeEvent('h', 1), makeEvent('h', 2)]);
+        assert.equal(await s.committedHead(), seqs[1]);
+        await s.pruneEvents({ before: at(10_000_000), keepAtMost: 1000 });
+        assert.equal(await s.committedHead(), 0, 'nothing stored: a reader from 0 misses nothing');
+      }),
+    );
+
+    it(
       'prunes by age: events enqueued before the cut go, later ones stay',
       withStore(async ({ store }) => {
         const s = store.events;

@@ -10,8 +10,9 @@ import deviceAmqp from 'azure-iot-device-amqp';
 import iothub from 'azure-iothub';
 import { generateSasToken } from '../../src/auth/sas.js';
 import common from 'azure-iot-common';
+import rhea from 'rhea';
 
-const { NoRetry } = common;
+const { NoRetry, Message } = common;
 
 type Args = Record<string, unknown>;
 type DeviceClient = InstanceType<typeof deviceSdk.Client>;
@@ -124,7 +125,66 @@ async function startFleet(a: Args): Promise<unknown> {
   return { open: fleet.clients.length };
 }
 
+/**
+ * A service's feedback receiver (azure-iothub getFeedbackReceiver, which accepts each batch as it
+ * arrives): the original message ids of the records in each batch it got, in order.
+ */
+type FeedbackReceiver = { on(e: 'message', f: (m: { data: Buffer }) => void): void; complete(m: unknown, done: () => void): void };
+const feedback = { client: undefined as InstanceType<typeof iothub.Client> | undefined, got: [] as string[][] };
+const feedbackIds = (body: Buffer) => (JSON.parse(body.toString('utf8')) as Array<{ originalMessageId: string }>).map((r) => r.originalMessageId);
+
+async function startFeedback(a: Args): Promise<unknown> {
+  const client = iothub.Client.fromConnectionString(String(a.connectionString));
+  await client.open();
+  const receiver = await new Promise<FeedbackReceiver>((resolve, reject) =>
+    client.getFeedbackReceiver((err, r) => (err ? reject(err) : resolve(r as unknown as FeedbackReceiver))),
+  );
+  receiver.on('message', (msg) => {
+    const ids = feedbackIds(msg.data);
+    feedback.got.push(ids);
+    send({ event: 'feedback', ids, by: 'sdk' });
+    receiver.complete(msg, () => undefined);
+  });
+  feedback.client = client;
+  return { receiving: true };
+}
+
+/**
+ * A back end that takes a feedback batch and hangs: a plain AMQP receiver (rhea, no auto-accept)
+ * that never settles what it gets. The SDK cannot be made to do this.
+ */
+async function holdFeedback(a: Args): Promise<unknown> {
+  const host = String(a.hostname);
+  const conn = rhea.create_container().connect({ host, port: 5671, transport: 'tls', servername: host, reconnect: false } as never);
+  await new Promise<void>((resolve, reject) => {
+    conn.once('connection_open', () => resolve());
+    conn.once('disconnected', (ctx: rhea.EventContext & { error?: Error }) => reject(ctx.error ?? new Error('disconnected')));
+  });
+  const cbsIn = conn.open_receiver('$cbs');
+  const cbsOut = conn.open_sender('$cbs');
+  const status = new Promise<number>((resolve) => cbsIn.once('message', (ctx: rhea.EventContext) => resolve(Number(ctx.message?.application_properties?.['status-code']))));
+  await new Promise<void>((resolve) => cbsOut.once('sendable', () => resolve()));
+  const token = generateSasToken({ resource: host, key: String(a.key), keyName: 'iothubowner', expiry: Math.floor(Date.now() / 1000) + 600 });
+  cbsOut.send({ to: '$cbs', reply_to: 'cbs', message_id: 'hold', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: host }, body: token });
+  if ((await status) !== 200) throw new Error('put-token refused');
+  const link = conn.open_receiver({ source: { address: '/messages/serviceBound/feedback' }, autoaccept: false });
+  link.on('message', (ctx: rhea.EventContext) => {
+    const body = ctx.message?.body as { content?: Buffer } | Buffer;
+    const ids = feedbackIds(Buffer.isBuffer(body) ? body : Buffer.from(body.content ?? []));
+    send({ event: 'feedback', ids, by: 'hold' });
+  });
+  return { holding: true };
+}
+
 const ops: Record<string, (a: Args) => Promise<unknown>> = {
+  'feedback.start': startFeedback,
+  'feedback.hold': holdFeedback,
+  'feedback.got': async () => feedback.got,
+  'feedback.stop': async () => {
+    await feedback.client?.close();
+    feedback.client = undefined;
+    return { stopped: true };
+  },
   'fleet.start': startFleet,
   'fleet.stats': async () => ({ acked: [...fleet.acked], failedSends: fleet.failedSends, c2d: fleet.c2d }),
   'fleet.quiet': async () => {
@@ -163,7 +223,13 @@ const ops: Record<string, (a: Args) => Promise<unknown>> = {
     try {
       await within(client.open(), 5000);
       for (const m of a.messages as Array<{ deviceId: string; body: string }>) {
-        await within(client.send(m.deviceId, m.body), 5000).then(
+        // With an ack mode, the body is the message id too (the feedback names it).
+        const message = new Message(m.body);
+        if (typeof a.ack === 'string') {
+          message.messageId = m.body;
+          message.ack = a.ack;
+        }
+        await within(client.send(m.deviceId, message), 5000).then(
           () => accepted.push(m.body),
           () => failed++,
         );

@@ -11,9 +11,9 @@
  * switches to live, dropping what the replay already delivered: no gap, no duplicate.
  *
  * Each committed batch is announced on the bus (`telemetry.appended`, a wake-up: the events are in
- * the store). Live subscribers on other nodes read what they have not seen from the store. (In a
- * cluster, a batch of another node committing with lower seqs after this node's own later batch
- * is not yet merged in order: issue 16 item 5.)
+ * the store). Live subscribers on every node get every node's events in seq order, once: the node
+ * keeps one position in the cluster's stream and hands out its own batches and, read from the
+ * store, other nodes' in order (#pump).
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../../core/clock.js';
@@ -57,6 +57,13 @@ interface Pending {
   reject(err: unknown): void;
 }
 
+/** One committed batch of this node's appends, with the tickets that tell 'now' subscribers apart. */
+interface Committed {
+  first: number;
+  last: number;
+  events: Array<{ event: StoredEvent; ticket: number }>;
+}
+
 interface Subscriber {
   deviceId: string | undefined;
   onEvent(e: StoredEvent): void;
@@ -87,39 +94,116 @@ export class EventStream {
     private readonly logger: Logger,
     private readonly bus: HubBus,
   ) {
-    bus.subscribe(SUBJECTS.telemetryAppended, (_batch, meta) => {
-      if (!meta.local) this.#catchUp();
+    bus.subscribe(SUBJECTS.telemetryAppended, (batch, meta) => {
+      if (meta.local || batch.lastSeq <= this.#announced) return;
+      this.#announced = batch.lastSeq;
+      this.#kick();
     });
     // Wake-ups from other nodes may have been lost while the bus was away.
-    bus.subscribe(SUBJECTS.busResync, () => this.#catchUp());
+    bus.subscribe(SUBJECTS.busResync, () => {
+      this.#resync = true;
+      this.#kick();
+    });
+    this.#kick();
   }
 
-  #catchingUp: Promise<void> | undefined;
-  #again = false;
+  /**
+   * Every seq up to here has been handed to the subscribers (or there were none): the node's place
+   * in the cluster's stream. Undefined until the store's committed head is read.
+   */
+  #position: number | undefined;
+  /** The highest seq other nodes announced as committed. */
+  #announced = 0;
+  /** The bus was away: read whatever is in the store past the position. */
+  #resync = false;
+  /** This node's committed batches, waiting their turn (behind lower seqs of other nodes). */
+  readonly #committed: Committed[] = [];
+  #pumping = false;
+  #pumpDone: Promise<void> = Promise.resolve();
 
-  /** Another node committed events: live subscribers read what they have not seen. */
-  #catchUp(): void {
-    if (this.#catchingUp !== undefined) {
-      this.#again = true;
-      return;
-    }
-    this.#catchingUp = (async () => {
-      do {
-        this.#again = false;
-        for (const sub of [...this.#subscribers]) {
-          if (!sub.live || sub.closed) continue;
-          try {
-            for (;;) {
-              const page = await this.store.readEvents({ after: sub.cursor, limit: REPLAY_PAGE, ...(sub.deviceId === undefined ? {} : { deviceId: sub.deviceId }) });
-              for (const e of page) this.#deliver(sub, e);
-              if (page.length < REPLAY_PAGE || sub.closed) break;
-            }
-          } catch (err) {
-            this.#fail(sub, err);
-          }
+  #kick(): void {
+    if (!this.#pumping) this.#pumpDone = this.#pump();
+  }
+
+  /**
+   * Hands committed events to the subscribers in seq order, whichever node appended them. Appends
+   * commit in seq order across the cluster (sql-event-store.ts), so once seq N is known to be
+   * committed every lower seq that will ever exist is readable: before this node's own batch
+   * starting at N goes out, the store is read up to N - 1 (another node's batch that committed
+   * first, whose wake-up may still be on its way), and another node's announcement of N is
+   * followed by a read up to N. A batch with nothing before it that is not yet delivered goes out
+   * at once, without a read: the one-node case, and a cluster's common case.
+   */
+  async #pump(): Promise<void> {
+    this.#pumping = true;
+    try {
+      while (!this.#stopped || this.#committed.length > 0) {
+        if (this.#position === undefined && !(await this.#readHead())) return;
+        const pos = this.#position ?? 0;
+        const next = this.#committed[0];
+        if (next !== undefined && next.first <= pos + 1) {
+          this.#committed.shift();
+          for (const { event, ticket } of next.events) if (event.seq > pos) this.#publish(event, ticket);
+          this.#position = Math.max(pos, next.last);
+          continue;
         }
-      } while (this.#again && !this.#stopped);
-    })().finally(() => (this.#catchingUp = undefined));
+        const resync = this.#resync && next === undefined;
+        const upTo = next !== undefined ? next.first - 1 : resync ? Infinity : this.#announced;
+        if (upTo <= pos) break;
+        this.#resync &&= !resync;
+        if (this.#subscribers.size === 0) {
+          // Nobody to hand them to: move on without reading.
+          if (upTo !== Infinity) this.#position = upTo;
+          continue;
+        }
+        await this.#readUpTo(upTo);
+      }
+    } finally {
+      this.#pumping = false;
+    }
+  }
+
+  /** The committed head, where this node starts; false (every subscriber ended) if the store failed. */
+  async #readHead(): Promise<boolean> {
+    let head: number;
+    try {
+      head = await this.store.committedHead();
+    } catch (err) {
+      this.#failAll(err);
+      return false;
+    }
+    // This node's own batches that committed meanwhile go out from the queue, with their tickets.
+    const first = this.#committed[0]?.first;
+    this.#position = first === undefined ? head : Math.min(head, first - 1);
+    for (const sub of this.#subscribers) if (sub.cursor < 0) sub.cursor = this.#position;
+    return true;
+  }
+
+  /** Reads the store past the position up to `upTo` (everything when Infinity) and hands it out. */
+  async #readUpTo(upTo: number): Promise<void> {
+    try {
+      for (;;) {
+        const after = this.#position ?? 0;
+        const page = await this.store.readEvents({ after, limit: REPLAY_PAGE });
+        let last = after;
+        let beyond = false;
+        for (const e of page) {
+          if (e.seq > upTo) {
+            beyond = true;
+            break;
+          }
+          // Read from the store, it has no ticket: it counts as appended after every subscription.
+          this.#publish(e, Infinity);
+          last = e.seq;
+        }
+        this.#position = last;
+        if (beyond || page.length < REPLAY_PAGE) break;
+      }
+      // Seqs that never committed (a failed batch) or were pruned leave holes: they are passed.
+      if (upTo !== Infinity) this.#position = Math.max(this.#position ?? 0, upTo);
+    } catch (err) {
+      this.#failAll(err);
+    }
   }
 
   /** Resolves with the event's seq once it is durable. */
@@ -140,7 +224,8 @@ export class EventStream {
       deviceId: opts.deviceId,
       onEvent,
       onError: opts.onError,
-      cursor: from === 'now' ? 0 : from,
+      // 'now' starts at the node's place in the stream (once known: -1 until then).
+      cursor: from === 'now' ? (this.#position ?? -1) : from,
       minTicket: from === 'now' ? this.#tickets : 0,
       live: from === 'now',
       buffer: [],
@@ -175,7 +260,7 @@ export class EventStream {
     this.#timer = undefined;
     await this.#writer;
     await this.#pruning;
-    await this.#catchingUp;
+    await this.#pumpDone;
     for (const sub of this.#subscribers) sub.closed = true;
     this.#subscribers.clear();
   }
@@ -215,11 +300,10 @@ export class EventStream {
           for (const p of batch) p.reject(err);
           continue;
         }
-        batch.forEach((p, i) => {
-          const seq = seqs[i] ?? 0;
-          this.#publish({ seq, ...p.event }, p.ticket);
-          p.resolve(seq);
-        });
+        const events = batch.map((p, i) => ({ event: { seq: seqs[i] ?? 0, ...p.event }, ticket: p.ticket }));
+        this.#committed.push({ first: Math.min(...seqs), last: Math.max(...seqs), events });
+        this.#kick();
+        batch.forEach((p, i) => p.resolve(seqs[i] ?? 0));
         this.bus.publish(SUBJECTS.telemetryAppended, { lastSeq: Math.max(...seqs), count: seqs.length });
         // Let the reads that arrived during the commit join the next one.
         if (this.#queue.length > 0 && this.#queue.length < MAX_BATCH_EVENTS) await new Promise<void>((resolve) => setImmediate(resolve));
@@ -288,6 +372,11 @@ export class EventStream {
     } catch (err) {
       this.#fail(sub, err);
     }
+  }
+
+  /** The store failed under the node's reader: every subscription ends (clients resume by seq). */
+  #failAll(err: unknown): void {
+    for (const sub of [...this.#subscribers]) this.#fail(sub, err);
   }
 
   #fail(sub: Subscriber, err: unknown): void {

@@ -5,9 +5,12 @@
  *   the REST path; `accepted` once stored, `rejected` with the condition the SDK maps to its errors
  *   (`amqp:not-found`, `amqp:resource-limit-exceeded`, ...).
  * - `/messages/serviceBound/feedback` (client receiver): feedback records in batches, JSON, content
- *   type `application/vnd.microsoft.iothub.feedback.json`. One batch is in flight hub-wide; the
- *   client settles it: accepted or rejected moves the hub's feedback cursor past it (kept in the
- *   store, so a batch is delivered once across restarts), released hands it out again.
+ *   type `application/vnd.microsoft.iothub.feedback.json`. The receivers of every node compete for
+ *   one shared queue (hub/c2d/feedback-queue.ts): each link holds one batch at a time, locked to
+ *   it; accepted or rejected completes the batch (never delivered again, anywhere), released hands
+ *   it out again at once, and a batch left unsettled is handed out again once its lock lapses. A
+ *   link that goes (or its connection) gives its batch back at once. (azure-iothub's receiver
+ *   accepts each batch as it arrives: its complete/abandon/reject change nothing on the wire.)
  */
 import type { Logger } from 'pino';
 import rhea, { type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
@@ -17,17 +20,16 @@ import { HubError } from '../../core/errors.js';
 import type { C2dSendInput, C2dService } from '../../hub/c2d/c2d-service.js';
 import { ACK_MODES } from '../../hub/c2d/c2d-service.js';
 import type { AckMode } from '../../store/c2d-ports.js';
-import type { MetaStore } from '../../store/ports.js';
+import type { FeedbackQueue } from '../../hub/c2d/feedback-queue.js';
 import { amqpBody, amqpCondition, amqpId } from './amqp-message.js';
 
 export const FEEDBACK_CONTENT_TYPE = 'application/vnd.microsoft.iothub.feedback.json';
-const CURSOR_KEY = 'c2d.feedback.amqp-cursor';
 const BATCH = 100;
 const POLL_MS = 500;
 
 export interface ServiceLinkDeps {
   c2d: C2dService;
-  meta: MetaStore;
+  feedback: FeedbackQueue;
 }
 
 /** `/devices/<url-encoded id>/messages/devicebound` -> the device id. */
@@ -71,10 +73,10 @@ export function c2dInputFromAmqp(m: Message): C2dSendInput {
 
 export class ServiceLinks {
   readonly #feedbackLinks = new Set<Sender>();
-  #inflight: { delivery: Delivery; sender: Sender; lastSeq: number } | undefined;
-  #cursor: number | undefined;
+  /** The batch each link holds (one at a time, as a receiver of Azure's feedback queue does). */
+  readonly #inflight = new Map<Sender, { delivery: Delivery; token: string }>();
+  readonly #claiming = new Set<Sender>();
   #poll: NodeJS.Timeout | undefined;
-  #pumping = false;
 
   constructor(
     private readonly deps: ServiceLinkDeps,
@@ -118,7 +120,10 @@ export class ServiceLinks {
 
   detached(link: Link): void {
     if (!this.#feedbackLinks.delete(link as Sender)) return;
-    if (this.#inflight?.sender === link) this.#inflight = undefined;
+    // The batch it held goes to another receiver at once rather than after its lock lapses.
+    const held = this.#inflight.get(link as Sender);
+    this.#inflight.delete(link as Sender);
+    if (held !== undefined) this.#settleInStore(held.token, 'released');
     if (this.#feedbackLinks.size === 0 && this.#poll !== undefined) {
       clearInterval(this.#poll);
       this.#poll = undefined;
@@ -126,49 +131,57 @@ export class ServiceLinks {
   }
 
   settled(ctx: EventContext, outcome: 'accepted' | 'released' | 'rejected'): void {
-    const f = this.#inflight;
-    if (f === undefined || ctx.delivery !== f.delivery) return;
-    this.#inflight = undefined;
-    if (outcome === 'released') {
-      this.#pump();
-      return;
-    }
-    this.#cursor = f.lastSeq;
-    void this.deps.meta
-      .setMeta(CURSOR_KEY, String(f.lastSeq))
-      .catch((err: unknown) => this.logger.error({ err }, 'could not store the feedback cursor'))
-      .finally(() => this.#pump());
+    const sender = ctx.sender;
+    const held = sender === undefined ? undefined : this.#inflight.get(sender);
+    if (sender === undefined || held === undefined || ctx.delivery !== held.delivery) return;
+    this.#inflight.delete(sender);
+    this.#settleInStore(held.token, outcome);
   }
 
   stop(): void {
     if (this.#poll !== undefined) clearInterval(this.#poll);
     this.#poll = undefined;
     this.#feedbackLinks.clear();
+    this.#inflight.clear();
+  }
+
+  #settleInStore(token: string, outcome: 'accepted' | 'released' | 'rejected'): void {
+    const q = this.deps.feedback;
+    // Never rejects: a store failure is logged (the batch's lock lapses and it goes out again).
+    void (outcome === 'released' ? q.release(token) : q.complete(token))
+      .then((held) => {
+        if (!held) this.logger.warn({ event: 'c2d.feedback-lock-lost', outcome }, 'a feedback batch was settled after its lock lapsed; it was handed out again');
+      })
+      .catch((err: unknown) => this.logger.error({ err }, 'could not settle the feedback batch'))
+      .finally(() => this.#pump());
   }
 
   #pump(): void {
-    if (this.#pumping || this.#inflight !== undefined) return;
-    const sender = [...this.#feedbackLinks].find((s) => s.sendable());
-    if (sender === undefined) return;
-    this.#pumping = true;
-    void this.#next(sender)
-      .catch((err: unknown) => this.logger.error({ err }, 'feedback delivery failed'))
-      .finally(() => {
-        this.#pumping = false;
-      });
+    for (const sender of this.#feedbackLinks) {
+      if (this.#inflight.has(sender) || this.#claiming.has(sender) || !sender.sendable()) continue;
+      this.#claiming.add(sender);
+      // Never rejects: a failure is logged and the next poll tries again.
+      void this.#next(sender)
+        .catch((err: unknown) => this.logger.error({ err }, 'feedback delivery failed'))
+        .finally(() => this.#claiming.delete(sender));
+    }
   }
 
   async #next(sender: Sender): Promise<void> {
-    if (this.#cursor === undefined) this.#cursor = Number((await this.deps.meta.getMeta(CURSOR_KEY)) ?? '0') || 0;
-    const records = await this.deps.c2d.readFeedback(this.#cursor, BATCH);
-    if (records.length === 0 || this.#inflight !== undefined || !this.#feedbackLinks.has(sender) || !sender.sendable()) return;
-    const body = JSON.stringify(records.map(({ seq: _seq, ...r }) => r));
+    const batch = await this.deps.feedback.claim(BATCH);
+    if (batch === undefined) return;
+    if (!this.#feedbackLinks.has(sender) || !sender.sendable()) {
+      // The link went while the batch was taken: give it back for another receiver.
+      this.#settleInStore(batch.token, 'released');
+      return;
+    }
+    const body = JSON.stringify(batch.records.map(({ seq: _seq, ...r }) => r));
     const delivery = sender.send({
       message_id: rhea.generate_uuid(),
       content_type: FEEDBACK_CONTENT_TYPE,
       content_encoding: 'utf-8',
       body: rhea.message.data_section(Buffer.from(body, 'utf8')),
     });
-    this.#inflight = { delivery, sender, lastSeq: records[records.length - 1]?.seq ?? this.#cursor };
+    this.#inflight.set(sender, { delivery, token: batch.token });
   }
 }

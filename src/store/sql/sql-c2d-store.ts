@@ -31,6 +31,13 @@ const FEEDBACK_COLUMNS = 'seq, original_message_id, device_generation_id, device
 
 /** Namespace of our advisory locks (the migration lock is the pair (7270661, schema); the event append lock the single key 7270662). */
 const QUEUE_LOCK_CLASS = 7270663;
+/**
+ * Taken (after the queue's lock, never before one) by a transaction about to write feedback, held
+ * until it commits: feedback seqs then commit in seq order across nodes, so a reader that saw seq N
+ * never later finds a smaller one appear, and the shared feedback queue (hub/c2d/feedback-queue.ts)
+ * can hand out ranges of seqs without skipping a record that committed late.
+ */
+const FEEDBACK_LOCK = 7270664;
 
 const DESCRIPTIONS: Record<FeedbackStatus, string> = {
   Success: 'Success',
@@ -323,6 +330,10 @@ export class SqlC2dStore implements C2dStore {
   async #remove(tx: SqlExecutor, where: string, params: SqlValue[], status: FeedbackStatus, now: number): Promise<number> {
     const at = iso(now);
     const [a, b] = acksWanting(status);
+    if (this.db.dialect === 'postgres' && a !== undefined) {
+      const wanting = await tx.all(`SELECT 1 FROM c2d_messages WHERE ${where} AND ack IN (?, ?) LIMIT 1`, [...params, a, b ?? null]);
+      if (wanting.length > 0) await tx.all(`SELECT pg_advisory_xact_lock(${FEEDBACK_LOCK})`);
+    }
     await tx.run(
       `INSERT INTO c2d_feedback (original_message_id, device_generation_id, device_id, enqueued_time_utc, status_code, description, created)
        SELECT message_id, generation_id, device_id, CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT), CAST(? AS TEXT)

@@ -3,8 +3,12 @@
  *
  * Seqs: SQLite's AUTOINCREMENT rowid and PostgreSQL's sequence both hand out increasing values that
  * are never reused, even after pruning. On PostgreSQL an append also takes a transaction-scoped
- * advisory lock, so appends of several hubs sharing one database commit in seq order: a reader
- * that has seen seq N never later finds a smaller seq appear.
+ * advisory lock before it draws its seqs, held until its commit is visible (PostgreSQL releases a
+ * transaction's locks after it left the running set), so appends of several nodes sharing one
+ * database commit in seq order: a reader that has seen seq N never later finds a smaller seq
+ * appear. This is what lets every node's live readers merge the cluster's telemetry in order
+ * (event-stream.ts); a sequence alone would not (nextval is not transactional: a later seq can
+ * commit first).
  *
  * Bodies are bound as Buffers (BLOB / BYTEA) and read back as Buffers. Appends are one multi-row
  * INSERT ... RETURNING per chunk on both dialects: the group-committed batch is one statement.
@@ -86,6 +90,12 @@ export class SqlEventStore implements EventStore {
     }
     const rows = await this.db.all(`SELECT seq FROM sqlite_sequence WHERE name = 'events'`);
     return Number(rows[0]?.seq ?? 0);
+  }
+
+  async committedHead(): Promise<number> {
+    const rows = await this.db.all('SELECT MAX(seq) AS hi FROM events');
+    const hi = rows[0]?.hi;
+    return hi === null || hi === undefined ? 0 : Number(hi);
   }
 
   async pruneEvents(opts: { before: string; keepAtMost: number }): Promise<number> {
