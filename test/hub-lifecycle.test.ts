@@ -86,7 +86,10 @@ describe('first start on an empty data dir', () => {
       }
 
       const info = JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as Record<string, unknown>;
-      assert.deepEqual(Object.keys(info).sort(), ['caFile', 'connectionString', 'dpsConnectionString', 'hostname', 'httpsPort', 'idScope', 'mqttPort']);
+      assert.deepEqual(Object.keys(info).sort(), ['caFile', 'connectionString', 'dpsConnectionString', 'eventHubsConnectionString', 'hostname', 'httpsPort', 'idScope', 'mqttPort']);
+      // az iot hub connection-string show --default-eventhub's shape, for the service policy (an IP host is its own entity name).
+      const host = address.replace(/\./g, '\\.');
+      assert.match(String(info.eventHubsConnectionString), new RegExp(`^Endpoint=sb://${host}/;SharedAccessKeyName=service;SharedAccessKey=[A-Za-z0-9+/=]{44};EntityPath=${host}$`));
       assert.equal(info.hostname, address);
       assert.equal(info.httpsPort, 443);
       assert.equal(info.mqttPort, 8883);
