@@ -20,6 +20,7 @@ const LAYERS: string[][] = [
   ['pki'],
   ['auth'],
   ['hub'],
+  ['routing'],
   ['dps', 'access', 'audit', 'alerts'],
   ['metrics', 'policies', 'settings'],
   ['posture'],

@@ -1,0 +1,9 @@
+import type { LogRecord } from '../../log/log-ports.js';
+/** One record on its way to an endpoint, with that endpoint's enrichments (added as application properties). */
+export interface RoutedMessage { record: LogRecord; enrichments: Record<string, string>; }
+export interface EndpointSink {
+  /** Resolves once the target holds every message of the batch durably (at least once); rejects with the reason otherwise. The batch is one partition's records in order. */
+  deliver(batch: readonly RoutedMessage[]): Promise<void>;
+  close(): Promise<void>;
+}
+export class EndpointConfigError extends Error {}
