@@ -22,7 +22,7 @@ import { HubError } from '../../core/errors.js';
 import type { Clock } from '../../core/clock.js';
 import { eventHubsName, isEventHubsEntity } from '../../core/hub-name.js';
 import { parseSasToken, pathCovers } from '../../auth/sas.js';
-import type { EventLog, LogPosition } from '../../log/log-ports.js';
+import { BUILTIN_ENDPOINT_NAME, isRoutedTo, type EventLog, type LogPosition } from '../../log/log-ports.js';
 import { LogPositionError } from '../../log/positions.js';
 import { EPOCH_PROPERTY, RUNTIME_METRIC_CAPABILITY, echoedSource, eventHubMessage, isManagementAddress, parsePartitionAddress, positionFromFilter } from './eventhub-message.js';
 
@@ -235,6 +235,8 @@ export class EventHubEndpoint {
       for await (const batch of this.deps.log.tail(partition, position, { signal: stop.signal, maxBatch: TAIL_BATCH })) {
         const runtime = metrics ? { ...(await this.deps.log.partitionProperties(partition)), retrievedAt: new Date(this.deps.clock.now()) } : undefined;
         for (const r of batch) {
+          // Records routed elsewhere only are not the built-in endpoint's (decision 0006).
+          if (!isRoutedTo(r, BUILTIN_ENDPOINT_NAME)) continue;
           // Credit-based flow: nothing is sent beyond what the client asked for.
           while (!stop.signal.aborted && !sender.sendable()) await new Promise<void>((resolve) => (reader.wake = resolve));
           if (stop.signal.aborted) return;
