@@ -70,6 +70,18 @@ export interface TelemetryAppended {
   count: number;
 }
 
+/** The routing document changed (decision 0006): every node reads it again from the store and recompiles. */
+export interface RoutingChanged {
+  etag: string;
+  version: number;
+}
+
+/** A twin changed (tags, desired or reported): routing's `$twin` cache forgets it. */
+export interface TwinChanged {
+  deviceId: string;
+  moduleId: string | null;
+}
+
 export interface LogAppended {
   /** The partition and the last sequence number committed there by the append. */
   partition: number;
@@ -144,6 +156,10 @@ export const SUBJECTS = {
   c2dEnqueued: subject<C2dEnqueued>('c2d.enqueued'),
   /** twins -> the session holding the device (push the patch). */
   desiredChanged: subject<DesiredChanged>('twin.desired.changed'),
+  /** twins (any write) -> every node's routing twin cache (forget the twin). */
+  twinChanged: subject<TwinChanged>('twin.changed'),
+  /** routing service -> every node's router and dispatchers (read the document again, recompile). */
+  routingChanged: subject<RoutingChanged>('routing.changed'),
   /** event stream -> live readers (wake-up; the events are in the store). */
   telemetryAppended: subject<TelemetryAppended>('telemetry.appended'),
   /** SQL event log -> other nodes' live readers of that partition (wake-up; the records are in the log). */
