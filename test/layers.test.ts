@@ -17,6 +17,7 @@ const LAYERS: string[][] = [
   ['core', 'factory'],
   ['store', 'bus'],
   ['log'],
+  ['routing'],
   ['pki'],
   ['auth'],
   ['hub'],

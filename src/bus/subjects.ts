@@ -99,6 +99,11 @@ export interface AlertsCounted {
   counts: Array<{ rule: string; key: string; n: number; at: number; details: JsonObject }>;
 }
 
+/** An operator created, changed or deleted an alert rule (alerts/alerts.ts): every other node reloads it from the store. */
+export interface AlertRuleChanged {
+  name: string;
+}
+
 export interface BusResync {
   reason: 'reconnected';
 }
@@ -168,6 +173,8 @@ export const SUBJECTS = {
   sessionClaimed: subject<SessionClaimed>('session.claimed'),
   /** alert engine -> every other node's alert engine (adds them to its windows). */
   alertsCounted: subject<AlertsCounted>('alerts.counted'),
+  /** alert rules REST -> every other node's alert engine (reload the rule from the store). */
+  alertRuleChanged: subject<AlertRuleChanged>('alerts.rule.changed'),
   /** a node's bus -> every node (read again what a notification would have said). */
   busResync: subject<BusResync>('bus.resync'),
   /** methods -> the node holding the identity's session, which subscribes while it holds it. */
