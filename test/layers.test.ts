@@ -21,7 +21,6 @@ const LAYERS: string[][] = [
   ['pki'],
   ['auth'],
   ['hub'],
-  ['routing'],
   ['dps', 'access', 'audit', 'alerts'],
   ['metrics', 'policies', 'settings'],
   ['posture'],

@@ -166,7 +166,8 @@ export class Dispatch {
     const out: Record<string, string> = {};
     for (const e of enrichments) {
       const v = enrichmentValue(e.value, { ...(twin === undefined ? {} : { twin }), hubName: this.d.hubName });
-      if (v !== undefined) out[e.key] = v;
+      // Azure stamps the value's own text when the twin lacks the path.
+      out[e.key] = v ?? e.value;
     }
     return out;
   }
