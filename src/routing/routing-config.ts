@@ -46,10 +46,15 @@ export const webhookEndpoint = z
     ...endpointBase,
     /** http:// or https:// URL the batches are POSTed to. */
     url: z.string().url().refine((u) => /^https?:\/\//i.test(u), 'an http:// or https:// URL'),
-    /** `json`: a JSON array of messages (body decoded when it is JSON, else base64); `raw`: one POST per message with the body as is. */
+    /** `json`: one POST per batch, a JSON array of message envelopes (body as UTF-8 text when valid, else base64); `raw`: one POST per message with the body as is, properties as headers. */
     format: z.enum(['json', 'raw']).default('json'),
-    /** HMAC-SHA256 key: each request carries `x-gatehouse-signature: sha256=<hex>` of its body. Secret. */
+    /**
+     * HMAC-SHA256 key: each request carries `x-gatehouse-timestamp: <unix seconds>` and
+     * `x-gatehouse-signature: sha256=<hex HMAC of "<timestamp>.<body>">` (docs/routing-endpoints.md). Secret.
+     */
     secret: z.string().min(16).max(256).optional(),
+    /** PEM of the CA(s) that sign the receiver's certificate (a private CA); replaces the public roots for this endpoint. Not secret. */
+    ca: z.string().max(65_536).optional(),
     /** Extra request headers (e.g. an API key). Values are secrets. */
     headers: z.record(z.string().regex(/^[A-Za-z0-9-]{1,64}$/), z.string().max(1024)).optional(),
   })
