@@ -11,7 +11,9 @@ import type { Clock } from '../core/clock.js';
 import { HubError } from '../core/errors.js';
 import { newEtag } from '../core/ids.js';
 import type { MetaStore } from '../store/ports.js';
-import { defaultRouting, type RoutingProperties } from './routing-config.js';
+import { checkEndpoint } from './endpoints/create-sink.js';
+import { EndpointConfigError } from './endpoints/sink.js';
+import { defaultRouting, endpointList, type RoutingProperties } from './routing-config.js';
 import { findMasked, maskSecrets, openSecrets, restoreMasked, sealSecrets, type Sealer } from './routing-secrets.js';
 import { parseRouting } from './routing-validate.js';
 
@@ -108,6 +110,7 @@ export class RoutingService {
       const routing = parseRouting(restoreMasked(body, stored?.routing ?? defaultRouting()));
       const masked = findMasked(routing);
       if (masked.length > 0) throw new HubError('RoutingInvalid', `Invalid routing: ${masked.join(', ')} is masked (****) and no secret is stored for it: send the secret.`);
+      checkEndpoints(routing);
       const next: RoutingState = { routing, etag: newEtag(), version: (stored?.version ?? 0) + 1, updatedAt: new Date(this.clock.now()).toISOString(), updatedBy: by };
       const sealed: StoredDoc = { ...next, routing: sealSecrets(routing, this.box) };
       if (await this.meta.compareAndSetMeta(KEY, raw, JSON.stringify(sealed))) {
@@ -149,6 +152,20 @@ export class RoutingService {
     const raw = await this.meta.getMeta(KEY);
     return { raw, doc: raw === undefined ? undefined : (JSON.parse(raw) as StoredDoc) };
   }
+}
+
+/** What each endpoint type checks beyond the schema (a file name format, a URL's host), before anything is saved. */
+function checkEndpoints(routing: RoutingProperties): void {
+  const problems: string[] = [];
+  for (const e of endpointList(routing)) {
+    try {
+      checkEndpoint(e, 'hub');
+    } catch (err) {
+      if (err instanceof EndpointConfigError) problems.push(err.message);
+      else throw err;
+    }
+  }
+  if (problems.length > 0) throw new HubError('RoutingInvalid', `Invalid routing: ${problems.join('; ')}`);
 }
 
 /** A stored document was valid when written: defaults filled, nothing else checked again. */

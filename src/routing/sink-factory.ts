@@ -1,10 +1,8 @@
 /**
- * The sink of each endpoint type (src/routing/endpoints/). Until the endpoint types land, every
- * custom endpoint is refused at delivery (its health says why).
+ * The sink of each custom endpoint, as the dispatchers get it: the endpoint types' code
+ * (src/routing/endpoints/create-sink.ts) with the hub's name and the endpoint's logger.
  */
-import { EndpointConfigError } from './endpoints/sink.js';
+import { createSink } from './endpoints/create-sink.js';
 import type { SinkFactory } from './dispatch.js';
 
-export const createEndpointSink: SinkFactory = (endpoint) => {
-  throw new EndpointConfigError(`${endpoint.type} endpoints are not available in this build`);
-};
+export const createEndpointSink: SinkFactory = (endpoint, ctx) => createSink(endpoint, { hubName: ctx.hubName, logger: ctx.logger });
