@@ -290,3 +290,58 @@ describe('routing over REST', () => {
     assert.equal(b.details.compilationErrors.length, 1);
   });
 });
+
+describe('routing from the CLI (az iot hub message-route, message-endpoint, message-enrichment)', () => {
+  const run = (...args: string[]) => {
+    const r = cli([...args, '--data-dir', hub.dataDir]);
+    return { ...r, json: r.status === 0 && r.stdout.trim() !== '' ? (JSON.parse(r.stdout) as unknown) : undefined };
+  };
+
+  it('creates, lists, shows, updates, tests and deletes endpoints, routes and enrichments; the hub applies each at once', { timeout: 120_000 }, async () => {
+    await putRouting({ routes: [], fallbackRoute: { isEnabled: true } });
+    const ep = run('message-endpoint', 'create', 'webhook', '-n', 'cli-hook', '--url', `http://127.0.0.1:${receiver.port}/cli`, '--secret', 'a-cli-secret-of-16+');
+    assert.equal(ep.status, 0, ep.stderr);
+    assert.equal((ep.json as { secret: string }).secret, '****');
+    assert.deepEqual((run('message-endpoint', 'list').json as Array<{ name: string; type: string }>).map((e) => [e.name, e.type]), [['cli-hook', 'webhook']]);
+    assert.equal(run('message-route', 'create', '-n', 'cli-route', '-s', 'DeviceMessages', '--en', 'cli-hook', '-c', "level = 'cli'").status, 0);
+    assert.equal(run('message-enrichment', 'create', '-k', 'origin', '-v', '$iothubname', '-e', 'cli-hook').status, 0);
+    const shown = run('message-route', 'show', '-n', 'cli-route').json as { endpointNames: string[]; condition: string; isEnabled: boolean };
+    assert.deepEqual(shown, { name: 'cli-route', source: 'DeviceMessages', condition: "level = 'cli'", endpointNames: ['cli-hook'], isEnabled: true });
+
+    await send('app-dev', [msg('cli-1', {}, { level: 'cli' }), msg('cli-0', {}, { level: 'other' })]);
+    await eventually('the routed message reached the webhook', () => receiver.tags('/cli').length >= 1);
+    assert.deepEqual(receiver.tags('/cli'), ['cli-1']);
+    assert.deepEqual(receiver.got.get('/cli')?.[0]?.enrichments, { origin: HOST });
+
+    const tested = run('message-route', 'test', '--ap', '{"level": "other"}');
+    assert.equal(tested.status, 0, tested.stderr);
+    assert.deepEqual((tested.json as { routes: unknown[]; notMatched: Array<{ name: string }> }).notMatched.map((n) => n.name), ['cli-route']);
+    const one = run('message-route', 'test', '-n', 'cli-route', '--ap', '{"level": "cli"}');
+    assert.equal((one.json as { result: string }).result, 'true');
+
+    assert.equal(run('message-route', 'update', '-n', 'cli-route', '-c', "level = 'cli2'").status, 0);
+    assert.equal(run('message-enrichment', 'update', '-k', 'origin', '-v', 'fixed').status, 0);
+    await send('app-dev', [msg('cli-2', {}, { level: 'cli2' }), msg('cli-3', {}, { level: 'cli' })]);
+    await eventually('the updated route applied', () => receiver.tags('/cli').length >= 2);
+    await sleep(1000);
+    assert.deepEqual(receiver.tags('/cli'), ['cli-1', 'cli-2']);
+    assert.deepEqual(receiver.got.get('/cli')?.[1]?.enrichments, { origin: 'fixed' });
+
+    assert.equal((run('message-route', 'fallback', 'show').json as { isEnabled: boolean }).isEnabled, true);
+    assert.equal(run('message-route', 'fallback', 'set', '-e', 'false').status, 0);
+    assert.equal(((await rest('GET', '/routing')).body as { fallbackRoute: { isEnabled: boolean } }).fallbackRoute.isEnabled, false);
+
+    // An endpoint a route names cannot go: the hub refuses with the reason.
+    const refused = run('message-endpoint', 'delete', '-n', 'cli-hook');
+    assert.equal(refused.status, 1);
+    assert.match(refused.stderr, /RoutingInvalid/);
+    assert.equal(run('message-enrichment', 'delete', '-k', 'origin').status, 0);
+    assert.equal(run('message-route', 'delete', '-n', 'cli-route').status, 0);
+    assert.equal(run('message-endpoint', 'delete', '-n', 'cli-hook').status, 0);
+    const after = (await rest('GET', '/routing')).body as { routes: unknown[]; enrichments: unknown[]; endpoints: { webhooks: unknown[] } };
+    assert.deepEqual([after.routes, after.enrichments, after.endpoints.webhooks], [[], [], []]);
+    const missing = run('message-route', 'show', '-n', 'cli-route');
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /ResourceNotFound/);
+  });
+});
