@@ -194,7 +194,9 @@ const ops: Record<string, (a: Args) => Promise<unknown>> = {
   },
   'device.open': openDevice,
   'device.send': async (a) => {
-    await device(a).sendEvent(new deviceSdk.Message(String(a.body)));
+    const m = new deviceSdk.Message(String(a.body));
+    for (const [k, v] of Object.entries((a.props as Record<string, string> | undefined) ?? {})) m.properties.add(k, v);
+    await device(a).sendEvent(m);
     return { sent: true };
   },
   'device.close': async (a) => {
