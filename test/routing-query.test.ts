@@ -433,6 +433,9 @@ describe('evaluation', () => {
     assert.equal(c.matches(input), false);
     input.twin = TWIN;
     assert.equal(c.matches(input), true);
+    const copy = { ...message({ twin: undefined }) };
+    assert.equal(c.matches(copy), false);
+    assert.equal(c.matches({ ...copy, twin: TWIN }), true, 'a copy of an evaluated input is evaluated afresh');
   });
 
   it('keeps the condition text', () => {
