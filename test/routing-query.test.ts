@@ -5,6 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import fc from 'fast-check';
 import type { JsonObject } from '../src/core/json.js';
 import {
   MAX_CONDITION_LENGTH,
@@ -382,6 +383,8 @@ describe('refusals', () => {
       ['a AND', 5, /found the end of the condition/],
       ['AND = 1', 0, /unexpected 'AND'/],
       ['$ = 1', 0, /expected a property name after '\$'/],
+      ["a IN ('x', 'y')", 2, /IN is not part of Azure's routing query language; combine comparisons with OR instead/],
+      ["(a LIKE 'x%')", 3, /LIKE is not part/],
     ];
     for (const [text, position, message] of cases) {
       const err = refusal(text);
@@ -462,5 +465,55 @@ describe('enrichment values', () => {
     for (const good of ['plain', 'with spaces and $ inside', '$IoTHubName', '$twin.tags', "$twin.tags['odd key']", '$twin.properties.reported.a.b']) {
       validateEnrichmentValue(good);
     }
+  });
+});
+
+describe('hostile input (fast-check)', () => {
+  const names = fc.constantFrom('a', 'processingPath', '$body.Weather.Temperature', '$body.x[0]', '$twin.tags.t', '$contentType', "['odd name']", '$body');
+  const literals = fc.oneof(fc.integer({ min: -5, max: 60 }).map(String), fc.constantFrom("'hot'", '"x"', 'true', 'false', 'null', 'undefined', "'\\u00e9'"));
+  const fns = fc.constantFrom('ABS', 'LENGTH', 'UPPER', 'AS_NUMBER', 'IS_DEFINED', 'CONCAT', 'SUBSTRING', 'STARTS_WITH', 'POWER', 'nope');
+  const ops = fc.constantFrom('=', '!=', '<>', '<', '<=', '>', '>=', '+', '-', '*', '/', '%', '||', 'AND', 'OR', ',');
+  const { expr } = fc.letrec<{ expr: string }>((tie) => ({
+    expr: fc.oneof(
+      { depthSize: 'small', withCrossShrink: true },
+      names,
+      literals,
+      fc.tuple(tie('expr'), ops, tie('expr')).map(([a, op, b]) => `${a} ${op} ${b}`),
+      tie('expr').map((e) => `NOT ${e}`),
+      tie('expr').map((e) => `(${e})`),
+      fc.tuple(fns, fc.array(tie('expr'), { maxLength: 3 })).map(([f, args]) => `${f}(${args.join(', ')})`),
+    ),
+  }));
+  const inputs = fc.record({
+    body: fc.oneof(fc.json().map((j) => Buffer.from(j)), fc.uint8Array({ maxLength: 64 }).map((b) => Buffer.from(b))),
+    properties: fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 8 }), { maxKeys: 4 }),
+    systemProperties: fc.constantFrom<Record<string, string>>(
+      { 'content-type': 'application/json', 'content-encoding': 'utf-8' },
+      { 'content-type': 'application/json', 'content-encoding': 'utf-16' },
+      { 'content-type': 'application/json', 'content-encoding': 'utf-32' },
+      {},
+    ),
+  });
+
+  function compiles(text: string): ReturnType<typeof compileCondition> | undefined {
+    try {
+      return compileCondition(text);
+    } catch (err) {
+      assert.ok(err instanceof RoutingQueryError, `${JSON.stringify(text)} threw ${String(err)}`);
+      assert.ok(err.position >= 0 && err.position <= Math.max(text.length, MAX_CONDITION_LENGTH), `position ${err.position}`);
+      return undefined;
+    }
+  }
+
+  it('compiles or refuses with a RoutingQueryError, and evaluation never throws', () => {
+    fc.assert(
+      fc.property(fc.oneof(expr, fc.string({ maxLength: 80 }), fc.string({ unit: 'binary', maxLength: 40 })), inputs, (text, input) => {
+        const c = compiles(text);
+        if (c === undefined) return;
+        const matched = c.matches(input);
+        assert.equal(c.explain(input).matched, matched);
+      }),
+      { numRuns: 3000 },
+    );
   });
 });
