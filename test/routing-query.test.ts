@@ -439,6 +439,7 @@ describe('evaluation', () => {
     const copy = { ...message({ twin: undefined }) };
     assert.equal(c.matches(copy), false);
     assert.equal(c.matches({ ...copy, twin: TWIN }), true, 'a copy of an evaluated input is evaluated afresh');
+    assert.equal(c.matches(Object.freeze(message())), true, 'a frozen input is evaluated too');
   });
 
   it('keeps the condition text', () => {

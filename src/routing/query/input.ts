@@ -120,6 +120,7 @@ export function prepareInput(input: RoutingInput | PreparedInput): PreparedInput
   const memo = (input as Memo)[PREPARED];
   if (memo !== undefined && memo.input === input) return memo;
   const p = new PreparedInput(input);
+  if (!Object.isExtensible(input)) return p; // frozen: no memo, each call parses again
   // Not enumerable: a copy of the input ({ ...input, twin }) starts without it.
   Object.defineProperty(input, PREPARED, { value: p, enumerable: false, configurable: true });
   return p;
