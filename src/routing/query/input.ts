@@ -105,19 +105,23 @@ export class PreparedInput {
   }
 }
 
-const prepared = new WeakMap<RoutingInput, PreparedInput>();
+/** Where a RoutingInput keeps its prepared form (a symbol: no clash with the input's own fields). */
+const PREPARED = Symbol('routing.prepared');
+type Memo = RoutingInput & { [PREPARED]?: PreparedInput };
 
 /**
- * The prepared form of a message, the same object for the same input: evaluate every route's
- * condition against it (or against the input itself, which finds this one) and the body is decoded
- * and parsed once.
+ * The prepared form of a message, the same object for the same input (kept on the input under a
+ * symbol, which costs less than a WeakMap entry per message): evaluate every route's condition
+ * against it, or against the input itself, and the body is decoded and parsed once. The body and
+ * properties must not change after the first evaluation; the twin may be set later.
  */
 export function prepareInput(input: RoutingInput | PreparedInput): PreparedInput {
   if (input instanceof PreparedInput) return input;
-  let p = prepared.get(input);
-  if (p === undefined) {
-    p = new PreparedInput(input);
-    prepared.set(input, p);
-  }
+  const memo = (input as Memo)[PREPARED];
+  if (memo !== undefined && memo.input === input) return memo;
+  const p = new PreparedInput(input);
+  if (!Object.isExtensible(input)) return p; // frozen: no memo, each call parses again
+  // Not enumerable: a copy of the input ({ ...input, twin }) starts without it.
+  Object.defineProperty(input, PREPARED, { value: p, enumerable: false, configurable: true });
   return p;
 }

@@ -35,6 +35,8 @@ interface Token {
   pos: number;
 }
 
+/** SQL words users try that Azure's route conditions do not have (IN: MicrosoftDocs/azure-docs#7109). */
+const UNSUPPORTED = new Set(['IN', 'NIN', 'LIKE', 'BETWEEN', 'IS']);
 const KEYWORDS = new Set(['AND', 'OR', 'NOT', 'TRUE', 'FALSE', 'NULL', 'UNDEFINED']);
 const COMPARE = new Map<string, CompareOp>([['=', '='], ['!=', '!='], ['<>', '!='], ['<', '<'], ['<=', '<='], ['>', '>'], ['>=', '>=']]);
 const ESCAPES: Readonly<Record<string, string>> = { "'": "'", '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
@@ -183,6 +185,9 @@ class Parser {
     for (;;) {
       const t = this.peek();
       const op = t.type === 'punct' ? COMPARE.get(t.text) : undefined;
+      if (t.type === 'name' && UNSUPPORTED.has(t.text.toUpperCase())) {
+        fail(t.pos, `${t.text.toUpperCase()} is not part of Azure's routing query language; combine comparisons with OR instead`);
+      }
       if (op === undefined) return left;
       this.next();
       left = { kind: 'compare', op, left, right: this.concat(), pos: t.pos };
