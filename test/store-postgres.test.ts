@@ -4,7 +4,6 @@ import { describe, it } from 'node:test';
 import pg from 'pg';
 import { SecretBox } from '../src/core/secret-box.js';
 import { storeConformance, type StoreHarness } from '../src/store/store.case.js';
-import { eventStoreConformance } from '../src/store/event-store.case.js';
 import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
 import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
@@ -44,7 +43,6 @@ async function openHarness(): Promise<StoreHarness> {
 }
 
 storeConformance('postgres', openHarness);
-eventStoreConformance('postgres', openHarness);
 c2dStoreConformance('postgres', openHarness);
 certificateStoreConformance('postgres', openHarness);
 enrollmentStoreConformance('postgres', openHarness);
