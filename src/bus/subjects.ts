@@ -81,6 +81,20 @@ export interface AlertsCounted {
   counts: Array<{ rule: string; key: string; n: number; at: number; details: JsonObject }>;
 }
 
+/** An operator created, changed or deleted an alert rule (alerts/alerts.ts): every other node reloads it from the store. */
+export interface AlertRuleChanged {
+  name: string;
+}
+
+/** An Event Hubs epoch receiver claimed a partition of a consumer group (protocol/amqp/eventhub-claims.ts). */
+export interface EventHubReceiverClaimed {
+  /** `{consumer group, lower case}|{partition}`. */
+  key: string;
+  epoch: number;
+  /** Grows with every claim of the key: receivers holding an older one close. */
+  generation: number;
+}
+
 export interface BusResync {
   reason: 'reconnected';
 }
@@ -144,6 +158,10 @@ export const SUBJECTS = {
   sessionClaimed: subject<SessionClaimed>('session.claimed'),
   /** alert engine -> every other node's alert engine (adds them to its windows). */
   alertsCounted: subject<AlertsCounted>('alerts.counted'),
+  /** alert rules REST -> every other node's alert engine (reload the rule from the store). */
+  alertRuleChanged: subject<AlertRuleChanged>('alerts.rule.changed'),
+  /** Event Hubs endpoint -> every other node's endpoint (close that partition's older receivers: amqp:link:stolen). */
+  eventHubReceiverClaimed: subject<EventHubReceiverClaimed>('eventhub.receiver.claimed'),
   /** a node's bus -> every node (read again what a notification would have said). */
   busResync: subject<BusResync>('bus.resync'),
   /** methods -> the node holding the identity's session, which subscribes while it holds it. */
