@@ -711,7 +711,7 @@ and its workers; PostgreSQL + NATS: all their processes, which other work on the
 that carries over to a machine where the hub has the cores to itself. "Other" is the rest of the machine's busy time from /proc/stat (other
 processes), in cores; a measurement during which other processes kept more than ${CONTENDED_CORES} of a core busy was run again (at most ${retries} times; ${retried} repeated
 in this run) and the least contended attempt kept. Rounds (${rounds}) interleave the servers; ${fmtInt(nConnects)} connects and ${fmtInt(nMessages)} messages per server per round after a warm-up.
-Gatehouse acknowledges a QoS 1 message once it is committed to its event store (SQLite or PostgreSQL); Mosquitto acknowledges on receipt and
+Gatehouse acknowledges a QoS 1 message once it is committed to its partitioned event log (SQLite or PostgreSQL); Mosquitto acknowledges on receipt and
 drops it (nobody subscribes). Every PostgreSQL hub has a schema of its own, made fresh for the run.
 
 ${sections.join('\n\n')}
