@@ -28,7 +28,6 @@ import { CaCertificates } from './pki/ca-certificates.js';
 import { CertificateAuthority } from './pki/authority.js';
 import { EstService } from './dps/est.js';
 import { AlertSharing } from './alerts/alert-sharing.js';
-import { EventStream } from './hub/telemetry/event-stream.js';
 import type { MqttBroker } from './protocol/mqtt/broker.js';
 import type { DpsDeps, TelemetrySink } from './protocol/transport/device-ports.js';
 import { RegistrationService } from './dps/registration-service.js';
@@ -224,13 +223,6 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       policy: () => ({ validityDays: config.deviceCertValidityDays, renewalGraceDays: config.certRenewalGraceDays }),
       log: (fields, msg) => pkiLog.info(fields, msg),
     });
-    const events = new EventStream(
-      store.events,
-      clock,
-      { retentionMs: config.eventRetentionHours * 3600_000, maxEvents: config.eventMaxCount },
-      logger.child({ component: 'events' }),
-      bus,
-    );
     const log = (eventLog = await openHubEventLog(store, config, bus, logger.child({ component: 'log' })));
     const routing = await RoutingEngine.open({
       meta: store,
@@ -244,18 +236,17 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       sinks: createEndpointSink,
       hubName: hubName(config.hostname),
     });
-    // Telemetry goes through the event stream and the partitioned log, both with group commit: the
-    // PUBACK or 204 waits for both to be durable. Counted where MQTT, AMQP and device HTTPS hand it
+    // Telemetry goes to the partitioned log, the hub's one durable stream, with group commit: the
+    // PUBACK or 204 waits for it to be durable. Counted where MQTT, AMQP and device HTTPS hand it
     // over: one integer increment per message. The routes in effect decide where it goes (decision
-    // 0006): a message routed nowhere is acknowledged and not stored; the event stream (the SSE
-    // reader's) gets only what is routed to the built-in endpoint.
+    // 0006): the log keeps the endpoint set with the message; a message routed nowhere is
+    // acknowledged and not stored.
     const telemetry: TelemetrySink = {
-      async append(event) {
+      async append(message) {
         metrics.messages.telemetryIn++;
-        const endpoints = await routing.router.endpointsFor(event);
-        if (endpoints.length === 0) return 0;
-        const toBuiltin = endpoints.includes(BUILTIN_ENDPOINT_NAME);
-        return Promise.all([toBuiltin ? events.append(event) : 0, log.append({ ...event, endpoints })]).then(([seq]) => seq);
+        const endpoints = await routing.router.endpointsFor(message);
+        if (endpoints.length === 0) return undefined;
+        return log.append({ ...message, endpoints });
       },
     };
     const dpsLog = logger.child({ component: 'dps' });
@@ -306,7 +297,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       cas,
       authority,
       est,
-      events,
+      eventLog: log.log,
       enrollments,
       dps,
       securityEvents,
@@ -397,7 +388,6 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   }
 
   services.c2d.start();
-  services.events.start();
   prepared.eventLog.start();
   await prepared.routing.start();
   await services.auditLog.start();
@@ -439,7 +429,6 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await amqpClosed;
         await app.close();
         await services.c2d.stop();
-        await services.events.stop();
         await prepared.routing.stop();
         await prepared.eventLog.stop();
         await services.auditLog.stop();

@@ -64,12 +64,6 @@ export interface DesiredChanged {
   patch: JsonObject;
 }
 
-export interface TelemetryAppended {
-  /** The highest seq committed by the batch, and how many events it held. */
-  lastSeq: number;
-  count: number;
-}
-
 /** The routing document changed (decision 0006): every node reads it again from the store and recompiles. */
 export interface RoutingChanged {
   etag: string;
@@ -174,8 +168,6 @@ export const SUBJECTS = {
   twinChanged: subject<TwinChanged>('twin.changed'),
   /** routing service -> every node's router and dispatchers (read the document again, recompile). */
   routingChanged: subject<RoutingChanged>('routing.changed'),
-  /** event stream -> live readers (wake-up; the events are in the store). */
-  telemetryAppended: subject<TelemetryAppended>('telemetry.appended'),
   /** SQL event log -> other nodes' live readers of that partition (wake-up; the records are in the log). */
   logAppended: subject<LogAppended>('log.appended'),
   /** connection table -> every other node (close your session for this identity). */

@@ -218,7 +218,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerTwinRoutes(app, services);
   registerQueryRoutes(app, services);
   registerMethodRoutes(app, services.methods);
-  registerEventRoutes(app, services.events);
+  registerEventRoutes(app, services.eventLog);
   registerConsumerGroupRoutes(app, services.consumerGroups);
   registerRoutingRoutes(app, services.routing);
   registerC2dRoutes(app, services.c2d);
