@@ -6,9 +6,12 @@
  * config refusals.
  */
 import assert from 'node:assert/strict';
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { describe, it, before } from 'node:test';
 import { createDevRootCa, issueServerCertificate, type ServerCertMaterial } from '../src/pki/dev-ca.js';
@@ -17,6 +20,8 @@ import { EndpointConfigError } from '../src/routing/endpoints/sink.js';
 import { CASE_HUB, deliveredFromHeaders, endpointSinkConformance, routedBatch, type Delivered } from '../src/routing/endpoints/sink.case.js';
 import { createWebhookSink } from '../src/routing/endpoints/webhook-sink.js';
 import type { WebhookEndpoint } from '../src/routing/routing-config.js';
+import { ROOT } from './support/hub-process.js';
+import { decisionProblems, extractBlocks } from './support/readme-blocks.js';
 
 interface Tls {
   caPem: string;
@@ -30,6 +35,20 @@ function testTls(): Promise<Tls> {
     return { caPem: ca.certPem, server: await issueServerCertificate(ca, { hostname: '127.0.0.1', validityDays: 2 }) };
   })();
   return tlsReady;
+}
+
+type Verify = (secret: string, headers: Record<string, string | string[] | undefined>, rawBody: Buffer, nowSeconds?: number) => boolean;
+
+const DOC = join(ROOT, 'docs', 'routing-endpoints.md');
+let verifyFromDoc: Verify | undefined;
+/** The receiver's check from the docs' js block. */
+function documentedVerify(): Verify {
+  if (verifyFromDoc !== undefined) return verifyFromDoc;
+  const { blocks } = extractBlocks(DOC, readFileSync(DOC, 'utf8'));
+  const block = blocks.find((b) => b.lang === 'js' && b.text.includes('function verifyGatehouseSignature'));
+  assert.ok(block !== undefined, 'docs/routing-endpoints.md shows verifyGatehouseSignature');
+  verifyFromDoc = new Function('require', `${block.text}\nreturn verifyGatehouseSignature;`)(createRequire(import.meta.url)) as Verify;
+  return verifyFromDoc;
 }
 
 type Answer = (req: { body: Buffer }) => { status: number; headers?: Record<string, string> } | 'hang';
@@ -84,15 +103,9 @@ class Receiver {
     if (s !== undefined) await new Promise<void>((resolve) => s.close(() => resolve()));
   }
 
-  /** What docs/routing-endpoints.md tells a receiver to do. */
+  /** What docs/routing-endpoints.md tells a receiver to do: its code block, run as written. */
   private verify(h: Record<string, string | string[] | undefined>, body: Buffer): boolean {
-    const ts = h['x-gatehouse-timestamp'];
-    const sig = h['x-gatehouse-signature'];
-    if (typeof ts !== 'string' || typeof sig !== 'string' || !/^\d+$/.test(ts)) return false;
-    if (Math.abs(Date.now() / 1000 - Number(ts)) > 300) return false;
-    const want = Buffer.from(`sha256=${createHmac('sha256', this.secret!).update(`${ts}.`).update(body).digest('hex')}`);
-    const have = Buffer.from(sig);
-    return have.length === want.length && timingSafeEqual(have, want);
+    return documentedVerify()(this.secret!, h, body);
   }
 
   private keep(headers: Map<string, string>, body: Buffer, contentType: string): void {
@@ -175,6 +188,20 @@ describe('webhook endpoint', () => {
       await sink.close();
       await rx.down();
     }
+  });
+
+  it("the docs' receiver check refuses a stale timestamp, a changed body and another secret; its code blocks are marked", () => {
+    const verify = documentedVerify();
+    const body = Buffer.from('[{"n":1}]');
+    const ts = '1790000000';
+    const headers = { 'x-gatehouse-timestamp': ts, 'x-gatehouse-signature': `sha256=${createHmac('sha256', SECRET).update(`${ts}.`).update(body).digest('hex')}` };
+    assert.equal(verify(SECRET, headers, body, 1_790_000_100), true);
+    assert.equal(verify(SECRET, headers, body, 1_790_000_301), false, 'outside the 5-minute window');
+    assert.equal(verify(SECRET, headers, Buffer.from('[{"n":2}]'), 1_790_000_100), false, 'another body');
+    assert.equal(verify(`${SECRET}x`, headers, body, 1_790_000_100), false, 'another secret');
+    assert.equal(verify(SECRET, { ...headers, 'x-gatehouse-timestamp': '1790000001' }, body, 1_790_000_100), false, 'another timestamp');
+    const { blocks, problems } = extractBlocks(DOC, readFileSync(DOC, 'utf8'));
+    assert.deepEqual([...problems, ...decisionProblems(blocks, new Set())], []);
   });
 
   it('json: one POST per batch; raw: one POST per message with its content type', async () => {
