@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Clock } from './core/clock.js';
 import type { PreparedHub } from './hub.js';
 import { AmqpServer } from './protocol/amqp/amqp-server.js';
+import { ReceiverClaims } from './protocol/amqp/eventhub-claims.js';
 import { EventHubEndpoint } from './protocol/amqp/eventhub-endpoint.js';
 import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS } from './protocol/mqtt/broker-deps.js';
@@ -86,6 +87,8 @@ export function createProtocolEndpoints(prepared: PreparedHub, logger: Logger, c
       clock,
       logger: logger.child({ component: 'eventhubs' }),
       createdAt: prepared.eventHubsCreatedAt,
+      // Epoch receivers own a partition across the cluster; on one node the endpoint decides alone.
+      claims: new ReceiverClaims(prepared.bus, config.natsUrl === undefined ? undefined : prepared.store.counters, clock),
     }),
   });
   return { broker, amqp };

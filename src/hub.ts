@@ -62,6 +62,11 @@ import type { LogWriter } from './hub/telemetry/log-writer.js';
 import { ConsumerGroups } from './hub/telemetry/consumer-groups.js';
 import { SessionGuard } from './hub/session-guard.js';
 import { RevocationCheck } from './pki/revocation-check.js';
+import { RoutingEngine } from './routing/routing-engine.js';
+import { createEndpointSink } from './routing/sink-factory.js';
+import { BUILTIN_ENDPOINT_NAME } from './log/log-ports.js';
+import { isHubError } from './core/errors.js';
+import { hubName } from './core/hub-name.js';
 
 export { SQLITE_FILE, STATE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
 
@@ -95,10 +100,13 @@ export interface PreparedHub {
   eventLog: LogWriter;
   /** When the Event Hubs-compatible endpoint was created (getEventHubProperties' createdOn). */
   eventHubsCreatedAt: string;
+  /** Message routing: the document, evaluation at ingestion, delivery to custom endpoints. */
+  routing: RoutingEngine;
 }
 
 /** Closes what prepareHub opened (for `init` and the --workers primary, which never listen). */
 export async function closePrepared(p: PreparedHub): Promise<void> {
+  await p.routing.stop();
   await p.eventLog.stop();
   p.services.gate.lockout.stop();
   p.services.operators.stop();
@@ -110,7 +118,7 @@ export async function closePrepared(p: PreparedHub): Promise<void> {
 export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock = systemClock): Promise<PreparedHub> {
   const dataDir = resolve(config.dataDir);
   ensurePrivateDataDir(dataDir, logger);
-  const { store, keyWarning, keySource } = await openHubStore(dataDir, config.databaseUrl);
+  const { store, box, keyWarning, keySource } = await openHubStore(dataDir, config.databaseUrl);
   let opened: HubBus | undefined;
   let eventLog: LogWriter | undefined;
   if (keyWarning !== undefined) logger.warn({ event: 'master-key.permissions' }, keyWarning);
@@ -224,13 +232,30 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       bus,
     );
     const log = (eventLog = await openHubEventLog(store, config, bus, logger.child({ component: 'log' })));
+    const routing = await RoutingEngine.open({
+      meta: store,
+      box,
+      bus,
+      clock,
+      logger: logger.child({ component: 'routing' }),
+      log: log.log,
+      counters: store.counters,
+      twin: (deviceId, moduleId) => twins.get(deviceId, moduleId).catch((err: unknown) => (isHubError(err) && /NotFound$/.test(err.code) ? undefined : Promise.reject(err))),
+      sinks: createEndpointSink,
+      hubName: hubName(config.hostname),
+    });
     // Telemetry goes through the event stream and the partitioned log, both with group commit: the
     // PUBACK or 204 waits for both to be durable. Counted where MQTT, AMQP and device HTTPS hand it
-    // over: one integer increment per message.
+    // over: one integer increment per message. The routes in effect decide where it goes (decision
+    // 0006): a message routed nowhere is acknowledged and not stored; the event stream (the SSE
+    // reader's) gets only what is routed to the built-in endpoint.
     const telemetry: TelemetrySink = {
-      append(event) {
+      async append(event) {
         metrics.messages.telemetryIn++;
-        return Promise.all([events.append(event), log.append(event)]).then(([seq]) => seq);
+        const endpoints = await routing.router.endpointsFor(event);
+        if (endpoints.length === 0) return 0;
+        const toBuiltin = endpoints.includes(BUILTIN_ENDPOINT_NAME);
+        return Promise.all([toBuiltin ? events.append(event) : 0, log.append({ ...event, endpoints })]).then(([seq]) => seq);
       },
     };
     const dpsLog = logger.child({ component: 'dps' });
@@ -277,6 +302,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       },
       telemetry,
       consumerGroups: new ConsumerGroups(store, clock),
+      routing,
       cas,
       authority,
       est,
@@ -298,7 +324,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       },
     };
     const eventHubsCreatedAt = await store.insertMetaIfAbsent('eventhub.created-at', new Date(clock.now()).toISOString());
-    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps, eventLog: log, eventHubsCreatedAt };
+    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps, eventLog: log, eventHubsCreatedAt, routing };
   } catch (err) {
     await eventLog?.stop();
     await opened?.bus.close();
@@ -373,6 +399,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   services.c2d.start();
   services.events.start();
   prepared.eventLog.start();
+  await prepared.routing.start();
   await services.auditLog.start();
   services.policyUsage.start();
 
@@ -413,6 +440,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await app.close();
         await services.c2d.stop();
         await services.events.stop();
+        await prepared.routing.stop();
         await prepared.eventLog.stop();
         await services.auditLog.stop();
         await services.policyUsage.stop().catch(() => undefined);

@@ -1,7 +1,8 @@
 /**
  * Alert windows count across the cluster (issue 16 item 4): failed logins spread over two nodes,
  * neither past the default hub-wide rule's threshold on its own (10 in 10 minutes), trip it once
- * together, and the cluster records one alert, not one per node.
+ * together, and the cluster records one alert, not one per node. A rule created or deleted through
+ * one node applies on the other, whose events it counts.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -17,10 +18,22 @@ const agents: Record<string, Agent> = {};
 
 type Alert = { rule: string; state: string; value: number };
 
-async function firedAlerts(via: string): Promise<Alert[]> {
+async function firedAlerts(via: string, rule = 'failed-logins-hub'): Promise<Alert[]> {
   const r = await agents[via]!.call<{ status: number; body: { value: Alert[] } }>('rest', { hostname: HOSTNAME, key: cluster.ownerKey, method: 'GET', path: '/alerts?state=fired' });
   assert.equal(r.status, 200, JSON.stringify(r.body));
-  return r.body.value.filter((a) => a.rule === 'failed-logins-hub');
+  return r.body.value.filter((a) => a.rule === rule);
+}
+
+async function rest(via: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
+  return agents[via]!.call<{ status: number; body: unknown }>('rest', { hostname: HOSTNAME, key: cluster.ownerKey, method, path, ...(body === undefined ? {} : { body }) });
+}
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  for (const end = Date.now() + ms; Date.now() < end; await sleep(200)) {
+    const v = await probe();
+    if (v !== undefined) return v;
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** `n` calls with a wrong key for `policy` through node `via`: each one an authentication failure there. */
@@ -55,5 +68,21 @@ describe('alert windows across two nodes', () => {
     // Both nodes saw the window cross: still one alert, recorded by one of them.
     await sleep(2000);
     assert.equal((await firedAlerts(B)).length, 1);
+  });
+
+  it('a rule created through one node counts the other node\'s events, and deleting it there resolves its alert', async () => {
+    const created = await rest(B, 'PUT', '/alerts/rules/made-on-b', { kind: 'authFailures', scope: 'hub', threshold: 2, windowSeconds: 300, actions: { log: true } });
+    assert.ok(created.status === 200 || created.status === 201, JSON.stringify(created.body));
+    await sleep(1000);
+    // Only node A sees these failures: it fires the rule only if it learned of it from B.
+    await failLogins(A, 'registryRead', 3);
+    const fired = await waitFor('made-on-b to fire', async () => ((await firedAlerts(A, 'made-on-b')).length > 0 ? firedAlerts(A, 'made-on-b') : undefined));
+    assert.equal(fired.length, 1);
+    assert.equal(fired[0]!.value, 3);
+    const deleted = await rest(B, 'DELETE', '/alerts/rules/made-on-b');
+    assert.ok(deleted.status === 200 || deleted.status === 204, JSON.stringify(deleted.body));
+    await waitFor('the alert to resolve', async () => ((await firedAlerts(A, 'made-on-b')).length === 0 ? true : undefined));
+    const rules = (await rest(A, 'GET', '/alerts/rules')) as { status: number; body: { value: Array<{ name: string }> } };
+    assert.ok(!rules.body.value.some((r) => r.name === 'made-on-b'), 'node A no longer lists it');
   });
 });

@@ -85,6 +85,27 @@ export class AlertSharing {
     return () => sub.unsubscribe();
   }
 
+  /** This node changed the rule `name` in the store: the other nodes reload it. Never throws. */
+  ruleChanged(name: string): void {
+    try {
+      this.bus.publish(SUBJECTS.alertRuleChanged, { name });
+    } catch {
+      // The bus is closing or away: the other nodes reload every rule when it is back (busResync).
+    }
+  }
+
+  /**
+   * Rule changes on other nodes (`name`), and every rule (undefined) after the bus was away;
+   * returns the unsubscribe.
+   */
+  onRuleChanged(handler: (name: string | undefined) => void): () => void {
+    const changed = this.bus.subscribe(SUBJECTS.alertRuleChanged, ({ name }, meta) => {
+      if (!meta.local) handler(name);
+    });
+    const resync = this.bus.subscribe(SUBJECTS.busResync, () => handler(undefined));
+    return () => (changed.unsubscribe(), resync.unsubscribe());
+  }
+
   /**
    * Claims the firing of (rule, key) for alert `id`, for at most `holdMs` (a node that dies with it
    * firing frees it then). Resolves with the id that fires: `id` when this node won.

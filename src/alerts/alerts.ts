@@ -93,6 +93,7 @@ export class AlertEngine {
   #timers: NodeJS.Timeout[] = [];
   #certCheck: Promise<void> | undefined;
   #lastPrune = 0;
+  #reloads: Promise<void> = Promise.resolve();
   #keyOverflowLogged = false;
 
   constructor(opts: AlertEngineOptions) {
@@ -122,7 +123,8 @@ export class AlertEngine {
     }
     const local = this.#o.events.on((e) => this.#onEvent(e));
     const remote = this.#o.sharing?.onRemote((c) => this.#onRemote(c));
-    this.#unsubscribe = () => (local(), remote?.(), this.#o.sharing?.stop());
+    const rules = this.#o.sharing?.onRuleChanged((name) => this.#reload(name));
+    this.#unsubscribe = () => (local(), remote?.(), rules?.(), this.#o.sharing?.stop());
     const tickMs = this.#o.tickMs ?? 5000;
     if (tickMs > 0) this.#timers.push(setInterval(() => this.evaluate(), tickMs));
     const certMs = this.#o.certificateCheckMs ?? 600_000;
@@ -139,6 +141,7 @@ export class AlertEngine {
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
     this.#abort.abort();
+    await this.#reloads;
     await this.#certCheck;
     await this.whenIdle();
   }
@@ -170,6 +173,7 @@ export class AlertEngine {
     const after = ruleRecord(name, input, before, iso(this.#o.clock.now()));
     await this.#o.store.putRule(after);
     this.#replaceRule(name, after);
+    this.#o.sharing?.ruleChanged(name);
     return { before, after };
   }
 
@@ -179,7 +183,26 @@ export class AlertEngine {
     const before = await this.#o.store.getRule(name);
     if (before === undefined || !(await this.#o.store.deleteRule(name))) throw new HubError('ResourceNotFound', `No alert rule named '${name}'.`);
     this.#replaceRule(name, undefined);
+    this.#o.sharing?.ruleChanged(name);
     return before;
+  }
+
+  /**
+   * Another node changed the rule `name` (undefined: maybe any rule, the bus was away): read it
+   * again from the store. Reloads run one after another, so an older read never lands last.
+   */
+  #reload(name: string | undefined): void {
+    const { store, logger } = this.#o;
+    this.#reloads = this.#reloads.then(async () => {
+      if (this.#unsubscribe === undefined) return;
+      if (name !== undefined) {
+        this.#replaceRule(name, await store.getRule(name));
+        return;
+      }
+      const stored = new Map((await store.listRules()).map((r) => [r.name, r]));
+      for (const [n, s] of [...this.#rules]) if (!stored.has(n)) this.#replaceRule(n, undefined);
+      for (const [n, r] of stored) if (this.#rules.get(n)?.rule.updated !== r.updated) this.#replaceRule(n, r);
+    }).catch((err: unknown) => logger.warn({ err, event: 'alerts.reload-failed', rule: name }, 'could not reload an alert rule changed on another node'));
   }
 
   #replaceRule(name: string, rule: AlertRuleRecord | undefined): void {

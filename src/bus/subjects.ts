@@ -70,6 +70,18 @@ export interface TelemetryAppended {
   count: number;
 }
 
+/** The routing document changed (decision 0006): every node reads it again from the store and recompiles. */
+export interface RoutingChanged {
+  etag: string;
+  version: number;
+}
+
+/** A twin changed (tags, desired or reported): routing's `$twin` cache forgets it. */
+export interface TwinChanged {
+  deviceId: string;
+  moduleId: string | null;
+}
+
 export interface LogAppended {
   /** The partition and the last sequence number committed there by the append. */
   partition: number;
@@ -85,6 +97,20 @@ export interface LogAppended {
 /** Events one node counted toward windowed alert rules since its last batch (alerts/alert-sharing.ts). */
 export interface AlertsCounted {
   counts: Array<{ rule: string; key: string; n: number; at: number; details: JsonObject }>;
+}
+
+/** An operator created, changed or deleted an alert rule (alerts/alerts.ts): every other node reloads it from the store. */
+export interface AlertRuleChanged {
+  name: string;
+}
+
+/** An Event Hubs epoch receiver claimed a partition of a consumer group (protocol/amqp/eventhub-claims.ts). */
+export interface EventHubReceiverClaimed {
+  /** `{consumer group, lower case}|{partition}`. */
+  key: string;
+  epoch: number;
+  /** Grows with every claim of the key: receivers holding an older one close. */
+  generation: number;
 }
 
 export interface BusResync {
@@ -144,6 +170,10 @@ export const SUBJECTS = {
   c2dEnqueued: subject<C2dEnqueued>('c2d.enqueued'),
   /** twins -> the session holding the device (push the patch). */
   desiredChanged: subject<DesiredChanged>('twin.desired.changed'),
+  /** twins (any write) -> every node's routing twin cache (forget the twin). */
+  twinChanged: subject<TwinChanged>('twin.changed'),
+  /** routing service -> every node's router and dispatchers (read the document again, recompile). */
+  routingChanged: subject<RoutingChanged>('routing.changed'),
   /** event stream -> live readers (wake-up; the events are in the store). */
   telemetryAppended: subject<TelemetryAppended>('telemetry.appended'),
   /** SQL event log -> other nodes' live readers of that partition (wake-up; the records are in the log). */
@@ -152,6 +182,10 @@ export const SUBJECTS = {
   sessionClaimed: subject<SessionClaimed>('session.claimed'),
   /** alert engine -> every other node's alert engine (adds them to its windows). */
   alertsCounted: subject<AlertsCounted>('alerts.counted'),
+  /** alert rules REST -> every other node's alert engine (reload the rule from the store). */
+  alertRuleChanged: subject<AlertRuleChanged>('alerts.rule.changed'),
+  /** Event Hubs endpoint -> every other node's endpoint (close that partition's older receivers: amqp:link:stolen). */
+  eventHubReceiverClaimed: subject<EventHubReceiverClaimed>('eventhub.receiver.claimed'),
   /** a node's bus -> every node (read again what a notification would have said). */
   busResync: subject<BusResync>('bus.resync'),
   /** methods -> the node holding the identity's session, which subscribes while it holds it. */

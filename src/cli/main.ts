@@ -5,6 +5,8 @@ import { registerDevice } from './commands/device.js';
 import { registerTwin } from './commands/twin.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerConsumerGroup } from './commands/consumer-group.js';
+import { registerMessageRoute } from './commands/message-route.js';
+import { registerMessageEndpoint, registerMessageEnrichment } from './commands/message-endpoint.js';
 import { registerSas } from './commands/sas.js';
 import { registerMonitorEvents } from './commands/monitor-events.js';
 import { registerC2d } from './commands/c2d.js';
@@ -40,6 +42,9 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   registerInvoke(program);
   registerPolicy(program);
   registerConsumerGroup(program);
+  registerMessageRoute(program);
+  registerMessageEndpoint(program);
+  registerMessageEnrichment(program);
   registerSas(program);
   registerDps(program);
   registerMonitorEvents(program);

@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   BulkRegistryOperationFailure: { status: 400, number: 400013, summary: 'At least one operation of a bulk registry request failed.' },
   InvalidOperation: { status: 400, number: 400003, summary: 'The operation is not allowed in the current state.' },
   AlertRuleInvalid: { status: 400, number: 400901, summary: 'An alert rule name or definition is invalid; the message names the field and what it must be.' },
+  RoutingInvalid: { status: 400, number: 400951, summary: 'A routing document is invalid: its shape, a limit (100 routes, 10 endpoints per type, 10 enrichments), a name used twice or reserved (events), or a route or enrichment naming no endpoint; the message names each problem.' },
+  RoutingQueryInvalid: { status: 400, number: 400952, summary: 'A route condition or an enrichment value is not valid in the routing query language; the message names the route or key and the position.' },
   IotHubUnauthorizedAccess: { status: 401, number: 401002, summary: 'Missing, malformed, expired or wrongly scoped credentials, or rights that do not cover the call.' },
   CertificateNotAccepted: { status: 403, number: 403010, summary: 'The client certificate was not issued by this hub, is revoked, not yet valid, or expired beyond the renewal grace period; or an EST enroll asks for a registration id the factory credential may not enroll.' },
   IotHubQuotaExceeded: { status: 403, number: 403002, summary: 'A hub quota is exhausted.' },

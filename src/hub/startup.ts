@@ -119,7 +119,7 @@ export async function openHubStore(
   dataDir: string,
   databaseUrl: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
-): Promise<{ store: SqlStore; keyWarning?: string; keySource: string }> {
+): Promise<{ store: SqlStore; box: SecretBox; keyWarning?: string; keySource: string }> {
   const master = loadMasterKey(dataDir, env);
   const box = new SecretBox(master.key);
   const store = databaseUrl === undefined ? await openSqliteStore(join(dataDir, SQLITE_FILE), box) : await openPostgresStore(databaseUrl, box);
@@ -131,7 +131,7 @@ export async function openHubStore(
     await store.close();
     throw new StartupError(`the master key (${master.source}) does not match this database`);
   }
-  return master.warning === undefined ? { store, keySource: master.source } : { store, keySource: master.source, keyWarning: master.warning };
+  return master.warning === undefined ? { store, box, keySource: master.source } : { store, box, keySource: master.source, keyWarning: master.warning };
 }
 
 /** Meta record: the default policies this hub has created once (JSON array of names). */

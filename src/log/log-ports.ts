@@ -28,6 +28,11 @@ export interface LogMessage {
   properties: Record<string, string>;
   /** System properties: message-id, content-type, iothub-connection-device-id, iothub-enqueuedtime, ... */
   systemProperties: Record<string, string>;
+  /**
+   * The endpoints the routes in effect at ingestion sent it to (decision 0006): `events` is the
+   * built-in endpoint. Absent on records written before routing existed: those count as `events`.
+   */
+  endpoints?: string[];
 }
 
 /** Where an appended message landed. */
@@ -146,4 +151,12 @@ export function recordSize(m: LogMessage): number {
     Buffer.byteLength(JSON.stringify(m.properties)) +
     Buffer.byteLength(JSON.stringify(m.systemProperties))
   );
+}
+
+/** The built-in endpoint's name (Azure's `events`). */
+export const BUILTIN_ENDPOINT_NAME = 'events';
+
+/** Whether the record goes to the endpoint (absent set = the built-in endpoint only). */
+export function isRoutedTo(m: LogMessage, endpoint: string): boolean {
+  return m.endpoints === undefined ? endpoint === BUILTIN_ENDPOINT_NAME : m.endpoints.includes(endpoint);
 }

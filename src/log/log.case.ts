@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { LogConfigError, type EventLog, type LogMessage, type LogPlacement, type LogRecord, type LogRetention } from './log-ports.js';
+import { isRoutedTo, LogConfigError, type EventLog, type LogMessage, type LogPlacement, type LogRecord, type LogRetention } from './log-ports.js';
 import { partitionOf } from './partition-key.js';
 import { LogPositionError } from './positions.js';
 
@@ -142,6 +142,28 @@ export function eventLogConformance(name: string, open: OpenLog): void {
           assert.ok(Buffer.isBuffer(r.body));
           assert.ok(!Number.isNaN(Date.parse(r.enqueuedTime)) && r.enqueuedTime.endsWith('Z'));
         }
+      }),
+    );
+
+    it(
+      'keeps the endpoints a record is routed to, by read and by tail; a record without them has none',
+      run(open, { partitionCount: 1 }, async ({ log }) => {
+        await log.append([
+          makeMessage('routed', 0, { endpoints: ['events', 'hook-1'] }),
+          makeMessage('routed', 1, { endpoints: [] }),
+          makeMessage('routed', 2),
+        ]);
+        const read = await log.read(0, 'earliest', 10);
+        assert.deepEqual(read.map((r) => r.endpoints), [['events', 'hook-1'], [], undefined]);
+        const ac = new AbortController();
+        const tailed: LogRecord[] = [];
+        for await (const batch of log.tail(0, 'earliest', { signal: ac.signal })) {
+          tailed.push(...batch);
+          if (tailed.length >= 3) ac.abort();
+        }
+        assert.deepEqual(tailed.map((r) => r.endpoints), [['events', 'hook-1'], [], undefined]);
+        assert.deepEqual(tailed.map((r) => isRoutedTo(r, 'events')), [true, false, true]);
+        assert.deepEqual(tailed.map((r) => isRoutedTo(r, 'hook-1')), [true, false, false]);
       }),
     );
 

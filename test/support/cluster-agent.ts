@@ -11,6 +11,7 @@ import iothub from 'azure-iothub';
 import { generateSasToken } from '../../src/auth/sas.js';
 import common from 'azure-iot-common';
 import rhea from 'rhea';
+import { EventHubConsumerClient, latestEventPosition, type Subscription } from '@azure/event-hubs';
 
 const { NoRetry, Message } = common;
 
@@ -19,6 +20,7 @@ type DeviceClient = InstanceType<typeof deviceSdk.Client>;
 
 const send = (msg: unknown) => process.send?.(msg);
 const devices = new Map<string, DeviceClient>();
+const consumers = new Map<string, { client: EventHubConsumerClient; subscription: Subscription }>();
 
 const transports = { mqtt: deviceMqtt.Mqtt, 'mqtt-ws': deviceMqtt.MqttWs, amqp: deviceAmqp.Amqp } as const;
 
@@ -194,7 +196,9 @@ const ops: Record<string, (a: Args) => Promise<unknown>> = {
   },
   'device.open': openDevice,
   'device.send': async (a) => {
-    await device(a).sendEvent(new deviceSdk.Message(String(a.body)));
+    const m = new deviceSdk.Message(String(a.body));
+    for (const [k, v] of Object.entries((a.props as Record<string, string> | undefined) ?? {})) m.properties.add(k, v);
+    await device(a).sendEvent(m);
     return { sent: true };
   },
   'device.close': async (a) => {
@@ -258,6 +262,29 @@ const ops: Record<string, (a: Args) => Promise<unknown>> = {
     return { disabled: true };
   },
   rest,
+  /** An Event Hubs receiver on one partition (with an owner level: an epoch receiver); its errors arrive as `eh-error` events. */
+  'eh.subscribe': async (a) => {
+    const tag = String(a.tag);
+    const client = new EventHubConsumerClient(String(a.consumerGroup ?? '$Default'), String(a.connectionString));
+    const subscription = client.subscribe(
+      String(a.partition),
+      {
+        processEvents: async () => undefined,
+        processError: async (err: Error & { code?: string }) => void send({ event: 'eh-error', tag, code: err.code ?? err.name, message: err.message }),
+        processInitialize: async () => void send({ event: 'eh-open', tag }),
+      },
+      { startPosition: latestEventPosition, maxWaitTimeInSeconds: 1, ...(a.ownerLevel === undefined ? {} : { ownerLevel: Number(a.ownerLevel) }) },
+    );
+    consumers.set(tag, { client, subscription });
+    return { subscribed: tag };
+  },
+  'eh.close': async (a) => {
+    const c = consumers.get(String(a.tag));
+    consumers.delete(String(a.tag));
+    await c?.subscription.close();
+    await c?.client.close();
+    return { closed: true };
+  },
 };
 
 process.on('message', (m: { id: number; op: string; args: Args }) => {

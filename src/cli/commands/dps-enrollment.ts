@@ -125,7 +125,7 @@ function shapeOptions(cmd: Command, kind: 'individual' | 'group', update: boolea
 }
 
 /** The group options stored under their az names in EnrollmentFlags. */
-function groupFlags(o: EnrollmentOpts & { groupId?: string; caName?: string; secondaryCaName?: string }): EnrollmentFlags {
+function groupFlags(o: GroupOpts): EnrollmentFlags {
   const f = flags(o);
   if (o.caName !== undefined) f.rootCaName = o.caName;
   if (o.secondaryCaName !== undefined) f.secondaryRootCaName = o.secondaryCaName;
@@ -139,57 +139,107 @@ async function showRecord(c: RestClient, path: string, showKeys: boolean | undef
   return { ...record, attestation };
 }
 
+type GroupOpts = EnrollmentOpts & { groupId?: string; caName?: string; secondaryCaName?: string };
+
+/** What differs between the individual enrollment and the enrollment group commands. */
+interface RecordKind {
+  kind: 'individual' | 'group';
+  /** The REST collection. */
+  base: string;
+  /** 'an individual enrollment', 'an enrollment group'. */
+  what: string;
+  /** The command that changes one: named in create's refusal. */
+  command: string;
+  columns: string[];
+  /** What show --keys adds. */
+  keys: string;
+  /** What a delete leaves. */
+  deleteNote: string;
+  id(o: GroupOpts): string;
+  createBody(id: string, o: GroupOpts): Json;
+  updateBody(current: Json, o: GroupOpts): Json;
+}
+
+const INDIVIDUAL: RecordKind = {
+  kind: 'individual',
+  base: '/enrollments',
+  what: 'an individual enrollment',
+  command: 'enrollment',
+  columns: INDIVIDUAL_COLUMNS,
+  keys: 'the symmetric keys',
+  deleteNote: 'its device stays on the hub',
+  id: (o) => required(o.enrollmentId, '--enrollment-id'),
+  createBody: (id, o) => individualCreateBody(id, flags(o)),
+  updateBody: (current, o) => individualUpdateBody(current, flags(o)),
+};
+
+const GROUP: RecordKind = {
+  kind: 'group',
+  base: '/enrollmentGroups',
+  what: 'an enrollment group',
+  command: 'enrollment-group',
+  columns: GROUP_COLUMNS,
+  keys: 'the group keys',
+  deleteNote: 'its devices stay on the hub',
+  id: (o) => required(o.groupId, '--group-id'),
+  createBody: (id, o) => groupCreateBody(id, groupFlags(o)),
+  updateBody: (current, o) => groupUpdateBody(current, groupFlags(o)),
+};
+
+/** create, show, list, update and delete of one kind of enrollment record. */
+function registerRecords(parent: Command, k: RecordKind, createDescription: string, listDescription: string): void {
+  const path = (id: string) => `${k.base}/${encodeId(id)}`;
+  const create = shapeOptions(idOption(dpsCommand(parent, 'create', createDescription), k.kind), k.kind, false);
+  if (k.kind === 'individual') create.addOption(new Option('--at, --attestation-type <type>', ATTESTATION_TYPES.join(', ')).argParser(choice(ATTESTATION_TYPES, '--attestation-type')));
+  create.action(async (o: GroupOpts) => {
+    const id = k.id(o);
+    const body = k.createBody(id, o);
+    const existing = await dpsCall(o, async (c) => {
+      try {
+        await c.call('GET', path(id));
+        return true;
+      } catch (err) {
+        if (err instanceof CliError && err.code === 'EnrollmentNotFound') return false;
+        throw err;
+      }
+    });
+    // PUT without If-Match overwrites; create must not.
+    if (existing) throw new CliError('EnrollmentAlreadyExists', `${k.what} ${id} already exists; change it with gatehouse dps ${k.command} update`);
+    show((await dpsCall(o, (c) => c.call('PUT', path(id), body))).body, o, k.columns);
+  });
+
+  idOption(dpsCommand(parent, 'show', `show ${k.what}`), k.kind)
+    .option('--keys, --show-keys', `include ${k.keys}`)
+    .action(async (o: GroupOpts) => {
+      const id = k.id(o);
+      show(await dpsCall(o, (c) => showRecord(c, path(id), o.showKeys)), o, k.columns);
+    });
+
+  dpsCommand(parent, 'list', listDescription)
+    .option('--top <n>', 'at most this many', intInRange(1, 1_000_000))
+    .action(async (o: GroupOpts) => {
+      const list = await dpsCall(o, (c) => c.query(`${k.base}/query`, { query: '*' }, o.top));
+      show(list.map(maskKeys), o, k.columns);
+    });
+
+  shapeOptions(idOption(dpsCommand(parent, 'update', `change ${k.what}: only what is given`), k.kind), k.kind, true).action(async (o: GroupOpts) => {
+    const id = k.id(o);
+    const res = await dpsCall(o, async (c) => {
+      const current = await showRecord(c, path(id), true);
+      return c.call('PUT', path(id), k.updateBody(current, o), ifMatch(o.etag ?? (current.etag as string | undefined)));
+    });
+    show(res.body, o, k.columns);
+  });
+
+  etagOption(idOption(dpsCommand(parent, 'delete', `delete ${k.what} (${k.deleteNote})`), k.kind)).action(async (o: GroupOpts) => {
+    const id = k.id(o);
+    await dpsCall(o, (c) => c.call('DELETE', path(id), undefined, ifMatch(o.etag)));
+  });
+}
+
 function registerIndividual(dps: Command): void {
   const enrollment = dps.command('enrollment').description('individual enrollments: one device, its own key or certificate');
-  const base = '/enrollments';
-
-  shapeOptions(idOption(dpsCommand(enrollment, 'create', 'create an individual enrollment'), 'individual'), 'individual', false)
-    .addOption(new Option('--at, --attestation-type <type>', ATTESTATION_TYPES.join(', ')).argParser(choice(ATTESTATION_TYPES, '--attestation-type')))
-    .action(async (o: EnrollmentOpts) => {
-      const id = required(o.enrollmentId, '--enrollment-id');
-      const body = individualCreateBody(id, flags(o));
-      const existing = await dpsCall(o, async (c) => {
-        try {
-          await c.call('GET', `${base}/${encodeId(id)}`);
-          return true;
-        } catch (err) {
-          if (err instanceof CliError && err.code === 'EnrollmentNotFound') return false;
-          throw err;
-        }
-      });
-      // PUT without If-Match overwrites; create must not.
-      if (existing) throw new CliError('EnrollmentAlreadyExists', `an individual enrollment ${id} already exists; change it with gatehouse dps enrollment update`);
-      show((await dpsCall(o, (c) => c.call('PUT', `${base}/${encodeId(id)}`, body))).body, o, INDIVIDUAL_COLUMNS);
-    });
-
-  idOption(dpsCommand(enrollment, 'show', 'show an individual enrollment'), 'individual')
-    .option('--keys, --show-keys', 'include the symmetric keys')
-    .action(async (o: EnrollmentOpts) => {
-      const id = required(o.enrollmentId, '--enrollment-id');
-      show(await dpsCall(o, (c) => showRecord(c, `${base}/${encodeId(id)}`, o.showKeys)), o, INDIVIDUAL_COLUMNS);
-    });
-
-  dpsCommand(enrollment, 'list', 'list individual enrollments (keys hidden)')
-    .option('--top <n>', 'at most this many', intInRange(1, 1_000_000))
-    .action(async (o: EnrollmentOpts) => {
-      const list = await dpsCall(o, (c) => c.query(`${base}/query`, { query: '*' }, o.top));
-      show(list.map(maskKeys), o, INDIVIDUAL_COLUMNS);
-    });
-
-  shapeOptions(idOption(dpsCommand(enrollment, 'update', 'change an individual enrollment: only what is given'), 'individual'), 'individual', true).action(async (o: EnrollmentOpts) => {
-    const id = required(o.enrollmentId, '--enrollment-id');
-    const f = flags(o);
-    const res = await dpsCall(o, async (c) => {
-      const current = await showRecord(c, `${base}/${encodeId(id)}`, true);
-      return c.call('PUT', `${base}/${encodeId(id)}`, individualUpdateBody(current, f), ifMatch(o.etag ?? (current.etag as string | undefined)));
-    });
-    show(res.body, o, INDIVIDUAL_COLUMNS);
-  });
-
-  etagOption(idOption(dpsCommand(enrollment, 'delete', 'delete an individual enrollment (its device stays on the hub)'), 'individual')).action(async (o: EnrollmentOpts) => {
-    const id = required(o.enrollmentId, '--enrollment-id');
-    await dpsCall(o, (c) => c.call('DELETE', `${base}/${encodeId(id)}`, undefined, ifMatch(o.etag)));
-  });
+  registerRecords(enrollment, INDIVIDUAL, 'create an individual enrollment', 'list individual enrollments (keys hidden)');
 
   const registration = enrollment.command('registration').description('the registration state of an individual enrollment');
   idOption(dpsCommand(registration, 'show', 'show the registration state'), 'individual').action(async (o: EnrollmentOpts) => {
@@ -202,59 +252,9 @@ function registerIndividual(dps: Command): void {
   });
 }
 
-type GroupOpts = EnrollmentOpts & { groupId?: string; caName?: string; secondaryCaName?: string };
-
 function registerGroup(dps: Command): void {
   const group = dps.command('enrollment-group').description('enrollment groups: many devices, a group key or a signing CA');
-  const base = '/enrollmentGroups';
-
-  shapeOptions(idOption(dpsCommand(group, 'create', 'create an enrollment group: symmetric key (default), --certificate-path or --ca-name'), 'group'), 'group', false).action(
-    async (o: GroupOpts) => {
-      const id = required(o.groupId, '--group-id');
-      const body = groupCreateBody(id, groupFlags(o));
-      const existing = await dpsCall(o, async (c) => {
-        try {
-          await c.call('GET', `${base}/${encodeId(id)}`);
-          return true;
-        } catch (err) {
-          if (err instanceof CliError && err.code === 'EnrollmentNotFound') return false;
-          throw err;
-        }
-      });
-      if (existing) throw new CliError('EnrollmentAlreadyExists', `an enrollment group ${id} already exists; change it with gatehouse dps enrollment-group update`);
-      show((await dpsCall(o, (c) => c.call('PUT', `${base}/${encodeId(id)}`, body))).body, o, GROUP_COLUMNS);
-    },
-  );
-
-  idOption(dpsCommand(group, 'show', 'show an enrollment group'), 'group')
-    .option('--keys, --show-keys', 'include the group keys')
-    .action(async (o: GroupOpts) => {
-      const id = required(o.groupId, '--group-id');
-      show(await dpsCall(o, (c) => showRecord(c, `${base}/${encodeId(id)}`, o.showKeys)), o, GROUP_COLUMNS);
-    });
-
-  dpsCommand(group, 'list', 'list enrollment groups (keys hidden)')
-    .option('--top <n>', 'at most this many', intInRange(1, 1_000_000))
-    .action(async (o: GroupOpts) => {
-      const list = await dpsCall(o, (c) => c.query(`${base}/query`, { query: '*' }, o.top));
-      show(list.map(maskKeys), o, GROUP_COLUMNS);
-    });
-
-  shapeOptions(idOption(dpsCommand(group, 'update', 'change an enrollment group: only what is given'), 'group'), 'group', true).action(async (o: GroupOpts) => {
-    const id = required(o.groupId, '--group-id');
-    const f = groupFlags(o);
-    const res = await dpsCall(o, async (c) => {
-      const current = await showRecord(c, `${base}/${encodeId(id)}`, true);
-      return c.call('PUT', `${base}/${encodeId(id)}`, groupUpdateBody(current, f), ifMatch(o.etag ?? (current.etag as string | undefined)));
-    });
-    show(res.body, o, GROUP_COLUMNS);
-  });
-
-  etagOption(idOption(dpsCommand(group, 'delete', 'delete an enrollment group (its devices stay on the hub)'), 'group')).action(async (o: GroupOpts) => {
-    const id = required(o.groupId, '--group-id');
-    await dpsCall(o, (c) => c.call('DELETE', `${base}/${encodeId(id)}`, undefined, ifMatch(o.etag)));
-  });
-
+  registerRecords(group, GROUP, 'create an enrollment group: symmetric key (default), --certificate-path or --ca-name', 'list enrollment groups (keys hidden)');
   registerComputeDeviceKey(group);
   registerRegistrations(group.command('registration').description('registration states of the devices of an enrollment group'));
 }

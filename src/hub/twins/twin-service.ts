@@ -97,6 +97,7 @@ export class TwinService {
       next.etag = newEtag();
       try {
         await this.store.replaceTwin(next, twin.etag);
+        this.bus.publish(SUBJECTS.twinChanged, { deviceId, moduleId });
         this.tally.twinIn++;
         return next.reportedVersion;
       } catch (err) {
@@ -137,6 +138,7 @@ export class TwinService {
         if (err instanceof HubError && err.code === 'PreconditionFailed' && !pinned && attempt < MAX_ATTEMPTS) continue;
         throw err;
       }
+      this.bus.publish(SUBJECTS.twinChanged, { deviceId, moduleId });
       if (desiredPatch !== undefined) this.bus.publish(SUBJECTS.desiredChanged, { deviceId, moduleId, patch: desiredPatch });
       return renderTwin(next, device, module);
     }

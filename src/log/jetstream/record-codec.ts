@@ -13,10 +13,12 @@ interface Meta {
   s: Record<string, string>;
   /** Enqueued time, ms since the epoch. */
   t: number;
+  /** The endpoints the record is routed to; absent before routing existed. */
+  e?: string[];
 }
 
 export function encodeRecord(m: LogMessage, enqueuedMs: number): Uint8Array {
-  const meta: Meta = { d: m.deviceId, m: m.moduleId, p: m.properties, s: m.systemProperties, t: enqueuedMs };
+  const meta: Meta = { d: m.deviceId, m: m.moduleId, p: m.properties, s: m.systemProperties, t: enqueuedMs, ...(m.endpoints === undefined ? {} : { e: m.endpoints }) };
   const json = Buffer.from(JSON.stringify(meta));
   const out = Buffer.allocUnsafe(4 + json.length + m.body.length);
   out.writeUInt32BE(json.length, 0);
@@ -39,6 +41,7 @@ export function decodeRecord(data: Uint8Array): LogMessage & { enqueuedMs: numbe
     // A copy: the payload buffer belongs to the NATS client.
     body: Buffer.from(buf.subarray(4 + n)),
     enqueuedMs: meta.t,
+    ...(Array.isArray(meta.e) ? { endpoints: meta.e } : {}),
   };
 }
 

@@ -47,8 +47,8 @@ export interface SqlEventLogOptions {
   pollMs?: number;
 }
 
-const COLUMNS = 'part, seq, pos, enqueued_ms, device_id, module_id, body, properties, system_properties';
-/** Rows per INSERT (10 parameters each: far below SQLite's 32766 and PostgreSQL's 65535). */
+const COLUMNS = 'part, seq, pos, enqueued_ms, device_id, module_id, body, properties, system_properties, endpoints';
+/** Rows per INSERT (11 parameters each: far below SQLite's 32766 and PostgreSQL's 65535). */
 const ROWS_PER_INSERT = 500;
 /** Rows per DELETE while enforcing retention, so it never holds the write lock for long. */
 const PRUNE_CHUNK = 5000;
@@ -65,6 +65,12 @@ function stringMap(row: SqlRow, col: string): Record<string, string> {
   return out;
 }
 
+function endpointsOf(v: unknown): { endpoints?: string[] } {
+  if (typeof v !== 'string') return {};
+  const parsed = JSON.parse(v) as unknown;
+  return Array.isArray(parsed) ? { endpoints: parsed.filter((e): e is string => typeof e === 'string') } : {};
+}
+
 function recordFromRow(r: SqlRow): LogRecord {
   const moduleId = str(r, 'module_id');
   return {
@@ -77,6 +83,7 @@ function recordFromRow(r: SqlRow): LogRecord {
     body: bytes(r.body),
     properties: stringMap(r, 'properties'),
     systemProperties: stringMap(r, 'system_properties'),
+    ...endpointsOf(r.endpoints),
   };
 }
 
@@ -169,7 +176,7 @@ export class SqlEventLog implements EventLog, TailSource {
           for (const i of idx) {
             const m = messages[i] as LogMessage;
             placements[i] = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
-            rows.push([p, seq, pos, ms, sizes[i] as number, m.deviceId, m.moduleId ?? '', m.body, JSON.stringify(m.properties), JSON.stringify(m.systemProperties)]);
+            rows.push([p, seq, pos, ms, sizes[i] as number, m.deviceId, m.moduleId ?? '', m.body, JSON.stringify(m.properties), JSON.stringify(m.systemProperties), m.endpoints === undefined ? null : JSON.stringify(m.endpoints)]);
             seq++;
             pos += sizes[i] as number;
           }
@@ -285,7 +292,7 @@ async function insertRows(tx: SqlExecutor, rows: readonly SqlValue[][]): Promise
   for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
     const chunk = rows.slice(i, i + ROWS_PER_INSERT);
     await tx.run(
-      `INSERT INTO log_records (part, seq, pos, enqueued_ms, size, device_id, module_id, body, properties, system_properties) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
+      `INSERT INTO log_records (part, seq, pos, enqueued_ms, size, device_id, module_id, body, properties, system_properties, endpoints) VALUES ${chunk.map(() => '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').join(', ')}`,
       chunk.flat(),
     );
   }

@@ -11,8 +11,8 @@
  * - Receivers on `{hub}/ConsumerGroups/{group}/Partitions/{n}`, starting where the selector filter
  *   says, sending only while the client gives credit; epoch receivers (`com.microsoft:epoch`) take a
  *   partition of a group over as Event Hubs does: a higher or equal epoch closes the others with
- *   `amqp:link:stolen`, a lower epoch or a plain receiver is refused while an epoch receiver holds it.
- *   (Epochs are per node: in a cluster two nodes do not yet see each other's receivers.)
+ *   `amqp:link:stolen`, a lower epoch or a plain receiver is refused while an epoch receiver holds it,
+ *   across the nodes of a cluster (eventhub-claims.ts). The limit of plain receivers is per node.
  */
 import type { Logger } from 'pino';
 import rhea, { type Connection, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
@@ -22,8 +22,9 @@ import { HubError } from '../../core/errors.js';
 import type { Clock } from '../../core/clock.js';
 import { eventHubsName, isEventHubsEntity } from '../../core/hub-name.js';
 import { parseSasToken, pathCovers } from '../../auth/sas.js';
-import type { EventLog, LogPosition } from '../../log/log-ports.js';
+import { BUILTIN_ENDPOINT_NAME, isRoutedTo, type EventLog, type LogPosition } from '../../log/log-ports.js';
 import { LogPositionError } from '../../log/positions.js';
+import type { ReceiverClaims } from './eventhub-claims.js';
 import { EPOCH_PROPERTY, RUNTIME_METRIC_CAPABILITY, echoedSource, eventHubMessage, isManagementAddress, parsePartitionAddress, positionFromFilter } from './eventhub-message.js';
 
 type Link = Sender | Receiver;
@@ -38,6 +39,8 @@ export interface EventHubDeps {
   logger: Logger;
   /** When the endpoint was created (`created_at` of getEventHubProperties). */
   createdAt: string;
+  /** Epoch receivers' claims across the cluster. */
+  claims: ReceiverClaims;
 }
 
 /** Receivers per partition of a consumer group without an epoch (Event Hubs: 5). */
@@ -62,6 +65,8 @@ interface Reader {
   sender: Sender;
   key: string;
   epoch: number | undefined;
+  /** The cluster claim an epoch receiver holds (eventhub-claims.ts); undefined for a plain receiver. */
+  claim: { generation: number; claimId: string } | undefined;
   stop: AbortController;
   wake: (() => void) | undefined;
 }
@@ -72,7 +77,15 @@ export class EventHubEndpoint {
   /** `{group}|{partition}` -> the receivers on it. */
   readonly #byPartition = new Map<string, Set<Reader>>();
 
-  constructor(private readonly deps: EventHubDeps) {}
+  constructor(private readonly deps: EventHubDeps) {
+    // Another node's receiver claimed a partition: this node's older receivers on it are stolen.
+    deps.claims.onClaimed((key, epoch, generation) => {
+      for (const r of this.#byPartition.get(key) ?? []) {
+        if (r.claim !== undefined && r.claim.generation >= generation) continue;
+        this.#close(r.sender, { condition: 'amqp:link:stolen', description: `A new receiver with epoch '${epoch}' was created, so this receiver${r.epoch === undefined ? '' : ` with epoch '${r.epoch}'`} is disconnected.` });
+      }
+    });
+  }
 
   /** Whether a CBS audience is one of this endpoint's (`sb://{host}[:port]/...`). */
   isAudience(audience: string): boolean {
@@ -210,6 +223,21 @@ export class EventHubEndpoint {
     if (sender.is_closed()) return;
 
     const key = `${a.consumerGroup.toLowerCase()}|${partition}`;
+    let claim: Reader['claim'];
+    if (this.deps.claims.shared) {
+      if (epoch === undefined) {
+        const other = await this.deps.claims.heldEpoch(key);
+        if (other !== undefined) return void this.#refuse(sender, st.peer, address, { condition: 'amqp:link:stolen', description: `A receiver with epoch '${other}' already exists on this partition; a receiver without an epoch cannot be created.` });
+      } else {
+        const outcome = await this.deps.claims.claimEpoch(key, epoch);
+        if (!outcome.ok) return void this.#refuse(sender, st.peer, address, { condition: 'amqp:link:stolen', description: `A receiver with a higher epoch '${outcome.heldEpoch}' already exists; a receiver with epoch ${epoch} cannot be created.` });
+        claim = { generation: outcome.generation, claimId: outcome.claimId };
+      }
+      if (sender.is_closed()) {
+        if (claim !== undefined) await this.deps.claims.release(key, claim.claimId);
+        return;
+      }
+    }
     const holders = this.#byPartition.get(key) ?? new Set<Reader>();
     const held = [...holders].map((r) => r.epoch).filter((e): e is number => e !== undefined);
     const top = held.length === 0 ? undefined : Math.max(...held);
@@ -222,7 +250,7 @@ export class EventHubEndpoint {
     }
     // Echo the source (with its filter) as Event Hubs does.
     sender.set_source(echoedSource(address, remote?.source?.filter) as Parameters<Sender['set_source']>[0]);
-    const reader: Reader = { sender, key, epoch, stop: new AbortController(), wake: undefined };
+    const reader: Reader = { sender, key, epoch, claim, stop: new AbortController(), wake: undefined };
     this.#readers.set(sender, reader);
     this.#byPartition.set(key, holders.add(reader));
     grant.links.add(sender);
@@ -235,6 +263,8 @@ export class EventHubEndpoint {
       for await (const batch of this.deps.log.tail(partition, position, { signal: stop.signal, maxBatch: TAIL_BATCH })) {
         const runtime = metrics ? { ...(await this.deps.log.partitionProperties(partition)), retrievedAt: new Date(this.deps.clock.now()) } : undefined;
         for (const r of batch) {
+          // Records routed elsewhere only are not the built-in endpoint's (decision 0006).
+          if (!isRoutedTo(r, BUILTIN_ENDPOINT_NAME)) continue;
           // Credit-based flow: nothing is sent beyond what the client asked for.
           while (!stop.signal.aborted && !sender.sendable()) await new Promise<void>((resolve) => (reader.wake = resolve));
           if (stop.signal.aborted) return;
@@ -265,6 +295,7 @@ export class EventHubEndpoint {
       const set = this.#byPartition.get(r.key);
       set?.delete(r);
       if (set?.size === 0) this.#byPartition.delete(r.key);
+      if (r.claim !== undefined) void this.deps.claims.release(r.key, r.claim.claimId);
       r.stop.abort();
       this.sendable(r.sender);
     }
@@ -283,6 +314,7 @@ export class EventHubEndpoint {
   }
 
   closeAll(): void {
+    this.deps.claims.stop();
     for (const r of this.#readers.values()) r.stop.abort();
   }
 

@@ -24,6 +24,7 @@ import { registerQueryRoutes } from './routes/query.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMethodRoutes } from './routes/methods.js';
 import { registerEventRoutes } from './routes/events.js';
+import { registerRoutingRoutes } from './routes/routing.js';
 import { registerConsumerGroupRoutes } from './routes/consumer-groups.js';
 import { registerC2dRoutes } from './routes/c2d.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
@@ -219,6 +220,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerMethodRoutes(app, services.methods);
   registerEventRoutes(app, services.events);
   registerConsumerGroupRoutes(app, services.consumerGroups);
+  registerRoutingRoutes(app, services.routing);
   registerC2dRoutes(app, services.c2d);
   registerCertificateRoutes(app, services.cas, (name, ifMatch) => services.authority.deleteCa(name, ifMatch));
   registerAuthorityRoutes(app, services.authority);

@@ -81,6 +81,15 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /eventHubEndpoints/:endpoint/ConsumerGroups/:name': service('events/read', 'ServiceConnect'),
   'PUT /eventHubEndpoints/:endpoint/ConsumerGroups/:name': ADMIN,
   'DELETE /eventHubEndpoints/:endpoint/ConsumerGroups/:name': ADMIN,
+  // message routing (routes/routing.ts). Azure keeps routing in the hub's ARM resource: changing it
+  // takes Contributor on the hub, which no SAS policy grants; here that is the hub owner (a routing
+  // change can send every device's telemetry anywhere, more than RegistryWrite should allow).
+  // Reading it (secrets masked), its health and testing routes are a telemetry reader's business.
+  'GET /routing': service('events/read', 'ServiceConnect'),
+  'PUT /routing': ADMIN,
+  'GET /routing/endpointsHealth': service('events/read', 'ServiceConnect'),
+  'POST /routing/routes/$testall': service('events/read', 'ServiceConnect'),
+  'POST /routing/routes/$testnew': service('events/read', 'ServiceConnect'),
 
   // messaging, device side (routes/device-http.ts)
   'POST /devices/:id/messages/events': DEVICE,

@@ -16,6 +16,7 @@ import type { CaCertificates } from '../../pki/ca-certificates.js';
 import type { CertificateAuthority } from '../../pki/authority.js';
 import type { EventStream } from '../../hub/telemetry/event-stream.js';
 import type { ConsumerGroups } from '../../hub/telemetry/consumer-groups.js';
+import type { RoutingEngine } from '../../routing/routing-engine.js';
 import type { EnrollmentService } from '../../dps/enrollment-service.js';
 import type { EstService } from '../../dps/est.js';
 import type { SecurityEvents } from '../../core/security-events.js';
@@ -56,6 +57,8 @@ export interface HubServices {
   events: EventStream;
   /** Consumer groups of the Event Hubs-compatible endpoint. */
   consumerGroups: ConsumerGroups;
+  /** Message routing (routes/routing.ts). */
+  routing: RoutingEngine;
   /** DPS enrollments and registration states (service side). */
   enrollments: EnrollmentService;
   /** DPS device registration (MQTT and HTTPS). */

@@ -1,0 +1,140 @@
+/**
+ * Route evaluation at ingestion (decision 0006): the routes in effect when a message arrives
+ * decide which endpoints it goes to. Conditions are compiled once per routing change; a message
+ * is matched against the enabled routes of its source; the fallback route adds `events` for a
+ * device message no route took. The result is the message's endpoint set in the log; an empty
+ * set means the message is acknowledged and not stored (as Azure drops it).
+ *
+ * A condition reading `$twin` needs the twin of the message's device (its module's for a module
+ * message): fetched once, kept (TwinCache), forgotten when the twin changes on any node.
+ */
+import { SUBJECTS, type HubBus } from '../bus/subjects.js';
+import type { JsonObject } from '../core/json.js';
+import type { LogMessage } from '../log/log-ports.js';
+import { compileCondition, prepareInput, type CompiledCondition, type RoutingInput } from './conditions.js';
+import { BUILTIN_ENDPOINT, type RouteSource, type RoutingProperties } from './routing-config.js';
+
+/** The twin a `$twin` condition or enrichment reads; undefined when the identity is gone. */
+export type TwinLookup = (deviceId: string, moduleId: string | null) => Promise<JsonObject | undefined>;
+
+const MAX_CACHED_TWINS = 10_000;
+
+/** Twins read for routing, per identity, forgotten on `twin.changed` and on identity deletion. */
+export class TwinCache {
+  readonly #twins = new Map<string, Promise<JsonObject | undefined>>();
+
+  constructor(
+    private readonly lookup: TwinLookup,
+    bus?: HubBus,
+  ) {
+    bus?.subscribe(SUBJECTS.twinChanged, ({ deviceId, moduleId }) => void this.forget(deviceId, moduleId));
+    bus?.subscribe(SUBJECTS.identityChanged, (c) => {
+      if (c.kind === 'device-deleted') this.forgetDevice(c.deviceId);
+      else if (c.kind === 'module-deleted') this.forget(c.deviceId, c.moduleId);
+    });
+    bus?.subscribe(SUBJECTS.busResync, () => this.#twins.clear());
+  }
+
+  get(deviceId: string, moduleId: string | null): Promise<JsonObject | undefined> {
+    const key = keyOf(deviceId, moduleId);
+    const hit = this.#twins.get(key);
+    if (hit !== undefined) return hit;
+    if (this.#twins.size >= MAX_CACHED_TWINS) this.#twins.delete(this.#twins.keys().next().value as string);
+    const p = this.lookup(deviceId, moduleId);
+    this.#twins.set(key, p);
+    // A failed read is not kept: the next message asks again.
+    p.catch(() => {
+      if (this.#twins.get(key) === p) this.#twins.delete(key);
+    });
+    return p;
+  }
+
+  forget(deviceId: string, moduleId: string | null): void {
+    this.#twins.delete(keyOf(deviceId, moduleId));
+  }
+
+  forgetDevice(deviceId: string): void {
+    const prefix = keyOf(deviceId, null);
+    for (const k of [...this.#twins.keys()]) if (k === prefix || k.startsWith(`${prefix}/`)) this.#twins.delete(k);
+  }
+}
+
+function keyOf(deviceId: string, moduleId: string | null): string {
+  return moduleId === null ? deviceId : `${deviceId}/${moduleId}`;
+}
+
+interface CompiledRoute {
+  name: string;
+  source: RouteSource;
+  endpoint: string;
+  condition: CompiledCondition;
+}
+
+/** One routing document, compiled. */
+export class CompiledRouting {
+  readonly #bySource = new Map<RouteSource, CompiledRoute[]>();
+  readonly #fallback: boolean;
+
+  constructor(routing: RoutingProperties) {
+    for (const r of routing.routes) {
+      if (!r.isEnabled) continue;
+      const list = this.#bySource.get(r.source) ?? [];
+      list.push({ name: r.name, source: r.source, endpoint: r.endpointNames[0] as string, condition: compileCondition(r.condition) });
+      this.#bySource.set(r.source, list);
+    }
+    this.#fallback = routing.fallbackRoute.isEnabled;
+  }
+
+  /** Whether a message of this source can go anywhere (twin and lifecycle events are built only then). */
+  hasRoutesFor(source: RouteSource): boolean {
+    return (this.#bySource.get(source)?.length ?? 0) > 0 || (source === 'DeviceMessages' && this.#fallback);
+  }
+
+  needsTwin(source: RouteSource): boolean {
+    return (this.#bySource.get(source) ?? []).some((r) => r.condition.usesTwin);
+  }
+
+  /** The endpoint set of a message, in route order, each endpoint once. */
+  endpointsFor(message: RoutingInput, source: RouteSource): string[] {
+    const out: string[] = [];
+    // One decode and parse of the body for all the routes.
+    const input = prepareInput(message);
+    for (const r of this.#bySource.get(source) ?? []) {
+      if (!out.includes(r.endpoint) && r.condition.matches(input)) out.push(r.endpoint);
+    }
+    // Azure's fallback: device messages that satisfy no route's condition go to the built-in endpoint.
+    if (out.length === 0 && source === 'DeviceMessages' && this.#fallback) out.push(BUILTIN_ENDPOINT);
+    return out;
+  }
+}
+
+export class Router {
+  #compiled: CompiledRouting;
+
+  constructor(
+    routing: RoutingProperties,
+    private readonly twins: TwinCache,
+  ) {
+    this.#compiled = new CompiledRouting(routing);
+  }
+
+  /** A new routing document (validated, so its conditions compile). */
+  update(routing: RoutingProperties): void {
+    this.#compiled = new CompiledRouting(routing);
+  }
+
+  hasRoutesFor(source: RouteSource): boolean {
+    return this.#compiled.hasRoutesFor(source);
+  }
+
+  /** The endpoints a message goes to under the routes in effect now. */
+  async endpointsFor(message: LogMessage, source: RouteSource = 'DeviceMessages'): Promise<string[]> {
+    const compiled = this.#compiled;
+    const input: RoutingInput = { body: message.body, properties: message.properties, systemProperties: message.systemProperties };
+    if (compiled.needsTwin(source)) {
+      const twin = await this.twins.get(message.deviceId, message.moduleId);
+      if (twin !== undefined) input.twin = twin;
+    }
+    return compiled.endpointsFor(input, source);
+  }
+}

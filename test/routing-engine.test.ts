@@ -1,0 +1,323 @@
+/**
+ * The routing engine in process, on a real SQLite store and SQL event log, delivering to a real
+ * HTTP receiver this test runs (the sink is the simplest HTTP POST one, written here): the routing
+ * document (etag, validation, sealed and masked secrets), evaluation (conditions, fallback,
+ * `$twin` with its cache), and the dispatchers (order, at least once across the receiver going
+ * down and up, health, cursors kept across a restart, an endpoint removed stops).
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import pino from 'pino';
+import { SUBJECTS, type HubBus } from '../src/bus/subjects.js';
+import { systemClock } from '../src/core/clock.js';
+import { HubError } from '../src/core/errors.js';
+import type { JsonObject } from '../src/core/json.js';
+import { SecretBox } from '../src/core/secret-box.js';
+import type { LogMessage } from '../src/log/log-ports.js';
+import type { SqlEventLog } from '../src/log/sql/sql-log.js';
+import type { SinkFactory } from '../src/routing/dispatch.js';
+import type { EndpointSink, RoutedMessage } from '../src/routing/endpoints/sink.js';
+import { RoutingEngine } from '../src/routing/routing-engine.js';
+import type { SqlStore } from '../src/store/sql/sql-store.js';
+import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import { SqlLogNodes } from './support/log-harness.js';
+import { testBus } from './support/test-bus.js';
+
+const logger = pino({ level: 'silent' });
+
+/** An HTTP receiver that can be stopped and started again on the same port. */
+class Receiver {
+  readonly got: Array<{ deviceId: string; n: number; enrichments: Record<string, string> }> = [];
+  server: Server | undefined;
+  port = 0;
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const batch = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Array<{ deviceId: string; body: string; enrichments: Record<string, string> }>;
+        for (const m of batch) this.got.push({ deviceId: m.deviceId, n: (JSON.parse(m.body) as { n: number }).n, enrichments: m.enrichments });
+        res.writeHead(204).end();
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(this.port, '127.0.0.1', resolve));
+    this.port = (server.address() as AddressInfo).port;
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const s = this.server;
+    this.server = undefined;
+    if (s !== undefined) await new Promise<void>((resolve) => s.close(() => resolve()));
+    s?.closeAllConnections();
+  }
+}
+
+/** The test's sink: POSTs the batch as JSON to the endpoint's url, resolves on a 2xx. */
+const httpSinks: SinkFactory = (endpoint) => {
+  if (endpoint.type !== 'webhooks') throw new Error(`this test has no ${endpoint.type} sink`);
+  const url = endpoint.config.url;
+  const sink: EndpointSink = {
+    async deliver(batch: readonly RoutedMessage[]) {
+      const body = JSON.stringify(batch.map((m) => ({ deviceId: m.record.deviceId, body: m.record.body.toString('utf8'), enrichments: m.enrichments })));
+      const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(2000) });
+      if (res.status >= 300) throw new Error(`the receiver answered ${res.status}`);
+    },
+    async close() {},
+  };
+  return sink;
+};
+
+interface Rig {
+  store: SqlStore;
+  log: SqlEventLog;
+  engine: RoutingEngine;
+  twins: Map<string, JsonObject>;
+  lookups: string[];
+  bus: HubBus;
+  close(): Promise<void>;
+  /** Ingestion as hub.ts does it: evaluate, skip when routed nowhere, append with the set. */
+  ingest(deviceId: string, n: number, over?: Partial<LogMessage>): Promise<string[]>;
+}
+
+async function rig(): Promise<Rig> {
+  const dir = mkdtempSync(join(tmpdir(), 'gh-routing-'));
+  const box = new SecretBox(randomBytes(32));
+  const store = await openSqliteStore(join(dir, 'hub.db'), box);
+  const nodes = new SqlLogNodes();
+  nodes.now = Date.now();
+  const log = await nodes.open(store.sqlDriver, { partitionCount: 2 });
+  const bus = testBus('node-a');
+  const twins = new Map<string, JsonObject>();
+  const lookups: string[] = [];
+  const engine = await RoutingEngine.open({
+    meta: store,
+    box,
+    bus,
+    clock: systemClock,
+    logger,
+    log,
+    counters: store.counters,
+    twin: async (id) => {
+      lookups.push(id);
+      return twins.get(id);
+    },
+    sinks: httpSinks,
+    hubName: 'testhub',
+    timing: { backoffBaseMs: 50, backoffMaxMs: 300, leaseMs: 3000 },
+  });
+  await engine.start();
+  return {
+    store,
+    log,
+    engine,
+    twins,
+    lookups,
+    bus,
+    async ingest(deviceId, n, over = {}) {
+      const m: LogMessage = {
+        deviceId,
+        moduleId: null,
+        body: Buffer.from(JSON.stringify({ n, temp: n % 50 })),
+        properties: { level: n % 2 === 0 ? 'even' : 'odd' },
+        systemProperties: { 'content-type': 'application/json', 'content-encoding': 'utf-8', 'iothub-connection-device-id': deviceId, 'iothub-message-source': 'Telemetry' },
+        ...over,
+      };
+      const endpoints = await engine.router.endpointsFor(m);
+      if (endpoints.length > 0) await log.append([{ ...m, endpoints }]);
+      return endpoints;
+    },
+    async close() {
+      await engine.stop();
+      await log.close();
+      await bus.bus.close();
+      await store.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function eventually(what: string, check: () => boolean | Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > until) assert.fail(`never happened: ${what}`);
+    await sleep(50);
+  }
+}
+
+function routingDoc(url: string, over: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    endpoints: { webhooks: [{ name: 'hook', url, secret: 's3cret-s3cret-s3cret' }] },
+    routes: [{ name: 'hot', source: 'DeviceMessages', condition: '$body.temp > 20', endpointNames: ['hook'], isEnabled: true }],
+    fallbackRoute: { isEnabled: true },
+    ...over,
+  };
+}
+
+describe('routing document', () => {
+  let r: Rig;
+  before(async () => (r = await rig()));
+  after(() => r.close());
+
+  it('starts with no routes and the fallback route on, and stores a change under a new etag', async () => {
+    const first = r.engine.service.view();
+    assert.deepEqual(first.routing.routes, []);
+    assert.equal(first.routing.fallbackRoute.isEnabled, true);
+    assert.deepEqual(first.routing.fallbackRoute.endpointNames, ['events']);
+    const changed = await r.engine.service.replace(routingDoc('http://127.0.0.1:9/x'), undefined, 'test');
+    assert.notEqual(changed.etag, first.etag);
+    assert.equal(r.engine.service.view().etag, changed.etag);
+    await assert.rejects(r.engine.service.replace(routingDoc('http://127.0.0.1:9/y'), first.etag, 'test'), (e: unknown) => e instanceof HubError && e.code === 'PreconditionFailed');
+    await r.engine.service.replace(routingDoc('http://127.0.0.1:9/y'), `"${changed.etag}"`, 'test');
+  });
+
+  it('seals endpoint secrets at rest, masks them in what it shows, and keeps them when sent back masked', async () => {
+    const raw = (await r.store.getMeta('routing')) as string;
+    assert.doesNotMatch(raw, /s3cret-s3cret/);
+    const view = r.engine.service.view();
+    assert.equal(view.routing.endpoints.webhooks[0]?.secret, '****');
+    await r.engine.service.replace(view.routing, view.etag, 'test');
+    assert.equal(r.engine.service.current.routing.endpoints.webhooks[0]?.secret, 's3cret-s3cret-s3cret');
+    const pg = { name: 'pg', connectionString: 'postgres://app:pa55word@127.0.0.1:5432/test', table: 'telemetry' };
+    await r.engine.service.replace({ ...view.routing, endpoints: { ...view.routing.endpoints, postgresTables: [pg] } }, undefined, 'test');
+    assert.equal(r.engine.service.view().routing.endpoints.postgresTables[0]?.connectionString, 'postgres://app:****@127.0.0.1:5432/test');
+    assert.doesNotMatch((await r.store.getMeta('routing')) as string, /pa55word/);
+    // A masked secret for an endpoint with nothing stored is refused, not stored as ****.
+    await assert.rejects(
+      r.engine.service.replace({ endpoints: { webhooks: [{ name: 'other', url: 'http://127.0.0.1:9/', secret: '****' }] } }, undefined, 'test'),
+      (e: unknown) => e instanceof HubError && e.code === 'RoutingInvalid',
+    );
+  });
+
+  it('refuses what Azure refuses, naming the problem', async () => {
+    const cases: Array<[string, Record<string, unknown>, string, RegExp]> = [
+      ['events is reserved', { endpoints: { webhooks: [{ name: 'events', url: 'http://127.0.0.1:9/' }] } }, 'RoutingInvalid', /events is reserved/],
+      ['names unique across types', { endpoints: { webhooks: [{ name: 'a', url: 'http://127.0.0.1:9/' }], files: [{ name: 'A', directory: '/tmp/x' }] } }, 'RoutingInvalid', /used by another endpoint/],
+      ['route to a missing endpoint', { routes: [{ name: 'r', source: 'DeviceMessages', condition: 'true', endpointNames: ['nope'], isEnabled: true }] }, 'RoutingInvalid', /no endpoint named nope/],
+      ['unknown source', { routes: [{ name: 'r', source: 'Bogus', condition: 'true', endpointNames: ['events'], isEnabled: true }] }, 'RoutingInvalid', /source/],
+      ['101 routes', { routes: Array.from({ length: 101 }, (_, i) => ({ name: `r${i}`, source: 'DeviceMessages', condition: 'true', endpointNames: ['events'], isEnabled: true })) }, 'RoutingInvalid', /routes/],
+      ['11 endpoints of a type', { endpoints: { webhooks: Array.from({ length: 11 }, (_, i) => ({ name: `h${i}`, url: 'http://127.0.0.1:9/' })) } }, 'RoutingInvalid', /webhooks/],
+      ['a condition that does not compile', { routes: [{ name: 'bad', source: 'DeviceMessages', condition: '$body.temp >', endpointNames: ['events'], isEnabled: true }] }, 'RoutingQueryInvalid', /routes\.bad\.condition/],
+      ['an enrichment value that is not one', { enrichments: [{ key: 'k', value: '$body.x', endpointNames: ['events'] }] }, 'RoutingQueryInvalid', /enrichments\.k\.value/],
+    ];
+    for (const [what, doc, code, message] of cases) {
+      await assert.rejects(r.engine.service.replace(doc, undefined, 'test'), (e: unknown) => e instanceof HubError && e.code === code && message.test(e.message), what);
+    }
+  });
+});
+
+describe('routing evaluation and delivery', () => {
+  let r: Rig;
+  const receiver = new Receiver();
+  before(async () => {
+    r = await rig();
+    await receiver.start();
+  });
+  after(async () => {
+    await r.close();
+    await receiver.stop();
+  });
+
+  it('routes by condition, falls back to events for the rest, and stores nothing routed nowhere', async () => {
+    await r.engine.service.replace(routingDoc(`http://127.0.0.1:${receiver.port}/in`), undefined, 'test');
+    assert.deepEqual(await r.ingest('d1', 30), ['hook']);
+    assert.deepEqual(await r.ingest('d1', 10), ['events']);
+    await r.engine.service.replace(routingDoc(`http://127.0.0.1:${receiver.port}/in`, { fallbackRoute: { isEnabled: false } }), undefined, 'test');
+    assert.deepEqual(await r.ingest('d1', 11), []);
+    assert.deepEqual(await r.ingest('d1', 31), ['hook']);
+    await eventually('both hot messages delivered', () => receiver.got.length >= 2);
+    assert.deepEqual(receiver.got.map((g) => g.n), [30, 31]);
+  });
+
+  it('reads $twin once per device, again after the twin changed on the bus', async () => {
+    r.twins.set('t1', { tags: { site: 'north' }, properties: { desired: {}, reported: {} } });
+    await r.engine.service.replace(
+      routingDoc(`http://127.0.0.1:${receiver.port}/in`, { routes: [{ name: 'north', source: 'DeviceMessages', condition: "$twin.tags.site = 'north'", endpointNames: ['hook'], isEnabled: true }], fallbackRoute: { isEnabled: false } }),
+      undefined,
+      'test',
+    );
+    r.lookups.length = 0;
+    assert.deepEqual(await r.ingest('t1', 1), ['hook']);
+    assert.deepEqual(await r.ingest('t1', 2), ['hook']);
+    assert.deepEqual(r.lookups, ['t1']);
+    r.twins.set('t1', { tags: { site: 'south' }, properties: { desired: {}, reported: {} } });
+    assert.deepEqual(await r.ingest('t1', 3), ['hook'], 'the cached twin still says north');
+    r.bus.publish(SUBJECTS.twinChanged, { deviceId: 't1', moduleId: null });
+    await sleep(50);
+    assert.deepEqual(await r.ingest('t1', 4), []);
+    assert.deepEqual(r.lookups, ['t1', 't1']);
+  });
+
+  it('delivers in order per device with enrichments, and loses nothing while the receiver is down', async () => {
+    await r.engine.service.replace(
+      routingDoc(`http://127.0.0.1:${receiver.port}/in`, {
+        routes: [{ name: 'all', source: 'DeviceMessages', condition: 'true', endpointNames: ['hook'], isEnabled: true }],
+        enrichments: [
+          { key: 'hub', value: '$iothubname', endpointNames: ['hook'] },
+          { key: 'fixed', value: 'v1', endpointNames: ['hook'] },
+        ],
+      }),
+      undefined,
+      'test',
+    );
+    receiver.got.length = 0;
+    const devices = ['o1', 'o2', 'o3'];
+    for (let n = 0; n < 10; n++) for (const d of devices) await r.ingest(d, n);
+    await eventually('30 delivered', () => receiver.got.length >= 30);
+    await receiver.stop();
+    for (let n = 10; n < 30; n++) for (const d of devices) await r.ingest(d, n);
+    await eventually('the endpoint is unhealthy', async () => (await r.engine.health()).some((h) => h.endpointId === 'hook' && h.healthStatus === 'unhealthy'));
+    const sick = (await r.engine.health()).find((h) => h.endpointId === 'hook');
+    assert.match(sick?.lastKnownError ?? '', /fetch failed|ECONNREFUSED/);
+    await receiver.start();
+    await eventually('90 delivered after the receiver came back', () => receiver.got.length >= 90, 20_000);
+    for (const d of devices) {
+      const ns = receiver.got.filter((g) => g.deviceId === d).map((g) => g.n);
+      const firsts = ns.filter((n, i) => ns.indexOf(n) === i);
+      assert.deepEqual(firsts, Array.from({ length: 30 }, (_, i) => i), `${d}: every message, in order`);
+    }
+    assert.deepEqual(receiver.got[0]?.enrichments, { hub: 'testhub', fixed: 'v1' });
+    await eventually('healthy again', async () => (await r.engine.health()).find((h) => h.endpointId === 'hook')?.healthStatus === 'healthy');
+  });
+
+  it('resumes from the cursor after a restart of delivery, and an endpoint removed gets nothing more', async () => {
+    await r.engine.stop();
+    receiver.got.length = 0;
+    for (let n = 100; n < 105; n++) await r.ingest('o1', n);
+    await r.engine.start();
+    await eventually('the 5 new ones delivered', () => receiver.got.length >= 5);
+    await sleep(300);
+    assert.deepEqual(receiver.got.map((g) => g.n), [100, 101, 102, 103, 104]);
+    await r.engine.service.replace({ routes: [], fallbackRoute: { isEnabled: true } }, undefined, 'test');
+    assert.deepEqual(await r.ingest('o1', 200), ['events']);
+    await sleep(500);
+    assert.deepEqual(receiver.got.map((g) => g.n), [100, 101, 102, 103, 104]);
+    assert.deepEqual(await r.engine.health(), []);
+  });
+
+  it('applies a change announced by another node', async () => {
+    const seen: number[] = [];
+    r.engine.service.onChange((s) => seen.push(s.version));
+    const before = r.engine.service.current.version;
+    // Another node wrote the document: this node hears routing.changed and reads it.
+    const doc = JSON.parse((await r.store.getMeta('routing')) as string) as { version: number; etag: string; routing: { fallbackRoute: { isEnabled: boolean } } };
+    doc.version += 1;
+    doc.etag = 'from-node-b';
+    doc.routing.fallbackRoute.isEnabled = false;
+    await r.store.setMeta('routing', JSON.stringify(doc));
+    await sleep(200);
+    assert.notEqual(r.engine.service.current.etag, 'from-node-b', 'nothing applied before the announcement');
+    r.bus.publish(SUBJECTS.routingChanged, { etag: doc.etag, version: doc.version });
+    await eventually('the new version applied', () => r.engine.service.current.etag === 'from-node-b', 1000);
+    assert.deepEqual(seen, [before + 1]);
+    assert.deepEqual(await r.ingest('o1', 300), []);
+  });
+});
