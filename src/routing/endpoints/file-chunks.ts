@@ -14,7 +14,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { link, mkdir, open, readdir, unlink, type FileHandle } from 'node:fs/promises';
+import { link, mkdir, open, readdir, stat, unlink, type FileHandle } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 
 export const PARTIAL_DIR = '.partial';
@@ -186,7 +186,11 @@ export async function recoverPartials(directory: string, hub: string, partition:
   return out;
 }
 
-/** Whether the directory entry still exists (a chunk whose file was removed holds nothing durably). */
-export async function stillLinked(fh: FileHandle): Promise<boolean> {
-  return (await fh.stat()).nlink > 0;
+/**
+ * Whether the open file is still the one at `path`: a chunk whose file (or a directory above it)
+ * was removed or moved away would take writes that no reader will find.
+ */
+export async function stillAt(fh: FileHandle, path: string): Promise<boolean> {
+  const [open, named] = await Promise.all([fh.stat(), stat(path).catch(() => undefined)]);
+  return named !== undefined && open.nlink > 0 && open.ino === named.ino && open.dev === named.dev;
 }

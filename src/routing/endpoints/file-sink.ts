@@ -21,7 +21,7 @@ import { unlink, type FileHandle } from 'node:fs/promises';
 import { fileEndpoint, type FileEndpoint } from '../routing-config.js';
 import { configError, parseEndpointConfig } from './config-check.js';
 import { envelope, reasonOf } from './envelope.js';
-import { createPartial, fileNameFormatProblem, formatFileName, partialName, publishPartial, recoverPartials, stillLinked } from './file-chunks.js';
+import { createPartial, fileNameFormatProblem, formatFileName, partialName, publishPartial, recoverPartials, stillAt } from './file-chunks.js';
 import type { EndpointSink, RoutedMessage } from './sink.js';
 import type { SinkDeps } from './sink-deps.js';
 
@@ -115,13 +115,14 @@ export function createFileSink(raw: FileEndpoint, deps: SinkDeps): EndpointSink 
   }
 
   async function append(c: Chunk, data: Buffer): Promise<void> {
+    if (!(await stillAt(c.fh, c.path))) throw new Error('the chunk file was removed or moved away');
     let written = 0;
     while (written < data.length) {
       const { bytesWritten } = await c.fh.write(data, written, data.length - written);
       written += bytesWritten;
     }
     await c.fh.datasync();
-    if (!(await stillLinked(c.fh))) throw new Error('the chunk file was removed while being written');
+    if (!(await stillAt(c.fh, c.path))) throw new Error('the chunk file was removed or moved away while being written');
     c.size += data.length;
   }
 
@@ -155,7 +156,7 @@ export function createFileSink(raw: FileEndpoint, deps: SinkDeps): EndpointSink 
         try {
           await c.fh.truncate(before);
           await c.fh.datasync();
-          if (!(await stillLinked(c.fh))) await discard(s);
+          if (!(await stillAt(c.fh, c.path))) await discard(s);
         } catch {
           await discard(s);
         }

@@ -23,6 +23,16 @@ import { messageHeaders, mimeHeader, reasonOf, recordId, redact } from './envelo
 import type { EndpointSink, RoutedMessage } from './sink.js';
 import { timeoutOf, type SinkDeps } from './sink-deps.js';
 
+/**
+ * NATS servers find their own headers (`Nats-Msg-Id`, `Nats-Expected-*`) by searching the header
+ * block for the name (2.9 matches it inside a longer name too: a property `x-Nats-Msg-Id` was
+ * taken as the message id), so no name or value a device controls may hold `Nats-`: its hyphen
+ * is percent-encoded, which decodeURIComponent undoes like the rest of the encoding.
+ */
+function noNatsHeader(s: string): string {
+  return s.replace(/(nats)-/gi, '$1%2D');
+}
+
 function checkConfig(raw: NatsJetStreamEndpoint): { config: NatsJetStreamEndpoint; servers: string[] } {
   const config = parseEndpointConfig(natsJetStreamEndpoint, raw, 'natsJetStream');
   const servers = config.servers.split(',').map((s) => s.trim()).filter((s) => s !== '');
@@ -89,13 +99,13 @@ export function createNatsSink(raw: NatsJetStreamEndpoint, deps: SinkDeps): Endp
         const h = headers();
         for (const [k, v] of messageHeaders(m, deps.hubName)) {
           const [name, value] = mimeHeader(k, v);
-          h.set(name, value);
+          h.set(noNatsHeader(name), noNatsHeader(value));
         }
         try {
           await c.js.publish(config.subject, m.record.body, { msgID: recordId(deps.hubName, m.record), headers: h, timeout: timeoutMs });
         } catch (err) {
           const reason = reasonOf(err);
-          if (/no responders|503/i.test(reason)) throw fail(new Error(`no stream captures the subject (${reason})`));
+          if (/no responders|503|jetstream is not enabled/i.test(reason)) throw fail(new Error(`no stream captures the subject (the server says: ${reason})`));
           throw fail(err);
         }
       }

@@ -128,6 +128,8 @@ export function createPostgresSink(raw: PostgresTableEndpoint, deps: SinkDeps): 
     });
     // An idle connection that breaks is dropped by the pool; the next deliver opens another.
     p.on('error', () => undefined);
+    // A checked-out connection that breaks also emits 'error' besides failing its query: the query's failure is the report.
+    p.on('connect', (client) => client.on('error', () => undefined));
     pool = p;
     return p;
   }

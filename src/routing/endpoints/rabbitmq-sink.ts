@@ -65,7 +65,8 @@ export function createRabbitMqSink(raw: RabbitMqExchangeEndpoint, deps: SinkDeps
   let opening: Promise<Open> | undefined;
   let closed = false;
 
-  const fail = (reason: string): Error => new Error(redact(`${where}: ${reason}`, secrets));
+  const missing = `exchange '${config.exchange}' does not exist (declare it and bind a queue)`;
+  const fail = (reason: string): Error => new Error(redact(`${where}: ${/\b404\b|NOT_FOUND - no exchange/.test(reason) ? missing : reason}`, secrets));
 
   async function connect(): Promise<Open> {
     const conn = await amqp.connect(config.url, { timeout: timeoutMs, clientProperties: { connection_name: `gatehouse-route-${config.name}` } });
@@ -87,11 +88,7 @@ export function createRabbitMqSink(raw: RabbitMqExchangeEndpoint, deps: SinkDeps
         const id = msg.properties.messageId as unknown;
         if (typeof id === 'string') state.returned.add(id);
       });
-      try {
-        await state.channel.checkExchange(config.exchange);
-      } catch (err) {
-        throw new Error(/404|NOT_FOUND/.test(reasonOf(err)) ? `exchange '${config.exchange}' does not exist (declare it and bind a queue)` : reasonOf(err));
-      }
+      await state.channel.checkExchange(config.exchange);
     } catch (err) {
       await conn.close().catch(() => undefined);
       throw err;
