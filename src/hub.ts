@@ -62,6 +62,7 @@ import { ConsumerGroups } from './hub/telemetry/consumer-groups.js';
 import { SessionGuard } from './hub/session-guard.js';
 import { RevocationCheck } from './pki/revocation-check.js';
 import { RoutingEngine } from './routing/routing-engine.js';
+import { RoutedEvents } from './routing/routed-events.js';
 import { createEndpointSink } from './routing/sink-factory.js';
 import { BUILTIN_ENDPOINT_NAME } from './log/log-ports.js';
 import { isHubError } from './core/errors.js';
@@ -236,6 +237,11 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       sinks: createEndpointSink,
       hubName: hubName(config.hostname),
     });
+    // Twin changes, lifecycle and connection state events go to the log when a route wants them.
+    const sourceEvents = new RoutedEvents(routing.router, log, hubName(config.hostname), logger.child({ component: 'routing' }));
+    twins.routeEventsTo(sourceEvents);
+    registry.routeEventsTo(sourceEvents);
+    connections.routeEventsTo(sourceEvents);
     // Telemetry goes to the partitioned log, the hub's one durable stream, with group commit: the
     // PUBACK or 204 waits for it to be durable. Counted where MQTT, AMQP and device HTTPS hand it
     // over: one integer increment per message. The routes in effect decide where it goes (decision

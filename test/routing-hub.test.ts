@@ -234,6 +234,38 @@ describe('message routing through a hub', () => {
   });
 });
 
+describe("routing the hub's own events", () => {
+  it("sends twin change, device lifecycle and connection state events with Azure's properties to the routes on those sources", { timeout: 90_000 }, async () => {
+    await putRouting({
+      endpoints: { webhooks: [hook('twins'), hook('lifecycle'), hook('connections')] },
+      routes: [
+        route('twin-events', "opType = 'updateTwin'", 'twins', 'TwinChangeEvents'),
+        route('lifecycle-events', 'true', 'lifecycle', 'DeviceLifecycleEvents'),
+        route('connection-events', "$connectionDeviceId = 'src-dev'", 'connections', 'DeviceConnectionStateEvents'),
+      ],
+      fallbackRoute: { isEnabled: true },
+    });
+    await createDevice('src-dev');
+    assert.equal((await rest('PATCH', '/twins/src-dev', { tags: { floor: 3 } })).status, 200);
+    await send('src-dev', [msg('src-telemetry')]);
+    assert.equal((await rest('DELETE', '/devices/src-dev', undefined, { headers: { 'if-match': '*' } })).status, 204);
+    await eventually('every event arrived', () => (receiver.got.get('/lifecycle')?.length ?? 0) >= 2 && (receiver.got.get('/twins')?.length ?? 0) >= 1 && (receiver.got.get('/connections')?.length ?? 0) >= 2);
+    const lifecycle = receiver.got.get('/lifecycle') as Array<Envelope & { systemProperties: Record<string, string> }>;
+    assert.deepEqual(lifecycle.map((e) => [e.deviceId, e.properties.opType, e.systemProperties['iothub-message-source']]), [
+      ['src-dev', 'createDeviceIdentity', 'deviceLifecycleEvents'],
+      ['src-dev', 'deleteDeviceIdentity', 'deviceLifecycleEvents'],
+    ]);
+    const twin = (receiver.got.get('/twins') as Array<Envelope & { systemProperties: Record<string, string> }>)[0];
+    assert.equal(twin?.properties['iothub-message-schema'], 'twinChangeNotification');
+    assert.equal(twin?.systemProperties['iothub-message-source'], 'twinChangeEvents');
+    assert.deepEqual((JSON.parse(twin?.body ?? '{}') as { tags?: unknown }).tags, { floor: 3 });
+    const conn = receiver.got.get('/connections') as Array<Envelope & { systemProperties: Record<string, string> }>;
+    assert.deepEqual(conn.map((e) => e.properties.opType), ['deviceConnected', 'deviceDisconnected']);
+    // No route on those sources sends them to the built-in endpoint: it holds only the telemetry.
+    assert.deepEqual(await builtinTags('src-dev'), ['src-telemetry']);
+  });
+});
+
 describe('routing over REST', () => {
   it('serves the document with an etag, masks secrets, refuses a stale If-Match with 412', { timeout: 30_000 }, async () => {
     const got = await rest('GET', '/routing');

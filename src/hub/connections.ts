@@ -14,6 +14,8 @@ import type { BusSubscription } from '../bus/bus.js';
 import { SUBJECTS, type HubBus, type MethodReply, type MethodRequest } from '../bus/subjects.js';
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { MessageTally } from '../core/tally.js';
+import type { SourceEventSink } from '../routing/routed-events.js';
+import { connectionSequenceNumber, connectionStateEvent } from '../routing/source-events.js';
 
 export interface LiveSession {
   readonly deviceId: string;
@@ -64,6 +66,22 @@ export class ConnectionTable {
   readonly #dropped = new WeakSet<LiveSession>();
   #methods: MethodResponder = async (r) => ({ error: { code: 'DeviceNotOnline', message: `Device ${identityKey(r.deviceId, r.moduleId)} is not online.` } });
 
+  #events: SourceEventSink | undefined;
+  #eventCount = 0;
+
+  /** Connection state events for routes on DeviceConnectionStateEvents (routing/routed-events.ts). */
+  routeEventsTo(events: SourceEventSink): void {
+    this.#events = events;
+  }
+
+  #connectionState(session: LiveSession, opType: 'deviceConnected' | 'deviceDisconnected'): void {
+    const events = this.#events;
+    if (events === undefined) return;
+    const now = Date.now();
+    const seq = connectionSequenceNumber(now, this.#eventCount++);
+    events.emit('DeviceConnectionStateEvents', () => connectionStateEvent({ hubName: events.hubName, deviceId: session.deviceId, moduleId: session.moduleId, now: new Date(now).toISOString() }, opType, seq));
+  }
+
   constructor(
     private readonly bus: HubBus,
     private readonly tally: MessageTally,
@@ -106,6 +124,7 @@ export class ConnectionTable {
     const previous = this.#sessions.get(key);
     this.#sessions.set(key, session);
     if (previous !== session) this.#claim(key, session);
+    if (previous === undefined) this.#connectionState(session, 'deviceConnected');
     this.changed(session);
     return previous === session ? undefined : previous;
   }
@@ -153,10 +172,13 @@ export class ConnectionTable {
     const key = identityKey(session.deviceId, session.moduleId);
     if (this.#dropped.has(session)) {
       this.#dropped.delete(session);
-      return !this.#sessions.has(key);
+      if (this.#sessions.has(key)) return false;
+      this.#connectionState(session, 'deviceDisconnected');
+      return true;
     }
     if (this.#sessions.get(key) !== session) return false;
     this.#forget(key);
+    this.#connectionState(session, 'deviceDisconnected');
     return true;
   }
 

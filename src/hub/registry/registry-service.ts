@@ -11,7 +11,7 @@ import { NEVER, newEtag, newGenerationId, validateDeviceId } from '../../core/id
 import { isJsonObject, type JsonObject } from '../../core/json.js';
 import type { DeviceOrigin, DeviceRecord, ModuleRecord } from '../../core/types.js';
 import { emptyTwin } from '../../core/twin-state.js';
-import type { DeviceRegistryStore, ModuleRegistryStore } from '../../store/ports.js';
+import type { DeviceRegistryStore, ModuleRegistryStore, TwinStore } from '../../store/ports.js';
 import { SUBJECTS, type HubBus, type IdentityChanged } from '../../bus/subjects.js';
 import { redactSecrets, type ChangeEvent } from '../../core/security-events.js';
 import {
@@ -23,6 +23,9 @@ import {
   renderAuthentication,
 } from './device-input.js';
 import { resolveScopes } from './edge-scopes.js';
+import type { SourceEventSink } from '../../routing/routed-events.js';
+import { deviceLifecycleEvent } from '../../routing/source-events.js';
+import type { TwinState } from '../../core/types.js';
 
 export const MAX_MODULES_PER_DEVICE = 50;
 export const MAX_LIST = 1000;
@@ -101,8 +104,21 @@ function checkBodyId(b: JsonObject, field: string, expected: string): void {
 }
 
 export class RegistryService {
+  #events: SourceEventSink | undefined;
+
+  /** Device lifecycle events for routes on DeviceLifecycleEvents (routing/routed-events.ts). */
+  routeEventsTo(events: SourceEventSink): void {
+    this.#events = events;
+  }
+
+  #lifecycle(deviceId: string, moduleId: string | null, opType: 'createDeviceIdentity' | 'deleteDeviceIdentity', twin: TwinState | undefined): void {
+    const events = this.#events;
+    if (twin === undefined || events === undefined) return;
+    events.emit('DeviceLifecycleEvents', () => deviceLifecycleEvent({ hubName: events.hubName, deviceId, moduleId, now: this.#now() }, opType, twin));
+  }
+
   constructor(
-    private readonly store: DeviceRegistryStore & ModuleRegistryStore,
+    private readonly store: DeviceRegistryStore & ModuleRegistryStore & Pick<TwinStore, 'getTwin'>,
     private readonly clock: Clock,
     private readonly bus: HubBus,
     /** Where every write is reported (the security event stream: audit log, alerts), keys redacted. */
@@ -158,7 +174,9 @@ export class RegistryService {
       cloudToDeviceMessageCount: 0,
       origin,
     };
-    await this.store.createDevice(device, emptyTwin(deviceId, null, now));
+    const twin = emptyTwin(deviceId, null, now);
+    await this.store.createDevice(device, twin);
+    this.#lifecycle(deviceId, null, 'createDeviceIdentity', twin);
     this.#record({ by, action: 'device.create', target: `devices/${deviceId}`, after: device });
     return device;
   }
@@ -205,7 +223,9 @@ export class RegistryService {
 
   async deleteDevice(deviceId: string, ifMatch: string, by: Actor = HUB_ACTOR): Promise<void> {
     const before = await this.store.getDevice(deviceId);
+    const twin = this.#events?.wants('DeviceLifecycleEvents') === true ? await this.store.getTwin(deviceId, null) : undefined;
     await this.store.deleteDevice(deviceId, ifMatch);
+    this.#lifecycle(deviceId, null, 'deleteDeviceIdentity', twin);
     this.#emit({ kind: 'device-deleted', deviceId });
     this.#record({ by, action: 'device.delete', target: `devices/${deviceId}`, ...(before === undefined ? {} : { before }) });
   }
@@ -259,7 +279,9 @@ export class RegistryService {
       lastActivityTime: NEVER,
       cloudToDeviceMessageCount: 0,
     };
-    await this.store.createModule(module, emptyTwin(deviceId, moduleId, this.#now()));
+    const twin = emptyTwin(deviceId, moduleId, this.#now());
+    await this.store.createModule(module, twin);
+    this.#lifecycle(deviceId, moduleId, 'createDeviceIdentity', twin);
     this.#record({ by, action: 'module.create', target: `devices/${deviceId}/modules/${moduleId}`, after: module });
     return module;
   }
@@ -300,7 +322,9 @@ export class RegistryService {
 
   async deleteModule(deviceId: string, moduleId: string, ifMatch: string, by: Actor = HUB_ACTOR): Promise<void> {
     const before = await this.getModule(deviceId, moduleId);
+    const twin = this.#events?.wants('DeviceLifecycleEvents') === true ? await this.store.getTwin(deviceId, moduleId) : undefined;
     await this.store.deleteModule(deviceId, moduleId, ifMatch);
+    this.#lifecycle(deviceId, moduleId, 'deleteDeviceIdentity', twin);
     this.#emit({ kind: 'module-deleted', deviceId, moduleId });
     this.#record({ by, action: 'module.delete', target: `devices/${deviceId}/modules/${moduleId}`, before });
   }

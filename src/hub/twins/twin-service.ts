@@ -13,6 +13,8 @@ import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
 import type { MessageTally } from '../../core/tally.js';
 import { renderTwin } from './twin-document.js';
 import { checkSectionSize, clone, mergeInto, validatePatch } from './twin-patch.js';
+import type { SourceEventSink } from '../../routing/routed-events.js';
+import { twinChangeEvent, type TwinChange } from '../../routing/source-events.js';
 
 
 type Stores = DeviceRegistryStore & ModuleRegistryStore & TwinStore;
@@ -21,12 +23,25 @@ const MAX_ATTEMPTS = 8;
 
 /** A stored desired patch goes out on the bus (`twin.desired.changed`) to the node holding the identity's session. */
 export class TwinService {
+  #events: SourceEventSink | undefined;
+
   constructor(
     private readonly store: Stores,
     private readonly clock: Clock,
     private readonly bus: HubBus,
     private readonly tally: MessageTally,
   ) {}
+
+  /** Twin change events for routes on TwinChangeEvents (routing/routed-events.ts). */
+  routeEventsTo(events: SourceEventSink): void {
+    this.#events = events;
+  }
+
+  #changed(deviceId: string, moduleId: string | null, change: TwinChange): void {
+    this.bus.publish(SUBJECTS.twinChanged, { deviceId, moduleId });
+    const events = this.#events;
+    events?.emit('TwinChangeEvents', () => twinChangeEvent({ hubName: events.hubName, deviceId, moduleId, now: new Date(this.clock.now()).toISOString() }, change));
+  }
 
   async get(deviceId: string, moduleId: string | null): Promise<JsonObject> {
     const { twin, device, module } = await this.#load(deviceId, moduleId);
@@ -40,12 +55,16 @@ export class TwinService {
    */
   async patch(deviceId: string, moduleId: string | null, body: unknown, ifMatch: string | undefined): Promise<JsonObject> {
     const { tags, desired } = parseTwinBody(body, 'patch');
-    return this.#write(deviceId, moduleId, ifMatch, (next, now) => {
-      if (tags !== undefined) mergeInto(next.tags, {}, clearing(tags, next.tags), now, undefined);
+    // The patches as applied (a `null` section spelled out as its keys' removal), for the twin change event.
+    let appliedTags: JsonObject | undefined;
+    let appliedDesired: JsonObject | undefined;
+    const change = (twin: TwinState): TwinChange => ({ opType: 'updateTwin', twin, ...(appliedTags === undefined ? {} : { tags: appliedTags }), ...(appliedDesired === undefined ? {} : { desired: appliedDesired }) });
+    return this.#write(deviceId, moduleId, ifMatch, change, (next, now) => {
+      if (tags !== undefined) mergeInto(next.tags, {}, (appliedTags = clearing(tags, next.tags)), now, undefined);
       let desiredPatch: JsonObject | undefined;
       if (desired !== undefined) {
         const version = next.desiredVersion + 1;
-        const patch = clearing(desired, next.desired);
+        const patch = (appliedDesired = clearing(desired, next.desired));
         mergeInto(next.desired, next.desiredMeta, patch, now, version);
         next.desiredVersion = version;
         desiredPatch = { ...stripSystem(patch), $version: version };
@@ -57,7 +76,7 @@ export class TwinService {
   /** PUT: replace tags and/or desired properties wholesale. */
   async replace(deviceId: string, moduleId: string | null, body: unknown, ifMatch: string | undefined): Promise<JsonObject> {
     const { tags, desired } = parseTwinBody(body, 'replace');
-    return this.#write(deviceId, moduleId, ifMatch, (next, now) => {
+    return this.#write(deviceId, moduleId, ifMatch, (twin) => ({ opType: 'replaceTwin', twin }), (next, now) => {
       let desiredPatch: JsonObject | undefined;
       if (tags !== undefined) next.tags = stripSystem(tags);
       if (desired !== undefined) {
@@ -97,7 +116,7 @@ export class TwinService {
       next.etag = newEtag();
       try {
         await this.store.replaceTwin(next, twin.etag);
-        this.bus.publish(SUBJECTS.twinChanged, { deviceId, moduleId });
+        this.#changed(deviceId, moduleId, { opType: 'updateTwin', twin: next, reported: valid as JsonObject });
         this.tally.twinIn++;
         return next.reportedVersion;
       } catch (err) {
@@ -111,6 +130,7 @@ export class TwinService {
     deviceId: string,
     moduleId: string | null,
     ifMatch: string | undefined,
+    change: (twin: TwinState) => TwinChange,
     apply: (next: TwinState, now: string) => { changed: boolean; desiredPatch: JsonObject | undefined },
   ): Promise<JsonObject> {
     const pinned = ifMatch !== undefined && ifMatch !== '*';
@@ -138,7 +158,7 @@ export class TwinService {
         if (err instanceof HubError && err.code === 'PreconditionFailed' && !pinned && attempt < MAX_ATTEMPTS) continue;
         throw err;
       }
-      this.bus.publish(SUBJECTS.twinChanged, { deviceId, moduleId });
+      this.#changed(deviceId, moduleId, change(next));
       if (desiredPatch !== undefined) this.bus.publish(SUBJECTS.desiredChanged, { deviceId, moduleId, patch: desiredPatch });
       return renderTwin(next, device, module);
     }
