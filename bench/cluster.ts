@@ -214,7 +214,7 @@ interface TelemetryAgg {
   lock: LockWaits;
 }
 
-/** How often a hub's PostgreSQL session sat waiting for the event append lock, sampled. */
+/** How often a hub's PostgreSQL session sat waiting for a log partition's row lock, sampled. */
 interface LockWaits {
   samples: number;
   /** Samples in which at least one session waited for it. */
@@ -226,9 +226,10 @@ interface LockWaits {
 const noLockWaits = (): LockWaits => ({ samples: 0, withWaiter: 0, waiters: 0 });
 
 /**
- * Samples pg_stat_activity every 50 ms while `fn` runs: sessions waiting for the advisory lock that
- * every PostgreSQL telemetry append takes (src/store/sql/sql-event-store.ts, PG_APPEND_LOCK, so
- * appends of several nodes commit in seq order). Waiting sessions are appends taking turns.
+ * Samples pg_stat_activity every 50 ms while `fn` runs: sessions waiting for the row lock a
+ * PostgreSQL telemetry append takes on each partition it writes (src/log/sql/sql-log.ts: the
+ * numbering UPDATE of log_partitions, held to commit, so a partition's records commit in order).
+ * Waiting sessions are appends to one partition taking turns.
  */
 async function sampleAppendLock<T>(db: pg.Client | undefined, fn: () => Promise<T>): Promise<{ r: T; lock: LockWaits }> {
   const lock = noLockWaits();
@@ -238,7 +239,7 @@ async function sampleAppendLock<T>(db: pg.Client | undefined, fn: () => Promise<
     while (running) {
       try {
         const res = await db.query<{ n: string }>(
-          "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND query LIKE '%pg_advisory_xact_lock(7270662)%'",
+          "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%UPDATE log_partitions%'",
         );
         const n = Number(res.rows[0]?.n ?? 0);
         lock.samples++;
@@ -563,7 +564,7 @@ async function main(): Promise<void> {
             'generators CPU per message',
             'p50 / p99 ms PUBLISH → PUBACK (worse generator)',
             cpuHeader,
-            'append lock: samples with a session waiting / mean waiting',
+            'partition row lock: samples with a session waiting / mean waiting',
             'messages',
           ],
           teleRows,
@@ -615,9 +616,9 @@ async function main(): Promise<void> {
         `- Telemetry: \`--workers ${nWorkers}\` did ${ratio(t2.rate, t1.rate)} the single node's messages per second (goal ≥ 1.6×: ${mark(teleRatio >= 1.6)}). ` +
           `Cores busy with one node: ${coresOf(t1.w)}; with the workers: ${coresOf(t2.w)}; the workers' hub time split: ${split(t2.w)}. ` +
           `Hub CPU per message: ${us(t1.w.hubS, t1.acked)} (one node) and ${us(t2.w.hubS, t2.acked)} (workers, ${ratio(u2, u1)}).`,
-        `- On PostgreSQL every telemetry append takes one advisory lock and holds it through its commit (src/store/sql/sql-event-store.ts: appends of all ` +
-          `nodes commit in seq order, so a live reader never sees a smaller seq appear after a larger one): the workers' appends take turns, each ` +
-          `waiting for the other's commit. Sessions waiting for that lock: ${lockCell(t1.lock)} with one node, ${lockCell(t2.lock)} with the workers.`,
+        `- On PostgreSQL a telemetry append locks the row of each log partition it writes and holds it through its commit (src/log/sql/sql-log.ts: ` +
+          `a partition's records commit in sequence order, so a reader never sees N+1 before N); two workers writing one partition take turns, ` +
+          `different partitions do not wait. Sessions waiting for a partition's row: ${lockCell(t1.lock)} with one node, ${lockCell(t2.lock)} with the workers.`,
         `- Connects: ${ratio(c2.rate, c1.rate)} the single node's rate. Cores busy with one node: ${coresOf(c1.w)}; with the workers: ${coresOf(c2.w)}; ` +
           `split: ${split(c2.w)}. Hub CPU per connection: ${us(c1.w.hubS, c1.done)} and ${us(c2.w.hubS, c2.done)} (${ratio(v2, v1)}).`,
         `- The load generators, PostgreSQL and NATS run on the same ${n} cores as the hub, so the workers cannot have ${n} cores to themselves here. ` +
@@ -710,7 +711,7 @@ and its workers; PostgreSQL + NATS: all their processes, which other work on the
 that carries over to a machine where the hub has the cores to itself. "Other" is the rest of the machine's busy time from /proc/stat (other
 processes), in cores; a measurement during which other processes kept more than ${CONTENDED_CORES} of a core busy was run again (at most ${retries} times; ${retried} repeated
 in this run) and the least contended attempt kept. Rounds (${rounds}) interleave the servers; ${fmtInt(nConnects)} connects and ${fmtInt(nMessages)} messages per server per round after a warm-up.
-Gatehouse acknowledges a QoS 1 message once it is committed to its event store (SQLite or PostgreSQL); Mosquitto acknowledges on receipt and
+Gatehouse acknowledges a QoS 1 message once it is committed to its partitioned event log (SQLite or PostgreSQL); Mosquitto acknowledges on receipt and
 drops it (nobody subscribes). Every PostgreSQL hub has a schema of its own, made fresh for the run.
 
 ${sections.join('\n\n')}

@@ -556,7 +556,7 @@ async function main(): Promise<void> {
           ) +
           `\n\n${nPublishers} TLS connections in one generator process, each publishing QoS 1 to \`devices/<id>/messages/events/\` with at most ${window} unacknowledged PUBLISHes ` +
           `(one PUBLISH per write, the next one sent on each PUBACK), ${fmtInt(nMessages)} messages or ${maxSeconds} s, whichever comes first. ` +
-          `**Gatehouse acknowledges a message only once it is committed to its SQLite event store** (durable; that is the product). ` +
+          `**Gatehouse acknowledges a message only once it is committed to its partitioned SQLite event log** (durable; that is the product). ` +
           `Mosquitto runs with \`persistence false\` and \`max_inflight_messages ${window}\`; nobody subscribes, so it acknowledges on receipt and drops the message ` +
           `(\`persistence true\` would not change that: Mosquitto only snapshots its in-memory state to disk every \`autosave_interval\`, 1800 s by default; it never syncs per message). ` +
           `The two numbers compare a durable write path with an in-memory relay; where Mosquitto's row says the load generator was the bound, its figure (and so the ratio's denominator) is a lower bound.`,

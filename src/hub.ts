@@ -28,7 +28,6 @@ import { CaCertificates } from './pki/ca-certificates.js';
 import { CertificateAuthority } from './pki/authority.js';
 import { EstService } from './dps/est.js';
 import { AlertSharing } from './alerts/alert-sharing.js';
-import { EventStream } from './hub/telemetry/event-stream.js';
 import type { MqttBroker } from './protocol/mqtt/broker.js';
 import type { DpsDeps, TelemetrySink } from './protocol/transport/device-ports.js';
 import { RegistrationService } from './dps/registration-service.js';
@@ -216,21 +215,14 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       policy: () => ({ validityDays: config.deviceCertValidityDays, renewalGraceDays: config.certRenewalGraceDays }),
       log: (fields, msg) => pkiLog.info(fields, msg),
     });
-    const events = new EventStream(
-      store.events,
-      clock,
-      { retentionMs: config.eventRetentionHours * 3600_000, maxEvents: config.eventMaxCount },
-      logger.child({ component: 'events' }),
-      bus,
-    );
     const log = (eventLog = await openHubEventLog(store, config, bus, logger.child({ component: 'log' })));
-    // Telemetry goes through the event stream and the partitioned log, both with group commit: the
-    // PUBACK or 204 waits for both to be durable. Counted where MQTT, AMQP and device HTTPS hand it
+    // Telemetry goes to the partitioned log, the hub's one durable stream, with group commit: the
+    // PUBACK or 204 waits for it to be durable. Counted where MQTT, AMQP and device HTTPS hand it
     // over: one integer increment per message.
     const telemetry: TelemetrySink = {
-      append(event) {
+      append(message) {
         metrics.messages.telemetryIn++;
-        return Promise.all([events.append(event), log.append(event)]).then(([seq]) => seq);
+        return log.append(message);
       },
     };
     const dpsLog = logger.child({ component: 'dps' });
@@ -280,7 +272,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       cas,
       authority,
       est,
-      events,
+      eventLog: log.log,
       enrollments,
       dps,
       securityEvents,
@@ -371,7 +363,6 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   }
 
   services.c2d.start();
-  services.events.start();
   prepared.eventLog.start();
   await services.auditLog.start();
   services.policyUsage.start();
@@ -412,7 +403,6 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await amqpClosed;
         await app.close();
         await services.c2d.stop();
-        await services.events.stop();
         await prepared.eventLog.stop();
         await services.auditLog.stop();
         await services.policyUsage.stop().catch(() => undefined);

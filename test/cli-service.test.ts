@@ -227,7 +227,7 @@ describe('monitor-events in the shape of az iot hub monitor-events', () => {
     } finally {
       await client.close();
     }
-    const all = gh(['monitor-events', '-d', 'mon-*', '--from', '0', '--props', 'all', '--timeout', '2']);
+    const all = gh(['monitor-events', '-d', 'mon-*', '--from', 'earliest', '--props', 'all', '--timeout', '2']);
     assert.equal(all.status, 0, all.stderr);
     const lines = all.stdout.trim().split('\n');
     assert.equal(lines.length, 2);
@@ -257,12 +257,12 @@ describe('monitor-events in the shape of az iot hub monitor-events', () => {
     assert.equal((JSON.parse(lines[1] ?? '{}') as { event: { payload: unknown } }).event.payload, 'second');
 
     // Without --props, az prints only the ids and the payload; --mc stops after that many.
-    const bare = gh(['monitor-events', '--device-id', 'mon-1', '--from', '0', '--mc', '1', '--timeout', '0']);
+    const bare = gh(['monitor-events', '--device-id', 'mon-1', '--from', 'earliest', '--mc', '1', '--timeout', '0']);
     assert.equal(bare.status, 0, bare.stderr);
     assert.deepEqual(JSON.parse(bare.stdout), { event: { origin: 'mon-1', module: '', interface: '', component: '', payload: { temperature: 21.5 } } });
     assert.match(bare.stderr, /Successfully parsed 1 message\(s\)\./);
 
-    const table = gh(['monitor-events', '-d', 'mon-1', '--from', '0', '--timeout', '2', '-o', 'table']);
+    const table = gh(['monitor-events', '-d', 'mon-1', '--from', 'earliest', '--timeout', '2', '-o', 'table']);
     const rows = table.stdout.trim().split('\n');
     assert.match(rows[0] ?? '', /^enqueuedTime\s+origin\s+module\s+payload$/);
     assert.match(rows[2] ?? '', /^\d{4}-\d\d-\d\dT\S+\s+mon-1\s+\{"temperature":21\.5\}$/);

@@ -1,7 +1,8 @@
 /**
- * The built-in event stream: group commit, replay-then-live subscriptions, retention (on a real
- * SQLite store), then GET /events over HTTPS and `gatehouse monitor-events` against a hub started
- * in-process.
+ * The hub's one event stream, the partitioned log: ingestion's group commit (LogWriter) and the
+ * retention flags on a real SQLite log, the built-in reader that merges every partition with
+ * resumable positions (log-feed.ts), then GET /events over HTTPS and `gatehouse monitor-events`
+ * against a hub started in-process.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -13,42 +14,22 @@ import { after, before, describe, it } from 'node:test';
 import { generateSasToken } from '../src/auth/sas.js';
 import { loadConfig } from '../src/config/schema.js';
 import { SecretBox } from '../src/core/secret-box.js';
-import { EventStream, renderEvent } from '../src/hub/telemetry/event-stream.js';
+import { openHubEventLog } from '../src/hub/event-log.js';
+import { formatCursor, openLogFeed, parseCursor, type FeedOptions } from '../src/hub/telemetry/log-feed.js';
+import { LogWriter } from '../src/hub/telemetry/log-writer.js';
+import { renderEvent } from '../src/hub/telemetry/render-event.js';
 import { startHub, type RunningHub } from '../src/hub.js';
 import { createLogger } from '../src/log.js';
-import { makeEvent } from '../src/store/event-store.case.js';
-import type { EventStore, StoredEvent } from '../src/store/event-ports.js';
-import type { Store } from '../src/store/ports.js';
+import { devicesIn, makeMessage } from '../src/log/log.case.js';
+import type { EventLog, LogMessage, LogPlacement, LogRecord } from '../src/log/log-ports.js';
+import { openSqlEventLog, type SqlEventLog } from '../src/log/sql/sql-log.js';
+import type { SqlStore } from '../src/store/sql/sql-store.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { BIN, removeDir, tempDir } from './support/hub-process.js';
 import { testBus } from './support/test-bus.js';
 
 const silent = createLogger('silent');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The SQLite event store behind a wrapper that counts transactions and can be slowed or broken. */
-function wrapped(inner: EventStore, o: { writeMs?: number; readMs?: number } = {}) {
-  const stats = { appendCalls: 0, failNext: 0 };
-  const store: EventStore = {
-    async appendEvents(events) {
-      stats.appendCalls++;
-      if (o.writeMs !== undefined) await sleep(o.writeMs);
-      if (stats.failNext > 0) {
-        stats.failNext--;
-        throw new Error('disk full');
-      }
-      return inner.appendEvents(events);
-    },
-    async readEvents(opts) {
-      if (o.readMs !== undefined) await sleep(o.readMs);
-      return inner.readEvents(opts);
-    },
-    lastEventSeq: () => inner.lastEventSeq(),
-    committedHead: () => inner.committedHead(),
-    pruneEvents: (opts) => inner.pruneEvents(opts),
-  };
-  return { store, stats };
-}
 
 async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
@@ -58,141 +39,174 @@ async function until(cond: () => boolean, ms = 10_000): Promise<void> {
   }
 }
 
-function seqsOf(events: readonly StoredEvent[]): number[] {
-  return events.map((e) => e.seq);
+/** A log behind a wrapper that counts append transactions and can slow or break them. */
+function wrapped(inner: EventLog, o: { writeMs?: number } = {}) {
+  const stats = { appendCalls: 0, failNext: 0 };
+  const log: EventLog = {
+    partitionCount: inner.partitionCount,
+    partitionOf: (id) => inner.partitionOf(id),
+    async append(messages) {
+      stats.appendCalls++;
+      if (o.writeMs !== undefined) await sleep(o.writeMs);
+      if (stats.failNext > 0) {
+        stats.failNext--;
+        throw new Error('disk full');
+      }
+      return inner.append(messages);
+    },
+    read: (p, pos, limit) => inner.read(p, pos, limit),
+    tail: (p, pos, opts) => inner.tail(p, pos, opts),
+    partitionProperties: (p) => inner.partitionProperties(p),
+    enforceRetention: () => inner.enforceRetention(),
+    close: async () => undefined,
+  };
+  return { log, stats };
 }
 
-describe('EventStream', () => {
+const label = (r: LogRecord) => `${r.deviceId}:${r.properties.n}`;
+
+describe('the event log on SQLite: group commit, retention flags, the merged reader', () => {
   let dir: string;
-  let store: Store;
-  const now = { t: Date.parse('2030-01-01T00:00:00Z') };
-  const clock = { now: () => now.t };
-  const stream = (events: EventStore, maxEvents = 1_000_000) => new EventStream(events, clock, { retentionMs: 3_600_000, maxEvents }, silent, testBus());
+  let store: SqlStore;
+  let log: SqlEventLog;
 
   before(async () => {
     dir = tempDir('events');
     store = await openSqliteStore(join(dir, 'events.db'), new SecretBox(randomBytes(32)));
+    log = await openSqlEventLog(store.sqlDriver, { partitionCount: 4, retention: { maxAgeMs: 3_600_000, maxBytesPerPartition: 1 << 30 }, bus: testBus(), pollMs: 200 });
   });
   after(async () => {
+    await log.close();
     await store.close();
     removeDir(dir);
   });
 
-  it('group commit: 500 concurrent appends resolve with increasing seqs in a few transactions', async () => {
-    const { store: events, stats } = wrapped(store.events, { writeMs: 5 });
-    const s = stream(events);
-    const first = s.append(makeEvent('gc', 0));
+  it('group commit: 500 concurrent appends land in a few transactions, in order per device', async () => {
+    const { log: counted, stats } = wrapped(log, { writeMs: 5 });
+    const w = new LogWriter(counted, silent);
+    const first = w.append(makeMessage('gc', 0));
     await sleep(1); // the first batch is in flight; the rest queue behind it
-    const seqs = await Promise.all([first, ...Array.from({ length: 499 }, (_, i) => s.append(makeEvent('gc', i + 1)))]);
-    for (let i = 1; i < seqs.length; i++) assert.ok((seqs[i] ?? 0) > (seqs[i - 1] ?? 0));
+    const placed = await Promise.all([first, ...Array.from({ length: 499 }, (_, i) => w.append(makeMessage('gc', i + 1)))]);
     assert.ok(stats.appendCalls <= 3, `${stats.appendCalls} transactions`);
-    const back = await store.events.readEvents({ after: (seqs[0] ?? 1) - 1, limit: 1000, deviceId: 'gc' });
-    assert.deepEqual(seqsOf(back), seqs);
-    assert.deepEqual(back.map((e) => e.properties.n), seqs.map((_, i) => String(i)));
-    await s.stop();
+    const p = log.partitionOf('gc');
+    assert.ok(placed.every((x) => x.partition === p));
+    for (let i = 1; i < placed.length; i++) assert.equal(placed[i]!.sequenceNumber, placed[i - 1]!.sequenceNumber + 1);
+    const back = await log.read(p, { sequenceNumber: placed[0]!.sequenceNumber, inclusive: true }, 1000);
+    assert.deepEqual(back.map((r) => r.properties.n), placed.map((_, i) => String(i)));
+    await w.stop();
   });
 
-  it('a failed batch rejects its appends only; later appends go through', async () => {
-    const { store: events, stats } = wrapped(store.events);
-    const s = stream(events);
+  it('a failed batch rejects its appends only; later appends go through; stop waits, then refuses', async () => {
+    const { log: flaky, stats } = wrapped(log, { writeMs: 20 });
+    const w = new LogWriter(flaky, silent);
     stats.failNext = 1;
-    const failed = await Promise.allSettled([s.append(makeEvent('f', 1)), s.append(makeEvent('f', 2))]);
+    const failed = await Promise.allSettled([w.append(makeMessage('f', 1)), w.append(makeMessage('f', 2))]);
     assert.deepEqual(failed.map((r) => r.status), ['rejected', 'rejected']);
-    assert.ok((await s.append(makeEvent('f', 3))) > 0);
-    assert.deepEqual((await store.events.readEvents({ after: 0, limit: 10, deviceId: 'f' })).map((e) => e.properties.n), ['3']);
-    await s.stop();
+    const ok = await w.append(makeMessage('f', 3));
+    const stored = await log.read(ok.partition, 'earliest', 10_000);
+    assert.deepEqual(stored.filter((r) => r.deviceId === 'f').map((r) => r.properties.n), ['3']);
+    const pending = w.append(makeMessage('f', 4));
+    await w.stop();
+    assert.ok((await Promise.race([pending, Promise.resolve(undefined)])) !== undefined, 'stop waited for the batch');
+    await assert.rejects(w.append(makeMessage('f', 5)), /stopped/);
   });
 
-  it('subscribe from a seq replays, then goes live without gaps or duplicates (even past the buffer)', async () => {
-    const { store: events } = wrapped(store.events, { readMs: 40 });
-    const s = stream(events);
-    const base = await store.events.lastEventSeq();
-    const early = await Promise.all(Array.from({ length: 600 }, (_, i) => s.append(makeEvent('cu', i))));
-    const from = early[99] ?? 0;
-    const got: StoredEvent[] = [];
-    const sub = s.subscribe({ from, deviceId: 'cu' }, (e) => got.push(e));
-    // Live appends while the (slow) replay runs: more than the replay buffer holds.
-    const late: number[] = [];
-    for (let b = 0; b < 12; b++) late.push(...(await Promise.all(Array.from({ length: 1000 }, (_, i) => s.append(makeEvent('cu', 600 + b * 1000 + i))))));
-    const expected = [...early.slice(100), ...late];
-    await until(() => got.length >= expected.length, 30_000);
-    await sleep(50);
-    assert.deepEqual(seqsOf(got), expected);
-    assert.ok(expected.every((q) => q > base));
-    sub.close();
-    await s.append(makeEvent('cu', -1));
-    assert.equal(got.length, expected.length, 'nothing after close');
-    await s.stop();
-  });
-
-  it("'now' gets only events appended after the call; a device filter applies live and in replay", async () => {
-    const s = stream(store.events);
-    const before = await s.append(makeEvent('n1', 1));
-    const inFlight = s.append(makeEvent('n1', 2));
-    const live: StoredEvent[] = [];
-    const filtered: StoredEvent[] = [];
-    const replayed: StoredEvent[] = [];
-    s.subscribe({ from: 'now' }, (e) => live.push(e));
-    s.subscribe({ from: 'now', deviceId: 'n2' }, (e) => filtered.push(e));
-    await inFlight;
-    const a = await s.append(makeEvent('n2', 3));
-    const b = await s.append(makeEvent('n1', 4));
-    s.subscribe({ from: before, deviceId: 'n2' }, (e) => replayed.push(e));
-    await until(() => replayed.length >= 1);
-    assert.deepEqual(seqsOf(live), [a, b]);
-    assert.deepEqual(seqsOf(filtered), [a]);
-    assert.deepEqual(seqsOf(replayed), [a]);
-    await s.stop();
-  });
-
-  it('a subscriber that throws is dropped with onError; the others keep receiving', async () => {
-    const s = stream(store.events);
-    let failed: unknown;
-    const good: StoredEvent[] = [];
-    s.subscribe({ from: 'now', onError: (err) => (failed = err) }, () => {
-      throw new Error('consumer bug');
-    });
-    s.subscribe({ from: 'now' }, (e) => good.push(e));
-    await s.append(makeEvent('t', 1));
-    await s.append(makeEvent('t', 2));
-    assert.match(String(failed), /consumer bug/);
-    assert.equal(good.length, 2);
-    await s.stop();
-  });
-
-  it('prunes by age and by count, on start and on demand; stop waits for the batch in flight', async () => {
-    const dir2 = tempDir('prune');
-    const own = await openSqliteStore(join(dir2, 'p.db'), new SecretBox(randomBytes(32)));
+  it('--event-max-count is a byte budget per partition at 1 KiB a message; retention keeps the newest', async () => {
+    const own = tempDir('retention');
+    const s = await openSqliteStore(join(own, 'r.db'), new SecretBox(randomBytes(32)));
     try {
-      const { store: events } = wrapped(own.events, { writeMs: 30 });
-      const s = stream(events, 5);
-      const at = (ms: number) => new Date(now.t + ms).toISOString();
-      await Promise.all(Array.from({ length: 10 }, (_, i) => s.append(makeEvent('p', i, { enqueuedTime: at(i * 60_000) }))));
-      s.start();
-      let left = -1;
-      for (let i = 0; i < 200 && left !== 5; i++) {
-        await sleep(10);
-        left = (await own.events.readEvents({ after: 0, limit: 100 })).length;
-      }
-      assert.equal(left, 5, 'start prunes to maxEvents');
-      now.t += 3_600_000 + 8 * 60_000; // the first 8 events are older than an hour now
-      assert.equal(await s.prune(), 3);
-      assert.deepEqual((await own.events.readEvents({ after: 0, limit: 100 })).map((e) => e.properties.n), ['8', '9']);
-      const pending = s.append(makeEvent('p', 10));
-      await s.stop();
-      assert.ok((await Promise.race([pending, Promise.resolve(-1)])) > 0, 'stop waited for the batch');
-      await assert.rejects(s.append(makeEvent('p', 11)), /stopped/);
+      const w = await openHubEventLog(s, { partitions: 2, eventRetentionHours: 24, eventMaxCount: 10 }, testBus(), silent);
+      const [dev] = devicesIn(2, [1], 'ret');
+      // ~1 KiB records: 5 KiB of budget in partition 1 keeps the last 4 or 5.
+      const pad = 'y'.repeat(900);
+      for (let i = 0; i < 20; i++) await w.append(makeMessage(dev!, i, { body: Buffer.from(pad) }));
+      await w.enforceRetention();
+      const left = await w.log.read(1, 'earliest', 100);
+      assert.ok(left.length >= 4 && left.length <= 5, `${left.length} kept`);
+      assert.equal(left.at(-1)?.properties.n, '19');
+      assert.equal((await w.log.partitionProperties(1)).lastEnqueuedSequenceNumber, 19, 'numbers are not reused');
+      await w.stop();
     } finally {
-      await own.close();
-      removeDir(dir2);
+      await s.close();
+      removeDir(own);
     }
   });
 
-  it('renderEvent: JSON, text and binary payloads, moduleId only when set', () => {
-    const base = { seq: 7, deviceId: 'd', moduleId: null, enqueuedTime: 'T', properties: { a: '1' }, systemProperties: { 'message-id': 'm' } };
+  describe('the merged reader (GET /events, monitor-events)', () => {
+    const devs = devicesIn(4, [0, 1, 2, 3], 'feed');
+    const collect = async (opts: FeedOptions) => {
+      const got: Array<{ r: LogRecord; id: string }> = [];
+      let failed: unknown;
+      const feed = (await openLogFeed(log, { ...opts, onError: (err) => (failed = err) })).start((r, id) => got.push({ r, id }));
+      return { got, feed, failed: () => failed };
+    };
+    const send = (n: number, from = 0) => Promise.all(Array.from({ length: n }, (_, i) => log.append([makeMessage(devs[i % 4]!, from + i)])));
+
+    it('from earliest merges every partition, in order per partition; a resumed id picks up right after it', async () => {
+      await send(40);
+      const all = await collect({ from: 'earliest' });
+      await until(() => all.got.filter((g) => g.r.deviceId.startsWith('feed')).length >= 40);
+      const mine = all.got.filter((g) => g.r.deviceId.startsWith('feed'));
+      for (const d of devs) {
+        const ns = mine.filter((g) => g.r.deviceId === d).map((g) => Number(g.r.properties.n));
+        assert.deepEqual(ns, [...ns].sort((a, b) => a - b), `${d} in order`);
+        assert.equal(ns.length, 10);
+      }
+      // Each id is the position after its record: that partition's component is the record's number.
+      for (const g of all.got) assert.equal(parseCursor(g.id, 4, 'id')[g.r.partition], g.r.sequenceNumber);
+      const cut = mine[17]!;
+      const resumed = await collect({ from: parseCursor(cut.id, 4, 'id') });
+      await send(8, 100); // live records after the replay
+      await until(() => all.got.filter((g) => g.r.deviceId.startsWith('feed')).length >= 48);
+      const expected = all.got.slice(all.got.indexOf(cut) + 1).map((g) => label(g.r));
+      await until(() => resumed.got.length >= expected.length);
+      await sleep(300);
+      assert.deepEqual(resumed.got.map((g) => label(g.r)).sort(), [...expected].sort(), 'no gap, no duplicate');
+      all.feed.close();
+      resumed.feed.close();
+    });
+
+    it("'now' gets only later records; a device filter reads its partition only; the ids stay whole", async () => {
+      const live = await collect({ from: 'now' });
+      const one = await collect({ from: 'now', deviceId: devs[2]! });
+      const before = live.feed.cursor();
+      await send(8, 200);
+      await until(() => live.got.length >= 8 && one.got.length >= 2);
+      await sleep(300);
+      assert.deepEqual(live.got.map((g) => label(g.r)).sort(), Array.from({ length: 8 }, (_, i) => `${devs[i % 4]}:${200 + i}`).sort());
+      assert.deepEqual(one.got.map((g) => label(g.r)), [`${devs[2]}:202`, `${devs[2]}:206`]);
+      const id = parseCursor(one.got.at(-1)!.id, 4, 'id');
+      const start = parseCursor(before, 4, 'id');
+      assert.deepEqual([id[0], id[1], id[3]], [start[0], start[1], start[3]], 'other partitions keep where they started');
+      live.feed.close();
+      one.feed.close();
+      await send(4, 300);
+      await sleep(300);
+      assert.equal(live.got.length, 8, 'nothing after close');
+    });
+
+    it('a consumer that throws ends its feed with onError; positions are checked', async () => {
+      let failed: unknown;
+      const feed = (await openLogFeed(log, { from: 'now', onError: (err) => (failed = err) })).start(() => {
+        throw new Error('consumer bug');
+      });
+      await send(1, 400);
+      await until(() => failed !== undefined);
+      assert.match(String(failed), /consumer bug/);
+      feed.close();
+      assert.deepEqual(parseCursor('3.-1.0.12', 4, 'from'), [3, -1, 0, 12]);
+      assert.equal(formatCursor([3, -1, 0, 12]), '3.-1.0.12');
+      for (const bad of ['3.-1.0', '1.2.3.4.5', 'a.b.c.d', '-2.0.0.0', '1..2.3', '']) assert.throws(() => parseCursor(bad, 4, 'from'), /from must be now, earliest or a position with 4 sequence numbers/);
+    });
+  });
+
+  it('renderEvent: JSON, text and binary payloads, moduleId only when set, the record\'s place in the log', () => {
+    const base = { partition: 2, sequenceNumber: 7, offset: '1400', deviceId: 'd', moduleId: null, enqueuedTime: 'T', properties: { a: '1' }, systemProperties: { 'message-id': 'm' } };
     assert.deepEqual(renderEvent({ ...base, body: Buffer.from('{"t":21.5,"ok":true}') }), {
       deviceId: 'd',
-      seq: 7,
+      partition: 2,
+      sequenceNumber: 7,
+      offset: '1400',
       enqueuedTime: 'T',
       payload: { t: 21.5, ok: true },
       properties: { a: '1' },
@@ -267,18 +281,25 @@ function cliAsync(args: string[]): Promise<{ status: number | null; stdout: stri
   });
 }
 
+type Data = { deviceId: string; moduleId?: string; partition: number; sequenceNumber: number; offset: string; payload: unknown; properties: unknown; systemProperties: Record<string, string> };
+const dataOf = (e: SseEvent) => JSON.parse(e.data) as Data;
+const key = (d: { partition: number; sequenceNumber: number }) => `${d.partition}/${d.sequenceNumber}`;
+
 describe('GET /events and gatehouse monitor-events on a running hub', () => {
   let hub: RunningHub;
   let dataDir: string;
-  let seqs: number[];
+  let placed: LogPlacement[];
   const keys = new Map<string, string>();
   const auth = (policy = 'iothubowner') => ({
     authorization: generateSasToken({ resource: HOST, key: keys.get(policy) ?? '', keyName: policy, expiry: Math.floor(Date.now() / 1000) + 600 }),
   });
-  const telemetry = (deviceId: string, body: Buffer, moduleId: string | null = null) => {
-    const t = new Date().toISOString();
-    return { deviceId, moduleId, enqueuedTime: t, body, properties: { site: 'north' }, systemProperties: { 'iothub-connection-device-id': deviceId, 'iothub-enqueuedtime': t } };
-  };
+  const telemetry = (deviceId: string, body: Buffer, moduleId: string | null = null): LogMessage => ({
+    deviceId,
+    moduleId,
+    body,
+    properties: { site: 'north' },
+    systemProperties: { 'iothub-connection-device-id': deviceId, 'iothub-enqueuedtime': new Date().toISOString() },
+  });
 
   before(async () => {
     dataDir = tempDir('events-hub');
@@ -293,12 +314,12 @@ describe('GET /events and gatehouse monitor-events on a running hub', () => {
     hub = await startHub(config, silent);
     hubCa = readFileSync(hub.state.caFile);
     for (const p of await hub.store.listPolicies()) keys.set(p.name, p.primaryKey);
-    const ev = hub.services.events;
-    seqs = await Promise.all([
-      ev.append(telemetry('sse-1', Buffer.from('{"temp":21.5}'))),
-      ev.append(telemetry('sse-2', Buffer.from('plain text'), 'mod')),
-      ev.append(telemetry('sse-1', Buffer.from([0xff, 0x00, 0x01]))),
-    ]);
+    const t = hub.services.telemetry;
+    placed = [];
+    // One at a time, so the sse-1 records are in send order.
+    placed.push(await t.append(telemetry('sse-1', Buffer.from('{"temp":21.5}'))));
+    placed.push(await t.append(telemetry('sse-2', Buffer.from('plain text'), 'mod')));
+    placed.push(await t.append(telemetry('sse-1', Buffer.from([0xff, 0x00, 0x01]))));
   });
 
   after(async () => {
@@ -306,84 +327,108 @@ describe('GET /events and gatehouse monitor-events on a running hub', () => {
     removeDir(dataDir);
   });
 
-  it('replays from a seq as Server-Sent Events with seq ids and renderEvent JSON', async () => {
-    const s = await openSse('/events?from=0&api-version=2021-04-12', auth());
+  it('replays from=earliest as Server-Sent Events: position ids, renderEvent JSON with the place in the log', async () => {
+    const s = await openSse('/events?from=earliest&api-version=2021-04-12', auth());
     await s.waitFor(3);
     s.close();
     assert.equal(s.status, 200);
     assert.match(String(s.headers['content-type']), /^text\/event-stream/);
     assert.equal(s.headers['cache-control'], 'no-cache');
-    assert.deepEqual(s.events.map((e) => e.id), seqs.map(String));
     assert.ok(s.events.every((e) => e.event === 'telemetry'));
-    const data = s.events.map((e) => JSON.parse(e.data) as Record<string, unknown>);
-    assert.deepEqual(data.map((d) => d.payload), [{ temp: 21.5 }, 'plain text', { base64: '/wAB' }]);
-    assert.deepEqual(data.map((d) => d.deviceId), ['sse-1', 'sse-2', 'sse-1']);
-    assert.deepEqual(data.map((d) => d.moduleId), [undefined, 'mod', undefined]);
-    assert.deepEqual(data[0]?.properties, { site: 'north' });
-    assert.equal((data[0]?.systemProperties as Record<string, string>)['iothub-connection-device-id'], 'sse-1');
-    assert.equal(data[1]?.seq, seqs[1]);
+    const data = s.events.map(dataOf);
+    assert.deepEqual(data.map(key).sort(), placed.map(key).sort());
+    // Each id is the stream's position after the event: per partition the last number passed.
+    for (const [i, e] of s.events.entries()) assert.equal(e.id?.split('.')[data[i]!.partition], String(data[i]!.sequenceNumber));
+    assert.equal(s.events[0]!.id?.split('.').length, hub.services.eventLog.partitionCount);
+    const byDevice = (id: string) => data.filter((d) => d.deviceId === id);
+    assert.deepEqual(byDevice('sse-1').map((d) => d.payload), [{ temp: 21.5 }, { base64: '/wAB' }]);
+    assert.deepEqual(byDevice('sse-2').map((d) => [d.payload, d.moduleId]), [['plain text', 'mod']]);
+    assert.deepEqual(byDevice('sse-1')[0]?.properties, { site: 'north' });
+    assert.equal(byDevice('sse-1')[0]?.systemProperties['iothub-connection-device-id'], 'sse-1');
+    const second = byDevice('sse-2')[0]!;
+    assert.deepEqual([second.partition, second.sequenceNumber, second.offset], [placed[1]!.partition, placed[1]!.sequenceNumber, placed[1]!.offset]);
   });
 
-  it('filters by device and resumes after Last-Event-ID (which wins over from)', async () => {
-    const one = await openSse('/events?deviceId=sse-1&from=0', auth());
+  it('filters by device and resumes after Last-Event-ID (which wins over from) with no gap and no duplicate', async () => {
+    const one = await openSse('/events?deviceId=sse-1&from=earliest', auth());
     await one.waitFor(2);
-    const resumed = await openSse('/events?from=now', { ...auth(), 'last-event-id': String(seqs[0]) });
+    const all = await openSse('/events?from=earliest', auth());
+    await all.waitFor(3);
+    const resumed = await openSse('/events?from=now', { ...auth(), 'last-event-id': all.events[0]!.id! });
     await resumed.waitFor(2);
-    one.close();
-    resumed.close();
-    assert.deepEqual(one.events.map((e) => Number(e.id)), [seqs[0], seqs[2]]);
-    assert.deepEqual(resumed.events.map((e) => Number(e.id)), seqs.slice(1));
+    const fromQuery = await openSse(`/events?from=${all.events[1]!.id!}`, auth());
+    await fromQuery.waitFor(1);
+    await sleep(300);
+    for (const s of [one, all, resumed, fromQuery]) s.close();
+    assert.deepEqual(one.events.map((e) => dataOf(e).payload), [{ temp: 21.5 }, { base64: '/wAB' }]);
+    assert.deepEqual(resumed.events.map((e) => e.data), all.events.slice(1).map((e) => e.data));
+    assert.deepEqual(fromQuery.events.map((e) => e.data), all.events.slice(2).map((e) => e.data));
   });
 
-  it('from=now delivers live events only', async () => {
+  it('from=now (the default) delivers live records only', async () => {
     const s = await openSse('/events', auth('service'));
-    const seq = await hub.services.events.append(telemetry('sse-live', Buffer.from('"hi"')));
+    const p = await hub.services.telemetry.append(telemetry('sse-live', Buffer.from('"hi"')));
     await s.waitFor(1);
+    await sleep(200);
     s.close();
-    assert.deepEqual(s.events.map((e) => Number(e.id)), [seq]);
-    assert.equal((JSON.parse(s.events[0]?.data ?? '{}') as { payload: unknown }).payload, 'hi');
-    seqs.push(seq);
+    assert.deepEqual(s.events.map((e) => key(dataOf(e))), [key(p)]);
+    assert.equal(dataOf(s.events[0]!).payload, 'hi');
+    placed.push(p);
   });
 
-  it('refuses a missing token, a policy without ServiceConnect, and a bad from', async () => {
-    const none = await openSse('/events?from=0', {});
+  it('refuses a missing token, a policy without ServiceConnect, and a bad from or Last-Event-ID', async () => {
+    const none = await openSse('/events?from=earliest', {});
     await none.ended;
     assert.equal(none.status, 401);
     assert.match(none.body, /ErrorCode:IotHubUnauthorizedAccess/);
-    const reader = await openSse('/events?from=0', auth('registryRead'));
+    const reader = await openSse('/events?from=earliest', auth('registryRead'));
     await reader.ended;
     assert.equal(reader.status, 401);
-    const bad = await openSse('/events?from=yesterday', auth());
-    await bad.ended;
-    assert.equal(bad.status, 400);
-    assert.match(bad.body, /ErrorCode:ArgumentInvalid;from must be now/);
+    const n = hub.services.eventLog.partitionCount;
+    for (const [path, headers, what] of [
+      ['/events?from=yesterday', {}, 'from'],
+      ['/events?from=0', {}, 'from'], // an old seq cursor: not a position on this hub
+      ['/events', { 'last-event-id': '1.2' }, 'Last-Event-ID'],
+    ] as const) {
+      const bad = await openSse(path, { ...auth(), ...headers });
+      await bad.ended;
+      assert.equal(bad.status, 400, path);
+      assert.match(bad.body, new RegExp(`ErrorCode:ArgumentInvalid;${what} must be now, earliest or a position with ${n} sequence numbers`));
+    }
   });
 
   it("gatehouse monitor-events prints one JSON line per event in az's shape and stops after --timeout", async () => {
     const started = Date.now();
-    const [all, dev, denied] = await Promise.all([
-      cliAsync(['monitor-events', '--data-dir', dataDir, '--from', '0', '--timeout', '2', '--props', 'all']),
-      cliAsync(['monitor-events', '--data-dir', dataDir, '--from', '0', '--device', 'sse-2', '--timeout', '2']),
+    const [all, dev, denied, badFrom] = await Promise.all([
+      cliAsync(['monitor-events', '--data-dir', dataDir, '--from', 'earliest', '--timeout', '2', '--props', 'all']),
+      cliAsync(['monitor-events', '--data-dir', dataDir, '--from', 'earliest', '--device', 'sse-2', '--timeout', '2']),
       cliAsync(['monitor-events', '--connection-string', `HostName=${HOST};SharedAccessKeyName=iothubowner;SharedAccessKey=${randomBytes(32).toString('base64')}`, '--ca-file', hub.state.caFile, '--timeout', '2']),
+      cliAsync(['monitor-events', '--data-dir', dataDir, '--from', 'yesterday', '--timeout', '2']),
     ]);
     assert.equal(all.status, 0, all.stderr);
     assert.ok(Date.now() - started >= 2000);
     const lines = all.stdout.trim().split('\n');
-    assert.equal(lines.length, seqs.length);
+    assert.equal(lines.length, placed.length);
     type Line = { event: { origin: string; module: string; payload: unknown; properties: { application: unknown }; annotations: Record<string, unknown> } };
     const parsed = lines.map((l) => (JSON.parse(l) as Line).event);
-    assert.deepEqual(parsed.map((p) => p.annotations['x-opt-sequence-number']), seqs);
-    assert.equal(parsed[0]?.origin, 'sse-1');
+    // az's annotations carry the record's place in its partition, as an Event Hubs receiver sees it.
+    assert.deepEqual(
+      parsed.map((p) => `${String(p.annotations['x-opt-sequence-number'])}@${String(p.annotations['x-opt-offset'])}`).sort(),
+      placed.map((p) => `${p.sequenceNumber}@${p.offset}`).sort(),
+    );
+    const sse1 = parsed.filter((p) => p.origin === 'sse-1');
     // No content type: az shows the text; a body that is not UTF-8 is az's placeholder.
-    assert.deepEqual(parsed.slice(0, 3).map((p) => p.payload), ['{"temp":21.5}', 'plain text', '{{non-decodable payload}}']);
-    assert.deepEqual(parsed.slice(0, 3).map((p) => p.module), ['', 'mod', '']);
-    assert.deepEqual(parsed[0]?.properties.application, { site: 'north' });
-    assert.equal(parsed[0]?.annotations['iothub-connection-device-id'], 'sse-1');
+    assert.deepEqual(sse1.map((p) => p.payload), ['{"temp":21.5}', '{{non-decodable payload}}']);
+    assert.deepEqual(parsed.filter((p) => p.origin === 'sse-2').map((p) => [p.payload, p.module]), [['plain text', 'mod']]);
+    assert.deepEqual(sse1[0]?.properties.application, { site: 'north' });
+    assert.equal(sse1[0]?.annotations['iothub-connection-device-id'], 'sse-1');
     assert.equal(dev.status, 0, dev.stderr);
     assert.deepEqual(dev.stdout.trim().split('\n').map((l) => (JSON.parse(l) as Line).event.origin), ['sse-2']);
     assert.equal(denied.status, 1);
     assert.match(denied.stderr, /^error: IotHubUnauthorizedAccess: /);
     assert.equal(denied.stdout, '');
+    assert.equal(badFrom.status, 2, badFrom.stderr);
+    assert.match(badFrom.stderr, /--from must be now, earliest or a position/);
   });
 
   it('stopping the hub ends open streams instead of waiting for them', async () => {

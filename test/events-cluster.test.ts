@@ -1,17 +1,15 @@
 /**
- * Live telemetry readers across the cluster (issue 16 item 5): devices send QoS 1 telemetry to two
- * nodes at once while `GET /events` readers on a third node (from=now and from a seq) and on one of
- * the sending nodes (whose own batches commit between the other node's) follow the stream. Each
- * reader must get every stored event once, in seq order, with nothing skipped: what the store holds
- * is the reference.
+ * Live telemetry readers across the cluster (issue 16 item 5, on the partitioned log): devices send
+ * QoS 1 telemetry to two nodes at once while `GET /events` readers on a third node and on one of
+ * the sending nodes follow the log, from now and from a position (the id of an earlier event).
+ * Each reader must get every stored record once, in order within its partition, with nothing
+ * skipped: what the log's table holds is the reference.
  */
 import assert from 'node:assert/strict';
-import { request } from 'node:https';
-import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { generateSasToken } from '../src/auth/sas.js';
 import { DATABASE_URL, startAgent, startCluster, type Agent, type Cluster } from './support/cluster.js';
+import { openEventReader, type EventReader } from './support/sse-reader.js';
 
 const HOSTNAME = 'hub.events.test';
 const [A, B, C] = ['127.0.33.1', '127.0.33.2', '127.0.33.3'] as const;
@@ -20,53 +18,24 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let cluster: Cluster;
 const agents: Record<string, Agent> = {};
 
-interface Reader {
-  seqs: number[];
-  bodies: string[];
-  opened: Promise<void>;
-  close(): void;
+function openReader(address: string, query: string, lastEventId?: string): EventReader {
+  return openEventReader({ address, hostname: HOSTNAME, ownerKey: cluster.ownerKey, caFile: cluster.nodes[0]!.caFile }, query, lastEventId);
 }
 
-/** A Server-Sent Events reader of GET /events on one node. */
-function openReader(address: string, from: string): Reader {
-  const token = generateSasToken({ resource: HOSTNAME, key: cluster.ownerKey, keyName: 'iothubowner', expiry: Math.floor(Date.now() / 1000) + 600 });
-  const r: Reader = { seqs: [], bodies: [], opened: Promise.resolve(), close: () => undefined };
-  r.opened = new Promise((resolve, reject) => {
-    const req = request(
-      { host: address, servername: HOSTNAME, port: 443, path: `/events?from=${from}`, headers: { authorization: token, host: HOSTNAME }, ca: readFileSync(cluster.nodes[0]!.caFile) },
-      (res) => {
-        if (res.statusCode !== 200) return reject(new Error(`GET /events answered ${res.statusCode}`));
-        res.setEncoding('utf8');
-        let text = '';
-        res.on('data', (chunk: string) => {
-          // The first bytes are the stream's opening comment, written once the subscription exists.
-          resolve();
-          text += chunk;
-          const blocks = text.split('\n\n');
-          text = blocks.pop() ?? '';
-          for (const b of blocks) {
-            const data = b.split('\n').find((l) => l.startsWith('data: '));
-            if (data === undefined) continue;
-            const e = JSON.parse(data.slice(6)) as { seq: number; systemProperties: Record<string, string> };
-            r.seqs.push(e.seq);
-            r.bodies.push(e.systemProperties['message-id'] ?? '');
-          }
-        });
-      },
-    );
-    req.on('error', reject);
-    req.end();
-    r.close = () => req.destroy();
-  });
-  return r;
+interface Stored {
+  partition: number;
+  seq: number;
+  messageId: string;
 }
+const key = (r: { partition: number; seq: number }) => `${r.partition}/${r.seq}`;
 
-async function stored(): Promise<Array<{ seq: number; messageId: string }>> {
+/** What the log holds, read from its table in the cluster's schema. */
+async function stored(): Promise<Stored[]> {
   const db = new pg.Client({ connectionString: DATABASE_URL });
   await db.connect();
   try {
-    const rows = await db.query<{ seq: string; system_properties: string }>(`SELECT seq, system_properties FROM "${cluster.schema}".events ORDER BY seq`);
-    return rows.rows.map((r) => ({ seq: Number(r.seq), messageId: (JSON.parse(r.system_properties) as Record<string, string>)['message-id'] ?? '' }));
+    const rows = await db.query<{ part: number; seq: string; system_properties: string }>(`SELECT part, seq, system_properties FROM "${cluster.schema}".log_records ORDER BY part, seq`);
+    return rows.rows.map((r) => ({ partition: Number(r.part), seq: Number(r.seq), messageId: (JSON.parse(r.system_properties) as Record<string, string>)['message-id'] ?? '' }));
   } finally {
     await db.end();
   }
@@ -84,11 +53,19 @@ async function createDevice(deviceId: string): Promise<string> {
   return `HostName=${HOSTNAME};DeviceId=${deviceId};SharedAccessKey=${r.body.authentication.symmetricKey.primaryKey}`;
 }
 
-function assertInOrderOnce(name: string, got: readonly number[], expected: readonly number[]): void {
-  for (let i = 1; i < got.length; i++) assert.ok(got[i]! > got[i - 1]!, `${name}: seq ${got[i]} after ${got[i - 1]}`);
-  const missing = expected.filter((s) => !got.includes(s));
-  const extra = got.filter((s) => !expected.includes(s));
-  assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, `${name}: ${got.length} received, ${expected.length} stored`);
+function assertInOrderOnce(name: string, got: EventReader, expected: readonly Stored[]): void {
+  const last = new Map<number, number>();
+  for (const r of got.records) {
+    const before = last.get(r.partition) ?? -1;
+    assert.ok(r.sequenceNumber > before, `${name}: partition ${r.partition}: ${r.sequenceNumber} after ${before}`);
+    last.set(r.partition, r.sequenceNumber);
+  }
+  const have = new Set(got.records.map((r) => key({ partition: r.partition, seq: r.sequenceNumber })));
+  const want = new Set(expected.map(key));
+  const missing = [...want].filter((k) => !have.has(k));
+  const extra = [...have].filter((k) => !want.has(k));
+  assert.deepEqual({ missing: missing.slice(0, 10), extra: extra.slice(0, 10) }, { missing: [], extra: [] }, `${name}: ${got.records.length} received, ${expected.length} stored`);
+  assert.equal(have.size, got.records.length, `${name}: a record came twice`);
 }
 
 describe('live telemetry readers in a cluster of three nodes', () => {
@@ -102,22 +79,26 @@ describe('live telemetry readers in a cluster of three nodes', () => {
     await cluster?.stop();
   });
 
-  it('readers on any node see every node\'s telemetry once, in seq order, from now and from a seq', async () => {
-    // History the 'now' readers must not see, and a seq for the resuming readers to start inside it.
+  it("readers on any node see every node's telemetry once, in order per partition, from now and from a position", async () => {
+    // History the 'now' readers must not see, and a position inside it for the resuming readers.
     const early = await createDevice('ev-early');
     await agents[A]!.call('device.open', { name: 'early', connectionString: early, transport: 'mqtt' });
     for (let i = 0; i < 3; i++) await agents[A]!.call('device.send', { name: 'early', body: `history-${i}` });
     await agents[A]!.call('device.close', { name: 'early' });
     const history = await stored();
     assert.equal(history.length, 3);
-    const resumeFrom = history[0]!.seq;
-    await sleep(1000); // every node has heard of the history by now
+    const first = openReader(C, 'from=earliest');
+    await first.opened;
+    while (first.records.length < 3) await sleep(50);
+    first.close();
+    const resumeAt = first.records[0]!;
+    const afterResume = (e: Stored) => !(e.partition === resumeAt.partition && e.seq <= resumeAt.sequenceNumber);
 
     const readers = {
-      'C from=now': openReader(C, 'now'),
-      'A from=now': openReader(A, 'now'),
-      [`C from=${resumeFrom}`]: openReader(C, String(resumeFrom)),
-      [`A from=${resumeFrom}`]: openReader(A, String(resumeFrom)),
+      'C from=now': openReader(C, 'from=now'),
+      'A from=now': openReader(A, ''),
+      'C from=<position>': openReader(C, `from=${resumeAt.id}`),
+      'A Last-Event-ID': openReader(A, 'from=now', resumeAt.id),
     };
     await Promise.all(Object.values(readers).map((r) => r.opened));
 
@@ -134,20 +115,18 @@ describe('live telemetry readers in a cluster of three nodes', () => {
 
     const acked = (await Promise.all([A, B].map((n) => agents[n]!.call<{ acked: string[] }>('fleet.stats', {})))).flatMap((s) => s.acked);
     const all = await stored();
-    const live = all.filter((e) => e.seq > history[2]!.seq);
-    assert.ok(live.length >= 500, `only ${live.length} events sent`);
+    const historyKeys = new Set(history.map(key));
+    const live = all.filter((e) => !historyKeys.has(key(e)));
+    assert.ok(live.length >= 500, `only ${live.length} messages sent`);
     const storedIds = new Set(live.map((e) => e.messageId));
     assert.deepEqual(acked.filter((id) => !storedIds.has(id)), [], 'every acknowledged message is stored');
 
-    const last = all[all.length - 1]!.seq;
-    const deadline = Date.now() + 10_000;
-    while (Object.values(readers).some((r) => (r.seqs.at(-1) ?? 0) < last) && Date.now() < deadline) await sleep(100);
-    await sleep(300); // anything after the last seq (a duplicate) would show now
+    const expected: Record<string, Stored[]> = Object.fromEntries(Object.keys(readers).map((name) => [name, name.endsWith('now') ? live : all.filter(afterResume)]));
+    const deadline = Date.now() + 15_000;
+    while (Object.entries(readers).some(([name, r]) => r.records.length < expected[name]!.length) && Date.now() < deadline) await sleep(100);
+    await sleep(500); // anything more (a duplicate) would show now
     for (const r of Object.values(readers)) r.close();
 
-    for (const [name, r] of Object.entries(readers)) {
-      const expected = name.endsWith('now') ? live : all.filter((e) => e.seq > resumeFrom);
-      assertInOrderOnce(name, r.seqs, expected.map((e) => e.seq));
-    }
+    for (const [name, r] of Object.entries(readers)) assertInOrderOnce(name, r, expected[name]!);
   });
 });

@@ -4,7 +4,6 @@ import { describe, it } from 'node:test';
 import pg from 'pg';
 import { SecretBox } from '../src/core/secret-box.js';
 import { storeConformance, type StoreHarness } from '../src/store/store.case.js';
-import { eventStoreConformance } from '../src/store/event-store.case.js';
 import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
 import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
@@ -44,7 +43,6 @@ async function openHarness(): Promise<StoreHarness> {
 }
 
 storeConformance('postgres', openHarness);
-eventStoreConformance('postgres', openHarness);
 c2dStoreConformance('postgres', openHarness);
 certificateStoreConformance('postgres', openHarness);
 enrollmentStoreConformance('postgres', openHarness);
@@ -66,6 +64,11 @@ describe('migrations on PostgreSQL', () => {
       assert.deepEqual(opened.flatMap((o) => (o.status === 'rejected' ? [String(o.reason)] : [])), []);
       const rows = await admin.query(`SELECT version, COUNT(*)::int AS n FROM "${schema}".schema_migrations GROUP BY version ORDER BY version`);
       assert.deepEqual(rows.rows.map((r: { version: number; n: number }) => [r.version, r.n]), postgresMigrations.map((m) => [m.version, 1]));
+      // v17: the partitioned log is the only event stream; the old global-seq table is gone.
+      const tables = await admin.query<{ events: boolean; log: boolean }>(
+        `SELECT to_regclass('"${schema}".events') IS NOT NULL AS events, to_regclass('"${schema}".log_records') IS NOT NULL AS log`,
+      );
+      assert.deepEqual(tables.rows[0], { events: false, log: true });
     } finally {
       for (const o of opened) if (o.status === 'fulfilled') await o.value.close();
       await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);

@@ -4,7 +4,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SecretBox } from '../src/core/secret-box.js';
 import { storeConformance, type StoreHarness } from '../src/store/store.case.js';
-import { eventStoreConformance } from '../src/store/event-store.case.js';
 import { c2dStoreConformance } from '../src/store/c2d-store.case.js';
 import { certificateStoreConformance } from '../src/store/certificate-store.case.js';
 import { enrollmentStoreConformance } from '../src/store/enrollment-store.case.js';
@@ -35,7 +34,6 @@ async function openHarness(): Promise<StoreHarness> {
 }
 
 storeConformance('sqlite', openHarness);
-eventStoreConformance('sqlite', openHarness);
 c2dStoreConformance('sqlite', openHarness);
 certificateStoreConformance('sqlite', openHarness);
 enrollmentStoreConformance('sqlite', openHarness);

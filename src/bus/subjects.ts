@@ -64,12 +64,6 @@ export interface DesiredChanged {
   patch: JsonObject;
 }
 
-export interface TelemetryAppended {
-  /** The highest seq committed by the batch, and how many events it held. */
-  lastSeq: number;
-  count: number;
-}
-
 export interface LogAppended {
   /** The partition and the last sequence number committed there by the append. */
   partition: number;
@@ -158,8 +152,6 @@ export const SUBJECTS = {
   c2dEnqueued: subject<C2dEnqueued>('c2d.enqueued'),
   /** twins -> the session holding the device (push the patch). */
   desiredChanged: subject<DesiredChanged>('twin.desired.changed'),
-  /** event stream -> live readers (wake-up; the events are in the store). */
-  telemetryAppended: subject<TelemetryAppended>('telemetry.appended'),
   /** SQL event log -> other nodes' live readers of that partition (wake-up; the records are in the log). */
   logAppended: subject<LogAppended>('log.appended'),
   /** connection table -> every other node (close your session for this identity). */

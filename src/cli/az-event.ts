@@ -15,11 +15,14 @@
  * `--content-type`) says application/json.
  */
 
-/** The event stream's JSON (src/hub/telemetry/event-stream.ts renderEvent). */
+/** The event stream's JSON (src/hub/telemetry/render-event.ts renderEvent). */
 export interface StreamEvent {
   deviceId: string;
   moduleId?: string;
-  seq: number;
+  /** Where the record sits in the hub's partitioned log (Event Hubs' positions). */
+  partition: number;
+  sequenceNumber: number;
+  offset: string;
   enqueuedTime: string;
   /** JSON when the body parsed as JSON, the text when UTF-8, else `{base64}`. */
   payload: unknown;
@@ -107,8 +110,8 @@ export function azEvent(e: StreamEvent, props: ReadonlySet<PropKind>, contentTyp
       if (v !== '') system[amqp] = TIMESTAMPS.has(amqp) ? timestamp(v) : v;
     } else annotations[k] = TIMESTAMPS.has(k) ? timestamp(v) : v;
   }
-  annotations['x-opt-sequence-number'] = e.seq;
-  annotations['x-opt-offset'] = String(e.seq);
+  annotations['x-opt-sequence-number'] = e.sequenceNumber;
+  annotations['x-opt-offset'] = e.offset;
   annotations['x-opt-enqueued-time'] = timestamp(e.enqueuedTime);
   const all = props.has('all');
   // Built in az's key order: origin, module, interface, component, properties, annotations, payload.

@@ -125,7 +125,7 @@ export const configSchema = z
     maxConnectionsPerAddress: z.coerce.number().int().min(0).max(1_000_000).default(256),
     /** Renew the server certificate when it has fewer days left than this. */
     serverCertRenewDays: z.coerce.number().int().min(1).max(365).default(30),
-    /** Hours the built-in event stream keeps device telemetry. */
+    /** Hours the partitioned event log keeps device telemetry. */
     eventRetentionHours: z.coerce.number().int().min(1).max(168).default(24),
     /** At most this many events are kept; the oldest are pruned first. */
     eventMaxCount: z.coerce.number().int().min(1000).default(1_000_000),

@@ -12,7 +12,6 @@ import type {
   SharedAccessPolicy,
   TwinState,
 } from '../core/types.js';
-import type { EventStore } from './event-ports.js';
 import type { SessionStore } from './session-ports.js';
 import type { C2dStore } from './c2d-ports.js';
 import type { CertificateStore } from './certificate-ports.js';
@@ -23,7 +22,6 @@ import type { AlertStore } from './alert-ports.js';
 import type { OperatorStore } from './operator-ports.js';
 import type { CounterStore } from './counter-ports.js';
 
-export type * from './event-ports.js';
 export type * from './session-ports.js';
 export type * from './c2d-ports.js';
 export type * from './certificate-ports.js';
@@ -132,7 +130,6 @@ export interface Store
     MetaStore,
     RuntimeLookups {
   readonly kind: 'sqlite' | 'postgres';
-  readonly events: EventStore;
   readonly sessions: SessionStore;
   readonly c2d: C2dStore;
   readonly certificates: CertificateStore;

@@ -12,7 +12,7 @@ export type MonitoredEvent = AzEvent['event'] & {
 
 /** `json`: read every payload as JSON (`--ct application/json`), as a script for JSON devices would. */
 export function monitorEvents(dataDir: string, opts: { deviceId?: string; json?: boolean; timeoutS?: number } = {}, env: NodeJS.ProcessEnv = {}): MonitoredEvent[] {
-  const args = ['monitor-events', '--data-dir', dataDir, '--from', '0', '--props', 'all', '--timeout', String(opts.timeoutS ?? 2)];
+  const args = ['monitor-events', '--data-dir', dataDir, '--from', 'earliest', '--props', 'all', '--timeout', String(opts.timeoutS ?? 2)];
   if (opts.deviceId !== undefined) args.push('--device-id', opts.deviceId);
   if (opts.json === true) args.push('--ct', 'application/json');
   const out = cli(args, env);

@@ -194,7 +194,7 @@ export async function startProtocolHarness(flags: Record<string, unknown> = {}):
   const { broker, amqp } = createProtocolEndpoints(prepared, logger, systemClock);
   // What startHub starts once its listeners are up: C2D expiry, telemetry group commit, the audit log.
   services.c2d.start();
-  services.events.start();
+  prepared.eventLog.start();
   await services.auditLog.start();
   services.policyUsage.start();
 
@@ -269,7 +269,6 @@ export async function startProtocolHarness(flags: Record<string, unknown> = {}):
       broker.closeAll('harness closing');
       amqp.closeAll('harness closing');
       await services.c2d.stop();
-      await services.events.stop();
       await services.auditLog.stop();
       await services.policyUsage.stop().catch(() => undefined);
       services.metrics.stop();

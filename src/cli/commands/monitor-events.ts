@@ -4,8 +4,10 @@
  * one compact JSON object per line; `-o table` for people. `--props sys|app|anno|all` adds what az
  * adds; `--timeout` is az's: seconds without a new event before it stops (0: never).
  *
- * A stream that drops after it was established is resumed with Last-Event-ID, so nothing is
- * printed twice or skipped; a refusal (bad credentials, bad arguments) or a hub that cannot be
+ * `--from` is where to start: `now` (new events), `earliest` (everything the hub's log still
+ * keeps) or a position as the stream's event ids give it (per partition, the last sequence number
+ * seen: `12.-1.40.7`). A stream that drops after it was established is resumed from the last
+ * event's id (Last-Event-ID), so nothing is printed twice or skipped; a refusal (bad credentials, bad arguments) or a hub that cannot be
  * reached at first is an error.
  */
 import { request, type RequestOptions } from 'node:https';
@@ -31,9 +33,10 @@ interface MonitorOpts extends ConnOpts {
 
 interface StreamTarget {
   deviceId: string | undefined;
-  from: 'now' | number;
-  /** Resume after this seq (sent as Last-Event-ID). */
-  lastEventId: number | undefined;
+  /** now, earliest or a position (the hub checks it against its partition count). */
+  from: string;
+  /** Resume after this position (sent as Last-Event-ID). */
+  lastEventId: string | undefined;
 }
 
 const RETRY_MIN_MS = 500;
@@ -113,7 +116,7 @@ function streamOnce(
       authorization: authorization(conn),
       accept: 'text/event-stream',
       'user-agent': 'gatehouse-cli',
-      ...(target.lastEventId === undefined ? {} : { 'last-event-id': String(target.lastEventId) }),
+      ...(target.lastEventId === undefined ? {} : { 'last-event-id': target.lastEventId }),
     },
   };
   return new Promise((resolve, reject) => {
@@ -145,10 +148,11 @@ function streamOnce(
   });
 }
 
-function parseFrom(text: string): 'now' | number {
-  if (text === 'now') return 'now';
-  if (/^\d{1,15}$/.test(text)) return Number(text);
-  throw usage('--from must be now or a non-negative integer seq');
+const POSITION = /^(-1|\d{1,15})(\.(-1|\d{1,15})){0,31}$/;
+
+function parseFrom(text: string): string {
+  if (text === 'now' || text === 'earliest' || POSITION.test(text)) return text;
+  throw usage("--from must be now, earliest or a position as the stream's event ids give it (p0.p1...)");
 }
 
 async function monitor(o: MonitorOpts): Promise<void> {
@@ -177,7 +181,7 @@ async function monitor(o: MonitorOpts): Promise<void> {
     } catch {
       return; // not ours: the hub only sends JSON
     }
-    if (id !== undefined && /^\d+$/.test(id)) target.lastEventId = Number(id);
+    if (id !== undefined && POSITION.test(id)) target.lastEventId = id;
     const out = azEvent(e, props, o.contentType);
     if (wantDevice !== undefined && !wantDevice(out.event.origin)) return;
     if (wantModule !== undefined && !wantModule(out.event.module)) return;
@@ -233,7 +237,7 @@ export function registerMonitorEvents(program: Command): void {
     .addOption(new Option('-p, --props <kind...>', 'add message properties: sys, app, anno or all (also --properties)').choices(['sys', 'app', 'anno', 'all']))
     .option('--ct, --content-type <type>', "read every payload as this content type (application/json parses it); default: the message's")
     .option('--mc, --message-count <n>', 'stop after this many events', intInRange(1, 1_000_000_000))
-    .option('--from <now|seq>', 'start with new events (now) or after this seq (0 = everything kept)', 'now')
+    .option('--from <now|earliest|position>', "start with new events (now), with everything the hub keeps (earliest), or after a position as the stream's event ids give it (p0.p1...: per partition, the last sequence number seen)", 'now')
     .option('--to, --timeout <seconds>', 'stop after this many seconds without an event (exit 0); 0 waits for ever (also -t)', DEFAULT_TIMEOUT_S);
   alias(cmd, '--properties <kind...>', 'props', { choices: ['sys', 'app', 'anno', 'all'] });
   alias(cmd, '-t <seconds>', 'timeout');

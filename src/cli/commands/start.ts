@@ -41,8 +41,8 @@ function hubOptions(cmd: Command): Command {
     .option('--max-connections-per-address <n>', 'open sockets from one address per port, 0 = no cap, default 256 (env GATEHOUSE_MAX_CONNECTIONS_PER_ADDRESS)')
     .option('--device-cert-validity-days <days>', 'validity of device certificates issued over EST, default 365 (env GATEHOUSE_DEVICE_CERT_VALIDITY_DAYS)')
     .option('--cert-renewal-grace-days <days>', 'days after expiry a device may still renew over EST with its old key, default 30 (env GATEHOUSE_CERT_RENEWAL_GRACE_DAYS)')
-    .option('--event-retention-hours <h>', 'hours the event stream keeps telemetry, 1-168, default 24 (env GATEHOUSE_EVENT_RETENTION_HOURS)')
-    .option('--event-max-count <n>', 'most events the event stream keeps, at least 1000, default 1000000 (env GATEHOUSE_EVENT_MAX_COUNT)')
+    .option('--event-retention-hours <h>', 'hours the event log keeps telemetry, 1-168, default 24 (env GATEHOUSE_EVENT_RETENTION_HOURS)')
+    .option('--event-max-count <n>', 'the event log\'s size bound in messages, at least 1000, default 1000000: a byte budget per partition at 1 KiB a message (env GATEHOUSE_EVENT_MAX_COUNT)')
     .option('--partitions <n>', 'partitions of the event log and the Event Hubs-compatible endpoint, 1-32, set when the hub is created, default 4 (env GATEHOUSE_PARTITIONS)')
     .option('--audit-retention-days <days>', 'days the audit log keeps auth decisions and changes, 0 = forever, default 90 (env GATEHOUSE_AUDIT_RETENTION_DAYS)')
     .option(

@@ -1,10 +1,10 @@
 /**
- * Ingestion into the partitioned event log (issue 17): what every accepted device message goes
- * through, beside the event stream, before its PUBACK or 204.
+ * Ingestion into the partitioned event log (issue 17), the hub's one durable stream of device
+ * messages: what every accepted device message goes through before its PUBACK or 204.
  *
- * Group commit, as the event stream does it: appends that arrive while a batch is being written
- * wait and go together in the next `EventLog.append`, one durable transaction; an append resolves
- * only once its batch committed. One append per message would cost one fsync per message.
+ * Group commit: appends that arrive while a batch is being written wait and go together in the
+ * next `EventLog.append`, one durable transaction; an append resolves only once its batch
+ * committed. One append per message would cost one fsync per message.
  *
  * Retention: the log is asked to drop what the hub's event retention no longer covers, now and
  * every minute (the SQL log needs it; JetStream applies its own limits and returns 0).
@@ -78,7 +78,9 @@ export class LogWriter {
 
   async #drain(): Promise<void> {
     try {
-      // One event-loop turn, so every socket read of this turn joins the transaction (event-stream.ts says why).
+      // Wait one event-loop turn (setImmediate runs after the poll phase), so every socket read of
+      // this turn adds its appends before the transaction. A microtask here only gathered one
+      // socket's read: ~1.4 messages per commit under 100 publishers (bench/mqtt).
       await new Promise<void>((resolve) => setImmediate(resolve));
       while (this.#queue.length > 0) {
         const batch = this.#take();

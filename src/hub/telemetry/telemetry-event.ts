@@ -1,11 +1,11 @@
 /**
- * A device message as it enters the event stream, whatever the transport: application and system
+ * A device message as it enters the partitioned log, whatever the transport: application and system
  * properties, the hub's stamps (wire doc §3.3: iothub-connection-device-id, -module-id,
  * -auth-method, -auth-generation-id, iothub-enqueuedtime), and the 256 KB limit (§9.1).
  */
 import type { DeviceIdentity } from '../../auth/device-authenticator.js';
 import { HubError } from '../../core/errors.js';
-import type { NewEvent } from '../../store/event-ports.js';
+import type { LogMessage } from '../../log/log-ports.js';
 
 export const MAX_MESSAGE_BYTES = 256 * 1024;
 
@@ -24,7 +24,7 @@ export function telemetryEvent(
   app: Record<string, string>,
   now: string,
   limit = MAX_MESSAGE_BYTES,
-): NewEvent {
+): LogMessage {
   if (messageSize(body, system, app) > limit) {
     throw new HubError('MessageTooLarge', `The message is larger than ${limit} bytes.`);
   }
@@ -37,5 +37,5 @@ export function telemetryEvent(
     'iothub-message-source': 'Telemetry',
   };
   if (identity.moduleId !== null) stamped['iothub-connection-module-id'] = identity.moduleId;
-  return { deviceId: identity.deviceId, moduleId: identity.moduleId, enqueuedTime: now, body, properties: app, systemProperties: stamped };
+  return { deviceId: identity.deviceId, moduleId: identity.moduleId, body, properties: app, systemProperties: stamped };
 }

@@ -217,7 +217,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerTwinRoutes(app, services);
   registerQueryRoutes(app, services);
   registerMethodRoutes(app, services.methods);
-  registerEventRoutes(app, services.events);
+  registerEventRoutes(app, services.eventLog);
   registerConsumerGroupRoutes(app, services.consumerGroups);
   registerC2dRoutes(app, services.c2d);
   registerCertificateRoutes(app, services.cas, (name, ifMatch) => services.authority.deleteCa(name, ifMatch));

@@ -14,7 +14,7 @@ import type { Finding } from '../../posture/posture.js';
 import type { DpsDeps, TelemetrySink } from '../transport/device-ports.js';
 import type { CaCertificates } from '../../pki/ca-certificates.js';
 import type { CertificateAuthority } from '../../pki/authority.js';
-import type { EventStream } from '../../hub/telemetry/event-stream.js';
+import type { EventLog } from '../../log/log-ports.js';
 import type { ConsumerGroups } from '../../hub/telemetry/consumer-groups.js';
 import type { EnrollmentService } from '../../dps/enrollment-service.js';
 import type { EstService } from '../../dps/est.js';
@@ -44,7 +44,7 @@ export interface HubServices {
   policyUsage: PolicyUsage;
   /** The posture audit over the live store. */
   posture(expiringDays: number): Promise<Finding[]>;
-  /** Durable intake of device messages (the event stream). */
+  /** Durable intake of device messages (into the partitioned log). */
   telemetry: TelemetrySink;
   /** X.509 CA certificates: registration, proof of possession, device chain checks. */
   cas: CaCertificates;
@@ -52,8 +52,8 @@ export interface HubServices {
   authority: CertificateAuthority;
   /** EST (RFC 7030) enrollment and renewal, and factory credentials. */
   est: EstService;
-  /** The built-in event stream: group-committed telemetry, live subscriptions, retention. */
-  events: EventStream;
+  /** The partitioned log of device messages, for the built-in endpoint's readers (GET /events). */
+  eventLog: EventLog;
   /** Consumer groups of the Event Hubs-compatible endpoint. */
   consumerGroups: ConsumerGroups;
   /** DPS enrollments and registration states (service side). */

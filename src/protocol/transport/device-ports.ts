@@ -1,7 +1,7 @@
 /** What every device-facing adapter (MQTT, AMQP, HTTPS) needs from the hub for telemetry and provisioning. */
 import type { AccessGate } from '../../access/gate.js';
 import type { RegistrationService } from '../../dps/registration-service.js';
-import type { NewEvent } from '../../store/event-ports.js';
+import type { LogMessage, LogPlacement } from '../../log/log-ports.js';
 
 /** Device provisioning over the same MQTT port (wire doc §4.1). */
 export interface DpsDeps {
@@ -11,7 +11,7 @@ export interface DpsDeps {
   gate?: Pick<AccessGate, 'guarded' | 'refusedBeforeAuth'>;
 }
 
-/** Durable telemetry intake: resolves once the event is stored. */
+/** Durable telemetry intake: resolves, with where the message landed in the log, once it is durable. */
 export interface TelemetrySink {
-  append(event: NewEvent): Promise<number>;
+  append(message: LogMessage): Promise<LogPlacement>;
 }

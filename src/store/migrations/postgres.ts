@@ -14,6 +14,7 @@ import { schemaV13 } from './schema-v13-origin.js';
 import { schemaV14 } from './schema-v14-operators.js';
 import { schemaV15 } from './schema-v15-counters.js';
 import { schemaV16 } from './schema-v16-log.js';
+import { schemaV17 } from './schema-v17-one-log.js';
 import { POSTGRES } from './dialect.js';
 
 /** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped, add the next. */
@@ -34,4 +35,5 @@ export const postgresMigrations: readonly Migration[] = [
   { version: 14, name: 'operators and role assignments as rows', sql: schemaV14(POSTGRES) },
   { version: 15, name: 'counters shared by the nodes', sql: schemaV15(POSTGRES) },
   { version: 16, name: 'partitioned event log', sql: schemaV16(POSTGRES) },
+  { version: 17, name: 'the partitioned log is the only event stream: events table dropped', sql: schemaV17(false) },
 ];

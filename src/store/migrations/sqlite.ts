@@ -14,6 +14,7 @@ import { schemaV13 } from './schema-v13-origin.js';
 import { schemaV14 } from './schema-v14-operators.js';
 import { schemaV15 } from './schema-v15-counters.js';
 import { schemaV16 } from './schema-v16-log.js';
+import { schemaV17 } from './schema-v17-one-log.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -34,4 +35,5 @@ export const sqliteMigrations: readonly Migration[] = [
   { version: 14, name: 'operators and role assignments as rows', sql: schemaV14(SQLITE) },
   { version: 15, name: 'counters shared by the nodes', sql: schemaV15(SQLITE) },
   { version: 16, name: 'partitioned event log', sql: schemaV16(SQLITE) },
+  { version: 17, name: 'the partitioned log is the only event stream: events table dropped', sql: schemaV17(true) },
 ];

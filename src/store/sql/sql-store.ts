@@ -25,7 +25,6 @@ import {
   twinFromRow,
   twinParams,
 } from './rows.js';
-import { SqlEventStore } from './sql-event-store.js';
 import { SqlSessionStore } from './sql-session-store.js';
 import { SqlC2dStore } from './sql-c2d-store.js';
 import { SqlCertificateStore } from './sql-certificate-store.js';
@@ -38,7 +37,6 @@ import { SqlCounterStore } from './sql-counter-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
-  readonly events: SqlEventStore;
   readonly sessions: SqlSessionStore;
   readonly c2d: SqlC2dStore;
   readonly certificates: SqlCertificateStore;
@@ -54,7 +52,6 @@ export class SqlStore implements Store {
     private readonly box: SecretBox,
   ) {
     this.kind = db.dialect;
-    this.events = new SqlEventStore(db);
     this.sessions = new SqlSessionStore(db);
     this.c2d = new SqlC2dStore(db, box);
     this.certificates = new SqlCertificateStore(db);

@@ -1,17 +1,24 @@
 /**
- * The built-in event stream over Server-Sent Events: `GET /events[?deviceId=ID][&from=now|SEQ]`.
- * Each event is `id: <seq>`, `event: telemetry`, `data: <renderEvent JSON>`; a reconnecting client
- * sends `Last-Event-ID` and resumes after that seq. A comment line every 15 s keeps proxies and
- * idle timeouts from closing a quiet stream.
+ * The built-in event stream over Server-Sent Events, read from the partitioned log:
+ * `GET /events[?deviceId=ID][&from=now|earliest|POSITION]`. Every partition is followed at once and
+ * records go out as they arrive (in order per partition, hence per device), from every node.
  *
- * Backpressure: the replay waits for the socket to drain between pages; a live consumer that falls
- * more than MAX_BUFFERED bytes behind is disconnected (it can resume with Last-Event-ID).
+ * Each event is `id: <position>`, `event: telemetry`, `data: <renderEvent JSON>`. The position is
+ * where the stream stands after that event: per partition, the last sequence number passed, -1 for
+ * none (`12.-1.40.7` on a four-partition hub; hub/telemetry/log-feed.ts). A reconnecting client
+ * sends it as Last-Event-ID (or as `from`) and resumes with no gap and no duplicate. A comment line
+ * every 15 s keeps proxies and idle timeouts from closing a quiet stream.
+ *
+ * Backpressure: a reader that is behind (a full page read) waits for the socket to drain before
+ * reading on; a consumer that falls more than MAX_BUFFERED bytes behind is disconnected (it can
+ * resume with Last-Event-ID).
  */
 import type { ServerResponse } from 'node:http';
 import type { FastifyInstance } from 'fastify';
-import { HubError } from '../../../core/errors.js';
 import { validateDeviceId } from '../../../core/ids.js';
-import { renderEvent, type EventStream } from '../../../hub/telemetry/event-stream.js';
+import { openLogFeed, parseCursor, type FeedStart } from '../../../hub/telemetry/log-feed.js';
+import { renderEvent } from '../../../hub/telemetry/render-event.js';
+import type { EventLog } from '../../../log/log-ports.js';
 
 const KEEP_ALIVE_MS = 15_000;
 const MAX_BUFFERED = 8 * 1024 * 1024;
@@ -19,17 +26,13 @@ const LOW_WATER = 1024 * 1024;
 
 type Query = { Querystring: { deviceId?: string; from?: string } };
 
-/** 'now' or a seq; Last-Event-ID (a reconnect) wins over the query. */
-export function parseFrom(query: string | undefined, lastEventId: string | string[] | undefined): 'now' | number {
+/** 'now', 'earliest' or a position; Last-Event-ID (a reconnect) wins over the query. */
+export function parseFrom(query: string | undefined, lastEventId: string | string[] | undefined, partitionCount: number): FeedStart {
   const header = Array.isArray(lastEventId) ? lastEventId[0] : lastEventId;
-  if (header !== undefined && header.trim() !== '') return parseSeq(header.trim(), 'Last-Event-ID');
+  if (header !== undefined && header.trim() !== '') return parseCursor(header.trim(), partitionCount, 'Last-Event-ID');
   if (query === undefined || query === '' || query === 'now') return 'now';
-  return parseSeq(query, 'from');
-}
-
-function parseSeq(raw: string, what: string): number {
-  if (!/^\d{1,15}$/.test(raw)) throw new HubError('ArgumentInvalid', `${what} must be now or a non-negative integer seq.`);
-  return Number(raw);
+  if (query === 'earliest') return 'earliest';
+  return parseCursor(query, partitionCount, 'from');
 }
 
 function waitForDrain(res: ServerResponse): Promise<void> {
@@ -45,7 +48,7 @@ function waitForDrain(res: ServerResponse): Promise<void> {
   });
 }
 
-export function registerEventRoutes(app: FastifyInstance, events: EventStream): void {
+export function registerEventRoutes(app: FastifyInstance, log: EventLog): void {
   const open = new Set<ServerResponse>();
   // A hijacked response is not the server's to finish: end the streams so app.close() is not held.
   app.addHook('preClose', async () => {
@@ -54,11 +57,23 @@ export function registerEventRoutes(app: FastifyInstance, events: EventStream): 
   });
 
   app.get<Query>('/events', async (req, reply) => {
-    const from = parseFrom(req.query.from, req.headers['last-event-id']);
+    const from = parseFrom(req.query.from, req.headers['last-event-id'], log.partitionCount);
     const deviceId = req.query.deviceId === undefined ? undefined : validateDeviceId(req.query.deviceId);
+    const res = reply.raw;
+    const gone = () => res.destroyed || res.writableEnded;
+    // Where each partition starts is settled before the client hears anything: from the opening
+    // comment on, no record is missed.
+    const feed = await openLogFeed(log, {
+      from,
+      ...(deviceId === undefined ? {} : { deviceId }),
+      ready: () => waitForDrain(res),
+      onError: (err) => {
+        req.log.warn({ err, event: 'events.reader-failed' }, 'event stream reader ended on an error');
+        res.end();
+      },
+    });
 
     reply.hijack();
-    const res = reply.raw;
     res.writeHead(200, {
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
@@ -68,30 +83,21 @@ export function registerEventRoutes(app: FastifyInstance, events: EventStream): 
     res.write(': gatehouse event stream\n\n');
     open.add(res);
 
-    const gone = () => res.destroyed || res.writableEnded;
-    const sub = events.subscribe(
-      {
-        from,
-        ...(deviceId === undefined ? {} : { deviceId }),
-        ready: () => waitForDrain(res),
-        onError: () => res.end(),
-      },
-      (e) => {
-        if (gone()) return;
-        if (res.writableLength > MAX_BUFFERED) {
-          req.log.warn({ event: 'events.slow-consumer', remote: req.ip }, 'event stream consumer too slow; disconnecting');
-          res.destroy();
-          return;
-        }
-        res.write(`id: ${e.seq}\nevent: telemetry\ndata: ${JSON.stringify(renderEvent(e))}\n\n`);
-      },
-    );
+    const reader = feed.start((record, position) => {
+      if (gone()) return;
+      if (res.writableLength > MAX_BUFFERED) {
+        req.log.warn({ event: 'events.slow-consumer', remote: req.ip }, 'event stream consumer too slow; disconnecting');
+        res.destroy();
+        return;
+      }
+      res.write(`id: ${position}\nevent: telemetry\ndata: ${JSON.stringify(renderEvent(record))}\n\n`);
+    });
     const keepAlive = setInterval(() => {
       if (!gone()) res.write(': keep-alive\n\n');
     }, KEEP_ALIVE_MS);
     const cleanup = () => {
       clearInterval(keepAlive);
-      sub.close();
+      reader.close();
       open.delete(res);
     };
     res.on('close', cleanup);

@@ -1,5 +1,5 @@
 /**
- * PUBLISH from a device (wire doc §3.3, §3.6, §3.7): telemetry into the event stream, twin GET,
+ * PUBLISH from a device (wire doc §3.3, §3.6, §3.7): telemetry into the event log, twin GET,
  * reported-properties PATCH, direct-method responses. Anything else, QoS 2, or an oversized
  * message closes the connection.
  *
