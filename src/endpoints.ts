@@ -52,6 +52,7 @@ export function createProtocolEndpoints(prepared: PreparedHub, logger: Logger, c
     gate: services.gate,
     clock,
     logger: logger.child({ component: 'amqp' }),
+    dps: services.dps,
     c2d: services.c2d,
     // One feedback queue for the cluster: each batch goes to one receiver on any node.
     feedback: new FeedbackQueue({

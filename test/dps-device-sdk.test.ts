@@ -1,6 +1,6 @@
 /**
- * Zero-touch provisioning with the unmodified azure-iot-provisioning-device SDK over MQTT and
- * HTTPS: a device that knows only the ID scope and its own key registers, is assigned to the hub,
+ * Zero-touch provisioning with the unmodified azure-iot-provisioning-device SDK over MQTT, HTTPS,
+ * AMQP and AMQP over WebSocket: a device that knows only the ID scope and its own key registers, is assigned to the hub,
  * and connects there with the identity provisioning created. Enrollments are made with the
  * unmodified azure-iot-provisioning-service client.
  */
@@ -14,6 +14,7 @@ import deviceMqtt from 'azure-iot-device-mqtt';
 import provDevice from 'azure-iot-provisioning-device';
 import provMqtt from 'azure-iot-provisioning-device-mqtt';
 import provHttp from 'azure-iot-provisioning-device-http';
+import provAmqp from 'azure-iot-provisioning-device-amqp';
 import symmetricKey from 'azure-iot-security-symmetric-key';
 import provService from 'azure-iot-provisioning-service';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
@@ -33,9 +34,11 @@ let idScope: string;
 let service: InstanceType<typeof ProvisioningServiceClient>;
 let registry: InstanceType<typeof Registry>;
 
-type Transport = 'mqtt' | 'http';
+type Transport = 'mqtt' | 'http' | 'amqp' | 'amqp-ws';
 
 function transport(kind: Transport) {
+  if (kind === 'amqp') return new provAmqp.Amqp();
+  if (kind === 'amqp-ws') return new provAmqp.AmqpWs();
   return kind === 'mqtt' ? new provMqtt.Mqtt() : new provHttp.Http();
 }
 
@@ -49,9 +52,12 @@ async function register(kind: Transport, registrationId: string, key: string, pa
 
 /**
  * How the SDK reports a refusal: HTTP as UnauthorizedError (401); MQTT as the mqtt.js CONNACK 4
- * error ("Connection refused: Bad username or password"), untyped in this SDK version.
+ * error ("Connection refused: Bad username or password"), untyped in this SDK version; AMQP as
+ * rhea's error from the connection's close, `amqp:unauthorized-access`, which the provisioning
+ * transport passes on untranslated.
  */
 function refused(err: Error): boolean {
+  if ((err as { condition?: unknown }).condition === 'amqp:unauthorized-access') return true;
   return err.constructor.name === 'UnauthorizedError' || /Bad username or password|401|Unauthorized/i.test(err.message);
 }
 
@@ -75,7 +81,7 @@ after(async () => {
 });
 
 describe('individual symmetric-key enrollment', () => {
-  for (const kind of ['mqtt', 'http'] as const) {
+  for (const kind of ['mqtt', 'http', 'amqp', 'amqp-ws'] as const) {
     it(`registers over ${kind}, gets its initial twin, and connects to the assigned hub`, async () => {
       const registrationId = `ind-${kind}`;
       const { responseBody: enrollment } = await service.createOrUpdateIndividualEnrollment({
@@ -114,7 +120,7 @@ describe('individual symmetric-key enrollment', () => {
     } as never);
     const key = String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
     const wrong = Buffer.alloc(64, 7).toString('base64');
-    for (const kind of ['mqtt', 'http'] as const) {
+    for (const kind of ['mqtt', 'http', 'amqp', 'amqp-ws'] as const) {
       await assert.rejects(register(kind, registrationId, wrong), refused);
       await assert.rejects(register(kind, 'no-such-enrollment', wrong), refused);
     }
@@ -140,6 +146,10 @@ describe('symmetric-key enrollment group', () => {
     for (const [kind, id] of [
       ['mqtt', 'sn-0001'],
       ['http', 'sn-0002'],
+      ['amqp', 'sn-0007'],
+      ['amqp-ws', 'sn-0008'],
+      // The longest registration id: its SASL PLAIN frame (name and token) still fits AMQP's 512 bytes.
+      ['amqp', `sn-${'9'.repeat(125)}`],
     ] as const) {
       const derived = derive(groupKey, id);
       const r = await register(kind, id, derived);
@@ -156,6 +166,7 @@ describe('symmetric-key enrollment group', () => {
     // A key derived from another group key, or for another registration id, is refused alike.
     await assert.rejects(register('http', 'sn-0004', derive(Buffer.alloc(64, 3).toString('base64'), 'sn-0004')), refused);
     await assert.rejects(register('mqtt', 'sn-0004', derive(groupKey, 'sn-0005')), refused);
+    await assert.rejects(register('amqp', 'sn-0004', derive(groupKey, 'sn-0005')), refused);
     // A disabled group refuses its members.
     const { responseBody: current } = await service.getEnrollmentGroup('line-1');
     await service.createOrUpdateEnrollmentGroup({ ...(current as object), provisioningStatus: 'disabled' } as never);

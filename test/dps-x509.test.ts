@@ -12,6 +12,7 @@ import { after, before, describe, it } from 'node:test';
 import provDevice from 'azure-iot-provisioning-device';
 import provMqtt from 'azure-iot-provisioning-device-mqtt';
 import provHttp from 'azure-iot-provisioning-device-http';
+import provAmqp from 'azure-iot-provisioning-device-amqp';
 import x509Security from 'azure-iot-security-x509';
 import provService from 'azure-iot-provisioning-service';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
@@ -28,13 +29,18 @@ let ca: string;
 let idScope: string;
 let service: InstanceType<typeof ProvisioningServiceClient>;
 
-async function register(kind: 'mqtt' | 'http', registrationId: string, certPem: string, keyPem: string): Promise<Record<string, unknown>> {
-  const transport = kind === 'mqtt' ? new provMqtt.Mqtt() : new provHttp.Http();
+type Kind = 'mqtt' | 'http' | 'amqp' | 'amqp-ws';
+const TRANSPORTS = { mqtt: () => new provMqtt.Mqtt(), http: () => new provHttp.Http(), amqp: () => new provAmqp.Amqp(), 'amqp-ws': () => new provAmqp.AmqpWs() };
+
+async function register(kind: Kind, registrationId: string, certPem: string, keyPem: string): Promise<Record<string, unknown>> {
+  const transport = TRANSPORTS[kind]();
   const client = ProvisioningDeviceClient.create(HOST, idScope, transport, new X509Security(registrationId, { cert: certPem, key: keyPem }) as never);
   return (await client.register()) as unknown as Record<string, unknown>;
 }
 
+/** HTTPS: UnauthorizedError; MQTT: CONNACK 4; AMQP: rhea's error for the connection's close, untranslated by the transport. */
 function refused(err: Error): boolean {
+  if ((err as { condition?: unknown }).condition === 'amqp:unauthorized-access') return true;
   return err.constructor.name === 'UnauthorizedError' || /Bad username or password|401|Unauthorized/i.test(err.message);
 }
 
@@ -62,14 +68,14 @@ after(async () => {
 });
 
 describe('X.509 individual enrollment', () => {
-  it('the enrolled client certificate registers over MQTT and HTTPS and connects; another certificate is refused', async () => {
+  it('the enrolled client certificate registers over MQTT, HTTPS, AMQP and AMQP over WebSocket and connects; another certificate is refused', async () => {
     const cert = await makeSelfSigned('x509-ind');
     await service.createOrUpdateIndividualEnrollment({
       registrationId: 'x509-ind',
       attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: cert.certPem } } } },
       initialTwin: { properties: { desired: { provisionedBy: 'x509' } } },
     } as never);
-    for (const kind of ['mqtt', 'http'] as const) {
+    for (const kind of ['mqtt', 'http', 'amqp', 'amqp-ws'] as const) {
       const state = await register(kind, 'x509-ind', cert.certPem, cert.keyPem);
       assert.equal(state.status, 'assigned', kind);
       assert.equal(state.deviceId, 'x509-ind');
@@ -78,6 +84,7 @@ describe('X.509 individual enrollment', () => {
     const impostor = await makeSelfSigned('x509-ind');
     await assert.rejects(register('mqtt', 'x509-ind', impostor.certPem, impostor.keyPem), refused);
     await assert.rejects(register('http', 'x509-ind', impostor.certPem, impostor.keyPem), refused);
+    await assert.rejects(register('amqp', 'x509-ind', impostor.certPem, impostor.keyPem), refused);
   });
 });
 
@@ -99,6 +106,8 @@ describe('X.509 enrollment groups', () => {
     for (const [kind, id] of [
       ['mqtt', 'unit-001'],
       ['http', 'unit-002'],
+      ['amqp', 'unit-003'],
+      ['amqp-ws', 'unit-004'],
     ] as const) {
       const leaf = await makeLeaf(intermediate, id);
       const state = await register(kind, id, chainPem(leaf, intermediate), leaf.keyPem);
@@ -130,6 +139,7 @@ describe('X.509 enrollment groups', () => {
     const rogueRoot = await makeRoot('Factory Root');
     const rogue = await makeLeaf(rogueRoot, 'unit-009');
     await assert.rejects(register('mqtt', 'unit-009', rogue.certPem, rogue.keyPem), refused);
+    await assert.rejects(register('amqp', 'unit-009', rogue.certPem, rogue.keyPem), refused);
     const mislabeled = await makeLeaf(intermediate, 'someone-else');
     await assert.rejects(register('http', 'unit-010', chainPem(mislabeled, intermediate), mislabeled.keyPem), refused);
     const { responseBody: g } = await service.getEnrollmentGroup('factory');

@@ -1,7 +1,8 @@
 /**
  * Azure IoT Hub's route conditions (src/routing/query): the examples Microsoft's "IoT Hub message
  * routing query syntax" gives, each kind of field, every operator and function, three-valued logic,
- * bodies that are not JSON, and conditions the compiler must refuse with a position.
+ * bodies that are not JSON, and conditions the compiler must refuse with a position. Enrichment
+ * values: routing-enrichment.test.ts.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -11,9 +12,7 @@ import {
   MAX_CONDITION_LENGTH,
   RoutingQueryError,
   compileCondition,
-  enrichmentValue,
   prepareInput,
-  validateEnrichmentValue,
   type RoutingInput,
 } from '../src/routing/query/index.js';
 
@@ -444,28 +443,6 @@ describe('evaluation', () => {
 
   it('keeps the condition text', () => {
     assert.equal(compileCondition("a = 'b'").text, "a = 'b'");
-  });
-});
-
-describe('enrichment values', () => {
-  const hub = { twin: TWIN, hubName: 'contoso-hub' };
-  it('stamps static strings, $iothubname and $twin paths', () => {
-    assert.equal(enrichmentValue('customer-42', hub), 'customer-42');
-    assert.equal(enrichmentValue('$iothubname', hub), 'contoso-hub');
-    assert.equal(enrichmentValue('$twin.tags.deploymentLocation.building', hub), '43');
-    assert.equal(enrichmentValue('$twin.properties.reported.batteryLevel', hub), '55');
-    assert.equal(enrichmentValue('$twin.properties.desired.telemetryConfig', hub), '{"sendFrequency":"5m"}');
-    assert.equal(enrichmentValue('$twin.tags.location', hub), undefined);
-    assert.equal(enrichmentValue('$twin.tags.deploymentLocation.building', { hubName: 'h' }), undefined);
-  });
-
-  it('refuses conditions, functions and other variables', () => {
-    for (const bad of ['', '$twin.deviceId', '$twin.properties.other.x', '$body.x', '$messageId', "$twin.tags.a = 'b'", 'x'.repeat(1025), '$twin.tags.', '$iothubname2']) {
-      assert.throws(() => validateEnrichmentValue(bad), RoutingQueryError, JSON.stringify(bad));
-    }
-    for (const good of ['plain', 'with spaces and $ inside', '$IoTHubName', '$twin.tags', "$twin.tags['odd key']", '$twin.properties.reported.a.b']) {
-      validateEnrichmentValue(good);
-    }
   });
 });
 

@@ -27,7 +27,7 @@ export type AuthSubject =
   | 'connection';
 
 /** Where the attempt came in. */
-export type AuthProtocol = 'mqtt' | 'mqtt-ws' | 'https' | 'https-device' | 'dps-mqtt' | 'dps-https' | 'est' | 'amqp' | 'amqp-ws';
+export type AuthProtocol = 'mqtt' | 'mqtt-ws' | 'https' | 'https-device' | 'dps-mqtt' | 'dps-https' | 'dps-amqp' | 'est' | 'amqp' | 'amqp-ws';
 
 export interface AuthEvent {
   type: 'auth';

@@ -83,7 +83,7 @@ export function enrollmentRef(who: Attested): EnrollmentRef {
 /** Where a registration came from, for the audit trail. */
 export interface RegistrationPeer {
   remote: string;
-  protocol: 'dps-mqtt' | 'dps-https';
+  protocol: 'dps-mqtt' | 'dps-https' | 'dps-amqp';
   tls?: string | undefined;
 }
 

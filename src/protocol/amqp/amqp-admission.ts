@@ -182,8 +182,17 @@ function saslOutcomeSent(conn: Connection): boolean {
 }
 
 /** rhea accepts a server-side socket through `accept`, which its typings leave out. */
-function accept(conn: Connection, socket: unknown): void {
+/** SASL mechanisms by name, each a factory of rhea's server mechanism objects (lib/sasl.js). */
+export type SaslMechanisms = Record<string, () => unknown>;
+
+function accept(conn: Connection, socket: unknown, sasl: SaslMechanisms | undefined): void {
   (conn as unknown as { accept(socket: unknown): Connection }).accept(socket);
+  if (sasl === undefined) return;
+  // rhea builds a connection's SASL server from the container's mechanisms (the list it offers);
+  // the factories this connection calls are its own, so a mechanism knows whose socket it serves.
+  const layer = (conn as unknown as { sasl_transport?: { transports?: Record<number, { mechanisms?: SaslMechanisms }>; mechanisms?: SaslMechanisms } }).sasl_transport;
+  const server = layer?.transports?.[3] ?? layer;
+  if (server?.mechanisms !== undefined) server.mechanisms = { ...server.mechanisms, ...sasl };
 }
 
 export class AmqpAdmission {
@@ -197,7 +206,7 @@ export class AmqpAdmission {
     private readonly limits: AmqpAdmissionLimits,
     private readonly refusals: ConnectionRefusals,
     /** Sees each admitted transport before rhea does (the output and read bounds hook in here). */
-    private readonly observe: { stream?(stream: Duplex, peer: AmqpPeer): void; ws?(ws: WebSocket, tlsSocket: TLSSocket): void } = {},
+    private readonly observe: { stream?(stream: Duplex, peer: AmqpPeer): void; ws?(ws: WebSocket, tlsSocket: TLSSocket): void; sasl?(peer: AmqpPeer): SaslMechanisms } = {},
   ) {
     // rhea decodes every frame the guard lets through: bound what its decoder builds from one.
     boundRheaDecoder();
@@ -244,7 +253,7 @@ export class AmqpAdmission {
     });
     this.observe.stream?.(stream, peer);
     // After the guard's listener, so it sees every chunk before rhea does.
-    accept(conn, stream);
+    accept(conn, stream, this.observe.sasl?.(peer));
   }
 
   /** An upgraded WebSocket (subprotocol AMQPWSB10) from the HTTPS server. */
@@ -255,12 +264,13 @@ export class AmqpAdmission {
       ws.terminate();
       return;
     }
-    const tag: AmqpConnectionTag = { gatehouse_peer: tlsAmqpPeer(tlsSocket, 'amqp-ws'), gatehouse_stream: tlsSocket };
+    const peer = tlsAmqpPeer(tlsSocket, 'amqp-ws');
+    const tag: AmqpConnectionTag = { gatehouse_peer: peer, gatehouse_stream: tlsSocket };
     const conn = this.container.create_connection({ ...RHEA_OPTIONS, ...tag } as never);
     const admission = this.#admit(conn, 'amqp-ws', remote, release, () => ws.terminate());
     ws.once('close', () => admission.closed());
     this.observe.ws?.(ws, tlsSocket);
-    accept(conn, rheaSocket(ws, remote, (chunk) => admission.feed(chunk)));
+    accept(conn, rheaSocket(ws, remote, (chunk) => admission.feed(chunk)), this.observe.sasl?.(peer));
   }
 
   /** The client's open arrived (rhea's connection_open). */

@@ -32,6 +32,8 @@ import { identityKey } from '../../hub/connections.js';
 import { claimedBy } from './cbs-claim.js';
 import { UNWATCHED, streamBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
 import type { EventHubEndpoint } from './eventhub-endpoint.js';
+import { DpsLinks, installDpsSasl } from './dps-links.js';
+import type { DpsDeps } from '../transport/device-ports.js';
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
 
@@ -46,6 +48,8 @@ export interface AmqpDeps extends ServiceLinkDeps, Omit<DeviceLinkDeps, 'c2d' | 
   refusals: ConnectionRefusals;
   /** The built-in Event Hubs-compatible endpoint (eventhub-endpoint.ts). */
   eventHubs?: EventHubEndpoint;
+  /** Device provisioning over AMQP (dps-links.ts); without it provisioning links are refused as an unknown ID scope. */
+  dps?: DpsDeps;
 }
 
 /** What a connection's CBS tokens allow, and until when. */
@@ -81,11 +85,15 @@ export class AmqpServer {
   readonly #admission: AmqpAdmission;
   /** Each connection's read and output bounds, by its stream (the TLS socket under a WebSocket). */
   readonly #backpressure = new WeakMap<object, ConnectionPressure>();
+  readonly #dps: DpsLinks;
 
   constructor(private readonly deps: AmqpDeps) {
     this.container = rhea.create_container({ id: `gatehouse-${deps.hostname()}`, autoaccept: false });
     this.#service = new ServiceLinks(deps, deps.logger);
+    installDpsSasl(this.container);
+    this.#dps = new DpsLinks({ dps: deps.dps, gate: deps.gate, logger: deps.logger, authenticated: (conn) => this.#admission.authenticated(conn) });
     this.#admission = new AmqpAdmission(this.container, deps.admission ?? DEFAULT_AMQP_ADMISSION, deps.refusals, {
+      sasl: (peer) => this.#dps.saslMechanisms(peer),
       stream: (stream, peer) => this.#backpressure.set(stream, streamBackpressure(stream, peer, deps.logger)),
       ws: (ws, tlsSocket) => this.#backpressure.set(tlsSocket, webSocketBackpressure(ws, tlsSocket, deps.logger)),
     });
@@ -162,6 +170,7 @@ export class AmqpServer {
     this.#state.set(conn, { conn, peer, cbsSender: undefined, service: undefined, serviceTimer: undefined, serviceLinks: new Set(), devices: new Map(), deviceTokens: new Map(), chain, pressure });
     this.#connections.add(conn);
     this.#admission.opened(conn);
+    this.#dps.opened(conn);
   }
 
   #onGone(conn: Connection): void {
@@ -204,6 +213,7 @@ export class AmqpServer {
     const st = this.#state.get(ctx.connection);
     if (st === undefined) return receiver.close({ condition: 'amqp:internal-error', description: 'no connection state' });
     if (address === '$cbs') return;
+    if (this.#dps.attach(receiver, st.peer, st.chain, address)) return;
     const dev = parseDeviceAddress(address);
     if (dev !== undefined) return this.#attachDeviceOrRefuse(st, receiver, 'in', dev, address);
     if (address.toLowerCase() === '/messages/devicebound') {
@@ -226,6 +236,7 @@ export class AmqpServer {
       st.cbsSender = sender;
       return;
     }
+    if (this.#dps.attach(sender, st.peer, st.chain, address)) return;
     const dev = parseDeviceAddress(address);
     if (dev !== undefined) return this.#attachDeviceOrRefuse(st, sender, 'out', dev, address);
     const lower = address.toLowerCase();
@@ -287,6 +298,7 @@ export class AmqpServer {
         .finally(() => st.pressure.end());
       return;
     }
+    if (this.#dps.onMessage(ctx)) return;
     const dev = parseDeviceAddress(address);
     if (dev !== undefined) {
       const d = st.devices.get(identityKey(dev.deviceId, dev.moduleId));

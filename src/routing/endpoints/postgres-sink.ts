@@ -120,7 +120,8 @@ export function createPostgresSink(raw: PostgresTableEndpoint, deps: SinkDeps): 
     if (pool !== undefined) return pool;
     const p = new pg.Pool({
       connectionString: config.connectionString,
-      max: 1,
+      // The engine shares one sink among the endpoint's partition dispatchers: a connection each, up to 4.
+      max: 4,
       connectionTimeoutMillis: timeoutMs,
       query_timeout: timeoutMs,
       idleTimeoutMillis: 30_000,

@@ -98,7 +98,11 @@ export function createRabbitMqSink(raw: RabbitMqExchangeEndpoint, deps: SinkDeps
 
   async function open(): Promise<Open> {
     if (current !== undefined && current.broken === undefined) return current;
-    opening ??= withTimeout(connect(), timeoutMs, 'connecting')
+    if (opening !== undefined) return opening;
+    const attempt = connect();
+    // A connection that comes up after its deliver gave up is closed, not kept.
+    const abandon = (): void => void attempt.then((late) => late.conn.close()).catch(() => undefined);
+    opening = withTimeout(attempt, timeoutMs, 'connecting', abandon)
       .then(async (state) => {
         if (closed) {
           await state.conn.close().catch(() => undefined);

@@ -155,6 +155,32 @@ export function endpointSinkConformance(kind: string, openHarness: OpenSinkHarne
     );
 
     it(
+      'partitions delivered at once through one sink (the engine shares it among dispatchers) each keep their order',
+      withHarness(async (h) => {
+        const sink = h.open();
+        try {
+          const partitions = [4, 5, 6, 7];
+          await Promise.all(
+            partitions.map(async (p) => {
+              for (let b = 0; b < 3; b++) await sink.deliver(routedBatch(p, b * 4, 4, `dev-${p}`));
+            }),
+          );
+          const got = await h.received();
+          for (const p of partitions) {
+            assert.deepEqual(
+              got.filter((d) => d.partition === p).map((d) => d.sequenceNumber),
+              Array.from({ length: 12 }, (_, i) => i),
+              `partition ${p} in order`,
+            );
+          }
+          assert.equal(got.length, 48);
+        } finally {
+          await sink.close();
+        }
+      }),
+    );
+
+    it(
       'a batch delivered again is stored once where the target dedupes, else again in the same order',
       withHarness(async (h) => {
         const sink = h.open();

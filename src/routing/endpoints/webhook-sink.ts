@@ -81,8 +81,8 @@ export function createWebhookSink(raw: WebhookEndpoint, deps: SinkDeps): Endpoin
   const timeoutMs = timeoutOf(deps);
   const agent =
     url.protocol === 'https:'
-      ? new https.Agent({ keepAlive: true, maxSockets: 1, ...(config.ca !== undefined ? { ca: config.ca } : {}), rejectUnauthorized: true })
-      : new http.Agent({ keepAlive: true, maxSockets: 1 });
+      ? new https.Agent({ keepAlive: true, maxSockets: 4, ...(config.ca !== undefined ? { ca: config.ca } : {}), rejectUnauthorized: true })
+      : new http.Agent({ keepAlive: true, maxSockets: 4 });
   let closed = false;
 
   function post(body: Buffer, contentType: string, extra: [string, string][]): Promise<PostOutcome> {

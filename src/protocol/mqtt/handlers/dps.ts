@@ -9,36 +9,16 @@
  */
 import type { IConnectPacket, IPublishPacket, ISubscribePacket } from 'mqtt-packet';
 import type { AuthFailure } from '../../../core/auth-failure.js';
-import { HubError, isHubError } from '../../../core/errors.js';
-import { isJsonObject, type JsonValue } from '../../../core/json.js';
 import type { MqttConnection } from '../connection.js';
-import { RetryLater } from '../../../dps/throttle.js';
-import { credentialHash } from '../../../access/gate.js';
+import { asciiJson, attestRegistration, operationStatusRequest, registerRequest, type DpsReply } from '../../transport/dps-requests.js';
+
+export { dpsUsername } from '../../transport/dps-requests.js';
 
 export const DPS_RESPONSE_FILTER = '$dps/registrations/res/#';
 
-/** `<scope>/registrations/<id>/...`: the registration id, or undefined when not a DPS username. */
-export function dpsUsername(username: string): { scope: string; registrationId: string } | undefined {
-  const parts = username.split('/');
-  if (parts.length < 3 || parts[1] !== 'registrations') return undefined;
-  const scope = parts[0] ?? '';
-  const registrationId = parts[2] ?? '';
-  if (!/^0ne[0-9A-F]{8}$/i.test(scope) || registrationId === '') return undefined;
-  return { scope, registrationId };
-}
-
-/** JSON with every non-ASCII character escaped (the SDK reads DPS payloads as ASCII). */
-export function asciiJson(v: unknown): Buffer {
-  return Buffer.from(JSON.stringify(v).replace(/[\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`), 'ascii');
-}
-
-function respond(conn: MqttConnection, status: number, rid: string, body: unknown, retryAfter?: number): void {
-  const extra = retryAfter === undefined ? '' : `&retry-after=${retryAfter}`;
-  conn.send({ cmd: 'publish', topic: `$dps/registrations/res/${status}/?$rid=${encodeURIComponent(rid)}${extra}`, payload: asciiJson(body), qos: 0, retain: false, dup: false });
-}
-
-function errorBody(err: HubError): Record<string, JsonValue> {
-  return { errorCode: err.number, trackingId: '', message: err.message, timestampUtc: new Date().toISOString() };
+function respond(conn: MqttConnection, rid: string, reply: DpsReply): void {
+  const extra = reply.retryAfter === undefined ? '' : `&retry-after=${reply.retryAfter}`;
+  conn.send({ cmd: 'publish', topic: `$dps/registrations/res/${reply.status}/?$rid=${encodeURIComponent(rid)}${extra}`, payload: asciiJson(reply.body), qos: 0, retain: false, dup: false });
 }
 
 /**
@@ -62,32 +42,12 @@ export function refuseProvisioning(conn: MqttConnection, packet: IConnectPacket,
 }
 
 export async function handleDpsConnect(conn: MqttConnection, packet: IConnectPacket, who: { scope: string; registrationId: string }): Promise<void> {
-  const dps = conn.deps.dps;
-  const unverified = (failure: AuthFailure) => refuseProvisioning(conn, packet, who.registrationId, 4, failure, true);
-  // No provisioning service here: the ID scope is as unknown as a wrong one.
-  if (dps === undefined) return unverified({ code: 'scope', reason: 'provisioning is not enabled' });
-  if (who.scope.toLowerCase() !== (await dps.idScope()).toLowerCase()) return unverified({ code: 'scope', reason: `unknown ID scope ${who.scope}` });
-  if (packet.clientId !== who.registrationId) return unverified({ code: 'malformed', reason: 'client id is not the registration id' });
-  const password = packet.password?.toString('utf8');
-  try {
-    // No password: X.509, the certificate presented in the TLS handshake (wire doc §4.4).
-    const x509 = password === undefined || password === '';
-    const attest = () => (x509 ? dps.registration.attestX509(who.registrationId, conn.peer.chain) : dps.registration.attestSymmetricKey(who.registrationId, password));
-    const leaf = conn.peer.chain?.[0];
-    conn.dpsAttested =
-      dps.gate === undefined
-        ? await attest()
-        : await dps.gate.guarded(
-            { subject: 'registration', identity: who.registrationId, credential: x509 ? (leaf === undefined ? undefined : credentialHash(leaf.raw)) : credentialHash(password), method: x509 ? 'x509' : 'symmetricKey' },
-            { remote: conn.peer.remoteAddress, protocol: 'dps-mqtt', tls: conn.peer.tlsVersion },
-            attest,
-          );
-  } catch (err) {
-    // The gate recorded the refusal (or, without a gate, nothing records attestation).
-    const failure: AuthFailure = isHubError(err) ? { code: err.authFailure ?? 'other', reason: String(err.cause ?? err.message) } : { code: 'other', reason: 'attestation failed' };
-    return refuseProvisioning(conn, packet, who.registrationId, 4, failure, false);
-  }
+  if (packet.clientId !== who.registrationId) return refuseProvisioning(conn, packet, who.registrationId, 4, { code: 'malformed', reason: 'client id is not the registration id' }, true);
+  // No password: X.509, the certificate presented in the TLS handshake (wire doc §4.4).
+  const attestation = await attestRegistration(conn.deps.dps, who, { sasToken: packet.password?.toString('utf8'), chain: conn.peer.chain }, { remote: conn.peer.remoteAddress, protocol: 'dps-mqtt', tls: conn.peer.tlsVersion });
+  if (!attestation.ok) return refuseProvisioning(conn, packet, who.registrationId, 4, attestation.failure, attestation.unverified);
   if ((conn.state as string) === 'closed') return;
+  conn.dpsAttested = attestation.attested;
   conn.kind = 'dps';
   conn.clientId = packet.clientId;
   conn.state = 'connected';
@@ -121,12 +81,6 @@ function query(topic: string): Map<string, string> | undefined {
   return out;
 }
 
-/** 429 + retry-after (seconds): the SDK waits and retries over MQTT (wire doc §4.1). */
-function throttled(conn: MqttConnection, rid: string, err: unknown): void {
-  if (!(err instanceof RetryLater)) throw err;
-  respond(conn, 429, rid, errorBody(err), err.retryAfterSeconds);
-}
-
 export async function handleDpsPublish(conn: MqttConnection, packet: IPublishPacket): Promise<void> {
   const dps = conn.deps.dps;
   const attested = conn.dpsAttested;
@@ -138,34 +92,9 @@ export async function handleDpsPublish(conn: MqttConnection, packet: IPublishPac
   const path = packet.topic.split('?')[0];
   if (rid === '' || rid.length > 128) return conn.close('provisioning request without $rid');
   if (packet.qos === 1 && packet.messageId !== undefined) conn.send({ cmd: 'puback', messageId: packet.messageId });
-
-  if (path === '$dps/registrations/PUT/iotdps-register/') {
-    let body: unknown;
-    try {
-      body = JSON.parse(Buffer.from(packet.payload).toString('utf8') || '{}');
-    } catch {
-      return respond(conn, 400, rid, errorBody(new HubError('IotHubFormatError', 'The registration request is not valid JSON.')));
-    }
-    if (isJsonObject(body) && body.registrationId !== undefined && body.registrationId !== attested.registrationId) {
-      return respond(conn, 400, rid, errorBody(new HubError('ArgumentInvalid', 'registrationId does not match the connection.')));
-    }
-    const payload = isJsonObject(body) ? body.payload : undefined;
-    try {
-      const op = await dps.registration.register(attested, payload === null ? null : payload, { remote: conn.peer.remoteAddress, protocol: 'dps-mqtt', tls: conn.peer.tlsVersion });
-      return respond(conn, 200, rid, op);
-    } catch (err) {
-      return throttled(conn, rid, err);
-    }
-  }
-  if (path === '$dps/registrations/GET/iotdps-get-operationstatus/') {
-    let op;
-    try {
-      op = await dps.registration.operation(attested.registrationId, params.get('operationId') ?? '');
-    } catch (err) {
-      return throttled(conn, rid, err);
-    }
-    if (op === undefined) return respond(conn, 404, rid, errorBody(new HubError('ResourceNotFound', 'No such operation.')));
-    return respond(conn, 200, rid, op);
-  }
+  const peer = { remote: conn.peer.remoteAddress, protocol: 'dps-mqtt' as const, tls: conn.peer.tlsVersion };
+  // 429 answers carry retry-after (seconds): the SDK waits and retries (wire doc §4.1).
+  if (path === '$dps/registrations/PUT/iotdps-register/') return respond(conn, rid, await registerRequest(dps, attested, Buffer.from(packet.payload), peer));
+  if (path === '$dps/registrations/GET/iotdps-get-operationstatus/') return respond(conn, rid, await operationStatusRequest(dps, attested, params.get('operationId') ?? ''));
   return conn.close(`provisioning publish to an unknown topic: ${packet.topic.slice(0, 120)}`);
 }
