@@ -90,6 +90,12 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'GET /eventHubEndpoints/:endpoint/ConsumerGroups/:name', path: `/eventHubEndpoints/events/ConsumerGroups/${ABSENT}`, who: EVENTS },
   { route: 'PUT /eventHubEndpoints/:endpoint/ConsumerGroups/:name', path: '/eventHubEndpoints/events/ConsumerGroups/-not-a-name-', body: {}, who: OWNER },
   { route: 'DELETE /eventHubEndpoints/:endpoint/ConsumerGroups/:name', path: `/eventHubEndpoints/events/ConsumerGroups/${ABSENT}`, who: OWNER },
+  // message routing: reading and testing with ServiceConnect, changing only as the hub owner (Azure: the hub's ARM resource)
+  { route: 'GET /routing', path: '/routing', who: EVENTS },
+  { route: 'PUT /routing', path: '/routing', body: 'not a routing document', who: OWNER },
+  { route: 'GET /routing/endpointsHealth', path: '/routing/endpointsHealth', who: EVENTS },
+  { route: 'POST /routing/routes/$testall', path: '/routing/routes/$testall', body: 'not a test', who: EVENTS },
+  { route: 'POST /routing/routes/$testnew', path: '/routing/routes/$testnew', body: 'not a test', who: EVENTS },
   { route: 'POST /devices/:id/messages/deviceBound', path: `/devices/${DEV}/messages/deviceBound`, body: { matrix: true }, who: SERVICE_CONNECT },
   { route: 'DELETE /devices/:id/commands', path: `/devices/${DEV}/commands`, who: SERVICE_CONNECT },
   { route: 'GET /messages/serviceBound/feedback', path: '/messages/serviceBound/feedback', who: SERVICE_CONNECT },
