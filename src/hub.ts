@@ -236,6 +236,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       twin: (deviceId, moduleId) => twins.get(deviceId, moduleId).catch((err: unknown) => (isHubError(err) && /NotFound$/.test(err.code) ? undefined : Promise.reject(err))),
       sinks: createEndpointSink,
       hubName: hubName(config.hostname),
+      // An endpoint failing for as long as the log keeps messages has lost some: dead.
+      timing: { deadAfterMs: config.eventRetentionHours * 3600_000 },
     });
     // Twin changes, lifecycle and connection state events go to the log when a route wants them.
     const sourceEvents = new RoutedEvents(routing.router, log, hubName(config.hostname), logger.child({ component: 'routing' }));

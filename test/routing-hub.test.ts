@@ -285,6 +285,17 @@ describe('routing over REST', () => {
     const stale = await rest('PUT', '/routing', doc, { headers: { 'if-match': etag } });
     assert.equal(stale.status, 412);
     assert.equal(errorCode(stale), 'PreconditionFailed');
+    // The change is in the audit log: who, what before and after, the secret masked there too.
+    type Entry = { action: string; actor: string; target: string; after: { endpoints: { webhooks: Array<{ name: string; secret?: string }> } } };
+    let entry: Entry | undefined;
+    for (const end = Date.now() + 10_000; entry === undefined && Date.now() < end; await new Promise((r) => setTimeout(r, 200))) {
+      const log = await rest('GET', '/auditLog?type=change&limit=50');
+      entry = (log.body as { entries: Entry[] }).entries.find((e) => e.action === 'routing.update' && e.after.endpoints.webhooks.some((w) => w.name === 'signed'));
+    }
+    assert.ok(entry !== undefined, 'a routing.update entry');
+    assert.match(entry.actor, /iothubowner/);
+    assert.equal(entry.target, 'routing');
+    assert.doesNotMatch(JSON.stringify(entry), /a-long-signing-secret/);
   });
 
   it('answers precise 400s for a bad document and a bad condition', { timeout: 30_000 }, async () => {

@@ -41,7 +41,7 @@ export interface DispatchTiming {
   leaseMs: number;
   backoffBaseMs: number;
   backoffMaxMs: number;
-  /** Failing this long makes an endpoint dead (the log's retention: its messages are gone by then). */
+  /** Failing this long makes an endpoint dead (the hub passes the log's retention: its messages are gone by then; 24 h when not given). */
   deadAfterMs: number;
   /** Records per batch handed to the sink, at most. */
   maxBatch: number;

@@ -220,7 +220,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerMethodRoutes(app, services.methods);
   registerEventRoutes(app, services.eventLog);
   registerConsumerGroupRoutes(app, services.consumerGroups);
-  registerRoutingRoutes(app, services.routing);
+  registerRoutingRoutes(app, services.routing, services.securityEvents);
   registerC2dRoutes(app, services.c2d);
   registerCertificateRoutes(app, services.cas, (name, ifMatch) => services.authority.deleteCa(name, ifMatch));
   registerAuthorityRoutes(app, services.authority);

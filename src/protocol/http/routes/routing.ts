@@ -10,12 +10,13 @@
  * so do Gatehouse's CLI commands.
  */
 import type { FastifyInstance } from 'fastify';
+import { redactSecrets, type SecurityEvents } from '../../../core/security-events.js';
 import type { RoutingEngine } from '../../../routing/routing-engine.js';
 import { testAllRoutes, testRoute } from '../../../routing/route-test.js';
 import { jsonBody } from '../body.js';
 import { actorOf } from './security.js';
 
-export function registerRoutingRoutes(app: FastifyInstance, routing: RoutingEngine): void {
+export function registerRoutingRoutes(app: FastifyInstance, routing: RoutingEngine, events: SecurityEvents): void {
   app.get('/routing', async (_req, reply) => {
     const { routing: doc, etag } = routing.service.view();
     void reply.header('etag', `"${etag}"`);
@@ -23,7 +24,10 @@ export function registerRoutingRoutes(app: FastifyInstance, routing: RoutingEngi
   });
   app.put('/routing', async (req, reply) => {
     const h = req.headers['if-match'];
+    const before = routing.service.view().routing;
     const { routing: doc, etag } = await routing.service.replace(jsonBody(req), typeof h === 'string' ? h : undefined, actorOf(req));
+    // A routing change can send every device's data anywhere: the audit log keeps who and what (secrets masked).
+    events.emit({ type: 'change', at: Date.now(), actor: actorOf(req), action: 'routing.update', target: 'routing', before: redactSecrets(before), after: redactSecrets(doc), remote: req.ip });
     void reply.header('etag', `"${etag}"`);
     return doc;
   });
