@@ -255,11 +255,27 @@ async function taskConnect(t: Target, n: number, concurrency: number, devices: n
   return { ...r, latencies: latencies.map((x) => Math.round(x * 100) / 100), p50ms: percentile(latencies, 50), p99ms: percentile(latencies, 99), protocol, cipher };
 }
 
+/**
+ * In a payload, where the send time goes: overwritten in each PUBLISH with the wall clock in ms
+ * (`performance.timeOrigin + performance.now()`, 13 digits, a dot, 3 decimals), so another process
+ * can tell how long the message took to reach it.
+ */
+export const SENT_AT_PLACEHOLDER = '1000000000000.000';
+
+/** One PUBLISH packet ready to copy: where its packet id and (if any) its send time go. */
+interface PublishTemplate {
+  packet: Buffer;
+  idOffset: number;
+  /** -1: the payload holds no SENT_AT_PLACEHOLDER. */
+  sentAtOffset: number;
+}
+
 /** (b) state kept between the open / run / close calls. */
 interface Publisher {
   wire: Wire;
-  template: Buffer;
-  idOffset: number;
+  templates: PublishTemplate[];
+  /** The next template to send (cycles). */
+  nextTemplate: number;
   nextId: number;
   inFlight: number;
   sentAt: Float64Array;
@@ -267,14 +283,34 @@ interface Publisher {
 }
 let publishers: Publisher[] = [];
 
-async function taskPublishOpen(t: Target, conns: number, offset: number, payloadBytes: number): Promise<{ opened: number; errors: number; firstError: string | undefined }> {
-  const payload = Buffer.alloc(payloadBytes, 0x61);
+function publishTemplate(topic: string, payload: Buffer): PublishTemplate {
+  const packet = mqttPacket.generate({ cmd: 'publish', topic, payload, qos: 1, messageId: 1, retain: false, dup: false });
+  const payloadAt = packet.length - payload.length;
+  const stamp = payload.indexOf(SENT_AT_PLACEHOLDER);
+  return { packet, idOffset: payloadAt - 2, sentAtOffset: stamp < 0 ? -1 : payloadAt + stamp };
+}
+
+/**
+ * Opens `conns` publishing devices. Each publishes `payloadBytes` of 'a', or cycles through
+ * `payloads` (each device starting at a different one), to `devices/<id>/messages/events/<topicProps>`
+ * (a property bag such as `$.ct=application%2Fjson&$.ce=utf-8`).
+ */
+async function taskPublishOpen(
+  t: Target,
+  conns: number,
+  offset: number,
+  payloadBytes: number,
+  payloads?: readonly string[],
+  topicProps = '',
+): Promise<{ opened: number; errors: number; firstError: string | undefined }> {
+  const bodies = payloads === undefined || payloads.length === 0 ? [Buffer.alloc(payloadBytes, 0x61)] : payloads.map((p) => Buffer.from(p));
   publishers = [];
   const r = await runPool(conns, 20, performance.now() + 60_000, async (i) => {
     const id = deviceId(offset + i);
     const wire = await mqttConnect(t, id, 300);
-    const template = mqttPacket.generate({ cmd: 'publish', topic: `devices/${id}/messages/events/`, payload, qos: 1, messageId: 1, retain: false, dup: false });
-    publishers.push({ wire, template, idOffset: template.length - payload.length - 2, nextId: 1, inFlight: 0, sentAt: new Float64Array(65536), dead: false });
+    const topic = `devices/${id}/messages/events/${topicProps}`;
+    const templates = bodies.map((b) => publishTemplate(topic, b));
+    publishers.push({ wire, templates, nextTemplate: i % templates.length, nextId: 1, inFlight: 0, sentAt: new Float64Array(65536), dead: false });
   });
   return { opened: r.done, errors: r.errors, firstError: r.firstError };
 }
@@ -287,9 +323,16 @@ export interface PublishResult extends CpuWindow {
   p99ms: number;
   closedEarly: number;
   stalled: boolean;
+  /** Paced runs: the most messages that were due but waited for a device with room in its window. */
+  backlogMax: number;
 }
 
-async function taskPublishRun(total: number, window: number, maxSeconds: number): Promise<PublishResult> {
+/**
+ * Publishes until `total` are acknowledged or `maxSeconds` passed. Without `rate`, as fast as the
+ * windows allow (each PUBACK sends the next); with `rate`, at that many messages/s over all
+ * devices (a 1 ms pacer, round robin over the devices with room in their window).
+ */
+async function taskPublishRun(total: number, window: number, maxSeconds: number, rate?: number): Promise<PublishResult> {
   let sent = 0;
   let acked = 0;
   let closedEarly = 0;
@@ -297,15 +340,20 @@ async function taskPublishRun(total: number, window: number, maxSeconds: number)
   let lastAck = performance.now();
   const latencies = new Float64Array(total);
   let stopSending = false;
+  let backlogMax = 0;
   let finish: () => void = () => undefined;
   const finished = new Promise<void>((r) => (finish = r));
 
   const sendOne = (p: Publisher) => {
     const id = p.nextId;
     p.nextId = p.nextId >= 65535 ? 1 : p.nextId + 1;
-    const buf = Buffer.from(p.template);
-    buf.writeUInt16BE(id, p.idOffset);
-    p.sentAt[id] = performance.now();
+    const t = p.templates[p.nextTemplate] as PublishTemplate;
+    p.nextTemplate = (p.nextTemplate + 1) % p.templates.length;
+    const buf = Buffer.from(t.packet);
+    buf.writeUInt16BE(id, t.idOffset);
+    const now = performance.now();
+    if (t.sentAtOffset >= 0) buf.write((performance.timeOrigin + now).toFixed(3), t.sentAtOffset, SENT_AT_PLACEHOLDER.length, 'latin1');
+    p.sentAt[id] = now;
     p.inFlight++;
     sent++;
     p.wire.socket.write(buf);
@@ -326,7 +374,7 @@ async function taskPublishRun(total: number, window: number, maxSeconds: number)
         acked++;
         lastAck = now;
         p.inFlight--;
-        if (!stopSending && sent < total) sendOne(p);
+        if (rate === undefined && !stopSending && sent < total) sendOne(p);
         maybeFinish();
         return true;
       };
@@ -338,7 +386,28 @@ async function taskPublishRun(total: number, window: number, maxSeconds: number)
         }
       });
     }
-    for (const p of publishers) for (let k = 0; k < window && sent < total; k++) sendOne(p);
+    let pacer: NodeJS.Timeout | undefined;
+    if (rate === undefined) {
+      for (const p of publishers) for (let k = 0; k < window && sent < total; k++) sendOne(p);
+    } else {
+      let cursor = 0;
+      pacer = setInterval(() => {
+        if (stopSending) return;
+        let due = Math.min(total, Math.floor((rate * (performance.now() - t0)) / 1000)) - sent;
+        for (let tried = 0; due > 0 && tried < publishers.length; ) {
+          const p = publishers[cursor] as Publisher;
+          cursor = (cursor + 1) % publishers.length;
+          if (p.dead || p.inFlight >= window) {
+            tried++;
+            continue;
+          }
+          sendOne(p);
+          due--;
+          tried = 0;
+        }
+        backlogMax = Math.max(backlogMax, due);
+      }, 1);
+    }
     const timer = setInterval(() => {
       const now = performance.now();
       if (now - t0 > maxSeconds * 1000) stopSending = true;
@@ -352,6 +421,7 @@ async function taskPublishRun(total: number, window: number, maxSeconds: number)
     }, 100);
     await finished;
     clearInterval(timer);
+    clearInterval(pacer);
     const activeSeconds = ((acked > 0 ? lastAck : performance.now()) - t0) / 1000;
     return { activeSeconds, acked };
   });
@@ -365,6 +435,7 @@ async function taskPublishRun(total: number, window: number, maxSeconds: number)
     p99ms: percentile(lat, 99),
     closedEarly,
     stalled,
+    backlogMax,
   };
 }
 
@@ -602,8 +673,8 @@ async function taskRtt(s: RttSpec): Promise<{ methods: Latency; c2d: Latency }> 
 export type Task =
   /** Devices offset .. offset + devices - 1: two generators at once take disjoint ranges (a second session of a device ends the first). */
   | { kind: 'connect'; target: Target; n: number; concurrency: number; devices: number; maxSeconds: number; offset?: number }
-  | { kind: 'publish-open'; target: Target; conns: number; offset: number; payloadBytes: number }
-  | { kind: 'publish-run'; total: number; window: number; maxSeconds: number }
+  | { kind: 'publish-open'; target: Target; conns: number; offset: number; payloadBytes: number; payloads?: string[]; topicProps?: string }
+  | { kind: 'publish-run'; total: number; window: number; maxSeconds: number; rate?: number }
   | { kind: 'publish-close' }
   | { kind: 'idle-open'; target: Target; count: number; offset: number; concurrency: number }
   | { kind: 'idle-close' }
@@ -614,9 +685,9 @@ function runTask(t: Task): Promise<unknown> {
     case 'connect':
       return taskConnect(t.target, t.n, t.concurrency, t.devices, t.maxSeconds, t.offset);
     case 'publish-open':
-      return taskPublishOpen(t.target, t.conns, t.offset, t.payloadBytes);
+      return taskPublishOpen(t.target, t.conns, t.offset, t.payloadBytes, t.payloads, t.topicProps);
     case 'publish-run':
-      return taskPublishRun(t.total, t.window, t.maxSeconds);
+      return taskPublishRun(t.total, t.window, t.maxSeconds, t.rate);
     case 'publish-close':
       return taskPublishClose();
     case 'idle-open':
@@ -628,9 +699,10 @@ function runTask(t: Task): Promise<unknown> {
   }
 }
 
-export function generatorMain(): void {
-  process.on('message', (m: { id: number; task: Task }) => {
-    runTask(m.task).then(
+/** Answers the orchestrator's tasks over IPC (a load generator, or another helper process of a bench). */
+export function serveTasks<K extends { kind: string }>(run: (task: K) => Promise<unknown>): void {
+  process.on('message', (m: { id: number; task: K }) => {
+    run(m.task).then(
       (result) => process.send?.({ id: m.id, ok: true, result }),
       (err: unknown) => process.send?.({ id: m.id, ok: false, error: (err as Error).message }),
     );
@@ -639,12 +711,17 @@ export function generatorMain(): void {
   process.on('disconnect', () => process.exit(0));
 }
 
+export function generatorMain(): void {
+  serveTasks(runTask);
+}
+
 // ----------------------------------------------------------------------------- orchestrator side
 
 /** A load generator child process: its own event loop, its fd soft limit raised to the hard one. */
 const GENERATOR_SCRIPT = join(ROOT, 'dist/bench/mqtt-load.js');
 
-export class Generator {
+/** A child process that runs tasks of kind K (by default a load generator's) sent over IPC (serveTasks). */
+export class Generator<K extends { kind: string } = Task> {
   readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
   #nextId = 1;
   private constructor(readonly child: ChildProcess) {
@@ -662,16 +739,17 @@ export class Generator {
     child.on('error', () => undefined);
   }
 
-  static start(): Generator {
+  /** A load generator; or, given a script, that script with `args` and extra environment. */
+  static start<K extends { kind: string } = Task>(script = GENERATOR_SCRIPT, args: readonly string[] = ['--role', 'gen'], env: NodeJS.ProcessEnv = {}): Generator<K> {
     const child = spawn(
       '/bin/sh',
-      ['-c', 'ulimit -n 20000 2>/dev/null || true; exec "$0" "$@"', process.execPath, GENERATOR_SCRIPT, '--role', 'gen'],
-      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_OPTIONS: '' } },
+      ['-c', 'ulimit -n 20000 2>/dev/null || true; exec "$0" "$@"', process.execPath, script, ...args],
+      { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_OPTIONS: '', ...env } },
     );
-    return new Generator(child);
+    return new Generator<K>(child);
   }
 
-  call<T>(task: Task, timeoutMs = 180_000): Promise<T> {
+  call<T>(task: K, timeoutMs = 180_000): Promise<T> {
     if (!this.child.connected) return Promise.reject(new Error(`generator ${task.kind}: the generator is gone`));
     const id = this.#nextId++;
     const p = new Promise<unknown>((resolve, reject) => this.#pending.set(id, { resolve, reject }));

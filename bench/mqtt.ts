@@ -28,7 +28,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -41,18 +41,18 @@ import {
   fmt1,
   fmt2,
   fmtInt,
-  machineBusySeconds,
   mark,
+  measured,
   percentile,
-  procCpuSeconds,
   PROFILER_PRELOAD,
   ratio,
   reapOnExit,
-  schedSeconds,
+  settle,
   sleep,
   stopChild,
   table,
   waitReady,
+  WindowProfiler,
   writeBenchmarkSection,
 } from './support.js';
 import { createDevices, Generator, parseConnectionString, startMosquitto, type ConnectResult, type Latency, type Mosquitto, type PublishResult, type Target } from './mqtt-load.js';
@@ -99,30 +99,6 @@ function echoServerMain(): void {
 // ----------------------------------------------------------------------------- orchestrator side
 
 
-/** Server CPU (all threads), machine busy time and wall time around a measured call. */
-async function measured<T>(
-  serverPid: number,
-  fn: () => Promise<T>,
-): Promise<{ r: T; serverCpuS: number; mainThreadCpuS: number; mainRunQueueS: number; machineBusyS: number; wallS: number; load1: number }> {
-  const load1 = loadavg()[0] ?? 0;
-  const s0 = procCpuSeconds(serverPid);
-  const t0main = procCpuSeconds(serverPid, serverPid);
-  const q0 = schedSeconds(serverPid, serverPid).wait;
-  const m0 = machineBusySeconds();
-  const t0 = performance.now();
-  const r = await fn();
-  const wallS = (performance.now() - t0) / 1000;
-  return {
-    r,
-    serverCpuS: procCpuSeconds(serverPid) - s0,
-    mainThreadCpuS: procCpuSeconds(serverPid, serverPid) - t0main,
-    mainRunQueueS: schedSeconds(serverPid, serverPid).wait - q0,
-    machineBusyS: machineBusySeconds() - m0,
-    wallS,
-    load1,
-  };
-}
-
 /** Cores the rest of the machine (not the server, not the load generator) kept busy during a measurement. */
 function otherCores(m: Measure, genCpuPct: number): number {
   return Math.max(m.machineBusyS / m.wallS - m.serverCpuS / m.wallS - genCpuPct / 100, 0);
@@ -150,54 +126,6 @@ async function leastContended<R extends { m: Measure; genCpuPct: number }>(what:
   return { ...(best as R), attempts };
 }
 
-/** Waits (at most 15 s) until a server process is quiet: under 5 % of a core over half a second. */
-async function settle(pid: number): Promise<void> {
-  const deadline = performance.now() + 15_000;
-  while (performance.now() < deadline) {
-    const c0 = procCpuSeconds(pid);
-    await sleep(500);
-    if (!((procCpuSeconds(pid) - c0) / 0.5 >= 0.05)) return;
-  }
-}
-
-
-/**
- * `--cpu-prof` is refused in NODE_OPTIONS on Node 20, so the hub gets a preload (`--import`) that
- * runs the inspector's sampling profiler between two SIGUSR2s and writes each window to a file:
- * a profile of the measured window only, without the hub's startup or the device creation.
- */
-
-class WindowProfiler {
-  #n = 0;
-  constructor(
-    readonly dir: string,
-    readonly pid: number,
-    readonly label: string,
-  ) {}
-
-  start(): void {
-    process.kill(this.pid, 'SIGUSR2');
-  }
-
-  /** Stops the window and names its file; waits up to 10 s for the hub to write it. */
-  async stop(name: string): Promise<string | undefined> {
-    process.kill(this.pid, 'SIGUSR2');
-    const tmp = join(this.dir, `window-${this.pid}-${++this.#n}.cpuprofile.tmp`);
-    for (let i = 0; i < 100; i++) {
-      await sleep(100);
-      try {
-        const text = readFileSync(tmp, 'utf8');
-        JSON.parse(text);
-        const file = join(this.dir, `${this.label}-${name}.cpuprofile`);
-        renameSync(tmp, file);
-        return file;
-      } catch {
-        // not written (completely) yet
-      }
-    }
-    return undefined;
-  }
-}
 
 
 // ------------------------------------------------------------------------------------- report

@@ -3,8 +3,9 @@
  * and writing its own section into docs/benchmarks.md without touching the others.
  */
 import { spawnSync, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ROOT } from '../test/support/hub-process.js';
@@ -266,4 +267,76 @@ export function pidsCpuSeconds(pids: readonly number[]): number {
     const s = procCpuSeconds(pid);
     return sum + (Number.isFinite(s) ? s : 0);
   }, 0);
+}
+
+/** Server CPU (all threads), machine busy time and wall time around a measured call. */
+export async function measured<T>(
+  serverPid: number,
+  fn: () => Promise<T>,
+): Promise<{ r: T; serverCpuS: number; mainThreadCpuS: number; mainRunQueueS: number; machineBusyS: number; wallS: number; load1: number }> {
+  const load1 = loadavg()[0] ?? 0;
+  const s0 = procCpuSeconds(serverPid);
+  const t0main = procCpuSeconds(serverPid, serverPid);
+  const q0 = schedSeconds(serverPid, serverPid).wait;
+  const m0 = machineBusySeconds();
+  const t0 = performance.now();
+  const r = await fn();
+  const wallS = (performance.now() - t0) / 1000;
+  return {
+    r,
+    serverCpuS: procCpuSeconds(serverPid) - s0,
+    mainThreadCpuS: procCpuSeconds(serverPid, serverPid) - t0main,
+    mainRunQueueS: schedSeconds(serverPid, serverPid).wait - q0,
+    machineBusyS: machineBusySeconds() - m0,
+    wallS,
+    load1,
+  };
+}
+
+/** Waits (at most 15 s) until a server process is quiet: under 5 % of a core over half a second. */
+export async function settle(pid: number): Promise<void> {
+  const deadline = performance.now() + 15_000;
+  while (performance.now() < deadline) {
+    const c0 = procCpuSeconds(pid);
+    await sleep(500);
+    if (!((procCpuSeconds(pid) - c0) / 0.5 >= 0.05)) return;
+  }
+}
+
+/**
+ * `--cpu-prof` is refused in NODE_OPTIONS on Node 20, so the hub gets a preload (`--import`) that
+ * runs the inspector's sampling profiler between two SIGUSR2s and writes each window to a file:
+ * a profile of the measured window only, without the hub's startup or the device creation.
+ */
+
+export class WindowProfiler {
+  #n = 0;
+  constructor(
+    readonly dir: string,
+    readonly pid: number,
+    readonly label: string,
+  ) {}
+
+  start(): void {
+    process.kill(this.pid, 'SIGUSR2');
+  }
+
+  /** Stops the window and names its file; waits up to 10 s for the hub to write it. */
+  async stop(name: string): Promise<string | undefined> {
+    process.kill(this.pid, 'SIGUSR2');
+    const tmp = join(this.dir, `window-${this.pid}-${++this.#n}.cpuprofile.tmp`);
+    for (let i = 0; i < 100; i++) {
+      await sleep(100);
+      try {
+        const text = readFileSync(tmp, 'utf8');
+        JSON.parse(text);
+        const file = join(this.dir, `${this.label}-${name}.cpuprofile`);
+        renameSync(tmp, file);
+        return file;
+      } catch {
+        // not written (completely) yet
+      }
+    }
+    return undefined;
+  }
 }
