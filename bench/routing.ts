@@ -404,9 +404,12 @@ async function main(): Promise<void> {
             ['route', 'condition', 'endpoint', 'matches'],
             split.perRoute.map((r) => [r.name, `\`${r.condition}\``, r.endpoint, `${fmtInt(r.share * 100)} %`]),
           ) +
-          `\n\nwith the fallback route on (what no route takes goes to \`events\`): ${fmtInt(split.toEvents * 100)} % of the messages reach \`events\`, the alarms that match no other route go only to \`archive\`. ` +
-          `\`archive\` is a files endpoint (NDJSON appended and fdatasync'ed per batch under a temp directory): a real custom endpoint whose delivery runs in the hub (its dispatcher reads the log), ` +
-          `so the hub's CPU includes delivering it, with no other server on the machine. The no-route scenario is the default routing (no endpoints, no routes, fallback on): every message goes to \`events\`. ` +
+          `\n\nwith the fallback route on (what no route takes goes to \`events\`). No route: the default routing (no endpoints, no routes, fallback on), every message goes to \`events\`. ` +
+          `"All to events": the five routes with \`alarms\` sent to \`events\` too, no custom endpoint, so the difference to no route is evaluating the conditions (the body decoded and parsed once per message, then five conditions). ` +
+          `"Alarms to a files endpoint": \`alarms\` goes to \`archive\`, a files endpoint (NDJSON appended and fdatasync'ed per delivered batch under a temp directory); ` +
+          `${fmtInt(split.toEvents * 100)} % of the messages reach \`events\`, the alarms that match no other route go only to \`archive\`. ` +
+          `A files endpoint because it is a real custom endpoint with no other server on the machine: its delivery runs in the hub (one dispatcher per partition tails the log, keeps the records routed to it, appends them and moves its cursor), ` +
+          `so the hub's CPU includes delivering it. The endpoint is created anew each round (the routing alternates), and its dispatchers resume from their cursors, skipping what was logged meanwhile, before the measured window (the hub is let go quiet first). ` +
           `The consumer is \`new EventHubConsumerClient('$Default', <gatehouse info --json eventHubsConnectionString>)\`, \`subscribe\` to all partitions from \`latestEventPosition\` with ` +
           `\`maxBatchSize: ${maxBatchSize}, maxWaitTimeInSeconds: ${maxWaitTimeInSeconds}\`, in its own process, JSON bodies decoded by the SDK. ` +
           `Hub CPU is utime+stime of the hub process from /proc over the measured window; "waiting" is how long the hub's main thread was runnable without a core.`,
