@@ -213,7 +213,14 @@ interface PhaseResult {
   p50: number;
   p99: number;
   consumed?: { received: number; expected: number; drainS: number };
+  note?: string;
 }
+
+/** Other processes above this share of a core during a measurement: measure again (at most twice). */
+const CONTENDED_CORES = 0.3;
+
+/** Cores the rest of the machine (not the hub, the devices or the consumer) kept busy during a phase. */
+const otherCores = (p: Pick<PhaseResult, 'machineBusyS' | 'hubCpuS' | 'consumerCpuS' | 'wallS' | 'genPct'>) => Math.max(0, (p.machineBusyS - p.hubCpuS - p.consumerCpuS) / p.wallS - p.genPct / 100);
 
 async function main(): Promise<void> {
   if (argString('role') === 'consumer') return consumerMain();
@@ -304,47 +311,58 @@ async function main(): Promise<void> {
       await open();
       await gen.call<PublishResult>({ kind: 'publish-run', total: nMessages, window, maxSeconds: 3 }, 60_000);
       await gen.call({ kind: 'publish-close' });
+      const runPhase = async (s: ScenarioName, label: string): Promise<PhaseResult> => {
+        await putRouting(s === 'none' ? NO_ROUTE : s === 'routes-events' ? ROUTES_TO_EVENTS : ROUTES);
+        if (s === 'routes+consumer') await openConsumer();
+        await open();
+        await settle(hubPid);
+        const c0 = consumer === undefined ? 0 : procCpuSeconds(consumer.pid);
+        profiler?.start();
+        const m = await measured(hubPid, () => (gen as Generator).call<PublishResult>({ kind: 'publish-run', total: nMessages, window, maxSeconds: seconds }, (seconds + 60) * 1000));
+        if (profiler !== undefined) process.stderr.write(`hub CPU profile: ${(await profiler.stop(label)) ?? 'not written'}\n`);
+        const consumerCpuS = s === 'routes+consumer' && consumer !== undefined ? procCpuSeconds(consumer.pid) - c0 : 0;
+        await gen?.call({ kind: 'publish-close' });
+        const r = m.r;
+        const phase: PhaseResult = {
+          acked: r.acked,
+          activeS: r.acked / Math.max(r.rate, 1e-9),
+          hubCpuS: m.serverCpuS,
+          hubMainS: m.mainThreadCpuS,
+          hubQueuedS: m.mainRunQueueS,
+          genPct: r.genCpuPct,
+          consumerCpuS,
+          wallS: m.wallS,
+          machineBusyS: m.machineBusyS,
+          load1: m.load1,
+          p50: r.p50ms,
+          p99: r.p99ms,
+          ...(r.stalled || r.closedEarly > 0 ? { note: `stalled ${String(r.stalled)}, ${r.closedEarly} connections closed early` } : {}),
+        };
+        if (s === 'routes+consumer') {
+          const expected = Math.round(r.acked * split.toEvents);
+          const d = await drain(expected);
+          phase.consumed = { received: d.received, expected, drainS: d.drainS };
+          await collect(0, 0, true);
+          await consumer?.call({ kind: 'close' });
+        }
+        return phase;
+      };
       for (let round = 1; round <= rounds; round++) {
         for (const s of order) {
-          await putRouting(s === 'none' ? NO_ROUTE : s === 'routes-events' ? ROUTES_TO_EVENTS : ROUTES);
-          if (s === 'routes+consumer') await openConsumer();
-          await open();
-          await settle(hubPid);
-          const c0 = consumer === undefined ? 0 : procCpuSeconds(consumer.pid);
-          profiler?.start();
-          const m = await measured(hubPid, () => (gen as Generator).call<PublishResult>({ kind: 'publish-run', total: nMessages, window, maxSeconds: seconds }, (seconds + 60) * 1000));
-          if (profiler !== undefined) process.stderr.write(`hub CPU profile: ${(await profiler.stop(`${s}-${round}`)) ?? 'not written'}\n`);
-          const consumerCpuS = s === 'routes+consumer' && consumer !== undefined ? procCpuSeconds(consumer.pid) - c0 : 0;
-          await gen.call({ kind: 'publish-close' });
-          const r = m.r;
-          const phase: PhaseResult = {
-            acked: r.acked,
-            activeS: r.acked / Math.max(r.rate, 1e-9),
-            hubCpuS: m.serverCpuS,
-            hubMainS: m.mainThreadCpuS,
-            hubQueuedS: m.mainRunQueueS,
-            genPct: r.genCpuPct,
-            consumerCpuS,
-            wallS: m.wallS,
-            machineBusyS: m.machineBusyS,
-            load1: m.load1,
-            p50: r.p50ms,
-            p99: r.p99ms,
-          };
-          if (s === 'routes+consumer') {
-            const expected = Math.round(r.acked * split.toEvents);
-            const d = await drain(expected);
-            phase.consumed = { received: d.received, expected, drainS: d.drainS };
-            await collect(0, 0, true);
-            await consumer?.call({ kind: 'close' });
+          // A phase during which other processes kept more than CONTENDED_CORES busy is run again (at most twice); the least contended attempt counts.
+          let best: PhaseResult | undefined;
+          for (let attempt = 1; attempt <= 3; attempt++) {
+            const phase = await runPhase(s, `${s}-${round}-${attempt}`);
+            if (best === undefined || otherCores(phase) < otherCores(best)) best = phase;
+            process.stderr.write(
+              `(a) round ${round} ${s}${attempt > 1 ? ` (attempt ${attempt})` : ''}: ${fmtInt(phase.acked)} acked = ${fmtInt(phase.acked / phase.activeS)} msgs/s; hub ${fmt1((phase.hubCpuS / Math.max(phase.acked, 1)) * 1e6)} µs/msg ` +
+                `(main ${fmt1((phase.hubMainS / Math.max(phase.acked, 1)) * 1e6)}), devices ${fmtInt(phase.genPct)} %, other processes ${fmt2(otherCores(phase))} cores, load ${fmt2(phase.load1)}` +
+                `${phase.consumed === undefined ? '' : `; consumer ${fmtInt(phase.consumed.received)} of ${fmtInt(phase.consumed.expected)} (drained ${fmt1(phase.consumed.drainS)} s after), ${fmt1((phase.consumerCpuS / Math.max(phase.acked, 1)) * 1e6)} µs/msg`}` +
+                `${phase.note === undefined ? '' : ` ${phase.note}`}\n`,
+            );
+            if (otherCores(phase) <= CONTENDED_CORES) break;
           }
-          results.get(s)?.push(phase);
-          process.stderr.write(
-            `(a) round ${round} ${s}: ${fmtInt(r.acked)} acked in ${fmt1(phase.activeS)} s = ${fmtInt(r.rate)} msgs/s; hub ${fmt1((m.serverCpuS / Math.max(r.acked, 1)) * 1e6)} µs/msg ` +
-              `(main ${fmt1((m.mainThreadCpuS / Math.max(r.acked, 1)) * 1e6)}), gen ${fmtInt(r.genCpuPct)} %, machine ${fmt2(m.machineBusyS / m.wallS)} cores, load ${fmt2(m.load1)}` +
-              `${phase.consumed === undefined ? '' : `; consumer ${fmtInt(phase.consumed.received)} of ${fmtInt(phase.consumed.expected)} (drained ${fmt1(phase.consumed.drainS)} s after), ${fmt1((consumerCpuS / Math.max(r.acked, 1)) * 1e6)} µs/msg`}` +
-              `${r.stalled || r.closedEarly > 0 ? ` STALLED/closed ${r.closedEarly}` : ''}\n`,
-          );
+          results.get(s)?.push(best as PhaseResult);
         }
       }
       const agg = order.map((s) => {
@@ -363,6 +381,8 @@ async function main(): Promise<void> {
           consumerPct: (ps.reduce((n, p) => n + p.consumerCpuS, 0) / ps.reduce((n, p) => n + p.wallS, 0)) * 100,
           consumerUs: (ps.reduce((n, p) => n + p.consumerCpuS, 0) / acked) * 1e6,
           loads: ps.map((p) => fmt2(p.load1)).join(', '),
+          /** Cores the rest of the machine (other people's work) kept busy meanwhile. */
+          other: ps.map((p) => fmt2(otherCores(p))).join(', '),
         };
       });
       const base = agg[0];
@@ -378,7 +398,7 @@ async function main(): Promise<void> {
           `${fmt1(percentile(x.ps.map((p) => p.p50).sort((a, b) => a - b), 50))} / ${fmt1(Math.max(...x.ps.map((p) => p.p99)))}`,
           `${fmtInt(x.hubPct)} % (+${fmtInt(x.queuedPct)} % waiting) / ${fmtInt(x.genPct)} %${x.s === 'routes+consumer' ? ` / ${fmtInt(x.consumerPct)} % (${fmt1(x.consumerUs)} µs/msg)` : ''}`,
           consumed.length === 0 ? '—' : consumed.map((c) => `${fmtInt(c.received)} of ${fmtInt(c.expected)}, ${fmt1(c.drainS)} s`).join('; '),
-          x.loads,
+          `${x.loads} (${x.other})`,
         ];
       });
       const goal = (name: ScenarioName) => {
@@ -391,7 +411,7 @@ async function main(): Promise<void> {
       sections.push(
         `### (a) QoS 1 ingestion: no route, 5 routes on \`$body\`, 5 routes + an Event Hubs reader\n\n` +
           table(
-            ['scenario', 'msgs/s (per round)', 'vs no route', 'hub CPU per message', 'vs no route', 'p50 / p99 ms PUBLISH → PUBACK', 'CPU: hub / devices / consumer', 'consumer got (of routed to events), drained after the last PUBACK', 'load avg (1 min) per round'],
+            ['scenario', 'msgs/s (per round)', 'vs no route', 'hub CPU per message', 'vs no route', 'p50 / p99 ms PUBLISH → PUBACK', 'CPU: hub / devices / consumer', 'consumer got (of routed to events), drained after the last PUBACK', 'load avg (1 min) per round (cores other processes used)'],
             rows,
           ) +
           `\n\n**Goal: 5 routes cost ≤ 15 % of ingestion throughput.** ${goal('routes-events')}; ${goal('routes')}. ` +
@@ -424,8 +444,11 @@ async function main(): Promise<void> {
         await open();
         await settle(hubPid);
         const wall0 = performance.timeOrigin + performance.now();
+        const c0 = consumer === undefined ? 0 : procCpuSeconds(consumer.pid);
         const m = await measured(hubPid, () => (gen as Generator).call<PublishResult>({ kind: 'publish-run', total: Math.round(r * latencySeconds), window, maxSeconds: latencySeconds, rate: r }, (latencySeconds + 60) * 1000));
         const wall1 = performance.timeOrigin + performance.now();
+        const consumerPct = consumer === undefined ? NaN : ((procCpuSeconds(consumer.pid) - c0) / m.wallS) * 100;
+        const other = Math.max(0, m.machineBusyS / m.wallS - m.serverCpuS / m.wallS - consumerPct / 100 - m.r.genCpuPct / 100);
         await gen?.call({ kind: 'publish-close' });
         const expected = Math.round(m.r.acked * split.toEvents);
         const d = await drain(expected);
@@ -434,16 +457,25 @@ async function main(): Promise<void> {
         const sendRate = m.r.rate;
         process.stderr.write(
           `(b) target ${fmtInt(r)}/s: ${fmtInt(m.r.acked)} acked (${fmtInt(sendRate)}/s, backlog max ${m.r.backlogMax}); consumer ${fmtInt(d.received)} of ${fmtInt(expected)}; ` +
-            `latency p50 ${fmt1(c.p50ms)} p99 ${fmt1(c.p99ms)} max ${fmt1(c.maxMs)} ms over ${fmtInt(c.samples)}; PUBACK p50 ${fmt1(m.r.p50ms)} p99 ${fmt1(m.r.p99ms)}; hub ${fmtInt((m.serverCpuS / m.wallS) * 100)} %, load ${fmt2(m.load1)}` +
+            `latency p50 ${fmt1(c.p50ms)} p99 ${fmt1(c.p99ms)} max ${fmt1(c.maxMs)} ms over ${fmtInt(c.samples)}; PUBACK p50 ${fmt1(m.r.p50ms)} p99 ${fmt1(m.r.p99ms)}; hub ${fmtInt((m.serverCpuS / m.wallS) * 100)} %, consumer ${fmtInt(consumerPct)} %, other processes ${fmt2(other)} cores, load ${fmt2(m.load1)}` +
             `${c.errors > 0 ? `; consumer errors ${c.errors}: ${c.firstError ?? ''}` : ''}\n`,
         );
-        return { r, m, c, d, expected, sendRate, sustained: m.r.acked >= 0.97 * r * latencySeconds && m.r.backlogMax < r / 10 };
+        return { r, m, c, d, expected, sendRate, consumerPct, other, sustained: m.r.acked >= 0.97 * r * latencySeconds && m.r.backlogMax < r / 10 };
       };
-      let res = await attempt(rate);
+      /** The least contended of at most three attempts (another only while other processes took more than CONTENDED_CORES). */
+      const leastContended = async (r: number) => {
+        let best = await attempt(r);
+        for (let n = 2; n <= 3 && best.other > CONTENDED_CORES; n++) {
+          const again = await attempt(r);
+          if (again.other < best.other) best = again;
+        }
+        return best;
+      };
+      let res = await leastContended(rate);
       const tried = [res];
       // Not sustained: step down to what was achieved (90 % of it), once.
       if (!res.sustained) {
-        res = await attempt(Math.floor((res.sendRate * 0.9) / 100) * 100);
+        res = await leastContended(Math.floor((res.sendRate * 0.9) / 100) * 100);
         tried.push(res);
       }
       const row = (x: typeof res) => [
@@ -453,12 +485,12 @@ async function main(): Promise<void> {
         x.r >= rate ? `p99 < 50 ms at 10k msgs/s: ${mark(x.c.p99ms < 50 && x.sustained)}` : `p99 < 50 ms at 10k msgs/s: **not met** (rate not reached; p99 ${x.c.p99ms < 50 ? '< 50 ms' : '≥ 50 ms'} at this rate)`,
         `${fmt1(x.m.r.p50ms)} / ${fmt1(x.m.r.p99ms)}`,
         `${fmtInt(x.c.samples)} (${fmtInt(x.d.received)} of ${fmtInt(x.expected)} routed to events received; largest batch ${x.c.maxBatch})`,
-        `${fmtInt((x.m.serverCpuS / x.m.wallS) * 100)} % / ${fmtInt(x.m.r.genCpuPct)} %`,
-        fmt2(x.m.load1),
+        `${fmtInt((x.m.serverCpuS / x.m.wallS) * 100)} % / ${fmtInt(x.m.r.genCpuPct)} % / ${fmtInt(x.consumerPct)} %`,
+        `${fmt2(x.m.load1)} (${fmt2(x.other)})`,
       ];
       sections.push(
         `### (b) Device → EventHubConsumerClient latency, 5 routes on \`$body\`\n\n` +
-          table(['paced rate (all devices)', 'achieved', 'ms p50 / p99 / max device send → processEvents', 'goal', 'ms p50 / p99 PUBLISH → PUBACK', 'samples', 'CPU: hub / devices', 'load avg (1 min)'], tried.map(row)) +
+          table(['paced rate (all devices)', 'achieved', 'ms p50 / p99 / max device send → processEvents', 'goal', 'ms p50 / p99 PUBLISH → PUBACK', 'samples', 'CPU: hub / devices / consumer', 'load avg (1 min) (cores other processes used)'], tried.map(row)) +
           `\n\n${nDevices} devices (at most ${window} unacknowledged each) paced together at the rate shown for ${latencySeconds} s (a 1 ms pacer, round robin); the first ${WARMUP_MS / 1000} s are not counted. ` +
           `Each body carries its send time (the device process's wall clock in ms, written into the PUBLISH as it is sent); the consumer process subtracts it from its own wall clock ` +
           `when \`processEvents\` is handed the event (same machine, same clock). The consumer reads every partition from \`latestEventPosition\` with \`maxBatchSize: ${maxBatchSize}, maxWaitTimeInSeconds: ${maxWaitTimeInSeconds}\`: ` +
@@ -479,7 +511,9 @@ async function main(): Promise<void> {
 
 Measured ${new Date().toISOString().slice(0, 10)} on ${cpus().length} × ${cpu}, Node ${process.version}, Gatehouse on SQLite (default durability: the PUBACK waits for the commit),
 ${fmtInt(partitions)} partitions; hub, device load generator (bench/mqtt-load.ts) and consumer are separate processes on the same ${cpus().length} cores over loopback TLS.
-Load average (1/5/15 min) at the start: ${loadAtStart.map(fmt2).join(' / ')}; the machine is shared, so each row gives the load during its runs.
+Load average (1/5/15 min) at the start: ${loadAtStart.map(fmt2).join(' / ')}. The machine is shared: each row gives the load average and the cores other processes
+used during its measurement (machine busy time from /proc/stat less the hub's, the devices' and the consumer's); a measurement during which other processes kept more
+than ${CONTENDED_CORES} of a core busy is run again (at most twice) and the least contended attempt kept.
 
 ${sections.join('\n\n')}
 `;
