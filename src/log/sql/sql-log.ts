@@ -29,7 +29,8 @@ import {
   LogConfigError,
   checkPartition,
   checkPartitionCount,
-  recordSize,
+  encodeRecord,
+  type EncodedRecord,
   type EventLog,
   type LogMessage,
   type LogPlacement,
@@ -158,13 +159,13 @@ export class SqlEventLog implements EventLog, TailSource {
       if (list === undefined) byPartition.set(p, [i]);
       else list.push(i);
     });
-    const sizes = messages.map(recordSize);
+    const enc = messages.map(encodeRecord);
     const placements: LogPlacement[] = new Array<LogPlacement>(messages.length);
     const last = new Map<number, number>();
     const now = Math.floor(this.#now());
     const heads = this.db.dialect === 'postgres'
-      ? await this.#numberAndInsertOnServer(messages, byPartition, sizes, now)
-      : await this.#numberAndInsert(messages, byPartition, sizes, now);
+      ? await this.#numberAndInsertOnServer(messages, byPartition, enc, now)
+      : await this.#numberAndInsert(messages, byPartition, enc, now);
     for (const [p, idx] of byPartition) {
       const h = heads.get(p);
       if (h === undefined) throw new Error(`event log partition ${p} has no row: was the log opened with openSqlEventLog?`);
@@ -173,7 +174,7 @@ export class SqlEventLog implements EventLog, TailSource {
       for (const i of idx) {
         placements[i] = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
         seq++;
-        pos += sizes[i] as number;
+        pos += (enc[i] as EncodedRecord).size;
       }
       last.set(p, seq - 1);
     }
@@ -189,15 +190,15 @@ export class SqlEventLog implements EventLog, TailSource {
    * so the write lock is never held across an event-loop turn). Returns each partition's first
    * sequence number and byte position in this batch, and its enqueued time.
    */
-  async #numberAndInsert(messages: readonly LogMessage[], byPartition: Map<number, number[]>, sizes: number[], now: number): Promise<Map<number, Head>> {
+  async #numberAndInsert(messages: readonly LogMessage[], byPartition: Map<number, number[]>, enc: readonly EncodedRecord[], now: number): Promise<Map<number, Head>> {
     const heads = new Map<number, Head>();
     await this.db.transaction(
       async (tx) => {
         const rows: SqlValue[][] = [];
         for (const p of [...byPartition.keys()].sort((a, b) => a - b)) {
           const idx = byPartition.get(p) as number[];
-          const total = idx.reduce((s, i) => s + (sizes[i] as number), 0);
-          const lastSize = sizes[idx.at(-1) as number] as number;
+          const total = idx.reduce((s, i) => s + (enc[i] as EncodedRecord).size, 0);
+          const lastSize = (enc[idx.at(-1) as number] as EncodedRecord).size;
           // Right-hand sides read the row as it was: last_pos = the old next_pos + the batch's bytes - the last record's.
           const head = await tx.all(
             `UPDATE log_partitions SET next_seq = next_seq + ?, next_pos = next_pos + ?, last_pos = next_pos + ?, last_ms = ${this.#max}(last_ms, ?)
@@ -212,9 +213,10 @@ export class SqlEventLog implements EventLog, TailSource {
           heads.set(p, { seq, pos, ms });
           for (const i of idx) {
             const m = messages[i] as LogMessage;
-            rows.push([p, seq, pos, ms, sizes[i] as number, m.deviceId, m.moduleId ?? '', m.body, JSON.stringify(m.properties), JSON.stringify(m.systemProperties), m.endpoints === undefined ? null : JSON.stringify(m.endpoints)]);
+            const e = enc[i] as EncodedRecord;
+            rows.push([p, seq, pos, ms, e.size, m.deviceId, m.moduleId ?? '', m.body, e.properties, e.systemProperties, e.endpoints]);
             seq++;
-            pos += sizes[i] as number;
+            pos += e.size;
           }
         }
         await insertRows(tx, rows);
@@ -229,19 +231,19 @@ export class SqlEventLog implements EventLog, TailSource {
    * taken and released inside the server, never held while this process's event loop is busy.
    * Records go in partition order, each partition's in batch order, as the function numbers them.
    */
-  async #numberAndInsertOnServer(messages: readonly LogMessage[], byPartition: Map<number, number[]>, sizes: number[], now: number): Promise<Map<number, Head>> {
+  async #numberAndInsertOnServer(messages: readonly LogMessage[], byPartition: Map<number, number[]>, enc: readonly EncodedRecord[], now: number): Promise<Map<number, Head>> {
     const parts = [...byPartition.keys()].sort((a, b) => a - b);
     const order = parts.flatMap((p) => byPartition.get(p) as number[]);
-    const col = <T extends SqlScalar>(f: (m: LogMessage, i: number) => T): T[] => order.map((i) => f(messages[i] as LogMessage, i));
+    const col = <T extends SqlScalar>(f: (m: LogMessage, e: EncodedRecord) => T): T[] => order.map((i) => f(messages[i] as LogMessage, enc[i] as EncodedRecord));
     const rows = await this.db.all('SELECT o_part, o_first_seq, o_first_pos, o_ms FROM log_append(?, ?, ?, ?, ?, ?, ?, ?, ?)', [
       parts.flatMap((p) => (byPartition.get(p) as number[]).map(() => p)),
-      col((_m, i) => sizes[i] as number),
+      col((_m, e) => e.size),
       col((m) => m.deviceId),
       col((m) => m.moduleId ?? ''),
       col((m) => m.body),
-      col((m) => JSON.stringify(m.properties)),
-      col((m) => JSON.stringify(m.systemProperties)),
-      col((m) => (m.endpoints === undefined ? null : JSON.stringify(m.endpoints))),
+      col((_m, e) => e.properties),
+      col((_m, e) => e.systemProperties),
+      col((_m, e) => e.endpoints),
       now,
     ]);
     return new Map(rows.map((r) => [Number(r.o_part), { seq: Number(r.o_first_seq), pos: Number(r.o_first_pos), ms: Number(r.o_ms) }]));
