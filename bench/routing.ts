@@ -490,11 +490,17 @@ async function main(): Promise<void> {
         res = await leastContended(Math.floor((res.sendRate * 0.9) / 100) * 100);
         tried.push(res);
       }
+      // And a tenth of the rate: the latency when the hub has CPU to spare (the floor the pipeline itself sets).
+      tried.push(await leastContended(Math.max(100, Math.floor(rate / 1000) * 100)));
       const row = (x: typeof res) => [
-        `${fmtInt(x.r)} msgs/s${x.r === rate ? '' : ` (${fmtInt(rate)} not sustained)`}`,
+        `${fmtInt(x.r)} msgs/s${x.r === rate ? '' : x === tried.at(-1) ? ' (a tenth: the floor)' : ` (${fmtInt(rate)} not sustained)`}`,
         `${fmtInt(x.sendRate)} msgs/s, ${x.sustained ? 'sustained' : '**not sustained**'} (at most ${fmtInt(x.m.r.backlogMax)} due and waiting for a device with room in its window)`,
         `${fmt1(x.c.p50ms)} / ${fmt1(x.c.p99ms)} / ${fmt1(x.c.maxMs)}`,
-        x.r >= rate ? `p99 < 50 ms at 10k msgs/s: ${mark(x.c.p99ms < 50 && x.sustained)}` : `p99 < 50 ms at 10k msgs/s: **not met** (rate not reached; p99 ${x.c.p99ms < 50 ? '< 50 ms' : '≥ 50 ms'} at this rate)`,
+        x.r >= rate
+          ? `p99 < 50 ms at 10k msgs/s: ${mark(x.c.p99ms < 50 && x.sustained)}`
+          : x === tried.at(-1)
+            ? `— (p99 ${x.c.p99ms < 50 ? '< 50 ms' : '≥ 50 ms'} at this rate)`
+            : `p99 < 50 ms at 10k msgs/s: **not met** (rate not reached; p99 ${x.c.p99ms < 50 ? '< 50 ms' : '≥ 50 ms'} at this rate)`,
         `${fmt1(x.m.r.p50ms)} / ${fmt1(x.m.r.p99ms)}`,
         `${fmtInt(x.c.samples)} (${fmtInt(x.d.received)} of ${fmtInt(x.expected)} routed to events received; largest batch ${x.c.maxBatch})`,
         `${fmtInt((x.m.serverCpuS / x.m.wallS) * 100)} % / ${fmtInt(x.m.r.genCpuPct)} % / ${fmtInt(x.consumerPct)} %`,
