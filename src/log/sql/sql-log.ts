@@ -15,13 +15,15 @@
  */
 import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
 import type { BusSubscription } from '../../bus/bus.js';
-import type { SqlDriver, SqlExecutor, SqlRow, SqlScalar, SqlValue } from '../../store/sql/driver.js';
+import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from '../../store/sql/driver.js';
 
 /** A partition's first sequence number and byte position in one append, and its enqueued time. */
 interface Head {
   seq: number;
   pos: number;
   ms: number;
+  /** The sizes of the partition's records in this append, in order. */
+  sizes: number[];
 }
 import { bytes, str } from '../../store/sql/rows.js';
 import {
@@ -159,23 +161,22 @@ export class SqlEventLog implements EventLog, TailSource {
       if (list === undefined) byPartition.set(p, [i]);
       else list.push(i);
     });
-    const enc = messages.map(encodeRecord);
     const placements: LogPlacement[] = new Array<LogPlacement>(messages.length);
     const last = new Map<number, number>();
     const now = Math.floor(this.#now());
     const heads = this.db.dialect === 'postgres'
-      ? await this.#numberAndInsertOnServer(messages, byPartition, enc, now)
-      : await this.#numberAndInsert(messages, byPartition, enc, now);
+      ? await this.#numberAndInsertOnServer(messages, byPartition, now)
+      : await this.#numberAndInsert(messages, byPartition, now);
     for (const [p, idx] of byPartition) {
       const h = heads.get(p);
       if (h === undefined) throw new Error(`event log partition ${p} has no row: was the log opened with openSqlEventLog?`);
       let { seq, pos } = h;
       const enqueuedTime = new Date(h.ms).toISOString();
-      for (const i of idx) {
+      idx.forEach((i, k) => {
         placements[i] = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
         seq++;
-        pos += (enc[i] as EncodedRecord).size;
-      }
+        pos += h.sizes[k] as number;
+      });
       last.set(p, seq - 1);
     }
     for (const [p, seq] of last) {
@@ -190,8 +191,9 @@ export class SqlEventLog implements EventLog, TailSource {
    * so the write lock is never held across an event-loop turn). Returns each partition's first
    * sequence number and byte position in this batch, and its enqueued time.
    */
-  async #numberAndInsert(messages: readonly LogMessage[], byPartition: Map<number, number[]>, enc: readonly EncodedRecord[], now: number): Promise<Map<number, Head>> {
+  async #numberAndInsert(messages: readonly LogMessage[], byPartition: Map<number, number[]>, now: number): Promise<Map<number, Head>> {
     const heads = new Map<number, Head>();
+    const enc = messages.map(encodeRecord);
     await this.db.transaction(
       async (tx) => {
         const rows: SqlValue[][] = [];
@@ -210,7 +212,7 @@ export class SqlEventLog implements EventLog, TailSource {
           let seq = Number(h.next_seq) - idx.length;
           let pos = Number(h.next_pos) - total;
           const ms = Number(h.last_ms);
-          heads.set(p, { seq, pos, ms });
+          heads.set(p, { seq, pos, ms, sizes: idx.map((i) => (enc[i] as EncodedRecord).size) });
           for (const i of idx) {
             const m = messages[i] as LogMessage;
             const e = enc[i] as EncodedRecord;
@@ -229,24 +231,23 @@ export class SqlEventLog implements EventLog, TailSource {
   /**
    * PostgreSQL: one autocommitted call of log_append (schema v19), so the partitions' row locks are
    * taken and released inside the server, never held while this process's event loop is busy.
-   * Records go in partition order, each partition's in batch order, as the function numbers them.
+   * Records go in partition order, each partition's in batch order, as the function numbers them;
+   * it returns each record's size, which it computes from the stored text.
    */
-  async #numberAndInsertOnServer(messages: readonly LogMessage[], byPartition: Map<number, number[]>, enc: readonly EncodedRecord[], now: number): Promise<Map<number, Head>> {
+  async #numberAndInsertOnServer(messages: readonly LogMessage[], byPartition: Map<number, number[]>, now: number): Promise<Map<number, Head>> {
     const parts = [...byPartition.keys()].sort((a, b) => a - b);
-    const order = parts.flatMap((p) => byPartition.get(p) as number[]);
-    const col = <T extends SqlScalar>(f: (m: LogMessage, e: EncodedRecord) => T): T[] => order.map((i) => f(messages[i] as LogMessage, enc[i] as EncodedRecord));
-    const rows = await this.db.all('SELECT o_part, o_first_seq, o_first_pos, o_ms FROM log_append(?, ?, ?, ?, ?, ?, ?, ?, ?)', [
+    const order = parts.flatMap((p) => (byPartition.get(p) as number[]).map((i) => messages[i] as LogMessage));
+    const rows = await this.db.all('SELECT o_part, o_first_seq, o_first_pos, o_ms, o_sizes FROM log_append(?, ?, ?, ?, ?, ?, ?, ?)', [
       parts.flatMap((p) => (byPartition.get(p) as number[]).map(() => p)),
-      col((_m, e) => e.size),
-      col((m) => m.deviceId),
-      col((m) => m.moduleId ?? ''),
-      col((m) => m.body),
-      col((_m, e) => e.properties),
-      col((_m, e) => e.systemProperties),
-      col((_m, e) => e.endpoints),
+      order.map((m) => m.deviceId),
+      order.map((m) => m.moduleId ?? ''),
+      order.map((m) => m.body),
+      JSON.stringify(order.map((m) => m.properties)),
+      JSON.stringify(order.map((m) => m.systemProperties)),
+      JSON.stringify(order.map((m) => m.endpoints ?? null)),
       now,
     ]);
-    return new Map(rows.map((r) => [Number(r.o_part), { seq: Number(r.o_first_seq), pos: Number(r.o_first_pos), ms: Number(r.o_ms) }]));
+    return new Map(rows.map((r) => [Number(r.o_part), { seq: Number(r.o_first_seq), pos: Number(r.o_first_pos), ms: Number(r.o_ms), sizes: (r.o_sizes as unknown[]).map(Number) }]));
   }
 
   async startOf(partition: number, position: LogPosition): Promise<number> {
