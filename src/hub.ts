@@ -18,6 +18,7 @@ import { ensureServerTls, type ServerTls } from './pki/server-tls.js';
 import { RegistryService } from './hub/registry/registry-service.js';
 import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
+import { ConfigurationService } from './hub/configurations/configuration-service.js';
 import { buildHttpApp } from './protocol/http/app.js';
 import { watchHttpTimeouts } from './protocol/http/http-timeouts.js';
 import { ConnectionTable } from './hub/connections.js';
@@ -301,6 +302,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       },
       telemetry,
       consumerGroups: new ConsumerGroups(store, clock),
+      configurations: new ConfigurationService(store.configurations, clock, bus),
       routing,
       cas,
       authority,
