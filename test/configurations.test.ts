@@ -11,10 +11,13 @@ import { request } from 'node:https';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { after, before, describe, it } from 'node:test';
 import iothub from 'azure-iothub';
+import deviceSdk from 'azure-iot-device';
+import deviceMqtt from 'azure-iot-device-mqtt';
 import { generateSasToken } from '../src/auth/sas.js';
 import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 
 const { Registry } = iothub;
+const { Client } = deviceSdk;
 type Registry = InstanceType<typeof Registry>;
 type Configuration = Parameters<Registry['addConfiguration']>[0];
 
@@ -174,3 +177,129 @@ describe('configurations through the azure-iothub Registry', () => {
 });
 
 
+
+type TwinDoc = { tags?: Record<string, unknown>; properties: { desired: Record<string, unknown>; reported: Record<string, unknown> }; configurations?: Record<string, { status: string }> };
+
+async function twinOf(deviceId: string, moduleId?: string): Promise<TwinDoc> {
+  const r = await raw('GET', moduleId === undefined ? `/twins/${deviceId}` : `/twins/${deviceId}/modules/${moduleId}`);
+  assert.equal(r.status, 200);
+  return r.body as TwinDoc;
+}
+
+/** Polls until `check` passes (the engine applies configurations asynchronously, as Azure does). */
+async function eventually<T>(what: string, read: () => Promise<T>, check: (v: T) => boolean, ms = 20_000): Promise<T> {
+  const end = Date.now() + ms;
+  let last: T = await read();
+  while (!check(last)) {
+    if (Date.now() > end) assert.fail(`${what}: not within ${ms} ms; last seen ${JSON.stringify(last)}`);
+    await sleep(200);
+    last = await read();
+  }
+  return last;
+}
+
+const settingsOf = (t: TwinDoc) => t.properties.desired.settings as { rate?: number; mode?: string } | undefined;
+
+async function metricsOf(id: string): Promise<{ system: Record<string, number>; custom: Record<string, number> }> {
+  const c = (await registry.getConfiguration(id)).responseBody;
+  return { system: c.systemMetrics?.results ?? {}, custom: c.metrics?.results ?? {} };
+}
+
+describe('what configurations do to twins', () => {
+  it('the highest-priority matching configuration sets the desired properties, reaches the device, and is counted', async () => {
+    for (const [id, tags] of [['fleet-1', { env: 'prod' }], ['fleet-2', { env: 'prod', ring: 'canary' }], ['fleet-3', { env: 'dev' }]] as const) {
+      await registry.create({ deviceId: id });
+      await registry.updateTwin(id, { tags }, '*');
+    }
+    const key = String((await registry.get('fleet-1')).responseBody.authentication?.symmetricKey?.primaryKey);
+    const client = Client.fromConnectionString(`HostName=${ADDRESS};DeviceId=fleet-1;SharedAccessKey=${key}`, deviceMqtt.Mqtt);
+    try {
+      await client.open();
+      const twin = await client.getTwin();
+      const pushed: Array<Record<string, unknown>> = [];
+      twin.on('properties.desired', (p: Record<string, unknown>) => pushed.push(p));
+
+      await registry.addConfiguration({
+        id: 'cfg-prod',
+        content: { deviceContent: { 'properties.desired.settings': { rate: 5, mode: 'eco' } } },
+        targetCondition: "tags.env = 'prod'",
+        priority: 10,
+        labels: { owner: 'ops' },
+        metrics: { queries: { reportedRate5: "SELECT deviceId FROM devices WHERE configurations.[[cfg-prod]].status = 'Applied' AND properties.reported.rate = 5" } },
+      } as unknown as Configuration);
+      await registry.addConfiguration({
+        id: 'cfg-canary',
+        content: { deviceContent: { 'properties.desired.settings.rate': 9 } },
+        targetCondition: "tags.ring = 'canary'",
+        priority: 20,
+      } as unknown as Configuration);
+
+      const t1 = await eventually('fleet-1 gets cfg-prod', () => twinOf('fleet-1'), (t) => settingsOf(t)?.rate === 5);
+      assert.deepEqual(t1.properties.desired.settings, { rate: 5, mode: 'eco' });
+      assert.deepEqual(t1.configurations, { 'cfg-prod': { status: 'Applied' } });
+      // The higher priority wins where both target the twin; the other is only "Targeted".
+      const t2 = await eventually('fleet-2 gets cfg-canary', () => twinOf('fleet-2'), (t) => settingsOf(t)?.rate === 9);
+      assert.deepEqual(t2.configurations, { 'cfg-canary': { status: 'Applied' }, 'cfg-prod': { status: 'Targeted' } });
+      const t3 = await twinOf('fleet-3');
+      assert.equal(t3.properties.desired.settings, undefined, 'a twin no configuration targets is left alone');
+      assert.equal(t3.configurations, undefined);
+
+      // The connected device was told, as for any desired change.
+      await eventually('the desired patch reaches the device', async () => pushed, (p) => p.some((x) => (x.settings as { rate?: number } | undefined)?.rate === 5));
+
+      await eventually('system metrics', () => metricsOf('cfg-prod'), (m) => m.system.targetedCount === 2 && m.system.appliedCount === 1);
+      assert.deepEqual((await metricsOf('cfg-canary')).system, { targetedCount: 1, appliedCount: 1 });
+
+      // A custom metric counts what devices report; it is evaluated with the next pass (a change of the configuration brings one on).
+      await new Promise<void>((res, rej) => twin.properties.reported.update({ rate: 5 }, (err?: Error) => (err ? rej(err) : res())));
+      const cfg = (await registry.getConfiguration('cfg-prod')).responseBody;
+      cfg.labels = { owner: 'ops', checked: 'yes' };
+      await registry.updateConfiguration(cfg);
+      await eventually('custom metric', () => metricsOf('cfg-prod'), (m) => m.custom.reportedRate5 === 1);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('re-evaluates a twin when its tags change, and hands a twin to the next configuration when one is deleted', async () => {
+    // fleet-3 comes into scope when it is tagged prod.
+    await registry.updateTwin('fleet-3', { tags: { env: 'prod' } }, '*');
+    const t3 = await eventually('fleet-3 gets cfg-prod after its tag changed', () => twinOf('fleet-3'), (t) => settingsOf(t)?.rate === 5);
+    assert.deepEqual(t3.configurations, { 'cfg-prod': { status: 'Applied' } });
+
+    // Deleting the canary configuration: fleet-2 falls back to cfg-prod.
+    await registry.removeConfiguration('cfg-canary');
+    const t2 = await eventually('fleet-2 falls back to cfg-prod', () => twinOf('fleet-2'), (t) => settingsOf(t)?.rate === 5);
+    assert.deepEqual(t2.configurations, { 'cfg-prod': { status: 'Applied' } });
+
+    // Leaving the target condition: the entry goes, the values given stay.
+    await registry.updateTwin('fleet-1', { tags: { env: 'retired' } }, '*');
+    const t1 = await eventually('fleet-1 leaves cfg-prod', () => twinOf('fleet-1'), (t) => t.configurations === undefined);
+    assert.equal(settingsOf(t1)?.rate, 5);
+    // Metrics are counted by the passes (after a configuration change, and every 5 minutes): a forced update brings one on.
+    await registry.updateConfiguration((await registry.getConfiguration('cfg-prod')).responseBody, true);
+    await eventually('targeted count after a pass', () => metricsOf('cfg-prod'), (m) => m.system.targetedCount === 2 && m.system.appliedCount === 2);
+    await registry.removeConfiguration('cfg-prod');
+  });
+
+  it('a module configuration sets module twins that match, not device twins', async () => {
+    await registry.addModule({ deviceId: 'fleet-2', moduleId: 'sensor' });
+    await registry.addModule({ deviceId: 'fleet-2', moduleId: 'other' });
+    await raw('PATCH', '/twins/fleet-2/modules/sensor', { tags: { role: 'sensor' } });
+    await registry.addConfiguration({
+      id: 'cfg-modules',
+      content: { moduleContent: { 'properties.desired.sampling': { everySeconds: 30 } } },
+      targetCondition: "FROM devices.modules WHERE tags.role = 'sensor'",
+      priority: 1,
+    } as unknown as Configuration);
+    const m = await eventually('the sensor module gets it', () => twinOf('fleet-2', 'sensor'), (t) => t.properties.desired.sampling !== undefined);
+    assert.deepEqual(m.properties.desired.sampling, { everySeconds: 30 });
+    assert.deepEqual(m.configurations, { 'cfg-modules': { status: 'Applied' } });
+    assert.equal((await twinOf('fleet-2', 'other')).properties.desired.sampling, undefined);
+    assert.equal((await twinOf('fleet-2')).properties.desired.sampling, undefined);
+    await eventually('module metrics', () => metricsOf('cfg-modules'), (x) => x.system.targetedCount === 1 && x.system.appliedCount === 1);
+    const c = (await registry.getConfiguration('cfg-modules')).responseBody;
+    assert.equal(c.systemMetrics?.queries?.targetedCount, "SELECT deviceId, moduleId FROM devices.modules WHERE tags.role = 'sensor'");
+    await registry.removeConfiguration('cfg-modules');
+  });
+});
