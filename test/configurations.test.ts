@@ -14,7 +14,7 @@ import iothub from 'azure-iothub';
 import deviceSdk from 'azure-iot-device';
 import deviceMqtt from 'azure-iot-device-mqtt';
 import { generateSasToken } from '../src/auth/sas.js';
-import { removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 
 const { Registry } = iothub;
 const { Client } = deviceSdk;
@@ -301,5 +301,45 @@ describe('what configurations do to twins', () => {
     const c = (await registry.getConfiguration('cfg-modules')).responseBody;
     assert.equal(c.systemMetrics?.queries?.targetedCount, "SELECT deviceId, moduleId FROM devices.modules WHERE tags.role = 'sensor'");
     await registry.removeConfiguration('cfg-modules');
+  });
+});
+
+describe('gatehouse configuration (az iot hub configuration)', () => {
+  const gh = (...args: string[]) => {
+    const r = cli(['configuration', ...args, '--data-dir', hub.dataDir]);
+    return { ...r, json: r.status === 0 && /^[[{]/.test(r.stdout.trim()) ? (JSON.parse(r.stdout) as Record<string, unknown>) : undefined };
+  };
+
+  it('creates, shows, lists, updates, shows a metric of and deletes a configuration', async () => {
+    await registry.create({ deviceId: 'cli-dev' });
+    await registry.updateTwin('cli-dev', { tags: { site: 'north' } }, '*');
+    const created = gh('create', '-c', 'cli-cfg', '--content', '{"content": {"deviceContent": {"properties.desired.fan": {"speed": 2}}}}', '--target-condition', "tags.site = 'north'", '--priority', '3', '--labels', '{"team": "ops"}', '--metrics', '{"queries": {"all": "SELECT deviceId FROM devices"}}');
+    assert.equal(created.status, 0, created.stderr);
+    assert.equal(created.json?.id, 'cli-cfg');
+    assert.deepEqual(created.json?.content, { deviceContent: { 'properties.desired.fan': { speed: 2 } } });
+
+    await eventually('the CLI-made configuration applies', () => twinOf('cli-dev'), (t) => (t.properties.desired.fan as { speed?: number } | undefined)?.speed === 2);
+    await eventually('and is counted', async () => gh('show', '-c', 'cli-cfg').json, (d) => (d?.systemMetrics as { results: Record<string, number> }).results.appliedCount === 1);
+
+    const listed = gh('list', '-o', 'table');
+    assert.equal(listed.status, 0, listed.stderr);
+    assert.match(listed.stdout, /cli-cfg\s+3\s+tags\.site = 'north'\s+1\s+1/);
+
+    const updated = gh('update', '-c', 'cli-cfg', '--priority', '8', '--labels', '{"team": "ops", "wave": "2"}');
+    assert.equal(updated.status, 0, updated.stderr);
+    assert.equal(updated.json?.priority, 8);
+    assert.deepEqual(updated.json?.labels, { team: 'ops', wave: '2' });
+    const stale = gh('update', '-c', 'cli-cfg', '--priority', '9', '--etag', 'not-the-etag');
+    assert.notEqual(stale.status, 0);
+    assert.match(stale.stderr, /PreconditionFailed|etag/);
+
+    const metric = gh('show-metric', '-c', 'cli-cfg', '--metric-id', 'appliedCount', '--metric-type', 'system');
+    assert.equal(metric.status, 0, metric.stderr);
+    assert.deepEqual(metric.json?.result, [{ deviceId: 'cli-dev' }]);
+
+    assert.equal(gh('delete', '-c', 'cli-cfg').status, 0);
+    const gone = gh('show', '-c', 'cli-cfg');
+    assert.notEqual(gone.status, 0);
+    assert.match(gone.stderr, /ConfigurationNotFound/);
   });
 });
