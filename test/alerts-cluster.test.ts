@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { startAgent, startCluster, type Agent, type Cluster } from './support/cluster.js';
 
 const HOSTNAME = 'hub.alerts.test';
-const [A, B] = ['127.0.35.1', '127.0.35.2'] as const;
+const [A, B] = ['127.0.38.1', '127.0.38.2'] as const;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let cluster: Cluster;

@@ -14,7 +14,7 @@ import { cli } from './support/hub-process.js';
 import { startCluster, type Cluster } from './support/cluster.js';
 
 const HOSTNAME = 'hub.dps.test';
-const [A, B, C] = ['127.0.36.1', '127.0.36.2', '127.0.36.3'] as const;
+const [A, B, C] = ['127.0.58.1', '127.0.58.2', '127.0.58.3'] as const;
 
 let cluster: Cluster;
 let idScope: string;

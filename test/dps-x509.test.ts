@@ -23,7 +23,7 @@ const { ProvisioningDeviceClient } = provDevice;
 const { X509Security } = x509Security;
 const { ProvisioningServiceClient } = provService;
 
-const HOST = '127.0.32.1';
+const HOST = '127.0.39.1';
 let hub: HubProcess;
 let ca: string;
 let idScope: string;

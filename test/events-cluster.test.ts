@@ -12,7 +12,7 @@ import { DATABASE_URL, startAgent, startCluster, type Agent, type Cluster } from
 import { openEventReader, type EventReader } from './support/sse-reader.js';
 
 const HOSTNAME = 'hub.events.test';
-const [A, B, C] = ['127.0.33.1', '127.0.33.2', '127.0.33.3'] as const;
+const [A, B, C] = ['127.0.56.1', '127.0.56.2', '127.0.56.3'] as const;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let cluster: Cluster;

@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { startAgent, startCluster, type Agent, type Cluster } from './support/cluster.js';
 
 const HOSTNAME = 'hub.feedback.test';
-const [A, B] = ['127.0.34.1', '127.0.34.2'] as const;
+const [A, B] = ['127.0.57.1', '127.0.57.2'] as const;
 const LOCK_SECONDS = 5;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

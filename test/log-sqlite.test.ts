@@ -8,6 +8,7 @@ import { describe, it } from 'node:test';
 import { SecretBox } from '../src/core/secret-box.js';
 import { eventLogConformance, makeMessage, type LogHarness, type LogOpenOptions } from '../src/log/log.case.js';
 import type { EventLog, LogPlacement } from '../src/log/log-ports.js';
+import { tailLoop } from '../src/log/tail.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { SqlLogNodes } from './support/log-harness.js';
 
@@ -67,6 +68,32 @@ describe('event log on SQLite, across a restart', () => {
       await store.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('event log on SQLite, a tail stopped while it reads', () => {
+  it('ends at once, not at the next poll (60 s here)', async () => {
+    const h = await openHarness({ partitionCount: 1 });
+    try {
+      const log = h.log as unknown as Parameters<typeof tailLoop>[0];
+      const ac = new AbortController();
+      // The real log's read, with the stop landing while it runs (a routing change, a hub stopping).
+      const src: Parameters<typeof tailLoop>[0] = {
+        startOf: (p, pos) => log.startOf(p, pos),
+        readFrom: async (p, from, limit) => {
+          const records = await log.readFrom(p, from, limit);
+          ac.abort();
+          return records;
+        },
+        wakeups: log.wakeups,
+        closed: log.closed,
+      };
+      const started = Date.now();
+      for await (const batch of tailLoop(src, 0, 'earliest', 60_000, { signal: ac.signal })) assert.fail(`nothing to read, got ${batch.length}`);
+      assert.ok(Date.now() - started < 5000, `ended after ${Date.now() - started} ms`);
+    } finally {
+      await h.close();
     }
   });
 });

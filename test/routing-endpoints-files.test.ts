@@ -186,6 +186,31 @@ describe('file endpoint', () => {
     }
   });
 
+  it('publishes a crashed chunk on resume, before (and without) another batch for its partition', async () => {
+    const root = tempRoot();
+    const crashed = createFileSink(config(root), { hubName: CASE_HUB });
+    await crashed.deliver(routedBatch(2, 0, 3));
+    await crashed.deliver(routedBatch(3, 0, 1));
+    const [partial] = (await walk(join(root, '.partial'))).filter((p) => p.includes(`${CASE_HUB}+2+`));
+    await appendFile(partial!, '{"iothub":"case-hub","partition":2,"sequenceNumber":3,"bo');
+    // The restart: the dispatcher of partition 2 takes it; no message for it comes.
+    const restarted = createFileSink(config(root), { hubName: CASE_HUB });
+    try {
+      await restarted.resume?.(2);
+      const files = await published(root);
+      assert.deepEqual(files, [files.find((f) => f.startsWith(`${CASE_HUB}/2/`))], "partition 2's chunk, and only it, is published");
+      assert.deepEqual(
+        parseLines(await readFile(join(root, files[0]!), 'utf8'), files[0]!).map((e) => e.sequenceNumber),
+        [0, 1, 2],
+      );
+      await restarted.close();
+      assert.equal((await walk(join(root, '.partial'))).filter((p) => p.includes(`${CASE_HUB}+2+`)).length, 0);
+    } finally {
+      await restarted.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('after SIGKILL while writing, the restart leaves whole lines only, holding every acknowledged message', async () => {
     const root = tempRoot();
     const child = spawn(process.execPath, [join(ROOT, 'dist/test/support/file-sink-child.js'), root], { stdio: ['ignore', 'pipe', 'inherit'] });

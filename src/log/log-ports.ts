@@ -142,15 +142,25 @@ export function checkPartition(log: { partitionCount: number }, partition: numbe
   }
 }
 
-/** The bytes a record counts for in size-based retention: its body and its encoded properties. */
-export function recordSize(m: LogMessage): number {
-  return (
-    m.body.length +
-    Buffer.byteLength(m.deviceId) +
-    Buffer.byteLength(m.moduleId ?? '') +
-    Buffer.byteLength(JSON.stringify(m.properties)) +
-    Buffer.byteLength(JSON.stringify(m.systemProperties))
-  );
+/** A message's property maps and endpoint set as stored (JSON text), and the bytes it counts for. */
+export interface EncodedRecord {
+  properties: string;
+  systemProperties: string;
+  endpoints: string | null;
+  /** The bytes a record counts for in size-based retention: its body and its encoded properties. */
+  size: number;
+}
+
+/** Encodes a message's maps once: storage and the size both use the text. */
+export function encodeRecord(m: LogMessage): EncodedRecord {
+  const properties = JSON.stringify(m.properties);
+  const systemProperties = JSON.stringify(m.systemProperties);
+  return {
+    properties,
+    systemProperties,
+    endpoints: m.endpoints === undefined ? null : JSON.stringify(m.endpoints),
+    size: m.body.length + Buffer.byteLength(m.deviceId) + Buffer.byteLength(m.moduleId ?? '') + Buffer.byteLength(properties) + Buffer.byteLength(systemProperties),
+  };
 }
 
 /** The built-in endpoint's name (Azure's `events`). */

@@ -168,6 +168,21 @@ export function eventLogConformance(name: string, open: OpenLog): void {
     );
 
     it(
+      'a tail stopped as it starts ends at once, though nothing comes',
+      run(open, { partitionCount: 1 }, async ({ log }) => {
+        await log.append([makeMessage('stop', 0)]);
+        for (const position of ['earliest', 'latest'] as const) {
+          const ac = new AbortController();
+          const it = log.tail(0, position, { signal: ac.signal })[Symbol.asyncIterator]();
+          const first = it.next();
+          ac.abort();
+          const ended = await Promise.race([first.then(async (r) => r.done === true || (await it.next()).done === true), sleep(3000, undefined, { ref: false }).then(() => 'hung')]);
+          assert.equal(ended, true, `a tail from ${position} stopped while it started`);
+        }
+      }),
+    );
+
+    it(
       "keeps each device's messages in one partition, in order, across batches",
       run(open, { partitionCount: 4 }, async ({ log }) => {
         const devices = Array.from({ length: 12 }, (_, i) => `order-${i}`);

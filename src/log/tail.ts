@@ -76,6 +76,8 @@ export async function* tailLoop(src: TailSource, partition: number, position: Lo
       onAbort = resolve;
       opts.signal?.addEventListener('abort', onAbort, { once: true });
       src.closed.addEventListener('abort', onAbort, { once: true });
+      // Stopped while it read: a listener added now never fires, and the poll may be long away.
+      if (stopped()) resolve();
       void wake.promise.then(resolve);
     });
     clearTimeout(timer);

@@ -124,6 +124,7 @@ export class Dispatch {
     const running: Running = { key: JSON.stringify(e), sink: () => made, dispatchers: [], enrichments };
     const lazySink: EndpointSink = {
       deliver: async (batch) => (await sink()).deliver(batch),
+      resume: async (partition) => (await sink()).resume?.(partition),
       close: async () => {
         if (made !== undefined) await (await made).close();
       },

@@ -120,6 +120,7 @@ export class Dispatcher {
       signal.addEventListener('abort', onStop);
       const renewal = this.#renewWhileHeld(held);
       try {
+        await this.#resume();
         await this.#deliverFrom(cursor, held.signal);
       } catch (err) {
         if (!(err instanceof LeaseLost) && !held.signal.aborted) this.d.onError(err, 'dispatch');
@@ -131,6 +132,19 @@ export class Dispatcher {
       if (!signal.aborted) await sleep(200, undefined, { signal }).catch(() => undefined);
     }
     await this.#release().catch(() => undefined);
+  }
+
+  /**
+   * The partition is ours: the sink finishes what a crashed holder left half done (the file
+   * endpoint's unpublished chunks) now, not at the next batch, which may never come. A failure is
+   * logged and delivery goes on (the sink does it again before its next batch).
+   */
+  async #resume(): Promise<void> {
+    try {
+      await this.d.sink.resume?.(this.d.partition);
+    } catch (err) {
+      this.d.onError(err, 'resume');
+    }
   }
 
   /** Takes the lease if free (or ours); returns the cursor, or undefined when another node holds it. */

@@ -40,6 +40,8 @@ export async function* consumerTail(
     onAbort = () => resolve(NONE);
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     closed.addEventListener('abort', onAbort, { once: true });
+    // Stopped while the consumer was being made: a listener added now never fires.
+    if (opts.signal?.aborted === true || closed.aborted) onAbort();
   });
   const record = (m: JsMsg) => recordFromStored(partition, m.seq, m.data);
   try {

@@ -2,9 +2,10 @@
  * The event log on the SQL store's driver (SQLite by default, PostgreSQL), schema v16
  * (migrations/schema-v16-log.ts). docs/decisions/0005-partitioned-log.md says why it is built so.
  *
- * Appends: one durable transaction per batch. Per partition it touches, in ascending partition
- * order (two writers never wait on each other crosswise), it bumps the partition's row with
- * UPDATE ... RETURNING, which numbers the records and holds that row's lock until commit: a
+ * Appends: one durable transaction per batch (on PostgreSQL one call of the server-side
+ * log_append, schema v19, so no lock waits on this process). Per partition it touches, in ascending
+ * partition order (two writers never wait on each other crosswise), it bumps the partition's row
+ * with UPDATE ... RETURNING, which numbers the records and holds that row's lock until commit: a
  * second writer for the partition (another batch, another node on the same PostgreSQL) numbers its
  * records only after the first committed, so within a partition commit order is sequence order and
  * a reader never sees N+1 before N. The same row clamps enqueued times so they never go back.
@@ -15,13 +16,23 @@
 import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
 import type { BusSubscription } from '../../bus/bus.js';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from '../../store/sql/driver.js';
+
+/** A partition's first sequence number and byte position in one append, and its enqueued time. */
+interface Head {
+  seq: number;
+  pos: number;
+  ms: number;
+  /** The sizes of the partition's records in this append, in order. */
+  sizes: number[];
+}
 import { bytes, str } from '../../store/sql/rows.js';
 import {
   DEFAULT_PARTITIONS,
   LogConfigError,
   checkPartition,
   checkPartitionCount,
-  recordSize,
+  encodeRecord,
+  type EncodedRecord,
   type EventLog,
   type LogMessage,
   type LogPlacement,
@@ -150,17 +161,46 @@ export class SqlEventLog implements EventLog, TailSource {
       if (list === undefined) byPartition.set(p, [i]);
       else list.push(i);
     });
-    const sizes = messages.map(recordSize);
     const placements: LogPlacement[] = new Array<LogPlacement>(messages.length);
     const last = new Map<number, number>();
+    const now = Math.floor(this.#now());
+    const heads = this.db.dialect === 'postgres'
+      ? await this.#numberAndInsertOnServer(messages, byPartition, now)
+      : await this.#numberAndInsert(messages, byPartition, now);
+    for (const [p, idx] of byPartition) {
+      const h = heads.get(p);
+      if (h === undefined) throw new Error(`event log partition ${p} has no row: was the log opened with openSqlEventLog?`);
+      let { seq, pos } = h;
+      const enqueuedTime = new Date(h.ms).toISOString();
+      idx.forEach((i, k) => {
+        placements[i] = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
+        seq++;
+        pos += h.sizes[k] as number;
+      });
+      last.set(p, seq - 1);
+    }
+    for (const [p, seq] of last) {
+      this.wakeups.wake(p);
+      this.opts.bus?.publish(SUBJECTS.logAppended, { partition: p, lastSequenceNumber: seq });
+    }
+    return placements;
+  }
+
+  /**
+   * Numbers and inserts in one durable transaction of statements (SQLite: the driver is synchronous,
+   * so the write lock is never held across an event-loop turn). Returns each partition's first
+   * sequence number and byte position in this batch, and its enqueued time.
+   */
+  async #numberAndInsert(messages: readonly LogMessage[], byPartition: Map<number, number[]>, now: number): Promise<Map<number, Head>> {
+    const heads = new Map<number, Head>();
+    const enc = messages.map(encodeRecord);
     await this.db.transaction(
       async (tx) => {
-        const now = Math.floor(this.#now());
         const rows: SqlValue[][] = [];
         for (const p of [...byPartition.keys()].sort((a, b) => a - b)) {
           const idx = byPartition.get(p) as number[];
-          const total = idx.reduce((s, i) => s + (sizes[i] as number), 0);
-          const lastSize = sizes[idx.at(-1) as number] as number;
+          const total = idx.reduce((s, i) => s + (enc[i] as EncodedRecord).size, 0);
+          const lastSize = (enc[idx.at(-1) as number] as EncodedRecord).size;
           // Right-hand sides read the row as it was: last_pos = the old next_pos + the batch's bytes - the last record's.
           const head = await tx.all(
             `UPDATE log_partitions SET next_seq = next_seq + ?, next_pos = next_pos + ?, last_pos = next_pos + ?, last_ms = ${this.#max}(last_ms, ?)
@@ -168,29 +208,46 @@ export class SqlEventLog implements EventLog, TailSource {
             [idx.length, total, total - lastSize, now, p],
           );
           const h = head[0];
-          if (h === undefined) throw new Error(`event log partition ${p} has no row: was the log opened with openSqlEventLog?`);
+          if (h === undefined) continue;
           let seq = Number(h.next_seq) - idx.length;
           let pos = Number(h.next_pos) - total;
           const ms = Number(h.last_ms);
-          const enqueuedTime = new Date(ms).toISOString();
+          heads.set(p, { seq, pos, ms, sizes: idx.map((i) => (enc[i] as EncodedRecord).size) });
           for (const i of idx) {
             const m = messages[i] as LogMessage;
-            placements[i] = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
-            rows.push([p, seq, pos, ms, sizes[i] as number, m.deviceId, m.moduleId ?? '', m.body, JSON.stringify(m.properties), JSON.stringify(m.systemProperties), m.endpoints === undefined ? null : JSON.stringify(m.endpoints)]);
+            const e = enc[i] as EncodedRecord;
+            rows.push([p, seq, pos, ms, e.size, m.deviceId, m.moduleId ?? '', m.body, e.properties, e.systemProperties, e.endpoints]);
             seq++;
-            pos += sizes[i] as number;
+            pos += e.size;
           }
-          last.set(p, seq - 1);
         }
         await insertRows(tx, rows);
       },
       { durable: true },
     );
-    for (const [p, seq] of last) {
-      this.wakeups.wake(p);
-      this.opts.bus?.publish(SUBJECTS.logAppended, { partition: p, lastSequenceNumber: seq });
-    }
-    return placements;
+    return heads;
+  }
+
+  /**
+   * PostgreSQL: one autocommitted call of log_append (schema v19), so the partitions' row locks are
+   * taken and released inside the server, never held while this process's event loop is busy.
+   * Records go in partition order, each partition's in batch order, as the function numbers them;
+   * it returns each record's size, which it computes from the stored text.
+   */
+  async #numberAndInsertOnServer(messages: readonly LogMessage[], byPartition: Map<number, number[]>, now: number): Promise<Map<number, Head>> {
+    const parts = [...byPartition.keys()].sort((a, b) => a - b);
+    const order = parts.flatMap((p) => (byPartition.get(p) as number[]).map((i) => messages[i] as LogMessage));
+    const rows = await this.db.all('SELECT o_part, o_first_seq, o_first_pos, o_ms, o_sizes FROM log_append(?, ?, ?, ?, ?, ?, ?, ?)', [
+      parts.flatMap((p) => (byPartition.get(p) as number[]).map(() => p)),
+      order.map((m) => m.deviceId),
+      order.map((m) => m.moduleId ?? ''),
+      order.map((m) => m.body),
+      JSON.stringify(order.map((m) => m.properties)),
+      JSON.stringify(order.map((m) => m.systemProperties)),
+      JSON.stringify(order.map((m) => m.endpoints ?? null)),
+      now,
+    ]);
+    return new Map(rows.map((r) => [Number(r.o_part), { seq: Number(r.o_first_seq), pos: Number(r.o_first_pos), ms: Number(r.o_ms), sizes: (r.o_sizes as unknown[]).map(Number) }]));
   }
 
   async startOf(partition: number, position: LogPosition): Promise<number> {

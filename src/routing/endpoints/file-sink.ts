@@ -8,10 +8,12 @@
  * Crash safety: append with a recovery scan, in a staging directory (file-chunks.ts). A batch is
  * appended to its partition's chunk in `<directory>/.partial/` with one write and fdatasync'ed
  * before deliver resolves; a chunk is published under its final name by a hard link once whole.
- * After a crash, the partition's next deliver (on a restarted hub: its first) cuts each of its
- * leftover chunks after the last whole line and publishes it. So a reader that reads only
- * `*.ndjson` outside `.partial/` never meets a torn line, and rewriting whole files per batch
- * (write then rename) is avoided. A batch whose write fails is cut off again at once; a chunk
+ * After a crash, resume (the partition's dispatcher took it: the restarted hub's start), or else
+ * the partition's next deliver, cuts each of its leftover chunks after the last whole line and
+ * publishes it: at once, not when the partition's next message comes, which may be never. So a
+ * reader that reads only `*.ndjson` outside `.partial/` never meets a torn line nor waits for a
+ * message the endpoint acknowledged, and rewriting whole files per batch (write then rename) is
+ * avoided. A batch whose write fails is cut off again at once; a chunk
  * whose file was removed under the endpoint makes deliver reject (its batch was not kept).
  *
  * At least once: a batch fsync'ed just before a crash, whose deliver never resolved, comes again
@@ -126,11 +128,16 @@ export function createFileSink(raw: FileEndpoint, deps: SinkDeps): EndpointSink 
     c.size += data.length;
   }
 
-  async function deliverPartition(p: number, s: PartitionState, lines: Buffer[]): Promise<void> {
+  /** Publishes the partition's leftover chunks (a crash, a failed write) before it opens a new one. */
+  async function recover(p: number, s: PartitionState): Promise<void> {
     if (s.recover && s.chunk === undefined) {
       await recoverPartials(config.directory, deps.hubName, p);
       s.recover = false;
     }
+  }
+
+  async function deliverPartition(p: number, s: PartitionState, lines: Buffer[]): Promise<void> {
+    await recover(p, s);
     let i = 0;
     while (i < lines.length) {
       let c = s.chunk;
@@ -184,6 +191,15 @@ export function createFileSink(raw: FileEndpoint, deps: SinkDeps): EndpointSink 
           throw new Error(`${where}: ${reasonOf(err)}`);
         }
         start = end;
+      }
+    },
+    async resume(p: number): Promise<void> {
+      if (closed) return;
+      const s = stateOf(p);
+      try {
+        await serial(s, () => recover(p, s));
+      } catch (err) {
+        throw new Error(`${where}: ${reasonOf(err)}`);
       }
     },
     async close(): Promise<void> {

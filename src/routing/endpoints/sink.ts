@@ -4,6 +4,11 @@ export interface RoutedMessage { record: LogRecord; enrichments: Record<string, 
 export interface EndpointSink {
   /** Resolves once the target holds every message of the batch durably (at least once); rejects with the reason otherwise. The batch is one partition's records in order. */
   deliver(batch: readonly RoutedMessage[]): Promise<void>;
+  /**
+   * The partition's dispatcher holds it now (the hub started, or this node took it over): finish
+   * what an earlier holder of the partition left half done (a crash), without waiting for a batch.
+   */
+  resume?(partition: number): Promise<void>;
   close(): Promise<void>;
 }
 export class EndpointConfigError extends Error {}

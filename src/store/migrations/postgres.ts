@@ -16,7 +16,8 @@ import { schemaV15 } from './schema-v15-counters.js';
 import { schemaV16 } from './schema-v16-log.js';
 import { schemaV17 } from './schema-v17-one-log.js';
 import { schemaV18 } from './schema-v18-log-endpoints.js';
-import { schemaV19 } from './schema-v19-configurations.js';
+import { schemaV19PostgresLogAppend } from './schema-v19-log-append.js';
+import { schemaV20 } from './schema-v20-configurations.js';
 import { POSTGRES } from './dialect.js';
 
 /** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped, add the next. */
@@ -39,5 +40,6 @@ export const postgresMigrations: readonly Migration[] = [
   { version: 16, name: 'partitioned event log', sql: schemaV16(POSTGRES) },
   { version: 17, name: 'the partitioned log is the only event stream: events table dropped', sql: schemaV17(false) },
   { version: 18, name: 'routed endpoints of log records', sql: schemaV18() },
-  { version: 19, name: 'automatic device and module configurations', sql: schemaV19(POSTGRES) },
+  { version: 19, name: 'the log append as one server-side call', sql: schemaV19PostgresLogAppend() },
+  { version: 20, name: 'automatic device and module configurations', sql: schemaV20(POSTGRES) },
 ];

@@ -1,9 +1,11 @@
 /**
  * The smallest interface a SQL backend must offer so one store implementation (sql-store.ts) runs
  * on SQLite and PostgreSQL alike. Statements use `?` placeholders; the PostgreSQL driver numbers
- * them. Values are strings, numbers, Buffers (BLOB / BYTEA) or null.
+ * them. Values are strings, numbers, Buffers (BLOB / BYTEA) or null; an array of those is a
+ * PostgreSQL array parameter (PostgreSQL only: SQLite has no array type).
  */
-export type SqlValue = string | number | Buffer | null;
+export type SqlScalar = string | number | Buffer | null;
+export type SqlValue = SqlScalar | readonly SqlScalar[];
 export type SqlRow = Record<string, unknown>;
 
 export interface SqlExecutor {

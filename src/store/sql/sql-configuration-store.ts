@@ -1,5 +1,5 @@
 /**
- * ConfigurationStore over a SqlDriver (schema v19, table `configurations`); see
+ * ConfigurationStore over a SqlDriver (schema v20, table `configurations`); see
  * configuration-store.case.ts. The limit check and the insert share one transaction: SQLite's
  * BEGIN IMMEDIATE makes writers take turns; on PostgreSQL the transaction first locks the table
  * against other writers (SHARE ROW EXCLUSIVE), so two nodes adding the 100th at once cannot both win.
