@@ -58,6 +58,13 @@ describe('NATS bus options', () => {
     assert.throws(() => loadConfig({ natsCreds: '/x.creds' }, {}), /--nats-creds: goes with --nats-url/);
     assert.throws(() => loadConfig({ natsUrl: 'nats://h:4222', natsCa: '/ca.pem' }, {}), /--nats-ca: needs a tls:\/\/ --nats-url/);
   });
+
+  it('puts the event log on JetStream only with NATS', () => {
+    assert.equal(loadConfig({}, {}).eventLog, 'sql');
+    assert.equal(loadConfig({ natsUrl: 'nats://h:4222' }, { GATEHOUSE_EVENT_LOG: 'jetstream' }).eventLog, 'jetstream');
+    assert.throws(() => loadConfig({ eventLog: 'jetstream' }, {}), /--event-log: the JetStream event log needs NATS \(--nats-url\)/);
+    assert.throws(() => loadConfig({ natsUrl: 'nats://h:4222', eventLog: 'kafka' }, {}), /--event-log/);
+  });
 });
 
 const natsServer = spawnSync('sh', ['-c', 'command -v nats-server'], { encoding: 'utf8' }).stdout.trim();

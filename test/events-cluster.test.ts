@@ -3,12 +3,15 @@
  * QoS 1 telemetry to two nodes at once while `GET /events` readers on a third node and on one of
  * the sending nodes follow the log, from now and from a position (the id of an earlier event).
  * Each reader must get every stored record once, in order within its partition, with nothing
- * skipped: what the log's table holds is the reference.
+ * skipped: what the log holds is the reference. Run on both log stores: the cluster's PostgreSQL
+ * (the default) and NATS JetStream (`--event-log jetstream`), where PostgreSQL must hold no record.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { DATABASE_URL, startAgent, startCluster, type Agent, type Cluster } from './support/cluster.js';
+import { connect } from '@nats-io/transport-node';
+import { openJetStreamLog } from '../src/log/jetstream/jetstream-log.js';
+import { DATABASE_URL, NATS_URL, startAgent, startCluster, type Agent, type Cluster } from './support/cluster.js';
 import { openEventReader, type EventReader } from './support/sse-reader.js';
 
 const HOSTNAME = 'hub.events.test';
@@ -29,16 +32,47 @@ interface Stored {
 }
 const key = (r: { partition: number; seq: number }) => `${r.partition}/${r.seq}`;
 
-/** What the log holds, read from its table in the cluster's schema. */
-async function stored(): Promise<Stored[]> {
+async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
   const db = new pg.Client({ connectionString: DATABASE_URL });
   await db.connect();
   try {
-    const rows = await db.query<{ part: number; seq: string; system_properties: string }>(`SELECT part, seq, system_properties FROM "${cluster.schema}".log_records ORDER BY part, seq`);
-    return rows.rows.map((r) => ({ partition: Number(r.part), seq: Number(r.seq), messageId: (JSON.parse(r.system_properties) as Record<string, string>)['message-id'] ?? '' }));
+    return (await db.query<T>(sql)).rows;
   } finally {
     await db.end();
   }
+}
+
+/** What the SQL log holds, read from its table in the cluster's schema. */
+async function storedInTable(): Promise<Stored[]> {
+  const rows = await query<{ part: number; seq: string; system_properties: string }>(`SELECT part, seq, system_properties FROM "${cluster.schema}".log_records ORDER BY part, seq`);
+  return rows.map((r) => ({ partition: Number(r.part), seq: Number(r.seq), messageId: (JSON.parse(r.system_properties) as Record<string, string>)['message-id'] ?? '' }));
+}
+
+/** The hub's JetStream log, opened beside the nodes on a connection of the test's. */
+async function withJetStreamLog<T>(fn: (log: Awaited<ReturnType<typeof openJetStreamLog>>) => Promise<T>, id?: string): Promise<T> {
+  const hubId = id ?? (await query<{ value: string }>(`SELECT value FROM "${cluster.schema}".meta WHERE key = 'hub.id'`))[0]!.value;
+  const nats = new URL(NATS_URL);
+  const nc = await connect({ servers: `${nats.hostname}:${nats.port || 4222}` });
+  try {
+    const log = await openJetStreamLog(nc, { hubId, prefix: `gatehouse.${hubId}`, retention: { maxAgeMs: 3600_000, maxBytesPerPartition: 1 << 30 } });
+    try {
+      return await fn(log);
+    } finally {
+      await log.close();
+    }
+  } finally {
+    await nc.close();
+  }
+}
+
+async function storedInJetStream(): Promise<Stored[]> {
+  return withJetStreamLog(async (log) => {
+    const out: Stored[] = [];
+    for (let p = 0; p < log.partitionCount; p++) {
+      for (const r of await log.read(p, 'earliest', 100_000)) out.push({ partition: p, seq: r.sequenceNumber, messageId: r.systemProperties['message-id'] ?? '' });
+    }
+    return out;
+  });
 }
 
 async function createDevice(deviceId: string): Promise<string> {
@@ -68,15 +102,21 @@ function assertInOrderOnce(name: string, got: EventReader, expected: readonly St
   assert.equal(have.size, got.records.length, `${name}: a record came twice`);
 }
 
-describe('live telemetry readers in a cluster of three nodes', () => {
+for (const eventLog of ['sql', 'jetstream'] as const) {
+describe(`live telemetry readers in a cluster of three nodes (event log: ${eventLog})`, () => {
+  const stored = eventLog === 'sql' ? storedInTable : storedInJetStream;
+
   before(async () => {
-    cluster = await startCluster({ addresses: [A, B, C], hostname: HOSTNAME });
+    cluster = await startCluster({ addresses: [A, B, C], hostname: HOSTNAME, extraArgs: ['--event-log', eventLog] });
     for (const address of [A, B]) agents[address] = await startAgent(HOSTNAME, address);
   });
 
   after(async () => {
     for (const a of Object.values(agents)) a.kill();
+    const hubId = eventLog === 'jetstream' && cluster !== undefined ? (await query<{ value: string }>(`SELECT value FROM "${cluster.schema}".meta WHERE key = 'hub.id'`))[0]?.value : undefined;
     await cluster?.stop();
+    // The streams outlive the hub's schema: delete them with it.
+    if (hubId !== undefined) await withJetStreamLog((log) => log.destroy(), hubId);
   });
 
   it("readers on any node see every node's telemetry once, in order per partition, from now and from a position", async () => {
@@ -128,5 +168,16 @@ describe('live telemetry readers in a cluster of three nodes', () => {
     for (const r of Object.values(readers)) r.close();
 
     for (const [name, r] of Object.entries(readers)) assertInOrderOnce(name, r, expected[name]!);
+    if (eventLog === 'jetstream') {
+      // The records are on JetStream and nowhere else.
+      assert.deepEqual(await storedInTable(), []);
+      assert.equal((await query<{ value: string }>(`SELECT value FROM "${cluster.schema}".meta WHERE key = 'log.store'`))[0]?.value, 'jetstream');
+    }
+  });
+
+  it('refuses to start a node on the other log store, which would hide the history', async () => {
+    const other = eventLog === 'sql' ? 'jetstream' : 'sql';
+    await assert.rejects(cluster.startNode('127.0.56.4', ['--event-log', other]), (err: Error) => err.message.includes(`start with --event-log ${eventLog}`));
   });
 });
+}

@@ -193,3 +193,28 @@ describe('assessment of what the API refuses to create', () => {
     assert.ok(ids.includes('medium:roles.many-owners'), ids.join());
   });
 });
+
+describe('telemetry durability in the posture audit', () => {
+  const input = (eventLog: PostureInput['eventLog']): PostureInput => ({
+    now: Date.now(),
+    expiringDays: 30,
+    settings: { ...DEFAULT_SETTINGS, version: 1, etag: 'e', updatedAt: '', updatedBy: 'test' },
+    policies: [],
+    devices: [],
+    groups: [],
+    cas: [],
+    issued: [],
+    operators: [],
+    assignments: [],
+    usage: undefined,
+    eventLog,
+  });
+  const durability = (eventLog: PostureInput['eventLog']) => assessPosture(input(eventLog)).filter((f) => f.id === 'telemetry.not-synced').map((f) => f.severity);
+
+  it('flags an event log on JetStream with fewer than 3 replicas, and nothing else', () => {
+    assert.deepEqual(durability({ store: 'jetstream', replicas: 1 }), ['medium']);
+    assert.deepEqual(durability({ store: 'jetstream', replicas: 3 }), []);
+    assert.deepEqual(durability({ store: 'sql', replicas: 0 }), []);
+    assert.deepEqual(durability(undefined), []);
+  });
+});

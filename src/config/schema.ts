@@ -135,6 +135,15 @@ export const configSchema = z
      * count for an existing hub stops the start.
      */
     partitions: z.coerce.number().int('partitions must be a whole number').min(1, 'partitions must be 1 to 32').max(32, 'partitions must be 1 to 32').optional(),
+    /**
+     * Where the partitioned event log lives: `sql` (the store's database: SQLite, or PostgreSQL in a
+     * cluster; every append fsynced before the acknowledgement) or `jetstream` (NATS JetStream, a
+     * stream per partition; needs --nats-url; as durable as the NATS server's sync_interval and the
+     * streams' replicas make it). Fixed for a hub's life: the two do not share records.
+     */
+    eventLog: z.enum(['sql', 'jetstream']).default('sql'),
+    /** JetStream replicas of each partition's stream (--event-log jetstream): 3 in a NATS cluster. */
+    eventLogReplicas: z.coerce.number().int().min(1).max(5).default(1),
     /** Days the audit log keeps authentication decisions and changes; 0 keeps them forever. */
     auditRetentionDays: z.coerce.number().int().min(0).max(36_500).default(90),
     /**
@@ -160,6 +169,10 @@ export const configSchema = z
   .refine((c) => c.workers === 1 || (c.databaseUrl !== undefined && c.natsUrl !== undefined), {
     message: 'more than one worker needs PostgreSQL (--database-url) and NATS (--nats-url): workers share no memory',
     path: ['workers'],
+  })
+  .refine((c) => c.eventLog === 'sql' || c.natsUrl !== undefined, {
+    message: 'the JetStream event log needs NATS (--nats-url)',
+    path: ['eventLog'],
   })
   .refine((c) => (c.tlsCaCert === undefined) === (c.tlsCaKey === undefined), {
     message: 'tls-ca-cert and tls-ca-key go together',
@@ -222,6 +235,8 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   eventRetentionHours: 'GATEHOUSE_EVENT_RETENTION_HOURS',
   eventMaxCount: 'GATEHOUSE_EVENT_MAX_COUNT',
   partitions: 'GATEHOUSE_PARTITIONS',
+  eventLog: 'GATEHOUSE_EVENT_LOG',
+  eventLogReplicas: 'GATEHOUSE_EVENT_LOG_REPLICAS',
   auditRetentionDays: 'GATEHOUSE_AUDIT_RETENTION_DAYS',
   linkedHubs: 'GATEHOUSE_LINKED_HUBS',
 };

@@ -163,6 +163,10 @@ export function encodeRecord(m: LogMessage): EncodedRecord {
   };
 }
 
+/** Store meta keys: where a hub's log lives (`sql` or `jetstream`, fixed at creation) and its JetStream replicas. */
+export const LOG_STORE_META = 'log.store';
+export const LOG_REPLICAS_META = 'log.replicas';
+
 /** The built-in endpoint's name (Azure's `events`). */
 export const BUILTIN_ENDPOINT_NAME = 'events';
 

@@ -5,7 +5,13 @@ import type { Store } from '../store/ports.js';
 import { readOperators } from '../access/operators.js';
 import { readPolicyUsage } from '../policies/policy-usage.js';
 import { assessPosture, type Finding } from './posture.js';
+import { LOG_REPLICAS_META, LOG_STORE_META } from '../log/log-ports.js';
 import { readSettings } from '../settings/settings-store.js';
+
+async function readEventLogStore(store: Store): Promise<{ store: string; replicas: number } | undefined> {
+  const kind = await store.getMeta(LOG_STORE_META);
+  return kind === undefined ? undefined : { store: kind, replicas: Number((await store.getMeta(LOG_REPLICAS_META)) ?? '0') };
+}
 
 export async function runPostureAudit(store: Store, opts: { now: number; expiringDays: number }): Promise<Finding[]> {
   const devices: DeviceRecord[] = [];
@@ -30,5 +36,6 @@ export async function runPostureAudit(store: Store, opts: { now: number; expirin
     operators,
     assignments,
     usage: await readPolicyUsage(store),
+    eventLog: await readEventLogStore(store),
   });
 }

@@ -45,6 +45,8 @@ export interface PostureInput {
   usage: PolicyUsageDoc | undefined;
   /** Days ahead that count as "expiring". */
   expiringDays: number;
+  /** Where the event log lives (meta `log.store`; absent on a hub never started since it was recorded). */
+  eventLog?: { store: string; replicas: number } | undefined;
 }
 
 const DAY = 86_400_000;
@@ -68,6 +70,17 @@ export function assessPosture(input: PostureInput): Finding[] {
   const f: Finding[] = [];
   const s = input.settings;
   const add = (x: Finding) => f.push(x);
+
+  // ---- telemetry durability: an acknowledgement should mean on disk
+  if (input.eventLog?.store === 'jetstream' && input.eventLog.replicas < 3) {
+    add({
+      id: 'telemetry.not-synced',
+      severity: 'medium',
+      title: 'Telemetry is acknowledged before it is on disk (event log on JetStream, one replica)',
+      detail: `The partition streams have ${input.eventLog.replicas} replica(s); NATS syncs them to disk every sync_interval (2 minutes by default), so a device's acknowledged messages can be lost to a power cut or kernel crash.`,
+      fix: 'Run NATS with sync_interval: always, or in a 3-node cluster with --event-log-replicas 3 (streams keep their replicas once created: recreate them, or start a new hub)',
+    });
+  }
 
   // ---- hub settings (the az checks)
   if (tlsRank(s.minTlsVersion) < 1.2) {

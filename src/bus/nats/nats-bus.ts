@@ -49,13 +49,24 @@ export interface NatsBusOptions {
 const BACKOFF_BASE_MS = 250;
 const BACKOFF_MAX_MS = 10_000;
 
-/** Connects, or throws an Error that names the server and not the credentials. */
-export async function connectNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
+/** Where and how to reach NATS: the URL (credentials in it or a creds file) and TLS trust. */
+export type NatsConnectOptions = Pick<NatsBusOptions, 'url' | 'credsFile' | 'caFile' | 'connectTimeoutMs'> & {
+  /** Names the connection on the server (monitoring shows it). */
+  name: string;
+};
+
+/**
+ * Connects with the capped backoff every Gatehouse NATS connection uses, or throws an Error that
+ * names the server and not the credentials. `onReset` is told how to reset the backoff (after a
+ * reconnect).
+ */
+export async function connectNats(opts: NatsConnectOptions, onReset?: (reset: () => void) => void): Promise<NatsConnection> {
   const target = parseNatsUrl(opts.url);
   let attempt = 0;
+  onReset?.(() => (attempt = 0));
   const options: ConnectionOptions = {
     servers: target.server,
-    name: `gatehouse:${opts.nodeId}`,
+    name: opts.name,
     timeout: opts.connectTimeoutMs ?? 5000,
     maxReconnectAttempts: -1,
     reconnect: true,
@@ -68,14 +79,19 @@ export async function connectNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
     ...(opts.credsFile === undefined ? {} : { authenticator: credsAuthenticator(readCredsFile(opts.credsFile)) }),
     ...(target.tls ? { tls: opts.caFile === undefined ? {} : { caFile: opts.caFile } } : {}),
   };
-  let nc: NatsConnection;
   try {
-    nc = await connect(options);
+    return await connect(options);
   } catch (err) {
     const e = err as Error;
     throw new Error(`NATS at ${target.tls ? 'tls' : 'nats'}://${target.server} refused or did not answer: ${e.message}`);
   }
-  return new NatsBus(nc, opts, () => (attempt = 0));
+}
+
+/** Connects, or throws an Error that names the server and not the credentials. */
+export async function connectNatsBus(opts: NatsBusOptions): Promise<NatsBus> {
+  let reset = () => undefined as unknown;
+  const nc = await connectNats({ ...opts, name: `gatehouse:${opts.nodeId}` }, (r) => (reset = r));
+  return new NatsBus(nc, opts, () => void reset());
 }
 
 export class NatsBus implements Bus {

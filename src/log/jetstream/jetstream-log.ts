@@ -55,6 +55,8 @@ export interface JetStreamLogOptions {
   /** Used when the streams are new; existing streams keep their count. */
   partitionCount?: number;
   retention: LogRetention;
+  /** Closing the log drains the connection too (it was opened for the log alone). */
+  ownsConnection?: boolean;
   /** Stream replicas: 3 in a NATS cluster, for durability that does not wait on fsync. */
   replicas?: number;
   now?: () => number;
@@ -285,5 +287,6 @@ export class JetStreamEventLog implements EventLog, TailSource {
   async close(): Promise<void> {
     this.#closer.abort();
     if (!this.#wakeSub.isClosed()) this.#wakeSub.unsubscribe();
+    if (this.opts.ownsConnection === true && !this.nc.isClosed()) await this.nc.drain().catch(() => this.nc.close());
   }
 }
