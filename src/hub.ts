@@ -18,6 +18,8 @@ import { ensureServerTls, type ServerTls } from './pki/server-tls.js';
 import { RegistryService } from './hub/registry/registry-service.js';
 import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
+import { ConfigurationService } from './hub/configurations/configuration-service.js';
+import { ConfigurationEngine } from './hub/configurations/configuration-engine.js';
 import { buildHttpApp } from './protocol/http/app.js';
 import { watchHttpTimeouts } from './protocol/http/http-timeouts.js';
 import { ConnectionTable } from './hub/connections.js';
@@ -102,10 +104,13 @@ export interface PreparedHub {
   eventHubsCreatedAt: string;
   /** Message routing: the document, evaluation at ingestion, delivery to custom endpoints. */
   routing: RoutingEngine;
+  /** Applies automatic configurations to twins and counts their metrics (started with the listeners). */
+  configurationEngine: ConfigurationEngine;
 }
 
 /** Closes what prepareHub opened (for `init` and the --workers primary, which never listen). */
 export async function closePrepared(p: PreparedHub): Promise<void> {
+  await p.configurationEngine.stop();
   await p.routing.stop();
   await p.eventLog.stop();
   p.services.gate.lockout.stop();
@@ -301,6 +306,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       },
       telemetry,
       consumerGroups: new ConsumerGroups(store, clock),
+      configurations: new ConfigurationService(store.configurations, clock, bus),
       routing,
       cas,
       authority,
@@ -323,7 +329,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       },
     };
     const eventHubsCreatedAt = await store.insertMetaIfAbsent('eventhub.created-at', new Date(clock.now()).toISOString());
-    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps, eventLog: log, eventHubsCreatedAt, routing };
+    const configurationEngine = new ConfigurationEngine(store, twins, bus, clock, logger.child({ component: 'configurations' }));
+    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps, eventLog: log, eventHubsCreatedAt, routing, configurationEngine };
   } catch (err) {
     await eventLog?.stop();
     await opened?.bus.close();
@@ -398,6 +405,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   services.c2d.start();
   prepared.eventLog.start();
   await prepared.routing.start();
+  await prepared.configurationEngine.start();
   await services.auditLog.start();
   services.policyUsage.start();
 

@@ -11,6 +11,7 @@ import { authorityStoreConformance } from '../src/store/authority-store.case.js'
 import { auditStoreConformance } from '../src/store/audit-store.case.js';
 import { operatorStoreConformance } from '../src/store/operator-store.case.js';
 import { counterStoreConformance } from '../src/store/counter-store.case.js';
+import { configurationStoreConformance } from '../src/store/configuration-store.case.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 import { postgresMigrations } from '../src/store/migrations/postgres.js';
 
@@ -50,6 +51,7 @@ authorityStoreConformance('postgres', openHarness);
 auditStoreConformance('postgres', openHarness);
 operatorStoreConformance('postgres', openHarness);
 counterStoreConformance('postgres', openHarness);
+configurationStoreConformance('postgres', openHarness);
 
 describe('migrations on PostgreSQL', () => {
   it('twelve nodes opening one empty schema at once: all open, each migration applied once', async () => {

@@ -11,6 +11,7 @@ import { authorityStoreConformance } from '../src/store/authority-store.case.js'
 import { auditStoreConformance } from '../src/store/audit-store.case.js';
 import { operatorStoreConformance } from '../src/store/operator-store.case.js';
 import { counterStoreConformance } from '../src/store/counter-store.case.js';
+import { configurationStoreConformance } from '../src/store/configuration-store.case.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 
 async function openHarness(): Promise<StoreHarness> {
@@ -41,3 +42,4 @@ authorityStoreConformance('sqlite', openHarness);
 auditStoreConformance('sqlite', openHarness);
 operatorStoreConformance('sqlite', openHarness);
 counterStoreConformance('sqlite', openHarness);
+configurationStoreConformance('sqlite', openHarness);

@@ -40,6 +40,10 @@ export const DATA_ACTIONS = [
   'registrations/read',
   'registrations/write',
   'metrics/read',
+  'configurations/read',
+  'configurations/write',
+  'configurations/delete',
+  'configurations/testQueries',
 ] as const;
 export type DataAction = (typeof DATA_ACTIONS)[number];
 
@@ -67,6 +71,7 @@ const DATA_READ: readonly DataAction[] = [
   'enrollments/read',
   'registrations/read',
   'metrics/read',
+  'configurations/read',
 ];
 
 /** Owner holds everything; every other role only data actions (an owner action there does not type-check). */

@@ -76,6 +76,12 @@ export interface TwinChanged {
   moduleId: string | null;
 }
 
+/** An automatic configuration was created, changed or deleted (hub/configurations/): every node reads the list again. */
+export interface ConfigurationsChanged {
+  id: string;
+  change: 'created' | 'updated' | 'deleted';
+}
+
 export interface LogAppended {
   /** The partition and the last sequence number committed there by the append. */
   partition: number;
@@ -168,6 +174,8 @@ export const SUBJECTS = {
   twinChanged: subject<TwinChanged>('twin.changed'),
   /** routing service -> every node's router and dispatchers (read the document again, recompile). */
   routingChanged: subject<RoutingChanged>('routing.changed'),
+  /** configuration service -> every node's configuration engine (reload the list; the writing node re-evaluates the fleet). */
+  configurationsChanged: subject<ConfigurationsChanged>('configurations.changed'),
   /** SQL event log -> other nodes' live readers of that partition (wake-up; the records are in the log). */
   logAppended: subject<LogAppended>('log.appended'),
   /** connection table -> every other node (close your session for this identity). */

@@ -5,6 +5,7 @@ import { registerDevice } from './commands/device.js';
 import { registerTwin } from './commands/twin.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerConsumerGroup } from './commands/consumer-group.js';
+import { registerConfiguration } from './commands/configuration.js';
 import { registerMessageRoute } from './commands/message-route.js';
 import { registerMessageEndpoint, registerMessageEnrichment } from './commands/message-endpoint.js';
 import { registerSas } from './commands/sas.js';
@@ -42,6 +43,7 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   registerInvoke(program);
   registerPolicy(program);
   registerConsumerGroup(program);
+  registerConfiguration(program);
   registerMessageRoute(program);
   registerMessageEndpoint(program);
   registerMessageEnrichment(program);

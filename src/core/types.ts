@@ -89,6 +89,11 @@ export interface TwinState {
   reportedMeta: JsonObject;
   reportedVersion: number;
   modelId: string;
+  /**
+   * The twin's `configurations` section: `{ <configuration id>: { status: 'Targeted' | 'Applied' } }`,
+   * written by the configuration engine (hub/configurations/). Absent or empty when none targets it.
+   */
+  configurations?: JsonObject;
 }
 
 export interface SharedAccessPolicy {

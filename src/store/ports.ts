@@ -21,6 +21,7 @@ import type { AuditStore } from './audit-ports.js';
 import type { AlertStore } from './alert-ports.js';
 import type { OperatorStore } from './operator-ports.js';
 import type { CounterStore } from './counter-ports.js';
+import type { ConfigurationStore } from './configuration-ports.js';
 
 export type * from './session-ports.js';
 export type * from './c2d-ports.js';
@@ -29,6 +30,7 @@ export type * from './enrollment-ports.js';
 export type * from './alert-ports.js';
 export type * from './operator-ports.js';
 export type * from './counter-ports.js';
+export type * from './configuration-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -144,5 +146,7 @@ export interface Store
   readonly operators: OperatorStore;
   /** Counters every node shares: lockout, provisioning rate limits. */
   readonly counters: CounterStore;
+  /** Automatic device and module configurations. */
+  readonly configurations: ConfigurationStore;
   close(): Promise<void>;
 }

@@ -52,6 +52,15 @@ const OWNER: readonly Caller[] = ['iothubowner', 'Owner'];
 const DPS_READ: readonly Caller[] = ['provisioningserviceowner', 'Owner', 'IoT Hub Data Contributor', 'IoT Hub Data Reader'];
 const DPS_WRITE: readonly Caller[] = ['provisioningserviceowner', 'Owner', 'IoT Hub Data Contributor'];
 
+/**
+ * Automatic configurations: RegistryRead / RegistryReadWrite like the registry; of the roles those
+ * with Azure's configurations/* actions (Data Contributor; Data Reader reads, as `*\/read`; testing
+ * queries is an action, not a read). The Registry Contributor role holds devices/* only.
+ */
+const CONFIG_READ: readonly Caller[] = ['iothubowner', 'registryRead', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor', 'IoT Hub Data Reader'];
+const CONFIG_TEST: readonly Caller[] = ['iothubowner', 'registryRead', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor'];
+const CONFIG_WRITE: readonly Caller[] = ['iothubowner', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor'];
+
 const DEV = 'm-dev';
 const MOD = 'm-mod';
 const CA = 'm-ca';
@@ -72,6 +81,13 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'GET /devices/:id/modules/:mid', path: `/devices/${DEV}/modules/${MOD}`, who: REGISTRY_READ },
   { route: 'GET /devices/:id/modules', path: `/devices/${DEV}/modules`, who: REGISTRY_READ },
   { route: 'DELETE /devices/:id/modules/:mid', path: `/devices/${DEV}/modules/${ABSENT}`, who: REGISTRY_WRITE },
+
+  // automatic configurations
+  { route: 'PUT /configurations/:id', path: '/configurations/m-config', body: 'not a configuration', who: CONFIG_WRITE },
+  { route: 'GET /configurations/:id', path: '/configurations/m-absent', who: CONFIG_READ },
+  { route: 'GET /configurations', path: '/configurations', who: CONFIG_READ },
+  { route: 'DELETE /configurations/:id', path: '/configurations/m-absent', who: CONFIG_WRITE },
+  { route: 'POST /configurations/testQueries', path: '/configurations/testQueries', body: { targetCondition: 'tags.x = 1' }, who: CONFIG_TEST },
 
   // twins, query, methods
   { route: 'GET /twins/:id', path: `/twins/${DEV}`, who: TWIN_READ },

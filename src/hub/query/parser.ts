@@ -9,7 +9,9 @@
  *   or        := and (OR and)*                   and := not (AND not)*
  *   not       := NOT not | '(' or ')' | operand [cmp operand | [NOT] IN ('(' | '[') operand, ... (')' | ']')]
  *   operand   := literal | path | FUNCTION '(' operand, ... ')'
- *   path      := name ('.' name | '[' string-or-index ']')*   (a leading devices. / devices.modules. is dropped)
+ *   path      := name ('.' (name | '[[' any text but ']]' ']]') | '[' string-or-index ']')*   (a leading devices. / devices.modules. is dropped)
+ *
+ * `[[...]]` quotes a property name as it is, as in Azure's `configurations.[[my-config]].status`.
  *
  * NOT applies to a whole predicate (`NOT a = 1` is `NOT (a = 1)`), as in SQL. Keywords and function
  * names are case-insensitive, path names are not. Every error is an ArgumentInvalid HubError; the
@@ -71,7 +73,7 @@ const IDENT_PART = /[\p{L}\p{N}_$]/u;
 const LEX = /(\s+)|(-?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?)|([\p{L}_$][\p{L}\p{N}_$]*)|<=|>=|<>|!=|[=<>(),.*[\]]/uy;
 
 /** `text` is the token's source text, `value` its meaning (a string literal's contents, a number's value). */
-type Token = { type: 'ident' | 'number' | 'string' | 'punct' | 'eof'; text: string; value: string | number; pos: number };
+type Token = { type: 'ident' | 'bracketed' | 'number' | 'string' | 'punct' | 'eof'; text: string; value: string | number; pos: number };
 
 function syntaxError(pos: number, message: string): HubError {
   return new HubError('ArgumentInvalid', `Syntax error at position ${pos}: ${message}`);
@@ -109,6 +111,13 @@ function tokenize(text: string): Token[] {
       const { value, end } = readString(text, i, c);
       tokens.push({ type: 'string', text: text.slice(i, end), value, pos: i });
       i = end;
+      continue;
+    }
+    if (text.startsWith('[[', i)) {
+      const end = text.indexOf(']]', i + 2);
+      if (end < 0) throw syntaxError(i, "unterminated '[[' property name");
+      tokens.push({ type: 'bracketed', text: text.slice(i, end + 2), value: text.slice(i + 2, end), pos: i });
+      i = end + 2;
       continue;
     }
     LEX.lastIndex = i;
@@ -240,7 +249,8 @@ class Parser {
     const segments = [first.text];
     for (;;) {
       if (this.#acceptPunct('.')) {
-        segments.push(this.#peek().type === 'ident' ? this.#next().text : this.#fail('a property name'));
+        const t = this.#peek();
+        segments.push(t.type === 'ident' ? this.#next().text : t.type === 'bracketed' ? String(this.#next().value) : this.#fail('a property name'));
       } else if (this.#acceptPunct('[')) {
         const s = this.#peek();
         if (s.type !== 'string' && !(s.type === 'number' && /^\d+$/.test(s.text))) this.#fail('a quoted property name or an index');

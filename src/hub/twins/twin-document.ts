@@ -30,6 +30,8 @@ export function renderTwin(twin: TwinState, device: DeviceRecord, module?: Modul
     },
     capabilities: { iotEdge: device.iotEdge },
   } satisfies JsonObject);
+  // Azure lists the automatic configurations that target the twin (configuration engine, hub/configurations/).
+  if (twin.configurations !== undefined && Object.keys(twin.configurations).length > 0) doc.configurations = twin.configurations;
   if (module === undefined) {
     if (device.deviceScope !== null) doc.deviceScope = device.deviceScope;
     if (device.parentScopes.length > 0) doc.parentScopes = device.parentScopes;

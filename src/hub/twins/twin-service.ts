@@ -93,6 +93,35 @@ export class TwinService {
     });
   }
 
+  /**
+   * The automatic configurations' write (hub/configurations/): `decide` sees the twin document as
+   * stored and answers the twin's `configurations` section and the desired patch of the winning
+   * configuration (undefined: none). The twin is written only when either changes anything; a
+   * desired change raises `$version` and reaches the device like a service patch. Returns the
+   * twin document after the write (or as it was).
+   */
+  async applyConfigurations(deviceId: string, moduleId: string | null, decide: (doc: JsonObject) => { configurations: JsonObject; desired: JsonObject | undefined }): Promise<JsonObject> {
+    let applied: JsonObject | undefined;
+    const change = (twin: TwinState): TwinChange => ({ opType: 'updateTwin', twin, ...(applied === undefined ? {} : { desired: applied }) });
+    return this.#write(deviceId, moduleId, undefined, change, (next, now, doc) => {
+      applied = undefined;
+      const decision = decide(doc());
+      let changed = JSON.stringify(decision.configurations) !== JSON.stringify(next.configurations ?? {});
+      next.configurations = decision.configurations;
+      let desiredPatch: JsonObject | undefined;
+      const patch = decision.desired;
+      if (patch !== undefined && mergeInto(clone(next.desired), clone(next.desiredMeta), patch, now, undefined)) {
+        const version = next.desiredVersion + 1;
+        mergeInto(next.desired, next.desiredMeta, patch, now, version);
+        next.desiredVersion = version;
+        applied = patch;
+        desiredPatch = { ...stripSystem(patch), $version: version };
+        changed = true;
+      }
+      return { changed, desiredPatch };
+    });
+  }
+
   /** The twin as a device reads it over MQTT (wire doc §3.6): desired and reported with versions. */
   async deviceView(deviceId: string, moduleId: string | null): Promise<JsonObject> {
     const { twin } = await this.#load(deviceId, moduleId);
@@ -131,7 +160,7 @@ export class TwinService {
     moduleId: string | null,
     ifMatch: string | undefined,
     change: (twin: TwinState) => TwinChange,
-    apply: (next: TwinState, now: string) => { changed: boolean; desiredPatch: JsonObject | undefined },
+    apply: (next: TwinState, now: string, doc: () => JsonObject) => { changed: boolean; desiredPatch: JsonObject | undefined },
   ): Promise<JsonObject> {
     const pinned = ifMatch !== undefined && ifMatch !== '*';
     for (let attempt = 1; ; attempt++) {
@@ -146,7 +175,7 @@ export class TwinService {
         desired: clone(twin.desired),
         desiredMeta: clone(twin.desiredMeta),
       };
-      const { changed, desiredPatch } = apply(next, now);
+      const { changed, desiredPatch } = apply(next, now, () => renderTwin(twin, device, module));
       if (!changed) return renderTwin(twin, device, module);
       checkSectionSize('tags', next.tags);
       checkSectionSize('properties.desired', next.desired);

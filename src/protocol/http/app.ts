@@ -25,6 +25,7 @@ import { registerHealthRoutes } from './routes/health.js';
 import { registerMethodRoutes } from './routes/methods.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerRoutingRoutes } from './routes/routing.js';
+import { registerConfigurationRoutes } from './routes/configurations.js';
 import { registerConsumerGroupRoutes } from './routes/consumer-groups.js';
 import { registerC2dRoutes } from './routes/c2d.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
@@ -221,6 +222,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerEventRoutes(app, services.eventLog);
   registerConsumerGroupRoutes(app, services.consumerGroups);
   registerRoutingRoutes(app, services.routing, services.securityEvents);
+  registerConfigurationRoutes(app, services.configurations, services.securityEvents);
   registerC2dRoutes(app, services.c2d);
   registerCertificateRoutes(app, services.cas, (name, ifMatch) => services.authority.deleteCa(name, ifMatch));
   registerAuthorityRoutes(app, services.authority);

@@ -59,6 +59,14 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /devices/:id/modules': service('devices/read', ...REGISTRY_READ),
   'DELETE /devices/:id/modules/:mid': service('devices/delete', 'RegistryWrite'),
 
+  // automatic device and module configurations (routes/configurations.ts): Azure's registry rights
+  // (RegistryRead to read, RegistryWrite to change) and its configurations/* data actions.
+  'PUT /configurations/:id': service('configurations/write', 'RegistryWrite'),
+  'GET /configurations/:id': service('configurations/read', ...REGISTRY_READ),
+  'GET /configurations': service('configurations/read', ...REGISTRY_READ),
+  'DELETE /configurations/:id': service('configurations/delete', 'RegistryWrite'),
+  'POST /configurations/testQueries': service('configurations/testQueries', ...REGISTRY_READ),
+
   // twins, query, direct methods (routes/twins.ts, query.ts, methods.ts)
   'GET /twins/:id': service('twins/read', 'ServiceConnect', ...REGISTRY_READ),
   'PATCH /twins/:id': service('twins/write', 'ServiceConnect'),

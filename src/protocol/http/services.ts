@@ -23,6 +23,7 @@ import type { SecurityEvents } from '../../core/security-events.js';
 import type { AuditLog } from '../../audit/audit-log.js';
 import type { HubMetrics } from '../../metrics/metrics.js';
 import type { AlertEngine } from '../../alerts/alerts.js';
+import type { ConfigurationService } from '../../hub/configurations/configuration-service.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -57,6 +58,8 @@ export interface HubServices {
   eventLog: EventLog;
   /** Consumer groups of the Event Hubs-compatible endpoint. */
   consumerGroups: ConsumerGroups;
+  /** Automatic device and module configurations (routes/configurations.ts). */
+  configurations: ConfigurationService;
   /** Message routing (routes/routing.ts). */
   routing: RoutingEngine;
   /** DPS enrollments and registration states (service side). */

@@ -17,6 +17,7 @@ import { schemaV16 } from './schema-v16-log.js';
 import { schemaV17 } from './schema-v17-one-log.js';
 import { schemaV18 } from './schema-v18-log-endpoints.js';
 import { schemaV19PostgresLogAppend } from './schema-v19-log-append.js';
+import { schemaV20 } from './schema-v20-configurations.js';
 import { POSTGRES } from './dialect.js';
 
 /** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped, add the next. */
@@ -40,4 +41,5 @@ export const postgresMigrations: readonly Migration[] = [
   { version: 17, name: 'the partitioned log is the only event stream: events table dropped', sql: schemaV17(false) },
   { version: 18, name: 'routed endpoints of log records', sql: schemaV18() },
   { version: 19, name: 'the log append as one server-side call', sql: schemaV19PostgresLogAppend() },
+  { version: 20, name: 'automatic device and module configurations', sql: schemaV20(POSTGRES) },
 ];

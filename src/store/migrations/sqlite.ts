@@ -16,6 +16,7 @@ import { schemaV15 } from './schema-v15-counters.js';
 import { schemaV16 } from './schema-v16-log.js';
 import { schemaV17 } from './schema-v17-one-log.js';
 import { schemaV18 } from './schema-v18-log-endpoints.js';
+import { schemaV20 } from './schema-v20-configurations.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -38,4 +39,8 @@ export const sqliteMigrations: readonly Migration[] = [
   { version: 16, name: 'partitioned event log', sql: schemaV16(SQLITE) },
   { version: 17, name: 'the partitioned log is the only event stream: events table dropped', sql: schemaV17(true) },
   { version: 18, name: 'routed endpoints of log records', sql: schemaV18() },
+  // PostgreSQL's 19 is its log_append function (schema-v19-log-append.ts); SQLite appends in process, so
+  // its 19 does nothing and both lists name the same versions.
+  { version: 19, name: 'the log append as one server-side call (PostgreSQL only: nothing here)', sql: '' },
+  { version: 20, name: 'automatic device and module configurations', sql: schemaV20(SQLITE) },
 ];

@@ -23,7 +23,7 @@ export const DEVICE_COLUMNS =
 export const MODULE_COLUMNS =
   'device_id, module_id, generation_id, etag, managed_by, auth_type, primary_key, secondary_key, primary_thumbprint, secondary_thumbprint, connection_state, connection_state_updated_time, last_activity_time, c2d_count';
 export const TWIN_COLUMNS =
-  'device_id, module_id, etag, version, tags, desired, desired_meta, desired_version, reported, reported_meta, reported_version, model_id';
+  'device_id, module_id, etag, version, tags, desired, desired_meta, desired_version, reported, reported_meta, reported_version, model_id, configurations';
 
 export function placeholders(columns: string): string {
   return columns
@@ -200,6 +200,7 @@ export function twinParams(t: TwinState): SqlValue[] {
     JSON.stringify(t.reportedMeta),
     t.reportedVersion,
     t.modelId,
+    t.configurations === undefined || Object.keys(t.configurations).length === 0 ? null : JSON.stringify(t.configurations),
   ];
 }
 
@@ -218,6 +219,7 @@ export function twinFromRow(r: SqlRow): TwinState {
     reportedMeta: json(r, 'reported_meta'),
     reportedVersion: num(r, 'reported_version'),
     modelId: str(r, 'model_id'),
+    ...(r.configurations === null || r.configurations === undefined ? {} : { configurations: json(r, 'configurations') }),
   };
 }
 

@@ -34,6 +34,7 @@ import { SqlAuditStore } from './sql-audit-store.js';
 import { SqlAlertStore } from './sql-alert-store.js';
 import { SqlOperatorStore } from './sql-operator-store.js';
 import { SqlCounterStore } from './sql-counter-store.js';
+import { SqlConfigurationStore } from './sql-configuration-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -46,6 +47,7 @@ export class SqlStore implements Store {
   readonly alerts: SqlAlertStore;
   readonly operators: SqlOperatorStore;
   readonly counters: SqlCounterStore;
+  readonly configurations: SqlConfigurationStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -61,6 +63,7 @@ export class SqlStore implements Store {
     this.alerts = new SqlAlertStore(db, box);
     this.operators = new SqlOperatorStore(db);
     this.counters = new SqlCounterStore(db);
+    this.configurations = new SqlConfigurationStore(db);
   }
 
   /** The driver, for what keeps its own tables beside the store's (the event log, src/log/sql). */
@@ -236,7 +239,7 @@ export class SqlStore implements Store {
   async replaceTwin(twin: TwinState, expectedEtag: string): Promise<void> {
     const p = twinParams(twin);
     const changed = await this.db.run(
-      `UPDATE twins SET etag = ?, version = ?, tags = ?, desired = ?, desired_meta = ?, desired_version = ?, reported = ?, reported_meta = ?, reported_version = ?, model_id = ?
+      `UPDATE twins SET etag = ?, version = ?, tags = ?, desired = ?, desired_meta = ?, desired_version = ?, reported = ?, reported_meta = ?, reported_version = ?, model_id = ?, configurations = ?
        WHERE device_id = ? AND module_id = ? AND etag = ?`,
       [...p.slice(2), p[0] ?? null, p[1] ?? null, expectedEtag],
     );
