@@ -90,6 +90,8 @@ export function createProtocolEndpoints(prepared: PreparedHub, logger: Logger, c
       createdAt: prepared.eventHubsCreatedAt,
       // Epoch receivers own a partition across the cluster; on one node the endpoint decides alone.
       claims: new ReceiverClaims(prepared.bus, config.natsUrl === undefined ? undefined : prepared.store.counters, clock),
+      // The enrichments configured for `events` (routing's, as its dispatchers apply them to custom endpoints).
+      enrich: prepared.routing.enricher,
     }),
   });
   return { broker, amqp };

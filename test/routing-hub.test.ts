@@ -110,8 +110,8 @@ async function putRouting(doc: unknown): Promise<void> {
   assert.equal(r.status, 200, JSON.stringify(r.body));
 }
 
-/** The tags the built-in endpoint holds for a device, read with the Event Hubs consumer (what arrives within a few seconds). */
-async function builtinTags(deviceId: string): Promise<string[]> {
+/** The events the built-in endpoint holds for a device, read with the Event Hubs consumer (what arrives within a few seconds). */
+async function builtinEvents(deviceId: string): Promise<ReceivedEventData[]> {
   const client = new EventHubConsumerClient('$Default', ehcs, { retryOptions: { maxRetries: 0, timeoutInMs: 10_000 } });
   const got: ReceivedEventData[] = [];
   try {
@@ -125,9 +125,28 @@ async function builtinTags(deviceId: string): Promise<string[]> {
   } finally {
     await client.close();
   }
-  // The consumer decodes a JSON body itself (content type application/json); others arrive as bytes.
-  const tagOf = (e: ReceivedEventData) => (Buffer.isBuffer(e.body) ? (JSON.parse(e.body.toString('utf8')) as { tag: string }) : (e.body as { tag: string })).tag;
-  return got.filter((e) => e.systemProperties?.['iothub-connection-device-id'] === deviceId).map(tagOf);
+  return got.filter((e) => e.systemProperties?.['iothub-connection-device-id'] === deviceId);
+}
+
+// The consumer decodes a JSON body itself (content type application/json); others arrive as bytes.
+const tagOf = (e: ReceivedEventData) => (Buffer.isBuffer(e.body) ? (JSON.parse(e.body.toString('utf8')) as { tag: string }) : (e.body as { tag: string })).tag;
+
+/** The tags the built-in endpoint holds for a device, read with the Event Hubs consumer. */
+async function builtinTags(deviceId: string): Promise<string[]> {
+  return (await builtinEvents(deviceId)).map(tagOf);
+}
+
+/** What `gatehouse monitor-events` (GET /events) prints for a device: tag and application properties of each event. */
+function monitored(deviceId: string): Array<{ tag: string; application: Record<string, string> }> {
+  const r = cli(['monitor-events', '-d', deviceId, '--from', 'earliest', '--props', 'app', '--timeout', '2', '--data-dir', hub.dataDir]);
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout
+    .split('\n')
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const e = (JSON.parse(l) as { event: { payload: { tag: string }; properties?: { application?: Record<string, string> } } }).event;
+      return { tag: e.payload.tag, application: e.properties?.application ?? {} };
+    });
 }
 
 async function eventually(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
@@ -148,7 +167,7 @@ before(async () => {
   rest = restClient(HOST, ca, policyKey(hub.dataDir));
   serviceRest = restClient(HOST, ca, policyKey(hub.dataDir, 'service'), 'service');
   ehcs = (JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as { eventHubsConnectionString: string }).eventHubsConnectionString;
-  for (const id of ['app-dev', 'sys-dev', 'body-dev', 'twin-dev', 'other-dev', 'order-dev', 'fb-dev']) await createDevice(id);
+  for (const id of ['app-dev', 'sys-dev', 'body-dev', 'twin-dev', 'other-dev', 'order-dev', 'fb-dev', 'enrich-dev']) await createDevice(id);
   assert.equal((await rest('PATCH', '/twins/twin-dev', { tags: { site: 'north' } })).status, 200);
 });
 
@@ -208,6 +227,38 @@ describe('message routing through a hub', () => {
     await send('fb-dev', [msg('fb-keep', {}, { level: 'keep' }), msg('fb-drop', {}, { level: 'info' }), msg('fb-app', {}, { level: 'critical' })]);
     await eventually('the critical one arrived', () => receiver.tags('/app').includes('fb-app'));
     assert.deepEqual(await builtinTags('fb-dev'), ['fb-keep']);
+  });
+
+  it('adds the enrichments configured for events to what the Event Hubs consumer and monitor-events read, over a property of the same name', { timeout: 90_000 }, async () => {
+    await putRouting({
+      routes: [],
+      fallbackRoute: { isEnabled: true },
+      enrichments: [
+        { key: 'hub', value: '$iothubname', endpointNames: ['events'] },
+        { key: 'site', value: '$twin.tags.site', endpointNames: ['events'] },
+        { key: 'missing', value: '$twin.tags.nothere', endpointNames: ['events'] },
+        { key: 'level', value: 'from-hub', endpointNames: ['events'] },
+      ],
+    });
+    assert.equal((await rest('PATCH', '/twins/enrich-dev', { tags: { site: 'south' } })).status, 200);
+    await send('enrich-dev', [msg('enriched-1', {}, { level: 'from-device', other: 'kept' })]);
+    const expected = { level: 'from-hub', other: 'kept', hub: HOST, site: 'south', missing: '$twin.tags.nothere' };
+    const read = await builtinEvents('enrich-dev');
+    assert.deepEqual(read.map(tagOf), ['enriched-1']);
+    assert.deepEqual(read[0]?.properties, expected);
+    assert.deepEqual(monitored('enrich-dev'), [{ tag: 'enriched-1', application: expected }]);
+    // A twin change shows in the next message (the twin cache forgets a twin when it changes).
+    assert.equal((await rest('PATCH', '/twins/enrich-dev', { tags: { site: 'west' } })).status, 200);
+    await send('enrich-dev', [msg('enriched-2')]);
+    const again = await builtinEvents('enrich-dev');
+    assert.deepEqual(again.map(tagOf), ['enriched-1', 'enriched-2']);
+    assert.deepEqual(again[1]?.properties, { hub: HOST, site: 'west', missing: '$twin.tags.nothere', level: 'from-hub' });
+    // Enrichments for events only: a custom endpoint's messages do not get them.
+    await putRouting({ endpoints: { webhooks: [hook('plain')] }, routes: [route('all', 'true', 'plain')], fallbackRoute: { isEnabled: false }, enrichments: [{ key: 'level', value: 'from-hub', endpointNames: ['events'] }] });
+    await send('enrich-dev', [msg('to-plain', {}, { level: 'from-device' })]);
+    await eventually('the message reached the webhook', () => receiver.tags('/plain').length >= 1);
+    assert.deepEqual(receiver.got.get('/plain')?.[0]?.properties, { level: 'from-device' });
+    assert.deepEqual(receiver.got.get('/plain')?.[0]?.enrichments, {});
   });
 
   it('loses and reorders nothing for a device while its endpoint is down, and shows the endpoint unhealthy meanwhile', { timeout: 120_000 }, async () => {

@@ -170,6 +170,19 @@ export const LOG_REPLICAS_META = 'log.replicas';
 /** The built-in endpoint's name (Azure's `events`). */
 export const BUILTIN_ENDPOINT_NAME = 'events';
 
+/**
+ * An endpoint's message enrichments (routing, decision 0006) applied to the records a reader hands
+ * out: each record with the enrichment values set as application properties, a value replacing a
+ * property of the same name the device set; the records themselves are not changed (readers may
+ * share them). Synchronous when nothing has to be read first (no `$twin` value, or the twins are
+ * cached), so a reader at thousands of records a second makes no promise per record or batch.
+ * Routing implements it (routing/enricher.ts); the composition root hands it to the built-in
+ * endpoint's readers (the Event Hubs-compatible endpoint, `GET /events`).
+ */
+export interface RecordEnricher {
+  enrich(endpoint: string, records: readonly LogRecord[]): readonly LogRecord[] | Promise<readonly LogRecord[]>;
+}
+
 /** Whether the record goes to the endpoint (absent set = the built-in endpoint only). */
 export function isRoutedTo(m: LogMessage, endpoint: string): boolean {
   return m.endpoints === undefined ? endpoint === BUILTIN_ENDPOINT_NAME : m.endpoints.includes(endpoint);

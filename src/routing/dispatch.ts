@@ -8,11 +8,10 @@
 import type { Logger } from 'pino';
 import type { EventLog, LogRecord } from '../log/log-ports.js';
 import type { CounterStore } from '../store/counter-ports.js';
-import { enrichmentValue } from './conditions.js';
 import { cursorKey, DEFAULT_TIMING, Dispatcher, endpointHealth, type CursorState, type DispatchTiming, type HealthStatus } from './dispatcher.js';
 import type { EndpointSink } from './endpoints/sink.js';
-import { endpointList, type AnyEndpoint, type Enrichment, type RoutingProperties } from './routing-config.js';
-import type { TwinCache } from './router.js';
+import type { Enricher } from './enricher.js';
+import { endpointList, type AnyEndpoint, type RoutingProperties } from './routing-config.js';
 
 /** Builds the sink of an endpoint (the endpoint types' code, src/routing/endpoints/). */
 export type SinkFactory = (endpoint: AnyEndpoint, ctx: { hubName: string; logger: Logger }) => EndpointSink | Promise<EndpointSink>;
@@ -20,7 +19,8 @@ export type SinkFactory = (endpoint: AnyEndpoint, ctx: { hubName: string; logger
 export interface DispatchDeps {
   log: EventLog;
   counters: CounterStore;
-  twins: TwinCache;
+  /** The enrichments of every endpoint (the built-in endpoint's readers use the same). */
+  enricher: Enricher;
   sinks: SinkFactory;
   hubName: string;
   nodeId: string;
@@ -33,7 +33,6 @@ interface Running {
   key: string;
   sink: () => Promise<EndpointSink> | undefined;
   dispatchers: Dispatcher[];
-  enrichments: Enrichment[];
 }
 
 /** Azure's get-endpoint-health item. */
@@ -102,12 +101,11 @@ export class Dispatch {
       const e = wanted.get(name);
       const r = this.#running.get(name) as Running;
       if (e === undefined || JSON.stringify(e) !== r.key) await this.#stopEndpoint(name);
-      else r.enrichments = enrichmentsOf(routing, name);
     }
-    for (const [name, e] of wanted) if (!this.#running.has(name)) this.#startEndpoint(e, enrichmentsOf(routing, name));
+    for (const [name, e] of wanted) if (!this.#running.has(name)) this.#startEndpoint(e);
   }
 
-  #startEndpoint(e: AnyEndpoint, enrichments: Enrichment[]): void {
+  #startEndpoint(e: AnyEndpoint): void {
     const name = e.config.name;
     const logger = this.d.logger.child({ endpoint: name });
     // Made on first use; one that could not be made (a server down at start) is tried again at the next delivery.
@@ -121,7 +119,7 @@ export class Dispatch {
       });
       return p;
     };
-    const running: Running = { key: JSON.stringify(e), sink: () => made, dispatchers: [], enrichments };
+    const running: Running = { key: JSON.stringify(e), sink: () => made, dispatchers: [] };
     const lazySink: EndpointSink = {
       deliver: async (batch) => (await sink()).deliver(batch),
       resume: async (partition) => (await sink()).resume?.(partition),
@@ -137,7 +135,7 @@ export class Dispatch {
           log: this.d.log,
           counters: this.d.counters,
           sink: lazySink,
-          enrich: (record) => this.#enrich(running.enrichments, record),
+          enrich: async (record) => ({ ...(await this.d.enricher.values(name, record)) }),
           nodeId: this.d.nodeId,
           now: this.d.now,
           timing: this.#timing,
@@ -160,20 +158,4 @@ export class Dispatch {
       .catch((err: unknown) => this.d.logger.warn({ err, endpoint: name, event: 'routing.sink-close-failed' }, 'closing an endpoint sink failed'));
   }
 
-  async #enrich(enrichments: readonly Enrichment[], record: LogRecord): Promise<Record<string, string>> {
-    if (enrichments.length === 0) return {};
-    const needsTwin = enrichments.some((e) => e.value.startsWith('$twin'));
-    const twin = needsTwin ? await this.d.twins.get(record.deviceId, record.moduleId) : undefined;
-    const out: Record<string, string> = {};
-    for (const e of enrichments) {
-      const v = enrichmentValue(e.value, { ...(twin === undefined ? {} : { twin }), hubName: this.d.hubName });
-      // Azure stamps the value's own text when the twin lacks the path.
-      out[e.key] = v ?? e.value;
-    }
-    return out;
-  }
-}
-
-function enrichmentsOf(routing: RoutingProperties, endpoint: string): Enrichment[] {
-  return routing.enrichments.filter((e) => e.endpointNames.some((n) => n.toLowerCase() === endpoint.toLowerCase()));
 }

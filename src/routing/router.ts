@@ -19,9 +19,19 @@ export type TwinLookup = (deviceId: string, moduleId: string | null) => Promise<
 
 const MAX_CACHED_TWINS = 10_000;
 
-/** Twins read for routing, per identity, forgotten on `twin.changed` and on identity deletion. */
+interface CachedTwin {
+  promise: Promise<JsonObject | undefined>;
+  /** Set once the read settled with a twin (or undefined: no such identity). */
+  read: boolean;
+  twin: JsonObject | undefined;
+}
+
+/**
+ * Twins read for routing (conditions and enrichments), per identity, forgotten on `twin.changed`
+ * and on identity deletion: one store read per identity, not per message.
+ */
 export class TwinCache {
-  readonly #twins = new Map<string, Promise<JsonObject | undefined>>();
+  readonly #twins = new Map<string, CachedTwin>();
 
   constructor(
     private readonly lookup: TwinLookup,
@@ -38,15 +48,27 @@ export class TwinCache {
   get(deviceId: string, moduleId: string | null): Promise<JsonObject | undefined> {
     const key = keyOf(deviceId, moduleId);
     const hit = this.#twins.get(key);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return hit.promise;
     if (this.#twins.size >= MAX_CACHED_TWINS) this.#twins.delete(this.#twins.keys().next().value as string);
-    const p = this.lookup(deviceId, moduleId);
-    this.#twins.set(key, p);
-    // A failed read is not kept: the next message asks again.
-    p.catch(() => {
-      if (this.#twins.get(key) === p) this.#twins.delete(key);
-    });
-    return p;
+    const entry: CachedTwin = { promise: this.lookup(deviceId, moduleId), read: false, twin: undefined };
+    this.#twins.set(key, entry);
+    entry.promise.then(
+      (twin) => {
+        entry.twin = twin;
+        entry.read = true;
+      },
+      // A failed read is not kept: the next message asks again.
+      () => {
+        if (this.#twins.get(key) === entry) this.#twins.delete(key);
+      },
+    );
+    return entry.promise;
+  }
+
+  /** The cached twin without waiting: `{ twin }` once read (twin undefined: no such identity), undefined when not (yet) read. */
+  peek(deviceId: string, moduleId: string | null): { twin: JsonObject | undefined } | undefined {
+    const hit = this.#twins.get(keyOf(deviceId, moduleId));
+    return hit?.read === true ? { twin: hit.twin } : undefined;
   }
 
   forget(deviceId: string, moduleId: string | null): void {

@@ -1,6 +1,6 @@
 /**
  * Message routing, assembled (decision 0006): the routing document (RoutingService), evaluation at
- * ingestion (Router, with the twin cache), and delivery (Dispatch). A routing change on any node
+ * ingestion (Router, with the twin cache), enrichments (Enricher) and delivery (Dispatch). A routing change on any node
  * reaches each of them here: the router recompiles, the dispatchers follow.
  */
 import type { Logger } from 'pino';
@@ -11,6 +11,7 @@ import type { CounterStore } from '../store/counter-ports.js';
 import type { MetaStore } from '../store/ports.js';
 import { Dispatch, type EndpointHealth, type SinkFactory } from './dispatch.js';
 import type { DispatchTiming } from './dispatcher.js';
+import { Enricher } from './enricher.js';
 import { Router, TwinCache, type TwinLookup } from './router.js';
 import type { Sealer } from './routing-secrets.js';
 import { RoutingService } from './routing-service.js';
@@ -33,16 +34,19 @@ export class RoutingEngine {
   readonly service: RoutingService;
   readonly router: Router;
   readonly twins: TwinCache;
+  /** Every endpoint's enrichments: the dispatchers' and, through the composition root, the built-in endpoint's readers'. */
+  readonly enricher: Enricher;
   readonly dispatch: Dispatch;
 
   private constructor(d: RoutingDeps) {
     this.service = new RoutingService(d.meta, d.box, d.bus, d.clock, d.logger);
     this.twins = new TwinCache(d.twin, d.bus);
     this.router = new Router(this.service.current.routing, this.twins);
+    this.enricher = new Enricher(this.service.current.routing, this.twins, d.hubName);
     this.dispatch = new Dispatch({
       log: d.log,
       counters: d.counters,
-      twins: this.twins,
+      enricher: this.enricher,
       sinks: d.sinks,
       hubName: d.hubName,
       nodeId: d.bus.nodeId,
@@ -52,6 +56,7 @@ export class RoutingEngine {
     });
     this.service.onChange((state) => {
       this.router.update(state.routing);
+      this.enricher.update(state.routing);
       void this.dispatch.apply(state.routing);
     });
   }
@@ -61,6 +66,7 @@ export class RoutingEngine {
     const engine = new RoutingEngine(d);
     const state = await engine.service.load();
     engine.router.update(state.routing);
+    engine.enricher.update(state.routing);
     return engine;
   }
 

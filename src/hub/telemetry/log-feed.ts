@@ -12,7 +12,7 @@
  * A device filter tails only the device's partition; the other partitions keep where they started.
  */
 import { HubError } from '../../core/errors.js';
-import { BUILTIN_ENDPOINT_NAME, isRoutedTo, type EventLog, type LogRecord } from '../../log/log-ports.js';
+import { BUILTIN_ENDPOINT_NAME, isRoutedTo, type EventLog, type LogRecord, type RecordEnricher } from '../../log/log-ports.js';
 
 /** Where a reader starts: new records only, everything retained, or after a cursor. */
 export type FeedStart = 'now' | 'earliest' | LogCursor;
@@ -30,6 +30,8 @@ export interface FeedOptions {
   ready?: () => Promise<void>;
   /** The feed ended on an error (a log read failed, or onRecord threw); it is closed already. */
   onError?: (err: unknown) => void;
+  /** The built-in endpoint's message enrichments, added to each record handed out (none when absent). */
+  enrich?: RecordEnricher;
 }
 
 export interface LogFeed {
@@ -91,10 +93,19 @@ export async function openLogFeed(log: EventLog, opts: FeedOptions): Promise<{ s
       const follow = async (p: number): Promise<void> => {
         const position = { sequenceNumber: cursor[p] as number, inclusive: false };
         for await (const batch of log.tail(p, position, { signal: stop.signal, maxBatch: FEED_BATCH })) {
+          const mine = batch.filter(accept);
+          const enriched = opts.enrich === undefined || mine.length === 0 ? mine : opts.enrich.enrich(BUILTIN_ENDPOINT_NAME, mine);
+          const out = enriched instanceof Promise ? await enriched : enriched;
+          // The cursor passes every record, the ones handed out (in order, a subsequence of the batch) included.
+          let k = 0;
           for (const r of batch) {
             if (stop.signal.aborted) return;
             cursor[p] = r.sequenceNumber;
-            if (accept(r)) onRecord(r, formatCursor(cursor));
+            const next = out[k];
+            if (next !== undefined && next.sequenceNumber === r.sequenceNumber) {
+              k++;
+              onRecord(next, formatCursor(cursor));
+            }
           }
           if (batch.length >= FEED_BATCH && opts.ready !== undefined) await opts.ready();
         }

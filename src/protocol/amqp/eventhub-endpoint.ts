@@ -13,6 +13,7 @@
  *   partition of a group over as Event Hubs does: a higher or equal epoch closes the others with
  *   `amqp:link:stolen`, a lower epoch or a plain receiver is refused while an epoch receiver holds it,
  *   across the nodes of a cluster (eventhub-claims.ts). The limit of plain receivers is per node.
+ * - Messages carry the enrichments configured for `events` (the RecordEnricher port, routing's).
  */
 import type { Logger } from 'pino';
 import rhea, { type Connection, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
@@ -22,7 +23,7 @@ import { HubError } from '../../core/errors.js';
 import type { Clock } from '../../core/clock.js';
 import { eventHubsName, isEventHubsEntity } from '../../core/hub-name.js';
 import { parseSasToken, pathCovers } from '../../auth/sas.js';
-import { BUILTIN_ENDPOINT_NAME, isRoutedTo, type EventLog, type LogPosition } from '../../log/log-ports.js';
+import { BUILTIN_ENDPOINT_NAME, isRoutedTo, type EventLog, type LogPosition, type LogRecord, type RecordEnricher } from '../../log/log-ports.js';
 import { LogPositionError } from '../../log/positions.js';
 import type { ReceiverClaims } from './eventhub-claims.js';
 import { EPOCH_PROPERTY, RUNTIME_METRIC_CAPABILITY, echoedSource, eventHubMessage, isManagementAddress, parsePartitionAddress, positionFromFilter } from './eventhub-message.js';
@@ -41,6 +42,8 @@ export interface EventHubDeps {
   createdAt: string;
   /** Epoch receivers' claims across the cluster. */
   claims: ReceiverClaims;
+  /** The built-in endpoint's message enrichments (routing's, through the composition root). */
+  enrich: RecordEnricher;
 }
 
 /** Receivers per partition of a consumer group without an epoch (Event Hubs: 5). */
@@ -261,10 +264,13 @@ export class EventHubEndpoint {
     const { sender, stop } = reader;
     try {
       for await (const batch of this.deps.log.tail(partition, position, { signal: stop.signal, maxBatch: TAIL_BATCH })) {
+        // Records routed elsewhere only are not the built-in endpoint's (decision 0006).
+        const mine = batch.filter((r) => isRoutedTo(r, BUILTIN_ENDPOINT_NAME));
+        if (mine.length === 0) continue;
         const runtime = metrics ? { ...(await this.deps.log.partitionProperties(partition)), retrievedAt: new Date(this.deps.clock.now()) } : undefined;
-        for (const r of batch) {
-          // Records routed elsewhere only are not the built-in endpoint's (decision 0006).
-          if (!isRoutedTo(r, BUILTIN_ENDPOINT_NAME)) continue;
+        const enriched = this.deps.enrich.enrich(BUILTIN_ENDPOINT_NAME, mine);
+        const records: readonly LogRecord[] = enriched instanceof Promise ? await enriched : enriched;
+        for (const r of records) {
           // Credit-based flow: nothing is sent beyond what the client asked for.
           while (!stop.signal.aborted && !sender.sendable()) await new Promise<void>((resolve) => (reader.wake = resolve));
           if (stop.signal.aborted) return;

@@ -9,7 +9,8 @@
  *   `-auth-method`, `-auth-generation-id`, `iothub-enqueuedtime` as a timestamp,
  *   `iothub-message-source`, and any other system property), then `x-opt-sequence-number` (long),
  *   `x-opt-offset` (string), `x-opt-enqueued-time` (timestamp), `x-opt-partition-key` (the device id);
- * - application properties as the device sent them; the body as one data section.
+ * - application properties as the device sent them, with the enrichments configured for `events`
+ *   (applied by the reader, eventhub-endpoint.ts); the body as one data section.
  */
 import rhea, { type Message } from 'rhea';
 import { LogPositionError } from '../../log/positions.js';

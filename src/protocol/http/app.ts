@@ -219,7 +219,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerTwinRoutes(app, services);
   registerQueryRoutes(app, services);
   registerMethodRoutes(app, services.methods);
-  registerEventRoutes(app, services.eventLog);
+  registerEventRoutes(app, services.eventLog, services.routing.enricher);
   registerConsumerGroupRoutes(app, services.consumerGroups);
   registerRoutingRoutes(app, services.routing, services.securityEvents);
   registerConfigurationRoutes(app, services.configurations, services.securityEvents);

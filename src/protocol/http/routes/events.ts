@@ -3,7 +3,8 @@
  * `GET /events[?deviceId=ID][&from=now|earliest|POSITION]`. Every partition is followed at once and
  * records go out as they arrive (in order per partition, hence per device), from every node.
  *
- * Each event is `id: <position>`, `event: telemetry`, `data: <renderEvent JSON>`. The position is
+ * Each event is `id: <position>`, `event: telemetry`, `data: <renderEvent JSON>`, its application
+ * properties with the enrichments configured for `events` (routing/enricher.ts). The position is
  * where the stream stands after that event: per partition, the last sequence number passed, -1 for
  * none (`12.-1.40.7` on a four-partition hub; hub/telemetry/log-feed.ts). A reconnecting client
  * sends it as Last-Event-ID (or as `from`) and resumes with no gap and no duplicate. A comment line
@@ -18,7 +19,7 @@ import type { FastifyInstance } from 'fastify';
 import { validateDeviceId } from '../../../core/ids.js';
 import { openLogFeed, parseCursor, type FeedStart } from '../../../hub/telemetry/log-feed.js';
 import { renderEvent } from '../../../hub/telemetry/render-event.js';
-import type { EventLog } from '../../../log/log-ports.js';
+import type { EventLog, RecordEnricher } from '../../../log/log-ports.js';
 
 const KEEP_ALIVE_MS = 15_000;
 const MAX_BUFFERED = 8 * 1024 * 1024;
@@ -48,7 +49,7 @@ function waitForDrain(res: ServerResponse): Promise<void> {
   });
 }
 
-export function registerEventRoutes(app: FastifyInstance, log: EventLog): void {
+export function registerEventRoutes(app: FastifyInstance, log: EventLog, enrich: RecordEnricher): void {
   const open = new Set<ServerResponse>();
   // A hijacked response is not the server's to finish: end the streams so app.close() is not held.
   app.addHook('preClose', async () => {
@@ -67,6 +68,8 @@ export function registerEventRoutes(app: FastifyInstance, log: EventLog): void {
       from,
       ...(deviceId === undefined ? {} : { deviceId }),
       ready: () => waitForDrain(res),
+      // The enrichments configured for `events`, as the Event Hubs-compatible endpoint applies them.
+      enrich,
       onError: (err) => {
         req.log.warn({ err, event: 'events.reader-failed' }, 'event stream reader ended on an error');
         res.end();
