@@ -43,6 +43,7 @@ import {
   type TailOptions,
 } from '../log-ports.js';
 import { partitionOf } from '../partition-key.js';
+import { RecentRecords } from '../recent.js';
 import { PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
 import { checkLimit, checkSequenceNumber, parseEnqueuedTime, parseOffset } from '../positions.js';
 
@@ -126,6 +127,8 @@ export class SqlEventLog implements EventLog, TailSource {
   readonly #pollMs: number;
   readonly #subs: BusSubscription[] = [];
   readonly #max: string;
+  /** What this node appended last: live readers read it from memory (recent.ts). */
+  readonly #recent: RecentRecords;
 
   constructor(
     private readonly db: SqlDriver,
@@ -135,6 +138,7 @@ export class SqlEventLog implements EventLog, TailSource {
     this.#now = opts.now ?? Date.now;
     this.#pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
     this.#max = db.dialect === 'postgres' ? 'GREATEST' : 'MAX';
+    this.#recent = new RecentRecords(partitionCount);
     const bus = opts.bus;
     if (bus !== undefined) {
       this.#subs.push(
@@ -172,11 +176,15 @@ export class SqlEventLog implements EventLog, TailSource {
       if (h === undefined) throw new Error(`event log partition ${p} has no row: was the log opened with openSqlEventLog?`);
       let { seq, pos } = h;
       const enqueuedTime = new Date(h.ms).toISOString();
+      const records: LogRecord[] = [];
       idx.forEach((i, k) => {
-        placements[i] = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
+        const placement: LogPlacement = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
+        placements[i] = placement;
+        records.push(asStored(messages[i] as LogMessage, placement));
         seq++;
         pos += h.sizes[k] as number;
       });
+      this.#recent.add(p, records);
       last.set(p, seq - 1);
     }
     for (const [p, seq] of last) {
@@ -276,6 +284,8 @@ export class SqlEventLog implements EventLog, TailSource {
   }
 
   async readFrom(partition: number, from: number, limit: number): Promise<LogRecord[]> {
+    const recent = this.#recent.read(partition, from, limit);
+    if (recent !== undefined) return recent;
     const rows = await this.db.all(`SELECT ${COLUMNS} FROM log_records WHERE part = ? AND seq >= ? ORDER BY seq LIMIT ?`, [partition, from, limit]);
     return rows.map(recordFromRow);
   }
@@ -335,6 +345,7 @@ export class SqlEventLog implements EventLog, TailSource {
         [partition, partition, value, PRUNE_CHUNK],
       );
       deleted += n;
+      if (n > 0) this.#recent.clear();
       if (n < PRUNE_CHUNK) return deleted;
     }
   }
@@ -343,6 +354,20 @@ export class SqlEventLog implements EventLog, TailSource {
     this.#closer.abort();
     for (const s of this.#subs.splice(0)) s.unsubscribe();
   }
+}
+
+/** A message as a read of its row returns it (recordFromRow), for the records kept in memory. */
+function asStored(m: LogMessage, at: LogPlacement): LogRecord {
+  return {
+    ...at,
+    deviceId: m.deviceId,
+    moduleId: m.moduleId === '' ? null : m.moduleId,
+    // A body that is a view into a larger buffer (a network read) is copied: kept, it would keep all of that.
+    body: m.body.buffer.byteLength > 2 * m.body.length + 8192 ? Buffer.from(m.body) : m.body,
+    properties: { ...m.properties },
+    systemProperties: { ...m.systemProperties },
+    ...(m.endpoints === undefined ? {} : { endpoints: [...m.endpoints] }),
+  };
 }
 
 async function insertRows(tx: SqlExecutor, rows: readonly SqlValue[][]): Promise<void> {

@@ -26,7 +26,8 @@ import { parseSasToken, pathCovers } from '../../auth/sas.js';
 import { BUILTIN_ENDPOINT_NAME, isRoutedTo, type EventLog, type LogPosition, type LogRecord, type RecordEnricher } from '../../log/log-ports.js';
 import { LogPositionError } from '../../log/positions.js';
 import type { ReceiverClaims } from './eventhub-claims.js';
-import { EPOCH_PROPERTY, RUNTIME_METRIC_CAPABILITY, echoedSource, eventHubMessage, isManagementAddress, parsePartitionAddress, positionFromFilter } from './eventhub-message.js';
+import { encodeEventHubMessage } from './eventhub-encode.js';
+import { EPOCH_PROPERTY, RUNTIME_METRIC_CAPABILITY, echoedSource, isManagementAddress, parsePartitionAddress, positionFromFilter } from './eventhub-message.js';
 
 type Link = Sender | Receiver;
 type AmqpError = { condition: string; description: string };
@@ -274,7 +275,8 @@ export class EventHubEndpoint {
           // Credit-based flow: nothing is sent beyond what the client asked for.
           while (!stop.signal.aborted && !sender.sendable()) await new Promise<void>((resolve) => (reader.wake = resolve));
           if (stop.signal.aborted) return;
-          sender.send(eventHubMessage(r, runtime));
+          // Encoded by our own encoder (rhea's bytes, without its generic wrapping) and sent as is (format 0).
+          sender.send(encodeEventHubMessage(r, runtime), undefined, 0);
         }
       }
     } catch (err) {
