@@ -99,12 +99,28 @@ describe('event log on SQLite, a tail stopped while it reads', () => {
   });
 });
 
+/** A tail running on the log (the log keeps what it appends in memory only while one runs); stop() ends it. */
+async function tailing(log: EventLog, partition: number): Promise<{ stop(): Promise<void> }> {
+  const ac = new AbortController();
+  const running = (async () => {
+    for await (const batch of log.tail(partition, 'latest', { signal: ac.signal })) void batch;
+  })();
+  await new Promise((resolve) => setImmediate(resolve));
+  return {
+    async stop() {
+      ac.abort();
+      await running;
+    },
+  };
+}
+
 describe('event log on SQLite, records just appended read from memory (log/recent.ts)', () => {
   it('hands out what a read of the file returns, field for field', async () => {
     const h = await openHarness({ partitionCount: 2 });
     try {
       const peer = await h.openPeer();
       const [dev] = devicesIn(2, [1], 'mem');
+      const tail = await tailing(h.log, 1);
       const messages = [
         makeMessage(dev as string, 0),
         makeMessage(dev as string, 1, { moduleId: 'mod-1', endpoints: ['events', 'hook'], properties: { a: 'x', 'ü': 'ÿ' } }),
@@ -117,6 +133,12 @@ describe('event log on SQLite, records just appended read from memory (log/recen
       const fromFile = await peer.read(1, 'earliest', 10);
       assert.equal(fromMemory.length, 4);
       assert.deepEqual(fromMemory, fromFile);
+      // From memory indeed: the same objects again (a read of the file makes new ones).
+      assert.equal((await h.log.read(1, 'earliest', 1))[0], fromMemory[0]);
+      assert.notEqual((await peer.read(1, 'earliest', 1))[0], fromFile[0]);
+      // No tail left: nothing is kept.
+      await tail.stop();
+      assert.notEqual((await h.log.read(1, 'earliest', 1))[0], fromMemory[0]);
     } finally {
       await h.close();
     }
@@ -126,6 +148,7 @@ describe('event log on SQLite, records just appended read from memory (log/recen
     const h = await openHarness({ partitionCount: 1, retention: { maxBytesPerPartition: 4 * 1024 } });
     try {
       const peer = await h.openPeer();
+      const tail = await tailing(h.log, 0);
       await h.log.append([makeMessage('gap', 0), makeMessage('gap', 1)]);
       await peer.append([makeMessage('gap', 2), makeMessage('gap', 3)]);
       await h.log.append([makeMessage('gap', 4)]);
@@ -140,6 +163,7 @@ describe('event log on SQLite, records just appended read from memory (log/recen
       assert.ok(begin > 0);
       assert.equal(kept[0]?.sequenceNumber, begin);
       assert.deepEqual(await h.log.read(0, { sequenceNumber: 5, inclusive: true }, 100), kept.filter((r) => r.sequenceNumber >= 5));
+      await tail.stop();
     } finally {
       await h.close();
     }

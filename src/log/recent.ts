@@ -10,13 +10,17 @@
  * enter once their append committed, in sequence order; a batch that does not continue the window
  * (another node appended in between, or two appends finished out of order) starts a new window, so a
  * window never has a gap and never holds a record the store does not. Bounded per partition by a
- * record count and by body bytes; the oldest go first.
+ * record count and by body bytes; the oldest go first. The log keeps records here only while a tail
+ * runs on it (no reader, no cost on the append path).
  */
 import type { LogRecord } from './log-ports.js';
 
-/** Per partition: enough for a reader a second or so behind at 10k msgs/s over a few partitions. */
-export const RECENT_MAX_RECORDS = 4096;
-export const RECENT_MAX_BYTES = 4 * 1024 * 1024;
+/**
+ * Per partition: a reader that keeps up is a commit or a credit window behind (tens to hundreds of
+ * records). Kept small: records kept longer outlive the young generation and cost the collector.
+ */
+export const RECENT_MAX_RECORDS = 512;
+export const RECENT_MAX_BYTES = 1024 * 1024;
 
 interface Window {
   /** The first record's sequence number. */

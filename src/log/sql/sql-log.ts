@@ -129,6 +129,8 @@ export class SqlEventLog implements EventLog, TailSource {
   readonly #max: string;
   /** What this node appended last: live readers read it from memory (recent.ts). */
   readonly #recent: RecentRecords;
+  /** Tails running on this instance: what is appended is kept in memory only while there are any. */
+  #tails = 0;
 
   constructor(
     private readonly db: SqlDriver,
@@ -176,15 +178,15 @@ export class SqlEventLog implements EventLog, TailSource {
       if (h === undefined) throw new Error(`event log partition ${p} has no row: was the log opened with openSqlEventLog?`);
       let { seq, pos } = h;
       const enqueuedTime = new Date(h.ms).toISOString();
-      const records: LogRecord[] = [];
+      const records: LogRecord[] | undefined = this.#tails > 0 ? [] : undefined;
       idx.forEach((i, k) => {
         const placement: LogPlacement = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
         placements[i] = placement;
-        records.push(asStored(messages[i] as LogMessage, placement));
+        records?.push(asStored(messages[i] as LogMessage, placement));
         seq++;
         pos += h.sizes[k] as number;
       });
-      this.#recent.add(p, records);
+      if (records !== undefined) this.#recent.add(p, records);
       last.set(p, seq - 1);
     }
     for (const [p, seq] of last) {
@@ -298,7 +300,17 @@ export class SqlEventLog implements EventLog, TailSource {
 
   tail(partition: number, position: LogPosition, opts: TailOptions = {}): AsyncIterable<LogRecord[]> {
     checkPartition(this, partition);
-    return tailLoop(this, partition, position, this.#pollMs, opts);
+    return this.#counted(tailLoop(this, partition, position, this.#pollMs, opts));
+  }
+
+  async *#counted(records: AsyncGenerator<LogRecord[]>): AsyncGenerator<LogRecord[]> {
+    this.#tails++;
+    try {
+      yield* records;
+    } finally {
+      // No reader left: nothing is kept (a window started later has no gap either: it starts anew).
+      if (--this.#tails === 0) this.#recent.clear();
+    }
   }
 
   async partitionProperties(partition: number): Promise<PartitionProperties> {
@@ -356,7 +368,10 @@ export class SqlEventLog implements EventLog, TailSource {
   }
 }
 
-/** A message as a read of its row returns it (recordFromRow), for the records kept in memory. */
+/**
+ * A message as a read of its row returns it (recordFromRow), for the records kept in memory. The
+ * maps are the message's own (nothing changes a message once appended; readers copy what they change).
+ */
 function asStored(m: LogMessage, at: LogPlacement): LogRecord {
   return {
     ...at,
@@ -364,9 +379,9 @@ function asStored(m: LogMessage, at: LogPlacement): LogRecord {
     moduleId: m.moduleId === '' ? null : m.moduleId,
     // A body that is a view into a larger buffer (a network read) is copied: kept, it would keep all of that.
     body: m.body.buffer.byteLength > 2 * m.body.length + 8192 ? Buffer.from(m.body) : m.body,
-    properties: { ...m.properties },
-    systemProperties: { ...m.systemProperties },
-    ...(m.endpoints === undefined ? {} : { endpoints: [...m.endpoints] }),
+    properties: m.properties,
+    systemProperties: m.systemProperties,
+    ...(m.endpoints === undefined ? {} : { endpoints: m.endpoints }),
   };
 }
 
