@@ -2,8 +2,9 @@
  * The event log on the SQL store's driver (SQLite by default, PostgreSQL), schema v16
  * (migrations/schema-v16-log.ts). docs/decisions/0005-partitioned-log.md says why it is built so.
  *
- * Appends: one durable transaction per batch (on PostgreSQL one call of the server-side
- * log_append, schema v19, so no lock waits on this process). Per partition it touches, in ascending
+ * Appends: one durable transaction per batch, synced to disk before it returns unless the hub runs
+ * with --telemetry-durability os-cache (on PostgreSQL one call of the server-side log_append,
+ * schema v19 and v21, so no lock waits on this process). Per partition it touches, in ascending
  * partition order (two writers never wait on each other crosswise), it bumps the partition's row
  * with UPDATE ... RETURNING, which numbers the records and holds that row's lock until commit: a
  * second writer for the partition (another batch, another node on the same PostgreSQL) numbers its
@@ -56,6 +57,12 @@ export interface SqlEventLogOptions {
   now?: () => number;
   /** How long a tail waits for a wake-up before it looks anyway. */
   pollMs?: number;
+  /**
+   * Whether an append returns only once its commit is synced to disk (default true): SQLite
+   * synchronous=FULL for the commit, PostgreSQL synchronous_commit=on. False (--telemetry-durability
+   * os-cache): once the operating system has it (a process crash loses nothing, a power cut may).
+   */
+  sync?: boolean;
 }
 
 const COLUMNS = 'part, seq, pos, enqueued_ms, device_id, module_id, body, properties, system_properties, endpoints';
@@ -223,7 +230,7 @@ export class SqlEventLog implements EventLog, TailSource {
         }
         await insertRows(tx, rows);
       },
-      { durable: true },
+      { durable: this.opts.sync !== false },
     );
     return heads;
   }
@@ -237,7 +244,7 @@ export class SqlEventLog implements EventLog, TailSource {
   async #numberAndInsertOnServer(messages: readonly LogMessage[], byPartition: Map<number, number[]>, now: number): Promise<Map<number, Head>> {
     const parts = [...byPartition.keys()].sort((a, b) => a - b);
     const order = parts.flatMap((p) => (byPartition.get(p) as number[]).map((i) => messages[i] as LogMessage));
-    const rows = await this.db.all('SELECT o_part, o_first_seq, o_first_pos, o_ms, o_sizes FROM log_append(?, ?, ?, ?, ?, ?, ?, ?)', [
+    const rows = await this.db.all('SELECT o_part, o_first_seq, o_first_pos, o_ms, o_sizes FROM log_append(?, ?, ?, ?, ?, ?, ?, ?, ?::boolean)', [
       parts.flatMap((p) => (byPartition.get(p) as number[]).map(() => p)),
       order.map((m) => m.deviceId),
       order.map((m) => m.moduleId ?? ''),
@@ -246,6 +253,7 @@ export class SqlEventLog implements EventLog, TailSource {
       JSON.stringify(order.map((m) => m.systemProperties)),
       JSON.stringify(order.map((m) => m.endpoints ?? null)),
       now,
+      this.opts.sync === false ? 'false' : 'true',
     ]);
     return new Map(rows.map((r) => [Number(r.o_part), { seq: Number(r.o_first_seq), pos: Number(r.o_first_pos), ms: Number(r.o_ms), sizes: (r.o_sizes as unknown[]).map(Number) }]));
   }

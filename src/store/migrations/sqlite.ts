@@ -43,4 +43,5 @@ export const sqliteMigrations: readonly Migration[] = [
   // its 19 does nothing and both lists name the same versions.
   { version: 19, name: 'the log append as one server-side call (PostgreSQL only: nothing here)', sql: '' },
   { version: 20, name: 'automatic device and module configurations', sql: schemaV20(SQLITE) },
+  { version: 21, name: 'the log append says whether it waits for the WAL flush (PostgreSQL only: nothing here)', sql: '' },
 ];
