@@ -193,5 +193,12 @@ describe('the window of records kept in memory (RecentRecords)', () => {
     assert.equal(w.read(0, 10, 10), undefined);
     w.clear();
     assert.equal(w.read(0, 12, 10), undefined);
+    // Retention: what the store no longer has goes from memory too.
+    w.add(1, [rec(20), rec(21), rec(22)]);
+    w.dropBefore(1, 22);
+    assert.equal(w.read(1, 21, 10), undefined);
+    assert.deepEqual(seqs(w.read(1, 22, 10)), [22]);
+    w.dropBefore(1, 30);
+    assert.equal(w.read(1, 22, 10), undefined);
   });
 });

@@ -10,8 +10,9 @@
  * enter once their append committed, in sequence order; a batch that does not continue the window
  * (another node appended in between, or two appends finished out of order) starts a new window, so a
  * window never has a gap and never holds a record the store does not. Bounded per partition by a
- * record count and by body bytes; the oldest go first. The log keeps records here only while a tail
- * runs on it (no reader, no cost on the append path).
+ * record count and by body bytes; the oldest go first, and what retention removes from the store goes
+ * from here first. The log keeps records here only while a tail runs on it (no reader, no cost on the
+ * append path).
  */
 import type { LogRecord } from './log-ports.js';
 
@@ -72,7 +73,18 @@ export class RecentRecords {
     return w.records.slice(i, i + limit);
   }
 
-  /** Forgets everything (retention removed records: the store is the truth again). */
+  /** Forgets a partition's records before `seq` (retention removes them from the store). */
+  dropBefore(partition: number, seq: number): void {
+    const w = this.#windows[partition];
+    if (w === undefined || seq <= w.first) return;
+    const drop = Math.min(seq - w.first, w.records.length);
+    for (let i = 0; i < drop; i++) w.bytes -= (w.records[i] as LogRecord).body.length;
+    w.records.splice(0, drop);
+    w.first += drop;
+    if (w.records.length === 0) this.#windows[partition] = undefined;
+  }
+
+  /** Forgets everything (no reader left). */
   clear(): void {
     this.#windows.fill(undefined);
   }
