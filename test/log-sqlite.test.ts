@@ -6,9 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { SecretBox } from '../src/core/secret-box.js';
-import { devicesIn, eventLogConformance, makeMessage, type LogHarness, type LogOpenOptions } from '../src/log/log.case.js';
-import type { EventLog, LogPlacement, LogRecord } from '../src/log/log-ports.js';
-import { RecentRecords } from '../src/log/recent.js';
+import { eventLogConformance, makeMessage, type LogHarness, type LogOpenOptions } from '../src/log/log.case.js';
+import type { EventLog, LogPlacement } from '../src/log/log-ports.js';
 import { tailLoop } from '../src/log/tail.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { SqlLogNodes } from './support/log-harness.js';
@@ -96,109 +95,5 @@ describe('event log on SQLite, a tail stopped while it reads', () => {
     } finally {
       await h.close();
     }
-  });
-});
-
-/** A tail running on the log (the log keeps what it appends in memory only while one runs); stop() ends it. */
-async function tailing(log: EventLog, partition: number): Promise<{ stop(): Promise<void> }> {
-  const ac = new AbortController();
-  const running = (async () => {
-    for await (const batch of log.tail(partition, 'latest', { signal: ac.signal })) void batch;
-  })();
-  await new Promise((resolve) => setImmediate(resolve));
-  return {
-    async stop() {
-      ac.abort();
-      await running;
-    },
-  };
-}
-
-describe('event log on SQLite, records just appended read from memory (log/recent.ts)', () => {
-  it('hands out what a read of the file returns, field for field', async () => {
-    const h = await openHarness({ partitionCount: 2 });
-    try {
-      const peer = await h.openPeer();
-      const [dev] = devicesIn(2, [1], 'mem');
-      const tail = await tailing(h.log, 1);
-      const messages = [
-        makeMessage(dev as string, 0),
-        makeMessage(dev as string, 1, { moduleId: 'mod-1', endpoints: ['events', 'hook'], properties: { a: 'x', 'ü': 'ÿ' } }),
-        makeMessage(dev as string, 2, { endpoints: [], body: Buffer.alloc(0) }),
-        makeMessage(dev as string, 3, { systemProperties: { 'content-type': 'application/json', 'iothub-enqueuedtime': '2030-01-01T00:00:00.000Z' } }),
-      ];
-      await h.log.append(messages);
-      // The appending instance answers from memory; its peer (no such appends) reads the file.
-      const fromMemory = await h.log.read(1, 'earliest', 10);
-      const fromFile = await peer.read(1, 'earliest', 10);
-      assert.equal(fromMemory.length, 4);
-      assert.deepEqual(fromMemory, fromFile);
-      // From memory indeed: the same objects again (a read of the file makes new ones).
-      assert.equal((await h.log.read(1, 'earliest', 1))[0], fromMemory[0]);
-      assert.notEqual((await peer.read(1, 'earliest', 1))[0], fromFile[0]);
-      // No tail left: nothing is kept.
-      await tail.stop();
-      assert.notEqual((await h.log.read(1, 'earliest', 1))[0], fromMemory[0]);
-    } finally {
-      await h.close();
-    }
-  });
-
-  it("never skips another instance's records between its own, and never hands out a record retention removed", async () => {
-    const h = await openHarness({ partitionCount: 1, retention: { maxBytesPerPartition: 4 * 1024 } });
-    try {
-      const peer = await h.openPeer();
-      const tail = await tailing(h.log, 0);
-      await h.log.append([makeMessage('gap', 0), makeMessage('gap', 1)]);
-      await peer.append([makeMessage('gap', 2), makeMessage('gap', 3)]);
-      await h.log.append([makeMessage('gap', 4)]);
-      const n = (rs: Array<{ properties: Record<string, string> }>) => rs.map((r) => r.properties.n);
-      assert.deepEqual(n(await h.log.read(0, 'earliest', 10)), ['0', '1', '2', '3', '4']);
-      assert.deepEqual(n(await h.log.read(0, { sequenceNumber: 1, inclusive: true }, 10)), ['1', '2', '3', '4']);
-      assert.deepEqual(n(await h.log.read(0, { sequenceNumber: 4, inclusive: true }, 10)), ['4']);
-      for (let b = 0; b < 5; b++) await h.log.append(Array.from({ length: 10 }, (_, i) => makeMessage('gap', 5 + b * 10 + i)));
-      await h.log.enforceRetention();
-      const kept = await h.log.read(0, 'earliest', 100);
-      const begin = (await h.log.partitionProperties(0)).beginningSequenceNumber;
-      assert.ok(begin > 0);
-      assert.equal(kept[0]?.sequenceNumber, begin);
-      assert.deepEqual(await h.log.read(0, { sequenceNumber: 5, inclusive: true }, 100), kept.filter((r) => r.sequenceNumber >= 5));
-      await tail.stop();
-    } finally {
-      await h.close();
-    }
-  });
-});
-
-describe('the window of records kept in memory (RecentRecords)', () => {
-  const rec = (seq: number, bytes = 10): LogRecord => ({ ...makeMessage('w', seq, { body: Buffer.alloc(bytes) }), partition: 0, sequenceNumber: seq, offset: String(seq * 100), enqueuedTime: '2030-01-01T00:00:00.000Z' });
-  const seqs = (rs: LogRecord[] | undefined) => rs?.map((r) => r.sequenceNumber);
-
-  it('answers only for records it holds, starts again at a gap, and keeps the newest within its bounds', () => {
-    const w = new RecentRecords(2, 5, 50);
-    assert.equal(w.read(0, 0, 10), undefined);
-    w.add(0, [rec(0), rec(1), rec(2)]);
-    assert.deepEqual(seqs(w.read(0, 1, 10)), [1, 2]);
-    assert.deepEqual(seqs(w.read(0, 0, 2)), [0, 1]);
-    assert.equal(w.read(0, 3, 10), undefined, 'the next record is not known: read the store');
-    assert.equal(w.read(1, 0, 10), undefined);
-    w.add(0, [rec(3), rec(4), rec(5)]);
-    assert.deepEqual(seqs(w.read(0, 1, 10)), [1, 2, 3, 4, 5], 'five records at most');
-    assert.equal(w.read(0, 0, 10), undefined);
-    w.add(0, [rec(9)]);
-    assert.equal(w.read(0, 5, 10), undefined, 'a gap: what came between is not here');
-    assert.deepEqual(seqs(w.read(0, 9, 10)), [9]);
-    w.add(0, [rec(10, 20), rec(11, 20), rec(12, 20)]);
-    assert.deepEqual(seqs(w.read(0, 11, 10)), [11, 12], 'at most 50 body bytes');
-    assert.equal(w.read(0, 10, 10), undefined);
-    w.clear();
-    assert.equal(w.read(0, 12, 10), undefined);
-    // Retention: what the store no longer has goes from memory too.
-    w.add(1, [rec(20), rec(21), rec(22)]);
-    w.dropBefore(1, 22);
-    assert.equal(w.read(1, 21, 10), undefined);
-    assert.deepEqual(seqs(w.read(1, 22, 10)), [22]);
-    w.dropBefore(1, 30);
-    assert.equal(w.read(1, 22, 10), undefined);
   });
 });

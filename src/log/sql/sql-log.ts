@@ -44,7 +44,6 @@ import {
   type TailOptions,
 } from '../log-ports.js';
 import { partitionOf } from '../partition-key.js';
-import { RecentRecords } from '../recent.js';
 import { PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
 import { checkLimit, checkSequenceNumber, parseEnqueuedTime, parseOffset } from '../positions.js';
 
@@ -134,10 +133,6 @@ export class SqlEventLog implements EventLog, TailSource {
   readonly #pollMs: number;
   readonly #subs: BusSubscription[] = [];
   readonly #max: string;
-  /** What this node appended last: live readers read it from memory (recent.ts). */
-  readonly #recent: RecentRecords;
-  /** Tails running on this instance: what is appended is kept in memory only while there are any. */
-  #tails = 0;
 
   constructor(
     private readonly db: SqlDriver,
@@ -147,7 +142,6 @@ export class SqlEventLog implements EventLog, TailSource {
     this.#now = opts.now ?? Date.now;
     this.#pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
     this.#max = db.dialect === 'postgres' ? 'GREATEST' : 'MAX';
-    this.#recent = new RecentRecords(partitionCount);
     const bus = opts.bus;
     if (bus !== undefined) {
       this.#subs.push(
@@ -185,15 +179,11 @@ export class SqlEventLog implements EventLog, TailSource {
       if (h === undefined) throw new Error(`event log partition ${p} has no row: was the log opened with openSqlEventLog?`);
       let { seq, pos } = h;
       const enqueuedTime = new Date(h.ms).toISOString();
-      const records: LogRecord[] | undefined = this.#tails > 0 ? [] : undefined;
       idx.forEach((i, k) => {
-        const placement: LogPlacement = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
-        placements[i] = placement;
-        records?.push(asStored(messages[i] as LogMessage, placement));
+        placements[i] = { partition: p, sequenceNumber: seq, offset: String(pos), enqueuedTime };
         seq++;
         pos += h.sizes[k] as number;
       });
-      if (records !== undefined) this.#recent.add(p, records);
       last.set(p, seq - 1);
     }
     for (const [p, seq] of last) {
@@ -307,8 +297,6 @@ export class SqlEventLog implements EventLog, TailSource {
   }
 
   async readFrom(partition: number, from: number, limit: number): Promise<LogRecord[]> {
-    const recent = this.#recent.read(partition, from, limit);
-    if (recent !== undefined) return recent;
     const rows = await this.db.all(`SELECT ${COLUMNS} FROM log_records WHERE part = ? AND seq >= ? ORDER BY seq LIMIT ?`, [partition, from, limit]);
     return rows.map(recordFromRow);
   }
@@ -321,17 +309,7 @@ export class SqlEventLog implements EventLog, TailSource {
 
   tail(partition: number, position: LogPosition, opts: TailOptions = {}): AsyncIterable<LogRecord[]> {
     checkPartition(this, partition);
-    return this.#counted(tailLoop(this, partition, position, this.#pollMs, opts));
-  }
-
-  async *#counted(records: AsyncGenerator<LogRecord[]>): AsyncGenerator<LogRecord[]> {
-    this.#tails++;
-    try {
-      yield* records;
-    } finally {
-      // No reader left: nothing is kept (a window started later has no gap either: it starts anew).
-      if (--this.#tails === 0) this.#recent.clear();
-    }
+    return tailLoop(this, partition, position, this.#pollMs, opts);
   }
 
   async partitionProperties(partition: number): Promise<PartitionProperties> {
@@ -376,8 +354,6 @@ export class SqlEventLog implements EventLog, TailSource {
   async #deleteBefore(partition: number, keepFrom: number): Promise<number> {
     const first = await this.db.all('SELECT MIN(seq) AS seq FROM log_records WHERE part = ?', [partition]);
     if (first[0]?.seq === null || first[0]?.seq === undefined) return 0;
-    // What goes is not handed out from memory either (dropped first: appends only add later records).
-    this.#recent.dropBefore(partition, keepFrom);
     let deleted = 0;
     for (let from = Number(first[0].seq); from < keepFrom; from += PRUNE_CHUNK) {
       deleted += await this.db.run('DELETE FROM log_records WHERE part = ? AND seq >= ? AND seq < ?', [partition, from, Math.min(from + PRUNE_CHUNK, keepFrom)]);
@@ -389,23 +365,6 @@ export class SqlEventLog implements EventLog, TailSource {
     this.#closer.abort();
     for (const s of this.#subs.splice(0)) s.unsubscribe();
   }
-}
-
-/**
- * A message as a read of its row returns it (recordFromRow), for the records kept in memory. The
- * maps are the message's own (nothing changes a message once appended; readers copy what they change).
- */
-function asStored(m: LogMessage, at: LogPlacement): LogRecord {
-  return {
-    ...at,
-    deviceId: m.deviceId,
-    moduleId: m.moduleId === '' ? null : m.moduleId,
-    // A body that is a view into a larger buffer (a network read) is copied: kept, it would keep all of that.
-    body: m.body.buffer.byteLength > 2 * m.body.length + 8192 ? Buffer.from(m.body) : m.body,
-    properties: m.properties,
-    systemProperties: m.systemProperties,
-    ...(m.endpoints === undefined ? {} : { endpoints: m.endpoints }),
-  };
 }
 
 async function insertRows(tx: SqlExecutor, rows: readonly SqlValue[][]): Promise<void> {
