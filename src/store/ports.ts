@@ -22,6 +22,7 @@ import type { AlertStore } from './alert-ports.js';
 import type { OperatorStore } from './operator-ports.js';
 import type { CounterStore } from './counter-ports.js';
 import type { ConfigurationStore } from './configuration-ports.js';
+import type { JobStore } from './job-ports.js';
 
 export type * from './session-ports.js';
 export type * from './c2d-ports.js';
@@ -31,6 +32,7 @@ export type * from './alert-ports.js';
 export type * from './operator-ports.js';
 export type * from './counter-ports.js';
 export type * from './configuration-ports.js';
+export type * from './job-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -148,5 +150,7 @@ export interface Store
   readonly counters: CounterStore;
   /** Automatic device and module configurations. */
   readonly configurations: ConfigurationStore;
+  /** Jobs and their per-device rows. */
+  readonly jobs: JobStore;
   close(): Promise<void>;
 }
