@@ -1,5 +1,5 @@
 /**
- * JobStore over a SqlDriver (schema v21, tables `jobs` and `device_jobs`). The active-job limit and
+ * JobStore over a SqlDriver (schema v23, tables `jobs` and `device_jobs`). The active-job limit and
  * the insert share one transaction (PostgreSQL: the table is locked against other writers first,
  * as for configurations). A lease is one conditional UPDATE, so two nodes never both hold a job.
  */

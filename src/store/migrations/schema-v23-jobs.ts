@@ -1,13 +1,13 @@
 import type { SchemaDialect } from './dialect.js';
 
 /**
- * Schema version 21: jobs (issue 18 item 1). `jobs` holds what a job does (`doc`: query condition,
+ * Schema version 23: jobs (issue 18 item 1). `jobs` holds what a job does (`doc`: query condition,
  * twin patch or method call, maximum execution time), its status and times, whether its device
  * rows exist (`expanded`), and the lease of the node running it (`owner`, `lease_until` in ms).
  * `device_jobs` is one row per targeted device (Azure's `devices.jobs`); its primary key serves the
  * runner (a job's devices by id), the second index the `devices.jobs` query (by device).
  */
-export function schemaV21(d: SchemaDialect): string {
+export function schemaV23(d: SchemaDialect): string {
   return `
 CREATE TABLE jobs (
   id ${d.id} PRIMARY KEY,
