@@ -13,7 +13,9 @@
  * Devices are the MQTT load generator of bench/mqtt (bench/mqtt-load.ts: one TLS connection per
  * device, a window of unacknowledged PUBLISHes each). Loopback only: the hub on 127.0.69.1.
  *
- *   node dist/bench/jobs.js [--devices 10000] [--connected 1000] [--window 10] [--rounds 2] [--write]
+ *   node dist/bench/jobs.js [--devices 10000] [--connected 1000] [--window 10] [--rounds 2] [--job-max-rate N] [--write]
+ *
+ * --job-max-rate is passed to the hub (its default otherwise: 2,500 devices/s per job).
  */
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -22,7 +24,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { generateSasToken } from '../src/auth/sas.js';
-import { arg, fmt1, fmt2, fmtInt, mark, measured, settle, sleep, table, writeBenchmarkSection } from './support.js';
+import { arg, argString, fmt1, fmt2, fmtInt, mark, measured, settle, sleep, table, writeBenchmarkSection } from './support.js';
 import { createDevices, Generator, httpsCall, parseConnectionString, type PublishResult, type Target } from './mqtt-load.js';
 import { removeDir, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 
@@ -44,7 +46,8 @@ async function main(): Promise<void> {
   let hub: HubProcess | undefined;
   let gen: Generator | undefined;
   try {
-    hub = await startHubProcess({ address: HUB_ADDR, dataDir: join(dir, 'hub'), useTestCa: false, extraArgs: ['--max-connections-per-address', '0'] });
+    const maxRate = argString('job-max-rate');
+    hub = await startHubProcess({ address: HUB_ADDR, dataDir: join(dir, 'hub'), useTestCa: false, extraArgs: ['--max-connections-per-address', '0', ...(maxRate === undefined ? [] : ['--job-max-rate', maxRate])] });
     const hubPid = hub.proc.pid ?? 0;
     const hubCa = readFileSync(hub.caFile, 'utf8');
     await createDevices(hub, hubCa, nDevices, deviceKey, []);
@@ -120,7 +123,7 @@ async function main(): Promise<void> {
     const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
     const slowdown = 1 - mean(telemetryWith) / mean(telemetryAlone);
     const section = [
-      `${nDevices.toLocaleString('en-US')} devices, ${connected.toLocaleString('en-US')} of them connected and publishing QoS 1 (window ${window}); SQLite; ${rounds} rounds.`,
+      `${nDevices.toLocaleString('en-US')} devices, ${connected.toLocaleString('en-US')} of them connected and publishing QoS 1 (window ${window}); SQLite; ${rounds} rounds; --job-max-rate ${maxRate ?? '2500 (default)'}.`,
       '',
       table(['round', 'job alone: devices/s', 'telemetry alone: msgs/s', 'job with telemetry: devices/s', 'telemetry with the job: msgs/s', 'slowdown', 'load'], rows),
       '',

@@ -21,7 +21,7 @@ import { QueryService } from './hub/query/query-service.js';
 import { ConfigurationService } from './hub/configurations/configuration-service.js';
 import { ConfigurationEngine } from './hub/configurations/configuration-engine.js';
 import { JobService } from './hub/jobs/job-service.js';
-import { JobRunner } from './hub/jobs/job-runner.js';
+import { DEFAULT_RUNNER_OPTIONS, JobRunner } from './hub/jobs/job-runner.js';
 import { buildHttpApp } from './protocol/http/app.js';
 import { watchHttpTimeouts } from './protocol/http/http-timeouts.js';
 import { ConnectionTable } from './hub/connections.js';
@@ -254,7 +254,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     twins.routeEventsTo(sourceEvents);
     registry.routeEventsTo(sourceEvents);
     connections.routeEventsTo(sourceEvents);
-    const jobRunner = new JobRunner(store, twins, methods, bus, clock, logger.child({ component: 'jobs' }));
+    const jobRunner = new JobRunner(store, twins, methods, bus, clock, logger.child({ component: 'jobs' }), { ...DEFAULT_RUNNER_OPTIONS, maxRate: config.jobMaxRate });
     jobRunner.routeEventsTo(sourceEvents);
     // Telemetry goes to the partitioned log, the hub's one durable stream, with group commit: the
     // PUBACK or 204 waits for it to be durable. Counted where MQTT, AMQP and device HTTPS hand it
