@@ -93,6 +93,8 @@ export interface JobStore {
   addDevices(job: JobRecord, deviceIds: readonly string[], at: string, last: boolean): Promise<void>;
   /** Up to `limit` device ids still to do (pending or left running by a crash), by id. */
   nextDevices(jobId: string, limit: number): Promise<string[]>;
+  /** Marks a batch's pending rows `running` (with their start time) before it is done. */
+  markRunning(jobId: string, deviceIds: readonly string[], at: string): Promise<void>;
   /** Writes the outcomes of one batch, in one transaction. */
   recordResults(jobId: string, results: readonly DeviceJobResult[], at: string): Promise<void>;
   /** Device-job rows ordered by (deviceId, jobId), strictly after the cursor (`devices.jobs` queries). */

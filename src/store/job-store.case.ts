@@ -82,6 +82,9 @@ export function jobStoreConformance(name: string, open: () => Promise<StoreHarne
         await s.addDevices(j, ['d1', 'd4'], at, true);
         assert.equal((await s.get('x'))?.expanded, true);
         assert.deepEqual(await s.nextDevices('x', 2), ['d1', 'd2']);
+        await s.markRunning('x', ['d1', 'd2'], at);
+        assert.equal((await s.statistics('x')).runningCount, 2);
+        assert.deepEqual(await s.nextDevices('x', 2), ['d1', 'd2'], 'rows left running by a crash are done again');
         await s.recordResults(
           'x',
           [

@@ -191,6 +191,7 @@ export class JobRunner {
           return;
         }
         const started = performance.now();
+        await this.store.jobs.markRunning(id, ids, this.#now());
         const results = await this.#batch(job, ids);
         if (this.#stopped) return;
         await this.store.jobs.recordResults(id, results, this.#now());

@@ -178,6 +178,16 @@ export class SqlJobStore implements JobStore {
     return rows.map((r) => String(r.device_id));
   }
 
+  async markRunning(jobId: string, deviceIds: readonly string[], at: string): Promise<void> {
+    if (deviceIds.length === 0) return;
+    await this.db.run(`UPDATE device_jobs SET status = 'running', start_time = ?, updated_at = ? WHERE job_id = ? AND status = 'pending' AND device_id IN (${deviceIds.map(() => '?').join(', ')})`, [
+      at,
+      at,
+      jobId,
+      ...deviceIds,
+    ]);
+  }
+
   async recordResults(jobId: string, results: readonly DeviceJobResult[], at: string): Promise<void> {
     if (results.length === 0) return;
     await this.db.transaction(async (tx) => {
