@@ -17,6 +17,7 @@ import { PolicyCache, ServiceAuthenticator } from './auth/service-authenticator.
 import { ensureServerTls, type ServerTls } from './pki/server-tls.js';
 import { RegistryService } from './hub/registry/registry-service.js';
 import { TwinService } from './hub/twins/twin-service.js';
+import { DigitalTwinService } from './hub/twins/digital-twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { ConfigurationService } from './hub/configurations/configuration-service.js';
 import { ConfigurationEngine } from './hub/configurations/configuration-engine.js';
@@ -293,6 +294,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       twins,
       query,
       methods,
+      digitalTwins: new DigitalTwinService(twins, methods),
       connections,
       c2d,
       gate,

@@ -213,6 +213,13 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
         assert.equal(after?.lastActivityTime, '2026-01-02T03:04:05.000Z');
         assert.equal(after?.etag, d.etag);
         assert.equal((await store.getModule('cs', 'm'))?.connectionState, 'Connected');
+        // Devices only: a connected module does not count its device as connected.
+        await store.createDevice(makeDevice('cs2'), makeTwin('cs2'));
+        await store.createModule(makeModule('cs2', 'm'), makeTwin('cs2', 'm'));
+        await store.setConnectionState('cs2', 'm', 'Connected', '2026-01-02T03:04:07.000Z');
+        assert.equal(await store.connectedDeviceCount(), 1);
+        await store.setConnectionState('cs', null, 'Disconnected', '2026-01-02T03:04:08.000Z');
+        assert.equal(await store.connectedDeviceCount(), 0);
       }),
     );
 

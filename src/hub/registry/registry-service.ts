@@ -256,6 +256,11 @@ export class RegistryService {
     return this.store.deviceStatistics();
   }
 
+  /** Azure's service statistics: the devices connected now, from the registry (every node writes it). */
+  async serviceStatistics(): Promise<{ connectedDeviceCount: number }> {
+    return { connectedDeviceCount: await this.store.connectedDeviceCount() };
+  }
+
   // ------------------------------------------------------------ modules
 
   async createModule(deviceId: string, moduleId: string, raw: unknown, by: Actor = HUB_ACTOR): Promise<ModuleRecord> {

@@ -145,6 +145,11 @@ export class SqlStore implements Store {
     return { total, enabled, disabled: total - enabled };
   }
 
+  async connectedDeviceCount(): Promise<number> {
+    const rows = await this.db.all(`SELECT COUNT(*) AS n FROM devices WHERE connection_state = 'Connected'`);
+    return Number(rows[0]?.n ?? 0);
+  }
+
   async setConnectionState(deviceId: string, moduleId: string | null, state: 'Connected' | 'Disconnected', at: string): Promise<void> {
     if (moduleId === null) {
       await this.db.run(
