@@ -358,6 +358,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   const httpTimeouts = { handshakeMs: handshakeTimeoutMs, headersMs: config.httpHeadersTimeout * 1000, requestMs: config.httpRequestTimeout * 1000 };
   try {
     const released = await services.c2d.releaseSessionLocks(); // before any listener: their sessions died with the last run
+    // One process serves an SQLite store: no connection outlives the process that held it.
+    if (store.kind === 'sqlite') await services.registry.forgetConnectionsOfAnEarlierRun();
     if (released > 0) logger.info({ event: 'c2d.locks-released', devices: released }, "released the C2D locks of this node's previous run");
     await services.alerts.start();
   } catch (err) {

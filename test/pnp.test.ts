@@ -34,7 +34,7 @@ import { policyKey, restClient, type Rest } from './support/rest.js';
 
 const { Registry, DigitalTwinClient, IoTHubTokenCredentials } = iothub;
 const { Client, ModuleClient } = deviceSdk;
-const { Message } = common;
+const { Message, NoRetry } = common;
 type DeviceClient = InstanceType<typeof Client>;
 type Transport = typeof deviceMqtt.Mqtt | typeof deviceAmqp.Amqp;
 
@@ -407,5 +407,35 @@ describe('statistics', () => {
     const { responseBody } = await registry.getRegistryStatistics();
     const total = (await rest('GET', '/devices?top=1000')).body as unknown[];
     assert.deepEqual(responseBody, { totalDeviceCount: total.length, enabledDeviceCount: total.length, disabledDeviceCount: 0 });
+  });
+
+  it('a restart after a crash forgets the connections the dead process held (SQLite: one process serves the store)', { timeout: 90_000 }, async () => {
+    const address = '127.0.97.2';
+    const first = await startHubProcess({ address });
+    try {
+      const key = String((await Registry.fromConnectionString(first.connectionString).create({ deviceId: 'crashed' })).responseBody.authentication?.symmetricKey?.primaryKey);
+      const device = Client.fromConnectionString(`HostName=${address};DeviceId=crashed;SharedAccessKey=${key}`, deviceMqtt.Mqtt);
+      device.setRetryPolicy(new NoRetry());
+      device.on('error', () => undefined);
+      await device.setOptions({ ca: readFileSync(first.caFile, 'utf8') });
+      await device.open();
+      const before = new IoTHubRegistryManager(new IoTHubTokenCredentials(first.connectionString));
+      await waitFor('the device connected', async () => ((await before.getServiceStatistics()).connectedDeviceCount === 1 ? true : undefined));
+      first.proc.kill('SIGKILL');
+      await first.stop();
+      await Promise.race([device.close().catch(() => undefined), sleep(3000)]);
+
+      const second = await startHubProcess({ address, dataDir: first.dataDir });
+      try {
+        const after = new IoTHubRegistryManager(new IoTHubTokenCredentials(second.connectionString));
+        assert.equal((await after.getServiceStatistics()).connectedDeviceCount, 0);
+        assert.equal((await Registry.fromConnectionString(second.connectionString).get('crashed')).responseBody.connectionState, 'Disconnected');
+      } finally {
+        await second.stop();
+      }
+    } finally {
+      await first.stop();
+      removeDir(first.dataDir);
+    }
   });
 });

@@ -220,6 +220,15 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
         assert.equal(await store.connectedDeviceCount(), 1);
         await store.setConnectionState('cs', null, 'Disconnected', '2026-01-02T03:04:08.000Z');
         assert.equal(await store.connectedDeviceCount(), 0);
+        // What a restart after a crash finds: states nobody ended. All go, last activity kept.
+        await store.setConnectionState('cs', null, 'Connected', '2026-01-02T03:04:09.000Z');
+        assert.equal(await store.resetConnectionStates('2026-01-02T03:05:00.000Z'), 3);
+        const reset = await store.getDevice('cs');
+        assert.equal(reset?.connectionState, 'Disconnected');
+        assert.equal(reset?.connectionStateUpdatedTime, '2026-01-02T03:05:00.000Z');
+        assert.equal(reset?.lastActivityTime, '2026-01-02T03:04:09.000Z');
+        assert.equal((await store.getModule('cs2', 'm'))?.connectionState, 'Disconnected');
+        assert.equal(await store.resetConnectionStates('2026-01-02T03:06:00.000Z'), 0);
       }),
     );
 
