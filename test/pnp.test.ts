@@ -29,7 +29,7 @@ import deviceAmqp from 'azure-iot-device-amqp';
 import { generateSasToken } from '../src/auth/sas.js';
 import { partitionOf } from '../src/log/partition-key.js';
 import { desiredPatchFor, parseDigitalTwinPatch } from '../src/hub/twins/digital-twin.js';
-import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
+import { BIN, cli, removeDir, spawnReaped, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { policyKey, restClient, type Rest } from './support/rest.js';
 
 const { Registry, DigitalTwinClient, IoTHubTokenCredentials } = iothub;
@@ -368,6 +368,36 @@ describe('digital twin JSON Patch → desired patch (as the service applies it)'
     assert.deepEqual(patchOf([{ op: 'replace', path: '/thermostat1', value: { mode: 'away', $metadata: {} } }]), { thermostat1: { __t: 'c', targetTemperature: null, mode: 'away' } });
     assert.deepEqual(patchOf([{ op: 'remove', path: '/thermostat1' }, { op: 'add', path: '/thermostat1/mode', value: 'on' }]), { thermostat1: { __t: 'c', targetTemperature: null, mode: 'on' } });
     assert.throws(() => patchOf([{ op: 'replace', path: '/thermostat1', value: { mode: 'away' } }]), /\$metadata/);
+  });
+});
+
+/** The CLI, run without blocking this process (its devices answer the commands it invokes). */
+async function gatehouse(args: string[]): Promise<{ code: number | null; out: string }> {
+  const run = spawnReaped([BIN, ...args, '--data-dir', hub.dataDir]);
+  const code = await run.exited;
+  return { code, out: run.output() };
+}
+
+describe('gatehouse pnp twin (az iot pnp twin)', () => {
+  it('show, update with a JSON Patch, invoke-command on the root and on a component', { timeout: 60_000 }, async () => {
+    const shown = await gatehouse(['pnp', 'twin', 'show', '-d', 'dt-mqtt']);
+    assert.equal(shown.code, 0, shown.out);
+    assert.equal((JSON.parse(shown.out) as { $dtId: string }).$dtId, 'dt-mqtt');
+
+    const updated = await gatehouse(['pnp', 'twin', 'update', '-d', 'dt-mqtt', '--json-patch', '[{"op": "add", "path": "/fanSpeed", "value": 4}]']);
+    assert.equal(updated.code, 0, updated.out);
+    assert.equal((JSON.parse(updated.out) as { $metadata: { fanSpeed: { desiredValue: number } } }).$metadata.fanSpeed.desiredValue, 4);
+
+    const root = await gatehouse(['pnp', 'twin', 'invoke-command', '-d', 'dt-mqtt-3', '--cn', 'reboot', '--pl', '{"n": 1}', '--rto', '10']);
+    assert.equal(root.code, 0, root.out);
+    assert.deepEqual(JSON.parse(root.out), { payload: { handled: 'reboot', got: { n: 1 } }, status: 200 });
+    const comp = await gatehouse(['pnp', 'twin', 'invoke-command', '-d', 'dt-mqtt-3', '--cp', 'thermostat1', '--cn', 'getMaxMinReport', '--rto', '10']);
+    assert.equal(comp.code, 0, comp.out);
+    assert.deepEqual(JSON.parse(comp.out), { payload: { handled: 'thermostat1*getMaxMinReport', got: {} }, status: 201 });
+
+    const offline = await gatehouse(['pnp', 'twin', 'invoke-command', '-d', 'stats-1', '--cn', 'reboot', '--cto', '0', '--rto', '5']);
+    assert.notEqual(offline.code, 0);
+    assert.match(offline.out, /DeviceNotOnline/);
   });
 });
 
