@@ -17,6 +17,7 @@ import { PolicyCache, ServiceAuthenticator } from './auth/service-authenticator.
 import { ensureServerTls, type ServerTls } from './pki/server-tls.js';
 import { RegistryService } from './hub/registry/registry-service.js';
 import { TwinService } from './hub/twins/twin-service.js';
+import { DigitalTwinService } from './hub/twins/digital-twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { ConfigurationService } from './hub/configurations/configuration-service.js';
 import { ConfigurationEngine } from './hub/configurations/configuration-engine.js';
@@ -300,6 +301,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       twins,
       query,
       methods,
+      digitalTwins: new DigitalTwinService(twins, methods),
       connections,
       c2d,
       gate,
@@ -364,6 +366,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   const httpTimeouts = { handshakeMs: handshakeTimeoutMs, headersMs: config.httpHeadersTimeout * 1000, requestMs: config.httpRequestTimeout * 1000 };
   try {
     const released = await services.c2d.releaseSessionLocks(); // before any listener: their sessions died with the last run
+    // One process serves an SQLite store: no connection outlives the process that held it.
+    if (store.kind === 'sqlite') await services.registry.forgetConnectionsOfAnEarlierRun();
     if (released > 0) logger.info({ event: 'c2d.locks-released', devices: released }, "released the C2D locks of this node's previous run");
     await services.alerts.start();
   } catch (err) {

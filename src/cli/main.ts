@@ -24,6 +24,7 @@ import { registerSecurity } from './commands/security.js';
 import { registerAudit } from './commands/audit.js';
 import { registerModule } from './commands/module.js';
 import { registerInvoke } from './commands/invoke.js';
+import { registerPnp } from './commands/pnp.js';
 import { registerCluster } from './commands/cluster.js';
 
 export function buildProgram(setExitCode: (code: number) => void = () => undefined): Command {
@@ -42,6 +43,7 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   registerModule(program);
   registerTwin(program);
   registerInvoke(program);
+  registerPnp(program);
   registerPolicy(program);
   registerConsumerGroup(program);
   registerConfiguration(program);

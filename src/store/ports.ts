@@ -48,6 +48,13 @@ export interface DeviceRegistryStore {
   /** Devices ordered by id, strictly after `after`. */
   listDevices(opts: { after?: string; limit: number }): Promise<DeviceRecord[]>;
   deviceStatistics(): Promise<{ total: number; enabled: number; disabled: number }>;
+  /** Devices (not modules) whose connection state is Connected, on whichever node. */
+  connectedDeviceCount(): Promise<number>;
+  /**
+   * Every device and module that is Connected becomes Disconnected at `at` (last activity kept).
+   * For a hub starting on a store no other process holds sessions on; returns how many changed.
+   */
+  resetConnectionStates(at: string): Promise<number>;
   /**
    * Connection state and last activity of a device or module, written without changing its etag
    * (connection state is not part of the identity an operator edits). No-op for unknown ids.

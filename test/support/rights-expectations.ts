@@ -86,6 +86,7 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'GET /devices', path: '/devices', who: REGISTRY_READ },
   { route: 'POST /devices', path: '/devices', body: [], who: REGISTRY_WRITE },
   { route: 'GET /statistics/devices', path: '/statistics/devices', who: REGISTRY_READ },
+  { route: 'GET /statistics/service', path: '/statistics/service', who: REGISTRY_READ },
   { route: 'PUT /devices/:id/modules/:mid', path: `/devices/${DEV}/modules/${MOD}`, body: { deviceId: DEV, moduleId: MOD }, who: REGISTRY_WRITE },
   { route: 'GET /devices/:id/modules/:mid', path: `/devices/${DEV}/modules/${MOD}`, who: REGISTRY_READ },
   { route: 'GET /devices/:id/modules', path: `/devices/${DEV}/modules`, who: REGISTRY_READ },
@@ -114,6 +115,11 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'POST /devices/query', path: '/devices/query', body: { query: 'SELECT * FROM devices' }, who: TWIN_READ },
   { route: 'POST /twins/:id/methods', path: `/twins/${DEV}/methods`, body: { methodName: 'reboot', responseTimeoutInSeconds: 5 }, who: SERVICE_CONNECT },
   { route: 'POST /twins/:id/modules/:mid/methods', path: `/twins/${DEV}/modules/${MOD}/methods`, body: { methodName: 'reboot', responseTimeoutInSeconds: 5 }, who: SERVICE_CONNECT },
+  // IoT Plug and Play: a digital twin is a view of the twin, its commands are direct methods.
+  { route: 'GET /digitaltwins/:id', path: `/digitaltwins/${DEV}`, who: TWIN_READ },
+  { route: 'PATCH /digitaltwins/:id', path: `/digitaltwins/${DEV}`, body: [{ op: 'move', path: '/x' }], who: TWIN_WRITE },
+  { route: 'POST /digitaltwins/:id/commands/:command', path: `/digitaltwins/${DEV}/commands/reboot?responseTimeoutInSeconds=5`, body: null, who: SERVICE_CONNECT },
+  { route: 'POST /digitaltwins/:id/components/:component/commands/:command', path: `/digitaltwins/${DEV}/components/c1/commands/reboot?responseTimeoutInSeconds=5`, body: null, who: SERVICE_CONNECT },
 
   // messaging
   { route: 'GET /events', path: '/events?from=not-a-position', who: EVENTS },

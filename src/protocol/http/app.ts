@@ -23,6 +23,7 @@ import { registerTwinRoutes } from './routes/twins.js';
 import { registerQueryRoutes } from './routes/query.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerMethodRoutes } from './routes/methods.js';
+import { registerDigitalTwinRoutes } from './routes/digital-twins.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerRoutingRoutes } from './routes/routing.js';
 import { registerConfigurationRoutes } from './routes/configurations.js';
@@ -220,6 +221,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerTwinRoutes(app, services);
   registerQueryRoutes(app, services);
   registerMethodRoutes(app, services.methods);
+  registerDigitalTwinRoutes(app, services.digitalTwins);
   registerEventRoutes(app, services.eventLog);
   registerConsumerGroupRoutes(app, services.consumerGroups);
   registerRoutingRoutes(app, services.routing, services.securityEvents);

@@ -54,6 +54,8 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   // Bulk create, update and delete; every built-in role with devices/write holds devices/delete too.
   'POST /devices': service('devices/write', 'RegistryWrite'),
   'GET /statistics/devices': service('statistics/read', ...REGISTRY_READ),
+  // Azure's service statistics (connected devices) sit beside the registry's and take the same rights.
+  'GET /statistics/service': service('statistics/read', ...REGISTRY_READ),
   'PUT /devices/:id/modules/:mid': service('devices/write', 'RegistryWrite'),
   'GET /devices/:id/modules/:mid': service('devices/read', ...REGISTRY_READ),
   'GET /devices/:id/modules': service('devices/read', ...REGISTRY_READ),
@@ -84,6 +86,12 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'POST /devices/query': service('twins/read', 'ServiceConnect', ...REGISTRY_READ),
   'POST /twins/:id/methods': service('directMethods/invoke', 'ServiceConnect'),
   'POST /twins/:id/modules/:mid/methods': service('directMethods/invoke', 'ServiceConnect'),
+  // IoT Plug and Play digital twins (routes/digital-twins.ts): a view of the twin and its desired
+  // properties, and direct methods by another name, so the twin and method routes' rights.
+  'GET /digitaltwins/:id': service('twins/read', 'ServiceConnect', ...REGISTRY_READ),
+  'PATCH /digitaltwins/:id': service('twins/write', 'ServiceConnect'),
+  'POST /digitaltwins/:id/commands/:command': service('directMethods/invoke', 'ServiceConnect'),
+  'POST /digitaltwins/:id/components/:component/commands/:command': service('directMethods/invoke', 'ServiceConnect'),
 
   // messaging, service side (routes/c2d.ts, events.ts)
   'POST /devices/:id/messages/deviceBound': service('cloudToDeviceMessages/send', 'ServiceConnect'),

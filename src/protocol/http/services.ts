@@ -3,6 +3,7 @@ import type { RegistryService } from '../../hub/registry/registry-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
 import type { QueryService } from '../../hub/query/query-service.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
+import type { DigitalTwinService } from '../../hub/twins/digital-twin-service.js';
 import type { ConnectionTable } from '../../hub/connections.js';
 import type { C2dService } from '../../hub/c2d/c2d-service.js';
 import type { AccessGate } from '../../access/gate.js';
@@ -32,6 +33,8 @@ export interface HubServices {
   twins: TwinService;
   query: QueryService;
   methods: MethodService;
+  /** IoT Plug and Play: digital twins and their commands (routes/digital-twins.ts). */
+  digitalTwins: DigitalTwinService;
   connections: ConnectionTable;
   /** Cloud-to-device queues and feedback. */
   c2d: C2dService;

@@ -148,6 +148,23 @@ export class SqlStore implements Store {
     return { total, enabled, disabled: total - enabled };
   }
 
+  async connectedDeviceCount(): Promise<number> {
+    const rows = await this.db.all(`SELECT COUNT(*) AS n FROM devices WHERE connection_state = 'Connected'`);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async resetConnectionStates(at: string): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      let n = 0;
+      for (const table of ['devices', 'modules']) {
+        const stale = await tx.all(`SELECT COUNT(*) AS n FROM ${table} WHERE connection_state = 'Connected'`);
+        n += Number(stale[0]?.n ?? 0);
+        await tx.run(`UPDATE ${table} SET connection_state = 'Disconnected', connection_state_updated_time = ? WHERE connection_state = 'Connected'`, [at]);
+      }
+      return n;
+    });
+  }
+
   async setConnectionState(deviceId: string, moduleId: string | null, state: 'Connected' | 'Disconnected', at: string): Promise<void> {
     if (moduleId === null) {
       await this.db.run(
