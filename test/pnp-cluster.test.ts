@@ -10,7 +10,7 @@ import { after, before, describe, it } from 'node:test';
 import { startAgent, startCluster, type Agent, type Cluster } from './support/cluster.js';
 
 const HOSTNAME = 'pnp.cluster.test';
-const [A, B] = ['127.0.98.1', '127.0.98.2'] as const;
+const [A, B] = ['127.0.122.1', '127.0.122.2'] as const;
 
 let cluster: Cluster;
 const agents: Record<string, Agent> = {};

@@ -38,7 +38,7 @@ const { Message, NoRetry } = common;
 type DeviceClient = InstanceType<typeof Client>;
 type Transport = typeof deviceMqtt.Mqtt | typeof deviceAmqp.Amqp;
 
-const HOST = '127.0.97.1';
+const HOST = '127.0.121.1';
 const MODEL = 'dtmi:com:example:TemperatureController;2';
 const THERMOSTAT = 'dtmi:com:example:Thermostat;1';
 
@@ -440,7 +440,7 @@ describe('statistics', () => {
   });
 
   it('a restart after a crash forgets the connections the dead process held (SQLite: one process serves the store)', { timeout: 90_000 }, async () => {
-    const address = '127.0.97.2';
+    const address = '127.0.121.2';
     const first = await startHubProcess({ address });
     try {
       const key = String((await Registry.fromConnectionString(first.connectionString).create({ deviceId: 'crashed' })).responseBody.authentication?.symmetricKey?.primaryKey);
