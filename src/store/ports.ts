@@ -22,6 +22,7 @@ import type { AlertStore } from './alert-ports.js';
 import type { OperatorStore } from './operator-ports.js';
 import type { CounterStore } from './counter-ports.js';
 import type { ConfigurationStore } from './configuration-ports.js';
+import type { FileNotificationStore } from './file-notification-ports.js';
 
 export type * from './session-ports.js';
 export type * from './c2d-ports.js';
@@ -148,5 +149,7 @@ export interface Store
   readonly counters: CounterStore;
   /** Automatic device and module configurations. */
   readonly configurations: ConfigurationStore;
+  /** File upload notifications waiting for the service. */
+  readonly fileNotifications: FileNotificationStore;
   close(): Promise<void>;
 }

@@ -121,6 +121,9 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'GET /devices/:id/messages/devicebound', path: `/devices/${DEV}/messages/devicebound`, who: 'device' },
   { route: 'DELETE /devices/:id/messages/devicebound/:lockToken', path: `/devices/${DEV}/messages/devicebound/${ABSENT}`, who: 'device' },
   { route: 'POST /devices/:id/messages/devicebound/:lockToken/abandon', path: `/devices/${DEV}/messages/devicebound/${ABSENT}/abandon`, who: 'device' },
+  { route: 'POST /devices/:id/files', path: `/devices/${DEV}/files`, body: { matrix: true }, who: 'device' },
+  { route: 'POST /devices/:id/files/notifications', path: `/devices/${DEV}/files/notifications`, body: { matrix: true }, who: 'device' },
+  { route: 'POST /devices/:id/files/notifications/:correlationId', path: `/devices/${DEV}/files/notifications/${ABSENT}`, body: { matrix: true }, who: 'device' },
 
   // CA certificates (Azure: the ARM certificate resource, an owner's action; reading is public data)
   { route: 'GET /certificates', path: '/certificates', who: CERT_READ },

@@ -104,6 +104,10 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /devices/:id/messages/devicebound': DEVICE,
   'DELETE /devices/:id/messages/devicebound/:lockToken': DEVICE,
   'POST /devices/:id/messages/devicebound/:lockToken/abandon': DEVICE,
+  // file upload, device side (routes/files.ts)
+  'POST /devices/:id/files': DEVICE,
+  'POST /devices/:id/files/notifications': DEVICE,
+  'POST /devices/:id/files/notifications/:correlationId': DEVICE,
 
   // CA certificates (routes/certificates.ts): Azure's ARM certificate resource; reading is public data
   'GET /certificates': service('certificates/read', ...REGISTRY_READ),

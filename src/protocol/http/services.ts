@@ -24,6 +24,7 @@ import type { AuditLog } from '../../audit/audit-log.js';
 import type { HubMetrics } from '../../metrics/metrics.js';
 import type { AlertEngine } from '../../alerts/alerts.js';
 import type { ConfigurationService } from '../../hub/configurations/configuration-service.js';
+import type { FileUploadService } from '../../hub/files/file-upload-service.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -34,6 +35,8 @@ export interface HubServices {
   connections: ConnectionTable;
   /** Cloud-to-device queues and feedback. */
   c2d: C2dService;
+  /** File upload: SAS URIs for devices, their reports, the notifications (routes/files.ts). */
+  files: FileUploadService;
   /** The access gate: device and service authentication under the hub settings, lockout, events. */
   gate: AccessGate;
   /** Hub settings: the security switches, IP filter, TLS minimum, C2D defaults. */

@@ -17,6 +17,7 @@ import { schemaV16 } from './schema-v16-log.js';
 import { schemaV17 } from './schema-v17-one-log.js';
 import { schemaV18 } from './schema-v18-log-endpoints.js';
 import { schemaV20 } from './schema-v20-configurations.js';
+import { schemaV21 } from './schema-v21-file-notifications.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -43,4 +44,5 @@ export const sqliteMigrations: readonly Migration[] = [
   // its 19 does nothing and both lists name the same versions.
   { version: 19, name: 'the log append as one server-side call (PostgreSQL only: nothing here)', sql: '' },
   { version: 20, name: 'automatic device and module configurations', sql: schemaV20(SQLITE) },
+  { version: 21, name: 'file upload notifications', sql: schemaV21(SQLITE) },
 ];

@@ -35,6 +35,7 @@ import { SqlAlertStore } from './sql-alert-store.js';
 import { SqlOperatorStore } from './sql-operator-store.js';
 import { SqlCounterStore } from './sql-counter-store.js';
 import { SqlConfigurationStore } from './sql-configuration-store.js';
+import { SqlFileNotificationStore } from './sql-file-notification-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -48,6 +49,7 @@ export class SqlStore implements Store {
   readonly operators: SqlOperatorStore;
   readonly counters: SqlCounterStore;
   readonly configurations: SqlConfigurationStore;
+  readonly fileNotifications: SqlFileNotificationStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -64,6 +66,7 @@ export class SqlStore implements Store {
     this.operators = new SqlOperatorStore(db);
     this.counters = new SqlCounterStore(db);
     this.configurations = new SqlConfigurationStore(db);
+    this.fileNotifications = new SqlFileNotificationStore(db);
   }
 
   /** The driver, for what keeps its own tables beside the store's (the event log, src/log/sql). */
