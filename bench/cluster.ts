@@ -609,6 +609,7 @@ async function main(): Promise<void> {
     const u2 = perOp(t2.w.hubS, t2.acked);
     const v1 = perOp(c1.w.hubS, c1.done);
     const v2 = perOp(c2.w.hubS, c2.done);
+    const ceilingPerMsg = perOp(t2.w.hubS + t2.w.pgNatsS + t2.w.genS, t2.acked);
     summary.push(
       [
         `Reading it (numbers from this run):`,
@@ -625,6 +626,10 @@ async function main(): Promise<void> {
           `If the hub were bound only by its own CPU (the generators, PostgreSQL and NATS on other machines; one node's JavaScript on one core, ${nWorkers} workers on ${Math.min(nWorkers, n)}), ` +
           `the CPU per operation above projects \`--workers ${nWorkers}\` at ${ratio(Math.min(nWorkers, n) * u1, u2)} one node on telemetry and ${ratio(Math.min(nWorkers, n) * v1, v2)} on connects: ` +
           `an estimate from this run's CPU figures, not a measurement.`,
+        `- The machine's ceiling: with the workers, one message cost ${us(t2.w.hubS + t2.w.pgNatsS + t2.w.genS, t2.acked)} of CPU in all ` +
+          `(hub, PostgreSQL + NATS and the generators), so ${n} cores can carry at most ${fmtInt(n / Math.max(ceilingPerMsg, 1e-9))} messages/s, ` +
+          `${ratio(n / Math.max(ceilingPerMsg, 1e-9), t1.rate)} one node's observed rate; ≥ 1.6× would need at most ${us(n, 1.6 * t1.rate)} per message in all. ` +
+          `On this machine the goal is out of reach for any hub whose CPU per message is not far above the generators' and PostgreSQL's; it is a goal for a hub with its cores to itself.`,
       ].join('\n'),
     );
     // The cluster connect path: session claim on NATS, the C2D lock release and the state writes in PostgreSQL.

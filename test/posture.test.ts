@@ -217,4 +217,11 @@ describe('telemetry durability in the posture audit', () => {
     assert.deepEqual(durability({ store: 'sql', replicas: 0 }), []);
     assert.deepEqual(durability(undefined), []);
   });
+
+  it('flags a SQL event log acknowledging from the OS cache (--telemetry-durability os-cache), and not fsync', () => {
+    const relaxed = (eventLog: PostureInput['eventLog']) => assessPosture(input(eventLog)).filter((f) => f.id === 'telemetry.os-cache').map((f) => f.severity);
+    assert.deepEqual(relaxed({ store: 'sql', replicas: 0, durability: 'os-cache' }), ['medium']);
+    assert.deepEqual(relaxed({ store: 'sql', replicas: 0, durability: 'fsync' }), []);
+    assert.deepEqual(relaxed({ store: 'jetstream', replicas: 3, durability: 'os-cache' }), []);
+  });
 });

@@ -4,7 +4,7 @@
  * it fires once when its window count goes above the threshold, and resolves when the count is
  * back to at most the threshold (checked on every event and on a periodic tick, so a window that
  * merely ages out resolves too). A firing and its resolution each go to the rule's actions: the
- * log (warn / info) and a webhook (webhook.ts); the history table keeps both and the delivery
+ * log (warn / info) and a webhook (alert-notifier.ts); the history table keeps both and the delivery
  * outcome.
  *
  * Nothing here can hurt the hub: event handling is synchronous counting; store writes are queued
@@ -29,7 +29,8 @@ import type { AlertSharing, RemoteCount } from './alert-sharing.js';
 
 export type { AlertPayload } from './alert-rules.js';
 import type { SecurityEvent, SecurityEvents } from '../core/security-events.js';
-import { deliverWebhook, originOf, DEFAULT_DELIVERY, type DeliveryPolicy, type FetchLike } from './webhook.js';
+import type { DeliveryPolicy, FetchLike } from './webhook.js';
+import { AlertNotifier } from './alert-notifier.js';
 
 const DAY_MS = 86_400_000;
 const HUB_KEY_CAP = 100_000;
@@ -87,8 +88,7 @@ export class AlertEngine {
   readonly #o: AlertEngineOptions;
   readonly #rules = new Map<string, RuleState>();
   #writes: Promise<void> = Promise.resolve();
-  readonly #deliveries = new Map<string, Promise<void>>();
-  readonly #abort = new AbortController();
+  readonly #notifier: AlertNotifier;
   #unsubscribe: (() => void) | undefined;
   #timers: NodeJS.Timeout[] = [];
   #certCheck: Promise<void> | undefined;
@@ -98,6 +98,13 @@ export class AlertEngine {
 
   constructor(opts: AlertEngineOptions) {
     this.#o = opts;
+    this.#notifier = new AlertNotifier({
+      logger: opts.logger,
+      now: () => opts.clock.now(),
+      ...(opts.delivery === undefined ? {} : { delivery: opts.delivery }),
+      ...(opts.fetch === undefined ? {} : { fetch: opts.fetch }),
+      delivered: (id, state, at, result) => this.#write(id, () => opts.store.recordDelivery(id, result.attempts, { at, state, ...result })),
+    });
   }
 
   // ---------------------------------------------------------------- lifecycle
@@ -140,7 +147,7 @@ export class AlertEngine {
     this.#unsubscribe = undefined;
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
-    this.#abort.abort();
+    this.#notifier.stop();
     await this.#reloads;
     await this.#certCheck;
     await this.whenIdle();
@@ -150,9 +157,9 @@ export class AlertEngine {
   async whenIdle(): Promise<void> {
     for (;;) {
       const writes = this.#writes;
-      const deliveries = [...this.#deliveries.values()];
+      const deliveries = this.#notifier.running;
       await Promise.all([writes, ...deliveries]);
-      if (writes === this.#writes && this.#deliveries.size === 0) return;
+      if (writes === this.#writes && this.#notifier.running.length === 0) return;
     }
   }
 
@@ -423,7 +430,7 @@ export class AlertEngine {
       lastDelivery: null,
     };
     this.#write(firing.id, () => this.#o.store.insertAlert(record));
-    this.#act(s.rule, payload);
+    this.#notifier.notify(s.rule, payload);
   }
 
   #resolve(s: RuleState, key: string, value: number, why?: string): void {
@@ -439,7 +446,7 @@ export class AlertEngine {
     this.#write(firing.id, async () => {
       await this.#o.store.resolveAlert(firing.id, { value, resolvedAt: iso(now), summary: payload.alert.summary });
     });
-    this.#act(s.rule, payload);
+    this.#notifier.notify(s.rule, payload);
   }
 
   #payload(rule: AlertRuleRecord, key: string, f: Firing, state: 'fired' | 'resolved', value: number, resolvedAt: number | undefined, why?: string): AlertPayload {
@@ -463,43 +470,6 @@ export class AlertEngine {
         details: f.details,
       },
     };
-  }
-
-  #act(rule: AlertRuleRecord, payload: AlertPayload): void {
-    const a = payload.alert;
-    if (rule.log) {
-      const fields = { event: `alert.${a.state}`, alert: { id: a.id, rule: a.rule, kind: a.kind, key: a.key, value: a.value, threshold: a.threshold, details: a.details } };
-      if (a.state === 'fired') this.#o.logger.warn(fields, a.summary);
-      else this.#o.logger.info(fields, a.summary);
-    }
-    if (rule.webhookUrl === null || this.#abort.signal.aborted) return;
-    const target = { url: rule.webhookUrl, secret: rule.webhookSecret };
-    const body = JSON.stringify(payload);
-    // One alert's notifications go out in order: its resolution never overtakes its firing.
-    const previous = this.#deliveries.get(a.id) ?? Promise.resolve();
-    const run = previous.then(async () => {
-      const result = await deliverWebhook(target, body, {
-        event: `alert.${a.state}`,
-        policy: this.#o.delivery ?? DEFAULT_DELIVERY,
-        signal: this.#abort.signal,
-        ...(this.#o.fetch === undefined ? {} : { fetch: this.#o.fetch }),
-      });
-      const at = iso(this.#o.clock.now());
-      if (result.ok) {
-        this.#o.logger.info({ event: 'alert.delivered', alertId: a.id, rule: a.rule, state: a.state, attempts: result.attempts, status: result.status }, 'alert webhook delivered');
-      } else {
-        // The URL's path may itself be a credential (many chat webhooks): only its origin is logged.
-        this.#o.logger.warn(
-          { event: 'alert.delivery-failed', alertId: a.id, rule: a.rule, state: a.state, attempts: result.attempts, status: result.status, error: result.error, target: originOf(target.url) },
-          'alert webhook delivery failed',
-        );
-      }
-      this.#write(a.id, () => this.#o.store.recordDelivery(a.id, result.attempts, { at, state: a.state, ...result }));
-    });
-    const tracked = run.finally(() => {
-      if (this.#deliveries.get(a.id) === tracked) this.#deliveries.delete(a.id);
-    });
-    this.#deliveries.set(a.id, tracked);
   }
 
   /** Store writes, one after another in the order they were made; a failure is logged, never thrown. */

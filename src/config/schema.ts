@@ -150,6 +150,13 @@ export const configSchema = z
      * streams' replicas make it). Fixed for a hub's life: the two do not share records.
      */
     eventLog: z.enum(['sql', 'jetstream']).default('sql'),
+    /**
+     * When telemetry is acknowledged (QoS 1 PUBACK, HTTPS 204, AMQP accept): `fsync` once the log's
+     * commit is synced to disk; `os-cache` once the operating system has it (survives a hub or
+     * database crash, not a power cut or kernel crash). The SQL log only: JetStream syncs on the
+     * server's sync_interval.
+     */
+    telemetryDurability: z.enum(['fsync', 'os-cache']).default('fsync'),
     /** JetStream replicas of each partition's stream (--event-log jetstream): 3 in a NATS cluster. */
     eventLogReplicas: z.coerce.number().int().min(1).max(5).default(1),
     /** Days the audit log keeps authentication decisions and changes; 0 keeps them forever. */
@@ -246,6 +253,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   partitions: 'GATEHOUSE_PARTITIONS',
   eventLog: 'GATEHOUSE_EVENT_LOG',
   eventLogReplicas: 'GATEHOUSE_EVENT_LOG_REPLICAS',
+  telemetryDurability: 'GATEHOUSE_TELEMETRY_DURABILITY',
   auditRetentionDays: 'GATEHOUSE_AUDIT_RETENTION_DAYS',
   linkedHubs: 'GATEHOUSE_LINKED_HUBS',
 };

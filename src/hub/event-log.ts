@@ -15,7 +15,7 @@ import type { Logger } from 'pino';
 import type { HubBus } from '../bus/subjects.js';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../bus/nats/nats-bus.js';
-import { LOG_REPLICAS_META, LOG_STORE_META, LogConfigError, type EventLog, type LogRetention } from '../log/log-ports.js';
+import { LOG_DURABILITY_META, LOG_REPLICAS_META, LOG_STORE_META, LogConfigError, type EventLog, type LogRetention } from '../log/log-ports.js';
 import { openJetStreamLog } from '../log/jetstream/jetstream-log.js';
 import { openSqlEventLog } from '../log/sql/sql-log.js';
 import type { SqlStore } from '../store/sql/sql-store.js';
@@ -30,21 +30,23 @@ export interface EventLogConfig {
   eventMaxCount: number;
   eventLog: 'sql' | 'jetstream';
   eventLogReplicas: number;
+  telemetryDurability: 'fsync' | 'os-cache';
   natsUrl?: string | undefined;
   natsCreds?: string | undefined;
   natsCa?: string | undefined;
 }
 
-export async function openHubEventLog(store: SqlStore, config: Omit<EventLogConfig, 'eventLog' | 'eventLogReplicas'> & Partial<EventLogConfig>, bus: HubBus, logger: Logger): Promise<LogWriter> {
+export async function openHubEventLog(store: SqlStore, config: Omit<EventLogConfig, 'eventLog' | 'eventLogReplicas' | 'telemetryDurability'> & Partial<EventLogConfig>, bus: HubBus, logger: Logger): Promise<LogWriter> {
   try {
     // The budget per partition depends on the count, known once the log is open; the SQL log reads
     // this object at each retention pass (JetStream streams are created with it: set before).
     const retention = { maxAgeMs: config.eventRetentionHours * 3600_000, maxBytesPerPartition: Number.MAX_SAFE_INTEGER };
     const partitionCount = config.partitions === undefined ? {} : { partitionCount: config.partitions };
     await fixLogStore(store, config.eventLog ?? 'sql', config.eventLogReplicas ?? 1);
+    const sync = await recordDurability(store, config, logger);
     let log: EventLog;
-    if (config.eventLog === 'jetstream') log = await openOnJetStream(store, { ...config, eventLog: 'jetstream', eventLogReplicas: config.eventLogReplicas ?? 1 }, bus, retention, logger);
-    else log = await openSqlEventLog(store.sqlDriver, { ...partitionCount, retention, bus });
+    if (config.eventLog === 'jetstream') log = await openOnJetStream(store, { ...config, eventLog: 'jetstream', eventLogReplicas: config.eventLogReplicas ?? 1, telemetryDurability: config.telemetryDurability ?? 'fsync' }, bus, retention, logger);
+    else log = await openSqlEventLog(store.sqlDriver, { ...partitionCount, retention, bus, sync });
     const perPartition = perPartitionBudget(config, log.partitionCount);
     retention.maxBytesPerPartition = perPartition;
     logger.info({ event: 'log.opened', store: config.eventLog ?? 'sql', partitions: log.partitionCount, retentionHours: config.eventRetentionHours, maxBytesPerPartition: perPartition }, 'event log opened');
@@ -63,6 +65,23 @@ async function fixLogStore(store: SqlStore, wanted: 'sql' | 'jetstream', replica
   const fixed = await store.insertMetaIfAbsent(LOG_STORE_META, wanted);
   if (fixed !== wanted) throw new StartupError(`this hub's event log is on ${fixed === 'jetstream' ? 'JetStream' : 'its database'}; start with --event-log ${fixed}`);
   await store.setMeta(LOG_REPLICAS_META, String(wanted === 'jetstream' ? replicas : 0));
+}
+
+/**
+ * What an acknowledgement waits for, recorded for `gatehouse audit` and warned about when relaxed
+ * (the SQL log; JetStream's is the server's sync_interval, warned about where it opens). Returns
+ * whether appends sync.
+ */
+async function recordDurability(store: SqlStore, config: { eventLog?: 'sql' | 'jetstream' | undefined; telemetryDurability?: 'fsync' | 'os-cache' | undefined }, logger: Logger): Promise<boolean> {
+  const mode = config.telemetryDurability ?? 'fsync';
+  await store.setMeta(LOG_DURABILITY_META, mode);
+  if (mode === 'os-cache' && config.eventLog !== 'jetstream') {
+    logger.warn(
+      { event: 'log.durability', store: 'sql', durability: mode },
+      'telemetry is acknowledged once the operating system has it, before a disk sync (--telemetry-durability os-cache): a power cut or kernel crash can lose acknowledged messages',
+    );
+  }
+  return mode === 'fsync';
 }
 
 function perPartitionBudget(config: { eventMaxCount: number }, partitionCount: number): number {

@@ -166,6 +166,8 @@ export function encodeRecord(m: LogMessage): EncodedRecord {
 /** Store meta keys: where a hub's log lives (`sql` or `jetstream`, fixed at creation) and its JetStream replicas. */
 export const LOG_STORE_META = 'log.store';
 export const LOG_REPLICAS_META = 'log.replicas';
+/** `fsync` or `os-cache`: what an acknowledgement waited for at the last start (--telemetry-durability). */
+export const LOG_DURABILITY_META = 'log.durability';
 
 /** The built-in endpoint's name (Azure's `events`). */
 export const BUILTIN_ENDPOINT_NAME = 'events';

@@ -5,12 +5,13 @@ import type { Store } from '../store/ports.js';
 import { readOperators } from '../access/operators.js';
 import { readPolicyUsage } from '../policies/policy-usage.js';
 import { assessPosture, type Finding } from './posture.js';
-import { LOG_REPLICAS_META, LOG_STORE_META } from '../log/log-ports.js';
+import { LOG_DURABILITY_META, LOG_REPLICAS_META, LOG_STORE_META } from '../log/log-ports.js';
 import { readSettings } from '../settings/settings-store.js';
 
-async function readEventLogStore(store: Store): Promise<{ store: string; replicas: number } | undefined> {
+async function readEventLogStore(store: Store): Promise<{ store: string; replicas: number; durability: string } | undefined> {
   const kind = await store.getMeta(LOG_STORE_META);
-  return kind === undefined ? undefined : { store: kind, replicas: Number((await store.getMeta(LOG_REPLICAS_META)) ?? '0') };
+  if (kind === undefined) return undefined;
+  return { store: kind, replicas: Number((await store.getMeta(LOG_REPLICAS_META)) ?? '0'), durability: (await store.getMeta(LOG_DURABILITY_META)) ?? 'fsync' };
 }
 
 export async function runPostureAudit(store: Store, opts: { now: number; expiringDays: number }): Promise<Finding[]> {

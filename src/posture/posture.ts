@@ -46,7 +46,8 @@ export interface PostureInput {
   /** Days ahead that count as "expiring". */
   expiringDays: number;
   /** Where the event log lives (meta `log.store`; absent on a hub never started since it was recorded). */
-  eventLog?: { store: string; replicas: number } | undefined;
+  /** Where the event log lives, its JetStream replicas, and what an acknowledgement waits for (`fsync` or `os-cache`). */
+  eventLog?: { store: string; replicas: number; durability?: string } | undefined;
 }
 
 const DAY = 86_400_000;
@@ -79,6 +80,16 @@ export function assessPosture(input: PostureInput): Finding[] {
       title: 'Telemetry is acknowledged before it is on disk (event log on JetStream, one replica)',
       detail: `The partition streams have ${input.eventLog.replicas} replica(s); NATS syncs them to disk every sync_interval (2 minutes by default), so a device's acknowledged messages can be lost to a power cut or kernel crash.`,
       fix: 'Run NATS with sync_interval: always, or in a 3-node cluster with --event-log-replicas 3 (streams keep their replicas once created: recreate them, or start a new hub)',
+    });
+  }
+
+  if (input.eventLog?.store === 'sql' && input.eventLog.durability === 'os-cache') {
+    add({
+      id: 'telemetry.os-cache',
+      severity: 'medium',
+      title: 'Telemetry is acknowledged before it is on disk (--telemetry-durability os-cache)',
+      detail: 'The event log acknowledges a message once the operating system holds its commit, before a disk sync: a power cut or kernel crash can lose messages devices were told were received.',
+      fix: 'Start the hub without --telemetry-durability (or with --telemetry-durability fsync)',
     });
   }
 

@@ -46,6 +46,7 @@ function hubOptions(cmd: Command): Command {
     .option('--event-max-count <n>', 'the event log\'s size bound in messages, at least 1000, default 1000000: a byte budget per partition at 1 KiB a message (env GATEHOUSE_EVENT_MAX_COUNT)')
     .option('--partitions <n>', 'partitions of the event log and the Event Hubs-compatible endpoint, 1-32, set when the hub is created, default 4 (env GATEHOUSE_PARTITIONS)')
     .option('--event-log <store>', "where the event log lives: 'sql' (the store's database, default) or 'jetstream' (needs --nats-url) (env GATEHOUSE_EVENT_LOG)")
+    .option('--telemetry-durability <mode>', "when telemetry is acknowledged: 'fsync' (synced to disk, default) or 'os-cache' (the OS has it; a power cut may lose it) (env GATEHOUSE_TELEMETRY_DURABILITY)")
     .option('--event-log-replicas <n>', 'JetStream replicas of each partition stream, 1-5, default 1; 3 in a NATS cluster (env GATEHOUSE_EVENT_LOG_REPLICAS)')
     .option('--audit-retention-days <days>', 'days the audit log keeps auth decisions and changes, 0 = forever, default 90 (env GATEHOUSE_AUDIT_RETENTION_DAYS)')
     .option(

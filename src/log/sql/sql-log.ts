@@ -2,8 +2,9 @@
  * The event log on the SQL store's driver (SQLite by default, PostgreSQL), schema v16
  * (migrations/schema-v16-log.ts). docs/decisions/0005-partitioned-log.md says why it is built so.
  *
- * Appends: one durable transaction per batch (on PostgreSQL one call of the server-side
- * log_append, schema v19, so no lock waits on this process). Per partition it touches, in ascending
+ * Appends: one durable transaction per batch, synced to disk before it returns unless the hub runs
+ * with --telemetry-durability os-cache (on PostgreSQL one call of the server-side log_append,
+ * schema v19 and v21, so no lock waits on this process). Per partition it touches, in ascending
  * partition order (two writers never wait on each other crosswise), it bumps the partition's row
  * with UPDATE ... RETURNING, which numbers the records and holds that row's lock until commit: a
  * second writer for the partition (another batch, another node on the same PostgreSQL) numbers its
@@ -56,6 +57,12 @@ export interface SqlEventLogOptions {
   now?: () => number;
   /** How long a tail waits for a wake-up before it looks anyway. */
   pollMs?: number;
+  /**
+   * Whether an append returns only once its commit is synced to disk (default true): SQLite
+   * synchronous=FULL for the commit, PostgreSQL synchronous_commit=on. False (--telemetry-durability
+   * os-cache): once the operating system has it (a process crash loses nothing, a power cut may).
+   */
+  sync?: boolean;
 }
 
 const COLUMNS = 'part, seq, pos, enqueued_ms, device_id, module_id, body, properties, system_properties, endpoints';
@@ -223,7 +230,7 @@ export class SqlEventLog implements EventLog, TailSource {
         }
         await insertRows(tx, rows);
       },
-      { durable: true },
+      { durable: this.opts.sync !== false },
     );
     return heads;
   }
@@ -237,7 +244,7 @@ export class SqlEventLog implements EventLog, TailSource {
   async #numberAndInsertOnServer(messages: readonly LogMessage[], byPartition: Map<number, number[]>, now: number): Promise<Map<number, Head>> {
     const parts = [...byPartition.keys()].sort((a, b) => a - b);
     const order = parts.flatMap((p) => (byPartition.get(p) as number[]).map((i) => messages[i] as LogMessage));
-    const rows = await this.db.all('SELECT o_part, o_first_seq, o_first_pos, o_ms, o_sizes FROM log_append(?, ?, ?, ?, ?, ?, ?, ?)', [
+    const rows = await this.db.all('SELECT o_part, o_first_seq, o_first_pos, o_ms, o_sizes FROM log_append(?, ?, ?, ?, ?, ?, ?, ?, ?::boolean)', [
       parts.flatMap((p) => (byPartition.get(p) as number[]).map(() => p)),
       order.map((m) => m.deviceId),
       order.map((m) => m.moduleId ?? ''),
@@ -246,6 +253,7 @@ export class SqlEventLog implements EventLog, TailSource {
       JSON.stringify(order.map((m) => m.systemProperties)),
       JSON.stringify(order.map((m) => m.endpoints ?? null)),
       now,
+      this.opts.sync === false ? 'false' : 'true',
     ]);
     return new Map(rows.map((r) => [Number(r.o_part), { seq: Number(r.o_first_seq), pos: Number(r.o_first_pos), ms: Number(r.o_ms), sizes: (r.o_sizes as unknown[]).map(Number) }]));
   }
@@ -264,15 +272,28 @@ export class SqlEventLog implements EventLog, TailSource {
     if (position === 'latest') return end;
     if ('offset' in position) {
       const pos = parseOffset(position.offset);
-      const rows = await this.db.all(`SELECT seq FROM log_records WHERE part = ? AND pos ${position.inclusive ? '>=' : '>'} ? ORDER BY pos LIMIT 1`, [partition, pos]);
-      return rows[0] === undefined ? end : Number(rows[0].seq);
+      return this.#firstSeq(partition, end, 'pos', position.inclusive ? pos : pos + 1);
     }
-    const ms = parseEnqueuedTime(position.enqueuedTime);
-    // Two steps, each on an index: the first later time, then the first record at that time.
-    const t = await this.db.all('SELECT enqueued_ms FROM log_records WHERE part = ? AND enqueued_ms > ? ORDER BY enqueued_ms LIMIT 1', [partition, ms]);
-    if (t[0] === undefined) return end;
-    const s = await this.db.all('SELECT MIN(seq) AS seq FROM log_records WHERE part = ? AND enqueued_ms = ?', [partition, Number(t[0].enqueued_ms)]);
-    return s[0]?.seq === null || s[0]?.seq === undefined ? end : Number(s[0].seq);
+    // Enqueued time: records strictly after it (Event Hubs' rule for a time position).
+    return this.#firstSeq(partition, end, 'enqueued_ms', parseEnqueuedTime(position.enqueuedTime) + 1);
+  }
+
+  /**
+   * The first record of the partition whose `col` is at least `atLeast`, or `end`: a binary search
+   * on the primary key (schema v22), as offsets and enqueued times never decrease with the sequence
+   * number. A probe that finds no row (retention removed it meanwhile) counts as too early.
+   */
+  async #firstSeq(partition: number, end: number, col: 'pos' | 'enqueued_ms', atLeast: number): Promise<number> {
+    const first = await this.db.all('SELECT MIN(seq) AS seq FROM log_records WHERE part = ?', [partition]);
+    let lo = first[0]?.seq === null || first[0]?.seq === undefined ? end : Number(first[0].seq);
+    let hi = end;
+    while (lo < hi) {
+      const mid = lo + Math.floor((hi - lo) / 2);
+      const row = await this.db.all(`SELECT ${col} AS v FROM log_records WHERE part = ? AND seq = ?`, [partition, mid]);
+      if (row[0] !== undefined && Number(row[0].v) >= atLeast) hi = mid;
+      else lo = mid + 1;
+    }
+    return lo;
   }
 
   async readFrom(partition: number, from: number, limit: number): Promise<LogRecord[]> {
@@ -317,26 +338,27 @@ export class SqlEventLog implements EventLog, TailSource {
     const cutMs = Math.floor(this.#now()) - maxAgeMs;
     let deleted = 0;
     for (let p = 0; p < this.partitionCount; p++) {
-      deleted += await this.#deleteOldest(p, 'enqueued_ms < ?', cutMs);
-      // A record is kept while it and everything after it fit in the budget: pos >= next_pos - max.
-      const head = await this.db.all('SELECT next_pos FROM log_partitions WHERE part = ?', [p]);
+      const head = await this.db.all('SELECT next_seq, next_pos FROM log_partitions WHERE part = ?', [p]);
+      const end = Number(head[0]?.next_seq ?? 0);
+      // A record is kept while it is young enough and it and everything after it fit in the budget:
+      // pos >= next_pos - max.
+      const keepFromTime = await this.#firstSeq(p, end, 'enqueued_ms', cutMs);
       const cutPos = Number(head[0]?.next_pos ?? 0) - maxBytesPerPartition;
-      if (cutPos > 0) deleted += await this.#deleteOldest(p, 'pos < ?', cutPos);
+      const keepFromSize = cutPos > 0 ? await this.#firstSeq(p, end, 'pos', cutPos) : 0;
+      deleted += await this.#deleteBefore(p, Math.max(keepFromTime, keepFromSize));
     }
     return deleted;
   }
 
-  /** Deletes the partition's records matching `cond` (true of a prefix of it), oldest first, in chunks. */
-  async #deleteOldest(partition: number, cond: string, value: number): Promise<number> {
+  /** Deletes the partition's records before sequence number `keepFrom`, oldest first, in chunks. */
+  async #deleteBefore(partition: number, keepFrom: number): Promise<number> {
+    const first = await this.db.all('SELECT MIN(seq) AS seq FROM log_records WHERE part = ?', [partition]);
+    if (first[0]?.seq === null || first[0]?.seq === undefined) return 0;
     let deleted = 0;
-    for (;;) {
-      const n = await this.db.run(
-        `DELETE FROM log_records WHERE part = ? AND seq IN (SELECT seq FROM log_records WHERE part = ? AND ${cond} ORDER BY seq LIMIT ?)`,
-        [partition, partition, value, PRUNE_CHUNK],
-      );
-      deleted += n;
-      if (n < PRUNE_CHUNK) return deleted;
+    for (let from = Number(first[0].seq); from < keepFrom; from += PRUNE_CHUNK) {
+      deleted += await this.db.run('DELETE FROM log_records WHERE part = ? AND seq >= ? AND seq < ?', [partition, from, Math.min(from + PRUNE_CHUNK, keepFrom)]);
     }
+    return deleted;
   }
 
   async close(): Promise<void> {

@@ -16,10 +16,9 @@ import type { Logger } from 'pino';
 import rhea, { type Connection, type Container, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
 
 type Link = Sender | Receiver;
-import { HubError } from '../../core/errors.js';
-import { parseSasToken } from '../../auth/sas.js';
 import type { Clock } from '../../core/clock.js';
 import type { AccessGate, PeerContext, Principal } from '../../access/gate.js';
+import type { DeviceIdentity } from '../../auth/device-authenticator.js';
 import { authorize } from '../../access/access.js';
 import type { DataAction } from '../../access/roles.js';
 import type { Right } from '../../core/types.js';
@@ -29,7 +28,7 @@ import type { ConnectionRefusals } from '../../access/connection-caps.js';
 import type { WebSocket } from 'ws';
 import { AmqpDeviceSession, parseDeviceAddress, type DeviceLinkDeps, type DeviceLinkKind } from './device-session.js';
 import { identityKey } from '../../hub/connections.js';
-import { claimedBy } from './cbs-claim.js';
+import { decidePutToken } from './cbs-put-token.js';
 import { UNWATCHED, streamBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
 import type { EventHubEndpoint } from './eventhub-endpoint.js';
 import { DpsLinks, installDpsSasl } from './dps-links.js';
@@ -323,78 +322,24 @@ export class AmqpServer {
   }
 
   async #putToken(st: ConnState, msg: Message): Promise<void> {
-    const props = (msg.application_properties ?? {}) as Record<string, unknown>;
-    const reply = (status: number, description: string) => {
-      const sender = st.cbsSender;
-      if (sender === undefined) return;
-      sender.send({
-        to: msg.reply_to,
-        correlation_id: msg.message_id,
-        application_properties: { 'status-code': status, 'status-description': description },
-        body: null,
-      });
-    };
-    const token = typeof msg.body === 'string' ? msg.body : Buffer.isBuffer(msg.body) ? msg.body.toString('utf8') : '';
-    let audience = typeof props.name === 'string' ? props.name : '';
-    try {
-      // The device SDK passes the token's `sr` as it appears in the token: URL-encoded.
-      audience = decodeURIComponent(audience);
-    } catch {
-      return reply(400, 'Bad request: the audience is not valid percent-encoding.');
-    }
-    if (props.operation !== 'put-token' || token === '') return reply(400, 'Bad request: operation put-token with a token body is required.');
-    if (this.deps.eventHubs?.isAudience(audience) === true) {
-      const r = await this.deps.eventHubs.putToken(st.conn, st.peer, audience, token);
-      if (r.status < 300) this.#admission.authenticated(st.conn);
-      return reply(r.status, r.description);
-    }
-    const host = this.deps.hostname().toLowerCase();
-    const isService = token.startsWith('Bearer ') || audience.toLowerCase() === host || audience === 'https://iothubs.azure.net/.default';
-    if (!isService) {
-      // A device or module token: `name` is its resource, `<host>/devices/<id>[/modules/<mid>]`.
-      const m = new RegExp(`^${host.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/devices/([^/]+)(?:/modules/([^/]+))?$`, 'i').exec(audience);
-      let deviceId: string | undefined;
-      let moduleId: string | null = null;
-      try {
-        deviceId = m?.[1] === undefined ? undefined : decodeURIComponent(m[1]);
-        moduleId = m?.[2] === undefined ? null : decodeURIComponent(m[2]);
-      } catch {
-        deviceId = undefined;
-      }
-      if (deviceId === undefined) {
-        const forHost = (audience.split('/')[0] ?? '').toLowerCase().replace(/:\d{1,5}$/, '');
-        const failure = forHost === host ? { code: 'malformed' as const, reason: `CBS audience ${audience.slice(0, 200)} names no device of this hub` } : { code: 'scope' as const, reason: `CBS audience names another hub (${audience.slice(0, 200)})` };
-        this.deps.gate.refusedBeforeAuth({ ...claimedBy(audience, token), method: 'sas', failure }, st.peer);
-        this.deps.logger.warn({ event: 'auth.denied', protocol: st.peer.protocol, remote: st.peer.remote, audience: audience.slice(0, 200), reason: failure.reason }, 'CBS put-token refused');
-        return reply(401, 'Unauthorized');
-      }
-      const result = await this.deps.gate.authenticate({ deviceId, moduleId, sasToken: token, peerChain: undefined }, st.peer);
-      if (!result.ok) {
-        this.deps.logger.warn({ event: 'auth.denied', protocol: st.peer.protocol, remote: st.peer.remote, deviceId: deviceId.slice(0, 128), reason: result.reason }, 'CBS put-token refused');
-        return reply(401, 'Unauthorized');
-      }
-      this.#grantDevice(st, result.identity);
-      return reply(200, 'OK');
-    }
-    try {
-      const principal = await this.deps.gate.authenticateService(token, '/messages/devicebound', st.peer);
-      const expiresAt = principal.kind === 'operator' ? principal.expiresAt : parseSasToken(token).expiry * 1000;
-      this.#grantService(st, { principal, expiresAt });
-      reply(200, 'OK');
-    } catch (err) {
-      if (err instanceof HubError && err.code === 'IotHubUnauthorizedAccess') {
-        this.deps.logger.warn({ event: 'auth.denied', protocol: st.peer.protocol, remote: st.peer.remote, reason: String(err.cause) }, 'CBS put-token refused');
-        return reply(401, 'Unauthorized');
-      }
-      throw err;
-    }
+    const decision = await decidePutToken(this.deps, st.conn, st.peer, msg);
+    const g = decision.grant;
+    if (g.kind === 'eventHubs') this.#admission.authenticated(st.conn);
+    else if (g.kind === 'device') this.#grantDevice(st, g.identity);
+    else if (g.kind === 'service') this.#grantService(st, { principal: g.principal, expiresAt: g.expiresAt });
+    st.cbsSender?.send({
+      to: msg.reply_to,
+      correlation_id: msg.message_id,
+      application_properties: { 'status-code': decision.status, 'status-description': decision.description },
+      body: null,
+    });
   }
 
   /**
    * A proven device identity: a session (new, or the existing one with a renewed expiry).
    * `certificate`: the client leaf it was proven with, which a revocation must find.
    */
-  #grantDevice(st: ConnState, identity: import('../../auth/device-authenticator.js').DeviceIdentity, certificate?: X509Certificate): AmqpDeviceSession {
+  #grantDevice(st: ConnState, identity: DeviceIdentity, certificate?: X509Certificate): AmqpDeviceSession {
     const key = identityKey(identity.deviceId, identity.moduleId);
     let d = st.devices.get(key);
     if (d === undefined || d.session.closed) {

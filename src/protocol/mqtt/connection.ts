@@ -28,6 +28,33 @@ import { handleDpsPublish, handleDpsSubscribe } from './handlers/dps.js';
 import type { Attested } from '../../dps/registration-service.js';
 import { METHODS_FILTER, TWIN_DESIRED_FILTER, jsonPayload } from './topics.js';
 import { OutputBound, ReadGate, type ReadHold } from '../transport/backpressure.js';
+import { AckQueue } from './ack-queue.js';
+
+/** A PUBACK: fixed header 0x40, remaining length 2, the packet identifier. */
+function puback(messageId: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b[0] = 0x40;
+  b[1] = 2;
+  b.writeUInt16BE(messageId, 2);
+  return b;
+}
+
+const corked = new Set<Duplex>();
+let uncorkScheduled = false;
+
+/** Corks `stream` until this turn's check phase, so the writes of one turn leave together. */
+function coalesce(stream: Duplex): void {
+  if (corked.has(stream)) return;
+  stream.cork();
+  corked.add(stream);
+  if (uncorkScheduled) return;
+  uncorkScheduled = true;
+  setImmediate(() => {
+    uncorkScheduled = false;
+    for (const s of corked) s.uncork();
+    corked.clear();
+  });
+}
 
 export type ConnectionState = 'awaiting-connect' | 'authenticating' | 'connected' | 'closed';
 
@@ -65,9 +92,8 @@ export class MqttConnection implements LiveSession {
   #handling = false;
   readonly #gate: ReadGate;
   readonly #output: OutputBound;
-  /** QoS 1 telemetry PUBACKs go out in the order the PUBLISHes came [MQTT-4.6.0-2]. */
-  ackChain: Promise<void> = Promise.resolve();
-  pendingAppends = 0;
+  /** Telemetry waiting for the log; PUBACKs go out in the order the PUBLISHes came [MQTT-4.6.0-2]. */
+  readonly acks: AckQueue;
   #lastActivityWrite = 0;
   #keepAliveTimer: NodeJS.Timeout | undefined;
   #keepAliveMs = 0;
@@ -87,6 +113,12 @@ export class MqttConnection implements LiveSession {
       deps.limits.output,
       (reason) => this.close(reason, 'warn'),
     );
+    this.acks = new AckQueue({
+      puback: (messageId) => this.#write(puback(messageId)),
+      failed: () => this.close('telemetry could not be stored'),
+      hold: () => this.holdReading('appends'),
+      release: () => this.releaseReading('appends'),
+    });
     this.#parser.on('packet', (p: Packet) => this.#onPacket(p));
     this.#parser.on('error', (err: Error) => this.close(`malformed packet: ${err.message}`));
     stream.on('data', (chunk: Buffer) => this.#onData(chunk));
@@ -208,8 +240,14 @@ export class MqttConnection implements LiveSession {
   }
 
   send(packet: Packet): void {
+    this.#write(mqttPacket.generate(packet));
+  }
+
+  /** Writes coalesce until the end of this event-loop turn: one TLS record and one syscall for a batch of PUBACKs. */
+  #write(bytes: Buffer): void {
     if (this.state === 'closed' || this.stream.destroyed) return;
-    this.stream.write(mqttPacket.generate(packet));
+    coalesce(this.stream);
+    this.stream.write(bytes);
     this.#output.check();
   }
 
@@ -245,7 +283,11 @@ export class MqttConnection implements LiveSession {
   /** Any traffic resets the keep-alive deadline (1.5 × the client's keep-alive). */
   touch(): void {
     if (this.#keepAliveMs === 0 || this.state === 'closed') return;
-    clearTimeout(this.#keepAliveTimer);
+    // One timer per connection, pushed back on traffic (a new timer per read cost an allocation and a heap insert).
+    if (this.#keepAliveTimer !== undefined) {
+      this.#keepAliveTimer.refresh();
+      return;
+    }
     this.#keepAliveTimer = setTimeout(() => this.close(this.#output.blocked ? 'keep-alive expired while its output did not drain: the client is not reading' : 'keep-alive expired'), this.#keepAliveMs);
   }
 

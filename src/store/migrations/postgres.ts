@@ -18,7 +18,9 @@ import { schemaV17 } from './schema-v17-one-log.js';
 import { schemaV18 } from './schema-v18-log-endpoints.js';
 import { schemaV19PostgresLogAppend } from './schema-v19-log-append.js';
 import { schemaV20 } from './schema-v20-configurations.js';
-import { schemaV21 } from './schema-v21-file-notifications.js';
+import { schemaV21PostgresLogSync } from './schema-v21-log-sync.js';
+import { schemaV22 } from './schema-v22-log-indexes.js';
+import { schemaV23 } from './schema-v23-file-notifications.js';
 import { POSTGRES } from './dialect.js';
 
 /** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped, add the next. */
@@ -43,5 +45,7 @@ export const postgresMigrations: readonly Migration[] = [
   { version: 18, name: 'routed endpoints of log records', sql: schemaV18() },
   { version: 19, name: 'the log append as one server-side call', sql: schemaV19PostgresLogAppend() },
   { version: 20, name: 'automatic device and module configurations', sql: schemaV20(POSTGRES) },
-  { version: 21, name: 'file upload notifications', sql: schemaV21(POSTGRES) },
+  { version: 21, name: 'the log append says whether its commit waits for the WAL flush', sql: schemaV21PostgresLogSync() },
+  { version: 22, name: 'the event log found by its primary key only', sql: schemaV22() },
+  { version: 23, name: 'file upload notifications', sql: schemaV23(POSTGRES) },
 ];

@@ -24,14 +24,19 @@
  * its records in order.
  */
 export function schemaV19PostgresLogAppend(): string {
+  return logAppendFunction(false);
+}
+
+/** The function's text; `withSync`: the version 21 signature, whose last argument says whether the commit waits for the WAL flush. */
+export function logAppendFunction(withSync: boolean): string {
   return `
 CREATE FUNCTION log_append(
   p_parts integer[], p_devices text[], p_modules text[], p_bodies bytea[],
-  p_properties json, p_system json, p_endpoints json, p_now bigint
+  p_properties json, p_system json, p_endpoints json, p_now bigint${withSync ? ', p_sync boolean' : ''}
 ) RETURNS TABLE (o_part integer, o_first_seq bigint, o_first_pos bigint, o_ms bigint, o_sizes bigint[])
 LANGUAGE plpgsql AS $fn$
 BEGIN
-  PERFORM set_config('synchronous_commit', 'on', true);
+  PERFORM set_config('synchronous_commit', ${withSync ? "CASE WHEN p_sync THEN 'on' ELSE 'off' END" : "'on'"}, true);
   PERFORM 1 FROM log_partitions lp WHERE lp.part = ANY (p_parts) ORDER BY lp.part FOR UPDATE;
   RETURN QUERY
   WITH pr AS (

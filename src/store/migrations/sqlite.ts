@@ -17,7 +17,8 @@ import { schemaV16 } from './schema-v16-log.js';
 import { schemaV17 } from './schema-v17-one-log.js';
 import { schemaV18 } from './schema-v18-log-endpoints.js';
 import { schemaV20 } from './schema-v20-configurations.js';
-import { schemaV21 } from './schema-v21-file-notifications.js';
+import { schemaV22 } from './schema-v22-log-indexes.js';
+import { schemaV23 } from './schema-v23-file-notifications.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -44,5 +45,7 @@ export const sqliteMigrations: readonly Migration[] = [
   // its 19 does nothing and both lists name the same versions.
   { version: 19, name: 'the log append as one server-side call (PostgreSQL only: nothing here)', sql: '' },
   { version: 20, name: 'automatic device and module configurations', sql: schemaV20(SQLITE) },
-  { version: 21, name: 'file upload notifications', sql: schemaV21(SQLITE) },
+  { version: 21, name: 'the log append says whether it waits for the WAL flush (PostgreSQL only: nothing here)', sql: '' },
+  { version: 22, name: 'the event log found by its primary key only', sql: schemaV22() },
+  { version: 23, name: 'file upload notifications', sql: schemaV23(SQLITE) },
 ];

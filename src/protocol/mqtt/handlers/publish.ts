@@ -4,8 +4,8 @@
  * message closes the connection.
  *
  * A QoS 1 telemetry PUBACK goes out only once the event is durable in the stream's store, and
- * PUBACKs keep the order of their PUBLISHes [MQTT-4.6.0-2]; appends of one connection overlap so
- * the store can commit them in batches.
+ * PUBACKs keep the order of their PUBLISHes [MQTT-4.6.0-2] (ack-queue.ts); appends of one connection
+ * overlap so the store can commit them in batches.
  */
 import type { IPublishPacket } from 'mqtt-packet';
 import { HubError } from '../../../core/errors.js';
@@ -13,8 +13,6 @@ import type { JsonValue } from '../../../core/json.js';
 import { telemetryEvent } from '../../../hub/telemetry/telemetry-event.js';
 import type { MqttConnection } from '../connection.js';
 import { classifyPublish, jsonPayload, parseJsonPayload, parsePropertyBag, topicDenial, TWIN_RESPONSE_FILTER } from '../topics.js';
-
-const MAX_PENDING_APPENDS = 256;
 
 function twinResponse(conn: MqttConnection, status: number, rid: string, body: unknown, version?: number): void {
   if (!conn.subscribed(TWIN_RESPONSE_FILTER)) return;
@@ -63,24 +61,15 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
       } catch (err) {
         return conn.close((err as Error).message);
       }
-      const durable = conn.deps.telemetry.append(event);
-      conn.pendingAppends++;
-      if (conn.pendingAppends > MAX_PENDING_APPENDS) conn.holdReading('appends');
-      const messageId = packet.messageId;
-      conn.ackChain = conn.ackChain.then(async () => {
-        try {
-          await durable;
-        } catch (err) {
+      const slot = conn.acks.expect(packet.qos === 1 ? packet.messageId : undefined);
+      conn.deps.telemetry.append(event).then(
+        () => conn.acks.settle(slot, true),
+        (err: unknown) => {
           // Not durable: no PUBACK. Closing makes the device resend after it reconnects.
           conn.deps.logger.error({ err, clientId: conn.clientId }, 'telemetry append failed');
-          conn.close('telemetry could not be stored');
-          return;
-        } finally {
-          conn.pendingAppends--;
-          if (conn.pendingAppends <= MAX_PENDING_APPENDS / 2) conn.releaseReading('appends');
-        }
-        if (packet.qos === 1) conn.send({ cmd: 'puback', messageId });
-      });
+          conn.acks.settle(slot, false);
+        },
+      );
       return;
     }
 

@@ -1,0 +1,130 @@
+/**
+ * An acknowledged message is on disk (issue 19): the log's append resolves, and so the PUBACK or
+ * 204 goes out, only after a commit that synced to disk. A driver spy sees every append's commit:
+ * on SQLite the connection's `synchronous` at the moment of COMMIT (FULL syncs the WAL at that
+ * commit; NORMAL leaves it to the OS cache), on PostgreSQL the p_sync argument of log_append, and
+ * the function is held to set synchronous_commit from it whatever the session's setting. With
+ * `--telemetry-durability os-cache` (sync: false) the same spy sees commits that do not sync, so
+ * the guarantee cannot silently regress either way.
+ */
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { SecretBox } from '../src/core/secret-box.js';
+import { makeMessage } from '../src/log/log.case.js';
+import { openSqlEventLog, type SqlEventLog } from '../src/log/sql/sql-log.js';
+import type { SqlDriver, SqlExecutor, SqlValue, TransactionOptions } from '../src/store/sql/driver.js';
+import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
+import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import type { SqlStore } from '../src/store/sql/sql-store.js';
+import { DEFAULT_TEST_RETENTION } from './support/log-harness.js';
+
+const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+
+type Seen = { kind: 'commit'; synced: boolean } | { kind: 'ack' };
+
+/** The store's driver, recording each commit and whether it synced to disk. */
+function spy(inner: SqlDriver, seen: Seen[]): SqlDriver {
+  return {
+    dialect: inner.dialect,
+    isUniqueViolation: (e) => inner.isUniqueViolation(e),
+    close: () => inner.close(),
+    run: (sql, params) => inner.run(sql, params),
+    async all(sql: string, params?: readonly SqlValue[]) {
+      const rows = await inner.all(sql, params);
+      // PostgreSQL: the append is one autocommitted call; its last argument is p_sync ('true' or 'false').
+      if (sql.includes('FROM log_append(')) seen.push({ kind: 'commit', synced: params?.at(-1) === 'true' });
+      return rows;
+    },
+    async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, opts?: TransactionOptions): Promise<T> {
+      let synchronous: unknown;
+      const result = await inner.transaction(async (tx) => {
+        const r = await fn(tx);
+        // What COMMIT will do: 2 = FULL (syncs the WAL), 1 = NORMAL (the OS cache).
+        if (inner.dialect === 'sqlite') synchronous = (await tx.all('PRAGMA synchronous'))[0]?.synchronous;
+        return r;
+      }, opts);
+      seen.push({ kind: 'commit', synced: synchronous === 2 });
+      return result;
+    },
+  };
+}
+
+describe('the log acknowledges only what a synced commit holds', () => {
+  const schema = `gh_logdur_${randomBytes(6).toString('hex')}`;
+  const dir = mkdtempSync(join(tmpdir(), 'gh-logdur-'));
+  const stores: SqlStore[] = [];
+  const logs: SqlEventLog[] = [];
+
+  before(async () => {
+    const box = new SecretBox(randomBytes(32));
+    const url = new URL(DATABASE_URL);
+    url.searchParams.set('schema', schema);
+    stores.push(await openSqliteStore(join(dir, 'hub.db'), box), await openPostgresStore(url.toString(), box));
+  });
+
+  after(async () => {
+    for (const l of logs) await l.close();
+    for (const s of stores) await s.close();
+    rmSync(dir, { recursive: true, force: true });
+    const admin = new pg.Client({ connectionString: DATABASE_URL });
+    await admin.connect();
+    await admin.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`);
+    await admin.end();
+  });
+
+  async function appendThrough(store: SqlStore, sync: boolean | undefined): Promise<Seen[]> {
+    const seen: Seen[] = [];
+    const log = await openSqlEventLog(spy(store.sqlDriver, seen), { retention: DEFAULT_TEST_RETENTION, pollMs: 60_000, ...(sync === undefined ? {} : { sync }) });
+    logs.push(log);
+    seen.length = 0; // opening the log commits its partition rows
+    for (let b = 0; b < 3; b++) {
+      const batch = Array.from({ length: 10 }, (_, i) => makeMessage(`dev-${i}`, b * 10 + i));
+      const placed = await log.append(batch);
+      assert.equal(placed.length, 10);
+      seen.push({ kind: 'ack' });
+    }
+    return seen;
+  }
+
+  const synced = [
+    { kind: 'commit', synced: true },
+    { kind: 'ack' },
+    { kind: 'commit', synced: true },
+    { kind: 'ack' },
+    { kind: 'commit', synced: true },
+    { kind: 'ack' },
+  ];
+
+  it('SQLite: every append resolves after a commit with synchronous=FULL (the default)', async () => {
+    assert.deepEqual(await appendThrough(stores[0] as SqlStore, undefined), synced);
+  });
+
+  it('PostgreSQL: every append is a log_append call that asks for a synced commit (the default)', async () => {
+    assert.deepEqual(await appendThrough(stores[1] as SqlStore, undefined), synced);
+  });
+
+  it('os-cache: the same appends commit without a sync, on both stores', async () => {
+    const relaxed = synced.map((s) => (s.kind === 'commit' ? { kind: 'commit', synced: false } : s));
+    assert.deepEqual(await appendThrough(stores[0] as SqlStore, false), relaxed);
+    assert.deepEqual(await appendThrough(stores[1] as SqlStore, false), relaxed);
+  });
+
+  it('PostgreSQL: log_append sets synchronous_commit from p_sync, whatever the session had', async () => {
+    const db = (stores[1] as SqlStore).sqlDriver;
+    const call = 'SELECT o_part FROM log_append(?, ?, ?, ?, ?, ?, ?, ?, ?::boolean)';
+    const args = (sync: boolean): SqlValue[] => [[0], ['dev-x'], [''], [Buffer.from('{}')], '[{}]', '[{}]', '[null]', Date.now(), String(sync)];
+    const within = async (session: 'on' | 'off', sync: boolean) =>
+      db.transaction(async (tx) => {
+        await tx.run(`SET LOCAL synchronous_commit = ${session}`);
+        await tx.all(call, args(sync));
+        return (await tx.all('SHOW synchronous_commit'))[0]?.synchronous_commit;
+      });
+    assert.equal(await within('off', true), 'on');
+    assert.equal(await within('on', false), 'off');
+  });
+});
