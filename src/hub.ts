@@ -70,6 +70,7 @@ import { BUILTIN_ENDPOINT_NAME } from './log/log-ports.js';
 import { isHubError } from './core/errors.js';
 import { hubName } from './core/hub-name.js';
 import { FileUploadService } from './hub/files/file-upload-service.js';
+import { ImportExportJobs } from './hub/registry/import-export.js';
 import { openBlobStore, type BlobStoreKind } from './hub/files/blob-setup.js';
 import { installBlobProxy } from './protocol/http/blob-proxy.js';
 
@@ -294,8 +295,10 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       await writeDpsSettings(store, { disableSymmetricKeyAttestation: config.dpsDisableSymmetricKeyAttestation === 'true' });
     }
     const files = new FileUploadService({ counters: store.counters, notifications: store.fileNotifications, settings: () => settings.current, clock });
+    const registryJobs = new ImportExportJobs({ store, counters: store.counters, registry, twins, clock, ca: tls.caPem, onError: (err, jobId) => logger.warn({ err, jobId, event: 'registry-job.failed' }, 'an import or export job failed') });
     const services: HubServices = {
       files,
+      registryJobs,
       registry,
       twins,
       query,

@@ -16,7 +16,7 @@ import { after, before, describe, it } from 'node:test';
 import iothub from 'azure-iothub';
 import deviceSdk from 'azure-iot-device';
 import deviceHttp from 'azure-iot-device-http';
-import { BlobServiceClient, BlockBlobClient } from '@azure/storage-blob';
+import { BlobServiceClient, BlockBlobClient, ContainerSASPermissions, StorageSharedKeyCredential, generateBlobSASQueryParameters } from '@azure/storage-blob';
 import { join } from 'node:path';
 import { generateSasToken } from '../src/auth/sas.js';
 import { SecretBox } from '../src/core/secret-box.js';
@@ -256,5 +256,86 @@ describe('the file notification queue (shared by the nodes)', () => {
       await store.close();
       removeDir(dir);
     }
+  });
+});
+
+describe('import and export of device identities through blob containers (Registry.exportDevicesToBlob, importDevicesFromBlob)', () => {
+  type Job = { jobId: string; status: string; type: string; failureReason?: string };
+  const containerUri = async (name: string): Promise<string> => {
+    const blobs = BlobServiceClient.fromConnectionString(storageCs);
+    await blobs.getContainerClient(name).create();
+    const key = /AccountKey=([^;]+)/.exec(storageCs)?.[1] ?? '';
+    const sas = generateBlobSASQueryParameters(
+      { containerName: name, permissions: ContainerSASPermissions.parse('rwdl'), expiresOn: new Date(Date.now() + 3_600_000) },
+      new StorageSharedKeyCredential('devstoreaccount1', key),
+    ).toString();
+    return `https://${ADDRESS}/devstoreaccount1/${name}?${sas}`;
+  };
+  const blobText = async (container: string, name: string) =>
+    (await BlobServiceClient.fromConnectionString(storageCs).getContainerClient(container).getBlobClient(name).downloadToBuffer()).toString('utf8');
+  const finished = async (registry: InstanceType<typeof Registry>, jobId: string): Promise<Job> => {
+    for (let i = 0; i < 100; i++) {
+      const job = (await registry.getJob(jobId)) as unknown as Job;
+      if (job.status !== 'enqueued' && job.status !== 'running') return job;
+      await sleep(200);
+    }
+    throw new Error(`job ${jobId} did not finish`);
+  };
+
+  it('exports every device with keys (or without) and twin, and imports devices.txt with its import modes, errors in importErrors.log', async () => {
+    const registry = Registry.fromConnectionString(hub.connectionString);
+    const tag = randomBytes(3).toString('hex');
+    const ids = [`ex-${tag}-1`, `ex-${tag}-2`];
+    const keys = new Map<string, string>();
+    for (const id of ids) keys.set(id, (await device(hub, ADDRESS, id)).key);
+    await registry.updateTwin(ids[0]!, { tags: { site: 'north' } }, '*');
+
+    const out = await containerUri(`export-${tag}`);
+    const started = (await registry.exportDevicesToBlob(out, false)) as unknown as Job;
+    assert.equal(started.type, 'export');
+    assert.equal((await finished(registry, started.jobId)).status, 'completed');
+    const lines = (await blobText(`export-${tag}`, 'devices.txt')).trim().split('\n').map((l) => JSON.parse(l) as { id: string; authentication: { symmetricKey: { primaryKey: string | null } }; tags: Record<string, unknown>; status: string });
+    const mine = lines.filter((l) => ids.includes(l.id));
+    assert.equal(mine.length, 2);
+    for (const l of mine) assert.equal(l.authentication.symmetricKey.primaryKey, keys.get(l.id));
+    assert.deepEqual(mine.find((l) => l.id === ids[0])?.tags, { site: 'north' });
+
+    const noKeysOut = await containerUri(`export-nokeys-${tag}`);
+    const noKeys = (await registry.exportDevicesToBlob(noKeysOut, true)) as unknown as Job;
+    assert.equal((await finished(registry, noKeys.jobId)).status, 'completed');
+    const redacted = (await blobText(`export-nokeys-${tag}`, 'devices.txt')).trim().split('\n').map((l) => JSON.parse(l) as { id: string; authentication: { symmetricKey: { primaryKey: string | null } } });
+    assert.equal(redacted.find((l) => l.id === ids[0])?.authentication.symmetricKey.primaryKey, null);
+
+    // Import: two new devices with their keys, one deleted, one update of a device that does not exist.
+    const input = await containerUri(`import-${tag}`);
+    const newKey = randomBytes(32).toString('base64');
+    const devicesTxt = [
+      { id: `im-${tag}-1`, importMode: 'create', status: 'enabled', authentication: { symmetricKey: { primaryKey: newKey, secondaryKey: newKey } } },
+      { id: `im-${tag}-2`, importMode: 'createOrUpdate', status: 'disabled', authentication: { symmetricKey: { primaryKey: newKey, secondaryKey: newKey } } },
+      { id: ids[1], importMode: 'delete' },
+      { id: `im-${tag}-missing`, importMode: 'update', status: 'enabled' },
+    ].map((d) => JSON.stringify(d)).join('\r\n');
+    await BlobServiceClient.fromConnectionString(storageCs).getContainerClient(`import-${tag}`).getBlockBlobClient('devices.txt').upload(devicesTxt, Buffer.byteLength(devicesTxt));
+    const imp = (await registry.importDevicesFromBlob(input, out)) as unknown as Job;
+    assert.equal((await finished(registry, imp.jobId)).status, 'completed');
+    const created = await registry.get(`im-${tag}-1`);
+    assert.equal(created.responseBody.authentication?.symmetricKey?.primaryKey, newKey);
+    assert.equal((await registry.get(`im-${tag}-2`)).responseBody.status, 'disabled');
+    await assert.rejects(registry.get(ids[1]!), (e: Error) => e.name === 'DeviceNotFoundError');
+    const errors = await blobText(`export-${tag}`, 'importErrors.log');
+    assert.match(errors, new RegExp(`im-${tag}-missing`));
+
+    const listed = ((await registry.listJobs()).responseBody as Job[]).map((j) => j.jobId);
+    for (const j of [started.jobId, noKeys.jobId, imp.jobId]) assert.ok(listed.includes(j), `listJobs has ${j}`);
+  });
+
+  it('refuses a job without containers and one with an unreadable container', async () => {
+    const registry = Registry.fromConnectionString(hub.connectionString);
+    await assert.rejects(registry.importDevicesFromBlob('not a uri', 'also not'), (e: Error) => /ArgumentInvalid|400/.test(`${e.name} ${e.message}`) || e.name === 'ArgumentError');
+    const bogus = `https://${ADDRESS}/devstoreaccount1/nosuchcontainer-${randomBytes(3).toString('hex')}?sv=2020-08-04&sig=bad`;
+    const job = (await registry.exportDevicesToBlob(bogus, false)) as unknown as Job;
+    const done = await finished(registry, job.jobId);
+    assert.equal(done.status, 'failed');
+    assert.ok(done.failureReason !== undefined && done.failureReason !== '', 'a failure reason');
   });
 });

@@ -53,6 +53,11 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /devices': service('devices/read', ...REGISTRY_READ),
   // Bulk create, update and delete; every built-in role with devices/write holds devices/delete too.
   'POST /devices': service('devices/write', 'RegistryWrite'),
+  // import and export of device identities (routes/registry-jobs.ts): writing (and reading) the whole registry
+  'POST /jobs/create': service('devices/write', 'RegistryWrite'),
+  'GET /jobs': service('devices/read', ...REGISTRY_READ),
+  'GET /jobs/:id': service('devices/read', ...REGISTRY_READ),
+  'DELETE /jobs/:id': service('devices/write', 'RegistryWrite'),
   'GET /statistics/devices': service('statistics/read', ...REGISTRY_READ),
   'PUT /devices/:id/modules/:mid': service('devices/write', 'RegistryWrite'),
   'GET /devices/:id/modules/:mid': service('devices/read', ...REGISTRY_READ),
