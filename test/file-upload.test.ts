@@ -8,6 +8,7 @@
  * one's store with --storage-connection-string uploads there too.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { request } from 'node:https';
 import { Readable } from 'node:stream';
@@ -92,6 +93,11 @@ function deviceCall(id: string, key: string, method: string, path: string, body:
   });
 }
 
+/** The hub process's child processes (the embedded Azurite, once it runs). */
+function children(pid: number | undefined): string[] {
+  return spawnSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).stdout.split('\n').filter((l) => l !== '');
+}
+
 before(async () => {
   hub = await startHubProcess({ address: ADDRESS });
   const info = JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as { storageConnectionString: string | null };
@@ -108,6 +114,7 @@ after(async () => {
 
 describe('file upload with the embedded Azurite', () => {
   it('uploadToBlob stores the file, readable with @azure/storage-blob, and the notification arrives once', async () => {
+    assert.deepEqual(children(hub.proc.pid), [], 'no blob store runs before the first upload');
     const id = `up-${randomBytes(4).toString('hex')}`;
     const { cs } = await device(hub, ADDRESS, id);
     const content = randomBytes(300 * 1024);
@@ -117,6 +124,7 @@ describe('file upload with the embedded Azurite', () => {
     } finally {
       await client.close();
     }
+    assert.equal(children(hub.proc.pid).length, 1, 'the embedded Azurite runs');
     const n = await waitFor('the notification', () => notifications.find((x) => x.deviceId === id));
     assert.equal(n.blobName, `${id}/dir/hello.bin`);
     assert.equal(n.blobSizeInBytes, content.length);

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { ServerTls } from '../../pki/server-tls.js';
 import type { MetaStore } from '../../store/ports.js';
-import { startAzurite } from './azurite.js';
+import { startAzurite, type EmbeddedAzurite } from './azurite.js';
 import { BlobStorage, parseStorageConnectionString } from './blob-storage.js';
 import { UPLOAD_CONTAINER } from './file-upload-service.js';
 
@@ -25,8 +25,8 @@ export type BlobStoreKind = 'azurite' | 'account' | 'none';
 export interface OpenedBlobStore {
   kind: BlobStoreKind;
   storage: BlobStorage | undefined;
-  /** Where the hub's HTTPS port forwards `/devstoreaccount1/...` (the embedded store only). */
-  proxy: { accountName: string; port: number; ca: string } | undefined;
+  /** Where the hub's HTTPS port forwards `/devstoreaccount1/...` (the embedded store only; started on demand). */
+  proxy: { accountName: string; port: () => Promise<number>; ca: string } | undefined;
   stop(): Promise<void>;
 }
 
@@ -73,20 +73,38 @@ export async function openBlobStore(opts: {
     return { kind: 'none', storage: undefined, proxy: undefined, stop: async () => undefined };
   }
   const key = await embeddedAccountKey(opts.meta);
-  const cert = await opts.tls.issueLoopback();
-  const azurite = await startAzurite({ dir: join(opts.dataDir, BLOB_DIR), accountName: EMBEDDED_ACCOUNT, accountKey: key, ...cert, logger: opts.logger });
-  try {
-    const storage = new BlobStorage({
-      accountName: EMBEDDED_ACCOUNT,
-      accountKey: key,
-      blobEndpoint: azurite.endpoint,
-      publicEndpoint: embeddedBlobEndpoint(opts.hostname, opts.httpsPort),
-      ca: opts.tls.caPem,
-    });
-    await storage.ensureContainer(UPLOAD_CONTAINER);
-    return { kind: 'azurite', storage, proxy: { accountName: EMBEDDED_ACCOUNT, port: azurite.port, ca: opts.tls.caPem }, stop: () => azurite.stop() };
-  } catch (err) {
-    await azurite.stop();
-    throw err;
-  }
+  // Started at its first use (a SAS asked for, a request under /devstoreaccount1, an upload
+  // reported): a hub that never sees a file upload never runs it.
+  let running: Promise<EmbeddedAzurite> | undefined;
+  const start = (): Promise<EmbeddedAzurite> =>
+    (running ??= (async () => {
+      const cert = await opts.tls.issueLoopback();
+      const azurite = await startAzurite({ dir: join(opts.dataDir, BLOB_DIR), accountName: EMBEDDED_ACCOUNT, accountKey: key, ...cert, logger: opts.logger });
+      try {
+        await new BlobStorage({ accountName: EMBEDDED_ACCOUNT, accountKey: key, blobEndpoint: azurite.endpoint, ca: opts.tls.caPem }).ensureContainer(UPLOAD_CONTAINER);
+      } catch (err) {
+        await azurite.stop();
+        throw err;
+      }
+      return azurite;
+    })().catch((err: unknown) => {
+      running = undefined;
+      throw err;
+    }));
+  const storage = new BlobStorage({
+    accountName: EMBEDDED_ACCOUNT,
+    accountKey: key,
+    blobEndpoint: async () => (await start()).endpoint,
+    publicEndpoint: embeddedBlobEndpoint(opts.hostname, opts.httpsPort),
+    ca: opts.tls.caPem,
+  });
+  return {
+    kind: 'azurite',
+    storage,
+    proxy: { accountName: EMBEDDED_ACCOUNT, port: async () => (await start()).port, ca: opts.tls.caPem },
+    async stop() {
+      const azurite = await running?.catch(() => undefined);
+      await azurite?.stop();
+    },
+  };
 }

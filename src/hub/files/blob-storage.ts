@@ -21,8 +21,11 @@ import {
 export interface StorageAccountOptions {
   accountName: string;
   accountKey: string;
-  /** Where the hub reaches the blob service: `https://host[:port][/account]`, no trailing slash. */
-  blobEndpoint: string;
+  /**
+   * Where the hub reaches the blob service: `https://host[:port][/account]`, no trailing slash; or
+   * a function that brings the service up first (the embedded store starts at its first use).
+   */
+  blobEndpoint: string | (() => Promise<string>);
   /** Where devices reach it (the hub's own HTTPS port for the embedded store); default blobEndpoint. */
   publicEndpoint?: string;
   /** The CA that issued the blob service's certificate; default: Node's CAs. */
@@ -59,7 +62,14 @@ export class BlobStorage {
 
   constructor(private readonly opts: StorageAccountOptions) {
     this.#credential = new StorageSharedKeyCredential(opts.accountName, opts.accountKey);
-    this.#publicEndpoint = (opts.publicEndpoint ?? opts.blobEndpoint).replace(/\/+$/, '');
+    const publicEndpoint = opts.publicEndpoint ?? (typeof opts.blobEndpoint === 'string' ? opts.blobEndpoint : undefined);
+    if (publicEndpoint === undefined) throw new Error('a blob store started on demand needs its public endpoint');
+    this.#publicEndpoint = publicEndpoint.replace(/\/+$/, '');
+  }
+
+  #endpoint(): Promise<string> {
+    const e = this.opts.blobEndpoint;
+    return typeof e === 'string' ? Promise.resolve(e) : e();
   }
 
   get accountName(): string {
@@ -96,14 +106,14 @@ export class BlobStorage {
       },
       this.#credential,
     ).toString();
-    const res = await this.#call('PUT', `${this.opts.blobEndpoint}/${container}?restype=container&${sas}`);
+    const res = await this.#call('PUT', `${await this.#endpoint()}/${container}?restype=container&${sas}`);
     if (res.status !== 201 && res.status !== 409) throw new Error(`could not create the blob container ${container}: HTTP ${res.status}`);
   }
 
   /** The blob's size and last change, or undefined when there is no such blob. */
   async properties(container: string, blobName: string): Promise<{ size: number; lastModified: Date } | undefined> {
     const sas = this.blobSas(container, blobName, new Date(Date.now() + 5 * 60_000), 'r');
-    const res = await this.#call('HEAD', `${this.opts.blobEndpoint}/${container}/${blobPath(blobName)}${sas}`);
+    const res = await this.#call('HEAD', `${await this.#endpoint()}/${container}/${blobPath(blobName)}${sas}`);
     if (res.status === 404) return undefined;
     if (res.status !== 200) throw new Error(`could not read the blob's properties: HTTP ${res.status}`);
     const lastModified = new Date(String(res.headers['last-modified'] ?? ''));

@@ -13,7 +13,8 @@ import type { Logger } from 'pino';
 export interface BlobProxyTarget {
   /** The account, the first path segment the proxy claims. */
   accountName: string;
-  port: number;
+  /** Its port on 127.0.0.1, once it runs (the embedded store starts at its first request). */
+  port(): Promise<number>;
   /** The CA of the embedded store's certificate. */
   ca: string;
 }
@@ -50,7 +51,7 @@ export function installBlobProxy(server: Server, logger: Logger): (target: BlobP
   server.removeListener('request', fastify);
   server.prependListener('request', (req: IncomingMessage, res: ServerResponse) => {
     if (target !== undefined && agent !== undefined && isBlobPath(req.url, target.accountName)) {
-      forward(req, res, target, agent, logger);
+      void forward(req, res, target, agent, logger);
       return;
     }
     fastify.call(server, req, res);
@@ -62,9 +63,24 @@ export function installBlobProxy(server: Server, logger: Logger): (target: BlobP
   };
 }
 
-function forward(req: IncomingMessage, res: ServerResponse, target: BlobProxyTarget, agent: Agent, logger: Logger): void {
+const BUSY = '<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code><Message>The blob store is not available.</Message></Error>';
+
+/** Never rejects: a store that cannot start or answer is a 503 or 502 to this request. */
+async function forward(req: IncomingMessage, res: ServerResponse, target: BlobProxyTarget, agent: Agent, logger: Logger): Promise<void> {
+  let port: number;
+  try {
+    // The body waits, paused, until the store runs (a request stream flows only once piped).
+    port = await target.port();
+  } catch (err) {
+    logger.error({ event: 'blob-proxy.store-down', err }, 'the embedded blob store could not start');
+    res.writeHead(503, { 'content-type': 'application/xml' });
+    res.end(BUSY);
+    req.resume();
+    return;
+  }
+  if (req.destroyed) return;
   const upstream = request(
-    { host: '127.0.0.1', port: target.port, method: req.method, path: req.url, headers: forwardable(req.headers), agent },
+    { host: '127.0.0.1', port, method: req.method, path: req.url, headers: forwardable(req.headers), agent },
     (answer) => {
       res.writeHead(answer.statusCode ?? 502, answer.statusMessage, forwardable(answer.headers));
       answer.pipe(res);
@@ -75,7 +91,7 @@ function forward(req: IncomingMessage, res: ServerResponse, target: BlobProxyTar
     logger.warn({ event: 'blob-proxy.failed', err: err.message, method: req.method }, 'the embedded blob store did not answer');
     if (!res.headersSent) {
       res.writeHead(502, { 'content-type': 'application/xml' });
-      res.end('<?xml version="1.0" encoding="utf-8"?><Error><Code>ServerBusy</Code><Message>The blob store is not available.</Message></Error>');
+      res.end(BUSY);
     } else res.destroy();
   });
   // The client went away mid-upload: so does the upstream request (Azurite drops the partial block).
