@@ -6,6 +6,9 @@
  */
 import { pathToFileURL } from 'node:url';
 
+// Its blobs and metadata are the hub user's alone, as everything in the data dir.
+process.umask(0o077);
+
 process.once('message', (msg: unknown) => {
   const { accounts, main } = msg as { accounts: string; main: string };
   // Azurite reads its accounts from this variable (AccountDataStore), again every minute.
