@@ -20,6 +20,8 @@ import { TwinService } from './hub/twins/twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { ConfigurationService } from './hub/configurations/configuration-service.js';
 import { ConfigurationEngine } from './hub/configurations/configuration-engine.js';
+import { JobService } from './hub/jobs/job-service.js';
+import { DEFAULT_RUNNER_OPTIONS, JobRunner } from './hub/jobs/job-runner.js';
 import { buildHttpApp } from './protocol/http/app.js';
 import { watchHttpTimeouts } from './protocol/http/http-timeouts.js';
 import { ConnectionTable } from './hub/connections.js';
@@ -112,11 +114,14 @@ export interface PreparedHub {
   routing: RoutingEngine;
   /** Applies automatic configurations to twins and counts their metrics (started with the listeners). */
   configurationEngine: ConfigurationEngine;
+  /** Runs due jobs (started with the listeners). */
+  jobRunner: JobRunner;
 }
 
 /** Closes what prepareHub opened (for `init` and the --workers primary, which never listen). */
 export async function closePrepared(p: PreparedHub): Promise<void> {
   await p.configurationEngine.stop();
+  await p.jobRunner.stop();
   await p.routing.stop();
   await p.eventLog.stop();
   p.services.gate.lockout.stop();
@@ -255,6 +260,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     twins.routeEventsTo(sourceEvents);
     registry.routeEventsTo(sourceEvents);
     connections.routeEventsTo(sourceEvents);
+    const jobRunner = new JobRunner(store, twins, methods, bus, clock, logger.child({ component: 'jobs' }), { ...DEFAULT_RUNNER_OPTIONS, maxRate: config.jobMaxRate });
+    jobRunner.routeEventsTo(sourceEvents);
     // Telemetry goes to the partitioned log, the hub's one durable stream, with group commit: the
     // PUBACK or 204 waits for it to be durable. Counted where MQTT, AMQP and device HTTPS hand it
     // over: one integer increment per message. The routes in effect decide where it goes (decision
@@ -317,6 +324,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       telemetry,
       consumerGroups: new ConsumerGroups(store, clock),
       configurations: new ConfigurationService(store.configurations, clock, bus),
+      jobs: new JobService(store.jobs, clock, bus),
       routing,
       cas,
       authority,
@@ -340,7 +348,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     };
     const eventHubsCreatedAt = await store.insertMetaIfAbsent('eventhub.created-at', new Date(clock.now()).toISOString());
     const configurationEngine = new ConfigurationEngine(store, twins, bus, clock, logger.child({ component: 'configurations' }));
-    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps, eventLog: log, eventHubsCreatedAt, routing, configurationEngine };
+    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps, eventLog: log, eventHubsCreatedAt, routing, configurationEngine, jobRunner };
   } catch (err) {
     await eventLog?.stop();
     await opened?.bus.close();
@@ -400,16 +408,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker, amqp);
     // File upload's blob store: a storage account, or the embedded Azurite behind /devstoreaccount1 on this port.
     const blobTarget = installBlobProxy(http.server as unknown as import('node:https').Server, logger.child({ component: 'blob-proxy' }));
-    blobs = await openBlobStore({
-      connectionString: config.storageConnectionString,
-      embedded: config.natsUrl === undefined && !cluster.isWorker,
-      dataDir,
-      hostname: config.hostname,
-      httpsPort: config.httpsPort,
-      meta: store,
-      tls,
-      logger: logger.child({ component: 'files' }),
-    });
+    blobs = await openBlobStore({ config, embedded: config.natsUrl === undefined && !cluster.isWorker, dataDir, meta: store, tls, logger: logger.child({ component: 'files' }) });
     blobTarget(blobs.proxy);
     services.files.useStorage(blobs.storage);
     await listenHttp(http, config.httpsPort, config.bind);
@@ -433,6 +432,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   prepared.eventLog.start();
   await prepared.routing.start();
   await prepared.configurationEngine.start();
+  prepared.jobRunner.start();
   await services.auditLog.start();
   services.policyUsage.start();
 
@@ -465,6 +465,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         services.lifecycle.advance('draining');
         // First, so the sessions closed below do not count as a disconnect storm.
         await services.alerts.stop();
+        // Before the sessions close, so a method job's batch in flight is not recorded as offline devices.
+        await prepared.jobRunner.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
         const amqpClosed = new Promise<void>((resolve) => (amqpServer === undefined ? resolve() : amqpServer.close(() => resolve())));
         broker.closeAll('hub stopping');

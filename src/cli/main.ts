@@ -6,6 +6,7 @@ import { registerTwin } from './commands/twin.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerConsumerGroup } from './commands/consumer-group.js';
 import { registerConfiguration } from './commands/configuration.js';
+import { registerJob } from './commands/job.js';
 import { registerMessageRoute } from './commands/message-route.js';
 import { registerMessageEndpoint, registerMessageEnrichment } from './commands/message-endpoint.js';
 import { registerSas } from './commands/sas.js';
@@ -44,6 +45,7 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   registerPolicy(program);
   registerConsumerGroup(program);
   registerConfiguration(program);
+  registerJob(program);
   registerMessageRoute(program);
   registerMessageEndpoint(program);
   registerMessageEnrichment(program);

@@ -64,6 +64,8 @@ export const configSchema = z
      * again (Azure's feedback lock duration: 5 to 300 s, default 60).
      */
     feedbackLockSeconds: z.coerce.number().int('feedback-lock-seconds must be a whole number').min(5, 'feedback-lock-seconds must be 5 to 300').max(300, 'feedback-lock-seconds must be 5 to 300').default(60),
+    /** The most devices a second one job does on a node (jobs are also paced to half the node's time). */
+    jobMaxRate: z.coerce.number().int('job-max-rate must be a whole number').min(1, 'job-max-rate must be 1 to 1000000').max(1_000_000, 'job-max-rate must be 1 to 1000000').default(2500),
     /** The most a stop may take (closing sessions, flushing writes) before the process exits anyway. */
     stopTimeout: z.coerce.number().int('stop-timeout must be a whole number').min(1, 'stop-timeout must be 1 to 600').max(600, 'stop-timeout must be 1 to 600').default(30),
     workers: z.coerce.number().int('workers must be a whole number').min(1, 'workers must be 1 to 64').max(64, 'workers must be 1 to 64').default(1),
@@ -229,6 +231,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   workers: 'GATEHOUSE_WORKERS',
   drainSeconds: 'GATEHOUSE_DRAIN_SECONDS',
   feedbackLockSeconds: 'GATEHOUSE_FEEDBACK_LOCK_SECONDS',
+  jobMaxRate: 'GATEHOUSE_JOB_MAX_RATE',
   stopTimeout: 'GATEHOUSE_STOP_TIMEOUT',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   logFormat: 'GATEHOUSE_LOG_FORMAT',

@@ -22,6 +22,7 @@ import type { AlertStore } from './alert-ports.js';
 import type { OperatorStore } from './operator-ports.js';
 import type { CounterStore } from './counter-ports.js';
 import type { ConfigurationStore } from './configuration-ports.js';
+import type { JobStore } from './job-ports.js';
 import type { FileNotificationStore } from './file-notification-ports.js';
 
 export type * from './session-ports.js';
@@ -32,6 +33,7 @@ export type * from './alert-ports.js';
 export type * from './operator-ports.js';
 export type * from './counter-ports.js';
 export type * from './configuration-ports.js';
+export type * from './job-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -149,6 +151,8 @@ export interface Store
   readonly counters: CounterStore;
   /** Automatic device and module configurations. */
   readonly configurations: ConfigurationStore;
+  /** Jobs and their per-device rows. */
+  readonly jobs: JobStore;
   /** File upload notifications waiting for the service. */
   readonly fileNotifications: FileNotificationStore;
   close(): Promise<void>;

@@ -61,6 +61,15 @@ const CONFIG_READ: readonly Caller[] = ['iothubowner', 'registryRead', 'registry
 const CONFIG_TEST: readonly Caller[] = ['iothubowner', 'registryRead', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor'];
 const CONFIG_WRITE: readonly Caller[] = ['iothubowner', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor'];
 
+/**
+ * Jobs: a twin-update job takes RegistryWrite, a method job ServiceConnect (Azure's rights for
+ * what each does); reading them any service or registry right; of the roles those with jobs/*
+ * (Data Contributor; Data Reader reads). The route admits either writer: the handler checks the
+ * one the job's type needs (test/jobs.test.ts holds that).
+ */
+const JOB_READ: readonly Caller[] = ['iothubowner', 'service', 'registryRead', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor', 'IoT Hub Data Reader'];
+const JOB_WRITE: readonly Caller[] = ['iothubowner', 'service', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor'];
+
 const DEV = 'm-dev';
 const MOD = 'm-mod';
 const CA = 'm-ca';
@@ -92,6 +101,12 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'GET /configurations', path: '/configurations', who: CONFIG_READ },
   { route: 'DELETE /configurations/:id', path: '/configurations/m-absent', who: CONFIG_WRITE },
   { route: 'POST /configurations/testQueries', path: '/configurations/testQueries', body: { targetCondition: 'tags.x = 1' }, who: CONFIG_TEST },
+
+  // jobs
+  { route: 'PUT /jobs/v2/:id', path: '/jobs/v2/m-job', body: 'not a job', who: JOB_WRITE },
+  { route: 'GET /jobs/v2/:id', path: `/jobs/v2/${ABSENT}`, who: JOB_READ },
+  { route: 'POST /jobs/v2/:id/cancel', path: `/jobs/v2/${ABSENT}/cancel`, who: JOB_WRITE },
+  { route: 'GET /jobs/v2/query', path: '/jobs/v2/query', who: JOB_READ },
 
   // twins, query, methods
   { route: 'GET /twins/:id', path: `/twins/${DEV}`, who: TWIN_READ },

@@ -19,6 +19,7 @@ function hubOptions(cmd: Command): Command {
     .option('--workers <n>', 'hub processes on this machine sharing the ports, default 1; more needs --database-url and --nats-url (env GATEHOUSE_WORKERS)')
     .option('--drain-seconds <s>', 'on SIGTERM, keep serving this long while /health/ready answers 503, default 0 (env GATEHOUSE_DRAIN_SECONDS)')
     .option('--feedback-lock-seconds <s>', 'how long a feedback receiver holds a batch before it is handed out again, 5 to 300, default 60 (env GATEHOUSE_FEEDBACK_LOCK_SECONDS)')
+    .option('--job-max-rate <n>', 'the most devices a second one job does on this node, default 2500 (env GATEHOUSE_JOB_MAX_RATE)')
     .option('--stop-timeout <s>', 'the most a stop may take before the process exits anyway, default 30 (env GATEHOUSE_STOP_TIMEOUT)')
     .option('--node-id <name>', 'this node of a cluster, the same across restarts; default local on SQLite, the host name on PostgreSQL (env GATEHOUSE_NODE_ID)')
     .option('--nats-url <url>', 'the bus on NATS for a cluster: nats://[user:password@]host:4222 or tls://...; default in-process (env GATEHOUSE_NATS_URL)')

@@ -51,18 +51,17 @@ export function embeddedStorageConnectionString(hostname: string, httpsPort: num
 }
 
 export async function openBlobStore(opts: {
-  connectionString: string | undefined;
+  /** The hub's --storage-connection-string, --hostname and --https-port. */
+  config: { storageConnectionString?: string | undefined; hostname: string; httpsPort: number };
   /** False on a cluster node: no embedded store. */
   embedded: boolean;
   dataDir: string;
-  hostname: string;
-  httpsPort: number;
   meta: MetaStore;
   tls: ServerTls;
   logger: Logger;
 }): Promise<OpenedBlobStore> {
-  if (opts.connectionString !== undefined) {
-    const account = parseStorageConnectionString(opts.connectionString);
+  if (opts.config.storageConnectionString !== undefined) {
+    const account = parseStorageConnectionString(opts.config.storageConnectionString);
     const storage = new BlobStorage(account);
     await storage.ensureContainer(UPLOAD_CONTAINER);
     opts.logger.info({ event: 'files.storage', account: account.accountName, endpoint: account.blobEndpoint }, 'file upload goes to a storage account');
@@ -95,7 +94,7 @@ export async function openBlobStore(opts: {
     accountName: EMBEDDED_ACCOUNT,
     accountKey: key,
     blobEndpoint: async () => (await start()).endpoint,
-    publicEndpoint: embeddedBlobEndpoint(opts.hostname, opts.httpsPort),
+    publicEndpoint: embeddedBlobEndpoint(opts.config.hostname, opts.config.httpsPort),
     ca: opts.tls.caPem,
   });
   return {

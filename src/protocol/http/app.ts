@@ -28,6 +28,7 @@ import { registerMethodRoutes } from './routes/methods.js';
 import { registerEventRoutes } from './routes/events.js';
 import { registerRoutingRoutes } from './routes/routing.js';
 import { registerConfigurationRoutes } from './routes/configurations.js';
+import { registerJobRoutes } from './routes/jobs.js';
 import { registerConsumerGroupRoutes } from './routes/consumer-groups.js';
 import { registerC2dRoutes } from './routes/c2d.js';
 import { registerCertificateRoutes } from './routes/certificates.js';
@@ -225,6 +226,7 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerConsumerGroupRoutes(app, services.consumerGroups);
   registerRoutingRoutes(app, services.routing, services.securityEvents);
   registerConfigurationRoutes(app, services.configurations, services.securityEvents);
+  registerJobRoutes(app, services.jobs, services.gate);
   registerC2dRoutes(app, services.c2d);
   registerCertificateRoutes(app, services.cas, (name, ifMatch) => services.authority.deleteCa(name, ifMatch));
   registerAuthorityRoutes(app, services.authority);

@@ -72,6 +72,13 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'DELETE /configurations/:id': service('configurations/delete', 'RegistryWrite'),
   'POST /configurations/testQueries': service('configurations/testQueries', ...REGISTRY_READ),
 
+  // jobs (routes/jobs.ts): a twin-update job needs RegistryWrite, a method job ServiceConnect, as in
+  // Azure; the entry admits either and the handler checks the one the job's type needs.
+  'PUT /jobs/v2/:id': service('jobs/write', 'RegistryWrite', 'ServiceConnect'),
+  'POST /jobs/v2/:id/cancel': service('jobs/write', 'RegistryWrite', 'ServiceConnect'),
+  'GET /jobs/v2/:id': service('jobs/read', 'ServiceConnect', ...REGISTRY_READ),
+  'GET /jobs/v2/query': service('jobs/read', 'ServiceConnect', ...REGISTRY_READ),
+
   // twins, query, direct methods (routes/twins.ts, query.ts, methods.ts)
   'GET /twins/:id': service('twins/read', 'ServiceConnect', ...REGISTRY_READ),
   'PATCH /twins/:id': service('twins/write', 'ServiceConnect'),

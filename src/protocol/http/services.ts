@@ -24,6 +24,7 @@ import type { AuditLog } from '../../audit/audit-log.js';
 import type { HubMetrics } from '../../metrics/metrics.js';
 import type { AlertEngine } from '../../alerts/alerts.js';
 import type { ConfigurationService } from '../../hub/configurations/configuration-service.js';
+import type { JobService } from '../../hub/jobs/job-service.js';
 import type { FileUploadService } from '../../hub/files/file-upload-service.js';
 import type { ImportExportJobs } from '../../hub/registry/import-export.js';
 
@@ -66,6 +67,8 @@ export interface HubServices {
   consumerGroups: ConsumerGroups;
   /** Automatic device and module configurations (routes/configurations.ts). */
   configurations: ConfigurationService;
+  /** Jobs: scheduled twin updates and direct methods over many devices (routes/jobs.ts). */
+  jobs: JobService;
   /** Message routing (routes/routing.ts). */
   routing: RoutingEngine;
   /** DPS enrollments and registration states (service side). */

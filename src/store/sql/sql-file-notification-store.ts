@@ -1,5 +1,5 @@
 /**
- * FileNotificationStore over a SqlDriver (schema v23, table `file_notifications`). On PostgreSQL an
+ * FileNotificationStore over a SqlDriver (schema v24, table `file_notifications`). On PostgreSQL an
  * append holds an advisory lock until it commits, so seqs commit in order across nodes and the
  * shared queue never skips a row that committed late (as the C2D feedback does, sql-c2d-store.ts).
  */

@@ -35,6 +35,7 @@ import { SqlAlertStore } from './sql-alert-store.js';
 import { SqlOperatorStore } from './sql-operator-store.js';
 import { SqlCounterStore } from './sql-counter-store.js';
 import { SqlConfigurationStore } from './sql-configuration-store.js';
+import { SqlJobStore } from './sql-job-store.js';
 import { SqlFileNotificationStore } from './sql-file-notification-store.js';
 
 export class SqlStore implements Store {
@@ -49,6 +50,7 @@ export class SqlStore implements Store {
   readonly operators: SqlOperatorStore;
   readonly counters: SqlCounterStore;
   readonly configurations: SqlConfigurationStore;
+  readonly jobs: SqlJobStore;
   readonly fileNotifications: SqlFileNotificationStore;
 
   constructor(
@@ -66,6 +68,7 @@ export class SqlStore implements Store {
     this.operators = new SqlOperatorStore(db);
     this.counters = new SqlCounterStore(db);
     this.configurations = new SqlConfigurationStore(db);
+    this.jobs = new SqlJobStore(db);
     this.fileNotifications = new SqlFileNotificationStore(db);
   }
 

@@ -1,10 +1,10 @@
 import type { SchemaDialect } from './dialect.js';
 
 /**
- * Schema version 23: file upload notifications (issue 18 item 3), one row per completed upload,
+ * Schema version 24: file upload notifications (issue 18 item 3), one row per completed upload,
  * handed to the service's receivers by a shared queue over their seq (hub/shared-queue.ts).
  */
-export function schemaV23(d: SchemaDialect): string {
+export function schemaV24(d: SchemaDialect): string {
   return `
 CREATE TABLE file_notifications (
   seq ${d.serial},
