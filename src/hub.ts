@@ -72,6 +72,10 @@ import { createEndpointSink } from './routing/sink-factory.js';
 import { BUILTIN_ENDPOINT_NAME } from './log/log-ports.js';
 import { isHubError } from './core/errors.js';
 import { hubName } from './core/hub-name.js';
+import { FileUploadService } from './hub/files/file-upload-service.js';
+import { ImportExportJobs } from './hub/registry/import-export.js';
+import { openBlobStore, type BlobStoreKind } from './hub/files/blob-setup.js';
+import { installBlobProxy } from './protocol/http/blob-proxy.js';
 
 export { SQLITE_FILE, STATE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
 
@@ -87,6 +91,8 @@ export interface HubState {
   databaseUrl?: string;
   pid: number;
   startedAt: string;
+  /** Where file uploads go: the embedded Azurite, a storage account, or nowhere (a cluster node without one). */
+  blobStore?: BlobStoreKind;
 }
 
 export interface PreparedHub {
@@ -296,7 +302,11 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     if (config.dpsDisableSymmetricKeyAttestation !== undefined) {
       await writeDpsSettings(store, { disableSymmetricKeyAttestation: config.dpsDisableSymmetricKeyAttestation === 'true' });
     }
+    const files = new FileUploadService({ counters: store.counters, notifications: store.fileNotifications, settings: () => settings.current, clock });
+    const registryJobs = new ImportExportJobs({ store, counters: store.counters, registry, twins, clock, ca: tls.caPem, onError: (err, jobId) => logger.warn({ err, jobId, event: 'registry-job.failed' }, 'an import or export job failed') });
     const services: HubServices = {
+      files,
+      registryJobs,
       registry,
       twins,
       query,
@@ -388,6 +398,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   });
   services.gate.watch(mqtt, 'mqtt', (v) => mqtt.setSecureContext(tlsContext(v)));
   let amqpServer: TlsServer | undefined;
+  let blobs: Awaited<ReturnType<typeof openBlobStore>> | undefined;
   try {
     http = await buildHttpApp({
       tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls },
@@ -399,6 +410,11 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     const httpsServer = http.server as unknown as TlsServer;
     services.gate.watch(httpsServer, 'https', (v) => httpsServer.setSecureContext(tlsContext(v)));
     attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker, amqp);
+    // File upload's blob store: a storage account, or the embedded Azurite behind /devstoreaccount1 on this port.
+    const blobTarget = installBlobProxy(http.server as unknown as import('node:https').Server, logger.child({ component: 'blob-proxy' }));
+    blobs = await openBlobStore({ config, embedded: config.natsUrl === undefined && !cluster.isWorker, dataDir, meta: store, tls, logger: logger.child({ component: 'files' }) });
+    blobTarget(blobs.proxy);
+    services.files.useStorage(blobs.storage);
     await listenHttp(http, config.httpsPort, config.bind);
     await listenTls(mqtt, config.mqttPort, config.bind);
     const amqpTls = amqp.createTlsServer({ key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
@@ -409,12 +425,14 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     mqtt.close();
     amqpServer?.close();
     await http?.close().catch(() => undefined);
+    await blobs?.stop();
     await services.alerts.stop();
     await closePrepared(prepared);
     throw err;
   }
 
   services.c2d.start();
+  services.files.startPruning((err) => logger.warn({ err, event: 'files.prune-failed' }, 'could not prune file upload notifications'));
   prepared.eventLog.start();
   await prepared.routing.start();
   await prepared.configurationEngine.start();
@@ -432,6 +450,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     ...(config.databaseUrl === undefined ? {} : { databaseUrl: redactDatabaseUrl(config.databaseUrl) }),
     pid: process.pid,
     startedAt: new Date(clock.now()).toISOString(),
+    blobStore: blobs?.kind ?? 'none',
   };
   writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   warnIfAllInterfaces(config.bind, logger);
@@ -459,6 +478,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await mqttClosed;
         await amqpClosed;
         await app.close();
+        services.files.stopPruning();
+        await blobs?.stop();
         await services.c2d.stop();
         await prepared.routing.stop();
         await prepared.eventLog.stop();

@@ -91,6 +91,14 @@ export const configSchema = z
       .optional(),
     /** A NATS credentials file (user JWT and NKey seed) for --nats-url. */
     natsCreds: z.string().min(1).optional(),
+    /**
+     * The storage account file uploads go to (an Azure Storage connection string with AccountName,
+     * AccountKey and an https BlobEndpoint or EndpointSuffix); unset: an embedded Azurite.
+     */
+    storageConnectionString: z
+      .string()
+      .refine((cs) => /(^|;)\s*AccountName=[^;]+/i.test(cs) && /(^|;)\s*AccountKey=[^;]+/i.test(cs), 'storage-connection-string needs AccountName and AccountKey')
+      .optional(),
     /** PEM CA bundle that issued a tls:// NATS server's certificate (default: the system's CAs). */
     natsCa: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -219,6 +227,7 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   natsUrl: 'GATEHOUSE_NATS_URL',
   natsCreds: 'GATEHOUSE_NATS_CREDS',
   natsCa: 'GATEHOUSE_NATS_CA',
+  storageConnectionString: 'GATEHOUSE_STORAGE_CONNECTION_STRING',
   workers: 'GATEHOUSE_WORKERS',
   drainSeconds: 'GATEHOUSE_DRAIN_SECONDS',
   feedbackLockSeconds: 'GATEHOUSE_FEEDBACK_LOCK_SECONDS',

@@ -23,6 +23,7 @@ import type { OperatorStore } from './operator-ports.js';
 import type { CounterStore } from './counter-ports.js';
 import type { ConfigurationStore } from './configuration-ports.js';
 import type { JobStore } from './job-ports.js';
+import type { FileNotificationStore } from './file-notification-ports.js';
 
 export type * from './session-ports.js';
 export type * from './c2d-ports.js';
@@ -159,5 +160,7 @@ export interface Store
   readonly configurations: ConfigurationStore;
   /** Jobs and their per-device rows. */
   readonly jobs: JobStore;
+  /** File upload notifications waiting for the service. */
+  readonly fileNotifications: FileNotificationStore;
   close(): Promise<void>;
 }

@@ -85,6 +85,10 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'DELETE /devices/:id', path: `/devices/${ABSENT}`, who: REGISTRY_WRITE },
   { route: 'GET /devices', path: '/devices', who: REGISTRY_READ },
   { route: 'POST /devices', path: '/devices', body: [], who: REGISTRY_WRITE },
+  { route: 'POST /jobs/create', path: '/jobs/create', body: { type: 'neither' }, who: REGISTRY_WRITE },
+  { route: 'GET /jobs', path: '/jobs', who: REGISTRY_READ },
+  { route: 'GET /jobs/:id', path: `/jobs/${ABSENT}`, who: REGISTRY_READ },
+  { route: 'DELETE /jobs/:id', path: `/jobs/${ABSENT}`, who: REGISTRY_WRITE },
   { route: 'GET /statistics/devices', path: '/statistics/devices', who: REGISTRY_READ },
   { route: 'GET /statistics/service', path: '/statistics/service', who: REGISTRY_READ },
   { route: 'PUT /devices/:id/modules/:mid', path: `/devices/${DEV}/modules/${MOD}`, body: { deviceId: DEV, moduleId: MOD }, who: REGISTRY_WRITE },
@@ -142,6 +146,9 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'GET /devices/:id/messages/devicebound', path: `/devices/${DEV}/messages/devicebound`, who: 'device' },
   { route: 'DELETE /devices/:id/messages/devicebound/:lockToken', path: `/devices/${DEV}/messages/devicebound/${ABSENT}`, who: 'device' },
   { route: 'POST /devices/:id/messages/devicebound/:lockToken/abandon', path: `/devices/${DEV}/messages/devicebound/${ABSENT}/abandon`, who: 'device' },
+  { route: 'POST /devices/:id/files', path: `/devices/${DEV}/files`, body: { matrix: true }, who: 'device' },
+  { route: 'POST /devices/:id/files/notifications', path: `/devices/${DEV}/files/notifications`, body: { matrix: true }, who: 'device' },
+  { route: 'POST /devices/:id/files/notifications/:correlationId', path: `/devices/${DEV}/files/notifications/${ABSENT}`, body: { matrix: true }, who: 'device' },
 
   // CA certificates (Azure: the ARM certificate resource, an owner's action; reading is public data)
   { route: 'GET /certificates', path: '/certificates', who: CERT_READ },

@@ -24,6 +24,7 @@ function hubOptions(cmd: Command): Command {
     .option('--node-id <name>', 'this node of a cluster, the same across restarts; default local on SQLite, the host name on PostgreSQL (env GATEHOUSE_NODE_ID)')
     .option('--nats-url <url>', 'the bus on NATS for a cluster: nats://[user:password@]host:4222 or tls://...; default in-process (env GATEHOUSE_NATS_URL)')
     .option('--nats-creds <file>', 'NATS credentials file (user JWT + NKey seed) for --nats-url (env GATEHOUSE_NATS_CREDS)')
+    .option('--storage-connection-string <cs>', 'an Azure Storage account for file upload; default an embedded Azurite on this node (env GATEHOUSE_STORAGE_CONNECTION_STRING)')
     .option('--nats-ca <file>', 'CA certificate (PEM) of a tls:// NATS server (env GATEHOUSE_NATS_CA)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env GATEHOUSE_LOG_LEVEL)')
     .option('--log-format <format>', 'pretty (readable lines) or json; default pretty on a terminal, json otherwise (env GATEHOUSE_LOG_FORMAT)')

@@ -16,6 +16,8 @@ import { peerChain } from '../transport/peer.js';
 import type { TLSSocket } from 'node:tls';
 import { unauthorized } from '../../core/errors.js';
 import { registerDeviceHttpRoutes } from './routes/device-http.js';
+import { registerFileRoutes } from './routes/files.js';
+import { registerRegistryJobRoutes } from './routes/registry-jobs.js';
 import { registerDpsDeviceRoutes } from './routes/dps-device.js';
 import { registerDeviceRoutes } from './routes/devices.js';
 import { registerModuleRoutes } from './routes/modules.js';
@@ -235,6 +237,8 @@ export async function buildHttpApp(opts: HttpAppOptions): Promise<FastifyInstanc
   registerAuditLogRoutes(app, services.auditLog);
   registerDpsDeviceRoutes(app, services.dps);
   registerDeviceHttpRoutes(app, services);
+  registerFileRoutes(app, services.files);
+  registerRegistryJobRoutes(app, services.registryJobs);
   registerMetricsRoutes(app, services.metrics);
   registerAlertRoutes(app, services.alerts, services.securityEvents);
   registerSecurityRoutes(app, {

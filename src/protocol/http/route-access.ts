@@ -53,6 +53,11 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /devices': service('devices/read', ...REGISTRY_READ),
   // Bulk create, update and delete; every built-in role with devices/write holds devices/delete too.
   'POST /devices': service('devices/write', 'RegistryWrite'),
+  // import and export of device identities (routes/registry-jobs.ts): writing (and reading) the whole registry
+  'POST /jobs/create': service('devices/write', 'RegistryWrite'),
+  'GET /jobs': service('devices/read', ...REGISTRY_READ),
+  'GET /jobs/:id': service('devices/read', ...REGISTRY_READ),
+  'DELETE /jobs/:id': service('devices/write', 'RegistryWrite'),
   'GET /statistics/devices': service('statistics/read', ...REGISTRY_READ),
   // Azure's service statistics (connected devices) sit beside the registry's and take the same rights.
   'GET /statistics/service': service('statistics/read', ...REGISTRY_READ),
@@ -119,6 +124,10 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /devices/:id/messages/devicebound': DEVICE,
   'DELETE /devices/:id/messages/devicebound/:lockToken': DEVICE,
   'POST /devices/:id/messages/devicebound/:lockToken/abandon': DEVICE,
+  // file upload, device side (routes/files.ts)
+  'POST /devices/:id/files': DEVICE,
+  'POST /devices/:id/files/notifications': DEVICE,
+  'POST /devices/:id/files/notifications/:correlationId': DEVICE,
 
   // CA certificates (routes/certificates.ts): Azure's ARM certificate resource; reading is public data
   'GET /certificates': service('certificates/read', ...REGISTRY_READ),

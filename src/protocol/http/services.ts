@@ -26,6 +26,8 @@ import type { HubMetrics } from '../../metrics/metrics.js';
 import type { AlertEngine } from '../../alerts/alerts.js';
 import type { ConfigurationService } from '../../hub/configurations/configuration-service.js';
 import type { JobService } from '../../hub/jobs/job-service.js';
+import type { FileUploadService } from '../../hub/files/file-upload-service.js';
+import type { ImportExportJobs } from '../../hub/registry/import-export.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -38,6 +40,10 @@ export interface HubServices {
   connections: ConnectionTable;
   /** Cloud-to-device queues and feedback. */
   c2d: C2dService;
+  /** File upload: SAS URIs for devices, their reports, the notifications (routes/files.ts). */
+  files: FileUploadService;
+  /** Import and export of device identities through blob containers (routes/registry-jobs.ts). */
+  registryJobs: ImportExportJobs;
   /** The access gate: device and service authentication under the hub settings, lockout, events. */
   gate: AccessGate;
   /** Hub settings: the security switches, IP filter, TLS minimum, C2D defaults. */

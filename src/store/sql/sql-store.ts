@@ -36,6 +36,7 @@ import { SqlOperatorStore } from './sql-operator-store.js';
 import { SqlCounterStore } from './sql-counter-store.js';
 import { SqlConfigurationStore } from './sql-configuration-store.js';
 import { SqlJobStore } from './sql-job-store.js';
+import { SqlFileNotificationStore } from './sql-file-notification-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -50,6 +51,7 @@ export class SqlStore implements Store {
   readonly counters: SqlCounterStore;
   readonly configurations: SqlConfigurationStore;
   readonly jobs: SqlJobStore;
+  readonly fileNotifications: SqlFileNotificationStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -67,6 +69,7 @@ export class SqlStore implements Store {
     this.counters = new SqlCounterStore(db);
     this.configurations = new SqlConfigurationStore(db);
     this.jobs = new SqlJobStore(db);
+    this.fileNotifications = new SqlFileNotificationStore(db);
   }
 
   /** The driver, for what keeps its own tables beside the store's (the event log, src/log/sql). */
