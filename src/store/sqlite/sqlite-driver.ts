@@ -1,5 +1,4 @@
-import { closeSync, openSync } from 'node:fs';
-import { open } from 'node:fs/promises';
+import { closeSync, fdatasync as fdatasyncFd, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue, TransactionOptions } from '../sql/driver.js';
@@ -18,17 +17,31 @@ import type { SqlDriver, SqlExecutor, SqlRow, SqlValue, TransactionOptions } fro
  * disk's flush. Durable commits made while a sync runs share the next one (group sync).
  */
 export interface SqliteDriverOptions {
-  /** Syncs a file to disk (default: fdatasync); tests count the calls. */
+  /** Syncs a file to disk (default: fdatasync on a descriptor kept open); tests count the calls. */
   syncFile?: (path: string) => Promise<void>;
 }
 
-async function fdatasync(path: string): Promise<void> {
-  const fh = await open(path, 'r');
-  try {
-    await fh.datasync();
-  } finally {
-    await fh.close();
-  }
+/**
+ * fdatasync on the thread pool, through a descriptor opened once per file: SQLite keeps its WAL
+ * file (same inode) for as long as a connection is open, and this driver's is until close().
+ */
+function fileSyncer(): { sync: (path: string) => Promise<void>; close: () => void } {
+  const fds = new Map<string, number>();
+  return {
+    sync: (path) =>
+      new Promise<void>((resolve, reject) => {
+        let fd = fds.get(path);
+        if (fd === undefined) {
+          fd = openSync(path, 'r');
+          fds.set(path, fd);
+        }
+        fdatasyncFd(fd, (err) => (err === null ? resolve() : reject(err)));
+      }),
+    close: () => {
+      for (const fd of fds.values()) closeSync(fd);
+      fds.clear();
+    },
+  };
 }
 
 export class SqliteDriver implements SqlDriver {
@@ -39,13 +52,16 @@ export class SqliteDriver implements SqlDriver {
   #inTx = false;
   readonly #file: string;
   readonly #syncFile: (path: string) => Promise<void>;
+  readonly #closeSyncer: () => void;
   #syncing: Promise<void> | undefined;
   #nextSync: Promise<void> | undefined;
   #dirSynced = false;
 
   constructor(file: string, opts: SqliteDriverOptions = {}) {
     this.#file = file;
-    this.#syncFile = opts.syncFile ?? fdatasync;
+    const syncer = fileSyncer();
+    this.#syncFile = opts.syncFile ?? syncer.sync;
+    this.#closeSyncer = syncer.close;
     // Created 0600 here, whatever the umask: SQLite gives the -wal and -shm files it creates the
     // database file's mode.
     if (file !== ':memory:') closeSync(openSync(file, 'a', 0o600));
@@ -152,6 +168,7 @@ export class SqliteDriver implements SqlDriver {
     await this.#txChain.catch(() => undefined);
     await this.#nextSync?.catch(() => undefined);
     await this.#syncing?.catch(() => undefined);
+    this.#closeSyncer();
     this.#db.close();
   }
 }
