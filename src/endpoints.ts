@@ -14,6 +14,7 @@ import { MqttBroker } from './protocol/mqtt/broker.js';
 import { DEFAULT_BROKER_LIMITS } from './protocol/mqtt/broker-deps.js';
 import { sessionStateRecorder } from './hub/session-state.js';
 import { FeedbackQueue } from './hub/c2d/feedback-queue.js';
+import { fileNotificationQueue } from './hub/files/file-notifications.js';
 
 export interface ProtocolEndpoints {
   broker: MqttBroker;
@@ -59,6 +60,14 @@ export function createProtocolEndpoints(prepared: PreparedHub, logger: Logger, c
       counters: store.counters,
       meta: store,
       readFeedback: (after, limit) => services.c2d.readFeedback(after, limit),
+      clock,
+      lockMs: config.feedbackLockSeconds * 1000,
+    }),
+    // File upload notifications, one queue for the cluster too, locked as long as feedback batches.
+    fileNotifications: fileNotificationQueue({
+      counters: store.counters,
+      notifications: store.fileNotifications,
+      settings: () => services.settings.current,
       clock,
       lockMs: config.feedbackLockSeconds * 1000,
     }),

@@ -17,9 +17,12 @@ import { PolicyCache, ServiceAuthenticator } from './auth/service-authenticator.
 import { ensureServerTls, type ServerTls } from './pki/server-tls.js';
 import { RegistryService } from './hub/registry/registry-service.js';
 import { TwinService } from './hub/twins/twin-service.js';
+import { DigitalTwinService } from './hub/twins/digital-twin-service.js';
 import { QueryService } from './hub/query/query-service.js';
 import { ConfigurationService } from './hub/configurations/configuration-service.js';
 import { ConfigurationEngine } from './hub/configurations/configuration-engine.js';
+import { JobService } from './hub/jobs/job-service.js';
+import { DEFAULT_RUNNER_OPTIONS, JobRunner } from './hub/jobs/job-runner.js';
 import { buildHttpApp } from './protocol/http/app.js';
 import { watchHttpTimeouts } from './protocol/http/http-timeouts.js';
 import { ConnectionTable } from './hub/connections.js';
@@ -69,6 +72,10 @@ import { createEndpointSink } from './routing/sink-factory.js';
 import { BUILTIN_ENDPOINT_NAME } from './log/log-ports.js';
 import { isHubError } from './core/errors.js';
 import { hubName } from './core/hub-name.js';
+import { FileUploadService } from './hub/files/file-upload-service.js';
+import { ImportExportJobs } from './hub/registry/import-export.js';
+import { openBlobStore, type BlobStoreKind } from './hub/files/blob-setup.js';
+import { installBlobProxy } from './protocol/http/blob-proxy.js';
 
 export { SQLITE_FILE, STATE_FILE, StartupError, openHubStore, redactDatabaseUrl } from './hub/startup.js';
 
@@ -84,6 +91,8 @@ export interface HubState {
   databaseUrl?: string;
   pid: number;
   startedAt: string;
+  /** Where file uploads go: the embedded Azurite, a storage account, or nowhere (a cluster node without one). */
+  blobStore?: BlobStoreKind;
 }
 
 export interface PreparedHub {
@@ -106,11 +115,14 @@ export interface PreparedHub {
   routing: RoutingEngine;
   /** Applies automatic configurations to twins and counts their metrics (started with the listeners). */
   configurationEngine: ConfigurationEngine;
+  /** Runs due jobs (started with the listeners). */
+  jobRunner: JobRunner;
 }
 
 /** Closes what prepareHub opened (for `init` and the --workers primary, which never listen). */
 export async function closePrepared(p: PreparedHub): Promise<void> {
   await p.configurationEngine.stop();
+  await p.jobRunner.stop();
   await p.routing.stop();
   await p.eventLog.stop();
   p.services.gate.lockout.stop();
@@ -249,6 +261,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     twins.routeEventsTo(sourceEvents);
     registry.routeEventsTo(sourceEvents);
     connections.routeEventsTo(sourceEvents);
+    const jobRunner = new JobRunner(store, twins, methods, bus, clock, logger.child({ component: 'jobs' }), { ...DEFAULT_RUNNER_OPTIONS, maxRate: config.jobMaxRate });
+    jobRunner.routeEventsTo(sourceEvents);
     // Telemetry goes to the partitioned log, the hub's one durable stream, with group commit: the
     // PUBACK or 204 waits for it to be durable. Counted where MQTT, AMQP and device HTTPS hand it
     // over: one integer increment per message. The routes in effect decide where it goes (decision
@@ -288,11 +302,16 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     if (config.dpsDisableSymmetricKeyAttestation !== undefined) {
       await writeDpsSettings(store, { disableSymmetricKeyAttestation: config.dpsDisableSymmetricKeyAttestation === 'true' });
     }
+    const files = new FileUploadService({ counters: store.counters, notifications: store.fileNotifications, settings: () => settings.current, clock });
+    const registryJobs = new ImportExportJobs({ store, counters: store.counters, registry, twins, clock, ca: tls.caPem, onError: (err, jobId) => logger.warn({ err, jobId, event: 'registry-job.failed' }, 'an import or export job failed') });
     const services: HubServices = {
+      files,
+      registryJobs,
       registry,
       twins,
       query,
       methods,
+      digitalTwins: new DigitalTwinService(twins, methods),
       connections,
       c2d,
       gate,
@@ -307,6 +326,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       telemetry,
       consumerGroups: new ConsumerGroups(store, clock),
       configurations: new ConfigurationService(store.configurations, clock, bus),
+      jobs: new JobService(store.jobs, clock, bus),
       routing,
       cas,
       authority,
@@ -330,7 +350,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     };
     const eventHubsCreatedAt = await store.insertMetaIfAbsent('eventhub.created-at', new Date(clock.now()).toISOString());
     const configurationEngine = new ConfigurationEngine(store, twins, bus, clock, logger.child({ component: 'configurations' }));
-    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps, eventLog: log, eventHubsCreatedAt, routing, configurationEngine };
+    return { config, dataDir, store, bus, tls, services, authenticator, policyCache, connectionCaps, eventLog: log, eventHubsCreatedAt, routing, configurationEngine, jobRunner };
   } catch (err) {
     await eventLog?.stop();
     await opened?.bus.close();
@@ -356,6 +376,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   const httpTimeouts = { handshakeMs: handshakeTimeoutMs, headersMs: config.httpHeadersTimeout * 1000, requestMs: config.httpRequestTimeout * 1000 };
   try {
     const released = await services.c2d.releaseSessionLocks(); // before any listener: their sessions died with the last run
+    // One process serves an SQLite store: no connection outlives the process that held it.
+    if (store.kind === 'sqlite') await services.registry.forgetConnectionsOfAnEarlierRun();
     if (released > 0) logger.info({ event: 'c2d.locks-released', devices: released }, "released the C2D locks of this node's previous run");
     await services.alerts.start();
   } catch (err) {
@@ -376,6 +398,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   });
   services.gate.watch(mqtt, 'mqtt', (v) => mqtt.setSecureContext(tlsContext(v)));
   let amqpServer: TlsServer | undefined;
+  let blobs: Awaited<ReturnType<typeof openBlobStore>> | undefined;
   try {
     http = await buildHttpApp({
       tls: { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls },
@@ -387,6 +410,11 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     const httpsServer = http.server as unknown as TlsServer;
     services.gate.watch(httpsServer, 'https', (v) => httpsServer.setSecureContext(tlsContext(v)));
     attachMqttWebSocket(http.server as unknown as import('node:https').Server, broker, amqp);
+    // File upload's blob store: a storage account, or the embedded Azurite behind /devstoreaccount1 on this port.
+    const blobTarget = installBlobProxy(http.server as unknown as import('node:https').Server, logger.child({ component: 'blob-proxy' }));
+    blobs = await openBlobStore({ config, embedded: config.natsUrl === undefined && !cluster.isWorker, dataDir, meta: store, tls, logger: logger.child({ component: 'files' }) });
+    blobTarget(blobs.proxy);
+    services.files.useStorage(blobs.storage);
     await listenHttp(http, config.httpsPort, config.bind);
     await listenTls(mqtt, config.mqttPort, config.bind);
     const amqpTls = amqp.createTlsServer({ key: tls.keyPem, cert: tls.chainPem, minVersion: minTls });
@@ -397,15 +425,18 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     mqtt.close();
     amqpServer?.close();
     await http?.close().catch(() => undefined);
+    await blobs?.stop();
     await services.alerts.stop();
     await closePrepared(prepared);
     throw err;
   }
 
   services.c2d.start();
+  services.files.startPruning((err) => logger.warn({ err, event: 'files.prune-failed' }, 'could not prune file upload notifications'));
   prepared.eventLog.start();
   await prepared.routing.start();
   await prepared.configurationEngine.start();
+  prepared.jobRunner.start();
   await services.auditLog.start();
   services.policyUsage.start();
 
@@ -419,6 +450,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     ...(config.databaseUrl === undefined ? {} : { databaseUrl: redactDatabaseUrl(config.databaseUrl) }),
     pid: process.pid,
     startedAt: new Date(clock.now()).toISOString(),
+    blobStore: blobs?.kind ?? 'none',
   };
   writeFileSync(join(dataDir, STATE_FILE), `${JSON.stringify(state, null, 2)}\n`, { mode: 0o600 });
   warnIfAllInterfaces(config.bind, logger);
@@ -437,6 +469,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         services.lifecycle.advance('draining');
         // First, so the sessions closed below do not count as a disconnect storm.
         await services.alerts.stop();
+        // Before the sessions close, so a method job's batch in flight is not recorded as offline devices.
+        await prepared.jobRunner.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
         const amqpClosed = new Promise<void>((resolve) => (amqpServer === undefined ? resolve() : amqpServer.close(() => resolve())));
         broker.closeAll('hub stopping');
@@ -444,6 +478,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await mqttClosed;
         await amqpClosed;
         await app.close();
+        services.files.stopPruning();
+        await blobs?.stop();
         await services.c2d.stop();
         await prepared.routing.stop();
         await prepared.eventLog.stop();

@@ -86,7 +86,9 @@ describe('first start on an empty data dir', () => {
       }
 
       const info = JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as Record<string, unknown>;
-      assert.deepEqual(Object.keys(info).sort(), ['caFile', 'connectionString', 'dpsConnectionString', 'eventHubsConnectionString', 'hostname', 'httpsPort', 'idScope', 'mqttPort']);
+      assert.deepEqual(Object.keys(info).sort(), ['caFile', 'connectionString', 'dpsConnectionString', 'eventHubsConnectionString', 'hostname', 'httpsPort', 'idScope', 'mqttPort', 'storageConnectionString']);
+      // The embedded blob store of file upload, on the hub's own HTTPS port, under a key of its own (88 base64 characters: 64 bytes).
+      assert.match(String(info.storageConnectionString), new RegExp(`^DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=[A-Za-z0-9+/=]{88};BlobEndpoint=https://${address.replace(/\./g, '\\.')}/devstoreaccount1;$`));
       // az iot hub connection-string show --default-eventhub's shape, for the service policy (an IP host is its own entity name).
       const host = address.replace(/\./g, '\\.');
       assert.match(String(info.eventHubsConnectionString), new RegExp(`^Endpoint=sb://${host}/;SharedAccessKeyName=service;SharedAccessKey=[A-Za-z0-9+/=]{44};EntityPath=${host}$`));

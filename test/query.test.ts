@@ -248,13 +248,20 @@ test('GROUP BY with COUNT, aliases, undefined keys and several paths', () => {
   assert.ok(isAggregate(parseQuery('SELECT status FROM devices GROUP BY status')));
 });
 
+test('devices.jobs is a source, and its paths drop the devices.jobs. prefix as Azure writes them', () => {
+  const q = parseQuery("SELECT * FROM devices.jobs WHERE devices.jobs.jobId = 'j1' AND status = 'failed'");
+  assert.equal(q.source, 'devices.jobs');
+  assert.ok(matches(q.where, { jobId: 'j1', status: 'failed' }));
+  assert.ok(!matches(q.where, { jobId: 'j2', status: 'failed' }));
+});
+
 test('rejects malformed queries with ArgumentInvalid and a precise message', () => {
   rejects('', /empty/);
   rejects('   \n ', /empty/);
   rejects(`SELECT * FROM devices WHERE deviceId = '${'x'.repeat(8200)}'`, /8192/);
   rejects('SELECT * FROM devices WHERE deviceId =', /position 38: expected a value after '=' but found the end of the query/);
   rejects("SELECT * FROM devices WHERE deviceId = 'abc", /position 39: unterminated string literal/);
-  rejects('SELECT * FROM devices.jobs', /position 22: unknown FROM source 'devices\.jobs'/);
+  rejects('SELECT * FROM devices.twins', /position 22: unknown FROM source 'devices\.twins'/);
   rejects('SELECT * FROM twins', /position 14: unknown FROM source 'twins'/);
   rejects("SELECT * FROM devices WHERE deviceId = 'a' garbage", /position 43: expected AND, OR, GROUP BY or the end of the query after 'a' but found 'garbage'/);
   rejects('SELECT * FROM devices extra', /position 22: expected WHERE, GROUP BY or the end of the query after 'devices' but found 'extra'/);

@@ -8,7 +8,7 @@ import type { JsonObject } from '../src/core/json.js';
 import type { TwinState } from '../src/core/types.js';
 import type { LogMessage } from '../src/log/log-ports.js';
 import { compileCondition } from '../src/routing/query/index.js';
-import { connectionSequenceNumber, connectionStateEvent, deviceLifecycleEvent, routeSourceOf, twinChangeEvent } from '../src/routing/source-events.js';
+import { connectionSequenceNumber, connectionStateEvent, deviceJobLifecycleEvent, deviceLifecycleEvent, routeSourceOf, twinChangeEvent } from '../src/routing/source-events.js';
 
 const HUB = 'contoso-routing-hub';
 
@@ -212,6 +212,13 @@ describe('routing the events with Azure conditions', () => {
   const ctx = { hubName: HUB, deviceId: 'contoso-device-3', moduleId: 'module-1', now: '2022-06-07T10:00:00.000Z' };
   const update = twinChangeEvent(ctx, { opType: 'updateTwin', twin: twin({ version: 9, desiredVersion: 8 }), desired: { telemetryConfig: { sendFrequency: 15 } } });
   const disconnected = connectionStateEvent({ ...ctx, moduleId: null }, 'deviceDisconnected', connectionSequenceNumber(Date.now(), 1));
+  const jobFailed = deviceJobLifecycleEvent({ ...ctx, moduleId: null }, 'deviceJobFailed', {
+    deviceId: 'contoso-device-3',
+    jobId: 'reboot-all',
+    jobType: 'scheduleDeviceMethod',
+    status: 'failed',
+    error: { code: 'DeviceNotOnline', description: 'Device contoso-device-3 is not online.' },
+  });
 
   const cases: Array<[string, LogMessage, boolean]> = [
     // "Azure IoT Hub non-telemetry event schemas": In routing queries, use the property name.
@@ -225,10 +232,18 @@ describe('routing the events with Azure conditions', () => {
     ["opType = 'deviceDisconnected' AND LENGTH($body.sequenceNumber) = 64", disconnected, true],
     ["$contentType = 'application/json' AND $contentEncoding = 'utf-8'", disconnected, true],
     ['IS_DEFINED(moduleId)', disconnected, false],
+    // A device's part of a job ended (DeviceJobLifecycleEvents): its devices.jobs row is the body.
+    ["opType = 'deviceJobFailed' AND $body.jobId = 'reboot-all' AND $body.error.code = 'DeviceNotOnline'", jobFailed, true],
+    ["opType = 'deviceJobCompleted'", jobFailed, false],
   ];
   for (const [condition, message, expected] of cases) {
     it(condition, () => assert.equal(compileCondition(condition).matches(message), expected));
   }
+
+  it('a device job event belongs to DeviceJobLifecycleEvents', () => {
+    assert.equal(routeSourceOf(jobFailed.systemProperties), 'DeviceJobLifecycleEvents');
+    assert.equal(jobFailed.properties['iothub-message-schema'], 'deviceJobLifecycleNotification');
+  });
 
   it('treats a message with no iothub-message-source as telemetry', () => {
     assert.equal(routeSourceOf({}), 'DeviceMessages');

@@ -12,6 +12,7 @@ import { auditStoreConformance } from '../src/store/audit-store.case.js';
 import { operatorStoreConformance } from '../src/store/operator-store.case.js';
 import { counterStoreConformance } from '../src/store/counter-store.case.js';
 import { configurationStoreConformance } from '../src/store/configuration-store.case.js';
+import { jobStoreConformance } from '../src/store/job-store.case.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 import { postgresMigrations } from '../src/store/migrations/postgres.js';
 
@@ -52,6 +53,7 @@ auditStoreConformance('postgres', openHarness);
 operatorStoreConformance('postgres', openHarness);
 counterStoreConformance('postgres', openHarness);
 configurationStoreConformance('postgres', openHarness);
+jobStoreConformance('postgres', openHarness);
 
 describe('migrations on PostgreSQL', () => {
   it('twelve nodes opening one empty schema at once: all open, each migration applied once', async () => {

@@ -12,6 +12,7 @@ import { auditStoreConformance } from '../src/store/audit-store.case.js';
 import { operatorStoreConformance } from '../src/store/operator-store.case.js';
 import { counterStoreConformance } from '../src/store/counter-store.case.js';
 import { configurationStoreConformance } from '../src/store/configuration-store.case.js';
+import { jobStoreConformance } from '../src/store/job-store.case.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 
 async function openHarness(): Promise<StoreHarness> {
@@ -43,3 +44,4 @@ auditStoreConformance('sqlite', openHarness);
 operatorStoreConformance('sqlite', openHarness);
 counterStoreConformance('sqlite', openHarness);
 configurationStoreConformance('sqlite', openHarness);
+jobStoreConformance('sqlite', openHarness);

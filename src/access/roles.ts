@@ -44,6 +44,8 @@ export const DATA_ACTIONS = [
   'configurations/write',
   'configurations/delete',
   'configurations/testQueries',
+  'jobs/read',
+  'jobs/write',
 ] as const;
 export type DataAction = (typeof DATA_ACTIONS)[number];
 
@@ -72,6 +74,7 @@ const DATA_READ: readonly DataAction[] = [
   'registrations/read',
   'metrics/read',
   'configurations/read',
+  'jobs/read',
 ];
 
 /** Owner holds everything; every other role only data actions (an owner action there does not type-check). */

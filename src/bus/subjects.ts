@@ -82,6 +82,12 @@ export interface ConfigurationsChanged {
   change: 'created' | 'updated' | 'deleted';
 }
 
+/** A job was created or cancelled (hub/jobs/): every node's job runner looks for due jobs, and stops a cancelled one it runs. */
+export interface JobsChanged {
+  id: string;
+  change: 'created' | 'cancelled';
+}
+
 export interface LogAppended {
   /** The partition and the last sequence number committed there by the append. */
   partition: number;
@@ -176,6 +182,8 @@ export const SUBJECTS = {
   routingChanged: subject<RoutingChanged>('routing.changed'),
   /** configuration service -> every node's configuration engine (reload the list; the writing node re-evaluates the fleet). */
   configurationsChanged: subject<ConfigurationsChanged>('configurations.changed'),
+  /** job service -> every node's job runner (start a due job now; stop a cancelled one). */
+  jobsChanged: subject<JobsChanged>('jobs.changed'),
   /** SQL event log -> other nodes' live readers of that partition (wake-up; the records are in the log). */
   logAppended: subject<LogAppended>('log.appended'),
   /** connection table -> every other node (close your session for this identity). */

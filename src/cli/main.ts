@@ -6,6 +6,7 @@ import { registerTwin } from './commands/twin.js';
 import { registerPolicy } from './commands/policy.js';
 import { registerConsumerGroup } from './commands/consumer-group.js';
 import { registerConfiguration } from './commands/configuration.js';
+import { registerJob } from './commands/job.js';
 import { registerMessageRoute } from './commands/message-route.js';
 import { registerMessageEndpoint, registerMessageEnrichment } from './commands/message-endpoint.js';
 import { registerSas } from './commands/sas.js';
@@ -23,6 +24,7 @@ import { registerSecurity } from './commands/security.js';
 import { registerAudit } from './commands/audit.js';
 import { registerModule } from './commands/module.js';
 import { registerInvoke } from './commands/invoke.js';
+import { registerPnp } from './commands/pnp.js';
 import { registerCluster } from './commands/cluster.js';
 
 export function buildProgram(setExitCode: (code: number) => void = () => undefined): Command {
@@ -41,9 +43,11 @@ export function buildProgram(setExitCode: (code: number) => void = () => undefin
   registerModule(program);
   registerTwin(program);
   registerInvoke(program);
+  registerPnp(program);
   registerPolicy(program);
   registerConsumerGroup(program);
   registerConfiguration(program);
+  registerJob(program);
   registerMessageRoute(program);
   registerMessageEndpoint(program);
   registerMessageEnrichment(program);

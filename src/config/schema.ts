@@ -64,6 +64,8 @@ export const configSchema = z
      * again (Azure's feedback lock duration: 5 to 300 s, default 60).
      */
     feedbackLockSeconds: z.coerce.number().int('feedback-lock-seconds must be a whole number').min(5, 'feedback-lock-seconds must be 5 to 300').max(300, 'feedback-lock-seconds must be 5 to 300').default(60),
+    /** The most devices a second one job does on a node (jobs are also paced to half the node's time). */
+    jobMaxRate: z.coerce.number().int('job-max-rate must be a whole number').min(1, 'job-max-rate must be 1 to 1000000').max(1_000_000, 'job-max-rate must be 1 to 1000000').default(2500),
     /** The most a stop may take (closing sessions, flushing writes) before the process exits anyway. */
     stopTimeout: z.coerce.number().int('stop-timeout must be a whole number').min(1, 'stop-timeout must be 1 to 600').max(600, 'stop-timeout must be 1 to 600').default(30),
     workers: z.coerce.number().int('workers must be a whole number').min(1, 'workers must be 1 to 64').max(64, 'workers must be 1 to 64').default(1),
@@ -89,6 +91,14 @@ export const configSchema = z
       .optional(),
     /** A NATS credentials file (user JWT and NKey seed) for --nats-url. */
     natsCreds: z.string().min(1).optional(),
+    /**
+     * The storage account file uploads go to (an Azure Storage connection string with AccountName,
+     * AccountKey and an https BlobEndpoint or EndpointSuffix); unset: an embedded Azurite.
+     */
+    storageConnectionString: z
+      .string()
+      .refine((cs) => /(^|;)\s*AccountName=[^;]+/i.test(cs) && /(^|;)\s*AccountKey=[^;]+/i.test(cs), 'storage-connection-string needs AccountName and AccountKey')
+      .optional(),
     /** PEM CA bundle that issued a tls:// NATS server's certificate (default: the system's CAs). */
     natsCa: z.string().min(1).optional(),
     logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -217,9 +227,11 @@ export const ENV_NAMES: Record<keyof z.input<typeof configSchema>, string> = {
   natsUrl: 'GATEHOUSE_NATS_URL',
   natsCreds: 'GATEHOUSE_NATS_CREDS',
   natsCa: 'GATEHOUSE_NATS_CA',
+  storageConnectionString: 'GATEHOUSE_STORAGE_CONNECTION_STRING',
   workers: 'GATEHOUSE_WORKERS',
   drainSeconds: 'GATEHOUSE_DRAIN_SECONDS',
   feedbackLockSeconds: 'GATEHOUSE_FEEDBACK_LOCK_SECONDS',
+  jobMaxRate: 'GATEHOUSE_JOB_MAX_RATE',
   stopTimeout: 'GATEHOUSE_STOP_TIMEOUT',
   logLevel: 'GATEHOUSE_LOG_LEVEL',
   logFormat: 'GATEHOUSE_LOG_FORMAT',

@@ -57,3 +57,13 @@ export function parseIfMatch(header: string | string[] | undefined): string | un
   if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
   return v === '' ? undefined : v;
 }
+
+/** Longest model id a device may announce (IoT Plug and Play). */
+export const MAX_MODEL_ID_LENGTH = 512;
+const DTMI_SEGMENT = '(?:_*[A-Za-z])(?:[A-Za-z0-9_]*[A-Za-z0-9])?';
+const DTMI = new RegExp(`^dtmi:${DTMI_SEGMENT}(?::${DTMI_SEGMENT})*(?:;[1-9][0-9]{0,8}(?:\\.[1-9][0-9]{0,5})?)?$`);
+
+/** A Digital Twin Model Identifier (`dtmi:com:example:Thermostat;1`), as DTDL defines it. */
+export function isDtmi(s: string): boolean {
+  return s.length <= MAX_MODEL_ID_LENGTH && DTMI.test(s);
+}

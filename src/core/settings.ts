@@ -85,6 +85,23 @@ export const settingsBody = z
         maxDeliveryCount: z.number().int().min(1).max(100),
       })
       .strict(),
+    /**
+     * File upload [DOCS: Configure IoT Hub file uploads]: Azure's enableFileUploadNotifications,
+     * messagingEndpoints.fileNotifications (ttlAsIso8601, maxDeliveryCount) and
+     * storageEndpoints.$default.sasTtlAsIso8601.
+     */
+    fileUpload: z
+      .object({
+        /** Whether a completed upload sends a notification to the service (filenotifications link). */
+        notifications: z.boolean(),
+        /** How long a notification waits for a receiver (PT1M to PT48H, Azure default PT1H). */
+        notificationTtlAsIso8601: durationIso,
+        /** Deliveries of a notification before it is dropped (1-100, Azure default 10). */
+        notificationMaxDeliveryCount: z.number().int().min(1).max(100),
+        /** How long the SAS URI a device gets stays valid (PT1M to PT24H, Azure default PT1H). */
+        sasTtlAsIso8601: durationIso,
+      })
+      .strict(),
     auditLog: z.object({ enabled: z.boolean() }).strict(),
     lockout: z
       .object({
@@ -120,6 +137,7 @@ export const DEFAULT_SETTINGS: HubSettingsBody = {
   minTlsVersion: '1.2',
   ipFilter: { defaultAction: 'Accept', rules: [] },
   c2d: { defaultTtlAsIso8601: 'PT1H', maxDeliveryCount: 10 },
+  fileUpload: { notifications: true, notificationTtlAsIso8601: 'PT1H', notificationMaxDeliveryCount: 10, sasTtlAsIso8601: 'PT1H' },
   auditLog: { enabled: true },
   lockout: { enabled: true, maxFailures: 10, maxFailuresPerAddress: 100, windowSeconds: 600, lockoutSeconds: 60, maxLockoutSeconds: 3600 },
 };
@@ -153,6 +171,10 @@ export function parseSettingsBody(value: unknown): HubSettingsBody {
   if (lock.maxLockoutSeconds < lock.lockoutSeconds) throw new HubError('ArgumentInvalid', 'Invalid settings: lockout.maxLockoutSeconds is below lockout.lockoutSeconds');
   const ttl = isoDurationMs(r.data.c2d.defaultTtlAsIso8601);
   if (!(ttl >= 60_000 && ttl <= 48 * 3600_000)) throw new HubError('ArgumentInvalid', 'Invalid settings: c2d.defaultTtlAsIso8601 must be between PT1M and PT48H');
+  const notificationTtl = isoDurationMs(r.data.fileUpload.notificationTtlAsIso8601);
+  if (!(notificationTtl >= 60_000 && notificationTtl <= 48 * 3600_000)) throw new HubError('ArgumentInvalid', 'Invalid settings: fileUpload.notificationTtlAsIso8601 must be between PT1M and PT48H');
+  const sasTtl = isoDurationMs(r.data.fileUpload.sasTtlAsIso8601);
+  if (!(sasTtl >= 60_000 && sasTtl <= 24 * 3600_000)) throw new HubError('ArgumentInvalid', 'Invalid settings: fileUpload.sasTtlAsIso8601 must be between PT1M and PT24H');
   return r.data;
 }
 

@@ -24,6 +24,8 @@ export interface ServerTls {
   caFile: string;
   /** What happened at this start, for the log. */
   actions: string[];
+  /** A new certificate from the same CA for a service of the hub's on 127.0.0.1 (the embedded blob store). */
+  issueLoopback(): Promise<{ certPem: string; keyPem: string }>;
 }
 
 /** The CA as one sealed record, so a reader never pairs one node's certificate with another's key. */
@@ -123,7 +125,17 @@ export async function ensureServerTls(
   const caFile = join(dir, 'ca.pem');
   writeFileSync(caFile, ca.certPem, { mode: 0o600 });
   writeFileSync(join(dir, 'server.pem'), chainPem, { mode: 0o600 });
-  return { keyPem, chainPem: withoutRoots(chainPem), caPem: ca.certPem, caFile, actions };
+  return {
+    keyPem,
+    chainPem: withoutRoots(chainPem),
+    caPem: ca.certPem,
+    caFile,
+    actions,
+    issueLoopback: async () => {
+      const issued = await issueServerCertificate(ca, { hostname: '127.0.0.1', validityDays: 30 });
+      return { certPem: withoutRoots(issued.chainPem), keyPem: issued.keyPem };
+    },
+  };
 }
 
 /** The PEM certificates of a chain, less every self-signed one (RFC 8446 4.4.2: the root MAY be omitted). */

@@ -15,7 +15,7 @@ import { z } from 'zod';
 export const BUILTIN_ENDPOINT = 'events';
 /** Names no custom endpoint may take (Azure reserves these too). */
 export const RESERVED_ENDPOINT_NAMES = ['events', 'fileNotifications', '$default'];
-export const ROUTE_SOURCES = ['DeviceMessages', 'TwinChangeEvents', 'DeviceLifecycleEvents', 'DeviceConnectionStateEvents'] as const;
+export const ROUTE_SOURCES = ['DeviceMessages', 'TwinChangeEvents', 'DeviceLifecycleEvents', 'DeviceConnectionStateEvents', 'DeviceJobLifecycleEvents'] as const;
 export type RouteSource = (typeof ROUTE_SOURCES)[number];
 /** The `iothub-message-source` value of each source's messages (Azure's). */
 export const MESSAGE_SOURCE: Record<RouteSource, string> = {
@@ -23,6 +23,7 @@ export const MESSAGE_SOURCE: Record<RouteSource, string> = {
   TwinChangeEvents: 'twinChangeEvents',
   DeviceLifecycleEvents: 'deviceLifecycleEvents',
   DeviceConnectionStateEvents: 'deviceConnectionStateEvents',
+  DeviceJobLifecycleEvents: 'deviceJobLifecycleEvents',
 };
 
 /** Azure's limits (standard tier). */

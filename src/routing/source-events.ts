@@ -22,6 +22,7 @@ export const MESSAGE_SOURCES = {
   twinChange: 'twinChangeEvents',
   deviceLifecycle: 'deviceLifecycleEvents',
   deviceConnectionState: 'deviceConnectionStateEvents',
+  deviceJobLifecycle: 'deviceJobLifecycleEvents',
 } as const;
 
 /** Azure's route source names (RoutingSource), by the `iothub-message-source` our messages carry. */
@@ -30,9 +31,10 @@ const ROUTE_SOURCES: ReadonlyMap<string, RouteSource> = new Map<string, RouteSou
   [MESSAGE_SOURCES.twinChange, 'TwinChangeEvents'],
   [MESSAGE_SOURCES.deviceLifecycle, 'DeviceLifecycleEvents'],
   [MESSAGE_SOURCES.deviceConnectionState, 'DeviceConnectionStateEvents'],
+  [MESSAGE_SOURCES.deviceJobLifecycle, 'DeviceJobLifecycleEvents'],
 ]);
 
-export type RouteSource = 'DeviceMessages' | 'TwinChangeEvents' | 'DeviceLifecycleEvents' | 'DeviceConnectionStateEvents';
+export type RouteSource = 'DeviceMessages' | 'TwinChangeEvents' | 'DeviceLifecycleEvents' | 'DeviceConnectionStateEvents' | 'DeviceJobLifecycleEvents';
 
 /** The route source a message belongs to; a message without `iothub-message-source` is telemetry. */
 export function routeSourceOf(systemProperties: Readonly<Record<string, string>>): RouteSource | undefined {
@@ -153,6 +155,14 @@ export function connectionStateEvent(ctx: EventContext, opType: 'deviceConnected
     moduleSystemProperty: false,
     body: { sequenceNumber },
   });
+}
+
+/**
+ * A device job lifecycle event (deviceJobLifecycleNotification): one device's part of a job ended
+ * (opType `deviceJobCompleted` or `deviceJobFailed`); the body is its `devices.jobs` row.
+ */
+export function deviceJobLifecycleEvent(ctx: EventContext, opType: 'deviceJobCompleted' | 'deviceJobFailed', deviceJob: JsonObject): LogMessage {
+  return build(ctx, { source: MESSAGE_SOURCES.deviceJobLifecycle, schema: 'deviceJobLifecycleNotification', opType, moduleSystemProperty: false, body: deviceJob });
 }
 
 /** 100-ns intervals from 1601-01-01 to 1970-01-01 (Windows FILETIME epoch, as in Azure's numbers). */

@@ -22,6 +22,8 @@ import type { AlertStore } from './alert-ports.js';
 import type { OperatorStore } from './operator-ports.js';
 import type { CounterStore } from './counter-ports.js';
 import type { ConfigurationStore } from './configuration-ports.js';
+import type { JobStore } from './job-ports.js';
+import type { FileNotificationStore } from './file-notification-ports.js';
 
 export type * from './session-ports.js';
 export type * from './c2d-ports.js';
@@ -31,6 +33,7 @@ export type * from './alert-ports.js';
 export type * from './operator-ports.js';
 export type * from './counter-ports.js';
 export type * from './configuration-ports.js';
+export type * from './job-ports.js';
 
 /** '*' matches any current etag. */
 export type EtagCondition = string;
@@ -46,6 +49,13 @@ export interface DeviceRegistryStore {
   /** Devices ordered by id, strictly after `after`. */
   listDevices(opts: { after?: string; limit: number }): Promise<DeviceRecord[]>;
   deviceStatistics(): Promise<{ total: number; enabled: number; disabled: number }>;
+  /** Devices (not modules) whose connection state is Connected, on whichever node. */
+  connectedDeviceCount(): Promise<number>;
+  /**
+   * Every device and module that is Connected becomes Disconnected at `at` (last activity kept).
+   * For a hub starting on a store no other process holds sessions on; returns how many changed.
+   */
+  resetConnectionStates(at: string): Promise<number>;
   /**
    * Connection state and last activity of a device or module, written without changing its etag
    * (connection state is not part of the identity an operator edits). No-op for unknown ids.
@@ -148,5 +158,9 @@ export interface Store
   readonly counters: CounterStore;
   /** Automatic device and module configurations. */
   readonly configurations: ConfigurationStore;
+  /** Jobs and their per-device rows. */
+  readonly jobs: JobStore;
+  /** File upload notifications waiting for the service. */
+  readonly fileNotifications: FileNotificationStore;
   close(): Promise<void>;
 }

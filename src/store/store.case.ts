@@ -213,6 +213,22 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
         assert.equal(after?.lastActivityTime, '2026-01-02T03:04:05.000Z');
         assert.equal(after?.etag, d.etag);
         assert.equal((await store.getModule('cs', 'm'))?.connectionState, 'Connected');
+        // Devices only: a connected module does not count its device as connected.
+        await store.createDevice(makeDevice('cs2'), makeTwin('cs2'));
+        await store.createModule(makeModule('cs2', 'm'), makeTwin('cs2', 'm'));
+        await store.setConnectionState('cs2', 'm', 'Connected', '2026-01-02T03:04:07.000Z');
+        assert.equal(await store.connectedDeviceCount(), 1);
+        await store.setConnectionState('cs', null, 'Disconnected', '2026-01-02T03:04:08.000Z');
+        assert.equal(await store.connectedDeviceCount(), 0);
+        // What a restart after a crash finds: states nobody ended. All go, last activity kept.
+        await store.setConnectionState('cs', null, 'Connected', '2026-01-02T03:04:09.000Z');
+        assert.equal(await store.resetConnectionStates('2026-01-02T03:05:00.000Z'), 3);
+        const reset = await store.getDevice('cs');
+        assert.equal(reset?.connectionState, 'Disconnected');
+        assert.equal(reset?.connectionStateUpdatedTime, '2026-01-02T03:05:00.000Z');
+        assert.equal(reset?.lastActivityTime, '2026-01-02T03:04:09.000Z');
+        assert.equal((await store.getModule('cs2', 'm'))?.connectionState, 'Disconnected');
+        assert.equal(await store.resetConnectionStates('2026-01-02T03:06:00.000Z'), 0);
       }),
     );
 

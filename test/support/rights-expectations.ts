@@ -61,6 +61,15 @@ const CONFIG_READ: readonly Caller[] = ['iothubowner', 'registryRead', 'registry
 const CONFIG_TEST: readonly Caller[] = ['iothubowner', 'registryRead', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor'];
 const CONFIG_WRITE: readonly Caller[] = ['iothubowner', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor'];
 
+/**
+ * Jobs: a twin-update job takes RegistryWrite, a method job ServiceConnect (Azure's rights for
+ * what each does); reading them any service or registry right; of the roles those with jobs/*
+ * (Data Contributor; Data Reader reads). The route admits either writer: the handler checks the
+ * one the job's type needs (test/jobs.test.ts holds that).
+ */
+const JOB_READ: readonly Caller[] = ['iothubowner', 'service', 'registryRead', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor', 'IoT Hub Data Reader'];
+const JOB_WRITE: readonly Caller[] = ['iothubowner', 'service', 'registryReadWrite', 'Owner', 'IoT Hub Data Contributor'];
+
 const DEV = 'm-dev';
 const MOD = 'm-mod';
 const CA = 'm-ca';
@@ -76,7 +85,12 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'DELETE /devices/:id', path: `/devices/${ABSENT}`, who: REGISTRY_WRITE },
   { route: 'GET /devices', path: '/devices', who: REGISTRY_READ },
   { route: 'POST /devices', path: '/devices', body: [], who: REGISTRY_WRITE },
+  { route: 'POST /jobs/create', path: '/jobs/create', body: { type: 'neither' }, who: REGISTRY_WRITE },
+  { route: 'GET /jobs', path: '/jobs', who: REGISTRY_READ },
+  { route: 'GET /jobs/:id', path: `/jobs/${ABSENT}`, who: REGISTRY_READ },
+  { route: 'DELETE /jobs/:id', path: `/jobs/${ABSENT}`, who: REGISTRY_WRITE },
   { route: 'GET /statistics/devices', path: '/statistics/devices', who: REGISTRY_READ },
+  { route: 'GET /statistics/service', path: '/statistics/service', who: REGISTRY_READ },
   { route: 'PUT /devices/:id/modules/:mid', path: `/devices/${DEV}/modules/${MOD}`, body: { deviceId: DEV, moduleId: MOD }, who: REGISTRY_WRITE },
   { route: 'GET /devices/:id/modules/:mid', path: `/devices/${DEV}/modules/${MOD}`, who: REGISTRY_READ },
   { route: 'GET /devices/:id/modules', path: `/devices/${DEV}/modules`, who: REGISTRY_READ },
@@ -89,6 +103,12 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'DELETE /configurations/:id', path: '/configurations/m-absent', who: CONFIG_WRITE },
   { route: 'POST /configurations/testQueries', path: '/configurations/testQueries', body: { targetCondition: 'tags.x = 1' }, who: CONFIG_TEST },
 
+  // jobs
+  { route: 'PUT /jobs/v2/:id', path: '/jobs/v2/m-job', body: 'not a job', who: JOB_WRITE },
+  { route: 'GET /jobs/v2/:id', path: `/jobs/v2/${ABSENT}`, who: JOB_READ },
+  { route: 'POST /jobs/v2/:id/cancel', path: `/jobs/v2/${ABSENT}/cancel`, who: JOB_WRITE },
+  { route: 'GET /jobs/v2/query', path: '/jobs/v2/query', who: JOB_READ },
+
   // twins, query, methods
   { route: 'GET /twins/:id', path: `/twins/${DEV}`, who: TWIN_READ },
   { route: 'PATCH /twins/:id', path: `/twins/${DEV}`, body: { properties: { desired: { matrix: 1 } } }, who: TWIN_WRITE },
@@ -99,6 +119,11 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'POST /devices/query', path: '/devices/query', body: { query: 'SELECT * FROM devices' }, who: TWIN_READ },
   { route: 'POST /twins/:id/methods', path: `/twins/${DEV}/methods`, body: { methodName: 'reboot', responseTimeoutInSeconds: 5 }, who: SERVICE_CONNECT },
   { route: 'POST /twins/:id/modules/:mid/methods', path: `/twins/${DEV}/modules/${MOD}/methods`, body: { methodName: 'reboot', responseTimeoutInSeconds: 5 }, who: SERVICE_CONNECT },
+  // IoT Plug and Play: a digital twin is a view of the twin, its commands are direct methods.
+  { route: 'GET /digitaltwins/:id', path: `/digitaltwins/${DEV}`, who: TWIN_READ },
+  { route: 'PATCH /digitaltwins/:id', path: `/digitaltwins/${DEV}`, body: [{ op: 'move', path: '/x' }], who: TWIN_WRITE },
+  { route: 'POST /digitaltwins/:id/commands/:command', path: `/digitaltwins/${DEV}/commands/reboot?responseTimeoutInSeconds=5`, body: null, who: SERVICE_CONNECT },
+  { route: 'POST /digitaltwins/:id/components/:component/commands/:command', path: `/digitaltwins/${DEV}/components/c1/commands/reboot?responseTimeoutInSeconds=5`, body: null, who: SERVICE_CONNECT },
 
   // messaging
   { route: 'GET /events', path: '/events?from=not-a-position', who: EVENTS },
@@ -121,6 +146,9 @@ export const ROUTE_CASES: readonly RouteCase[] = [
   { route: 'GET /devices/:id/messages/devicebound', path: `/devices/${DEV}/messages/devicebound`, who: 'device' },
   { route: 'DELETE /devices/:id/messages/devicebound/:lockToken', path: `/devices/${DEV}/messages/devicebound/${ABSENT}`, who: 'device' },
   { route: 'POST /devices/:id/messages/devicebound/:lockToken/abandon', path: `/devices/${DEV}/messages/devicebound/${ABSENT}/abandon`, who: 'device' },
+  { route: 'POST /devices/:id/files', path: `/devices/${DEV}/files`, body: { matrix: true }, who: 'device' },
+  { route: 'POST /devices/:id/files/notifications', path: `/devices/${DEV}/files/notifications`, body: { matrix: true }, who: 'device' },
+  { route: 'POST /devices/:id/files/notifications/:correlationId', path: `/devices/${DEV}/files/notifications/${ABSENT}`, body: { matrix: true }, who: 'device' },
 
   // CA certificates (Azure: the ARM certificate resource, an owner's action; reading is public data)
   { route: 'GET /certificates', path: '/certificates', who: CERT_READ },

@@ -3,6 +3,7 @@ import { deviceConnectionString, openStoreFor, policyConnectionString } from '..
 import { readIdScope } from '../../dps/id-scope.js';
 import { eventHubsConnectionString } from '../../core/hub-name.js';
 import { CliError, usage } from '../errors.js';
+import { embeddedStorageConnectionString, storedEmbeddedAccountKey } from '../../hub/files/blob-setup.js';
 
 export function registerInfo(program: Command): void {
   program
@@ -18,6 +19,8 @@ export function registerInfo(program: Command): void {
         const dps = await store.getPolicy('provisioningserviceowner');
         // The built-in Event Hubs-compatible endpoint, with the policy that may read it (ServiceConnect).
         const reader = await store.getPolicy('service');
+        // The embedded blob store of file upload (a storage account given at start is the operator's own).
+        const blobKey = state.blobStore === 'azurite' ? await storedEmbeddedAccountKey(store) : undefined;
         const info = {
           hostname: state.hostname,
           httpsPort: state.httpsPort,
@@ -27,6 +30,7 @@ export function registerInfo(program: Command): void {
           idScope: (await readIdScope(store)) ?? null,
           dpsConnectionString: dps === undefined ? null : policyConnectionString(state.hostname, dps.name, dps.primaryKey),
           eventHubsConnectionString: reader === undefined ? null : eventHubsConnectionString(state.hostname, reader.name, reader.primaryKey),
+          storageConnectionString: blobKey === undefined ? null : embeddedStorageConnectionString(state.hostname, state.httpsPort, blobKey),
         };
         if (opts.json === true) process.stdout.write(`${JSON.stringify(info)}\n`);
         else for (const [k, v] of Object.entries(info)) process.stdout.write(`${k.padEnd(25)} ${String(v)}\n`);

@@ -11,7 +11,7 @@ import { print } from '../output.js';
 import type { RestClient } from '../rest-client.js';
 import { alias, boolFlag, connectionOptions, jsonObjectOption, withClient, type ConnOpts } from './common.js';
 
-export const SOURCES = ['DeviceMessages', 'TwinChangeEvents', 'DeviceLifecycleEvents', 'DeviceConnectionStateEvents'] as const;
+export const SOURCES = ['DeviceMessages', 'TwinChangeEvents', 'DeviceLifecycleEvents', 'DeviceConnectionStateEvents', 'DeviceJobLifecycleEvents'] as const;
 const ROUTE_COLUMNS = ['name', 'source', 'condition', 'endpointNames', 'isEnabled'];
 const MAX_ATTEMPTS = 5;
 

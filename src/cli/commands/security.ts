@@ -34,6 +34,10 @@ interface SetOpts extends ConnOpts {
   ipRules?: string;
   c2dTtl?: string;
   c2dMaxDeliveryCount?: string;
+  fileUploadNotifications?: boolean;
+  fileNotificationTtl?: string;
+  fileNotificationMaxDeliveryCount?: string;
+  fileUploadSasTtl?: string;
   auditLog?: boolean;
   lockout?: boolean;
   patch?: string;
@@ -60,7 +64,7 @@ export function parseIpRule(text: string): IpRule {
 }
 
 export function registerSecurity(program: Command): void {
-  const settings = program.command('settings').description('hub settings: SAS switches, TLS minimum, IP filter, C2D defaults, audit log, lockout');
+  const settings = program.command('settings').description('hub settings: SAS switches, TLS minimum, IP filter, C2D defaults, file upload, audit log, lockout');
   connectionOptions(settings.command('show').description('show the current settings')).action(async (o: ConnOpts) => {
     await withClient(o, async (c) => print((await c.call('GET', '/settings')).body, 'json'));
   });
@@ -78,6 +82,10 @@ export function registerSecurity(program: Command): void {
       .option('--ip-rules <json>', 'replace every IP filter rule with this JSON array')
       .option('--c2d-ttl <iso8601>', 'default C2D message TTL, e.g. PT1H')
       .option('--c2d-max-delivery-count <n>', 'C2D deliveries before dead-lettering')
+      .option('--file-upload-notifications <bool>', 'send a notification to the service for each completed file upload', bool('--file-upload-notifications'))
+      .option('--file-notification-ttl <iso8601>', 'how long a file upload notification waits for a receiver, e.g. PT1H')
+      .option('--file-notification-max-delivery-count <n>', 'deliveries of a file upload notification before it is dropped')
+      .option('--file-upload-sas-ttl <iso8601>', 'how long the SAS URI a device gets for an upload is valid, e.g. PT1H')
       .option('--audit-log <bool>', 'record authentication decisions in the audit log', bool('--audit-log'))
       .option('--lockout <bool>', 'lock out addresses, identities and credentials after repeated failures', bool('--lockout'))
       .option('--patch <json>', 'a raw JSON merge patch of the settings')
@@ -97,6 +105,13 @@ export function registerSecurity(program: Command): void {
           ...(o.c2dMaxDeliveryCount === undefined ? {} : { maxDeliveryCount: Number(o.c2dMaxDeliveryCount) }),
         };
       }
+      const fileUpload = {
+        ...(o.fileUploadNotifications === undefined ? {} : { notifications: o.fileUploadNotifications }),
+        ...(o.fileNotificationTtl === undefined ? {} : { notificationTtlAsIso8601: o.fileNotificationTtl }),
+        ...(o.fileNotificationMaxDeliveryCount === undefined ? {} : { notificationMaxDeliveryCount: Number(o.fileNotificationMaxDeliveryCount) }),
+        ...(o.fileUploadSasTtl === undefined ? {} : { sasTtlAsIso8601: o.fileUploadSasTtl }),
+      };
+      if (Object.keys(fileUpload).length > 0) patch.fileUpload = fileUpload;
       if (o.auditLog !== undefined) patch.auditLog = { enabled: o.auditLog };
       if (o.lockout !== undefined) patch.lockout = { enabled: o.lockout };
       let etag: string | undefined;

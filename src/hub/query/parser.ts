@@ -5,11 +5,11 @@
  *
  *   query     := SELECT select FROM source [WHERE or] [GROUP BY path (',' path)*]
  *   select    := '*' | item (',' item)*          item := COUNT '(' ')' [AS name] | path [AS name]
- *   source    := devices | devices.modules
+ *   source    := devices | devices.modules | devices.jobs
  *   or        := and (OR and)*                   and := not (AND not)*
  *   not       := NOT not | '(' or ')' | operand [cmp operand | [NOT] IN ('(' | '[') operand, ... (')' | ']')]
  *   operand   := literal | path | FUNCTION '(' operand, ... ')'
- *   path      := name ('.' (name | '[[' any text but ']]' ']]') | '[' string-or-index ']')*   (a leading devices. / devices.modules. is dropped)
+ *   path      := name ('.' (name | '[[' any text but ']]' ']]') | '[' string-or-index ']')*   (a leading devices. / devices.modules. / devices.jobs. is dropped)
  *
  * `[[...]]` quotes a property name as it is, as in Azure's `configurations.[[my-config]].status`.
  *
@@ -23,7 +23,7 @@ import type { JsonValue } from '../../core/json.js';
 export const MAX_QUERY_LENGTH = 8192;
 export const MAX_NESTING = 50;
 
-export type QuerySource = 'devices' | 'devices.modules';
+export type QuerySource = 'devices' | 'devices.modules' | 'devices.jobs';
 export type CompareOp = '=' | '!=' | '<' | '>' | '<=' | '>=';
 const TYPE_TESTS = ['IS_DEFINED', 'IS_NULL', 'IS_STRING', 'IS_NUMBER', 'IS_BOOL', 'IS_OBJECT', 'IS_ARRAY', 'IS_PRIMITIVE'] as const;
 const STRING_TESTS = ['STARTSWITH', 'ENDSWITH', 'CONTAINS'] as const;
@@ -238,8 +238,9 @@ class Parser {
     const m = devices && this.#acceptPunct('.') ? this.#next() : undefined;
     if (devices && m === undefined) return 'devices';
     if (m !== undefined && this.#isKw(m, 'MODULES')) return 'devices.modules';
+    if (m !== undefined && this.#isKw(m, 'JOBS')) return 'devices.jobs';
     const name = m === undefined ? describe(t) : `'devices.${m.text}'`;
-    throw syntaxError((m ?? t).pos, `unknown FROM source ${name}; expected devices or devices.modules`);
+    throw syntaxError((m ?? t).pos, `unknown FROM source ${name}; expected devices, devices.modules or devices.jobs`);
   }
 
   #path(): string[] {
@@ -262,7 +263,8 @@ class Parser {
     }
     if (segments.length > 1 && segments[0]?.toLowerCase() === 'devices') {
       segments.shift();
-      if (segments.length > 1 && segments[0]?.toLowerCase() === 'modules') segments.shift();
+      const inner = segments[0]?.toLowerCase();
+      if (segments.length > 1 && (inner === 'modules' || inner === 'jobs')) segments.shift();
     }
     return segments;
   }

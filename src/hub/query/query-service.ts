@@ -3,11 +3,13 @@
  * in key order and the continuation token is the key of the last row returned, bound to the query
  * text, so pages never overlap or skip and a token from another query is refused. A token is only
  * handed out when at least one more row exists (the SDK pages for as long as it gets one).
+ * `FROM devices.jobs` walks the device-job rows (Azure's per-device job results) by device, then job.
  */
 import { createHash } from 'node:crypto';
 import { HubError } from '../../core/errors.js';
 import type { JsonObject } from '../../core/json.js';
-import type { TwinStore } from '../../store/ports.js';
+import type { JobStore, TwinStore } from '../../store/ports.js';
+import { renderDeviceJob } from '../jobs/job-input.js';
 import { renderTwin } from '../twins/twin-document.js';
 import { Aggregator, isAggregate, matches, parseQuery, project } from './index.js';
 
@@ -18,7 +20,7 @@ const SCAN_BATCH = 500;
 export interface QueryPage {
   items: JsonObject[];
   continuation: string | undefined;
-  itemType: 'twin' | 'raw';
+  itemType: 'twin' | 'deviceJob' | 'raw';
 }
 
 interface Cursor {
@@ -47,12 +49,12 @@ function decodeToken(text: string, token: string): Cursor {
 }
 
 export class QueryService {
-  constructor(private readonly store: TwinStore) {}
+  constructor(private readonly store: TwinStore & { readonly jobs: Pick<JobStore, 'scanDeviceJobs'> }) {}
 
   async run(text: string, pageSize: number | undefined, continuation: string | undefined): Promise<QueryPage> {
     const query = parseQuery(text);
-    const kind = query.source === 'devices' ? 'devices' : 'modules';
-    const itemType = query.select.kind === 'star' ? 'twin' : 'raw';
+    const kind = query.source === 'devices' ? 'devices' : query.source === 'devices.jobs' ? 'jobs' : 'modules';
+    const itemType = query.select.kind !== 'star' ? 'raw' : kind === 'jobs' ? 'deviceJob' : 'twin';
 
     if (isAggregate(query)) {
       const agg = new Aggregator(query);
@@ -76,8 +78,19 @@ export class QueryService {
     return { items, continuation: undefined, itemType };
   }
 
-  async *#scan(kind: 'devices' | 'modules', after: Cursor | undefined): AsyncGenerator<{ doc: JsonObject; cursor: Cursor }> {
+  async *#scan(kind: 'devices' | 'modules' | 'jobs', after: Cursor | undefined): AsyncGenerator<{ doc: JsonObject; cursor: Cursor }> {
     let cursor = after;
+    if (kind === 'jobs') {
+      // The cursor's moduleId is the job id here.
+      for (;;) {
+        const batch = await this.store.jobs.scanDeviceJobs(cursor === undefined ? { limit: SCAN_BATCH } : { after: { deviceId: cursor.deviceId, jobId: cursor.moduleId }, limit: SCAN_BATCH });
+        for (const d of batch) {
+          cursor = { deviceId: d.deviceId, moduleId: d.jobId };
+          yield { doc: renderDeviceJob(d), cursor };
+        }
+        if (batch.length < SCAN_BATCH) return;
+      }
+    }
     for (;;) {
       const batch = await this.store.scanTwins(cursor === undefined ? { kind, limit: SCAN_BATCH } : { kind, after: cursor, limit: SCAN_BATCH });
       for (const e of batch) {

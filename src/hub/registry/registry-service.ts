@@ -256,6 +256,21 @@ export class RegistryService {
     return this.store.deviceStatistics();
   }
 
+  /**
+   * At start-up of a hub whose store no other process serves devices from (SQLite): a connection
+   * state left Connected belongs to a session that died with the previous process (a crash, a
+   * kill), and would show in twins and the service statistics for ever. In a cluster a state is
+   * the node's that holds the session, so this is not called there.
+   */
+  async forgetConnectionsOfAnEarlierRun(): Promise<number> {
+    return this.store.resetConnectionStates(new Date(this.clock.now()).toISOString());
+  }
+
+  /** Azure's service statistics: the devices connected now, from the registry (every node writes it). */
+  async serviceStatistics(): Promise<{ connectedDeviceCount: number }> {
+    return { connectedDeviceCount: await this.store.connectedDeviceCount() };
+  }
+
   // ------------------------------------------------------------ modules
 
   async createModule(deviceId: string, moduleId: string, raw: unknown, by: Actor = HUB_ACTOR): Promise<ModuleRecord> {

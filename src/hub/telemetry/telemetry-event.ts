@@ -1,7 +1,9 @@
 /**
  * A device message as it enters the partitioned log, whatever the transport: application and system
  * properties, the hub's stamps (wire doc §3.3: iothub-connection-device-id, -module-id,
- * -auth-method, -auth-generation-id, iothub-enqueuedtime), and the 256 KB limit (§9.1).
+ * -auth-method, -auth-generation-id, iothub-enqueuedtime; dt-dataschema, the model id an IoT Plug and
+ * Play device announced), and the 256 KB limit (§9.1). A device sets `tracestate` (distributed
+ * tracing) and `dt-subject` (its component) as system properties; they travel with the message.
  */
 import type { DeviceIdentity } from '../../auth/device-authenticator.js';
 import { HubError } from '../../core/errors.js';
@@ -24,6 +26,8 @@ export function telemetryEvent(
   app: Record<string, string>,
   now: string,
   limit = MAX_MESSAGE_BYTES,
+  /** The model id the device announced when it connected (IoT Plug and Play): the message's `dt-dataschema`. */
+  modelId?: string,
 ): LogMessage {
   if (messageSize(body, system, app) > limit) {
     throw new HubError('MessageTooLarge', `The message is larger than ${limit} bytes.`);
@@ -37,5 +41,6 @@ export function telemetryEvent(
     'iothub-message-source': 'Telemetry',
   };
   if (identity.moduleId !== null) stamped['iothub-connection-module-id'] = identity.moduleId;
+  if (modelId !== undefined) stamped['dt-dataschema'] = modelId;
   return { deviceId: identity.deviceId, moduleId: identity.moduleId, body, properties: app, systemProperties: stamped };
 }

@@ -122,6 +122,47 @@ export class TwinService {
     });
   }
 
+  /** The twin as stored (the digital twin renders it: digital-twin.ts). */
+  async state(deviceId: string, moduleId: string | null): Promise<TwinState> {
+    return (await this.#load(deviceId, moduleId)).twin;
+  }
+
+  /**
+   * A desired patch computed from the twin as stored, under the caller's If-Match: the digital
+   * twin's JSON Patch (digital-twin.ts). Written and delivered like a service PATCH.
+   */
+  async patchDesired(deviceId: string, moduleId: string | null, ifMatch: string | undefined, build: (twin: TwinState) => JsonObject): Promise<JsonObject> {
+    let applied: JsonObject | undefined;
+    const change = (twin: TwinState): TwinChange => ({ opType: 'updateTwin', twin, ...(applied === undefined ? {} : { desired: applied }) });
+    return this.#write(deviceId, moduleId, ifMatch, change, (next, now) => {
+      const patch = (applied = validatePatch('properties.desired', build(next)));
+      const version = next.desiredVersion + 1;
+      mergeInto(next.desired, next.desiredMeta, patch, now, version);
+      next.desiredVersion = version;
+      return { changed: true, desiredPatch: { ...stripSystem(patch), $version: version } };
+    });
+  }
+
+  /**
+   * The model id a device or module announced when it connected (IoT Plug and Play): kept in the
+   * twin's `modelId` until it announces another. Not a twin version: tags and properties are as
+   * they were; the etag moves, as for any write of the twin document.
+   */
+  async announceModel(deviceId: string, moduleId: string | null, modelId: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      const twin = await this.store.getTwin(deviceId, moduleId);
+      if (twin === undefined || twin.modelId === modelId) return;
+      try {
+        await this.store.replaceTwin({ ...twin, modelId, etag: newEtag() }, twin.etag);
+        this.bus.publish(SUBJECTS.twinChanged, { deviceId, moduleId });
+        return;
+      } catch (err) {
+        if (err instanceof HubError && err.code === 'PreconditionFailed' && attempt < MAX_ATTEMPTS) continue;
+        throw err;
+      }
+    }
+  }
+
   /** The twin as a device reads it over MQTT (wire doc §3.6): desired and reported with versions. */
   async deviceView(deviceId: string, moduleId: string | null): Promise<JsonObject> {
     const { twin } = await this.#load(deviceId, moduleId);

@@ -242,8 +242,9 @@ export class AmqpServer {
     if (lower === '/messages/servicebound/feedback' || lower === '/messages/servicebound/filenotifications') {
       const refusal = this.#serviceRefusal(st, 'cloudToDeviceMessages/feedback', ['ServiceConnect'], 'attach');
       if (refusal !== undefined) return this.#refuseLink(sender, st, address, refusal);
-      st.serviceLinks.add(sender);
       if (lower === '/messages/servicebound/feedback') this.#service.attachFeedback(sender);
+      else if (!this.#service.attachFileNotifications(sender)) return this.#refuseLink(sender, st, address, { condition: 'amqp:not-found', description: 'File upload notifications are not available on this hub.' });
+      st.serviceLinks.add(sender);
       return;
     }
     if (this.deps.eventHubs?.senderOpened(ctx.connection, st.peer, sender, address) === true) return;

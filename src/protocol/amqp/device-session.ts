@@ -22,6 +22,7 @@ import type { X509Certificate } from 'node:crypto';
 import type { Logger } from 'pino';
 import rhea, { type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
 import { HubError } from '../../core/errors.js';
+import { isDtmi, printable } from '../../core/ids.js';
 import type { Clock } from '../../core/clock.js';
 import type { JsonObject, JsonValue } from '../../core/json.js';
 import type { DeviceIdentity } from '../../auth/device-authenticator.js';
@@ -87,8 +88,17 @@ function system(m: Message): Record<string, string> {
   set('user-id', m.user_id);
   if (typeof m.content_type === 'string') out['content-type'] = m.content_type;
   if (typeof m.content_encoding === 'string') out['content-encoding'] = m.content_encoding;
+  // System properties a device sets as message annotations: its component (IoT Plug and Play),
+  // the distributed tracing state, the interface id of the PnP preview.
+  const ann = (m.message_annotations ?? {}) as Record<string, unknown>;
+  for (const k of ANNOTATED_SYSTEM_PROPERTIES) if (typeof ann[k] === 'string') out[k] = ann[k];
   return out;
 }
+
+const ANNOTATED_SYSTEM_PROPERTIES = ['dt-subject', 'tracestate', 'iothub-interface-id'] as const;
+
+/** The model id an IoT Plug and Play device announces on a link it attaches (the .NET and C SDKs). */
+export const MODEL_ID_PROPERTY = 'com.microsoft:model-id';
 
 function appProps(m: Message): Record<string, string> {
   const out: Record<string, string> = {};
@@ -116,6 +126,8 @@ export class AmqpDeviceSession implements LiveSession {
   readonly #twinAnswers: Message[] = [];
   #desired = false;
   #closed = false;
+  /** The IoT Plug and Play model id the device announced on a link. */
+  modelId: string | undefined;
   #pumping = false;
   #again = false;
 
@@ -162,12 +174,28 @@ export class AmqpDeviceSession implements LiveSession {
   }
 
   attach(kind: DeviceLinkKind, link: Link, direction: 'in' | 'out'): void {
+    this.#announceModel(link);
     const entry = this.links.get(kind) ?? {};
     if (direction === 'in') entry.in = link as Receiver;
     else entry.out = link as Sender;
     this.links.set(kind, entry);
     if (kind === 'c2d') this.notifyC2d();
     this.deps.connections.changed(this);
+  }
+
+  /** A model id on the link's attach properties goes into the twin (IoT Plug and Play). */
+  #announceModel(link: Link): void {
+    const props = (link as unknown as { remote?: { attach?: { properties?: Record<string, unknown> } } }).remote?.attach?.properties;
+    const modelId = props?.[MODEL_ID_PROPERTY];
+    if (typeof modelId !== 'string' || modelId === this.modelId) return;
+    if (!isDtmi(modelId)) {
+      this.deps.logger.warn({ event: 'pnp.model-id-invalid', deviceId: this.deviceId, moduleId: this.moduleId, modelId: printable(modelId, 128) }, 'the announced model id is not a DTMI; ignored');
+      return;
+    }
+    this.modelId = modelId;
+    this.deps.twins.announceModel(this.deviceId, this.moduleId, modelId).catch((err: unknown) => {
+      this.deps.logger.error({ err, deviceId: this.deviceId, moduleId: this.moduleId }, 'the announced model id could not be stored');
+    });
   }
 
   detach(link: Link): void {
@@ -284,7 +312,7 @@ export class AmqpDeviceSession implements LiveSession {
   #telemetry(delivery: Delivery, m: Message): void {
     let event;
     try {
-      event = telemetryEvent(this.identity, amqpBody(m.body), system(m), appProps(m), new Date(this.deps.clock.now()).toISOString(), this.deps.maxMessageBytes);
+      event = telemetryEvent(this.identity, amqpBody(m.body), system(m), appProps(m), new Date(this.deps.clock.now()).toISOString(), this.deps.maxMessageBytes, this.modelId);
     } catch (err) {
       delivery.reject({ condition: err instanceof HubError && err.code === 'MessageTooLarge' ? 'amqp:link:message-size-exceeded' : 'amqp:invalid-field', description: (err as Error).message });
       return;

@@ -5,15 +5,15 @@
  *   the REST path; `accepted` once stored, `rejected` with the condition the SDK maps to its errors
  *   (`amqp:not-found`, `amqp:resource-limit-exceeded`, ...).
  * - `/messages/serviceBound/feedback` (client receiver): feedback records in batches, JSON, content
- *   type `application/vnd.microsoft.iothub.feedback.json`. The receivers of every node compete for
- *   one shared queue (hub/c2d/feedback-queue.ts): each link holds one batch at a time, locked to
- *   it; accepted or rejected completes the batch (never delivered again, anywhere), released hands
- *   it out again at once, and a batch left unsettled is handed out again once its lock lapses. A
- *   link that goes (or its connection) gives its batch back at once. (azure-iothub's receiver
- *   accepts each batch as it arrives: its complete/abandon/reject change nothing on the wire.)
+ *   type `application/vnd.microsoft.iothub.feedback.json`, from one shared queue
+ *   (hub/c2d/feedback-queue.ts) handed out by QueueSenders (queue-senders.ts).
+ * - `/messages/serviceBound/filenotifications` (client receiver): file upload notifications, one
+ *   JSON object per message, from their own shared queue (hub/files/file-notifications.ts), the same
+ *   way. (azure-iothub's receivers accept each message as it arrives: their complete/abandon/reject
+ *   change nothing on the wire.)
  */
 import type { Logger } from 'pino';
-import rhea, { type Delivery, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
+import rhea, { type EventContext, type Message, type Receiver, type Sender } from 'rhea';
 
 type Link = Sender | Receiver;
 import { HubError } from '../../core/errors.js';
@@ -22,14 +22,18 @@ import { ACK_MODES } from '../../hub/c2d/c2d-service.js';
 import type { AckMode } from '../../store/c2d-ports.js';
 import type { FeedbackQueue } from '../../hub/c2d/feedback-queue.js';
 import { amqpBody, amqpCondition, amqpId } from './amqp-message.js';
+import type { FeedbackRecord } from '../../store/c2d-ports.js';
+import type { FileNotificationRecord } from '../../store/file-notification-ports.js';
+import { QueueSenders, type QueueSource } from './queue-senders.js';
 
 export const FEEDBACK_CONTENT_TYPE = 'application/vnd.microsoft.iothub.feedback.json';
 const BATCH = 100;
-const POLL_MS = 500;
 
 export interface ServiceLinkDeps {
   c2d: C2dService;
   feedback: FeedbackQueue;
+  /** File upload notifications (hub/files/file-notifications.ts); without it the link is refused. */
+  fileNotifications?: QueueSource<FileNotificationRecord>;
 }
 
 /** `/devices/<url-encoded id>/messages/devicebound` -> the device id. */
@@ -72,16 +76,16 @@ export function c2dInputFromAmqp(m: Message): C2dSendInput {
 }
 
 export class ServiceLinks {
-  readonly #feedbackLinks = new Set<Sender>();
-  /** The batch each link holds (one at a time, as a receiver of Azure's feedback queue does). */
-  readonly #inflight = new Map<Sender, { delivery: Delivery; token: string }>();
-  readonly #claiming = new Set<Sender>();
-  #poll: NodeJS.Timeout | undefined;
+  readonly #feedback: QueueSenders<FeedbackRecord>;
+  readonly #fileNotifications: QueueSenders<FileNotificationRecord> | undefined;
 
   constructor(
     private readonly deps: ServiceLinkDeps,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.#feedback = new QueueSenders(deps.feedback, { name: 'c2d.feedback', batch: BATCH, render: renderFeedback }, logger);
+    this.#fileNotifications = deps.fileNotifications === undefined ? undefined : new QueueSenders(deps.fileNotifications, { name: 'files.notification', batch: 1, render: renderFileNotification }, logger);
+  }
 
   onDeviceboundMessage(ctx: EventContext): void {
     const delivery = ctx.delivery;
@@ -106,82 +110,55 @@ export class ServiceLinks {
   }
 
   attachFeedback(sender: Sender): void {
-    this.#feedbackLinks.add(sender);
-    if (this.#poll === undefined) {
-      this.#poll = setInterval(() => this.#pump(), POLL_MS);
-      this.#poll.unref();
-    }
-    this.#pump();
+    this.#feedback.attach(sender);
+  }
+
+  /** False when this hub has no file upload notifications (the link is refused). */
+  attachFileNotifications(sender: Sender): boolean {
+    if (this.#fileNotifications === undefined) return false;
+    this.#fileNotifications.attach(sender);
+    return true;
   }
 
   sendable(sender: Sender): void {
-    if (this.#feedbackLinks.has(sender)) this.#pump();
+    this.#feedback.sendable(sender);
+    this.#fileNotifications?.sendable(sender);
   }
 
   detached(link: Link): void {
-    if (!this.#feedbackLinks.delete(link as Sender)) return;
-    // The batch it held goes to another receiver at once rather than after its lock lapses.
-    const held = this.#inflight.get(link as Sender);
-    this.#inflight.delete(link as Sender);
-    if (held !== undefined) this.#settleInStore(held.token, 'released');
-    if (this.#feedbackLinks.size === 0 && this.#poll !== undefined) {
-      clearInterval(this.#poll);
-      this.#poll = undefined;
-    }
+    this.#feedback.detached(link as Sender);
+    this.#fileNotifications?.detached(link as Sender);
   }
 
   settled(ctx: EventContext, outcome: 'accepted' | 'released' | 'rejected'): void {
-    const sender = ctx.sender;
-    const held = sender === undefined ? undefined : this.#inflight.get(sender);
-    if (sender === undefined || held === undefined || ctx.delivery !== held.delivery) return;
-    this.#inflight.delete(sender);
-    this.#settleInStore(held.token, outcome);
+    this.#feedback.settled(ctx, outcome);
+    this.#fileNotifications?.settled(ctx, outcome);
   }
 
   stop(): void {
-    if (this.#poll !== undefined) clearInterval(this.#poll);
-    this.#poll = undefined;
-    this.#feedbackLinks.clear();
-    this.#inflight.clear();
+    this.#feedback.stop();
+    this.#fileNotifications?.stop();
   }
+}
 
-  #settleInStore(token: string, outcome: 'accepted' | 'released' | 'rejected'): void {
-    const q = this.deps.feedback;
-    // Never rejects: a store failure is logged (the batch's lock lapses and it goes out again).
-    void (outcome === 'released' ? q.release(token) : q.complete(token))
-      .then((held) => {
-        if (!held) this.logger.warn({ event: 'c2d.feedback-lock-lost', outcome }, 'a feedback batch was settled after its lock lapsed; it was handed out again');
-      })
-      .catch((err: unknown) => this.logger.error({ err }, 'could not settle the feedback batch'))
-      .finally(() => this.#pump());
-  }
+function renderFeedback(records: FeedbackRecord[]): Message {
+  const body = JSON.stringify(records.map(({ seq: _seq, ...r }) => r));
+  return {
+    message_id: rhea.generate_uuid(),
+    content_type: FEEDBACK_CONTENT_TYPE,
+    content_encoding: 'utf-8',
+    body: rhea.message.data_section(Buffer.from(body, 'utf8')),
+  };
+}
 
-  #pump(): void {
-    for (const sender of this.#feedbackLinks) {
-      if (this.#inflight.has(sender) || this.#claiming.has(sender) || !sender.sendable()) continue;
-      this.#claiming.add(sender);
-      // Never rejects: a failure is logged and the next poll tries again.
-      void this.#next(sender)
-        .catch((err: unknown) => this.logger.error({ err }, 'feedback delivery failed'))
-        .finally(() => this.#claiming.delete(sender));
-    }
-  }
-
-  async #next(sender: Sender): Promise<void> {
-    const batch = await this.deps.feedback.claim(BATCH);
-    if (batch === undefined) return;
-    if (!this.#feedbackLinks.has(sender) || !sender.sendable()) {
-      // The link went while the batch was taken: give it back for another receiver.
-      this.#settleInStore(batch.token, 'released');
-      return;
-    }
-    const body = JSON.stringify(batch.records.map(({ seq: _seq, ...r }) => r));
-    const delivery = sender.send({
-      message_id: rhea.generate_uuid(),
-      content_type: FEEDBACK_CONTENT_TYPE,
-      content_encoding: 'utf-8',
-      body: rhea.message.data_section(Buffer.from(body, 'utf8')),
-    });
-    this.#inflight.set(sender, { delivery, token: batch.token });
-  }
+/** One notification per message, its JSON body as Azure sends it (deviceId, blobUri, blobName, ...). */
+function renderFileNotification(records: FileNotificationRecord[]): Message {
+  const r = records[0];
+  return {
+    message_id: rhea.generate_uuid(),
+    content_type: 'application/json',
+    content_encoding: 'utf-8',
+    ...(r === undefined ? {} : { creation_time: new Date(r.enqueuedAt) }),
+    body: rhea.message.data_section(Buffer.from(r?.body ?? '{}', 'utf8')),
+  };
 }

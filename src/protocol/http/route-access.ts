@@ -53,7 +53,14 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /devices': service('devices/read', ...REGISTRY_READ),
   // Bulk create, update and delete; every built-in role with devices/write holds devices/delete too.
   'POST /devices': service('devices/write', 'RegistryWrite'),
+  // import and export of device identities (routes/registry-jobs.ts): writing (and reading) the whole registry
+  'POST /jobs/create': service('devices/write', 'RegistryWrite'),
+  'GET /jobs': service('devices/read', ...REGISTRY_READ),
+  'GET /jobs/:id': service('devices/read', ...REGISTRY_READ),
+  'DELETE /jobs/:id': service('devices/write', 'RegistryWrite'),
   'GET /statistics/devices': service('statistics/read', ...REGISTRY_READ),
+  // Azure's service statistics (connected devices) sit beside the registry's and take the same rights.
+  'GET /statistics/service': service('statistics/read', ...REGISTRY_READ),
   'PUT /devices/:id/modules/:mid': service('devices/write', 'RegistryWrite'),
   'GET /devices/:id/modules/:mid': service('devices/read', ...REGISTRY_READ),
   'GET /devices/:id/modules': service('devices/read', ...REGISTRY_READ),
@@ -67,6 +74,13 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'DELETE /configurations/:id': service('configurations/delete', 'RegistryWrite'),
   'POST /configurations/testQueries': service('configurations/testQueries', ...REGISTRY_READ),
 
+  // jobs (routes/jobs.ts): a twin-update job needs RegistryWrite, a method job ServiceConnect, as in
+  // Azure; the entry admits either and the handler checks the one the job's type needs.
+  'PUT /jobs/v2/:id': service('jobs/write', 'RegistryWrite', 'ServiceConnect'),
+  'POST /jobs/v2/:id/cancel': service('jobs/write', 'RegistryWrite', 'ServiceConnect'),
+  'GET /jobs/v2/:id': service('jobs/read', 'ServiceConnect', ...REGISTRY_READ),
+  'GET /jobs/v2/query': service('jobs/read', 'ServiceConnect', ...REGISTRY_READ),
+
   // twins, query, direct methods (routes/twins.ts, query.ts, methods.ts)
   'GET /twins/:id': service('twins/read', 'ServiceConnect', ...REGISTRY_READ),
   'PATCH /twins/:id': service('twins/write', 'ServiceConnect'),
@@ -77,6 +91,12 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'POST /devices/query': service('twins/read', 'ServiceConnect', ...REGISTRY_READ),
   'POST /twins/:id/methods': service('directMethods/invoke', 'ServiceConnect'),
   'POST /twins/:id/modules/:mid/methods': service('directMethods/invoke', 'ServiceConnect'),
+  // IoT Plug and Play digital twins (routes/digital-twins.ts): a view of the twin and its desired
+  // properties, and direct methods by another name, so the twin and method routes' rights.
+  'GET /digitaltwins/:id': service('twins/read', 'ServiceConnect', ...REGISTRY_READ),
+  'PATCH /digitaltwins/:id': service('twins/write', 'ServiceConnect'),
+  'POST /digitaltwins/:id/commands/:command': service('directMethods/invoke', 'ServiceConnect'),
+  'POST /digitaltwins/:id/components/:component/commands/:command': service('directMethods/invoke', 'ServiceConnect'),
 
   // messaging, service side (routes/c2d.ts, events.ts)
   'POST /devices/:id/messages/deviceBound': service('cloudToDeviceMessages/send', 'ServiceConnect'),
@@ -104,6 +124,10 @@ export const ROUTE_ACCESS: Readonly<Record<string, RouteAccess>> = {
   'GET /devices/:id/messages/devicebound': DEVICE,
   'DELETE /devices/:id/messages/devicebound/:lockToken': DEVICE,
   'POST /devices/:id/messages/devicebound/:lockToken/abandon': DEVICE,
+  // file upload, device side (routes/files.ts)
+  'POST /devices/:id/files': DEVICE,
+  'POST /devices/:id/files/notifications': DEVICE,
+  'POST /devices/:id/files/notifications/:correlationId': DEVICE,
 
   // CA certificates (routes/certificates.ts): Azure's ARM certificate resource; reading is public data
   'GET /certificates': service('certificates/read', ...REGISTRY_READ),

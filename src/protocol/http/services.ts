@@ -3,6 +3,7 @@ import type { RegistryService } from '../../hub/registry/registry-service.js';
 import type { TwinService } from '../../hub/twins/twin-service.js';
 import type { QueryService } from '../../hub/query/query-service.js';
 import type { MethodService } from '../../hub/methods/method-service.js';
+import type { DigitalTwinService } from '../../hub/twins/digital-twin-service.js';
 import type { ConnectionTable } from '../../hub/connections.js';
 import type { C2dService } from '../../hub/c2d/c2d-service.js';
 import type { AccessGate } from '../../access/gate.js';
@@ -24,6 +25,9 @@ import type { AuditLog } from '../../audit/audit-log.js';
 import type { HubMetrics } from '../../metrics/metrics.js';
 import type { AlertEngine } from '../../alerts/alerts.js';
 import type { ConfigurationService } from '../../hub/configurations/configuration-service.js';
+import type { JobService } from '../../hub/jobs/job-service.js';
+import type { FileUploadService } from '../../hub/files/file-upload-service.js';
+import type { ImportExportJobs } from '../../hub/registry/import-export.js';
 
 /** What the HTTP edge may call. Built in hub.ts; handlers never reach the store directly. */
 export interface HubServices {
@@ -31,9 +35,15 @@ export interface HubServices {
   twins: TwinService;
   query: QueryService;
   methods: MethodService;
+  /** IoT Plug and Play: digital twins and their commands (routes/digital-twins.ts). */
+  digitalTwins: DigitalTwinService;
   connections: ConnectionTable;
   /** Cloud-to-device queues and feedback. */
   c2d: C2dService;
+  /** File upload: SAS URIs for devices, their reports, the notifications (routes/files.ts). */
+  files: FileUploadService;
+  /** Import and export of device identities through blob containers (routes/registry-jobs.ts). */
+  registryJobs: ImportExportJobs;
   /** The access gate: device and service authentication under the hub settings, lockout, events. */
   gate: AccessGate;
   /** Hub settings: the security switches, IP filter, TLS minimum, C2D defaults. */
@@ -60,6 +70,8 @@ export interface HubServices {
   consumerGroups: ConsumerGroups;
   /** Automatic device and module configurations (routes/configurations.ts). */
   configurations: ConfigurationService;
+  /** Jobs: scheduled twin updates and direct methods over many devices (routes/jobs.ts). */
+  jobs: JobService;
   /** Message routing (routes/routing.ts). */
   routing: RoutingEngine;
   /** DPS enrollments and registration states (service side). */

@@ -83,6 +83,8 @@ export class MqttConnection implements LiveSession {
   kind: 'device' | 'dps' = 'device';
   dpsAttested: Attested | undefined;
   cleanSession = true;
+  /** The IoT Plug and Play model id the device announced in its CONNECT username. */
+  modelId: string | undefined;
   subscriptions = new Map<string, MqttSubscription>();
   readonly c2d: C2dPump;
 

@@ -92,6 +92,9 @@ const SYSTEM_KEYS: Readonly<Record<string, string>> = {
   '$.ifid': 'iothub-interface-id',
   '$.on': 'iothub-outputname',
   '$.sub': 'dt-subject',
+  // Distributed tracing: the C SDK sends `%24.tracestate=timestamp%3D<unix seconds>` [DOCS: Trace
+  // Azure IoT device-to-cloud messages by using distributed tracing].
+  '$.tracestate': 'tracestate',
 };
 
 export interface ParsedBag {

@@ -20,6 +20,8 @@ import { schemaV19PostgresLogAppend } from './schema-v19-log-append.js';
 import { schemaV20 } from './schema-v20-configurations.js';
 import { schemaV21PostgresLogSync } from './schema-v21-log-sync.js';
 import { schemaV22 } from './schema-v22-log-indexes.js';
+import { schemaV23 } from './schema-v23-jobs.js';
+import { schemaV24 } from './schema-v24-file-notifications.js';
 import { POSTGRES } from './dialect.js';
 
 /** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped, add the next. */
@@ -46,4 +48,6 @@ export const postgresMigrations: readonly Migration[] = [
   { version: 20, name: 'automatic device and module configurations', sql: schemaV20(POSTGRES) },
   { version: 21, name: 'the log append says whether its commit waits for the WAL flush', sql: schemaV21PostgresLogSync() },
   { version: 22, name: 'the event log found by its primary key only', sql: schemaV22() },
+  { version: 23, name: 'jobs and device jobs', sql: schemaV23(POSTGRES) },
+  { version: 24, name: 'file upload notifications', sql: schemaV24(POSTGRES) },
 ];

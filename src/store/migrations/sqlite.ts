@@ -18,6 +18,8 @@ import { schemaV17 } from './schema-v17-one-log.js';
 import { schemaV18 } from './schema-v18-log-endpoints.js';
 import { schemaV20 } from './schema-v20-configurations.js';
 import { schemaV22 } from './schema-v22-log-indexes.js';
+import { schemaV23 } from './schema-v23-jobs.js';
+import { schemaV24 } from './schema-v24-file-notifications.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -46,4 +48,6 @@ export const sqliteMigrations: readonly Migration[] = [
   { version: 20, name: 'automatic device and module configurations', sql: schemaV20(SQLITE) },
   { version: 21, name: 'the log append says whether it waits for the WAL flush (PostgreSQL only: nothing here)', sql: '' },
   { version: 22, name: 'the event log found by its primary key only', sql: schemaV22() },
+  { version: 23, name: 'jobs and device jobs', sql: schemaV23(SQLITE) },
+  { version: 24, name: 'file upload notifications', sql: schemaV24(SQLITE) },
 ];

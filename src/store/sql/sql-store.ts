@@ -35,6 +35,8 @@ import { SqlAlertStore } from './sql-alert-store.js';
 import { SqlOperatorStore } from './sql-operator-store.js';
 import { SqlCounterStore } from './sql-counter-store.js';
 import { SqlConfigurationStore } from './sql-configuration-store.js';
+import { SqlJobStore } from './sql-job-store.js';
+import { SqlFileNotificationStore } from './sql-file-notification-store.js';
 
 export class SqlStore implements Store {
   readonly kind: 'sqlite' | 'postgres';
@@ -48,6 +50,8 @@ export class SqlStore implements Store {
   readonly operators: SqlOperatorStore;
   readonly counters: SqlCounterStore;
   readonly configurations: SqlConfigurationStore;
+  readonly jobs: SqlJobStore;
+  readonly fileNotifications: SqlFileNotificationStore;
 
   constructor(
     private readonly db: SqlDriver,
@@ -64,6 +68,8 @@ export class SqlStore implements Store {
     this.operators = new SqlOperatorStore(db);
     this.counters = new SqlCounterStore(db);
     this.configurations = new SqlConfigurationStore(db);
+    this.jobs = new SqlJobStore(db);
+    this.fileNotifications = new SqlFileNotificationStore(db);
   }
 
   /** The driver, for what keeps its own tables beside the store's (the event log, src/log/sql). */
@@ -143,6 +149,23 @@ export class SqlStore implements Store {
     const total = Number(rows[0]?.total ?? 0);
     const enabled = Number(rows[0]?.enabled ?? 0);
     return { total, enabled, disabled: total - enabled };
+  }
+
+  async connectedDeviceCount(): Promise<number> {
+    const rows = await this.db.all(`SELECT COUNT(*) AS n FROM devices WHERE connection_state = 'Connected'`);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async resetConnectionStates(at: string): Promise<number> {
+    return this.db.transaction(async (tx) => {
+      let n = 0;
+      for (const table of ['devices', 'modules']) {
+        const stale = await tx.all(`SELECT COUNT(*) AS n FROM ${table} WHERE connection_state = 'Connected'`);
+        n += Number(stale[0]?.n ?? 0);
+        await tx.run(`UPDATE ${table} SET connection_state = 'Disconnected', connection_state_updated_time = ? WHERE connection_state = 'Connected'`, [at]);
+      }
+      return n;
+    });
   }
 
   async setConnectionState(deviceId: string, moduleId: string | null, state: 'Connected' | 'Disconnected', at: string): Promise<void> {

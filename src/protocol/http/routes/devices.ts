@@ -61,4 +61,6 @@ export function registerDeviceRoutes(app: FastifyInstance, { registry, twins }: 
     const s = await registry.statistics();
     return { totalDeviceCount: s.total, enabledDeviceCount: s.enabled, disabledDeviceCount: s.disabled };
   });
+
+  app.get('/statistics/service', async () => registry.serviceStatistics());
 }

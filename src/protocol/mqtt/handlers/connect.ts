@@ -12,7 +12,7 @@
  */
 import type { IConnectPacket } from 'mqtt-packet';
 import type { AuthFailure } from '../../../core/auth-failure.js';
-import { validateDeviceId } from '../../../core/ids.js';
+import { isDtmi, printable, validateDeviceId } from '../../../core/ids.js';
 import type { MqttConnection } from '../connection.js';
 import { c2dFilter } from '../topics.js';
 import { dpsUsername, handleDpsConnect, refuseProvisioning } from './dps.js';
@@ -77,6 +77,43 @@ export function parseUsername(username: string, hostname: string): string[] | un
   return segments.slice(1);
 }
 
+/**
+ * The `model-id` an IoT Plug and Play device appends to the username query (wire doc §3.1; the SDK
+ * does not percent-encode it). Undefined when absent.
+ */
+export function usernameModelId(username: string): string | undefined {
+  const q = username.indexOf('?');
+  if (q < 0) return undefined;
+  for (const part of username.slice(q + 1).split('&')) {
+    const eq = part.indexOf('=');
+    if (eq < 0 || part.slice(0, eq).toLowerCase() !== 'model-id') continue;
+    const raw = part.slice(eq + 1);
+    try {
+      return decodeURIComponent(raw);
+    } catch {
+      return raw;
+    }
+  }
+  return undefined;
+}
+
+/** Keeps the announced model id in the twin before the CONNACK, so the twin shows it once the device is connected. */
+async function announceModel(conn: MqttConnection, username: string): Promise<void> {
+  const modelId = usernameModelId(username);
+  const id = conn.identity;
+  if (modelId === undefined || id === undefined) return;
+  if (!isDtmi(modelId)) {
+    conn.deps.logger.warn({ event: 'pnp.model-id-invalid', clientId: conn.clientId, modelId: printable(modelId, 128) }, 'the announced model id is not a DTMI; ignored');
+    return;
+  }
+  conn.modelId = modelId;
+  try {
+    await conn.deps.twins.announceModel(id.deviceId, id.moduleId, modelId);
+  } catch (err) {
+    conn.deps.logger.error({ err, clientId: conn.clientId }, 'the announced model id could not be stored');
+  }
+}
+
 export async function handleConnect(conn: MqttConnection, packet: IConnectPacket): Promise<void> {
   const clientId = packet.clientId ?? '';
   // Provisioning clients share the port; their username names an ID scope (wire doc §4.1).
@@ -117,6 +154,7 @@ export async function handleConnect(conn: MqttConnection, packet: IConnectPacket
   const previous = conn.deps.connections.register(conn);
   previous?.close('taken over by a new connection for the same identity');
 
+  await announceModel(conn, packet.username ?? '');
   let sessionPresent = false;
   if (conn.cleanSession) {
     await conn.deps.sessions.deleteSession(clientId);

@@ -57,7 +57,7 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
       if (packet.retain) bag.app['mqtt-retain'] = 'true';
       let event;
       try {
-        event = telemetryEvent(id, payload, bag.system, bag.app, new Date(conn.deps.clock.now()).toISOString(), conn.deps.limits.maxMessageBytes);
+        event = telemetryEvent(id, payload, bag.system, bag.app, new Date(conn.deps.clock.now()).toISOString(), conn.deps.limits.maxMessageBytes, conn.modelId);
       } catch (err) {
         return conn.close((err as Error).message);
       }

@@ -1,0 +1,111 @@
+/**
+ * The embedded blob store: Azurite, Microsoft's Azure Storage emulator (npm `azurite`), as a child
+ * process of the hub. Azurite has no library API (its package's main is a VS Code extension), so
+ * the hub forks azurite-child.ts, which runs Azurite's own `azurite-blob` entry point: on
+ * 127.0.0.1 at a port the system picks, TLS with a certificate from the hub's CA, its data under
+ * the hub's data dir, telemetry off, and one account whose key the hub generated and keeps sealed
+ * (Azurite's well-known development key is never accepted: AZURITE_ACCOUNTS replaces it). Devices
+ * and services reach it through the hub's HTTPS port (protocol/http/blob-proxy.ts).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Logger } from 'pino';
+
+export interface EmbeddedAzurite {
+  /** `https://127.0.0.1:<port>/<account>`. */
+  endpoint: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+export interface AzuriteOptions {
+  /** Its workspace (blobs and metadata), created 0700. */
+  dir: string;
+  accountName: string;
+  accountKey: string;
+  certPem: string;
+  keyPem: string;
+  logger: Logger;
+  startTimeoutMs?: number;
+}
+
+export async function startAzurite(opts: AzuriteOptions): Promise<EmbeddedAzurite> {
+  mkdirSync(join(opts.dir, 'tls'), { recursive: true, mode: 0o700 });
+  const certFile = join(opts.dir, 'tls', 'cert.pem');
+  const keyFile = join(opts.dir, 'tls', 'key.pem');
+  writeFileSync(certFile, opts.certPem, { mode: 0o600 });
+  writeFileSync(keyFile, opts.keyPem, { mode: 0o600 });
+  const require = createRequire(import.meta.url);
+  const main = require.resolve('azurite/dist/src/blob/main.js');
+  const args = [
+    '--blobHost', '127.0.0.1',
+    '--blobPort', '0',
+    '--location', opts.dir,
+    '--cert', certFile,
+    '--key', keyFile,
+    // The account is the first path segment (/devstoreaccount1/...), whatever host name the device used.
+    '--disableProductStyleUrl',
+    '--disableTelemetry',
+    '--silent',
+    // The device SDK's x-ms-version may be newer than this Azurite knows.
+    '--skipApiVersionCheck',
+    '--loose',
+  ];
+  const child: ChildProcess = fork(fileURLToPath(new URL('./azurite-child.js', import.meta.url)), args, {
+    // Nothing of the hub's environment: no AZURITE_DB, no keys.
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
+    execArgv: [],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+  });
+  const log = opts.logger.child({ component: 'azurite' });
+  let out = '';
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => fail(new Error(`Azurite did not start in ${(opts.startTimeoutMs ?? 30_000) / 1000} s: ${out.slice(-500)}`)), opts.startTimeoutMs ?? 30_000);
+    const fail = (err: Error) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(err);
+    };
+    child.stdout?.on('data', (c: Buffer) => {
+      out += c.toString();
+      const m = /successfully listens on https:\/\/127\.0\.0\.1:(\d+)/.exec(out);
+      if (m !== null) {
+        clearTimeout(timer);
+        resolve(Number(m[1]));
+      }
+    });
+    child.stderr?.on('data', (c: Buffer) => {
+      out += c.toString();
+      log.warn({ event: 'azurite.stderr', text: c.toString().slice(0, 500) }, 'Azurite wrote to stderr');
+    });
+    child.once('exit', (code) => fail(new Error(`Azurite exited with ${String(code)} before it listened: ${out.slice(-500)}`)));
+    child.send({ accounts: `${opts.accountName}:${opts.accountKey}`, main });
+  });
+  child.removeAllListeners('exit');
+  child.stdout?.removeAllListeners('data');
+  child.stdout?.resume();
+  const exited = new Promise<void>((resolve) => {
+    if (child.exitCode !== null) resolve();
+    child.once('exit', (code, signal) => {
+      if (!stopping) log.error({ event: 'azurite.exited', code, signal }, 'the embedded Azurite exited; file upload fails until the hub restarts');
+      resolve();
+    });
+  });
+  let stopping = false;
+  log.info({ event: 'azurite.started', port, pid: child.pid }, 'embedded Azurite blob service started');
+  return {
+    endpoint: `https://127.0.0.1:${port}/${opts.accountName}`,
+    port,
+    async stop() {
+      stopping = true;
+      // Closing the channel makes it stop itself (azurite-child.ts); SIGKILL if it takes too long.
+      if (child.connected) child.disconnect();
+      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
