@@ -1,6 +1,6 @@
 /**
  * `npm run bench:log [-- --records N --seconds S]`: the partitioned event log (src/log) on each
- * backend: SQLite (the store's file; appends commit with synchronous=FULL), PostgreSQL (127.0.0.1,
+ * backend: SQLite (the store's file; each append's WAL fdatasynced after its commit), PostgreSQL (127.0.0.1,
  * GATEHOUSE_TEST_DATABASE_URL) and NATS JetStream (127.0.0.1:4222, GATEHOUSE_TEST_NATS_URL; file
  * storage, one replica).
  *
@@ -45,7 +45,7 @@ interface Backend {
 }
 
 const sqlite: Backend = {
-  name: 'SQLite (synchronous=FULL per append)',
+  name: 'SQLite (WAL fdatasynced per append)',
   async open() {
     const dir = mkdtempSync(join(tmpdir(), 'gh-bench-log-'));
     const store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
@@ -225,7 +225,7 @@ if (process.argv.includes('--write')) {
     '## Partitioned log (bench/log)',
     `## Partitioned log (bench/log)
 
-\`npm run bench:log\` (up to ${RECORDS.toLocaleString('en-US')} records or ${SECONDS} s per row), on ${cpus().length} cores **shared with other work at the time** (1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after): preliminary numbers, to compare backends and batch sizes, not a capacity figure. One writer with one append in flight; each append resolves once durable (SQLite synchronous=FULL for the commit, PostgreSQL synchronous_commit=on, JetStream's acknowledgement: stored, fsync on the server's interval). Records are a 200-byte body plus properties, from 1,000 devices over ${PARTITIONS} partitions. Reads page every partition from the earliest record, 500 a read; tails follow each partition from the earliest record to its end (SQL: the read loop; JetStream: an ordered consumer). "This process" is the log's client side; "machine" adds the database or NATS server and anything else running.
+\`npm run bench:log\` (up to ${RECORDS.toLocaleString('en-US')} records or ${SECONDS} s per row), on ${cpus().length} cores **shared with other work at the time** (1-minute load average ${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after): preliminary numbers, to compare backends and batch sizes, not a capacity figure. One writer with one append in flight; each append resolves once durable (SQLite: the WAL fdatasynced after the commit, PostgreSQL synchronous_commit=on, JetStream's acknowledgement: stored, fsync on the server's interval). Records are a 200-byte body plus properties, from 1,000 devices over ${PARTITIONS} partitions. Reads page every partition from the earliest record, 500 a read; tails follow each partition from the earliest record to its end (SQL: the read loop; JetStream: an ordered consumer). "This process" is the log's client side; "machine" adds the database or NATS server and anything else running.
 
 ${table}
 `,

@@ -6,26 +6,26 @@
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import { startAgent, startCluster, type Agent, type Cluster } from './support/cluster.js';
+import { describe, it } from 'node:test';
+import { clusterWithAgents } from './support/cluster.js';
 
 const HOSTNAME = 'hub.alerts.test';
 const [A, B] = ['127.0.38.1', '127.0.38.2'] as const;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let cluster: Cluster;
-const agents: Record<string, Agent> = {};
+const nodes = clusterWithAgents([A, B], HOSTNAME);
+const agents = nodes.agents;
 
 type Alert = { rule: string; state: string; value: number };
 
 async function firedAlerts(via: string, rule = 'failed-logins-hub'): Promise<Alert[]> {
-  const r = await agents[via]!.call<{ status: number; body: { value: Alert[] } }>('rest', { hostname: HOSTNAME, key: cluster.ownerKey, method: 'GET', path: '/alerts?state=fired' });
+  const r = await agents[via]!.call<{ status: number; body: { value: Alert[] } }>('rest', { hostname: HOSTNAME, key: nodes.cluster.ownerKey, method: 'GET', path: '/alerts?state=fired' });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   return r.body.value.filter((a) => a.rule === rule);
 }
 
 async function rest(via: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-  return agents[via]!.call<{ status: number; body: unknown }>('rest', { hostname: HOSTNAME, key: cluster.ownerKey, method, path, ...(body === undefined ? {} : { body }) });
+  return agents[via]!.call<{ status: number; body: unknown }>('rest', { hostname: HOSTNAME, key: nodes.cluster.ownerKey, method, path, ...(body === undefined ? {} : { body }) });
 }
 
 async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
@@ -45,16 +45,6 @@ async function failLogins(via: string, policy: string, n: number): Promise<void>
 }
 
 describe('alert windows across two nodes', () => {
-  before(async () => {
-    cluster = await startCluster({ addresses: [A, B], hostname: HOSTNAME });
-    for (const address of [A, B]) agents[address] = await startAgent(HOSTNAME, address);
-  });
-
-  after(async () => {
-    for (const a of Object.values(agents)) a.kill();
-    await cluster?.stop();
-  });
-
   it('failures on two nodes, under the threshold on each, trip the hub-wide rule once', async () => {
     // Two identities, six failures each: below the lockout's 10 per identity, so every one is counted.
     await failLogins(A, 'registryRead', 6);

@@ -6,34 +6,24 @@
  * while B's holds it, and once B's closes A may read again.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { startAgent, startCluster, type Agent, type Cluster } from './support/cluster.js';
+import { describe, it } from 'node:test';
+import { clusterWithAgents } from './support/cluster.js';
 
 const HOSTNAME = 'hub.ehcluster.test';
 const [A, B] = ['127.0.150.1', '127.0.150.2'] as const;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-let cluster: Cluster;
-const agents: Record<string, Agent> = {};
+const nodes = clusterWithAgents([A, B], HOSTNAME);
+const agents = nodes.agents;
 
 function subscribe(via: string, tag: string, ownerLevel?: number): Promise<unknown> {
-  const connectionString = `Endpoint=sb://${HOSTNAME}/;SharedAccessKeyName=iothubowner;SharedAccessKey=${cluster.ownerKey};EntityPath=hub`;
+  const connectionString = `Endpoint=sb://${HOSTNAME}/;SharedAccessKeyName=iothubowner;SharedAccessKey=${nodes.cluster.ownerKey};EntityPath=hub`;
   return agents[via]!.call('eh.subscribe', { tag, connectionString, partition: '0', ...(ownerLevel === undefined ? {} : { ownerLevel }) });
 }
 
 const errorOf = (via: string, tag: string, ms = 15_000) => agents[via]!.waitFor((e) => e.event === 'eh-error' && e.tag === tag, ms, `an error on receiver ${tag}`);
 
 describe('Event Hubs epoch receivers across two nodes', () => {
-  before(async () => {
-    cluster = await startCluster({ addresses: [A, B], hostname: HOSTNAME });
-    for (const address of [A, B]) agents[address] = await startAgent(HOSTNAME, address);
-  });
-
-  after(async () => {
-    for (const a of Object.values(agents)) a.kill();
-    await cluster?.stop();
-  });
-
   it('a higher epoch on node B steals the partition from node A, and holds it against A until it closes', { timeout: 90_000 }, async () => {
     await subscribe(A, 'first', 1);
     await sleep(3000);

@@ -1,15 +1,16 @@
 /**
  * An acknowledged message is on disk (issue 19): the log's append resolves, and so the PUBACK or
- * 204 goes out, only after a commit that synced to disk. A driver spy sees every append's commit:
- * on SQLite the connection's `synchronous` at the moment of COMMIT (FULL syncs the WAL at that
- * commit; NORMAL leaves it to the OS cache), on PostgreSQL the p_sync argument of log_append, and
- * the function is held to set synchronous_commit from it whatever the session's setting. With
- * `--telemetry-durability os-cache` (sync: false) the same spy sees commits that do not sync, so
- * the guarantee cannot silently regress either way.
+ * 204 goes out, only after a commit that synced to disk. On SQLite the driver's file-sync hook
+ * (fdatasync of the WAL, off the event loop) is counted: each append must see its transaction's
+ * statements, then a completed sync of the WAL file, then its resolution. On PostgreSQL a driver
+ * spy sees the p_sync argument of log_append, and the function is held to set synchronous_commit
+ * from it whatever the session's setting. With `--telemetry-durability os-cache` (sync: false)
+ * the same hooks see commits that do not sync, so the guarantee cannot silently regress either way.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,12 +21,13 @@ import { openSqlEventLog, type SqlEventLog } from '../src/log/sql/sql-log.js';
 import type { SqlDriver, SqlExecutor, SqlValue, TransactionOptions } from '../src/store/sql/driver.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import { SqliteDriver } from '../src/store/sqlite/sqlite-driver.js';
 import type { SqlStore } from '../src/store/sql/sql-store.js';
 import { DEFAULT_TEST_RETENTION } from './support/log-harness.js';
 
 const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-type Seen = { kind: 'commit'; synced: boolean } | { kind: 'ack' };
+type Seen = { kind: 'commit'; synced: boolean } | { kind: 'ack' } | { kind: 'statements' } | { kind: 'synced'; file: string };
 
 /** The store's driver, recording each commit and whether it synced to disk. */
 function spy(inner: SqlDriver, seen: Seen[]): SqlDriver {
@@ -40,16 +42,12 @@ function spy(inner: SqlDriver, seen: Seen[]): SqlDriver {
       if (sql.includes('FROM log_append(')) seen.push({ kind: 'commit', synced: params?.at(-1) === 'true' });
       return rows;
     },
-    async transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, opts?: TransactionOptions): Promise<T> {
-      let synchronous: unknown;
-      const result = await inner.transaction(async (tx) => {
+    transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, opts?: TransactionOptions): Promise<T> {
+      return inner.transaction(async (tx) => {
         const r = await fn(tx);
-        // What COMMIT will do: 2 = FULL (syncs the WAL), 1 = NORMAL (the OS cache).
-        if (inner.dialect === 'sqlite') synchronous = (await tx.all('PRAGMA synchronous'))[0]?.synchronous;
+        seen.push({ kind: 'statements' }); // COMMIT follows at once
         return r;
       }, opts);
-      seen.push({ kind: 'commit', synced: synchronous === 2 });
-      return result;
     },
   };
 }
@@ -59,6 +57,7 @@ describe('the log acknowledges only what a synced commit holds', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gh-logdur-'));
   const stores: SqlStore[] = [];
   const logs: SqlEventLog[] = [];
+  const drivers: SqlDriver[] = [];
 
   before(async () => {
     const box = new SecretBox(randomBytes(32));
@@ -69,6 +68,7 @@ describe('the log acknowledges only what a synced commit holds', () => {
 
   after(async () => {
     for (const l of logs) await l.close();
+    for (const d of drivers) await d.close();
     for (const s of stores) await s.close();
     rmSync(dir, { recursive: true, force: true });
     const admin = new pg.Client({ connectionString: DATABASE_URL });
@@ -77,9 +77,8 @@ describe('the log acknowledges only what a synced commit holds', () => {
     await admin.end();
   });
 
-  async function appendThrough(store: SqlStore, sync: boolean | undefined): Promise<Seen[]> {
-    const seen: Seen[] = [];
-    const log = await openSqlEventLog(spy(store.sqlDriver, seen), { retention: DEFAULT_TEST_RETENTION, pollMs: 60_000, ...(sync === undefined ? {} : { sync }) });
+  async function appendThrough(driver: SqlDriver, sync: boolean | undefined, seen: Seen[] = []): Promise<Seen[]> {
+    const log = await openSqlEventLog(spy(driver, seen), { retention: DEFAULT_TEST_RETENTION, pollMs: 60_000, ...(sync === undefined ? {} : { sync }) });
     logs.push(log);
     seen.length = 0; // opening the log commits its partition rows
     for (let b = 0; b < 3; b++) {
@@ -100,18 +99,47 @@ describe('the log acknowledges only what a synced commit holds', () => {
     { kind: 'ack' },
   ];
 
-  it('SQLite: every append resolves after a commit with synchronous=FULL (the default)', async () => {
-    assert.deepEqual(await appendThrough(stores[0] as SqlStore, undefined), synced);
+  /** A second connection to the SQLite store's file whose WAL syncs are seen (the real fdatasync runs). */
+  async function sqliteWithSyncs(seen: Seen[]): Promise<SqlDriver> {
+    const driver = new SqliteDriver(join(dir, 'hub.db'), {
+      syncFile: async (path) => {
+        const fh = await open(path, 'r');
+        await fh.datasync();
+        await fh.close();
+        seen.push({ kind: 'synced', file: path.endsWith('-wal') ? 'wal' : path === dir ? 'dir' : path });
+      },
+    });
+    drivers.push(driver);
+    return driver;
+  }
+
+  it('SQLite: every append resolves after its commit and a sync of the WAL file (the default)', async () => {
+    const seen: Seen[] = [];
+    await appendThrough(await sqliteWithSyncs(seen), undefined, seen);
+    assert.deepEqual(seen, [
+      { kind: 'statements' },
+      { kind: 'synced', file: 'wal' },
+      { kind: 'synced', file: 'dir' }, // once: the WAL file's directory entry
+      { kind: 'ack' },
+      { kind: 'statements' },
+      { kind: 'synced', file: 'wal' },
+      { kind: 'ack' },
+      { kind: 'statements' },
+      { kind: 'synced', file: 'wal' },
+      { kind: 'ack' },
+    ]);
   });
 
   it('PostgreSQL: every append is a log_append call that asks for a synced commit (the default)', async () => {
-    assert.deepEqual(await appendThrough(stores[1] as SqlStore, undefined), synced);
+    assert.deepEqual(await appendThrough((stores[1] as SqlStore).sqlDriver, undefined), synced);
   });
 
   it('os-cache: the same appends commit without a sync, on both stores', async () => {
+    const seen: Seen[] = [];
+    await appendThrough(await sqliteWithSyncs(seen), false, seen);
+    assert.deepEqual(seen, [{ kind: 'statements' }, { kind: 'ack' }, { kind: 'statements' }, { kind: 'ack' }, { kind: 'statements' }, { kind: 'ack' }]);
     const relaxed = synced.map((s) => (s.kind === 'commit' ? { kind: 'commit', synced: false } : s));
-    assert.deepEqual(await appendThrough(stores[0] as SqlStore, false), relaxed);
-    assert.deepEqual(await appendThrough(stores[1] as SqlStore, false), relaxed);
+    assert.deepEqual(await appendThrough((stores[1] as SqlStore).sqlDriver, false), relaxed);
   });
 
   it('PostgreSQL: log_append sets synchronous_commit from p_sync, whatever the session had', async () => {

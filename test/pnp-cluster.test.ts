@@ -6,17 +6,17 @@
  * to one node each.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { startAgent, startCluster, type Agent, type Cluster } from './support/cluster.js';
+import { describe, it } from 'node:test';
+import { clusterWithAgents } from './support/cluster.js';
 
 const HOSTNAME = 'pnp.cluster.test';
 const [A, B] = ['127.0.122.1', '127.0.122.2'] as const;
 
-let cluster: Cluster;
-const agents: Record<string, Agent> = {};
+const nodes = clusterWithAgents([A, B], HOSTNAME);
+const agents = nodes.agents;
 
 async function rest(via: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-  return agents[via]!.call('rest', { hostname: HOSTNAME, key: cluster.ownerKey, method, path, body });
+  return agents[via]!.call('rest', { hostname: HOSTNAME, key: nodes.cluster.ownerKey, method, path, body });
 }
 
 async function createDevice(deviceId: string): Promise<string> {
@@ -40,16 +40,6 @@ async function connectedVia(via: string, want: number): Promise<void> {
 }
 
 describe('IoT Plug and Play and service statistics in a cluster of two nodes', () => {
-  before(async () => {
-    cluster = await startCluster({ addresses: [A, B], hostname: HOSTNAME });
-    for (const address of [A, B]) agents[address] = await startAgent(HOSTNAME, address);
-  });
-
-  after(async () => {
-    for (const a of Object.values(agents)) a.kill();
-    await cluster?.stop();
-  });
-
   it('statistics/service counts the devices on both nodes from either; a component command through B reaches a device on A', { timeout: 120_000 }, async () => {
     const onA = await createDevice('st-a');
     const onB = await createDevice('st-b');

@@ -289,6 +289,9 @@ export function eventLogConformance(name: string, open: OpenLog): void {
                 seen += page.length;
               }
               if (finished) return seen;
+              // A reader that never let the event loop turn would starve the writers' disk syncs
+              // (SQLite's run on the thread pool and complete in the poll phase).
+              await new Promise<void>((resolve) => setImmediate(resolve));
             }
           })();
           await Promise.all(writers);

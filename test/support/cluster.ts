@@ -7,6 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
+import { after, before } from 'node:test';
 import pg from 'pg';
 import { cli, ROOT, startHubProcess, removeDir, type HubProcess } from './hub-process.js';
 import { parseConnectionString } from '../../src/cli/connection.js';
@@ -172,4 +173,28 @@ export async function startAgent(hostname: string, address: string): Promise<Age
   };
   await agent.waitFor((e) => e.event === 'ready', 20_000, 'agent ready');
   return agent;
+}
+
+/**
+ * Nodes on `addresses` and an agent pinned to each, started before the file's tests and stopped
+ * after them. `cluster` may be read once the tests run.
+ */
+export function clusterWithAgents(addresses: readonly string[], hostname: string): { readonly cluster: Cluster; readonly agents: Record<string, Agent> } {
+  let cluster: Cluster | undefined;
+  const agents: Record<string, Agent> = {};
+  before(async () => {
+    cluster = await startCluster({ addresses: [...addresses], hostname });
+    for (const address of addresses) agents[address] = await startAgent(hostname, address);
+  });
+  after(async () => {
+    for (const a of Object.values(agents)) a.kill();
+    await cluster?.stop();
+  });
+  return {
+    get cluster(): Cluster {
+      if (cluster === undefined) throw new Error('the cluster has not started');
+      return cluster;
+    },
+    agents,
+  };
 }

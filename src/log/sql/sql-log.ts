@@ -59,7 +59,7 @@ export interface SqlEventLogOptions {
   pollMs?: number;
   /**
    * Whether an append returns only once its commit is synced to disk (default true): SQLite
-   * synchronous=FULL for the commit, PostgreSQL synchronous_commit=on. False (--telemetry-durability
+   * the WAL fdatasynced after the commit, PostgreSQL synchronous_commit=on. False (--telemetry-durability
    * os-cache): once the operating system has it (a process crash loses nothing, a power cut may).
    */
   sync?: boolean;

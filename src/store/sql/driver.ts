@@ -23,7 +23,8 @@ export interface SqlDriver extends SqlExecutor {
   /**
    * Runs `fn` in one transaction; statements of concurrent transactions never interleave.
    * `durable`: the commit is on disk when the promise resolves, whatever the connection's default
-   * (SQLite: synchronous=FULL for this commit; PostgreSQL: synchronous_commit=on).
+   * (SQLite: the WAL file fdatasynced after the commit, off the event loop; PostgreSQL:
+   * synchronous_commit=on).
    */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, opts?: TransactionOptions): Promise<T>;
   /** True when `err` is a unique/primary-key violation. */

@@ -1,4 +1,5 @@
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, fdatasync as fdatasyncFd, openSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { SqlDriver, SqlExecutor, SqlRow, SqlValue, TransactionOptions } from '../sql/driver.js';
 
@@ -9,15 +10,58 @@ import type { SqlDriver, SqlExecutor, SqlRow, SqlValue, TransactionOptions } fro
  *
  * better-sqlite3 is synchronous, so a transaction would only interleave with another one at an
  * `await` inside `fn`; a promise chain serializes transactions to rule that out.
+ *
+ * A durable transaction commits like any other (its WAL frames written to the OS), then syncs the
+ * WAL file to disk off the event loop (an fdatasync on libuv's thread pool) before it resolves:
+ * what synchronous=FULL does at COMMIT, without stalling every connection of the hub for the
+ * disk's flush. Durable commits made while a sync runs share the next one (group sync).
  */
+export interface SqliteDriverOptions {
+  /** Syncs a file to disk (default: fdatasync on a descriptor kept open); tests count the calls. */
+  syncFile?: (path: string) => Promise<void>;
+}
+
+/**
+ * fdatasync on the thread pool, through a descriptor opened once per file: SQLite keeps its WAL
+ * file (same inode) for as long as a connection is open, and this driver's is until close().
+ */
+function fileSyncer(): { sync: (path: string) => Promise<void>; close: () => void } {
+  const fds = new Map<string, number>();
+  return {
+    sync: (path) =>
+      new Promise<void>((resolve, reject) => {
+        let fd = fds.get(path);
+        if (fd === undefined) {
+          fd = openSync(path, 'r');
+          fds.set(path, fd);
+        }
+        fdatasyncFd(fd, (err) => (err === null ? resolve() : reject(err)));
+      }),
+    close: () => {
+      for (const fd of fds.values()) closeSync(fd);
+      fds.clear();
+    },
+  };
+}
+
 export class SqliteDriver implements SqlDriver {
   readonly dialect = 'sqlite' as const;
   readonly #db: Database.Database;
   readonly #statements = new Map<string, Database.Statement>();
   #txChain: Promise<unknown> = Promise.resolve();
   #inTx = false;
+  readonly #file: string;
+  readonly #syncFile: (path: string) => Promise<void>;
+  readonly #closeSyncer: () => void;
+  #syncing: Promise<void> | undefined;
+  #nextSync: Promise<void> | undefined;
+  #dirSynced = false;
 
-  constructor(file: string) {
+  constructor(file: string, opts: SqliteDriverOptions = {}) {
+    this.#file = file;
+    const syncer = fileSyncer();
+    this.#syncFile = opts.syncFile ?? syncer.sync;
+    this.#closeSyncer = syncer.close;
     // Created 0600 here, whatever the umask: SQLite gives the -wal and -shm files it creates the
     // database file's mode.
     if (file !== ':memory:') closeSync(openSync(file, 'a', 0o600));
@@ -70,9 +114,6 @@ export class SqliteDriver implements SqlDriver {
     const next = this.#txChain.catch(() => undefined).then(async () => {
       this.#inTx = true;
       try {
-        // WAL with synchronous=NORMAL syncs at checkpoints only; FULL syncs the WAL at this commit
-        // (and so every earlier one). The pragma applies to the connection, so it goes back after.
-        if (opts.durable === true) this.#db.pragma('synchronous = FULL');
         this.#db.exec('BEGIN IMMEDIATE');
         const result = await fn(tx);
         this.#db.exec('COMMIT');
@@ -82,11 +123,40 @@ export class SqliteDriver implements SqlDriver {
         throw err;
       } finally {
         this.#inTx = false;
-        if (opts.durable === true) this.#db.pragma('synchronous = NORMAL');
       }
     });
     this.#txChain = next;
-    return next;
+    // The next transaction need not wait for this one's sync: only this caller does.
+    return opts.durable === true ? next.then(async (r) => (await this.#syncWal(), r)) : next;
+  }
+
+  /** Resolves once every commit made before the call is on disk. */
+  #syncWal(): Promise<void> {
+    if (this.#file === ':memory:') return Promise.resolve();
+    if (this.#syncing === undefined) {
+      const run = this.#syncOnce().finally(() => {
+        if (this.#syncing === run) this.#syncing = undefined;
+      });
+      this.#syncing = run;
+      return run;
+    }
+    // A sync is running, maybe from before this commit: the next one starts when it ends.
+    const again = (): Promise<void> => {
+      this.#nextSync = undefined;
+      return this.#syncWal();
+    };
+    this.#nextSync ??= this.#syncing.then(again, again);
+    return this.#nextSync;
+  }
+
+  async #syncOnce(): Promise<void> {
+    await this.#syncFile(`${this.#file}-wal`);
+    // The WAL file's directory entry, once: a file created since the last boot is only found
+    // after a power cut if its directory was synced too.
+    if (!this.#dirSynced) {
+      await this.#syncFile(dirname(this.#file));
+      this.#dirSynced = true;
+    }
   }
 
   isUniqueViolation(err: unknown): boolean {
@@ -96,6 +166,9 @@ export class SqliteDriver implements SqlDriver {
 
   async close(): Promise<void> {
     await this.#txChain.catch(() => undefined);
+    await this.#nextSync?.catch(() => undefined);
+    await this.#syncing?.catch(() => undefined);
+    this.#closeSyncer();
     this.#db.close();
   }
 }
