@@ -27,6 +27,7 @@ export const CLI_ERROR_CODES = {
   EnrollmentAlreadyExists: { exit: 1, summary: '`dps enrollment[-group] create`: the id is taken (the service would overwrite it); use `update`.' },
   Timeout: { exit: 1, summary: 'What the command waited for did not happen in --timeout.' },
   AuditLogNotIntact: { exit: 1, summary: '`gatehouse audit-log verify`: the hash chain is broken; the message names the first bad seq.' },
+  ImportIncomplete: { exit: 1, summary: '`gatehouse device import`: some lines could not be applied; they are listed in the errors file the message names.' },
   InternalError: { exit: 1, summary: 'An unexpected failure inside the CLI; the message says what.' },
 } as const;
 
@@ -44,6 +45,9 @@ export class CliError extends Error {
     super(message);
     this.name = 'CliError';
   }
+
+  /** The hub's answer, parsed, when it answered (a partly failed bulk request lists its errors there). */
+  body?: unknown;
 }
 
 /** The command line is wrong: exit 2, nothing was sent. */

@@ -126,7 +126,11 @@ export function errorFromResponse(status: number, body: unknown): CliError {
   const message = (parsed as { Message?: unknown } | null)?.Message;
   if (typeof message === 'string') {
     const m = /^ErrorCode:([^;]+);(.*)$/s.exec(message);
-    if (m?.[1] !== undefined) return new CliError(m[1], m[2] ?? '', status);
+    if (m?.[1] !== undefined) {
+      const err = new CliError(m[1], m[2] ?? '', status);
+      err.body = parsed;
+      return err;
+    }
   }
   const text = typeof body === 'string' ? body : JSON.stringify(body);
   return new CliError(`Http${status}`, (text ?? '').slice(0, 200), status);

@@ -4,6 +4,7 @@ import { deviceConnectionString } from '../connection.js';
 import { print } from '../output.js';
 import { encodeId } from '../rest-client.js';
 import { connectionOptions, withClient, type ConnOpts } from './common.js';
+import { registerDeviceTransfer } from './device-transfer.js';
 
 const COLUMNS = ['deviceId', 'status', 'connectionState', 'authType', 'etag'];
 
@@ -137,4 +138,5 @@ export function registerDevice(program: Command): void {
       if (o.output === 'json') print({ connectionString: line }, 'json', []);
       else process.stdout.write(`${line}\n`);
     });
+  registerDeviceTransfer(device);
 }

@@ -2,6 +2,7 @@
  * `gatehouse factory run`: the factory line (src/factory/station.ts). The station authenticates
  * with a factory credential (`gatehouse est credential create`), never with hub rights.
  */
+import { progressPrinter } from '../progress.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { runFactory, type DeviceKeyAlg, type FactoryProgress } from '../../factory/station.js';
 import { readFileArg } from '../connection.js';
@@ -34,28 +35,9 @@ function positiveNumber(v: string): number {
 }
 
 /** A bar on a terminal, a plain line per tenth otherwise (logs, CI). */
-function progressPrinter(tty: boolean): (p: FactoryProgress) => void {
-  let lastTenth = -1;
-  let lastDraw = 0;
-  return (p) => {
-    const line = `${p.done}/${p.total} devices, ${p.issued} issued, ${p.resumed} already done, ${p.failed} failed, ${p.perSecond.toFixed(1)}/s`;
-    if (tty) {
-      const now = Date.now();
-      if (now - lastDraw < 100 && p.done < p.total) return;
-      lastDraw = now;
-      const width = 30;
-      const filled = Math.round((p.done / p.total) * width);
-      const eta = p.perSecond > 0 ? Math.ceil((p.total - p.done) / p.perSecond) : 0;
-      process.stderr.write(`\r[${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${line}, eta ${eta}s   `);
-      if (p.done === p.total) process.stderr.write('\n');
-      return;
-    }
-    const tenth = Math.floor((p.done / p.total) * 10);
-    if (tenth !== lastTenth || p.done === p.total) {
-      lastTenth = tenth;
-      process.stderr.write(`${line}\n`);
-    }
-  };
+function factoryProgress(tty: boolean): (p: FactoryProgress) => void {
+  const draw = progressPrinter(tty);
+  return (p) => draw(p.done, p.total, `${p.done}/${p.total} devices, ${p.issued} issued, ${p.resumed} already done, ${p.failed} failed, ${p.perSecond.toFixed(1)}/s`, p.perSecond);
 }
 
 export function registerFactory(program: Command): void {
@@ -98,7 +80,7 @@ export function registerFactory(program: Command): void {
         ...(o.first === undefined ? {} : { first: o.first }),
         ...(o.rate === undefined ? {} : { rate: o.rate }),
         ...(o.concurrency === undefined ? {} : { concurrency: o.concurrency }),
-        onProgress: progressPrinter(process.stderr.isTTY === true),
+        onProgress: factoryProgress(process.stderr.isTTY === true),
       });
       const summary = {
         issued: result.issued,
