@@ -5,16 +5,23 @@
  * docs/benchmarks.md. Bounded: N devices per run, fixed concurrency, loopback only.
  *
  *   node dist/bench/registry.js [--devices 2000] [--concurrency 16] [--write]
+ *
+ * PostgreSQL profile (raw HTTPS only): alternated runs of one or more hub builds and pool sizes,
+ * with the CPU per registry op of the hub, of its PostgreSQL backends (/proc, found by
+ * application_name in pg_stat_activity) and of the load generator, and the load average:
+ *
+ *   node dist/bench/registry.js --postgres-profile [--builds before=/path/to/other/checkout,after=.]
+ *     [--pool-sizes 10] [--rounds 2] [--devices 3000] [--concurrency 16] [--write]
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { Agent, request } from 'node:https';
-import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { cpus, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { generateSasToken } from '../src/auth/sas.js';
-import { arg, percentile, writeBenchmarkSection } from './support.js';
+import { arg, argString, machineBusySeconds, percentile, procCpuSeconds, writeBenchmarkSection } from './support.js';
 import { removeDir, ROOT, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 
 interface WorkerResult {
@@ -25,6 +32,8 @@ interface WorkerResult {
   opsPerSecond: number;
   p50ms: number;
   p99ms: number;
+  /** CPU-seconds the load generator (this worker process) spent in the measured run. */
+  clientCpuSeconds: number;
 }
 
 async function runPool(n: number, concurrency: number, op: (i: number) => Promise<void>): Promise<{ seconds: number; latencies: number[] }> {
@@ -43,8 +52,9 @@ async function runPool(n: number, concurrency: number, op: (i: number) => Promis
   return { seconds: (performance.now() - start) / 1000, latencies: latencies.sort((a, b) => a - b) };
 }
 
-function summarize(client: WorkerResult['client'], n: number, r: { seconds: number; latencies: number[] }): WorkerResult {
+function summarize(client: WorkerResult['client'], n: number, r: { seconds: number; latencies: number[] }, cpu: NodeJS.CpuUsage): WorkerResult {
   return {
+    clientCpuSeconds: (cpu.user + cpu.system) / 1e6,
     client,
     devices: n,
     seconds: Number(r.seconds.toFixed(2)),
@@ -60,12 +70,13 @@ async function worker(kind: 'sdk' | 'raw', cs: string, n: number, concurrency: n
   if (kind === 'sdk') {
     const { Registry } = (await import('azure-iothub')).default;
     const registry = Registry.fromConnectionString(cs);
+    const cpu0 = process.cpuUsage();
     const r = await runPool(n, concurrency, async (i) => {
       const id = `${prefix}-${i}`;
       await registry.create({ deviceId: id });
       await registry.get(id);
     });
-    return summarize('azure-iothub', n, r);
+    return summarize('azure-iothub', n, r, process.cpuUsage(cpu0));
   }
   const host = /HostName=([^;]+)/.exec(cs)?.[1] ?? '';
   const key = /SharedAccessKey=([^;]+)/.exec(cs)?.[1] ?? '';
@@ -90,13 +101,14 @@ async function worker(kind: 'sdk' | 'raw', cs: string, n: number, concurrency: n
       req.on('error', reject);
       req.end(body);
     });
+  const cpu0 = process.cpuUsage();
   const r = await runPool(n, concurrency, async (i) => {
     const id = `${prefix}-${i}`;
     await call('PUT', `/devices/${id}`, JSON.stringify({ deviceId: id }));
     await call('GET', `/devices/${id}`);
   });
   agent.destroy();
-  return summarize('raw https', n, r);
+  return summarize('raw https', n, r, process.cpuUsage(cpu0));
 }
 
 function runWorker(hub: HubProcess, kind: 'sdk' | 'raw', n: number, concurrency: number): Promise<WorkerResult> {
@@ -121,6 +133,10 @@ async function main(): Promise<void> {
     const cs = process.argv[process.argv.indexOf('--cs') + 1] ?? '';
     const prefix = process.argv[process.argv.indexOf('--prefix') + 1] ?? 'bench';
     process.stdout.write(JSON.stringify(await worker(kind, cs, n, concurrency, prefix)));
+    return;
+  }
+  if (process.argv.includes('--postgres-profile')) {
+    await postgresProfile(n, concurrency);
     return;
   }
 
@@ -176,6 +192,91 @@ connections and show the hub's ceiling on this machine.
   if (process.argv.includes('--write')) {
     writeBenchmarkSection('## Registry: device create + get', section);
   }
+}
+
+// ---------------------------------------------------------------- PostgreSQL profile
+
+interface ProfileRow {
+  round: number;
+  build: string;
+  pool: string;
+  r: WorkerResult;
+  hubUs: number;
+  pgUs: number;
+  clientUs: number;
+  machineUs: number;
+  load1: number;
+}
+
+/** CPU-seconds of every PostgreSQL backend whose application_name is `tag`, by pid. */
+async function backendCpu(admin: pg.Client, tag: string): Promise<Map<number, number>> {
+  const res = await admin.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1', [tag]);
+  return new Map(res.rows.map((r) => [r.pid, procCpuSeconds(r.pid)]));
+}
+
+function cpuDelta(before: Map<number, number>, after: Map<number, number>): number {
+  let sum = 0;
+  // A backend opened during the run started from zero; one closed during it is lost (none are: the pool stays busy).
+  for (const [pid, s] of after) sum += s - (before.get(pid) ?? 0);
+  return sum;
+}
+
+async function postgresProfile(n: number, concurrency: number): Promise<void> {
+  const pgUrl = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+  const builds = (argString('builds') ?? `this=${ROOT}`).split(',').map((b) => {
+    const [label = '', dir = ROOT] = b.split('=');
+    return { label, bin: join(resolve(dir), 'bin', 'gatehouse.js') };
+  });
+  const pools = (argString('pool-sizes') ?? 'default').split(',');
+  const rounds = arg('rounds', 2);
+  const admin = new pg.Client({ connectionString: pgUrl });
+  await admin.connect();
+  const rows: ProfileRow[] = [];
+  try {
+    for (let round = 1; round <= rounds; round++) {
+      for (const pool of pools) {
+        for (const build of builds) {
+          const schema = `gh_bench_${randomBytes(4).toString('hex')}`;
+          const url = new URL(pgUrl);
+          url.searchParams.set('schema', schema);
+          url.searchParams.set('application_name', schema);
+          if (pool !== 'default') url.searchParams.set('pool_size', pool);
+          const hub = await startHubProcess({ address: '127.0.133.1', useTestCa: false, bin: build.bin, extraArgs: ['--database-url', url.toString()] });
+          try {
+            await runWorker(hub, 'raw', 300, concurrency);
+            const pid = hub.proc.pid ?? 0;
+            const [hub0, pg0, m0] = [procCpuSeconds(pid), await backendCpu(admin, schema), machineBusySeconds()];
+            const r = await runWorker(hub, 'raw', n, concurrency);
+            const [hub1, pg1, m1] = [procCpuSeconds(pid), await backendCpu(admin, schema), machineBusySeconds()];
+            const ops = 2 * n;
+            const us = (s: number) => Math.round((s * 1e6) / ops);
+            const row = { round, build: build.label, pool, r, hubUs: us(hub1 - hub0), pgUs: us(cpuDelta(pg0, pg1)), clientUs: us(r.clientCpuSeconds), machineUs: us(m1 - m0), load1: loadavg()[0] ?? 0 };
+            rows.push(row);
+            process.stderr.write(`${profileLine(row)}\n`);
+          } finally {
+            await hub.stop();
+            removeDir(hub.dataDir);
+            await admin.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+          }
+        }
+      }
+    }
+  } finally {
+    await admin.end();
+  }
+  const table = [
+    '| round | build | pool | ops/s | p50 pair ms | p99 pair ms | hub µs/op | PostgreSQL backends µs/op | load generator µs/op | whole machine µs/op | load avg 1 min |',
+    '|---|---|---|---|---|---|---|---|---|---|---|',
+    ...rows.map(profileLine),
+  ].join('\n');
+  process.stdout.write(`${table}\n`);
+  if (process.argv.includes('--write')) {
+    writeBenchmarkSection('## Registry on PostgreSQL (profile)', `## Registry on PostgreSQL (profile)\n\n${table}\n`);
+  }
+}
+
+function profileLine(x: ProfileRow): string {
+  return `| ${x.round} | ${x.build} | ${x.pool} | ${x.r.opsPerSecond} | ${x.r.p50ms} | ${x.r.p99ms} | ${x.hubUs} | ${x.pgUs} | ${x.clientUs} | ${x.machineUs} | ${x.load1.toFixed(2)} |`;
 }
 
 await main();

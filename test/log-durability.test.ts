@@ -36,6 +36,7 @@ function spy(inner: SqlDriver, seen: Seen[]): SqlDriver {
     isUniqueViolation: (e) => inner.isUniqueViolation(e),
     close: () => inner.close(),
     run: (sql, params) => inner.run(sql, params),
+    writeAll: (writes) => inner.writeAll(writes),
     async all(sql: string, params?: readonly SqlValue[]) {
       const rows = await inner.all(sql, params);
       // PostgreSQL: the append is one autocommitted call; its last argument is p_sync ('true' or 'false').

@@ -66,10 +66,12 @@ export async function startHubProcess(opts: {
   extraArgs?: string[];
   useTestCa?: boolean;
   env?: NodeJS.ProcessEnv;
+  /** Another build's bin/gatehouse.js (benchmarks compare builds); default this checkout's. */
+  bin?: string;
 }): Promise<HubProcess> {
   const dataDir = opts.dataDir ?? tempDir('hub');
   const args = [
-    BIN,
+    opts.bin ?? BIN,
     'start',
     '--data-dir',
     dataDir,

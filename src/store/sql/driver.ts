@@ -18,6 +18,12 @@ export interface TransactionOptions {
   durable?: boolean;
 }
 
+/** One write of a `writeAll`: an INSERT, UPDATE or DELETE without RETURNING. */
+export interface SqlWrite {
+  sql: string;
+  params: readonly SqlValue[];
+}
+
 export interface SqlDriver extends SqlExecutor {
   readonly dialect: 'sqlite' | 'postgres';
   /**
@@ -27,6 +33,12 @@ export interface SqlDriver extends SqlExecutor {
    * synchronous_commit=on).
    */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>, opts?: TransactionOptions): Promise<T>;
+  /**
+   * Runs independent writes as one atomic unit and returns the rows each changed. PostgreSQL sends
+   * them as one statement (data-modifying CTEs, one round trip, no BEGIN/COMMIT); so no write may
+   * depend on another's effect (they all see the snapshot taken before any of them).
+   */
+  writeAll(writes: readonly SqlWrite[]): Promise<number[]>;
   /** True when `err` is a unique/primary-key violation. */
   isUniqueViolation(err: unknown): boolean;
   close(): Promise<void>;

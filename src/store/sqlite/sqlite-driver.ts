@@ -1,7 +1,7 @@
 import { closeSync, fdatasync as fdatasyncFd, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { SqlDriver, SqlExecutor, SqlRow, SqlValue, TransactionOptions } from '../sql/driver.js';
+import type { SqlDriver, SqlExecutor, SqlWrite, SqlRow, SqlValue, TransactionOptions } from '../sql/driver.js';
 
 /**
  * better-sqlite3 behind the async SqlDriver port. WAL journal, synchronous=NORMAL (a process crash
@@ -128,6 +128,10 @@ export class SqliteDriver implements SqlDriver {
     this.#txChain = next;
     // The next transaction need not wait for this one's sync: only this caller does.
     return opts.durable === true ? next.then(async (r) => (await this.#syncWal(), r)) : next;
+  }
+
+  writeAll(writes: readonly SqlWrite[]): Promise<number[]> {
+    return this.transaction(async () => writes.map((w) => this.#runSync(w.sql, w.params)));
   }
 
   /** Resolves once every commit made before the call is on disk. */
