@@ -15,6 +15,9 @@ import { configurationStoreConformance } from '../src/store/configuration-store.
 import { jobStoreConformance } from '../src/store/job-store.case.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 import { postgresMigrations } from '../src/store/migrations/postgres.js';
+import { makeDevice, makeTwin } from '../src/store/store.case.js';
+import type { SqlStore } from '../src/store/sql/sql-store.js';
+import { writeAllConformance } from './support/sql-driver-case.js';
 
 const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
@@ -54,6 +57,53 @@ operatorStoreConformance('postgres', openHarness);
 counterStoreConformance('postgres', openHarness);
 configurationStoreConformance('postgres', openHarness);
 jobStoreConformance('postgres', openHarness);
+
+async function openSqlStore(query: Record<string, string> = {}): Promise<{ store: SqlStore; close(): Promise<void> }> {
+  const schema = `gh_test_${randomBytes(6).toString('hex')}`;
+  const url = new URL(DATABASE_URL);
+  url.searchParams.set('schema', schema);
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
+  const store = await openPostgresStore(url.toString(), new SecretBox(randomBytes(32)));
+  return {
+    store,
+    async close() {
+      await store.close();
+      const admin = new pg.Client({ connectionString: DATABASE_URL });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
+      await admin.end();
+    },
+  };
+}
+
+writeAllConformance('postgres', () => openSqlStore());
+
+describe('registry statements on PostgreSQL', () => {
+  it('a device create is one statement, and each statement is prepared once per connection', async () => {
+    // pool_size=1: every statement below runs on the one connection whose prepared statements we read.
+    const h = await openSqlStore({ pool_size: '1' });
+    try {
+      for (let i = 0; i < 6; i++) {
+        await h.store.createDevice(makeDevice(`prep-${i}`), makeTwin(`prep-${i}`));
+        assert.equal((await h.store.getDevice(`prep-${i}`))?.deviceId, `prep-${i}`);
+      }
+      const rows = (await h.store.sqlDriver.all(
+        "SELECT statement, generic_plans + custom_plans AS runs FROM pg_prepared_statements WHERE statement LIKE '%devices%'",
+      )) as Array<{ statement: string; runs: string }>;
+      const runs = (prefix: string) => rows.filter((r) => r.statement.startsWith(prefix)).map((r) => Number(r.runs));
+      // Both inserts travel as one statement (no BEGIN/COMMIT round trips), parsed once, run six times.
+      assert.deepEqual(runs('WITH w0 AS (INSERT INTO devices'), [6]);
+      assert.deepEqual(runs('SELECT device_id, generation_id'), [6]);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('refuses a pool_size that is not a whole number from 1 to 1000', async () => {
+    await assert.rejects(openSqlStore({ pool_size: '0' }), /invalid PostgreSQL pool_size '0'/);
+    await assert.rejects(openSqlStore({ pool_size: 'ten' }), /invalid PostgreSQL pool_size 'ten'/);
+  });
+});
 
 describe('migrations on PostgreSQL', () => {
   it('twelve nodes opening one empty schema at once: all open, each migration applied once', async () => {

@@ -14,6 +14,7 @@ import { counterStoreConformance } from '../src/store/counter-store.case.js';
 import { configurationStoreConformance } from '../src/store/configuration-store.case.js';
 import { jobStoreConformance } from '../src/store/job-store.case.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import { writeAllConformance } from './support/sql-driver-case.js';
 
 async function openHarness(): Promise<StoreHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'gh-sqlite-'));
@@ -36,6 +37,11 @@ async function openHarness(): Promise<StoreHarness> {
 }
 
 storeConformance('sqlite', openHarness);
+writeAllConformance('sqlite', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'gh-sqlite-'));
+  const store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
+  return { store, close: async () => (await store.close(), rmSync(dir, { recursive: true, force: true })) };
+});
 c2dStoreConformance('sqlite', openHarness);
 certificateStoreConformance('sqlite', openHarness);
 enrollmentStoreConformance('sqlite', openHarness);
