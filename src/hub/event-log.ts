@@ -17,7 +17,10 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../bus/nats/nats-bus.js';
 import { LOG_DURABILITY_META, LOG_REPLICAS_META, LOG_STORE_META, LogConfigError, type EventLog, type LogRetention } from '../log/log-ports.js';
 import { openJetStreamLog } from '../log/jetstream/jetstream-log.js';
-import { openSqlEventLog } from '../log/sql/sql-log.js';
+import { dirname, join } from 'node:path';
+import { openSqlEventLog, type SqlEventLogOptions } from '../log/sql/sql-log.js';
+import { LOG_FILE, openSqliteLog } from '../log/sqlite/open-sqlite-log.js';
+import { SqliteDriver } from '../store/sqlite/sqlite-driver.js';
 import type { SqlStore } from '../store/sql/sql-store.js';
 import { StartupError } from './startup.js';
 import { LogWriter } from './telemetry/log-writer.js';
@@ -46,6 +49,7 @@ export async function openHubEventLog(store: SqlStore, config: Omit<EventLogConf
     const sync = await recordDurability(store, config, logger);
     let log: EventLog;
     if (config.eventLog === 'jetstream') log = await openOnJetStream(store, { ...config, eventLog: 'jetstream', eventLogReplicas: config.eventLogReplicas ?? 1, telemetryDurability: config.telemetryDurability ?? 'fsync' }, bus, retention, logger);
+    else if (store.sqlDriver instanceof SqliteDriver && store.sqlDriver.file !== ':memory:') log = await openOnSqlite(store.sqlDriver, { ...partitionCount, retention, bus, sync }, logger);
     else log = await openSqlEventLog(store.sqlDriver, { ...partitionCount, retention, bus, sync });
     const perPartition = perPartitionBudget(config, log.partitionCount);
     retention.maxBytesPerPartition = perPartition;
@@ -82,6 +86,20 @@ async function recordDurability(store: SqlStore, config: { eventLog?: 'sql' | 'j
     );
   }
   return mode === 'fsync';
+}
+
+/**
+ * SQLite: the log in its own file beside the store's, written by a worker thread (decision 0008); a log kept in the
+ * store's file by an older version moves there at the first start.
+ */
+function openOnSqlite(storeDriver: SqliteDriver, opts: Omit<SqlEventLogOptions, 'writer'>, logger: Logger): Promise<EventLog> {
+  return openSqliteLog({
+    ...opts,
+    file: join(dirname(storeDriver.file), LOG_FILE),
+    store: { driver: storeDriver, file: storeDriver.file },
+    onMoved: (records) => logger.info({ event: 'log.moved', records, file: LOG_FILE }, 'moved the event log out of the store database into its own file'),
+    onWriterFailure: (err) => logger.error({ err, event: 'log.writer-failed' }, 'the event log writer thread stopped: appends waiting for it failed (ServiceUnavailable); the next append starts a new one'),
+  });
 }
 
 function perPartitionBudget(config: { eventMaxCount: number }, partitionCount: number): number {
