@@ -26,6 +26,8 @@ import { StartupError } from './startup.js';
 import { LogWriter } from './telemetry/log-writer.js';
 
 const BYTES_PER_MESSAGE_BUDGET = 1024;
+/** Telemetry batches the SQLite log's writer thread may hold at once (LogWriter's inFlight). */
+const SQLITE_BATCHES_IN_FLIGHT = 8;
 
 export interface EventLogConfig {
   partitions?: number | undefined;
@@ -48,13 +50,17 @@ export async function openHubEventLog(store: SqlStore, config: Omit<EventLogConf
     await fixLogStore(store, config.eventLog ?? 'sql', config.eventLogReplicas ?? 1);
     const sync = await recordDurability(store, config, logger);
     let log: EventLog;
+    let inFlight = 1;
     if (config.eventLog === 'jetstream') log = await openOnJetStream(store, { ...config, eventLog: 'jetstream', eventLogReplicas: config.eventLogReplicas ?? 1, telemetryDurability: config.telemetryDurability ?? 'fsync' }, bus, retention, logger);
-    else if (store.sqlDriver instanceof SqliteDriver && store.sqlDriver.file !== ':memory:') log = await openOnSqlite(store.sqlDriver, { ...partitionCount, retention, bus, sync }, logger);
-    else log = await openSqlEventLog(store.sqlDriver, { ...partitionCount, retention, bus, sync });
+    else if (store.sqlDriver instanceof SqliteDriver && store.sqlDriver.file !== ':memory:') {
+      log = await openOnSqlite(store.sqlDriver, { ...partitionCount, retention, bus, sync }, logger);
+      // Its writer thread commits what waits together, in the order sent: hand batches over as they form.
+      inFlight = SQLITE_BATCHES_IN_FLIGHT;
+    } else log = await openSqlEventLog(store.sqlDriver, { ...partitionCount, retention, bus, sync });
     const perPartition = perPartitionBudget(config, log.partitionCount);
     retention.maxBytesPerPartition = perPartition;
     logger.info({ event: 'log.opened', store: config.eventLog ?? 'sql', partitions: log.partitionCount, retentionHours: config.eventRetentionHours, maxBytesPerPartition: perPartition }, 'event log opened');
-    return new LogWriter(log, logger);
+    return new LogWriter(log, logger, { inFlight });
   } catch (err) {
     if (err instanceof LogConfigError) throw new StartupError(`${err.message}: start without --partitions, or with the count the hub was created with`);
     throw err;
