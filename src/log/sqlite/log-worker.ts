@@ -4,15 +4,16 @@
  *
  * Group commit: when a request arrives, the thread also takes every request already waiting on its
  * port (receiveMessageOnPort), numbers and inserts all their batches in one transaction (a
- * savepoint each, so a bad batch fails alone), commits, fdatasyncs the WAL once (unless the hub
- * runs with --telemetry-durability os-cache), and answers them all in one message. Batches that
- * arrive while it syncs wait on the port and go together in the next round.
+ * savepoint each, so a bad batch fails alone) and commits. Then the WAL is fdatasynced (unless the
+ * hub runs with --telemetry-durability os-cache) on the thread pool, and its completion answers
+ * every batch committed before it started, in one message. Batches that arrive meanwhile are
+ * committed at once and share the next sync.
  *
  * Numbering is the SQL log's (sql-log.ts): per partition, in ascending partition order, one
  * UPDATE ... RETURNING that bumps the partition's counters and clamps the enqueued time, then the
  * records in multi-row INSERTs.
  */
-import { closeSync, fdatasyncSync, openSync } from 'node:fs';
+import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -35,6 +36,11 @@ const inserts = new Map<number, Database.Statement>();
 const prune = db.prepare('DELETE FROM log_records WHERE part = ? AND seq >= ? AND seq < ?');
 let walFd: number | undefined;
 let dirSynced = false;
+/** A sync of the WAL is running. */
+let syncing = false;
+/** Committed appends whose answers wait for the next sync. */
+let unsynced: Outcome[] = [];
+let closing = false;
 
 function post(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(reply, transfer);
@@ -107,21 +113,54 @@ function failure(err: unknown): { message: string; code?: string } {
   return { message: String(e.message ?? err), ...(typeof e.code === 'string' ? { code: e.code } : {}) };
 }
 
-/** fdatasync of the WAL (and its directory entry, once): what synchronous=FULL does at COMMIT. */
-function syncWal(): void {
-  walFd ??= openSync(`${config.file}-wal`, 'r');
-  fdatasyncSync(walFd);
-  if (config.observe) post({ t: 'observed', event: { kind: 'synced', file: 'wal' } });
-  if (!dirSynced) {
-    const fd = openSync(dirname(config.file), 'r');
-    try {
-      fdatasyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    dirSynced = true;
-    if (config.observe) post({ t: 'observed', event: { kind: 'synced', file: 'dir' } });
+/** The WAL's directory entry, once: a file created since the last boot is only found after a power cut if its directory was synced too. */
+function syncDirOnce(): void {
+  if (dirSynced) return;
+  const fd = openSync(dirname(config.file), 'r');
+  try {
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
   }
+  dirSynced = true;
+  if (config.observe) post({ t: 'observed', event: { kind: 'synced', file: 'dir' } });
+}
+
+/**
+ * fdatasync of the WAL (what synchronous=FULL does at COMMIT) on the thread pool, answering the
+ * commits made before it started; commits made while it runs (this thread keeps taking requests)
+ * wait for the next one, which starts when it ends.
+ */
+function syncWal(): void {
+  syncing = true;
+  const answers = unsynced;
+  unsynced = [];
+  const synced = (err: unknown): void => {
+    let outcomes = answers;
+    try {
+      if (err !== null) throw err;
+      if (config.observe) post({ t: 'observed', event: { kind: 'synced', file: 'wal' } });
+      syncDirOnce();
+    } catch (e) {
+      // Committed but maybe not on disk: not acknowledged (a retry may repeat them: at least once).
+      outcomes = answers.map((o) => ({ id: o.id, error: failure(e) }));
+    }
+    answer(outcomes);
+    syncing = false;
+    if (unsynced.length > 0) syncWal();
+    else if (closing) closeNow();
+  };
+  try {
+    walFd ??= openSync(`${config.file}-wal`, 'r');
+  } catch (err) {
+    synced(err);
+    return;
+  }
+  fdatasync(walFd, synced);
+}
+
+function answer(outcomes: Outcome[]): void {
+  if (outcomes.length > 0) post({ t: 'done', outcomes }, outcomes.flatMap((o) => (o.placed === undefined ? [] : [o.placed.buffer as ArrayBuffer])));
 }
 
 function appendAll(appends: AppendRequest[], outcomes: Outcome[]): void {
@@ -141,8 +180,12 @@ function appendAll(appends: AppendRequest[], outcomes: Outcome[]): void {
     }
     db.exec('COMMIT');
     if (config.observe) post({ t: 'observed', event: { kind: 'commit' } });
-    if (config.sync && done.some((o) => o.placed !== undefined)) syncWal();
-    outcomes.push(...done);
+    if (!config.sync) {
+      outcomes.push(...done);
+      return;
+    }
+    for (const o of done) (o.placed === undefined ? outcomes : unsynced).push(o);
+    if (!syncing && unsynced.length > 0) syncWal();
   } catch (err) {
     if (db.inTransaction) db.exec('ROLLBACK');
     // Not committed, or committed and not synced: not acknowledged (a retry may repeat them: at least once).
@@ -164,13 +207,18 @@ function round(first: WorkerRequest): void {
       outcomes.push({ id: r.id, error: failure(err) });
     }
   }
-  post({ t: 'done', outcomes }, outcomes.flatMap((o) => (o.placed === undefined ? [] : [o.placed.buffer as ArrayBuffer])));
+  answer(outcomes);
   if (requests.some((r) => r.t === 'close')) {
-    if (walFd !== undefined) closeSync(walFd);
-    db.close();
-    post({ t: 'closed' });
-    port.close();
+    closing = true;
+    if (!syncing) closeNow();
   }
+}
+
+function closeNow(): void {
+  if (walFd !== undefined) closeSync(walFd);
+  db.close();
+  post({ t: 'closed' });
+  port.close();
 }
 
 port.on('message', round);
