@@ -70,6 +70,8 @@ interface Conn {
   tcp: Socket | undefined;
   phase: Phase;
   pingsOut: number;
+  /** When this client last sent something (ms, performance.now()). */
+  lastTx: number;
   rest: Buffer | undefined;
 }
 
@@ -140,6 +142,7 @@ function attempt(c: Conn, spec: OpenSpec, i: number, source: string): Promise<st
     }, 60_000);
     socket.once('secureConnect', () => {
       c.phase = Phase.AwaitConnack;
+      c.lastTx = performance.now();
       socket.write(connectPacket(spec.target.auth, id, spec.keepalive));
     });
     socket.on('data', (chunk: Buffer) => {
@@ -169,12 +172,16 @@ function attempt(c: Conn, spec: OpenSpec, i: number, source: string): Promise<st
       });
     });
     socket.on('error', (err: Error & { code?: string }) => done(c.phase === Phase.Handshake ? `TLS/TCP: ${err.code ?? err.message}` : `socket error: ${err.code ?? err.message}`));
+    let lastError = '';
+    socket.on('error', (err: Error & { code?: string }) => (lastError = err.code ?? err.message));
     socket.once('close', () => {
       // A socket given up on (timed out, refused) closes late: its record belongs to the next attempt.
       if (c.socket !== socket) return done('closed');
       if (c.phase === Phase.Up) {
         dropsWhileUp++;
-        dropReasons['closed by the server while up'] = (dropReasons['closed by the server while up'] ?? 0) + 1;
+        const why = `closed while up${lastError === '' ? '' : ` (${lastError})`}, ${((performance.now() - c.lastTx) / 1000).toFixed(0)} s after our last packet`;
+        const key = why.replace(/\d+ s after/, (m) => `${Math.floor(Number(m.split(' ')[0]) / 30) * 30}+ s after`);
+        dropReasons[key] = (dropReasons[key] ?? 0) + 1;
       } else {
         done(c.phase === Phase.Handshake ? 'closed during the TLS handshake' : c.phase === Phase.AwaitConnack ? 'closed before CONNACK' : 'closed before SUBACK');
       }
@@ -184,20 +191,20 @@ function attempt(c: Conn, spec: OpenSpec, i: number, source: string): Promise<st
   });
 }
 
-/** Once a second, a PINGREQ to each connection whose keep-alive period is due (a slice per second). */
+/**
+ * Once a second, a PINGREQ to each connection that sent nothing for 90 % of its keep-alive [MQTT-3.1.2-23]:
+ * by time, not by a slice per tick, so a client process busy with handshakes (late ticks) still pings in time.
+ */
 function startPinging(keepalive: number): void {
   clearInterval(pingTimer);
-  let cursor = 0;
+  const due = keepalive * 900;
   pingTimer = setInterval(() => {
-    const n = conns.length;
-    if (n === 0) return;
-    const slice = Math.ceil(n / keepalive);
-    for (let k = 0; k < slice; k++) {
-      const c = conns[cursor] as Conn;
-      cursor = (cursor + 1) % n;
-      if (c.phase !== Phase.Up || c.socket === undefined) continue;
+    const now = performance.now();
+    for (const c of conns) {
+      if (c.phase !== Phase.Up || c.socket === undefined || now - c.lastTx < due) continue;
       c.pingsOut++;
       pingsSent++;
+      c.lastTx = now;
       c.socket.write(PINGREQ);
     }
   }, 1000);
@@ -209,7 +216,7 @@ async function open(spec: OpenSpec): Promise<OpenResult> {
     context = createSecureContext({ ca: spec.target.caPem });
     contextCa = spec.target.caPem;
   }
-  if (conns.length !== spec.count) conns = Array.from({ length: spec.count }, () => ({ socket: undefined, tcp: undefined, phase: Phase.Gone, pingsOut: 0, rest: undefined }));
+  if (conns.length !== spec.count) conns = Array.from({ length: spec.count }, () => ({ socket: undefined, tcp: undefined, phase: Phase.Gone, pingsOut: 0, lastTx: 0, rest: undefined }));
   const failures: Record<string, number> = {};
   let opened = 0;
   let gaveUp = 0;
