@@ -372,7 +372,7 @@ with \`--max-connections-per-address 0\`: its default cap (256 open sockets per 
 source address (a real deployment behind NAT may need the cap raised too). ${
     fdLimit >= fdNeed
       ? `The open-file limit is raised for every process (\`ulimit -n ${fdNeed}\`; Node raises its soft limit to the hard one).`
-      : `Open files: this machine's hard limit is ${fmtInt(fdLimit)} per process and cannot be raised (a container without CAP_SYS_RESOURCE), so no single process here, the hub, Mosquitto or bare node:tls, can hold more than about ${fmtInt(fdLimit - 100)} sockets; the run uses ${fmtInt(n)} devices, and 100,000 on one hub process waits for a machine where \`ulimit -n ${fmtInt(200_000)}\` works (the bench raises it itself there).`
+      : `Open files: this machine's hard limit is ${fmtInt(fdLimit)} per process and cannot be raised (a container without CAP_SYS_RESOURCE), so no single process here, the hub, Mosquitto or bare node:tls, can hold more than about ${fmtInt(fdLimit - 100)} sockets; the run uses ${fmtInt(n)} devices, and 100,000 on one hub process waits for a machine where \`ulimit -n 200000\` works (the bench raises it itself there).`
   }
 ${notes.length === 0 ? '' : `\n${notes.map((x) => `- ${x}`).join('\n')}\n`}`;
   process.stdout.write(`${section}\n`);
