@@ -458,7 +458,7 @@ async function main(): Promise<void> {
           ) +
           `\n\n${rounds} rounds × ${fmtInt(nConnects)} connections per server (rounds interleave the servers), after 500 warm-up ones; ${concurrency} in flight from one generator process; ` +
           `each a full handshake (no resumption) with an ECDSA P-256 server certificate (leaf + CA sent), closed by the client after CONNACK (DISCONNECT) or after the echo, ` +
-          `counted once the socket is closed. Gatehouse: a SAS token per device (token check, device lookup, connection state written on connect and on disconnect); ` +
+          `counted once the socket is closed. Gatehouse: a SAS token per device (token check, device lookup from a cache the bus invalidates, connection state written per event-loop turn in one transaction); ` +
           (hubX509Ref === undefined
             ? ''
             : `Gatehouse, X.509: ${fmtInt(nX509)} devices with their own self-signed EC P-256 certificates, registered by thumbprint, cycled; the X.509 node:tls row presents the same certificates (ratios of X.509 rows are against it); `) +
