@@ -13,7 +13,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -36,8 +36,17 @@ export function deviceId(i: number): string {
 
 // ------------------------------------------------------------------------- load generator side
 
-/** How a generator authenticates: device SAS tokens (the hub) or one user/password (Mosquitto). */
-export type AuthSpec = { kind: 'sas'; hubHost: string; key: string } | { kind: 'password'; username: string; password: string } | { kind: 'echo' };
+/**
+ * How a generator authenticates: device SAS tokens (the hub) or one user/password (Mosquitto).
+ * `x509`: each device presents its own self-signed certificate (registered by thumbprint), read
+ * from `certsFile` (JSON: device id -> { cert, key } PEMs); `echo` with a `certsFile` presents the
+ * same certificates to the node:tls server (the TLS floor with client certificates).
+ */
+export type AuthSpec =
+  | { kind: 'sas'; hubHost: string; key: string }
+  | { kind: 'x509'; hubHost: string; certsFile: string }
+  | { kind: 'password'; username: string; password: string }
+  | { kind: 'echo'; certsFile?: string };
 
 export interface Target {
   /** Where to connect (an address). */
@@ -63,6 +72,7 @@ function connectFor(auth: AuthSpec, id: string, keepalive: number): IConnectPack
     }
     return { ...base, username: `${auth.hubHost}/${id}/?${API}`, password: Buffer.from(token) };
   }
+  if (auth.kind === 'x509') return { ...base, username: `${auth.hubHost}/${id}/?${API}` };
   if (auth.kind === 'password') return { ...base, username: auth.username, password: Buffer.from(auth.password) };
   throw new Error('no MQTT CONNECT for the echo server');
 }
@@ -78,9 +88,30 @@ function contextFor(caPem: string): SecureContext {
   return c;
 }
 
-function openTls(t: Target, timeoutMs = 10_000): Promise<TLSSocket> {
+const certFiles = new Map<string, Record<string, { cert: string; key: string }>>();
+/** The device's own context (CA + its certificate and key), made once: client cost, not server cost. */
+function deviceContextFor(caPem: string, certsFile: string, id: string): SecureContext {
+  const cacheKey = `${certsFile}\n${id}\n${caPem}`;
+  let c = contexts.get(cacheKey);
+  if (c === undefined) {
+    let certs = certFiles.get(certsFile);
+    if (certs === undefined) {
+      certs = JSON.parse(readFileSync(certsFile, 'utf8')) as Record<string, { cert: string; key: string }>;
+      certFiles.set(certsFile, certs);
+    }
+    const mine = certs[id];
+    if (mine === undefined) throw new Error(`no certificate for ${id} in ${certsFile}`);
+    c = createSecureContext({ ca: caPem, cert: mine.cert, key: mine.key });
+    contexts.set(cacheKey, c);
+  }
+  return c;
+}
+
+function openTls(t: Target, timeoutMs = 10_000, id?: string): Promise<TLSSocket> {
+  const certsFile = t.auth.kind === 'x509' || t.auth.kind === 'echo' ? t.auth.certsFile : undefined;
+  const secureContext = certsFile === undefined || id === undefined ? contextFor(t.caPem) : deviceContextFor(t.caPem, certsFile, id);
   return new Promise((resolve, reject) => {
-    const s = tlsConnect({ host: t.host, port: t.port, secureContext: contextFor(t.caPem), ...(t.servername === undefined ? {} : { servername: t.servername }) });
+    const s = tlsConnect({ host: t.host, port: t.port, secureContext, ...(t.servername === undefined ? {} : { servername: t.servername }) });
     const timer = setTimeout(() => {
       s.destroy();
       reject(new Error('TLS handshake timed out'));
@@ -217,7 +248,8 @@ async function taskConnect(t: Target, n: number, concurrency: number, devices: n
   const r = await cpuWindow(() =>
     runPool(n, concurrency, deadline, async (i) => {
       const t0 = performance.now();
-      const socket = await openTls(t);
+      const id = deviceId(offset + (i % devices));
+      const socket = await openTls(t, 10_000, id);
       if (protocol === '') {
         protocol = socket.getProtocol() ?? '';
         cipher = socket.getCipher().name;
@@ -238,7 +270,7 @@ async function taskConnect(t: Target, n: number, concurrency: number, devices: n
           socket.end();
         } else {
           const wire = new Wire(socket);
-          wire.send(connectFor(t.auth, deviceId(offset + (i % devices)), 60));
+          wire.send(connectFor(t.auth, id, 60));
           const p = await wire.next();
           if (p?.cmd !== 'connack' || p.returnCode !== 0) throw new Error(p?.cmd === 'connack' ? `CONNACK ${String(p.returnCode)}` : 'no CONNACK');
           latencies.push(performance.now() - t0);
@@ -778,6 +810,8 @@ export async function createDevices(
   count: number,
   key: string,
   extraIds: readonly string[] = [RTT_DEVICE],
+  /** Another authentication than the SAS key, per device (X.509 thumbprints). */
+  authFor?: (id: string) => object,
 ): Promise<number> {
   const { host, keyName, key: policyKey } = parseConnectionString(hub.connectionString);
   const token = generateSasToken({ resource: host, key: policyKey, keyName, expiry: Math.floor(Date.now() / 1000) + 3600 });
@@ -785,12 +819,12 @@ export async function createDevices(
   // A cluster node is reached by its address; its certificate is for the shared hostname.
   const address = hub.address ?? host;
   const servername = address === host ? undefined : host;
-  const auth = { type: 'sas', symmetricKey: { primaryKey: key, secondaryKey: key } };
+  const sas = { type: 'sas', symmetricKey: { primaryKey: key, secondaryKey: key } };
   const t0 = performance.now();
   const batches = Math.ceil(count / 100);
   const r = await runPool(batches + (extraIds.length > 0 ? 1 : 0), 4, performance.now() + 120_000, async (b) => {
     const ids = b === batches ? [...extraIds] : Array.from({ length: Math.min(100, count - b * 100) }, (_, k) => deviceId(b * 100 + k));
-    const body = Buffer.from(JSON.stringify(ids.map((id) => ({ id, importMode: 'create', status: 'enabled', authentication: auth }))));
+    const body = Buffer.from(JSON.stringify(ids.map((id) => ({ id, importMode: 'create', status: 'enabled', authentication: authFor?.(id) ?? sas }))));
     const res = await httpsCall(agent, address, token, 'POST', '/devices', body, { 'content-type': 'application/json' }, servername);
     if (res.status !== 200) throw new Error(`bulk create: HTTP ${res.status} ${res.body.slice(0, 200)}`);
   });

@@ -6,7 +6,9 @@
  *
  *   (a) TLS connect + auth per second: handshake + CONNECT + CONNACK + DISCONNECT, N connections
  *       with bounded concurrency; a bare node:tls echo server (same key type, same TLS options as
- *       the hub's listener) is the third column.
+ *       the hub's listener) is the third column. With --x509 N (default 300; 0 leaves them out),
+ *       two more rows: the hub with N self-signed X.509 devices (registered by thumbprint) and the
+ *       node:tls server with the same client certificates.
  *   (b) QoS 1 telemetry: P connections publishing 100-byte messages to devices/<id>/messages/events/
  *       with a bounded window of unacknowledged PUBLISHes each, for a fixed count or time.
  *   (c) resident memory per idle TLS device connection (CONNECT + one SUBSCRIBE), read from
@@ -20,7 +22,7 @@
  * 127.0.60.2:18883, the node:tls server on 127.0.60.3:18884.
  *
  *   node dist/bench/mqtt.js [--connects 2000] [--rounds 2] [--concurrency 32] [--publishers 100]
- *     [--window 10] [--messages 200000] [--seconds 20] [--idle 10000] [--rtt 500] [--only a,b,c,d]
+ *     [--window 10] [--messages 200000] [--seconds 20] [--idle 10000] [--rtt 500] [--x509 300] [--only a,b,c,d]
  *     [--cpu-prof DIR] [--write]
  *
  * --cpu-prof DIR writes V8 CPU profiles of the hub (and the node:tls server) for each measured
@@ -55,7 +57,8 @@ import {
   WindowProfiler,
   writeBenchmarkSection,
 } from './support.js';
-import { createDevices, Generator, parseConnectionString, startMosquitto, type ConnectResult, type Latency, type Mosquitto, type PublishResult, type Target } from './mqtt-load.js';
+import { makeSelfSigned, thumbprints } from '../test/support/pki.js';
+import { createDevices, deviceId, Generator, parseConnectionString, startMosquitto, type ConnectResult, type Latency, type Mosquitto, type PublishResult, type Target } from './mqtt-load.js';
 import { removeDir, ROOT, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 
 const HUB_ADDR = '127.0.60.1';
@@ -66,6 +69,25 @@ const MOSQ_PORT = 18883;
 const ECHO_ADDR = '127.0.60.3';
 const ECHO_PORT = 18884;
 const SECTION_TITLE = '## MQTT device endpoint (bench/mqtt)';
+/** X.509 devices are bench-90000 and up (SAS ones count from bench-00000). */
+const X509_OFFSET = 90_000;
+
+/** `n` self-signed device certificates (EC P-256), written as JSON for the generators; their thumbprints. */
+async function x509Devices(dir: string, n: number): Promise<{ certsFile: string; ids: string[]; thumbprints: Map<string, string> }> {
+  const certs: Record<string, { cert: string; key: string }> = {};
+  const tps = new Map<string, string>();
+  const ids: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = deviceId(X509_OFFSET + i);
+    const c = await makeSelfSigned(id);
+    certs[id] = { cert: c.certPem, key: c.keyPem };
+    tps.set(id, thumbprints(c.certPem).sha1);
+    ids.push(id);
+  }
+  const certsFile = join(dir, 'x509-devices.json');
+  writeFileSync(certsFile, JSON.stringify(certs), { mode: 0o600 });
+  return { certsFile, ids, thumbprints: tps };
+}
 
 // ------------------------------------------------------------------------------------ helpers
 
@@ -188,6 +210,7 @@ async function main(): Promise<void> {
   if (role === 'echo') return echoServerMain();
 
   const nConnects = arg('connects', 2000);
+  const nX509 = arg('x509', 300);
   const concurrency = arg('concurrency', 32);
   const nPublishers = arg('publishers', 100);
   const window = arg('window', 10);
@@ -256,6 +279,11 @@ async function main(): Promise<void> {
     const createS = await createDevices(hub, hubCa, nDevices, deviceKey);
     process.stderr.write(`bench/mqtt: ${nDevices + 1} devices created in ${createS.toFixed(1)} s; hub pid ${String(hub.proc.pid)}, mosquitto pid ${String(mosq.proc.pid)}, node:tls pid ${String(echo.pid)}\n`);
 
+    const x509 = nX509 > 0 && only.has('a') ? await x509Devices(dir, nX509) : undefined;
+    for (let k = 0; x509 !== undefined && k < x509.ids.length; k += 100) {
+      const tp = x509.thumbprints;
+      await createDevices(hub, hubCa, 0, deviceKey, x509.ids.slice(k, k + 100), (id) => ({ type: 'selfSigned', x509Thumbprint: { primaryThumbprint: tp.get(id), secondaryThumbprint: tp.get(id) } }));
+    }
     const hubRef: ServerRef = { name: 'Gatehouse', pid: hub.proc.pid ?? 0, target: { host: HUB_ADDR, port: 8883, caPem: hubCa, auth: { kind: 'sas', hubHost: HUB_ADDR, key: deviceKey } } };
     const mosqRef: ServerRef = {
       name: `Mosquitto ${mosq.version}`,
@@ -263,12 +291,17 @@ async function main(): Promise<void> {
       target: { host: MOSQ_ADDR, port: MOSQ_PORT, caPem: ca.certPem, auth: { kind: 'password', username: 'bench', password: mosqPassword } },
     };
     const echoRef: ServerRef = { name: 'bare node:tls', pid: echo.pid ?? 0, target: { host: ECHO_ADDR, port: ECHO_PORT, caPem: ca.certPem, auth: { kind: 'echo' } } };
+    const hubX509Ref: ServerRef | undefined =
+      x509 === undefined ? undefined : { name: 'Gatehouse, X.509', pid: hubRef.pid, target: { ...hubRef.target, auth: { kind: 'x509', hubHost: HUB_ADDR, certsFile: x509.certsFile } } };
+    const echoX509Ref: ServerRef | undefined =
+      x509 === undefined ? undefined : { name: 'bare node:tls, client certificate', pid: echoRef.pid, target: { ...echoRef.target, auth: { kind: 'echo', certsFile: x509.certsFile } } };
     /** Fresh server processes (the hub on the same data dir, so the same devices and certificate). */
     const restartServers = async (): Promise<void> => {
       if (hub !== undefined) {
         await hub.stop();
         hub = await startHubProcess({ address: HUB_ADDR, dataDir: hub.dataDir, useTestCa: false, extraArgs: HUB_ARGS, ...(hubEnv === undefined ? {} : { env: hubEnv }) });
         hubRef.pid = hub.proc.pid ?? 0;
+        if (hubX509Ref !== undefined) hubX509Ref.pid = hubRef.pid;
         if (cpuProf !== undefined) profilers.set(hubRef.pid, new WindowProfiler(cpuProf, hubRef.pid, 'hub'));
       }
       await stopChild(mosq?.proc);
@@ -277,6 +310,7 @@ async function main(): Promise<void> {
       await stopChild(echo);
       echo = await startEcho();
       echoRef.pid = echo.pid ?? 0;
+      if (echoX509Ref !== undefined) echoX509Ref.pid = echoRef.pid;
       process.stderr.write(`bench/mqtt: servers restarted; hub pid ${String(hubRef.pid)}, mosquitto pid ${String(mosqRef.pid)}, node:tls pid ${String(echoRef.pid)}\n`);
     };
     gens.push(Generator.start(), Generator.start());
@@ -339,11 +373,13 @@ async function main(): Promise<void> {
 
     // ---------------------------------------------------------------- (a) connect + auth rate
     if (only.has('a')) {
-      const refs = [hubRef, mosqRef, echoRef];
+      const refs = [hubRef, mosqRef, echoRef, ...(hubX509Ref === undefined || echoX509Ref === undefined ? [] : [hubX509Ref, echoX509Ref])];
+      /** X.509 connects cycle over their own devices. */
+      const span = (ref: ServerRef) => (ref === hubX509Ref || ref === echoX509Ref ? { devices: nX509, offset: X509_OFFSET } : { devices: nDevices });
       const per = new Map<ServerRef, { results: ConnectResult[]; measures: Measure[] }>(refs.map((r) => [r, { results: [], measures: [] }]));
       for (const ref of refs) {
         // Warm-up (JIT, caches), not counted.
-        await gen.call<ConnectResult>({ kind: 'connect', target: ref.target, n: 500, concurrency, devices: nDevices, maxSeconds: 20 });
+        await gen.call<ConnectResult>({ kind: 'connect', target: ref.target, n: 500, concurrency, ...span(ref), maxSeconds: 20 });
       }
       const tries = new Map<ServerRef, number>();
       // Rounds interleave the servers, so a change in the machine's other load hits all of them.
@@ -352,7 +388,7 @@ async function main(): Promise<void> {
           const { m, attempts } = await leastContended(`(a) round ${round + 1} ${ref.name}`, async () => {
             await settle(ref.pid);
             const m = await profiled(ref, `a-connect-${round + 1}`, () =>
-              measured(ref.pid, () => gen.call<ConnectResult>({ kind: 'connect', target: ref.target, n: nConnects, concurrency, devices: nDevices, maxSeconds: 40 })),
+              measured(ref.pid, () => gen.call<ConnectResult>({ kind: 'connect', target: ref.target, n: nConnects, concurrency, ...span(ref), maxSeconds: 40 })),
             );
             return { m, genCpuPct: m.r.genCpuPct };
           });
@@ -378,10 +414,12 @@ async function main(): Promise<void> {
         const usPerConn = (m.serverCpuS / Math.max(done, 1)) * 1e6;
         return { ref, done, errors, rate: done / seconds, genPct, m, usPerConn, attempts: tries.get(ref) ?? rounds, perCore: 1e6 / usPerConn, p50: percentile(lat, 50), p99: percentile(lat, 99), first: results[0] };
       });
-      const base = agg.find((x) => x.ref === echoRef);
+      // Each hub row against the node:tls row with the same kind of client (SAS: none; X.509: a certificate).
+      const x509Row = (ref: ServerRef) => ref === hubX509Ref || ref === echoX509Ref;
       const rows = agg.map((x) => {
-        const isHub = x.ref === hubRef;
-        const isBase = x.ref === echoRef;
+        const base = agg.find((b) => b.ref === (x509Row(x.ref) ? echoX509Ref : echoRef));
+        const isHub = x.ref === hubRef || x.ref === hubX509Ref;
+        const isBase = x.ref === echoRef || x.ref === echoX509Ref;
         const l = load(x.m, x.genPct);
         return [
           x.ref.name,
@@ -420,7 +458,10 @@ async function main(): Promise<void> {
           ) +
           `\n\n${rounds} rounds × ${fmtInt(nConnects)} connections per server (rounds interleave the servers), after 500 warm-up ones; ${concurrency} in flight from one generator process; ` +
           `each a full handshake (no resumption) with an ECDSA P-256 server certificate (leaf + CA sent), closed by the client after CONNACK (DISCONNECT) or after the echo, ` +
-          `counted once the socket is closed. Gatehouse: a SAS token per device (token check, device lookup, connection state written on connect and on disconnect); ` +
+          `counted once the socket is closed. Gatehouse: a SAS token per device (token check, device lookup from a cache the bus invalidates, connection state written per event-loop turn in one transaction); ` +
+          (hubX509Ref === undefined
+            ? ''
+            : `Gatehouse, X.509: ${fmtInt(nX509)} devices with their own self-signed EC P-256 certificates, registered by thumbprint, cycled; the X.509 node:tls row presents the same certificates (ratios of X.509 rows are against it); `) +
           `Mosquitto: \`password_file\` user (one user for all clients); node:tls: \`tls.createServer\` with the hub listener's options ` +
           `(\`requestCert: true, rejectUnauthorized: false\`, TLS ≥ 1.2). Negotiated: ${tlsInfo}. ` +
           `The observed rate is capped by the load generator (a Node TLS client costs about as much CPU per handshake as the server), so the server CPU per connection, ` +

@@ -19,11 +19,15 @@ import { fileNotificationQueue } from './hub/files/file-notifications.js';
 export interface ProtocolEndpoints {
   broker: MqttBroker;
   amqp: AmqpServer;
+  /** Writes the connection states reported so far (before the store closes). */
+  flushConnectionState(): Promise<void>;
 }
 
 export function createProtocolEndpoints(prepared: PreparedHub, logger: Logger, clock: Clock): ProtocolEndpoints {
   const { config, store, services, connectionCaps } = prepared;
-  const sessionState = sessionStateRecorder(store, services.securityEvents, clock);
+  const sessionState = sessionStateRecorder(store, services.securityEvents, clock, (err, changes) =>
+    logger.warn({ err, event: 'connection-state.write-failed', changes }, 'connection states could not be written'),
+  );
   const broker = new MqttBroker({
     hostname: () => config.hostname,
     authenticator: services.gate,
@@ -103,5 +107,5 @@ export function createProtocolEndpoints(prepared: PreparedHub, logger: Logger, c
       enrich: prepared.routing.enricher,
     }),
   });
-  return { broker, amqp };
+  return { broker, amqp, flushConnectionState: sessionState.flush };
 }

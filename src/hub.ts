@@ -47,6 +47,7 @@ import type { HubServices } from './protocol/http/services.js';
 import { SecurityEvents } from './core/security-events.js';
 import { ensurePortsFree, ensurePrivateDataDir, initializeStore, listening, listenHttp, listenTls, openHubStore, redactDatabaseUrl, STATE_FILE, warnIfAllInterfaces } from './hub/startup.js';
 import { createProtocolEndpoints } from './endpoints.js';
+import { IdentityCache } from './hub/identity-cache.js';
 import { AuditLog } from './audit/audit-log.js';
 import { HubMetrics } from './metrics/metrics.js';
 import { AlertEngine } from './alerts/alerts.js';
@@ -209,7 +210,9 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     });
     // Revoked certificates Gatehouse issued: refused at connect, provisioning and renewal.
     const revocation = new RevocationCheck(store.authority, bus);
-    const deviceAuth = new DeviceAuthenticator(store, () => config.hostname, clock, cas, revocation, enrollmentCas(() => enrollments.listGroups()));
+    // Identities read at connect come from a cache every identity change on the bus empties (per identity).
+    const identities = new IdentityCache(store, bus, clock);
+    const deviceAuth = new DeviceAuthenticator(identities, () => config.hostname, clock, cas, revocation, enrollmentCas(() => enrollments.listGroups()));
     const refusals = new ConnectionRefusals({ log: (fields, msg) => securityLog.warn(fields, msg), count: (listener, reason) => metrics.connectionRefused(listener, reason), clock });
     const connectionCaps = new ConnectionCaps(config.maxConnectionsPerAddress, refusals);
     const gate = new AccessGate(settings.current, {
@@ -384,7 +387,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     await closePrepared(prepared);
     throw err;
   }
-  const { broker, amqp } = createProtocolEndpoints(prepared, logger, clock);
+  const { broker, amqp, flushConnectionState } = createProtocolEndpoints(prepared, logger, clock);
   let http: FastifyInstance | undefined;
   const minTls = NODE_TLS[services.settings.current.minTlsVersion];
   const mqtt = createMqttTlsServer(broker, { key: tls.keyPem, cert: tls.chainPem, minVersion: minTls, handshakeTimeoutMs });
@@ -480,6 +483,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         amqp.closeAll('hub stopping');
         await mqttClosed;
         await amqpClosed;
+        await flushConnectionState();
         await app.close();
         services.files.stopPruning();
         await blobs?.stop();

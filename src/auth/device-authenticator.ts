@@ -45,9 +45,13 @@ export type DeviceAuthResult =
   | { ok: false; outcome: 'forbidden'; code: 'disabled'; reason: string }
   | { ok: false; outcome: 'unauthorized'; code: AuthFailureCode; reason: string };
 
+/** What authentication reads of a device and a module (a cache keeps no more: src/hub/identity-cache.ts). */
+export type AuthDevice = Pick<DeviceRecord, 'deviceId' | 'generationId' | 'status' | 'auth' | 'origin'>;
+export type AuthModule = Pick<ModuleRecord, 'deviceId' | 'moduleId' | 'generationId' | 'auth'>;
+
 export interface DeviceLookups {
-  findDevice(deviceId: string): Promise<DeviceRecord | undefined>;
-  findModule(deviceId: string, moduleId: string): Promise<ModuleRecord | undefined>;
+  findDevice(deviceId: string): Promise<AuthDevice | undefined>;
+  findModule(deviceId: string, moduleId: string): Promise<AuthModule | undefined>;
   findPolicy(name: string): Promise<SharedAccessPolicy | undefined>;
 }
 
@@ -86,8 +90,16 @@ function disabled(deviceId: string): DeviceAuthResult {
   return { ok: false, outcome: 'forbidden', code: 'disabled', reason: `device ${deviceId} is disabled` };
 }
 
+/** The `iothub-connection-auth-method` values, serialized once (not on every connect). */
+const STAMPS = new Map<string, string>();
 function stamp(scope: 'device' | 'module' | 'hub', type: 'sas' | 'x509' | 'symkey'): string {
-  return JSON.stringify({ scope, type, issuer: 'iothub' });
+  const key = `${scope} ${type}`;
+  let s = STAMPS.get(key);
+  if (s === undefined) {
+    s = JSON.stringify({ scope, type, issuer: 'iothub' });
+    STAMPS.set(key, s);
+  }
+  return s;
 }
 
 const thumbprintCache = new WeakMap<X509Certificate, { sha1: string; sha256: string }>();
@@ -121,7 +133,7 @@ export class DeviceAuthenticator {
     return deny('malformed', 'no credentials');
   }
 
-  async #identityRecord(c: DeviceCredentials): Promise<{ device?: DeviceRecord; module?: ModuleRecord }> {
+  async #identityRecord(c: DeviceCredentials): Promise<{ device?: AuthDevice; module?: AuthModule }> {
     const device = await this.lookups.findDevice(c.deviceId);
     if (device === undefined || c.moduleId === null) return device === undefined ? {} : { device };
     const module = await this.lookups.findModule(c.deviceId, c.moduleId);

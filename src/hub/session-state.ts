@@ -1,10 +1,11 @@
 /**
  * Connection state in the registry and session events on the security stream, the same for every
- * device protocol (MQTT, MQTT over WebSocket, AMQP).
+ * device protocol (MQTT, MQTT over WebSocket, AMQP). The state goes to the store in batches
+ * (connection-state-writer.ts); `flush` before the store closes.
  */
 import type { Clock } from '../core/clock.js';
 import type { AuthProtocol, SecurityEvents } from '../core/security-events.js';
-import type { Store } from '../store/ports.js';
+import { ConnectionStateWriter, type ConnectionStateStore } from './connection-state-writer.js';
 
 export interface SessionView {
   deviceId: string;
@@ -13,9 +14,10 @@ export interface SessionView {
   remoteAddress: string;
 }
 
-export function sessionStateRecorder(store: Pick<Store, 'setConnectionState'>, events: SecurityEvents, clock: Clock) {
+export function sessionStateRecorder(store: ConnectionStateStore, events: SecurityEvents, clock: Clock, onError?: (err: unknown, changes: number) => void) {
+  const writer = new ConnectionStateWriter(store, onError);
   const state = (s: SessionView, value: 'Connected' | 'Disconnected') =>
-    void store.setConnectionState(s.deviceId, s.moduleId, value, new Date(clock.now()).toISOString()).catch(() => undefined);
+    writer.set({ deviceId: s.deviceId, moduleId: s.moduleId, state: value, at: new Date(clock.now()).toISOString() });
   const emit = (s: SessionView, what: 'connected' | 'disconnected') =>
     events.emit({ type: 'session', at: clock.now(), state: what, deviceId: s.deviceId, moduleId: s.moduleId, protocol: s.protocol as AuthProtocol, remote: s.remoteAddress });
   return {
@@ -32,5 +34,7 @@ export function sessionStateRecorder(store: Pick<Store, 'setConnectionState'>, e
       emit(s, 'disconnected');
       if (wasCurrent) state(s, 'Disconnected');
     },
+    /** Resolves once every state reported so far is in the store. */
+    flush: (): Promise<void> => writer.flush(),
   };
 }

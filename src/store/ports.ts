@@ -61,6 +61,16 @@ export interface DeviceRegistryStore {
    * (connection state is not part of the identity an operator edits). No-op for unknown ids.
    */
   setConnectionState(deviceId: string, moduleId: string | null, state: 'Connected' | 'Disconnected', at: string): Promise<void>;
+  /** setConnectionState for many identities in one transaction, in order (the connect path's batches). */
+  setConnectionStates(changes: readonly ConnectionStateChange[]): Promise<void>;
+}
+
+export interface ConnectionStateChange {
+  deviceId: string;
+  moduleId: string | null;
+  state: 'Connected' | 'Disconnected';
+  /** ISO time of the change, also the last activity time. */
+  at: string;
 }
 
 export interface ModuleRegistryStore {

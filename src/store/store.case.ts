@@ -233,6 +233,29 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
     );
 
     it(
+      'writes a batch of connection states in order, an unknown identity in it changing nothing',
+      withStore(async ({ store }) => {
+        const d = makeDevice('bs');
+        await store.createDevice(d, makeTwin('bs'));
+        await store.createModule(makeModule('bs', 'm'), makeTwin('bs', 'm'));
+        await store.setConnectionStates([
+          { deviceId: 'bs', moduleId: null, state: 'Connected', at: '2026-01-02T03:04:05.000Z' },
+          { deviceId: 'ghost', moduleId: null, state: 'Connected', at: '2026-01-02T03:04:05.000Z' },
+          { deviceId: 'bs', moduleId: 'm', state: 'Connected', at: '2026-01-02T03:04:06.000Z' },
+          { deviceId: 'bs', moduleId: null, state: 'Disconnected', at: '2026-01-02T03:04:07.000Z' },
+          { deviceId: 'bs', moduleId: null, state: 'Connected', at: '2026-01-02T03:04:08.000Z' },
+        ]);
+        const after = await store.getDevice('bs');
+        assert.equal(after?.connectionState, 'Connected');
+        assert.equal(after?.connectionStateUpdatedTime, '2026-01-02T03:04:08.000Z');
+        assert.equal(after?.etag, d.etag);
+        assert.equal((await store.getModule('bs', 'm'))?.connectionState, 'Connected');
+        assert.equal(await store.getDevice('ghost'), undefined);
+        assert.equal(await store.connectedDeviceCount(), 1);
+      }),
+    );
+
+    it(
       'keeps modules per device with their own etags and twins',
       withStore(async ({ store }) => {
         await rejectsWith(store.createModule(makeModule('ghost', 'm'), makeTwin('ghost', 'm')), 'DeviceNotFound');

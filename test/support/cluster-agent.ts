@@ -66,7 +66,11 @@ function rest(a: Args): Promise<{ status: number; body: unknown }> {
         port: 443,
         method: String(a.method),
         path,
-        headers: { authorization: token, ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': payload.length }) },
+        headers: {
+          authorization: token,
+          ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': payload.length }),
+          ...(a.ifMatch === undefined ? {} : { 'if-match': String(a.ifMatch) }),
+        },
       },
       (res) => {
         const chunks: Buffer[] = [];

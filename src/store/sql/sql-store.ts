@@ -8,7 +8,7 @@
 import { HubError } from '../../core/errors.js';
 import type { SecretBox } from '../../core/secret-box.js';
 import type { DeviceRecord, ModuleRecord, SharedAccessPolicy, TwinState } from '../../core/types.js';
-import type { EtagCondition, Store, TwinScanEntry } from '../ports.js';
+import type { ConnectionStateChange, EtagCondition, Store, TwinScanEntry } from '../ports.js';
 import type { SqlDriver, SqlExecutor, SqlValue } from './driver.js';
 import {
   DEVICE_COLUMNS,
@@ -167,17 +167,15 @@ export class SqlStore implements Store {
   }
 
   async setConnectionState(deviceId: string, moduleId: string | null, state: 'Connected' | 'Disconnected', at: string): Promise<void> {
-    if (moduleId === null) {
-      await this.db.run(
-        'UPDATE devices SET connection_state = ?, connection_state_updated_time = ?, last_activity_time = ? WHERE device_id = ?',
-        [state, at, at, deviceId],
-      );
-    } else {
-      await this.db.run(
-        'UPDATE modules SET connection_state = ?, connection_state_updated_time = ?, last_activity_time = ? WHERE device_id = ? AND module_id = ?',
-        [state, at, at, deviceId, moduleId],
-      );
-    }
+    await writeConnectionState(this.db, { deviceId, moduleId, state, at });
+  }
+
+  async setConnectionStates(changes: readonly ConnectionStateChange[]): Promise<void> {
+    if (changes.length === 0) return;
+    if (changes.length === 1 && changes[0] !== undefined) return writeConnectionState(this.db, changes[0]);
+    await this.db.transaction(async (tx) => {
+      for (const c of changes) await writeConnectionState(tx, c);
+    });
   }
 
   // ---------------------------------------------------------------- modules
@@ -437,4 +435,18 @@ export class SqlStore implements Store {
     await tx.run(`INSERT INTO twins (${TWIN_COLUMNS}) VALUES (${placeholders(TWIN_COLUMNS)})`, twinParams(twin));
   }
 
+}
+
+async function writeConnectionState(db: SqlExecutor, c: ConnectionStateChange): Promise<void> {
+  if (c.moduleId === null) {
+    await db.run('UPDATE devices SET connection_state = ?, connection_state_updated_time = ?, last_activity_time = ? WHERE device_id = ?', [c.state, c.at, c.at, c.deviceId]);
+  } else {
+    await db.run('UPDATE modules SET connection_state = ?, connection_state_updated_time = ?, last_activity_time = ? WHERE device_id = ? AND module_id = ?', [
+      c.state,
+      c.at,
+      c.at,
+      c.deviceId,
+      c.moduleId,
+    ]);
+  }
 }
