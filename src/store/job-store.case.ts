@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HubError } from '../core/errors.js';
 import type { JobRecord } from './job-ports.js';
-import { runWith, type StoreHarness } from './store.case.js';
+import { makeDevice, makeTwin, runWith, type StoreHarness } from './store.case.js';
 
 function job(jobId: string, startTime = '2026-01-01T00:00:00.000Z'): JobRecord {
   return {
@@ -68,6 +68,23 @@ export function jobStoreConformance(name: string, open: () => Promise<StoreHarne
         assert.equal(await s.claim('j', other, NOW + 12_000, NOW + 22_000), true, 'a lapsed lease is taken over');
         await s.release('j', other);
         assert.equal(await s.claim('j', holder, NOW + 12_001, NOW + 22_001), true, 'a released lease is free at once');
+      }),
+    );
+
+    it(
+      "a condition without WHERE: every registry device's row, page by page, idempotently",
+      withStore(async ({ store }) => {
+        for (const id of ['r3', 'r1', 'r2']) await store.createDevice(makeDevice(id), makeTwin(id));
+        const s = store.jobs;
+        const j = job('all');
+        await s.insert(j, 10);
+        const at = '2026-01-01T00:00:05.000Z';
+        assert.equal(await s.addRegistryDevices(j, '', 2, at), 'r2');
+        assert.equal(await s.addRegistryDevices(j, '', 2, at), 'r2', 'a resumed expansion adds nothing twice');
+        assert.equal(await s.addRegistryDevices(j, 'r2', 2, at), 'r3');
+        assert.equal(await s.addRegistryDevices(j, 'r3', 2, at), undefined);
+        assert.deepEqual(await s.nextDevices('all', 10), ['r1', 'r2', 'r3']);
+        assert.equal((await s.statistics('all')).pendingCount, 3);
       }),
     );
 

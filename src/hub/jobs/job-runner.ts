@@ -13,10 +13,14 @@
  * - **Durable**: the query condition is evaluated once, into one `device_jobs` row per device;
  *   then batches of `batchSize` pending rows are done and their outcomes written in one
  *   transaction. After a crash the batch in flight is done again (at least once).
- * - **Paced**: a batch runs `chunk` devices at a time (methods: the whole batch at once, as each
- *   waits for a device) and yields to I/O between chunks; after each batch the runner pauses so
- *   that it takes at most `duty` of the time and no more than `maxRate` devices a second, and at
- *   most `maxConcurrent` jobs run per node, so a fleet-wide job cannot starve live traffic.
+ * - **Batched**: a twin update's batch is one read of its twins and one write transaction
+ *   (TwinService.patchDevices), its results one more; a method batch calls all its devices at once,
+ *   as each waits for its device. A condition without WHERE takes the ids straight from the registry.
+ * - **Paced by CPU**: after each batch the runner pauses so that the process CPU the batch took
+ *   (`process.cpuUsage`, not its wall time, which grows with the live traffic interleaved and with
+ *   other processes on the machine) is at most `duty` of the time, and so that it does no more than
+ *   `maxRate` devices a second; at most `maxConcurrent` jobs run per node, so a fleet-wide job
+ *   cannot starve live traffic.
  * - **Ends**: `completed` when every device was done (some may have failed: see its statistics),
  *   `failed` when `maxExecutionTimeInSeconds` after its start time passed first (the rest
  *   `canceled`), `cancelled` when cancelled (the node running it stops before its next batch).
@@ -41,10 +45,8 @@ export interface RunnerOptions {
   pollMs: number;
   leaseMs: number;
   batchSize: number;
-  /** Twin updates done at once within a batch. */
-  chunk: number;
   maxConcurrent: number;
-  /** The share of time a running job may take (0-1]: after a batch that took t, it pauses t·(1-duty)/duty. */
+  /** The share of CPU a running job may take (0-1]: after a batch that took c of CPU, it pauses c·(1-duty)/duty. */
   duty: number;
   /**
    * A new job waits this long before it starts, as Azure's take a moment: a device that subscribed
@@ -55,7 +57,7 @@ export interface RunnerOptions {
   maxRate: number;
 }
 
-export const DEFAULT_RUNNER_OPTIONS: RunnerOptions = { pollMs: 1000, leaseMs: 15_000, batchSize: 100, chunk: 20, maxConcurrent: 2, duty: 0.5, settleMs: 1000, maxRate: 2500 };
+export const DEFAULT_RUNNER_OPTIONS: RunnerOptions = { pollMs: 1000, leaseMs: 15_000, batchSize: 100, maxConcurrent: 2, duty: 0.5, settleMs: 1000, maxRate: 2500 };
 
 const SCAN_BATCH = 500;
 const STOP_WAIT_MS = 3000;
@@ -191,13 +193,16 @@ export class JobRunner {
           return;
         }
         const started = performance.now();
+        const cpu0 = process.cpuUsage();
         await this.store.jobs.markRunning(id, ids, this.#now());
         const results = await this.#batch(job, ids);
         if (this.#stopped) return;
         await this.store.jobs.recordResults(id, results, this.#now());
         this.#emit(job, results);
         const took = performance.now() - started;
-        const pause = Math.max((took * (1 - this.opts.duty)) / this.opts.duty, (ids.length / this.opts.maxRate) * 1000 - took);
+        const cpu = process.cpuUsage(cpu0);
+        const cpuMs = (cpu.user + cpu.system) / 1000;
+        const pause = Math.max((cpuMs * (1 - this.opts.duty)) / this.opts.duty, (ids.length / this.opts.maxRate) * 1000 - took);
         if (pause > 0) await new Promise((r) => setTimeout(r, pause));
       }
     } finally {
@@ -210,6 +215,7 @@ export class JobRunner {
   async #expand(job: JobRecord): Promise<boolean> {
     const query = parseCondition(job.queryCondition);
     const at = this.#now();
+    if (query.where === undefined) return this.#expandAll(job, at);
     let after: { deviceId: string; moduleId: string } | undefined;
     for (;;) {
       if (this.#stopped) return false;
@@ -224,26 +230,53 @@ export class JobRunner {
     }
   }
 
-  async #batch(job: JobRecord, ids: readonly string[]): Promise<DeviceJobResult[]> {
-    const results: DeviceJobResult[] = [];
-    const step = job.type === 'scheduleDeviceMethod' ? ids.length : this.opts.chunk;
-    for (let i = 0; i < ids.length; i += step) {
-      if (i > 0) await new Promise((r) => setImmediate(r));
-      results.push(...(await Promise.all(ids.slice(i, i + step).map((d) => this.#one(job, d)))));
+  /** Every device (no WHERE): the ids straight from the registry, without reading or rendering twins. */
+  async #expandAll(job: JobRecord, at: string): Promise<boolean> {
+    let after = '';
+    for (;;) {
+      if (this.#stopped) return false;
+      const last = await this.store.jobs.addRegistryDevices(job, after, SCAN_BATCH, at);
+      if (last === undefined) {
+        await this.store.jobs.addDevices(job, [], at, true);
+        return true;
+      }
+      after = last;
+      await new Promise((r) => setImmediate(r));
     }
-    return results;
   }
 
+  async #batch(job: JobRecord, ids: readonly string[]): Promise<DeviceJobResult[]> {
+    if (job.type === 'scheduleUpdateTwin') return this.#twinBatch(job, ids);
+    // Methods: the whole batch at once, as each waits for its device.
+    return Promise.all(ids.map((d) => this.#one(job, d)));
+  }
+
+  /** A twin update over a batch: one read and one write transaction for all its twins (TwinService.patchDevices). */
+  async #twinBatch(job: JobRecord, ids: readonly string[]): Promise<DeviceJobResult[]> {
+    const startTimeUtc = this.#now();
+    let failed = new Map<string, unknown>();
+    if (job.updateTwin !== null && Object.keys(job.updateTwin).length > 0) {
+      try {
+        failed = await this.twins.patchDevices(ids, job.updateTwin);
+      } catch (err) {
+        failed = new Map(ids.map((d) => [d, err]));
+      }
+    }
+    const endTimeUtc = this.#now();
+    return ids.map((deviceId) => {
+      const err = failed.get(deviceId);
+      return failed.has(deviceId)
+        ? { deviceId, status: 'failed', startTimeUtc, endTimeUtc, outcome: null, error: failure(err) }
+        : { deviceId, status: 'completed', startTimeUtc, endTimeUtc, outcome: null, error: null };
+    });
+  }
+
+  /** One device's direct method. */
   async #one(job: JobRecord, deviceId: string): Promise<DeviceJobResult> {
     const startTimeUtc = this.#now();
     try {
-      let outcome: JsonObject | null = null;
-      if (job.type === 'scheduleUpdateTwin') {
-        if (job.updateTwin !== null && Object.keys(job.updateTwin).length > 0) await this.twins.patch(deviceId, null, job.updateTwin, undefined);
-      } else {
-        const r = await this.methods.invoke(deviceId, null, job.cloudToDeviceMethod as unknown as MethodCall);
-        outcome = { deviceMethodResponse: { status: r.status, payload: r.payload } };
-      }
+      const r = await this.methods.invoke(deviceId, null, job.cloudToDeviceMethod as unknown as MethodCall);
+      const outcome = { deviceMethodResponse: { status: r.status, payload: r.payload } };
       return { deviceId, status: 'completed', startTimeUtc, endTimeUtc: this.#now(), outcome, error: null };
     } catch (err) {
       return { deviceId, status: 'failed', startTimeUtc, endTimeUtc: this.#now(), outcome: null, error: failure(err) };
