@@ -97,8 +97,11 @@ export interface JobStore {
    * undefined when there were none (then the caller marks the job expanded with addDevices(…, [], …, true)).
    */
   addRegistryDevices(job: JobRecord, after: string, limit: number, at: string): Promise<string | undefined>;
-  /** Up to `limit` device ids still to do (pending or left running by a crash), by id. */
-  nextDevices(jobId: string, limit: number): Promise<string[]>;
+  /**
+   * Up to `limit` device ids still to do (pending or left running by a crash), by id, after `after`
+   * (a runner passes the last id of its previous batch, so it never walks the rows it has done; '' from the start).
+   */
+  nextDevices(jobId: string, limit: number, after?: string): Promise<string[]>;
   /** Marks a batch's pending rows `running` (with their start time) before it is done. */
   markRunning(jobId: string, deviceIds: readonly string[], at: string): Promise<void>;
   /** Writes the outcomes of one batch, in one transaction. */

@@ -112,6 +112,7 @@ export function jobStoreConformance(name: string, open: () => Promise<StoreHarne
         );
         assert.deepEqual(await s.statistics('x'), { deviceCount: 4, failedCount: 1, succeededCount: 1, runningCount: 0, pendingCount: 2 });
         assert.deepEqual(await s.nextDevices('x', 10), ['d3', 'd4']);
+        assert.deepEqual(await s.nextDevices('x', 10, 'd3'), ['d4'], 'after a cursor');
         assert.equal(await s.finish('x', 'cancelled', at, null), true);
         assert.deepEqual(await s.statistics('x'), { deviceCount: 4, failedCount: 1, succeededCount: 1, runningCount: 0, pendingCount: 0 });
         // A batch that was in flight when the job was cancelled is not recorded over the cancel.

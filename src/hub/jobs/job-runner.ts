@@ -167,6 +167,8 @@ export class JobRunner {
       if (job.status !== 'running') await this.store.jobs.setStatus(id, 'running');
       if (!job.expanded && !(await this.#expand(job))) return;
       log.info({ event: 'jobs.started', type: job.type }, 'job running');
+      // Rows before the cursor were done by this run; a new run (a restart, another node) starts from the first.
+      let cursor = '';
       for (;;) {
         if (this.#stopped) return;
         const now = this.clock.now();
@@ -185,7 +187,7 @@ export class JobRunner {
           release = false;
           return; // another node holds it (our lease lapsed)
         }
-        const ids = await this.store.jobs.nextDevices(id, this.opts.batchSize);
+        const ids = await this.store.jobs.nextDevices(id, this.opts.batchSize, cursor);
         if (ids.length === 0) {
           await this.store.jobs.finish(id, 'completed', this.#now(), null);
           log.info({ event: 'jobs.completed' }, 'job completed');
@@ -194,10 +196,13 @@ export class JobRunner {
         }
         const started = performance.now();
         const cpu0 = process.cpuUsage();
-        await this.store.jobs.markRunning(id, ids, this.#now());
+        // A twin batch is done and recorded at once: its rows go from pending to their outcome. A
+        // method batch waits for devices, for seconds maybe: its rows are running meanwhile.
+        if (job.type === 'scheduleDeviceMethod') await this.store.jobs.markRunning(id, ids, this.#now());
         const results = await this.#batch(job, ids);
         if (this.#stopped) return;
         await this.store.jobs.recordResults(id, results, this.#now());
+        cursor = ids[ids.length - 1] ?? cursor;
         this.#emit(job, results);
         const took = performance.now() - started;
         const cpu = process.cpuUsage(cpu0);

@@ -186,8 +186,8 @@ export class SqlJobStore implements JobStore {
     });
   }
 
-  async nextDevices(jobId: string, limit: number): Promise<string[]> {
-    const rows = await this.db.all("SELECT device_id FROM device_jobs WHERE job_id = ? AND status IN ('pending', 'running') ORDER BY device_id LIMIT ?", [jobId, limit]);
+  async nextDevices(jobId: string, limit: number, after = ''): Promise<string[]> {
+    const rows = await this.db.all("SELECT device_id FROM device_jobs WHERE job_id = ? AND device_id > ? AND status IN ('pending', 'running') ORDER BY device_id LIMIT ?", [jobId, after, limit]);
     return rows.map((r) => String(r.device_id));
   }
 
