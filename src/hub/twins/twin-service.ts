@@ -9,7 +9,7 @@ import { newEtag, newEtags } from '../../core/ids.js';
 import { isJsonObject, type JsonObject } from '../../core/json.js';
 import type { DeviceRecord, ModuleRecord, TwinState } from '../../core/types.js';
 import type { DeviceRegistryStore, ModuleRegistryStore, TwinStore } from '../../store/ports.js';
-import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
+import { SUBJECTS, type HubBus, type TwinsChanged } from '../../bus/subjects.js';
 import type { MessageTally } from '../../core/tally.js';
 import { renderTwin } from './twin-document.js';
 import { checkSectionSize, clone, mergeInto, validatePatch } from './twin-patch.js';
@@ -39,6 +39,10 @@ export class TwinService {
 
   #changed(deviceId: string, moduleId: string | null, change: TwinChange): void {
     this.bus.publish(SUBJECTS.twinChanged, { deviceId, moduleId });
+    this.#changeEvent(deviceId, moduleId, change);
+  }
+
+  #changeEvent(deviceId: string, moduleId: string | null, change: TwinChange): void {
     const events = this.#events;
     events?.emit('TwinChangeEvents', () => twinChangeEvent({ hubName: events.hubName, deviceId, moduleId, now: new Date(this.clock.now()).toISOString() }, change));
   }
@@ -66,7 +70,8 @@ export class TwinService {
    * The same PATCH on many device twins (a twin-update job's batch), as patch() without If-Match
    * does it one by one but with one read of the batch's twins and one transaction for their writes,
    * each still a compare-and-swap on its etag. Every twin written is announced as patch() announces
-   * it (`twin.changed`, its desired patch to the node holding its session, a twin change event); one
+   * it (a twin change event; what `twin.changed` and `twin.desired.changed` say, for the whole batch
+   * in one `twins.changed`); one
    * whose etag moved in between goes through patch() alone. Answers, per device, the error it
    * failed with (absent: done).
    */
@@ -99,12 +104,14 @@ export class TwinService {
     }
     const made = await this.store.writeServiceSections(writes);
     const retry: string[] = [];
+    const changed: TwinsChanged['twins'] = [];
     writes.forEach((w, i) => {
       const { deviceId } = w.twin;
       if (made[i] !== true) return void retry.push(deviceId);
-      this.#changed(deviceId, null, patchChange(w.twin, w.applied));
-      if (w.applied.desiredPatch !== undefined) this.bus.publish(SUBJECTS.desiredChanged, { deviceId, moduleId: null, patch: w.applied.desiredPatch });
+      this.#changeEvent(deviceId, null, patchChange(w.twin, w.applied));
+      changed.push(w.applied.desiredPatch === undefined ? { deviceId, moduleId: null } : { deviceId, moduleId: null, desired: w.applied.desiredPatch });
     });
+    if (changed.length > 0) this.bus.publish(SUBJECTS.twinsChanged, { twins: changed });
     for (const deviceId of retry) await this.patch(deviceId, null, body, undefined).catch((err: unknown) => failed.set(deviceId, err));
     return failed;
   }
