@@ -717,7 +717,7 @@ export function generatorMain(): void {
 
 // ----------------------------------------------------------------------------- orchestrator side
 
-/** A load generator child process: its own event loop, its fd soft limit raised to the hard one. */
+/** A load generator child process: its own event loop, its fd limit raised to 20,000 (never lowered: bench/scale runs under a higher one). */
 const GENERATOR_SCRIPT = join(ROOT, 'dist/bench/mqtt-load.js');
 
 /** A child process that runs tasks of kind K (by default a load generator's) sent over IPC (serveTasks). */
@@ -743,7 +743,7 @@ export class Generator<K extends { kind: string } = Task> {
   static start<K extends { kind: string } = Task>(script = GENERATOR_SCRIPT, args: readonly string[] = ['--role', 'gen'], env: NodeJS.ProcessEnv = {}): Generator<K> {
     const child = spawn(
       '/bin/sh',
-      ['-c', 'ulimit -n 20000 2>/dev/null || true; exec "$0" "$@"', process.execPath, script, ...args],
+      ['-c', 'n=$(ulimit -n); [ "$n" = unlimited ] || [ "$n" -ge 20000 ] || ulimit -n 20000 2>/dev/null || true; exec "$0" "$@"', process.execPath, script, ...args],
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, NODE_OPTIONS: '', ...env } },
     );
     return new Generator<K>(child);

@@ -437,6 +437,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
   await prepared.routing.start();
   await prepared.configurationEngine.start();
   prepared.jobRunner.start();
+  services.registryJobs.start();
   await services.auditLog.start();
   services.policyUsage.start();
 
@@ -471,6 +472,8 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
         await services.alerts.stop();
         // Before the sessions close, so a method job's batch in flight is not recorded as offline devices.
         await prepared.jobRunner.stop();
+        // Before the blob store stops: an import or export finishes its step and gives its lease up.
+        await services.registryJobs.stop();
         const mqttClosed = new Promise<void>((resolve) => mqtt.close(() => resolve()));
         const amqpClosed = new Promise<void>((resolve) => (amqpServer === undefined ? resolve() : amqpServer.close(() => resolve())));
         broker.closeAll('hub stopping');

@@ -201,12 +201,28 @@ describe('two nodes on one NATS', () => {
     assert.equal(other.closed, undefined);
   });
 
-  it('a session claimed on B closes the copy on A, and A no longer answers for it', async () => {
+  it('a session claimed on B closes the copy on A, and A no longer answers for it; connection state events say connected, connected', async () => {
+    const events: string[] = [];
+    for (const n of [a, b]) {
+      n.connections.routeEventsTo({
+        hubName: 'hub',
+        wants: () => true,
+        emit: (_source, build) => void Promise.resolve(build()).then((m) => m.deviceId === 'moved' && events.push(`${n.bus.nodeId} ${m.properties.opType ?? '?'} ${String((JSON.parse(m.body.toString('utf8')) as { sequenceNumber: string }).sequenceNumber)}`)),
+      });
+    }
     const old = await connect(a, 'moved');
+    const local = await connect(a, 'moved');
+    assert.equal(old.closed, undefined, 'a local takeover: the caller closes the replaced session');
+    old.close('replaced');
     const now = await connect(b, 'moved');
-    await until('the old session closed', () => old.closed !== undefined);
-    assert.match(old.closed ?? '', /taken over on node node-b/);
+    await until('the old session closed', () => local.closed !== undefined);
+    assert.match(local.closed ?? '', /taken over on node node-b/);
     assert.equal(now.closed, undefined);
+    await new Promise((r) => setTimeout(r, 50));
+    // Connected three times (each takeover a reconnect), never a disconnect: the device stayed on.
+    assert.deepEqual(events.map((e) => e.split(' ').slice(0, 2).join(' ')), ['node-a deviceConnected', 'node-a deviceConnected', 'node-b deviceConnected']);
+    const seqs = events.map((e) => e.split(' ')[2] ?? '');
+    assert.ok(seqs[0]! < seqs[1]! && seqs[1]! < seqs[2]!, `sequence numbers grow: ${seqs.join(', ')}`);
     await a.bus.bus.flush();
     const r = await b.methods.invoke('moved', null, { methodName: 'where', payload: null, responseTimeoutInSeconds: 5, connectTimeoutInSeconds: 0 });
     assert.equal((r.payload as { answeredBy: string }).answeredBy, 'node-b');

@@ -23,6 +23,7 @@ import { createLogger } from '../src/log.js';
 import { devicesIn, makeMessage } from '../src/log/log.case.js';
 import type { EventLog, LogMessage, LogPlacement, LogRecord } from '../src/log/log-ports.js';
 import { openSqlEventLog, type SqlEventLog } from '../src/log/sql/sql-log.js';
+import { openSqliteLog } from '../src/log/sqlite/open-sqlite-log.js';
 import type { SqlStore } from '../src/store/sql/sql-store.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
 import { BIN, removeDir, tempDir } from './support/hub-process.js';
@@ -109,6 +110,44 @@ describe('the event log on SQLite: group commit, retention flags, the merged rea
     await w.stop();
     assert.ok((await Promise.race([pending, Promise.resolve(undefined)])) !== undefined, 'stop waited for the batch');
     await assert.rejects(w.append(makeMessage('f', 5)), /stopped/);
+  });
+
+  it('batches in flight (the SQLite log\'s writer thread): the next batch goes before the first is answered; each device keeps its order', async () => {
+    const own = tempDir('inflight');
+    const threaded = await openSqliteLog({ file: join(own, 'log.db'), partitionCount: 2, retention: { maxAgeMs: 3_600_000, maxBytesPerPartition: 1 << 30 } });
+    let open = 0;
+    let most = 0;
+    const counting: EventLog = {
+      ...wrapped(threaded).log,
+      async append(messages) {
+        most = Math.max(most, ++open);
+        try {
+          return await threaded.append(messages);
+        } finally {
+          open--;
+        }
+      },
+    };
+    const w = new LogWriter(counting, silent, { inFlight: 4 });
+    try {
+      const placed: Promise<LogPlacement>[] = [];
+      for (let turn = 0; turn < 20; turn++) {
+        for (let i = 0; i < 50; i++) placed.push(w.append(makeMessage(`d${i % 5}`, turn * 50 + i)));
+        await new Promise((r) => setImmediate(r));
+      }
+      const done = await Promise.all(placed);
+      assert.ok(most > 1, `at most ${most} batch in flight`);
+      for (let d = 0; d < 5; d++) {
+        const mine = done.filter((_, k) => k % 5 === d);
+        for (let k = 1; k < mine.length; k++) assert.ok(mine[k]!.sequenceNumber > mine[k - 1]!.sequenceNumber, `d${d} in order`);
+        const back = await threaded.read(threaded.partitionOf(`d${d}`), 'earliest', 10_000);
+        assert.deepEqual(back.filter((r) => r.deviceId === `d${d}`).map((r) => Number(r.properties.n)), mine.map((_, k) => k * 5 + d));
+      }
+    } finally {
+      await w.stop();
+      await threaded.close();
+      removeDir(own);
+    }
   });
 
   it('--event-max-count is a byte budget per partition at 1 KiB a message; retention keeps the newest', async () => {

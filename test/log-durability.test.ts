@@ -1,16 +1,16 @@
 /**
  * An acknowledged message is on disk (issue 19): the log's append resolves, and so the PUBACK or
- * 204 goes out, only after a commit that synced to disk. On SQLite the driver's file-sync hook
- * (fdatasync of the WAL, off the event loop) is counted: each append must see its transaction's
- * statements, then a completed sync of the WAL file, then its resolution. On PostgreSQL a driver
- * spy sees the p_sync argument of log_append, and the function is held to set synchronous_commit
- * from it whatever the session's setting. With `--telemetry-durability os-cache` (sync: false)
- * the same hooks see commits that do not sync, so the guarantee cannot silently regress either way.
+ * 204 goes out, only after a commit that synced to disk. On SQLite the log's writer thread
+ * (decision 0008) commits and fdatasyncs the WAL, and reports each commit and each completed sync
+ * back before the answers they made durable: each append must see its transaction's commit, then a
+ * completed sync of the WAL file, then its resolution. On PostgreSQL a driver spy sees the p_sync
+ * argument of log_append, and the function is held to set synchronous_commit from it whatever the
+ * session's setting. With `--telemetry-durability os-cache` (sync: false) the same hooks see
+ * commits that do not sync, so the guarantee cannot silently regress either way.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -18,10 +18,10 @@ import pg from 'pg';
 import { SecretBox } from '../src/core/secret-box.js';
 import { makeMessage } from '../src/log/log.case.js';
 import { openSqlEventLog, type SqlEventLog } from '../src/log/sql/sql-log.js';
+import { openSqliteLog } from '../src/log/sqlite/open-sqlite-log.js';
 import type { SqlDriver, SqlExecutor, SqlValue, TransactionOptions } from '../src/store/sql/driver.js';
 import { openPostgresStore } from '../src/store/postgres/open-postgres-store.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
-import { SqliteDriver } from '../src/store/sqlite/sqlite-driver.js';
 import type { SqlStore } from '../src/store/sql/sql-store.js';
 import { DEFAULT_TEST_RETENTION } from './support/log-harness.js';
 
@@ -57,7 +57,6 @@ describe('the log acknowledges only what a synced commit holds', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gh-logdur-'));
   const stores: SqlStore[] = [];
   const logs: SqlEventLog[] = [];
-  const drivers: SqlDriver[] = [];
 
   before(async () => {
     const box = new SecretBox(randomBytes(32));
@@ -68,7 +67,6 @@ describe('the log acknowledges only what a synced commit holds', () => {
 
   after(async () => {
     for (const l of logs) await l.close();
-    for (const d of drivers) await d.close();
     for (const s of stores) await s.close();
     rmSync(dir, { recursive: true, force: true });
     const admin = new pg.Client({ connectionString: DATABASE_URL });
@@ -81,6 +79,10 @@ describe('the log acknowledges only what a synced commit holds', () => {
     const log = await openSqlEventLog(spy(driver, seen), { retention: DEFAULT_TEST_RETENTION, pollMs: 60_000, ...(sync === undefined ? {} : { sync }) });
     logs.push(log);
     seen.length = 0; // opening the log commits its partition rows
+    return appendTo(log, seen);
+  }
+
+  async function appendTo(log: SqlEventLog, seen: Seen[]): Promise<Seen[]> {
     for (let b = 0; b < 3; b++) {
       const batch = Array.from({ length: 10 }, (_, i) => makeMessage(`dev-${i}`, b * 10 + i));
       const placed = await log.append(batch);
@@ -99,23 +101,26 @@ describe('the log acknowledges only what a synced commit holds', () => {
     { kind: 'ack' },
   ];
 
-  /** A second connection to the SQLite store's file whose WAL syncs are seen (the real fdatasync runs). */
-  async function sqliteWithSyncs(seen: Seen[]): Promise<SqlDriver> {
-    const driver = new SqliteDriver(join(dir, 'hub.db'), {
-      syncFile: async (path) => {
-        const fh = await open(path, 'r');
-        await fh.datasync();
-        await fh.close();
-        seen.push({ kind: 'synced', file: path.endsWith('-wal') ? 'wal' : path === dir ? 'dir' : path });
-      },
+  /**
+   * The SQLite log as the hub opens it (its own file, written by its worker thread), whose commits
+   * and WAL syncs (the real fdatasync, in the thread) are reported back in order.
+   */
+  let files = 0;
+  async function sqliteLogWithSyncs(sync: boolean | undefined, seen: Seen[]): Promise<SqlEventLog> {
+    const log = await openSqliteLog({
+      file: join(dir, `log-${++files}.db`),
+      retention: DEFAULT_TEST_RETENTION,
+      pollMs: 60_000,
+      ...(sync === undefined ? {} : { sync }),
+      observe: (e) => seen.push(e.kind === 'commit' ? { kind: 'statements' } : { kind: 'synced', file: e.file }),
     });
-    drivers.push(driver);
-    return driver;
+    logs.push(log);
+    return log;
   }
 
   it('SQLite: every append resolves after its commit and a sync of the WAL file (the default)', async () => {
     const seen: Seen[] = [];
-    await appendThrough(await sqliteWithSyncs(seen), undefined, seen);
+    await appendTo(await sqliteLogWithSyncs(undefined, seen), seen);
     assert.deepEqual(seen, [
       { kind: 'statements' },
       { kind: 'synced', file: 'wal' },
@@ -136,7 +141,7 @@ describe('the log acknowledges only what a synced commit holds', () => {
 
   it('os-cache: the same appends commit without a sync, on both stores', async () => {
     const seen: Seen[] = [];
-    await appendThrough(await sqliteWithSyncs(seen), false, seen);
+    await appendTo(await sqliteLogWithSyncs(false, seen), seen);
     assert.deepEqual(seen, [{ kind: 'statements' }, { kind: 'ack' }, { kind: 'statements' }, { kind: 'ack' }, { kind: 'statements' }, { kind: 'ack' }]);
     const relaxed = synced.map((s) => (s.kind === 'commit' ? { kind: 'commit', synced: false } : s));
     assert.deepEqual(await appendThrough((stores[1] as SqlStore).sqlDriver, false), relaxed);

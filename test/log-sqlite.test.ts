@@ -1,30 +1,38 @@
-/** The event log conformance suite on SQLite (each test its own database file). */
+/**
+ * The event log conformance suite on SQLite as the hub runs it: the log in its own file, written by
+ * its worker thread, read on the main thread (each test its own file). Then what is particular to
+ * it: a restart, the move of a log kept in the store's file by an older version, and a writer
+ * thread that dies.
+ */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { describe, it } from 'node:test';
+import { isHubError } from '../src/core/errors.js';
 import { SecretBox } from '../src/core/secret-box.js';
-import { eventLogConformance, makeMessage, type LogHarness, type LogOpenOptions } from '../src/log/log.case.js';
-import type { EventLog, LogPlacement } from '../src/log/log-ports.js';
+import { devicesIn, eventLogConformance, makeMessage, type LogHarness, type LogOpenOptions } from '../src/log/log.case.js';
+import type { EventLog, LogPlacement, LogRecord } from '../src/log/log-ports.js';
 import { tailLoop } from '../src/log/tail.js';
 import { openSqliteStore } from '../src/store/sqlite/open-sqlite-store.js';
+import type { SqliteDriver } from '../src/store/sqlite/sqlite-driver.js';
 import { SqlLogNodes } from './support/log-harness.js';
 
 async function openHarness(opts: LogOpenOptions = {}): Promise<LogHarness> {
   const dir = mkdtempSync(join(tmpdir(), 'gh-log-'));
-  const store = await openSqliteStore(join(dir, 'hub.db'), new SecretBox(randomBytes(32)));
+  const file = join(dir, 'log.db');
   const nodes = new SqlLogNodes();
   const opened: EventLog[] = [];
   try {
-    const log = await nodes.open(store.sqlDriver, opts);
+    const log = await nodes.openFile(file, opts);
     opened.push(log);
     return {
       log,
-      // One SQLite file has one writer process; a second instance in it stands in for a restart or a second reader.
+      // One process writes a hub's SQLite log; a second instance on the file stands in for a restart or a second reader.
       openPeer: async (peerOpts = {}) => {
-        const peer = await nodes.open(store.sqlDriver, peerOpts);
+        const peer = await nodes.openFile(file, peerOpts);
         opened.push(peer);
         return peer;
       },
@@ -32,12 +40,11 @@ async function openHarness(opts: LogOpenOptions = {}): Promise<LogHarness> {
       async close() {
         for (const l of opened) await l.close();
         await nodes.bus.close();
-        await store.close();
         rmSync(dir, { recursive: true, force: true });
       },
     };
   } catch (err) {
-    await store.close();
+    for (const l of opened) await l.close();
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
@@ -45,19 +52,19 @@ async function openHarness(opts: LogOpenOptions = {}): Promise<LogHarness> {
 
 eventLogConformance('sqlite', openHarness);
 
+async function readAll(log: EventLog, partition: number): Promise<LogRecord[]> {
+  return log.read(partition, 'earliest', 100_000);
+}
+
 describe('event log on SQLite, across a restart', () => {
   it('keeps records, numbers and offsets: the reopened log continues where it stopped', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'gh-log-'));
-    const file = join(dir, 'hub.db');
-    const box = new SecretBox(randomBytes(32));
+    const file = join(dir, 'log.db');
     try {
-      let store = await openSqliteStore(file, box);
-      let log = await new SqlLogNodes().open(store.sqlDriver, { partitionCount: 2 });
+      let log = await new SqlLogNodes().openFile(file, { partitionCount: 2 });
       const before = await log.append([makeMessage('r', 1), makeMessage('r', 2)]);
       await log.close();
-      await store.close();
-      store = await openSqliteStore(file, box);
-      log = await new SqlLogNodes().open(store.sqlDriver);
+      log = await new SqlLogNodes().openFile(file);
       const p = log.partitionOf('r');
       assert.equal(log.partitionCount, 2);
       assert.deepEqual((await log.read(p, 'earliest', 10)).map((r) => r.offset), before.map((b) => b.offset));
@@ -65,8 +72,81 @@ describe('event log on SQLite, across a restart', () => {
       assert.equal(after?.sequenceNumber, 2);
       assert.ok(BigInt(after?.offset ?? '0') > BigInt((before[1] as LogPlacement).offset));
       await log.close();
-      await store.close();
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('event log on SQLite, kept in the store file by an older version', () => {
+  it('moves into its own file at the first start: records, numbers and offsets kept, the old tables gone', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gh-log-'));
+    const storeFile = join(dir, 'gatehouse.db');
+    const box = new SecretBox(randomBytes(32));
+    try {
+      // The log as versions before this one kept it: in the store's file, written through the store's driver.
+      let store = await openSqliteStore(storeFile, box);
+      const nodes = new SqlLogNodes();
+      const old = await nodes.open(store.sqlDriver, { partitionCount: 3 });
+      const [a, b] = devicesIn(3, [0, 2], 'up');
+      const placed = await old.append([makeMessage(a!, 1), makeMessage(b!, 2), makeMessage(a!, 3)]);
+      await old.close();
+      await store.close();
+
+      store = await openSqliteStore(storeFile, box);
+      let movedCount = -1;
+      const log = await nodes.openFile(join(dir, 'log.db'), {}, { store: { driver: store.sqlDriver as SqliteDriver, file: storeFile }, onMoved: (n) => (movedCount = n) });
+      assert.equal(movedCount, 3);
+      assert.equal(log.partitionCount, 3);
+      const inA = await readAll(log, 0);
+      assert.deepEqual(inA.map((r) => [r.sequenceNumber, r.offset, r.properties.n]), [
+        [0, (placed[0] as LogPlacement).offset, '1'],
+        [1, (placed[2] as LogPlacement).offset, '3'],
+      ]);
+      assert.deepEqual((await readAll(log, 2)).map((r) => r.body.toString()), [makeMessage(b!, 2).body.toString()]);
+      const [next] = await log.append([makeMessage(a!, 4)]);
+      assert.equal(next?.sequenceNumber, 2, 'numbering goes on');
+      const tables = await store.sqlDriver.all("SELECT name FROM sqlite_master WHERE name LIKE 'log_%'");
+      assert.deepEqual(tables, [], 'dropped from the store file');
+      await log.close();
+
+      // The next start finds nothing to move and keeps what it has.
+      movedCount = -1;
+      const again = await nodes.openFile(join(dir, 'log.db'), {}, { store: { driver: store.sqlDriver as SqliteDriver, file: storeFile }, onMoved: (n) => (movedCount = n) });
+      assert.equal(movedCount, -1);
+      assert.equal((await readAll(again, 0)).length, 3);
+      await again.close();
+      await store.close();
+      await nodes.bus.close();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('event log on SQLite, its writer thread dies', () => {
+  it('fails what it had not answered with ServiceUnavailable, loses nothing it answered, and the next append starts a new one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gh-log-'));
+    const workers: Worker[] = [];
+    const failures: Error[] = [];
+    const log = await new SqlLogNodes().openFile(join(dir, 'log.db'), { partitionCount: 1 }, { onWriterStart: (w) => workers.push(w), onWriterFailure: (e) => failures.push(e) });
+    try {
+      await log.append([makeMessage('w', -1)]);
+      assert.equal(workers.length, 1);
+      const batches = Array.from({ length: 20 }, (_, b) => log.append(Array.from({ length: 500 }, (_, i) => makeMessage('w', b * 500 + i))));
+      await (workers[0] as Worker).terminate();
+      const settled = await Promise.allSettled(batches);
+      const rejected = settled.filter((s): s is PromiseRejectedResult => s.status === 'rejected');
+      assert.ok(rejected.length > 0, 'some batches were still waiting');
+      for (const r of rejected) assert.ok(isHubError(r.reason) && r.reason.code === 'ServiceUnavailable', String(r.reason));
+      assert.equal(failures.length, 1, 'reported once');
+      const answered = settled.flatMap((s) => (s.status === 'fulfilled' ? s.value : []));
+      const after = await log.append([makeMessage('w', 1_000_000)]);
+      assert.equal(workers.length, 2, 'a new writer thread');
+      const stored = new Set((await readAll(log, 0)).map((r) => r.sequenceNumber));
+      for (const p of [...answered, ...after]) assert.ok(stored.has(p.sequenceNumber), `answered ${p.sequenceNumber} is stored`);
+    } finally {
+      await log.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -160,7 +160,8 @@ export class ConnectionCaps {
         this.refusals.report({ listener, reason: 'address_limit', remote, detail: `more than ${this.perAddress} open connections from ${addressKey(remote)}` });
         return;
       }
-      socket.once('close', slot.release);
+      // 'close' comes once: `on` spares the wrapper `once` makes per connection.
+      socket.on('close', slot.release);
     });
     server.on('tlsClientError', (err: Error & { code?: string }, socket: Socket) => {
       if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') this.refusals.report({ listener, reason: 'handshake_timeout', remote: socket.remoteAddress ?? '' });

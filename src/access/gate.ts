@@ -191,7 +191,7 @@ export class AccessGate implements DeviceAuthentication {
     // Established TLS sockets (HTTPS keep-alive included), so a change can close the ones it refuses.
     server.on('secureConnection', (socket: TLSSocket) => {
       sockets.add(socket);
-      socket.once('close', () => sockets.delete(socket));
+      socket.on('close', () => sockets.delete(socket));
     });
   }
 

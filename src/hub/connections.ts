@@ -126,8 +126,13 @@ export class ConnectionTable {
     const key = identityKey(session.deviceId, session.moduleId);
     const previous = this.#sessions.get(key);
     this.#sessions.set(key, session);
-    if (previous !== session) this.#claim(key, session);
-    if (previous === undefined) this.#connectionState(session, 'deviceConnected');
+    if (previous !== session) {
+      this.#claim(key, session);
+      // A takeover too (here, or of a session on another node, which then reports nothing): the
+      // identity stays connected, and a new deviceConnected with a greater sequence number tells
+      // a consumer it reconnected, as Azure's "same event, different sequence number" does.
+      this.#connectionState(session, 'deviceConnected');
+    }
     this.changed(session);
     return previous === session ? undefined : previous;
   }

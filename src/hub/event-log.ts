@@ -17,12 +17,17 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { connectNats } from '../bus/nats/nats-bus.js';
 import { LOG_DURABILITY_META, LOG_REPLICAS_META, LOG_STORE_META, LogConfigError, type EventLog, type LogRetention } from '../log/log-ports.js';
 import { openJetStreamLog } from '../log/jetstream/jetstream-log.js';
-import { openSqlEventLog } from '../log/sql/sql-log.js';
+import { dirname, join } from 'node:path';
+import { openSqlEventLog, type SqlEventLogOptions } from '../log/sql/sql-log.js';
+import { LOG_FILE, openSqliteLog } from '../log/sqlite/open-sqlite-log.js';
+import { SqliteDriver } from '../store/sqlite/sqlite-driver.js';
 import type { SqlStore } from '../store/sql/sql-store.js';
 import { StartupError } from './startup.js';
 import { LogWriter } from './telemetry/log-writer.js';
 
 const BYTES_PER_MESSAGE_BUDGET = 1024;
+/** Telemetry batches the SQLite log's writer thread may hold at once (LogWriter's inFlight). */
+const SQLITE_BATCHES_IN_FLIGHT = 8;
 
 export interface EventLogConfig {
   partitions?: number | undefined;
@@ -45,12 +50,17 @@ export async function openHubEventLog(store: SqlStore, config: Omit<EventLogConf
     await fixLogStore(store, config.eventLog ?? 'sql', config.eventLogReplicas ?? 1);
     const sync = await recordDurability(store, config, logger);
     let log: EventLog;
+    let inFlight = 1;
     if (config.eventLog === 'jetstream') log = await openOnJetStream(store, { ...config, eventLog: 'jetstream', eventLogReplicas: config.eventLogReplicas ?? 1, telemetryDurability: config.telemetryDurability ?? 'fsync' }, bus, retention, logger);
-    else log = await openSqlEventLog(store.sqlDriver, { ...partitionCount, retention, bus, sync });
+    else if (store.sqlDriver instanceof SqliteDriver && store.sqlDriver.file !== ':memory:') {
+      log = await openOnSqlite(store.sqlDriver, { ...partitionCount, retention, bus, sync }, logger);
+      // Its writer thread commits what waits together, in the order sent: hand batches over as they form.
+      inFlight = SQLITE_BATCHES_IN_FLIGHT;
+    } else log = await openSqlEventLog(store.sqlDriver, { ...partitionCount, retention, bus, sync });
     const perPartition = perPartitionBudget(config, log.partitionCount);
     retention.maxBytesPerPartition = perPartition;
     logger.info({ event: 'log.opened', store: config.eventLog ?? 'sql', partitions: log.partitionCount, retentionHours: config.eventRetentionHours, maxBytesPerPartition: perPartition }, 'event log opened');
-    return new LogWriter(log, logger);
+    return new LogWriter(log, logger, { inFlight });
   } catch (err) {
     if (err instanceof LogConfigError) throw new StartupError(`${err.message}: start without --partitions, or with the count the hub was created with`);
     throw err;
@@ -82,6 +92,20 @@ async function recordDurability(store: SqlStore, config: { eventLog?: 'sql' | 'j
     );
   }
   return mode === 'fsync';
+}
+
+/**
+ * SQLite: the log in its own file beside the store's, written by a worker thread (decision 0008); a log kept in the
+ * store's file by an older version moves there at the first start.
+ */
+function openOnSqlite(storeDriver: SqliteDriver, opts: Omit<SqlEventLogOptions, 'writer'>, logger: Logger): Promise<EventLog> {
+  return openSqliteLog({
+    ...opts,
+    file: join(dirname(storeDriver.file), LOG_FILE),
+    store: { driver: storeDriver, file: storeDriver.file },
+    onMoved: (records) => logger.info({ event: 'log.moved', records, file: LOG_FILE }, 'moved the event log out of the store database into its own file'),
+    onWriterFailure: (err) => logger.error({ err, event: 'log.writer-failed' }, 'the event log writer thread stopped: appends waiting for it failed (ServiceUnavailable); the next append starts a new one'),
+  });
 }
 
 function perPartitionBudget(config: { eventMaxCount: number }, partitionCount: number): number {

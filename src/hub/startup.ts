@@ -16,6 +16,7 @@ import { TLS_DIR } from '../pki/server-tls.js';
 import type { Store } from '../store/ports.js';
 import type { SqlStore } from '../store/sql/sql-store.js';
 import { openSqliteStore } from '../store/sqlite/open-sqlite-store.js';
+import { LOG_FILE } from '../log/sqlite/open-sqlite-log.js';
 import { openPostgresStore } from '../store/postgres/open-postgres-store.js';
 import { DEFAULT_POLICIES, newPolicy } from '../auth/policies.js';
 
@@ -71,7 +72,7 @@ export function ensurePrivateDataDir(dir: string, logger: Logger): void {
     throw new StartupError(`cannot write the data dir ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
   if (process.platform === 'win32') return; // no POSIX modes
-  const own = [MASTER_KEY_FILE, STATE_FILE, NODE_ID_FILE, SQLITE_FILE, `${SQLITE_FILE}-wal`, `${SQLITE_FILE}-shm`, `${SQLITE_FILE}-journal`, TLS_DIR].map((f) => join(dir, f));
+  const own = [MASTER_KEY_FILE, STATE_FILE, NODE_ID_FILE, SQLITE_FILE, `${SQLITE_FILE}-wal`, `${SQLITE_FILE}-shm`, `${SQLITE_FILE}-journal`, LOG_FILE, `${LOG_FILE}-wal`, `${LOG_FILE}-shm`, TLS_DIR].map((f) => join(dir, f));
   const tlsDir = join(dir, TLS_DIR);
   const inTls = existsAsDir(tlsDir) ? readdirSync(tlsDir).map((f) => join(tlsDir, f)) : [];
   const st = statSync(dir);

@@ -159,8 +159,13 @@ export function encodeRecord(m: LogMessage): EncodedRecord {
     properties,
     systemProperties,
     endpoints: m.endpoints === undefined ? null : JSON.stringify(m.endpoints),
-    size: m.body.length + Buffer.byteLength(m.deviceId) + Buffer.byteLength(m.moduleId ?? '') + Buffer.byteLength(properties) + Buffer.byteLength(systemProperties),
+    size: recordSize(m.body.length, m.deviceId, m.moduleId ?? '', properties, systemProperties),
   };
+}
+
+/** The bytes a record counts for in size-based retention (and the SQL log's offsets). */
+export function recordSize(bodyLength: number, deviceId: string, moduleId: string, properties: string, systemProperties: string): number {
+  return bodyLength + Buffer.byteLength(deviceId) + Buffer.byteLength(moduleId) + Buffer.byteLength(properties) + Buffer.byteLength(systemProperties);
 }
 
 /** Store meta keys: where a hub's log lives (`sql` or `jetstream`, fixed at creation) and its JetStream replicas. */

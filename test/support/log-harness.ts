@@ -9,6 +9,7 @@ import { HubBus } from '../../src/bus/subjects.js';
 import type { SqlDriver } from '../../src/store/sql/driver.js';
 import type { LogOpenOptions } from '../../src/log/log.case.js';
 import { openSqlEventLog, type SqlEventLog } from '../../src/log/sql/sql-log.js';
+import { openSqliteLog, type SqliteLogOptions } from '../../src/log/sqlite/open-sqlite-log.js';
 
 export const DEFAULT_TEST_RETENTION = { maxAgeMs: 7 * 24 * 3600_000, maxBytesPerPartition: 1024 ** 3 };
 
@@ -42,6 +43,19 @@ export class SqlLogNodes {
       now: () => this.now,
       // Long: the tail test must be woken by the bus, not by the poll.
       pollMs: 60_000,
+    });
+  }
+
+  /** The SQLite log in its own file, written by its worker thread (as the hub opens it). */
+  openFile(file: string, opts: LogOpenOptions = {}, more: Partial<SqliteLogOptions> = {}): Promise<SqlEventLog> {
+    return openSqliteLog({
+      ...(opts.partitionCount === undefined ? {} : { partitionCount: opts.partitionCount }),
+      retention: { ...DEFAULT_TEST_RETENTION, ...opts.retention },
+      bus: new HubBus(asNode(this.bus, `node-${++this.#n}`), 'hubtest'),
+      now: () => this.now,
+      pollMs: 60_000,
+      ...more,
+      file,
     });
   }
 

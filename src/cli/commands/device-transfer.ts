@@ -11,6 +11,7 @@ import { createReadStream, createWriteStream, type WriteStream } from 'node:fs';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
+import { devicesTxtLine } from '../../core/devices-txt.js';
 import { CliError, encodeId, type RestClient } from '../rest-client.js';
 import { progressPrinter } from '../progress.js';
 import { connectionOptions, withClient, type ConnOpts } from './common.js';
@@ -30,32 +31,8 @@ interface ImportOpts extends ConnOpts {
 
 type Json = Record<string, unknown>;
 
-function withoutMeta(v: unknown): Json {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return {};
-  return Object.fromEntries(Object.entries(v as Json).filter(([k]) => !k.startsWith('$')));
-}
-
 async function write(out: WriteStream, line: string): Promise<void> {
   if (!out.write(`${line}\n`)) await once(out, 'drain');
-}
-
-/** One device's line, from its twin (query) and its identity (keys). */
-function exportLine(twin: Json, device: Json, excludeKeys: boolean): string {
-  const auth = { ...((device.authentication as Json | undefined) ?? {}) };
-  if (excludeKeys && typeof auth.symmetricKey === 'object' && auth.symmetricKey !== null) auth.symmetricKey = { primaryKey: null, secondaryKey: null };
-  const props = (twin.properties as Json | undefined) ?? {};
-  return JSON.stringify({
-    id: device.deviceId,
-    eTag: device.etag,
-    status: device.status,
-    statusReason: device.statusReason ?? null,
-    authentication: auth,
-    twinETag: twin.etag,
-    tags: twin.tags ?? {},
-    properties: { desired: withoutMeta(props.desired), reported: withoutMeta(props.reported) },
-    capabilities: device.capabilities ?? { iotEdge: false },
-    ...(typeof device.deviceScope === 'string' && device.deviceScope !== '' ? { deviceScope: device.deviceScope } : {}),
-  });
 }
 
 async function exportDevices(c: RestClient, o: ExportOpts): Promise<number> {
@@ -68,7 +45,7 @@ async function exportDevices(c: RestClient, o: ExportOpts): Promise<number> {
     for (let i = 0; i < twins.length; i += READERS) {
       const slice = twins.slice(i, i + READERS);
       const devices = await Promise.all(slice.map(async (t) => (await c.call('GET', `/devices/${encodeId(String(t.deviceId))}`)).body as Json));
-      for (let k = 0; k < slice.length; k++) await write(out, exportLine(slice[k] as Json, devices[k] as Json, o.excludeKeys === true));
+      for (let k = 0; k < slice.length; k++) await write(out, devicesTxtLine(devices[k] as Json, slice[k] as Json, o.excludeKeys === true));
       const done = i + slice.length;
       const perSecond = done / Math.max(0.001, (Date.now() - started) / 1000);
       draw(done, twins.length, `${done}/${twins.length} devices exported, ${perSecond.toFixed(0)}/s`, perSecond);

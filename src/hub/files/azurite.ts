@@ -8,7 +8,8 @@
  * and services reach it through the hub's HTTPS port (protocol/http/blob-proxy.ts).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +31,40 @@ export interface AzuriteOptions {
   keyPem: string;
   logger: Logger;
   startTimeoutMs?: number;
+}
+
+/** Whether `pid` is alive and is an embedded Azurite (by its command line, where /proc tells). */
+function isAzuriteChild(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('azurite-child');
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Waits for the Azurite of a hub that died (it stops itself when its channel to the hub closes,
+ * saving its metadata as it goes) before another one opens the same directory: two at once would
+ * overwrite each other's metadata. Killed after `graceMs`.
+ */
+async function waitForPrevious(pidFile: string, log: Logger, graceMs = 10_000): Promise<void> {
+  let pid: number;
+  try {
+    pid = Number(readFileSync(pidFile, 'utf8').trim());
+  } catch {
+    return;
+  }
+  if (!Number.isInteger(pid) || pid <= 0 || !isAzuriteChild(pid)) return;
+  log.warn({ event: 'azurite.previous', pid }, 'waiting for the Azurite of an earlier hub process to stop');
+  const end = Date.now() + graceMs;
+  while (isAzuriteChild(pid)) {
+    if (Date.now() > end) {
+      process.kill(pid, 'SIGKILL');
+      for (let i = 0; i < 40 && isAzuriteChild(pid); i++) await sleep(50);
+      return;
+    }
+    await sleep(100);
+  }
 }
 
 export async function startAzurite(opts: AzuriteOptions): Promise<EmbeddedAzurite> {
@@ -54,13 +89,16 @@ export async function startAzurite(opts: AzuriteOptions): Promise<EmbeddedAzurit
     '--skipApiVersionCheck',
     '--loose',
   ];
+  const log = opts.logger.child({ component: 'azurite' });
+  const pidFile = join(opts.dir, 'azurite.pid');
+  await waitForPrevious(pidFile, log);
   const child: ChildProcess = fork(fileURLToPath(new URL('./azurite-child.js', import.meta.url)), args, {
     // Nothing of the hub's environment: no AZURITE_DB, no keys.
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     execArgv: [],
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
   });
-  const log = opts.logger.child({ component: 'azurite' });
+  if (child.pid !== undefined) writeFileSync(pidFile, `${child.pid}\n`, { mode: 0o600 });
   let out = '';
   const port = await new Promise<number>((resolve, reject) => {
     const timer = setTimeout(() => fail(new Error(`Azurite did not start in ${(opts.startTimeoutMs ?? 30_000) / 1000} s: ${out.slice(-500)}`)), opts.startTimeoutMs ?? 30_000);
@@ -106,6 +144,7 @@ export async function startAzurite(opts: AzuriteOptions): Promise<EmbeddedAzurit
       const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
       await exited;
       clearTimeout(timer);
+      rmSync(pidFile, { force: true });
     },
   };
 }

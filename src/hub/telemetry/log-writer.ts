@@ -4,7 +4,8 @@
  *
  * Group commit: appends that arrive while a batch is being written wait and go together in the
  * next `EventLog.append`, one durable transaction; an append resolves only once its batch
- * committed. One append per message would cost one fsync per message.
+ * committed. One append per message would cost one fsync per message. The SQLite log's writer
+ * thread groups again: it takes several batches in flight and commits them together.
  *
  * Retention: the log is asked to drop what the hub's event retention no longer covers, now and
  * every minute (the SQL log needs it; JetStream applies its own limits and returns 0).
@@ -23,9 +24,20 @@ interface Pending {
   reject(err: unknown): void;
 }
 
+export interface LogWriterOptions {
+  /**
+   * Batches handed to the log before the first is answered (default 1). More only for a log that
+   * keeps them in the order given and commits them together itself (the SQLite log's writer
+   * thread): a batch then goes at the next event-loop turn instead of after the previous sync.
+   */
+  inFlight?: number;
+}
+
 export class LogWriter {
   readonly #queue: Pending[] = [];
-  #writer: Promise<void> | undefined;
+  readonly #running = new Set<Promise<void>>();
+  readonly #inFlight: number;
+  #scheduled = false;
   #timer: NodeJS.Timeout | undefined;
   #pruning: Promise<void> | undefined;
   #stopped = false;
@@ -33,14 +45,17 @@ export class LogWriter {
   constructor(
     readonly log: EventLog,
     private readonly logger: Logger,
-  ) {}
+    opts: LogWriterOptions = {},
+  ) {
+    this.#inFlight = Math.max(1, Math.floor(opts.inFlight ?? 1));
+  }
 
   /** Resolves with where the message landed, once it is durable. */
   append(message: LogMessage): Promise<LogPlacement> {
     if (this.#stopped) return Promise.reject(new HubError('ServiceUnavailable', 'The event log is stopped.'));
     return new Promise<LogPlacement>((resolve, reject) => {
       this.#queue.push({ message, resolve, reject });
-      this.#writer ??= this.#drain();
+      this.#schedule();
     });
   }
 
@@ -71,30 +86,41 @@ export class LogWriter {
     this.#stopped = true;
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
-    await this.#writer;
+    while (this.#scheduled || this.#running.size > 0) {
+      await Promise.all(this.#running);
+      if (this.#scheduled) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
     await this.#pruning;
     await this.log.close();
   }
 
-  async #drain(): Promise<void> {
-    try {
-      // Wait one event-loop turn (setImmediate runs after the poll phase), so every socket read of
-      // this turn adds its appends before the transaction. A microtask here only gathered one
-      // socket's read: ~1.4 messages per commit under 100 publishers (bench/mqtt).
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      while (this.#queue.length > 0) {
-        const batch = this.#take();
-        try {
-          const placed = await this.log.append(batch.map((p) => p.message));
-          batch.forEach((p, i) => p.resolve(placed[i] as LogPlacement));
-        } catch (err) {
-          this.logger.error({ err, event: 'log.append-failed', count: batch.length }, 'event log append failed');
-          for (const p of batch) p.reject(err);
-        }
-        if (this.#queue.length > 0 && this.#queue.length < MAX_BATCH) await new Promise<void>((resolve) => setImmediate(resolve));
+  /**
+   * Waits one event-loop turn (setImmediate runs after the poll phase), so every socket read of
+   * this turn adds its appends before the batch goes. A microtask here only gathered one socket's
+   * read: ~1.4 messages per commit under 100 publishers (bench/mqtt).
+   */
+  #schedule(): void {
+    if (this.#scheduled || this.#running.size >= this.#inFlight || this.#queue.length === 0) return;
+    this.#scheduled = true;
+    setImmediate(() => {
+      this.#scheduled = false;
+      while (this.#queue.length > 0 && this.#running.size < this.#inFlight) {
+        const run = this.#write(this.#take()).finally(() => {
+          this.#running.delete(run);
+          this.#schedule();
+        });
+        this.#running.add(run);
       }
-    } finally {
-      this.#writer = undefined;
+    });
+  }
+
+  async #write(batch: Pending[]): Promise<void> {
+    try {
+      const placed = await this.log.append(batch.map((p) => p.message));
+      batch.forEach((p, i) => p.resolve(placed[i] as LogPlacement));
+    } catch (err) {
+      this.logger.error({ err, event: 'log.append-failed', count: batch.length }, 'event log append failed');
+      for (const p of batch) p.reject(err);
     }
   }
 

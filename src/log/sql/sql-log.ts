@@ -63,6 +63,20 @@ export interface SqlEventLogOptions {
    * os-cache): once the operating system has it (a process crash loses nothing, a power cut may).
    */
   sync?: boolean;
+  /**
+   * Who writes (SQLite: the log's writer thread, sqlite/log-worker-client.ts); `db` then only
+   * reads. Absent: appends and retention write through `db`.
+   */
+  writer?: SqlLogWriter;
+}
+
+/** Writes the log elsewhere than through the reading driver (the SQLite log's writer thread). */
+export interface SqlLogWriter {
+  /** Numbers, stores and (when the log syncs) makes durable; per message its seq, pos and enqueued ms. */
+  append(messages: readonly LogMessage[], partitions: readonly number[], now: number): Promise<Float64Array>;
+  /** Deletes the partition's records with from <= seq < to; returns how many went. */
+  deleteRange(partition: number, from: number, to: number): Promise<number>;
+  close(): Promise<void>;
 }
 
 const COLUMNS = 'part, seq, pos, enqueued_ms, device_id, module_id, body, properties, system_properties, endpoints';
@@ -161,6 +175,7 @@ export class SqlEventLog implements EventLog, TailSource {
   async append(messages: readonly LogMessage[]): Promise<LogPlacement[]> {
     if (this.closed.aborted) throw new Error('the event log is closed');
     if (messages.length === 0) return [];
+    if (this.opts.writer !== undefined) return this.#appendThrough(this.opts.writer, messages);
     const byPartition = new Map<number, number[]>();
     messages.forEach((m, i) => {
       const p = this.partitionOf(m.deviceId);
@@ -186,11 +201,36 @@ export class SqlEventLog implements EventLog, TailSource {
       });
       last.set(p, seq - 1);
     }
+    this.#announce(last);
+    return placements;
+  }
+
+  async #appendThrough(writer: SqlLogWriter, messages: readonly LogMessage[]): Promise<LogPlacement[]> {
+    const parts = messages.map((m) => this.partitionOf(m.deviceId));
+    const placed = await writer.append(messages, parts, Math.floor(this.#now()));
+    const placements: LogPlacement[] = new Array<LogPlacement>(messages.length);
+    const last = new Map<number, number>();
+    let ms = -1;
+    let iso = '';
+    for (let i = 0; i < messages.length; i++) {
+      const p = parts[i] as number;
+      const seq = placed[i * 3] as number;
+      if (placed[i * 3 + 2] !== ms) {
+        ms = placed[i * 3 + 2] as number;
+        iso = new Date(ms).toISOString();
+      }
+      placements[i] = { partition: p, sequenceNumber: seq, offset: String(placed[i * 3 + 1]), enqueuedTime: iso };
+      if ((last.get(p) ?? -1) < seq) last.set(p, seq);
+    }
+    this.#announce(last);
+    return placements;
+  }
+
+  #announce(last: Map<number, number>): void {
     for (const [p, seq] of last) {
       this.wakeups.wake(p);
       this.opts.bus?.publish(SUBJECTS.logAppended, { partition: p, lastSequenceNumber: seq });
     }
-    return placements;
   }
 
   /**
@@ -356,7 +396,9 @@ export class SqlEventLog implements EventLog, TailSource {
     if (first[0]?.seq === null || first[0]?.seq === undefined) return 0;
     let deleted = 0;
     for (let from = Number(first[0].seq); from < keepFrom; from += PRUNE_CHUNK) {
-      deleted += await this.db.run('DELETE FROM log_records WHERE part = ? AND seq >= ? AND seq < ?', [partition, from, Math.min(from + PRUNE_CHUNK, keepFrom)]);
+      const to = Math.min(from + PRUNE_CHUNK, keepFrom);
+      const writer = this.opts.writer;
+      deleted += writer === undefined ? await this.db.run('DELETE FROM log_records WHERE part = ? AND seq >= ? AND seq < ?', [partition, from, to]) : await writer.deleteRange(partition, from, to);
     }
     return deleted;
   }
@@ -364,6 +406,7 @@ export class SqlEventLog implements EventLog, TailSource {
   async close(): Promise<void> {
     this.#closer.abort();
     for (const s of this.#subs.splice(0)) s.unsubscribe();
+    await this.opts.writer?.close();
   }
 }
 

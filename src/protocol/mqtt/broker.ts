@@ -14,7 +14,8 @@ export class MqttBroker {
   handle(stream: Duplex, peer: PeerInfo): MqttConnection {
     const conn = new MqttConnection(stream, peer, this.deps);
     this.#open.add(conn);
-    stream.once('close', () => this.#open.delete(conn));
+    // 'close' comes once: `on` spares the wrapper `once` makes per connection.
+    stream.on('close', () => this.#open.delete(conn));
     return conn;
   }
 

@@ -8,7 +8,8 @@ import type { MqttConnection } from './connection.js';
 import { buildPropertyBag, c2dFilter } from './topics.js';
 
 export class C2dPump {
-  readonly #inFlight = new Map<number, string>();
+  /** Packet id → lock token of the messages sent and not yet acknowledged; made on the first delivery. */
+  #inFlight: Map<number, string> | undefined;
   #nextId = 1;
   #running = false;
   #again = false;
@@ -39,7 +40,7 @@ export class C2dPump {
       const c2d = this.conn.deps.c2d;
       const id = this.conn.identity;
       if (c2d === undefined || id === undefined) return;
-      const room = this.conn.deps.limits.c2dInFlight - this.#inFlight.size;
+      const room = this.conn.deps.limits.c2dInFlight - (this.#inFlight?.size ?? 0);
       if (room <= 0) return;
       let messages: C2dMessage[];
       try {
@@ -54,7 +55,7 @@ export class C2dPump {
           continue;
         }
         const packetId = this.#allocate();
-        this.#inFlight.set(packetId, m.lockToken);
+        (this.#inFlight ??= new Map()).set(packetId, m.lockToken);
         const bag = buildPropertyBag(
           [
             ['$.mid', m.messageId],
@@ -93,16 +94,16 @@ export class C2dPump {
     for (;;) {
       const id = this.#nextId;
       this.#nextId = this.#nextId >= 65535 ? 1 : this.#nextId + 1;
-      if (!this.#inFlight.has(id)) return id;
+      if (this.#inFlight?.has(id) !== true) return id;
     }
   }
 
   /** PUBACK for a C2D delivery: complete it, then send more. */
   async acked(packetId: number): Promise<boolean> {
-    const lockToken = this.#inFlight.get(packetId);
+    const lockToken = this.#inFlight?.get(packetId);
     const c2d = this.conn.deps.c2d;
     if (lockToken === undefined || c2d === undefined || this.conn.identity === undefined) return false;
-    this.#inFlight.delete(packetId);
+    this.#inFlight?.delete(packetId);
     try {
       await c2d.complete(this.conn.identity.deviceId, lockToken);
     } catch (err) {
@@ -117,8 +118,8 @@ export class C2dPump {
     this.#stopped = true;
     const c2d = this.conn.deps.c2d;
     const deviceId = this.conn.identity?.deviceId;
-    if (c2d === undefined || deviceId === undefined) return;
+    if (c2d === undefined || deviceId === undefined || this.#inFlight === undefined) return;
     for (const lockToken of this.#inFlight.values()) void c2d.abandon(deviceId, lockToken).catch(() => undefined);
-    this.#inFlight.clear();
+    this.#inFlight = undefined;
   }
 }

@@ -27,8 +27,9 @@ import { C2dPump } from './c2d-pump.js';
 import { handleDpsPublish, handleDpsSubscribe } from './handlers/dps.js';
 import type { Attested } from '../../dps/registration-service.js';
 import { METHODS_FILTER, TWIN_DESIRED_FILTER, jsonPayload } from './topics.js';
-import { OutputBound, ReadGate, type ReadHold } from '../transport/backpressure.js';
-import { AckQueue } from './ack-queue.js';
+import { OutputBound, ReadGate, type OutputSide, type ReadHold } from '../transport/backpressure.js';
+import { AckQueue, type AckOutput } from './ack-queue.js';
+import { PacketReader, type PacketSink } from './packet-reader.js';
 
 /** A PUBACK: fixed header 0x40, remaining length 2, the packet identifier. */
 function puback(messageId: number): Buffer {
@@ -75,7 +76,7 @@ export interface PeerInfo {
   tlsVersion: string | undefined;
 }
 
-export class MqttConnection implements LiveSession {
+export class MqttConnection implements LiveSession, AckOutput, OutputSide, PacketSink {
   state: ConnectionState = 'awaiting-connect';
   identity: DeviceIdentity | undefined;
   clientId = '';
@@ -86,16 +87,18 @@ export class MqttConnection implements LiveSession {
   /** The IoT Plug and Play model id the device announced in its CONNECT username. */
   modelId: string | undefined;
   subscriptions = new Map<string, MqttSubscription>();
-  readonly c2d: C2dPump;
+  /** C2D delivery, made on first use: most devices never get a C2D message in a connection's life. */
+  #c2d: C2dPump | undefined;
 
-  readonly #parser = mqttPacket.parser({ protocolVersion: 4 });
+  /** No parser of its own between packets (packet-reader.ts). */
+  readonly #reader = new PacketReader(this);
   /** Packets parsed and not yet handled, in order; one handler runs at a time. */
   readonly #backlog: Packet[] = [];
   #handling = false;
   readonly #gate: ReadGate;
   readonly #output: OutputBound;
-  /** Telemetry waiting for the log; PUBACKs go out in the order the PUBLISHes came [MQTT-4.6.0-2]. */
-  readonly acks: AckQueue;
+  /** Telemetry waiting for the log, made on the first PUBLISH; PUBACKs go out in the order the PUBLISHes came [MQTT-4.6.0-2]. */
+  #acks: AckQueue | undefined;
   #lastActivityWrite = 0;
   #keepAliveTimer: NodeJS.Timeout | undefined;
   #keepAliveMs = 0;
@@ -107,27 +110,59 @@ export class MqttConnection implements LiveSession {
     readonly peer: PeerInfo,
     readonly deps: BrokerDeps,
   ) {
-    this.c2d = new C2dPump(this);
     this.#gate = new ReadGate(stream);
-    this.#output = new OutputBound(
-      { pendingBytes: () => stream.writableLength, onceDrained: (fn) => stream.once('drain', fn) },
-      this.#gate,
-      deps.limits.output,
-      (reason) => this.close(reason, 'warn'),
-    );
-    this.acks = new AckQueue({
-      puback: (messageId) => this.#write(puback(messageId)),
-      failed: () => this.close('telemetry could not be stored'),
-      hold: () => this.holdReading('appends'),
-      release: () => this.releaseReading('appends'),
-    });
-    this.#parser.on('packet', (p: Packet) => this.#onPacket(p));
-    this.#parser.on('error', (err: Error) => this.close(`malformed packet: ${err.message}`));
+    this.#output = new OutputBound(this, this.#gate, deps.limits.output, this);
     stream.on('data', (chunk: Buffer) => this.#onData(chunk));
     stream.on('error', () => this.close('stream error'));
     stream.on('close', () => this.close('peer closed'));
     stream.on('end', () => this.close('peer ended'));
     this.#connectTimer = setTimeout(() => this.close('no CONNECT in time'), deps.limits.connectTimeoutMs);
+  }
+
+  get c2d(): C2dPump {
+    return (this.#c2d ??= new C2dPump(this));
+  }
+
+  get acks(): AckQueue {
+    return (this.#acks ??= new AckQueue(this));
+  }
+
+  // ------------------------------------------------------------------ AckOutput (ack-queue.ts)
+
+  puback(messageId: number): void {
+    this.#write(puback(messageId));
+  }
+
+  failed(): void {
+    this.close('telemetry could not be stored');
+  }
+
+  hold(): void {
+    this.holdReading('appends');
+  }
+
+  release(): void {
+    this.releaseReading('appends');
+  }
+
+  // ------------------------------------------------------------------ OutputSide, overflow (backpressure.ts)
+
+  pendingBytes(): number {
+    return this.stream.writableLength;
+  }
+
+  onceDrained(fn: () => void): void {
+    this.stream.once('drain', fn);
+  }
+
+  overflow(reason: string): void {
+    this.close(reason, 'warn');
+  }
+
+  // ------------------------------------------------------------------ PacketSink (packet-reader.ts)
+
+  onParseError(err: Error): void {
+    this.close(`malformed packet: ${err.message}`);
   }
 
   get deviceId(): string {
@@ -174,19 +209,19 @@ export class MqttConnection implements LiveSession {
   #onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
     this.touch();
+    let declared: number;
     try {
-      this.#parser.parse(chunk);
+      declared = this.#reader.read(chunk);
     } catch (err) {
       this.close(`malformed packet: ${(err as Error).message}`);
       return;
     }
-    const declared = (this.#parser as unknown as { packet?: { length?: number } }).packet?.length ?? -1;
     if (declared > MAX_PACKET_BYTES) return this.close(`packet of ${declared} bytes exceeds ${MAX_PACKET_BYTES}`);
     // Never rejects: a handler's failure closes this connection inside the loop.
     if (!this.#handling && this.#backlog.length > 0) void this.#handleBacklog();
   }
 
-  #onPacket(packet: Packet): void {
+  onPacket(packet: Packet): void {
     if (this.state === 'closed') return;
     if (this.#backlog.push(packet) === MAX_BACKLOG_PACKETS) this.holdReading('backlog');
   }
@@ -214,6 +249,7 @@ export class MqttConnection implements LiveSession {
       // [MQTT-3.1.0-1] the first packet must be CONNECT.
       if (packet.cmd !== 'connect') return this.close(`${packet.cmd} before CONNECT`);
       clearTimeout(this.#connectTimer);
+      this.#connectTimer = undefined;
       this.state = 'authenticating';
       return handleConnect(this, packet);
     }
@@ -352,7 +388,7 @@ export class MqttConnection implements LiveSession {
     // What it read and did not handle goes with it.
     this.#backlog.length = 0;
     this.#output.close();
-    this.c2d.stop();
+    this.#c2d?.stop();
     if (this.identity !== undefined && wasConnected) {
       const stillOurs = this.deps.connections.unregister(this);
       this.deps.onDisconnected(this, stillOurs);

@@ -80,7 +80,8 @@ export class OutputBound {
     private readonly output: OutputSide,
     private readonly gate: ReadGate,
     private readonly limits: OutputLimits,
-    private readonly overflow: (reason: string) => void,
+    /** Told once when the unsent output passes the cap (close the connection); an object saves a closure per connection. */
+    private readonly overflow: ((reason: string) => void) | { overflow(reason: string): void },
   ) {}
 
   /** Call after every write; cheap when the output drains. */
@@ -89,7 +90,9 @@ export class OutputBound {
     if (pending <= this.limits.pauseAboveBytes || this.#closed) return;
     if (pending > this.limits.maxBytes) {
       this.#closed = true;
-      this.overflow(outputOverflowReason(this.limits));
+      const reason = outputOverflowReason(this.limits);
+      if (typeof this.overflow === 'function') this.overflow(reason);
+      else this.overflow.overflow(reason);
       return;
     }
     if (this.gate.holds('output')) return;

@@ -72,6 +72,11 @@ export class SqliteDriver implements SqlDriver {
     this.#db.pragma('busy_timeout = 5000');
   }
 
+  /** The database file (or ':memory:'). */
+  get file(): string {
+    return this.#file;
+  }
+
   /** Raw access for migrations. */
   exec(sql: string): void {
     this.#db.exec(sql);
