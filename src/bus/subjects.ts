@@ -76,6 +76,15 @@ export interface TwinChanged {
   moduleId: string | null;
 }
 
+/**
+ * Many twins written at once (a twin-update job's batch, TwinService.patchDevices): for each entry
+ * what `twin.changed` says, and for one with `desired` what `twin.desired.changed` says, in one
+ * message instead of one or two per twin.
+ */
+export interface TwinsChanged {
+  twins: Array<{ deviceId: string; moduleId: string | null; desired?: JsonObject }>;
+}
+
 /** An automatic configuration was created, changed or deleted (hub/configurations/): every node reads the list again. */
 export interface ConfigurationsChanged {
   id: string;
@@ -178,6 +187,8 @@ export const SUBJECTS = {
   desiredChanged: subject<DesiredChanged>('twin.desired.changed'),
   /** twins (any write) -> every node's routing twin cache (forget the twin). */
   twinChanged: subject<TwinChanged>('twin.changed'),
+  /** twins (a job's batch) -> what twin.changed and twin.desired.changed reach, for many twins in one message. */
+  twinsChanged: subject<TwinsChanged>('twins.changed'),
   /** routing service -> every node's router and dispatchers (read the document again, recompile). */
   routingChanged: subject<RoutingChanged>('routing.changed'),
   /** configuration service -> every node's configuration engine (reload the list; the writing node re-evaluates the fleet). */

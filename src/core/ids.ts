@@ -35,6 +35,14 @@ export function newEtag(): string {
   return randomBytes(8).toString('base64');
 }
 
+/** `n` etags like newEtag's, from one draw of random bytes (a batch of writes). */
+export function newEtags(n: number): string[] {
+  const bytes = randomBytes(8 * n);
+  const out: string[] = [];
+  for (let i = 0; i < n; i++) out.push(bytes.toString('base64', 8 * i, 8 * i + 8));
+  return out;
+}
+
 /** A generation id distinguishes a re-created identity from the one deleted before it. */
 export function newGenerationId(): string {
   // Azure uses an 18-digit number; a random one of the same shape keeps clients' parsers happy.

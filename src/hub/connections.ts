@@ -111,6 +111,9 @@ export class ConnectionTable {
     bus.subscribe(SUBJECTS.desiredChanged, (change) => {
       if (this.get(change.deviceId, change.moduleId)?.pushDesired(change.patch) === true) this.tally.twinOut++;
     });
+    bus.subscribe(SUBJECTS.twinsChanged, ({ twins }) => {
+      for (const t of twins) if (t.desired !== undefined && this.get(t.deviceId, t.moduleId)?.pushDesired(t.desired) === true) this.tally.twinOut++;
+    });
   }
 
   /** Who answers the method requests for the identities held here. */

@@ -38,6 +38,9 @@ export class TwinCache {
     bus?: HubBus,
   ) {
     bus?.subscribe(SUBJECTS.twinChanged, ({ deviceId, moduleId }) => void this.forget(deviceId, moduleId));
+    bus?.subscribe(SUBJECTS.twinsChanged, ({ twins }) => {
+      for (const t of twins) void this.forget(t.deviceId, t.moduleId);
+    });
     bus?.subscribe(SUBJECTS.identityChanged, (c) => {
       if (c.kind === 'device-deleted') this.forgetDevice(c.deviceId);
       else if (c.kind === 'module-deleted') this.forget(c.deviceId, c.moduleId);

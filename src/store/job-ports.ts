@@ -91,8 +91,17 @@ export interface JobStore {
   release(jobId: string, owner: string): Promise<void>;
   /** The device-job rows for `deviceIds` as pending (existing rows stay as they are); then, when `last`, marks the job expanded. */
   addDevices(job: JobRecord, deviceIds: readonly string[], at: string, last: boolean): Promise<void>;
-  /** Up to `limit` device ids still to do (pending or left running by a crash), by id. */
-  nextDevices(jobId: string, limit: number): Promise<string[]>;
+  /**
+   * A query condition without WHERE (every device): pending rows for up to `limit` devices of the
+   * registry with ids after `after` (idempotent, like addDevices). Returns the last id added, or
+   * undefined when there were none (then the caller marks the job expanded with addDevices(…, [], …, true)).
+   */
+  addRegistryDevices(job: JobRecord, after: string, limit: number, at: string): Promise<string | undefined>;
+  /**
+   * Up to `limit` device ids still to do (pending or left running by a crash), by id, after `after`
+   * (a runner passes the last id of its previous batch, so it never walks the rows it has done; '' from the start).
+   */
+  nextDevices(jobId: string, limit: number, after?: string): Promise<string[]>;
   /** Marks a batch's pending rows `running` (with their start time) before it is done. */
   markRunning(jobId: string, deviceIds: readonly string[], at: string): Promise<void>;
   /** Writes the outcomes of one batch, in one transaction. */

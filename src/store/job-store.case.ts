@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { HubError } from '../core/errors.js';
 import type { JobRecord } from './job-ports.js';
-import { runWith, type StoreHarness } from './store.case.js';
+import { makeDevice, makeTwin, runWith, type StoreHarness } from './store.case.js';
 
 function job(jobId: string, startTime = '2026-01-01T00:00:00.000Z'): JobRecord {
   return {
@@ -72,6 +72,23 @@ export function jobStoreConformance(name: string, open: () => Promise<StoreHarne
     );
 
     it(
+      "a condition without WHERE: every registry device's row, page by page, idempotently",
+      withStore(async ({ store }) => {
+        for (const id of ['r3', 'r1', 'r2']) await store.createDevice(makeDevice(id), makeTwin(id));
+        const s = store.jobs;
+        const j = job('all');
+        await s.insert(j, 10);
+        const at = '2026-01-01T00:00:05.000Z';
+        assert.equal(await s.addRegistryDevices(j, '', 2, at), 'r2');
+        assert.equal(await s.addRegistryDevices(j, '', 2, at), 'r2', 'a resumed expansion adds nothing twice');
+        assert.equal(await s.addRegistryDevices(j, 'r2', 2, at), 'r3');
+        assert.equal(await s.addRegistryDevices(j, 'r3', 2, at), undefined);
+        assert.deepEqual(await s.nextDevices('all', 10), ['r1', 'r2', 'r3']);
+        assert.equal((await s.statistics('all')).pendingCount, 3);
+      }),
+    );
+
+    it(
       'device rows: added once, done in batches, counted; finishing cancels the rest',
       withStore(async ({ store }) => {
         const s = store.jobs;
@@ -95,6 +112,7 @@ export function jobStoreConformance(name: string, open: () => Promise<StoreHarne
         );
         assert.deepEqual(await s.statistics('x'), { deviceCount: 4, failedCount: 1, succeededCount: 1, runningCount: 0, pendingCount: 2 });
         assert.deepEqual(await s.nextDevices('x', 10), ['d3', 'd4']);
+        assert.deepEqual(await s.nextDevices('x', 10, 'd3'), ['d4'], 'after a cursor');
         assert.equal(await s.finish('x', 'cancelled', at, null), true);
         assert.deepEqual(await s.statistics('x'), { deviceCount: 4, failedCount: 1, succeededCount: 1, runningCount: 0, pendingCount: 0 });
         // A batch that was in flight when the job was cancelled is not recorded over the cancel.

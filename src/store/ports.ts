@@ -98,6 +98,14 @@ export interface TwinStore {
    * DeviceNotFound / ModuleNotFound when the identity is gone.
    */
   replaceTwin(twin: TwinState, expectedEtag: string): Promise<void>;
+  /** The device twins (not module twins) of `deviceIds` that exist, in one read, in no particular order. */
+  getDeviceTwins(deviceIds: readonly string[]): Promise<TwinState[]>;
+  /**
+   * The service's sections of many twins (etag, version, tags, desired with its metadata and
+   * version; reported and the rest stay as stored) in one transaction, each a compare-and-swap on
+   * its etag as replaceTwin. Answers per write whether it was made (false: the etag moved or the twin is gone).
+   */
+  writeServiceSections(writes: readonly { twin: TwinState; expectedEtag: string }[]): Promise<boolean[]>;
   /** Twins ordered by (deviceId, moduleId), strictly after the cursor. */
   scanTwins(opts: {
     kind: 'devices' | 'modules';

@@ -296,6 +296,26 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
     );
 
     it(
+      "reads a batch's device twins at once and writes their service sections under each one's etag",
+      withStore(async ({ store }) => {
+        for (const id of ['b1', 'b2', 'b3']) await store.createDevice(makeDevice(id), makeTwin(id));
+        await store.createModule(makeModule('b1', 'm'), makeTwin('b1', 'm'));
+        const twins = await store.getDeviceTwins(['b3', 'b1', 'none', 'b2']);
+        assert.deepEqual(twins.map((t) => [t.deviceId, t.moduleId]).sort(), [['b1', null], ['b2', null], ['b3', null]]);
+        const b2 = await store.getTwin('b2', null);
+        assert.ok(b2);
+        await store.replaceTwin({ ...b2, etag: newEtag(), reported: { moved: true } }, b2.etag);
+        const writes = twins.map((t) => ({ twin: { ...t, etag: newEtag(), version: t.version + 1, tags: { wave: 1 }, desired: { fw: 2 }, desiredVersion: t.desiredVersion + 1, reported: { ignored: true } }, expectedEtag: t.etag }));
+        const made = await store.writeServiceSections(writes);
+        assert.deepEqual(new Map(writes.map((w, i) => [w.twin.deviceId, made[i]])), new Map([['b1', true], ['b2', false], ['b3', true]]), 'b2 moved since it was read');
+        const b1 = await store.getTwin('b1', null);
+        assert.deepEqual([b1?.tags, b1?.desired, b1?.reported, b1?.version], [{ wave: 1 }, { fw: 2 }, {}, makeTwin('b1').version + 1], 'reported stays as stored');
+        assert.deepEqual((await store.getTwin('b2', null))?.tags, {});
+        assert.deepEqual((await store.getTwin('b1', 'm'))?.tags, {}, 'a module twin is not a device twin');
+      }),
+    );
+
+    it(
       'scans device and module twins in key order with a cursor',
       withStore(async ({ store }) => {
         for (const id of ['d3', 'd1', 'd2']) await store.createDevice(makeDevice(id), makeTwin(id));

@@ -142,6 +142,9 @@ export class ConfigurationEngine {
       this.bus.subscribe(SUBJECTS.twinChanged, (t, meta) => {
         if (meta.local) this.#twinChanged(t.deviceId, t.moduleId);
       }),
+      this.bus.subscribe(SUBJECTS.twinsChanged, ({ twins }, meta) => {
+        if (meta.local) for (const t of twins) this.#twinChanged(t.deviceId, t.moduleId);
+      }),
       this.bus.subscribe(SUBJECTS.busResync, () => this.#reload()),
     );
     this.#timer = setInterval(() => void this.#periodic(), this.opts.intervalMs);

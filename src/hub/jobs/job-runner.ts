@@ -13,10 +13,15 @@
  * - **Durable**: the query condition is evaluated once, into one `device_jobs` row per device;
  *   then batches of `batchSize` pending rows are done and their outcomes written in one
  *   transaction. After a crash the batch in flight is done again (at least once).
- * - **Paced**: a batch runs `chunk` devices at a time (methods: the whole batch at once, as each
- *   waits for a device) and yields to I/O between chunks; after each batch the runner pauses so
- *   that it takes at most `duty` of the time and no more than `maxRate` devices a second, and at
- *   most `maxConcurrent` jobs run per node, so a fleet-wide job cannot starve live traffic.
+ * - **Batched**: a twin update's batch is one read of its twins and one write transaction
+ *   (TwinService.patchDevices), its results one more; a method batch calls all its devices at once,
+ *   as each waits for its device. A condition without WHERE takes the ids straight from the registry.
+ * - **Paced by CPU**: after each batch the runner pauses so that the process CPU a twin batch took
+ *   (`process.cpuUsage`, not its wall time, which grows with the live traffic interleaved and with
+ *   other processes on the machine; a method batch: its wall time, as it holds a call to each device
+ *   that long) is at most `duty` of the time, and so that it does no more than
+ *   `maxRate` devices a second over the run; at most `maxConcurrent` jobs run per node, so a fleet-wide job
+ *   cannot starve live traffic.
  * - **Ends**: `completed` when every device was done (some may have failed: see its statistics),
  *   `failed` when `maxExecutionTimeInSeconds` after its start time passed first (the rest
  *   `canceled`), `cancelled` when cancelled (the node running it stops before its next batch).
@@ -40,11 +45,12 @@ import { parseCondition, renderDeviceJob } from './job-input.js';
 export interface RunnerOptions {
   pollMs: number;
   leaseMs: number;
+  /** Devices per batch of a twin update. */
   batchSize: number;
-  /** Twin updates done at once within a batch. */
-  chunk: number;
+  /** Devices per batch of a direct method (called all at once). */
+  methodBatchSize: number;
   maxConcurrent: number;
-  /** The share of time a running job may take (0-1]: after a batch that took t, it pauses t·(1-duty)/duty. */
+  /** The share of CPU a running job may take (0-1]: after a batch that took c of CPU, it pauses c·(1-duty)/duty. */
   duty: number;
   /**
    * A new job waits this long before it starts, as Azure's take a moment: a device that subscribed
@@ -55,7 +61,7 @@ export interface RunnerOptions {
   maxRate: number;
 }
 
-export const DEFAULT_RUNNER_OPTIONS: RunnerOptions = { pollMs: 1000, leaseMs: 15_000, batchSize: 100, chunk: 20, maxConcurrent: 2, duty: 0.5, settleMs: 1000, maxRate: 2500 };
+export const DEFAULT_RUNNER_OPTIONS: RunnerOptions = { pollMs: 1000, leaseMs: 15_000, batchSize: 200, methodBatchSize: 100, maxConcurrent: 2, duty: 0.5, settleMs: 1000, maxRate: 2500 };
 
 const SCAN_BATCH = 500;
 const STOP_WAIT_MS = 3000;
@@ -165,6 +171,12 @@ export class JobRunner {
       if (job.status !== 'running') await this.store.jobs.setStatus(id, 'running');
       if (!job.expanded && !(await this.#expand(job))) return;
       log.info({ event: 'jobs.started', type: job.type }, 'job running');
+      // Rows before the cursor were done by this run; a new run (a restart, another node) starts from the first.
+      let cursor = '';
+      // When the next batch may start at maxRate: a twin batch that starts late (the event loop was
+      // busy with live traffic) takes the devices it is late by too, up to a second's worth and four
+      // batches, so the rate is kept over the run without more CPU per device.
+      let slot = performance.now();
       for (;;) {
         if (this.#stopped) return;
         const now = this.clock.now();
@@ -183,7 +195,7 @@ export class JobRunner {
           release = false;
           return; // another node holds it (our lease lapsed)
         }
-        const ids = await this.store.jobs.nextDevices(id, this.opts.batchSize);
+        const ids = await this.store.jobs.nextDevices(id, this.#batchSize(job, performance.now() - slot), cursor);
         if (ids.length === 0) {
           await this.store.jobs.finish(id, 'completed', this.#now(), null);
           log.info({ event: 'jobs.completed' }, 'job completed');
@@ -191,13 +203,20 @@ export class JobRunner {
           return;
         }
         const started = performance.now();
-        await this.store.jobs.markRunning(id, ids, this.#now());
+        const cpu0 = process.cpuUsage();
+        // A twin batch is done and recorded at once: its rows go from pending to their outcome. A
+        // method batch waits for devices, for seconds maybe: its rows are running meanwhile.
+        if (job.type === 'scheduleDeviceMethod') await this.store.jobs.markRunning(id, ids, this.#now());
         const results = await this.#batch(job, ids);
         if (this.#stopped) return;
         await this.store.jobs.recordResults(id, results, this.#now());
+        cursor = ids[ids.length - 1] ?? cursor;
         this.#emit(job, results);
-        const took = performance.now() - started;
-        const pause = Math.max((took * (1 - this.opts.duty)) / this.opts.duty, (ids.length / this.opts.maxRate) * 1000 - took);
+        // A method batch is as dear as it is long (it holds a call to each device that long); a twin batch as its CPU.
+        const cpu = process.cpuUsage(cpu0);
+        const spentMs = job.type === 'scheduleDeviceMethod' ? performance.now() - started : (cpu.user + cpu.system) / 1000;
+        slot = Math.max(slot, started - 1000) + (ids.length / this.opts.maxRate) * 1000;
+        const pause = Math.max((spentMs * (1 - this.opts.duty)) / this.opts.duty, slot - performance.now());
         if (pause > 0) await new Promise((r) => setTimeout(r, pause));
       }
     } finally {
@@ -206,10 +225,17 @@ export class JobRunner {
     }
   }
 
+  #batchSize(job: JobRecord, lateMs: number): number {
+    if (job.type === 'scheduleDeviceMethod') return this.opts.methodBatchSize;
+    const behind = Math.floor((Math.max(0, lateMs) * this.opts.maxRate) / 1000);
+    return Math.min(4 * this.opts.batchSize, this.opts.batchSize + behind);
+  }
+
   /** Evaluates the query condition once over every device twin: one pending row per match. False when stopped first. */
   async #expand(job: JobRecord): Promise<boolean> {
     const query = parseCondition(job.queryCondition);
     const at = this.#now();
+    if (query.where === undefined) return this.#expandAll(job, at);
     let after: { deviceId: string; moduleId: string } | undefined;
     for (;;) {
       if (this.#stopped) return false;
@@ -224,26 +250,53 @@ export class JobRunner {
     }
   }
 
-  async #batch(job: JobRecord, ids: readonly string[]): Promise<DeviceJobResult[]> {
-    const results: DeviceJobResult[] = [];
-    const step = job.type === 'scheduleDeviceMethod' ? ids.length : this.opts.chunk;
-    for (let i = 0; i < ids.length; i += step) {
-      if (i > 0) await new Promise((r) => setImmediate(r));
-      results.push(...(await Promise.all(ids.slice(i, i + step).map((d) => this.#one(job, d)))));
+  /** Every device (no WHERE): the ids straight from the registry, without reading or rendering twins. */
+  async #expandAll(job: JobRecord, at: string): Promise<boolean> {
+    let after = '';
+    for (;;) {
+      if (this.#stopped) return false;
+      const last = await this.store.jobs.addRegistryDevices(job, after, SCAN_BATCH, at);
+      if (last === undefined) {
+        await this.store.jobs.addDevices(job, [], at, true);
+        return true;
+      }
+      after = last;
+      await new Promise((r) => setImmediate(r));
     }
-    return results;
   }
 
+  async #batch(job: JobRecord, ids: readonly string[]): Promise<DeviceJobResult[]> {
+    if (job.type === 'scheduleUpdateTwin') return this.#twinBatch(job, ids);
+    // Methods: the whole batch at once, as each waits for its device.
+    return Promise.all(ids.map((d) => this.#one(job, d)));
+  }
+
+  /** A twin update over a batch: one read and one write transaction for all its twins (TwinService.patchDevices). */
+  async #twinBatch(job: JobRecord, ids: readonly string[]): Promise<DeviceJobResult[]> {
+    const startTimeUtc = this.#now();
+    let failed = new Map<string, unknown>();
+    if (job.updateTwin !== null && Object.keys(job.updateTwin).length > 0) {
+      try {
+        failed = await this.twins.patchDevices(ids, job.updateTwin);
+      } catch (err) {
+        failed = new Map(ids.map((d) => [d, err]));
+      }
+    }
+    const endTimeUtc = this.#now();
+    return ids.map((deviceId) => {
+      const err = failed.get(deviceId);
+      return failed.has(deviceId)
+        ? { deviceId, status: 'failed', startTimeUtc, endTimeUtc, outcome: null, error: failure(err) }
+        : { deviceId, status: 'completed', startTimeUtc, endTimeUtc, outcome: null, error: null };
+    });
+  }
+
+  /** One device's direct method. */
   async #one(job: JobRecord, deviceId: string): Promise<DeviceJobResult> {
     const startTimeUtc = this.#now();
     try {
-      let outcome: JsonObject | null = null;
-      if (job.type === 'scheduleUpdateTwin') {
-        if (job.updateTwin !== null && Object.keys(job.updateTwin).length > 0) await this.twins.patch(deviceId, null, job.updateTwin, undefined);
-      } else {
-        const r = await this.methods.invoke(deviceId, null, job.cloudToDeviceMethod as unknown as MethodCall);
-        outcome = { deviceMethodResponse: { status: r.status, payload: r.payload } };
-      }
+      const r = await this.methods.invoke(deviceId, null, job.cloudToDeviceMethod as unknown as MethodCall);
+      const outcome = { deviceMethodResponse: { status: r.status, payload: r.payload } };
       return { deviceId, status: 'completed', startTimeUtc, endTimeUtc: this.#now(), outcome, error: null };
     } catch (err) {
       return { deviceId, status: 'failed', startTimeUtc, endTimeUtc: this.#now(), outcome: null, error: failure(err) };

@@ -5,11 +5,11 @@
  */
 import type { Clock } from '../../core/clock.js';
 import { HubError } from '../../core/errors.js';
-import { newEtag } from '../../core/ids.js';
+import { newEtag, newEtags } from '../../core/ids.js';
 import { isJsonObject, type JsonObject } from '../../core/json.js';
 import type { DeviceRecord, ModuleRecord, TwinState } from '../../core/types.js';
 import type { DeviceRegistryStore, ModuleRegistryStore, TwinStore } from '../../store/ports.js';
-import { SUBJECTS, type HubBus } from '../../bus/subjects.js';
+import { SUBJECTS, type HubBus, type TwinsChanged } from '../../bus/subjects.js';
 import type { MessageTally } from '../../core/tally.js';
 import { renderTwin } from './twin-document.js';
 import { checkSectionSize, clone, mergeInto, validatePatch } from './twin-patch.js';
@@ -39,6 +39,10 @@ export class TwinService {
 
   #changed(deviceId: string, moduleId: string | null, change: TwinChange): void {
     this.bus.publish(SUBJECTS.twinChanged, { deviceId, moduleId });
+    this.#changeEvent(deviceId, moduleId, change);
+  }
+
+  #changeEvent(deviceId: string, moduleId: string | null, change: TwinChange): void {
     const events = this.#events;
     events?.emit('TwinChangeEvents', () => twinChangeEvent({ hubName: events.hubName, deviceId, moduleId, now: new Date(this.clock.now()).toISOString() }, change));
   }
@@ -54,23 +58,62 @@ export class TwinService {
    * device even when it repeats the values it already has (the SDKs' twin e2e tests count on it).
    */
   async patch(deviceId: string, moduleId: string | null, body: unknown, ifMatch: string | undefined): Promise<JsonObject> {
-    const { tags, desired } = parseTwinBody(body, 'patch');
-    // The patches as applied (a `null` section spelled out as its keys' removal), for the twin change event.
-    let appliedTags: JsonObject | undefined;
-    let appliedDesired: JsonObject | undefined;
-    const change = (twin: TwinState): TwinChange => ({ opType: 'updateTwin', twin, ...(appliedTags === undefined ? {} : { tags: appliedTags }), ...(appliedDesired === undefined ? {} : { desired: appliedDesired }) });
-    return this.#write(deviceId, moduleId, ifMatch, change, (next, now) => {
-      if (tags !== undefined) mergeInto(next.tags, {}, (appliedTags = clearing(tags, next.tags)), now, undefined);
-      let desiredPatch: JsonObject | undefined;
-      if (desired !== undefined) {
-        const version = next.desiredVersion + 1;
-        const patch = (appliedDesired = clearing(desired, next.desired));
-        mergeInto(next.desired, next.desiredMeta, patch, now, version);
-        next.desiredVersion = version;
-        desiredPatch = { ...stripSystem(patch), $version: version };
-      }
-      return { changed: tags !== undefined || desired !== undefined, desiredPatch };
+    const parsed = parseTwinBody(body, 'patch');
+    let applied: AppliedPatch = { desiredPatch: undefined };
+    return this.#write(deviceId, moduleId, ifMatch, (twin) => patchChange(twin, applied), (next, now) => {
+      applied = applyPatch(next, now, parsed);
+      return { changed: parsed.tags !== undefined || parsed.desired !== undefined, desiredPatch: applied.desiredPatch };
     });
+  }
+
+  /**
+   * The same PATCH on many device twins (a twin-update job's batch), as patch() without If-Match
+   * does it one by one but with one read of the batch's twins and one transaction for their writes,
+   * each still a compare-and-swap on its etag. Every twin written is announced as patch() announces
+   * it (a twin change event; what `twin.changed` and `twin.desired.changed` say, for the whole batch
+   * in one `twins.changed`); one
+   * whose etag moved in between goes through patch() alone. Answers, per device, the error it
+   * failed with (absent: done).
+   */
+  async patchDevices(deviceIds: readonly string[], body: unknown): Promise<Map<string, unknown>> {
+    const failed = new Map<string, unknown>();
+    const parsed = parseTwinBody(body, 'patch');
+    if (parsed.tags === undefined && parsed.desired === undefined) return failed;
+    const found = new Map((await this.store.getDeviceTwins(deviceIds)).map((t) => [t.deviceId, t]));
+    const now = new Date(this.clock.now()).toISOString();
+    const etags = newEtags(found.size);
+    const writes: { twin: TwinState; expectedEtag: string; applied: AppliedPatch }[] = [];
+    for (const deviceId of deviceIds) {
+      const twin = found.get(deviceId);
+      if (twin === undefined) {
+        failed.set(deviceId, new HubError('DeviceNotFound', `Device ${deviceId} not found`));
+        continue;
+      }
+      try {
+        // The twin was just parsed from the store: it is ours to change in place.
+        const expectedEtag = twin.etag;
+        const applied = applyPatch(twin, now, parsed);
+        checkSectionSize('tags', twin.tags);
+        checkSectionSize('properties.desired', twin.desired);
+        twin.etag = etags[writes.length] ?? newEtag();
+        twin.version += 1;
+        writes.push({ twin, expectedEtag, applied });
+      } catch (err) {
+        failed.set(deviceId, err);
+      }
+    }
+    const made = await this.store.writeServiceSections(writes);
+    const retry: string[] = [];
+    const changed: TwinsChanged['twins'] = [];
+    writes.forEach((w, i) => {
+      const { deviceId } = w.twin;
+      if (made[i] !== true) return void retry.push(deviceId);
+      this.#changeEvent(deviceId, null, patchChange(w.twin, w.applied));
+      changed.push(w.applied.desiredPatch === undefined ? { deviceId, moduleId: null } : { deviceId, moduleId: null, desired: w.applied.desiredPatch });
+    });
+    if (changed.length > 0) this.bus.publish(SUBJECTS.twinsChanged, { twins: changed });
+    for (const deviceId of retry) await this.patch(deviceId, null, body, undefined).catch((err: unknown) => failed.set(deviceId, err));
+    return failed;
   }
 
   /** PUT: replace tags and/or desired properties wholesale. */
@@ -248,6 +291,33 @@ export class TwinService {
   }
 }
 
+type ParsedPatch = { tags?: JsonObject | 'clear'; desired?: JsonObject | 'clear' };
+
+/** A PATCH as applied to one twin: the sections as merged (a `null` section spelled out as its keys' removal) and the desired patch for the device. */
+interface AppliedPatch {
+  tags?: JsonObject;
+  desired?: JsonObject;
+  desiredPatch: JsonObject | undefined;
+}
+
+/** Merges a parsed PATCH into `next` (changed in place); a desired patch raises the desired `$version`. */
+function applyPatch(next: TwinState, now: string, { tags, desired }: ParsedPatch): AppliedPatch {
+  const out: AppliedPatch = { desiredPatch: undefined };
+  if (tags !== undefined) mergeInto(next.tags, {}, (out.tags = clearing(tags, next.tags)), now, undefined);
+  if (desired !== undefined) {
+    const version = next.desiredVersion + 1;
+    const patch = (out.desired = clearing(desired, next.desired));
+    mergeInto(next.desired, next.desiredMeta, patch, now, version);
+    next.desiredVersion = version;
+    out.desiredPatch = { ...stripSystem(patch), $version: version };
+  }
+  return out;
+}
+
+function patchChange(twin: TwinState, applied: AppliedPatch): TwinChange {
+  return { opType: 'updateTwin', twin, ...(applied.tags === undefined ? {} : { tags: applied.tags }), ...(applied.desired === undefined ? {} : { desired: applied.desired }) };
+}
+
 function stripSystem(o: JsonObject): JsonObject {
   const out: JsonObject = {};
   for (const [k, v] of Object.entries(o)) if (!k.startsWith('$')) out[k] = v;
@@ -260,7 +330,7 @@ function stripSystem(o: JsonObject): JsonObject {
  * properties"), which is the same patch as naming each current key with `null`.
  */
 function parseTwinBody(body: unknown, mode: 'replace'): { tags?: JsonObject; desired?: JsonObject };
-function parseTwinBody(body: unknown, mode: 'patch'): { tags?: JsonObject | 'clear'; desired?: JsonObject | 'clear' };
+function parseTwinBody(body: unknown, mode: 'patch'): ParsedPatch;
 function parseTwinBody(body: unknown, mode: 'patch' | 'replace'): { tags?: JsonObject | 'clear'; desired?: JsonObject | 'clear' } {
   if (!isJsonObject(body)) throw new HubError('ArgumentInvalid', 'The twin patch must be a JSON object.');
   const out: { tags?: JsonObject | 'clear'; desired?: JsonObject | 'clear' } = {};

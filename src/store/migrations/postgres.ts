@@ -22,6 +22,7 @@ import { schemaV21PostgresLogSync } from './schema-v21-log-sync.js';
 import { schemaV22 } from './schema-v22-log-indexes.js';
 import { schemaV23 } from './schema-v23-jobs.js';
 import { schemaV24 } from './schema-v24-file-notifications.js';
+import { schemaV25 } from './schema-v25-device-job-status.js';
 import { POSTGRES } from './dialect.js';
 
 /** PostgreSQL migrations, applied in order under an advisory lock; never edit one that has shipped, add the next. */
@@ -50,4 +51,5 @@ export const postgresMigrations: readonly Migration[] = [
   { version: 22, name: 'the event log found by its primary key only', sql: schemaV22() },
   { version: 23, name: 'jobs and device jobs', sql: schemaV23(POSTGRES) },
   { version: 24, name: 'file upload notifications', sql: schemaV24(POSTGRES) },
+  { version: 25, name: 'device jobs counted by status from an index', sql: schemaV25() },
 ];

@@ -20,6 +20,7 @@ import { schemaV20 } from './schema-v20-configurations.js';
 import { schemaV22 } from './schema-v22-log-indexes.js';
 import { schemaV23 } from './schema-v23-jobs.js';
 import { schemaV24 } from './schema-v24-file-notifications.js';
+import { schemaV25 } from './schema-v25-device-job-status.js';
 import { SQLITE } from './dialect.js';
 
 /** SQLite migrations, applied in order; never edit one that has shipped, add the next. */
@@ -50,4 +51,5 @@ export const sqliteMigrations: readonly Migration[] = [
   { version: 22, name: 'the event log found by its primary key only', sql: schemaV22() },
   { version: 23, name: 'jobs and device jobs', sql: schemaV23(SQLITE) },
   { version: 24, name: 'file upload notifications', sql: schemaV24(SQLITE) },
+  { version: 25, name: 'device jobs counted by status from an index', sql: schemaV25() },
 ];

@@ -6,7 +6,7 @@
 import { HubError } from '../../core/errors.js';
 import type { JsonObject } from '../../core/json.js';
 import type { DeviceJobRecord, DeviceJobResult, DeviceJobStatistics, JobRecord, JobStatus, JobStore, JobType } from '../job-ports.js';
-import type { SqlDriver, SqlRow, SqlValue } from './driver.js';
+import type { SqlDriver, SqlExecutor, SqlRow, SqlValue } from './driver.js';
 
 const COLUMNS = 'id, type, doc, status, created_at, start_time, end_time, failure_reason, status_message, expanded';
 const UNFINISHED = "status IN ('queued', 'scheduled', 'running')";
@@ -58,6 +58,19 @@ function deviceJobFromRow(r: SqlRow): DeviceJobRecord {
     outcome: json(r.outcome),
     error: json(r.error),
   };
+}
+
+/** Pending device-job rows, 100 a statement; rows that exist stay as they are (a resumed expansion). */
+async function insertPending(tx: SqlExecutor, job: JobRecord, deviceIds: readonly string[], at: string): Promise<void> {
+  for (let i = 0; i < deviceIds.length; i += 100) {
+    const chunk = deviceIds.slice(i, i + 100);
+    const params: SqlValue[] = [];
+    for (const d of chunk) params.push(job.jobId, d, job.type, at, at);
+    await tx.run(
+      `INSERT INTO device_jobs (job_id, device_id, job_type, status, created_at, updated_at) VALUES ${chunk.map(() => "(?, ?, ?, 'pending', ?, ?)").join(', ')} ON CONFLICT (job_id, device_id) DO NOTHING`,
+      params,
+    );
+  }
 }
 
 export class SqlJobStore implements JobStore {
@@ -160,21 +173,21 @@ export class SqlJobStore implements JobStore {
 
   async addDevices(job: JobRecord, deviceIds: readonly string[], at: string, last: boolean): Promise<void> {
     await this.db.transaction(async (tx) => {
-      for (let i = 0; i < deviceIds.length; i += 100) {
-        const chunk = deviceIds.slice(i, i + 100);
-        const params: SqlValue[] = [];
-        for (const d of chunk) params.push(job.jobId, d, job.type, at, at);
-        await tx.run(
-          `INSERT INTO device_jobs (job_id, device_id, job_type, status, created_at, updated_at) VALUES ${chunk.map(() => "(?, ?, ?, 'pending', ?, ?)").join(', ')} ON CONFLICT (job_id, device_id) DO NOTHING`,
-          params,
-        );
-      }
+      await insertPending(tx, job, deviceIds, at);
       if (last) await tx.run('UPDATE jobs SET expanded = 1 WHERE id = ?', [job.jobId]);
     });
   }
 
-  async nextDevices(jobId: string, limit: number): Promise<string[]> {
-    const rows = await this.db.all("SELECT device_id FROM device_jobs WHERE job_id = ? AND status IN ('pending', 'running') ORDER BY device_id LIMIT ?", [jobId, limit]);
+  async addRegistryDevices(job: JobRecord, after: string, limit: number, at: string): Promise<string | undefined> {
+    return this.db.transaction(async (tx) => {
+      const ids = (await tx.all('SELECT device_id FROM devices WHERE device_id > ? ORDER BY device_id LIMIT ?', [after, limit])).map((r) => String(r.device_id));
+      await insertPending(tx, job, ids, at);
+      return ids[ids.length - 1];
+    });
+  }
+
+  async nextDevices(jobId: string, limit: number, after = ''): Promise<string[]> {
+    const rows = await this.db.all("SELECT device_id FROM device_jobs WHERE job_id = ? AND device_id > ? AND status IN ('pending', 'running') ORDER BY device_id LIMIT ?", [jobId, after, limit]);
     return rows.map((r) => String(r.device_id));
   }
 

@@ -273,6 +273,27 @@ export class SqlStore implements Store {
     }
   }
 
+  async getDeviceTwins(deviceIds: readonly string[]): Promise<TwinState[]> {
+    if (deviceIds.length === 0) return [];
+    const rows = await this.db.all(`SELECT ${TWIN_COLUMNS} FROM twins WHERE module_id = '' AND device_id IN (${deviceIds.map(() => '?').join(', ')})`, [...deviceIds]);
+    return rows.map(twinFromRow);
+  }
+
+  async writeServiceSections(writes: readonly { twin: TwinState; expectedEtag: string }[]): Promise<boolean[]> {
+    if (writes.length === 0) return [];
+    return this.db.transaction(async (tx) => {
+      const made: boolean[] = [];
+      for (const { twin: t, expectedEtag } of writes) {
+        const changed = await tx.run(
+          'UPDATE twins SET etag = ?, version = ?, tags = ?, desired = ?, desired_meta = ?, desired_version = ? WHERE device_id = ? AND module_id = ? AND etag = ?',
+          [t.etag, t.version, JSON.stringify(t.tags), JSON.stringify(t.desired), JSON.stringify(t.desiredMeta), t.desiredVersion, t.deviceId, t.moduleId ?? '', expectedEtag],
+        );
+        made.push(changed > 0);
+      }
+      return made;
+    });
+  }
+
   async scanTwins(opts: {
     kind: 'devices' | 'modules';
     after?: { deviceId: string; moduleId: string };
