@@ -95,6 +95,21 @@ describe('identities cached on one node, changed through another (PostgreSQL + N
     assert.equal(never.code, 4);
   });
 
+  it('an id A refused as unknown connects on A at once after it is created through B', async () => {
+    const early = await connectToA('ic-late', Buffer.alloc(32, 7).toString('base64'));
+    early.client.end();
+    assert.equal(early.code, 4);
+    const { key } = await createDevice('ic-late');
+    // "At once": as soon as B's announcement reached A over the bus (milliseconds; 2 s allowed).
+    let code: number | undefined;
+    for (const end = Date.now() + 2000; code !== 0 && Date.now() < end; await new Promise((r) => setTimeout(r, 50))) {
+      const attempt = await connectToA('ic-late', key);
+      attempt.client.end();
+      code = attempt.code;
+    }
+    assert.equal(code, 0);
+  });
+
   it('a device disabled through B loses its live session on A, and A refuses it at once', async () => {
     const { key, body } = await createDevice('ic-dis');
     await warm('ic-dis', key);

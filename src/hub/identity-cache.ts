@@ -10,9 +10,13 @@
  *   the notification on another, the same one in which session-guard.ts drops live sessions.
  * - A read that started before a change and ends after it is not kept (an epoch counts changes).
  * - Entries expire after `ttlMs` anyway (a notification lost without a resync).
- * - Only identities that exist are kept, and only what authentication reads (no twin, no state):
- *   an unknown id is read from the store every time, so an attacker trying ids fills nothing, and
- *   the refusal looks the same as before. At most `maxEntries`; the oldest go first.
+ * - Only what authentication reads (no twin, no state). An unknown id is remembered as unknown,
+ *   in the same bounded map: were it read from the store every time, a known id's second refusal
+ *   would come back faster than an unknown one's, and the time would tell an attacker without a
+ *   credential which devices exist. A create is announced like a change (`identity.changed`,
+ *   credentialsOrStatus false), so the new identity is read at its first connect on every node.
+ *   At most `maxEntries` (ids tried by anyone count): the oldest go first, so a flood of names
+ *   costs a bounded map and store reads, never a refusal of a real device.
  */
 import { SUBJECTS, type HubBus, type IdentityChanged } from '../bus/subjects.js';
 import type { AuthDevice, AuthModule, DeviceLookups } from '../auth/device-authenticator.js';
@@ -33,7 +37,8 @@ export interface IdentityCacheOptions {
 export const DEFAULT_IDENTITY_CACHE: IdentityCacheOptions = { maxEntries: 100_000, ttlMs: 60_000 };
 
 interface Entry<T> {
-  value: T;
+  /** null: the id is not in the registry. */
+  value: T | null;
   at: number;
 }
 
@@ -64,30 +69,24 @@ export class IdentityCache implements DeviceLookups {
 
   async findDevice(deviceId: string): Promise<AuthDevice | undefined> {
     const hit = this.#devices.get(deviceId);
-    if (hit !== undefined && this.clock.now() - hit.at < this.opts.ttlMs) return hit.value;
+    if (hit !== undefined && this.clock.now() - hit.at < this.opts.ttlMs) return hit.value ?? undefined;
     const epoch = this.#epoch;
     const d = await this.source.findDevice(deviceId);
-    if (d === undefined) {
-      this.#devices.delete(deviceId);
-      return undefined;
-    }
-    const value = slimDevice(d);
+    const value = d === undefined ? null : slimDevice(d);
     if (epoch === this.#epoch) this.#putDevice(deviceId, value);
-    return value;
+    else this.#devices.delete(deviceId);
+    return value ?? undefined;
   }
 
   async findModule(deviceId: string, moduleId: string): Promise<AuthModule | undefined> {
     const hit = this.#modules.get(deviceId)?.get(moduleId);
-    if (hit !== undefined && this.clock.now() - hit.at < this.opts.ttlMs) return hit.value;
+    if (hit !== undefined && this.clock.now() - hit.at < this.opts.ttlMs) return hit.value ?? undefined;
     const epoch = this.#epoch;
     const m = await this.source.findModule(deviceId, moduleId);
-    if (m === undefined) {
-      this.#forgetModule(deviceId, moduleId);
-      return undefined;
-    }
-    const value = slimModule(m);
+    const value = m === undefined ? null : slimModule(m);
     if (epoch === this.#epoch) this.#putModule(deviceId, moduleId, value);
-    return value;
+    else this.#forgetModule(deviceId, moduleId);
+    return value ?? undefined;
   }
 
   /** Policies are few and have their own cache where it matters (service-side); read through. */
@@ -122,13 +121,13 @@ export class IdentityCache implements DeviceLookups {
     return this.#devices.size + this.#moduleCount;
   }
 
-  #putDevice(deviceId: string, value: AuthDevice): void {
+  #putDevice(deviceId: string, value: AuthDevice | null): void {
     this.#devices.delete(deviceId);
     this.#devices.set(deviceId, { value, at: this.clock.now() });
     this.#evict();
   }
 
-  #putModule(deviceId: string, moduleId: string, value: AuthModule): void {
+  #putModule(deviceId: string, moduleId: string, value: AuthModule | null): void {
     let mods = this.#modules.get(deviceId);
     if (mods === undefined) {
       mods = new Map();

@@ -176,6 +176,8 @@ export class RegistryService {
     };
     const twin = emptyTwin(deviceId, null, now);
     await this.store.createDevice(device, twin);
+    // Caches that remember the id as unknown (identity-cache.ts) read it again.
+    this.#emit({ kind: 'device-updated', deviceId, credentialsOrStatus: false });
     this.#lifecycle(deviceId, null, 'createDeviceIdentity', twin);
     this.#record({ by, action: 'device.create', target: `devices/${deviceId}`, after: device });
     return device;
@@ -296,6 +298,7 @@ export class RegistryService {
     };
     const twin = emptyTwin(deviceId, moduleId, this.#now());
     await this.store.createModule(module, twin);
+    this.#emit({ kind: 'module-updated', deviceId, moduleId, credentialsOrStatus: false });
     this.#lifecycle(deviceId, moduleId, 'createDeviceIdentity', twin);
     this.#record({ by, action: 'module.create', target: `devices/${deviceId}/modules/${moduleId}`, after: module });
     return module;
