@@ -23,8 +23,12 @@ let hub: HubProcess;
 let storageCs: string;
 const dataDir = tempDir('registry-jobs');
 
+let registry: InstanceType<typeof Registry>;
+
+/** Starts the hub on the test's data dir, and one service client for it (a client per call would leave a socket open per call). */
 async function start(): Promise<void> {
   hub = await startHubProcess({ address: ADDRESS, dataDir });
+  registry = Registry.fromConnectionString(hub.connectionString);
 }
 
 function blobs(): BlobServiceClient {
@@ -47,14 +51,23 @@ async function blobText(container: string, name: string): Promise<string | undef
 }
 
 async function job(id: string): Promise<Job> {
-  return (await Registry.fromConnectionString(hub.connectionString).getJob(id)) as unknown as Job;
+  return (await registry.getJob(id)) as unknown as Job;
 }
 
-async function until(what: string, f: () => Promise<boolean>, ms: number): Promise<void> {
+async function until(what: string, f: () => Promise<boolean>, ms: number, everyMs = 200): Promise<void> {
   const end = Date.now() + ms;
   while (!(await f())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
+    await sleep(everyMs);
+  }
+}
+
+/** Runs `f`; a failure names the step and carries the hub's last output. */
+async function step<T>(name: string, f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (err) {
+    throw new Error(`${name}: ${err instanceof Error ? err.message : String(err)}\nhub output:\n${hub.output().slice(-3000)}`);
   }
 }
 
@@ -73,7 +86,6 @@ function devicesTxt(prefix: string, n: number, importMode: string): { text: stri
 /** Exports the registry and returns the lines of this prefix, by id. */
 async function exported(prefix: string): Promise<Map<string, { authentication: { symmetricKey: { primaryKey: string } }; tags: Record<string, string> }>> {
   const container = `out-${randomBytes(4).toString('hex')}`;
-  const registry = Registry.fromConnectionString(hub.connectionString);
   const started = (await registry.exportDevicesToBlob(await containerUri(container), false)) as unknown as Job;
   await until('the export', async () => (await job(started.jobId)).status === 'completed', 60_000);
   const lines = ((await blobText(container, 'devices.txt')) ?? '').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { id: string; authentication: { symmetricKey: { primaryKey: string } }; tags: Record<string, string> });
@@ -126,8 +138,8 @@ describe('import and export jobs across a restart of their node', () => {
     const inUri = await containerUri(input);
     const outUri = await containerUri(output);
     await blobs().getContainerClient(input).getBlockBlobClient('devices.txt').upload(text, Buffer.byteLength(text));
-    const started = (await Registry.fromConnectionString(hub.connectionString).importDevicesFromBlob(inUri, outUri)) as unknown as Job;
-    await until('the import under way', async () => (await job(started.jobId)).progress >= 5, 60_000);
+    const started = (await registry.importDevicesFromBlob(inUri, outUri)) as unknown as Job;
+    await until('the import under way', async () => (await job(started.jobId)).progress >= 5, 60_000, 25);
     assert.equal(await hub.stop(), 0);
     await start();
     await until('the import completed', async () => {
@@ -149,14 +161,14 @@ describe('import and export jobs across a restart of their node', () => {
     const inUri = await containerUri(input);
     const outUri = await containerUri(output);
     await blobs().getContainerClient(input).getBlockBlobClient('devices.txt').upload(text, Buffer.byteLength(text));
-    const started = (await Registry.fromConnectionString(hub.connectionString).importDevicesFromBlob(inUri, outUri)) as unknown as Job;
-    await until('the import under way', async () => (await job(started.jobId)).progress >= 5, 60_000);
+    const started = (await registry.importDevicesFromBlob(inUri, outUri)) as unknown as Job;
+    await until('the import under way', async () => (await job(started.jobId)).progress >= 5, 60_000, 25);
     hub.proc.kill('SIGKILL');
     await hub.stop();
-    await start();
-    assert.equal((await job(started.jobId)).status, 'running', 'the job is still running after the crash');
-    await until('the import completed', async () => (await job(started.jobId)).status === 'completed', 120_000);
-    const lines = await exported(prefix);
+    await step('restart', () => start());
+    assert.equal((await step('getJob after the restart', () => job(started.jobId))).status, 'running', 'the job is still running after the crash');
+    await step('the import completing', () => until('the import completed', async () => (await job(started.jobId)).status === 'completed', 120_000));
+    const lines = await step('the export', () => exported(prefix));
     assert.equal(lines.size, 2000);
     for (const [id, key] of keys) assert.equal(lines.get(id)?.authentication.symmetricKey.primaryKey, key, id);
     const errors = ((await blobText(output, 'importErrors.log')) ?? '').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { deviceId: string; errorCode: string });
