@@ -270,6 +270,11 @@ function watch(): { up: number; dropped: number; dropReasons: Record<string, num
 
 /** A network outage: every socket reset at once (RST, no FIN, no TIME_WAIT), no DISCONNECT. */
 function drop(): { dropped: number } {
+  return { dropped: resetAll() };
+}
+
+/** Resets every open socket (RST, no FIN); returns how many there were. */
+function resetAll(): number {
   let n = 0;
   for (const c of conns) {
     if (c.socket === undefined) continue;
@@ -280,21 +285,12 @@ function drop(): { dropped: number } {
     c.tcp = undefined;
     n++;
   }
-  return { dropped: n };
+  return n;
 }
 
 async function close(): Promise<{ closed: number }> {
   clearInterval(pingTimer);
-  let n = 0;
-  for (const c of conns) {
-    if (c.socket === undefined) continue;
-    c.phase = Phase.Gone;
-    c.tcp?.resetAndDestroy();
-    c.socket.destroy();
-    c.socket = undefined;
-    c.tcp = undefined;
-    n++;
-  }
+  const n = resetAll();
   conns = [];
   target = undefined;
   await sleep(200);

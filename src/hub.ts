@@ -75,6 +75,7 @@ import { isHubError } from './core/errors.js';
 import { hubName } from './core/hub-name.js';
 import { FileUploadService } from './hub/files/file-upload-service.js';
 import { ImportExportJobs } from './hub/registry/import-export.js';
+import { startBackgroundWork } from './hub-background.js';
 import { openBlobStore, type BlobStoreKind } from './hub/files/blob-setup.js';
 import { installBlobProxy } from './protocol/http/blob-proxy.js';
 
@@ -434,15 +435,7 @@ export async function startHub(config: HubConfig, logger: Logger, clock: Clock =
     throw err;
   }
 
-  services.c2d.start();
-  services.files.startPruning((err) => logger.warn({ err, event: 'files.prune-failed' }, 'could not prune file upload notifications'));
-  prepared.eventLog.start();
-  await prepared.routing.start();
-  await prepared.configurationEngine.start();
-  prepared.jobRunner.start();
-  services.registryJobs.start();
-  await services.auditLog.start();
-  services.policyUsage.start();
+  await startBackgroundWork(prepared, logger);
 
   const state: HubState = {
     hostname: config.hostname,

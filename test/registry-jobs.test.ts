@@ -129,17 +129,23 @@ describe('blob pieces of import and export', () => {
   });
 });
 
+/** Starts an import of 2,000 devices in `importMode` and returns once it has done 5 % of them. */
+async function importUnderWay(tag: string, importMode: string): Promise<{ prefix: string; keys: Map<string, string>; output: string; started: Job }> {
+  const prefix = `${tag}-${randomBytes(3).toString('hex')}`;
+  const { text, keys } = devicesTxt(prefix, 2000, importMode);
+  const input = `in-${prefix}`;
+  const output = `errors-${prefix}`;
+  const inUri = await containerUri(input);
+  const outUri = await containerUri(output);
+  await blobs().getContainerClient(input).getBlockBlobClient('devices.txt').upload(text, Buffer.byteLength(text));
+  const started = (await registry.importDevicesFromBlob(inUri, outUri)) as unknown as Job;
+  await until('the import under way', async () => (await job(started.jobId)).progress >= 5, 60_000, 25);
+  return { prefix, keys, output, started };
+}
+
 describe('import and export jobs across a restart of their node', () => {
   it('an import stopped with the hub (SIGTERM) goes on after the restart and applies every line once', { timeout: 180_000 }, async () => {
-    const prefix = `term-${randomBytes(3).toString('hex')}`;
-    const { text, keys } = devicesTxt(prefix, 2000, 'createOrUpdate');
-    const input = `in-${prefix}`;
-    const output = `errors-${prefix}`;
-    const inUri = await containerUri(input);
-    const outUri = await containerUri(output);
-    await blobs().getContainerClient(input).getBlockBlobClient('devices.txt').upload(text, Buffer.byteLength(text));
-    const started = (await registry.importDevicesFromBlob(inUri, outUri)) as unknown as Job;
-    await until('the import under way', async () => (await job(started.jobId)).progress >= 5, 60_000, 25);
+    const { prefix, keys, output, started } = await importUnderWay('term', 'createOrUpdate');
     assert.equal(await hub.stop(), 0);
     await start();
     await until('the import completed', async () => {
@@ -154,15 +160,7 @@ describe('import and export jobs across a restart of their node', () => {
   });
 
   it('an import whose hub is killed (SIGKILL) is taken over once its lease lapses; a create line applied twice is the only error', { timeout: 240_000 }, async () => {
-    const prefix = `kill-${randomBytes(3).toString('hex')}`;
-    const { text, keys } = devicesTxt(prefix, 2000, 'create');
-    const input = `in-${prefix}`;
-    const output = `errors-${prefix}`;
-    const inUri = await containerUri(input);
-    const outUri = await containerUri(output);
-    await blobs().getContainerClient(input).getBlockBlobClient('devices.txt').upload(text, Buffer.byteLength(text));
-    const started = (await registry.importDevicesFromBlob(inUri, outUri)) as unknown as Job;
-    await until('the import under way', async () => (await job(started.jobId)).progress >= 5, 60_000, 25);
+    const { prefix, keys, output, started } = await importUnderWay('kill', 'create');
     hub.proc.kill('SIGKILL');
     await hub.stop();
     await step('restart', () => start());
