@@ -1,14 +1,11 @@
 /**
- * MQTT packets out of a connection's reads without an mqtt-packet parser per connection (issue 19,
- * memory). A parser is a BufferList stream with its own readable and writable state, a Packet, and
- * it keeps the CONNECT packet (the SAS token with it) as its `settings` for the connection's life:
- * about 1.5 KB of heap per idle device. Between packets a parser holds nothing, so every connection
- * shares one; only a connection whose read ended inside a packet keeps a parser of its own, until
- * that packet is complete.
+ * MQTT packets out of a connection's reads, with an mqtt-packet parser of its own made at the
+ * first read. Sharing one parser between idle connections (to save ~1.5 KB of heap each) let fuzz
+ * input leave state that refused a later connection's valid CONNECT, so each connection has its own.
  *
  * After every read the parser's settings go back to MQTT 3.1.1: mqtt-packet replaces them with the
- * last CONNECT (so a v5 CONNECT would switch the parser to v5), which must not leak to the next
- * connection; the hub refuses any CONNECT that is not 3.1.1 [MQTT-3.1.2-2].
+ * last CONNECT, which would otherwise keep the device's SAS token in memory for the connection's
+ * life; the hub refuses any CONNECT that is not 3.1.1 [MQTT-3.1.2-2].
  */
 import mqttPacket, { type Packet } from 'mqtt-packet';
 
@@ -41,7 +38,6 @@ function newParser(): ParserState {
   return p as unknown as ParserState;
 }
 
-let shared: ParserState | undefined;
 
 export class PacketReader {
   /** A parser of its own while a packet is split across reads. */
@@ -54,7 +50,9 @@ export class PacketReader {
    * still incomplete (its fixed header read), or -1.
    */
   read(chunk: Buffer): number {
-    const parser = this.#own ?? (shared ??= newParser());
+    // A parser of its own per connection: one shared parser let fuzz input leave state that made a
+    // later connection's CONNECT fail (the fuzz harness's good client was refused).
+    const parser = (this.#own ??= newParser());
     const outer = reading;
     reading = this.sink;
     try {
@@ -73,10 +71,6 @@ export class PacketReader {
       return -1;
     }
     if (parser._stateCounter !== 0 || parser._list.length > 0) {
-      if (this.#own === undefined) {
-        this.#own = parser;
-        shared = undefined;
-      }
       return parser.packet.length;
     }
     this.#release(parser);
@@ -85,8 +79,6 @@ export class PacketReader {
 
   /** The parser holds nothing: it is shared again (or dropped, when another is shared meanwhile). */
   #release(parser: ParserState): void {
-    if (this.#own !== parser) return;
-    this.#own = undefined;
-    shared ??= parser;
+    void parser;
   }
 }
