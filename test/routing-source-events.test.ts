@@ -86,6 +86,15 @@ describe('connection state events', () => {
     }
     assert.throws(() => connectionSequenceNumber(t, -1), RangeError);
   });
+
+  it('order two nodes\' numbers by time within one millisecond, whatever their counters', () => {
+    // Node A's 5th event, then node B's first, a quarter of a millisecond later: B's must be the larger.
+    const t = Date.parse('2026-12-04T10:00:00.000Z');
+    const onA = connectionSequenceNumber(t + 0.25, 5);
+    const onB = connectionSequenceNumber(t + 0.5, 0);
+    assert.ok(onB > onA, `${onB} > ${onA}`);
+    assert.equal(BigInt(`0x${onB.slice(16, 32)}`) - BigInt(`0x${onA.slice(16, 32)}`), 2_500n, '2,500 ticks of 100 ns apart');
+  });
 });
 
 describe('device lifecycle events', () => {

@@ -15,7 +15,7 @@ import { SUBJECTS, type HubBus, type MethodReply, type MethodRequest } from '../
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { MessageTally } from '../core/tally.js';
 import type { SourceEventSink } from '../routing/routed-events.js';
-import { connectionSequenceNumber, connectionStateEvent } from '../routing/source-events.js';
+import { connectionSequenceNumber, connectionStateEvent, preciseNowMs } from '../routing/source-events.js';
 
 export interface LiveSession {
   readonly deviceId: string;
@@ -77,9 +77,9 @@ export class ConnectionTable {
   #connectionState(session: LiveSession, opType: 'deviceConnected' | 'deviceDisconnected'): void {
     const events = this.#events;
     if (events === undefined) return;
-    const now = Date.now();
+    const now = preciseNowMs();
     const seq = connectionSequenceNumber(now, this.#eventCount++);
-    events.emit('DeviceConnectionStateEvents', () => connectionStateEvent({ hubName: events.hubName, deviceId: session.deviceId, moduleId: session.moduleId, now: new Date(now).toISOString() }, opType, seq));
+    events.emit('DeviceConnectionStateEvents', () => connectionStateEvent({ hubName: events.hubName, deviceId: session.deviceId, moduleId: session.moduleId, now: new Date(Math.floor(now)).toISOString() }, opType, seq));
   }
 
   constructor(

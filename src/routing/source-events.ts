@@ -170,12 +170,26 @@ const FILETIME_EPOCH_OFFSET = 116_444_736_000_000_000n;
 
 /**
  * A connection state sequence number as Azure writes them: 64 hexadecimal digits (a 256-bit
- * number), compared as strings. Ours: 16 zeros, the FILETIME of `timeMs` (16 digits), then `counter`
- * (32 digits), so numbers grow with time and, within one millisecond, with the counter.
+ * number), compared as strings. Ours: 16 zeros, the FILETIME of `timeMs` (16 digits, 100 ns
+ * units, so a fractional millisecond counts), then `counter` (32 digits), so numbers grow with time
+ * and, within one 100 ns tick, with the counter. The counter is per node: two nodes' numbers order
+ * by their times, which is why callers pass a clock finer than a millisecond (preciseNowMs).
  */
 export function connectionSequenceNumber(timeMs: number, counter: number | bigint): string {
-  const filetime = BigInt(Math.max(0, Math.floor(timeMs))) * 10_000n + FILETIME_EPOCH_OFFSET;
+  const t = Math.max(0, timeMs);
+  const whole = Math.floor(t);
+  const ticks = BigInt(whole) * 10_000n + BigInt(Math.min(9_999, Math.floor((t - whole) * 10_000)));
+  const filetime = ticks + FILETIME_EPOCH_OFFSET;
   const count = BigInt(counter);
   if (count < 0n || count >= 1n << 128n) throw new RangeError('the counter must be a whole number from 0 to 2^128 - 1');
   return `${'0'.repeat(16)}${filetime.toString(16).toUpperCase().padStart(16, '0')}${count.toString(16).toUpperCase().padStart(32, '0')}`;
+}
+
+/**
+ * Wall-clock milliseconds with a fraction (about 0.25 µs apart): the process's start time plus
+ * monotonic time since. Processes on one machine agree to within microseconds, so a session taken
+ * over on another node a moment later gets a larger number even within the same millisecond.
+ */
+export function preciseNowMs(): number {
+  return performance.timeOrigin + performance.now();
 }
