@@ -21,7 +21,7 @@
  *     [--rounds 2] [--rate 10000] [--latency-seconds 15] [--max-batch 100] [--max-wait 1]
  *     [--only a,b] [--cpu-prof DIR] [--write]
  *
- * --cpu-prof DIR writes a V8 CPU profile of the hub for each measured window of (a) into DIR.
+ * --cpu-prof DIR writes a V8 CPU profile of the hub's main thread for each measured window of (a) and (b) into DIR.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -456,7 +456,9 @@ async function main(): Promise<void> {
         await settle(hubPid);
         const wall0 = performance.timeOrigin + performance.now();
         const c0 = consumer === undefined ? 0 : procCpuSeconds(consumer.pid);
+        profiler?.start();
         const m = await measured(hubPid, () => (gen as Generator).call<PublishResult>({ kind: 'publish-run', total: Math.round(r * latencySeconds), window, maxSeconds: latencySeconds, rate: r }, (latencySeconds + 60) * 1000));
+        if (profiler !== undefined) process.stderr.write(`hub CPU profile: ${(await profiler.stop(`latency-${r}`)) ?? 'not written'}\n`);
         const wall1 = performance.timeOrigin + performance.now();
         const consumerPct = consumer === undefined ? NaN : ((procCpuSeconds(consumer.pid) - c0) / m.wallS) * 100;
         const other = Math.max(0, m.machineBusyS / m.wallS - m.serverCpuS / m.wallS - consumerPct / 100 - m.r.genCpuPct / 100);
