@@ -219,6 +219,8 @@ export class Dispatcher {
         if (signal.aborted) return;
         state.next = next;
         await this.#save(state);
+        const linger = this.d.sink.lingerMs ?? 0;
+        if (linger > 0 && batch.length < this.d.timing.maxBatch) await sleep(linger, undefined, { signal }).catch(() => undefined);
       } else {
         state.next = next;
         if (this.d.now() - this.#lastWrite >= SKIP_WRITE_MS) await this.#save(state);

@@ -45,6 +45,7 @@ import {
 } from '../log-ports.js';
 import { partitionOf } from '../partition-key.js';
 import { PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
+import { FreshRecords } from '../fresh-records.js';
 import { checkLimit, checkSequenceNumber, parseEnqueuedTime, parseOffset } from '../positions.js';
 
 export interface SqlEventLogOptions {
@@ -147,6 +148,8 @@ export class SqlEventLog implements EventLog, TailSource {
   readonly #pollMs: number;
   readonly #subs: BusSubscription[] = [];
   readonly #max: string;
+  /** With one writer (the SQLite log's thread): the latest records, for the tails that caught up. */
+  readonly #fresh: FreshRecords | undefined;
 
   constructor(
     private readonly db: SqlDriver,
@@ -156,6 +159,7 @@ export class SqlEventLog implements EventLog, TailSource {
     this.#now = opts.now ?? Date.now;
     this.#pollMs = opts.pollMs ?? DEFAULT_POLL_MS;
     this.#max = db.dialect === 'postgres' ? 'GREATEST' : 'MAX';
+    this.#fresh = opts.writer === undefined ? undefined : new FreshRecords();
     const bus = opts.bus;
     if (bus !== undefined) {
       this.#subs.push(
@@ -222,6 +226,7 @@ export class SqlEventLog implements EventLog, TailSource {
       placements[i] = { partition: p, sequenceNumber: seq, offset: String(placed[i * 3 + 1]), enqueuedTime: iso };
       if ((last.get(p) ?? -1) < seq) last.set(p, seq);
     }
+    this.#fresh?.add(messages, placements);
     this.#announce(last);
     return placements;
   }
@@ -337,6 +342,8 @@ export class SqlEventLog implements EventLog, TailSource {
   }
 
   async readFrom(partition: number, from: number, limit: number): Promise<LogRecord[]> {
+    const fresh = this.#fresh?.read(partition, from, limit);
+    if (fresh !== undefined) return fresh;
     const rows = await this.db.all(`SELECT ${COLUMNS} FROM log_records WHERE part = ? AND seq >= ? ORDER BY seq LIMIT ?`, [partition, from, limit]);
     return rows.map(recordFromRow);
   }
@@ -349,7 +356,8 @@ export class SqlEventLog implements EventLog, TailSource {
 
   tail(partition: number, position: LogPosition, opts: TailOptions = {}): AsyncIterable<LogRecord[]> {
     checkPartition(this, partition);
-    return tailLoop(this, partition, position, this.#pollMs, opts);
+    const tail = tailLoop(this, partition, position, this.#pollMs, opts);
+    return this.#fresh === undefined ? tail : this.#fresh.counting(partition, tail);
   }
 
   async partitionProperties(partition: number): Promise<PartitionProperties> {

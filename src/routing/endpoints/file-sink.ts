@@ -27,6 +27,13 @@ import { createPartial, fileNameFormatProblem, formatFileName, partialName, publ
 import type { EndpointSink, RoutedMessage } from './sink.js';
 import type { SinkDeps } from './sink-deps.js';
 
+/**
+ * Records gather this long between deliveries that were not full (EndpointSink.lingerMs): each
+ * delivery costs a write, an fdatasync and stats, whatever its size, and a reader sees a chunk only
+ * once it is published (after batchFrequencyInSeconds), so the wait is not seen from outside.
+ */
+export const FILE_LINGER_MS = 200;
+
 interface Chunk {
   fh: FileHandle;
   path: string;
@@ -116,15 +123,19 @@ export function createFileSink(raw: FileEndpoint, deps: SinkDeps): EndpointSink 
     return c;
   }
 
+  /**
+   * One write, fdatasync, then the check that the file is still where readers will look: a
+   * removal before the check (during this write, or since the last one) fails this batch, which
+   * comes again to a new chunk. One check after is enough; one before as well only cost stats.
+   */
   async function append(c: Chunk, data: Buffer): Promise<void> {
-    if (!(await stillAt(c.fh, c.path))) throw new Error('the chunk file was removed or moved away');
     let written = 0;
     while (written < data.length) {
       const { bytesWritten } = await c.fh.write(data, written, data.length - written);
       written += bytesWritten;
     }
     await c.fh.datasync();
-    if (!(await stillAt(c.fh, c.path))) throw new Error('the chunk file was removed or moved away while being written');
+    if (!(await stillAt(c.fh, c.path))) throw new Error('the chunk file was removed or moved away');
     c.size += data.length;
   }
 
@@ -175,6 +186,7 @@ export function createFileSink(raw: FileEndpoint, deps: SinkDeps): EndpointSink 
   }
 
   return {
+    lingerMs: FILE_LINGER_MS,
     async deliver(batch: readonly RoutedMessage[]): Promise<void> {
       if (closed) throw new Error(`${where}: closed`);
       // One partition per batch is the contract; runs of several are taken in order all the same.
