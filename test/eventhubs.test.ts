@@ -102,7 +102,7 @@ before(async () => {
   rest = restClient(HOST, ca, policyKey(hub.dataDir));
   const info = JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as { eventHubsConnectionString: string };
   ehcs = info.eventHubsConnectionString;
-  for (const id of ['mqtt-dev', 'amqp-dev', 'http-dev', 'pos-dev', 'cg-dev', 'epoch-dev']) await createDevice(id);
+  for (const id of ['mqtt-dev', 'amqp-dev', 'http-dev', 'pos-dev', 'cg-dev', 'epoch-dev', 'big-dev']) await createDevice(id);
 });
 
 after(async () => {
@@ -195,6 +195,19 @@ describe('the Event Hubs-compatible endpoint', () => {
     await send(id, deviceMqtt.Mqtt, [text(5, 'pos')]);
     const [fresh] = await live;
     assert.deepEqual(fresh === undefined ? undefined : bodyOf(fresh), { tag: 'pos', n: 5 });
+  });
+
+  it('hands a reader a backlog of large messages, more than the output cap (4 MiB) in one credit window, without closing it', { timeout: 90_000 }, async () => {
+    // 40 messages of 200 KB: the reader's first window of 50 asks for 8 MB at once.
+    const big = (n: number) => {
+      const m = new Message(JSON.stringify({ tag: 'big', n, pad: 'x'.repeat(200_000) }));
+      m.messageId = `big-${n}`;
+      return m;
+    };
+    await send('big-dev', deviceMqtt.Mqtt, Array.from({ length: 40 }, (_, n) => big(n)));
+    const got = await readPartition(consumer(), partitionIdOf('big-dev'), earliestEventPosition, 40, { deviceId: 'big-dev' });
+    assert.deepEqual(got.map((e) => bodyOf(e).n), Array.from({ length: 40 }, (_, n) => n));
+    assert.equal(got[39]?.body === undefined ? 0 : JSON.stringify(got[39].body).length > 200_000, true);
   });
 
   it('reads in two consumer groups independently; a receiver on an unknown group is refused', { timeout: 60_000 }, async () => {

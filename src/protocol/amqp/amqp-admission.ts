@@ -245,7 +245,7 @@ export class AmqpAdmission {
     const tag: AmqpConnectionTag = { gatehouse_peer: peer, gatehouse_stream: stream };
     const conn = this.container.create_connection({ ...RHEA_OPTIONS, ...tag } as never);
     // With an error: rhea learns of a socket's end through 'error' or 'end', never 'close'.
-    const admission = this.#admit(conn, peer.transport, remote, release, () => stream.destroy(new Error('closed by the hub')));
+    const admission = this.#admit(conn, peer.transport, remote, release, () => stream.destroy(new Error('closed by the hub')), stream);
     stream.on('data', (chunk: Buffer) => admission.feed(chunk));
     stream.once('close', () => {
       this.sockets.delete(stream);
@@ -291,7 +291,7 @@ export class AmqpAdmission {
     return undefined;
   }
 
-  #admit(conn: Connection, transport: Transport, remote: string, release: () => void, destroy: () => void): Admission {
+  #admit(conn: Connection, transport: Transport, remote: string, release: () => void, destroy: () => void, stream?: Duplex): Admission {
     const guard = new FrameGuard(AMQP_FRAME_LIMITS, () => saslOutcomeSent(conn));
     const admission: Admission = new Admission(conn, guard, this.limits, release, (reason, detail, graceful) => {
       this.refusals.report({ listener: transport, reason, remote, detail });
@@ -311,11 +311,16 @@ export class AmqpAdmission {
     // "Field first is mandatory" when the hub settled it: that connection goes, not the hub.
     const raw = conn as unknown as { _process(): void };
     const process = raw._process.bind(conn);
+    // rhea writes each frame it owes with a write of its own; corked, what one pass owes (a batch
+    // of Event Hubs transfers, say) leaves in one TLS write and one system call.
     raw._process = () => {
+      stream?.cork();
       try {
         process();
       } catch (err) {
         admission.unreadable(`the connection's state cannot be written: ${String(err).slice(0, 200)}`);
+      } finally {
+        stream?.uncork();
       }
     };
     return admission;

@@ -6,7 +6,8 @@
  * So the bound sits on the socket itself:
  *
  * - after every write rhea makes, the unsent output is checked: over the mark the socket is not
- *   read until it drains, over the cap the connection is closed;
+ *   read until it drains, over the cap the connection is closed; a pass of rhea's that writes
+ *   corked (amqp-admission.ts) is flushed first once past the mark;
  * - operations taken in and not finished (twin requests, telemetry appends, CBS put-tokens) stop
  *   the reading above a bound;
  * - a device session answers its twin requests one at a time, each after the output drained
@@ -78,7 +79,16 @@ export function streamBackpressure(socket: Duplex, peer: Pick<AmqpPeer, 'transpo
     logger.warn({ event: 'amqp.closed', protocol: peer.transport, remote: peer.remoteAddress, reason }, 'AMQP connection closed');
     socket.destroy(new Error(reason));
   });
-  afterEach(socket, 'write', () => output.check());
+  afterEach(socket, 'write', () => {
+    // rhea's passes run corked (amqp-admission.ts): past the mark, what the pass wrote so far goes
+    // now, so that what counts against the cap is what the client did not take, not the cork.
+    if (socket.writableCorked > 0 && socket.writableLength > limits.pauseAboveBytes) {
+      const depth = socket.writableCorked;
+      for (let i = 0; i < depth; i++) socket.uncork();
+      for (let i = 0; i < depth; i++) socket.cork();
+    }
+    output.check();
+  });
   socket.once('close', () => output.close());
   return new AmqpBackpressure(gate, output);
 }
