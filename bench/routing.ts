@@ -119,6 +119,12 @@ export interface Collected {
   maxMs: number;
   /** The largest batch processEvents was handed. */
   maxBatch: number;
+  /** Device send → the hub's enqueued time (its parse of the PUBLISH), ms. */
+  toHubP50: number;
+  toHubP99: number;
+  /** The hub's enqueued time → processEvents, ms (durable append, delivery, the client). */
+  fromHubP50: number;
+  fromHubP99: number;
 }
 
 function consumerMain(): void {
@@ -126,6 +132,8 @@ function consumerMain(): void {
   let sub: Subscription | undefined;
   let sentAt: number[] = [];
   let latency: number[] = [];
+  /** Per event, the hub's enqueued time (iothub-enqueuedtime: when the hub took the PUBLISH in). */
+  let atHub: number[] = [];
   let received = 0;
   let errors = 0;
   let maxBatch = 0;
@@ -151,6 +159,8 @@ function consumerMain(): void {
               const s = sentAtOf(e);
               sentAt.push(s);
               latency.push(now - s);
+              const h = e.systemProperties?.['iothub-enqueuedtime'] as unknown;
+              atHub.push(h instanceof Date ? h.getTime() : typeof h === 'number' ? h : typeof h === 'string' ? Date.parse(h) : NaN);
             }
           },
           processError: async (err) => {
@@ -170,12 +180,25 @@ function consumerMain(): void {
     }
     if (t.kind === 'collect') {
       const lat: number[] = [];
-      for (let i = 0; i < sentAt.length; i++) if ((sentAt[i] as number) >= t.fromMs && (sentAt[i] as number) <= t.toMs) lat.push(latency[i] as number);
-      lat.sort((a, b) => a - b);
-      const out: Collected = { received, errors, firstError, samples: lat.length, p50ms: percentile(lat, 50), p99ms: percentile(lat, 99), maxMs: lat[lat.length - 1] ?? NaN, maxBatch };
+      const toHub: number[] = [];
+      const fromHub: number[] = [];
+      for (let i = 0; i < sentAt.length; i++) {
+        const s = sentAt[i] as number;
+        if (s < t.fromMs || s > t.toMs) continue;
+        lat.push(latency[i] as number);
+        // Milliseconds on the hub's clock (the same machine's): device send → hub, hub → processEvents.
+        toHub.push((atHub[i] as number) - s);
+        fromHub.push(s + (latency[i] as number) - (atHub[i] as number));
+      }
+      for (const a of [lat, toHub, fromHub]) a.sort((x, y) => x - y);
+      const out: Collected = {
+        received, errors, firstError, samples: lat.length, p50ms: percentile(lat, 50), p99ms: percentile(lat, 99), maxMs: lat[lat.length - 1] ?? NaN, maxBatch,
+        toHubP50: percentile(toHub, 50), toHubP99: percentile(toHub, 99), fromHubP50: percentile(fromHub, 50), fromHubP99: percentile(fromHub, 99),
+      };
       if (t.reset) {
         sentAt = [];
         latency = [];
+        atHub = [];
         received = 0;
         maxBatch = 0;
       }
@@ -470,7 +493,7 @@ async function main(): Promise<void> {
         const sendRate = m.r.rate;
         process.stderr.write(
           `(b) target ${fmtInt(r)}/s: ${fmtInt(m.r.acked)} acked (${fmtInt(sendRate)}/s, backlog max ${m.r.backlogMax}); consumer ${fmtInt(d.received)} of ${fmtInt(expected)}; ` +
-            `latency p50 ${fmt1(c.p50ms)} p99 ${fmt1(c.p99ms)} max ${fmt1(c.maxMs)} ms over ${fmtInt(c.samples)}; PUBACK p50 ${fmt1(m.r.p50ms)} p99 ${fmt1(m.r.p99ms)}; hub ${fmtInt((m.serverCpuS / m.wallS) * 100)} %, consumer ${fmtInt(consumerPct)} %, other processes ${fmt2(other)} cores, load ${fmt2(m.load1)}` +
+            `latency p50 ${fmt1(c.p50ms)} p99 ${fmt1(c.p99ms)} max ${fmt1(c.maxMs)} ms over ${fmtInt(c.samples)} (to the hub p50 ${fmt1(c.toHubP50)} p99 ${fmt1(c.toHubP99)}, from it p50 ${fmt1(c.fromHubP50)} p99 ${fmt1(c.fromHubP99)}); PUBACK p50 ${fmt1(m.r.p50ms)} p99 ${fmt1(m.r.p99ms)}; hub ${fmtInt((m.serverCpuS / m.wallS) * 100)} %, consumer ${fmtInt(consumerPct)} %, other processes ${fmt2(other)} cores, load ${fmt2(m.load1)}` +
             `${c.errors > 0 ? `; consumer errors ${c.errors}: ${c.firstError ?? ''}` : ''}\n`,
         );
         // Sustained: (nearly) every message due was sent and acknowledged, at (nearly) the rate asked.
@@ -498,6 +521,7 @@ async function main(): Promise<void> {
         `${fmtInt(x.r)} msgs/s${x.r === rate ? '' : x === tried.at(-1) ? ' (a tenth: the floor)' : ` (${fmtInt(rate)} not sustained)`}`,
         `${fmtInt(x.sendRate)} msgs/s, ${x.sustained ? 'sustained' : '**not sustained**'} (at most ${fmtInt(x.m.r.backlogMax)} due and waiting for a device with room in its window)`,
         `${fmt1(x.c.p50ms)} / ${fmt1(x.c.p99ms)} / ${fmt1(x.c.maxMs)}`,
+        `${fmt1(x.c.toHubP50)} / ${fmt1(x.c.toHubP99)}; ${fmt1(x.c.fromHubP50)} / ${fmt1(x.c.fromHubP99)}`,
         x.r >= rate
           ? `p99 < 50 ms at 10k msgs/s: ${mark(x.c.p99ms < 50 && x.sustained)}`
           : x === tried.at(-1)
@@ -510,10 +534,11 @@ async function main(): Promise<void> {
       ];
       sections.push(
         `### (b) Device → EventHubConsumerClient latency, 5 routes on \`$body\`\n\n` +
-          table(['paced rate (all devices)', 'achieved', 'ms p50 / p99 / max device send → processEvents', 'goal', 'ms p50 / p99 PUBLISH → PUBACK', 'samples', 'CPU: hub / devices / consumer', 'load avg (1 min) (cores other processes used)'], tried.map(row)) +
+          table(['paced rate (all devices)', 'achieved', 'ms p50 / p99 / max device send → processEvents', 'ms p50 / p99 send → hub; hub → processEvents', 'goal', 'ms p50 / p99 PUBLISH → PUBACK', 'samples', 'CPU: hub / devices / consumer', 'load avg (1 min) (cores other processes used)'], tried.map(row)) +
           `\n\n${nDevices} devices (at most ${window} unacknowledged each) paced together at the rate shown for ${latencySeconds} s (a 1 ms pacer, round robin); the first ${WARMUP_MS / 1000} s are not counted. ` +
           `Each body carries its send time (the device process's wall clock in ms, written into the PUBLISH as it is sent); the consumer process subtracts it from its own wall clock ` +
-          `when \`processEvents\` is handed the event (same machine, same clock). The consumer reads every partition from \`latestEventPosition\` with \`maxBatchSize: ${maxBatchSize}, maxWaitTimeInSeconds: ${maxWaitTimeInSeconds}\`: ` +
+          `when \`processEvents\` is handed the event (same machine, same clock). The split at the hub uses the event's \`iothub-enqueuedtime\` (the hub's clock when it took the PUBLISH in): ` +
+          `before it, the device's socket, the kernel and the hub's reading; after it, the durable append, the delivery and the client. The consumer reads every partition from \`latestEventPosition\` with \`maxBatchSize: ${maxBatchSize}, maxWaitTimeInSeconds: ${maxWaitTimeInSeconds}\`: ` +
           `what a user reading a stream of thousands of messages a second would set (by the SDK's code, the default \`maxBatchSize: 1\` hands over one event per call and asks the hub for 3 at a time, ` +
           `so at most about 150 events/s per partition get through). Whatever the settings, the SDK waits 20 ms after the first event of a batch arrives before handing the batch over ` +
           `(\`qReadIntervalInMs\` in @azure/event-hubs' partitionReceiver), so a message that arrives on an idle partition waits up to 20 ms in the client. ` +
