@@ -1,8 +1,8 @@
 /**
  * The event log conformance suite on SQLite as the hub runs it: the log in its own file, written by
  * its worker thread, read on the main thread (each test its own file). Then what is particular to
- * it: a restart, the move of a log kept in the store's file by an older version, and a writer
- * thread that dies.
+ * it: a restart, the move of a log kept in the store's file by an older version, a writer
+ * thread that dies, and many tails waiting at once.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -174,6 +174,31 @@ describe('event log on SQLite, a tail stopped while it reads', () => {
       assert.ok(Date.now() - started < 5000, `ended after ${Date.now() - started} ms`);
     } finally {
       await h.close();
+    }
+  });
+});
+
+describe('event log on SQLite, many readers at once', () => {
+  it('waits on its closing signal from 30 tails without a MaxListenersExceededWarning', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'gh-log-'));
+    const warnings: string[] = [];
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`);
+    process.on('warning', onWarning);
+    const log = await new SqlLogNodes().openFile(join(dir, 'log.db'), { partitionCount: 2 });
+    try {
+      const stops = Array.from({ length: 30 }, () => new AbortController());
+      const tails = stops.map(async (stop, i) => {
+        for await (const batch of log.tail(i % 2, 'latest', { signal: stop.signal })) void batch;
+      });
+      await new Promise((r) => setTimeout(r, 200));
+      for (const s of stops) s.abort();
+      await Promise.all(tails);
+      await new Promise((r) => setImmediate(r));
+      assert.deepEqual(warnings.filter((w) => w.startsWith('MaxListenersExceededWarning')), []);
+    } finally {
+      process.off('warning', onWarning);
+      await log.close();
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

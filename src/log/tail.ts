@@ -8,7 +8,19 @@
  * at most once): a lost one delays a reader by at most the interval, never loses a record,
  * because the records are read from the log, not from the announcement.
  */
+import { setMaxListeners } from 'node:events';
 import type { LogPosition, LogRecord, TailOptions } from './log-ports.js';
+
+/**
+ * The controller of a log's `closed` signal. Every waiting tail listens on that one signal (and
+ * stops listening when its wait ends), so dozens at once are expected, not a leak: without this,
+ * a hub with a few endpoints and readers printed MaxListenersExceededWarning.
+ */
+export function logCloser(): AbortController {
+  const closer = new AbortController();
+  setMaxListeners(0, closer.signal);
+  return closer;
+}
 
 export class PartitionWakeups {
   readonly #waiters = new Map<number, Set<() => void>>();

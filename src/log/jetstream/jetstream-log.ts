@@ -43,7 +43,7 @@ import {
 } from '../log-ports.js';
 import { partitionOf } from '../partition-key.js';
 import { checkLimit, checkSequenceNumber, parseEnqueuedTime, parseOffset } from '../positions.js';
-import { PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
+import { logCloser, PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
 import { decodeEnqueuedMs, encodeRecord } from './record-codec.js';
 import { consumerTail, recordFromStored } from './jetstream-tail.js';
 
@@ -124,7 +124,7 @@ export async function openJetStreamLog(nc: NatsConnection, opts: JetStreamLogOpt
 
 export class JetStreamEventLog implements EventLog, TailSource {
   readonly wakeups = new PartitionWakeups();
-  readonly #closer = new AbortController();
+  readonly #closer = logCloser();
   readonly closed = this.#closer.signal;
   readonly #now: () => number;
   readonly #pollMs: number;

@@ -44,7 +44,7 @@ import {
   type TailOptions,
 } from '../log-ports.js';
 import { partitionOf } from '../partition-key.js';
-import { PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
+import { logCloser, PartitionWakeups, tailLoop, type TailSource } from '../tail.js';
 import { FreshRecords } from '../fresh-records.js';
 import { checkLimit, checkSequenceNumber, parseEnqueuedTime, parseOffset } from '../positions.js';
 
@@ -142,7 +142,7 @@ export async function openSqlEventLog(db: SqlDriver, opts: SqlEventLogOptions): 
 
 export class SqlEventLog implements EventLog, TailSource {
   readonly wakeups = new PartitionWakeups();
-  readonly #closer = new AbortController();
+  readonly #closer = logCloser();
   readonly closed = this.#closer.signal;
   readonly #now: () => number;
   readonly #pollMs: number;
