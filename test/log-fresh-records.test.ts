@@ -71,6 +71,28 @@ describe('fresh records, by themselves', () => {
   });
 });
 
+describe('fresh records, bounded by bytes', () => {
+  it('keep at most the byte budget of bodies per partition (the newest record always), older reads go to the database', async () => {
+    const fresh = new FreshRecords(100, 1000);
+    const stop = new AbortController();
+    const tail = fresh.counting(0, (async function* () {
+      await new Promise((r) => stop.signal.addEventListener('abort', r));
+      yield [];
+    })());
+    const running = tail.next();
+    const m = (n: number, bytes: number) => makeMessage('d', n, { body: Buffer.alloc(bytes, n) });
+    fresh.add([m(0, 400), m(1, 400), m(2, 400)], [placed(0, 0), placed(0, 1), placed(0, 2)]);
+    assert.equal(fresh.read(0, 0, 10), undefined, 'three of 400 bytes are over 1,000: the oldest went');
+    assert.deepEqual(fresh.read(0, 1, 10)?.map((r) => r.sequenceNumber), [1, 2]);
+    fresh.add([m(3, 5000)], [placed(0, 3)]);
+    assert.equal(fresh.read(0, 2, 10), undefined);
+    assert.deepEqual(fresh.read(0, 3, 10)?.map((r) => r.body.length), [5000], 'one record larger than the budget stays alone');
+    stop.abort();
+    await running;
+    await tail.return(undefined);
+  });
+});
+
 describe('fresh records in the SQLite log', () => {
   const dir = mkdtempSync(join(tmpdir(), 'gh-fresh-'));
   let log: SqlEventLog;

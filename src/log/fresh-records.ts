@@ -9,7 +9,8 @@
  * sequence order, as they were committed). What is here is always a contiguous run of a partition,
  * [first, first + length), ending at the last record this node knows was committed; a read outside
  * it (a reader behind, or a run broken because no tail was there to want it) goes to the database.
- * Records are kept only while a tail of their partition runs, and at most `capacity` per partition.
+ * Records are kept only while a tail of their partition runs: at most `capacity` per partition and
+ * `maxBytes` of bodies (each record its own copy, so dropped records free their bytes).
  */
 import type { LogMessage, LogPlacement, LogRecord } from './log-ports.js';
 
@@ -18,15 +19,22 @@ interface Run {
   first: number;
   records: LogRecord[];
   start: number;
+  /** Body bytes of records[start..]. */
+  bytes: number;
 }
 
 export const FRESH_RECORDS_PER_PARTITION = 2048;
+/** Body bytes kept per partition: 2,048 messages of 256 KB would otherwise be 512 MiB. */
+export const FRESH_BYTES_PER_PARTITION = 4 * 1024 * 1024;
 
 export class FreshRecords {
   readonly #runs = new Map<number, Run>();
   readonly #tails = new Map<number, number>();
 
-  constructor(private readonly capacity = FRESH_RECORDS_PER_PARTITION) {}
+  constructor(
+    private readonly capacity = FRESH_RECORDS_PER_PARTITION,
+    private readonly maxBytes = FRESH_BYTES_PER_PARTITION,
+  ) {}
 
   /** Whether a tail of the partition runs (its records are worth keeping). */
   wanted(partition: number): boolean {
@@ -38,8 +46,6 @@ export class FreshRecords {
    * skip now would leave a gap that a read at the run's end could not see.
    */
   add(messages: readonly LogMessage[], placements: readonly LogPlacement[]): void {
-    let bodies: Buffer | undefined;
-    let at = 0;
     for (let i = 0; i < messages.length; i++) {
       const pl = placements[i] as LogPlacement;
       const p = pl.partition;
@@ -48,45 +54,41 @@ export class FreshRecords {
         continue;
       }
       const m = messages[i] as LogMessage;
-      // A message's body may be a view of a socket's read buffer: the copy is the record's own.
-      if (bodies === undefined) {
-        let total = 0;
-        for (let k = i; k < messages.length; k++) total += (messages[k] as LogMessage).body.length;
-        bodies = Buffer.allocUnsafe(total);
-      }
-      const n = m.body.copy(bodies, at);
-      const record: LogRecord = {
+      this.#push(p, {
         partition: p,
         sequenceNumber: pl.sequenceNumber,
         offset: pl.offset,
         enqueuedTime: pl.enqueuedTime,
         deviceId: m.deviceId,
         moduleId: m.moduleId === '' ? null : m.moduleId,
-        body: bodies.subarray(at, at + n),
+        // A message's body may be a view of a socket's read buffer: the record gets its own copy.
+        body: Buffer.from(m.body),
         properties: m.properties,
         systemProperties: m.systemProperties,
         ...(Array.isArray(m.endpoints) ? { endpoints: m.endpoints } : {}),
-      };
-      at += n;
-      this.#push(p, record);
+      });
     }
   }
 
   #push(p: number, record: LogRecord): void {
     let run = this.#runs.get(p);
     if (run === undefined || run.first + run.records.length - run.start !== record.sequenceNumber) {
-      run = { first: record.sequenceNumber, records: [], start: 0 };
+      run = { first: record.sequenceNumber, records: [], start: 0, bytes: 0 };
       this.#runs.set(p, run);
     }
     run.records.push(record);
-    if (run.records.length - run.start > this.capacity) {
+    run.bytes += record.body.length;
+    // The oldest go first, past the count or the bytes (the newest record always stays).
+    while (run.records.length - run.start > this.capacity || (run.bytes > this.maxBytes && run.records.length - run.start > 1)) {
+      run.bytes -= (run.records[run.start] as LogRecord).body.length;
+      run.records[run.start] = undefined as unknown as LogRecord;
       run.start++;
       run.first++;
-      // Drop the front in one go once it is as long as what is kept.
-      if (run.start >= this.capacity) {
-        run.records = run.records.slice(run.start);
-        run.start = 0;
-      }
+    }
+    // Drop the front in one go once it is as long as what is kept.
+    if (run.start > 0 && run.start >= run.records.length - run.start) {
+      run.records = run.records.slice(run.start);
+      run.start = 0;
     }
   }
 
