@@ -32,6 +32,21 @@ interface Stored {
 }
 const key = (r: { partition: number; seq: number }) => `${r.partition}/${r.seq}`;
 
+/** `p`, or a failure naming `what` after `ms`: a stuck reader fails its test instead of hanging the file. */
+function within<T>(what: string, p: Promise<T>, ms = 30_000): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)));
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+async function until(what: string, ready: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ready()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
+    await sleep(50);
+  }
+}
+
 async function query<T extends pg.QueryResultRow>(sql: string): Promise<T[]> {
   const db = new pg.Client({ connectionString: DATABASE_URL });
   await db.connect();
@@ -128,8 +143,8 @@ describe(`live telemetry readers in a cluster of three nodes (event log: ${event
     const history = await stored();
     assert.equal(history.length, 3);
     const first = openReader(C, 'from=earliest');
-    await first.opened;
-    while (first.records.length < 3) await sleep(50);
+    await within('the from=earliest reader on C to open', first.opened);
+    await until('the from=earliest reader on C to get the 3 history records', () => first.records.length >= 3);
     first.close();
     const resumeAt = first.records[0]!;
     const afterResume = (e: Stored) => !(e.partition === resumeAt.partition && e.seq <= resumeAt.sequenceNumber);
@@ -140,7 +155,7 @@ describe(`live telemetry readers in a cluster of three nodes (event log: ${event
       'C from=<position>': openReader(C, `from=${resumeAt.id}`),
       'A Last-Event-ID': openReader(A, 'from=now', resumeAt.id),
     };
-    await Promise.all(Object.values(readers).map((r) => r.opened));
+    await within('the four readers to open', Promise.all(Object.values(readers).map((r) => r.opened)));
 
     const fleets = { [A]: [] as Array<{ id: string; connectionString: string }>, [B]: [] as Array<{ id: string; connectionString: string }> };
     for (let i = 0; i < 12; i++) {

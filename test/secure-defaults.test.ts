@@ -73,7 +73,7 @@ function jsonLines(text: string): Array<{ level: number; event?: string; msg: st
 
 describe('listen address', () => {
   it('listens on loopback by default, not on every interface', async () => {
-    const ports = { https: 47443, mqtt: 47883, amqp: 47671 };
+    const ports = { https: 31443, mqtt: 31883, amqp: 31671 }; // below the ephemeral range (32768-60999): no outgoing connection holds them
     const hub = await startRaw(['--hostname', '127.0.0.1', '--https-port', String(ports.https), '--mqtt-port', String(ports.mqtt), '--amqp-port', String(ports.amqp)]);
     try {
       assert.match(hub.output(), /\(bind 127\.0\.0\.1,/);
@@ -89,9 +89,9 @@ describe('listen address', () => {
   });
 
   it('warns when told to listen on every interface', async () => {
-    const hub = await startRaw(['--bind', '0.0.0.0', '--hostname', '127.0.75.1', '--https-port', '47444', '--mqtt-port', '47884', '--amqp-port', '47672']);
+    const hub = await startRaw(['--bind', '0.0.0.0', '--hostname', '127.0.75.1', '--https-port', '31444', '--mqtt-port', '31884', '--amqp-port', '31672']);
     try {
-      assert.equal(await accepts('127.0.75.1', 47444), true);
+      assert.equal(await accepts('127.0.75.1', 31444), true);
       await waitFor(() => hub.output().includes('listen.all-interfaces'));
       const warnings = jsonLines(hub.output()).filter((l) => l.event === 'listen.all-interfaces');
       assert.equal(warnings.length, 1, hub.output());
