@@ -11,28 +11,13 @@ import type { DeviceRecord, ModuleRecord } from '../src/core/types.js';
 import { IdentityCache, type IdentitySource } from '../src/hub/identity-cache.js';
 import { ConnectionStateWriter } from '../src/hub/connection-state-writer.js';
 import type { ConnectionStateChange } from '../src/store/ports.js';
+import { makeDevice } from '../src/store/store.case.js';
 import { testBus } from './support/test-bus.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
 
 function device(id: string, status: 'enabled' | 'disabled' = 'enabled', key = 'k1'): DeviceRecord {
-  return {
-    deviceId: id,
-    generationId: 'g',
-    etag: 'e',
-    status,
-    statusReason: null,
-    statusUpdatedTime: '',
-    auth: { type: 'sas', primaryKey: key, secondaryKey: key, primaryThumbprint: null, secondaryThumbprint: null },
-    iotEdge: false,
-    deviceScope: null,
-    parentScopes: [],
-    connectionState: 'Disconnected',
-    connectionStateUpdatedTime: '',
-    lastActivityTime: '',
-    cloudToDeviceMessageCount: 0,
-    origin: { kind: 'registry' },
-  } as DeviceRecord;
+  return makeDevice(id, { status, auth: { type: 'sas', primaryKey: key, secondaryKey: key, primaryThumbprint: null, secondaryThumbprint: null } });
 }
 
 /** A store of devices that counts its reads, and can hold a read until told. */

@@ -21,12 +21,28 @@ import { writeAllConformance } from './support/sql-driver-case.js';
 
 const DATABASE_URL = process.env.GATEHOUSE_TEST_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 
-async function openHarness(): Promise<StoreHarness> {
-  // Each test gets its own schema, dropped afterwards, so runs never see each other's rows.
+/** A store in a schema of its own, dropped at close, so runs never see each other's rows. */
+async function openSqlStore(query: Record<string, string> = {}): Promise<{ store: SqlStore; schema: string; close(): Promise<void> }> {
   const schema = `gh_test_${randomBytes(6).toString('hex')}`;
   const url = new URL(DATABASE_URL);
   url.searchParams.set('schema', schema);
+  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
   const store = await openPostgresStore(url.toString(), new SecretBox(randomBytes(32)));
+  return {
+    store,
+    schema,
+    async close() {
+      await store.close();
+      const admin = new pg.Client({ connectionString: DATABASE_URL });
+      await admin.connect();
+      await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
+      await admin.end();
+    },
+  };
+}
+
+async function openHarness(): Promise<StoreHarness> {
+  const { store, schema, close } = await openSqlStore();
   const admin = new pg.Client({ connectionString: DATABASE_URL });
   await admin.connect();
   return {
@@ -40,9 +56,8 @@ async function openHarness(): Promise<StoreHarness> {
       return parts.join('\n');
     },
     async close() {
-      await store.close();
-      await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
       await admin.end();
+      await close();
     },
   };
 }
@@ -57,24 +72,6 @@ operatorStoreConformance('postgres', openHarness);
 counterStoreConformance('postgres', openHarness);
 configurationStoreConformance('postgres', openHarness);
 jobStoreConformance('postgres', openHarness);
-
-async function openSqlStore(query: Record<string, string> = {}): Promise<{ store: SqlStore; close(): Promise<void> }> {
-  const schema = `gh_test_${randomBytes(6).toString('hex')}`;
-  const url = new URL(DATABASE_URL);
-  url.searchParams.set('schema', schema);
-  for (const [k, v] of Object.entries(query)) url.searchParams.set(k, v);
-  const store = await openPostgresStore(url.toString(), new SecretBox(randomBytes(32)));
-  return {
-    store,
-    async close() {
-      await store.close();
-      const admin = new pg.Client({ connectionString: DATABASE_URL });
-      await admin.connect();
-      await admin.query(`DROP SCHEMA "${schema}" CASCADE`);
-      await admin.end();
-    },
-  };
-}
 
 writeAllConformance('postgres', () => openSqlStore());
 
