@@ -28,7 +28,7 @@ import type { EndpointSink, RoutedMessage } from './sink.js';
 import type { SinkDeps } from './sink-deps.js';
 
 /**
- * Records gather this long between deliveries that were not full (EndpointSink.lingerMs): each
+ * Records gather this long before a delivery that is not full (EndpointSink.lingerMs): each
  * delivery costs a write, an fdatasync and stats, whatever its size, and a reader sees a chunk only
  * once it is published (after batchFrequencyInSeconds), so the wait is not seen from outside.
  */

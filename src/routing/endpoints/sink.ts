@@ -10,9 +10,10 @@ export interface EndpointSink {
    */
   resume?(partition: number): Promise<void>;
   /**
-   * After delivering a batch that was not full, the dispatcher waits this long (ms) before it reads
-   * on, so that records gather into fewer, larger batches: for a sink whose every delivery costs a
-   * fixed amount however small the batch (the file sink's write and fdatasync). Absent: at once.
+   * Once the partition's tail has caught up, the dispatcher waits this long (ms) from the first
+   * record it gathered before it delivers a batch that is not full, so that records gather into
+   * fewer, larger batches: for a sink whose every delivery costs a fixed amount however small the
+   * batch (the file sink's write and fdatasync). Absent: at once.
    */
   readonly lingerMs?: number;
   close(): Promise<void>;
