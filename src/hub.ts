@@ -70,7 +70,7 @@ import { RevocationCheck } from './pki/revocation-check.js';
 import { RoutingEngine } from './routing/routing-engine.js';
 import { RoutedEvents } from './routing/routed-events.js';
 import { createEndpointSink } from './routing/sink-factory.js';
-import { BUILTIN_ENDPOINT_NAME } from './log/log-ports.js';
+import { BUILTIN_ENDPOINT_NAME, type LogMessage } from './log/log-ports.js';
 import { isHubError } from './core/errors.js';
 import { hubName } from './core/hub-name.js';
 import { FileUploadService } from './hub/files/file-upload-service.js';
@@ -272,12 +272,21 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     // over: one integer increment per message. The routes in effect decide where it goes (decision
     // 0006): the log keeps the endpoint set with the message; a message routed nowhere is
     // acknowledged and not stored.
+    // The message is the sink's once handed over: it gets its endpoint set in place.
+    const stored = (message: LogMessage, endpoints: string[]) => {
+      if (endpoints.length === 0) return Promise.resolve(undefined);
+      message.endpoints = endpoints;
+      return log.append(message);
+    };
     const telemetry: TelemetrySink = {
-      async append(message) {
+      append(message) {
         metrics.messages.telemetryIn++;
-        const endpoints = await routing.router.endpointsFor(message);
-        if (endpoints.length === 0) return undefined;
-        return log.append({ ...message, endpoints });
+        try {
+          const endpoints = routing.router.endpointsSoon(message);
+          return Array.isArray(endpoints) ? stored(message, endpoints) : endpoints.then((e) => stored(message, e));
+        } catch (err) {
+          return Promise.reject(err);
+        }
       },
     };
     const dpsLog = logger.child({ component: 'dps' });

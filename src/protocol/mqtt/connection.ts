@@ -26,7 +26,7 @@ import { handlePuback } from './handlers/puback.js';
 import { C2dPump } from './c2d-pump.js';
 import { handleDpsPublish, handleDpsSubscribe } from './handlers/dps.js';
 import type { Attested } from '../../dps/registration-service.js';
-import { METHODS_FILTER, TWIN_DESIRED_FILTER, jsonPayload } from './topics.js';
+import { METHODS_FILTER, TWIN_DESIRED_FILTER, jsonPayload, type ParsedBag } from './topics.js';
 import { OutputBound, ReadGate, type OutputSide, type ReadHold } from '../transport/backpressure.js';
 import { AckQueue, type AckOutput } from './ack-queue.js';
 import { PacketReader, type PacketSink } from './packet-reader.js';
@@ -87,6 +87,8 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
   /** The IoT Plug and Play model id the device announced in its CONNECT username. */
   modelId: string | undefined;
   subscriptions = new Map<string, MqttSubscription>();
+  /** The last telemetry property bag and its parse: a device sends the same one message after message (handlers/publish.ts). */
+  lastBag: { text: string; bag: ParsedBag } | undefined;
   /** C2D delivery, made on first use: most devices never get a C2D message in a connection's life. */
   #c2d: C2dPump | undefined;
 

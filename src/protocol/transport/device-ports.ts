@@ -16,5 +16,6 @@ export interface DpsDeps {
  * with undefined when the routes in effect send it nowhere (acknowledged, not stored: decision 0006).
  */
 export interface TelemetrySink {
+  /** Takes the message over (the caller does not touch it again): durable once the promise resolves. */
   append(message: LogMessage): Promise<LogPlacement | undefined>;
 }

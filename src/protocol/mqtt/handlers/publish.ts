@@ -48,16 +48,21 @@ export async function handlePublish(conn: MqttConnection, packet: IPublishPacket
       return conn.close(`publish to a topic outside the device's own: ${packet.topic.slice(0, 200)}`);
 
     case 'telemetry': {
-      let bag;
-      try {
-        bag = parsePropertyBag(target.bag);
-      } catch {
-        return conn.close('malformed property bag');
+      let last = conn.lastBag;
+      if (last === undefined || last.text !== target.bag) {
+        try {
+          last = conn.lastBag = { text: target.bag, bag: parsePropertyBag(target.bag) };
+        } catch {
+          return conn.close('malformed property bag');
+        }
       }
-      if (packet.retain) bag.app['mqtt-retain'] = 'true';
+      // The event keeps its application properties object: each message gets its own copy.
+      const app: Record<string, string> = {};
+      for (const k in last.bag.app) app[k] = last.bag.app[k] as string;
+      if (packet.retain) app['mqtt-retain'] = 'true';
       let event;
       try {
-        event = telemetryEvent(id, payload, bag.system, bag.app, new Date(conn.deps.clock.now()).toISOString(), conn.deps.limits.maxMessageBytes, conn.modelId);
+        event = telemetryEvent(id, payload, last.bag.system, app, new Date(conn.deps.clock.now()).toISOString(), conn.deps.limits.maxMessageBytes, conn.modelId);
       } catch (err) {
         return conn.close((err as Error).message);
       }
