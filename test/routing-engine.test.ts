@@ -65,11 +65,16 @@ class Receiver {
   }
 }
 
+/** Endpoints named so get a sink that asks its dispatchers to linger this long (ms), as the file sink does. */
+const LINGER_PREFIX = 'linger';
+const LINGER_MS = 1000;
+
 /** The test's sink: POSTs the batch as JSON to the endpoint's url, resolves on a 2xx. */
 const httpSinks: SinkFactory = (endpoint) => {
   if (endpoint.type !== 'webhooks') throw new Error(`this test has no ${endpoint.type} sink`);
   const url = endpoint.config.url;
   const sink: EndpointSink = {
+    ...(endpoint.config.name.startsWith(LINGER_PREFIX) ? { lingerMs: LINGER_MS } : {}),
     async deliver(batch: readonly RoutedMessage[]) {
       const body = JSON.stringify(batch.map((m) => ({ deviceId: m.record.deviceId, body: m.record.body.toString('utf8'), enrichments: m.enrichments })));
       const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(2000) });
@@ -335,6 +340,27 @@ describe('routing evaluation and delivery', () => {
     );
     // The tail reads 100 records at a time, 10 of them hot: one POST per read would be 10.
     assert.ok(receiver.requests <= 2, `the 100 came in ${receiver.requests} deliveries`);
+  });
+
+  it("a sink's linger gathers messages that come one by one into one delivery", async () => {
+    const url = `http://127.0.0.1:${receiver.port}/in`;
+    await r.engine.service.replace(
+      {
+        endpoints: { webhooks: [{ name: `${LINGER_PREFIX}-hook`, url, secret: 's3cret-s3cret-s3cret' }] },
+        routes: [{ name: 'all', source: 'DeviceMessages', condition: 'true', endpointNames: [`${LINGER_PREFIX}-hook`], isEnabled: true }],
+        fallbackRoute: { isEnabled: false },
+      },
+      undefined,
+      'test',
+    );
+    receiver.got.length = 0;
+    receiver.requests = 0;
+    // One append each, the tail caught up after each: without the linger, one POST per message.
+    for (let n = 0; n < 6; n++) await r.ingest('slow-1', n);
+    await eventually('the 6 delivered', () => receiver.got.length >= 6);
+    assert.deepEqual(receiver.got.map((g) => g.n), [0, 1, 2, 3, 4, 5]);
+    assert.ok(receiver.requests <= 2, `6 messages in ${receiver.requests} deliveries`);
+    await r.engine.service.replace({ routes: [], fallbackRoute: { isEnabled: true } }, undefined, 'test');
   });
 
   it('a dispatcher stopped while it takes its lease stops (a route added and removed at once)', async () => {

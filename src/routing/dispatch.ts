@@ -110,17 +110,27 @@ export class Dispatch {
     const logger = this.d.logger.child({ endpoint: name });
     // Made on first use; one that could not be made (a server down at start) is tried again at the next delivery.
     let made: Promise<EndpointSink> | undefined;
+    /** The sink once made (its lingerMs is read as the dispatchers decide, not awaited). */
+    let ready: EndpointSink | undefined;
     const sink = (): Promise<EndpointSink> => {
       if (made !== undefined) return made;
       const p = Promise.resolve().then(() => this.d.sinks(e, { hubName: this.d.hubName, logger }));
       made = p;
-      p.catch(() => {
-        if (made === p) made = undefined;
-      });
+      p.then(
+        (s) => {
+          if (made === p) ready = s;
+        },
+        () => {
+          if (made === p) made = undefined;
+        },
+      );
       return p;
     };
     const running: Running = { key: JSON.stringify(e), sink: () => made, dispatchers: [] };
     const lazySink: EndpointSink = {
+      get lingerMs() {
+        return ready?.lingerMs;
+      },
       deliver: async (batch) => (await sink()).deliver(batch),
       resume: async (partition) => (await sink()).resume?.(partition),
       close: async () => {

@@ -220,7 +220,6 @@ export class Dispatcher {
   async #deliverFrom(start: CursorState, signal: AbortSignal): Promise<void> {
     const state: CursorState = { ...start };
     const { maxBatch } = this.d.timing;
-    const linger = this.d.sink.lingerMs ?? 0;
     const position: LogPosition = state.next < 0 ? 'earliest' : { sequenceNumber: state.next, inclusive: true };
     let mine: LogRecord[] = [];
     let firstAt = 0;
@@ -235,6 +234,8 @@ export class Dispatcher {
       }
       if (firstAt === 0) firstAt = this.d.now();
       if (mine.length < maxBatch) {
+        // Read now: a sink made on first use knows its linger only once made.
+        const linger = this.d.sink.lingerMs ?? 0;
         const left = linger - (this.d.now() - firstAt);
         // More is there at once: read on. Caught up: deliver, after the sink's linger if it has one.
         if (batch.length >= maxBatch && (linger === 0 || left > 0)) continue;
