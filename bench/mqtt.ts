@@ -62,6 +62,10 @@ import {
 import { makeSelfSigned, thumbprints } from '../test/support/pki.js';
 import { createDevices, deviceId, Generator, parseConnectionString, startMosquitto, type ConnectResult, type Latency, type Mosquitto, type PublishResult, type Target } from './mqtt-load.js';
 import { removeDir, ROOT, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
+import { PARSER_IDLE_MS } from '../src/protocol/mqtt/packet-reader.js';
+
+/** Seconds the servers idle before their RSS is read in (c): two of the hub's parser sweeps and 2 s more, the same for every server. */
+const IDLE_SETTLE_S = (2 * PARSER_IDLE_MS) / 1000 + 2;
 
 const HUB_ADDR = '127.0.60.1';
 /** One load generator holds thousands of connections from one address: the per-address cap (256 by default) is for attackers. */
@@ -333,9 +337,9 @@ async function main(): Promise<void> {
           gen.call<{ opened: number; errors: number; firstError?: string; seconds: number }>({ kind: 'idle-open', target: ref.target, count: half, offset: 0, concurrency: 24 }),
           gen2.call<{ opened: number; errors: number; firstError?: string; seconds: number }>({ kind: 'idle-open', target: ref.target, count: nIdle - half, offset: half, concurrency: 24 }),
         ]);
-        // Let it settle: sample once a second for 4 s and keep the last.
+        // Let it settle: sample once a second for IDLE_SETTLE_S and keep the last.
         let after = 0;
-        for (let k = 0; k < 4; k++) {
+        for (let k = 0; k < IDLE_SETTLE_S; k++) {
           await sleep(1000);
           after = rssKb(ref.pid);
         }
@@ -369,7 +373,7 @@ async function main(): Promise<void> {
           table(['server', 'metric', 'value', 'ratio vs Mosquitto', 'goal', 'server RSS before → after', 'connections'], rows) +
           `\n\nEach connection: TLS handshake, CONNECT (clean session 0, keep-alive 900 s), one SUBSCRIBE to \`devices/<id>/messages/devicebound/#\` (QoS 1), then idle. ` +
           `Opened by two generator processes (${fmtInt(Math.ceil(nIdle / 2))} sockets each, 24 handshakes in flight each); RSS is VmRSS of the server process from /proc/<pid>/status, ` +
-          `before and 4 s after the last SUBACK, divided by the connections opened. Measured first, on freshly started servers (the hub had served the bulk device creation); (a) and (b) then run on restarted ones. ` +
+          `before and ${IDLE_SETTLE_S} s after the last SUBACK (idle: past the two sweeps after which the hub has taken back an idle connection's MQTT parser), divided by the connections opened. Measured first, on freshly started servers (the hub had served the bulk device creation); (a) and (b) then run on restarted ones. ` +
           `The node:tls row holds the same sockets with only TLS (no MQTT): the floor a Node server pays per TLS connection.`,
       );
       // (a) and (b) get fresh processes: tearing down 10,000 sessions leaves garbage to collect.

@@ -42,6 +42,7 @@ import { arg, argString, fmt1, fmtInt, mark, procCpuSeconds, ratio, runPool, set
 import { deviceId, Generator, httpsCall, parseConnectionString, startMosquitto, type Mosquitto } from './mqtt-load.js';
 import type { OpenResult, OpenSpec, ScaleTarget, ScaleTask } from './scale-clients.js';
 import { ROOT, removeDir, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
+import { PARSER_IDLE_MS } from '../src/protocol/mqtt/packet-reader.js';
 
 const HUB_ADDR = '127.0.132.1';
 const MOSQ_ADDR = '127.0.132.2';
@@ -179,10 +180,11 @@ async function watchAll(splits: Split[]) {
   };
 }
 
+/** Idle two of the hub's parser sweeps and 2 s more (the same for Mosquitto), sampling once a second; the last sample. */
 async function rssAfterSettling(pid: number): Promise<number> {
   await settle(pid);
   let kb = 0;
-  for (let k = 0; k < 4; k++) {
+  for (let k = 0; k < (2 * PARSER_IDLE_MS) / 1000 + 2; k++) {
     await sleep(1000);
     kb = rssKb(pid);
   }

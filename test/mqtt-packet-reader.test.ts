@@ -1,14 +1,14 @@
 /**
- * The MQTT packet reader (src/protocol/mqtt/packet-reader.ts): connections share one parser
- * between packets, so what one connection sends must never reach, or change how the hub reads,
- * another's: a packet split across reads stays with its connection while others are read, a v5
- * CONNECT does not switch the next connection's reads to v5, and a malformed packet concerns the
- * connection that sent it only.
+ * The MQTT packet reader (src/protocol/mqtt/packet-reader.ts): what one connection sends must
+ * never reach, or change how the hub reads, another's: a packet split across reads stays with its
+ * connection while others are read, a v5 CONNECT does not switch the next connection's reads to
+ * v5, and a malformed packet concerns the connection that sent it only. An idle connection gives
+ * its parser back (memory per idle device); one in the middle of a packet never does.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import mqttPacket, { type Packet } from 'mqtt-packet';
-import { PacketReader } from '../src/protocol/mqtt/packet-reader.js';
+import { PacketReader, sweepIdleParsers } from '../src/protocol/mqtt/packet-reader.js';
 
 function connection() {
   const packets: Packet[] = [];
@@ -64,5 +64,33 @@ describe('MQTT packet reader', () => {
     good.reader.read(publish('devices/g/messages/events/', 'ok', 4));
     assert.deepEqual(good.errors, []);
     assert.equal(good.packets[0]?.cmd, 'publish');
+  });
+
+  it('an idle connection gives its parser back at the sweeps; a busy one, or one in the middle of a packet, keeps it', () => {
+    const idle = connection();
+    const busy = connection();
+    const split = connection();
+    const big = publish('devices/s/messages/events/', 'y'.repeat(2000), 9);
+    idle.reader.read(publish('devices/i/messages/events/', 'i1', 1));
+    busy.reader.read(publish('devices/b/messages/events/', 'b1', 1));
+    assert.equal(split.reader.read(big.subarray(0, 500)), big.length - 3);
+    sweepIdleParsers();
+    assert.ok(idle.reader.holdsParser && busy.reader.holdsParser && split.reader.holdsParser, 'each read since the sweep before');
+    busy.reader.read(publish('devices/b/messages/events/', 'b2', 2));
+    sweepIdleParsers();
+    assert.equal(idle.reader.holdsParser, false, 'idle for a whole interval: no parser');
+    assert.equal(busy.reader.holdsParser, true, 'read in the last interval');
+    assert.equal(split.reader.holdsParser, true, 'part of a packet is still coming');
+    sweepIdleParsers();
+    sweepIdleParsers();
+    assert.equal(split.reader.holdsParser, true, 'however long the rest takes');
+    assert.equal(split.reader.read(big.subarray(500)), -1);
+    idle.reader.read(publish('devices/i/messages/events/', 'i2', 2));
+    const bodies = (c: ReturnType<typeof connection>) => c.packets.map((p) => (p.cmd === 'publish' ? p.payload.toString() : p.cmd));
+    assert.deepEqual(bodies(idle), ['i1', 'i2'], 'a new parser reads the next packet');
+    assert.deepEqual(bodies(split), ['y'.repeat(2000)], 'the split packet whole, across four sweeps');
+    assert.deepEqual([...idle.errors, ...busy.errors, ...split.errors], []);
+    split.reader.dispose();
+    assert.equal(split.reader.holdsParser, false);
   });
 });

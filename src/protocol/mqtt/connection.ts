@@ -31,6 +31,15 @@ import { OutputBound, ReadGate, type OutputSide, type ReadHold } from '../transp
 import { AckQueue, type AckOutput } from './ack-queue.js';
 import { PacketReader, type PacketSink } from './packet-reader.js';
 
+// mqtt-packet builds a table of all 65,536 packet identifiers as 2-byte Buffers at its first
+// generate (about 7 MB of heap, for the process's life): the few packets the hub generates with
+// it (CONNACK, SUBACK, C2D and twin PUBLISHes) write the identifier directly instead.
+mqttPacket.writeToStream.cacheNumbers = false;
+
+/** The stream's connection, for the listeners every connection shares. */
+const OWNER = Symbol('mqtt connection');
+type Owned = Duplex & { [OWNER]?: MqttConnection };
+
 /** A PUBACK: fixed header 0x40, remaining length 2, the packet identifier. */
 function puback(messageId: number): Buffer {
   const b = Buffer.allocUnsafe(4);
@@ -114,11 +123,46 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
   ) {
     this.#gate = new ReadGate(stream);
     this.#output = new OutputBound(this, this.#gate, deps.limits.output, this);
-    stream.on('data', (chunk: Buffer) => this.#onData(chunk));
-    stream.on('error', () => this.close('stream error'));
-    stream.on('close', () => this.close('peer closed'));
-    stream.on('end', () => this.close('peer ended'));
+    (stream as Owned)[OWNER] = this;
+    stream.on('data', MqttConnection.#streamEvents.data);
+    stream.on('error', MqttConnection.#streamEvents.error);
+    stream.on('close', MqttConnection.#streamEvents.close);
+    stream.on('end', MqttConnection.#streamEvents.end);
     this.#connectTimer = setTimeout(() => this.close('no CONNECT in time'), deps.limits.connectTimeoutMs);
+  }
+
+  /**
+   * The stream's listeners, the same functions for every connection (the stream names its
+   * connection): four closures and their context per connection were ~0.3 KB of an idle device.
+   */
+  static readonly #streamEvents = {
+    data(this: Duplex, chunk: Buffer): void {
+      const conn = (this as Owned)[OWNER];
+      if (conn !== undefined) conn.#onData(chunk);
+    },
+    error(this: Duplex): void {
+      (this as Owned)[OWNER]?.close('stream error');
+    },
+    close(this: Duplex): void {
+      (this as Owned)[OWNER]?.close('peer closed');
+    },
+    end(this: Duplex): void {
+      (this as Owned)[OWNER]?.close('peer ended');
+    },
+  };
+
+  static #keepAliveExpired(conn: MqttConnection): void {
+    conn.close(conn.#output.blocked ? 'keep-alive expired while its output did not drain: the client is not reading' : 'keep-alive expired');
+  }
+
+  /** setTimeout holds at most ~24.8 days; a longer-lived credential is re-armed then. */
+  static #armExpiry(conn: MqttConnection, expiresAt: number): void {
+    const left = expiresAt - conn.deps.clock.now();
+    if (left <= 1000 && conn.#expiryTimer !== undefined) {
+      conn.close('credential expired');
+      return;
+    }
+    conn.#expiryTimer = setTimeout(MqttConnection.#armExpiry, Math.min(Math.max(left, 0), 2 ** 31 - 1), conn, expiresAt);
   }
 
   get c2d(): C2dPump {
@@ -306,18 +350,7 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
     this.#keepAliveMs = ka * 1500;
     this.touch();
     const expiresAt = this.identity?.expiresAt;
-    if (expiresAt !== undefined) {
-      const ms = expiresAt - this.deps.clock.now();
-      // setTimeout holds at most ~24.8 days; a longer-lived credential is re-armed then.
-      const arm = (left: number) => {
-        this.#expiryTimer = setTimeout(() => {
-          const rest = expiresAt - this.deps.clock.now();
-          if (rest > 1000) arm(rest);
-          else this.close('credential expired');
-        }, Math.min(Math.max(left, 0), 2 ** 31 - 1));
-      };
-      arm(ms);
-    }
+    if (expiresAt !== undefined) MqttConnection.#armExpiry(this, expiresAt);
   }
 
   /** Any traffic resets the keep-alive deadline (1.5 × the client's keep-alive). */
@@ -328,7 +361,7 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
       this.#keepAliveTimer.refresh();
       return;
     }
-    this.#keepAliveTimer = setTimeout(() => this.close(this.#output.blocked ? 'keep-alive expired while its output did not drain: the client is not reading' : 'keep-alive expired'), this.#keepAliveMs);
+    this.#keepAliveTimer = setTimeout(MqttConnection.#keepAliveExpired, this.#keepAliveMs, this);
   }
 
   /** Device traffic refreshes lastActivityTime, written at most once a minute. */
@@ -389,6 +422,7 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
     clearTimeout(this.#expiryTimer);
     // What it read and did not handle goes with it.
     this.#backlog.length = 0;
+    this.#reader.dispose();
     this.#output.close();
     this.#c2d?.stop();
     if (this.identity !== undefined && wasConnected) {

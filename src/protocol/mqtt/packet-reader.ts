@@ -1,7 +1,10 @@
 /**
  * MQTT packets out of a connection's reads, with an mqtt-packet parser of its own made at the
  * first read. Sharing one parser between idle connections (to save ~1.5 KB of heap each) let fuzz
- * input leave state that refused a later connection's valid CONNECT, so each connection has its own.
+ * input leave state that refused a later connection's valid CONNECT, so each connection has its own,
+ * and gives it back once idle: a sweep every PARSER_IDLE_MS drops the parser of every reader that
+ * read nothing since the previous sweep and holds no part of a packet. Most devices are idle
+ * between keep-alives, so most connections hold no parser; a busy one keeps its own between reads.
  *
  * After every read the parser's settings go back to MQTT 3.1.1: mqtt-packet replaces them with the
  * last CONNECT, which would otherwise keep the device's SAS token in memory for the connection's
@@ -39,27 +42,59 @@ function newParser(): ParserState {
 }
 
 
+/** How often idle readers give their parser back; a reader idle one to two of these loses it. */
+export const PARSER_IDLE_MS = 5000;
+
+/** Readers that hold a parser, for the sweep. */
+const holding = new Set<PacketReader>();
+let sweepTimer: NodeJS.Timeout | undefined;
+/** Counts the sweeps; a reader notes the count at each read. */
+let sweeps = 0;
+
+/**
+ * Drops the parser of each reader that read nothing since the previous sweep and holds no part of
+ * a packet (exported for tests; the hub runs it on a timer while any reader holds a parser).
+ */
+export function sweepIdleParsers(): void {
+  sweeps++;
+  for (const r of holding) r.dropIfIdle(sweeps);
+  if (holding.size === 0 && sweepTimer !== undefined) {
+    clearInterval(sweepTimer);
+    sweepTimer = undefined;
+  }
+}
+
 export class PacketReader {
-  /** A parser of its own while a packet is split across reads. */
+  /** A parser of its own while the connection reads (see above). */
   #own: ParserState | undefined;
+  /** The sweep count at this reader's last read. */
+  #readAt = 0;
 
   constructor(private readonly sink: PacketSink) {}
+
+  /** Whether this reader holds a parser now (tests, memory). */
+  get holdsParser(): boolean {
+    return this.#own !== undefined;
+  }
 
   /**
    * Parses one read; packets and errors go to the sink. Returns the declared length of a packet
    * still incomplete (its fixed header read), or -1.
    */
   read(chunk: Buffer): number {
-    // A parser of its own per connection: one shared parser let fuzz input leave state that made a
-    // later connection's CONNECT fail (the fuzz harness's good client was refused).
-    const parser = (this.#own ??= newParser());
+    this.#readAt = sweeps;
+    let parser = this.#own;
+    if (parser === undefined) {
+      parser = this.#own = newParser();
+      holding.add(this);
+      sweepTimer ??= setInterval(sweepIdleParsers, PARSER_IDLE_MS).unref();
+    }
     const outer = reading;
     reading = this.sink;
     try {
       parser.parse(chunk);
     } catch (err) {
       parser._resetState();
-      this.#release(parser);
       throw err;
     } finally {
       reading = outer;
@@ -67,18 +102,29 @@ export class PacketReader {
     }
     if (parser.error !== null) {
       parser._resetState();
-      this.#release(parser);
       return -1;
     }
     if (parser._stateCounter !== 0 || parser._list.length > 0) {
       return parser.packet.length;
     }
-    this.#release(parser);
     return -1;
   }
 
-  /** The parser holds nothing: it is shared again (or dropped, when another is shared meanwhile). */
-  #release(parser: ParserState): void {
-    void parser;
+  /** Called by the sweep: gives the parser back if nothing was read since sweep `now - 1` and no packet is part read. */
+  dropIfIdle(now: number): void {
+    const p = this.#own;
+    if (p === undefined) {
+      holding.delete(this);
+      return;
+    }
+    if (this.#readAt >= now - 1 || p._stateCounter !== 0 || p._list.length > 0) return;
+    this.#own = undefined;
+    holding.delete(this);
+  }
+
+  /** The connection closed: its parser goes now, not at the next sweeps. */
+  dispose(): void {
+    this.#own = undefined;
+    holding.delete(this);
   }
 }
