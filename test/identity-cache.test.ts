@@ -141,6 +141,32 @@ describe('identity cache', () => {
     assert.equal(s.reads(), before + 1, 'an expired entry is read again');
   });
 
+  it('lets go of expired entries (an idle fleet keeps no keys in memory past ttlMs)', async () => {
+    const s = source();
+    const c = clock();
+    const cache = new IdentityCache(s.src, testBus(), c, { maxEntries: 1000, ttlMs: 1000 });
+    for (let i = 0; i < 10; i++) {
+      s.devices.set(`old${i}`, device(`old${i}`));
+      await cache.findDevice(`old${i}`);
+    }
+    s.modules.set('old0/m1', { deviceId: 'old0', moduleId: 'm1', generationId: 'g', auth: { type: 'sas', primaryKey: 'a', secondaryKey: 'b', primaryThumbprint: null, secondaryThumbprint: null } } as ModuleRecord);
+    await cache.findModule('old0', 'm1');
+    c.advance(600);
+    s.devices.set('fresh', device('fresh'));
+    await cache.findDevice('fresh');
+    await cache.findDevice('old3'); // a hit: does not make it fresh
+    assert.equal(cache.size, 12);
+    assert.equal(cache.purgeExpired(), 0, 'nothing is older than ttlMs yet');
+    c.advance(500);
+    assert.equal(cache.purgeExpired(), 11, 'the ten old devices and the module');
+    assert.equal(cache.size, 1);
+    const before = s.reads();
+    await cache.findDevice('fresh');
+    assert.equal(s.reads(), before, 'the fresh one is still served from memory');
+    await cache.findDevice('old3');
+    assert.equal(s.reads(), before + 1, 'a purged one is read again');
+  });
+
   it('drops a device with its modules, and empties itself when the bus may have lost changes', async () => {
     const s = source();
     const bus = testBus();

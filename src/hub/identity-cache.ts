@@ -65,6 +65,31 @@ export class IdentityCache implements DeviceLookups {
   ) {
     bus.subscribe(SUBJECTS.identityChanged, (change) => this.forget(change));
     bus.subscribe(SUBJECTS.busResync, () => this.clear());
+    // An expired entry is never served, only replaced: without this, every identity that ever
+    // connected would stay (up to maxEntries, keys included) after its devices went idle.
+    setInterval(() => this.purgeExpired(), opts.ttlMs).unref();
+  }
+
+  /** Drops the entries past ttlMs (the hub does this every ttlMs); returns how many went. */
+  purgeExpired(): number {
+    const oldest = this.clock.now() - this.opts.ttlMs;
+    let n = 0;
+    // Devices are in the order they were put (a put moves its entry to the end): the expired are first.
+    for (const [id, e] of this.#devices) {
+      if (e.at > oldest) break;
+      this.#devices.delete(id);
+      n++;
+    }
+    for (const [deviceId, mods] of this.#modules) {
+      for (const [moduleId, e] of mods) {
+        if (e.at > oldest) continue;
+        mods.delete(moduleId);
+        this.#moduleCount--;
+        n++;
+      }
+      if (mods.size === 0) this.#modules.delete(deviceId);
+    }
+    return n;
   }
 
   async findDevice(deviceId: string): Promise<AuthDevice | undefined> {
