@@ -64,6 +64,8 @@ export class ConnectionTable {
   readonly #held = new Map<string, { methods: BusSubscription; claim: string; at: number }>();
   /** Sessions this registry dropped (a change ended them) that have not yet unregistered. */
   readonly #dropped = new WeakSet<LiveSession>();
+  /** One handler for every held identity's method subscription (the request names its device): not a closure per session. */
+  readonly #serveMethod: MethodResponder = (r) => this.#methods(r);
   #methods: MethodResponder = async (r) => ({ error: { code: 'DeviceNotOnline', message: `Device ${identityKey(r.deviceId, r.moduleId)} is not online.` } });
 
   #events: SourceEventSink | undefined;
@@ -142,7 +144,7 @@ export class ConnectionTable {
     const at = Date.now();
     let held = this.#held.get(key);
     if (held === undefined) {
-      const methods = this.bus.serve(SUBJECTS.methodRequest, (r) => this.#methods(r), { queue: 'holder' }, session.deviceId, session.moduleId);
+      const methods = this.bus.serve(SUBJECTS.methodRequest, this.#serveMethod, { queue: 'holder' }, session.deviceId, session.moduleId);
       held = { methods, claim, at };
       this.#held.set(key, held);
     } else Object.assign(held, { claim, at });

@@ -8,14 +8,17 @@ import { MqttConnection, type PeerInfo } from './connection.js';
 
 export class MqttBroker {
   readonly #open = new Set<MqttConnection>();
+  /** Every connection's close hook: one function, not a closure per connection. */
+  readonly #forget = (conn: MqttConnection): void => {
+    this.#open.delete(conn);
+  };
 
   constructor(readonly deps: BrokerDeps) {}
 
   handle(stream: Duplex, peer: PeerInfo): MqttConnection {
     const conn = new MqttConnection(stream, peer, this.deps);
     this.#open.add(conn);
-    // 'close' comes once: `on` spares the wrapper `once` makes per connection.
-    stream.on('close', () => this.#open.delete(conn));
+    conn.onClosed = this.#forget;
     return conn;
   }
 

@@ -96,6 +96,8 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
   /** The IoT Plug and Play model id the device announced in its CONNECT username. */
   modelId: string | undefined;
   subscriptions = new Map<string, MqttSubscription>();
+  /** Told once, when the connection closes (the broker's table of open connections). */
+  onClosed: ((conn: MqttConnection) => void) | undefined;
   /** The last telemetry property bag and its parse: a device sends the same one message after message (handlers/publish.ts). */
   lastBag: { text: string; bag: ParsedBag } | undefined;
   /** C2D delivery, made on first use: most devices never get a C2D message in a connection's life. */
@@ -417,6 +419,7 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
     if (this.state === 'closed') return;
     const wasConnected = this.state === 'connected';
     this.state = 'closed';
+    this.onClosed?.(this);
     clearTimeout(this.#connectTimer);
     clearTimeout(this.#keepAliveTimer);
     clearTimeout(this.#expiryTimer);
