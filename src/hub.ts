@@ -34,7 +34,7 @@ import { CertificateAuthority } from './pki/authority.js';
 import { EstService } from './dps/est.js';
 import { AlertSharing } from './alerts/alert-sharing.js';
 import type { MqttBroker } from './protocol/mqtt/broker.js';
-import type { DpsDeps, TelemetrySink } from './protocol/transport/device-ports.js';
+import type { DpsDeps } from './protocol/transport/device-ports.js';
 import { RegistrationService } from './dps/registration-service.js';
 import { enrollmentCas } from './dps/device-ownership.js';
 import { Allocator, type LinkedHub } from './dps/allocation.js';
@@ -70,7 +70,8 @@ import { RevocationCheck } from './pki/revocation-check.js';
 import { RoutingEngine } from './routing/routing-engine.js';
 import { RoutedEvents } from './routing/routed-events.js';
 import { createEndpointSink } from './routing/sink-factory.js';
-import { BUILTIN_ENDPOINT_NAME, type LogMessage } from './log/log-ports.js';
+import { BUILTIN_ENDPOINT_NAME } from './log/log-ports.js';
+import { routedTelemetrySink } from './hub/telemetry/routed-telemetry.js';
 import { isHubError } from './core/errors.js';
 import { hubName } from './core/hub-name.js';
 import { FileUploadService } from './hub/files/file-upload-service.js';
@@ -267,28 +268,8 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
     connections.routeEventsTo(sourceEvents);
     const jobRunner = new JobRunner(store, twins, methods, bus, clock, logger.child({ component: 'jobs' }), { ...DEFAULT_RUNNER_OPTIONS, maxRate: config.jobMaxRate });
     jobRunner.routeEventsTo(sourceEvents);
-    // Telemetry goes to the partitioned log, the hub's one durable stream, with group commit: the
-    // PUBACK or 204 waits for it to be durable. Counted where MQTT, AMQP and device HTTPS hand it
-    // over: one integer increment per message. The routes in effect decide where it goes (decision
-    // 0006): the log keeps the endpoint set with the message; a message routed nowhere is
-    // acknowledged and not stored.
-    // The message is the sink's once handed over: it gets its endpoint set in place.
-    const stored = (message: LogMessage, endpoints: string[]) => {
-      if (endpoints.length === 0) return Promise.resolve(undefined);
-      message.endpoints = endpoints;
-      return log.append(message);
-    };
-    const telemetry: TelemetrySink = {
-      append(message) {
-        metrics.messages.telemetryIn++;
-        try {
-          const endpoints = routing.router.endpointsSoon(message);
-          return Array.isArray(endpoints) ? stored(message, endpoints) : endpoints.then((e) => stored(message, e));
-        } catch (err) {
-          return Promise.reject(err);
-        }
-      },
-    };
+    // Device messages: routed, then into the partitioned log (routed-telemetry.ts).
+    const telemetry = routedTelemetrySink(routing.router, log, metrics.messages);
     const dpsLog = logger.child({ component: 'dps' });
     const dps: DpsDeps = {
       idScope: async () => idScope,

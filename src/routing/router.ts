@@ -11,8 +11,7 @@
 import { SUBJECTS, type HubBus } from '../bus/subjects.js';
 import type { JsonObject } from '../core/json.js';
 import type { LogMessage } from '../log/log-ports.js';
-import { compileCondition, type CompiledCondition, type RoutingInput } from './conditions.js';
-import { PreparedInput } from './query/input.js';
+import { compileCondition, PreparedInput, type CompiledCondition, type RoutingInput } from './conditions.js';
 import { BUILTIN_ENDPOINT, type RouteSource, type RoutingProperties } from './routing-config.js';
 
 /** The twin a `$twin` condition or enrichment reads; undefined when the identity is gone. */

@@ -157,14 +157,15 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
     conn.close(conn.#output.blocked ? 'keep-alive expired while its output did not drain: the client is not reading' : 'keep-alive expired');
   }
 
-  /** setTimeout holds at most ~24.8 days; a longer-lived credential is re-armed then. */
+  /** setTimeout holds at most ~24.8 days; a longer-lived credential is re-armed then (#expiryDue). */
   static #armExpiry(conn: MqttConnection, expiresAt: number): void {
     const left = expiresAt - conn.deps.clock.now();
-    if (left <= 1000 && conn.#expiryTimer !== undefined) {
-      conn.close('credential expired');
-      return;
-    }
-    conn.#expiryTimer = setTimeout(MqttConnection.#armExpiry, Math.min(Math.max(left, 0), 2 ** 31 - 1), conn, expiresAt);
+    conn.#expiryTimer = setTimeout(MqttConnection.#expiryDue, Math.min(Math.max(left, 0), 2 ** 31 - 1), conn, expiresAt);
+  }
+
+  static #expiryDue(conn: MqttConnection, expiresAt: number): void {
+    if (expiresAt - conn.deps.clock.now() > 1000) MqttConnection.#armExpiry(conn, expiresAt);
+    else conn.close('credential expired');
   }
 
   get c2d(): C2dPump {

@@ -41,7 +41,6 @@ function newParser(): ParserState {
   return p as unknown as ParserState;
 }
 
-
 /** How often idle readers give their parser back; a reader idle one to two of these loses it. */
 export const PARSER_IDLE_MS = 5000;
 
