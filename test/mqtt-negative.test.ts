@@ -10,6 +10,7 @@ import type { Packet } from 'mqtt-packet';
 import { connectPacket, deviceToken } from './support/raw-mqtt.js';
 import { startProtocolHarness, type HarnessMqtt, type ProtocolHarness } from './support/protocol-harness.js';
 import { generateSasToken } from '../src/auth/sas.js';
+import { watchedConnections } from '../src/protocol/mqtt/deadlines.js';
 
 let h: ProtocolHarness;
 let HOST: string;
@@ -220,12 +221,15 @@ describe('sessions end when they must', () => {
   });
 
   it('keep-alive is enforced at 1.5 times the client value', async () => {
+    const watched = watchedConnections();
     const start = Date.now();
     const { code, client } = await connectRaw({ ...connectPacket(HOST, 'd1', deviceToken(HOST, 'd1', key('d1'))), keepalive: 1 });
     assert.equal(code, 0);
+    assert.equal(watchedConnections(), watched + 1, 'the deadline sweep watches the connection');
     await client.closed;
     const elapsed = Date.now() - start;
     assert.ok(elapsed >= 1400 && elapsed < 3000, `closed after ${elapsed} ms`);
+    assert.equal(watchedConnections(), watched, 'a closed connection leaves the sweep');
   });
 });
 

@@ -1,5 +1,5 @@
 /**
- * One MQTT connection: a parser on a Duplex stream, a state machine, timers, and the dispatch of
+ * One MQTT connection: a parser on a Duplex stream, a state machine, deadlines, and the dispatch of
  * packets to one handler per packet type (handlers/). Owns no socket: listeners hand it a stream
  * and the TLS peer chain, so tests and every transport share this path (STYLE.md 1, 2).
  *
@@ -30,6 +30,7 @@ import { METHODS_FILTER, TWIN_DESIRED_FILTER, jsonPayload, type ParsedBag } from
 import { OutputBound, ReadGate, type OutputSide, type ReadHold } from '../transport/backpressure.js';
 import { AckQueue, type AckOutput } from './ack-queue.js';
 import { PacketReader, type PacketSink } from './packet-reader.js';
+import { unwatchDeadlines, watchDeadlines, type Deadlined } from './deadlines.js';
 
 // mqtt-packet builds a table of all 65,536 packet identifiers as 2-byte Buffers at its first
 // generate (about 7 MB of heap, for the process's life): the few packets the hub generates with
@@ -85,7 +86,7 @@ export interface PeerInfo {
   tlsVersion: string | undefined;
 }
 
-export class MqttConnection implements LiveSession, AckOutput, OutputSide, PacketSink {
+export class MqttConnection implements LiveSession, AckOutput, OutputSide, PacketSink, Deadlined {
   state: ConnectionState = 'awaiting-connect';
   identity: DeviceIdentity | undefined;
   clientId = '';
@@ -113,9 +114,11 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
   /** Telemetry waiting for the log, made on the first PUBLISH; PUBACKs go out in the order the PUBLISHes came [MQTT-4.6.0-2]. */
   #acks: AckQueue | undefined;
   #lastActivityWrite = 0;
-  #keepAliveTimer: NodeJS.Timeout | undefined;
+  /** performance.now() at the last read; the keep-alive deadline is #keepAliveMs after it (deadlines.ts). */
+  #readAt = 0;
   #keepAliveMs = 0;
-  #expiryTimer: NodeJS.Timeout | undefined;
+  /** When the credential expires (the hub clock's ms), if it does. */
+  #expiresAt: number | undefined;
   #connectTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -153,19 +156,13 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
     },
   };
 
-  static #keepAliveExpired(conn: MqttConnection): void {
-    conn.close(conn.#output.blocked ? 'keep-alive expired while its output did not drain: the client is not reading' : 'keep-alive expired');
-  }
-
-  /** setTimeout holds at most ~24.8 days; a longer-lived credential is re-armed then (#expiryDue). */
-  static #armExpiry(conn: MqttConnection, expiresAt: number): void {
-    const left = expiresAt - conn.deps.clock.now();
-    conn.#expiryTimer = setTimeout(MqttConnection.#expiryDue, Math.min(Math.max(left, 0), 2 ** 31 - 1), conn, expiresAt);
-  }
-
-  static #expiryDue(conn: MqttConnection, expiresAt: number): void {
-    if (expiresAt - conn.deps.clock.now() > 1000) MqttConnection.#armExpiry(conn, expiresAt);
-    else conn.close('credential expired');
+  /** The sweep (deadlines.ts): no traffic for 1.5 × the keep-alive, or the credential expired. */
+  checkDeadlines(now: number): void {
+    if (now - this.#readAt >= this.#keepAliveMs) {
+      this.close(this.#output.blocked ? 'keep-alive expired while its output did not drain: the client is not reading' : 'keep-alive expired');
+    } else if (this.#expiresAt !== undefined && this.deps.clock.now() >= this.#expiresAt) {
+      this.close('credential expired');
+    }
   }
 
   get c2d(): C2dPump {
@@ -257,7 +254,8 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
 
   #onData(chunk: Buffer): void {
     if (this.state === 'closed') return;
-    this.touch();
+    // Any traffic pushes the keep-alive deadline back (1.5 × the client's keep-alive).
+    this.#readAt = performance.now();
     let declared: number;
     try {
       declared = this.#reader.read(chunk);
@@ -348,23 +346,12 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
   }
 
   /** Called once CONNACK 0 went out. */
-  startTimers(keepAliveSeconds: number): void {
+  startDeadlines(keepAliveSeconds: number): void {
     const ka = keepAliveSeconds === 0 ? MAX_KEEPALIVE_SECONDS : Math.min(keepAliveSeconds, MAX_KEEPALIVE_SECONDS);
     this.#keepAliveMs = ka * 1500;
-    this.touch();
-    const expiresAt = this.identity?.expiresAt;
-    if (expiresAt !== undefined) MqttConnection.#armExpiry(this, expiresAt);
-  }
-
-  /** Any traffic resets the keep-alive deadline (1.5 × the client's keep-alive). */
-  touch(): void {
-    if (this.#keepAliveMs === 0 || this.state === 'closed') return;
-    // One timer per connection, pushed back on traffic (a new timer per read cost an allocation and a heap insert).
-    if (this.#keepAliveTimer !== undefined) {
-      this.#keepAliveTimer.refresh();
-      return;
-    }
-    this.#keepAliveTimer = setTimeout(MqttConnection.#keepAliveExpired, this.#keepAliveMs, this);
+    this.#expiresAt = this.identity?.expiresAt;
+    this.#readAt = performance.now();
+    if (this.state !== 'closed') watchDeadlines(this);
   }
 
   /** Device traffic refreshes lastActivityTime, written at most once a minute. */
@@ -422,8 +409,7 @@ export class MqttConnection implements LiveSession, AckOutput, OutputSide, Packe
     this.state = 'closed';
     this.onClosed?.(this);
     clearTimeout(this.#connectTimer);
-    clearTimeout(this.#keepAliveTimer);
-    clearTimeout(this.#expiryTimer);
+    unwatchDeadlines(this);
     // What it read and did not handle goes with it.
     this.#backlog.length = 0;
     this.#reader.dispose();

@@ -167,7 +167,7 @@ export async function handleConnect(conn: MqttConnection, packet: IConnectPacket
 
   conn.state = 'connected';
   connack(conn, 0, sessionPresent);
-  conn.startTimers(packet.keepalive ?? 0);
+  conn.startDeadlines(packet.keepalive ?? 0);
   conn.deps.logger.info(
     {
       event: 'auth.accepted',

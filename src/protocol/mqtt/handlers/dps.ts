@@ -52,7 +52,7 @@ export async function handleDpsConnect(conn: MqttConnection, packet: IConnectPac
   conn.clientId = packet.clientId;
   conn.state = 'connected';
   conn.send({ cmd: 'connack', returnCode: 0, sessionPresent: false });
-  conn.startTimers(packet.keepalive ?? 0);
+  conn.startDeadlines(packet.keepalive ?? 0);
   conn.deps.logger.info({ event: 'auth.accepted', protocol: `dps-${conn.peer.transport}`, remote: conn.peer.remoteAddress, registrationId: who.registrationId }, 'provisioning client connected');
 }
 
