@@ -13,6 +13,7 @@
  * Once authenticated the slot is freed and the guard lifts its pre-authentication bounds.
  * Every connection closed here is reported with its reason (log and metric).
  */
+import { shedHandshakeState } from '../transport/tls-idle.js';
 import type { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
@@ -225,7 +226,10 @@ export class AmqpAdmission {
       handshakeTimeout: this.limits.handshakeTimeoutMs,
     });
     // The access gate's watch adds the per-address cap and closes sockets whose handshake failed.
-    server.on('secureConnection', (socket: TLSSocket) => this.handle(socket, tlsAmqpPeer(socket, 'amqp')));
+    server.on('secureConnection', (socket: TLSSocket) => {
+      shedHandshakeState(socket);
+      this.handle(socket, tlsAmqpPeer(socket, 'amqp'));
+    });
     return server;
   }
 

@@ -8,6 +8,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import { createServer, type TLSSocket, type Server as TlsServer } from 'node:tls';
 import { peerChain } from '../transport/peer.js';
+import { shedHandshakeState } from '../transport/tls-idle.js';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import type { MqttBroker } from './broker.js';
 import { MAX_PACKET_BYTES } from './connection.js';
@@ -32,6 +33,7 @@ export function createMqttTlsServer(broker: MqttBroker, tls: TlsOptions): TlsSer
   });
   server.on('secureConnection', (socket: TLSSocket) => {
     socket.setNoDelay(true);
+    shedHandshakeState(socket);
     broker.handle(socket, {
       chain: peerChain(socket),
       remoteAddress: socket.remoteAddress ?? '',
