@@ -74,24 +74,37 @@ export class AddressSlots {
   ) {}
 
   take(remote: string): Slot {
-    const key = addressKey(remote);
-    const n = this.#byAddress.get(key) ?? 0;
-    if (this.perAddress > 0 && n >= this.perAddress) return { ok: false, limit: 'address' };
-    if (this.#total >= this.total) return { ok: false, limit: 'listener' };
-    this.#byAddress.set(key, n + 1);
-    this.#total += 1;
+    const limit = this.acquire(remote);
+    if (limit !== undefined) return { ok: false, limit };
     let held = true;
     return {
       ok: true,
       release: () => {
         if (!held) return;
         held = false;
-        this.#total -= 1;
-        const left = (this.#byAddress.get(key) ?? 1) - 1;
-        if (left <= 0) this.#byAddress.delete(key);
-        else this.#byAddress.set(key, left);
+        this.giveBack(remote);
       },
     };
+  }
+
+  /** Takes a slot for `remote` without a release closure (the caller gives it back once, with giveBack); the cap hit if none. */
+  acquire(remote: string): 'address' | 'listener' | undefined {
+    const key = addressKey(remote);
+    const n = this.#byAddress.get(key) ?? 0;
+    if (this.perAddress > 0 && n >= this.perAddress) return 'address';
+    if (this.#total >= this.total) return 'listener';
+    this.#byAddress.set(key, n + 1);
+    this.#total += 1;
+    return undefined;
+  }
+
+  /** Gives back one slot acquired for `remote`. */
+  giveBack(remote: string): void {
+    const key = addressKey(remote);
+    this.#total -= 1;
+    const left = (this.#byAddress.get(key) ?? 1) - 1;
+    if (left <= 0) this.#byAddress.delete(key);
+    else this.#byAddress.set(key, left);
   }
 
   /** Slots held (for tests and metrics). */
@@ -151,17 +164,21 @@ export class ConnectionCaps {
   /** Call after the IP filter's own `connection` listener: sockets it destroyed are not counted. */
   watch(server: NetServer, listener: ListenerName): void {
     const slots = new AddressSlots(this.perAddress);
+    // One close listener for every socket, not a release closure each (~0.1 KB of an idle device):
+    // a socket keeps its peer address after it closed (node caches it at the first read, below).
+    // 'close' comes once: `on` spares the wrapper `once` makes per connection.
+    function giveBack(this: Socket): void {
+      slots.giveBack(this.remoteAddress ?? '');
+    }
     server.on('connection', (socket: Socket) => {
       if (socket.destroyed) return;
       const remote = socket.remoteAddress ?? '';
-      const slot = slots.take(remote);
-      if (!slot.ok) {
+      if (slots.acquire(remote) !== undefined) {
         socket.destroy();
         this.refusals.report({ listener, reason: 'address_limit', remote, detail: `more than ${this.perAddress} open connections from ${addressKey(remote)}` });
         return;
       }
-      // 'close' comes once: `on` spares the wrapper `once` makes per connection.
-      socket.on('close', slot.release);
+      socket.on('close', giveBack);
     });
     server.on('tlsClientError', (err: Error & { code?: string }, socket: Socket) => {
       if (err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') this.refusals.report({ listener, reason: 'handshake_timeout', remote: socket.remoteAddress ?? '' });

@@ -13,7 +13,7 @@
  */
 import type { JsonObject, JsonValue } from '../core/json.js';
 import type { HubSettings } from '../core/settings.js';
-import { BusClosedError, subjectToken, type Bus, type BusSubscription, type SubscribeOptions } from './bus.js';
+import { BusClosedError, subjectToken, type Bus, type BusHandler, type BusSubscription, type SubscribeOptions } from './bus.js';
 
 /**
  * An identity changed. `credentialsOrStatus`: live sessions must go (disabled, re-keyed,
@@ -230,6 +230,13 @@ const decoder = new TextDecoder();
  * the store), so two hubs sharing one NATS never hear each other.
  */
 export class HubBus {
+  /**
+   * One bus handler per serving function, shared by all its subscriptions: the hub serves each
+   * held device's method subject with the same function, and a wrapper per device was part of
+   * every idle device's memory.
+   */
+  readonly #responders = new WeakMap<(data: unknown, meta: { node: string }) => Promise<unknown>, BusHandler>();
+
   constructor(
     readonly bus: Bus,
     readonly prefix: string,
@@ -283,14 +290,20 @@ export class HubBus {
 
   /** Answers requests on the subject until unsubscribed; a handler that throws leaves the asker to time out. */
   serve<Q, R, A extends unknown[]>(s: RequestSubject<Q, R, A>, handler: (data: Q, meta: { node: string }) => Promise<R>, opts: SubscribeOptions, ...args: A): BusSubscription {
-    return this.bus.subscribe(
-      this.#subject(s, args),
-      async (msg) => {
-        const env = this.#decode<Q>(msg.data);
+    return this.bus.subscribe(this.#subject(s, args), this.#responder(handler as (data: unknown, meta: { node: string }) => Promise<unknown>), opts);
+  }
+
+  /** The bus handler that answers requests with `handler` (made once per serving function). */
+  #responder(handler: (data: unknown, meta: { node: string }) => Promise<unknown>): BusHandler {
+    let wrapped = this.#responders.get(handler);
+    if (wrapped === undefined) {
+      wrapped = async (msg) => {
+        const env = this.#decode<unknown>(msg.data);
         const reply = await handler(env.data, { node: env.node });
         msg.respond(this.#encode(reply));
-      },
-      opts,
-    );
+      };
+      this.#responders.set(handler, wrapped);
+    }
+    return wrapped;
   }
 }

@@ -27,12 +27,25 @@ export interface LocalBusOptions {
   maxPayload?: number;
 }
 
-interface Sub {
-  pattern: string;
-  tokens: string[] | undefined; // set for wildcard patterns
-  queue: string | undefined;
-  handler: BusHandler;
-  active: boolean;
+/**
+ * A subscription is its own handle: every device holding a session subscribes to its method
+ * subject, so a closure and a handle object per subscription were part of each idle device's cost.
+ */
+class Sub implements BusSubscription {
+  active = true;
+
+  constructor(
+    readonly pattern: string,
+    /** Set for wildcard patterns. */
+    readonly tokens: string[] | undefined,
+    readonly queue: string | undefined,
+    readonly handler: BusHandler,
+    readonly remove: (sub: Sub) => void,
+  ) {}
+
+  unsubscribe(): void {
+    this.remove(this);
+  }
 }
 
 function matches(tokens: string[], subject: string[]): boolean {
@@ -50,7 +63,8 @@ export class LocalBus implements Bus {
   readonly nodeId: string;
   readonly maxPayload: number;
   readonly closed: Promise<void>;
-  readonly #exact = new Map<string, Set<Sub>>();
+  /** By exact subject: the one subscription, or a set when there are more (most subjects have one). */
+  readonly #exact = new Map<string, Sub | Set<Sub>>();
   readonly #wildcard = new Set<Sub>();
   readonly #inFlight = new Set<Promise<void>>();
   readonly #pendingRequests = new Set<(err: Error) => void>();
@@ -58,6 +72,7 @@ export class LocalBus implements Bus {
   #state: 'open' | 'draining' | 'closed' = 'open';
   #resolveClosed!: () => void;
   #rr = 0;
+  readonly #removeSub = (sub: Sub): void => this.#remove(sub);
 
   constructor(opts: LocalBusOptions) {
     this.nodeId = opts.nodeId;
@@ -74,14 +89,15 @@ export class LocalBus implements Bus {
     if (this.#state !== 'open') throw new BusClosedError();
     const tokens = checkSubject(subject, true);
     const wild = tokens.includes('*') || tokens.includes('>');
-    const sub: Sub = { pattern: subject, tokens: wild ? tokens : undefined, queue: opts.queue, handler, active: true };
+    const sub = new Sub(subject, wild ? tokens : undefined, opts.queue, handler, this.#removeSub);
     if (wild) this.#wildcard.add(sub);
     else {
-      let set = this.#exact.get(subject);
-      if (set === undefined) this.#exact.set(subject, (set = new Set()));
-      set.add(sub);
+      const held = this.#exact.get(subject);
+      if (held === undefined) this.#exact.set(subject, sub);
+      else if (held instanceof Set) held.add(sub);
+      else this.#exact.set(subject, new Set([held, sub]));
     }
-    return { unsubscribe: () => this.#remove(sub) };
+    return sub;
   }
 
   request(subject: string, data: Uint8Array, opts: { timeoutMs: number }): Promise<Uint8Array> {
@@ -146,9 +162,12 @@ export class LocalBus implements Bus {
     sub.active = false;
     if (sub.tokens !== undefined) this.#wildcard.delete(sub);
     else {
-      const set = this.#exact.get(sub.pattern);
-      set?.delete(sub);
-      if (set?.size === 0) this.#exact.delete(sub.pattern);
+      const held = this.#exact.get(sub.pattern);
+      if (held === sub) this.#exact.delete(sub.pattern);
+      else if (held instanceof Set) {
+        held.delete(sub);
+        if (held.size === 0) this.#exact.delete(sub.pattern);
+      }
     }
   }
 
@@ -169,7 +188,9 @@ export class LocalBus implements Bus {
         else g.push(s);
       }
     };
-    for (const s of this.#exact.get(subject) ?? []) consider(s);
+    const exact = this.#exact.get(subject);
+    if (exact instanceof Set) for (const s of exact) consider(s);
+    else if (exact !== undefined) consider(exact);
     for (const s of this.#wildcard) if (s.tokens !== undefined && matches(s.tokens, tokens)) consider(s);
     for (const members of groups.values()) targets.push(members[this.#rr++ % members.length] as Sub);
     if (targets.length === 0) return 0;
