@@ -1,8 +1,10 @@
 /**
  * What the hub drops from a TLS server socket after its handshake (src/protocol/transport/tls-idle.ts):
- * Node's cleared handshake timer and the never-firing `connect` listener on the TCP socket. The
- * socket must carry data and honour a later `setTimeout` exactly as before; if a Node release
- * stops keeping either leftover, the first test says so (the saving is gone, nothing breaks).
+ * Node's cleared handshake timer and the never-firing `connect` listener on the TCP socket, and
+ * the per-socket options object its sockets share. The socket must carry data and honour a later
+ * `setTimeout` exactly as before, and a socket accepted after a certificate reload must have the
+ * new secure context; if a Node release stops keeping a leftover, the first test says so (the
+ * saving is gone, nothing breaks).
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -64,6 +66,44 @@ describe('TLS state shed after the handshake', () => {
       assert.equal(parent(shed.server).listenerCount('connect'), 0);
     } finally {
       await shed.close();
+    }
+  });
+
+  it('sockets of one server share one options object, and one accepted after a certificate reload has the new context', async () => {
+    const srv = createServer({ key: cert.keyPem, cert: cert.certPem, handshakeTimeout: 5000 });
+    const accepted: TLSSocket[] = [];
+    srv.on('secureConnection', (s: TLSSocket) => {
+      shedHandshakeState(s);
+      accepted.push(s);
+    });
+    srv.listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    const clients: TLSSocket[] = [];
+    const open = async (): Promise<TLSSocket> => {
+      const c = connect({ host: '127.0.0.1', port: (srv.address() as AddressInfo).port, ca: cert.certPem, servername: 'localhost' });
+      clients.push(c);
+      await once(c, 'secureConnect');
+      while (accepted.length < clients.length) await new Promise((r) => setImmediate(r));
+      return accepted[clients.length - 1] as TLSSocket;
+    };
+    const options = (s: TLSSocket) => (s as unknown as { _tlsOptions: { secureContext: unknown } })._tlsOptions;
+    try {
+      const [a, b] = [await open(), await open()];
+      assert.equal(options(a), options(b), 'one options object for both');
+      const other = await makeSelfSigned('localhost', { eku: 'serverAuth' });
+      srv.setSecureContext({ key: other.keyPem, cert: other.certPem });
+      const c = connect({ host: '127.0.0.1', port: (srv.address() as AddressInfo).port, ca: other.certPem, servername: 'localhost' });
+      clients.push(c);
+      await once(c, 'secureConnect');
+      assert.equal(c.getPeerCertificate().fingerprint256, other.cert.fingerprint256, 'the new certificate is served');
+      while (accepted.length < clients.length) await new Promise((r) => setImmediate(r));
+      const fresh = accepted[2] as TLSSocket;
+      assert.notEqual(options(fresh), options(a));
+      assert.notEqual(options(fresh).secureContext, options(a).secureContext, 'the socket after the reload holds the new context');
+    } finally {
+      for (const c of clients) c.destroy();
+      for (const s of accepted) s.destroy();
+      await new Promise<void>((resolve) => srv.close(() => resolve()));
     }
   });
 

@@ -1,7 +1,6 @@
 /**
- * What Node's TLS server keeps on every connection after the handshake and never uses again
- * (issue 19: memory per idle device). Both are Node's own leftovers, dropped by the listener that
- * holds the socket for hours:
+ * What Node's TLS server keeps on every connection after the handshake and does not need there
+ * (issue 19: memory per idle device), dropped or shared by the listener that holds the socket for hours:
  *
  * - The handshake timer. `TLSSocket` arms it with `setTimeout(handshakeTimeout)` and clears it
  *   at 'secure' with `setTimeout(0)`, which stops the Timeout but leaves it (and the bound
@@ -9,11 +8,18 @@
  * - A `once('connect')` listener that `TLSSocket` puts on the TCP socket it wraps, for a socket
  *   still connecting. An accepted socket is connected already, so it never fires and is never
  *   removed: the once wrapper, its bound function and the closure, ~0.15 KB.
+ * - The options object Node builds for every server socket (`_tlsOptions`, 13 fields, ~0.13 KB):
+ *   the same values for every socket of a server (its secure context, the server, its flags), and
+ *   only read after the socket is made. Sockets whose options are equal field by field share the
+ *   first one; a changed secure context (a certificate reload) makes the next socket's the new shared one.
  *
- * Both are looked up defensively: on a Node that keeps neither, this does nothing.
+ * All are looked up defensively: on a Node that keeps none of them, this does nothing.
  */
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+
+/** Per server, the options object its sockets share. */
+const sharedOptions = new WeakMap<object, Record<string, unknown>>();
 
 let timeoutSymbol: symbol | null | undefined;
 
@@ -33,4 +39,21 @@ export function shedHandshakeState(socket: TLSSocket): void {
   }
   const parent = (socket as unknown as { _parent?: Socket | null })._parent;
   if (parent != null && !parent.connecting) parent.removeAllListeners('connect');
+  shareOptions(socket as unknown as { _tlsOptions?: Record<string, unknown> });
+}
+
+function shareOptions(socket: { _tlsOptions?: Record<string, unknown> }): void {
+  const options = socket._tlsOptions;
+  const server = options?.server;
+  if (options === undefined || typeof server !== 'object' || server === null) return;
+  const shared = sharedOptions.get(server);
+  if (shared !== undefined && sameFields(shared, options)) socket._tlsOptions = shared;
+  else sharedOptions.set(server, options);
+}
+
+function sameFields(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const k of keys) if (a[k] !== b[k]) return false;
+  return true;
 }
