@@ -13,12 +13,12 @@
  * Once authenticated the slot is freed and the guard lifts its pre-authentication bounds.
  * Every connection closed here is reported with its reason (log and metric).
  */
-import { shedHandshakeState } from '../transport/tls-idle.js';
 import type { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { createServer, type Server as TlsServer, type TLSSocket } from 'node:tls';
 import type { Connection, Container } from 'rhea';
 import type { WebSocket } from 'ws';
+import { shedHandshakeState } from '../transport/tls-idle.js';
 import { AddressSlots, type ConnectionRefusals, type RefusalReason } from '../../access/connection-caps.js';
 import { boundRheaDecoder } from './decoder-bounds.js';
 import { FrameGuard, type FrameGuardLimits } from './frame-guard.js';

@@ -8,6 +8,7 @@
  * before. The sweep runs only while some connection is watched; like the timers it replaces, it
  * keeps the process up meanwhile (a connection that closes leaves the set).
  */
+import { Sweep } from '../transport/sweep.js';
 
 /** How often deadlines are checked. */
 export const SWEEP_MS = 500;
@@ -17,26 +18,22 @@ export interface Deadlined {
   checkDeadlines(now: number): void;
 }
 
-const watched = new Set<Deadlined>();
-let sweepTimer: NodeJS.Timeout | undefined;
+/** A connection closed by its check leaves the set as it is iterated. */
+const watched = new Sweep<Deadlined>(
+  SWEEP_MS,
+  (members) => {
+    const now = performance.now();
+    for (const d of members) d.checkDeadlines(now);
+  },
+  true,
+);
 
 export function watchDeadlines(d: Deadlined): void {
   watched.add(d);
-  sweepTimer ??= setInterval(sweepDeadlines, SWEEP_MS);
 }
 
 export function unwatchDeadlines(d: Deadlined): void {
   watched.delete(d);
-  if (watched.size === 0 && sweepTimer !== undefined) {
-    clearInterval(sweepTimer);
-    sweepTimer = undefined;
-  }
-}
-
-/** One sweep (exported for tests); a connection closed by its check leaves the set as it is iterated. */
-export function sweepDeadlines(): void {
-  const now = performance.now();
-  for (const d of watched) d.checkDeadlines(now);
 }
 
 /** Connections watched (for tests). */

@@ -11,6 +11,7 @@
  * life; the hub refuses any CONNECT that is not 3.1.1 [MQTT-3.1.2-2].
  */
 import mqttPacket, { type Packet } from 'mqtt-packet';
+import { Sweep } from '../transport/sweep.js';
 
 /** Who gets the packets and the parse errors of a read. */
 export interface PacketSink {
@@ -44,23 +45,24 @@ function newParser(): ParserState {
 /** How often idle readers give their parser back; a reader idle one to two of these loses it. */
 export const PARSER_IDLE_MS = 5000;
 
-/** Readers that hold a parser, for the sweep. */
-const holding = new Set<PacketReader>();
-let sweepTimer: NodeJS.Timeout | undefined;
 /** Counts the sweeps; a reader notes the count at each read. */
 let sweeps = 0;
+/** Readers that hold a parser, swept while any does. */
+const holding = new Sweep<PacketReader>(
+  PARSER_IDLE_MS,
+  (readers) => {
+    sweeps++;
+    for (const r of readers) r.dropIfIdle(sweeps);
+  },
+  false,
+);
 
 /**
  * Drops the parser of each reader that read nothing since the previous sweep and holds no part of
  * a packet (exported for tests; the hub runs it on a timer while any reader holds a parser).
  */
 export function sweepIdleParsers(): void {
-  sweeps++;
-  for (const r of holding) r.dropIfIdle(sweeps);
-  if (holding.size === 0 && sweepTimer !== undefined) {
-    clearInterval(sweepTimer);
-    sweepTimer = undefined;
-  }
+  holding.run();
 }
 
 export class PacketReader {
@@ -86,7 +88,6 @@ export class PacketReader {
     if (parser === undefined) {
       parser = this.#own = newParser();
       holding.add(this);
-      sweepTimer ??= setInterval(sweepIdleParsers, PARSER_IDLE_MS).unref();
     }
     const outer = reading;
     reading = this.sink;
