@@ -256,6 +256,23 @@ export function storeConformance(name: string, open: () => Promise<StoreHarness>
     );
 
     it(
+      'writes a batch larger than one statement takes (a reconnect storm)',
+      withStore(async ({ store }) => {
+        const ids = Array.from({ length: 1_100 }, (_, i) => `storm-${String(i).padStart(4, '0')}`);
+        for (const id of ids) await store.createDevice(makeDevice(id), makeTwin(id));
+        await store.setConnectionStates(ids.map((deviceId) => ({ deviceId, moduleId: null, state: 'Connected' as const, at: '2026-01-02T03:04:05.000Z' })));
+        assert.equal(await store.connectedDeviceCount(), 1_100);
+        const odd = ids.filter((_, i) => i % 2 === 1);
+        await store.setConnectionStates(odd.map((deviceId) => ({ deviceId, moduleId: null, state: 'Disconnected' as const, at: '2026-01-02T03:04:06.000Z' })));
+        assert.equal(await store.connectedDeviceCount(), 550);
+        const last = await store.getDevice('storm-1099');
+        assert.equal(last?.connectionState, 'Disconnected');
+        assert.equal(last?.lastActivityTime, '2026-01-02T03:04:06.000Z');
+        assert.equal((await store.getDevice('storm-1098'))?.connectionState, 'Connected');
+      }),
+    );
+
+    it(
       'keeps modules per device with their own etags and twins',
       withStore(async ({ store }) => {
         await rejectsWith(store.createModule(makeModule('ghost', 'm'), makeTwin('ghost', 'm')), 'DeviceNotFound');

@@ -173,8 +173,23 @@ export class SqlStore implements Store {
   async setConnectionStates(changes: readonly ConnectionStateChange[]): Promise<void> {
     if (changes.length === 0) return;
     if (changes.length === 1 && changes[0] !== undefined) return writeConnectionState(this.db, changes[0]);
+    // A batch of devices is one UPDATE joined to a VALUES list (one round trip on PostgreSQL, not
+    // one per device), with the last change of each device (one UPDATE sets a row once). Modules
+    // are rare and keep a statement each, in order.
+    const last = new Map<string, ConnectionStateChange>();
+    for (const c of changes) if (c.moduleId === null) last.set(c.deviceId, c);
+    const devices = [...last.values()];
+    const modules = changes.filter((c) => c.moduleId !== null);
     await this.db.transaction(async (tx) => {
-      for (const c of changes) await writeConnectionState(tx, c);
+      for (let i = 0; i < devices.length; i += CONNECTION_STATE_ROWS) {
+        const chunk = devices.slice(i, i + CONNECTION_STATE_ROWS);
+        await tx.run(
+          `UPDATE devices SET connection_state = v.column2, connection_state_updated_time = v.column3, last_activity_time = v.column3
+           FROM (VALUES ${chunk.map(() => '(?, ?, ?)').join(', ')}) AS v WHERE devices.device_id = v.column1`,
+          chunk.flatMap((c) => [c.deviceId, c.state, c.at]),
+        );
+      }
+      for (const c of modules) await writeConnectionState(tx, c);
     });
   }
 
@@ -457,6 +472,9 @@ export class SqlStore implements Store {
   }
 
 }
+
+/** Devices per connection-state UPDATE (3 parameters each, far under either database's limit). */
+const CONNECTION_STATE_ROWS = 500;
 
 async function writeConnectionState(db: SqlExecutor, c: ConnectionStateChange): Promise<void> {
   if (c.moduleId === null) {
