@@ -114,7 +114,7 @@ it('SIGKILL mid-stream loses no PUBACKed telemetry and no accepted C2D message',
   }
 });
 
-it('a persistent session (CleanSession=0) keeps its subscriptions across a hub restart', async () => {
+it('a persistent session (CleanSession=0) keeps its subscriptions, and a changed set, across hub restarts', async () => {
   const host = '127.0.29.2';
   const first = await startHubProcess({ address: host });
   const ca = readFileSync(first.caFile, 'utf8');
@@ -145,9 +145,35 @@ it('a persistent session (CleanSession=0) keeps its subscriptions across a hub r
     assert.equal(p?.cmd === 'publish' ? p.payload.toString() : '', 'still subscribed');
     if (p?.cmd === 'publish' && p.messageId !== undefined) b.client.send({ cmd: 'puback', messageId: p.messageId });
     assert.equal(await sent, 204);
-    b.client.end();
+    // Subscribing again to what the session holds, plus one topic more, as an SDK does when it
+    // starts using twins: the new set is what the session keeps.
+    b.client.send({
+      cmd: 'subscribe',
+      messageId: 2,
+      subscriptions: [
+        { topic: 'devices/sticky/messages/devicebound/#', qos: 1 },
+        { topic: '$iothub/twin/res/#', qos: 0 },
+      ],
+    });
+    let ack = await b.client.next(10_000);
+    while (ack !== undefined && ack.cmd !== 'suback') ack = await b.client.next(10_000);
+    assert.equal(ack?.cmd, 'suback');
+    b.client.send({ cmd: 'disconnect' });
+    await b.client.closed;
   } finally {
     await second.stop();
+  }
+
+  const third = await startHubProcess({ address: host, dataDir: first.dataDir });
+  try {
+    const c = await rawReconnect(host, ca, key);
+    assert.equal(c.sessionPresent, true);
+    c.client.send({ cmd: 'publish', topic: '$iothub/twin/GET/?$rid=7', payload: Buffer.alloc(0), qos: 0, dup: false, retain: false });
+    const p = await c.client.next(10_000);
+    assert.match(p?.cmd === 'publish' ? p.topic : String(p?.cmd), /^\$iothub\/twin\/res\/200\/\?\$rid=7/);
+    c.client.end();
+  } finally {
+    await third.stop();
     removeDir(first.dataDir);
   }
 });
