@@ -6,8 +6,8 @@
  *   1. N SAS devices created through the registry's bulk API (100 per request), then the hub
  *      restarted on the same data so the memory baseline holds no creation garbage.
  *   2. Connect all N (TLS, CONNECT clean session 0, one SUBSCRIBE to the C2D topic) from W client
- *      processes (bench/scale-clients.ts), each from its own loopback source addresses (20,000
- *      connections per address: an address has ~28k ephemeral ports): the time to connect all,
+ *      processes (bench/scale-clients.ts), each from its own loopback source addresses (1,000
+ *      connections per address, see PER_SOURCE): the time to connect all,
  *      and the hub's RSS per connection (VmRSS after minus before, over the connections).
  *   3. Idle for S seconds, each client sending PINGREQ once per keep-alive period: connections
  *      the hub closed meanwhile (goal 0), pings left unanswered.
@@ -19,35 +19,49 @@
  *
  * Needs file descriptors: it re-executes itself under `ulimit -n` (root can raise the hard
  * limit; Node raises its soft limit to the hard one at start), so the hub, Mosquitto and the
- * clients it starts inherit it. The hub runs with `--max-connections-per-address 0` (the default
+ * clients it starts inherit it. Where the limit cannot be raised (a container), more devices than
+ * one process may hold are spread over processes, as a node would run them there: the hub as
+ * `--hub-workers K` worker processes (`gatehouse start --workers K`, on PostgreSQL and NATS, one
+ * port), Mosquitto as K instances on K ports, the clients over as many processes; RSS and CPU are
+ * then the sums over the primary and its workers (and over the Mosquitto instances). The hub runs with `--max-connections-per-address 0` (the default
  * cap, 256 open sockets per address, is for attackers; the clients here are few addresses).
  * Loopback only: the hub on 127.0.132.1, Mosquitto on 127.0.132.2:18883, clients from 127.2.x.y.
  *
  *   node dist/bench/scale.js [--devices 100000] [--idle-seconds 300] [--workers 4] [--keepalive 120]
- *     [--in-flight 64] [--storm-seconds 300] [--no-mosquitto] [--memory-only] [--heap-snapshots DIR] [--write]
+ *     [--in-flight 64] [--storm-seconds 300] [--hub-workers K] [--no-mosquitto] [--memory-only] [--heap-snapshots DIR]
+ *     [--cpu-prof DIR] [--write]
  *
  * --memory-only stops after the hub's RSS per connection (one JSON line); --heap-snapshots DIR also
- * writes V8 heap snapshots of the hub before and after connecting.
+ * writes V8 heap snapshots of the hub before and after connecting; --cpu-prof DIR writes a CPU
+ * profile of each hub process over the connect phase.
  */
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createDevRootCa } from '../src/pki/dev-ca.js';
 import { generateSasToken } from '../src/auth/sas.js';
-import { arg, argString, fmt1, fmtInt, mark, procCpuSeconds, ratio, runPool, settle, sleep, stopChild, table, writeBenchmarkSection } from './support.js';
+import { arg, argString, fmt1, fmtInt, mark, procCpuSeconds, PROFILER_PRELOAD, ratio, runPool, settle, sleep, stopChild, table, WindowProfiler, writeBenchmarkSection } from './support.js';
+import { pathToFileURL } from 'node:url';
 import { deviceId, Generator, httpsCall, parseConnectionString, startMosquitto, type Mosquitto } from './mqtt-load.js';
 import type { OpenResult, OpenSpec, ScaleTarget, ScaleTask } from './scale-clients.js';
 import { ROOT, removeDir, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
+import { DATABASE_URL, NATS_URL } from '../test/support/cluster.js';
+import pg from 'pg';
 import { PARSER_IDLE_MS } from '../src/protocol/mqtt/packet-reader.js';
 
 const HUB_ADDR = '127.0.132.1';
 const MOSQ_ADDR = '127.0.132.2';
 const MOSQ_PORT = 18883;
-const PER_SOURCE = 20_000;
+/**
+ * Connections per client source address. Not more: binding a socket to an address with port 0
+ * makes the kernel look for a free port among those the address already uses, and at 16,000
+ * per address that search took 63 % of a client process's time (a CPU profile of a 100,000 run).
+ */
+const PER_SOURCE = 1_000;
 const SECTION_TITLE = '## 100,000 devices on one node (bench/scale)';
 const HUB_ARGS = ['--max-connections-per-address', '0'];
 const CLIENTS = join(ROOT, 'dist/bench/scale-clients.js');
@@ -56,6 +70,21 @@ function rssKb(pid: number): number {
   const m = /VmRSS:\s+(\d+)\s+kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return Number(m?.[1] ?? NaN);
 }
+
+/** A server: one process, or a primary with its workers (read each time: a worker may be restarted). */
+type Server = () => number[];
+const single = (pid: number): Server => () => [pid];
+function withChildren(pid: number): Server {
+  return () => {
+    try {
+      return [pid, ...execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number)];
+    } catch {
+      return [pid];
+    }
+  };
+}
+const groupRssKb = (s: Server) => s().reduce((kb, pid) => kb + rssKb(pid), 0);
+const groupCpuSeconds = (s: Server) => s().reduce((sec, pid) => sec + procCpuSeconds(pid), 0);
 
 function nofileLimit(): number {
   const m = /Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(readFileSync('/proc/self/limits', 'utf8'));
@@ -67,14 +96,14 @@ function nofileLimit(): number {
  * raise the hard limit). Where it cannot (a container), a server holds at most the hard limit less
  * its own files: more devices than that is refused here, with the reason.
  */
-function ensureFdLimit(need: number, devices: number): void {
+function ensureFdLimit(need: number, devices: number, processes: number): void {
   if (nofileLimit() >= need || process.env.GH_SCALE_REEXEC === '1') return;
   if (spawnSync('/bin/sh', ['-c', `ulimit -n ${need}`]).status !== 0) {
     const limit = nofileLimit();
-    if (devices > limit - 1000) {
+    if (Math.ceil(devices / processes) > limit - 1000) {
       process.stderr.write(
-        `bench/scale: ${devices} connections need ${devices + 1000} open files in the hub and in Mosquitto (one process each); the hard limit here is ${limit} ` +
-          `and cannot be raised (no CAP_SYS_RESOURCE). Run with --devices ${limit - 1000} or fewer, or where \`ulimit -n ${need}\` works.\n`,
+        `bench/scale: ${devices} connections over ${processes} server process(es) need ${Math.ceil(devices / processes) + 1000} open files in each; the hard limit here is ${limit} ` +
+          `and cannot be raised (no CAP_SYS_RESOURCE). Run with --hub-workers ${Math.ceil(devices / (limit - 2000))}, or where \`ulimit -n ${need}\` works.\n`,
       );
       process.exit(2);
     }
@@ -147,13 +176,17 @@ interface Split {
   count: number;
 }
 
-/** Opens every worker's share at once; `phase` picks fresh source addresses (127.2.<phase>.<n>). */
-async function openAll(splits: Split[], target: ScaleTarget, phase: number, extra: Pick<OpenSpec, 'inFlight' | 'keepalive' | 'subscribe' | 'retry' | 'deadlineSeconds'>) {
-  let addr = 1;
+/** Opens every worker's share at once; `phase` picks fresh source addresses (127.<2+>.<phase>.<n>). */
+async function openAll(splits: Split[], targets: ScaleTarget[], phase: number, extra: Pick<OpenSpec, 'inFlight' | 'keepalive' | 'subscribe' | 'retry' | 'deadlineSeconds'>) {
+  let addr = 0;
   const t0 = performance.now();
   const results = await Promise.all(
-    splits.map((s) => {
-      const sources = Array.from({ length: Math.ceil(s.count / PER_SOURCE) }, () => `127.2.${phase}.${addr++}`);
+    splits.map((s, i) => {
+      const sources = Array.from({ length: Math.ceil(s.count / PER_SOURCE) }, () => {
+        const k = addr++;
+        return `127.${2 + Math.floor(k / 250)}.${phase}.${(k % 250) + 1}`;
+      });
+      const target = targets[i % targets.length] as ScaleTarget;
       return s.worker.call<OpenResult>({ kind: 'open', spec: { target, offset: s.offset, count: s.count, sources, ...extra } }, (extra.deadlineSeconds + 180) * 1000);
     }),
   );
@@ -181,12 +214,12 @@ async function watchAll(splits: Split[]) {
 }
 
 /** Idle two of the hub's parser sweeps and 2 s more (the same for Mosquitto), sampling once a second; the last sample. */
-async function rssAfterSettling(pid: number): Promise<number> {
-  await settle(pid);
+async function rssAfterSettling(server: Server): Promise<number> {
+  for (const pid of server()) await settle(pid);
   let kb = 0;
   for (let k = 0; k < (2 * PARSER_IDLE_MS) / 1000 + 2; k++) {
     await sleep(1000);
-    kb = rssKb(pid);
+    kb = groupRssKb(server);
   }
   return kb;
 }
@@ -194,20 +227,30 @@ async function rssAfterSettling(pid: number): Promise<number> {
 async function main(): Promise<void> {
   const n = arg('devices', 100_000);
   const idleSeconds = arg('idle-seconds', 300);
-  const workers = arg('workers', Math.max(2, Math.ceil(n / 25_000)));
   const keepalive = arg('keepalive', 120);
   const inFlight = arg('in-flight', 64);
   const stormSeconds = arg('storm-seconds', 300);
   const withMosquitto = !process.argv.includes('--no-mosquitto');
   const fdNeed = Math.max(n * 2 + 10_000, 50_000);
-  ensureFdLimit(fdNeed, n);
+  const hardLimit = nofileLimit();
+  // Where the limit is too low for one process and cannot be raised, the servers and clients spread.
+  const perProcess = hardLimit >= fdNeed || spawnSync('/bin/sh', ['-c', `ulimit -n ${fdNeed}`]).status === 0 ? Infinity : hardLimit - 2000;
+  const hubWorkers = arg('hub-workers', Number.isFinite(perProcess) ? Math.ceil(n / perProcess) : 1);
+  const workers = arg('workers', Math.max(2, Math.ceil(n / Math.min(25_000, perProcess))));
+  const mosqInstances = Number.isFinite(perProcess) ? Math.ceil(n / perProcess) : 1;
+  ensureFdLimit(fdNeed, n, Math.min(hubWorkers, mosqInstances));
   const fdLimit = nofileLimit();
+  const cluster = hubWorkers > 1;
+  const schema = `gh_bench_scale_${randomBytes(4).toString('hex')}`;
+  const databaseUrl = new URL(DATABASE_URL);
+  databaseUrl.searchParams.set('schema', schema);
+  const hubArgs = cluster ? [...HUB_ARGS, '--workers', String(hubWorkers), '--database-url', databaseUrl.toString(), '--nats-url', NATS_URL] : HUB_ARGS;
 
   const load0 = loadavg();
   const dir = mkdtempSync(join(tmpdir(), 'gh-bench-scale-'));
   const deviceKey = randomBytes(32).toString('base64');
   let hub: HubProcess | undefined;
-  let mosq: Mosquitto | undefined;
+  const mosqs: Mosquitto[] = [];
   const gens = Array.from({ length: workers }, () => Generator.start<ScaleTask>(CLIENTS, ['--role', 'worker']));
   const per = Math.ceil(n / workers);
   const splits: Split[] = gens.map((worker, w) => ({ worker, offset: w * per, count: Math.max(0, Math.min(per, n - w * per)) })).filter((s) => s.count > 0);
@@ -217,34 +260,46 @@ async function main(): Promise<void> {
   let mosqKb = NaN;
   try {
     // ------------------------------------------------------------ 1. devices, fresh hub
-    hub = await startHubProcess({ address: HUB_ADDR, dataDir: join(dir, 'hub'), useTestCa: false, extraArgs: HUB_ARGS });
+    hub = await startHubProcess({ address: HUB_ADDR, dataDir: join(dir, 'hub'), useTestCa: false, extraArgs: hubArgs });
     const hubCa = readFileSync(hub.caFile, 'utf8');
     const createS = await createDevices(hub, hubCa, n, deviceKey);
     process.stderr.write(`bench/scale: ${fmtInt(n)} devices created in ${fmt1(createS)} s (${fmtInt(n / createS)}/s)\n`);
     await hub.stop();
     const snapshots = argString('heap-snapshots');
-    const hubEnv = snapshots === undefined ? undefined : { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshots}` };
-    hub = await startHubProcess({ address: HUB_ADDR, dataDir: hub.dataDir, useTestCa: false, extraArgs: HUB_ARGS, ...(hubEnv === undefined ? {} : { env: hubEnv }) });
+    const cpuProf = argString('cpu-prof');
+    let hubEnv: NodeJS.ProcessEnv | undefined = snapshots === undefined ? undefined : { NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshots}` };
+    if (cpuProf !== undefined) {
+      const preload = join(dir, 'profiler-preload.mjs');
+      writeFileSync(preload, PROFILER_PRELOAD);
+      hubEnv = { NODE_OPTIONS: `--import=${pathToFileURL(preload).href}`, GH_BENCH_PROF_DIR: cpuProf };
+    }
+    hub = await startHubProcess({ address: HUB_ADDR, dataDir: hub.dataDir, useTestCa: false, extraArgs: hubArgs, ...(hubEnv === undefined ? {} : { env: hubEnv }) });
     const hubPid = hub.proc.pid ?? 0;
+    const hubServer = cluster ? withChildren(hubPid) : single(hubPid);
+    if (cluster && hubServer().length !== hubWorkers + 1) throw new Error(`expected a primary and ${hubWorkers} workers, found ${hubServer().length} processes`);
     /** --heap-snapshots DIR: a V8 heap snapshot of the hub before and after the connections, then stop. */
     const snapshot = async (): Promise<void> => {
       if (snapshots === undefined) return;
       const count = () => readdirSync(snapshots).filter((f) => f.endsWith('.heapsnapshot')).length;
       const k = count();
-      process.kill(hubPid, 'SIGUSR2');
-      for (let i = 0; i < 600 && count() === k; i++) await sleep(500);
+      for (const pid of hubServer()) process.kill(pid, 'SIGUSR2');
+      for (let i = 0; i < 600 && count() < k + hubServer().length; i++) await sleep(500);
       await sleep(2000);
     };
     const hubTarget: ScaleTarget = { host: HUB_ADDR, port: 8883, caPem: hubCa, auth: { kind: 'sas', hubHost: HUB_ADDR, key: deviceKey } };
 
     // ------------------------------------------------------------ 2. connect all
     await snapshot();
-    const before = await rssAfterSettling(hubPid);
-    const cpu0 = procCpuSeconds(hubPid);
+    const before = await rssAfterSettling(hubServer);
+    const cpu0 = groupCpuSeconds(hubServer);
     const loadConnect = loadavg()[0] ?? 0;
-    const c = await openAll(splits, hubTarget, 1, { inFlight, keepalive, subscribe: true, retry: false, deadlineSeconds: 600 });
-    const connectCpu = procCpuSeconds(hubPid) - cpu0;
-    const after = await rssAfterSettling(hubPid);
+    /** --cpu-prof DIR: a CPU profile of each hub process over the connect phase. */
+    const profilers = cpuProf === undefined ? [] : hubServer().map((pid, i) => new WindowProfiler(cpuProf, pid, i === 0 ? 'hub' : `hub-worker${i}`));
+    for (const p of profilers) p.start();
+    const c = await openAll(splits, [hubTarget], 1, { inFlight, keepalive, subscribe: true, retry: false, deadlineSeconds: 600 });
+    const connectCpu = groupCpuSeconds(hubServer) - cpu0;
+    for (const p of profilers) await p.stop('connect');
+    const after = await rssAfterSettling(hubServer);
     // Connections the hub closed since they connected are not in its RSS: count those held now.
     const held = await watchAll(splits);
     hubKb = (after - before) / Math.max(held.up, 1);
@@ -263,7 +318,7 @@ async function main(): Promise<void> {
     ]);
 
     // ------------------------------------------------------------ 3. idle
-    const idleCpu0 = procCpuSeconds(hubPid);
+    const idleCpu0 = groupCpuSeconds(hubServer);
     const t0 = performance.now();
     let dropped = 0;
     const dropReasons: Array<Record<string, number>> = [];
@@ -280,8 +335,8 @@ async function main(): Promise<void> {
       unanswered = w.unanswered;
       process.stderr.write(`bench/scale: idle ${fmt1((performance.now() - t0) / 1000)} s: ${fmtInt(w.up)} up, ${w.dropped} dropped, ${fmtInt(pings)} pings / ${fmtInt(pongs)} answers\n`);
     }
-    const idleCpu = procCpuSeconds(hubPid) - idleCpu0;
-    const idleRss = rssKb(hubPid);
+    const idleCpu = groupCpuSeconds(hubServer) - idleCpu0;
+    const idleRss = groupRssKb(hubServer);
     rows.push([
       `Gatehouse: idle ${fmtInt(idleSeconds)} s, keep-alive ${keepalive} s`,
       `${fmtInt(dropped)} dropped`,
@@ -292,9 +347,9 @@ async function main(): Promise<void> {
     // ------------------------------------------------------------ 4. reconnect storm
     const refused0 = await hubRefusals(hub, hubCa);
     await Promise.all(splits.map((s) => s.worker.call({ kind: 'drop' })));
-    const stormCpu0 = procCpuSeconds(hubPid);
-    const s = await openAll(splits, hubTarget, 2, { inFlight: per, keepalive, subscribe: false, retry: true, deadlineSeconds: stormSeconds });
-    const stormCpu = procCpuSeconds(hubPid) - stormCpu0;
+    const stormCpu0 = groupCpuSeconds(hubServer);
+    const s = await openAll(splits, [hubTarget], 2, { inFlight: per, keepalive, subscribe: false, retry: true, deadlineSeconds: stormSeconds });
+    const stormCpu = groupCpuSeconds(hubServer) - stormCpu0;
     const refused = diff(await hubRefusals(hub, hubCa), refused0);
     const refusalCount = Object.values(s.failures).reduce((a, b) => a + b, 0);
     process.stderr.write(`bench/scale: storm ${fmtInt(s.opened)} back in ${fmt1(s.seconds)} s; client failures: ${reasons(s.failures)}; hub refusals: ${reasons(refused)}\n`);
@@ -314,30 +369,36 @@ async function main(): Promise<void> {
     if (withMosquitto) {
       const ca = await createDevRootCa({ commonName: 'bench-scale CA' });
       const password = randomBytes(12).toString('hex');
-      mosq = await startMosquitto(dir, ca, 10, password, { address: MOSQ_ADDR, port: MOSQ_PORT });
-      const mpid = mosq.proc.pid ?? 0;
+      for (let i = 0; i < mosqInstances; i++) {
+        const mdir = join(dir, `mosquitto-${i}`);
+        mkdirSync(mdir);
+        chmodSync(dir, 0o755);
+        mosqs.push(await startMosquitto(mdir, ca, 10, password, { address: MOSQ_ADDR, port: MOSQ_PORT + i }));
+      }
+      const mServer: Server = () => mosqs.map((q) => q.proc.pid ?? 0);
+      const mTargets = mosqs.map((_, i): ScaleTarget => ({ host: MOSQ_ADDR, port: MOSQ_PORT + i, caPem: ca.certPem, auth: { kind: 'password', username: 'bench', password } }));
       await sleep(1000);
-      const mBefore = rssKb(mpid);
-      const mcpu0 = procCpuSeconds(mpid);
-      const m = await openAll(splits, { host: MOSQ_ADDR, port: MOSQ_PORT, caPem: ca.certPem, auth: { kind: 'password', username: 'bench', password } }, 3, {
+      const mBefore = groupRssKb(mServer);
+      const mcpu0 = groupCpuSeconds(mServer);
+      const m = await openAll(splits, mTargets, 3, {
         inFlight,
         keepalive,
         subscribe: true,
         retry: false,
         deadlineSeconds: 600,
       });
-      const mcpu = procCpuSeconds(mpid) - mcpu0;
-      const mAfter = await rssAfterSettling(mpid);
+      const mcpu = groupCpuSeconds(mServer) - mcpu0;
+      const mAfter = await rssAfterSettling(mServer);
       const mHeld = await watchAll(splits);
       mosqKb = (mAfter - mBefore) / Math.max(mHeld.up, 1);
       process.stderr.write(`bench/scale: Mosquitto ${fmtInt(m.opened)} connected in ${fmt1(m.seconds)} s; RSS ${fmtInt(mBefore)} → ${fmtInt(mAfter)} kB = ${fmt1(mosqKb)} KB/conn\n`);
       rows.push([
-        `Mosquitto ${mosq.version}: connect all (same clients)`,
+        `Mosquitto ${mosqs[0]?.version ?? '?'}${mosqs.length > 1 ? `, ${mosqs.length} instances` : ''}: connect all (same clients)`,
         `${fmtInt(m.opened)} in ${fmt1(m.seconds)} s (${fmtInt(m.opened / m.seconds)}/s)`,
         '—',
         `server CPU ${fmtInt((mcpu / Math.max(m.opened, 1)) * 1e6)} µs/conn; failed: ${reasons(m.failures)}`,
       ]);
-      const mErr = mosq.stderr().trim();
+      const mErr = mosqs.map((q) => q.stderr().trim()).filter(Boolean).join('\n');
       if (mErr !== '') notes.push(`Mosquitto said: ${mErr.split('\n').slice(-2).join(' / ').slice(0, 300)}`);
       await Promise.all(splits.map((sp) => sp.worker.call({ kind: 'close' })));
     }
@@ -345,19 +406,25 @@ async function main(): Promise<void> {
       'RSS per idle TLS connection: Gatehouse / Mosquitto',
       `${fmt1(hubKb)} KB / ${fmt1(mosqKb)} KB (${ratio(hubKb, mosqKb)})`,
       `≤ 1.8× Mosquitto: ${Number.isFinite(mosqKb) ? mark(hubKb <= 1.8 * mosqKb) : 'n/a (no Mosquitto run)'}`,
-      `hub VmRSS ${fmt1(before / 1024)} → ${fmt1(after / 1024)} MB over the ${fmtInt(held.up)} connections held at the time`,
+      `hub VmRSS${cluster ? ` (primary + ${hubWorkers} workers)` : ''} ${fmt1(before / 1024)} → ${fmt1(after / 1024)} MB over the ${fmtInt(held.up)} connections held at the time`,
     ]);
   } finally {
     for (const g of gens) g.stop();
-    await stopChild(mosq?.proc);
+    for (const q of mosqs) await stopChild(q.proc);
     if (hub !== undefined) await hub.stop();
     removeDir(dir);
+    if (cluster) {
+      const db = new pg.Client({ connectionString: DATABASE_URL });
+      await db.connect();
+      await db.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await db.end();
+    }
   }
 
   const section = `${SECTION_TITLE}
 
-Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench:scale -- --devices ${n} --idle-seconds ${idleSeconds}\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'},
-${fmt1(totalmem() / 2 ** 30)} GiB, Node ${process.version}; Gatehouse on SQLite, one node (no \`--workers\`); load average at the start ${load0.map((l) => l.toFixed(2)).join(' / ')}
+Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench:scale -- --devices ${n} --idle-seconds ${idleSeconds}${stormSeconds === 300 ? '' : ` --storm-seconds ${stormSeconds}`}${cluster ? ` --hub-workers ${hubWorkers}` : ''}\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'},
+${fmt1(totalmem() / 2 ** 30)} GiB, Node ${process.version}; Gatehouse ${cluster ? `on PostgreSQL and NATS, one node of ${hubWorkers} worker processes sharing the ports (\`--workers ${hubWorkers}\`)` : 'on SQLite, one node (no `--workers`)'}; load average at the start ${load0.map((l) => l.toFixed(2)).join(' / ')}
 (other work shared the 2 cores).
 
 ${table(['what', 'measured', 'goal', 'detail'], rows)}
@@ -365,16 +432,20 @@ ${table(['what', 'measured', 'goal', 'detail'], rows)}
 Method: ${fmtInt(n)} SAS devices created through the registry's bulk API (100 per request), then the hub restarted on the
 same data. ${splits.length} client processes (bench/scale-clients.ts: mqtt-packet over node:tls, no MQTT library; one prebuilt CONNECT
 per device, answers read from the fixed header) connect ${fmtInt(per)} devices each, ${inFlight} handshakes in flight per process, each
-process from its own loopback source addresses (${fmtInt(PER_SOURCE)} connections per address: an address has ~28k ephemeral ports).
+process from its own loopback source addresses (${fmtInt(PER_SOURCE)} connections per address: binding to an address that holds many more makes the kernel's search for a free port the clients' largest cost).
 Each connection: TLS 1.3, CONNECT (clean session 0, keep-alive ${keepalive} s, a SAS token), one SUBSCRIBE to the device's C2D topic;
-the clients send PINGREQ once per keep-alive period while idle. RSS is VmRSS of the server process (settled, sampled 4 s) after minus
+the clients send PINGREQ once per keep-alive period while idle. RSS is VmRSS of the server's processes (settled, sampled 4 s) after minus
 before, over the connections. The storm resets every socket at once (RST, as an outage looks to the hub), then each device
 reconnects at once from fresh source addresses, a failed attempt retried after 1-5 s (as the SDKs back off). The hub runs
 with \`--max-connections-per-address 0\`: its default cap (256 open sockets per address per port) would refuse all but 256 per
 source address (a real deployment behind NAT may need the cap raised too). ${
     fdLimit >= fdNeed
       ? `The open-file limit is raised for every process (\`ulimit -n ${fdNeed}\`; Node raises its soft limit to the hard one).`
-      : `Open files: this machine's hard limit is ${fmtInt(fdLimit)} per process and cannot be raised (a container without CAP_SYS_RESOURCE), so no single process here, the hub, Mosquitto or bare node:tls, can hold more than about ${fmtInt(fdLimit - 100)} sockets; the run uses ${fmtInt(n)} devices, and 100,000 on one hub process waits for a machine where \`ulimit -n 200000\` works (the bench raises it itself there).`
+      : `Open files: this machine's hard limit is ${fmtInt(fdLimit)} per process and cannot be raised (a container without CAP_SYS_RESOURCE), so no single process here, the hub, Mosquitto or bare node:tls, can hold more than about ${fmtInt(fdLimit - 100)} sockets. ${
+          cluster
+            ? `So the node is ${hubWorkers} hub worker processes sharing the ports (\`gatehouse start --workers ${hubWorkers}\`, which needs PostgreSQL and NATS: the workers share nothing in memory), and Mosquitto, which has no workers, runs as ${mosqInstances} instances on ${mosqInstances} ports, each client process using one; RSS and CPU are summed over the hub's primary and workers, and over the Mosquitto instances. Where \`ulimit -n\` can be raised the bench does so and runs one hub process on SQLite.`
+            : `The run uses ${fmtInt(n)} devices; more are spread over hub worker processes (\`--hub-workers\`).`
+        }`
   }
 ${notes.length === 0 ? '' : `\n${notes.map((x) => `- ${x}`).join('\n')}\n`}`;
   process.stdout.write(`${section}\n`);
