@@ -85,8 +85,12 @@ const COLUMNS = 'part, seq, pos, enqueued_ms, device_id, module_id, body, proper
 const ROWS_PER_INSERT = 500;
 /** Rows per DELETE while enforcing retention, so it never holds the write lock for long. */
 const PRUNE_CHUNK = 5000;
-/** Serializes creating the partition rows of one schema (with hashtext(current_schema())). */
-const PG_LOG_INIT_LOCK = 7270663;
+/**
+ * Serializes creating the partition rows of one schema (with hashtext(current_schema())). Its own
+ * class: it was 7270663, the C2D queue lock's, so a device id hashing like the schema's name
+ * shared a lock with the log's start.
+ */
+const PG_LOG_INIT_LOCK = 7270666;
 const DEFAULT_POLL_MS = 2000;
 
 function stringMap(row: SqlRow, col: string): Record<string, string> {

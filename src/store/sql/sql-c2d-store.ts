@@ -29,7 +29,10 @@ const INSERT_COLUMNS =
   'device_id, generation_id, message_id, correlation_id, user_id, to_path, ack, content_type, content_encoding, properties, body, enqueued_time, expiry_time, delivery_count';
 const FEEDBACK_COLUMNS = 'seq, original_message_id, device_generation_id, device_id, enqueued_time_utc, status_code, description';
 
-/** Namespace of our advisory locks (the migration lock is the pair (7270661, schema); the event append lock the single key 7270662). */
+/**
+ * Our advisory locks: (7270661, schema) migrations, (7270663, device) a C2D queue, 7270664 C2D
+ * feedback, 7270665 file notifications, (7270666, schema) creating the event log's partitions.
+ */
 const QUEUE_LOCK_CLASS = 7270663;
 /**
  * Taken (after the queue's lock, never before one) by a transaction about to write feedback, held

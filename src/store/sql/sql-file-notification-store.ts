@@ -6,7 +6,7 @@
 import type { FileNotificationRecord, FileNotificationStore } from '../file-notification-ports.js';
 import type { SqlDriver } from './driver.js';
 
-/** Our advisory lock namespace: 7270661 migrations, 7270662 log append, 7270663-4 C2D. */
+/** Our advisory locks are listed in sql-c2d-store.ts. */
 const APPEND_LOCK = 7270665;
 
 export class SqlFileNotificationStore implements FileNotificationStore {
