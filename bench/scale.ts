@@ -35,7 +35,7 @@
  * writes V8 heap snapshots of the hub before and after connecting; --cpu-prof DIR writes a CPU
  * profile of each hub process over the connect phase.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
@@ -48,7 +48,7 @@ import { arg, argString, fmt1, fmtInt, mark, procCpuSeconds, PROFILER_PRELOAD, r
 import { pathToFileURL } from 'node:url';
 import { deviceId, Generator, httpsCall, parseConnectionString, startMosquitto, type Mosquitto } from './mqtt-load.js';
 import type { OpenResult, OpenSpec, ScaleTarget, ScaleTask } from './scale-clients.js';
-import { ROOT, removeDir, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
+import { childPids, ROOT, removeDir, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 import { DATABASE_URL, NATS_URL } from '../test/support/cluster.js';
 import pg from 'pg';
 import { PARSER_IDLE_MS } from '../src/protocol/mqtt/packet-reader.js';
@@ -74,15 +74,7 @@ function rssKb(pid: number): number {
 /** A server: one process, or a primary with its workers (read each time: a worker may be restarted). */
 type Server = () => number[];
 const single = (pid: number): Server => () => [pid];
-function withChildren(pid: number): Server {
-  return () => {
-    try {
-      return [pid, ...execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number)];
-    } catch {
-      return [pid];
-    }
-  };
-}
+const withChildren = (pid: number): Server => () => [pid, ...childPids(pid)];
 const groupRssKb = (s: Server) => s().reduce((kb, pid) => kb + rssKb(pid), 0);
 const groupCpuSeconds = (s: Server) => s().reduce((sec, pid) => sec + procCpuSeconds(pid), 0);
 
@@ -235,9 +227,11 @@ async function main(): Promise<void> {
   const hardLimit = nofileLimit();
   // Where the limit is too low for one process and cannot be raised, the servers and clients spread.
   const perProcess = hardLimit >= fdNeed || spawnSync('/bin/sh', ['-c', `ulimit -n ${fdNeed}`]).status === 0 ? Infinity : hardLimit - 2000;
-  const hubWorkers = arg('hub-workers', Number.isFinite(perProcess) ? Math.ceil(n / perProcess) : 1);
+  /** Server processes the devices need: the hub's workers, Mosquitto's instances. */
+  const spread = Number.isFinite(perProcess) ? Math.ceil(n / perProcess) : 1;
+  const hubWorkers = arg('hub-workers', spread);
   const workers = arg('workers', Math.max(2, Math.ceil(n / Math.min(25_000, perProcess))));
-  const mosqInstances = Number.isFinite(perProcess) ? Math.ceil(n / perProcess) : 1;
+  const mosqInstances = spread;
   ensureFdLimit(fdNeed, n, Math.min(hubWorkers, mosqInstances));
   const fdLimit = nofileLimit();
   const cluster = hubWorkers > 1;

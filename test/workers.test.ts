@@ -4,26 +4,17 @@
  * over NATS); SIGTERM stops them all; without PostgreSQL and NATS it is a one-line start-up error.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import iothub from 'azure-iothub';
 import deviceSdk from 'azure-iot-device';
 import deviceMqtt from 'azure-iot-device-mqtt';
-import { cli, removeDir, startHubProcess, tempDir, type HubProcess } from './support/hub-process.js';
+import { childPids, cli, removeDir, startHubProcess, tempDir, type HubProcess } from './support/hub-process.js';
 import { DATABASE_URL, NATS_URL } from './support/cluster.js';
 
 const HOST = '127.0.37.1';
 const schema = `gh_workers_${randomBytes(4).toString('hex')}`;
-
-function children(pid: number): number[] {
-  try {
-    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
 
 describe('--workers', () => {
   after(async () => {
@@ -51,7 +42,7 @@ describe('--workers', () => {
     const devices: InstanceType<typeof deviceSdk.Client>[] = [];
     try {
       assert.match(hub.output(), /2 workers\)/);
-      const workers = children(hub.proc.pid ?? 0);
+      const workers = childPids(hub.proc.pid ?? 0);
       assert.equal(workers.length, 2, 'a primary and two workers');
 
       const registry = iothub.Registry.fromConnectionString(hub.connectionString);
@@ -83,7 +74,7 @@ describe('--workers', () => {
       await service.close();
     } finally {
       await Promise.all(devices.map((d) => d.close().catch(() => undefined)));
-      const workers = children(hub.proc.pid ?? 0);
+      const workers = childPids(hub.proc.pid ?? 0);
       assert.equal(await hub.stop(), 0);
       for (const pid of workers) assert.throws(() => process.kill(pid, 0), 'the workers stopped too');
       removeDir(hub.dataDir);

@@ -3,7 +3,7 @@
  * as bind and hostname, the default ports, server certificate from the test CA that
  * scripts/test.mjs made (so the unmodified SDKs trust it via NODE_EXTRA_CA_CERTS).
  */
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -28,6 +28,15 @@ export function testCaArgs(): string[] {
   const key = process.env.GATEHOUSE_TEST_CA_KEY;
   if (cert === undefined || key === undefined) throw new Error('run the tests with `npm test` (it creates the test CA)');
   return ['--tls-ca-cert', cert, '--tls-ca-key', key];
+}
+
+/** The processes `pid` started (a `--workers` hub's workers), by pgrep; none when it has none. */
+export function childPids(pid: number): number[] {
+  try {
+    return execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
 }
 
 export function tempDir(prefix: string): string {

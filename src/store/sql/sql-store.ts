@@ -180,17 +180,13 @@ export class SqlStore implements Store {
     for (const c of changes) if (c.moduleId === null) last.set(c.deviceId, c);
     const devices = [...last.values()];
     const modules = changes.filter((c) => c.moduleId !== null);
-    await this.db.transaction(async (tx) => {
-      for (let i = 0; i < devices.length; i += CONNECTION_STATE_ROWS) {
-        const chunk = devices.slice(i, i + CONNECTION_STATE_ROWS);
-        await tx.run(
-          `UPDATE devices SET connection_state = v.column2, connection_state_updated_time = v.column3, last_activity_time = v.column3
-           FROM (VALUES ${chunk.map(() => '(?, ?, ?)').join(', ')}) AS v WHERE devices.device_id = v.column1`,
-          chunk.flatMap((c) => [c.deviceId, c.state, c.at]),
-        );
-      }
-      for (const c of modules) await writeConnectionState(tx, c);
-    });
+    const write = async (exec: SqlExecutor) => {
+      for (let i = 0; i < devices.length; i += CONNECTION_STATE_ROWS) await writeDeviceStates(exec, devices.slice(i, i + CONNECTION_STATE_ROWS));
+      for (const c of modules) await writeConnectionState(exec, c);
+    };
+    // One statement is atomic by itself: no BEGIN and COMMIT around it (two round trips on PostgreSQL).
+    if (modules.length === 0 && devices.length <= CONNECTION_STATE_ROWS) await write(this.db);
+    else await this.db.transaction(write);
   }
 
   // ---------------------------------------------------------------- modules
@@ -475,6 +471,15 @@ export class SqlStore implements Store {
 
 /** Devices per connection-state UPDATE (3 parameters each, far under either database's limit). */
 const CONNECTION_STATE_ROWS = 500;
+
+/** Devices' connection states in one UPDATE joined to a VALUES list (an identity once each). */
+async function writeDeviceStates(db: SqlExecutor, changes: readonly ConnectionStateChange[]): Promise<void> {
+  await db.run(
+    `UPDATE devices SET connection_state = v.column2, connection_state_updated_time = v.column3, last_activity_time = v.column3
+     FROM (VALUES ${changes.map(() => '(?, ?, ?)').join(', ')}) AS v WHERE devices.device_id = v.column1`,
+    changes.flatMap((c) => [c.deviceId, c.state, c.at]),
+  );
+}
 
 async function writeConnectionState(db: SqlExecutor, c: ConnectionStateChange): Promise<void> {
   if (c.moduleId === null) {
