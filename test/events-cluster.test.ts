@@ -35,14 +35,20 @@ const key = (r: { partition: number; seq: number }) => `${r.partition}/${r.seq}`
 /** `p`, or a failure naming `what` after `ms`: a stuck reader fails its test instead of hanging the file. */
 function within<T>(what: string, p: Promise<T>, ms = 30_000): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}`)), ms)));
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms: ${what}\n${nodeWarnings()}`)), ms)));
   return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/** The nodes' warnings and errors (log level 40 and up), for a failure message: what a stuck reader's node said. */
+function nodeWarnings(): string {
+  const lines = cluster.nodes.flatMap((n) => n.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l)).map((l) => `${n.address}: ${l.slice(0, 600)}`));
+  return lines.length === 0 ? 'no node logged a warning' : lines.slice(-20).join('\n');
 }
 
 async function until(what: string, ready: () => boolean, ms = 30_000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!ready()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms: ${what}\n${nodeWarnings()}`);
     await sleep(50);
   }
 }

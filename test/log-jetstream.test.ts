@@ -10,7 +10,10 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { eventLogConformance, type LogHarness, type LogOpenOptions } from '../src/log/log.case.js';
-import { openJetStreamLog, type JetStreamEventLog } from '../src/log/jetstream/jetstream-log.js';
+import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import { errors as natsErrors } from '@nats-io/transport-node';
+import { logStreamName, openJetStreamLog, type JetStreamEventLog } from '../src/log/jetstream/jetstream-log.js';
+import { consumerTail } from '../src/log/jetstream/jetstream-tail.js';
 import { LogConfigError } from '../src/log/log-ports.js';
 import { DEFAULT_TEST_RETENTION } from './support/log-harness.js';
 
@@ -63,5 +66,65 @@ describe('JetStream event log options', () => {
     } finally {
       await nc.close();
     }
+  });
+});
+
+describe('JetStream tail faults', () => {
+  /** A one-partition log with 3 records, and a JetStream client whose first `failures` consumer requests time out. */
+  async function withFlakyClient(failures: number, fn: (js: JetStreamClient, stream: string, asked: () => number) => Promise<void>): Promise<void> {
+    const hubId = `t${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+    const nc = await connect({ servers: `${NATS.hostname}:${NATS.port || 4222}` });
+    const log = await openJetStreamLog(nc, { hubId, prefix: hubId, partitionCount: 1, retention: DEFAULT_TEST_RETENTION });
+    try {
+      await log.append([0, 1, 2].map((i) => ({ deviceId: 'd1', moduleId: null, body: Buffer.from(`m${i}`), properties: {}, systemProperties: {} })));
+      const real = jetstream(nc);
+      let asked = 0;
+      const js = {
+        consumers: {
+          get: (...args: Parameters<JetStreamClient['consumers']['get']>) => {
+            asked++;
+            return asked <= failures ? Promise.reject(new natsErrors.TimeoutError()) : real.consumers.get(...args);
+          },
+        },
+      } as unknown as JetStreamClient;
+      await fn(js, logStreamName(hubId, 0), () => asked);
+    } finally {
+      await log.destroy();
+      await nc.close();
+    }
+  }
+
+  it('a consumer request that times out is asked again: the reader gets every record instead of ending', async () => {
+    await withFlakyClient(2, async (js, stream, asked) => {
+      const stop = new AbortController();
+      const got: string[] = [];
+      for await (const batch of consumerTail(js, stream, 0, 0, new AbortController().signal, { signal: stop.signal })) {
+        got.push(...batch.map((r) => Buffer.from(r.body).toString()));
+        if (got.length >= 3) stop.abort();
+      }
+      assert.deepEqual(got, ['m0', 'm1', 'm2']);
+      assert.equal(asked(), 3, 'two timed-out requests, then the one that made the consumer');
+    });
+  });
+
+  it('a stream the server says is gone fails the tail at once, without asking again', async () => {
+    await withFlakyClient(0, async (js, stream, asked) => {
+      const started = Date.now();
+      const tail = consumerTail(js, `${stream}-none`, 0, 0, new AbortController().signal);
+      await assert.rejects(tail.next(), JetStreamApiError);
+      assert.equal(asked(), 1);
+      assert.ok(Date.now() - started < 5_000, 'no backoff for a refusal');
+    });
+  });
+
+  it('a tail stopped while it waits to ask again ends without a record or an error', async () => {
+    await withFlakyClient(100, async (js, stream, asked) => {
+      const stop = new AbortController();
+      setTimeout(() => stop.abort(), 600);
+      const batches: unknown[] = [];
+      for await (const batch of consumerTail(js, stream, 0, 0, new AbortController().signal, { signal: stop.signal })) batches.push(batch);
+      assert.deepEqual(batches, []);
+      assert.ok(asked() >= 2 && asked() < 8, `asked ${asked()} times before the stop`);
+    });
   });
 });
