@@ -12,7 +12,9 @@
  *   3. Idle for S seconds, each client sending PINGREQ once per keep-alive period: connections
  *      the hub closed meanwhile (goal 0), pings left unanswered.
  *   4. Reconnect storm: every socket reset at once (a network outage), then every device
- *      reconnects at once from fresh source addresses, retrying a refused attempt after 1-5 s:
+ *      reconnects from fresh source addresses, --storm-in-flight attempts at once per client
+ *      process (default 1,000: a client process that starts all its devices' handshakes at once
+ *      starves on its own CPU and measures itself, not the hub), retrying a refused attempt after 1-5 s:
  *      the time until all are back, and the refusals by reason (client side, and the hub's
  *      `gatehouse_connections_refused_total`).
  *   5. Mosquitto (TLS, password file) with the same clients and count: its RSS per connection.
@@ -28,7 +30,7 @@
  * Loopback only: the hub on 127.0.132.1, Mosquitto on 127.0.132.2:18883, clients from 127.2.x.y.
  *
  *   node dist/bench/scale.js [--devices 100000] [--idle-seconds 300] [--workers 4] [--keepalive 120]
- *     [--in-flight 64] [--storm-seconds 300] [--hub-workers K] [--no-mosquitto] [--memory-only] [--heap-snapshots DIR]
+ *     [--in-flight 64] [--storm-seconds 300] [--storm-in-flight 1000] [--hub-workers K] [--no-mosquitto] [--memory-only] [--heap-snapshots DIR]
  *     [--cpu-prof DIR] [--write]
  *
  * --memory-only stops after the hub's RSS per connection (one JSON line); --heap-snapshots DIR also
@@ -222,6 +224,7 @@ async function main(): Promise<void> {
   const keepalive = arg('keepalive', 120);
   const inFlight = arg('in-flight', 64);
   const stormSeconds = arg('storm-seconds', 300);
+  const stormInFlight = arg('storm-in-flight', 1000);
   const withMosquitto = !process.argv.includes('--no-mosquitto');
   const fdNeed = Math.max(n * 2 + 10_000, 50_000);
   const hardLimit = nofileLimit();
@@ -342,13 +345,13 @@ async function main(): Promise<void> {
     const refused0 = await hubRefusals(hub, hubCa);
     await Promise.all(splits.map((s) => s.worker.call({ kind: 'drop' })));
     const stormCpu0 = groupCpuSeconds(hubServer);
-    const s = await openAll(splits, [hubTarget], 2, { inFlight: per, keepalive, subscribe: false, retry: true, deadlineSeconds: stormSeconds });
+    const s = await openAll(splits, [hubTarget], 2, { inFlight: Math.min(stormInFlight, per), keepalive, subscribe: false, retry: true, deadlineSeconds: stormSeconds });
     const stormCpu = groupCpuSeconds(hubServer) - stormCpu0;
     const refused = diff(await hubRefusals(hub, hubCa), refused0);
     const refusalCount = Object.values(s.failures).reduce((a, b) => a + b, 0);
     process.stderr.write(`bench/scale: storm ${fmtInt(s.opened)} back in ${fmt1(s.seconds)} s; client failures: ${reasons(s.failures)}; hub refusals: ${reasons(refused)}\n`);
     rows.push([
-      'Gatehouse: reconnect storm (all reset, all reconnect at once, retry after 1-5 s)',
+      `Gatehouse: reconnect storm (all reset, then all reconnect, ${fmtInt(Math.min(stormInFlight, per) * splits.length)} attempts in flight, retry after 1-5 s)`,
       `${fmtInt(s.opened)} back in ${fmt1(s.seconds)} s`,
       '— (report)',
       `${fmtInt(refusalCount)} failed attempts: ${reasons(s.failures)}; hub's refusal counters: ${reasons(refused)}; ${fmtInt(s.gaveUp)} gave up after ${stormSeconds} s; hub CPU ${fmtInt((stormCpu / Math.max(s.opened, 1)) * 1e6)} µs per reconnect`,
@@ -417,7 +420,7 @@ async function main(): Promise<void> {
 
   const section = `${SECTION_TITLE}
 
-Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench:scale -- --devices ${n} --idle-seconds ${idleSeconds}${stormSeconds === 300 ? '' : ` --storm-seconds ${stormSeconds}`}${cluster ? ` --hub-workers ${hubWorkers}` : ''}\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'},
+Measured ${new Date().toISOString().slice(0, 10)} with \`npm run bench:scale -- --devices ${n} --idle-seconds ${idleSeconds}${stormSeconds === 300 ? '' : ` --storm-seconds ${stormSeconds}`}${stormInFlight === 1000 ? '' : ` --storm-in-flight ${stormInFlight}`}${cluster ? ` --hub-workers ${hubWorkers}` : ''}\` on ${cpus().length} × ${cpus()[0]?.model ?? 'unknown CPU'},
 ${fmt1(totalmem() / 2 ** 30)} GiB, Node ${process.version}; Gatehouse ${cluster ? `on PostgreSQL and NATS, one node of ${hubWorkers} worker processes sharing the ports (\`--workers ${hubWorkers}\`)` : 'on SQLite, one node (no `--workers`)'}; load average at the start ${load0.map((l) => l.toFixed(2)).join(' / ')}
 (other work shared the 2 cores).
 
@@ -429,8 +432,10 @@ per device, answers read from the fixed header) connect ${fmtInt(per)} devices e
 process from its own loopback source addresses (${fmtInt(PER_SOURCE)} connections per address: binding to an address that holds many more makes the kernel's search for a free port the clients' largest cost).
 Each connection: TLS 1.3, CONNECT (clean session 0, keep-alive ${keepalive} s, a SAS token), one SUBSCRIBE to the device's C2D topic;
 the clients send PINGREQ once per keep-alive period while idle. RSS is VmRSS of the server's processes (settled, sampled 4 s) after minus
-before, over the connections. The storm resets every socket at once (RST, as an outage looks to the hub), then each device
-reconnects at once from fresh source addresses, a failed attempt retried after 1-5 s (as the SDKs back off). The hub runs
+before, over the connections. The storm resets every socket at once (RST, as an outage looks to the hub), then every device
+reconnects from fresh source addresses, ${fmtInt(Math.min(stormInFlight, per))} attempts at once per client process (${fmtInt(Math.min(stormInFlight, per) * splits.length)} in all; a client
+process that began all its devices' handshakes at once would starve on its own CPU, its timeouts the clients' and not the
+hub's), a failed attempt retried after 1-5 s (as the SDKs back off). The hub runs
 with \`--max-connections-per-address 0\`: its default cap (256 open sockets per address per port) would refuse all but 256 per
 source address (a real deployment behind NAT may need the cap raised too). ${
     fdLimit >= fdNeed
