@@ -357,7 +357,15 @@ async function main(): Promise<void> {
       `${fmtInt(refusalCount)} failed attempts: ${reasons(s.failures)}; hub's refusal counters: ${reasons(refused)}; ${fmtInt(s.gaveUp)} gave up after ${stormSeconds} s; hub CPU ${fmtInt((stormCpu / Math.max(s.opened, 1)) * 1e6)} µs per reconnect`,
     ]);
     const warns = hub.output().split('\n').filter((l) => /"level":(40|50|60)/.test(l));
-    if (warns.length > 0) notes.push(`Hub warnings/errors during the run: ${fmtInt(warns.length)} lines; the first: \`${(warns[0] ?? '').slice(0, 300)}\``);
+    if (warns.length > 0) {
+      // By event (the log line's `event`, else its message), the most frequent first.
+      const byEvent: Record<string, number> = {};
+      for (const l of warns) {
+        const what = /"event":"([^"]{1,80})"/.exec(l)?.[1] ?? /"msg":"([^"]{1,80})/.exec(l)?.[1] ?? 'unparsed';
+        byEvent[what] = (byEvent[what] ?? 0) + 1;
+      }
+      notes.push(`Hub warnings/errors during the run: ${fmtInt(warns.length)} lines: ${reasons(byEvent)}; the first: \`${(warns[0] ?? '').slice(0, 300)}\``);
+    }
     await Promise.all(splits.map((sp) => sp.worker.call({ kind: 'close' })));
     await hub.stop();
     hub = undefined;
