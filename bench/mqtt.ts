@@ -28,7 +28,7 @@
  *     [--cpu-prof DIR] [--write]
  *
  * --cpu-prof DIR writes V8 CPU profiles of the hub (and the node:tls server) for each measured
- * window of (a) and (b) into DIR (open them in Chrome DevTools); --only skips --write.
+ * window of (a), (b) and (d) into DIR (open them in Chrome DevTools); --only skips --write.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -554,9 +554,11 @@ async function main(): Promise<void> {
     // ---------------------------------------------------------------- (d) methods and C2D round trips
     if (only.has('d')) {
       const { keyName, key } = parseConnectionString(hub.connectionString);
-      const r = await gen.call<{ methods: Latency; c2d: Latency }>(
-        { kind: 'rtt', spec: { hubHost: HUB_ADDR, caPem: hubCa, deviceKey, serviceKeyName: keyName, serviceKey: key, n: nRtt, maxSeconds: 20 } },
-        120_000,
+      const r = await profiled(hubRef, 'd-round-trips', () =>
+        gen.call<{ methods: Latency; c2d: Latency }>(
+          { kind: 'rtt', spec: { hubHost: HUB_ADDR, caPem: hubCa, deviceKey, serviceKeyName: keyName, serviceKey: key, n: nRtt, maxSeconds: 20 } },
+          120_000,
+        ),
       );
       /** p99 goal in ms (issue 19 sets one for C2D only). */
       const row = (name: string, l: Latency, p99GoalMs?: number) => [
