@@ -11,7 +11,10 @@ import iothub from 'azure-iothub';
 import deviceSdk from 'azure-iot-device';
 import deviceMqtt from 'azure-iot-device-mqtt';
 import { childPids, cli, removeDir, startHubProcess, tempDir, type HubProcess } from './support/hub-process.js';
+import { readFileSync } from 'node:fs';
 import { DATABASE_URL, NATS_URL } from './support/cluster.js';
+import { restClient } from './support/rest.js';
+import { parsePrometheusText, sampleValue } from './support/prometheus.js';
 
 const HOST = '127.0.37.1';
 const schema = `gh_workers_${randomBytes(4).toString('hex')}`;
@@ -72,6 +75,22 @@ describe('--workers', () => {
       while (received.size < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       assert.deepEqual([...received.entries()].sort(), Array.from({ length: 6 }, (_, i) => [`w-${i}`, `hello ${i}`]));
       await service.close();
+
+      // /metrics answers for the node whichever worker takes the scrape: the six sessions are on
+      // both workers, the six C2D sends were taken by either; every scrape counts all of them.
+      const key = /SharedAccessKey=([^;]+)/.exec(hub.connectionString)?.[1] ?? '';
+      const rest = restClient(HOST, readFileSync(hub.caFile, 'utf8'), key);
+      for (let scrape = 0; scrape < 4; scrape++) {
+        const r = await rest('GET', '/metrics', undefined, { apiVersion: false });
+        assert.equal(r.status, 200);
+        const text = r.raw.toString('utf8');
+        assert.doesNotMatch(text, /this worker's metrics only/);
+        const m = parsePrometheusText(text);
+        const sessions = m.get('gatehouse_connections')?.samples.reduce((n, x) => n + x.value, 0);
+        assert.equal(sessions, 6, `scrape ${scrape}: live sessions of the node`);
+        assert.equal(sampleValue(m, 'gatehouse_messages_total', { direction: 'out', kind: 'c2d' }), 6, `scrape ${scrape}: C2D messages out`);
+        assert.equal(sampleValue(m, 'gatehouse_auth_successes_total', { protocol: 'mqtt', method: 'sas' }), 6, `scrape ${scrape}: device authentications`);
+      }
     } finally {
       await Promise.all(devices.map((d) => d.close().catch(() => undefined)));
       const workers = childPids(hub.proc.pid ?? 0);

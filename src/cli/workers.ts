@@ -14,6 +14,7 @@ import type { Logger } from 'pino';
 import type { HubConfig } from '../config/schema.js';
 import { closePrepared, prepareHub } from '../hub.js';
 import { ensurePortsFree, resolveNodeId, StartupError } from '../hub/startup.js';
+import { serveNodeMetrics } from '../metrics/node-metrics.js';
 
 /** The env var a worker reads its node id from (a --node-id flag would override a plain env var). */
 export const WORKER_NODE_ID_ENV = 'GATEHOUSE_WORKER_NODE_ID';
@@ -58,6 +59,8 @@ export async function superviseWorkers(config: HubConfig, logger: Logger): Promi
   const fork = (i: number): Promise<string> => {
     const worker = cluster.fork({ [WORKER_NODE_ID_ENV]: `${base}-w${i}` });
     workers.set(i, worker);
+    // A scrape of /metrics on any worker answers for the node.
+    serveNodeMetrics(worker);
     return new Promise((resolve, reject) => {
       let ready = false;
       worker.on('message', (m: unknown) => {

@@ -14,12 +14,16 @@
  * - `gatehouse_alerts_firing{rule}`: alerts firing per rule, read from the alert engine at scrape;
  * - `gatehouse_connections_refused_total{listener,reason}`: connections closed before they
  *   authenticated, for a cap or a timeout (`RefusalReason`).
+ *
+ * In a node of several worker processes a scrape answers for the node: every worker's series merged
+ * by the primary (node-metrics.ts).
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AuthEvent, SecurityEvents } from '../core/security-events.js';
 import type { ListenerName, RefusalReason } from '../access/connection-caps.js';
 
 import { MessageTally } from '../core/tally.js';
+import { isClusterWorker, nodeMetrics, shareWithPrimary } from './node-metrics.js';
 
 export const METRIC_PREFIX = 'gatehouse_';
 
@@ -55,6 +59,7 @@ export class HubMetrics {
   constructor(private readonly sources: MetricsSources) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
+    shareWithPrimary(this.registry);
 
     const tally = this.messages;
     new Gauge({
@@ -103,6 +108,8 @@ export class HubMetrics {
       name: `${METRIC_PREFIX}c2d_queue_depth`,
       help: 'Cloud-to-device messages pending (not expired) across every device queue.',
       registers,
+      // Every worker of a node counts the same shared store.
+      aggregator: 'max',
       async collect() {
         try {
           this.set(await sources.c2dQueueDepth());
@@ -128,6 +135,8 @@ export class HubMetrics {
       help: 'Alerts currently firing, per rule.',
       labelNames: ['rule'] as const,
       registers,
+      // The alert engines of a node's workers share their counts over the bus and fire alike.
+      aggregator: 'max',
       collect() {
         this.reset();
         for (const [rule, n] of sources.alertsFiring()) this.set({ rule }, n);
@@ -154,6 +163,15 @@ export class HubMetrics {
 
   /** The text exposition format (version 0.0.4) and its content type. */
   async exposition(): Promise<{ contentType: string; body: string }> {
+    if (isClusterWorker()) {
+      try {
+        return { contentType: this.registry.contentType, body: await nodeMetrics() };
+      } catch (err) {
+        this.sources.onCollectError?.(err, 'node');
+        const own = await this.registry.metrics();
+        return { contentType: this.registry.contentType, body: `# gatehouse: this worker's metrics only: the node's primary did not answer (${(err as Error).message})\n${own}` };
+      }
+    }
     return { contentType: this.registry.contentType, body: await this.registry.metrics() };
   }
 
