@@ -68,7 +68,7 @@ export class LogWorkerClient {
       strs[s] = m.deviceId;
       strs[s + 1] = m.moduleId ?? '';
       strs[s + 2] = JSON.stringify(m.properties);
-      strs[s + 3] = JSON.stringify(m.systemProperties);
+      strs[s + 3] = m.systemJson ?? JSON.stringify(m.systemProperties);
       strs[s + 4] = m.endpoints === undefined ? null : JSON.stringify(m.endpoints);
       total += m.body.length;
       ends[i] = total;
