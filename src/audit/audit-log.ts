@@ -64,7 +64,8 @@ export type AuditLogStore = MetaStore & { readonly audit: AuditStore };
 const DAY_MS = 86_400_000;
 const MAX_RETRY_MS = 5000;
 /** Conflicts (another writer appended) resolved by re-reading the head before giving up on a flush. */
-const MAX_CONFLICTS = 3;
+/** Appends lost to another writer in a row before a drain gives up (its entries wait for the next). */
+const MAX_CONFLICTS = 20;
 /** Rows per DELETE while pruning, so a large prune never holds the write lock for long. */
 const PRUNE_CHUNK = 10_000;
 
@@ -301,7 +302,9 @@ export class AuditLog {
     }
     if (this.#key === undefined) throw new Error('the audit chain key could not be created');
     if (!this.#headLoaded) {
-      const stored = await this.store.audit.head();
+      // The checkpoint before the head: every writer stores its rows before it moves the
+      // checkpoint past them, so a head read after the checkpoint is never behind it unless rows
+      // are gone. Read the other way round, another node's append in between looked like a cut tail.
       let checkpoint: ChainPoint | undefined;
       let unreadable = false;
       try {
@@ -310,6 +313,7 @@ export class AuditLog {
         unreadable = true;
         this.logger.error({ err, event: 'audit.checkpoint-unreadable' }, 'the audit checkpoint does not open; continuing from the stored head');
       }
+      const stored = await this.store.audit.head();
       let suspect: string | undefined;
       if (checkpoint !== undefined && (stored === undefined || checkpoint.seq > stored.seq)) {
         // The tail was cut: continue after what the hub had written, so the gap stays visible.
@@ -373,8 +377,11 @@ export class AuditLog {
         }
       } catch (err) {
         if (err instanceof HubError && err.code === 'PreconditionFailed' && conflicts++ < MAX_CONFLICTS) {
-          // Another writer appended (a second hub on the same database): chain after its rows.
+          // Another writer appended (a second hub on the same database, a node's other workers):
+          // chain after its rows. After a few losses in a row, a short random pause, so writers
+          // that keep meeting stop arriving together.
           this.#headLoaded = false;
+          if (conflicts > 2) await new Promise((resolve) => setTimeout(resolve, Math.random() * 4 * conflicts));
           continue;
         }
         this.#failures++;
