@@ -385,7 +385,12 @@ export class AuditLog {
           continue;
         }
         this.#failures++;
-        this.logger.error({ err, event: 'audit.append-failed', pending: this.#pending.length, attempt: this.#failures }, 'audit append failed; entries kept for the next attempt');
+        if (err instanceof HubError && err.code === 'PreconditionFailed') {
+          // Other writers kept winning: nothing is wrong with the store, the entries wait for the retry.
+          this.logger.warn({ event: 'audit.append-contended', pending: this.#pending.length, attempt: this.#failures, conflicts: MAX_CONFLICTS }, 'audit append lost to other writers every time; entries kept for the next attempt');
+        } else {
+          this.logger.error({ err, event: 'audit.append-failed', pending: this.#pending.length, attempt: this.#failures }, 'audit append failed; entries kept for the next attempt');
+        }
         return;
       }
     }
