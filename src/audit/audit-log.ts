@@ -307,13 +307,20 @@ export class AuditLog {
       // are gone. Read the other way round, another node's append in between looked like a cut tail.
       let checkpoint: ChainPoint | undefined;
       let unreadable = false;
-      try {
-        checkpoint = await readCheckpoint(this.store);
-      } catch (err) {
-        unreadable = true;
-        this.logger.error({ err, event: 'audit.checkpoint-unreadable' }, 'the audit checkpoint does not open; continuing from the stored head');
+      let stored: ChainPoint | undefined;
+      for (let look = 0; ; look++) {
+        try {
+          checkpoint = await readCheckpoint(this.store);
+        } catch (err) {
+          unreadable = true;
+          this.logger.error({ err, event: 'audit.checkpoint-unreadable' }, 'the audit checkpoint does not open; continuing from the stored head');
+        }
+        stored = await this.store.audit.head();
+        // Rows and no checkpoint: another writer may have stored the chain's first rows and not yet
+        // its checkpoint. Look once more, a moment later, before calling it missing.
+        if (look > 0 || unreadable || checkpoint !== undefined || stored === undefined) break;
+        await new Promise((resolve) => setTimeout(resolve, 250));
       }
-      const stored = await this.store.audit.head();
       let suspect: string | undefined;
       if (checkpoint !== undefined && (stored === undefined || checkpoint.seq > stored.seq)) {
         // The tail was cut: continue after what the hub had written, so the gap stays visible.
