@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { JsonObject } from '../src/core/json.js';
 import {
+  BodyPaths,
   MAX_CONDITION_LENGTH,
   RoutingQueryError,
   compileCondition,
@@ -413,7 +414,7 @@ describe('refusals', () => {
 });
 
 describe('evaluation', () => {
-  it('parses a JSON body at most once per message, whatever number of conditions read it', () => {
+  it('reads a JSON body once per message for all the conditions compiled into one table (a routing document)', () => {
     let reads = 0;
     const systemProperties = new Proxy(INPUT.systemProperties, {
       get(target, key) {
@@ -422,7 +423,8 @@ describe('evaluation', () => {
       },
     });
     const input: RoutingInput = { ...INPUT, systemProperties };
-    const conditions = ['$body.Weather.Temperature = 50', "$body.Weather.Location.City = 'Redmond'", 'IS_ARRAY($body.Weather.PrevTemperatures)'].map(compileCondition);
+    const paths = new BodyPaths();
+    const conditions = ['$body.Weather.Temperature = 50', "$body.Weather.Location.City = 'Redmond'", 'IS_ARRAY($body.Weather.PrevTemperatures)'].map((c) => compileCondition(c, paths));
     assert.deepEqual(conditions.map((c) => c.matches(input)), [true, true, true]);
     assert.deepEqual(conditions.map((c) => c.matches(prepareInput(input))), [true, true, true]);
     assert.equal(reads, 1);

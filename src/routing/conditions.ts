@@ -1,2 +1,2 @@
 /** The routing query language (./query/) as the engine uses it: one import point. */
-export { compileCondition, enrichmentValue, prepareInput, PreparedInput, RoutingQueryError, validateEnrichmentValue, type CompiledCondition, type RoutingInput } from './query/index.js';
+export { BodyPaths, compileCondition, enrichmentValue, prepareInput, PreparedInput, RoutingQueryError, validateEnrichmentValue, type CompiledCondition, type RoutingInput } from './query/index.js';

@@ -11,7 +11,7 @@
 import { SUBJECTS, type HubBus } from '../bus/subjects.js';
 import type { JsonObject } from '../core/json.js';
 import type { LogMessage } from '../log/log-ports.js';
-import { compileCondition, PreparedInput, type CompiledCondition, type RoutingInput } from './conditions.js';
+import { BodyPaths, compileCondition, PreparedInput, type CompiledCondition, type RoutingInput } from './conditions.js';
 import { BUILTIN_ENDPOINT, type RouteSource, type RoutingProperties } from './routing-config.js';
 
 /** The twin a `$twin` condition or enrichment reads; undefined when the identity is gone. */
@@ -101,10 +101,12 @@ export class CompiledRouting {
   readonly #fallback: boolean;
 
   constructor(routing: RoutingProperties) {
+    // One table of `$body` paths for every route: a message's body is scanned once for all of them.
+    const paths = new BodyPaths();
     for (const r of routing.routes) {
       if (!r.isEnabled) continue;
       const list = this.#bySource.get(r.source) ?? [];
-      list.push({ name: r.name, source: r.source, endpoint: r.endpointNames[0] as string, condition: compileCondition(r.condition) });
+      list.push({ name: r.name, source: r.source, endpoint: r.endpointNames[0] as string, condition: compileCondition(r.condition, paths) });
       this.#bySource.set(r.source, list);
     }
     this.#fallback = routing.fallbackRoute.isEnabled;
@@ -122,7 +124,7 @@ export class CompiledRouting {
   /** The endpoint set of a message, in route order, each endpoint once. */
   endpointsFor(message: RoutingInput, source: RouteSource): string[] {
     const out: string[] = [];
-    // One decode and parse of the body for all the routes. A wrapper of its own, not prepareInput's
+    // One scan of the body for all the routes. A wrapper of its own, not prepareInput's
     // memo on the input: the router's input is made per message and seen by nobody else, and
     // defining the memo property cost more than the wrapper.
     const input = new PreparedInput(message);

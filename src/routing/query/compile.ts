@@ -13,6 +13,7 @@
 import type { JsonValue } from '../../core/json.js';
 import { parseCondition } from './parser.js';
 import type { ArithmeticOp, CompareOp, Expr, Segment, Value } from './ast.js';
+import { BodyPaths } from './body-scan.js';
 import { FUNCTIONS } from './functions.js';
 import { lookup, prepareInput, type PreparedInput, type RoutingInput } from './input.js';
 
@@ -62,7 +63,7 @@ function walk(start: Value, segments: readonly Segment[], text: string, notes: s
   return cur;
 }
 
-function compilePath(e: Extract<Expr, { kind: 'path' }>): Fn {
+function compilePath(e: Extract<Expr, { kind: 'path' }>, paths: BodyPaths): Fn {
   const { root, segments, text } = e;
   switch (root.kind) {
     case 'app': {
@@ -95,14 +96,19 @@ function compilePath(e: Extract<Expr, { kind: 'path' }>): Fn {
           return undefined;
         };
       }
-      return (p, notes) => {
-        const body = p.body();
-        if (body.problem !== undefined) {
-          notes?.push(`${text} is undefined: ${body.problem}`);
-          return undefined;
-        }
-        return walk(body.json, segments, text, notes);
-      };
+      {
+        const id = paths.add(segments);
+        return (p, notes) => {
+          // Matching reads the path from the body's bytes; explaining parses it, to say why a step is missing.
+          if (notes === undefined) return p.bodyPath(paths, id, segments);
+          const body = p.body();
+          if (body.problem !== undefined) {
+            notes.push(`${text} is undefined: ${body.problem}`);
+            return undefined;
+          }
+          return walk(body.json, segments, text, notes);
+        };
+      }
     case 'twin':
       return (p, notes) => {
         const twin = p.input.twin;
@@ -144,10 +150,10 @@ function isProperty(e: Expr): boolean {
   return e.kind === 'path' && (e.root.kind === 'app' || e.root.kind === 'sys');
 }
 
-function compileCompare(e: Extract<Expr, { kind: 'compare' }>): Fn {
+function compileCompare(e: Extract<Expr, { kind: 'compare' }>, paths: BodyPaths): Fn {
   const { op } = e;
-  const left = compileExpr(e.left);
-  const right = compileExpr(e.right);
+  const left = compileExpr(e.left, paths);
+  const right = compileExpr(e.right, paths);
   const hint = isProperty(e.left) || isProperty(e.right) ? ' (message properties are strings: AS_NUMBER(x) converts one to a number)' : '';
   return (p, notes) => {
     const a = left(p, notes);
@@ -182,18 +188,18 @@ function arithmetic(op: ArithmeticOp, a: number, b: number): Value {
   return Number.isFinite(r) ? r : undefined;
 }
 
-function compileExpr(e: Expr): Fn {
+function compileExpr(e: Expr, paths: BodyPaths): Fn {
   switch (e.kind) {
     case 'literal': {
       const v = e.value;
       return () => v;
     }
     case 'path':
-      return compilePath(e);
+      return compilePath(e, paths);
     case 'compare':
-      return compileCompare(e);
+      return compileCompare(e, paths);
     case 'and': {
-      const terms = e.terms.map(compileExpr);
+      const terms = e.terms.map((t) => compileExpr(t, paths));
       return (p, notes) => {
         let unknown = false;
         for (const t of terms) {
@@ -205,7 +211,7 @@ function compileExpr(e: Expr): Fn {
       };
     }
     case 'or': {
-      const terms = e.terms.map(compileExpr);
+      const terms = e.terms.map((t) => compileExpr(t, paths));
       return (p, notes) => {
         let unknown = false;
         for (const t of terms) {
@@ -217,14 +223,14 @@ function compileExpr(e: Expr): Fn {
       };
     }
     case 'not': {
-      const inner = compileExpr(e.expr);
+      const inner = compileExpr(e.expr, paths);
       return (p, notes) => {
         const v = inner(p, notes);
         return v === true ? false : v === false ? true : undefined;
       };
     }
     case 'neg': {
-      const inner = compileExpr(e.expr);
+      const inner = compileExpr(e.expr, paths);
       return (p, notes) => {
         const v = inner(p, notes);
         return typeof v === 'number' ? -v : undefined;
@@ -232,8 +238,8 @@ function compileExpr(e: Expr): Fn {
     }
     case 'arith': {
       const { op } = e;
-      const left = compileExpr(e.left);
-      const right = compileExpr(e.right);
+      const left = compileExpr(e.left, paths);
+      const right = compileExpr(e.right, paths);
       return (p, notes) => {
         const a = left(p, notes);
         const b = right(p, notes);
@@ -241,8 +247,8 @@ function compileExpr(e: Expr): Fn {
       };
     }
     case 'concat': {
-      const left = compileExpr(e.left);
-      const right = compileExpr(e.right);
+      const left = compileExpr(e.left, paths);
+      const right = compileExpr(e.right, paths);
       return (p, notes) => {
         const a = left(p, notes);
         const b = right(p, notes);
@@ -251,7 +257,7 @@ function compileExpr(e: Expr): Fn {
     }
     case 'call': {
       const def = FUNCTIONS.get(e.fn)!;
-      const args = e.args.map(compileExpr);
+      const args = e.args.map((a) => compileExpr(a, paths));
       if (args.length === 1) {
         const [a] = args as [Fn];
         return (p, notes) => def.apply([a(p, notes)]);
@@ -308,9 +314,10 @@ class Condition implements CompiledCondition {
 /**
  * Compiles a route condition (Azure's routing query language); '' or 'true' always holds. Throws
  * RoutingQueryError (with the position) on bad syntax, unknown functions, wrong argument counts, a
- * condition over 1024 characters or nested deeper than MAX_NESTING.
+ * condition over 1024 characters or nested deeper than MAX_NESTING. Conditions compiled with one
+ * `paths` table (a routing document's) share one scan of each message's body.
  */
-export function compileCondition(text: string): CompiledCondition {
+export function compileCondition(text: string, paths: BodyPaths = new BodyPaths()): CompiledCondition {
   const ast = parseCondition(text);
-  return new Condition(text, compileExpr(ast), uses(ast, 'twin'), uses(ast, 'body'));
+  return new Condition(text, compileExpr(ast, paths), uses(ast, 'twin'), uses(ast, 'body'));
 }
