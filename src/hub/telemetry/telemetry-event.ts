@@ -40,13 +40,13 @@ export function telemetryEvent(
     stamped[k] = system[k] as string;
     if (STAMPS.has(k)) clash = true;
   }
-  stamped['iothub-connection-device-id'] = identity.deviceId;
-  stamped['iothub-connection-auth-method'] = identity.authMethodStamp;
-  stamped['iothub-connection-auth-generation-id'] = identity.generationId;
-  stamped['iothub-enqueuedtime'] = now;
-  stamped['iothub-message-source'] = 'Telemetry';
-  if (identity.moduleId !== null) stamped['iothub-connection-module-id'] = identity.moduleId;
-  if (modelId !== undefined) stamped['dt-dataschema'] = modelId;
+  stamped[STAMP.deviceId] = identity.deviceId;
+  stamped[STAMP.authMethod] = identity.authMethodStamp;
+  stamped[STAMP.generationId] = identity.generationId;
+  stamped[STAMP.enqueuedTime] = now;
+  stamped[STAMP.source] = 'Telemetry';
+  if (identity.moduleId !== null) stamped[STAMP.moduleId] = identity.moduleId;
+  if (modelId !== undefined) stamped[STAMP.dataSchema] = modelId;
   const message: LogMessage = { deviceId: identity.deviceId, moduleId: identity.moduleId, body, properties: app, systemProperties: stamped };
   // The same text JSON.stringify(stamped) makes, key for key in the same order, with the
   // connection's fixed stamps serialized once (they were most of a message's serializing). A
@@ -54,24 +54,25 @@ export function telemetryEvent(
   if (!clash) {
     const head = JSON.stringify(system);
     let json = head.length === 2 ? '{' : `${head.slice(0, -1)},`;
-    json += `${fixedStamps(identity)},"iothub-enqueuedtime":${JSON.stringify(now)},"iothub-message-source":"Telemetry"`;
-    if (identity.moduleId !== null) json += `,"iothub-connection-module-id":${JSON.stringify(identity.moduleId)}`;
-    if (modelId !== undefined) json += `,"dt-dataschema":${JSON.stringify(modelId)}`;
+    json += `${fixedStamps(identity)},"${STAMP.enqueuedTime}":${JSON.stringify(now)},"${STAMP.source}":"Telemetry"`;
+    if (identity.moduleId !== null) json += `,"${STAMP.moduleId}":${JSON.stringify(identity.moduleId)}`;
+    if (modelId !== undefined) json += `,"${STAMP.dataSchema}":${JSON.stringify(modelId)}`;
     message.systemJson = `${json}}`;
   }
   return message;
 }
 
-/** The keys telemetryEvent stamps. */
-const STAMPS = new Set([
-  'iothub-connection-device-id',
-  'iothub-connection-auth-method',
-  'iothub-connection-auth-generation-id',
-  'iothub-enqueuedtime',
-  'iothub-message-source',
-  'iothub-connection-module-id',
-  'dt-dataschema',
-]);
+/** The keys telemetryEvent stamps, in the order it stamps them (plain ASCII: written into JSON text as they are). */
+const STAMP = {
+  deviceId: 'iothub-connection-device-id',
+  authMethod: 'iothub-connection-auth-method',
+  generationId: 'iothub-connection-auth-generation-id',
+  enqueuedTime: 'iothub-enqueuedtime',
+  source: 'iothub-message-source',
+  moduleId: 'iothub-connection-module-id',
+  dataSchema: 'dt-dataschema',
+} as const;
+const STAMPS = new Set<string>(Object.values(STAMP));
 
 /** An authenticated identity's first three stamps as JSON members, made once per identity (a connection's). */
 const fixedText = new WeakMap<DeviceIdentity, { text: string; of: readonly [string, string, string] }>();
@@ -80,7 +81,7 @@ function fixedStamps(identity: DeviceIdentity): string {
   const made = fixedText.get(identity);
   // Made from these three values: an identity changed since (nothing does today) gets new text.
   if (made !== undefined && made.of[0] === identity.deviceId && made.of[1] === identity.authMethodStamp && made.of[2] === identity.generationId) return made.text;
-  const text = `"iothub-connection-device-id":${JSON.stringify(identity.deviceId)},"iothub-connection-auth-method":${JSON.stringify(identity.authMethodStamp)},"iothub-connection-auth-generation-id":${JSON.stringify(identity.generationId)}`;
+  const text = `"${STAMP.deviceId}":${JSON.stringify(identity.deviceId)},"${STAMP.authMethod}":${JSON.stringify(identity.authMethodStamp)},"${STAMP.generationId}":${JSON.stringify(identity.generationId)}`;
   fixedText.set(identity, { text, of: [identity.deviceId, identity.authMethodStamp, identity.generationId] });
   return text;
 }
