@@ -1,12 +1,14 @@
 /**
  * telemetryEvent's stamps and the stored text of its system properties: the JSON it makes with a
  * connection's fixed stamps serialized once must be exactly what JSON.stringify of the properties
- * makes (the log stores it instead), whatever the device set.
+ * makes (the SQL log stores it instead, and the JetStream log in its record header), whatever the
+ * device set.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { DeviceIdentity } from '../src/auth/device-authenticator.js';
 import { telemetryEvent } from '../src/hub/telemetry/telemetry-event.js';
+import { decodeRecord, encodeRecord as encodeJetStreamRecord } from '../src/log/jetstream/record-codec.js';
 import { encodeRecord } from '../src/log/log-ports.js';
 
 const NOW = '2026-12-06T08:00:00.123Z';
@@ -36,6 +38,17 @@ describe('telemetryEvent', () => {
       const m = telemetryEvent(id, Buffer.from('{}'), system, { app: 'x' }, NOW, undefined, modelId);
       assert.equal(m.systemJson, JSON.stringify(m.systemProperties));
       assert.equal(encodeRecord(m).systemProperties, JSON.stringify(m.systemProperties));
+      // The cluster's log (JetStream) stores the same text in its record header, and reads back the same message.
+      for (const endpoints of [undefined, ['events', 'archive ü']]) {
+        const routed = endpoints === undefined ? m : { ...m, endpoints };
+        const payload = Buffer.from(encodeJetStreamRecord(routed, 1765008000123));
+        const n = payload.readUInt32BE(0);
+        const meta = { d: m.deviceId, m: m.moduleId, p: m.properties, s: m.systemProperties, t: 1765008000123, ...(endpoints === undefined ? {} : { e: endpoints }) };
+        assert.equal(payload.subarray(4, 4 + n).toString('utf8'), JSON.stringify(meta));
+        const back = decodeRecord(payload);
+        assert.deepEqual(back.systemProperties, m.systemProperties);
+        assert.deepEqual([back.deviceId, back.moduleId, back.properties, back.body.toString(), back.enqueuedMs, back.endpoints], [m.deviceId, m.moduleId, m.properties, '{}', 1765008000123, endpoints]);
+      }
       assert.equal(m.systemProperties['iothub-connection-device-id'], id.deviceId);
       assert.equal(m.systemProperties['iothub-enqueuedtime'], NOW);
       assert.equal(m.systemProperties['dt-dataschema'], modelId);

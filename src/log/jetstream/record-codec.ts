@@ -17,13 +17,20 @@ interface Meta {
   e?: string[];
 }
 
+/**
+ * The header is the text JSON.stringify gives a Meta (same keys, same order), written straight
+ * into the payload; the system properties come as the producer serialized them when it did
+ * (`systemJson`: a connection's fixed stamps are text made once), as the SQL log stores them.
+ */
 export function encodeRecord(m: LogMessage, enqueuedMs: number): Uint8Array {
-  const meta: Meta = { d: m.deviceId, m: m.moduleId, p: m.properties, s: m.systemProperties, t: enqueuedMs, ...(m.endpoints === undefined ? {} : { e: m.endpoints }) };
-  const json = Buffer.from(JSON.stringify(meta));
-  const out = Buffer.allocUnsafe(4 + json.length + m.body.length);
-  out.writeUInt32BE(json.length, 0);
-  json.copy(out, 4);
-  m.body.copy(out, 4 + json.length);
+  const system = m.systemJson ?? JSON.stringify(m.systemProperties);
+  const endpoints = m.endpoints === undefined ? '' : `,"e":${JSON.stringify(m.endpoints)}`;
+  const json = `{"d":${JSON.stringify(m.deviceId)},"m":${JSON.stringify(m.moduleId)},"p":${JSON.stringify(m.properties)},"s":${system},"t":${JSON.stringify(enqueuedMs)}${endpoints}}`;
+  const n = Buffer.byteLength(json);
+  const out = Buffer.allocUnsafe(4 + n + m.body.length);
+  out.writeUInt32BE(n, 0);
+  out.write(json, 4);
+  m.body.copy(out, 4 + n);
   return out;
 }
 
