@@ -20,7 +20,7 @@ import { systemClock } from '../src/core/clock.js';
 import { HubError } from '../src/core/errors.js';
 import type { JsonObject } from '../src/core/json.js';
 import { SecretBox } from '../src/core/secret-box.js';
-import type { LogMessage } from '../src/log/log-ports.js';
+import type { LogMessage, LogPosition, LogRecord } from '../src/log/log-ports.js';
 import type { SqlEventLog } from '../src/log/sql/sql-log.js';
 import type { SinkFactory } from '../src/routing/dispatch.js';
 import type { EndpointSink, RoutedMessage } from '../src/routing/endpoints/sink.js';
@@ -92,6 +92,8 @@ interface Rig {
   twins: Map<string, JsonObject>;
   lookups: string[];
   bus: HubBus;
+  /** The log's clock (the enqueued time of what is appended). */
+  nodes: SqlLogNodes;
   close(): Promise<void>;
   /** Ingestion as hub.ts does it: evaluate, skip when routed nowhere, append with the set. */
   ingest(deviceId: string, n: number, over?: Partial<LogMessage>): Promise<string[]>;
@@ -131,6 +133,7 @@ async function rig(): Promise<Rig> {
     twins,
     lookups,
     bus,
+    nodes,
     async ingest(deviceId, n, over = {}) {
       const m: LogMessage = {
         deviceId,
@@ -408,5 +411,49 @@ describe('routing evaluation and delivery', () => {
     await eventually('the new version applied', () => r.engine.service.current.etag === 'from-node-b', 1000);
     assert.deepEqual(seen, [before + 1]);
     assert.deepEqual(await r.ingest('o1', 300), []);
+  });
+});
+
+describe('a new endpoint', () => {
+  it('starts reading the log where the endpoint first appeared, not at the oldest record retained', async () => {
+    const r = await rig();
+    const receiver = new Receiver();
+    await receiver.start();
+    try {
+      // An hour of telemetry before the endpoint existed: none of it can be routed to the endpoint.
+      r.nodes.now = Date.now() - 3600_000;
+      for (let n = 0; n < 40; n++) assert.deepEqual(await r.ingest(`old-${n % 4}`, n), ['events']);
+      r.nodes.now = Date.now();
+      // What the dispatchers' tails start at, and how many records they are handed.
+      const starts: LogPosition[] = [];
+      let handed = 0;
+      const tail = r.log.tail.bind(r.log);
+      r.log.tail = (partition, position, opts) => {
+        starts.push(position);
+        const inner = tail(partition, position, opts);
+        return (async function* (): AsyncGenerator<LogRecord[]> {
+          for await (const batch of inner) {
+            handed += batch.length;
+            yield batch;
+          }
+        })();
+      };
+      await r.engine.service.replace(routingDoc(`http://127.0.0.1:${receiver.port}/in`), undefined, 'test');
+      assert.deepEqual(await r.ingest('new-1', 30), ['hook']);
+      await eventually('the new record delivered', () => receiver.got.length >= 1);
+      await sleep(200);
+      assert.deepEqual(receiver.got.map((g) => g.n), [30]);
+      assert.equal(starts.length, 2, 'one tail per partition');
+      for (const s of starts) assert.ok(typeof s === 'object' && 'enqueuedTime' in s, `a tail started at ${JSON.stringify(s)}`);
+      assert.equal(handed, 1, 'the dispatchers read the one record stored since, not the hour before');
+      // A later change of the routing keeps the endpoint's first appearance; delivery goes on from its cursor.
+      await r.engine.service.replace(routingDoc(`http://127.0.0.1:${receiver.port}/in`, { fallbackRoute: { isEnabled: false } }), undefined, 'test');
+      assert.deepEqual(await r.ingest('new-1', 31), ['hook']);
+      await eventually('the next delivered', () => receiver.got.length >= 2);
+      assert.deepEqual(receiver.got.map((g) => g.n), [30, 31]);
+    } finally {
+      await r.close();
+      await receiver.stop();
+    }
   });
 });

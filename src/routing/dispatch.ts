@@ -3,7 +3,8 @@
  * partition), each with its own cursor, so a dead endpoint holds back only itself. Follows the
  * routing: an endpoint added gets its dispatchers at once, one whose configuration changed is
  * restarted with a new sink, one removed is stopped and its sink closed (its cursors stay for a
- * while, so an endpoint removed and made again resumes where it was).
+ * while, so an endpoint removed and made again resumes where it was). A new endpoint, with no
+ * cursor yet, starts reading where it first appeared in the routing (RoutingState.endpointsSince).
  */
 import type { Logger } from 'pino';
 import type { EventLog, LogRecord } from '../log/log-ports.js';
@@ -48,6 +49,8 @@ export interface EndpointHealth {
 export class Dispatch {
   readonly #running = new Map<string, Running>();
   #routing: RoutingProperties | undefined;
+  /** When each endpoint first appeared (RoutingState.endpointsSince). */
+  #since: Readonly<Record<string, number>> = {};
   #started = false;
   #chain: Promise<void> = Promise.resolve();
   readonly #timing: DispatchTiming;
@@ -57,14 +60,18 @@ export class Dispatch {
   }
 
   /** Starts the dispatchers of the routing given, and follows `apply` from then on. */
-  start(routing: RoutingProperties): Promise<void> {
+  start(routing: RoutingProperties, since?: Readonly<Record<string, number>>): Promise<void> {
     this.#started = true;
-    return this.apply(routing);
+    return this.apply(routing, since);
   }
 
-  /** Brings the dispatchers in line with a routing document (serialized: changes apply in order). */
-  apply(routing: RoutingProperties): Promise<void> {
+  /**
+   * Brings the dispatchers in line with a routing document (serialized: changes apply in order).
+   * `since`: when each endpoint first appeared, where a new one's delivery starts reading.
+   */
+  apply(routing: RoutingProperties, since: Readonly<Record<string, number>> = {}): Promise<void> {
     this.#routing = routing;
+    this.#since = since;
     if (!this.#started) return Promise.resolve();
     this.#chain = this.#chain.then(() => this.#reconcile(routing)).catch((err: unknown) => this.d.logger.error({ err, event: 'routing.dispatch-failed' }, 'applying the routing to the dispatchers failed'));
     return this.#chain;
@@ -148,6 +155,7 @@ export class Dispatch {
           enrich: async (record) => ({ ...(await this.d.enricher.values(name, record)) }),
           nodeId: this.d.nodeId,
           now: this.d.now,
+          ...(this.#since[name] === undefined ? {} : { since: this.#since[name] }),
           timing: this.#timing,
           onError: (err, what) => logger.warn({ err, event: 'routing.dispatcher-error', partition: p, what }, `routing to ${name}: ${what} failed`),
         }),

@@ -51,6 +51,12 @@ export const DEFAULT_TIMING: DispatchTiming = { leaseMs: 15_000, backoffBaseMs: 
 
 /** Cursors are kept this long after their last write (an endpoint removed and made again resumes). */
 const CURSOR_KEEP_MS = 30 * 24 * 3600_000;
+/**
+ * How far the nodes' clocks may disagree: a record routed to a new endpoint was stored after the
+ * routing that names it was saved, but its enqueued time comes from the clock of the node that
+ * stored it, and `since` from the one that saved the routing.
+ */
+export const CLOCK_ALLOWANCE_MS = 5 * 60_000;
 /** A cursor moved only past records for other endpoints is written at most this often. */
 const SKIP_WRITE_MS = 2000;
 
@@ -67,6 +73,11 @@ export interface DispatcherDeps {
   enrich(record: LogRecord): Promise<Record<string, string>>;
   nodeId: string;
   now(): number;
+  /**
+   * When the endpoint first appeared in the routing (ms): with no cursor yet, delivery starts at
+   * records enqueued from CLOCK_ALLOWANCE_MS before it, not at the oldest record retained.
+   */
+  since?: number;
   timing: DispatchTiming;
   onError(err: unknown, what: string): void;
 }
@@ -220,7 +231,14 @@ export class Dispatcher {
   async #deliverFrom(start: CursorState, signal: AbortSignal): Promise<void> {
     const state: CursorState = { ...start };
     const { maxBatch } = this.d.timing;
-    const position: LogPosition = state.next < 0 ? 'earliest' : { sequenceNumber: state.next, inclusive: true };
+    // No cursor: a new endpoint (or one whose cursor expired). Records stored before the endpoint
+    // existed cannot be routed to it; reading them all would be a full pass over the retained log.
+    const position: LogPosition =
+      state.next >= 0
+        ? { sequenceNumber: state.next, inclusive: true }
+        : this.d.since === undefined
+          ? 'earliest'
+          : { enqueuedTime: new Date(this.d.since - CLOCK_ALLOWANCE_MS).toISOString() };
     let mine: LogRecord[] = [];
     let firstAt = 0;
     for await (const batch of this.d.log.tail(this.d.partition, position, { signal, maxBatch })) {

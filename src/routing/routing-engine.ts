@@ -57,7 +57,7 @@ export class RoutingEngine {
     this.service.onChange((state) => {
       this.router.update(state.routing);
       this.enricher.update(state.routing);
-      void this.dispatch.apply(state.routing);
+      void this.dispatch.apply(state.routing, state.endpointsSince);
     });
   }
 
@@ -72,7 +72,7 @@ export class RoutingEngine {
 
   /** Starts delivery to the custom endpoints. */
   start(): Promise<void> {
-    return this.dispatch.start(this.service.current.routing);
+    return this.dispatch.start(this.service.current.routing, this.service.current.endpointsSince);
   }
 
   stop(): Promise<void> {

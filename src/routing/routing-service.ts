@@ -23,6 +23,13 @@ const MAX_ATTEMPTS = 8;
 /** The routing in effect, secrets open: only for the engine, never for a response. */
 export interface RoutingState {
   routing: RoutingProperties;
+  /**
+   * When each custom endpoint first appeared in the document (ms, the saving node's clock): no
+   * record stored before can be routed to it, so a new endpoint's delivery starts reading the log
+   * there (dispatcher.ts), not at the oldest record retained. Absent for endpoints saved before this
+   * was kept.
+   */
+  endpointsSince?: Readonly<Record<string, number>>;
   etag: string;
   version: number;
   updatedAt: string;
@@ -111,7 +118,8 @@ export class RoutingService {
       const masked = findMasked(routing);
       if (masked.length > 0) throw new HubError('RoutingInvalid', `Invalid routing: ${masked.join(', ')} is masked (****) and no secret is stored for it: send the secret.`);
       checkEndpoints(routing);
-      const next: RoutingState = { routing, etag: newEtag(), version: (stored?.version ?? 0) + 1, updatedAt: new Date(this.clock.now()).toISOString(), updatedBy: by };
+      const now = this.clock.now();
+      const next: RoutingState = { routing, endpointsSince: endpointsSince(routing, stored, now), etag: newEtag(), version: (stored?.version ?? 0) + 1, updatedAt: new Date(now).toISOString(), updatedBy: by };
       const sealed: StoredDoc = { ...next, routing: sealSecrets(routing, this.box) };
       if (await this.meta.compareAndSetMeta(KEY, raw, JSON.stringify(sealed))) {
         this.logger.info({ event: 'routing.changed', version: next.version, by, routes: routing.routes.length }, 'routing changed');
@@ -152,6 +160,20 @@ export class RoutingService {
     const raw = await this.meta.getMeta(KEY);
     return { raw, doc: raw === undefined ? undefined : (JSON.parse(raw) as StoredDoc) };
   }
+}
+
+/** Each endpoint's first appearance: kept from the stored document, now for a name it did not have. */
+function endpointsSince(routing: RoutingProperties, stored: RoutingState | undefined, now: number): Record<string, number> {
+  const before = new Set(stored === undefined ? [] : endpointList(stored.routing).map((e) => e.config.name));
+  const since: Record<string, number> = {};
+  for (const e of endpointList(routing)) {
+    const name = e.config.name;
+    const known = stored?.endpointsSince?.[name];
+    if (known !== undefined) since[name] = known;
+    // An endpoint stored before first appearances were kept has none: its delivery reads from the oldest record, as it did.
+    else if (!before.has(name)) since[name] = now;
+  }
+  return since;
 }
 
 /** What each endpoint type checks beyond the schema (a file name format, a URL's host), before anything is saved. */
