@@ -74,6 +74,10 @@ describe('--workers', () => {
       const deadline = Date.now() + 10_000;
       while (received.size < 6 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
       assert.deepEqual([...received.entries()].sort(), Array.from({ length: 6 }, (_, i) => [`w-${i}`, `hello ${i}`]));
+      // Two messages wait for a device that is not connected: the node's C2D queue depth.
+      await registry.create({ deviceId: 'w-offline' });
+      await service.send('w-offline', 'one');
+      await service.send('w-offline', 'two');
       await service.close();
 
       // /metrics answers for the node whichever worker takes the scrape: the six sessions are on
@@ -88,8 +92,10 @@ describe('--workers', () => {
         const m = parsePrometheusText(text);
         const sessions = m.get('gatehouse_connections')?.samples.reduce((n, x) => n + x.value, 0);
         assert.equal(sessions, 6, `scrape ${scrape}: live sessions of the node`);
-        assert.equal(sampleValue(m, 'gatehouse_messages_total', { direction: 'out', kind: 'c2d' }), 6, `scrape ${scrape}: C2D messages out`);
+        assert.equal(sampleValue(m, 'gatehouse_messages_total', { direction: 'out', kind: 'c2d' }), 8, `scrape ${scrape}: C2D messages out`);
         assert.equal(sampleValue(m, 'gatehouse_auth_successes_total', { protocol: 'mqtt', method: 'sas' }), 6, `scrape ${scrape}: device authentications`);
+        // Counted by one worker of the node, the same in every scrape.
+        assert.equal(sampleValue(m, 'gatehouse_c2d_queue_depth', {}), 2, `scrape ${scrape}: C2D messages pending`);
       }
     } finally {
       await Promise.all(devices.map((d) => d.close().catch(() => undefined)));

@@ -14,7 +14,7 @@ import type { Logger } from 'pino';
 import type { HubConfig } from '../config/schema.js';
 import { closePrepared, prepareHub } from '../hub.js';
 import { ensurePortsFree, resolveNodeId, StartupError } from '../hub/startup.js';
-import { serveNodeMetrics } from '../metrics/node-metrics.js';
+import { serveNodeMetrics, WORKER_INDEX_ENV } from '../metrics/node-metrics.js';
 
 /** The env var a worker reads its node id from (a --node-id flag would override a plain env var). */
 export const WORKER_NODE_ID_ENV = 'GATEHOUSE_WORKER_NODE_ID';
@@ -57,7 +57,7 @@ export async function superviseWorkers(config: HubConfig, logger: Logger): Promi
   const workers = new Map<number, Worker>();
 
   const fork = (i: number): Promise<string> => {
-    const worker = cluster.fork({ [WORKER_NODE_ID_ENV]: `${base}-w${i}` });
+    const worker = cluster.fork({ [WORKER_NODE_ID_ENV]: `${base}-w${i}`, [WORKER_INDEX_ENV]: String(i) });
     workers.set(i, worker);
     // A scrape of /metrics on any worker answers for the node.
     serveNodeMetrics(worker);

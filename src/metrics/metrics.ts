@@ -23,7 +23,7 @@ import type { AuthEvent, SecurityEvents } from '../core/security-events.js';
 import type { ListenerName, RefusalReason } from '../access/connection-caps.js';
 
 import { MessageTally } from '../core/tally.js';
-import { isClusterWorker, nodeMetrics, shareWithPrimary } from './node-metrics.js';
+import { countsSharedGauges, isClusterWorker, nodeMetrics, shareWithPrimary } from './node-metrics.js';
 
 export const METRIC_PREFIX = 'gatehouse_';
 
@@ -62,6 +62,7 @@ export class HubMetrics {
     shareWithPrimary(this.registry);
 
     const tally = this.messages;
+    const countsShared = countsSharedGauges();
     new Gauge({
       name: `${METRIC_PREFIX}connections`,
       help: 'Live device sessions, by transport and authentication method.',
@@ -108,9 +109,10 @@ export class HubMetrics {
       name: `${METRIC_PREFIX}c2d_queue_depth`,
       help: 'Cloud-to-device messages pending (not expired) across every device queue.',
       registers,
-      // Every worker of a node counts the same shared store.
+      // Every worker of a node would count the same shared store: one does (the others stay 0).
       aggregator: 'max',
       async collect() {
+        if (!countsShared) return;
         try {
           this.set(await sources.c2dQueueDepth());
         } catch (err) {

@@ -55,6 +55,19 @@ export function shareWithPrimary(registry: Registry): void {
   AggregatorRegistry.setRegistries([registry]);
 }
 
+/** Set by the primary on each worker it forks: 1..N, the same number again for a worker started anew. */
+export const WORKER_INDEX_ENV = 'GATEHOUSE_WORKER_INDEX';
+
+/**
+ * Whether this process counts the node's shared-store gauges (C2D depth): every process but a
+ * --workers node's workers 2..N. Those gauges merge by max, so the others' 0 takes nothing away,
+ * and a scrape costs the store one count instead of one per worker. While worker 1 is started
+ * anew (a second after it died) a scrape shows 0.
+ */
+export function countsSharedGauges(): boolean {
+  return !cluster.isWorker || process.env[WORKER_INDEX_ENV] === '1';
+}
+
 export function isClusterWorker(): boolean {
   return cluster.isWorker && typeof process.send === 'function';
 }
