@@ -12,13 +12,24 @@ import fc from 'fast-check';
 import type { JsonValue } from '../src/core/json.js';
 import { BodyPaths, scanBody } from '../src/routing/query/body-scan.js';
 import { compileCondition, parseBody, type RoutingInput } from '../src/routing/query/index.js';
-import { walkJson } from '../src/routing/query/input.js';
+import { lookup } from '../src/routing/query/input.js';
 import type { Segment } from '../src/routing/query/ast.js';
 
 const JSON_UTF8 = { 'content-type': 'application/json', 'content-encoding': 'utf-8' };
 
 function input(body: Buffer | string): RoutingInput {
   return { body: typeof body === 'string' ? Buffer.from(body, 'utf8') : body, properties: {}, systemProperties: JSON_UTF8 };
+}
+
+/** Follows the segments as a condition's path does: keys in objects (by lookup), indexes in arrays. */
+function walkJson(start: JsonValue | undefined, segments: readonly Segment[]): JsonValue | undefined {
+  let cur = start;
+  for (const seg of segments) {
+    if (typeof seg === 'number') cur = Array.isArray(cur) ? (cur[seg] as JsonValue | undefined) : undefined;
+    else cur = typeof cur === 'object' && cur !== null && !Array.isArray(cur) ? (lookup(cur, seg) as JsonValue | undefined) : undefined;
+    if (cur === undefined) return undefined;
+  }
+  return cur;
 }
 
 /** What the conditions read before the scan: strict decode, JSON.parse, then lookup along the path. */

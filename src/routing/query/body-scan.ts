@@ -15,197 +15,15 @@
  * Two sibling segments that differ only in case ('status' and 'Status') would need one key to feed
  * two paths; such a table says so (`needsParse`) and its caller parses the body instead.
  *
- * Only the values read are decoded: a string to a string, a number with `Number` (JSON's number
- * grammar is a subset of `Number`'s and both round to the nearest double), an object or array by
- * `JSON.parse` of its own bytes.
+ * The paths are a BodyPaths table (body-paths.ts); what a scan finds is a ScannedBody, which decodes
+ * only the values read (body-values.ts).
  */
 import { isUtf8 } from 'node:buffer';
-import type { JsonValue } from '../../core/json.js';
-import type { Segment } from './ast.js';
+import type { BodyPaths, PathNode } from './body-paths.js';
+import { ABSENT, ARRAY, FALSE, NULL, NUMBER, OBJECT, ScannedBody, STR_ASCII, STR_ESCAPED, STR_UTF8, TRUE } from './body-values.js';
 
-interface KeyChild {
-  readonly seg: string;
-  readonly utf8: Buffer;
-  /** seg.toLowerCase(). */
-  readonly lower: string;
-  /** lower's bytes when it is all ASCII (an ASCII key can only match such a segment case-insensitively). */
-  readonly lowerAscii: Buffer | null;
-  readonly node: PathNode;
-  /** This child's place in a scan's per-object state. */
-  readonly slot: number;
-}
-
-class PathNode {
-  readonly keys: KeyChild[] = [];
-  /**
-   * The children a plain key (ASCII, no escape) of each byte length can select: its bytes equal a
-   * segment's, or fold to an ASCII lower-case segment's, and both keep the length.
-   */
-  readonly byLength: (KeyChild[] | undefined)[] = [];
-  readonly indices = new Map<number, PathNode>();
-  /** Paths that end at this node. */
-  readonly leaves: number[] = [];
-  /** Paths that end at this node or under it (cleared when a later duplicate key replaces the value). */
-  readonly below: number[] = [];
-}
-
-// What a path's value is, in a scan's results.
-const ABSENT = 0;
-const STR_ASCII = 1;
-const STR_UTF8 = 2;
-const STR_ESCAPED = 3;
-const NUMBER = 4;
-const TRUE = 5;
-const FALSE = 6;
-const NULL = 7;
-const OBJECT = 8;
-const ARRAY = 9;
-
-function isAscii(s: string): boolean {
-  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
-  return true;
-}
-
-/** The `$body` paths of one routing document (or one condition), each with a number. */
-export class BodyPaths {
-  readonly root = new PathNode();
-  readonly #ids = new Map<string, number>();
-  #slots = 0;
-  #needsParse = false;
-  #absent: number[] = [];
-
-  /** The number of a path (the same for the same segments); the first segment must be a key. */
-  add(segments: readonly Segment[]): number {
-    const key = JSON.stringify(segments);
-    const known = this.#ids.get(key);
-    if (known !== undefined) return known;
-    const id = this.#ids.size;
-    this.#ids.set(key, id);
-    let node = this.root;
-    node.below.push(id);
-    for (const seg of segments) {
-      if (typeof seg === 'number') {
-        let next = node.indices.get(seg);
-        if (next === undefined) node.indices.set(seg, (next = new PathNode()));
-        node = next;
-      } else {
-        let child = node.keys.find((k) => k.seg === seg);
-        if (child === undefined) {
-          const lower = seg.toLowerCase();
-          if (node.keys.some((k) => k.lower === lower)) this.#needsParse = true;
-          child = { seg, utf8: Buffer.from(seg, 'utf8'), lower, lowerAscii: isAscii(lower) ? Buffer.from(lower, 'latin1') : null, node: new PathNode(), slot: this.#slots++ };
-          node.keys.push(child);
-          for (const length of new Set([child.utf8.length, child.lowerAscii?.length ?? child.utf8.length])) (node.byLength[length] ??= []).push(child);
-        }
-        node = child.node;
-      }
-      node.below.push(id);
-    }
-    node.leaves.push(id);
-    return id;
-  }
-
-  get size(): number {
-    return this.#ids.size;
-  }
-
-  /** A scan's results before it finds anything: every path absent (copied, which costs less than filling a new array). */
-  get absent(): number[] {
-    if (this.#absent.length !== this.#ids.size * 3) this.#absent = new Array<number>(this.#ids.size * 3).fill(ABSENT);
-    return this.#absent;
-  }
-
-  get slots(): number {
-    return this.#slots;
-  }
-
-  /** True when a scan cannot answer for these paths (sibling keys differing only in case). */
-  get needsParse(): boolean {
-    return this.#needsParse;
-  }
-}
-
-/** Where each path's value lies in one body: [kind, start, end] per path number. */
-export class ScannedBody {
-  constructor(
-    private readonly buf: Buffer,
-    private readonly at: number[],
-  ) {}
-
-  /** The value at path `id`, or undefined when the body has none there. */
-  value(id: number): JsonValue | undefined {
-    const k = id * 3;
-    const kind = this.at[k]!;
-    if (kind === ABSENT) return undefined;
-    const start = this.at[k + 1]!;
-    const end = this.at[k + 2]!;
-    const buf = this.buf;
-    switch (kind) {
-      case STR_ASCII:
-        return asciiText(buf, start, end);
-      case STR_UTF8:
-        return buf.toString('utf8', start, end);
-      case STR_ESCAPED:
-        return JSON.parse(buf.toString('utf8', start - 1, end + 1)) as string;
-      case NUMBER:
-        return numberAt(buf, start, end);
-      case TRUE:
-        return true;
-      case FALSE:
-        return false;
-      case NULL:
-        return null;
-      default:
-        return JSON.parse(buf.toString('utf8', start, end)) as JsonValue;
-    }
-  }
-}
-
-/** Short ASCII strings are built in JS: a call into Buffer's C++ costs more than the few characters. */
-function asciiText(buf: Buffer, start: number, end: number): string {
-  if (end - start > 24) return buf.toString('latin1', start, end);
-  let text = '';
-  for (let i = start; i < end; i++) text += String.fromCharCode(buf[i]!);
-  return text;
-}
-
-/** Powers of ten a double holds exactly. */
-const POW10 = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
-
-/**
- * A JSON number's value, as Number() gives it. With at most 15 digits and a power of ten up to 22,
- * both operands are exact doubles and one multiplication or division rounds correctly (Clinger's
- * fast path, as strtod takes it); anything else goes to Number().
- */
-function numberAt(buf: Buffer, start: number, end: number): number {
-  let i = start;
-  const negative = buf[i] === 0x2d;
-  if (negative) i++;
-  let mantissa = 0;
-  let digits = 0;
-  let scale = 0;
-  let c = 0;
-  for (; i < end && (c = buf[i]!) >= 0x30 && c <= 0x39; i++, digits++) mantissa = mantissa * 10 + (c - 0x30);
-  if (i < end && c === 0x2e) {
-    for (i++; i < end && (c = buf[i]!) >= 0x30 && c <= 0x39; i++, digits++, scale--) mantissa = mantissa * 10 + (c - 0x30);
-  }
-  if (i < end) {
-    // An exponent: [eE][+-]?digits
-    i++;
-    let sign = 1;
-    if (buf[i] === 0x2d) {
-      sign = -1;
-      i++;
-    } else if (buf[i] === 0x2b) i++;
-    let exponent = 0;
-    for (; i < end && exponent < 1000; i++) exponent = exponent * 10 + (buf[i]! - 0x30);
-    if (i < end) return Number(buf.toString('latin1', start, end));
-    scale += sign * exponent;
-  }
-  if (digits > 15 || scale > 22 || scale < -22) return Number(buf.toString('latin1', start, end));
-  const value = scale >= 0 ? mantissa * POW10[scale]! : mantissa / POW10[-scale]!;
-  return negative ? -value : value;
-}
+export { BodyPaths } from './body-paths.js';
+export { ScannedBody } from './body-values.js';
 
 // One scan's stack and per-object key state. Scans run to completion without yielding, so one set serves all.
 let frameKind: Uint8Array = new Uint8Array(64);
@@ -262,15 +80,6 @@ function scanNumber(buf: Buffer, i: number, end: number): number {
     const from = i;
     i = digitsFrom(buf, from, end);
     if (i === from) return -1;
-  }
-  return i;
-}
-
-function skipWs(buf: Buffer, i: number, end: number): number {
-  while (i < end) {
-    const c = buf[i]!;
-    if (c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) break;
-    i++;
   }
   return i;
 }

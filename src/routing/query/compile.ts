@@ -15,7 +15,7 @@ import { parseCondition } from './parser.js';
 import type { ArithmeticOp, CompareOp, Expr, Segment, Value } from './ast.js';
 import { BodyPaths } from './body-scan.js';
 import { FUNCTIONS } from './functions.js';
-import { lookup, prepareInput, type PreparedInput, type RoutingInput } from './input.js';
+import { lookup, NEEDS_PARSE, prepareInput, type PreparedInput, type RoutingInput } from './input.js';
 
 /** Evaluates against one message; `notes` (only when explaining) collects why values were undefined. */
 type Fn = (p: PreparedInput, notes: string[] | undefined) => Value;
@@ -100,10 +100,13 @@ function compilePath(e: Extract<Expr, { kind: 'path' }>, paths: BodyPaths): Fn {
         const id = paths.add(segments);
         return (p, notes) => {
           // Matching reads the path from the body's bytes; explaining parses it, to say why a step is missing.
-          if (notes === undefined) return p.bodyPath(paths, id, segments);
+          if (notes === undefined) {
+            const v = p.bodyPath(paths, id);
+            if (v !== NEEDS_PARSE) return v;
+          }
           const body = p.body();
           if (body.problem !== undefined) {
-            notes.push(`${text} is undefined: ${body.problem}`);
+            notes?.push(`${text} is undefined: ${body.problem}`);
             return undefined;
           }
           return walk(body.json, segments, text, notes);

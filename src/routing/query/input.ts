@@ -10,7 +10,6 @@
  * big-endian byte order mark.
  */
 import type { JsonObject, JsonValue } from '../../core/json.js';
-import type { Segment } from './ast.js';
 import { scanBody, type BodyPaths, type ScannedBody } from './body-scan.js';
 
 export interface RoutingInput {
@@ -104,6 +103,9 @@ export function parseBody(input: RoutingInput): Body {
   }
 }
 
+/** What PreparedInput.bodyPath answers when the body must be parsed and walked instead. */
+export const NEEDS_PARSE: unique symbol = Symbol('needs parse');
+
 /** A UTF-8 body scanned for one table's paths; null: no JSON body (every path undefined); 'parse': ask body() instead. */
 type Scan = ScannedBody | null | 'parse';
 
@@ -120,20 +122,18 @@ export class PreparedInput {
   }
 
   /**
-   * The body's value at path `id` of `paths`, as `body()` and walking `segments` would give it, read
-   * from the UTF-8 body's bytes without parsing it whole (body-scan.ts); UTF-16 and UTF-32 bodies,
-   * and tables a scan cannot answer, are parsed.
+   * The body's value at path `id` of `paths`, read from the UTF-8 body's bytes without parsing it
+   * whole (body-scan.ts); NEEDS_PARSE for UTF-16 and UTF-32 bodies and tables a scan cannot answer:
+   * the caller walks body() instead.
    */
-  bodyPath(paths: BodyPaths, id: number, segments: readonly Segment[]): JsonValue | undefined {
+  bodyPath(paths: BodyPaths, id: number): JsonValue | undefined | typeof NEEDS_PARSE {
     if (this.scannedFor !== paths) {
       this.scannedFor = paths;
       this.scanned = this.scan(paths);
     }
     const scanned = this.scanned;
     if (scanned === null) return undefined;
-    if (scanned !== 'parse') return scanned.value(id);
-    const body = this.body();
-    return body.problem === undefined ? walkJson(body.json, segments) : undefined;
+    return scanned === 'parse' ? NEEDS_PARSE : scanned.value(id);
   }
 
   private scan(paths: BodyPaths): Scan {
@@ -142,17 +142,6 @@ export class PreparedInput {
     if (enc === undefined) return null;
     return enc === 'utf-8' || enc === 'utf8' ? scanBody(this.input.body, paths) : 'parse';
   }
-}
-
-/** Follows the segments from a value as a condition's path does; undefined at the first step that does not exist. */
-export function walkJson(start: JsonValue | undefined, segments: readonly Segment[]): JsonValue | undefined {
-  let cur = start;
-  for (const seg of segments) {
-    if (typeof seg === 'number') cur = Array.isArray(cur) ? (cur[seg] as JsonValue | undefined) : undefined;
-    else cur = typeof cur === 'object' && cur !== null && !Array.isArray(cur) ? (lookup(cur, seg) as JsonValue | undefined) : undefined;
-    if (cur === undefined) return undefined;
-  }
-  return cur;
 }
 
 /** Where a RoutingInput keeps its prepared form (a symbol: no clash with the input's own fields). */
