@@ -63,7 +63,6 @@ export type AuditLogStore = MetaStore & { readonly audit: AuditStore };
 
 const DAY_MS = 86_400_000;
 const MAX_RETRY_MS = 5000;
-/** Conflicts (another writer appended) resolved by re-reading the head before giving up on a flush. */
 /** Appends lost to another writer in a row before a drain gives up (its entries wait for the next). */
 const MAX_CONFLICTS = 20;
 /** Rows per DELETE while pruning, so a large prune never holds the write lock for long. */

@@ -157,10 +157,15 @@ export interface EncodedRecord {
   size: number;
 }
 
+/** A message's system properties as stored: the producer's text when it made one (`systemJson`). */
+export function systemPropertiesText(m: LogMessage): string {
+  return m.systemJson ?? JSON.stringify(m.systemProperties);
+}
+
 /** Encodes a message's maps once: storage and the size both use the text. */
 export function encodeRecord(m: LogMessage): EncodedRecord {
   const properties = JSON.stringify(m.properties);
-  const systemProperties = m.systemJson ?? JSON.stringify(m.systemProperties);
+  const systemProperties = systemPropertiesText(m);
   return {
     properties,
     systemProperties,

@@ -4,7 +4,7 @@
  * Properties go in the JSON rather than in NATS headers: header names are ASCII tokens, and
  * application property names are any string (the conformance suite sends 'ünï code').
  */
-import type { LogMessage } from '../log-ports.js';
+import { systemPropertiesText, type LogMessage } from '../log-ports.js';
 
 interface Meta {
   d: string;
@@ -23,7 +23,7 @@ interface Meta {
  * (`systemJson`: a connection's fixed stamps are text made once), as the SQL log stores them.
  */
 export function encodeRecord(m: LogMessage, enqueuedMs: number): Uint8Array {
-  const system = m.systemJson ?? JSON.stringify(m.systemProperties);
+  const system = systemPropertiesText(m);
   const endpoints = m.endpoints === undefined ? '' : `,"e":${JSON.stringify(m.endpoints)}`;
   const json = `{"d":${JSON.stringify(m.deviceId)},"m":${JSON.stringify(m.moduleId)},"p":${JSON.stringify(m.properties)},"s":${system},"t":${JSON.stringify(enqueuedMs)}${endpoints}}`;
   const n = Buffer.byteLength(json);

@@ -11,7 +11,7 @@
  */
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { HubError } from '../../core/errors.js';
-import type { LogMessage } from '../log-ports.js';
+import { systemPropertiesText, type LogMessage } from '../log-ports.js';
 import { STRS_PER_MESSAGE, type Outcome, type WorkerConfig, type WorkerReply, type WorkerRequest, type WriterEvent } from './log-worker-protocol.js';
 
 export interface LogWorkerOptions {
@@ -68,7 +68,7 @@ export class LogWorkerClient {
       strs[s] = m.deviceId;
       strs[s + 1] = m.moduleId ?? '';
       strs[s + 2] = JSON.stringify(m.properties);
-      strs[s + 3] = m.systemJson ?? JSON.stringify(m.systemProperties);
+      strs[s + 3] = systemPropertiesText(m);
       strs[s + 4] = m.endpoints === undefined ? null : JSON.stringify(m.endpoints);
       total += m.body.length;
       ends[i] = total;
