@@ -10,7 +10,7 @@ import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { eventLogConformance, type LogHarness, type LogOpenOptions } from '../src/log/log.case.js';
-import { jetstream, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, JetStreamApiError, type JetStreamClient } from '@nats-io/jetstream';
 import { errors as natsErrors } from '@nats-io/transport-node';
 import { logStreamName, openJetStreamLog, type JetStreamEventLog } from '../src/log/jetstream/jetstream-log.js';
 import { consumerTail } from '../src/log/jetstream/jetstream-tail.js';
@@ -65,6 +65,75 @@ describe('JetStream event log options', () => {
       }
     } finally {
       await nc.close();
+    }
+  });
+});
+
+describe('JetStream event log: nodes creating one hub\'s log at once', () => {
+  /** `n` logs of one new hub id opened at the same moment, each on its own connection, as the nodes of a cluster starting together. */
+  async function openAtOnce(n: number, partitionCount: number | undefined): Promise<{ counts: Array<number | string>; streams: number }> {
+    const hubId = `t${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+    const conns = await Promise.all(Array.from({ length: n }, () => connect({ servers: `${NATS.hostname}:${NATS.port || 4222}` })));
+    const opened = await Promise.allSettled(
+      conns.map((nc) => openJetStreamLog(nc, { hubId, prefix: hubId, ...(partitionCount === undefined ? {} : { partitionCount }), retention: DEFAULT_TEST_RETENTION })),
+    );
+    try {
+      const jsm = await jetstreamManager(conns[0]!);
+      let streams = 0;
+      for await (const s of jsm.streams.list()) if (s.config.name.startsWith(`gatehouse-${hubId}-`)) streams++;
+      return { counts: opened.map((o) => (o.status === 'fulfilled' ? o.value.partitionCount : String(o.reason))), streams };
+    } finally {
+      const log = opened.find((o) => o.status === 'fulfilled');
+      for (const o of opened) if (o.status === 'fulfilled') await o.value.close();
+      if (log?.status === 'fulfilled') await log.value.destroy();
+      for (const nc of conns) await nc.close();
+    }
+  }
+
+  it('every node gets the one partition count, with no count given (the default) and with one', async () => {
+    // A node that counted the streams while another was still creating them took a part of the log for all of it:
+    // its readers saw only those partitions and refused every other node's positions.
+    for (const asked of [undefined, 12]) {
+      for (let round = 0; round < 3; round++) {
+        const { counts, streams } = await openAtOnce(6, asked);
+        const want = asked ?? 4;
+        assert.deepEqual(counts, new Array(6).fill(want), `asked for ${asked ?? 'no count'}, round ${round}`);
+        assert.equal(streams, want);
+      }
+    }
+  });
+
+  it('a log made before the count was written down keeps the count of its streams, and is written down at its next open', async () => {
+    const hubId = `t${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+    const nc = await connect({ servers: `${NATS.hostname}:${NATS.port || 4222}` });
+    try {
+      const jsm = await jetstreamManager(nc);
+      // As the earlier code made them: no description.
+      for (let p = 0; p < 3; p++) await jsm.streams.add({ name: logStreamName(hubId, p), subjects: [`${hubId}.log.${p}`], allow_direct: true });
+      const log = await openJetStreamLog(nc, { hubId, prefix: hubId, retention: DEFAULT_TEST_RETENTION });
+      assert.equal(log.partitionCount, 3);
+      assert.match((await jsm.streams.info(logStreamName(hubId, 0))).config.description ?? '', / partition 0 of 3$/);
+      await log.close();
+      await log.destroy();
+    } finally {
+      await nc.close();
+    }
+  });
+
+  it('a node asking for another count than the one being created is refused, and the log keeps its count', async () => {
+    const hubId = `t${randomUUID().replace(/-/g, '').slice(0, 16)}`;
+    const [a, b] = await Promise.all([0, 1].map(() => connect({ servers: `${NATS.hostname}:${NATS.port || 4222}` })));
+    const first = await openJetStreamLog(a!, { hubId, prefix: hubId, partitionCount: 5, retention: DEFAULT_TEST_RETENTION });
+    try {
+      await assert.rejects(openJetStreamLog(b!, { hubId, prefix: hubId, partitionCount: 3, retention: DEFAULT_TEST_RETENTION }), LogConfigError);
+      const again = await openJetStreamLog(b!, { hubId, prefix: hubId, retention: DEFAULT_TEST_RETENTION });
+      assert.equal(again.partitionCount, 5);
+      await again.close();
+    } finally {
+      await first.close();
+      await first.destroy();
+      await a!.close();
+      await b!.close();
     }
   });
 });

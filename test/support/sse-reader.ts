@@ -50,9 +50,15 @@ export function openEventReader(t: ReaderTarget, query: string, lastEventId?: st
       },
       (res) => {
         if (res.statusCode !== 200) {
-          res.resume();
-          endedResolve();
-          return reject(new Error(`GET /events answered ${res.statusCode}`));
+          // What the hub said goes into the failure: a refused reader names its reason.
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (body += chunk.slice(0, 2000 - body.length)));
+          res.on('end', () => {
+            endedResolve();
+            reject(new Error(`GET /events?${query}${lastEventId === undefined ? '' : ` (Last-Event-ID ${lastEventId})`} answered ${res.statusCode}: ${body}`));
+          });
+          return;
         }
         res.setEncoding('utf8');
         let text = '';

@@ -24,7 +24,7 @@
  * woken by `<prefix>.logwake.<n>` (a bodiless core NATS message each append sends after its
  * acknowledgements), remains as an option.
  */
-import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg, type StreamInfo } from '@nats-io/jetstream';
 import { nanos, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import {
   DEFAULT_PARTITIONS,
@@ -72,6 +72,8 @@ const DEFAULT_POLL_MS = 2000;
 /** JetStream's default duplicate window; it may not exceed MaxAge. */
 const DUPLICATE_WINDOW_MS = 120_000;
 const STREAM_NOT_FOUND = 10059;
+/** An add of a stream whose name is taken with another config. */
+const STREAM_NAME_IN_USE = 10058;
 
 export function logStreamName(hubId: string, partition: number): string {
   return `gatehouse-${hubId}-log-${partition}`;
@@ -81,45 +83,85 @@ function isStreamNotFound(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === STREAM_NOT_FOUND;
 }
 
+function isStreamNameInUse(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === STREAM_NAME_IN_USE;
+}
+
+/**
+ * The partition count is decided once, by whoever creates partition 0's stream: its description
+ * says the count ("... partition 0 of 4"). Creating a stream is atomic on the server (an add that
+ * finds the name taken with another config fails), so nodes starting together agree, where counting
+ * the streams would let a node count a log that another was still creating and take a part of it
+ * for the whole. Logs made before the description count their streams (those were complete).
+ */
 export async function openJetStreamLog(nc: NatsConnection, opts: JetStreamLogOptions): Promise<JetStreamEventLog> {
   if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.hubId)) throw new LogConfigError(`hub id '${opts.hubId}' cannot name a JetStream stream (letters, digits, - and _)`);
   const wanted = opts.partitionCount === undefined ? undefined : checkPartitionCount(opts.partitionCount);
   const jsm = await jetstreamManager(nc);
-  // The partition count is the number of streams, 0..n-1; count them.
-  let existing = 0;
-  while (existing < MAX_PARTITIONS) {
+  const { maxAgeMs, maxBytesPerPartition } = opts.retention;
+  const configOf = (p: number, count: number) => ({
+    name: logStreamName(opts.hubId, p),
+    description: `Gatehouse hub ${opts.hubId} event log: partition ${p} of ${count}`,
+    subjects: [`${opts.prefix}.log.${p}`],
+    retention: RetentionPolicy.Limits,
+    storage: StorageType.File,
+    discard: DiscardPolicy.Old,
+    max_age: nanos(maxAgeMs),
+    max_bytes: maxBytesPerPartition,
+    num_replicas: opts.replicas ?? 1,
+    duplicate_window: nanos(Math.min(DUPLICATE_WINDOW_MS, maxAgeMs)),
+    allow_direct: true,
+  });
+
+  let first = await streamInfo(jsm, logStreamName(opts.hubId, 0));
+  if (first === undefined) {
     try {
-      await jsm.streams.info(logStreamName(opts.hubId, existing));
-      existing++;
+      await jsm.streams.add(configOf(0, wanted ?? DEFAULT_PARTITIONS));
     } catch (err) {
-      if (isStreamNotFound(err)) break;
-      throw err;
+      // Another node created it first, perhaps with another count or other limits: its count stands.
+      if (!isStreamNameInUse(err)) throw err;
+    }
+    first = await jsm.streams.info(logStreamName(opts.hubId, 0));
+  }
+  const count = countIn(first.config.description) ?? (await countStreams(jsm, opts.hubId));
+  if (wanted !== undefined && wanted !== count) {
+    throw new LogConfigError(`the event log has ${count} partitions; the count is fixed when the hub is created (asked for ${wanted})`);
+  }
+  for (let p = 0; p < count; p++) {
+    // A stream that exists takes these limits (retention is a setting, the partitions are not),
+    // one another node is adding at this moment too.
+    const config = configOf(p, count);
+    try {
+      if (p === 0 || (await streamInfo(jsm, config.name)) !== undefined) await jsm.streams.update(config.name, config);
+      else await jsm.streams.add(config);
+    } catch (err) {
+      if (!isStreamNameInUse(err)) throw err;
+      await jsm.streams.update(config.name, config);
     }
   }
-  if (existing > 0 && wanted !== undefined && wanted !== existing) {
-    throw new LogConfigError(`the event log has ${existing} partitions; the count is fixed when the hub is created (asked for ${wanted})`);
-  }
-  const count = existing > 0 ? existing : (wanted ?? DEFAULT_PARTITIONS);
-  const { maxAgeMs, maxBytesPerPartition } = opts.retention;
-  for (let p = 0; p < count; p++) {
-    const config = {
-      name: logStreamName(opts.hubId, p),
-      subjects: [`${opts.prefix}.log.${p}`],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      max_age: nanos(maxAgeMs),
-      max_bytes: maxBytesPerPartition,
-      num_replicas: opts.replicas ?? 1,
-      duplicate_window: nanos(Math.min(DUPLICATE_WINDOW_MS, maxAgeMs)),
-      allow_direct: true,
-    };
-    // Adding a stream that exists with this config succeeds; with other limits, update them
-    // (retention is a setting, the partitions are not).
-    if (p < existing) await jsm.streams.update(config.name, config);
-    else await jsm.streams.add(config);
-  }
   return new JetStreamEventLog(nc, jsm, jetstream(nc), count, opts);
+}
+
+async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
+  try {
+    return await jsm.streams.info(name);
+  } catch (err) {
+    if (isStreamNotFound(err)) return undefined;
+    throw err;
+  }
+}
+
+/** The count partition 0's description gives, or undefined for a log made before it did. */
+function countIn(description: string | undefined): number | undefined {
+  const m = description === undefined ? null : / partition 0 of (\d{1,2})$/.exec(description);
+  return m === null ? undefined : checkPartitionCount(Number(m[1]));
+}
+
+/** A log made before the description: its streams 0..n-1, counted. */
+async function countStreams(jsm: JetStreamManager, hubId: string): Promise<number> {
+  let n = 1;
+  while (n < MAX_PARTITIONS && (await streamInfo(jsm, logStreamName(hubId, n))) !== undefined) n++;
+  return n;
 }
 
 export class JetStreamEventLog implements EventLog, TailSource {
