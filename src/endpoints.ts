@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { Clock } from './core/clock.js';
+import { BUILTIN_ENDPOINT_NAME } from './log/log-ports.js';
 import type { PreparedHub } from './hub.js';
 import { AmqpServer } from './protocol/amqp/amqp-server.js';
 import { ReceiverClaims } from './protocol/amqp/eventhub-claims.js';
@@ -105,6 +106,7 @@ export function createProtocolEndpoints(prepared: PreparedHub, logger: Logger, c
       claims: new ReceiverClaims(prepared.bus, config.natsUrl === undefined ? undefined : prepared.store.counters, clock),
       // The enrichments configured for `events` (routing's, as its dispatchers apply them to custom endpoints).
       enrich: prepared.routing.enricher,
+      latency: services.metrics.deliveries.series(BUILTIN_ENDPOINT_NAME, 'builtin'),
     }),
   });
   return { broker, amqp, flushConnectionState: sessionState.flush };

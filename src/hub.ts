@@ -258,6 +258,7 @@ export async function prepareHub(config: HubConfig, logger: Logger, clock: Clock
       twin: (deviceId, moduleId) => twins.get(deviceId, moduleId).catch((err: unknown) => (isHubError(err) && /NotFound$/.test(err.code) ? undefined : Promise.reject(err))),
       sinks: createEndpointSink,
       hubName: hubName(config.hostname),
+      deliveries: metrics.deliveries,
       // An endpoint failing for as long as the log keeps messages has lost some: dead.
       timing: { deadAfterMs: config.eventRetentionHours * 3600_000 },
     });

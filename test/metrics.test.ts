@@ -54,6 +54,7 @@ describe('GET /metrics', () => {
       gatehouse_c2d_queue_depth: 'gauge',
       gatehouse_provisioning_registrations_total: 'counter',
       gatehouse_alerts_firing: 'gauge',
+      gatehouse_routing_delivery_latency_seconds: 'histogram',
       gatehouse_process_cpu_user_seconds_total: 'counter',
       gatehouse_nodejs_heap_size_used_bytes: 'gauge',
     };

@@ -23,6 +23,7 @@ import { partitionOf } from '../src/log/partition-key.js';
 import { SQLITE_FILE } from '../src/hub/startup.js';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { errorCode, policyKey, restClient, type Rest } from './support/rest.js';
+import { parsePrometheusText } from './support/prometheus.js';
 
 const { Message } = common;
 const HOST = '127.0.171.1';
@@ -282,6 +283,57 @@ describe('message routing through a hub', () => {
     assert.deepEqual(firsts, Array.from({ length: 30 }, (_, i) => `o${i}`));
     const after = ((await serviceRest('GET', '/routing/endpointsHealth')).body as { value: typeof health }).value;
     assert.equal(after.find((h) => h.endpointId === 'order')?.healthStatus, 'healthy');
+  });
+});
+
+describe('delivery latency on /metrics', () => {
+  /** The delivery latency histogram's series of one endpoint: cumulative buckets, +Inf, sum and count (undefined when absent). */
+  async function latencyOf(endpoint: string, type: string): Promise<{ buckets: Array<[number, number]>; inf: number; sum: number; count: number } | undefined> {
+    const r = await rest('GET', '/metrics', undefined, { apiVersion: false });
+    assert.equal(r.status, 200);
+    const family = parsePrometheusText(r.raw.toString('utf8')).get('gatehouse_routing_delivery_latency_seconds');
+    assert.equal(family?.type, 'histogram');
+    const mine = family.samples.filter((x) => x.labels.endpoint === endpoint && x.labels.endpoint_type === type);
+    if (mine.length === 0) return undefined;
+    const one = (name: string) => mine.find((x) => x.name === name)?.value ?? NaN;
+    const buckets = mine.filter((x) => x.name.endsWith('_bucket') && x.labels.le !== '+Inf').map((x): [number, number] => [Number(x.labels.le), x.value]);
+    return { buckets, inf: mine.find((x) => x.labels.le === '+Inf')?.value ?? NaN, sum: one('gatehouse_routing_delivery_latency_seconds_sum'), count: one('gatehouse_routing_delivery_latency_seconds_count') };
+  }
+
+  it("times each delivery from the log's enqueue: the Event Hubs reader's and a webhook's, whose series goes with the endpoint", { timeout: 60_000 }, async () => {
+    await createDevice('timed-dev');
+    await putRouting({
+      endpoints: { webhooks: [hook('timed')] },
+      routes: [route('timed-hook', "$connectionDeviceId = 'timed-dev'", 'timed'), route('timed-events', "$connectionDeviceId = 'timed-dev'", 'events')],
+      fallbackRoute: { isEnabled: false },
+    });
+    const builtinBefore = (await latencyOf('events', 'builtin'))?.count ?? 0;
+    await send('timed-dev', [1, 2, 3, 4, 5].map((i) => msg(`timed-${i}`)));
+    await eventually('the webhook to get the 5 messages', () => receiver.tags('/timed').length === 5);
+    assert.equal((await builtinTags('timed-dev')).length, 5);
+
+    const hook5 = await latencyOf('timed', 'webhooks');
+    assert.ok(hook5 !== undefined, 'the webhook endpoint has a series');
+    assert.equal(hook5.count, 5, 'each delivered message once');
+    const builtin = await latencyOf('events', 'builtin');
+    assert.ok(builtin !== undefined && builtin.count - builtinBefore >= 5, `the reader's transfers counted: ${builtin?.count} after ${builtinBefore}`);
+    for (const series of [hook5, builtin]) {
+      assert.equal(series.inf, series.count);
+      assert.deepEqual(series.buckets.map(([le]) => le), [...series.buckets.map(([le]) => le)].sort((a, b) => a - b), 'bounds ascend');
+      for (let i = 1; i < series.buckets.length; i++) assert.ok(series.buckets[i]![1] >= series.buckets[i - 1]![1], 'buckets are cumulative');
+      assert.ok(series.sum >= 0 && series.sum / series.count < 30, `mean ${series.sum / series.count} s`);
+      // Delivered within the minute of sending: every observation under the 60 s bound.
+      assert.equal(series.buckets.find(([le]) => le === 60)?.[1], series.count);
+    }
+
+    await putRouting({ endpoints: {}, routes: [], fallbackRoute: { isEnabled: true } });
+    // The change applies at once, the endpoint's stop a moment later.
+    let left = await latencyOf('timed', 'webhooks');
+    for (let i = 0; i < 100 && left !== undefined; i++) {
+      await sleep(100);
+      left = await latencyOf('timed', 'webhooks');
+    }
+    assert.equal(left, undefined, 'a removed endpoint has no series');
   });
 });
 

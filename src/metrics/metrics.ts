@@ -13,7 +13,9 @@
  * - `gatehouse_provisioning_registrations_total{outcome,attestation}`;
  * - `gatehouse_alerts_firing{rule}`: alerts firing per rule, read from the alert engine at scrape;
  * - `gatehouse_connections_refused_total{listener,reason}`: connections closed before they
- *   authenticated, for a cap or a timeout (`RefusalReason`).
+ *   authenticated, for a cap or a timeout (`RefusalReason`);
+ * - `gatehouse_routing_delivery_latency_seconds{endpoint,endpoint_type}`: a histogram of the time
+ *   from a message's enqueue to its delivery on each endpoint (delivery-latency.ts).
  *
  * In a node of several worker processes a scrape answers for the node: every worker's series merged
  * by the primary (node-metrics.ts).
@@ -23,6 +25,7 @@ import type { AuthEvent, SecurityEvents } from '../core/security-events.js';
 import type { ListenerName, RefusalReason } from '../access/connection-caps.js';
 
 import { MessageTally } from '../core/tally.js';
+import { DeliveryLatency, deliveryLatencyMetric } from './delivery-latency.js';
 import { countsSharedGauges, isClusterWorker, nodeMetrics, shareWithPrimary } from './node-metrics.js';
 
 export const METRIC_PREFIX = 'gatehouse_';
@@ -50,6 +53,8 @@ export interface MetricsSources {
 export class HubMetrics {
   readonly registry = new Registry();
   readonly messages = new MessageTally();
+  /** Observed by the built-in endpoint's readers and the routing dispatchers. */
+  readonly deliveries = new DeliveryLatency();
   readonly #authFailures: Counter<'protocol' | 'reason'>;
   readonly #authSuccesses: Counter<'protocol' | 'method'>;
   readonly #registrations: Counter<'outcome' | 'attestation'>;
@@ -144,6 +149,9 @@ export class HubMetrics {
         for (const [rule, n] of sources.alertsFiring()) this.set({ rule }, n);
       },
     });
+
+    // Our own histogram over plain counts (delivery-latency.ts), as the registry reads a metric.
+    this.registry.registerMetric(deliveryLatencyMetric(`${METRIC_PREFIX}routing_delivery_latency_seconds`, this.deliveries) as unknown as Parameters<Registry['registerMetric']>[0]);
 
     this.#unsubscribe = sources.events.on((e) => {
       if (e.type === 'auth') this.#auth(e);

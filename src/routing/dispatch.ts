@@ -8,6 +8,7 @@
  */
 import type { Logger } from 'pino';
 import type { EventLog, LogRecord } from '../log/log-ports.js';
+import type { DeliveryLatency } from '../metrics/delivery-latency.js';
 import type { CounterStore } from '../store/counter-ports.js';
 import { cursorKey, DEFAULT_TIMING, Dispatcher, endpointHealth, type CursorState, type DispatchTiming, type HealthStatus } from './dispatcher.js';
 import type { EndpointSink } from './endpoints/sink.js';
@@ -27,11 +28,14 @@ export interface DispatchDeps {
   nodeId: string;
   now(): number;
   logger: Logger;
+  /** Each endpoint's delivery latency series (the metrics' DeliveryLatency). */
+  deliveries?: DeliveryLatency;
   timing?: Partial<DispatchTiming>;
 }
 
 interface Running {
   key: string;
+  type: AnyEndpoint['type'];
   sink: () => Promise<EndpointSink> | undefined;
   dispatchers: Dispatcher[];
 }
@@ -108,6 +112,8 @@ export class Dispatch {
       const e = wanted.get(name);
       const r = this.#running.get(name) as Running;
       if (e === undefined || JSON.stringify(e) !== r.key) await this.#stopEndpoint(name);
+      // Gone from the routing (not just changed): its latency series leaves /metrics.
+      if (e === undefined || e.type !== r.type) this.d.deliveries?.forget(name, r.type);
     }
     for (const [name, e] of wanted) if (!this.#running.has(name)) this.#startEndpoint(e);
   }
@@ -133,7 +139,7 @@ export class Dispatch {
       );
       return p;
     };
-    const running: Running = { key: JSON.stringify(e), sink: () => made, dispatchers: [] };
+    const running: Running = { key: JSON.stringify(e), type: e.type, sink: () => made, dispatchers: [] };
     const lazySink: EndpointSink = {
       get lingerMs() {
         return ready?.lingerMs;
@@ -144,6 +150,7 @@ export class Dispatch {
         if (made !== undefined) await (await made).close();
       },
     };
+    const latency = this.d.deliveries?.series(name, e.type);
     for (let p = 0; p < this.d.log.partitionCount; p++) {
       running.dispatchers.push(
         new Dispatcher({
@@ -157,6 +164,7 @@ export class Dispatch {
           now: this.d.now,
           ...(this.#since[name] === undefined ? {} : { since: this.#since[name] }),
           timing: this.#timing,
+          ...(latency === undefined ? {} : { latency }),
           onError: (err, what) => logger.warn({ err, event: 'routing.dispatcher-error', partition: p, what }, `routing to ${name}: ${what} failed`),
         }),
       );

@@ -17,6 +17,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { LogPosition, LogRecord } from '../log/log-ports.js';
 import { isRoutedTo, type EventLog } from '../log/log-ports.js';
+import type { LatencySeries } from '../metrics/delivery-latency.js';
 import type { CounterStore } from '../store/counter-ports.js';
 import type { EndpointSink, RoutedMessage } from './endpoints/sink.js';
 import { maskUrl } from './routing-secrets.js';
@@ -79,6 +80,8 @@ export interface DispatcherDeps {
    */
   since?: number;
   timing: DispatchTiming;
+  /** Observes each delivered record's time from enqueue to the sink's acknowledgement. */
+  latency?: LatencySeries;
   onError(err: unknown, what: string): void;
 }
 
@@ -280,6 +283,10 @@ export class Dispatcher {
       try {
         if (batch.length === 0) for (const record of records) batch.push({ record, enrichments: await this.d.enrich(record) });
         await this.d.sink.deliver(batch);
+        if (this.d.latency !== undefined) {
+          const now = this.d.now();
+          for (const r of records) this.d.latency.observe(now - Date.parse(r.enqueuedTime));
+        }
         state.status = 'healthy';
         state.lastSendAttemptTime = attempt;
         state.lastSuccessfulSendAttemptTime = new Date(this.d.now()).toISOString();

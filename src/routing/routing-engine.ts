@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { HubBus } from '../bus/subjects.js';
 import type { Clock } from '../core/clock.js';
 import type { EventLog } from '../log/log-ports.js';
+import type { DeliveryLatency } from '../metrics/delivery-latency.js';
 import type { CounterStore } from '../store/counter-ports.js';
 import type { MetaStore } from '../store/ports.js';
 import { Dispatch, type EndpointHealth, type SinkFactory } from './dispatch.js';
@@ -27,6 +28,8 @@ export interface RoutingDeps {
   twin: TwinLookup;
   sinks: SinkFactory;
   hubName: string;
+  /** Where the dispatchers report how long delivery took (gatehouse_routing_delivery_latency_seconds). */
+  deliveries?: DeliveryLatency;
   timing?: Partial<DispatchTiming>;
 }
 
@@ -52,6 +55,7 @@ export class RoutingEngine {
       nodeId: d.bus.nodeId,
       now: () => d.clock.now(),
       logger: d.logger,
+      ...(d.deliveries === undefined ? {} : { deliveries: d.deliveries }),
       ...(d.timing === undefined ? {} : { timing: d.timing }),
     });
     this.service.onChange((state) => {

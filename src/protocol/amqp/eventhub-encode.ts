@@ -154,8 +154,11 @@ function msOf(v: string): number | undefined {
   return Number.isFinite(ms) ? ms : undefined;
 }
 
-/** The encoded message (a new buffer), the same bytes as rhea's `message.encode(eventHubMessage(r, runtime))`. */
-export function encodeEventHubMessage(r: LogRecord, runtime?: PartitionProperties & { retrievedAt: Date }): Buffer {
+/**
+ * The encoded message (a new buffer), the same bytes as rhea's `message.encode(eventHubMessage(r, runtime))`.
+ * `enqueuedMs` is `r.enqueuedTime` in ms, for a caller that has it already.
+ */
+export function encodeEventHubMessage(r: LogRecord, runtime?: PartitionProperties & { retrievedAt: Date }, enqueuedMs = Date.parse(r.enqueuedTime)): Buffer {
   for (const k in r.systemProperties) if (k.startsWith('x-opt-') || typeof r.systemProperties[k] !== 'string') return rhea.message.encode(eventHubMessage(r, runtime));
   for (const k in r.properties) if (typeof r.properties[k] !== 'string') return rhea.message.encode(eventHubMessage(r, runtime));
   pos = 0;
@@ -201,7 +204,7 @@ export function encodeEventHubMessage(r: LogRecord, runtime?: PartitionPropertie
   text('x-opt-offset', true);
   text(r.offset, false);
   text('x-opt-enqueued-time', true);
-  timestamp(new Date(r.enqueuedTime).getTime());
+  timestamp(enqueuedMs);
   text('x-opt-partition-key', true);
   text(r.deviceId, false);
   end(ma, (entries + 4) * 2);

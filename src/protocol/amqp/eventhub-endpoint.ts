@@ -25,6 +25,7 @@ import { eventHubsName, isEventHubsEntity } from '../../core/hub-name.js';
 import { parseSasToken, pathCovers } from '../../auth/sas.js';
 import { BUILTIN_ENDPOINT_NAME, isRoutedTo, type EventLog, type LogPosition, type LogRecord, type RecordEnricher } from '../../log/log-ports.js';
 import { LogPositionError } from '../../log/positions.js';
+import type { LatencySeries } from '../../metrics/delivery-latency.js';
 import type { ReceiverClaims } from './eventhub-claims.js';
 import { encodeEventHubMessage } from './eventhub-encode.js';
 import { EPOCH_PROPERTY, RUNTIME_METRIC_CAPABILITY, echoedSource, isManagementAddress, parsePartitionAddress, positionFromFilter } from './eventhub-message.js';
@@ -45,6 +46,8 @@ export interface EventHubDeps {
   claims: ReceiverClaims;
   /** The built-in endpoint's message enrichments (routing's, through the composition root). */
   enrich: RecordEnricher;
+  /** Observes each transfer's time from the record's enqueue (the metrics' series of `events`). */
+  latency?: LatencySeries;
 }
 
 /** Receivers per partition of a consumer group without an epoch (Event Hubs: 5). */
@@ -263,6 +266,7 @@ export class EventHubEndpoint {
 
   async #pump(reader: Reader, partition: number, position: LogPosition, metrics: boolean): Promise<void> {
     const { sender, stop } = reader;
+    const latency = this.deps.latency;
     try {
       for await (const batch of this.deps.log.tail(partition, position, { signal: stop.signal, maxBatch: TAIL_BATCH })) {
         // Records routed elsewhere only are not the built-in endpoint's (decision 0006).
@@ -276,7 +280,9 @@ export class EventHubEndpoint {
           while (!stop.signal.aborted && !sender.sendable()) await new Promise<void>((resolve) => (reader.wake = resolve));
           if (stop.signal.aborted) return;
           // Encoded by our own encoder (rhea's bytes, without its generic wrapping) and sent as is (format 0).
-          sender.send(encodeEventHubMessage(r, runtime), undefined, 0);
+          const enqueuedMs = Date.parse(r.enqueuedTime);
+          sender.send(encodeEventHubMessage(r, runtime, enqueuedMs), undefined, 0);
+          latency?.observe(this.deps.clock.now() - enqueuedMs);
         }
       }
     } catch (err) {
