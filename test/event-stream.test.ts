@@ -150,6 +150,56 @@ describe('the event log on SQLite: group commit, retention flags, the merged rea
     }
   });
 
+  it('stop ends a retention pass that is running instead of waiting for it', { timeout: 10_000 }, async () => {
+    let given: AbortSignal | undefined;
+    const slow: EventLog = {
+      ...wrapped(log).log,
+      // A pass over a large backlog: it ends only when told to.
+      enforceRetention: (signal) =>
+        new Promise<number>((resolve) => {
+          given = signal;
+          signal?.addEventListener('abort', () => resolve(0));
+        }),
+    };
+    const w = new LogWriter(slow, silent);
+    w.start();
+    await until(() => given !== undefined);
+    await w.stop();
+    assert.equal(given?.aborted, true);
+  });
+
+  it('a retention pass stops between two deletes when its signal aborts; the next pass finishes the job', { timeout: 60_000 }, async () => {
+    const own = tempDir('prune-stop');
+    const retention = { maxAgeMs: 24 * 3600_000, maxBytesPerPartition: 1 << 30 };
+    const file = await openSqliteLog({ file: join(own, 'log.db'), partitionCount: 1, retention, bus: testBus() });
+    try {
+      const pad = Buffer.from('z'.repeat(600));
+      for (let i = 0; i < 30_000; i += 1000) await file.append(Array.from({ length: 1000 }, (_, k) => makeMessage('prune', i + k, { body: pad })));
+      retention.maxBytesPerPartition = 3000 * 700;
+      const stop = new AbortController();
+      const pass = file.enforceRetention(stop.signal);
+      // Abort once the first chunk went.
+      let begin = 0;
+      while (begin === 0) {
+        await sleep(1);
+        begin = (await file.partitionProperties(0)).beginningSequenceNumber;
+      }
+      stop.abort();
+      const first = await pass;
+      assert.ok(first >= 1000 && first < 20_000, `${first} deleted before the stop`);
+      const after = await file.read(0, 'earliest', 1);
+      assert.equal(after[0]?.sequenceNumber, first, 'what is left starts where the deletes stopped');
+      const second = await file.enforceRetention();
+      const kept = await file.read(0, 'earliest', 30_000);
+      assert.equal(first + second + kept.length, 30_000);
+      assert.ok(kept.length >= 2900 && kept.length <= 3200, `${kept.length} kept`);
+      assert.equal(kept.at(-1)?.properties.n, '29999');
+    } finally {
+      await file.close();
+      removeDir(own);
+    }
+  });
+
   it('--event-max-count is a byte budget per partition at 1 KiB a message; retention keeps the newest', async () => {
     const own = tempDir('retention');
     const s = await openSqliteStore(join(own, 'r.db'), new SecretBox(randomBytes(32)));

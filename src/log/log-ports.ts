@@ -121,9 +121,10 @@ export interface EventLog {
   partitionProperties(partition: number): Promise<PartitionProperties>;
   /**
    * Removes what the retention no longer covers and returns how many records went. The SQL log
-   * needs it called now and then; JetStream applies its limits itself and returns 0.
+   * needs it called now and then; JetStream applies its limits itself and returns 0. A pass stops
+   * between two deletes once `signal` aborts (what went stays gone; the next pass goes on).
    */
-  enforceRetention(): Promise<number>;
+  enforceRetention(signal?: AbortSignal): Promise<number>;
   close(): Promise<void>;
 }
 

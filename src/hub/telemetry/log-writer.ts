@@ -40,6 +40,8 @@ export class LogWriter {
   #scheduled = false;
   #timer: NodeJS.Timeout | undefined;
   #pruning: Promise<void> | undefined;
+  /** Ends a retention pass at stop: a pass over a large backlog must not hold a shutdown. */
+  readonly #pruneStop = new AbortController();
   #stopped = false;
 
   constructor(
@@ -70,7 +72,7 @@ export class LogWriter {
   /** Never throws. */
   enforceRetention(): Promise<void> {
     this.#pruning ??= this.log
-      .enforceRetention()
+      .enforceRetention(this.#pruneStop.signal)
       .then(
         (n) => {
           if (n > 0) this.logger.info({ event: 'log.pruned', count: n }, 'pruned old records from the event log');
@@ -84,6 +86,7 @@ export class LogWriter {
   /** Writes what is queued, then closes the log. Appends after this are refused. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#pruneStop.abort();
     if (this.#timer !== undefined) clearInterval(this.#timer);
     this.#timer = undefined;
     while (this.#scheduled || this.#running.size > 0) {

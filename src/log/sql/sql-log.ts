@@ -392,11 +392,11 @@ export class SqlEventLog implements EventLog, TailSource {
     };
   }
 
-  async enforceRetention(): Promise<number> {
+  async enforceRetention(signal?: AbortSignal): Promise<number> {
     const { maxAgeMs, maxBytesPerPartition } = this.opts.retention;
     const cutMs = Math.floor(this.#now()) - maxAgeMs;
     let deleted = 0;
-    for (let p = 0; p < this.partitionCount; p++) {
+    for (let p = 0; p < this.partitionCount && signal?.aborted !== true; p++) {
       const head = await this.db.all('SELECT next_seq, next_pos FROM log_partitions WHERE part = ?', [p]);
       const end = Number(head[0]?.next_seq ?? 0);
       // A record is kept while it is young enough and it and everything after it fit in the budget:
@@ -404,17 +404,17 @@ export class SqlEventLog implements EventLog, TailSource {
       const keepFromTime = await this.#firstSeq(p, end, 'enqueued_ms', cutMs);
       const cutPos = Number(head[0]?.next_pos ?? 0) - maxBytesPerPartition;
       const keepFromSize = cutPos > 0 ? await this.#firstSeq(p, end, 'pos', cutPos) : 0;
-      deleted += await this.#deleteBefore(p, Math.max(keepFromTime, keepFromSize));
+      deleted += await this.#deleteBefore(p, Math.max(keepFromTime, keepFromSize), signal);
     }
     return deleted;
   }
 
   /** Deletes the partition's records before sequence number `keepFrom`, oldest first, in chunks. */
-  async #deleteBefore(partition: number, keepFrom: number): Promise<number> {
+  async #deleteBefore(partition: number, keepFrom: number, signal: AbortSignal | undefined): Promise<number> {
     const first = await this.db.all('SELECT MIN(seq) AS seq FROM log_records WHERE part = ?', [partition]);
     if (first[0]?.seq === null || first[0]?.seq === undefined) return 0;
     let deleted = 0;
-    for (let from = Number(first[0].seq); from < keepFrom; from += PRUNE_CHUNK) {
+    for (let from = Number(first[0].seq); from < keepFrom && signal?.aborted !== true; from += PRUNE_CHUNK) {
       const to = Math.min(from + PRUNE_CHUNK, keepFrom);
       const writer = this.opts.writer;
       if (writer === undefined) deleted += await this.db.run('DELETE FROM log_records WHERE part = ? AND seq >= ? AND seq < ?', [partition, from, to]);
@@ -423,7 +423,7 @@ export class SqlEventLog implements EventLog, TailSource {
         // commit: after each chunk the thread is left to the appends for as long as the chunk took.
         const started = performance.now();
         deleted += await writer.deleteRange(partition, from, to);
-        await sleep(performance.now() - started);
+        await sleep(performance.now() - started, undefined, signal === undefined ? {} : { signal }).catch(() => undefined);
       }
     }
     return deleted;
