@@ -61,7 +61,9 @@ export function parseIfMatch(header: string | string[] | undefined): string | un
   const raw = Array.isArray(header) ? header[0] : header;
   if (raw === undefined) return undefined;
   let v = raw.trim();
-  if (v.startsWith('W/')) v = v.slice(2);
+  // A weak tag is W/ before a quoted tag (RFC 9110 8.8.3). Unquoted, as the DPS SDK sends the etag
+  // the JSON gave it, a value starting with W/ is the etag itself: one newEtag() in 4,096 does.
+  if (v.startsWith('W/"')) v = v.slice(2);
   if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1);
   return v === '' ? undefined : v;
 }
