@@ -25,7 +25,8 @@ import type { AuthEvent, SecurityEvents } from '../core/security-events.js';
 import type { ListenerName, RefusalReason } from '../access/connection-caps.js';
 
 import { MessageTally } from '../core/tally.js';
-import { DeliveryLatency, deliveryLatencyMetric } from './delivery-latency.js';
+import { DeliveryLatency } from '../core/delivery-latency.js';
+import { deliveryLatencyMetric } from './delivery-latency.js';
 import { countsSharedGauges, isClusterWorker, nodeMetrics, shareWithPrimary } from './node-metrics.js';
 
 export const METRIC_PREFIX = 'gatehouse_';

@@ -7,8 +7,8 @@
  * cursor yet, starts reading where it first appeared in the routing (RoutingState.endpointsSince).
  */
 import type { Logger } from 'pino';
+import type { DeliveryLatency } from '../core/delivery-latency.js';
 import type { EventLog, LogRecord } from '../log/log-ports.js';
-import type { DeliveryLatency } from '../metrics/delivery-latency.js';
 import type { CounterStore } from '../store/counter-ports.js';
 import { cursorKey, DEFAULT_TIMING, Dispatcher, endpointHealth, type CursorState, type DispatchTiming, type HealthStatus } from './dispatcher.js';
 import type { EndpointSink } from './endpoints/sink.js';

@@ -15,9 +15,9 @@
  * that checks the lease is still held, so a node that lost its lease cannot move the cursor.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { LatencySeries } from '../core/delivery-latency.js';
 import type { LogPosition, LogRecord } from '../log/log-ports.js';
 import { isRoutedTo, type EventLog } from '../log/log-ports.js';
-import type { LatencySeries } from '../metrics/delivery-latency.js';
 import type { CounterStore } from '../store/counter-ports.js';
 import type { EndpointSink, RoutedMessage } from './endpoints/sink.js';
 import { maskUrl } from './routing-secrets.js';

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { HubBus } from '../bus/subjects.js';
 import type { Clock } from '../core/clock.js';
 import type { EventLog } from '../log/log-ports.js';
-import type { DeliveryLatency } from '../metrics/delivery-latency.js';
+import type { DeliveryLatency } from '../core/delivery-latency.js';
 import type { CounterStore } from '../store/counter-ports.js';
 import type { MetaStore } from '../store/ports.js';
 import { Dispatch, type EndpointHealth, type SinkFactory } from './dispatch.js';
