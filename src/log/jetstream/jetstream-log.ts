@@ -24,7 +24,7 @@
  * woken by `<prefix>.logwake.<n>` (a bodiless core NATS message each append sends after its
  * acknowledgements), remains as an option.
  */
-import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg, type StreamInfo } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager, DiscardPolicy, RetentionPolicy, StorageType, JetStreamApiError, type JetStreamClient, type JetStreamManager, type StoredMsg, type StreamConfig, type StreamInfo } from '@nats-io/jetstream';
 import { nanos, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import {
   DEFAULT_PARTITIONS,
@@ -113,33 +113,31 @@ export async function openJetStreamLog(nc: NatsConnection, opts: JetStreamLogOpt
     allow_direct: true,
   });
 
-  let first = await streamInfo(jsm, logStreamName(opts.hubId, 0));
-  if (first === undefined) {
-    try {
-      await jsm.streams.add(configOf(0, wanted ?? DEFAULT_PARTITIONS));
-    } catch (err) {
-      // Another node created it first, perhaps with another count or other limits: its count stands.
-      if (!isStreamNameInUse(err)) throw err;
-    }
-    first = await jsm.streams.info(logStreamName(opts.hubId, 0));
-  }
+  // Partition 0 proposed with the count asked (or the default): made, or there already with this
+  // config, it answers with its info; there with another (another node's count, other limits, no
+  // description yet), it refuses, and its info says what stands.
+  const first = await ensureStream(jsm, configOf(0, wanted ?? DEFAULT_PARTITIONS), 'add-only');
   const count = countIn(first.config.description) ?? (await countStreams(jsm, opts.hubId));
   if (wanted !== undefined && wanted !== count) {
     throw new LogConfigError(`the event log has ${count} partitions; the count is fixed when the hub is created (asked for ${wanted})`);
   }
-  for (let p = 0; p < count; p++) {
-    // A stream that exists takes these limits (retention is a setting, the partitions are not),
-    // one another node is adding at this moment too.
-    const config = configOf(p, count);
-    try {
-      if (p === 0 || (await streamInfo(jsm, config.name)) !== undefined) await jsm.streams.update(config.name, config);
-      else await jsm.streams.add(config);
-    } catch (err) {
-      if (!isStreamNameInUse(err)) throw err;
-      await jsm.streams.update(config.name, config);
-    }
-  }
+  // Every partition takes these limits (retention is a setting, the partitions are not), one
+  // another node is adding at this moment too.
+  for (let p = 0; p < count; p++) await ensureStream(jsm, configOf(p, count), 'add-or-update');
   return new JetStreamEventLog(nc, jsm, jetstream(nc), count, opts);
+}
+
+/**
+ * Adds the stream; one there with another config is updated to this one ('add-or-update') or
+ * left as it is ('add-only'). Adding a stream that exists with the same config succeeds.
+ */
+async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig> & { name: string }, mode: 'add-only' | 'add-or-update'): Promise<StreamInfo> {
+  try {
+    return await jsm.streams.add(config);
+  } catch (err) {
+    if (!isStreamNameInUse(err)) throw err;
+    return mode === 'add-only' ? await jsm.streams.info(config.name) : await jsm.streams.update(config.name, config);
+  }
 }
 
 async function streamInfo(jsm: JetStreamManager, name: string): Promise<StreamInfo | undefined> {
