@@ -364,9 +364,12 @@ export interface PublishResult extends CpuWindow {
  * windows allow (each PUBACK sends the next); with `rate`, at that many messages/s over all
  * devices (a 1 ms pacer, round robin over the devices with room in their window).
  */
-async function taskPublishRun(total: number, window: number, maxSeconds: number, rate?: number): Promise<PublishResult> {
+async function taskPublishRun(total: number, window: number, maxSeconds: number, rate?: number, skipMs = 0): Promise<PublishResult> {
   let sent = 0;
   let acked = 0;
+  /** Acknowledgements counted in the percentiles: those of messages sent after the first skipMs. */
+  let counted = 0;
+  let t0 = 0;
   let closedEarly = 0;
   let stalled = false;
   let lastAck = performance.now();
@@ -396,13 +399,14 @@ async function taskPublishRun(total: number, window: number, maxSeconds: number,
   };
 
   const r = await cpuWindow(async () => {
-    const t0 = performance.now();
+    t0 = performance.now();
     for (const p of publishers) {
       p.wire.onPacket = (pkt) => {
         if (pkt.cmd !== 'puback') return false;
         const now = performance.now();
         const id = pkt.messageId ?? 0;
-        if (acked < total) latencies[acked] = now - (p.sentAt[id] ?? now);
+        const sentAt = p.sentAt[id] ?? now;
+        if (counted < total && sentAt - t0 >= skipMs) latencies[counted++] = now - sentAt;
         acked++;
         lastAck = now;
         p.inFlight--;
@@ -457,7 +461,7 @@ async function taskPublishRun(total: number, window: number, maxSeconds: number,
     const activeSeconds = ((acked > 0 ? lastAck : performance.now()) - t0) / 1000;
     return { activeSeconds, acked };
   });
-  const lat = Array.from(latencies.subarray(0, Math.min(acked, total))).sort((a, b) => a - b);
+  const lat = Array.from(latencies.subarray(0, counted)).sort((a, b) => a - b);
   return {
     ...r,
     acked,
@@ -706,7 +710,8 @@ export type Task =
   /** Devices offset .. offset + devices - 1: two generators at once take disjoint ranges (a second session of a device ends the first). */
   | { kind: 'connect'; target: Target; n: number; concurrency: number; devices: number; maxSeconds: number; offset?: number }
   | { kind: 'publish-open'; target: Target; conns: number; offset: number; payloadBytes: number; payloads?: string[]; topicProps?: string }
-  | { kind: 'publish-run'; total: number; window: number; maxSeconds: number; rate?: number }
+  /** skipMs: PUBACK latencies of messages sent in the first skipMs are not counted (a warm-up). */
+  | { kind: 'publish-run'; total: number; window: number; maxSeconds: number; rate?: number; skipMs?: number }
   | { kind: 'publish-close' }
   | { kind: 'idle-open'; target: Target; count: number; offset: number; concurrency: number }
   | { kind: 'idle-close' }
@@ -719,7 +724,7 @@ function runTask(t: Task): Promise<unknown> {
     case 'publish-open':
       return taskPublishOpen(t.target, t.conns, t.offset, t.payloadBytes, t.payloads, t.topicProps);
     case 'publish-run':
-      return taskPublishRun(t.total, t.window, t.maxSeconds, t.rate);
+      return taskPublishRun(t.total, t.window, t.maxSeconds, t.rate, t.skipMs);
     case 'publish-close':
       return taskPublishClose();
     case 'idle-open':

@@ -506,7 +506,7 @@ async function main(): Promise<void> {
         // Scraped once the warm-up is over, as the latencies counted are.
         const h0 = sleep(WARMUP_MS).then(builtinLatency);
         profiler?.start();
-        const m = await measured(hubPid, () => (gen as Generator).call<PublishResult>({ kind: 'publish-run', total: Math.round(r * latencySeconds), window, maxSeconds: latencySeconds, rate: r }, (latencySeconds + 60) * 1000));
+        const m = await measured(hubPid, () => (gen as Generator).call<PublishResult>({ kind: 'publish-run', total: Math.round(r * latencySeconds), window, maxSeconds: latencySeconds, rate: r, skipMs: WARMUP_MS }, (latencySeconds + 60) * 1000));
         if (profiler !== undefined) process.stderr.write(`hub CPU profile: ${(await profiler.stop(`latency-${r}`)) ?? 'not written'}\n`);
         const wall1 = performance.timeOrigin + performance.now();
         const consumerPct = consumer === undefined ? NaN : ((procCpuSeconds(consumer.pid) - c0) / m.wallS) * 100;
