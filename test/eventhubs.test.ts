@@ -7,6 +7,7 @@
  * without ServiceConnect, a wrong key, an unknown partition, an unknown consumer group).
  */
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { EventHubConsumerClient, earliestEventPosition, latestEventPosition, type EventPosition, type ReceivedEventData } from '@azure/event-hubs';
@@ -15,6 +16,7 @@ import deviceSdk from 'azure-iot-device';
 import deviceMqtt from 'azure-iot-device-mqtt';
 import deviceAmqp from 'azure-iot-device-amqp';
 import deviceHttp from 'azure-iot-device-http';
+import rhea from 'rhea';
 import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-process.js';
 import { restClient, policyKey, type Rest } from './support/rest.js';
 import { partitionOf } from '../src/log/partition-key.js';
@@ -96,13 +98,79 @@ async function readPartition(client: EventHubConsumerClient, partition: string, 
 const partitionIdOf = (deviceId: string) => String(partitionOf(deviceId, PARTITIONS));
 const bodyOf = (e: ReceivedEventData) => (Buffer.isBuffer(e.body) ? JSON.parse(e.body.toString('utf8')) : e.body) as { tag: string; n: number };
 
+/** An AMQPS connection with a put-token for the Event Hubs audience, as any AMQP 1.0 client would make it. */
+async function rawReaderConnection(): Promise<rhea.Connection> {
+  const entity = /EntityPath=([^;]+)/.exec(ehcs)?.[1] ?? '';
+  const conn = await new Promise<rhea.Connection>((resolve, reject) => {
+    const c = rhea.create_container().connect({ host: HOST, port: 5671, transport: 'tls', ca, reconnect: false } as never);
+    c.once('connection_open', () => resolve(c));
+    c.once('disconnected', (ctx: rhea.EventContext & { error?: Error }) => reject(ctx.error ?? new Error('disconnected')));
+  });
+  const cbsIn = conn.open_receiver('$cbs');
+  const cbsOut = conn.open_sender('$cbs');
+  const status = new Promise<number>((resolve) => cbsIn.once('message', (ctx: rhea.EventContext) => resolve(Number(ctx.message?.application_properties?.['status-code']))));
+  await new Promise<void>((resolve) => cbsOut.once('sendable', () => resolve()));
+  const audience = `sb://${HOST}/${entity}`;
+  // Signed as Service Bus signs: the key's text itself is the HMAC key.
+  const sr = encodeURIComponent(audience);
+  const se = Math.floor(Date.now() / 1000) + 600;
+  const sig = createHmac('sha256', policyKey(hub.dataDir, 'service')).update(`${sr}\n${se}`).digest('base64');
+  const token = `SharedAccessSignature sr=${sr}&sig=${encodeURIComponent(sig)}&se=${se}&skn=service`;
+  cbsOut.send({ to: '$cbs', reply_to: 'cbs', message_id: 'eh', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: audience }, body: token });
+  assert.equal(await status, 202);
+  return conn;
+}
+
+/**
+ * Reads a device's partition from the start with a plain rhea receiver until `count` of the
+ * device's messages arrived. Settles nothing it did not get settled (as .NET under SettleOnSend);
+ * fails if the hub closes the connection or nothing more comes for 30 s.
+ */
+function readRaw(conn: rhea.Connection, deviceId: string, count: number, opts: { settleMode?: 0 | 1; creditWindow?: number }) {
+  const entity = /EntityPath=([^;]+)/.exec(ehcs)?.[1] ?? '';
+  return new Promise<{ attachedSettleMode: number | undefined; settled: number; unsettled: number; mine: number; bodies: Buffer[] }>((resolve, reject) => {
+    let settled = 0;
+    let unsettled = 0;
+    const bodies: Buffer[] = [];
+    const r = conn.open_receiver({
+      source: { address: `${entity}/ConsumerGroups/$Default/Partitions/${partitionIdOf(deviceId)}`, filter: rhea.filter.selector("amqp.annotation.x-opt-offset > '-1'") },
+      autoaccept: false,
+      credit_window: opts.creditWindow ?? 500,
+      ...(opts.settleMode === undefined ? {} : { snd_settle_mode: opts.settleMode }),
+    } as never);
+    const fail = (why: string) => {
+      clearTimeout(timer);
+      conn.removeListener('disconnected', onGone);
+      reject(new Error(`${why} after ${bodies.length} of ${count} (${settled} settled, ${unsettled} unsettled)`));
+    };
+    let timer = setTimeout(() => fail('stalled'), 30_000);
+    const onGone = (ctx: rhea.EventContext & { error?: Error }) => fail(`the hub closed the connection (${String(ctx.error ?? ctx.connection.error)})`);
+    conn.once('disconnected', onGone);
+    r.on('message', (ctx: rhea.EventContext) => {
+      clearTimeout(timer);
+      timer = setTimeout(() => fail('stalled'), 30_000);
+      if (ctx.delivery?.remote_settled === true) {
+        settled++;
+        ctx.delivery.update(true);
+      } else unsettled++;
+      if (ctx.message?.message_annotations?.['iothub-connection-device-id'] === deviceId) bodies.push(Buffer.from(ctx.message.body?.content ?? ctx.message.body ?? []));
+      if (bodies.length === count) {
+        clearTimeout(timer);
+        conn.removeListener('disconnected', onGone);
+        resolve({ attachedSettleMode: (r as unknown as { remote: { attach?: { snd_settle_mode?: number } } }).remote.attach?.snd_settle_mode, settled, unsettled, mine: bodies.length, bodies });
+        r.close();
+      }
+    });
+  });
+}
+
 before(async () => {
   hub = await startHubProcess({ address: HOST });
   ca = readFileSync(hub.caFile, 'utf8');
   rest = restClient(HOST, ca, policyKey(hub.dataDir));
   const info = JSON.parse(cli(['info', '--data-dir', hub.dataDir, '--json']).stdout) as { eventHubsConnectionString: string };
   ehcs = info.eventHubsConnectionString;
-  for (const id of ['mqtt-dev', 'amqp-dev', 'http-dev', 'pos-dev', 'cg-dev', 'epoch-dev', 'big-dev']) await createDevice(id);
+  for (const id of ['mqtt-dev', 'amqp-dev', 'http-dev', 'pos-dev', 'cg-dev', 'epoch-dev', 'big-dev', 'settle-dev']) await createDevice(id);
 });
 
 after(async () => {
@@ -208,6 +276,15 @@ describe('the Event Hubs-compatible endpoint', () => {
     const got = await readPartition(consumer(), partitionIdOf('big-dev'), earliestEventPosition, 40, { deviceId: 'big-dev' });
     assert.deepEqual(got.map((e) => bodyOf(e).n), Array.from({ length: 40 }, (_, n) => n));
     assert.equal(got[39]?.body === undefined ? 0 : JSON.stringify(got[39].body).length > 200_000, true);
+    // A plain AMQP reader giving 500 credits at once (100 MB of these) is paced by the connection's
+    // output, not closed as a client that does not read; the SDK above would hide a close by reconnecting.
+    const conn = await rawReaderConnection();
+    try {
+      const raw = await readRaw(conn, 'big-dev', 40, { creditWindow: 500 });
+      assert.deepEqual(raw.bodies.map((b) => (JSON.parse(b.toString('utf8')) as { n: number }).n), Array.from({ length: 40 }, (_, n) => n));
+    } finally {
+      conn.close();
+    }
   });
 
   it('reads in two consumer groups independently; a receiver on an unknown group is refused', { timeout: 60_000 }, async () => {
@@ -228,6 +305,36 @@ describe('the Event Hubs-compatible endpoint', () => {
       assert.equal(err.code, 'MessagingEntityNotFoundError', err.message);
       return true;
     });
+  });
+
+  it('sends settled deliveries to a receiver that asks for them, as the .NET Event Hubs client does, and never stalls on one that does not settle', { timeout: 90_000 }, async () => {
+    // Event Hubs has no settlement: a reader's place is its position. The .NET client attaches with
+    // snd-settle-mode settled and never settles a delivery; unsettled ones would pile up in the hub's
+    // session (rhea keeps 2,048) and the reader would stop there.
+    const id = 'settle-dev';
+    const total = 2_200;
+    const device = deviceSdk.Client.fromConnectionString(`HostName=${HOST};DeviceId=${id};SharedAccessKey=${keys.get(id) ?? ''}`, deviceMqtt.Mqtt);
+    await device.setOptions({ ca });
+    await device.open();
+    try {
+      for (let n = 0; n < total; n += 100) await Promise.all(Array.from({ length: Math.min(100, total - n) }, (_, k) => device.sendEvent(text(n + k, 'settle'))));
+    } finally {
+      await device.close();
+    }
+    const conn = await rawReaderConnection();
+    try {
+      // As .NET asks (SettleOnSend): every delivery settled, all 2,200 read without settling one.
+      const asked = await readRaw(conn, id, total, { settleMode: 1 });
+      assert.equal(asked.attachedSettleMode, 1, 'the hub attaches as a settled sender');
+      assert.equal(asked.unsettled, 0);
+      assert.equal(asked.mine, total);
+      // As @azure/event-hubs asks (no mode: mixed, the sender's choice): settled too, nothing for the client to send back.
+      const mixed = await readRaw(conn, id, total, {});
+      assert.equal(mixed.unsettled, 0);
+      assert.equal(mixed.mine, total);
+    } finally {
+      conn.close();
+    }
   });
 
   it('creates, lists and deletes consumer groups with the CLI, as az iot hub consumer-group does; $Default stays', { timeout: 60_000 }, () => {

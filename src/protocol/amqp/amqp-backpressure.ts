@@ -31,10 +31,12 @@ export interface ConnectionPressure {
   end(): void;
   /** Resolves once the connection's output is under the mark (at once when it is). */
   drained(): Promise<void>;
+  /** Whether the output is over the mark now (then `drained()` waits). */
+  readonly blocked: boolean;
 }
 
 /** For a connection without a socket of its own to watch (none today; a safe default). */
-export const UNWATCHED: ConnectionPressure = { begin: () => undefined, end: () => undefined, drained: () => Promise.resolve() };
+export const UNWATCHED: ConnectionPressure = { begin: () => undefined, end: () => undefined, drained: () => Promise.resolve(), blocked: false };
 
 export class AmqpBackpressure implements ConnectionPressure {
   readonly #gate: ReadGate;
@@ -56,6 +58,10 @@ export class AmqpBackpressure implements ConnectionPressure {
 
   drained(): Promise<void> {
     return this.output.drained();
+  }
+
+  get blocked(): boolean {
+    return this.output.blocked;
   }
 }
 

@@ -247,7 +247,7 @@ export class AmqpServer {
       st.serviceLinks.add(sender);
       return;
     }
-    if (this.deps.eventHubs?.senderOpened(ctx.connection, st.peer, sender, address) === true) return;
+    if (this.deps.eventHubs?.senderOpened(ctx.connection, st.peer, sender, address, st.pressure) === true) return;
     this.#refuseLink(sender, st, address, { condition: 'amqp:not-found', description: `No node at ${address.slice(0, 200)}` });
   }
 

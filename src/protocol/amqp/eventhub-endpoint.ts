@@ -14,6 +14,9 @@
  *   `amqp:link:stolen`, a lower epoch or a plain receiver is refused while an epoch receiver holds it,
  *   across the nodes of a cluster (eventhub-claims.ts). The limit of plain receivers is per node.
  * - Messages carry the enrichments configured for `events` (the RecordEnricher port, routing's).
+ * - Deliveries go settled (Event Hubs has no settlement) unless the receiver asks otherwise, and
+ *   never faster than the connection takes them: credit says how many, not how many bytes, and a
+ *   window of large messages must not overrun the connection's output bound (amqp-backpressure.ts).
  */
 import type { Logger } from 'pino';
 import rhea, { type Connection, type EventContext, type Message, type Receiver, type Sender } from 'rhea';
@@ -26,6 +29,7 @@ import { eventHubsName, isEventHubsEntity } from '../../core/hub-name.js';
 import { parseSasToken, pathCovers } from '../../auth/sas.js';
 import { BUILTIN_ENDPOINT_NAME, isRoutedTo, type EventLog, type LogPosition, type LogRecord, type RecordEnricher } from '../../log/log-ports.js';
 import { LogPositionError } from '../../log/positions.js';
+import type { ConnectionPressure } from './amqp-backpressure.js';
 import type { ReceiverClaims } from './eventhub-claims.js';
 import { encodeEventHubMessage } from './eventhub-encode.js';
 import { EPOCH_PROPERTY, RUNTIME_METRIC_CAPABILITY, echoedSource, isManagementAddress, parsePartitionAddress, positionFromFilter } from './eventhub-message.js';
@@ -66,7 +70,21 @@ interface ConnState {
   /** By the token's audience path (`/{hub}/ConsumerGroups/...`, lower case, the hub's canonical name). */
   grants: Map<string, Grant>;
   management: Set<Sender>;
+  /** The connection's output bound, once a reader attached (the AMQP server's). */
+  pressure: ConnectionPressure | undefined;
+  /** Bytes the readers of this connection handed rhea since the last flush (all partitions together). */
+  unsent: number;
+  /** A flush under way: rhea writes what it was handed, then the output drains below its mark. */
+  flushing: Promise<void> | undefined;
 }
+
+/**
+ * What the readers of one connection hand rhea before they let it write and wait for the output
+ * to drain. rhea writes a pass's deliveries at once; a credit window of large messages (500 of
+ * 200 KB is 100 MB) would otherwise pass the connection's output cap (4 MiB) and close a client
+ * that reads. Well above a batch of ordinary telemetry, so a reader of small messages never waits.
+ */
+export const READER_FLUSH_BYTES = 256 * 1024;
 
 interface Reader {
   sender: Sender;
@@ -102,7 +120,7 @@ export class EventHubEndpoint {
 
   #state(conn: Connection, peer: PeerContext): ConnState {
     let st = this.#conns.get(conn);
-    if (st === undefined) this.#conns.set(conn, (st = { peer, grants: new Map(), management: new Set() }));
+    if (st === undefined) this.#conns.set(conn, (st = { peer, grants: new Map(), management: new Set(), pressure: undefined, unsent: 0, flushing: undefined }));
     return st;
   }
 
@@ -168,7 +186,7 @@ export class EventHubEndpoint {
   // ---- links ---------------------------------------------------------------------------------
 
   /** The client attached a receiver (we send): a partition or the `$management` replies. False: not ours. */
-  senderOpened(conn: Connection, peer: PeerContext, sender: Sender, address: string): boolean {
+  senderOpened(conn: Connection, peer: PeerContext, sender: Sender, address: string, pressure?: ConnectionPressure): boolean {
     if (isManagementAddress(address)) {
       const st = this.#state(conn, peer);
       const grant = this.#grantFor(st, `/${eventHubsName(this.deps.hostname())}/$management`.toLowerCase());
@@ -179,7 +197,10 @@ export class EventHubEndpoint {
     }
     const a = parsePartitionAddress(address);
     if (a === undefined) return false;
-    void this.#openReader(this.#state(conn, peer), sender, address, a).catch((err: unknown) => {
+    settleAsAsked(sender);
+    const st = this.#state(conn, peer);
+    st.pressure ??= pressure;
+    void this.#openReader(st, sender, address, a).catch((err: unknown) => {
       this.deps.logger.error({ err, event: 'eventhub.attach-failed' }, 'Event Hubs receiver attach failed');
       this.#close(sender, { condition: 'amqp:internal-error', description: 'internal error' });
     });
@@ -261,10 +282,10 @@ export class EventHubEndpoint {
     this.#readers.set(sender, reader);
     this.#byPartition.set(key, holders.add(reader));
     grant.links.add(sender);
-    void this.#pump(reader, partition, position, metrics);
+    void this.#pump(st, reader, partition, position, metrics);
   }
 
-  async #pump(reader: Reader, partition: number, position: LogPosition, metrics: boolean): Promise<void> {
+  async #pump(st: ConnState, reader: Reader, partition: number, position: LogPosition, metrics: boolean): Promise<void> {
     const { sender, stop } = reader;
     const latency = this.deps.latency;
     try {
@@ -276,12 +297,19 @@ export class EventHubEndpoint {
         const enriched = this.deps.enrich.enrich(BUILTIN_ENDPOINT_NAME, mine);
         const records: readonly LogRecord[] = enriched instanceof Promise ? await enriched : enriched;
         for (const r of records) {
-          // Credit-based flow: nothing is sent beyond what the client asked for.
-          while (!stop.signal.aborted && !sender.sendable()) await new Promise<void>((resolve) => (reader.wake = resolve));
-          if (stop.signal.aborted) return;
           // Encoded by our own encoder (rhea's bytes, without its generic wrapping) and sent as is (format 0).
           const enqueuedMs = Date.parse(r.enqueuedTime);
-          sender.send(encodeEventHubMessage(r, runtime, enqueuedMs), undefined, 0);
+          const bytes = encodeEventHubMessage(r, runtime, enqueuedMs);
+          // Credit-based flow: nothing is sent beyond what the client asked for; and no more bytes
+          // at once than the connection's output takes (one message always goes).
+          for (;;) {
+            if (stop.signal.aborted) return;
+            if (!sender.sendable()) await new Promise<void>((resolve) => (reader.wake = resolve));
+            else if (st.unsent > 0 && st.unsent + bytes.length > READER_FLUSH_BYTES) await flush(st);
+            else break;
+          }
+          sender.send(bytes, undefined, 0);
+          handed(st, bytes.length);
           latency?.observe(this.deps.clock.now() - enqueuedMs);
         }
       }
@@ -417,4 +445,46 @@ export class EventHubEndpoint {
     }
     this.detached(link.connection, link);
   }
+}
+
+/** AMQP sender-settle-mode values (AMQP 1.0 2.8.2). */
+const SND_UNSETTLED = 0;
+const SND_SETTLED = 1;
+
+/**
+ * Event Hubs has no settlement: a reader's place is the position it asks from, and what it does
+ * with an event is its own business. So partition deliveries go settled unless the receiver asked
+ * for them unsettled: the .NET client attaches with snd-settle-mode settled and never settles one
+ * (rhea's session keeps 2,048 unsettled deliveries, and the reader would stop there), and
+ * @azure/event-hubs leaves the mode to the sender (mixed) and would only send accepts back. Set
+ * before rhea answers the attach (the next tick), so the answer says the mode in use.
+ */
+function settleAsAsked(sender: Sender): void {
+  const asked = (sender as unknown as { remote: { attach?: { snd_settle_mode?: number } } }).remote.attach?.snd_settle_mode;
+  const local = (sender as unknown as { local: { attach: { snd_settle_mode?: number } } }).local.attach;
+  local.snd_settle_mode = asked === SND_UNSETTLED ? SND_UNSETTLED : SND_SETTLED;
+}
+
+/** Counts bytes handed to rhea; once it wrote them (the next turn), an output under its mark starts the count again. */
+function handed(st: ConnState, bytes: number): void {
+  if (st.unsent === 0 && st.flushing === undefined) {
+    setImmediate(() => {
+      if (st.flushing === undefined && st.pressure?.blocked !== true) st.unsent = 0;
+    });
+  }
+  st.unsent += bytes;
+}
+
+/**
+ * Lets rhea write what the connection's readers handed it (its pass runs on the next tick, before
+ * setImmediate), then waits until the output is under its mark. One flush for all the readers.
+ */
+function flush(st: ConnState): Promise<void> {
+  st.flushing ??= new Promise<void>((resolve) => setImmediate(resolve))
+    .then(() => st.pressure?.drained())
+    .then(() => {
+      st.unsent = 0;
+      st.flushing = undefined;
+    });
+  return st.flushing;
 }
