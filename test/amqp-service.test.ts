@@ -239,6 +239,31 @@ describe('AMQP bad input', () => {
     await service.send('sleeper', msg);
   });
 
+  it('answers each attach with the client\'s own source and target, as a link it takes', async () => {
+    // A null source (to a receiving client) or target (to a sending one) in the answer means the link
+    // is refused (AMQP 1.0, 2.6.3): proton-j clients such as Azure's Java SDKs then wait for a detach
+    // and never open the link.
+    const conn = await connect();
+    try {
+      const termini = (l: rhea.Sender | rhea.Receiver) => (l as unknown as { remote: { attach?: { source?: { address?: string } | null; target?: { address?: string } | null } } }).remote.attach;
+      const opened = <L extends rhea.Sender | rhea.Receiver>(l: L, event: string) => new Promise<L>((resolve) => l.once(event, () => resolve(l)));
+      const cbsIn = await opened(conn.open_receiver({ source: { address: '$cbs' }, target: { address: 'cbs-replies' } }), 'receiver_open');
+      const cbsOut = await opened(conn.open_sender({ target: { address: '$cbs' }, source: { address: 'cbs-requests' } }), 'sendable');
+      assert.deepEqual([termini(cbsIn)?.source?.address, termini(cbsIn)?.target?.address], ['$cbs', 'cbs-replies']);
+      assert.deepEqual([termini(cbsOut)?.target?.address, termini(cbsOut)?.source?.address], ['$cbs', 'cbs-requests']);
+      const status = new Promise<number>((resolve) => cbsIn.on('message', (ctx: rhea.EventContext) => resolve(Number(ctx.message?.application_properties?.['status-code']))));
+      const token = generateSasToken({ resource: HOST, key: policyKey(hub.dataDir, 'service'), keyName: 'service', expiry: Math.floor(Date.now() / 1000) + 600 });
+      cbsOut.send({ to: '$cbs', reply_to: 'cbs-replies', message_id: 'echo', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name: HOST }, body: token });
+      assert.equal(await status, 200);
+      const c2d = await opened(conn.open_sender('/messages/devicebound'), 'sendable');
+      assert.equal(termini(c2d)?.target?.address, '/messages/devicebound');
+      const feedback = await opened(conn.open_receiver('/messages/serviceBound/feedback'), 'receiver_open');
+      assert.equal(termini(feedback)?.source?.address, '/messages/serviceBound/feedback');
+    } finally {
+      conn.close();
+    }
+  });
+
   it('a link is detached when the token that allowed it expires without renewal', async () => {
     const conn = await connect();
     try {

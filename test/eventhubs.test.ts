@@ -126,14 +126,24 @@ async function rawReaderConnection(): Promise<rhea.Connection> {
  * device's messages arrived. Settles nothing it did not get settled (as .NET under SettleOnSend);
  * fails if the hub closes the connection or nothing more comes for 30 s.
  */
-function readRaw(conn: rhea.Connection, deviceId: string, count: number, opts: { settleMode?: 0 | 1; creditWindow?: number }) {
+function readRaw(conn: rhea.Connection, deviceId: string, count: number, opts: { settleMode?: 0 | 1; creditWindow?: number; selector?: string }) {
   const entity = /EntityPath=([^;]+)/.exec(ehcs)?.[1] ?? '';
-  return new Promise<{ attachedSettleMode: number | undefined; settled: number; unsettled: number; mine: number; bodies: Buffer[] }>((resolve, reject) => {
+  return new Promise<{
+    attachedSettleMode: number | undefined;
+    attachedSource: { address?: string; filter?: Record<string, unknown> } | null;
+    settled: number;
+    unsettled: number;
+    mine: number;
+    bodies: Buffer[];
+    seqs: number[];
+  }>((resolve, reject) => {
     let settled = 0;
     let unsettled = 0;
     const bodies: Buffer[] = [];
+    const seqs: number[] = [];
     const r = conn.open_receiver({
-      source: { address: `${entity}/ConsumerGroups/$Default/Partitions/${partitionIdOf(deviceId)}`, filter: rhea.filter.selector("amqp.annotation.x-opt-offset > '-1'") },
+      // rhea names the filter jms-selector (as Qpid JMS does); the hub knows it by its descriptor.
+      source: { address: `${entity}/ConsumerGroups/$Default/Partitions/${partitionIdOf(deviceId)}`, filter: rhea.filter.selector(opts.selector ?? "amqp.annotation.x-opt-offset > '-1'") },
       autoaccept: false,
       credit_window: opts.creditWindow ?? 500,
       ...(opts.settleMode === undefined ? {} : { snd_settle_mode: opts.settleMode }),
@@ -153,11 +163,15 @@ function readRaw(conn: rhea.Connection, deviceId: string, count: number, opts: {
         settled++;
         ctx.delivery.update(true);
       } else unsettled++;
-      if (ctx.message?.message_annotations?.['iothub-connection-device-id'] === deviceId) bodies.push(Buffer.from(ctx.message.body?.content ?? ctx.message.body ?? []));
+      if (ctx.message?.message_annotations?.['iothub-connection-device-id'] === deviceId) {
+        bodies.push(Buffer.from(ctx.message.body?.content ?? ctx.message.body ?? []));
+        seqs.push(Number(ctx.message.message_annotations['x-opt-sequence-number']));
+      }
       if (bodies.length === count) {
         clearTimeout(timer);
         conn.removeListener('disconnected', onGone);
-        resolve({ attachedSettleMode: (r as unknown as { remote: { attach?: { snd_settle_mode?: number } } }).remote.attach?.snd_settle_mode, settled, unsettled, mine: bodies.length, bodies });
+        const attach = (r as unknown as { remote: { attach?: { snd_settle_mode?: number; source?: { address?: string; filter?: Record<string, unknown> } | null } } }).remote.attach;
+        resolve({ attachedSettleMode: attach?.snd_settle_mode, attachedSource: attach?.source ?? null, settled, unsettled, mine: bodies.length, bodies, seqs });
         r.close();
       }
     });
@@ -326,12 +340,17 @@ describe('the Event Hubs-compatible endpoint', () => {
       // As .NET asks (SettleOnSend): every delivery settled, all 2,200 read without settling one.
       const asked = await readRaw(conn, id, total, { settleMode: 1 });
       assert.equal(asked.attachedSettleMode, 1, 'the hub attaches as a settled sender');
+      // The answer echoes the source and its filter, as Event Hubs does (a null source would mean refused).
+      assert.match(String(asked.attachedSource?.address), /\/ConsumerGroups\/\$Default\/Partitions\/\d+$/);
+      assert.deepEqual(Object.keys(asked.attachedSource?.filter ?? {}), ['jms-selector'], 'the selector filter is echoed under the name the client gave it');
       assert.equal(asked.unsettled, 0);
       assert.equal(asked.mine, total);
       // As @azure/event-hubs asks (no mode: mixed, the sender's choice): settled too, nothing for the client to send back.
-      const mixed = await readRaw(conn, id, total, {});
+      // From the 2,001st message on, by sequence number: the filter is read whatever the client named it.
+      const from = asked.seqs[2000] as number;
+      const mixed = await readRaw(conn, id, total - 2000, { selector: `amqp.annotation.x-opt-sequence-number >= ${from}` });
       assert.equal(mixed.unsettled, 0);
-      assert.equal(mixed.mine, total);
+      assert.deepEqual(mixed.seqs, asked.seqs.slice(2000));
     } finally {
       conn.close();
     }

@@ -208,6 +208,7 @@ export class AmqpServer {
   /** The client attached a sender: we receive on its target address. */
   #onReceiverOpen(ctx: EventContext): void {
     const receiver = ctx.receiver as Receiver;
+    echoTermini(receiver);
     const address = (receiver.target as { address?: string } | undefined)?.address ?? '';
     const st = this.#state.get(ctx.connection);
     if (st === undefined) return receiver.close({ condition: 'amqp:internal-error', description: 'no connection state' });
@@ -228,6 +229,7 @@ export class AmqpServer {
   /** The client attached a receiver: we send from its source address. */
   #onSenderOpen(ctx: EventContext): void {
     const sender = ctx.sender as Sender;
+    echoTermini(sender);
     const address = (sender.source as { address?: string } | undefined)?.address ?? '';
     const st = this.#state.get(ctx.connection);
     if (st === undefined) return sender.close({ condition: 'amqp:internal-error', description: 'no connection state' });
@@ -454,4 +456,21 @@ export class AmqpServer {
     }, ms);
     st.serviceTimer.unref();
   }
+}
+
+type Terminus = { address?: unknown } | null | undefined;
+
+/**
+ * Answers a client's attach with its own source and target (their addresses). rhea answers with
+ * neither unless told, and a null source (to a receiving client) or target (to a sending one)
+ * says the link is refused (AMQP 1.0, 2.6.3): proton-j clients, Azure's Java SDKs among them,
+ * then wait for the detach and never open the link. Called before rhea writes the answer (the
+ * next tick); a link refused after is detached with its error, as before.
+ */
+function echoTermini(link: Link): void {
+  const remote = (link as unknown as { remote: { attach?: { source?: Terminus; target?: Terminus } } }).remote.attach;
+  // A terminus without an address (a dynamic one) is answered as one without an address.
+  const fields = (t: Terminus) => (typeof t?.address === 'string' ? { address: t.address } : {}) as { address: string };
+  if (remote?.source !== null && remote?.source !== undefined) link.set_source(fields(remote.source));
+  if (remote?.target !== null && remote?.target !== undefined) link.set_target(fields(remote.target));
 }

@@ -198,6 +198,9 @@ export class EventHubEndpoint {
     const a = parsePartitionAddress(address);
     if (a === undefined) return false;
     settleAsAsked(sender);
+    // Echo the source with its filter, as Event Hubs does, in the attach rhea answers with next tick.
+    const remote = (sender as unknown as { remote: { attach?: { source?: { filter?: unknown } } } }).remote.attach;
+    sender.set_source(echoedSource(address, remote?.source?.filter) as Parameters<Sender['set_source']>[0]);
     const st = this.#state(conn, peer);
     st.pressure ??= pressure;
     void this.#openReader(st, sender, address, a).catch((err: unknown) => {
@@ -276,8 +279,6 @@ export class EventHubEndpoint {
       if (top !== undefined && top > epoch) return void this.#refuse(sender, st.peer, address, { condition: 'amqp:link:stolen', description: `A receiver with a higher epoch '${top}' already exists; a receiver with epoch ${epoch} cannot be created.` });
       for (const r of holders) this.#close(r.sender, { condition: 'amqp:link:stolen', description: `A new receiver with epoch '${epoch}' was created, so this receiver${r.epoch === undefined ? '' : ` with epoch '${r.epoch}'`} is disconnected.` });
     }
-    // Echo the source (with its filter) as Event Hubs does.
-    sender.set_source(echoedSource(address, remote?.source?.filter) as Parameters<Sender['set_source']>[0]);
     const reader: Reader = { sender, key, epoch, claim, stop: new AbortController(), wake: undefined };
     this.#readers.set(sender, reader);
     this.#byPartition.set(key, holders.add(reader));

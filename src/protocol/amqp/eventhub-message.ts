@@ -53,20 +53,46 @@ function filterText(v: unknown): string | undefined {
   return undefined;
 }
 
-/** The selector filter's expression, if the source has one. */
-export function selectorFilterText(filter: unknown): string | undefined {
+/** The selector filter's descriptor, numeric (0x0000468C:0x00000004) and symbolic. */
+const SELECTOR_CODE = 0x468c00000004;
+
+function isSelectorDescriptor(d: unknown): boolean {
+  const v = d !== null && typeof d === 'object' && 'value' in d ? (d as { value: unknown }).value : d;
+  return v === SELECTOR_CODE || (typeof v === 'bigint' && v === BigInt(SELECTOR_CODE)) || v === SELECTOR_FILTER;
+}
+
+/**
+ * The source's selector filter: its name in the filter set and its expression. A filter is known
+ * by its descriptor, not its name, which the client picks (`@azure/event-hubs` names it after the
+ * descriptor, rhea's `filter.selector` and Qpid JMS `jms-selector`); a name that says selector-filter
+ * is taken too, for a client that sent the value undescribed.
+ */
+function selectorFilter(filter: unknown): { name: string; text: string } | undefined {
   if (filter === null || filter === undefined || typeof filter !== 'object') return undefined;
-  const entry = Object.entries(filter as Record<string, unknown>).find(([k]) => k === SELECTOR_FILTER || k.toLowerCase().includes('selector-filter'));
+  const entries = Object.entries(filter as Record<string, unknown>);
+  const entry =
+    entries.find(([, v]) => v !== null && typeof v === 'object' && isSelectorDescriptor((v as { descriptor?: unknown }).descriptor)) ??
+    entries.find(([k]) => k === SELECTOR_FILTER || k.toLowerCase().includes('selector-filter'));
   if (entry === undefined) return undefined;
   const text = filterText(entry[1]);
   if (text === undefined) throw new LogPositionError('the selector filter is not a string');
-  return text;
+  return { name: entry[0], text };
+}
+
+/** The selector filter's expression, if the source has one. */
+export function selectorFilterText(filter: unknown): string | undefined {
+  return selectorFilter(filter)?.text;
 }
 
 /** The source a receiver's attach is answered with: its address and its filter, as Event Hubs echoes them. */
 export function echoedSource(address: string, filter: unknown): { address: string; filter?: Record<string, unknown> } {
-  const text = selectorFilterText(filter);
-  return text === undefined ? { address } : { address, filter: { [SELECTOR_FILTER]: rhea.types.wrap_described(text, 0x468c00000004) } };
+  let found: { name: string; text: string } | undefined;
+  try {
+    found = selectorFilter(filter);
+  } catch {
+    // A filter that is not a string is refused after the attach (positionFromFilter): answer without it.
+  }
+  return found === undefined ? { address } : { address, filter: { [found.name]: rhea.types.wrap_described(found.text, SELECTOR_CODE) } };
 }
 
 /**
