@@ -227,6 +227,10 @@ export class AmqpAdmission {
     });
     // The access gate's watch adds the per-address cap and closes sockets whose handshake failed.
     server.on('secureConnection', (socket: TLSSocket) => {
+      // rhea writes a pass's frames corked, so Nagle's algorithm only delays: a small frame (a
+      // transfer, a twin answer) waits for the ACK of the last, which a client that has nothing
+      // to send back (a settled Event Hubs reader) delays by up to 40 ms. As the MQTT listener does.
+      socket.setNoDelay(true);
       shedHandshakeState(socket);
       this.handle(socket, tlsAmqpPeer(socket, 'amqp'));
     });
