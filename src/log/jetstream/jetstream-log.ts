@@ -87,6 +87,13 @@ function isStreamNameInUse(err: unknown): boolean {
   return err instanceof JetStreamApiError && err.code === STREAM_NAME_IN_USE;
 }
 
+/** JetStream's "subjects overlap with an existing stream" (error code 10065). */
+const STREAM_SUBJECTS_OVERLAP = 10065;
+
+function isSubjectsOverlap(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.code === STREAM_SUBJECTS_OVERLAP;
+}
+
 /**
  * The partition count is decided once, by whoever creates partition 0's stream: its description
  * says the count ("... partition 0 of 4"). Creating a stream is atomic on the server (an add that
@@ -135,7 +142,10 @@ async function ensureStream(jsm: JetStreamManager, config: Partial<StreamConfig>
   try {
     return await jsm.streams.add(config);
   } catch (err) {
-    if (!isStreamNameInUse(err)) throw err;
+    // Another node's add of this very stream won: the server says the name is taken or, while that
+    // stream is being made, that its subjects overlap one (seen in CI, six nodes opening one log).
+    // Only the stream of this name counts as that; subjects another stream holds stay an error.
+    if (!isStreamNameInUse(err) && !(isSubjectsOverlap(err) && (await streamInfo(jsm, config.name)) !== undefined)) throw err;
     return mode === 'add-only' ? await jsm.streams.info(config.name) : await jsm.streams.update(config.name, config);
   }
 }
