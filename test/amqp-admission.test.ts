@@ -146,3 +146,41 @@ describe('AMQP: a failure inside the hub while a device link attaches', () => {
     }
   });
 });
+
+describe('AMQP: a connection the hub closed', () => {
+  it('still gets the answers to what the client sent with its own close (the session end)', async () => {
+    // The provisioning SDK, told the connection closed while a link was attaching, ends its session
+    // and closes in one write, then waits for the session's end. rhea read the close, ended the
+    // socket at once, and the end it owed was never written: the SDK hung until its timeout.
+    const key = await h.device('amqp-closer');
+    await h.device('amqp-other');
+    const { conn, peer } = await h.amqpClient({ remoteAddress: '192.0.2.30' });
+    const cbsIn = conn.open_receiver('$cbs');
+    const cbsOut = conn.open_sender('$cbs');
+    const status = new Promise<number>((resolve) => cbsIn.once('message', (ctx: rhea.EventContext) => resolve(Number(ctx.message?.application_properties?.['status-code']))));
+    await new Promise<void>((resolve) => cbsOut.once('sendable', () => resolve()));
+    const name = `${h.hostname}/devices/amqp-closer`;
+    cbsOut.send({ to: '$cbs', reply_to: 'cbs', message_id: 'put', application_properties: { operation: 'put-token', type: 'servicebus.windows.net:sastoken', name }, body: generateSasToken({ resource: name, key, expiry: Math.floor(Date.now() / 1000) + 600 }) });
+    assert.equal(await status, 200);
+
+    const session = cbsOut.session;
+    const ended = new Promise<string>((resolve) => {
+      session.once('session_close', () => resolve('the hub ended the session'));
+      void peer.closed.then(() => resolve('the stream closed first'));
+    });
+    const closedBy = new Promise<string | undefined>((resolve) =>
+      conn.once('connection_close', (ctx: rhea.EventContext) => {
+        // As the SDK does: end the session and close, in one pass.
+        session.close();
+        conn.close();
+        resolve((ctx.connection.error as { condition?: string } | undefined)?.condition);
+      }),
+    );
+    conn.on('connection_error', () => undefined);
+    // Another device's link: the hub refuses it and closes the connection.
+    conn.open_sender('/devices/amqp-other/messages/events').on('sender_error', () => undefined);
+    assert.equal(await closedBy, 'amqp:unauthorized-access');
+    assert.equal(await ended, 'the hub ended the session');
+    await peer.closed;
+  });
+});

@@ -182,11 +182,38 @@ function saslOutcomeSent(conn: Connection): boolean {
   return sasl?.selected?.transport?.read_complete === true;
 }
 
+/**
+ * rhea ends the socket as soon as it reads the client's close after its own (lib/connection.js
+ * `input`), before it answers what came with that close: it answers an end or a detach on a later
+ * tick (a nextTick that registers its next pass, on another). Those answers were lost, and a client
+ * that waits for them hung: told of the hub's close while a link attached, the provisioning SDK ends
+ * its session and closes in one write, then waits for the session's end until its 30 s timeout. So
+ * the socket ends once the ticks rhea queued have run (setImmediate comes after all of them).
+ */
+function endAfterPendingPass(socket: { end(): unknown }): void {
+  const end = socket.end.bind(socket);
+  socket.end = () => setImmediate(end);
+}
+
+/**
+ * rhea's idle timers (the heartbeat it sends, the silence it allows), which it stops when the socket
+ * ends; an answer it wrote after that (endAfterPendingPass) started a new one, which would hold the
+ * closed connection for twice the idle timeout. Stopped again once the socket is closed.
+ */
+function stopIdleTimers(conn: Connection): void {
+  const timers = conn as unknown as { heartbeat_in?: NodeJS.Timeout; heartbeat_out?: NodeJS.Timeout };
+  clearTimeout(timers.heartbeat_in);
+  clearTimeout(timers.heartbeat_out);
+  timers.heartbeat_in = undefined;
+  timers.heartbeat_out = undefined;
+}
+
 /** rhea accepts a server-side socket through `accept`, which its typings leave out. */
 /** SASL mechanisms by name, each a factory of rhea's server mechanism objects (lib/sasl.js). */
 export type SaslMechanisms = Record<string, () => unknown>;
 
-function accept(conn: Connection, socket: unknown, sasl: SaslMechanisms | undefined): void {
+function accept(conn: Connection, socket: { end(): unknown }, sasl: SaslMechanisms | undefined): void {
+  endAfterPendingPass(socket);
   (conn as unknown as { accept(socket: unknown): Connection }).accept(socket);
   if (sasl === undefined) return;
   // rhea builds a connection's SASL server from the container's mechanisms (the list it offers);
@@ -258,6 +285,7 @@ export class AmqpAdmission {
     stream.once('close', () => {
       this.sockets.delete(stream);
       admission.closed();
+      stopIdleTimers(conn);
     });
     this.observe.stream?.(stream, peer);
     // After the guard's listener, so it sees every chunk before rhea does.
@@ -276,7 +304,10 @@ export class AmqpAdmission {
     const tag: AmqpConnectionTag = { gatehouse_peer: peer, gatehouse_stream: tlsSocket };
     const conn = this.container.create_connection({ ...RHEA_OPTIONS, ...tag } as never);
     const admission = this.#admit(conn, 'amqp-ws', remote, release, () => ws.terminate());
-    ws.once('close', () => admission.closed());
+    ws.once('close', () => {
+      admission.closed();
+      stopIdleTimers(conn);
+    });
     this.observe.ws?.(ws, tlsSocket);
     accept(conn, rheaSocket(ws, remote, (chunk) => admission.feed(chunk)), this.observe.sasl?.(peer));
   }
