@@ -21,6 +21,7 @@ import { cli, removeDir, startHubProcess, type HubProcess } from './support/hub-
 import { connectAndCheck } from './support/provisioned-device.js';
 import { request } from 'node:https';
 import { generateSasToken } from '../src/auth/sas.js';
+import rhea from 'rhea';
 
 const { Registry } = iothub;
 const { ProvisioningDeviceClient } = provDevice;
@@ -248,5 +249,36 @@ describe('throttling', () => {
     c.send({ cmd: 'unsubscribe', messageId: 2, unsubscriptions: ['$dps/registrations/res/#'] });
     assert.equal((await c.next())?.cmd, 'unsuback');
     c.end();
+  });
+});
+
+describe('provisioning links over AMQP', () => {
+  it("answer each attach with the client's own source and target (a null one reads as refused)", async () => {
+    // AMQP 1.0 2.6.3: a null source to a receiving client, or target to a sending one, says the link
+    // was refused; proton-j clients (Azure's Java provisioning SDK) then wait for a detach.
+    const registrationId = 'amqp-termini';
+    const { responseBody: e } = await service.createOrUpdateIndividualEnrollment({
+      registrationId,
+      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
+    } as never);
+    const key = String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+    const address = `${idScope}/registrations/${registrationId}`;
+    const password = generateSasToken({ resource: address, key, keyName: 'registration', expiry: Math.floor(Date.now() / 1000) + 600 });
+    const conn = rhea.create_container().connect({ host: HOST, port: 5671, transport: 'tls', ca, servername: HOST, username: address, password, reconnect: false } as never);
+    conn.on('error', () => undefined);
+    try {
+      const termini = (l: rhea.Sender | rhea.Receiver) => (l as unknown as { remote: { attach?: { source?: { address?: string } | null; target?: { address?: string } | null } } }).remote.attach;
+      const answered = <L extends rhea.Sender | rhea.Receiver>(l: L, event: string) =>
+        new Promise<L>((resolve, reject) => {
+          l.once(event, () => resolve(l));
+          conn.once('connection_close', () => reject(new Error('the hub closed the connection')));
+        });
+      const answers = await answered(conn.open_receiver({ source: { address }, target: { address: 'replies' } }), 'receiver_open');
+      const requests = await answered(conn.open_sender({ target: { address }, source: { address: 'requests' } }), 'sender_open');
+      assert.deepEqual([termini(answers)?.source?.address, termini(answers)?.target?.address], [address, 'replies']);
+      assert.deepEqual([termini(requests)?.target?.address, termini(requests)?.source?.address], [address, 'requests']);
+    } finally {
+      conn.close();
+    }
   });
 });

@@ -211,11 +211,9 @@ export class AmqpServer {
     const address = (receiver.target as { address?: string } | undefined)?.address ?? '';
     const st = this.#state.get(ctx.connection);
     if (st === undefined) return receiver.close({ condition: 'amqp:internal-error', description: 'no connection state' });
-    // Provisioning links are answered as before (their attestation finishes after the answer; a
-    // failed one closes the connection): not yet checked with an echoed answer under load.
-    if (this.#dps.attach(receiver, st.peer, st.chain, address)) return;
     echoTermini(receiver);
     if (address === '$cbs') return;
+    if (this.#dps.attach(receiver, st.peer, st.chain, address)) return;
     const dev = parseDeviceAddress(address);
     if (dev !== undefined) return this.#attachDeviceOrRefuse(st, receiver, 'in', dev, address);
     if (address.toLowerCase() === '/messages/devicebound') {
@@ -234,12 +232,12 @@ export class AmqpServer {
     const address = (sender.source as { address?: string } | undefined)?.address ?? '';
     const st = this.#state.get(ctx.connection);
     if (st === undefined) return sender.close({ condition: 'amqp:internal-error', description: 'no connection state' });
-    if (this.#dps.attach(sender, st.peer, st.chain, address)) return;
     echoTermini(sender);
     if (address === '$cbs') {
       st.cbsSender = sender;
       return;
     }
+    if (this.#dps.attach(sender, st.peer, st.chain, address)) return;
     const dev = parseDeviceAddress(address);
     if (dev !== undefined) return this.#attachDeviceOrRefuse(st, sender, 'out', dev, address);
     const lower = address.toLowerCase();
