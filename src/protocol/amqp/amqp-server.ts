@@ -32,6 +32,7 @@ import { decidePutToken } from './cbs-put-token.js';
 import { UNWATCHED, streamBackpressure, webSocketBackpressure, type ConnectionPressure } from './amqp-backpressure.js';
 import type { EventHubEndpoint } from './eventhub-endpoint.js';
 import { DpsLinks, installDpsSasl } from './dps-links.js';
+import { remoteAttach, type AttachTerminus } from './rhea-link.js';
 import type { DpsDeps } from '../transport/device-ports.js';
 
 export const AMQP_WS_PROTOCOL = 'AMQPWSB10';
@@ -458,7 +459,6 @@ export class AmqpServer {
   }
 }
 
-type Terminus = { address?: unknown } | null | undefined;
 
 /**
  * Answers a client's attach with its own source and target (their addresses). rhea answers with
@@ -468,9 +468,9 @@ type Terminus = { address?: unknown } | null | undefined;
  * next tick); a link refused after is detached with its error, as before.
  */
 function echoTermini(link: Link): void {
-  const remote = (link as unknown as { remote: { attach?: { source?: Terminus; target?: Terminus } } }).remote.attach;
+  const remote = remoteAttach(link);
   // A terminus without an address (a dynamic one) is answered as one without an address.
-  const fields = (t: Terminus) => (typeof t?.address === 'string' ? { address: t.address } : {}) as { address: string };
+  const fields = (t: AttachTerminus) => (typeof t?.address === 'string' ? { address: t.address } : {}) as { address: string };
   if (remote?.source !== null && remote?.source !== undefined) link.set_source(fields(remote.source));
   if (remote?.target !== null && remote?.target !== undefined) link.set_target(fields(remote.target));
 }

@@ -34,6 +34,7 @@ import { telemetryEvent } from '../../hub/telemetry/telemetry-event.js';
 import type { TelemetrySink } from '../transport/device-ports.js';
 import { amqpBody, amqpId } from './amqp-message.js';
 import type { ConnectionPressure } from './amqp-backpressure.js';
+import { remoteAttach } from './rhea-link.js';
 
 type Link = Sender | Receiver;
 
@@ -185,7 +186,7 @@ export class AmqpDeviceSession implements LiveSession {
 
   /** A model id on the link's attach properties goes into the twin (IoT Plug and Play). */
   #announceModel(link: Link): void {
-    const props = (link as unknown as { remote?: { attach?: { properties?: Record<string, unknown> } } }).remote?.attach?.properties;
+    const props = remoteAttach(link)?.properties;
     const modelId = props?.[MODEL_ID_PROPERTY];
     if (typeof modelId !== 'string' || modelId === this.modelId) return;
     if (!isDtmi(modelId)) {

@@ -33,6 +33,7 @@ import type { ConnectionPressure } from './amqp-backpressure.js';
 import type { ReceiverClaims } from './eventhub-claims.js';
 import { encodeEventHubMessage } from './eventhub-encode.js';
 import { EPOCH_PROPERTY, RUNTIME_METRIC_CAPABILITY, echoedSource, isManagementAddress, parsePartitionAddress, positionFromFilter } from './eventhub-message.js';
+import { localAttach, remoteAttach } from './rhea-link.js';
 
 type Link = Sender | Receiver;
 type AmqpError = { condition: string; description: string };
@@ -199,7 +200,7 @@ export class EventHubEndpoint {
     if (a === undefined) return false;
     settleAsAsked(sender);
     // Echo the source with its filter, as Event Hubs does, in the attach rhea answers with next tick.
-    const remote = (sender as unknown as { remote: { attach?: { source?: { filter?: unknown } } } }).remote.attach;
+    const remote = remoteAttach(sender);
     sender.set_source(echoedSource(address, remote?.source?.filter) as Parameters<Sender['set_source']>[0]);
     const st = this.#state(conn, peer);
     st.pressure ??= pressure;
@@ -238,7 +239,7 @@ export class EventHubEndpoint {
     if (!(partition >= 0 && partition < this.deps.log.partitionCount)) {
       return void this.#refuse(sender, st.peer, address, { condition: 'com.microsoft:argument-out-of-range', description: `The partition '${a.partition.slice(0, 20)}' does not exist (0-${this.deps.log.partitionCount - 1}).` });
     }
-    const remote = (sender as unknown as { remote: { attach?: { source?: { filter?: unknown }; properties?: Record<string, unknown>; desired_capabilities?: unknown } } }).remote.attach;
+    const remote = remoteAttach(sender);
     let position: LogPosition;
     try {
       position = positionFromFilter(remote?.source?.filter);
@@ -422,7 +423,7 @@ export class EventHubEndpoint {
 
   #reply(st: ConnState, request: Message, r: { status: number; description: string; condition?: string; body?: Record<string, unknown> }): void {
     const senders = [...st.management].filter((s) => s.is_open());
-    const sender = senders.find((s) => (s as unknown as { remote: { attach?: { target?: { address?: string } } } }).remote.attach?.target?.address === request.reply_to) ?? senders[0];
+    const sender = senders.find((s) => remoteAttach(s)?.target?.address === request.reply_to) ?? senders[0];
     if (sender === undefined) return;
     sender.send({
       to: request.reply_to,
@@ -461,8 +462,8 @@ const SND_SETTLED = 1;
  * before rhea answers the attach (the next tick), so the answer says the mode in use.
  */
 function settleAsAsked(sender: Sender): void {
-  const asked = (sender as unknown as { remote: { attach?: { snd_settle_mode?: number } } }).remote.attach?.snd_settle_mode;
-  const local = (sender as unknown as { local: { attach: { snd_settle_mode?: number } } }).local.attach;
+  const asked = remoteAttach(sender)?.snd_settle_mode;
+  const local = localAttach(sender);
   local.snd_settle_mode = asked === SND_UNSETTLED ? SND_UNSETTLED : SND_SETTLED;
 }
 
