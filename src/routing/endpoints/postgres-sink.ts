@@ -102,8 +102,12 @@ function checkConfig(raw: PostgresTableEndpoint): { config: PostgresTableEndpoin
 
 /** Error codes after which the table is checked (and created) again: undefined table or column. */
 const TABLE_GONE = new Set(['42P01', '3F000', '42703']);
-/** A concurrent CREATE ... IF NOT EXISTS lost the race: the object exists, which is all we wanted. */
-const CREATE_RACE = new Set(['23505', '42P06', '42P07']);
+/**
+ * A concurrent CREATE ... IF NOT EXISTS (another node's sink) lost the race: the object exists, which
+ * is all we wanted. PostgreSQL says so as a unique violation in its catalog, a duplicate schema or
+ * table, or a duplicate object: the table's row type (42710, "type ... already exists").
+ */
+const CREATE_RACE = new Set(['23505', '42P06', '42P07', '42710']);
 
 export function createPostgresSink(raw: PostgresTableEndpoint, deps: SinkDeps): EndpointSink {
   const { config, schema, table, url } = checkConfig(raw);
@@ -112,6 +116,8 @@ export function createPostgresSink(raw: PostgresTableEndpoint, deps: SinkDeps): 
   const timeoutMs = timeoutOf(deps);
   let pool: pg.Pool | undefined;
   let tableReady = false;
+  /** The table being checked or created: the partition dispatchers sharing this sink wait for one. */
+  let creating: Promise<void> | undefined;
   let closed = false;
 
   const fail = (err: unknown): Error => new Error(redact(`${where}: ${reasonOf(err)}`, secrets));
@@ -137,6 +143,11 @@ export function createPostgresSink(raw: PostgresTableEndpoint, deps: SinkDeps): 
 
   async function ensureTable(client: pg.PoolClient): Promise<void> {
     if (tableReady) return;
+    creating ??= createTable(client).finally(() => (creating = undefined));
+    await creating;
+  }
+
+  async function createTable(client: pg.PoolClient): Promise<void> {
     for (const sql of createTableSql(schema, table)) {
       try {
         await client.query(sql);
