@@ -62,6 +62,16 @@ function refused(err: Error): boolean {
   return err.constructor.name === 'UnauthorizedError' || /Bad username or password|401|Unauthorized/i.test(err.message);
 }
 
+/** An individual symmetric-key enrollment (DPS generates the keys), with any other fields given; its primary key. */
+async function enrollSymmetricKey(registrationId: string, fields: Record<string, unknown> = {}): Promise<string> {
+  const { responseBody: e } = await service.createOrUpdateIndividualEnrollment({
+    registrationId,
+    attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
+    ...fields,
+  } as never);
+  return String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+}
+
 function derive(groupKey: string, registrationId: string): string {
   return createHmac('sha256', Buffer.from(groupKey, 'base64')).update(registrationId).digest('base64');
 }
@@ -85,13 +95,10 @@ describe('individual symmetric-key enrollment', () => {
   for (const kind of ['mqtt', 'http', 'amqp', 'amqp-ws'] as const) {
     it(`registers over ${kind}, gets its initial twin, and connects to the assigned hub`, async () => {
       const registrationId = `ind-${kind}`;
-      const { responseBody: enrollment } = await service.createOrUpdateIndividualEnrollment({
-        registrationId,
+      const key = await enrollSymmetricKey(registrationId, {
         deviceId: `dev-${kind}`,
-        attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
         initialTwin: { tags: { site: 'plant-7' }, properties: { desired: { interval: 30 } } },
-      } as never);
-      const key = String((enrollment as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+      });
       assert.equal(Buffer.from(key, 'base64').length, 64, 'DPS generates 64-byte keys');
 
       const result = await register(kind, registrationId, key, { model: 'gate-1' });
@@ -115,11 +122,7 @@ describe('individual symmetric-key enrollment', () => {
 
   it('a wrong key and a disabled enrollment are refused alike; re-registration migrates', async () => {
     const registrationId = 'ind-guarded';
-    const { responseBody: e } = await service.createOrUpdateIndividualEnrollment({
-      registrationId,
-      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
-    } as never);
-    const key = String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+    const key = await enrollSymmetricKey(registrationId);
     const wrong = Buffer.alloc(64, 7).toString('base64');
     for (const kind of ['mqtt', 'http', 'amqp', 'amqp-ws'] as const) {
       await assert.rejects(register(kind, registrationId, wrong), refused);
@@ -177,11 +180,7 @@ describe('symmetric-key enrollment group', () => {
 
 describe('disableSymmetricKeyAttestation', () => {
   it('switched on while the hub runs, refuses the next symmetric-key registration; off again, allows it', async () => {
-    const { responseBody: e } = await service.createOrUpdateIndividualEnrollment({
-      registrationId: 'switch-test',
-      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
-    } as never);
-    const key = String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+    const key = await enrollSymmetricKey('switch-test');
     const set = (v: string) => {
       const r = cli(['dps', 'settings', 'set', '--disable-symmetric-key-attestation', v, '--data-dir', hub.dataDir]);
       assert.equal(r.status, 0, r.stderr);
@@ -202,11 +201,7 @@ describe('disableSymmetricKeyAttestation', () => {
 describe('throttling', () => {
   it('the sixth status poll in ten seconds gets 429 with retry-after, over HTTPS and over MQTT', async () => {
     const registrationId = 'poller';
-    const { responseBody: e } = await service.createOrUpdateIndividualEnrollment({
-      registrationId,
-      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
-    } as never);
-    const key = String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+    const key = await enrollSymmetricKey(registrationId);
     const token = generateSasToken({ resource: `${idScope}/registrations/${registrationId}`, key, keyName: 'registration', expiry: Math.floor(Date.now() / 1000) + 600 });
 
     const https = (method: string, path: string, body?: string) =>
@@ -257,11 +252,7 @@ describe('provisioning links over AMQP', () => {
     // AMQP 1.0 2.6.3: a null source to a receiving client, or target to a sending one, says the link
     // was refused; proton-j clients (Azure's Java provisioning SDK) then wait for a detach.
     const registrationId = 'amqp-termini';
-    const { responseBody: e } = await service.createOrUpdateIndividualEnrollment({
-      registrationId,
-      attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: '', secondaryKey: '' } },
-    } as never);
-    const key = String((e as { attestation: { symmetricKey: { primaryKey: string } } }).attestation.symmetricKey.primaryKey);
+    const key = await enrollSymmetricKey(registrationId);
     const address = `${idScope}/registrations/${registrationId}`;
     const password = generateSasToken({ resource: address, key, keyName: 'registration', expiry: Math.floor(Date.now() / 1000) + 600 });
     const conn = rhea.create_container().connect({ host: HOST, port: 5671, transport: 'tls', ca, servername: HOST, username: address, password, reconnect: false } as never);

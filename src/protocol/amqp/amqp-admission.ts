@@ -208,10 +208,10 @@ function stopIdleTimers(conn: Connection): void {
   timers.heartbeat_out = undefined;
 }
 
-/** rhea accepts a server-side socket through `accept`, which its typings leave out. */
 /** SASL mechanisms by name, each a factory of rhea's server mechanism objects (lib/sasl.js). */
 export type SaslMechanisms = Record<string, () => unknown>;
 
+/** rhea accepts a server-side socket through `accept`, which its typings leave out. */
 function accept(conn: Connection, socket: { end(): unknown }, sasl: SaslMechanisms | undefined): void {
   endAfterPendingPass(socket);
   (conn as unknown as { accept(socket: unknown): Connection }).accept(socket);

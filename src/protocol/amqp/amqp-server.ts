@@ -459,7 +459,6 @@ export class AmqpServer {
   }
 }
 
-
 /**
  * Answers a client's attach with its own source and target (their addresses). rhea answers with
  * neither unless told, and a null source (to a receiving client) or target (to a sending one)
