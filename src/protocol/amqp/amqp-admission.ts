@@ -23,6 +23,7 @@ import { AddressSlots, type ConnectionRefusals, type RefusalReason } from '../..
 import { boundRheaDecoder } from './decoder-bounds.js';
 import { FrameGuard, type FrameGuardLimits } from './frame-guard.js';
 import { peerChain } from '../transport/peer.js';
+import { passOutput } from './rhea-output.js';
 
 /** A C2D message is at most 64 KiB; frames carry it with its properties. */
 export const MAX_FRAME_SIZE = 256 * 1024;
@@ -350,12 +351,13 @@ export class AmqpAdmission {
     // "Field first is mandatory" when the hub settled it: that connection goes, not the hub.
     const raw = conn as unknown as { _process(): void };
     const process = raw._process.bind(conn);
-    // rhea writes each frame it owes with a write of its own; corked, what one pass owes (a batch
-    // of Event Hubs transfers, say) leaves in one TLS write and one system call.
+    // What one pass owes (a batch of Event Hubs transfers, say) leaves in one socket write
+    // (rhea-output.ts); corked, with the SASL frames too, and in one TLS write and system call.
+    const output = passOutput(conn);
     raw._process = () => {
       stream?.cork();
       try {
-        process();
+        output.pass(process);
       } catch (err) {
         admission.unreadable(`the connection's state cannot be written: ${String(err).slice(0, 200)}`);
       } finally {
