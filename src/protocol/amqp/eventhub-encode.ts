@@ -103,6 +103,25 @@ function timestamp(ms: number): void {
 
 /** A string (UTF-8) or a symbol (rhea: sized by its UTF-8 length, written in latin1). */
 function text(s: string, symbol: boolean): void {
+  // ASCII up to 255 characters (the keys and nearly every value): one byte each, copied here;
+  // `buf.write` costs more to call than these short strings take to copy.
+  const len = s.length;
+  if (len <= 255) {
+    ensure(2 + len);
+    const at = pos + 2;
+    let i = 0;
+    for (; i < len; i++) {
+      const c = s.charCodeAt(i);
+      if (c > 0x7f) break;
+      buf[at + i] = c;
+    }
+    if (i === len) {
+      buf[pos] = symbol ? Code.Sym8 : Code.Str8;
+      buf[pos + 1] = len;
+      pos = at + len;
+      return;
+    }
+  }
   const encoding = symbol ? 'latin1' : 'utf8';
   // At most 3 UTF-8 bytes per UTF-16 unit: up to 85 units always fit the 8-bit length form.
   const small = s.length <= 85 || Buffer.byteLength(s, 'utf8') <= 255;
