@@ -62,9 +62,13 @@ const frames = require('rhea/lib/frames.js') as {
 };
 const log = require('rhea/lib/log.js') as { frames: Debugger; raw: Debugger };
 
-/** A pass's buffer starts at what the last one took (within these bounds), so it rarely grows by copying. */
+/**
+ * A pass's buffer starts at the size the last pass took, so it rarely grows by copying, within
+ * these bounds: small ones come from Node's shared pool, and as a write holds its whole buffer
+ * until the client took it, none starts larger than an Event Hubs reader's flush (256 KiB).
+ */
 const MIN_BUFFER = 1024;
-const MAX_INITIAL_BUFFER = 1024 * 1024;
+const MAX_INITIAL_BUFFER = 256 * 1024;
 
 /** Frames of one connection, serialized back to back until the next write. */
 class FrameBuffer {
