@@ -75,7 +75,6 @@ describe('AMQP output: one write per pass', () => {
       }),
     );
     const sender = await senders;
-    sender.on('sendable', () => undefined);
     await new Promise<void>((resolve) => (sender.sendable() ? resolve() : sender.once('sendable', () => resolve())));
 
     const before = written.length;
