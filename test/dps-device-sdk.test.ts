@@ -22,6 +22,7 @@ import { connectAndCheck } from './support/provisioned-device.js';
 import { request } from 'node:https';
 import { generateSasToken } from '../src/auth/sas.js';
 import rhea from 'rhea';
+import { remoteAttach } from '../src/protocol/amqp/rhea-link.js';
 
 const { Registry } = iothub;
 const { ProvisioningDeviceClient } = provDevice;
@@ -258,7 +259,6 @@ describe('provisioning links over AMQP', () => {
     const conn = rhea.create_container().connect({ host: HOST, port: 5671, transport: 'tls', ca, servername: HOST, username: address, password, reconnect: false } as never);
     conn.on('error', () => undefined);
     try {
-      const termini = (l: rhea.Sender | rhea.Receiver) => (l as unknown as { remote: { attach?: { source?: { address?: string } | null; target?: { address?: string } | null } } }).remote.attach;
       const answered = <L extends rhea.Sender | rhea.Receiver>(l: L, event: string) =>
         new Promise<L>((resolve, reject) => {
           l.once(event, () => resolve(l));
@@ -266,8 +266,8 @@ describe('provisioning links over AMQP', () => {
         });
       const answers = await answered(conn.open_receiver({ source: { address }, target: { address: 'replies' } }), 'receiver_open');
       const requests = await answered(conn.open_sender({ target: { address }, source: { address: 'requests' } }), 'sender_open');
-      assert.deepEqual([termini(answers)?.source?.address, termini(answers)?.target?.address], [address, 'replies']);
-      assert.deepEqual([termini(requests)?.target?.address, termini(requests)?.source?.address], [address, 'requests']);
+      assert.deepEqual([remoteAttach(answers)?.source?.address, remoteAttach(answers)?.target?.address], [address, 'replies']);
+      assert.deepEqual([remoteAttach(requests)?.target?.address, remoteAttach(requests)?.source?.address], [address, 'requests']);
     } finally {
       conn.close();
     }

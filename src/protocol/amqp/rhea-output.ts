@@ -58,6 +58,7 @@ interface Debugger {
 const types = require('rhea/lib/types.js') as { Writer: new (buffer: Buffer) => RheaWriter };
 const frames = require('rhea/lib/frames.js') as {
   TYPE_AMQP: number;
+  write_header(buffer: Buffer, header: { protocol_id: number; major: number; minor: number; revision: number }): number;
   amqp_frame(channel: number | undefined, performative: unknown, payload: Buffer | undefined): RheaFrame;
 };
 const log = require('rhea/lib/log.js') as { frames: Debugger; raw: Debugger };
@@ -127,11 +128,13 @@ export function passOutput(conn: Connection): PassOutput {
   };
   transport.write = (socket) => {
     if (!transport.header_sent) {
-      // AMQP's protocol header (AMQP 1.0, 2.2): "AMQP", id 0, version 1.0.0.
-      const header = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 1, 0, 0]);
-      log.frames('[%s] -> %o', transport.identifier, { protocol_id: 0, major: 1, minor: 0, revision: 0 });
-      socket.write(header);
-      transport.header_sent = true;
+      // AMQP's protocol header (AMQP 1.0, 2.2), as rhea writes it.
+      const header = { protocol_id: 0, major: 1, minor: 0, revision: 0 };
+      const bytes = Buffer.alloc(8);
+      frames.write_header(bytes, header);
+      log.frames('[%s] -> %o', transport.identifier, header);
+      socket.write(bytes);
+      transport.header_sent = header;
     }
     const bytes = buffered.take();
     transport.pending = [];
