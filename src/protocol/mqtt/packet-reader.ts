@@ -9,6 +9,14 @@
  * After every read the parser's settings go back to MQTT 3.1.1: mqtt-packet replaces them with the
  * last CONNECT, which would otherwise keep the device's SAS token in memory for the connection's
  * life; the hub refuses any CONNECT that is not 3.1.1 [MQTT-3.1.2-2].
+ *
+ * Whole PUBLISH packets at the start of a read, with no packet part-read before it, are read here
+ * without the parser (readPublishes): nearly every packet a hub reads is one, and mqtt-packet spends
+ * ~7 µs and ~2.5 KB of garbage on each (its buffer list copies the payload, a dozen debug() calls
+ * build their argument arrays; docs/benchmarks.md). Anything else, from the first byte that is not
+ * a plain, complete, well-formed PUBLISH, goes to the parser as before, so a malformed or partial
+ * packet gets exactly the parser's answer. The packets are the parser's, field for field (the
+ * payload a view of the read, as the parser's is when a packet sits in one read).
  */
 import mqttPacket, { type Packet } from 'mqtt-packet';
 import { Sweep } from '../transport/sweep.js';
@@ -85,6 +93,11 @@ export class PacketReader {
   read(chunk: Buffer): number {
     this.#readAt = sweeps;
     let parser = this.#own;
+    if (parser === undefined || (parser._stateCounter === 0 && parser._list.length === 0)) {
+      const at = readPublishes(chunk, this.sink);
+      if (at === chunk.length) return -1;
+      if (at > 0) chunk = chunk.subarray(at);
+    }
     if (parser === undefined) {
       parser = this.#own = newParser();
       holding.add(this);
@@ -127,4 +140,61 @@ export class PacketReader {
     this.#own = undefined;
     holding.delete(this);
   }
+}
+
+/** The largest remaining length the fast path reads (3 length bytes); larger packets go to the parser. */
+const FAST_MAX_REMAINING = 0x1f_ffff;
+
+/**
+ * Reads the whole, well-formed MQTT 3.1.1 PUBLISH packets at the start of `chunk` and hands them to
+ * the sink; returns where it stopped: at the end, or at the first byte of something else (another
+ * packet type, a PUBLISH that is partial or that the parser would refuse), left to the parser.
+ */
+function readPublishes(chunk: Buffer, sink: PacketSink): number {
+  let at = 0;
+  const end = chunk.length;
+  while (at < end) {
+    const first = chunk[at] as number;
+    const qos = (first >> 1) & 3;
+    // Type 3 (PUBLISH); QoS 3 is malformed [MQTT-3.3.1-4]: the parser says so.
+    if (first >> 4 !== 3 || qos === 3) break;
+    // Remaining length: 1 to 3 bytes here (up to 2 MiB); anything longer or cut short, the parser.
+    let i = at + 1;
+    let length = 0;
+    let shift = 0;
+    let byte = 0x80;
+    while ((byte & 0x80) !== 0 && i < end && shift < 21) {
+      byte = chunk[i++] as number;
+      length += (byte & 0x7f) << shift;
+      shift += 7;
+    }
+    if ((byte & 0x80) !== 0 || length > FAST_MAX_REMAINING) break;
+    const body = i;
+    const stop = body + length;
+    if (stop > end) break;
+    // Topic: a two-byte length and that many bytes, inside the packet.
+    if (length < 2) break;
+    const topicEnd = body + 2 + ((chunk[body] as number) << 8) + (chunk[body + 1] as number);
+    if (topicEnd > stop) break;
+    let payloadAt = topicEnd;
+    let messageId = 0;
+    if (qos > 0) {
+      if (topicEnd + 2 > stop) break;
+      messageId = ((chunk[topicEnd] as number) << 8) + (chunk[topicEnd + 1] as number);
+      payloadAt += 2;
+    }
+    const packet = {
+      cmd: 'publish',
+      retain: (first & 1) !== 0,
+      qos,
+      dup: (first & 8) !== 0,
+      length,
+      topic: chunk.toString('utf8', body + 2, topicEnd),
+      payload: chunk.subarray(payloadAt, stop),
+    } as Packet & { messageId?: number };
+    if (qos > 0) packet.messageId = messageId;
+    at = stop;
+    sink.onPacket(packet);
+  }
+  return at;
 }
