@@ -24,6 +24,15 @@ describe('partition of a device id', () => {
     for (const [key, hash] of known) assert.equal(partitionKeyHash(key), hash, key);
   });
 
+  it('a key hashes the same whatever was hashed before it, at every length of the last block', () => {
+    const keys = [...Array.from({ length: 40 }, (_, n) => 'k'.repeat(n)), 'dévice-ü-日本', 'é'.repeat(600), 'x'.repeat(1013), 'x'.repeat(1024), 'x'.repeat(3000)];
+    const first = keys.map((k) => partitionKeyHash(k));
+    for (const [i, k] of keys.entries()) {
+      partitionKeyHash('\uffff'.repeat(300)); // a longer key's bytes (900) left behind must not count
+      assert.equal(partitionKeyHash(k), first[i], `length ${k.length}`);
+    }
+  });
+
   it('maps the hash into 0..count-1 by its absolute remainder', () => {
     assert.equal(partitionOf('7', 4), 3, '-15263 % 4 = -3');
     assert.equal(partitionOf('131', 4), 2);

@@ -14,14 +14,24 @@
 
 const rot = (x: number, k: number): number => ((x << k) | (x >>> (32 - k))) >>> 0;
 
+/**
+ * Where a key's UTF-8 bytes are written, followed by 12 zero bytes (the last block's padding): one
+ * buffer for every call, not two new ones (this runs for every device message). Keys longer than it
+ * (device ids are at most 128 characters, 512 bytes) get a buffer of their own.
+ */
+const scratch = Buffer.alloc(1024 + 12);
+
 /** lookup3 hashlittle2 over `data` with seeds 0/0, folded to a signed 16-bit value. */
 export function partitionKeyHash(key: string): number {
-  const data = Buffer.from(key, 'utf8');
-  let a = (0xdeadbeef + data.length) >>> 0;
+  const size = Buffer.byteLength(key, 'utf8');
+  const data = size + 12 <= scratch.length ? scratch : Buffer.alloc(size + 12);
+  data.write(key, 0, 'utf8');
+  data.fill(0, size, size + 12);
+  let a = (0xdeadbeef + size) >>> 0;
   let b = a;
   let c = a;
   let i = 0;
-  let left = data.length;
+  let left = size;
   // mix() over every 12-byte block but the last (which may be a full 12 bytes).
   while (left > 12) {
     a = (a + data.readUInt32LE(i)) >>> 0;
@@ -38,11 +48,9 @@ export function partitionKeyHash(key: string): number {
   }
   if (left > 0) {
     // The last 1-12 bytes, little-endian, zero-padded: what lookup3's switch adds byte by byte.
-    const tail = Buffer.alloc(12);
-    data.copy(tail, 0, i);
-    a = (a + tail.readUInt32LE(0)) >>> 0;
-    b = (b + tail.readUInt32LE(4)) >>> 0;
-    c = (c + tail.readUInt32LE(8)) >>> 0;
+    a = (a + data.readUInt32LE(i)) >>> 0;
+    b = (b + data.readUInt32LE(i + 4)) >>> 0;
+    c = (c + data.readUInt32LE(i + 8)) >>> 0;
     // final()
     c = (c ^ b) >>> 0; c = (c - rot(b, 14)) >>> 0;
     a = (a ^ c) >>> 0; a = (a - rot(c, 11)) >>> 0;
