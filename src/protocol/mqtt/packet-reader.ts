@@ -40,12 +40,32 @@ interface ParserState {
 
 const SETTINGS = Object.freeze({ protocolVersion: 4 });
 
+/**
+ * A QoS 1 or 2 PUBLISH whose remaining length leaves no room for its packet identifier is malformed.
+ * mqtt-packet reads the identifier from whatever bytes follow (the next packet's) and hands the
+ * PUBLISH on; the hub refuses it instead, on both paths.
+ */
+const SHORT_PUBLISH = 'PUBLISH too short for its packet identifier';
+
+/**
+ * From a parsed PUBLISH: its topic's bytes and a packet identifier do not fit in its remaining
+ * length. A topic with U+FFFD may have been ill-formed UTF-8 (fewer bytes on the wire than now):
+ * not judged here.
+ */
+function tooShort(topic: string, length: number): boolean {
+  return 2 + Buffer.byteLength(topic) + 2 > length && !topic.includes('\ufffd');
+}
+
 /** The sink of the read being parsed: parsing is synchronous and never reentrant. */
 let reading: PacketSink | undefined;
 
 function newParser(): ParserState {
   const p = mqttPacket.parser({ protocolVersion: 4 });
-  p.on('packet', (packet: Packet) => reading?.onPacket(packet));
+  p.on('packet', (packet: Packet) => {
+    if (reading === undefined) return;
+    if (packet.cmd === 'publish' && packet.qos > 0 && tooShort(packet.topic, packet.length ?? 0)) reading.onParseError(new Error(SHORT_PUBLISH));
+    else reading.onPacket(packet);
+  });
   p.on('error', (err: Error) => reading?.onParseError(err));
   return p as unknown as ParserState;
 }
@@ -179,7 +199,10 @@ function readPublishes(chunk: Buffer, sink: PacketSink): number {
     let payloadAt = topicEnd;
     let messageId = 0;
     if (qos > 0) {
-      if (topicEnd + 2 > stop) break;
+      if (topicEnd + 2 > stop) {
+        sink.onParseError(new Error(SHORT_PUBLISH));
+        return end;
+      }
       messageId = ((chunk[topicEnd] as number) << 8) + (chunk[topicEnd + 1] as number);
       payloadAt += 2;
     }
