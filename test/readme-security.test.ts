@@ -1,4 +1,4 @@
 /** The README's security and operations scenarios, run as written (test/support/readme-scenarios.ts). */
-import { README_TEST_FILES, readmeSuite } from './support/readme-scenarios.js';
+import { readmeSuite } from './support/readme-scenarios.js';
 
-readmeSuite(README_TEST_FILES['readme-security'] ?? []);
+readmeSuite('readme-security');

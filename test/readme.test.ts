@@ -3,6 +3,6 @@
  * and the quick start and gate controller scenarios. The machinery and the other scenarios' files:
  * test/support/readme-scenarios.ts.
  */
-import { README_TEST_FILES, readmeSuite } from './support/readme-scenarios.js';
+import { readmeSuite } from './support/readme-scenarios.js';
 
-readmeSuite(README_TEST_FILES['readme'] ?? [], { checks: true });
+readmeSuite('readme', { checks: true });

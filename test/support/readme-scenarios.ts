@@ -280,11 +280,12 @@ async function scrapeWithPrometheus(t: TestContext): Promise<void> {
 }
 
 /**
- * Runs the named scenarios, in order, in a look-alike directory of their own; `checks` adds the
- * checks of the README's block markings (once, in one file).
+ * Runs the scenarios of one test file (README_TEST_FILES), in order, in a look-alike directory of
+ * their own; `checks` adds the checks of the README's block markings (once, in one file).
  */
-export function readmeSuite(names: readonly string[], opts: { checks?: boolean } = {}): void {
-  for (const name of names) if (!(name in SCENARIOS)) throw new Error(`no README scenario '${name}'`);
+export function readmeSuite(file: string, opts: { checks?: boolean } = {}): void {
+  const names = README_TEST_FILES[file];
+  if (names === undefined) throw new Error(`no README test file '${file}' in README_TEST_FILES`);
   WORK = join(ROOT, '.test-tmp', `readme-${names.join('-')}`);
   describe(`the README, run as written: ${names.join(', ')}`, () => {
     const { blocks, problems } = readmeBlocks();
@@ -302,7 +303,7 @@ export function readmeSuite(names: readonly string[], opts: { checks?: boolean }
 }
 
 /** Which test file runs which scenarios (test/<key>.test.ts); checked to cover each scenario once. */
-export const README_TEST_FILES: Record<string, readonly string[]> = {
+const README_TEST_FILES: Record<string, readonly string[]> = {
   readme: ['quickstart', 'gate'],
   'readme-provisioning': ['dps', 'factory'],
   'readme-security': ['security', 'operations'],

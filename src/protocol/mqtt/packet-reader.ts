@@ -43,7 +43,7 @@ const SETTINGS = Object.freeze({ protocolVersion: 4 });
 /**
  * A QoS 1 or 2 PUBLISH whose remaining length leaves no room for its packet identifier is malformed.
  * mqtt-packet reads the identifier from whatever bytes follow (the next packet's) and hands the
- * PUBLISH on; the hub refuses it instead, on both paths.
+ * PUBLISH on; the hub refuses it instead (readPublishes leaves such a packet to the parser).
  */
 const SHORT_PUBLISH = 'PUBLISH too short for its packet identifier';
 
@@ -162,9 +162,6 @@ export class PacketReader {
   }
 }
 
-/** The largest remaining length the fast path reads (3 length bytes); larger packets go to the parser. */
-const FAST_MAX_REMAINING = 0x1f_ffff;
-
 /**
  * Reads the whole, well-formed MQTT 3.1.1 PUBLISH packets at the start of `chunk` and hands them to
  * the sink; returns where it stopped: at the end, or at the first byte of something else (another
@@ -178,7 +175,7 @@ function readPublishes(chunk: Buffer, sink: PacketSink): number {
     const qos = (first >> 1) & 3;
     // Type 3 (PUBLISH); QoS 3 is malformed [MQTT-3.3.1-4]: the parser says so.
     if (first >> 4 !== 3 || qos === 3) break;
-    // Remaining length: 1 to 3 bytes here (up to 2 MiB); anything longer or cut short, the parser.
+    // Remaining length: 1 to 3 bytes here (under 2 MiB); a fourth byte, or one cut short, the parser.
     let i = at + 1;
     let length = 0;
     let shift = 0;
@@ -188,7 +185,7 @@ function readPublishes(chunk: Buffer, sink: PacketSink): number {
       length += (byte & 0x7f) << shift;
       shift += 7;
     }
-    if ((byte & 0x80) !== 0 || length > FAST_MAX_REMAINING) break;
+    if ((byte & 0x80) !== 0) break;
     const body = i;
     const stop = body + length;
     if (stop > end) break;
@@ -199,10 +196,8 @@ function readPublishes(chunk: Buffer, sink: PacketSink): number {
     let payloadAt = topicEnd;
     let messageId = 0;
     if (qos > 0) {
-      if (topicEnd + 2 > stop) {
-        sink.onParseError(new Error(SHORT_PUBLISH));
-        return end;
-      }
+      // No room for the packet identifier: the parser's path refuses it (tooShort), one rule in one place.
+      if (topicEnd + 2 > stop) break;
       messageId = ((chunk[topicEnd] as number) << 8) + (chunk[topicEnd + 1] as number);
       payloadAt += 2;
     }
