@@ -57,6 +57,7 @@ describe('GET /metrics', () => {
       gatehouse_routing_delivery_latency_seconds: 'histogram',
       gatehouse_process_cpu_user_seconds_total: 'counter',
       gatehouse_nodejs_heap_size_used_bytes: 'gauge',
+      gatehouse_nodejs_eventloop_lag_p99_seconds: 'gauge',
     };
     for (const [name, type] of Object.entries(types)) {
       assert.equal(m.get(name)?.type, type, name);
@@ -66,6 +67,10 @@ describe('GET /metrics', () => {
     for (const kind of ['telemetry', 'twin']) assert.equal(typeof sampleValue(m, 'gatehouse_messages_total', { direction: 'in', kind }), 'number');
     for (const kind of ['c2d', 'method', 'twin']) assert.equal(typeof sampleValue(m, 'gatehouse_messages_total', { direction: 'out', kind }), 'number');
     assert.equal(value(m, 'gatehouse_c2d_queue_depth'), 0);
+    // Sampled every 100 ms (not prom-client's 10 ms, which woke an idle hub 100 times a second): a
+    // hub up for a while has samples, and an idle test hub's loop is nowhere near a second late.
+    const lag = value(m, 'gatehouse_nodejs_eventloop_lag_p99_seconds');
+    assert.ok(Number.isFinite(lag) && lag > 0 && lag < 1, `event-loop lag p99 ${lag} s`);
     for (const rule of ['failed-logins-hub', 'failed-logins-device', 'c2d-dead-letters', 'certificates-expiring', 'disconnect-storm']) {
       assert.equal(sampleValue(m, 'gatehouse_alerts_firing', { rule }), 0, rule);
     }

@@ -31,6 +31,15 @@ import { countsSharedGauges, isClusterWorker, nodeMetrics, shareWithPrimary } fr
 
 export const METRIC_PREFIX = 'gatehouse_';
 
+/**
+ * How often the event-loop lag histogram (`gatehouse_nodejs_eventloop_lag_*`) samples, ms. prom-client's
+ * default, 10 ms, is a timer that wakes an idle hub 100 times a second: on a VM every wake-up of a
+ * sleeping thread costs far more than the sample (bench/idle: an idle hub's main thread woke 102
+ * times a second with it, 14 with 100 ms). A stall longer than the interval is always seen (the
+ * next sample is late by it); a shorter one is seen when it overlaps a sample.
+ */
+export const EVENT_LOOP_SAMPLE_MS = 100;
+
 const MESSAGE_SERIES: ReadonlyArray<{ direction: 'in' | 'out'; kind: 'telemetry' | 'c2d' | 'method' | 'twin'; field: keyof MessageTally }> = [
   { direction: 'in', kind: 'telemetry', field: 'telemetryIn' },
   { direction: 'in', kind: 'twin', field: 'twinIn' },
@@ -64,7 +73,7 @@ export class HubMetrics {
 
   constructor(private readonly sources: MetricsSources) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX });
+    collectDefaultMetrics({ register: this.registry, prefix: METRIC_PREFIX, eventLoopMonitoringPrecision: EVENT_LOOP_SAMPLE_MS });
     shareWithPrimary(this.registry);
 
     const tally = this.messages;
