@@ -4,16 +4,20 @@
  *
  * Group commit: when a request arrives, the thread also takes every request already waiting on its
  * port (receiveMessageOnPort), numbers and inserts all their batches in one transaction (a
- * savepoint each, so a bad batch fails alone) and commits. Then the WAL is fdatasynced (unless the
- * hub runs with --telemetry-durability os-cache) on the thread pool, and its completion answers
- * every batch committed before it started, in one message. Batches that arrive meanwhile are
- * committed at once and share the next sync.
+ * savepoint each, so a bad batch fails alone), commits, fdatasyncs the WAL (unless the hub runs
+ * with --telemetry-durability os-cache) and answers them all in one message. Batches that arrive
+ * during the commit and the sync wait on the port and go together in the next round.
+ *
+ * The sync runs on this thread, not on the thread pool: a pool sync cost two more wake-ups of a
+ * sleeping thread per commit (the pool's thread, then this one at its completion), which on a VM
+ * cost more than the overlap of one round's commit with the previous round's sync bought
+ * (docs/benchmarks.md, "The log writer syncs on its own thread").
  *
  * Numbering is the SQL log's (sql-log.ts): per partition, in ascending partition order, one
  * UPDATE ... RETURNING that bumps the partition's counters and clamps the enqueued time, then the
  * records in multi-row INSERTs.
  */
-import { closeSync, fdatasync, fdatasyncSync, openSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { receiveMessageOnPort, workerData, type MessagePort } from 'node:worker_threads';
 import Database from 'better-sqlite3';
@@ -36,11 +40,6 @@ const inserts = new Map<number, Database.Statement>();
 const prune = db.prepare('DELETE FROM log_records WHERE part = ? AND seq >= ? AND seq < ?');
 let walFd: number | undefined;
 let dirSynced = false;
-/** A sync of the WAL is running. */
-let syncing = false;
-/** Committed appends whose answers wait for the next sync. */
-let unsynced: Outcome[] = [];
-let closing = false;
 
 function post(reply: WorkerReply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(reply, transfer);
@@ -126,37 +125,12 @@ function syncDirOnce(): void {
   if (config.observe) post({ t: 'observed', event: { kind: 'synced', file: 'dir' } });
 }
 
-/**
- * fdatasync of the WAL (what synchronous=FULL does at COMMIT) on the thread pool, answering the
- * commits made before it started; commits made while it runs (this thread keeps taking requests)
- * wait for the next one, which starts when it ends.
- */
+/** fdatasync of the WAL (what synchronous=FULL does at COMMIT), and of its directory the first time. */
 function syncWal(): void {
-  syncing = true;
-  const answers = unsynced;
-  unsynced = [];
-  const synced = (err: unknown): void => {
-    let outcomes = answers;
-    try {
-      if (err !== null) throw err;
-      if (config.observe) post({ t: 'observed', event: { kind: 'synced', file: 'wal' } });
-      syncDirOnce();
-    } catch (e) {
-      // Committed but maybe not on disk: not acknowledged (a retry may repeat them: at least once).
-      outcomes = answers.map((o) => ({ id: o.id, error: failure(e) }));
-    }
-    answer(outcomes);
-    syncing = false;
-    if (unsynced.length > 0) syncWal();
-    else if (closing) closeNow();
-  };
-  try {
-    walFd ??= openSync(`${config.file}-wal`, 'r');
-  } catch (err) {
-    synced(err);
-    return;
-  }
-  fdatasync(walFd, synced);
+  walFd ??= openSync(`${config.file}-wal`, 'r');
+  fdatasyncSync(walFd);
+  if (config.observe) post({ t: 'observed', event: { kind: 'synced', file: 'wal' } });
+  syncDirOnce();
 }
 
 function answer(outcomes: Outcome[]): void {
@@ -180,17 +154,22 @@ function appendAll(appends: AppendRequest[], outcomes: Outcome[]): void {
     }
     db.exec('COMMIT');
     if (config.observe) post({ t: 'observed', event: { kind: 'commit' } });
-    if (!config.sync) {
-      outcomes.push(...done);
-      return;
-    }
-    for (const o of done) (o.placed === undefined ? outcomes : unsynced).push(o);
-    if (!syncing && unsynced.length > 0) syncWal();
   } catch (err) {
     if (db.inTransaction) db.exec('ROLLBACK');
-    // Not committed, or committed and not synced: not acknowledged (a retry may repeat them: at least once).
+    // Not committed: not acknowledged (a retry may repeat them: at least once).
     outcomes.push(...appends.map((a) => ({ id: a.id, error: failure(err) })));
+    return;
   }
+  if (config.sync && done.some((o) => o.placed !== undefined)) {
+    try {
+      syncWal();
+    } catch (err) {
+      // Committed but maybe not on disk: not acknowledged (a retry may repeat them: at least once).
+      outcomes.push(...done.map((o) => (o.placed === undefined ? o : { id: o.id, error: failure(err) })));
+      return;
+    }
+  }
+  outcomes.push(...done);
 }
 
 function round(first: WorkerRequest): void {
@@ -208,10 +187,7 @@ function round(first: WorkerRequest): void {
     }
   }
   answer(outcomes);
-  if (requests.some((r) => r.t === 'close')) {
-    closing = true;
-    if (!syncing) closeNow();
-  }
+  if (requests.some((r) => r.t === 'close')) closeNow();
 }
 
 function closeNow(): void {
