@@ -17,7 +17,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevRootCa } from '../src/pki/dev-ca.js';
-import { arg, argString, CLK_TCK, fmt1, sleep, table, writeBenchmarkSection } from './support.js';
+import { arg, argString, fmt1, procCpuSeconds, sleep, table, writeBenchmarkSection } from './support.js';
 import { createDevices, Generator, startMosquitto, type Mosquitto, type Target } from './mqtt-load.js';
 import { removeDir, startHubProcess, type HubProcess } from '../test/support/hub-process.js';
 
@@ -31,7 +31,7 @@ interface ThreadSample {
   wakeups: number;
 }
 
-/** Per thread of `pid`: CPU seconds (utime + stime) and voluntary context switches so far. */
+/** Per thread of `pid`: CPU seconds (procCpuSeconds) and voluntary context switches so far. */
 function threads(pid: number): Map<string, ThreadSample> {
   const out = new Map<string, ThreadSample>();
   let tids: string[] = [];
@@ -42,11 +42,11 @@ function threads(pid: number): Map<string, ThreadSample> {
   }
   for (const tid of tids) {
     try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       const status = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-      const vcsw = Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0);
-      out.set(tid, { cpuS: (Number(f[11]) + Number(f[12])) / CLK_TCK, wakeups: vcsw });
+      const cpuS = procCpuSeconds(pid, Number(tid));
+      // A thread that ended between the listing and the reads is left out.
+      if (Number.isNaN(cpuS)) continue;
+      out.set(tid, { cpuS, wakeups: Number(/^voluntary_ctxt_switches:\s+(\d+)/m.exec(status)?.[1] ?? 0) });
     } catch {
       // The thread ended between the listing and the read.
     }
