@@ -38,6 +38,8 @@ class Receiver {
   readonly got: Array<{ deviceId: string; n: number; enrichments: Record<string, string> }> = [];
   /** POSTs answered (each one the sink's delivery of a batch). */
   requests = 0;
+  /** Messages in each POST, in order. */
+  readonly sizes: number[] = [];
   server: Server | undefined;
   port = 0;
 
@@ -49,6 +51,7 @@ class Receiver {
         const batch = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Array<{ deviceId: string; body: string; enrichments: Record<string, string> }>;
         for (const m of batch) this.got.push({ deviceId: m.deviceId, n: (JSON.parse(m.body) as { n: number }).n, enrichments: m.enrichments });
         this.requests++;
+        this.sizes.push(batch.length);
         res.writeHead(204).end();
       });
     });
@@ -68,6 +71,9 @@ class Receiver {
 /** Endpoints named so get a sink that asks its dispatchers to linger this long (ms), as the file sink does. */
 const LINGER_PREFIX = 'linger';
 const LINGER_MS = 1000;
+/** Endpoints named so get a sink that takes up to this many records per delivery, as the file sink does. */
+const BIG_PREFIX = 'big';
+const BIG_BATCH = 300;
 
 /** The test's sink: POSTs the batch as JSON to the endpoint's url, resolves on a 2xx. */
 const httpSinks: SinkFactory = (endpoint) => {
@@ -75,6 +81,7 @@ const httpSinks: SinkFactory = (endpoint) => {
   const url = endpoint.config.url;
   const sink: EndpointSink = {
     ...(endpoint.config.name.startsWith(LINGER_PREFIX) ? { lingerMs: LINGER_MS } : {}),
+    ...(endpoint.config.name.startsWith(BIG_PREFIX) ? { maxBatch: BIG_BATCH } : {}),
     async deliver(batch: readonly RoutedMessage[]) {
       const body = JSON.stringify(batch.map((m) => ({ deviceId: m.record.deviceId, body: m.record.body.toString('utf8'), enrichments: m.enrichments })));
       const res = await fetch(url, { method: 'POST', body, headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(2000) });
@@ -363,6 +370,35 @@ describe('routing evaluation and delivery', () => {
     await eventually('the 6 delivered', () => receiver.got.length >= 6);
     assert.deepEqual(receiver.got.map((g) => g.n), [0, 1, 2, 3, 4, 5]);
     assert.ok(receiver.requests <= 2, `6 messages in ${receiver.requests} deliveries`);
+    await r.engine.service.replace({ routes: [], fallbackRoute: { isEnabled: true } }, undefined, 'test');
+  });
+
+  it("a sink's own batch size: a backlog goes in batches of up to that many, in order", async () => {
+    const url = `http://127.0.0.1:${receiver.port}/in`;
+    await r.engine.service.replace(
+      {
+        endpoints: { webhooks: [{ name: `${BIG_PREFIX}-hook`, url, secret: 's3cret-s3cret-s3cret' }] },
+        routes: [{ name: 'all', source: 'DeviceMessages', condition: 'true', endpointNames: [`${BIG_PREFIX}-hook`], isEnabled: true }],
+        fallbackRoute: { isEnabled: false },
+      },
+      undefined,
+      'test',
+    );
+    await r.engine.stop();
+    receiver.got.length = 0;
+    receiver.sizes.length = 0;
+    const batch: LogMessage[] = [];
+    for (let n = 0; n < 1000; n++) {
+      const m: LogMessage = { deviceId: 'backlog-1', moduleId: null, body: Buffer.from(JSON.stringify({ n })), properties: {}, systemProperties: { 'iothub-connection-device-id': 'backlog-1' } };
+      batch.push({ ...m, endpoints: await r.engine.router.endpointsFor(m) });
+    }
+    await r.log.append(batch);
+    await r.engine.start();
+    await eventually('the 1,000 delivered', () => receiver.got.length >= 1000);
+    await sleep(200);
+    assert.deepEqual(receiver.got.map((g) => g.n), Array.from({ length: 1000 }, (_, i) => i), 'every message once, in order');
+    // The dispatcher's own limit (100) would make it 10 deliveries.
+    assert.ok(receiver.sizes.every((n) => n <= BIG_BATCH) && receiver.sizes.length <= 4, `deliveries of ${receiver.sizes.join(', ')}`);
     await r.engine.service.replace({ routes: [], fallbackRoute: { isEnabled: true } }, undefined, 'test');
   });
 

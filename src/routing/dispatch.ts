@@ -123,7 +123,7 @@ export class Dispatch {
     const logger = this.d.logger.child({ endpoint: name });
     // Made on first use; one that could not be made (a server down at start) is tried again at the next delivery.
     let made: Promise<EndpointSink> | undefined;
-    /** The sink once made (its lingerMs is read as the dispatchers decide, not awaited). */
+    /** The sink once made (its lingerMs and maxBatch are read as the dispatchers decide, not awaited). */
     let ready: EndpointSink | undefined;
     const sink = (): Promise<EndpointSink> => {
       if (made !== undefined) return made;
@@ -143,6 +143,9 @@ export class Dispatch {
     const lazySink: EndpointSink = {
       get lingerMs() {
         return ready?.lingerMs;
+      },
+      get maxBatch() {
+        return ready?.maxBatch;
       },
       deliver: async (batch) => (await sink()).deliver(batch),
       resume: async (partition) => (await sink()).resume?.(partition),
