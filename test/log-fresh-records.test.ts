@@ -71,6 +71,57 @@ describe('fresh records, by themselves', () => {
   });
 });
 
+/** A tail whose batches the test hands it, one at a time. */
+function handFed(): { tail: AsyncGenerator<LogRecord[]>; hand(batch: LogRecord[]): void } {
+  const queue: LogRecord[][] = [];
+  let wake: (() => void) | undefined;
+  const tail = (async function* () {
+    for (;;) {
+      while (queue.length === 0) await new Promise<void>((r) => (wake = r));
+      yield queue.shift() as LogRecord[];
+    }
+  })();
+  return { tail, hand: (batch) => (queue.push(batch), wake?.()) };
+}
+
+describe('fresh records, read by every tail', () => {
+  it('go once every tail of the partition has read them, and stay for a tail that has not read yet', async () => {
+    const fresh = new FreshRecords(100);
+    const m = (n: number) => makeMessage('d', n);
+    const seqs = (from: number, limit: number) => fresh.read(0, from, limit)?.map((r) => r.sequenceNumber);
+    const a = handFed();
+    const b = handFed();
+    const ta = fresh.counting(0, a.tail);
+    const tb = fresh.counting(0, b.tail);
+    let na = ta.next();
+    let nb = tb.next();
+    fresh.add([0, 1, 2, 3, 4, 5].map(m), [0, 1, 2, 3, 4, 5].map((i) => placed(0, i)));
+    a.hand(fresh.read(0, 0, 6) as LogRecord[]);
+    assert.equal((await na).value?.length, 6);
+    assert.deepEqual(seqs(0, 10), [0, 1, 2, 3, 4, 5], 'one tail has not read a batch yet: all stay');
+    b.hand(fresh.read(0, 0, 2) as LogRecord[]);
+    assert.equal((await nb).value?.length, 2);
+    assert.equal(seqs(0, 10), undefined, 'read by both: gone (a reader there goes to the database)');
+    assert.deepEqual(seqs(2, 10), [2, 3, 4, 5], 'what the slower tail has not read stays');
+    nb = tb.next();
+    b.hand(fresh.read(0, 2, 4) as LogRecord[]);
+    assert.equal((await nb).value?.length, 4);
+    assert.deepEqual(seqs(6, 10), [], 'all read: nothing kept, and a tail at the end is told "nothing yet", not sent to the database');
+    assert.equal(seqs(5, 10), undefined);
+    fresh.add([6, 7].map(m), [6, 7].map((i) => placed(0, i)));
+    assert.deepEqual(seqs(6, 10), [6, 7], 'the run goes on from where it was emptied');
+    // The slower tail ends: the other one alone decides.
+    await tb.return(undefined);
+    na = ta.next();
+    a.hand(fresh.read(0, 6, 1) as LogRecord[]);
+    assert.equal((await na).value?.length, 1);
+    assert.deepEqual(seqs(7, 10), [7]);
+    assert.equal(seqs(6, 10), undefined);
+    await ta.return(undefined);
+    assert.equal(seqs(7, 10), undefined, 'the last tail gone, the run goes');
+  });
+});
+
 describe('fresh records, bounded by bytes', () => {
   it('keep at most the byte budget of bodies per partition (the newest record always), older reads go to the database', async () => {
     const fresh = new FreshRecords(100, 1000);
@@ -140,6 +191,24 @@ describe('fresh records in the SQLite log', () => {
     const got = await reading;
     assert.deepEqual(got.map((r) => r.sequenceNumber), Array.from({ length: 5_000 }, (_, i) => start + i));
     assert.deepEqual(got.map((r) => r.properties.n), Array.from({ length: 5_000 }, (_, i) => String(i)));
+  });
+
+  it('give two readers of one partition, one of them stalled, every record once and in order', async () => {
+    const [dev] = devicesIn(2, [1], 'two');
+    const start = (await log.partitionProperties(1)).lastEnqueuedSequenceNumber + 1;
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const fast = take(log, 1, start, 3_000);
+    const slow = take(log, 1, start, 3_000, gate);
+    await new Promise((r) => setTimeout(r, 50));
+    for (let i = 0; i < 30; i++) await log.append(Array.from({ length: 100 }, (_, k) => makeMessage(dev as string, i * 100 + k)));
+    const got = await fast;
+    open();
+    const late = await slow;
+    const want = Array.from({ length: 3_000 }, (_, i) => String(i));
+    assert.deepEqual(got.map((r) => r.properties.n), want);
+    assert.deepEqual(late.map((r) => r.properties.n), want);
+    assert.deepEqual(late.map((r) => r.sequenceNumber), got.map((r) => r.sequenceNumber));
   });
 
   it('lose nothing appended while nobody tailed, for a reader that starts after', async () => {
