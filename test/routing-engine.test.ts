@@ -352,6 +352,32 @@ describe('routing evaluation and delivery', () => {
     assert.ok(receiver.requests <= 2, `the 100 came in ${receiver.requests} deliveries`);
   });
 
+  it('delivers what a full read batch gathered when the partition then goes quiet, without waiting for the next message', async () => {
+    await r.engine.service.replace(routingDoc(`http://127.0.0.1:${receiver.port}/in`), undefined, 'test');
+    await r.engine.stop();
+    receiver.got.length = 0;
+    // Exactly one read batch (100), one in ten for the hook: the tail's batch is full, so the
+    // dispatcher reads on for more, and nothing more comes.
+    const batch: LogMessage[] = [];
+    for (let n = 3000; n < 3000 + DEFAULT_TIMING.maxBatch; n++) {
+      const m: LogMessage = {
+        deviceId: 'quiet-1',
+        moduleId: null,
+        body: Buffer.from(JSON.stringify({ n, temp: n % 10 === 0 ? 30 : 0 })),
+        properties: {},
+        systemProperties: { 'content-type': 'application/json', 'content-encoding': 'utf-8', 'iothub-connection-device-id': 'quiet-1', 'iothub-message-source': 'Telemetry' },
+      };
+      batch.push({ ...m, endpoints: await r.engine.router.endpointsFor(m) });
+    }
+    await r.log.append(batch);
+    await r.engine.start();
+    await eventually('the 10 hot ones delivered with nothing appended after them', () => receiver.got.length >= 10, 5000);
+    assert.deepEqual(
+      receiver.got.map((g) => g.n),
+      Array.from({ length: 10 }, (_, i) => 3000 + i * 10),
+    );
+  });
+
   it("a sink's linger gathers messages that come one by one into one delivery", async () => {
     const url = `http://127.0.0.1:${receiver.port}/in`;
     await r.engine.service.replace(

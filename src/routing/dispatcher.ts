@@ -58,6 +58,12 @@ const CURSOR_KEEP_MS = 30 * 24 * 3600_000;
  * stored it, and `since` from the one that saved the routing.
  */
 export const CLOCK_ALLOWANCE_MS = 5 * 60_000;
+/**
+ * With records gathered and no linger, how long the dispatcher waits for the tail's next batch
+ * after a full one before it delivers what it has (a full batch usually means more at once: a
+ * backlog is read from memory or the database within milliseconds).
+ */
+const READ_ON_MS = 50;
 /** A cursor moved only past records for other endpoints is written at most this often. */
 const SKIP_WRITE_MS = 2000;
 
@@ -273,13 +279,14 @@ export class Dispatcher {
             if (rest.length === 0) firstAt = 0;
             continue;
           }
-          if (caughtUp) {
-            // Caught up and lingering: the next batch, or the linger's end, whichever comes first.
-            pending ??= tail.next();
-            if ((await untilOrTimeout(pending, left, signal)) === undefined) {
-              if (signal.aborted) return;
-              continue;
-            }
+          // Not yet: the next batch, or the end of the linger (with none, of a moment), whichever
+          // comes first. A read batch that was full only by chance, just as the partition went
+          // quiet, must not keep what it gathered until the partition's next message.
+          pending ??= tail.next();
+          if ((await untilOrTimeout(pending, linger > 0 ? left : READ_ON_MS, signal)) === undefined) {
+            if (signal.aborted) return;
+            caughtUp = true;
+            continue;
           }
         }
         pending ??= tail.next();
