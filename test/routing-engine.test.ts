@@ -172,6 +172,35 @@ async function eventually(what: string, check: () => boolean | Promise<boolean>,
   }
 }
 
+/** `count` JSON messages of one device, `n` numbered from `from`, every tenth hot (`temp` 30), each with the endpoints the routing gives it. */
+async function numbered(r: Rig, deviceId: string, from: number, count: number): Promise<LogMessage[]> {
+  const out: LogMessage[] = [];
+  for (let n = from; n < from + count; n++) {
+    const m: LogMessage = {
+      deviceId,
+      moduleId: null,
+      body: Buffer.from(JSON.stringify({ n, temp: n % 10 === 0 ? 30 : 0 })),
+      properties: {},
+      systemProperties: { 'content-type': 'application/json', 'content-encoding': 'utf-8', 'iothub-connection-device-id': deviceId, 'iothub-message-source': 'Telemetry' },
+    };
+    out.push({ ...m, endpoints: await r.engine.router.endpointsFor(m) });
+  }
+  return out;
+}
+
+/** Routing with one webhook endpoint that every device message goes to, and no fallback. */
+async function everythingTo(r: Rig, name: string, url: string): Promise<void> {
+  await r.engine.service.replace(
+    {
+      endpoints: { webhooks: [{ name, url, secret: 's3cret-s3cret-s3cret' }] },
+      routes: [{ name: 'all', source: 'DeviceMessages', condition: 'true', endpointNames: [name], isEnabled: true }],
+      fallbackRoute: { isEnabled: false },
+    },
+    undefined,
+    'test',
+  );
+}
+
 function routingDoc(url: string, over: Record<string, unknown> = {}): Record<string, unknown> {
   return {
     endpoints: { webhooks: [{ name: 'hook', url, secret: 's3cret-s3cret-s3cret' }] },
@@ -328,18 +357,7 @@ describe('routing evaluation and delivery', () => {
     receiver.got.length = 0;
     receiver.requests = 0;
     // 1,000 messages of one device (one partition) in one append; one in ten is hot (for the hook), the rest fall back to events.
-    const batch: LogMessage[] = [];
-    for (let n = 1000; n < 2000; n++) {
-      const m: LogMessage = {
-        deviceId: 'busy-1',
-        moduleId: null,
-        body: Buffer.from(JSON.stringify({ n, temp: n % 10 === 0 ? 30 : 0 })),
-        properties: {},
-        systemProperties: { 'content-type': 'application/json', 'content-encoding': 'utf-8', 'iothub-connection-device-id': 'busy-1', 'iothub-message-source': 'Telemetry' },
-      };
-      batch.push({ ...m, endpoints: await r.engine.router.endpointsFor(m) });
-    }
-    await r.log.append(batch);
+    await r.log.append(await numbered(r, 'busy-1', 1000, 1000));
     await r.engine.start();
     await eventually('the 100 hot ones delivered', () => receiver.got.length >= 100);
     await sleep(300);
@@ -358,18 +376,7 @@ describe('routing evaluation and delivery', () => {
     receiver.got.length = 0;
     // Exactly one read batch (100), one in ten for the hook: the tail's batch is full, so the
     // dispatcher reads on for more, and nothing more comes.
-    const batch: LogMessage[] = [];
-    for (let n = 3000; n < 3000 + DEFAULT_TIMING.maxBatch; n++) {
-      const m: LogMessage = {
-        deviceId: 'quiet-1',
-        moduleId: null,
-        body: Buffer.from(JSON.stringify({ n, temp: n % 10 === 0 ? 30 : 0 })),
-        properties: {},
-        systemProperties: { 'content-type': 'application/json', 'content-encoding': 'utf-8', 'iothub-connection-device-id': 'quiet-1', 'iothub-message-source': 'Telemetry' },
-      };
-      batch.push({ ...m, endpoints: await r.engine.router.endpointsFor(m) });
-    }
-    await r.log.append(batch);
+    await r.log.append(await numbered(r, 'quiet-1', 3000, DEFAULT_TIMING.maxBatch));
     await r.engine.start();
     await eventually('the 10 hot ones delivered with nothing appended after them', () => receiver.got.length >= 10, 5000);
     assert.deepEqual(
@@ -379,16 +386,7 @@ describe('routing evaluation and delivery', () => {
   });
 
   it("a sink's linger gathers messages that come one by one into one delivery", async () => {
-    const url = `http://127.0.0.1:${receiver.port}/in`;
-    await r.engine.service.replace(
-      {
-        endpoints: { webhooks: [{ name: `${LINGER_PREFIX}-hook`, url, secret: 's3cret-s3cret-s3cret' }] },
-        routes: [{ name: 'all', source: 'DeviceMessages', condition: 'true', endpointNames: [`${LINGER_PREFIX}-hook`], isEnabled: true }],
-        fallbackRoute: { isEnabled: false },
-      },
-      undefined,
-      'test',
-    );
+    await everythingTo(r, `${LINGER_PREFIX}-hook`, `http://127.0.0.1:${receiver.port}/in`);
     receiver.got.length = 0;
     receiver.requests = 0;
     // One append each, the tail caught up after each: without the linger, one POST per message.
@@ -400,25 +398,11 @@ describe('routing evaluation and delivery', () => {
   });
 
   it("a sink's own batch size: a backlog goes in batches of up to that many, in order", async () => {
-    const url = `http://127.0.0.1:${receiver.port}/in`;
-    await r.engine.service.replace(
-      {
-        endpoints: { webhooks: [{ name: `${BIG_PREFIX}-hook`, url, secret: 's3cret-s3cret-s3cret' }] },
-        routes: [{ name: 'all', source: 'DeviceMessages', condition: 'true', endpointNames: [`${BIG_PREFIX}-hook`], isEnabled: true }],
-        fallbackRoute: { isEnabled: false },
-      },
-      undefined,
-      'test',
-    );
+    await everythingTo(r, `${BIG_PREFIX}-hook`, `http://127.0.0.1:${receiver.port}/in`);
     await r.engine.stop();
     receiver.got.length = 0;
     receiver.sizes.length = 0;
-    const batch: LogMessage[] = [];
-    for (let n = 0; n < 1000; n++) {
-      const m: LogMessage = { deviceId: 'backlog-1', moduleId: null, body: Buffer.from(JSON.stringify({ n })), properties: {}, systemProperties: { 'iothub-connection-device-id': 'backlog-1' } };
-      batch.push({ ...m, endpoints: await r.engine.router.endpointsFor(m) });
-    }
-    await r.log.append(batch);
+    await r.log.append(await numbered(r, 'backlog-1', 0, 1000));
     await r.engine.start();
     await eventually('the 1,000 delivered', () => receiver.got.length >= 1000);
     await sleep(200);
