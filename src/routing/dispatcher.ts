@@ -234,8 +234,9 @@ export class Dispatcher {
    * `maxBatch` at a time (the sink's own, if it sets one): while the tail has more at once (a
    * backlog, or a busy partition whose batches are mostly for other endpoints) it reads on instead
    * of delivering a few records per batch, and a sink with `lingerMs` also waits that long from
-   * the first gathered record once the tail has caught up. A busy partition of which one endpoint takes a tenth otherwise cost that
-   * endpoint a write (a file append and fdatasync) and a cursor save per ten records.
+   * the first gathered record once the tail has caught up. A busy partition of which one endpoint
+   * takes a tenth otherwise cost that endpoint a write (a file append and fdatasync) and a cursor
+   * save per ten records.
    *
    * The tail goes on being read while the records linger: a pause in reading would let the
    * records appended meanwhile (2,400 in a 200 ms linger at 12k msgs/s a partition) leave what the
